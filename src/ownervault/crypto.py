@@ -1,0 +1,355 @@
+"""Every cryptographic primitive ownervault uses, and the byte formats built on them.
+
+This is the only module that imports ``cryptography``. Everything above it sees opaque
+``SecretKey`` / ``FieldKey`` handles and byte strings in documented, versioned formats
+(``docs/formats.md``):
+
+* **Field envelope v1** -- ``0x01 | key id (16) | key commitment (32) | nonce (12) |
+  AES-256-GCM ciphertext+tag``. The associated data binds vault id, record type, record id,
+  field name, key id and the format version, each length-prefixed. The commitment
+  (HKDF-SHA256 of the data key under a fixed label) is compared in constant time before the
+  plaintext is released, because GCM alone is not key-committing.
+* **Wrapped key v1** -- ``0x01 | nonce (12) | AES-256-GCM(key)+tag`` with associated data naming
+  the wrapping key id, the wrapped key id and the key's purpose, so a wrapped key cannot be moved
+  to another row, slot or vault.
+* **Blind index tokens** -- HMAC-SHA256 under a per-(record type, field) key derived by HKDF
+  from the vault's index key, truncated to 16 bytes.
+* **Passphrases** -- Argon2id (RFC 9106), parameters stored in the vault header.
+
+Nonces are 96 bits from ``os.urandom`` for every encryption and are never chosen by callers.
+"""
+
+from __future__ import annotations
+
+import hmac as _stdlib_hmac
+import os
+import struct
+from collections.abc import Iterable
+from typing import Final, NoReturn
+
+import attrs
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as _hmac
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .exceptions import CryptoError, DecryptionError, ValidationError
+
+__all__ = [
+    "BLIND_INDEX_BYTES",
+    "FIELD_FORMAT_V1",
+    "KEY_BYTES",
+    "KEY_ID_BYTES",
+    "NONCE_BYTES",
+    "Argon2Params",
+    "FieldKey",
+    "IndexKey",
+    "SecretKey",
+    "derive_key",
+    "ed25519_generate",
+    "ed25519_public_key",
+    "ed25519_sign",
+    "ed25519_verify",
+    "encode_context",
+    "field_aad",
+    "new_key_id",
+    "passphrase_key",
+    "random_key",
+]
+
+KEY_BYTES: Final = 32
+KEY_ID_BYTES: Final = 16
+NONCE_BYTES: Final = 12
+TAG_BYTES: Final = 16
+COMMITMENT_BYTES: Final = 32
+BLIND_INDEX_BYTES: Final = 16
+
+FIELD_FORMAT_V1: Final = 0x01
+WRAP_FORMAT_V1: Final = 0x01
+
+_FIELD_HEADER: Final = 1 + KEY_ID_BYTES + COMMITMENT_BYTES + NONCE_BYTES
+_FIELD_MIN: Final = _FIELD_HEADER + TAG_BYTES
+_WRAP_MIN: Final = 1 + NONCE_BYTES + TAG_BYTES
+
+_LABEL_FIELD_AAD: Final = b"ownervault field v1"
+_LABEL_WRAP_AAD: Final = b"ownervault wrap v1"
+_INFO_ENC: Final = b"ownervault field encryption v1"
+_INFO_COMMIT: Final = b"ownervault key commitment v1"
+_INFO_INDEX: Final = b"ownervault blind index v1"
+
+
+def encode_context(*parts: str | bytes) -> bytes:
+    """Encode parts unambiguously: each is a 4-byte big-endian length followed by its bytes.
+
+    Two different tuples never encode to the same bytes, unlike ``"|".join(...)``.
+    """
+    out = bytearray()
+    for part in parts:
+        raw = part.encode("utf-8") if isinstance(part, str) else part
+        out += struct.pack(">I", len(raw))
+        out += raw
+    return bytes(out)
+
+
+def new_key_id() -> bytes:
+    """Return a fresh random 16-byte key id."""
+    return os.urandom(KEY_ID_BYTES)
+
+
+def random_key() -> bytes:
+    """Return 32 bytes of fresh key material from the operating system's CSPRNG."""
+    return os.urandom(KEY_BYTES)
+
+
+def derive_key(ikm: bytes, *, info: bytes, salt: bytes | None = None, length: int = 32) -> bytes:
+    """HKDF-SHA256 (RFC 5869)."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+class _NoPickle:
+    """Mixin: key handles refuse pickling and copying so key bytes cannot leak that way."""
+
+    __slots__ = ()
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} objects hold key material and cannot be pickled")
+
+    def __copy__(self) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} objects cannot be copied")
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} objects cannot be copied")
+
+
+class SecretKey(_NoPickle):
+    """A 256-bit symmetric key used to wrap other keys (root, keyring key, KEK).
+
+    The key bytes live in a private slot; ``repr`` shows only the key id, and the object refuses
+    pickling and copying.
+    """
+
+    __slots__ = ("_aead", "_key", "key_id")
+
+    def __init__(self, key: bytes, *, key_id: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValidationError("a key must be exactly 32 bytes")
+        self._key = bytes(key)
+        self._aead = AESGCM(self._key)
+        self.key_id = bytes(key_id)
+
+    def __repr__(self) -> str:
+        return f"<SecretKey id={self.key_id.hex()[:12]} bytes=<redacted>>"
+
+    def material(self) -> bytes:
+        """Return the raw key bytes, for wrapping this key under another one."""
+        return self._key
+
+    def wrap(self, key: bytes, *, context: bytes) -> bytes:
+        """Wrap ``key`` (wrapped-key format v1) with ``context`` as associated data."""
+        nonce = os.urandom(NONCE_BYTES)
+        aad = encode_context(_LABEL_WRAP_AAD, self.key_id, context)
+        return bytes([WRAP_FORMAT_V1]) + nonce + self._aead.encrypt(nonce, key, aad)
+
+    def unwrap(self, wrapped: bytes, *, context: bytes) -> bytes:
+        """Unwrap a key; raises :class:`DecryptionError` for any failure."""
+        if len(wrapped) < _WRAP_MIN or wrapped[0] != WRAP_FORMAT_V1:
+            raise DecryptionError()
+        aad = encode_context(_LABEL_WRAP_AAD, self.key_id, context)
+        try:
+            return self._aead.decrypt(wrapped[1 : 1 + NONCE_BYTES], wrapped[1 + NONCE_BYTES :], aad)
+        except InvalidTag:
+            raise DecryptionError() from None
+
+
+def field_aad(
+    *, vault_id: str, record_type: str, record_id: str, field: str, key_id: bytes
+) -> bytes:
+    """Associated data for a field ciphertext: every part length-prefixed."""
+    return encode_context(
+        _LABEL_FIELD_AAD,
+        bytes([FIELD_FORMAT_V1]),
+        vault_id,
+        record_type,
+        record_id,
+        field,
+        key_id,
+    )
+
+
+class FieldKey(_NoPickle):
+    """A data key (one per subject) that encrypts that subject's personal fields.
+
+    From the 32-byte data key two independent values are derived with HKDF: the AES-256-GCM
+    encryption key and the 32-byte key commitment carried in every ciphertext. One ``AESGCM``
+    object is built per key and reused, which halves the per-field cost.
+    """
+
+    __slots__ = ("_aead", "_commitment", "key_id")
+
+    def __init__(self, key: bytes, *, key_id: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValidationError("a key must be exactly 32 bytes")
+        if len(key_id) != KEY_ID_BYTES:
+            raise ValidationError("a key id must be exactly 16 bytes")
+        self.key_id = bytes(key_id)
+        self._aead = AESGCM(derive_key(key, info=_INFO_ENC))
+        self._commitment = derive_key(key, info=_INFO_COMMIT, length=COMMITMENT_BYTES)
+
+    def __repr__(self) -> str:
+        return f"<FieldKey id={self.key_id.hex()[:12]} bytes=<redacted>>"
+
+    def encrypt(self, plaintext: bytes, *, aad: bytes) -> bytes:
+        """Encrypt into field envelope v1 with a fresh random nonce."""
+        return self._encrypt_with_nonce(plaintext, aad=aad, nonce=os.urandom(NONCE_BYTES))
+
+    def _encrypt_with_nonce(self, plaintext: bytes, *, aad: bytes, nonce: bytes) -> bytes:
+        # Private seam: only the test-vector generator fixes the nonce.
+        header = bytes([FIELD_FORMAT_V1]) + self.key_id + self._commitment + nonce
+        return header + self._aead.encrypt(nonce, plaintext, aad)
+
+    def decrypt(self, envelope: bytes, *, aad: bytes) -> bytes:
+        """Decrypt field envelope v1; any failure raises the one :class:`DecryptionError`."""
+        if (
+            len(envelope) < _FIELD_MIN
+            or envelope[0] != FIELD_FORMAT_V1
+            or not _stdlib_hmac.compare_digest(envelope[1 : 1 + KEY_ID_BYTES], self.key_id)
+        ):
+            raise DecryptionError()
+        start = 1 + KEY_ID_BYTES
+        commitment = envelope[start : start + COMMITMENT_BYTES]
+        nonce = envelope[start + COMMITMENT_BYTES : _FIELD_HEADER]
+        try:
+            plaintext = self._aead.decrypt(nonce, envelope[_FIELD_HEADER:], aad)
+        except InvalidTag:
+            raise DecryptionError() from None
+        # Checked after the tag but before release; the comparison runs in constant time and
+        # the failure is indistinguishable from a bad tag.
+        if not _stdlib_hmac.compare_digest(commitment, self._commitment):
+            raise DecryptionError()
+        return plaintext
+
+
+def envelope_key_id(envelope: bytes) -> bytes:
+    """Return the key id in a field envelope; malformed input raises :class:`DecryptionError`."""
+    if len(envelope) < _FIELD_MIN or envelope[0] != FIELD_FORMAT_V1:
+        raise DecryptionError()
+    return envelope[1 : 1 + KEY_ID_BYTES]
+
+
+class IndexKey(_NoPickle):
+    """Computes blind-index tokens: HMAC-SHA256 under a key per (record type, field).
+
+    The per-field HMAC objects are created once and ``copy()``-ed per value, which is the
+    cheapest way to run many HMACs under one key.
+    """
+
+    __slots__ = ("_key", "_macs", "key_id")
+
+    def __init__(self, key: bytes, *, key_id: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValidationError("a key must be exactly 32 bytes")
+        self._key = bytes(key)
+        self.key_id = bytes(key_id)
+        self._macs: dict[tuple[str, str], _hmac.HMAC] = {}
+
+    def __repr__(self) -> str:
+        return f"<IndexKey id={self.key_id.hex()[:12]} bytes=<redacted>>"
+
+    def _mac(self, scope: str, name: str) -> _hmac.HMAC:
+        mac = self._macs.get((scope, name))
+        if mac is None:
+            sub = derive_key(self._key, info=encode_context(_INFO_INDEX, scope, name))
+            mac = _hmac.HMAC(sub, hashes.SHA256())
+            self._macs[(scope, name)] = mac
+        return mac
+
+    def token(self, scope: str, name: str, normalised: str) -> bytes:
+        """Blind-index token for an already normalised value, truncated to 16 bytes."""
+        mac = self._mac(scope, name).copy()
+        mac.update(normalised.encode("utf-8"))
+        return mac.finalize()[:BLIND_INDEX_BYTES]
+
+    def tokens(self, scope: str, name: str, values: Iterable[str]) -> list[bytes]:
+        """Tokens for many values under one (scope, name) key."""
+        base = self._mac(scope, name)
+        out = []
+        for value in values:
+            mac = base.copy()
+            mac.update(value.encode("utf-8"))
+            out.append(mac.finalize()[:BLIND_INDEX_BYTES])
+        return out
+
+
+@attrs.frozen
+class Argon2Params:
+    """Argon2id cost parameters; the defaults are RFC 9106's second recommended option."""
+
+    memory_kib: int = 65536
+    iterations: int = 3
+    lanes: int = 4
+
+    def __attrs_post_init__(self) -> None:
+        if self.memory_kib < 8 * self.lanes or self.iterations < 1 or self.lanes < 1:
+            raise ValidationError("Argon2id parameters are out of range")
+
+
+def passphrase_key(passphrase: str, *, salt: bytes, params: Argon2Params) -> bytes:
+    """Derive 32 key bytes from a passphrase with Argon2id."""
+    if not passphrase:
+        raise ValidationError("the passphrase is empty")
+    kdf = Argon2id(
+        salt=salt,
+        length=KEY_BYTES,
+        iterations=params.iterations,
+        lanes=params.lanes,
+        memory_cost=params.memory_kib,
+    )
+    return kdf.derive(passphrase.encode("utf-8"))
+
+
+def ed25519_generate() -> bytes:
+    """Return a fresh Ed25519 private key as its 32-byte seed."""
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+    )
+
+
+def ed25519_public_key(seed: bytes) -> bytes:
+    """Return the 32-byte public key of a 32-byte Ed25519 seed."""
+    return (
+        Ed25519PrivateKey.from_private_bytes(seed)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+
+
+def ed25519_sign(seed: bytes, message: bytes) -> bytes:
+    """Sign ``message`` with the Ed25519 key whose seed is ``seed``; 64-byte signature."""
+    return Ed25519PrivateKey.from_private_bytes(seed).sign(message)
+
+
+def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Return whether ``signature`` is a valid Ed25519 signature; malformed keys are invalid."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    """Compare two byte strings in constant time."""
+    return _stdlib_hmac.compare_digest(a, b)
+
+
+def ensure_key_bytes(material: bytes) -> bytes:
+    """Check raw key material supplied from outside (key file, variable): exactly 32 bytes."""
+    if len(material) != KEY_BYTES:
+        raise CryptoError("key material must be exactly 32 bytes")
+    return material

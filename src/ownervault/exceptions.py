@@ -1,0 +1,197 @@
+"""The ownervault exception hierarchy.
+
+Every error raised on purpose by ownervault derives from :class:`OwnerVaultError`, so an
+embedding application can catch the whole family with one clause, and the CLI can turn any of
+them into a one-line message and a non-zero exit code.
+
+Messages name the record type, record id, field, purpose, key id, file or line involved, and
+never a field value, a search term, a passphrase or key bytes. Exceptions carry no secret in
+their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
+
+::
+
+    OwnerVaultError
+    ├── ConfigurationError (ValueError)
+    │   ├── PolicyError                      a policy file is invalid (file and line in the message)
+    │   └── KeyProviderError                 a key provider cannot produce its key material
+    ├── ValidationError (ValueError)         a record or argument handed in is invalid
+    ├── VaultError
+    │   ├── VaultExistsError (FileExistsError)
+    │   ├── VaultNotFoundError (FileNotFoundError)
+    │   ├── VaultFormatError                 header or schema is not one this version can read
+    │   ├── VaultClosedError
+    │   └── VaultLockedError                 the vault failed closed after an integrity failure
+    ├── CryptoError
+    │   ├── WrongKeyError                    the root key does not open this vault
+    │   ├── DecryptionError                  one message for every way a ciphertext can be bad
+    │   ├── KeyStateError                    a key's state forbids the operation (e.g. decrypt-only)
+    │   └── KeyExhaustedError                a key reached its invocation limit
+    ├── AccessDeniedError (PermissionError)
+    │   ├── PolicyDeniedError                no rule allows the actor, purpose, record or field
+    │   └── FieldNotDisclosedError (KeyError)  a field hidden by the decision was asked for
+    ├── RecordError
+    │   ├── RecordNotFoundError (LookupError)
+    │   ├── StaleRecordError                 an update was based on an out-of-date version
+    │   └── SubjectErasedError               the subject was erased (crypto-shredded)
+    ├── AuditIntegrityError                  a Merkle proof, checkpoint or audit entry failed to verify
+    └── StorageError                         the database failed (locked too long, I/O, corrupt)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "AuditIntegrityError",
+    "ConfigurationError",
+    "CryptoError",
+    "DecryptionError",
+    "FieldNotDisclosedError",
+    "KeyExhaustedError",
+    "KeyProviderError",
+    "KeyStateError",
+    "OwnerVaultError",
+    "PolicyDeniedError",
+    "PolicyError",
+    "RecordError",
+    "RecordNotFoundError",
+    "StaleRecordError",
+    "StorageError",
+    "SubjectErasedError",
+    "ValidationError",
+    "VaultClosedError",
+    "VaultError",
+    "VaultExistsError",
+    "VaultFormatError",
+    "VaultLockedError",
+    "VaultNotFoundError",
+    "WrongKeyError",
+]
+
+
+class OwnerVaultError(Exception):
+    """Root of every error ownervault raises on purpose."""
+
+
+class ConfigurationError(OwnerVaultError, ValueError):
+    """The vault was set up or configured wrongly."""
+
+
+class PolicyError(ConfigurationError):
+    """A policy file is invalid; the message names the file and line."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        where = ""
+        if file is not None:
+            where = f"{file}:{line}: " if line is not None else f"{file}: "
+        super().__init__(f"{where}{message}")
+
+
+class KeyProviderError(ConfigurationError):
+    """A key provider could not produce its key material (missing variable, bad key file)."""
+
+
+class ValidationError(OwnerVaultError, ValueError):
+    """A record or argument handed to ownervault is invalid; names fields, never values."""
+
+
+class VaultError(OwnerVaultError):
+    """A problem with the vault as a whole."""
+
+
+class VaultExistsError(VaultError, FileExistsError):
+    """A vault already exists at the path given to ``Vault.create``."""
+
+
+class VaultNotFoundError(VaultError, FileNotFoundError):
+    """No vault exists at the path given to ``Vault.open``."""
+
+
+class VaultFormatError(VaultError):
+    """The vault's header or schema is damaged or from an unknown format version."""
+
+
+class VaultClosedError(VaultError):
+    """The vault (or session) was used after it was closed."""
+
+
+class VaultLockedError(VaultError):
+    """The vault failed closed after an integrity failure and refuses further work."""
+
+
+class CryptoError(OwnerVaultError):
+    """A cryptographic operation failed."""
+
+
+class WrongKeyError(CryptoError):
+    """The root key (passphrase, key file, variable or HSM key) does not open this vault."""
+
+
+class DecryptionError(CryptoError):
+    """A ciphertext could not be decrypted.
+
+    Wrong key, failed tag, failed key commitment, truncated input, unknown key id and unknown
+    format version all raise this same error with the same message, so a caller learns nothing
+    about which check failed (no decryption oracle).
+    """
+
+    MESSAGE = "decryption failed"
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+
+class KeyStateError(CryptoError):
+    """A key's lifecycle state forbids the requested operation or transition."""
+
+
+class KeyExhaustedError(CryptoError):
+    """A key reached its configured invocation limit and must be rotated."""
+
+
+class AccessDeniedError(OwnerVaultError, PermissionError):
+    """Policy (or, later, consent) does not allow the requested access."""
+
+
+class PolicyDeniedError(AccessDeniedError):
+    """No rule allows this actor and purpose the requested record, field or action.
+
+    ``reason`` is a short machine-readable code (also written to the audit trail).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class FieldNotDisclosedError(AccessDeniedError, KeyError):
+    """A field that the decision hides (or that the record does not have) was asked for."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; keep the message readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class RecordError(OwnerVaultError):
+    """A problem with a particular record."""
+
+
+class RecordNotFoundError(RecordError, LookupError):
+    """No record of that type and id exists."""
+
+
+class StaleRecordError(RecordError):
+    """An update was based on a version of the record that is no longer current."""
+
+
+class SubjectErasedError(RecordError):
+    """The record's subject was erased; its personal fields are gone for good."""
+
+
+class AuditIntegrityError(OwnerVaultError):
+    """An audit entry, Merkle proof or signed checkpoint failed verification."""
+
+
+class StorageError(OwnerVaultError):
+    """The database failed: locked for too long, I/O error or corruption."""
