@@ -1,0 +1,164 @@
+"""The audit trail: canonical JSON entries appended to an RFC 9162 Merkle log.
+
+Every session operation (open, read, find, create, update, erase, denial) writes an entry in
+the same transaction as the change it records; a read returns data only after its entry has
+committed. An entry is canonical JSON (sorted keys, UTF-8, no floats, no insignificant
+whitespace) and never contains a field value, a search term, a subject id or a key: subjects
+appear by pseudonym, fields by name. Entries are hashed exactly as stored
+(``leaf = SHA-256(0x00 || entry)``) and the log keeps its Merkle frontier in the same
+transaction, so appending costs O(log n) and sequence numbers are assigned under the write
+lock: two processes can never take the same one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import attrs
+
+from . import merkle
+from .exceptions import AuditIntegrityError, ValidationError
+from .storage.base import AuditRow, Backend
+
+__all__ = ["ENTRY_VERSION", "AuditEntry", "AuditLog", "canonical_json", "format_time"]
+
+ENTRY_VERSION: Final = 1
+
+
+def format_time(moment: datetime) -> str:
+    """UTC timestamp with microseconds and a ``Z`` suffix."""
+    if moment.tzinfo is None:
+        raise ValidationError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _no_floats(value: object) -> None:
+    if isinstance(value, float):
+        raise ValidationError("audit entries may not contain floating-point numbers")
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _no_floats(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _no_floats(item)
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """Canonical JSON bytes: sorted keys, compact separators, UTF-8, floats refused."""
+    _no_floats(value)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+@attrs.frozen
+class AuditEntry:
+    """What one audit entry says, before the log assigns its sequence number and time.
+
+    ``detail`` holds extra non-personal facts (counts, key ids, reason codes).
+    """
+
+    action: str
+    actor: str
+    roles: tuple[str, ...]
+    purpose: str
+    decision: str
+    reason: str = ""
+    record_type: str | None = None
+    record_id: str | None = None
+    subject: str | None = None
+    fields: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    detail: Mapping[str, str | int | bool | None] = attrs.field(factory=dict)
+
+    def to_json(self, *, seq: int, time: str) -> dict[str, Any]:
+        """The entry as the JSON object that is stored and hashed."""
+        return {
+            "v": ENTRY_VERSION,
+            "seq": seq,
+            "time": time,
+            "action": self.action,
+            "actor": self.actor,
+            "roles": list(self.roles),
+            "purpose": self.purpose,
+            "decision": self.decision,
+            "reason": self.reason,
+            "record_type": self.record_type,
+            "record_id": self.record_id,
+            "subject": self.subject,
+            "fields": sorted(self.fields),
+            "rules": list(self.rules),
+            "detail": dict(self.detail),
+        }
+
+
+class AuditLog:
+    """Appends entries to the Merkle log kept by a backend, inside the caller's transaction."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def __repr__(self) -> str:
+        return "<AuditLog>"
+
+    def append(self, entries: Sequence[AuditEntry], *, now: datetime) -> int:
+        """Append entries (call inside ``backend.atomic()``); returns the new log size."""
+        size, state = self._backend.audit_state()
+        frontier = merkle.Frontier.from_bytes(state)
+        if frontier.size != size:
+            raise AuditIntegrityError("the stored Merkle frontier does not match the log size")
+        if not entries:
+            return size
+        time = format_time(now)
+        rows: list[AuditRow] = []
+        for offset, entry in enumerate(entries):
+            raw = canonical_json(entry.to_json(seq=size + offset, time=time))
+            leaf = merkle.leaf_hash(raw)
+            frontier = frontier.append(leaf)
+            rows.append(AuditRow(size + offset, raw, leaf))
+        self._backend.append_audit(rows, frontier.to_bytes())
+        return frontier.size
+
+    def size(self) -> int:
+        """Number of entries in the log."""
+        return self._backend.audit_state()[0]
+
+    def root(self) -> bytes:
+        """Merkle root of the whole log, from the stored frontier."""
+        return merkle.Frontier.from_bytes(self._backend.audit_state()[1]).root()
+
+    def entries(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
+        """Decoded entries in order."""
+        for row in self._backend.audit_rows(start, stop):
+            yield json.loads(row.entry)
+
+    def verify(self) -> int:
+        """Recompute every leaf hash and the root from the stored bytes; return the size.
+
+        Raises:
+            AuditIntegrityError: an entry's bytes no longer match its leaf hash, a sequence
+                number is missing, or the recomputed root differs from the stored frontier.
+        """
+        frontier = merkle.Frontier.from_bytes(bytes(8))
+        expected = 0
+        for row in self._backend.audit_rows():
+            if row.seq != expected:
+                raise AuditIntegrityError(f"audit entry {expected} is missing")
+            leaf = merkle.leaf_hash(row.entry)
+            if leaf != row.leaf_hash:
+                raise AuditIntegrityError(f"audit entry {row.seq} does not match its hash")
+            try:
+                decoded = json.loads(row.entry)
+            except ValueError:
+                raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
+            if decoded.get("seq") != row.seq or canonical_json(decoded) != row.entry:
+                raise AuditIntegrityError(f"audit entry {row.seq} is not in canonical form")
+            frontier = frontier.append(leaf)
+            expected += 1
+        size, state = self._backend.audit_state()
+        if size != expected or merkle.Frontier.from_bytes(state).root() != frontier.root():
+            raise AuditIntegrityError("the audit log does not match its stored Merkle root")
+        return expected

@@ -1,0 +1,421 @@
+"""Record types, field classifications and the property-management record set.
+
+A record is a pydantic model about one subject. Every field except ``subject_id`` carries a
+:class:`FieldSpec` in its ``Annotated`` metadata that says how it is classified and, optionally,
+how it is normalised for equality search through a blind index::
+
+    class ParkingPermit(ov.records.Record):
+        record_type: ClassVar[str] = "parking_permit"
+        plate: Annotated[str, ov.records.personal(index="plate")]
+        zone: Annotated[str, ov.records.internal()]
+
+``personal`` and ``sensitive`` fields are encrypted one by one under the subject's data key;
+``public`` and ``internal`` fields are stored in the clear inside the encrypted database file.
+All data of a minor under 14 is treated as sensitive (PIPL Art 28/31): see
+:meth:`Record.minor_until`.
+
+Construction errors and ``repr`` never show a personal or sensitive value.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Final, Literal
+
+import attrs
+import pydantic
+
+from .exceptions import ConfigurationError, ValidationError
+
+__all__ = [
+    "NORMALISERS",
+    "RECORD_TYPES",
+    "Classification",
+    "Complaint",
+    "Contract",
+    "FeeAccount",
+    "FieldSpec",
+    "OwnerProfile",
+    "Payment",
+    "Record",
+    "RenovationApplication",
+    "Unit",
+    "Vehicle",
+    "internal",
+    "normalise",
+    "personal",
+    "public",
+    "record_type_named",
+    "sensitive",
+]
+
+
+class Classification(StrEnum):
+    """How protected a field is (GB/T 35273 / PIPL Art 28 categories)."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    PERSONAL = "personal"
+    SENSITIVE = "sensitive"
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether fields of this class are encrypted under the subject's data key."""
+        return self in (Classification.PERSONAL, Classification.SENSITIVE)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+_NON_DIGITS = re.compile(r"\D+")
+_SPACES = re.compile(r"\s+")
+_PLATE_SEPARATORS = re.compile(r"[\s.·•\-]+")
+
+
+def _nfkc(value: str) -> str:
+    return unicodedata.normalize("NFKC", value)
+
+
+def _phone(value: str) -> str:
+    digits = _NON_DIGITS.sub("", _nfkc(value))
+    if digits.startswith("0086"):
+        digits = digits[4:]
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    return digits
+
+
+def _id_number(value: str) -> str:
+    return _SPACES.sub("", _nfkc(value)).upper()
+
+
+def _plate(value: str) -> str:
+    return _PLATE_SEPARATORS.sub("", _nfkc(value)).upper()
+
+
+def _email(value: str) -> str:
+    return _nfkc(value).strip().lower()
+
+
+def _text(value: str) -> str:
+    return _SPACES.sub(" ", _nfkc(value)).strip()
+
+
+def _digits(value: str) -> str:
+    return _NON_DIGITS.sub("", _nfkc(value))
+
+
+#: Normalisers for blind indexes, by name. The same function runs on stored values and queries.
+NORMALISERS: Final[Mapping[str, Callable[[str], str]]] = {
+    "phone": _phone,  # digits only; drops a leading +86 / 0086
+    "id_number": _id_number,  # NFKC, no whitespace, upper case (trailing X)
+    "plate": _plate,  # NFKC, upper case, no spaces, dots, middle dots or hyphens
+    "email": _email,  # NFKC, trimmed, lower case
+    "text": _text,  # NFKC, whitespace collapsed and trimmed
+    "digits": _digits,  # digits only (bank accounts, certificate numbers)
+}
+
+
+def normalise(normaliser: str, value: object) -> str:
+    """Normalise ``value`` for a blind index with the named normaliser."""
+    try:
+        fn = NORMALISERS[normaliser]
+    except KeyError:
+        raise ConfigurationError(f"unknown normaliser {normaliser!r}") from None
+    return fn(value if isinstance(value, str) else str(value))
+
+
+# --------------------------------------------------------------------------- field specs
+
+
+@attrs.frozen
+class FieldSpec:
+    """Classification (and optional blind-index normaliser) attached to a record field."""
+
+    classification: Classification
+    index: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.index is not None:
+            if self.index not in NORMALISERS:
+                raise ConfigurationError(f"unknown normaliser {self.index!r}")
+            if not self.classification.encrypted:
+                raise ConfigurationError("blind indexes are only for personal or sensitive fields")
+
+
+def public() -> FieldSpec:
+    """A field anyone may see (a community's name)."""
+    return FieldSpec(Classification.PUBLIC)
+
+
+def internal() -> FieldSpec:
+    """Operational data that is not about a person (a record's status, a fee rate)."""
+    return FieldSpec(Classification.INTERNAL)
+
+
+def personal(*, index: str | None = None) -> FieldSpec:
+    """Personal information (个人信息); encrypted under the subject's data key."""
+    return FieldSpec(Classification.PERSONAL, index)
+
+
+def sensitive(*, index: str | None = None) -> FieldSpec:
+    """Sensitive personal information (敏感个人信息, PIPL Art 28); encrypted, needs explicit rules."""
+    return FieldSpec(Classification.SENSITIVE, index)
+
+
+# --------------------------------------------------------------------------- record base
+
+_RECORD_TYPE_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_IDENT_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+#: Registry of record types by name, filled as subclasses are defined.
+RECORD_TYPES: dict[str, type[Record]] = {}
+
+SubjectId = Annotated[str, pydantic.Field(min_length=1, max_length=128)]
+
+
+def _safe_errors(exc: pydantic.ValidationError) -> str:
+    """Describe a pydantic error by field and error type only (pydantic quotes input values)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = ".".join(str(x) for x in err["loc"]) or "record"
+        parts.append(f"{loc} ({err['type']})")
+    return ", ".join(parts)
+
+
+class Record(pydantic.BaseModel):
+    """Base class of every record: a typed document about one subject.
+
+    Subclasses set ``record_type`` and annotate every field with a :class:`FieldSpec`. Values are
+    validated by pydantic; errors name the fields and the kind of problem, never the value.
+    """
+
+    model_config = pydantic.ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, hide_input_in_errors=True
+    )
+
+    record_type: ClassVar[str] = ""
+    _specs: ClassVar[dict[str, FieldSpec]] = {}
+    _adapters: ClassVar[dict[str, pydantic.TypeAdapter[Any]]]
+
+    subject_id: SubjectId
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(
+                f"invalid {type(self).record_type or type(self).__name__}: {_safe_errors(exc)}"
+            ) from None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if not _RECORD_TYPE_RE.match(cls.record_type):
+            raise ConfigurationError(
+                f"{cls.__name__}.record_type must be a lower-case identifier"
+            )
+        existing = RECORD_TYPES.get(cls.record_type)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            raise ConfigurationError(f"record type {cls.record_type!r} is already defined")
+        specs: dict[str, FieldSpec] = {}
+        for name, info in cls.model_fields.items():
+            if name == "subject_id":
+                continue
+            found = [m for m in info.metadata if isinstance(m, FieldSpec)]
+            if len(found) != 1:
+                raise ConfigurationError(
+                    f"{cls.__name__}.{name} needs exactly one classification "
+                    "(public(), internal(), personal() or sensitive())"
+                )
+            if not _IDENT_RE.match(name):
+                raise ConfigurationError(f"{cls.__name__}.{name}: field names are identifiers")
+            specs[name] = found[0]
+        cls._specs = specs
+        RECORD_TYPES[cls.record_type] = cls
+
+    @classmethod
+    def field_specs(cls) -> Mapping[str, FieldSpec]:
+        """Classification of every field except ``subject_id``, in declaration order."""
+        return cls._specs
+
+    @classmethod
+    def field_adapter(cls, name: str) -> pydantic.TypeAdapter[Any]:
+        """A cached validator/serialiser for one field, with the field's constraints."""
+        adapters = cls.__dict__.get("_adapters")
+        if adapters is None:
+            adapters = {}
+            cls._adapters = adapters
+        adapter = adapters.get(name)
+        if adapter is None:
+            info = cls.model_fields[name]
+            annotation: Any = info.annotation
+            if info.metadata:
+                annotation = Annotated[(annotation, *info.metadata)]  # type: ignore[valid-type]
+            adapter = pydantic.TypeAdapter(annotation)
+            adapters[name] = adapter
+        return adapter
+
+    @classmethod
+    def validate_field(cls, name: str, value: object) -> object:
+        """Validate one field's value (used by updates); errors name the field only."""
+        if name not in cls._specs:
+            raise ValidationError(f"{cls.record_type} has no field {name!r}")
+        try:
+            return cls.field_adapter(name).validate_python(value)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(
+                f"invalid {cls.record_type}.{name}: {_safe_errors(exc)}"
+            ) from None
+
+    def minor_until(self) -> _dt.date | None:
+        """The date the subject turns 14 if this record shows a birth date, else None."""
+        return None
+
+    def __repr__(self) -> str:
+        shown = []
+        for name, spec in self.field_specs().items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            shown.append(f"{name}=<{spec.classification.value}>" if spec.classification.encrypted
+                         else f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+def record_type_named(name: str) -> type[Record]:
+    """Look up a record class by its ``record_type``."""
+    try:
+        return RECORD_TYPES[name]
+    except KeyError:
+        raise ValidationError(f"unknown record type {name!r}") from None
+
+
+# --------------------------------------------------------------------------- the property set
+
+Gender = Literal["male", "female", "other", "undisclosed"]
+IdType = Literal["resident_id", "passport", "hk_macau_permit", "taiwan_permit", "foreign_permit"]
+HouseholdRole = Literal["owner", "co_owner", "spouse", "child", "parent", "tenant", "other"]
+Money = Annotated[Decimal, pydantic.Field(max_digits=14, decimal_places=2)]
+ShortText = Annotated[str, pydantic.Field(min_length=1, max_length=200)]
+LongText = Annotated[str, pydantic.Field(min_length=1, max_length=4000)]
+
+
+class OwnerProfile(Record):
+    """An owner's (业主) or household member's profile."""
+
+    record_type: ClassVar[str] = "owner_profile"
+
+    name: Annotated[ShortText, personal(index="text")]
+    gender: Annotated[Gender | None, personal()] = None
+    phone: Annotated[ShortText | None, personal(index="phone")] = None
+    id_type: Annotated[IdType | None, personal()] = None
+    id_number: Annotated[ShortText | None, sensitive(index="id_number")] = None
+    email: Annotated[ShortText | None, personal(index="email")] = None
+    birth_date: Annotated[_dt.date | None, personal()] = None
+    household_role: Annotated[HouseholdRole, internal()] = "owner"
+    emergency_contact_name: Annotated[ShortText | None, personal()] = None
+    emergency_contact_phone: Annotated[ShortText | None, personal(index="phone")] = None
+    move_in_date: Annotated[_dt.date | None, personal()] = None
+    status: Annotated[Literal["active", "moved_out"], internal()] = "active"
+
+    def minor_until(self) -> _dt.date | None:
+        """The date the subject turns 14, when a birth date is known."""
+        if self.birth_date is None:
+            return None
+        born = self.birth_date
+        try:
+            return born.replace(year=born.year + 14)
+        except ValueError:  # born on 29 February
+            return born.replace(year=born.year + 14, day=28)
+
+
+class Unit(Record):
+    """A unit (房屋) and the subject's relation to it."""
+
+    record_type: ClassVar[str] = "unit"
+
+    community: Annotated[ShortText, internal()]
+    building: Annotated[ShortText, internal()]
+    unit_number: Annotated[ShortText, personal()]
+    floor_area: Annotated[Decimal | None, internal(), pydantic.Field(max_digits=9, decimal_places=2)] = None
+    ownership_certificate_number: Annotated[ShortText | None, sensitive(index="id_number")] = None
+    relation: Annotated[Literal["owner", "tenant"], internal()] = "owner"
+
+
+class Vehicle(Record):
+    """A registered vehicle and parking space."""
+
+    record_type: ClassVar[str] = "vehicle"
+
+    plate: Annotated[ShortText, personal(index="plate")]
+    parking_space: Annotated[ShortText | None, internal()] = None
+    vehicle_model: Annotated[ShortText | None, personal()] = None
+
+
+class RenovationApplication(Record):
+    """A renovation (装修) application for a unit."""
+
+    record_type: ClassVar[str] = "renovation_application"
+
+    unit_number: Annotated[ShortText, personal()]
+    description: Annotated[LongText, personal()]
+    contractor_name: Annotated[ShortText | None, personal()] = None
+    contractor_phone: Annotated[ShortText | None, personal(index="phone")] = None
+    start_date: Annotated[_dt.date | None, internal()] = None
+    end_date: Annotated[_dt.date | None, internal()] = None
+    status: Annotated[Literal["submitted", "approved", "rejected", "completed"], internal()] = (
+        "submitted"
+    )
+
+
+class Complaint(Record):
+    """A complaint or repair request (投诉/报修)."""
+
+    record_type: ClassVar[str] = "complaint"
+
+    category: Annotated[Literal["repair", "noise", "hygiene", "security", "fee", "other"], internal()]
+    content: Annotated[LongText, personal()]
+    location: Annotated[ShortText | None, sensitive()] = None
+    status: Annotated[Literal["open", "in_progress", "resolved", "closed"], internal()] = "open"
+
+
+class Contract(Record):
+    """A property service or lease contract."""
+
+    record_type: ClassVar[str] = "contract"
+
+    contract_number: Annotated[ShortText, personal(index="text")]
+    contract_type: Annotated[Literal["property_service", "lease", "parking"], internal()]
+    start_date: Annotated[_dt.date, internal()]
+    end_date: Annotated[_dt.date | None, internal()] = None
+    monthly_fee: Annotated[Money | None, personal()] = None
+
+
+class FeeAccount(Record):
+    """A property-fee account (物业费账户)."""
+
+    record_type: ClassVar[str] = "fee_account"
+
+    account_number: Annotated[ShortText, personal(index="text")]
+    billing_address: Annotated[ShortText, personal()]
+    balance: Annotated[Money, personal()] = Decimal("0.00")
+    fee_rate: Annotated[Money | None, internal()] = None
+
+
+class Payment(Record):
+    """A payment into a fee account."""
+
+    record_type: ClassVar[str] = "payment"
+
+    amount: Annotated[Money, personal()]
+    paid_at: Annotated[_dt.datetime, personal()]
+    method: Annotated[Literal["bank_transfer", "wechat", "alipay", "cash", "card"], internal()]
+    bank_account: Annotated[ShortText | None, sensitive(index="digits")] = None
+    payer_name: Annotated[ShortText | None, personal()] = None

@@ -1,0 +1,196 @@
+"""The ``Backend`` protocol: everything the vault asks of a database, and nothing more.
+
+Upper layers never write SQL. A backend stores opaque bytes (ciphertexts, wrapped keys,
+blind-index tokens, audit entries) and clear operational values; it never sees a key or a
+personal value in the clear. The embedded SQLCipher backend (:mod:`.sqlcipher`) is the default;
+a PostgreSQL backend implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+import attrs
+
+__all__ = ["AuditRow", "Backend", "KeyRow", "RecordRow", "SubjectRow"]
+
+
+@attrs.frozen
+class KeyRow:
+    """A row of the ``keys`` table. ``wrapped`` is None once the key is destroyed."""
+
+    key_id: bytes
+    kind: str
+    state: str
+    wrapped: bytes | None
+    wrapped_by: bytes
+    created_at: str
+    state_changed_at: str
+    invocations: int
+    max_invocations: int
+
+
+@attrs.frozen
+class SubjectRow:
+    """A subject: pseudonym (used in audit entries), lookup token and data key."""
+
+    pseudonym: str
+    subject_ref: bytes | None
+    key_id: bytes
+    created_at: str
+    erased_at: str | None
+    minor_until: bytes | None
+    key_state: str
+
+
+@attrs.frozen
+class RecordRow:
+    """A record's clear metadata; personal fields live in ``fields`` as ciphertexts."""
+
+    record_id: str
+    record_type: str
+    pseudonym: str
+    key_id: bytes
+    version: int
+    created_at: str
+    updated_at: str
+    clear: str
+    erased: bool
+
+
+@attrs.frozen
+class AuditRow:
+    """One stored audit entry: its sequence number, exact bytes and Merkle leaf hash."""
+
+    seq: int
+    entry: bytes
+    leaf_hash: bytes
+
+
+class Backend(Protocol):
+    """Storage operations used by :class:`ownervault.Vault`.
+
+    Every write happens inside :meth:`atomic`; the outermost ``atomic()`` takes the write lock
+    at once (``BEGIN IMMEDIATE`` on SQLite), nested ones are savepoints.
+    """
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """A write transaction (nested calls are savepoints)."""
+        ...
+
+    def close(self) -> None:
+        """Close every connection."""
+        ...
+
+    # meta
+    def get_meta(self, key: str) -> str | None:
+        """Read a value of the ``meta`` table."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write a value of the ``meta`` table."""
+        ...
+
+    # keys
+    def insert_key(self, row: KeyRow) -> None:
+        """Store a new key."""
+        ...
+
+    def get_key(self, key_id: bytes) -> KeyRow | None:
+        """Read a key's row."""
+        ...
+
+    def keys_of_kind(self, kind: str) -> list[KeyRow]:
+        """Every key of one kind, oldest first."""
+        ...
+
+    def update_key(
+        self, key_id: bytes, *, state: str, at: str, wrapped: bytes | None, wrapped_by: bytes
+    ) -> None:
+        """Change a key's state and wrapped bytes."""
+        ...
+
+    def reserve_invocations(self, key_id: bytes, count: int) -> bool:
+        """Add ``count`` to a key's invocation counter unless that would pass its limit."""
+        ...
+
+    def key_counts(self) -> list[tuple[str, str, int]]:
+        """(kind, state, number of keys) for every kind and state present."""
+        ...
+
+    # subjects
+    def subject_by_ref(self, subject_ref: bytes) -> SubjectRow | None:
+        """Find a live subject by its lookup token."""
+        ...
+
+    def subject(self, pseudonym: str) -> SubjectRow | None:
+        """Find a subject by pseudonym."""
+        ...
+
+    def insert_subject(self, row: SubjectRow) -> None:
+        """Store a new subject."""
+        ...
+
+    def set_minor_until(self, pseudonym: str, value: bytes | None) -> None:
+        """Store the (encrypted) date a subject stops being a minor."""
+        ...
+
+    def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
+        """Drop a subject's ciphertexts, index tokens and lookup token; return (records, tokens)."""
+        ...
+
+    # records
+    def insert_records(
+        self,
+        rows: Sequence[RecordRow],
+        fields: Iterable[tuple[str, str, bytes]],
+        tokens: Iterable[tuple[bytes, str, str]],
+    ) -> None:
+        """Insert records, their (record id, field, ciphertext) and (token, record id, field)."""
+        ...
+
+    def get_records(self, record_ids: Sequence[str]) -> list[RecordRow]:
+        """Read record rows (any order; missing ids are left out)."""
+        ...
+
+    def get_fields(
+        self, record_ids: Sequence[str], fields: Sequence[str]
+    ) -> dict[tuple[str, str], bytes]:
+        """Read only the named ciphertexts of the given records."""
+        ...
+
+    def update_record(
+        self,
+        record_id: str,
+        *,
+        expected_version: int,
+        clear: str,
+        updated_at: str,
+        fields: Iterable[tuple[str, bytes | None]],
+        tokens: Iterable[tuple[str, bytes | None]],
+    ) -> bool:
+        """Replace fields and tokens if the version still matches; False when it does not."""
+        ...
+
+    def find_tokens(self, record_type: str, field: str, token: bytes) -> list[str]:
+        """Record ids of ``record_type`` whose ``field`` has blind-index ``token``."""
+        ...
+
+    def records_of_subject(self, pseudonym: str) -> list[RecordRow]:
+        """Every record of a subject."""
+        ...
+
+    # audit
+    def audit_state(self) -> tuple[int, bytes]:
+        """(size, serialised Merkle frontier) of the audit log, read inside the transaction."""
+        ...
+
+    def append_audit(self, rows: Sequence[AuditRow], state: bytes) -> None:
+        """Append audit rows and store the new frontier."""
+        ...
+
+    def audit_rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
+        """Stream audit rows with ``start <= seq < stop`` in order."""
+        ...

@@ -1,0 +1,1309 @@
+"""The vault facade: ``Vault`` (open, create, sessions, key status) and ``Session``.
+
+Every operation in a session runs policy -> storage -> audit in that order: the decision is
+made before anything is decrypted, only the fields the decision discloses are read and
+decrypted, and the audit entry commits in the same transaction as the data it describes (for a
+read, before the data is returned).
+
+Thread safety: a :class:`Vault` may be shared by many threads; each thread gets its own
+database connection, and the key cache is locked. A :class:`Session` is cheap and meant for one
+unit of work in one thread. Several processes may open the same vault directory: writes take
+SQLite's write lock with ``BEGIN IMMEDIATE`` and wait up to the busy timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import secrets
+import shutil
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Self, TypeVar
+
+import attrs
+
+from . import crypto
+from .audit import AuditEntry, AuditLog, canonical_json, format_time
+from .exceptions import (
+    DecryptionError,
+    FieldNotDisclosedError,
+    KeyExhaustedError,
+    KeyStateError,
+    OwnerVaultError,
+    PolicyDeniedError,
+    RecordNotFoundError,
+    StaleRecordError,
+    SubjectErasedError,
+    ValidationError,
+    VaultClosedError,
+    VaultExistsError,
+    VaultFormatError,
+    VaultNotFoundError,
+    WrongKeyError,
+)
+from .keys import (
+    DEFAULT_MAX_INVOCATIONS,
+    KeyCache,
+    KeyInfo,
+    KeyKind,
+    KeyState,
+    VaultHeader,
+    check_transition,
+    check_use,
+    write_atomically,
+)
+from .policy import Action, Actor, Decision, FieldView, Policy, ViewMode, load_policy, mask
+from .records import RECORD_TYPES, Record, normalise
+from .storage.base import KeyRow, RecordRow, SubjectRow
+from .storage.sqlcipher import SQLCipherBackend
+from .typing import Clock, KeyProvider
+
+__all__ = ["KeyStatus", "RecordRef", "RecordView", "Session", "SystemClock", "Vault"]
+
+HEADER_NAME: Final = "vault.header"
+DB_NAME: Final = "vault.db"
+SUBJECT_ID_FIELD: Final = "subject_id"
+
+_R = TypeVar("_R", bound=Record)
+
+
+class SystemClock:
+    """The real clock (UTC)."""
+
+    def now(self) -> _dt.datetime:
+        """Current time, timezone-aware UTC."""
+        return _dt.datetime.now(_dt.UTC)
+
+
+# --------------------------------------------------------------------------- returned values
+
+
+@attrs.frozen
+class RecordRef:
+    """A record id with the version it was at; pass it to ``Session.update``."""
+
+    record_type: str
+    record_id: str
+    version: int
+
+
+@attrs.frozen(repr=False)
+class RecordView:
+    """What a session may see of one record: disclosed fields, full or masked.
+
+    Hidden fields are absent; asking for one raises :class:`FieldNotDisclosedError`.
+    ``repr`` shows field names and their view, never values.
+    """
+
+    record_type: str
+    record_id: str
+    version: int
+    subject_id: str
+    values: Mapping[str, object]
+    views: Mapping[str, FieldView]
+    created_at: str
+    updated_at: str
+
+    @property
+    def ref(self) -> RecordRef:
+        """This record at this version."""
+        return RecordRef(self.record_type, self.record_id, self.version)
+
+    def __getitem__(self, field: str) -> object:
+        try:
+            return self.values[field]
+        except KeyError:
+            raise FieldNotDisclosedError(
+                f"field {field!r} of {self.record_type} {self.record_id} is not disclosed"
+            ) from None
+
+    def __getattr__(self, field: str) -> object:
+        if field.startswith("_"):
+            raise AttributeError(field)
+        return self[field]
+
+    def __contains__(self, field: object) -> bool:
+        return field in self.values
+
+    def get(self, field: str, default: object = None) -> object:
+        """The field's value (full or masked) or ``default`` if it is not disclosed."""
+        return self.values.get(field, default)
+
+    def view_of(self, field: str) -> ViewMode:
+        """How the field is shown: full, masked or hidden."""
+        view = self.views.get(field)
+        return ViewMode.HIDDEN if view is None else view.mode
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}:{self.view_of(name).value}" for name in self.views)
+        return f"RecordView({self.record_type} {self.record_id} v{self.version}; {shown})"
+
+    __str__ = __repr__
+
+
+@attrs.frozen
+class ErasureResult:
+    """What ``erase_subject`` destroyed: no personal value, only ids and counts."""
+
+    pseudonym: str
+    key_id: str
+    records: int
+    index_tokens: int
+    erased_at: str
+
+
+@attrs.frozen
+class KeyStatus:
+    """Key inventory for admins: system keys one by one, subject keys counted by state."""
+
+    vault_id: str
+    provider: str
+    keys: tuple[KeyInfo, ...]
+    subject_keys: Mapping[str, int]
+    key_cache_size: int
+    audit_entries: int
+
+
+# --------------------------------------------------------------------------- the vault
+
+
+def _key_info(row: KeyRow) -> KeyInfo:
+    return KeyInfo(
+        key_id=row.key_id.hex(),
+        kind=KeyKind(row.kind),
+        state=KeyState(row.state),
+        created_at=row.created_at,
+        state_changed_at=row.state_changed_at,
+        invocations=row.invocations,
+        max_invocations=row.max_invocations,
+    )
+
+
+class Vault:
+    """An encrypted vault of owners' records, in a directory (``vault.db`` + ``vault.header``).
+
+    Security promise: personal and sensitive fields are stored only as AEAD ciphertexts under
+    a per-subject data key inside a SQLCipher-encrypted file; nothing is decrypted unless a
+    policy decision for a stated purpose discloses it; every access is audited first.
+
+    Use :meth:`create` or :meth:`open`; close with :meth:`close` or a ``with`` block.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        header: VaultHeader,
+        backend: SQLCipherBackend,
+        keyring_key: bytes,
+        policy: Policy,
+        clock: Clock,
+        key_cache_size: int,
+    ) -> None:
+        self._path = path
+        self._header = header
+        self._backend = backend
+        self._keyring = crypto.SecretKey(
+            keyring_key, key_id=bytes.fromhex(header.keyring_key_id)
+        )
+        self._policy = policy
+        self._clock = clock
+        self._cache = KeyCache(key_cache_size)
+        self._audit = AuditLog(backend)
+        self._lock = threading.RLock()
+        self._keks: dict[bytes, crypto.SecretKey] = {}
+        self._kek_states: dict[bytes, KeyState] = {}
+        self._index: crypto.IndexKey | None = None
+        self._closed = False
+        self._load_system_keys()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Vault {self._header.vault_id} at {str(self._path)!r} ({state})>"
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise TypeError("a Vault holds keys and cannot be pickled")
+
+    # ------------------------------------------------------------------ create / open
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        key: KeyProvider,
+        policy: Policy | str | Path | None = None,
+        clock: Clock | None = None,
+        max_key_invocations: int = DEFAULT_MAX_INVOCATIONS,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        key_cache_size: int = 10_000,
+    ) -> Vault:
+        """Create a new vault directory and return it open.
+
+        Args:
+            path: a directory that does not exist yet (or is empty).
+            key: the root key provider (``PassphraseKey``, ``KeyFileKey``, ``EnvKey``...).
+            policy: a loaded :class:`Policy` or a policy folder; default: the shipped pack.
+            clock: time source (tests freeze it).
+            max_key_invocations: per-key limit on encryptions, far below 2**32.
+            synchronous: ``NORMAL`` (survives a process crash) or ``FULL`` (and power loss).
+            key_cache_size: how many unwrapped subject keys to keep in memory.
+
+        Raises:
+            VaultExistsError: the directory already holds files.
+        """
+        if not 1 <= max_key_invocations <= 2**32:
+            raise ValidationError("max_key_invocations must be between 1 and 2**32")
+        loaded = _load(policy)
+        clock = clock or SystemClock()
+        root_path = Path(path)
+        if root_path.exists() and (not root_path.is_dir() or any(root_path.iterdir())):
+            raise VaultExistsError(f"{root_path} already exists and is not an empty directory")
+        root_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            root, params = key.create_root()
+            vault_id = uuid.uuid4().hex
+            keyring_key_id = crypto.new_key_id()
+            db_key = crypto.random_key()
+            keyring_key = crypto.random_key()
+            def wrap(material: bytes, slot: str) -> str:
+                blob = root.wrap(material, context=VaultHeader.context(vault_id, slot))
+                return base64.b64encode(blob).decode("ascii")
+
+            now = format_time(clock.now())
+            header = VaultHeader(
+                format="ownervault-header",
+                version=1,
+                vault_id=vault_id,
+                created_at=now,
+                provider=key.kind,
+                provider_params=dict(params),
+                keyring_key_id=keyring_key_id.hex(),
+                wrapped_db_key=wrap(db_key, "db"),
+                wrapped_keyring_key=wrap(keyring_key, "keyring"),
+            )
+            backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
+            backend.migrate()
+            keyring = crypto.SecretKey(keyring_key, key_id=keyring_key_id)
+            with backend.atomic():
+                backend.set_meta("vault_id", vault_id)
+                backend.set_meta("created_at", now)
+                for kind in (KeyKind.KEK, KeyKind.INDEX):
+                    key_id = crypto.new_key_id()
+                    wrapped = keyring.wrap(
+                        crypto.random_key(), context=_system_context(vault_id, kind, key_id)
+                    )
+                    backend.insert_key(
+                        KeyRow(
+                            key_id=key_id,
+                            kind=kind.value,
+                            state=KeyState.ACTIVE.value,
+                            wrapped=wrapped,
+                            wrapped_by=keyring_key_id,
+                            created_at=now,
+                            state_changed_at=now,
+                            invocations=0,
+                            max_invocations=max_key_invocations,
+                        )
+                    )
+                backend.set_meta("max_key_invocations", str(max_key_invocations))
+            write_atomically(root_path / HEADER_NAME, header.dumps())
+        except BaseException:
+            # Leave nothing half-made behind: a directory without a valid header is useless.
+            shutil.rmtree(root_path, ignore_errors=True)
+            raise
+        vault = cls(
+            path=root_path,
+            header=header,
+            backend=backend,
+            keyring_key=keyring_key,
+            policy=loaded,
+            clock=clock,
+            key_cache_size=key_cache_size,
+        )
+        vault._record_system("vault.create", detail={"provider": key.kind})
+        return vault
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        key: KeyProvider,
+        policy: Policy | str | Path | None = None,
+        clock: Clock | None = None,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        key_cache_size: int = 10_000,
+    ) -> Vault:
+        """Open an existing vault.
+
+        Raises:
+            VaultNotFoundError: no vault header at ``path``.
+            VaultFormatError: the header or database is damaged or of an unknown version.
+            WrongKeyError: the key does not open this vault.
+        """
+        root_path = Path(path)
+        header_path = root_path / HEADER_NAME
+        try:
+            raw = header_path.read_bytes()
+        except FileNotFoundError:
+            raise VaultNotFoundError(f"no ownervault vault at {root_path}") from None
+        except OSError as exc:
+            raise VaultFormatError(f"cannot read {header_path}: {exc.strerror}") from None
+        header = VaultHeader.loads(raw, path=header_path)
+        if header.provider != key.kind:
+            raise WrongKeyError(
+                f"this vault is opened with a {header.provider} key, not a {key.kind} key"
+            )
+        loaded = _load(policy)
+        root = key.load_root(header.provider_params)
+        db_key = header.unwrap(root, "db")
+        keyring_key = header.unwrap(root, "keyring")
+        if not (root_path / DB_NAME).exists():
+            raise VaultFormatError(f"{root_path / DB_NAME} is missing")
+        backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
+        try:
+            backend.migrate()
+            if backend.get_meta("vault_id") != header.vault_id:
+                raise VaultFormatError(f"{root_path / DB_NAME} does not belong to this header")
+            return cls(
+                path=root_path,
+                header=header,
+                backend=backend,
+                keyring_key=keyring_key,
+                policy=loaded,
+                clock=clock or SystemClock(),
+                key_cache_size=key_cache_size,
+            )
+        except BaseException:
+            backend.close()
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Forget every key and close the database connections."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._cache.clear()
+            self._keks.clear()
+            self._index = None
+            self._backend.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VaultClosedError("the vault is closed")
+
+    @property
+    def path(self) -> Path:
+        """The vault directory."""
+        return self._path
+
+    @property
+    def vault_id(self) -> str:
+        """The vault's random id (bound into every ciphertext)."""
+        return self._header.vault_id
+
+    @property
+    def policy(self) -> Policy:
+        """The loaded policy pack."""
+        return self._policy
+
+    @property
+    def audit(self) -> AuditLog:
+        """The vault's audit log."""
+        return self._audit
+
+    def session(self, actor: Actor, purpose: str) -> Session:
+        """Open a session for ``actor`` acting for ``purpose``.
+
+        Raises:
+            PolicyDeniedError: the purpose is unknown or prohibited, or none of the actor's
+                roles may act for it. The refusal is audited.
+        """
+        self._check_open()
+        if not isinstance(actor, Actor):
+            raise ValidationError("actor must be an ownervault Actor")
+        return Session(self, actor, purpose)
+
+    def explain(
+        self, actor: Actor, purpose: str, record_type: str, action: Action = "read"
+    ) -> dict[str, Any]:
+        """Explain the decision for ``actor`` and ``purpose`` on a record type (no data read)."""
+        if record_type not in RECORD_TYPES:
+            raise ValidationError(f"unknown record type {record_type!r}")
+        return self._policy.decide(actor, purpose, record_type, action).explain()
+
+    # ------------------------------------------------------------------ keys
+
+    def _load_system_keys(self) -> None:
+        keks: dict[bytes, crypto.SecretKey] = {}
+        states: dict[bytes, KeyState] = {}
+        for row in self._backend.keys_of_kind(KeyKind.KEK.value):
+            state = KeyState(row.state)
+            if state is KeyState.DESTROYED or row.wrapped is None:
+                continue
+            material = self._unwrap_system(row, KeyKind.KEK)
+            keks[row.key_id] = crypto.SecretKey(material, key_id=row.key_id)
+            states[row.key_id] = state
+        index_rows = [
+            r for r in self._backend.keys_of_kind(KeyKind.INDEX.value) if r.state == "active"
+        ]
+        if not index_rows or not any(s is KeyState.ACTIVE for s in states.values()):
+            raise VaultFormatError("the vault has no active key-encryption or index key")
+        index_row = index_rows[-1]
+        self._index = crypto.IndexKey(
+            self._unwrap_system(index_row, KeyKind.INDEX), key_id=index_row.key_id
+        )
+        self._keks = keks
+        self._kek_states = states
+
+    def _unwrap_system(self, row: KeyRow, kind: KeyKind) -> bytes:
+        assert row.wrapped is not None
+        try:
+            return self._keyring.unwrap(
+                row.wrapped, context=_system_context(self.vault_id, kind, row.key_id)
+            )
+        except DecryptionError:
+            raise VaultFormatError(f"{kind.value} key {row.key_id.hex()} cannot be unwrapped") from None
+
+    @property
+    def _index_key(self) -> crypto.IndexKey:
+        if self._index is None:
+            raise VaultClosedError("the vault is closed")
+        return self._index
+
+    def _active_kek(self) -> crypto.SecretKey:
+        for key_id, state in self._kek_states.items():
+            if state is KeyState.ACTIVE:
+                return self._keks[key_id]
+        raise KeyStateError("no active key-encryption key")
+
+    def _kek(self, key_id: bytes) -> crypto.SecretKey:
+        kek = self._keks.get(key_id)
+        if kek is None:
+            # Another process may have added a KEK since this vault was opened.
+            with self._lock:
+                self._load_system_keys()
+            kek = self._keks.get(key_id)
+        if kek is None:
+            raise DecryptionError()
+        return kek
+
+    def _subject_key(self, subject: SubjectRow) -> crypto.FieldKey:
+        cached = self._cache.get(subject.key_id)
+        if cached is not None:
+            return cached
+        row = self._backend.get_key(subject.key_id)
+        if row is None or row.wrapped is None:
+            raise DecryptionError()
+        check_use(row.key_id.hex(), KeyState(row.state), "decrypt")
+        material = self._kek(row.wrapped_by).unwrap(
+            row.wrapped, context=_subject_context(self.vault_id, row.key_id)
+        )
+        key = crypto.FieldKey(material, key_id=row.key_id)
+        self._cache.put(key)
+        return key
+
+    def _new_subject(self, subject_ref: bytes, now: str) -> tuple[SubjectRow, crypto.FieldKey]:
+        kek = self._active_kek()
+        if not self._backend.reserve_invocations(kek.key_id, 1):
+            raise KeyExhaustedError(f"key {kek.key_id.hex()} reached its invocation limit")
+        key_id = crypto.new_key_id()
+        material = crypto.random_key()
+        limit = int(self._backend.get_meta("max_key_invocations") or DEFAULT_MAX_INVOCATIONS)
+        self._backend.insert_key(
+            KeyRow(
+                key_id=key_id,
+                kind=KeyKind.SUBJECT.value,
+                state=KeyState.ACTIVE.value,
+                wrapped=kek.wrap(material, context=_subject_context(self.vault_id, key_id)),
+                wrapped_by=kek.key_id,
+                created_at=now,
+                state_changed_at=now,
+                invocations=0,
+                max_invocations=limit,
+            )
+        )
+        row = SubjectRow(
+            pseudonym="sub_" + secrets.token_hex(16),
+            subject_ref=subject_ref,
+            key_id=key_id,
+            created_at=now,
+            erased_at=None,
+            minor_until=None,
+            key_state=KeyState.ACTIVE.value,
+        )
+        self._backend.insert_subject(row)
+        key = crypto.FieldKey(material, key_id=key_id)
+        self._cache.put(key)
+        return row, key
+
+    def subject_ref(self, subject_id: str) -> bytes:
+        """The lookup token of a subject id (HMAC under the index key); never stored in clear."""
+        if not isinstance(subject_id, str) or not subject_id:
+            raise ValidationError("subject_id must be a non-empty string")
+        return self._index_key.token("subject", SUBJECT_ID_FIELD, subject_id)
+
+    def key_status(self) -> KeyStatus:
+        """Inventory of keys: system keys one by one, subject keys counted by state."""
+        self._check_open()
+        keys: list[KeyInfo] = []
+        for kind in (KeyKind.KEK, KeyKind.INDEX):
+            keys.extend(_key_info(r) for r in self._backend.keys_of_kind(kind.value))
+        counts = {
+            state: n for kind, state, n in self._backend.key_counts() if kind == KeyKind.SUBJECT
+        }
+        return KeyStatus(
+            vault_id=self.vault_id,
+            provider=self._header.provider,
+            keys=tuple(keys),
+            subject_keys=counts,
+            key_cache_size=len(self._cache),
+            audit_entries=self._audit.size(),
+        )
+
+    def _record_system(self, action: str, *, detail: Mapping[str, str | int | bool | None]) -> None:
+        entry = AuditEntry(
+            action=action,
+            actor="ownervault",
+            roles=("system",),
+            purpose="vault_administration",
+            decision="allow",
+            detail=dict(detail),
+        )
+        with self._backend.atomic():
+            self._audit.append([entry], now=self._clock.now())
+
+    def _destroy_subject_key(self, key_id: bytes, now: str) -> None:
+        row = self._backend.get_key(key_id)
+        if row is None:
+            raise DecryptionError()
+        check_transition(key_id.hex(), KeyState(row.state), KeyState.DESTROYED)
+        self._backend.update_key(
+            key_id, state=KeyState.DESTROYED.value, at=now, wrapped=None, wrapped_by=row.wrapped_by
+        )
+        self._cache.discard(key_id)
+
+
+def _load(policy: Policy | str | Path | None) -> Policy:
+    return policy if isinstance(policy, Policy) else load_policy(policy)
+
+
+def _system_context(vault_id: str, kind: KeyKind, key_id: bytes) -> bytes:
+    return crypto.encode_context("ownervault system key v1", vault_id, kind.value, key_id)
+
+
+def _subject_context(vault_id: str, key_id: bytes) -> bytes:
+    return crypto.encode_context("ownervault subject key v1", vault_id, key_id)
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@attrs.frozen
+class _Prepared:
+    """A record turned into rows: clear JSON, ciphertexts, tokens."""
+
+    row: RecordRow
+    fields: list[tuple[str, str, bytes]]
+    tokens: list[tuple[bytes, str, str]]
+    written: tuple[str, ...]
+
+
+class Session:
+    """Work done by one actor for one purpose; every operation is checked and audited.
+
+    Open with :meth:`Vault.session`; use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, vault: Vault, actor: Actor, purpose: str) -> None:
+        self._vault = vault
+        self._backend = vault._backend
+        self._policy = vault._policy
+        self.actor = actor
+        self.purpose = purpose
+        self._decisions: dict[tuple[str, str, bool], Decision] = {}
+        self._closed = False
+        self._lock = threading.RLock()
+        base = self._policy.decide(actor, purpose, "", "read")
+        if not base.allowed and base.reason in {
+            "purpose_prohibited",
+            "unknown_purpose",
+            "unknown_role",
+            "role_not_permitted_for_purpose",
+        }:
+            self._commit([self._entry("session.open", decision=base)])
+            base.require()
+        self._commit([self._entry("session.open", decision="allow")])
+
+    def __repr__(self) -> str:
+        return f"<Session actor={self.actor.actor_id!r} purpose={self.purpose!r}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the session; later calls raise :class:`VaultClosedError`."""
+        if not self._closed:
+            self._closed = True
+            if not self._vault._closed:
+                self._commit([self._entry("session.close", decision="allow")])
+
+    def _check(self) -> None:
+        if self._closed:
+            raise VaultClosedError("the session is closed")
+        self._vault._check_open()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _now(self) -> _dt.datetime:
+        return self._vault._clock.now()
+
+    def _decide(self, record_type: str, action: Action, *, minor: bool = False) -> Decision:
+        key = (record_type, action, minor)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._policy.decide(self.actor, self.purpose, record_type, action, minor=minor)
+            self._decisions[key] = decision
+        return decision
+
+    def _entry(
+        self,
+        action: str,
+        *,
+        decision: Decision | str,
+        record_type: str | None = None,
+        record_id: str | None = None,
+        subject: str | None = None,
+        fields: Iterable[str] = (),
+        reason: str | None = None,
+        detail: Mapping[str, str | int | bool | None] | None = None,
+    ) -> AuditEntry:
+        if isinstance(decision, Decision):
+            outcome = "allow" if decision.allowed else "deny"
+            why = reason if reason is not None else ("" if decision.allowed else decision.reason)
+            rules = decision.rule_ids
+        else:
+            outcome, why, rules = decision, reason or "", ()
+        return AuditEntry(
+            action=action,
+            actor=self.actor.actor_id,
+            roles=self.actor.roles,
+            purpose=self.purpose,
+            decision=outcome,
+            reason=why,
+            record_type=record_type,
+            record_id=record_id,
+            subject=subject,
+            fields=tuple(fields),
+            rules=tuple(rules),
+            detail=dict(detail or {}),
+        )
+
+    def _commit(self, entries: Sequence[AuditEntry]) -> None:
+        with self._backend.atomic():
+            self._vault._audit.append(entries, now=self._now())
+
+    def _deny(self, entries: Sequence[AuditEntry], error: OwnerVaultError) -> OwnerVaultError:
+        """Make the denial entries durable, then hand back the error to raise."""
+        self._commit(entries)
+        return error
+
+    def _is_minor(self, subject: SubjectRow, key: crypto.FieldKey, today: _dt.date) -> bool:
+        if subject.minor_until is None:
+            return False
+        aad = _minor_aad(self._vault.vault_id, subject.pseudonym, key.key_id)
+        until = _dt.date.fromisoformat(json.loads(key.decrypt(subject.minor_until, aad=aad)))
+        return today < until
+
+    def _live_subject(self, pseudonym: str) -> SubjectRow:
+        subject = self._backend.subject(pseudonym)
+        if subject is None or subject.erased_at is not None or subject.key_state == "destroyed":
+            raise SubjectErasedError("the subject of this record was erased")
+        return subject
+
+    # ------------------------------------------------------------------ writes
+
+    def put(self, record: Record) -> str:
+        """Store a new record; returns its id.
+
+        Raises:
+            PolicyDeniedError: the purpose may not create this record type or write a field.
+            ValidationError: ``record`` is not an ownervault record.
+        """
+        return self.put_many([record])[0]
+
+    def put_many(self, records: Sequence[Record]) -> list[str]:
+        """Store many records in one transaction (one pass over subject keys); returns ids."""
+        with self._lock:
+            self._check()
+            if isinstance(records, Record) or not all(isinstance(r, Record) for r in records):
+                raise ValidationError("put_many takes a sequence of ownervault records")
+            if not records:
+                return []
+            now_dt = self._now()
+            today = now_dt.date()
+            now = format_time(now_dt)
+            denied: list[AuditEntry] = []
+            for record in records:
+                minor = _record_is_minor(record, today)
+                decision = self._decide(record.record_type, "create", minor=minor)
+                written = _written_fields(record)
+                if not decision.allowed:
+                    denied.append(self._entry("create", decision=decision, record_type=record.record_type, fields=written))
+                    continue
+                refused = sorted(set(written) - decision.writable)
+                if refused:
+                    denied.append(
+                        self._entry(
+                            "create",
+                            decision="deny",
+                            reason="field_not_writable",
+                            record_type=record.record_type,
+                            fields=refused,
+                        )
+                    )
+            if denied:
+                first = denied[0]
+                raise self._deny(
+                    denied,
+                    PolicyDeniedError(
+                        f"create of {first.record_type} for purpose {self.purpose!r} is denied "
+                        f"to actor {self.actor.actor_id!r}: {first.reason}"
+                        + (f" ({', '.join(first.fields)})" if first.reason == "field_not_writable" else ""),
+                        reason=first.reason,
+                    ),
+                )
+            ids: list[str] = []
+            with self._backend.atomic():
+                subjects: dict[str, tuple[SubjectRow, crypto.FieldKey]] = {}
+                prepared: list[_Prepared] = []
+                entries: list[AuditEntry] = []
+                per_key: dict[bytes, int] = {}
+                for record in records:
+                    sid = record.subject_id
+                    if sid not in subjects:
+                        ref = self._vault.subject_ref(sid)
+                        row = self._backend.subject_by_ref(ref)
+                        if row is None:
+                            subjects[sid] = self._vault._new_subject(ref, now)
+                        else:
+                            subjects[sid] = (row, self._vault._subject_key(row))
+                    subject, key = subjects[sid]
+                    check_use(key.key_id.hex(), KeyState(subject.key_state), "encrypt")
+                    item = self._prepare(record, subject, key, now)
+                    per_key[key.key_id] = per_key.get(key.key_id, 0) + len(item.fields)
+                    until = record.minor_until()
+                    if until is not None and today < until:
+                        per_key[key.key_id] += 1
+                        aad = _minor_aad(self._vault.vault_id, subject.pseudonym, key.key_id)
+                        blob = key.encrypt(json.dumps(until.isoformat()).encode(), aad=aad)
+                        self._backend.set_minor_until(subject.pseudonym, blob)
+                    prepared.append(item)
+                    ids.append(item.row.record_id)
+                    decision = self._decide(
+                        record.record_type, "create", minor=_record_is_minor(record, today)
+                    )
+                    entries.append(
+                        self._entry(
+                            "create",
+                            decision=decision,
+                            record_type=record.record_type,
+                            record_id=item.row.record_id,
+                            subject=subject.pseudonym,
+                            fields=item.written,
+                        )
+                    )
+                for key_id, count in per_key.items():
+                    if not self._backend.reserve_invocations(key_id, count):
+                        raise KeyExhaustedError(
+                            f"key {key_id.hex()} reached its invocation limit; rotate it"
+                        )
+                self._backend.insert_records(
+                    [p.row for p in prepared],
+                    [f for p in prepared for f in p.fields],
+                    [t for p in prepared for t in p.tokens],
+                )
+                self._vault._audit.append(entries, now=now_dt)
+            return ids
+
+    def _prepare(
+        self, record: Record, subject: SubjectRow, key: crypto.FieldKey, now: str
+    ) -> _Prepared:
+        record_type = record.record_type
+        record_id = uuid.uuid4().hex
+        vault_id = self._vault.vault_id
+        index = self._vault._index_key
+        data = record.model_dump(mode="json")
+        clear: dict[str, object] = {}
+        fields: list[tuple[str, str, bytes]] = []
+        tokens: list[tuple[bytes, str, str]] = []
+        written: list[str] = []
+        specs = record.field_specs()
+        for name, spec in specs.items():
+            value = data[name]
+            if value is None:
+                continue
+            written.append(name)
+            if not spec.classification.encrypted:
+                clear[name] = value
+                continue
+            aad = crypto.field_aad(
+                vault_id=vault_id,
+                record_type=record_type,
+                record_id=record_id,
+                field=name,
+                key_id=key.key_id,
+            )
+            fields.append((record_id, name, key.encrypt(_encode_value(value), aad=aad)))
+            if spec.index is not None:
+                token = index.token(record_type, name, normalise(spec.index, value))
+                tokens.append((token, record_id, name))
+        aad = crypto.field_aad(
+            vault_id=vault_id,
+            record_type=record_type,
+            record_id=record_id,
+            field=SUBJECT_ID_FIELD,
+            key_id=key.key_id,
+        )
+        fields.append((record_id, SUBJECT_ID_FIELD, key.encrypt(_encode_value(record.subject_id), aad=aad)))
+        row = RecordRow(
+            record_id=record_id,
+            record_type=record_type,
+            pseudonym=subject.pseudonym,
+            key_id=key.key_id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            clear=canonical_json(clear).decode("utf-8"),
+            erased=False,
+        )
+        return _Prepared(row, fields, tokens, tuple(written))
+
+    def update(self, record: RecordRef | RecordView, **changes: object) -> RecordRef:
+        """Change fields of a record read earlier; refuses if it changed in between.
+
+        Args:
+            record: the view (or ref) read before; its version must still be current.
+            **changes: new field values (``None`` clears an optional field).
+
+        Returns:
+            The record's new ref (id and version).
+
+        Raises:
+            StaleRecordError: the record was changed since ``record`` was read.
+            PolicyDeniedError: the purpose may not update this record or one of the fields.
+        """
+        with self._lock:
+            self._check()
+            ref = record.ref if isinstance(record, RecordView) else record
+            if not isinstance(ref, RecordRef):
+                raise ValidationError("update takes a RecordView or RecordRef")
+            cls = RECORD_TYPES.get(ref.record_type)
+            if cls is None:
+                raise ValidationError(f"unknown record type {ref.record_type!r}")
+            if not changes:
+                raise ValidationError("update needs at least one field to change")
+            specs = cls.field_specs()
+            unknown = sorted(set(changes) - set(specs))
+            if unknown:
+                raise ValidationError(f"{ref.record_type} has no field {unknown[0]!r}")
+            values = {name: cls.validate_field(name, value) for name, value in changes.items()}
+            now_dt = self._now()
+            now = format_time(now_dt)
+            vault_id = self._vault.vault_id
+            outcome: OwnerVaultError | None = None
+            with self._backend.atomic():
+                rows = self._backend.get_records([ref.record_id])
+                if not rows or rows[0].record_type != ref.record_type:
+                    outcome = RecordNotFoundError(f"no {ref.record_type} with id {ref.record_id}")
+                    entry = self._entry("update", decision="deny", reason="not_found", record_type=ref.record_type, record_id=ref.record_id)
+                    self._vault._audit.append([entry], now=now_dt)
+                else:
+                    row = rows[0]
+                    subject = self._live_subject(row.pseudonym) if not row.erased else None
+                    if subject is None:
+                        raise SubjectErasedError("the subject of this record was erased")
+                    key = self._vault._subject_key(subject)
+                    minor = self._is_minor(subject, key, now_dt.date())
+                    decision = self._decide(ref.record_type, "update", minor=minor)
+                    refused = sorted(set(changes) - decision.writable)
+                    if not decision.allowed or refused:
+                        reason = decision.reason if not decision.allowed else "field_not_writable"
+                        entry = self._entry("update", decision="deny", reason=reason, record_type=ref.record_type, record_id=ref.record_id, subject=subject.pseudonym, fields=refused or sorted(changes))
+                        self._vault._audit.append([entry], now=now_dt)
+                        outcome = PolicyDeniedError(
+                            f"update of {ref.record_type} for purpose {self.purpose!r} is denied "
+                            f"to actor {self.actor.actor_id!r}: {reason}"
+                            + (f" ({', '.join(refused)})" if refused else ""),
+                            reason=reason,
+                        )
+                    elif row.version != ref.version:
+                        entry = self._entry("update", decision="deny", reason="stale_version", record_type=ref.record_type, record_id=ref.record_id, subject=subject.pseudonym, fields=sorted(changes))
+                        self._vault._audit.append([entry], now=now_dt)
+                        outcome = StaleRecordError(
+                            f"{ref.record_type} {ref.record_id} changed since it was read "
+                            f"(read version {ref.version}, current {row.version}); read it again"
+                        )
+                    else:
+                        check_use(key.key_id.hex(), KeyState(subject.key_state), "encrypt")
+                        clear = json.loads(row.clear)
+                        new_fields: list[tuple[str, bytes | None]] = []
+                        new_tokens: list[tuple[str, bytes | None]] = []
+                        for name, value in values.items():
+                            spec = specs[name]
+                            dumped = _dump_field(cls, name, value)
+                            if not spec.classification.encrypted:
+                                if dumped is None:
+                                    clear.pop(name, None)
+                                else:
+                                    clear[name] = dumped
+                                continue
+                            if dumped is None:
+                                new_fields.append((name, None))
+                            else:
+                                aad = crypto.field_aad(vault_id=vault_id, record_type=ref.record_type, record_id=ref.record_id, field=name, key_id=key.key_id)
+                                new_fields.append((name, key.encrypt(_encode_value(dumped), aad=aad)))
+                            if spec.index is not None:
+                                token = None if dumped is None else self._vault._index_key.token(ref.record_type, name, normalise(spec.index, dumped))
+                                new_tokens.append((name, token))
+                        encrypting = sum(1 for _, ct in new_fields if ct is not None)
+                        if encrypting and not self._backend.reserve_invocations(key.key_id, encrypting):
+                            raise KeyExhaustedError(f"key {key.key_id.hex()} reached its invocation limit; rotate it")
+                        if row.key_id != key.key_id:
+                            raise DecryptionError()
+                        ok = self._backend.update_record(
+                            ref.record_id,
+                            expected_version=ref.version,
+                            clear=canonical_json(clear).decode("utf-8"),
+                            updated_at=now,
+                            fields=new_fields,
+                            tokens=new_tokens,
+                        )
+                        if not ok:  # lost a race after the read above
+                            raise StaleRecordError(f"{ref.record_type} {ref.record_id} changed since it was read")
+                        entry = self._entry("update", decision=decision, record_type=ref.record_type, record_id=ref.record_id, subject=subject.pseudonym, fields=sorted(changes))
+                        self._vault._audit.append([entry], now=now_dt)
+            if outcome is not None:
+                raise outcome
+            return RecordRef(ref.record_type, ref.record_id, ref.version + 1)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, record_type: type[_R] | str, record_id: str) -> RecordView:
+        """Read one record: only the fields the decision discloses, masked where it says.
+
+        Raises:
+            RecordNotFoundError: no such record of that type.
+            SubjectErasedError: the record's subject was erased.
+            PolicyDeniedError: the purpose may not read this record type.
+        """
+        return self.get_many(record_type, [record_id])[0]
+
+    def get_many(self, record_type: type[_R] | str, record_ids: Sequence[str]) -> list[RecordView]:
+        """Read many records of one type in one transaction, in the order of ``record_ids``."""
+        with self._lock:
+            self._check()
+            name = _type_name(record_type)
+            if isinstance(record_ids, str):
+                raise ValidationError("get_many takes a sequence of record ids")
+            views, error = self._read(name, list(record_ids), action="read", strict=True)
+            if error is not None:
+                raise error
+            return views
+
+    def find(self, record_type: type[_R] | str, **criteria: object) -> list[RecordView]:
+        """Find records by equality on indexed fields (blind indexes; input is normalised).
+
+        Only fields the decision discloses may be searched, and only records the decision lets
+        this session read are returned.
+
+        Raises:
+            ValidationError: a criterion names a field without a blind index.
+            PolicyDeniedError: the purpose may not read this type or see a searched field.
+        """
+        with self._lock:
+            self._check()
+            name = _type_name(record_type)
+            cls = RECORD_TYPES[name]
+            if not criteria:
+                raise ValidationError("find needs at least one field to match")
+            specs = cls.field_specs()
+            for field, value in criteria.items():
+                spec = specs.get(field)
+                if spec is None:
+                    raise ValidationError(f"{name} has no field {field!r}")
+                if spec.index is None:
+                    raise ValidationError(f"{name}.{field} has no blind index and cannot be searched")
+                if value is None or (isinstance(value, str) and not value.strip()):
+                    raise ValidationError(f"the value searched for in {name}.{field} is empty")
+            decision = self._decide(name, "read")
+            hidden = sorted(f for f in criteria if not decision.view(f).disclosed)
+            if not decision.allowed or hidden:
+                reason = decision.reason if not decision.allowed else "search_field_not_disclosed"
+                entry = self._entry("find", decision="deny", reason=reason, record_type=name, fields=sorted(criteria))
+                raise self._deny(
+                    [entry],
+                    PolicyDeniedError(
+                        f"find on {name} for purpose {self.purpose!r} is denied to actor "
+                        f"{self.actor.actor_id!r}: {reason}",
+                        reason=reason,
+                    ),
+                )
+            index = self._vault._index_key
+            matches: set[str] | None = None
+            order: list[str] = []
+            for field, value in criteria.items():
+                spec = specs[field]
+                assert spec.index is not None
+                token = index.token(name, field, normalise(spec.index, value))
+                found = self._backend.find_tokens(name, field, token)
+                if matches is None:
+                    order = found
+                    matches = set(found)
+                else:
+                    matches &= set(found)
+            ids = [rid for rid in order if matches and rid in matches]
+            views, _ = self._read(name, ids, action="find", strict=False, searched=tuple(sorted(criteria)))
+            return views
+
+    def _read(
+        self,
+        name: str,
+        ids: list[str],
+        *,
+        action: Literal["read", "find"],
+        strict: bool,
+        searched: tuple[str, ...] = (),
+    ) -> tuple[list[RecordView], OwnerVaultError | None]:
+        """Decide, fetch only disclosed ciphertexts, decrypt, audit, commit; then build views.
+
+        With ``strict`` (get), the first problem becomes the returned error; without it (find),
+        records the session may not read are left out silently (and audited as denials).
+        """
+        cls = RECORD_TYPES[name]
+        now_dt = self._now()
+        vault_id = self._vault.vault_id
+        entries: list[AuditEntry] = []
+        error: OwnerVaultError | None = None
+        plain: dict[str, tuple[RecordRow, Decision, dict[str, object]]] = {}
+        with self._backend.atomic():
+            rows = {r.record_id: r for r in self._backend.get_records(ids)}
+            wanted: list[tuple[RecordRow, Decision, crypto.FieldKey]] = []
+            for rid in ids:
+                row = rows.get(rid)
+                if row is None or row.record_type != name:
+                    entries.append(self._entry(action, decision="deny", reason="not_found", record_type=name, record_id=rid))
+                    error = error or RecordNotFoundError(f"no {name} with id {rid}")
+                    continue
+                subject = self._backend.subject(row.pseudonym)
+                if row.erased or subject is None or subject.erased_at is not None or subject.key_state == "destroyed":
+                    entries.append(self._entry(action, decision="deny", reason="subject_erased", record_type=name, record_id=rid, subject=row.pseudonym))
+                    error = error or SubjectErasedError(f"the subject of {name} {rid} was erased")
+                    continue
+                try:
+                    key = self._vault._subject_key(subject)
+                    minor = self._is_minor(subject, key, now_dt.date())
+                except (DecryptionError, KeyStateError) as exc:
+                    entries.append(self._entry(action, decision="deny", reason="key_unavailable", record_type=name, record_id=rid, subject=row.pseudonym))
+                    error = error or exc
+                    continue
+                decision = self._decide(name, "read", minor=minor)
+                if not decision.allowed:
+                    entries.append(self._entry(action, decision=decision, record_type=name, record_id=rid, subject=row.pseudonym))
+                    error = error or PolicyDeniedError(
+                        f"read of {name} for purpose {self.purpose!r} is denied to actor "
+                        f"{self.actor.actor_id!r}: {decision.reason}",
+                        reason=decision.reason,
+                    )
+                    continue
+                wanted.append((row, decision, key))
+            disclosed = sorted({f for _, d, _ in wanted for f in d.disclosed_fields if cls.field_specs()[f].classification.encrypted})
+            blobs = self._backend.get_fields([r.record_id for r, _, _ in wanted], [*disclosed, SUBJECT_ID_FIELD]) if wanted else {}
+            for row, decision, key in wanted:
+                values: dict[str, object] = {}
+                try:
+                    clear = json.loads(row.clear)
+                    for field in (*decision.disclosed_fields, SUBJECT_ID_FIELD):
+                        spec = cls.field_specs().get(field)
+                        if spec is not None and not spec.classification.encrypted:
+                            if field in clear:
+                                values[field] = clear[field]
+                            continue
+                        blob = blobs.get((row.record_id, field))
+                        if blob is None:
+                            continue
+                        aad = crypto.field_aad(vault_id=vault_id, record_type=name, record_id=row.record_id, field=field, key_id=key.key_id)
+                        values[field] = json.loads(key.decrypt(blob, aad=aad))
+                except DecryptionError as exc:
+                    entries.append(self._entry(action, decision="deny", reason="decryption_failed", record_type=name, record_id=row.record_id, subject=row.pseudonym))
+                    error = error or exc
+                    continue
+                shown = tuple(f for f in decision.disclosed_fields if f in values)
+                detail: dict[str, str | int | bool | None] = {}
+                if searched:
+                    detail["searched"] = ",".join(searched)
+                entries.append(self._entry(action, decision=decision, record_type=name, record_id=row.record_id, subject=row.pseudonym, fields=shown, detail=detail))
+                plain[row.record_id] = (row, decision, values)
+            if action == "find":
+                entries.append(self._entry("find", decision="allow", record_type=name, fields=searched, detail={"matches": len(plain)}))
+            self._vault._audit.append(entries, now=now_dt)
+        # The audit entries are durable now; only after this point does data leave the vault.
+        views = []
+        for rid in ids:
+            item = plain.get(rid)
+            if item is None:
+                continue
+            row, decision, values = item
+            views.append(_build_view(cls, row, decision, values))
+        if strict and error is not None:
+            return [], error
+        return views, None
+
+    # ------------------------------------------------------------------ erasure
+
+    def erase_subject(self, subject_id: str) -> ErasureResult:
+        """Crypto-shred a subject: destroy their data key, ciphertexts and index tokens.
+
+        Every copy of the subject's fields, backups included, becomes undecryptable. Audit
+        entries stay (they hold only the pseudonym, which no longer links to the subject id).
+
+        Raises:
+            RecordNotFoundError: no live subject with that id.
+            PolicyDeniedError: the purpose may not erase one of the subject's record types.
+        """
+        with self._lock:
+            self._check()
+            ref = self._vault.subject_ref(subject_id)
+            now_dt = self._now()
+            now = format_time(now_dt)
+            outcome: OwnerVaultError | None = None
+            result: ErasureResult | None = None
+            with self._backend.atomic():
+                subject = self._backend.subject_by_ref(ref)
+                if subject is None:
+                    entry = self._entry("erase", decision="deny", reason="not_found")
+                    self._vault._audit.append([entry], now=now_dt)
+                    outcome = RecordNotFoundError("no live subject with that id")
+                else:
+                    types = sorted({r.record_type for r in self._backend.records_of_subject(subject.pseudonym)})
+                    decisions = [self._decide(t, "erase", minor=False) for t in types] or [
+                        self._decide("owner_profile", "erase")
+                    ]
+                    refused = [d for d in decisions if not d.allowed]
+                    if refused:
+                        entry = self._entry("erase", decision=refused[0], record_type=refused[0].record_type, subject=subject.pseudonym)
+                        self._vault._audit.append([entry], now=now_dt)
+                        outcome = PolicyDeniedError(
+                            f"erasure of {refused[0].record_type} for purpose {self.purpose!r} is "
+                            f"denied to actor {self.actor.actor_id!r}: {refused[0].reason}",
+                            reason=refused[0].reason,
+                        )
+                    else:
+                        self._vault._destroy_subject_key(subject.key_id, now)
+                        records, tokens = self._backend.erase_subject(subject.pseudonym, now)
+                        rules = tuple(dict.fromkeys(r for d in decisions for r in d.rule_ids))
+                        entry = AuditEntry(
+                            action="erase",
+                            actor=self.actor.actor_id,
+                            roles=self.actor.roles,
+                            purpose=self.purpose,
+                            decision="allow",
+                            subject=subject.pseudonym,
+                            rules=rules,
+                            detail={"records": records, "index_tokens": tokens, "key_id": subject.key_id.hex()},
+                        )
+                        self._vault._audit.append([entry], now=now_dt)
+                        result = ErasureResult(subject.pseudonym, subject.key_id.hex(), records, tokens, now)
+            if outcome is not None:
+                raise outcome
+            assert result is not None
+            return result
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _type_name(record_type: type[Record] | str) -> str:
+    if isinstance(record_type, str):
+        name = record_type
+    elif isinstance(record_type, type) and issubclass(record_type, Record):
+        name = record_type.record_type
+    else:
+        raise ValidationError("record_type must be a Record class or a record type name")
+    if name not in RECORD_TYPES:
+        raise ValidationError(f"unknown record type {name!r}")
+    return name
+
+
+def _encode_value(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _dump_field(cls: type[Record], name: str, value: object) -> object:
+    """The JSON form of one validated field value, as ``model_dump(mode='json')`` gives it."""
+    if value is None:
+        return None
+    return cls.field_adapter(name).dump_python(value, mode="json")
+
+
+def _written_fields(record: Record) -> tuple[str, ...]:
+    return tuple(name for name in record.field_specs() if getattr(record, name) is not None)
+
+
+def _record_is_minor(record: Record, today: _dt.date) -> bool:
+    until = record.minor_until()
+    return until is not None and today < until
+
+
+def _minor_aad(vault_id: str, pseudonym: str, key_id: bytes) -> bytes:
+    return crypto.field_aad(
+        vault_id=vault_id, record_type="subject", record_id=pseudonym, field="minor_until", key_id=key_id
+    )
+
+
+def _build_view(
+    cls: type[Record], row: RecordRow, decision: Decision, values: Mapping[str, object]
+) -> RecordView:
+    shown: dict[str, object] = {}
+    for field in decision.disclosed_fields:
+        if field not in values:
+            continue
+        view = decision.view(field)
+        raw = values[field]
+        if view.mode is ViewMode.MASKED:
+            assert view.masker is not None
+            shown[field] = mask(view.masker, raw)
+        else:
+            shown[field] = cls.field_adapter(field).validate_python(raw)
+    return RecordView(
+        record_type=row.record_type,
+        record_id=row.record_id,
+        version=row.version,
+        subject_id=str(values.get(SUBJECT_ID_FIELD, "")),
+        values=shown,
+        views={name: decision.view(name) for name in cls.field_specs()},
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
