@@ -1,0 +1,279 @@
+"""The ``ownervault`` command line, for admins and compliance officers.
+
+It calls only the public Python API. Every ownervault error becomes one line on stderr and a
+non-zero exit code (never a traceback); set ``OWNERVAULT_DEBUG=1`` to see tracebacks of
+unexpected errors.
+
+Exit codes: 1 other ownervault error, 2 usage, 3 wrong key or key provider problem,
+4 access denied, 5 vault or policy format problem, 70 unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import exceptions as exc
+from .demo import synthetic_community
+from .keys import KeyFileKey, PassphraseKey
+from .policy import Actor, load_policy
+from .records import OwnerProfile, Vehicle
+from .typing import KeyProvider
+from .vault import Vault
+
+PASSPHRASE_ENV = "OWNERVAULT_PASSPHRASE"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_EXIT_CODES: tuple[tuple[type[exc.OwnerVaultError], int], ...] = (
+    (exc.WrongKeyError, 3),
+    (exc.KeyProviderError, 3),
+    (exc.AccessDeniedError, 4),
+    (exc.VaultFormatError, 5),
+    (exc.PolicyError, 5),
+)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"ownervault: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _errors(fn: _F) -> _F:
+    """Turn ownervault errors into one-line messages and exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except exc.OwnerVaultError as error:
+            code = next((c for cls, c in _EXIT_CODES if isinstance(error, cls)), 1)
+            _fail(str(error).splitlines()[0] if str(error) else type(error).__name__, code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except click.exceptions.ClickException:
+            raise
+        except Exception as error:
+            if os.environ.get("OWNERVAULT_DEBUG"):
+                raise
+            # The message of an unexpected error is not vetted for personal data: show its type.
+            _fail(f"unexpected {type(error).__name__} (set OWNERVAULT_DEBUG=1 for details)", 70)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _key_provider(key_file: Path | None, *, confirm: bool = False) -> KeyProvider:
+    if key_file is not None:
+        return KeyFileKey(key_file)
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if not passphrase:
+        if not sys.stdin.isatty():
+            raise exc.KeyProviderError(
+                f"no key: set {PASSPHRASE_ENV}, pass --key-file, or run in a terminal to be asked"
+            )
+        passphrase = click.prompt(
+            "Vault passphrase", hide_input=True, confirmation_prompt=confirm
+        )
+    return PassphraseKey(passphrase)
+
+
+_key_file_option = click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"Root key file (otherwise the passphrase from ${PASSPHRASE_ENV} or a prompt).",
+)
+_policy_option = click.option(
+    "--policy",
+    "policy_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Policy pack folder (default: the shipped property-management pack).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ownervault")
+def main() -> None:
+    """Encrypted, policy-checked, audited storage of property owners' personal records."""
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@_key_file_option
+@click.option(
+    "--generate-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a new random root key file here and use it.",
+)
+@_policy_option
+@_errors
+def init(
+    path: Path, key_file: Path | None, generate_key_file: Path | None, policy_dir: Path | None
+) -> None:
+    """Create a new, empty vault at PATH."""
+    if generate_key_file is not None:
+        if key_file is not None:
+            raise click.UsageError("use either --key-file or --generate-key-file")
+        key: KeyProvider = KeyFileKey.generate(generate_key_file)
+        click.echo(f"wrote a new root key file to {generate_key_file} (keep it apart from backups)")
+    else:
+        key = _key_provider(key_file, confirm=True)
+    with Vault.create(path, key=key, policy=policy_dir) as vault:
+        click.echo(f"created vault {vault.vault_id} at {path}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--owners", default=200, show_default=True, type=click.IntRange(1, 1_000_000))
+@_key_file_option
+@_errors
+def demo(path: Path, owners: int, key_file: Path | None) -> None:
+    """Create a vault at PATH with a synthetic community and show who sees what."""
+    key = _key_provider(key_file, confirm=True)
+    population = list(synthetic_community(owners))
+    with Vault.create(path, key=key) as vault:
+        click.echo(f"created vault {vault.vault_id} at {path}")
+        ids: dict[str, str] = {}
+        registration: list[Any] = []
+        for owner in population:
+            registration.extend(r for r in owner.records() if r is not owner.fee_account)
+        # The front desk registers owners, units and vehicles; finance opens the fee accounts.
+        steps = [
+            (Actor("clerk-01", roles=["front_desk"]), "owner_registration", registration),
+            (Actor("fin-02", roles=["finance"]), "fee_collection", [o.fee_account for o in population]),
+        ]
+        total = 0
+        for actor, purpose, batch in steps:
+            with vault.session(actor, purpose=purpose) as session:
+                for start in range(0, len(batch), 2000):
+                    chunk = batch[start : start + 2000]
+                    for record, rid in zip(chunk, session.put_many(chunk), strict=True):
+                        if isinstance(record, OwnerProfile):
+                            ids[record.subject_id] = rid
+            total += len(batch)
+        click.echo(f"registered {owners} synthetic owners ({total} records)")
+        first = population[0]
+        rid = ids[first.subject_id]
+        lookups = [
+            ("front desk 客服", Actor("clerk-01", roles=["front_desk"]), "owner_registration"),
+            ("security 安保", Actor("guard-07", roles=["security"]), "visitor_verification"),
+            ("finance 财务", Actor("fin-02", roles=["finance"]), "fee_collection"),
+        ]
+        fields = ("name", "phone", "id_number", "birth_date", "household_role")
+        rows: list[list[str]] = []
+        for label, actor, purpose in lookups:
+            with vault.session(actor, purpose=purpose) as session:
+                view = session.get(OwnerProfile, rid)
+                rows.append([f"{label} / {purpose}", *(str(view.get(f, "—")) for f in fields)])
+        click.echo(f"\nWhat each role sees of owner {first.subject_id}'s profile:\n")
+        _table(["who / purpose", *fields], rows)
+        with vault.session(Actor("guard-07", roles=["security"]), "visitor_verification") as s:
+            plate = first.vehicle.plate if first.vehicle else None
+            if plate is not None:
+                hits = s.find(Vehicle, plate=plate.lower()[:2] + " " + plate[2:])
+                click.echo(f"\nGate check by plate (typed in lower case with a space): {len(hits)} match")
+            units = s.find(OwnerProfile, phone=" ".join(first.profile.phone or ""))
+            click.echo(f"Gate check by phone (typed with spaces): {len(units)} match, shown masked")
+        status = vault.key_status()
+        click.echo(
+            f"\naudit log: {status.audit_entries} entries, verified: {vault.audit.verify()} entries"
+        )
+        click.echo(f"subject keys: {dict(status.subject_keys)}")
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(_width(h), *(_width(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=True))
+    click.echo(line)
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths, strict=True)))
+
+
+def _width(text: str) -> int:
+    # CJK characters take two columns in a terminal.
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+@main.group()
+def keys() -> None:
+    """Key inventory and lifecycle."""
+
+
+@keys.command("status")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@_key_file_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_errors
+def keys_status(path: Path, key_file: Path | None, as_json: bool) -> None:
+    """List the vault's keys (ids, kinds, states, use counts); never key bytes."""
+    with Vault.open(path, key=_key_provider(key_file)) as vault:
+        status = vault.key_status()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "vault_id": status.vault_id,
+                    "provider": status.provider,
+                    "keys": [
+                        {
+                            "key_id": k.key_id,
+                            "kind": k.kind.value,
+                            "state": k.state.value,
+                            "created_at": k.created_at,
+                            "state_changed_at": k.state_changed_at,
+                            "invocations": k.invocations,
+                            "max_invocations": k.max_invocations,
+                        }
+                        for k in status.keys
+                    ],
+                    "subject_keys": dict(status.subject_keys),
+                    "audit_entries": status.audit_entries,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"vault {status.vault_id} (root key: {status.provider})")
+    _table(
+        ["key id", "kind", "state", "created", "invocations"],
+        [
+            [k.key_id, k.kind.value, k.state.value, k.created_at, f"{k.invocations}/{k.max_invocations}"]
+            for k in status.keys
+        ],
+    )
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(status.subject_keys.items()))
+    click.echo(f"subject data keys: {summary or 'none'}")
+    click.echo(f"audit entries: {status.audit_entries}")
+
+
+@main.group()
+def policy() -> None:
+    """Check policy packs."""
+
+
+@policy.command("check")
+@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False))
+@_errors
+def policy_check(folder: Path | None) -> None:
+    """Validate a policy pack (default: the shipped one); errors name file and line."""
+    loaded = load_policy(folder)
+    click.echo(
+        f"{loaded.source}: {len(loaded.roles)} roles, {len(loaded.purposes)} purposes, "
+        f"{len(loaded.prohibited)} prohibited, {len(loaded.rules)} rules: ok"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
