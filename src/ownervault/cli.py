@@ -28,7 +28,7 @@ from .records import OwnerProfile, Vehicle
 from .typing import KeyProvider
 from .vault import Vault
 
-PASSPHRASE_ENV = "OWNERVAULT_PASSPHRASE"
+PASSPHRASE_ENV = "OWNERVAULT_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -79,9 +79,7 @@ def _key_provider(key_file: Path | None, *, confirm: bool = False) -> KeyProvide
             raise exc.KeyProviderError(
                 f"no key: set {PASSPHRASE_ENV}, pass --key-file, or run in a terminal to be asked"
             )
-        passphrase = click.prompt(
-            "Vault passphrase", hide_input=True, confirmation_prompt=confirm
-        )
+        passphrase = click.prompt("Vault passphrase", hide_input=True, confirmation_prompt=confirm)
     return PassphraseKey(passphrase)
 
 
@@ -147,7 +145,11 @@ def demo(path: Path, owners: int, key_file: Path | None) -> None:
         # The front desk registers owners, units and vehicles; finance opens the fee accounts.
         steps = [
             (Actor("clerk-01", roles=["front_desk"]), "owner_registration", registration),
-            (Actor("fin-02", roles=["finance"]), "fee_collection", [o.fee_account for o in population]),
+            (
+                Actor("fin-02", roles=["finance"]),
+                "fee_collection",
+                [o.fee_account for o in population],
+            ),
         ]
         total = 0
         for actor, purpose, batch in steps:
@@ -178,7 +180,9 @@ def demo(path: Path, owners: int, key_file: Path | None) -> None:
             plate = first.vehicle.plate if first.vehicle else None
             if plate is not None:
                 hits = s.find(Vehicle, plate=plate.lower()[:2] + " " + plate[2:])
-                click.echo(f"\nGate check by plate (typed in lower case with a space): {len(hits)} match")
+                click.echo(
+                    f"\nGate check by plate (typed in lower case with a space): {len(hits)} match"
+                )
             units = s.find(OwnerProfile, phone=" ".join(first.profile.phone or ""))
             click.echo(f"Gate check by phone (typed with spaces): {len(units)} match, shown masked")
         status = vault.key_status()
@@ -249,7 +253,13 @@ def keys_status(path: Path, key_file: Path | None, as_json: bool) -> None:
     _table(
         ["key id", "kind", "state", "created", "invocations"],
         [
-            [k.key_id, k.kind.value, k.state.value, k.created_at, f"{k.invocations}/{k.max_invocations}"]
+            [
+                k.key_id,
+                k.kind.value,
+                k.state.value,
+                k.created_at,
+                f"{k.invocations}/{k.max_invocations}",
+            ]
             for k in status.keys
         ],
     )

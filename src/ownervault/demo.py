@@ -18,10 +18,40 @@ from .records import FeeAccount, OwnerProfile, Record, Unit, Vehicle
 
 __all__ = ["SyntheticOwner", "synthetic_community"]
 
-_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢"
-_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建国志文辉鹏宇浩然欣怡子涵梓轩雨桐思远佳琪"
-_PHONE_PREFIXES = ("130", "131", "132", "135", "136", "137", "138", "139", "150", "151", "158", "186", "188")
-_REGIONS = ("110101", "110105", "310104", "310115", "440103", "440305", "320102", "330106", "510107")
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+    "郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢"
+)
+_GIVEN = (
+    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚"
+    "桂英华玉兰萍红建国志文辉鹏宇浩然欣怡子涵梓轩雨桐思远佳琪"
+)
+_PHONE_PREFIXES = (
+    "130",
+    "131",
+    "132",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "158",
+    "186",
+    "188",
+)
+_REGIONS = (
+    "110101",
+    "110105",
+    "310104",
+    "310115",
+    "440103",
+    "440305",
+    "320102",
+    "330106",
+    "510107",
+)
 _COMMUNITIES = ("阳光花园", "翠湖苑", "锦绣华庭", "滨江名邸")
 _PROVINCES = "京沪粤苏浙川"
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -58,7 +88,9 @@ def synthetic_community(count: int, *, seed: int = 2026) -> Iterator[SyntheticOw
     for n in range(count):
         subject_id = f"demo-owner-{n + 1:05d}"
         born = _dt.date(1950, 1, 1) + _dt.timedelta(days=rng.randrange(365 * 50))
-        name = rng.choice(_SURNAMES) + "".join(rng.choice(_GIVEN) for _ in range(rng.choice((1, 2))))
+        name = rng.choice(_SURNAMES) + "".join(
+            rng.choice(_GIVEN) for _ in range(rng.choice((1, 2)))
+        )
         phone = rng.choice(_PHONE_PREFIXES) + f"{rng.randrange(10**8):08d}"
         community = rng.choice(_COMMUNITIES)
         building = f"{rng.randrange(1, 21)}栋"
@@ -87,7 +119,9 @@ def synthetic_community(count: int, *, seed: int = 2026) -> Iterator[SyntheticOw
         vehicle = None
         if rng.random() < 0.6:
             plate = rng.choice(_PROVINCES) + rng.choice("ABCDE") + f"{rng.randrange(10**5):05d}"
-            vehicle = Vehicle(subject_id=subject_id, plate=plate, parking_space=f"B{rng.randrange(1, 400)}")
+            vehicle = Vehicle(
+                subject_id=subject_id, plate=plate, parking_space=f"B{rng.randrange(1, 400)}"
+            )
         account = FeeAccount(
             subject_id=subject_id,
             account_number=f"WY{n + 1:08d}",

@@ -33,7 +33,7 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     │   ├── RecordNotFoundError (LookupError)
     │   ├── StaleRecordError                 an update was based on an out-of-date version
     │   └── SubjectErasedError               the subject was erased (crypto-shredded)
-    ├── AuditIntegrityError                  a Merkle proof, checkpoint or audit entry failed to verify
+    ├── AuditIntegrityError                  a Merkle proof, checkpoint or audit entry is bad
     └── StorageError                         the database failed (locked too long, I/O, corrupt)
 """
 

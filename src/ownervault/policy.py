@@ -144,12 +144,18 @@ def mask(masker: str, value: object) -> str:
 # --------------------------------------------------------------------------- domain values
 
 
+def _role_tuple(roles: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(roles, str):
+        raise ValidationError("roles must be a list of role names, not one string")
+    return tuple(roles)
+
+
 @attrs.frozen
 class Actor:
     """Who acts: an id from the embedding application and the roles it holds."""
 
     actor_id: str
-    roles: tuple[str, ...] = attrs.field(converter=tuple)
+    roles: tuple[str, ...] = attrs.field(converter=_role_tuple)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.actor_id, str) or not 1 <= len(self.actor_id) <= 128:
@@ -332,9 +338,7 @@ class RuleModel(_Strict):
     def _views(cls, value: dict[str, str]) -> dict[str, str]:
         for name, view in value.items():
             if not _VIEW.match(view):
-                raise ValueError(
-                    f"view of {name!r} must be 'full', 'hidden' or 'masked:<masker>'"
-                )
+                raise ValueError(f"view of {name!r} must be 'full', 'hidden' or 'masked:<masker>'")
         return value
 
 
@@ -408,27 +412,33 @@ class Policy:
         Returns:
             A :class:`Decision`; deny is a value, not an exception (call ``require()``).
         """
-        base = {
-            "actor_id": actor.actor_id,
-            "roles": actor.roles,
-            "purpose": purpose,
-            "record_type": record_type,
-            "action": action,
-        }
+
+        def deny(reason: str, rule_ids: tuple[str, ...] = ()) -> Decision:
+            return Decision(
+                actor_id=actor.actor_id,
+                roles=actor.roles,
+                purpose=purpose,
+                record_type=record_type,
+                action=action,
+                allowed=False,
+                reason=reason,
+                rule_ids=rule_ids,
+            )
+
         if purpose in self.prohibited:
-            return Decision(**base, allowed=False, reason="purpose_prohibited")
+            return deny("purpose_prohibited")
         spec = self.purposes.get(purpose)
         if spec is None:
-            return Decision(**base, allowed=False, reason="unknown_purpose")
+            return deny("unknown_purpose")
         if not any(role in self.roles for role in actor.roles):
-            return Decision(**base, allowed=False, reason="unknown_role")
+            return deny("unknown_role")
         roles = {r for r in actor.roles if purpose in self.roles.get(r, frozenset())}
         if not roles:
-            return Decision(**base, allowed=False, reason="role_not_permitted_for_purpose")
+            return deny("role_not_permitted_for_purpose")
         record_cls = RECORD_TYPES.get(record_type)
         needed = spec.fields.get(record_type)
         if record_cls is None or needed is None:
-            return Decision(**base, allowed=False, reason="record_type_not_in_purpose")
+            return deny("record_type_not_in_purpose")
         matching = [
             rule
             for rule in self.rules
@@ -438,14 +448,9 @@ class Policy:
             and rule.roles & roles
         ]
         if not matching:
-            return Decision(**base, allowed=False, reason="no_rule")
+            return deny("no_rule")
         if minor and not any(rule.minors for rule in matching):
-            return Decision(
-                **base,
-                allowed=False,
-                reason="minor_data_not_permitted",
-                rule_ids=tuple(r.rule_id for r in matching),
-            )
+            return deny("minor_data_not_permitted", tuple(r.rule_id for r in matching))
         specs = record_cls.field_specs()
         views: dict[str, FieldView] = {}
         writable: set[str] = set()
@@ -454,7 +459,11 @@ class Policy:
             if name in needed and any(name in rule.write for rule in matching):
                 writable.add(name)
         return Decision(
-            **base,
+            actor_id=actor.actor_id,
+            roles=actor.roles,
+            purpose=purpose,
+            record_type=record_type,
+            action=action,
             allowed=True,
             reason="allowed",
             rule_ids=tuple(r.rule_id for r in matching),
@@ -497,7 +506,9 @@ class Policy:
         spec = self.purposes.get(purpose_id)
         if spec is None:
             reason = "purpose_prohibited" if purpose_id in self.prohibited else "unknown_purpose"
-            raise PolicyDeniedError(f"purpose {purpose_id!r} cannot be used: {reason}", reason=reason)
+            raise PolicyDeniedError(
+                f"purpose {purpose_id!r} cannot be used: {reason}", reason=reason
+            )
         return spec
 
 
@@ -576,7 +587,9 @@ class _PackFile:
         except FileNotFoundError:
             raise PolicyError("policy file is missing", file=self.name) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyError(f"cannot read policy file ({type(exc).__name__})", file=self.name) from None
+            raise PolicyError(
+                f"cannot read policy file ({type(exc).__name__})", file=self.name
+            ) from None
         try:
             self.data: dict[str, Any] = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -620,7 +633,9 @@ def load_policy(folder: str | Path | None = None) -> Policy:
     base = Path(folder) if folder is not None else default_policy_dir()
     if not base.is_dir():
         raise PolicyError("policy folder does not exist", file=str(base))
-    pfile, rfile, rulefile = (_PackFile(base, n) for n in ("purposes.toml", "roles.toml", "rules.toml"))
+    pfile, rfile, rulefile = (
+        _PackFile(base, n) for n in ("purposes.toml", "roles.toml", "rules.toml")
+    )
     purposes_doc = pfile.validate(PurposesFile)
     roles_doc = rfile.validate(RolesFile)
     rules_doc = rulefile.validate(RulesFile)
@@ -628,13 +643,19 @@ def load_policy(folder: str | Path | None = None) -> Policy:
     purposes: dict[str, Purpose] = {}
     for pid, pm in purposes_doc.purposes.items():
         if pid in purposes_doc.prohibited:
-            raise pfile.error(["prohibited", pid], f"purpose {pid!r} is both allowed and prohibited")
+            raise pfile.error(
+                ["prohibited", pid], f"purpose {pid!r} is both allowed and prohibited"
+            )
         fields: dict[str, frozenset[str]] = {}
         for rtype, names in pm.fields.items():
             record_cls = RECORD_TYPES.get(rtype)
             if record_cls is None:
-                raise pfile.error(["purposes", pid, "fields", rtype], f"unknown record type {rtype!r}")
-            fields[rtype] = _expand_fields(pfile, ["purposes", pid, "fields", rtype], record_cls, names)
+                raise pfile.error(
+                    ["purposes", pid, "fields", rtype], f"unknown record type {rtype!r}"
+                )
+            fields[rtype] = _expand_fields(
+                pfile, ["purposes", pid, "fields", rtype], record_cls, names
+            )
         purposes[pid] = Purpose(
             purpose_id=pid,
             title_zh=pm.title.zh,
@@ -654,18 +675,21 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         if sensitive_used and pm.legal_basis is LegalBasis.CONSENT and not pm.separate_consent:
             raise pfile.error(
                 ["purposes", pid, "separate_consent"],
-                f"purpose {pid!r} needs sensitive fields under consent: set separate_consent = true",
+                f"purpose {pid!r} needs sensitive fields under consent: "
+                "set separate_consent = true",
             )
 
     roles: dict[str, frozenset[str]] = {}
     titles: dict[str, tuple[str, str]] = {}
-    for rid, rm in roles_doc.roles.items():
-        for i, pid in enumerate(rm.purposes):
+    for rid, role_model in roles_doc.roles.items():
+        for i, pid in enumerate(role_model.purposes):
             if pid not in purposes:
                 what = "a prohibited" if pid in purposes_doc.prohibited else "an unknown"
-                raise rfile.error(["roles", rid, "purposes", i], f"role {rid!r} names {what} purpose {pid!r}")
-        roles[rid] = frozenset(rm.purposes)
-        titles[rid] = (rm.title.zh, rm.title.en)
+                raise rfile.error(
+                    ["roles", rid, "purposes", i], f"role {rid!r} names {what} purpose {pid!r}"
+                )
+        roles[rid] = frozenset(role_model.purposes)
+        titles[rid] = (role_model.title.zh, role_model.title.en)
 
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -682,12 +706,15 @@ def load_policy(folder: str | Path | None = None) -> Policy:
                     [*at, "roles"], f"rule {rm.id!r}: role {role!r} may not act for {rm.purpose!r}"
                 )
         if rm.purpose not in purposes:
-            raise rulefile.error([*at, "purpose"], f"rule {rm.id!r}: unknown purpose {rm.purpose!r}")
+            raise rulefile.error(
+                [*at, "purpose"], f"rule {rm.id!r}: unknown purpose {rm.purpose!r}"
+            )
         if rm.record == "*":
             # A rule for every record type its purpose covers may only use wildcards.
             if set(rm.fields) - {"*"} or set(rm.write) - {"*"}:
                 raise rulefile.error(
-                    [*at, "record"], f"rule {rm.id!r}: a rule for record '*' may only name field '*'"
+                    [*at, "record"],
+                    f"rule {rm.id!r}: a rule for record '*' may only name field '*'",
                 )
             targets = sorted(purposes[rm.purpose].fields)
         else:
@@ -714,7 +741,9 @@ def _build_rule(
     """Validate one rule against its record type and purpose and build the loaded value."""
     record_cls = RECORD_TYPES.get(record_type)
     if record_cls is None:
-        raise rulefile.error([*at, "record"], f"rule {rm.id!r}: unknown record type {record_type!r}")
+        raise rulefile.error(
+            [*at, "record"], f"rule {rm.id!r}: unknown record type {record_type!r}"
+        )
     needed = purposes[rm.purpose].fields.get(record_type)
     if needed is None:
         raise rulefile.error(
@@ -727,21 +756,27 @@ def _build_rule(
             raise rulefile.error([*at, "fields", name], f"rule {rm.id!r}: unknown field {name!r}")
         view = _parse_view(raw)
         if view.masker is not None and view.masker not in MASKERS:
-            raise rulefile.error([*at, "fields", name], f"rule {rm.id!r}: unknown masker {view.masker!r}")
+            raise rulefile.error(
+                [*at, "fields", name], f"rule {rm.id!r}: unknown masker {view.masker!r}"
+            )
         if name != "*" and view.disclosed and name not in needed:
             raise rulefile.error(
                 [*at, "fields", name],
                 f"rule {rm.id!r}: purpose {rm.purpose!r} does not need field {name!r}",
             )
         views[name] = attrs.evolve(view, rule_ids=(rm.id,))
-    write = _expand_fields(rulefile, [*at, "write"], record_cls, rm.write) if rm.write else frozenset()
+    write = (
+        _expand_fields(rulefile, [*at, "write"], record_cls, rm.write) if rm.write else frozenset()
+    )
     if write - needed:
         extra = sorted(write - needed)[0]
         raise rulefile.error(
             [*at, "write"], f"rule {rm.id!r}: purpose {rm.purpose!r} does not need field {extra!r}"
         )
     if write and not {"create", "update"} & set(rm.actions):
-        raise rulefile.error([*at, "write"], f"rule {rm.id!r}: 'write' needs a create or update action")
+        raise rulefile.error(
+            [*at, "write"], f"rule {rm.id!r}: 'write' needs a create or update action"
+        )
     return Rule(
         rule_id=rm.id,
         roles=frozenset(rm.roles),
@@ -765,5 +800,7 @@ def _expand_fields(
         elif name in specs:
             out.add(name)
         else:
-            raise pack.error([*at, i], f"unknown field {name!r} of record type {record_cls.record_type!r}")
+            raise pack.error(
+                [*at, i], f"unknown field {name!r} of record type {record_cls.record_type!r}"
+            )
     return frozenset(out)

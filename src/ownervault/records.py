@@ -163,7 +163,7 @@ def personal(*, index: str | None = None) -> FieldSpec:
 
 
 def sensitive(*, index: str | None = None) -> FieldSpec:
-    """Sensitive personal information (敏感个人信息, PIPL Art 28); encrypted, needs explicit rules."""
+    """Sensitive personal information (敏感个人信息, PIPL Art 28): encrypted, named by rules."""
     return FieldSpec(Classification.SENSITIVE, index)
 
 
@@ -216,9 +216,7 @@ class Record(pydantic.BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         if not _RECORD_TYPE_RE.match(cls.record_type):
-            raise ConfigurationError(
-                f"{cls.__name__}.record_type must be a lower-case identifier"
-            )
+            raise ConfigurationError(f"{cls.__name__}.record_type must be a lower-case identifier")
         existing = RECORD_TYPES.get(cls.record_type)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
             raise ConfigurationError(f"record type {cls.record_type!r} is already defined")
@@ -255,7 +253,7 @@ class Record(pydantic.BaseModel):
             info = cls.model_fields[name]
             annotation: Any = info.annotation
             if info.metadata:
-                annotation = Annotated[(annotation, *info.metadata)]  # type: ignore[valid-type]
+                annotation = Annotated[(annotation, *info.metadata)]
             adapter = pydantic.TypeAdapter(annotation)
             adapters[name] = adapter
         return adapter
@@ -282,8 +280,11 @@ class Record(pydantic.BaseModel):
             value = getattr(self, name)
             if value is None:
                 continue
-            shown.append(f"{name}=<{spec.classification.value}>" if spec.classification.encrypted
-                         else f"{name}={value!r}")
+            shown.append(
+                f"{name}=<{spec.classification.value}>"
+                if spec.classification.encrypted
+                else f"{name}={value!r}"
+            )
         return f"{type(self).__name__}({', '.join(shown)})"
 
     __str__ = __repr__
@@ -344,7 +345,9 @@ class Unit(Record):
     community: Annotated[ShortText, internal()]
     building: Annotated[ShortText, internal()]
     unit_number: Annotated[ShortText, personal()]
-    floor_area: Annotated[Decimal | None, internal(), pydantic.Field(max_digits=9, decimal_places=2)] = None
+    floor_area: Annotated[
+        Decimal | None, internal(), pydantic.Field(max_digits=9, decimal_places=2)
+    ] = None
     ownership_certificate_number: Annotated[ShortText | None, sensitive(index="id_number")] = None
     relation: Annotated[Literal["owner", "tenant"], internal()] = "owner"
 
@@ -380,7 +383,9 @@ class Complaint(Record):
 
     record_type: ClassVar[str] = "complaint"
 
-    category: Annotated[Literal["repair", "noise", "hygiene", "security", "fee", "other"], internal()]
+    category: Annotated[
+        Literal["repair", "noise", "hygiene", "security", "fee", "other"], internal()
+    ]
     content: Annotated[LongText, personal()]
     location: Annotated[ShortText | None, sensitive()] = None
     status: Annotated[Literal["open", "in_progress", "resolved", "closed"], internal()] = "open"

@@ -26,7 +26,9 @@ class InMemoryKey(_Redacted):
     __slots__ = ("_material",)
 
     def __init__(self, material: bytes | None = None) -> None:
-        self._material = crypto.ensure_key_bytes(material) if material is not None else os.urandom(32)
+        self._material = (
+            crypto.ensure_key_bytes(material) if material is not None else os.urandom(32)
+        )
 
     def __repr__(self) -> str:
         return "<InMemoryKey bytes=<redacted>>"

@@ -208,9 +208,7 @@ class Vault:
         self._path = path
         self._header = header
         self._backend = backend
-        self._keyring = crypto.SecretKey(
-            keyring_key, key_id=bytes.fromhex(header.keyring_key_id)
-        )
+        self._keyring = crypto.SecretKey(keyring_key, key_id=bytes.fromhex(header.keyring_key_id))
         self._policy = policy
         self._clock = clock
         self._cache = KeyCache(key_cache_size)
@@ -271,6 +269,7 @@ class Vault:
             keyring_key_id = crypto.new_key_id()
             db_key = crypto.random_key()
             keyring_key = crypto.random_key()
+
             def wrap(material: bytes, slot: str) -> str:
                 blob = root.wrap(material, context=VaultHeader.context(vault_id, slot))
                 return base64.b64encode(blob).decode("ascii")
@@ -401,7 +400,10 @@ class Vault:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -480,7 +482,9 @@ class Vault:
                 row.wrapped, context=_system_context(self.vault_id, kind, row.key_id)
             )
         except DecryptionError:
-            raise VaultFormatError(f"{kind.value} key {row.key_id.hex()} cannot be unwrapped") from None
+            raise VaultFormatError(
+                f"{kind.value} key {row.key_id.hex()} cannot be unwrapped"
+            ) from None
 
     @property
     def _index_key(self) -> crypto.IndexKey:
@@ -659,7 +663,10 @@ class Session:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -684,7 +691,9 @@ class Session:
         key = (record_type, action, minor)
         decision = self._decisions.get(key)
         if decision is None:
-            decision = self._policy.decide(self.actor, self.purpose, record_type, action, minor=minor)
+            decision = self._policy.decide(
+                self.actor, self.purpose, record_type, action, minor=minor
+            )
             self._decisions[key] = decision
         return decision
 
@@ -771,7 +780,14 @@ class Session:
                 decision = self._decide(record.record_type, "create", minor=minor)
                 written = _written_fields(record)
                 if not decision.allowed:
-                    denied.append(self._entry("create", decision=decision, record_type=record.record_type, fields=written))
+                    denied.append(
+                        self._entry(
+                            "create",
+                            decision=decision,
+                            record_type=record.record_type,
+                            fields=written,
+                        )
+                    )
                     continue
                 refused = sorted(set(written) - decision.writable)
                 if refused:
@@ -791,7 +807,11 @@ class Session:
                     PolicyDeniedError(
                         f"create of {first.record_type} for purpose {self.purpose!r} is denied "
                         f"to actor {self.actor.actor_id!r}: {first.reason}"
-                        + (f" ({', '.join(first.fields)})" if first.reason == "field_not_writable" else ""),
+                        + (
+                            f" ({', '.join(first.fields)})"
+                            if first.reason == "field_not_writable"
+                            else ""
+                        ),
                         reason=first.reason,
                     ),
                 )
@@ -887,7 +907,9 @@ class Session:
             field=SUBJECT_ID_FIELD,
             key_id=key.key_id,
         )
-        fields.append((record_id, SUBJECT_ID_FIELD, key.encrypt(_encode_value(record.subject_id), aad=aad)))
+        fields.append(
+            (record_id, SUBJECT_ID_FIELD, key.encrypt(_encode_value(record.subject_id), aad=aad))
+        )
         row = RecordRow(
             record_id=record_id,
             record_type=record_type,
@@ -938,7 +960,13 @@ class Session:
                 rows = self._backend.get_records([ref.record_id])
                 if not rows or rows[0].record_type != ref.record_type:
                     outcome = RecordNotFoundError(f"no {ref.record_type} with id {ref.record_id}")
-                    entry = self._entry("update", decision="deny", reason="not_found", record_type=ref.record_type, record_id=ref.record_id)
+                    entry = self._entry(
+                        "update",
+                        decision="deny",
+                        reason="not_found",
+                        record_type=ref.record_type,
+                        record_id=ref.record_id,
+                    )
                     self._vault._audit.append([entry], now=now_dt)
                 else:
                     row = rows[0]
@@ -951,7 +979,15 @@ class Session:
                     refused = sorted(set(changes) - decision.writable)
                     if not decision.allowed or refused:
                         reason = decision.reason if not decision.allowed else "field_not_writable"
-                        entry = self._entry("update", decision="deny", reason=reason, record_type=ref.record_type, record_id=ref.record_id, subject=subject.pseudonym, fields=refused or sorted(changes))
+                        entry = self._entry(
+                            "update",
+                            decision="deny",
+                            reason=reason,
+                            record_type=ref.record_type,
+                            record_id=ref.record_id,
+                            subject=subject.pseudonym,
+                            fields=refused or sorted(changes),
+                        )
                         self._vault._audit.append([entry], now=now_dt)
                         outcome = PolicyDeniedError(
                             f"update of {ref.record_type} for purpose {self.purpose!r} is denied "
@@ -960,7 +996,15 @@ class Session:
                             reason=reason,
                         )
                     elif row.version != ref.version:
-                        entry = self._entry("update", decision="deny", reason="stale_version", record_type=ref.record_type, record_id=ref.record_id, subject=subject.pseudonym, fields=sorted(changes))
+                        entry = self._entry(
+                            "update",
+                            decision="deny",
+                            reason="stale_version",
+                            record_type=ref.record_type,
+                            record_id=ref.record_id,
+                            subject=subject.pseudonym,
+                            fields=sorted(changes),
+                        )
                         self._vault._audit.append([entry], now=now_dt)
                         outcome = StaleRecordError(
                             f"{ref.record_type} {ref.record_id} changed since it was read "
@@ -983,14 +1027,32 @@ class Session:
                             if dumped is None:
                                 new_fields.append((name, None))
                             else:
-                                aad = crypto.field_aad(vault_id=vault_id, record_type=ref.record_type, record_id=ref.record_id, field=name, key_id=key.key_id)
-                                new_fields.append((name, key.encrypt(_encode_value(dumped), aad=aad)))
+                                aad = crypto.field_aad(
+                                    vault_id=vault_id,
+                                    record_type=ref.record_type,
+                                    record_id=ref.record_id,
+                                    field=name,
+                                    key_id=key.key_id,
+                                )
+                                new_fields.append(
+                                    (name, key.encrypt(_encode_value(dumped), aad=aad))
+                                )
                             if spec.index is not None:
-                                token = None if dumped is None else self._vault._index_key.token(ref.record_type, name, normalise(spec.index, dumped))
+                                token = (
+                                    None
+                                    if dumped is None
+                                    else self._vault._index_key.token(
+                                        ref.record_type, name, normalise(spec.index, dumped)
+                                    )
+                                )
                                 new_tokens.append((name, token))
                         encrypting = sum(1 for _, ct in new_fields if ct is not None)
-                        if encrypting and not self._backend.reserve_invocations(key.key_id, encrypting):
-                            raise KeyExhaustedError(f"key {key.key_id.hex()} reached its invocation limit; rotate it")
+                        if encrypting and not self._backend.reserve_invocations(
+                            key.key_id, encrypting
+                        ):
+                            raise KeyExhaustedError(
+                                f"key {key.key_id.hex()} reached its invocation limit; rotate it"
+                            )
                         if row.key_id != key.key_id:
                             raise DecryptionError()
                         ok = self._backend.update_record(
@@ -1002,8 +1064,17 @@ class Session:
                             tokens=new_tokens,
                         )
                         if not ok:  # lost a race after the read above
-                            raise StaleRecordError(f"{ref.record_type} {ref.record_id} changed since it was read")
-                        entry = self._entry("update", decision=decision, record_type=ref.record_type, record_id=ref.record_id, subject=subject.pseudonym, fields=sorted(changes))
+                            raise StaleRecordError(
+                                f"{ref.record_type} {ref.record_id} changed since it was read"
+                            )
+                        entry = self._entry(
+                            "update",
+                            decision=decision,
+                            record_type=ref.record_type,
+                            record_id=ref.record_id,
+                            subject=subject.pseudonym,
+                            fields=sorted(changes),
+                        )
                         self._vault._audit.append([entry], now=now_dt)
             if outcome is not None:
                 raise outcome
@@ -1055,14 +1126,22 @@ class Session:
                 if spec is None:
                     raise ValidationError(f"{name} has no field {field!r}")
                 if spec.index is None:
-                    raise ValidationError(f"{name}.{field} has no blind index and cannot be searched")
+                    raise ValidationError(
+                        f"{name}.{field} has no blind index and cannot be searched"
+                    )
                 if value is None or (isinstance(value, str) and not value.strip()):
                     raise ValidationError(f"the value searched for in {name}.{field} is empty")
             decision = self._decide(name, "read")
             hidden = sorted(f for f in criteria if not decision.view(f).disclosed)
             if not decision.allowed or hidden:
                 reason = decision.reason if not decision.allowed else "search_field_not_disclosed"
-                entry = self._entry("find", decision="deny", reason=reason, record_type=name, fields=sorted(criteria))
+                entry = self._entry(
+                    "find",
+                    decision="deny",
+                    reason=reason,
+                    record_type=name,
+                    fields=sorted(criteria),
+                )
                 raise self._deny(
                     [entry],
                     PolicyDeniedError(
@@ -1085,7 +1164,9 @@ class Session:
                 else:
                     matches &= set(found)
             ids = [rid for rid in order if matches and rid in matches]
-            views, _ = self._read(name, ids, action="find", strict=False, searched=tuple(sorted(criteria)))
+            views, _ = self._read(
+                name, ids, action="find", strict=False, searched=tuple(sorted(criteria))
+            )
             return views
 
     def _read(
@@ -1114,24 +1195,63 @@ class Session:
             for rid in ids:
                 row = rows.get(rid)
                 if row is None or row.record_type != name:
-                    entries.append(self._entry(action, decision="deny", reason="not_found", record_type=name, record_id=rid))
+                    entries.append(
+                        self._entry(
+                            action,
+                            decision="deny",
+                            reason="not_found",
+                            record_type=name,
+                            record_id=rid,
+                        )
+                    )
                     error = error or RecordNotFoundError(f"no {name} with id {rid}")
                     continue
                 subject = self._backend.subject(row.pseudonym)
-                if row.erased or subject is None or subject.erased_at is not None or subject.key_state == "destroyed":
-                    entries.append(self._entry(action, decision="deny", reason="subject_erased", record_type=name, record_id=rid, subject=row.pseudonym))
+                if (
+                    row.erased
+                    or subject is None
+                    or subject.erased_at is not None
+                    or subject.key_state == "destroyed"
+                ):
+                    entries.append(
+                        self._entry(
+                            action,
+                            decision="deny",
+                            reason="subject_erased",
+                            record_type=name,
+                            record_id=rid,
+                            subject=row.pseudonym,
+                        )
+                    )
                     error = error or SubjectErasedError(f"the subject of {name} {rid} was erased")
                     continue
                 try:
                     key = self._vault._subject_key(subject)
                     minor = self._is_minor(subject, key, now_dt.date())
                 except (DecryptionError, KeyStateError) as exc:
-                    entries.append(self._entry(action, decision="deny", reason="key_unavailable", record_type=name, record_id=rid, subject=row.pseudonym))
+                    entries.append(
+                        self._entry(
+                            action,
+                            decision="deny",
+                            reason="key_unavailable",
+                            record_type=name,
+                            record_id=rid,
+                            subject=row.pseudonym,
+                        )
+                    )
                     error = error or exc
                     continue
                 decision = self._decide(name, "read", minor=minor)
                 if not decision.allowed:
-                    entries.append(self._entry(action, decision=decision, record_type=name, record_id=rid, subject=row.pseudonym))
+                    entries.append(
+                        self._entry(
+                            action,
+                            decision=decision,
+                            record_type=name,
+                            record_id=rid,
+                            subject=row.pseudonym,
+                        )
+                    )
                     error = error or PolicyDeniedError(
                         f"read of {name} for purpose {self.purpose!r} is denied to actor "
                         f"{self.actor.actor_id!r}: {decision.reason}",
@@ -1139,8 +1259,21 @@ class Session:
                     )
                     continue
                 wanted.append((row, decision, key))
-            disclosed = sorted({f for _, d, _ in wanted for f in d.disclosed_fields if cls.field_specs()[f].classification.encrypted})
-            blobs = self._backend.get_fields([r.record_id for r, _, _ in wanted], [*disclosed, SUBJECT_ID_FIELD]) if wanted else {}
+            disclosed = sorted(
+                {
+                    f
+                    for _, d, _ in wanted
+                    for f in d.disclosed_fields
+                    if cls.field_specs()[f].classification.encrypted
+                }
+            )
+            blobs = (
+                self._backend.get_fields(
+                    [r.record_id for r, _, _ in wanted], [*disclosed, SUBJECT_ID_FIELD]
+                )
+                if wanted
+                else {}
+            )
             for row, decision, key in wanted:
                 values: dict[str, object] = {}
                 try:
@@ -1154,20 +1287,53 @@ class Session:
                         blob = blobs.get((row.record_id, field))
                         if blob is None:
                             continue
-                        aad = crypto.field_aad(vault_id=vault_id, record_type=name, record_id=row.record_id, field=field, key_id=key.key_id)
+                        aad = crypto.field_aad(
+                            vault_id=vault_id,
+                            record_type=name,
+                            record_id=row.record_id,
+                            field=field,
+                            key_id=key.key_id,
+                        )
                         values[field] = json.loads(key.decrypt(blob, aad=aad))
                 except DecryptionError as exc:
-                    entries.append(self._entry(action, decision="deny", reason="decryption_failed", record_type=name, record_id=row.record_id, subject=row.pseudonym))
+                    entries.append(
+                        self._entry(
+                            action,
+                            decision="deny",
+                            reason="decryption_failed",
+                            record_type=name,
+                            record_id=row.record_id,
+                            subject=row.pseudonym,
+                        )
+                    )
                     error = error or exc
                     continue
                 shown = tuple(f for f in decision.disclosed_fields if f in values)
                 detail: dict[str, str | int | bool | None] = {}
                 if searched:
                     detail["searched"] = ",".join(searched)
-                entries.append(self._entry(action, decision=decision, record_type=name, record_id=row.record_id, subject=row.pseudonym, fields=shown, detail=detail))
+                entries.append(
+                    self._entry(
+                        action,
+                        decision=decision,
+                        record_type=name,
+                        record_id=row.record_id,
+                        subject=row.pseudonym,
+                        fields=shown,
+                        detail=detail,
+                    )
+                )
                 plain[row.record_id] = (row, decision, values)
             if action == "find":
-                entries.append(self._entry("find", decision="allow", record_type=name, fields=searched, detail={"matches": len(plain)}))
+                entries.append(
+                    self._entry(
+                        "find",
+                        decision="allow",
+                        record_type=name,
+                        fields=searched,
+                        detail={"matches": len(plain)},
+                    )
+                )
             self._vault._audit.append(entries, now=now_dt)
         # The audit entries are durable now; only after this point does data leave the vault.
         views = []
@@ -1207,13 +1373,20 @@ class Session:
                     self._vault._audit.append([entry], now=now_dt)
                     outcome = RecordNotFoundError("no live subject with that id")
                 else:
-                    types = sorted({r.record_type for r in self._backend.records_of_subject(subject.pseudonym)})
+                    types = sorted(
+                        {r.record_type for r in self._backend.records_of_subject(subject.pseudonym)}
+                    )
                     decisions = [self._decide(t, "erase", minor=False) for t in types] or [
                         self._decide("owner_profile", "erase")
                     ]
                     refused = [d for d in decisions if not d.allowed]
                     if refused:
-                        entry = self._entry("erase", decision=refused[0], record_type=refused[0].record_type, subject=subject.pseudonym)
+                        entry = self._entry(
+                            "erase",
+                            decision=refused[0],
+                            record_type=refused[0].record_type,
+                            subject=subject.pseudonym,
+                        )
                         self._vault._audit.append([entry], now=now_dt)
                         outcome = PolicyDeniedError(
                             f"erasure of {refused[0].record_type} for purpose {self.purpose!r} is "
@@ -1232,10 +1405,16 @@ class Session:
                             decision="allow",
                             subject=subject.pseudonym,
                             rules=rules,
-                            detail={"records": records, "index_tokens": tokens, "key_id": subject.key_id.hex()},
+                            detail={
+                                "records": records,
+                                "index_tokens": tokens,
+                                "key_id": subject.key_id.hex(),
+                            },
                         )
                         self._vault._audit.append([entry], now=now_dt)
-                        result = ErasureResult(subject.pseudonym, subject.key_id.hex(), records, tokens, now)
+                        result = ErasureResult(
+                            subject.pseudonym, subject.key_id.hex(), records, tokens, now
+                        )
             if outcome is not None:
                 raise outcome
             assert result is not None
@@ -1279,7 +1458,11 @@ def _record_is_minor(record: Record, today: _dt.date) -> bool:
 
 def _minor_aad(vault_id: str, pseudonym: str, key_id: bytes) -> bytes:
     return crypto.field_aad(
-        vault_id=vault_id, record_type="subject", record_id=pseudonym, field="minor_until", key_id=key_id
+        vault_id=vault_id,
+        record_type="subject",
+        record_id=pseudonym,
+        field="minor_until",
+        key_id=key_id,
     )
 
 

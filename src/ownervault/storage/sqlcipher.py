@@ -13,6 +13,7 @@ default) survives a process crash but may lose the last transactions on power lo
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -195,10 +196,8 @@ class SQLCipherBackend:
         with self._lock:
             self._closed = True
             for conn in self._connections:
-                try:
+                with contextlib.suppress(sqlcipher3.Error):
                     conn.close()
-                except sqlcipher3.Error:
-                    pass
             self._connections.clear()
         self._local = threading.local()
 
@@ -387,9 +386,7 @@ class SQLCipherBackend:
 
     def set_minor_until(self, pseudonym: str, value: bytes | None) -> None:
         """Store the (encrypted) date a subject stops being a minor."""
-        self._execute(
-            "UPDATE subjects SET minor_until = ? WHERE pseudonym = ?", (value, pseudonym)
-        )
+        self._execute("UPDATE subjects SET minor_until = ? WHERE pseudonym = ?", (value, pseudonym))
 
     def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
         """Drop a subject's ciphertexts, blind-index tokens and lookup token."""
@@ -461,7 +458,7 @@ class SQLCipherBackend:
                 f"SELECT {self._RECORD_COLUMNS} FROM records WHERE record_id IN ({marks})",
                 chunk,
             ).fetchall()
-            out.extend(RecordRow(*row[:8], bool(row[8])) for row in rows)
+            out.extend(_record_row(row) for row in rows)
         return out
 
     def get_fields(
@@ -504,7 +501,8 @@ class SQLCipherBackend:
         for field, ciphertext in fields:
             if ciphertext is None:
                 self._execute(
-                    "DELETE FROM record_fields WHERE record_id = ? AND field = ?", (record_id, field)
+                    "DELETE FROM record_fields WHERE record_id = ? AND field = ?",
+                    (record_id, field),
                 )
             else:
                 self._execute(
@@ -541,7 +539,7 @@ class SQLCipherBackend:
             "ORDER BY created_at, record_id",
             (pseudonym,),
         ).fetchall()
-        return [RecordRow(*row[:8], bool(row[8])) for row in rows]
+        return [_record_row(row) for row in rows]
 
     # ------------------------------------------------------------------ audit
 
@@ -576,6 +574,20 @@ class SQLCipherBackend:
             for row in rows:
                 yield AuditRow(int(row[0]), bytes(row[1]), bytes(row[2]))
             seq = int(rows[-1][0]) + 1
+
+
+def _record_row(row: Sequence[Any]) -> RecordRow:
+    return RecordRow(
+        record_id=row[0],
+        record_type=row[1],
+        pseudonym=row[2],
+        key_id=bytes(row[3]),
+        version=int(row[4]),
+        created_at=row[5],
+        updated_at=row[6],
+        clear=row[7],
+        erased=bool(row[8]),
+    )
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
