@@ -15,15 +15,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import attrs
 
+from . import checkpoint as _checkpoint
 from . import merkle
 from .exceptions import AuditIntegrityError, ValidationError
 from .storage.base import AuditRow, Backend
 
-__all__ = ["ENTRY_VERSION", "AuditEntry", "AuditLog", "canonical_json", "format_time"]
+__all__ = [
+    "ENTRY_VERSION",
+    "AuditEntry",
+    "AuditLog",
+    "LeafHashes",
+    "canonical_json",
+    "format_time",
+]
 
 ENTRY_VERSION: Final = 1
 
@@ -95,6 +103,36 @@ class AuditEntry:
         }
 
 
+class LeafHashes(Sequence[bytes]):
+    """A read-only sequence of 32-byte leaf hashes kept in one ``bytes`` (compact in memory)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        if len(data) % merkle.HASH_BYTES:
+            raise AuditIntegrityError("leaf hash data is not a whole number of hashes")
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data) // merkle.HASH_BYTES
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        start = index * merkle.HASH_BYTES
+        return self._data[start : start + merkle.HASH_BYTES]
+
+
 class AuditLog:
     """Appends entries to the Merkle log kept by a backend, inside the caller's transaction."""
 
@@ -122,6 +160,55 @@ class AuditLog:
         self._backend.append_audit(rows, frontier.to_bytes())
         return frontier.size
 
+    def checkpoint(self, *, origin: str, seed: bytes, now: datetime) -> str:
+        """Sign a checkpoint of the current log, after proving it extends the previous one.
+
+        The root is recomputed from every stored leaf hash and compared with the frontier, and
+        a consistency proof from the last signed checkpoint is generated and verified, so a
+        log that was rewritten or truncated is never signed.
+
+        Returns:
+            The signed note text (c2sp.org/tlog-checkpoint, Ed25519 signed-note).
+
+        Raises:
+            AuditIntegrityError: the stored log disagrees with itself or with the last
+                checkpoint.
+        """
+        with self._backend.atomic():
+            size, state = self._backend.audit_state()
+            root = merkle.Frontier.from_bytes(state).root()
+            leaves = LeafHashes(self._backend.leaf_hashes(size))
+            if len(leaves) != size or merkle.root(leaves) != root:
+                raise AuditIntegrityError("the stored audit entries do not match the log's root")
+            previous = self._backend.checkpoints()
+            if previous:
+                old_size, old_root, old_note, _ = previous[-1]
+                if old_size > size:
+                    raise AuditIntegrityError(
+                        f"the log has {size} entries but a checkpoint of {old_size} was signed"
+                    )
+                if old_size == size:
+                    if old_root != root:
+                        raise AuditIntegrityError(
+                            "the log's root changed since the last checkpoint"
+                        )
+                    return old_note
+                if old_size > 0:
+                    proof = merkle.consistency_proof(leaves, old_size)
+                    merkle.verify_consistency(old_size, size, old_root, root, proof)
+            body = _checkpoint.format_checkpoint(origin, size, root)
+            note = _checkpoint.sign_note(body, origin, seed)
+            self._backend.insert_checkpoint(size, root, note, format_time(now))
+            return note
+
+    def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
+        """Stored checkpoints (size, root, signed note, created at), oldest first."""
+        return self._backend.checkpoints()
+
+    def leaves(self, size: int) -> LeafHashes:
+        """The first ``size`` leaf hashes."""
+        return LeafHashes(self._backend.leaf_hashes(size))
+
     def size(self) -> int:
         """Number of entries in the log."""
         return self._backend.audit_state()[0]
@@ -129,6 +216,10 @@ class AuditLog:
     def root(self) -> bytes:
         """Merkle root of the whole log, from the stored frontier."""
         return merkle.Frontier.from_bytes(self._backend.audit_state()[1]).root()
+
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
+        """Stored rows (sequence number, exact entry bytes, leaf hash) in order."""
+        return self._backend.audit_rows(start, stop)
 
     def entries(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
         """Decoded entries in order."""

@@ -324,8 +324,8 @@ class EnvKey(_RawKeyProvider):
 class VaultHeader(pydantic.BaseModel):
     """The vault header file (``vault.header``, JSON): what is needed to unlock ``vault.db``.
 
-    It holds no secret in the clear: the SQLCipher page key and the keyring key are wrapped by
-    the root key, bound to the vault id and their role.
+    It holds no secret in the clear: the SQLCipher page key, the keyring key and the audit
+    checkpoint signing key are wrapped by the root key, bound to the vault id and their slot.
     """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
@@ -339,15 +339,24 @@ class VaultHeader(pydantic.BaseModel):
     keyring_key_id: str = pydantic.Field(pattern=r"^[0-9a-f]{32}$")
     wrapped_db_key: str
     wrapped_keyring_key: str
+    wrapped_signing_key: str
 
     @staticmethod
     def context(vault_id: str, slot: str) -> bytes:
         """Associated data binding a header slot to its vault."""
         return crypto.encode_context("ownervault header v1", vault_id, slot)
 
-    def unwrap(self, root: RootKey, slot: Literal["db", "keyring"]) -> bytes:
-        """Unwrap the SQLCipher key or keyring key; a wrong root raises :class:`WrongKeyError`."""
-        blob = self.wrapped_db_key if slot == "db" else self.wrapped_keyring_key
+    def unwrap(self, root: RootKey, slot: Literal["db", "keyring", "signing"]) -> bytes:
+        """Unwrap a header key; a wrong root raises :class:`WrongKeyError`.
+
+        Slots: ``db`` (SQLCipher page key), ``keyring`` (keyring key), ``signing`` (the
+        Ed25519 seed that signs audit checkpoints).
+        """
+        blob = {
+            "db": self.wrapped_db_key,
+            "keyring": self.wrapped_keyring_key,
+            "signing": self.wrapped_signing_key,
+        }[slot]
         try:
             wrapped = base64.b64decode(blob, validate=True)
             return root.unwrap(wrapped, context=self.context(self.vault_id, slot))

@@ -17,6 +17,7 @@ file, line and a clear message on any unknown field, role, purpose, record type 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -390,6 +391,7 @@ class Policy:
     purposes: Mapping[str, Purpose]
     prohibited: Mapping[str, str]
     rules: tuple[Rule, ...]
+    digest: str = ""
 
     def decide(
         self,
@@ -598,6 +600,7 @@ class _PackFile:
                 f"invalid TOML: {exc}", file=self.name, line=int(match.group(1)) if match else None
             ) from None
         self.index = _LineIndex(text)
+        self.text = text
 
     def error(self, path: Sequence[object], message: str) -> PolicyError:
         return PolicyError(message, file=self.name, line=self.index.line(path))
@@ -721,6 +724,9 @@ def load_policy(folder: str | Path | None = None) -> Policy:
             targets = [rm.record]
         for record_type in targets:
             rules.append(_build_rule(rulefile, at, rm, record_type, purposes))
+    digest = hashlib.sha256()
+    for pack in (pfile, rfile, rulefile):
+        digest.update(_digest_part(pack.path.name, pack.text))
     return Policy(
         source=str(base),
         roles=roles,
@@ -728,7 +734,14 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         purposes=purposes,
         prohibited={pid: pm.reason for pid, pm in purposes_doc.prohibited.items()},
         rules=tuple(rules),
+        digest=digest.hexdigest(),
     )
+
+
+def _digest_part(name: str, text: str) -> bytes:
+    """Length-prefixed (name, text) bytes, so the pack digest is unambiguous."""
+    raw_name, raw_text = name.encode("utf-8"), text.encode("utf-8")
+    return len(raw_name).to_bytes(4, "big") + raw_name + len(raw_text).to_bytes(8, "big") + raw_text
 
 
 def _build_rule(

@@ -27,8 +27,10 @@ from typing import Any, Final, Literal, Self, TypeVar
 
 import attrs
 
+from . import checkpoint as _checkpoint
 from . import crypto
 from .audit import AuditEntry, AuditLog, canonical_json, format_time
+from .bundle import AuditFilter, BundleSummary, export_bundle
 from .exceptions import (
     DecryptionError,
     FieldNotDisclosedError,
@@ -201,6 +203,7 @@ class Vault:
         header: VaultHeader,
         backend: SQLCipherBackend,
         keyring_key: bytes,
+        signing_seed: bytes,
         policy: Policy,
         clock: Clock,
         key_cache_size: int,
@@ -209,6 +212,7 @@ class Vault:
         self._header = header
         self._backend = backend
         self._keyring = crypto.SecretKey(keyring_key, key_id=bytes.fromhex(header.keyring_key_id))
+        self._signing_seed = signing_seed
         self._policy = policy
         self._clock = clock
         self._cache = KeyCache(key_cache_size)
@@ -285,6 +289,7 @@ class Vault:
                 keyring_key_id=keyring_key_id.hex(),
                 wrapped_db_key=wrap(db_key, "db"),
                 wrapped_keyring_key=wrap(keyring_key, "keyring"),
+                wrapped_signing_key=wrap(crypto.ed25519_generate(), "signing"),
             )
             backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
             backend.migrate()
@@ -321,11 +326,13 @@ class Vault:
             header=header,
             backend=backend,
             keyring_key=keyring_key,
+            signing_seed=header.unwrap(root, "signing"),
             policy=loaded,
             clock=clock,
             key_cache_size=key_cache_size,
         )
         vault._record_system("vault.create", detail={"provider": key.kind})
+        vault._record_policy_load()
         return vault
 
     @classmethod
@@ -370,15 +377,18 @@ class Vault:
             backend.migrate()
             if backend.get_meta("vault_id") != header.vault_id:
                 raise VaultFormatError(f"{root_path / DB_NAME} does not belong to this header")
-            return cls(
+            vault = cls(
                 path=root_path,
                 header=header,
                 backend=backend,
                 keyring_key=keyring_key,
+                signing_seed=header.unwrap(root, "signing"),
                 policy=loaded,
                 clock=clock or SystemClock(),
                 key_cache_size=key_cache_size,
             )
+            vault._record_policy_load()
+            return vault
         except BaseException:
             backend.close()
             raise
@@ -394,6 +404,7 @@ class Vault:
             self._cache.clear()
             self._keks.clear()
             self._index = None
+            self._signing_seed = b""
             self._backend.close()
 
     def __enter__(self) -> Self:
@@ -430,6 +441,100 @@ class Vault:
     def audit(self) -> AuditLog:
         """The vault's audit log."""
         return self._audit
+
+    @property
+    def log_origin(self) -> str:
+        """The origin line of this vault's audit checkpoints (also the signing key's name)."""
+        return f"ownervault/{self.vault_id}"
+
+    @property
+    def verifier_key(self) -> str:
+        """The verifier key string for this vault's checkpoints (share it with auditors)."""
+        self._check_open()
+        public = crypto.ed25519_public_key(self._signing_seed)
+        return _checkpoint.verifier_key(self.log_origin, public)
+
+    def checkpoint(self) -> str:
+        """Sign a checkpoint of the audit log as it is now; return the signed note.
+
+        Raises:
+            AuditIntegrityError: the stored log is inconsistent with itself or with the last
+                signed checkpoint (the vault refuses to sign it).
+        """
+        self._check_open()
+        return self._audit.checkpoint(
+            origin=self.log_origin, seed=self._signing_seed, now=self._clock.now()
+        )
+
+    def export_audit(
+        self,
+        out: str | Path,
+        *,
+        actor: Actor,
+        since: str | None = None,
+        until: str | None = None,
+        actor_id: str | None = None,
+        subject_id: str | None = None,
+    ) -> BundleSummary:
+        """Export the audit log (or a filtered part) as a bundle anyone can verify offline.
+
+        The export itself is audited first, then a checkpoint is signed and the entries it
+        covers are written. ``subject_id`` is turned into the subject's pseudonym here; it never
+        reaches the bundle.
+
+        Args:
+            out: an empty or new directory.
+            actor: who exports (recorded in the audit trail).
+            since, until: ISO 8601 UTC bounds on entry time (``until`` exclusive).
+            actor_id: only entries by this actor.
+            subject_id: only entries about this subject.
+        """
+        self._check_open()
+        pseudonym: str | None = None
+        if subject_id is not None:
+            subject = self._backend.subject_by_ref(self.subject_ref(subject_id))
+            if subject is None:
+                raise RecordNotFoundError("no live subject with that id")
+            pseudonym = subject.pseudonym
+        audit_filter = AuditFilter(
+            since=_iso_bound(since), until=_iso_bound(until), actor=actor_id, subject=pseudonym
+        )
+        entry = AuditEntry(
+            action="audit.export",
+            actor=actor.actor_id,
+            roles=actor.roles,
+            purpose="audit_export",
+            decision="allow",
+            subject=pseudonym,
+            detail={
+                "since": audit_filter.since,
+                "until": audit_filter.until,
+                "actor_filter": actor_id,
+            },
+        )
+        with self._backend.atomic():
+            self._audit.append([entry], now=self._clock.now())
+        note = self.checkpoint()
+        return export_bundle(
+            self._audit,
+            Path(out),
+            note=note,
+            vkey=self.verifier_key,
+            origin=self.log_origin,
+            audit_filter=audit_filter,
+            now=self._clock.now(),
+        )
+
+    def _record_policy_load(self) -> None:
+        self._record_system(
+            "policy.load",
+            detail={
+                "roles": len(self._policy.roles),
+                "purposes": len(self._policy.purposes),
+                "rules": len(self._policy.rules),
+                "digest": self._policy.digest,
+            },
+        )
 
     def session(self, actor: Actor, purpose: str) -> Session:
         """Open a session for ``actor`` acting for ``purpose``.
@@ -603,6 +708,19 @@ class Vault:
             key_id, state=KeyState.DESTROYED.value, at=now, wrapped=None, wrapped_by=row.wrapped_by
         )
         self._cache.discard(key_id)
+
+
+def _iso_bound(value: str | None) -> str | None:
+    """Normalise a user-given time bound to the audit entries' UTC format."""
+    if value is None:
+        return None
+    try:
+        moment = _dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError("time bounds must be ISO 8601 dates or date-times") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.UTC)
+    return format_time(moment)
 
 
 def _load(policy: Policy | str | Path | None) -> Policy:

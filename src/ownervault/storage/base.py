@@ -194,3 +194,19 @@ class Backend(Protocol):
     def audit_rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
         """Stream audit rows with ``start <= seq < stop`` in order."""
         ...
+
+    def leaf_hashes(self, size: int) -> bytes:
+        """The first ``size`` leaf hashes concatenated (32 bytes each)."""
+        ...
+
+    def insert_checkpoint(self, size: int, root: bytes, note: str, at: str) -> None:
+        """Store a signed checkpoint."""
+        ...
+
+    def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
+        """Every stored checkpoint (size, root, note, created_at), oldest first."""
+        ...
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; return its version."""
+        ...

@@ -95,6 +95,16 @@ CREATE TABLE audit_state (
     size INTEGER NOT NULL,
     frontier BLOB NOT NULL
 );
+CREATE TABLE audit_checkpoints (
+    size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    note TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
 BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
 CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
@@ -556,6 +566,41 @@ class SQLCipherBackend:
         )
         size = rows[-1].seq + 1 if rows else self.audit_state()[0]
         self._execute("UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1", (size, state))
+
+    def leaf_hashes(self, size: int) -> bytes:
+        """The first ``size`` leaf hashes, concatenated (32 bytes each), in order."""
+        out = bytearray()
+        seq = 0
+        while seq < size:
+            rows = self._execute(
+                "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
+                (seq, min(10_000, size - seq)),
+            ).fetchall()
+            if not rows:
+                break
+            for row_seq, leaf in rows:
+                if row_seq != seq:
+                    break
+                out += leaf
+                seq += 1
+            else:
+                continue
+            break
+        return bytes(out)
+
+    def insert_checkpoint(self, size: int, root: bytes, note: str, at: str) -> None:
+        """Store a signed checkpoint."""
+        self._execute(
+            "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+            (size, root, note, at),
+        )
+
+    def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
+        """Every stored checkpoint (size, root, note, created_at), oldest first."""
+        rows = self._execute(
+            "SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size"
+        ).fetchall()
+        return [(int(a), bytes(b), str(c), str(d)) for a, b, c, d in rows]
 
     def audit_rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
         """Stream audit rows with ``start <= seq < stop`` in order, a page at a time."""

@@ -1,0 +1,464 @@
+"""Audit export bundles for compliance officers, and their offline verification.
+
+A bundle is a directory (format described in ``docs/audit-bundle.md``)::
+
+    manifest.json      what was exported: origin, tree size, root, filter, file digests
+    entries.jsonl      one line per entry: {"entry": base64(exact entry bytes), "seq": n}
+    proofs.jsonl       partial exports only: {"proof": [base64 hashes], "seq": n} per entry
+    consistency.json   consistency proofs from every earlier checkpoint to this one
+    checkpoint.txt     the signed checkpoint (c2sp.org/tlog-checkpoint, Ed25519 signed note)
+    vkey.txt           the vault's verifier key, for convenience (verify with a key you trust)
+
+:func:`verify_bundle` needs nothing but the bundle and a verifier key obtained out of band. It
+reports three things separately: **integrity** (every entry hashes into the signed root),
+**completeness** (a full export holds every entry of the signed tree; a filtered one cannot be
+proven complete offline and says so) and **consistency** (the signed tree extends a checkpoint
+the officer kept from before). Every file is written and read in canonical form, so a changed
+byte anywhere is caught.
+
+Export streams entries, so exporting a million entries stays within a small, fixed memory
+budget (the leaf hashes, 32 bytes per entry, are held only for filtered exports' proofs).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from . import checkpoint as _checkpoint
+from . import merkle
+from .audit import AuditLog, LeafHashes, canonical_json, format_time
+from .exceptions import AuditIntegrityError, ValidationError
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleSummary",
+    "CheckResult",
+    "VerificationReport",
+    "export_bundle",
+    "verify_bundle",
+]
+
+BUNDLE_FORMAT: Final = "ownervault-audit-bundle"
+BUNDLE_VERSION: Final = 1
+_FILES: Final = ("entries.jsonl", "proofs.jsonl", "consistency.json", "checkpoint.txt", "vkey.txt")
+# Levels below this are recomputed from leaves on demand; higher ones are precomputed once.
+_CACHED_LEVEL: Final = 4
+
+
+@attrs.frozen
+class AuditFilter:
+    """Which entries a filtered export holds; all given conditions must match."""
+
+    since: str | None = None
+    until: str | None = None
+    actor: str | None = None
+    subject: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is filtered out."""
+        return not (self.since or self.until or self.actor or self.subject)
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        """Whether a decoded entry passes the filter."""
+        time = str(entry.get("time", ""))
+        return (
+            (self.since is None or time >= self.since)
+            and (self.until is None or time < self.until)
+            and (self.actor is None or entry.get("actor") == self.actor)
+            and (self.subject is None or entry.get("subject") == self.subject)
+        )
+
+    def to_json(self) -> dict[str, str | None]:
+        """JSON form for the manifest."""
+        return {
+            "since": self.since,
+            "until": self.until,
+            "actor": self.actor,
+            "subject": self.subject,
+        }
+
+
+@attrs.frozen
+class BundleSummary:
+    """What an export wrote."""
+
+    path: Path
+    tree_size: int
+    entries: int
+    complete: bool
+    root: bytes
+    checkpoint: str
+
+
+@attrs.frozen
+class CheckResult:
+    """One verification aspect: passed, failed, or not checkable (``ok`` is None)."""
+
+    ok: bool | None
+    message: str
+
+
+@attrs.frozen
+class VerificationReport:
+    """The outcome of :func:`verify_bundle`."""
+
+    origin: str
+    tree_size: int
+    entries: int
+    integrity: CheckResult
+    completeness: CheckResult
+    consistency: CheckResult
+
+    @property
+    def ok(self) -> bool:
+        """True unless a check failed (a check that could not run is not a failure)."""
+        return all(c.ok is not False for c in (self.integrity, self.completeness, self.consistency))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unb64(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise AuditIntegrityError(f"{what} is not a base64 string")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise AuditIntegrityError(f"{what} is not valid base64") from None
+    if _b64(raw) != text:
+        raise AuditIntegrityError(f"{what} is not canonical base64")
+    return raw
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return canonical_json(obj) + b"\n"
+
+
+class _Tree:
+    """Perfect-subtree hashes of a fixed tree, for O(log n) proofs over many entries."""
+
+    def __init__(self, leaves: LeafHashes) -> None:
+        self.leaves = leaves
+        self.levels: dict[int, list[bytes]] = {}
+        level = [self._compute(_CACHED_LEVEL, i) for i in range(len(leaves) >> _CACHED_LEVEL)]
+        height = _CACHED_LEVEL
+        while level:
+            self.levels[height] = level
+            level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            height += 1
+
+    def _compute(self, level: int, index: int) -> bytes:
+        if level == 0:
+            return self.leaves[index]
+        return merkle.node_hash(
+            self._compute(level - 1, 2 * index), self._compute(level - 1, 2 * index + 1)
+        )
+
+    def perfect(self, level: int, index: int) -> bytes:
+        cached = self.levels.get(level)
+        if cached is not None:
+            return cached[index]
+        return self._compute(level, index)
+
+
+def export_bundle(
+    log: AuditLog,
+    out: Path,
+    *,
+    note: str,
+    vkey: str,
+    origin: str,
+    audit_filter: AuditFilter,
+    now: datetime,
+) -> BundleSummary:
+    """Write a bundle of the log as signed by ``note`` (which must cover the current log).
+
+    Raises:
+        ValidationError: ``out`` exists and is not an empty directory.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValidationError(f"{out} already exists and is not an empty directory")
+    body = _checkpoint.verify_note(note, [vkey])
+    signed = _checkpoint.parse_checkpoint(body)
+    size = signed.size
+    out.mkdir(parents=True, exist_ok=True)
+    complete = audit_filter.empty
+    tree: _Tree | None = None
+    if not complete:
+        tree = _Tree(log.leaves(size))
+    digests: dict[str, str] = {}
+    count = 0
+    with (
+        (out / "entries.jsonl").open("wb") as entries_fh,
+        (out / "proofs.jsonl").open("wb") as proofs_fh,
+    ):
+        entry_hash = hashlib.sha256()
+        proof_hash = hashlib.sha256()
+        for row in log.rows(0, size):
+            if not complete:
+                if not audit_filter.matches(json.loads(row.entry)):
+                    continue
+                assert tree is not None
+                proof = merkle.inclusion_proof(tree.leaves, row.seq, perfect_subtree=tree.perfect)
+                line = _line({"proof": [_b64(h) for h in proof], "seq": row.seq})
+                proofs_fh.write(line)
+                proof_hash.update(line)
+            line = _line({"entry": _b64(row.entry), "seq": row.seq})
+            entries_fh.write(line)
+            entry_hash.update(line)
+            count += 1
+        digests["entries.jsonl"] = entry_hash.hexdigest()
+        digests["proofs.jsonl"] = proof_hash.hexdigest()
+    consistency = []
+    leaves: LeafHashes | None = tree.leaves if tree is not None else None
+    for old_size, old_root, _old_note, _ in log.checkpoints():
+        if 0 < old_size < size:
+            if leaves is None:
+                leaves = log.leaves(size)
+            proof = merkle.consistency_proof(leaves, old_size)
+            consistency.append(
+                {
+                    "old_root": _b64(old_root),
+                    "old_size": old_size,
+                    "proof": [_b64(h) for h in proof],
+                }
+            )
+    files: dict[str, bytes] = {
+        "consistency.json": canonical_json({"proofs": consistency}) + b"\n",
+        "checkpoint.txt": note.encode("utf-8"),
+        "vkey.txt": (vkey + "\n").encode("utf-8"),
+    }
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "origin": origin,
+        "tree_size": size,
+        "root": _b64(signed.root_hash),
+        "entries": count,
+        "complete": complete,
+        "filter": audit_filter.to_json(),
+        "exported_at": format_time(now),
+        "files": digests,
+    }
+    (out / "manifest.json").write_bytes(_line(manifest))
+    return BundleSummary(out, size, count, complete, signed.root_hash, note)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    raw = (folder / "manifest.json").read_bytes()
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        raise AuditIntegrityError("manifest.json is not valid JSON") from None
+    if not isinstance(manifest, dict) or _line(manifest) != raw:
+        raise AuditIntegrityError("manifest.json is not in canonical form")
+    if manifest.get("format") != BUNDLE_FORMAT or manifest.get("version") != BUNDLE_VERSION:
+        raise AuditIntegrityError("manifest.json is not an ownervault audit bundle (version 1)")
+    return manifest
+
+
+def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                raise AuditIntegrityError(f"{path.name} line {number} is not valid JSON") from None
+            if not isinstance(obj, dict) or _line(obj) != raw:
+                raise AuditIntegrityError(f"{path.name} line {number} is not in canonical form")
+            yield number, obj
+
+
+def verify_bundle(
+    folder: str | Path, vkeys: Sequence[str], *, previous: str | None = None
+) -> VerificationReport:
+    """Verify an export bundle offline with trusted verifier key(s).
+
+    Args:
+        folder: the bundle directory.
+        vkeys: verifier key strings obtained out of band (not the bundle's own ``vkey.txt``).
+        previous: the text of a signed checkpoint kept from before, to check consistency.
+
+    Returns:
+        A :class:`VerificationReport`. Raises only if the bundle cannot be read at all or its
+        checkpoint signature does not verify (nothing else can be trusted then).
+
+    Raises:
+        AuditIntegrityError: the checkpoint is not signed by a trusted key, or the manifest is
+            unreadable.
+    """
+    path = Path(folder)
+    try:
+        manifest = _read_manifest(path)
+        note = (path / "checkpoint.txt").read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise AuditIntegrityError(f"the bundle is missing {Path(exc.filename).name}") from None
+    except UnicodeDecodeError:
+        raise AuditIntegrityError("checkpoint.txt is not UTF-8") from None
+    signed = _checkpoint.parse_checkpoint(_checkpoint.verify_note(note, vkeys))
+    size = signed.size
+    integrity = _check_integrity(path, manifest, signed)
+    completeness = _check_completeness(manifest, size)
+    consistency = _check_consistency(path, manifest, signed, previous, vkeys)
+    return VerificationReport(
+        origin=signed.origin,
+        tree_size=size,
+        entries=int(manifest.get("entries", 0)),
+        integrity=integrity,
+        completeness=completeness if integrity.ok else CheckResult(False, "integrity failed"),
+        consistency=consistency,
+    )
+
+
+def _check_integrity(
+    path: Path, manifest: Mapping[str, Any], signed: _checkpoint.Checkpoint
+) -> CheckResult:
+    try:
+        if manifest.get("origin") != signed.origin or manifest.get("tree_size") != signed.size:
+            raise AuditIntegrityError("the manifest does not match the signed checkpoint")
+        if _unb64(manifest.get("root"), "manifest root") != signed.root_hash:
+            raise AuditIntegrityError("the manifest root does not match the signed checkpoint")
+        files = manifest.get("files")
+        if not isinstance(files, dict) or set(files) != set(_FILES):
+            raise AuditIntegrityError("the manifest does not list the bundle's files")
+        for name in _FILES:
+            digest = hashlib.sha256((path / name).read_bytes()).hexdigest()
+            if digest != files[name]:
+                raise AuditIntegrityError(f"{name} does not match its digest in the manifest")
+        complete = manifest.get("complete")
+        count = 0
+        if complete is True:
+            frontier = merkle.Frontier()
+            for number, obj in _jsonl(path / "entries.jsonl"):
+                if obj.get("seq") != number - 1:
+                    raise AuditIntegrityError(f"entries.jsonl line {number} is out of sequence")
+                frontier = frontier.append(merkle.leaf_hash(_entry_bytes(obj, number)))
+                count += 1
+            if frontier.size != signed.size or frontier.root() != signed.root_hash:
+                raise AuditIntegrityError("the entries do not hash to the signed root")
+        elif complete is False:
+            audit_filter = AuditFilter(**manifest.get("filter") or {})
+            proofs = iter(_jsonl(path / "proofs.jsonl"))
+            last = -1
+            for number, obj in _jsonl(path / "entries.jsonl"):
+                seq = obj.get("seq")
+                if not isinstance(seq, int) or seq <= last or seq >= signed.size:
+                    raise AuditIntegrityError(
+                        f"entries.jsonl line {number} has a bad sequence number"
+                    )
+                last = seq
+                raw = _entry_bytes(obj, number)
+                proof_line = next(proofs, None)
+                if proof_line is None or proof_line[1].get("seq") != seq:
+                    raise AuditIntegrityError(f"proofs.jsonl has no proof for entry {seq}")
+                hashes = proof_line[1].get("proof")
+                if not isinstance(hashes, list):
+                    raise AuditIntegrityError(f"proofs.jsonl line {proof_line[0]} is malformed")
+                proof = [_unb64(h, f"proof of entry {seq}") for h in hashes]
+                merkle.verify_inclusion(
+                    merkle.leaf_hash(raw), seq, signed.size, proof, signed.root_hash
+                )
+                if not audit_filter.matches(json.loads(raw)):
+                    raise AuditIntegrityError(f"entry {seq} does not match the export's filter")
+                count += 1
+            if next(proofs, None) is not None:
+                raise AuditIntegrityError("proofs.jsonl has more proofs than entries")
+        else:
+            raise AuditIntegrityError("the manifest does not say whether the export is complete")
+        if count != manifest.get("entries"):
+            raise AuditIntegrityError("the number of entries differs from the manifest")
+    except AuditIntegrityError as exc:
+        return CheckResult(False, str(exc))
+    except FileNotFoundError as exc:
+        return CheckResult(False, f"the bundle is missing {Path(exc.filename).name}")
+    return CheckResult(True, f"{count} entries hash into the signed tree of {signed.size}")
+
+
+def _entry_bytes(obj: Mapping[str, Any], number: int) -> bytes:
+    raw = _unb64(obj.get("entry"), f"entries.jsonl line {number}")
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        raise AuditIntegrityError(f"entry on line {number} is not JSON") from None
+    if not isinstance(decoded, dict) or decoded.get("seq") != obj.get("seq"):
+        raise AuditIntegrityError(f"entry on line {number} carries another sequence number")
+    return raw
+
+
+def _check_completeness(manifest: Mapping[str, Any], size: int) -> CheckResult:
+    if manifest.get("complete") is True:
+        return CheckResult(True, f"all {size} entries of the signed tree are present")
+    return CheckResult(
+        None,
+        "filtered export: every entry is proven to be in the log, but whether every matching "
+        "entry was exported cannot be proven offline",
+    )
+
+
+def _check_consistency(
+    path: Path,
+    manifest: Mapping[str, Any],
+    signed: _checkpoint.Checkpoint,
+    previous: str | None,
+    vkeys: Sequence[str],
+) -> CheckResult:
+    if previous is None:
+        return CheckResult(None, "no earlier checkpoint given (--previous)")
+    try:
+        old = _checkpoint.parse_checkpoint(_checkpoint.verify_note(previous, vkeys))
+        if old.origin != signed.origin:
+            raise AuditIntegrityError("the earlier checkpoint is from another log")
+        if old.size > signed.size:
+            raise AuditIntegrityError(
+                f"the log shrank: {old.size} entries were signed before, {signed.size} now"
+            )
+        if old.size == signed.size:
+            if old.root_hash != signed.root_hash:
+                raise AuditIntegrityError("same size but a different root: the log was rewritten")
+            return CheckResult(True, "the earlier checkpoint is the same tree")
+        if old.size == 0:
+            return CheckResult(True, "the earlier checkpoint was of an empty log")
+        raw = json.loads((path / "consistency.json").read_bytes())
+        for item in raw.get("proofs", []):
+            if item.get("old_size") == old.size:
+                if _unb64(item.get("old_root"), "consistency root") != old.root_hash:
+                    raise AuditIntegrityError(
+                        "the earlier checkpoint's root differs from the log's"
+                    )
+                proof = [_unb64(h, "consistency proof") for h in item.get("proof", [])]
+                merkle.verify_consistency(
+                    old.size, signed.size, old.root_hash, signed.root_hash, proof
+                )
+                return CheckResult(
+                    True, f"the signed tree of {signed.size} extends the earlier {old.size}"
+                )
+        if manifest.get("complete") is True:
+            frontier = merkle.Frontier()
+            for number, obj in _jsonl(path / "entries.jsonl"):
+                if frontier.size == old.size:
+                    break
+                frontier = frontier.append(merkle.leaf_hash(_entry_bytes(obj, number)))
+            if frontier.size == old.size and frontier.root() == old.root_hash:
+                return CheckResult(True, f"the first {old.size} entries hash to the earlier root")
+            raise AuditIntegrityError(
+                "the first entries do not hash to the earlier checkpoint's root"
+            )
+        return CheckResult(None, f"the bundle carries no consistency proof from size {old.size}")
+    except AuditIntegrityError as exc:
+        return CheckResult(False, str(exc))
+    except (ValueError, AttributeError):
+        return CheckResult(False, "consistency.json is malformed")
