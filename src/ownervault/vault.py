@@ -1465,6 +1465,53 @@ class Session:
             return [], error
         return views, None
 
+    # ------------------------------------------------------------------ access history
+
+    def access_history(self, subject_id: str) -> list[dict[str, Any]]:
+        """Who accessed a subject's data, when, why and which fields (PIPL Art 45, GDPR 15).
+
+        The vault computes the subject's pseudonym from ``subject_id``; entries are returned
+        as stored (they hold no personal value). Allowed only when this session's purpose may
+        read the subject's owner profile; the lookup itself is audited.
+
+        Raises:
+            PolicyDeniedError: the session may not read owner profiles for its purpose.
+            RecordNotFoundError: no live subject with that id.
+        """
+        with self._lock:
+            self._check()
+            decision = self._decide("owner_profile", "read")
+            if not decision.allowed:
+                entry = self._entry("audit.subject_history", decision=decision)
+                raise self._deny(
+                    [entry],
+                    PolicyDeniedError(
+                        f"access history for purpose {self.purpose!r} is denied to actor "
+                        f"{self.actor.actor_id!r}: {decision.reason}",
+                        reason=decision.reason,
+                    ),
+                )
+            subject = self._backend.subject_by_ref(self._vault.subject_ref(subject_id))
+            if subject is None:
+                raise self._deny(
+                    [self._entry("audit.subject_history", decision="deny", reason="not_found")],
+                    RecordNotFoundError("no live subject with that id"),
+                )
+            history = [
+                e for e in self._vault._audit.entries() if e.get("subject") == subject.pseudonym
+            ]
+            self._commit(
+                [
+                    self._entry(
+                        "audit.subject_history",
+                        decision=decision,
+                        subject=subject.pseudonym,
+                        detail={"entries": len(history)},
+                    )
+                ]
+            )
+            return history
+
     # ------------------------------------------------------------------ erasure
 
     def erase_subject(self, subject_id: str) -> ErasureResult:
