@@ -80,7 +80,10 @@ def collect(entries: Iterable[Mapping[str, Any]]) -> ReportData:
         actors[actor] += 1
         if entry.get("subject"):
             subjects.add(str(entry["subject"]))
-        for field in _sensitive_fields(entry.get("record_type"), entry.get("fields") or []):
+        detail = entry.get("detail") or {}
+        masked = set(str(detail.get("masked") or "").split(","))
+        revealed = [f for f in entry.get("fields") or [] if f not in masked]
+        for field in _sensitive_fields(entry.get("record_type"), revealed):
             sensitive[f"{entry.get('record_type')}.{field}"] += 1
             sensitive_actor[actor] += 1
     return ReportData(
@@ -174,6 +177,7 @@ td, th {{ border: 1px solid #ccc; padding: .25em .6em; text-align: left; }}
 {_stacked_bars("Denials per day", denials)}
 {_table(("reason", "count"), data.denial_reasons.items())}
 <h2>敏感信息 Sensitive-field reveals</h2>
+<p>Sensitive fields released in full (masked views are not counted).</p>
 {_table(("field", "reveals"), data.sensitive_reveals.items())}
 {_table(("actor", "sensitive reveals"), data.sensitive_by_actor.items())}
 <h2>活跃用户 Top actors</h2>

@@ -1428,6 +1428,9 @@ class Session:
                     continue
                 shown = tuple(f for f in decision.disclosed_fields if f in values)
                 detail: dict[str, str | int | bool | None] = {}
+                masked = [f for f in shown if decision.view(f).mode is ViewMode.MASKED]
+                if masked:
+                    detail["masked"] = ",".join(masked)
                 if searched:
                     detail["searched"] = ",".join(searched)
                 entries.append(
