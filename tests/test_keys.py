@@ -159,12 +159,6 @@ def test_passphrase_missing_param_is_format_error(missing: str) -> None:
         PassphraseKey(PASSPHRASE).load_root(params)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="keys.py PassphraseKey.load_root (line 220) passes a header salt shorter than 8 bytes "
-    "to Argon2id, which raises a bare ValueError('salt must be at least 8 bytes')",
-)
 @pytest.mark.parametrize("salt", ["", "AAAA", "AAAAAAAAAA=="])
 def test_passphrase_short_salt_is_format_error(salt: str) -> None:
     """A header salt too short for Argon2id (< 8 bytes) raises VaultFormatError."""
@@ -172,24 +166,12 @@ def test_passphrase_short_salt_is_format_error(salt: str) -> None:
         PassphraseKey(PASSPHRASE).load_root({**_good_params(), "salt": salt})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="keys.py PassphraseKey.load_root (line 214) catches only binascii.Error, but "
-    "b64decode of a non-ASCII salt string raises a bare ValueError",
-)
 def test_passphrase_non_ascii_salt_is_format_error() -> None:
     """A header salt holding non-ASCII text raises VaultFormatError like any other bad salt."""
     with pytest.raises(VaultFormatError):
         PassphraseKey(PASSPHRASE).load_root({**_good_params(), "salt": "盐盐盐盐"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keys.py PassphraseKey.load_root (line 217) builds crypto.Argon2Params outside the "
-    "try block, so memory_kib < 8*lanes in the header raises ValidationError, not "
-    "VaultFormatError",
-)
 def test_passphrase_memory_below_lanes_minimum_is_format_error() -> None:
     """Header costs with memory_kib below 8*lanes raise VaultFormatError like other bad params."""
     with pytest.raises(VaultFormatError):
@@ -336,12 +318,6 @@ def test_envkey_bad_value_hides_value(monkeypatch: pytest.MonkeyPatch, value: st
     assert excinfo.value.__cause__ is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="keys.py decode_key_text (line 234) catches only binascii.Error, but b64decode of a "
-    "str with non-ASCII characters raises a bare ValueError, so EnvKey leaks a ValueError",
-)
 def test_envkey_non_ascii_value_is_provider_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """A variable holding non-ASCII text after the prefix raises KeyProviderError."""
     monkeypatch.setenv(ENV_VAR, KEY_TEXT_PREFIX + "密钥")
@@ -552,12 +528,6 @@ def test_header_unwrap_garbled_blob_is_wrong_key(blob: str) -> None:
         header.unwrap(LocalRootKey(MATERIAL), "db")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="keys.py VaultHeader.unwrap (line 361) catches only binascii.Error, but b64decode of "
-    "a str with non-ASCII characters raises a bare ValueError",
-)
 def test_header_unwrap_non_ascii_blob_is_wrong_key() -> None:
     """A slot holding non-ASCII text raises WrongKeyError like any other unreadable blob."""
     header = _header(wrapped_db_key="密钥")

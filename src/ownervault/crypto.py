@@ -293,7 +293,7 @@ class Argon2Params:
     lanes: int = 4
 
     def __attrs_post_init__(self) -> None:
-        if self.memory_kib < 8 * self.lanes or self.iterations < 1 or self.lanes < 1:
+        if self.lanes < 1 or self.memory_kib < 8 * self.lanes or self.iterations < 1:
             raise ValidationError("Argon2id parameters are out of range")
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import abc
 import base64
-import binascii
 import json
 import os
 import threading
@@ -212,11 +211,14 @@ class PassphraseKey(_Redacted):
         try:
             header = _Argon2Header.model_validate(dict(params))
             salt = base64.b64decode(header.salt, validate=True)
-        except (pydantic.ValidationError, binascii.Error):
+            if len(salt) < 16:
+                raise ValueError("salt too short")
+            argon2 = crypto.Argon2Params(
+                memory_kib=header.memory_kib, iterations=header.iterations, lanes=header.lanes
+            )
+        except (pydantic.ValidationError, ValueError):
+            # binascii.Error, non-ASCII base64 and out-of-range costs are all ValueErrors.
             raise VaultFormatError("the vault header's passphrase parameters are invalid") from None
-        argon2 = crypto.Argon2Params(
-            memory_kib=header.memory_kib, iterations=header.iterations, lanes=header.lanes
-        )
         return LocalRootKey(crypto.passphrase_key(self._passphrase, salt=salt, params=argon2))
 
 
@@ -232,7 +234,7 @@ def decode_key_text(text: str, *, source: str) -> bytes:
         raise KeyProviderError(f"{source} does not hold an ownervault key")
     try:
         material = base64.b64decode(text[len(KEY_TEXT_PREFIX) :], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII characters
         raise KeyProviderError(f"{source} does not hold a valid ownervault key") from None
     if len(material) != crypto.KEY_BYTES:
         raise KeyProviderError(f"{source} does not hold a 256-bit ownervault key")
@@ -284,6 +286,8 @@ class KeyFileKey(_RawKeyProvider):
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise KeyProviderError(f"key file {target} already exists") from None
+        except OSError as exc:
+            raise KeyProviderError(f"cannot create key file {target}: {exc.strerror}") from None
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(encode_key_text(crypto.random_key()) + "\n")
             fh.flush()
@@ -360,7 +364,7 @@ class VaultHeader(pydantic.BaseModel):
         try:
             wrapped = base64.b64decode(blob, validate=True)
             return root.unwrap(wrapped, context=self.context(self.vault_id, slot))
-        except (binascii.Error, DecryptionError):
+        except (ValueError, DecryptionError):  # ValueError covers malformed base64
             raise WrongKeyError("the key does not open this vault") from None
 
     def dumps(self) -> bytes:
