@@ -28,6 +28,7 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     │   └── KeyExhaustedError                a key reached its invocation limit
     ├── AccessDeniedError (PermissionError)
     │   ├── PolicyDeniedError                no rule allows the actor, purpose, record or field
+    │   ├── ConsentRequiredError             the purpose needs a live consent the subject lacks
     │   └── FieldNotDisclosedError (KeyError)  a field hidden by the decision was asked for
     ├── RecordError
     │   ├── RecordNotFoundError (LookupError)
@@ -43,6 +44,7 @@ __all__ = [
     "AccessDeniedError",
     "AuditIntegrityError",
     "ConfigurationError",
+    "ConsentRequiredError",
     "CryptoError",
     "DecryptionError",
     "FieldNotDisclosedError",
@@ -158,6 +160,18 @@ class PolicyDeniedError(AccessDeniedError):
     """No rule allows this actor and purpose the requested record, field or action.
 
     ``reason`` is a short machine-readable code (also written to the audit trail).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class ConsentRequiredError(AccessDeniedError):
+    """A consent-based purpose has no live consent for this subject; nothing was decrypted.
+
+    ``reason`` is ``consent_missing``, ``consent_withdrawn``, ``consent_expired`` or
+    ``consent_reconsent_required``.
     """
 
     def __init__(self, message: str, *, reason: str) -> None:

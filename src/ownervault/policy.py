@@ -21,9 +21,11 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 import pydantic
@@ -39,6 +41,7 @@ __all__ = [
     "FieldView",
     "LegalBasis",
     "Policy",
+    "SubjectContext",
     "ViewMode",
     "default_policy_dir",
     "load_policy",
@@ -147,16 +150,22 @@ def mask(masker: str, value: object) -> str:
 
 def _role_tuple(roles: Iterable[str]) -> tuple[str, ...]:
     if isinstance(roles, str):
-        raise ValidationError("roles must be a list of role names, not one string")
+        raise ValidationError("roles and scopes are lists of names, not one string")
     return tuple(roles)
 
 
 @attrs.frozen
 class Actor:
-    """Who acts: an id from the embedding application and the roles it holds."""
+    """Who acts: an id from the embedding application, its roles and optional scope.
+
+    ``communities`` and ``buildings`` (as ``community/building``) bind the actor to where it
+    works; rules with ``scope = "community"`` or ``"building"`` only apply to subjects there.
+    """
 
     actor_id: str
     roles: tuple[str, ...] = attrs.field(converter=_role_tuple)
+    communities: tuple[str, ...] = attrs.field(default=(), converter=_role_tuple)
+    buildings: tuple[str, ...] = attrs.field(default=(), converter=_role_tuple)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.actor_id, str) or not 1 <= len(self.actor_id) <= 128:
@@ -272,6 +281,13 @@ class Title(_Strict):
     en: str = pydantic.Field(min_length=1)
 
 
+class Notice(_Strict):
+    """The privacy notice shown before consent, in Chinese and English (PIPL Art 17)."""
+
+    zh: str = pydantic.Field(min_length=1)
+    en: str = pydantic.Field(min_length=1)
+
+
 class PurposeModel(_Strict):
     """One entry of ``purposes.toml``."""
 
@@ -281,6 +297,7 @@ class PurposeModel(_Strict):
     description: str = ""
     separate_consent: bool = False
     contract_necessary: bool = False
+    notice: Notice | None = None
     fields: dict[Ident, list[str]]
 
     @pydantic.field_validator("retention")
@@ -333,6 +350,28 @@ class RuleModel(_Strict):
     write: list[str] = []
     minors: bool = False
     description: str = ""
+    scope: Literal["community", "building"] | None = None
+    hours: str | None = pydantic.Field(default=None, pattern=r"^\d\d:\d\d-\d\d:\d\d$")
+    weekdays: list[Annotated[int, pydantic.Field(ge=1, le=7)]] | None = None
+    timezone: str = "Asia/Shanghai"
+
+    @pydantic.field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @pydantic.field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            start, end = (_minutes(part) for part in value.split("-"))
+            if start >= end:
+                raise ValueError("hours must be 'HH:MM-HH:MM' with the start before the end")
+        return value
 
     @pydantic.field_validator("fields")
     @classmethod
@@ -365,6 +404,14 @@ class Purpose:
     contract_necessary: bool
     fields: Mapping[str, frozenset[str]]
     description: str = ""
+    notice_zh: str = ""
+    notice_en: str = ""
+    notice_version: str | None = None
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        """Every field the purpose may need, as ``record_type.field``."""
+        return frozenset(f"{rt}.{f}" for rt, names in self.fields.items() for f in names)
 
 
 @attrs.frozen
@@ -379,6 +426,56 @@ class Rule:
     views: Mapping[str, FieldView]
     write: frozenset[str]
     minors: bool
+    scope: str | None = None
+    hours: tuple[int, int] | None = None
+    weekdays: frozenset[int] | None = None
+    timezone: str = "Asia/Shanghai"
+
+    @property
+    def timed(self) -> bool:
+        """Whether the rule only applies in a time window."""
+        return self.hours is not None or self.weekdays is not None
+
+    def condition_failure(
+        self, actor: Actor, subject: SubjectContext | None, now: datetime | None
+    ) -> str | None:
+        """Why the rule's conditions do not hold (a reason code), or None when they do."""
+        if self.scope is not None:
+            if subject is None:
+                return "outside_scope"
+            if self.scope == "community" and not set(actor.communities) & subject.communities:
+                return "outside_scope"
+            if self.scope == "building" and not set(actor.buildings) & subject.buildings:
+                return "outside_scope"
+        if self.timed:
+            if now is None:
+                return "outside_time_window"
+            local = now.astimezone(ZoneInfo(self.timezone))
+            if self.weekdays is not None and local.isoweekday() not in self.weekdays:
+                return "outside_time_window"
+            if self.hours is not None:
+                minute = local.hour * 60 + local.minute
+                if not self.hours[0] <= minute < self.hours[1]:
+                    return "outside_time_window"
+        return None
+
+
+@attrs.frozen
+class SubjectContext:
+    """What conditions need to know about a subject: where they live.
+
+    ``buildings`` holds ``community/building`` strings.
+    """
+
+    communities: frozenset[str] = frozenset()
+    buildings: frozenset[str] = frozenset()
+
+
+def _minutes(text: str) -> int:
+    hours, minutes = int(text[:2]), int(text[3:5])
+    if hours > 24 or minutes > 59 or (hours == 24 and minutes):
+        raise ValueError("hours must be between 00:00 and 24:00")
+    return hours * 60 + minutes
 
 
 @attrs.frozen
@@ -401,6 +498,8 @@ class Policy:
         action: Action,
         *,
         minor: bool = False,
+        subject: SubjectContext | None = None,
+        now: datetime | None = None,
     ) -> Decision:
         """Decide what ``actor`` may do with a ``record_type`` record for ``purpose``.
 
@@ -410,6 +509,8 @@ class Policy:
             record_type: the record type concerned.
             action: ``read``, ``create``, ``update`` or ``erase``.
             minor: whether the record's subject is a minor under 14.
+            subject: where the subject lives, for rules with a scope condition.
+            now: the current time, for rules with a time window.
 
         Returns:
             A :class:`Decision`; deny is a value, not an exception (call ``require()``).
@@ -451,6 +552,11 @@ class Policy:
         ]
         if not matching:
             return deny("no_rule")
+        holding = [r for r in matching if r.condition_failure(actor, subject, now) is None]
+        if not holding:
+            failure = matching[0].condition_failure(actor, subject, now)
+            return deny(failure or "no_rule", tuple(r.rule_id for r in matching))
+        matching = holding
         if minor and not any(rule.minors for rule in matching):
             return deny("minor_data_not_permitted", tuple(r.rule_id for r in matching))
         specs = record_cls.field_specs()
@@ -502,6 +608,11 @@ class Policy:
         if chosen.mode is ViewMode.HIDDEN:
             reason = "hidden by rule"
         return FieldView(chosen.mode, chosen.masker, tuple(sources), reason)
+
+    def conditional(self, purpose: str, record_type: str) -> tuple[bool, bool]:
+        """(needs subject context, depends on time) for rules of this purpose and type."""
+        rules = [r for r in self.rules if r.purpose == purpose and r.record_type == record_type]
+        return any(r.scope for r in rules), any(r.timed for r in rules)
 
     def purpose(self, purpose_id: str) -> Purpose:
         """Return a purpose by id; unknown ids raise :class:`PolicyDeniedError`."""
@@ -669,7 +780,15 @@ def load_policy(folder: str | Path | None = None) -> Policy:
             contract_necessary=pm.contract_necessary,
             fields=fields,
             description=pm.description,
+            notice_zh=pm.notice.zh if pm.notice else "",
+            notice_en=pm.notice.en if pm.notice else "",
+            notice_version=_notice_version(pm.notice) if pm.notice else None,
         )
+        if pm.legal_basis is LegalBasis.CONSENT and pm.notice is None:
+            raise pfile.error(
+                ["purposes", pid, "legal_basis"],
+                f"purpose {pid!r} is based on consent and needs a [notice] with zh and en text",
+            )
         sensitive_used = any(
             RECORD_TYPES[rt].field_specs()[f].classification is Classification.SENSITIVE
             for rt, names in fields.items()
@@ -790,6 +909,12 @@ def _build_rule(
         raise rulefile.error(
             [*at, "write"], f"rule {rm.id!r}: 'write' needs a create or update action"
         )
+    if rm.scope is not None and record_type == "*":
+        raise rulefile.error([*at, "scope"], f"rule {rm.id!r}: scope needs a record type")
+    hours = None
+    if rm.hours is not None:
+        start, end = rm.hours.split("-")
+        hours = (_minutes(start), _minutes(end))
     return Rule(
         rule_id=rm.id,
         roles=frozenset(rm.roles),
@@ -799,7 +924,17 @@ def _build_rule(
         views=views,
         write=write,
         minors=rm.minors,
+        scope=rm.scope,
+        hours=hours,
+        weekdays=frozenset(rm.weekdays) if rm.weekdays is not None else None,
+        timezone=rm.timezone,
     )
+
+
+def _notice_version(notice: Notice) -> str:
+    """Content hash of a notice: changing either text makes a new version."""
+    digest = hashlib.sha256(_digest_part("zh", notice.zh) + _digest_part("en", notice.en))
+    return "n" + digest.hexdigest()[:16]
 
 
 def _expand_fields(

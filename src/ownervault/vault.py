@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import re
 import secrets
 import shutil
 import threading
@@ -31,7 +32,9 @@ from . import checkpoint as _checkpoint
 from . import crypto
 from .audit import AuditEntry, AuditLog, canonical_json, format_time
 from .bundle import AuditFilter, BundleSummary, export_bundle
+from .consent import ConsentRecord, ConsentState, consent_state
 from .exceptions import (
+    ConsentRequiredError,
     DecryptionError,
     FieldNotDisclosedError,
     KeyExhaustedError,
@@ -59,8 +62,19 @@ from .keys import (
     check_use,
     write_atomically,
 )
-from .policy import Action, Actor, Decision, FieldView, Policy, ViewMode, load_policy, mask
-from .records import RECORD_TYPES, Record, normalise
+from .policy import (
+    Action,
+    Actor,
+    Decision,
+    FieldView,
+    LegalBasis,
+    Policy,
+    SubjectContext,
+    ViewMode,
+    load_policy,
+    mask,
+)
+from .records import RECORD_TYPES, Classification, Record, normalise
 from .storage.base import KeyRow, RecordRow, SubjectRow
 from .storage.sqlcipher import SQLCipherBackend
 from .typing import Clock, KeyProvider
@@ -68,6 +82,9 @@ from .typing import Clock, KeyProvider
 __all__ = ["KeyStatus", "RecordRef", "RecordView", "Session", "SystemClock", "Vault"]
 
 HEADER_NAME: Final = "vault.header"
+#: How a consent may have been collected.
+CONSENT_CHANNELS: Final = ("app", "web", "wechat", "paper", "in_person", "phone", "email", "sms")
+_DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
 DB_NAME: Final = "vault.db"
 SUBJECT_ID_FIELD: Final = "subject_id"
 
@@ -549,12 +566,59 @@ class Vault:
         return Session(self, actor, purpose)
 
     def explain(
-        self, actor: Actor, purpose: str, record_type: str, action: Action = "read"
+        self,
+        actor: Actor,
+        purpose: str,
+        record_type: str,
+        subject_id: str | None = None,
+        *,
+        action: Action = "read",
     ) -> dict[str, Any]:
-        """Explain the decision for ``actor`` and ``purpose`` on a record type (no data read)."""
+        """Explain a decision: per field, the view and the rules, legal basis and consent.
+
+        Without ``subject_id`` the policy alone is explained; with it, the subject's scope,
+        minor status and consent ledger are applied as a real access would (no field is read
+        or decrypted). The explanation is audited.
+        """
+        self._check_open()
         if record_type not in RECORD_TYPES:
             raise ValidationError(f"unknown record type {record_type!r}")
-        return self._policy.decide(actor, purpose, record_type, action).explain()
+        decider = _Decider(self, actor, purpose)
+        now = self._clock.now()
+        pseudonym: str | None = None
+        consent: ConsentState | None = None
+        if subject_id is None:
+            decision = decider.policy_only(record_type, action, now=now)
+        else:
+            subject = self._backend.subject_by_ref(self.subject_ref(subject_id))
+            if subject is None:
+                raise RecordNotFoundError("no live subject with that id")
+            pseudonym = subject.pseudonym
+            decision, consent = decider.decide(
+                record_type, action, subject=subject, key=self._subject_key(subject), now=now
+            )
+        explanation = decision.explain()
+        explanation["subject"] = pseudonym
+        if consent is not None:
+            explanation["consent"] = {
+                "status": consent.status.value,
+                "separate": consent.separate,
+                "records": list(consent.record_ids),
+            }
+        entry = AuditEntry(
+            action="policy.explain",
+            actor=actor.actor_id,
+            roles=actor.roles,
+            purpose=purpose,
+            decision="allow",
+            record_type=record_type,
+            subject=pseudonym,
+            rules=decision.rule_ids,
+            detail={"outcome": "allow" if decision.allowed else decision.reason},
+        )
+        with self._backend.atomic():
+            self._audit.append([entry], now=now)
+        return explanation
 
     # ------------------------------------------------------------------ keys
 
@@ -748,6 +812,127 @@ class _Prepared:
     written: tuple[str, ...]
 
 
+class _Decider:
+    """Policy decisions for one actor and purpose, with subject conditions and consent applied.
+
+    Decisions that depend only on (record type, action, minor, subject scope) are cached for the
+    session; those with time windows are recomputed on every use. The consent ledger is read on
+    every use, so a withdrawal takes effect at once for every open session.
+    """
+
+    def __init__(self, vault: Vault, actor: Actor, purpose: str) -> None:
+        self._vault = vault
+        self._backend = vault._backend
+        self._policy = vault._policy
+        self.actor = actor
+        self.purpose = purpose
+        self._cache: dict[tuple[object, ...], Decision] = {}
+
+    def policy_only(
+        self,
+        record_type: str,
+        action: Action,
+        *,
+        minor: bool = False,
+        context: SubjectContext | None = None,
+        now: _dt.datetime | None = None,
+    ) -> Decision:
+        """The policy's decision, cached when it does not depend on the time."""
+        _, timed = self._policy.conditional(self.purpose, record_type)
+        key = (record_type, action, minor, context)
+        decision = None if timed else self._cache.get(key)
+        if decision is None:
+            decision = self._policy.decide(
+                self.actor, self.purpose, record_type, action, minor=minor, subject=context, now=now
+            )
+            if not timed:
+                self._cache[key] = decision
+        return decision
+
+    def is_minor(self, subject: SubjectRow, key: crypto.FieldKey, today: _dt.date) -> bool:
+        """Whether the subject is under 14 today (the date is stored encrypted)."""
+        if subject.minor_until is None:
+            return False
+        aad = _minor_aad(self._vault.vault_id, subject.pseudonym, key.key_id)
+        until = _dt.date.fromisoformat(json.loads(key.decrypt(subject.minor_until, aad=aad)))
+        return today < until
+
+    def context(
+        self, subject: SubjectRow | None, extra_units: Iterable[Mapping[str, object]] = ()
+    ) -> SubjectContext:
+        """Where the subject lives, from their unit records (and units being written now)."""
+        units: list[Mapping[str, object]] = list(extra_units)
+        if subject is not None:
+            units.extend(json.loads(raw) for raw in self._backend.subject_units(subject.pseudonym))
+        communities = {str(u["community"]) for u in units if "community" in u}
+        buildings = {
+            f"{u['community']}/{u['building']}"
+            for u in units
+            if "community" in u and "building" in u
+        }
+        return SubjectContext(frozenset(communities), frozenset(buildings))
+
+    def decide(
+        self,
+        record_type: str,
+        action: Action,
+        *,
+        subject: SubjectRow | None,
+        key: crypto.FieldKey | None,
+        now: _dt.datetime,
+        extra_units: Iterable[Mapping[str, object]] = (),
+        record_minor: bool = False,
+    ) -> tuple[Decision, ConsentState | None]:
+        """Policy, then conditions, then consent, for one subject (None: not yet stored)."""
+        minor = record_minor or (
+            subject is not None and key is not None and self.is_minor(subject, key, now.date())
+        )
+        needs_context, _ = self._policy.conditional(self.purpose, record_type)
+        context = self.context(subject, extra_units) if needs_context else None
+        decision = self.policy_only(record_type, action, minor=minor, context=context, now=now)
+        if not decision.allowed:
+            return decision, None
+        spec = self._policy.purposes[self.purpose]
+        if spec.legal_basis is not LegalBasis.CONSENT:
+            return decision, None
+        records = self._backend.consents(subject.pseudonym, self.purpose) if subject else []
+        state = consent_state(
+            records, at=now, notice_version=spec.notice_version, fields=spec.field_names
+        )
+        if not state.live:
+            return attrs.evolve(
+                decision, allowed=False, reason=f"consent_{state.status.value}"
+            ), state
+        if not state.separate:
+            # Sensitive data, and all data of a minor, needs a separate consent (PIPL Art 29).
+            specs = RECORD_TYPES[record_type].field_specs()
+            fields = dict(decision.fields)
+            for name, view in decision.fields.items():
+                classification = specs[name].classification
+                sensitive = classification is Classification.SENSITIVE or (
+                    minor and classification.encrypted
+                )
+                if sensitive and view.disclosed:
+                    fields[name] = FieldView(
+                        ViewMode.HIDDEN, rule_ids=view.rule_ids, reason="separate_consent_required"
+                    )
+            decision = attrs.evolve(decision, fields=fields)
+        return decision, state
+
+
+def _denied(
+    actor: Actor, purpose: str, action: str, record_type: str | None, reason: str, detail: str = ""
+) -> OwnerVaultError:
+    """The error for a denial: consent problems raise ConsentRequiredError."""
+    what = f"{action} of {record_type}" if record_type else action
+    message = f"{what} for purpose {purpose!r} is denied to actor {actor.actor_id!r}: {reason}"
+    if detail:
+        message += f" ({detail})"
+    if reason.startswith("consent_"):
+        return ConsentRequiredError(message, reason=reason)
+    return PolicyDeniedError(message, reason=reason)
+
+
 class Session:
     """Work done by one actor for one purpose; every operation is checked and audited.
 
@@ -760,7 +945,7 @@ class Session:
         self._policy = vault._policy
         self.actor = actor
         self.purpose = purpose
-        self._decisions: dict[tuple[str, str, bool], Decision] = {}
+        self._decider = _Decider(vault, actor, purpose)
         self._closed = False
         self._lock = threading.RLock()
         base = self._policy.decide(actor, purpose, "", "read")
@@ -806,14 +991,7 @@ class Session:
         return self._vault._clock.now()
 
     def _decide(self, record_type: str, action: Action, *, minor: bool = False) -> Decision:
-        key = (record_type, action, minor)
-        decision = self._decisions.get(key)
-        if decision is None:
-            decision = self._policy.decide(
-                self.actor, self.purpose, record_type, action, minor=minor
-            )
-            self._decisions[key] = decision
-        return decision
+        return self._decider.policy_only(record_type, action, minor=minor, now=self._now())
 
     def _entry(
         self,
@@ -826,13 +1004,14 @@ class Session:
         fields: Iterable[str] = (),
         reason: str | None = None,
         detail: Mapping[str, str | int | bool | None] | None = None,
+        rules: Sequence[str] = (),
     ) -> AuditEntry:
         if isinstance(decision, Decision):
             outcome = "allow" if decision.allowed else "deny"
             why = reason if reason is not None else ("" if decision.allowed else decision.reason)
             rules = decision.rule_ids
         else:
-            outcome, why, rules = decision, reason or "", ()
+            outcome, why = decision, reason or ""
         return AuditEntry(
             action=action,
             actor=self.actor.actor_id,
@@ -857,13 +1036,6 @@ class Session:
         self._commit(entries)
         return error
 
-    def _is_minor(self, subject: SubjectRow, key: crypto.FieldKey, today: _dt.date) -> bool:
-        if subject.minor_until is None:
-            return False
-        aad = _minor_aad(self._vault.vault_id, subject.pseudonym, key.key_id)
-        until = _dt.date.fromisoformat(json.loads(key.decrypt(subject.minor_until, aad=aad)))
-        return today < until
-
     def _live_subject(self, pseudonym: str) -> SubjectRow:
         subject = self._backend.subject(pseudonym)
         if subject is None or subject.erased_at is not None or subject.key_state == "destroyed":
@@ -882,7 +1054,11 @@ class Session:
         return self.put_many([record])[0]
 
     def put_many(self, records: Sequence[Record]) -> list[str]:
-        """Store many records in one transaction (one pass over subject keys); returns ids."""
+        """Store many records in one transaction (one pass over subject keys); returns ids.
+
+        Every record is decided first; if any is denied, nothing is stored, the denials are
+        audited and the first one is raised.
+        """
         with self._lock:
             self._check()
             if isinstance(records, Record) or not all(isinstance(r, Record) for r in records):
@@ -892,99 +1068,121 @@ class Session:
             now_dt = self._now()
             today = now_dt.date()
             now = format_time(now_dt)
-            denied: list[AuditEntry] = []
-            for record in records:
-                minor = _record_is_minor(record, today)
-                decision = self._decide(record.record_type, "create", minor=minor)
-                written = _written_fields(record)
-                if not decision.allowed:
-                    denied.append(
-                        self._entry(
-                            "create",
-                            decision=decision,
-                            record_type=record.record_type,
-                            fields=written,
-                        )
-                    )
-                    continue
-                refused = sorted(set(written) - decision.writable)
-                if refused:
-                    denied.append(
-                        self._entry(
-                            "create",
-                            decision="deny",
-                            reason="field_not_writable",
-                            record_type=record.record_type,
-                            fields=refused,
-                        )
-                    )
-            if denied:
-                first = denied[0]
-                raise self._deny(
-                    denied,
-                    PolicyDeniedError(
-                        f"create of {first.record_type} for purpose {self.purpose!r} is denied "
-                        f"to actor {self.actor.actor_id!r}: {first.reason}"
-                        + (
-                            f" ({', '.join(first.fields)})"
-                            if first.reason == "field_not_writable"
-                            else ""
-                        ),
-                        reason=first.reason,
-                    ),
-                )
+            outcome: OwnerVaultError | None = None
             ids: list[str] = []
+            units: dict[str, list[Mapping[str, object]]] = {}
+            for record in records:
+                if record.record_type == "unit":
+                    units.setdefault(record.subject_id, []).append(record.model_dump(mode="json"))
             with self._backend.atomic():
-                subjects: dict[str, tuple[SubjectRow, crypto.FieldKey]] = {}
-                prepared: list[_Prepared] = []
-                entries: list[AuditEntry] = []
-                per_key: dict[bytes, int] = {}
+                # Phase 1: look subjects up and decide every record, storing nothing yet.
+                found: dict[str, tuple[SubjectRow | None, crypto.FieldKey | None]] = {}
+                decisions: list[Decision] = []
+                denied: list[AuditEntry] = []
                 for record in records:
                     sid = record.subject_id
-                    if sid not in subjects:
-                        ref = self._vault.subject_ref(sid)
-                        row = self._backend.subject_by_ref(ref)
-                        if row is None:
-                            subjects[sid] = self._vault._new_subject(ref, now)
-                        else:
-                            subjects[sid] = (row, self._vault._subject_key(row))
-                    subject, key = subjects[sid]
-                    check_use(key.key_id.hex(), KeyState(subject.key_state), "encrypt")
-                    item = self._prepare(record, subject, key, now)
-                    per_key[key.key_id] = per_key.get(key.key_id, 0) + len(item.fields)
-                    until = record.minor_until()
-                    if until is not None and today < until:
-                        per_key[key.key_id] += 1
-                        aad = _minor_aad(self._vault.vault_id, subject.pseudonym, key.key_id)
-                        blob = key.encrypt(json.dumps(until.isoformat()).encode(), aad=aad)
-                        self._backend.set_minor_until(subject.pseudonym, blob)
-                    prepared.append(item)
-                    ids.append(item.row.record_id)
-                    decision = self._decide(
-                        record.record_type, "create", minor=_record_is_minor(record, today)
+                    if sid not in found:
+                        row = self._backend.subject_by_ref(self._vault.subject_ref(sid))
+                        found[sid] = (row, self._vault._subject_key(row) if row else None)
+                    row, key = found[sid]
+                    decision, _ = self._decider.decide(
+                        record.record_type,
+                        "create",
+                        subject=row,
+                        key=key,
+                        now=now_dt,
+                        extra_units=units.get(sid, ()),
+                        record_minor=_record_is_minor(record, today),
                     )
-                    entries.append(
-                        self._entry(
-                            "create",
-                            decision=decision,
-                            record_type=record.record_type,
-                            record_id=item.row.record_id,
-                            subject=subject.pseudonym,
-                            fields=item.written,
+                    written = _written_fields(record)
+                    refused = sorted(set(written) - decision.writable)
+                    if not decision.allowed or refused:
+                        denied.append(
+                            self._entry(
+                                "create",
+                                decision="deny",
+                                reason=decision.reason
+                                if not decision.allowed
+                                else "field_not_writable",
+                                record_type=record.record_type,
+                                subject=row.pseudonym if row else None,
+                                fields=refused or written,
+                                rules=decision.rule_ids,
+                            )
                         )
+                    decisions.append(decision)
+                if denied:
+                    self._vault._audit.append(denied, now=now_dt)
+                    first = denied[0]
+                    outcome = _denied(
+                        self.actor,
+                        self.purpose,
+                        "create",
+                        first.record_type,
+                        first.reason,
+                        ", ".join(first.fields) if first.reason == "field_not_writable" else "",
                     )
-                for key_id, count in per_key.items():
-                    if not self._backend.reserve_invocations(key_id, count):
-                        raise KeyExhaustedError(
-                            f"key {key_id.hex()} reached its invocation limit; rotate it"
-                        )
-                self._backend.insert_records(
-                    [p.row for p in prepared],
-                    [f for p in prepared for f in p.fields],
-                    [t for p in prepared for t in p.tokens],
-                )
-                self._vault._audit.append(entries, now=now_dt)
+                else:
+                    ids = self._store(records, decisions, found, now, now_dt)
+            if outcome is not None:
+                raise outcome
             return ids
+
+    def _store(
+        self,
+        records: Sequence[Record],
+        decisions: Sequence[Decision],
+        found: Mapping[str, tuple[SubjectRow | None, crypto.FieldKey | None]],
+        now: str,
+        now_dt: _dt.datetime,
+    ) -> list[str]:
+        """Phase 2 of ``put_many``: create subjects, encrypt, insert and audit."""
+        today = now_dt.date()
+        subjects: dict[str, tuple[SubjectRow, crypto.FieldKey]] = {}
+        prepared: list[_Prepared] = []
+        entries: list[AuditEntry] = []
+        per_key: dict[bytes, int] = {}
+        for record, decision in zip(records, decisions, strict=True):
+            sid = record.subject_id
+            if sid not in subjects:
+                row, key = found[sid]
+                if row is None or key is None:
+                    subjects[sid] = self._vault._new_subject(self._vault.subject_ref(sid), now)
+                else:
+                    subjects[sid] = (row, key)
+            subject, key = subjects[sid]
+            check_use(key.key_id.hex(), KeyState(subject.key_state), "encrypt")
+            item = self._prepare(record, subject, key, now)
+            per_key[key.key_id] = per_key.get(key.key_id, 0) + len(item.fields)
+            until = record.minor_until()
+            if until is not None and today < until:
+                per_key[key.key_id] += 1
+                aad = _minor_aad(self._vault.vault_id, subject.pseudonym, key.key_id)
+                blob = key.encrypt(json.dumps(until.isoformat()).encode(), aad=aad)
+                self._backend.set_minor_until(subject.pseudonym, blob)
+            prepared.append(item)
+            entries.append(
+                self._entry(
+                    "create",
+                    decision=decision,
+                    record_type=record.record_type,
+                    record_id=item.row.record_id,
+                    subject=subject.pseudonym,
+                    fields=item.written,
+                )
+            )
+        for key_id, count in per_key.items():
+            if not self._backend.reserve_invocations(key_id, count):
+                raise KeyExhaustedError(
+                    f"key {key_id.hex()} reached its invocation limit; rotate it"
+                )
+        self._backend.insert_records(
+            [p.row for p in prepared],
+            [f for p in prepared for f in p.fields],
+            [t for p in prepared for t in p.tokens],
+        )
+        self._vault._audit.append(entries, now=now_dt)
+        return [p.row.record_id for p in prepared]
 
     def _prepare(
         self, record: Record, subject: SubjectRow, key: crypto.FieldKey, now: str
@@ -1092,8 +1290,9 @@ class Session:
                     if subject is None:
                         raise SubjectErasedError("the subject of this record was erased")
                     key = self._vault._subject_key(subject)
-                    minor = self._is_minor(subject, key, now_dt.date())
-                    decision = self._decide(ref.record_type, "update", minor=minor)
+                    decision, _ = self._decider.decide(
+                        ref.record_type, "update", subject=subject, key=key, now=now_dt
+                    )
                     refused = sorted(set(changes) - decision.writable)
                     if not decision.allowed or refused:
                         reason = decision.reason if not decision.allowed else "field_not_writable"
@@ -1107,11 +1306,13 @@ class Session:
                             fields=refused or sorted(changes),
                         )
                         self._vault._audit.append([entry], now=now_dt)
-                        outcome = PolicyDeniedError(
-                            f"update of {ref.record_type} for purpose {self.purpose!r} is denied "
-                            f"to actor {self.actor.actor_id!r}: {reason}"
-                            + (f" ({', '.join(refused)})" if refused else ""),
-                            reason=reason,
+                        outcome = _denied(
+                            self.actor,
+                            self.purpose,
+                            "update",
+                            ref.record_type,
+                            reason,
+                            ", ".join(refused),
                         )
                     elif row.version != ref.version:
                         entry = self._entry(
@@ -1307,6 +1508,7 @@ class Session:
         entries: list[AuditEntry] = []
         error: OwnerVaultError | None = None
         plain: dict[str, tuple[RecordRow, Decision, dict[str, object]]] = {}
+        consent_ids: dict[str, str] = {}
         with self._backend.atomic():
             rows = {r.record_id: r for r in self._backend.get_records(ids)}
             wanted: list[tuple[RecordRow, Decision, crypto.FieldKey]] = []
@@ -1345,7 +1547,9 @@ class Session:
                     continue
                 try:
                     key = self._vault._subject_key(subject)
-                    minor = self._is_minor(subject, key, now_dt.date())
+                    decision, consent = self._decider.decide(
+                        name, "read", subject=subject, key=key, now=now_dt
+                    )
                 except (DecryptionError, KeyStateError) as exc:
                     entries.append(
                         self._entry(
@@ -1359,7 +1563,6 @@ class Session:
                     )
                     error = error or exc
                     continue
-                decision = self._decide(name, "read", minor=minor)
                 if not decision.allowed:
                     entries.append(
                         self._entry(
@@ -1370,12 +1573,12 @@ class Session:
                             subject=row.pseudonym,
                         )
                     )
-                    error = error or PolicyDeniedError(
-                        f"read of {name} for purpose {self.purpose!r} is denied to actor "
-                        f"{self.actor.actor_id!r}: {decision.reason}",
-                        reason=decision.reason,
+                    error = error or _denied(
+                        self.actor, self.purpose, "read", name, decision.reason
                     )
                     continue
+                if consent is not None:
+                    consent_ids[row.record_id] = ",".join(consent.record_ids)
                 wanted.append((row, decision, key))
             disclosed = sorted(
                 {
@@ -1433,6 +1636,8 @@ class Session:
                     detail["masked"] = ",".join(masked)
                 if searched:
                     detail["searched"] = ",".join(searched)
+                if row.record_id in consent_ids:
+                    detail["consent"] = consent_ids[row.record_id]
                 entries.append(
                     self._entry(
                         action,
@@ -1467,6 +1672,159 @@ class Session:
         if strict and error is not None:
             return [], error
         return views, None
+
+    # ------------------------------------------------------------------ consent ledger
+
+    def grant_consent(
+        self,
+        subject_id: str,
+        purpose: str,
+        *,
+        channel: str,
+        evidence: str,
+        separate: bool = False,
+        given_by: Literal["subject", "guardian"] = "subject",
+        expires_at: _dt.datetime | None = None,
+        notice_version: str | None = None,
+    ) -> ConsentRecord:
+        """Record a subject's (or a guardian's) consent to a consent-based purpose.
+
+        Args:
+            subject_id: the subject consenting (must have records in the vault).
+            purpose: a purpose whose legal basis is ``consent``.
+            channel: how consent was collected (``app``, ``paper``, ``in_person``...).
+            evidence: a SHA-256 hex digest of the signed form or log (never the document).
+            separate: a separate consent covering sensitive fields (PIPL Art 29); required
+                when the purpose says ``separate_consent``.
+            given_by: ``guardian`` for a minor under 14 (PIPL Art 31); a minor's own consent
+                is refused.
+            expires_at: when the consent lapses, if it does.
+            notice_version: the notice shown; default the purpose's current notice.
+
+        Raises:
+            ValidationError: the purpose is not consent-based, evidence is not a digest, a
+                separate consent is missing, or a minor consented without a guardian.
+            RecordNotFoundError: no live subject with that id.
+        """
+        return self._consent_event(
+            "grant",
+            subject_id,
+            purpose,
+            channel=channel,
+            evidence=evidence,
+            separate=separate,
+            given_by=given_by,
+            expires_at=expires_at,
+            notice_version=notice_version,
+        )
+
+    def withdraw_consent(
+        self, subject_id: str, purpose: str, *, channel: str, evidence: str = ""
+    ) -> ConsentRecord:
+        """Record a withdrawal; it takes effect at once, in every open session.
+
+        Processing already done stays lawful and its audit entries stay as they were.
+        """
+        return self._consent_event(
+            "withdraw", subject_id, purpose, channel=channel, evidence=evidence or "0" * 64
+        )
+
+    def consents(self, subject_id: str) -> list[ConsentRecord]:
+        """The subject's consent ledger, oldest first (the lookup is audited)."""
+        with self._lock:
+            self._check()
+            subject = self._backend.subject_by_ref(self._vault.subject_ref(subject_id))
+            if subject is None:
+                raise RecordNotFoundError("no live subject with that id")
+            records = self._backend.consents(subject.pseudonym)
+            self._commit(
+                [
+                    self._entry(
+                        "consent.list",
+                        decision="allow",
+                        subject=subject.pseudonym,
+                        detail={"records": len(records)},
+                    )
+                ]
+            )
+            return records
+
+    def _consent_event(
+        self,
+        event: Literal["grant", "withdraw"],
+        subject_id: str,
+        purpose: str,
+        *,
+        channel: str,
+        evidence: str,
+        separate: bool = False,
+        given_by: Literal["subject", "guardian"] = "subject",
+        expires_at: _dt.datetime | None = None,
+        notice_version: str | None = None,
+    ) -> ConsentRecord:
+        with self._lock:
+            self._check()
+            spec = self._policy.purpose(purpose)
+            if spec.legal_basis is not LegalBasis.CONSENT:
+                raise ValidationError(
+                    f"purpose {purpose!r} rests on {spec.legal_basis.value}, not consent"
+                )
+            if channel not in CONSENT_CHANNELS:
+                raise ValidationError(f"channel must be one of {', '.join(CONSENT_CHANNELS)}")
+            if not _DIGEST.match(evidence):
+                raise ValidationError("evidence must be a SHA-256 hex digest of the record kept")
+            if given_by not in ("subject", "guardian"):
+                raise ValidationError("given_by must be 'subject' or 'guardian'")
+            if event == "grant" and spec.separate_consent and not separate:
+                raise ValidationError(
+                    f"purpose {purpose!r} needs a separate consent (PIPL Art 29): "
+                    "pass separate=True"
+                )
+            now_dt = self._now()
+            if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now_dt):
+                raise ValidationError("expires_at must be an aware time in the future")
+            with self._backend.atomic():
+                subject = self._backend.subject_by_ref(self._vault.subject_ref(subject_id))
+                if subject is None:
+                    raise RecordNotFoundError("no live subject with that id")
+                key = self._vault._subject_key(subject)
+                minor = self._decider.is_minor(subject, key, now_dt.date())
+                if event == "grant" and minor and given_by != "guardian":
+                    raise ValidationError(
+                        "the subject is under 14: consent must be given by a guardian (PIPL Art 31)"
+                    )
+                record = ConsentRecord(
+                    consent_id="cns_" + uuid.uuid4().hex,
+                    subject=subject.pseudonym,
+                    purpose=purpose,
+                    event=event,
+                    at=format_time(now_dt),
+                    actor=self.actor.actor_id,
+                    channel=channel,
+                    evidence=evidence,
+                    notice_version=(notice_version or spec.notice_version)
+                    if event == "grant"
+                    else None,
+                    fields=tuple(sorted(spec.field_names)) if event == "grant" else (),
+                    separate=separate if event == "grant" else False,
+                    given_by=given_by,
+                    expires_at=format_time(expires_at) if expires_at is not None else None,
+                )
+                self._backend.insert_consent(record)
+                entry = self._entry(
+                    f"consent.{event}",
+                    decision="allow",
+                    subject=subject.pseudonym,
+                    detail={
+                        "consent_id": record.consent_id,
+                        "consent_purpose": purpose,
+                        "separate": record.separate,
+                        "given_by": given_by,
+                        "channel": channel,
+                    },
+                )
+                self._vault._audit.append([entry], now=now_dt)
+            return record
 
     # ------------------------------------------------------------------ access history
 

@@ -14,6 +14,8 @@ from typing import Protocol
 
 import attrs
 
+from ..consent import ConsentRecord
+
 __all__ = ["AuditRow", "Backend", "KeyRow", "RecordRow", "SubjectRow"]
 
 
@@ -205,6 +207,18 @@ class Backend(Protocol):
 
     def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
         """Every stored checkpoint (size, root, note, created_at), oldest first."""
+        ...
+
+    def insert_consent(self, record: ConsentRecord) -> None:
+        """Append a fact to the consent ledger."""
+        ...
+
+    def consents(self, pseudonym: str, purpose: str | None = None) -> list[ConsentRecord]:
+        """A subject's consent ledger records, in order."""
+        ...
+
+    def subject_units(self, pseudonym: str) -> list[str]:
+        """Clear JSON of a subject's live unit records."""
         ...
 
     def migrate(self) -> int:

@@ -14,6 +14,7 @@ default) survives a process crash but may lose the last transactions on power lo
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import sqlcipher3
 
+from ..consent import ConsentRecord
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import AuditRow, KeyRow, RecordRow, SubjectRow
 
@@ -84,6 +86,28 @@ CREATE TABLE blind_index (
     PRIMARY KEY (token, record_id, field)
 ) WITHOUT ROWID;
 CREATE INDEX blind_index_record ON blind_index(record_id);
+
+CREATE TABLE consents (
+    consent_id TEXT PRIMARY KEY,
+    pseudonym TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    event TEXT NOT NULL CHECK (event IN ('grant', 'withdraw')),
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    notice_version TEXT,
+    fields TEXT NOT NULL,
+    separate INTEGER NOT NULL,
+    given_by TEXT NOT NULL,
+    expires_at TEXT,
+    position INTEGER NOT NULL
+);
+CREATE INDEX consents_subject ON consents(pseudonym, purpose, position);
+CREATE TRIGGER consents_no_update BEFORE UPDATE ON consents
+BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
+CREATE TRIGGER consents_no_delete BEFORE DELETE ON consents
+BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
 
 CREATE TABLE audit_entries (
     seq INTEGER PRIMARY KEY,
@@ -550,6 +574,71 @@ class SQLCipherBackend:
             (pseudonym,),
         ).fetchall()
         return [_record_row(row) for row in rows]
+
+    # ------------------------------------------------------------------ consent ledger
+
+    _CONSENT_COLUMNS = (
+        "consent_id, pseudonym, purpose, event, at, actor, channel, evidence, notice_version, "
+        "fields, separate, given_by, expires_at"
+    )
+
+    def insert_consent(self, record: ConsentRecord) -> None:
+        """Append a fact to the consent ledger."""
+        self._execute(
+            f"INSERT INTO consents ({self._CONSENT_COLUMNS}, position) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "(SELECT coalesce(max(position), 0) + 1 FROM consents))",
+            (
+                record.consent_id,
+                record.subject,
+                record.purpose,
+                record.event,
+                record.at,
+                record.actor,
+                record.channel,
+                record.evidence,
+                record.notice_version,
+                json.dumps(list(record.fields)),
+                int(record.separate),
+                record.given_by,
+                record.expires_at,
+            ),
+        )
+
+    def consents(self, pseudonym: str, purpose: str | None = None) -> list[ConsentRecord]:
+        """A subject's ledger records (for one purpose or all), in the order they were made."""
+        sql = f"SELECT {self._CONSENT_COLUMNS} FROM consents WHERE pseudonym = ?"
+        params: list[str] = [pseudonym]
+        if purpose is not None:
+            sql += " AND purpose = ?"
+            params.append(purpose)
+        rows = self._execute(sql + " ORDER BY position", params).fetchall()
+        return [
+            ConsentRecord(
+                consent_id=row[0],
+                subject=row[1],
+                purpose=row[2],
+                event=row[3],
+                at=row[4],
+                actor=row[5],
+                channel=row[6],
+                evidence=row[7],
+                notice_version=row[8],
+                fields=tuple(json.loads(row[9])),
+                separate=bool(row[10]),
+                given_by=row[11],
+                expires_at=row[12],
+            )
+            for row in rows
+        ]
+
+    def subject_units(self, pseudonym: str) -> list[str]:
+        """Clear JSON of a subject's live unit records (community and building live there)."""
+        rows = self._execute(
+            "SELECT clear FROM records WHERE pseudonym = ? AND record_type = 'unit' AND erased = 0",
+            (pseudonym,),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
 
     # ------------------------------------------------------------------ audit
 

@@ -1,0 +1,109 @@
+"""Consent: the ledger's records and the pure rules that turn them into a live/dead answer.
+
+The ledger is append-only: a grant, a withdrawal and an expiry are facts at a time, never
+overwritten. The state of (subject, purpose) at time *t* is found by replaying the facts up to
+*t* (:func:`consent_state`):
+
+* no grant yet -> ``missing``; latest fact a withdrawal -> ``withdrawn``;
+* latest fact a grant whose ``expires_at`` is not after *t* -> ``expired``;
+* a live grant given under an older notice, or for fewer fields than the purpose now needs ->
+  ``reconsent_required`` (PIPL Art 14: a change of purpose or scope needs fresh consent);
+* otherwise ``live``.
+
+Sensitive fields (and all data of a minor under 14) additionally need a *separate* consent
+(PIPL Art 29); a minor's consent must come from a guardian (PIPL Art 31).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Literal
+
+import attrs
+
+__all__ = ["ConsentRecord", "ConsentState", "ConsentStatus", "consent_state"]
+
+
+class ConsentStatus(StrEnum):
+    """What the ledger says about one subject and purpose at one moment."""
+
+    LIVE = "live"
+    MISSING = "missing"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+    RECONSENT_REQUIRED = "reconsent_required"
+
+
+@attrs.frozen
+class ConsentRecord:
+    """One fact in the consent ledger. Holds no personal value: subjects by pseudonym,
+    evidence by reference (a hash or document id), never the document itself."""
+
+    consent_id: str
+    subject: str
+    purpose: str
+    event: Literal["grant", "withdraw"]
+    at: str
+    actor: str
+    channel: str
+    evidence: str
+    notice_version: str | None = None
+    fields: tuple[str, ...] = ()
+    separate: bool = False
+    given_by: Literal["subject", "guardian"] = "subject"
+    expires_at: str | None = None
+
+
+@attrs.frozen
+class ConsentState:
+    """The replayed state, with the record that decided it."""
+
+    status: ConsentStatus
+    separate: bool = False
+    record: ConsentRecord | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether processing under consent may go ahead."""
+        return self.status is ConsentStatus.LIVE
+
+    @property
+    def record_ids(self) -> tuple[str, ...]:
+        """Ids of the ledger records behind this state (for explanations)."""
+        return () if self.record is None else (self.record.consent_id,)
+
+
+def _time(value: str) -> _dt.datetime:
+    return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def consent_state(
+    records: Iterable[ConsentRecord],
+    *,
+    at: _dt.datetime,
+    notice_version: str | None,
+    fields: frozenset[str],
+) -> ConsentState:
+    """Replay ledger records (of one subject and purpose, in order) up to ``at``.
+
+    Args:
+        records: the subject's records for the purpose, oldest first.
+        at: the moment asked about (aware).
+        notice_version: the purpose's current notice version.
+        fields: the purpose's current field set (``record_type.field`` names).
+    """
+    latest: ConsentRecord | None = None
+    for record in records:
+        if _time(record.at) <= at:
+            latest = record
+    if latest is None:
+        return ConsentState(ConsentStatus.MISSING)
+    if latest.event == "withdraw":
+        return ConsentState(ConsentStatus.WITHDRAWN, record=latest)
+    if latest.expires_at is not None and _time(latest.expires_at) <= at:
+        return ConsentState(ConsentStatus.EXPIRED, record=latest)
+    if latest.notice_version != notice_version or not fields <= frozenset(latest.fields):
+        return ConsentState(ConsentStatus.RECONSENT_REQUIRED, record=latest)
+    return ConsentState(ConsentStatus.LIVE, separate=latest.separate, record=latest)
