@@ -435,8 +435,160 @@ def audit_report(path: Path, html_out: Path, key_file: Path | None) -> None:
 
 
 @main.group()
+def consent() -> None:
+    """Record, withdraw and list owners' consents."""
+
+
+_staff_options = [
+    click.option("--as", "as_actor", help="Your actor id (default: $USER)."),
+    click.option(
+        "--role", default="front_desk", show_default=True, help="Your role in the policy pack."
+    ),
+]
+
+
+def _staff(fn: _F) -> _F:
+    for option in reversed(_staff_options):
+        fn = option(fn)
+    return fn
+
+
+def _evidence(evidence: str | None, evidence_file: Path | None) -> str:
+    if evidence_file is not None:
+        import hashlib
+
+        return hashlib.sha256(evidence_file.read_bytes()).hexdigest()
+    if evidence is None:
+        raise click.UsageError("give --evidence SHA256 or --evidence-file FILE")
+    return evidence.lower()
+
+
+@consent.command("grant")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("subject_id")
+@click.option("--purpose", required=True, help="A consent-based purpose, e.g. community_events.")
+@click.option(
+    "--channel", required=True, help="app, web, wechat, paper, in_person, phone, email or sms."
+)
+@click.option("--evidence", help="SHA-256 hex digest of the signed form or log.")
+@click.option(
+    "--evidence-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Hash this file as the evidence (the file itself is not stored).",
+)
+@click.option("--separate", is_flag=True, help="A separate consent covering sensitive fields.")
+@click.option("--guardian", is_flag=True, help="Given by a guardian (subjects under 14).")
+@click.option("--expires", help="ISO 8601 time when the consent lapses.")
+@_staff
+@_key_file_option
+@_errors
+def consent_grant(
+    path: Path,
+    subject_id: str,
+    purpose: str,
+    channel: str,
+    evidence: str | None,
+    evidence_file: Path | None,
+    separate: bool,
+    guardian: bool,
+    expires: str | None,
+    as_actor: str | None,
+    role: str,
+    key_file: Path | None,
+) -> None:
+    """Record SUBJECT_ID's consent to --purpose."""
+    import datetime as _dt
+
+    expires_at = None
+    if expires is not None:
+        try:
+            expires_at = _dt.datetime.fromisoformat(expires)
+        except ValueError:
+            raise click.UsageError("--expires must be an ISO 8601 time") from None
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=_dt.UTC)
+    actor = Actor(as_actor or os.environ.get("USER") or "staff", roles=[role])
+    with (
+        Vault.open(path, key=_key_provider(key_file)) as vault,
+        vault.session(actor, purpose="consent_management") as session,
+    ):
+        record = session.grant_consent(
+            subject_id,
+            purpose,
+            channel=channel,
+            evidence=_evidence(evidence, evidence_file),
+            separate=separate,
+            given_by="guardian" if guardian else "subject",
+            expires_at=expires_at,
+        )
+    click.echo(f"recorded consent {record.consent_id} (notice {record.notice_version})")
+
+
+@consent.command("withdraw")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("subject_id")
+@click.option("--purpose", required=True)
+@click.option("--channel", required=True)
+@_staff
+@_key_file_option
+@_errors
+def consent_withdraw(
+    path: Path,
+    subject_id: str,
+    purpose: str,
+    channel: str,
+    as_actor: str | None,
+    role: str,
+    key_file: Path | None,
+) -> None:
+    """Record that SUBJECT_ID withdrew consent to --purpose (effective at once)."""
+    actor = Actor(as_actor or os.environ.get("USER") or "staff", roles=[role])
+    with (
+        Vault.open(path, key=_key_provider(key_file)) as vault,
+        vault.session(actor, purpose="consent_management") as session,
+    ):
+        record = session.withdraw_consent(subject_id, purpose, channel=channel)
+    click.echo(f"recorded withdrawal {record.consent_id}")
+
+
+@consent.command("list")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("subject_id")
+@_staff
+@_key_file_option
+@_errors
+def consent_list(
+    path: Path, subject_id: str, as_actor: str | None, role: str, key_file: Path | None
+) -> None:
+    """List SUBJECT_ID's consent ledger."""
+    actor = Actor(as_actor or os.environ.get("USER") or "staff", roles=[role])
+    with (
+        Vault.open(path, key=_key_provider(key_file)) as vault,
+        vault.session(actor, purpose="consent_management") as session,
+    ):
+        records = session.consents(subject_id)
+    _table(
+        ["id", "time", "event", "purpose", "by", "separate", "notice", "expires", "channel"],
+        [
+            [
+                r.consent_id,
+                r.at,
+                r.event,
+                r.purpose,
+                r.given_by,
+                "yes" if r.separate else "no",
+                r.notice_version or "",
+                r.expires_at or "",
+                r.channel,
+            ]
+            for r in records
+        ],
+    )
+
+
+@main.group()
 def policy() -> None:
-    """Check policy packs."""
+    """Check, explain and document policy packs."""
 
 
 @policy.command("check")
@@ -453,3 +605,68 @@ def policy_check(folder: Path | None) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@policy.command("explain")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--actor", "actor_id", required=True, help="The actor's id.")
+@click.option("--role", "roles", required=True, multiple=True, help="A role (repeatable).")
+@click.option("--purpose", required=True)
+@click.option("--record", "record_type", default="owner_profile", show_default=True)
+@click.option("--subject", help="Apply this subject's scope, age and consents.")
+@click.option("--action", type=click.Choice(["read", "create", "update", "erase"]), default="read")
+@click.option("--community", "communities", multiple=True, help="The actor's community scope.")
+@_key_file_option
+@_errors
+def policy_explain(
+    path: Path,
+    actor_id: str,
+    roles: tuple[str, ...],
+    purpose: str,
+    record_type: str,
+    subject: str | None,
+    action: str,
+    communities: tuple[str, ...],
+    key_file: Path | None,
+) -> None:
+    """Explain why a request would be allowed or denied, field by field."""
+    actor = Actor(actor_id, roles=list(roles), communities=list(communities))
+    with Vault.open(path, key=_key_provider(key_file)) as vault:
+        explanation = vault.explain(
+            actor,
+            purpose,
+            record_type,
+            subject,
+            action=action,  # type: ignore[arg-type]
+        )
+    click.echo(json.dumps(explanation, ensure_ascii=False, indent=2))
+
+
+@policy.command("ropa")
+@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown")
+@_errors
+def policy_ropa(folder: Path | None, fmt: str) -> None:
+    """Print the record of processing activities (purpose register) of a policy pack."""
+    from .policy import processing_register
+
+    register = processing_register(load_policy(folder))
+    if fmt == "json":
+        click.echo(json.dumps(register, ensure_ascii=False, indent=2))
+        return
+    click.echo("# Record of processing activities\n")
+    click.echo("| purpose | legal basis | data categories | roles | retention | consent |")
+    click.echo("|---|---|---|---|---|---|")
+    for item in register:
+        categories = "; ".join(
+            f"{cls}: {', '.join(fields)}" for cls, fields in item["categories"].items()
+        )
+        consent_text = item["consent"] or "—"
+        if item["prohibited"]:
+            click.echo(f"| {item['purpose']} | **prohibited**: {item['prohibited']} | | | | |")
+            continue
+        click.echo(
+            f"| {item['purpose']} ({item['title_zh']} / {item['title_en']}) "
+            f"| {item['legal_basis']} | {categories or '—'} | {', '.join(item['roles']) or '—'} | {item['retention']} "
+            f"| {consent_text} |"
+        )

@@ -46,6 +46,7 @@ __all__ = [
     "default_policy_dir",
     "load_policy",
     "mask",
+    "processing_register",
 ]
 
 Action = Literal["read", "create", "update", "erase"]
@@ -952,3 +953,53 @@ def _expand_fields(
                 [*at, i], f"unknown field {name!r} of record type {record_cls.record_type!r}"
             )
     return frozenset(out)
+
+
+def processing_register(policy: Policy) -> list[dict[str, Any]]:
+    """The record of processing activities (GDPR Art 30 / PIPL Art 56 style), one per purpose.
+
+    Each item: purpose, titles, legal basis, data categories (fields by classification),
+    roles that may act for it, retention, consent requirement, and prohibited purposes last.
+    """
+    register: list[dict[str, Any]] = []
+    for pid, spec in sorted(policy.purposes.items()):
+        categories: dict[str, list[str]] = {}
+        for record_type, names in sorted(spec.fields.items()):
+            specs = RECORD_TYPES[record_type].field_specs()
+            for name in sorted(names):
+                cls = specs[name].classification.value
+                categories.setdefault(cls, []).append(f"{record_type}.{name}")
+        consent_text = ""
+        if spec.legal_basis is LegalBasis.CONSENT:
+            consent_text = "separate consent" if spec.separate_consent else "consent"
+            consent_text += f" (notice {spec.notice_version})"
+        register.append(
+            {
+                "purpose": pid,
+                "title_zh": spec.title_zh,
+                "title_en": spec.title_en,
+                "legal_basis": spec.legal_basis.value,
+                "contract_necessary": spec.contract_necessary,
+                "categories": {k: categories[k] for k in sorted(categories)},
+                "roles": sorted(r for r, ps in policy.roles.items() if pid in ps),
+                "retention": spec.retention,
+                "consent": consent_text,
+                "prohibited": None,
+            }
+        )
+    for pid, reason in sorted(policy.prohibited.items()):
+        register.append(
+            {
+                "purpose": pid,
+                "title_zh": "",
+                "title_en": "",
+                "legal_basis": "prohibited",
+                "contract_necessary": False,
+                "categories": {},
+                "roles": [],
+                "retention": "",
+                "consent": "",
+                "prohibited": reason,
+            }
+        )
+    return register
