@@ -667,6 +667,7 @@ def policy_ropa(folder: Path | None, fmt: str) -> None:
             continue
         click.echo(
             f"| {item['purpose']} ({item['title_zh']} / {item['title_en']}) "
-            f"| {item['legal_basis']} | {categories or '—'} | {', '.join(item['roles']) or '—'} | {item['retention']} "
+            f"| {item['legal_basis']} | {categories or '—'} "
+            f"| {', '.join(item['roles']) or '—'} | {item['retention']} "
             f"| {consent_text} |"
         )

@@ -900,9 +900,15 @@ class _Decider:
             records, at=now, notice_version=spec.notice_version, fields=spec.field_names
         )
         if not state.live:
-            return attrs.evolve(
-                decision, allowed=False, reason=f"consent_{state.status.value}"
-            ), state
+            reason = f"consent_{state.status.value}"
+            hidden = {
+                name: FieldView(ViewMode.HIDDEN, rule_ids=view.rule_ids, reason=reason)
+                for name, view in decision.fields.items()
+            }
+            denied = attrs.evolve(
+                decision, allowed=False, reason=reason, fields=hidden, writable=frozenset()
+            )
+            return denied, state
         if not state.separate:
             # Sensitive data, and all data of a minor, needs a separate consent (PIPL Art 29).
             specs = RECORD_TYPES[record_type].field_specs()
