@@ -1,0 +1,238 @@
+"""Shared hypothesis strategies for ownervault tests.
+
+Append new strategies at the end; do not change the existing ones under other tests' feet.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, get_args
+
+from hypothesis import strategies as st
+
+from ownervault import records as r
+
+# --------------------------------------------------------------------------- primitives
+
+#: CJK unified ideographs (the names and addresses of most owners).
+CJK = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)
+#: Any character that UTF-8 can encode (no lone surrogates).
+ANY_CHAR = st.characters(codec="utf-8")
+#: Mostly Chinese, sometimes anything.
+MIXED_CHAR = st.one_of(CJK, ANY_CHAR)
+
+
+def text(min_size: int = 1, max_size: int = 200) -> st.SearchStrategy[str]:
+    """Text mixing Chinese and arbitrary Unicode, within a field's length limits."""
+    return st.text(MIXED_CHAR, min_size=min_size, max_size=max_size)
+
+
+short_text = text(1, 200)
+long_text = text(1, 4000)
+subject_ids = text(1, 128)
+
+dates = st.dates(min_value=_dt.date(1900, 1, 1), max_value=_dt.date(2100, 12, 31))
+
+#: Fixed UTC offsets in whole minutes (what ISO 8601 can carry), plus UTC itself.
+utc_offsets = st.one_of(
+    st.just(_dt.UTC),
+    st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(
+        lambda minutes: _dt.timezone(_dt.timedelta(minutes=minutes))
+    ),
+)
+
+#: Timezone-aware datetimes.
+aware_datetimes = st.datetimes(
+    min_value=_dt.datetime(1900, 1, 2),
+    max_value=_dt.datetime(2100, 12, 30),
+    timezones=utc_offsets,
+)
+
+
+def money(max_digits: int = 14, places: int = 2) -> st.SearchStrategy[Decimal]:
+    """Decimals with at most ``max_digits`` digits, ``places`` of them after the point."""
+    bound = Decimal(10 ** (max_digits - places)) - Decimal(1).scaleb(-places)
+    return st.decimals(
+        min_value=-bound, max_value=bound, places=places, allow_nan=False, allow_infinity=False
+    )
+
+
+def literal(alias: Any) -> st.SearchStrategy[str]:
+    """One of the values of a ``Literal`` alias."""
+    return st.sampled_from(get_args(alias))
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``None`` or a value of ``strategy``."""
+    return st.none() | strategy
+
+
+# --------------------------------------------------------------------------- record fields
+
+#: A strategy for every field (``subject_id`` included) of every shipped record type.
+RECORD_FIELDS: Mapping[str, Mapping[str, st.SearchStrategy[Any]]] = {
+    "owner_profile": {
+        "subject_id": subject_ids,
+        "name": short_text,
+        "gender": optional(literal(r.Gender)),
+        "phone": optional(short_text),
+        "id_type": optional(literal(r.IdType)),
+        "id_number": optional(short_text),
+        "email": optional(short_text),
+        "birth_date": optional(dates),
+        "household_role": literal(r.HouseholdRole),
+        "emergency_contact_name": optional(short_text),
+        "emergency_contact_phone": optional(short_text),
+        "move_in_date": optional(dates),
+        "status": st.sampled_from(["active", "moved_out"]),
+    },
+    "unit": {
+        "subject_id": subject_ids,
+        "community": short_text,
+        "building": short_text,
+        "unit_number": short_text,
+        "floor_area": optional(money(9, 2)),
+        "ownership_certificate_number": optional(short_text),
+        "relation": st.sampled_from(["owner", "tenant"]),
+    },
+    "vehicle": {
+        "subject_id": subject_ids,
+        "plate": short_text,
+        "parking_space": optional(short_text),
+        "vehicle_model": optional(short_text),
+    },
+    "renovation_application": {
+        "subject_id": subject_ids,
+        "unit_number": short_text,
+        "description": long_text,
+        "contractor_name": optional(short_text),
+        "contractor_phone": optional(short_text),
+        "start_date": optional(dates),
+        "end_date": optional(dates),
+        "status": st.sampled_from(["submitted", "approved", "rejected", "completed"]),
+    },
+    "complaint": {
+        "subject_id": subject_ids,
+        "category": st.sampled_from(["repair", "noise", "hygiene", "security", "fee", "other"]),
+        "content": long_text,
+        "location": optional(short_text),
+        "status": st.sampled_from(["open", "in_progress", "resolved", "closed"]),
+    },
+    "contract": {
+        "subject_id": subject_ids,
+        "contract_number": short_text,
+        "contract_type": st.sampled_from(["property_service", "lease", "parking"]),
+        "start_date": dates,
+        "end_date": optional(dates),
+        "monthly_fee": optional(money()),
+    },
+    "fee_account": {
+        "subject_id": subject_ids,
+        "account_number": short_text,
+        "billing_address": short_text,
+        "balance": money(),
+        "fee_rate": optional(money()),
+    },
+    "payment": {
+        "subject_id": subject_ids,
+        "amount": money(),
+        "paid_at": aware_datetimes,
+        "method": st.sampled_from(["bank_transfer", "wechat", "alipay", "cash", "card"]),
+        "bank_account": optional(short_text),
+        "payer_name": optional(short_text),
+    },
+}
+
+
+def records(record_type: str) -> st.SearchStrategy[r.Record]:
+    """Valid records of one shipped type, every field drawn (optional ones sometimes None)."""
+    cls = r.RECORD_TYPES[record_type]
+    return st.fixed_dictionaries(dict(RECORD_FIELDS[record_type])).map(lambda d: cls(**d))
+
+
+# --------------------------------------------------------------------------- phones
+
+#: Chinese mobile numbers (11 digits, 13x-19x).
+mobile_phones = st.builds(
+    lambda prefix, rest: f"1{prefix}{rest:09d}",
+    st.sampled_from("3456789"),
+    st.integers(0, 10**9 - 1),
+)
+
+
+def phone_spellings(digits: str) -> st.SearchStrategy[str]:
+    """Other ways people write the same mobile number (spaces, dashes, +86, full-width)."""
+    spaced = f"{digits[:3]} {digits[3:7]} {digits[7:]}"
+    dashed = f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in digits)
+    return st.sampled_from(
+        [digits, spaced, dashed, f"+86 {spaced}", f"0086{digits}", f"86{digits}", full_width]
+    )
+
+
+# --------------------------------------------------------------------------- names, IDs, plates
+
+#: Common Chinese surnames, including compound (two-character) ones.
+SURNAMES = (
+    "张",
+    "王",
+    "李",
+    "赵",
+    "刘",
+    "陈",
+    "杨",
+    "黄",
+    "周",
+    "吴",
+    "欧阳",
+    "司马",
+    "诸葛",
+    "上官",
+)
+
+
+@st.composite
+def chinese_names(draw: st.DrawFn) -> str:
+    """A Chinese personal name: a surname and one to three given-name characters."""
+    return draw(st.sampled_from(SURNAMES)) + draw(st.text(CJK, min_size=1, max_size=3))
+
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def id_checksum(first17: str) -> str:
+    """The GB 11643 check character of the first seventeen digits of a resident ID number."""
+    total = sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11]
+
+
+@st.composite
+def resident_id_numbers(draw: st.DrawFn) -> str:
+    """An 18-character resident ID number with a real birth date and a valid check character."""
+    region = draw(st.sampled_from(["110101", "310104", "440305", "510107", "330106"]))
+    born = draw(st.dates(min_value=_dt.date(1930, 1, 1), max_value=_dt.date(2025, 12, 31)))
+    sequence = draw(st.integers(0, 999))
+    first17 = f"{region}{born:%Y%m%d}{sequence:03d}"
+    return first17 + id_checksum(first17)
+
+
+_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+
+
+@st.composite
+def plates(draw: st.DrawFn) -> str:
+    """A mainland licence plate such as 京A12345 (or an 8-character new-energy plate)."""
+    province = draw(st.sampled_from(_PROVINCES))
+    letter = draw(st.sampled_from("ABCDEFGHJKLMNPQRSTUVWXY"))
+    rest = draw(st.text("0123456789ABCDEFGHJKLMNPQRSTUVWXYZ", min_size=5, max_size=6))
+    return province + letter + rest
+
+
+#: Bank card or account numbers (digits only).
+bank_accounts = st.text("0123456789", min_size=12, max_size=19)
+
+#: Identifier-shaped names (roles, purposes, record types) no shipped pack or record set uses.
+unknown_identifiers = st.from_regex(r"\Azz[a-z0-9_]{0,10}\Z")
