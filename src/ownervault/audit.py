@@ -54,12 +54,33 @@ def _no_floats(value: object) -> None:
             _no_floats(item)
 
 
-def canonical_json(value: Mapping[str, Any]) -> bytes:
-    """Canonical JSON bytes: sorted keys, compact separators, UTF-8, floats refused."""
-    _no_floats(value)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+_ENCODER: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def canonical_json(value: Mapping[str, Any], *, checked: bool = False) -> bytes:
+    """Canonical JSON bytes: sorted keys, compact separators, UTF-8, floats refused.
+
+    ``checked=True`` skips the float scan for values already known to hold none (audit entries
+    validate their contents when they are built).
+    """
+    if not checked:
+        _no_floats(value)
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+_DETAIL_TYPES: Final = (str, int, bool, type(None))
+
+
+def _check_detail(instance: object, attribute: object, value: Mapping[str, object]) -> None:
+    for key, item in value.items():
+        if (
+            not isinstance(key, str)
+            or not isinstance(item, _DETAIL_TYPES)
+            or isinstance(item, float)
+        ):
+            raise ValidationError("audit entry details are strings, integers, booleans or null")
 
 
 @attrs.frozen
@@ -80,7 +101,9 @@ class AuditEntry:
     subject: str | None = None
     fields: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
-    detail: Mapping[str, str | int | bool | None] = attrs.field(factory=dict)
+    detail: Mapping[str, str | int | bool | None] = attrs.field(
+        factory=dict, validator=_check_detail
+    )
 
     def to_json(self, *, seq: int, time: str) -> dict[str, Any]:
         """The entry as the JSON object that is stored and hashed."""
@@ -138,6 +161,8 @@ class AuditLog:
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
+        # The last frontier seen, so appends need not re-parse the stored bytes each time.
+        self._frontier_cache: tuple[bytes, merkle.Frontier] | None = None
 
     def __repr__(self) -> str:
         return "<AuditLog>"
@@ -145,7 +170,11 @@ class AuditLog:
     def append(self, entries: Sequence[AuditEntry], *, now: datetime) -> int:
         """Append entries (call inside ``backend.atomic()``); returns the new log size."""
         size, state = self._backend.audit_state()
-        frontier = merkle.Frontier.from_bytes(state)
+        cached = self._frontier_cache
+        if cached is not None and cached[0] == state:
+            frontier = cached[1]
+        else:
+            frontier = merkle.Frontier.from_bytes(state)
         if frontier.size != size:
             raise AuditIntegrityError("the stored Merkle frontier does not match the log size")
         if not entries:
@@ -153,11 +182,15 @@ class AuditLog:
         time = format_time(now)
         rows: list[AuditRow] = []
         for offset, entry in enumerate(entries):
-            raw = canonical_json(entry.to_json(seq=size + offset, time=time))
+            raw = canonical_json(entry.to_json(seq=size + offset, time=time), checked=True)
             leaf = merkle.leaf_hash(raw)
             frontier = frontier.append(leaf)
             rows.append(AuditRow(size + offset, raw, leaf))
-        self._backend.append_audit(rows, frontier.to_bytes())
+        new_state = frontier.to_bytes()
+        self._backend.append_audit(rows, new_state)
+        # Only trusted once the transaction commits; a rollback leaves a stale key that simply
+        # no longer matches the stored state.
+        self._frontier_cache = (new_state, frontier)
         return frontier.size
 
     def checkpoint(self, *, origin: str, seed: bytes, now: datetime) -> str:

@@ -12,6 +12,8 @@ This is the only module that imports ``cryptography``. Everything above it sees 
 * **Wrapped key v1** -- ``0x01 | nonce (12) | AES-256-GCM(key)+tag`` with associated data naming
   the wrapping key id, the wrapped key id and the key's purpose, so a wrapped key cannot be moved
   to another row, slot or vault.
+* **Sealed record v1** -- a record's field envelopes in one blob: ``0x01`` then, per field in
+  name order, ``name length (1) | name | envelope length (4, big-endian) | envelope``.
 * **Blind index tokens** -- HMAC-SHA256 under a per-(record type, field) key derived by HKDF
   from the vault's index key, truncated to 16 bytes.
 * **Passphrases** -- Argon2id (RFC 9106), parameters stored in the vault header.
@@ -23,8 +25,7 @@ from __future__ import annotations
 
 import hmac as _stdlib_hmac
 import os
-import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final, NoReturn
 
 import attrs
@@ -57,8 +58,11 @@ __all__ = [
     "encode_context",
     "field_aad",
     "new_key_id",
+    "pack_sealed",
     "passphrase_key",
     "random_key",
+    "record_aad",
+    "unpack_sealed",
 ]
 
 KEY_BYTES: Final = 32
@@ -87,12 +91,12 @@ def encode_context(*parts: str | bytes) -> bytes:
 
     Two different tuples never encode to the same bytes, unlike ``"|".join(...)``.
     """
-    out = bytearray()
+    chunks = []
     for part in parts:
         raw = part.encode("utf-8") if isinstance(part, str) else part
-        out += struct.pack(">I", len(raw))
-        out += raw
-    return bytes(out)
+        chunks.append(len(raw).to_bytes(4, "big"))
+        chunks.append(raw)
+    return b"".join(chunks)
 
 
 def new_key_id() -> bytes:
@@ -168,16 +172,25 @@ class SecretKey(_NoPickle):
 def field_aad(
     *, vault_id: str, record_type: str, record_id: str, field: str, key_id: bytes
 ) -> bytes:
-    """Associated data for a field ciphertext: every part length-prefixed."""
-    return encode_context(
-        _LABEL_FIELD_AAD,
-        bytes([FIELD_FORMAT_V1]),
-        vault_id,
-        record_type,
-        record_id,
-        field,
-        key_id,
-    )
+    """Associated data for a field ciphertext: every part length-prefixed.
+
+    Equal to ``encode_context(label, version, vault_id, record_type, record_id, field, key_id)``;
+    the constant prefix is cached because this runs once per field on every read and write.
+    """
+    return record_aad(vault_id, record_type, record_id) + encode_context(field, key_id)
+
+
+def record_aad(vault_id: str, record_type: str, record_id: str) -> bytes:
+    """The part of :func:`field_aad` shared by every field of one record (compute it once)."""
+    prefix = _AAD_PREFIXES.get(vault_id)
+    if prefix is None:
+        prefix = encode_context(_LABEL_FIELD_AAD, bytes([FIELD_FORMAT_V1]), vault_id)
+        if len(_AAD_PREFIXES) < 64:
+            _AAD_PREFIXES[vault_id] = prefix
+    return prefix + encode_context(record_type, record_id)
+
+
+_AAD_PREFIXES: dict[str, bytes] = {}
 
 
 class FieldKey(_NoPickle):
@@ -231,6 +244,50 @@ class FieldKey(_NoPickle):
         if not _stdlib_hmac.compare_digest(commitment, self._commitment):
             raise DecryptionError()
         return plaintext
+
+
+SEALED_FORMAT_V1: Final = 0x01
+
+
+def pack_sealed(envelopes: Mapping[str, bytes]) -> bytes:
+    """Pack a record's field envelopes into one sealed-record v1 blob.
+
+    Layout: version byte ``0x01``, then for each field in name order: 1-byte name length,
+    UTF-8 name, 4-byte big-endian envelope length, the field envelope. Each field stays its own
+    AEAD ciphertext (bound to its name by the associated data); the container only saves a
+    database row per field.
+    """
+    chunks = [bytes([SEALED_FORMAT_V1])]
+    for name in sorted(envelopes):
+        raw = name.encode("utf-8")
+        if not 0 < len(raw) < 256:
+            raise ValidationError("field names are 1 to 255 bytes")
+        envelope = envelopes[name]
+        chunks += (bytes([len(raw)]), raw, len(envelope).to_bytes(4, "big"), envelope)
+    return b"".join(chunks)
+
+
+def unpack_sealed(blob: bytes) -> dict[str, bytes]:
+    """Split a sealed-record v1 blob into field envelopes; damage raises DecryptionError."""
+    if not blob or blob[0] != SEALED_FORMAT_V1:
+        raise DecryptionError()
+    out: dict[str, bytes] = {}
+    view = memoryview(blob)
+    pos, end = 1, len(blob)
+    try:
+        while pos < end:
+            name_len = view[pos]
+            name = bytes(view[pos + 1 : pos + 1 + name_len]).decode("utf-8")
+            pos += 1 + name_len
+            size = int.from_bytes(view[pos : pos + 4], "big")
+            pos += 4
+            if not name or pos + size > end or name in out:
+                raise DecryptionError()
+            out[name] = bytes(view[pos : pos + size])
+            pos += size
+    except (IndexError, UnicodeDecodeError):
+        raise DecryptionError() from None
+    return out
 
 
 def envelope_key_id(envelope: bytes) -> bytes:

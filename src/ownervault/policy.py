@@ -219,6 +219,13 @@ class Decision:
     fields: Mapping[str, FieldView] = attrs.field(factory=dict)
     writable: frozenset[str] = frozenset()
     legal_basis: str | None = None
+    _disclosed: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Computed once: reads consult it for every record.
+        object.__setattr__(
+            self, "_disclosed", tuple(name for name, v in self.fields.items() if v.disclosed)
+        )
 
     def view(self, field: str) -> FieldView:
         """The view of one field (hidden when the decision does not mention it)."""
@@ -227,7 +234,7 @@ class Decision:
     @property
     def disclosed_fields(self) -> tuple[str, ...]:
         """Fields released in full or masked form."""
-        return tuple(name for name, v in self.fields.items() if v.disclosed)
+        return self._disclosed
 
     def require(self) -> None:
         """Raise :class:`PolicyDeniedError` if the decision denies."""

@@ -74,7 +74,7 @@ from .policy import (
     load_policy,
     mask,
 )
-from .records import RECORD_TYPES, Classification, Record, normalise
+from .records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
 from .storage.base import KeyRow, RecordRow, SubjectRow
 from .storage.sqlcipher import SQLCipherBackend
 from .typing import Clock, KeyProvider
@@ -239,6 +239,9 @@ class Vault:
         self._kek_states: dict[bytes, KeyState] = {}
         self._index: crypto.IndexKey | None = None
         self._closed = False
+        self._max_invocations = int(
+            backend.get_meta("max_key_invocations") or DEFAULT_MAX_INVOCATIONS
+        )
         self._load_system_keys()
 
     def __repr__(self) -> str:
@@ -319,18 +322,20 @@ class Vault:
                     wrapped = keyring.wrap(
                         crypto.random_key(), context=_system_context(vault_id, kind, key_id)
                     )
-                    backend.insert_key(
-                        KeyRow(
-                            key_id=key_id,
-                            kind=kind.value,
-                            state=KeyState.ACTIVE.value,
-                            wrapped=wrapped,
-                            wrapped_by=keyring_key_id,
-                            created_at=now,
-                            state_changed_at=now,
-                            invocations=0,
-                            max_invocations=max_key_invocations,
-                        )
+                    backend.insert_keys(
+                        [
+                            KeyRow(
+                                key_id=key_id,
+                                kind=kind.value,
+                                state=KeyState.ACTIVE.value,
+                                wrapped=wrapped,
+                                wrapped_by=keyring_key_id,
+                                created_at=now,
+                                state_changed_at=now,
+                                invocations=0,
+                                max_invocations=max_key_invocations,
+                            )
+                        ]
                     )
                 backend.set_meta("max_key_invocations", str(max_key_invocations))
             write_atomically(root_path / HEADER_NAME, header.dumps())
@@ -693,39 +698,50 @@ class Vault:
         self._cache.put(key)
         return key
 
-    def _new_subject(self, subject_ref: bytes, now: str) -> tuple[SubjectRow, crypto.FieldKey]:
+    def _new_subjects(
+        self, subject_refs: Sequence[bytes], now: str
+    ) -> list[tuple[SubjectRow, crypto.FieldKey]]:
+        """Create subjects with fresh data keys wrapped by the active KEK (one batch)."""
+        if not subject_refs:
+            return []
         kek = self._active_kek()
-        if not self._backend.reserve_invocations(kek.key_id, 1):
+        if not self._backend.reserve_invocations(kek.key_id, len(subject_refs)):
             raise KeyExhaustedError(f"key {kek.key_id.hex()} reached its invocation limit")
-        key_id = crypto.new_key_id()
-        material = crypto.random_key()
-        limit = int(self._backend.get_meta("max_key_invocations") or DEFAULT_MAX_INVOCATIONS)
-        self._backend.insert_key(
-            KeyRow(
-                key_id=key_id,
-                kind=KeyKind.SUBJECT.value,
-                state=KeyState.ACTIVE.value,
-                wrapped=kek.wrap(material, context=_subject_context(self.vault_id, key_id)),
-                wrapped_by=kek.key_id,
-                created_at=now,
-                state_changed_at=now,
-                invocations=0,
-                max_invocations=limit,
+        key_rows: list[KeyRow] = []
+        subject_rows: list[SubjectRow] = []
+        out: list[tuple[SubjectRow, crypto.FieldKey]] = []
+        for subject_ref in subject_refs:
+            key_id = crypto.new_key_id()
+            material = crypto.random_key()
+            key_rows.append(
+                KeyRow(
+                    key_id=key_id,
+                    kind=KeyKind.SUBJECT.value,
+                    state=KeyState.ACTIVE.value,
+                    wrapped=kek.wrap(material, context=_subject_context(self.vault_id, key_id)),
+                    wrapped_by=kek.key_id,
+                    created_at=now,
+                    state_changed_at=now,
+                    invocations=0,
+                    max_invocations=self._max_invocations,
+                )
             )
-        )
-        row = SubjectRow(
-            pseudonym="sub_" + secrets.token_hex(16),
-            subject_ref=subject_ref,
-            key_id=key_id,
-            created_at=now,
-            erased_at=None,
-            minor_until=None,
-            key_state=KeyState.ACTIVE.value,
-        )
-        self._backend.insert_subject(row)
-        key = crypto.FieldKey(material, key_id=key_id)
-        self._cache.put(key)
-        return row, key
+            row = SubjectRow(
+                pseudonym="sub_" + secrets.token_hex(16),
+                subject_ref=subject_ref,
+                key_id=key_id,
+                created_at=now,
+                erased_at=None,
+                minor_until=None,
+                key_state=KeyState.ACTIVE.value,
+            )
+            subject_rows.append(row)
+            key = crypto.FieldKey(material, key_id=key_id)
+            self._cache.put(key)
+            out.append((row, key))
+        self._backend.insert_keys(key_rows)
+        self._backend.insert_subjects(subject_rows)
+        return out
 
     def subject_ref(self, subject_id: str) -> bytes:
         """The lookup token of a subject id (HMAC under the index key); never stored in clear."""
@@ -804,10 +820,10 @@ def _subject_context(vault_id: str, key_id: bytes) -> bytes:
 
 @attrs.frozen
 class _Prepared:
-    """A record turned into rows: clear JSON, ciphertexts, tokens."""
+    """A record turned into a row (clear JSON and sealed ciphertexts) and index tokens."""
 
     row: RecordRow
-    fields: list[tuple[str, str, bytes]]
+    encryptions: int
     tokens: list[tuple[bytes, str, str]]
     written: tuple[str, ...]
 
@@ -1144,22 +1160,22 @@ class Session:
     ) -> list[str]:
         """Phase 2 of ``put_many``: create subjects, encrypt, insert and audit."""
         today = now_dt.date()
+        stamp = int(now_dt.timestamp() * 1000) & (2**48 - 1)
         subjects: dict[str, tuple[SubjectRow, crypto.FieldKey]] = {}
         prepared: list[_Prepared] = []
         entries: list[AuditEntry] = []
         per_key: dict[bytes, int] = {}
+        new_ids = [sid for sid, (row, _) in found.items() if row is None]
+        created = self._vault._new_subjects([self._vault.subject_ref(s) for s in new_ids], now)
+        subjects.update(zip(new_ids, created, strict=True))
+        for sid, (row, key) in found.items():
+            if row is not None and key is not None:
+                subjects[sid] = (row, key)
         for record, decision in zip(records, decisions, strict=True):
-            sid = record.subject_id
-            if sid not in subjects:
-                row, key = found[sid]
-                if row is None or key is None:
-                    subjects[sid] = self._vault._new_subject(self._vault.subject_ref(sid), now)
-                else:
-                    subjects[sid] = (row, key)
-            subject, key = subjects[sid]
+            subject, key = subjects[record.subject_id]
             check_use(key.key_id.hex(), KeyState(subject.key_state), "encrypt")
-            item = self._prepare(record, subject, key, now)
-            per_key[key.key_id] = per_key.get(key.key_id, 0) + len(item.fields)
+            item = self._prepare(record, subject, key, now, stamp)
+            per_key[key.key_id] = per_key.get(key.key_id, 0) + item.encryptions
             until = record.minor_until()
             if until is not None and today < until:
                 per_key[key.key_id] += 1
@@ -1184,54 +1200,41 @@ class Session:
                 )
         self._backend.insert_records(
             [p.row for p in prepared],
-            [f for p in prepared for f in p.fields],
             [t for p in prepared for t in p.tokens],
         )
         self._vault._audit.append(entries, now=now_dt)
         return [p.row.record_id for p in prepared]
 
     def _prepare(
-        self, record: Record, subject: SubjectRow, key: crypto.FieldKey, now: str
+        self, record: Record, subject: SubjectRow, key: crypto.FieldKey, now: str, stamp: int
     ) -> _Prepared:
         record_type = record.record_type
-        record_id = uuid.uuid4().hex
-        vault_id = self._vault.vault_id
+        # Time-ordered ids (48-bit milliseconds, then 80 random bits) keep inserts into the
+        # records table's primary key mostly sequential.
+        record_id = f"{stamp:012x}{secrets.token_hex(10)}"
         index = self._vault._index_key
+        prefix = crypto.record_aad(self._vault.vault_id, record_type, record_id)
+        key_part = crypto.encode_context(key.key_id)
         data = record.model_dump(mode="json")
+        data[SUBJECT_ID_FIELD] = record.subject_id
         clear: dict[str, object] = {}
-        fields: list[tuple[str, str, bytes]] = []
+        envelopes: dict[str, bytes] = {}
         tokens: list[tuple[bytes, str, str]] = []
         written: list[str] = []
-        specs = record.field_specs()
-        for name, spec in specs.items():
+        for name, spec in _SEALED_SPECS.get(record_type) or _sealed_specs(type(record)):
             value = data[name]
             if value is None:
                 continue
-            written.append(name)
+            if name != SUBJECT_ID_FIELD:
+                written.append(name)
             if not spec.classification.encrypted:
                 clear[name] = value
                 continue
-            aad = crypto.field_aad(
-                vault_id=vault_id,
-                record_type=record_type,
-                record_id=record_id,
-                field=name,
-                key_id=key.key_id,
-            )
-            fields.append((record_id, name, key.encrypt(_encode_value(value), aad=aad)))
+            aad = prefix + crypto.encode_context(name) + key_part
+            envelopes[name] = key.encrypt(_encode_value(value), aad=aad)
             if spec.index is not None:
                 token = index.token(record_type, name, normalise(spec.index, value))
                 tokens.append((token, record_id, name))
-        aad = crypto.field_aad(
-            vault_id=vault_id,
-            record_type=record_type,
-            record_id=record_id,
-            field=SUBJECT_ID_FIELD,
-            key_id=key.key_id,
-        )
-        fields.append(
-            (record_id, SUBJECT_ID_FIELD, key.encrypt(_encode_value(record.subject_id), aad=aad))
-        )
         row = RecordRow(
             record_id=record_id,
             record_type=record_type,
@@ -1240,10 +1243,11 @@ class Session:
             version=1,
             created_at=now,
             updated_at=now,
-            clear=canonical_json(clear).decode("utf-8"),
+            clear=canonical_json(clear, checked=True).decode("utf-8"),
+            sealed=crypto.pack_sealed(envelopes),
             erased=False,
         )
-        return _Prepared(row, fields, tokens, tuple(written))
+        return _Prepared(row, len(envelopes), tokens, tuple(written))
 
     def update(self, record: RecordRef | RecordView, **changes: object) -> RecordRef:
         """Change fields of a record read earlier; refuses if it changed in between.
@@ -1338,8 +1342,9 @@ class Session:
                     else:
                         check_use(key.key_id.hex(), KeyState(subject.key_state), "encrypt")
                         clear = json.loads(row.clear)
-                        new_fields: list[tuple[str, bytes | None]] = []
+                        envelopes = crypto.unpack_sealed(row.sealed)
                         new_tokens: list[tuple[str, bytes | None]] = []
+                        encrypting = 0
                         for name, value in values.items():
                             spec = specs[name]
                             dumped = _dump_field(cls, name, value)
@@ -1350,7 +1355,7 @@ class Session:
                                     clear[name] = dumped
                                 continue
                             if dumped is None:
-                                new_fields.append((name, None))
+                                envelopes.pop(name, None)
                             else:
                                 aad = crypto.field_aad(
                                     vault_id=vault_id,
@@ -1359,9 +1364,8 @@ class Session:
                                     field=name,
                                     key_id=key.key_id,
                                 )
-                                new_fields.append(
-                                    (name, key.encrypt(_encode_value(dumped), aad=aad))
-                                )
+                                envelopes[name] = key.encrypt(_encode_value(dumped), aad=aad)
+                                encrypting += 1
                             if spec.index is not None:
                                 token = (
                                     None
@@ -1371,7 +1375,6 @@ class Session:
                                     )
                                 )
                                 new_tokens.append((name, token))
-                        encrypting = sum(1 for _, ct in new_fields if ct is not None)
                         if encrypting and not self._backend.reserve_invocations(
                             key.key_id, encrypting
                         ):
@@ -1384,8 +1387,8 @@ class Session:
                             ref.record_id,
                             expected_version=ref.version,
                             clear=canonical_json(clear).decode("utf-8"),
+                            sealed=crypto.pack_sealed(envelopes),
                             updated_at=now,
-                            fields=new_fields,
                             tokens=new_tokens,
                         )
                         if not ok:  # lost a race after the read above
@@ -1586,41 +1589,25 @@ class Session:
                 if consent is not None:
                     consent_ids[row.record_id] = ",".join(consent.record_ids)
                 wanted.append((row, decision, key))
-            disclosed = sorted(
-                {
-                    f
-                    for _, d, _ in wanted
-                    for f in d.disclosed_fields
-                    if cls.field_specs()[f].classification.encrypted
-                }
-            )
-            blobs = (
-                self._backend.get_fields(
-                    [r.record_id for r, _, _ in wanted], [*disclosed, SUBJECT_ID_FIELD]
-                )
-                if wanted
-                else {}
-            )
             for row, decision, key in wanted:
                 values: dict[str, object] = {}
                 try:
                     clear = json.loads(row.clear)
+                    envelopes = crypto.unpack_sealed(row.sealed)
+                    prefix = crypto.record_aad(vault_id, name, row.record_id)
+                    key_part = crypto.encode_context(key.key_id)
+                    specs = cls.field_specs()
                     for field in (*decision.disclosed_fields, SUBJECT_ID_FIELD):
-                        spec = cls.field_specs().get(field)
+                        spec = specs.get(field)
                         if spec is not None and not spec.classification.encrypted:
                             if field in clear:
                                 values[field] = clear[field]
                             continue
-                        blob = blobs.get((row.record_id, field))
+                        blob = envelopes.get(field)
                         if blob is None:
                             continue
-                        aad = crypto.field_aad(
-                            vault_id=vault_id,
-                            record_type=name,
-                            record_id=row.record_id,
-                            field=field,
-                            key_id=key.key_id,
-                        )
+                        # Only fields the decision discloses are ever decrypted.
+                        aad = prefix + crypto.encode_context(field) + key_part
                         values[field] = json.loads(key.decrypt(blob, aad=aad))
                 except DecryptionError as exc:
                     entries.append(
@@ -1968,8 +1955,23 @@ def _type_name(record_type: type[Record] | str) -> str:
     return name
 
 
+_SUBJECT_ID_SPEC: Final = FieldSpec(Classification.PERSONAL)
+_SEALED_SPECS: dict[str, tuple[tuple[str, FieldSpec], ...]] = {}
+
+
+def _sealed_specs(cls: type[Record]) -> tuple[tuple[str, FieldSpec], ...]:
+    """Field specs of a record type plus the subject id, which is always sealed."""
+    specs = (*cls.field_specs().items(), (SUBJECT_ID_FIELD, _SUBJECT_ID_SPEC))
+    _SEALED_SPECS[cls.record_type] = specs
+    return specs
+
+
+_VALUE_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _encode_value(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """A field's plaintext: compact JSON of its JSON-mode value."""
+    return _VALUE_ENCODER.encode(value).encode("utf-8")
 
 
 def _dump_field(cls: type[Record], name: str, value: object) -> object:

@@ -49,7 +49,7 @@ class SubjectRow:
 
 @attrs.frozen
 class RecordRow:
-    """A record's clear metadata; personal fields live in ``fields`` as ciphertexts."""
+    """A record: clear (public/internal) fields as JSON, personal ones sealed as ciphertexts."""
 
     record_id: str
     record_type: str
@@ -59,6 +59,7 @@ class RecordRow:
     created_at: str
     updated_at: str
     clear: str
+    sealed: bytes
     erased: bool
 
 
@@ -96,8 +97,8 @@ class Backend(Protocol):
         ...
 
     # keys
-    def insert_key(self, row: KeyRow) -> None:
-        """Store a new key."""
+    def insert_keys(self, rows: Sequence[KeyRow]) -> None:
+        """Store new keys."""
         ...
 
     def get_key(self, key_id: bytes) -> KeyRow | None:
@@ -131,8 +132,8 @@ class Backend(Protocol):
         """Find a subject by pseudonym."""
         ...
 
-    def insert_subject(self, row: SubjectRow) -> None:
-        """Store a new subject."""
+    def insert_subjects(self, rows: Sequence[SubjectRow]) -> None:
+        """Store new subjects."""
         ...
 
     def set_minor_until(self, pseudonym: str, value: bytes | None) -> None:
@@ -145,22 +146,13 @@ class Backend(Protocol):
 
     # records
     def insert_records(
-        self,
-        rows: Sequence[RecordRow],
-        fields: Iterable[tuple[str, str, bytes]],
-        tokens: Iterable[tuple[bytes, str, str]],
+        self, rows: Sequence[RecordRow], tokens: Iterable[tuple[bytes, str, str]]
     ) -> None:
-        """Insert records, their (record id, field, ciphertext) and (token, record id, field)."""
+        """Insert records and their (token, record id, field) blind-index rows."""
         ...
 
     def get_records(self, record_ids: Sequence[str]) -> list[RecordRow]:
         """Read record rows (any order; missing ids are left out)."""
-        ...
-
-    def get_fields(
-        self, record_ids: Sequence[str], fields: Sequence[str]
-    ) -> dict[tuple[str, str], bytes]:
-        """Read only the named ciphertexts of the given records."""
         ...
 
     def update_record(
@@ -169,8 +161,8 @@ class Backend(Protocol):
         *,
         expected_version: int,
         clear: str,
+        sealed: bytes,
         updated_at: str,
-        fields: Iterable[tuple[str, bytes | None]],
         tokens: Iterable[tuple[str, bytes | None]],
     ) -> bool:
         """Replace fields and tokens if the version still matches; False when it does not."""

@@ -68,16 +68,10 @@ CREATE TABLE records (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     clear TEXT NOT NULL,
+    sealed BLOB NOT NULL,
     erased INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX records_subject ON records(pseudonym);
-
-CREATE TABLE record_fields (
-    record_id TEXT NOT NULL,
-    field TEXT NOT NULL,
-    ciphertext BLOB NOT NULL,
-    PRIMARY KEY (record_id, field)
-) WITHOUT ROWID;
 
 CREATE TABLE blind_index (
     token BLOB NOT NULL,
@@ -326,21 +320,24 @@ class SQLCipherBackend:
         "invocations, max_invocations"
     )
 
-    def insert_key(self, row: KeyRow) -> None:
-        """Store a new key."""
-        self._execute(
+    def insert_keys(self, rows: Sequence[KeyRow]) -> None:
+        """Store new keys."""
+        self._executemany(
             f"INSERT INTO keys ({self._KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.key_id,
-                row.kind,
-                row.state,
-                row.wrapped,
-                row.wrapped_by,
-                row.created_at,
-                row.state_changed_at,
-                row.invocations,
-                row.max_invocations,
-            ),
+            [
+                (
+                    row.key_id,
+                    row.kind,
+                    row.state,
+                    row.wrapped,
+                    row.wrapped_by,
+                    row.created_at,
+                    row.state_changed_at,
+                    row.invocations,
+                    row.max_invocations,
+                )
+                for row in rows
+            ],
         )
 
     def get_key(self, key_id: bytes) -> KeyRow | None:
@@ -404,18 +401,21 @@ class SQLCipherBackend:
         row = self._execute(self._SUBJECT_SELECT + "WHERE s.pseudonym = ?", (pseudonym,)).fetchone()
         return None if row is None else SubjectRow(*row)
 
-    def insert_subject(self, row: SubjectRow) -> None:
-        """Store a new subject."""
-        self._execute(
+    def insert_subjects(self, rows: Sequence[SubjectRow]) -> None:
+        """Store new subjects."""
+        self._executemany(
             f"INSERT INTO subjects ({self._SUBJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                row.pseudonym,
-                row.subject_ref,
-                row.key_id,
-                row.created_at,
-                row.erased_at,
-                row.minor_until,
-            ),
+            [
+                (
+                    row.pseudonym,
+                    row.subject_ref,
+                    row.key_id,
+                    row.created_at,
+                    row.erased_at,
+                    row.minor_until,
+                )
+                for row in rows
+            ],
         )
 
     def set_minor_until(self, pseudonym: str, value: bytes | None) -> None:
@@ -429,14 +429,9 @@ class SQLCipherBackend:
             "(SELECT record_id FROM records WHERE pseudonym = ?)",
             (pseudonym,),
         ).rowcount
-        self._execute(
-            "DELETE FROM record_fields WHERE record_id IN "
-            "(SELECT record_id FROM records WHERE pseudonym = ?)",
-            (pseudonym,),
-        )
         records = self._execute(
-            "UPDATE records SET erased = 1, clear = '{}', updated_at = ?, version = version + 1 "
-            "WHERE pseudonym = ? AND erased = 0",
+            "UPDATE records SET erased = 1, clear = '{}', sealed = x'', updated_at = ?, "
+            "version = version + 1 WHERE pseudonym = ? AND erased = 0",
             (at, pseudonym),
         ).rowcount
         self._execute(
@@ -449,18 +444,16 @@ class SQLCipherBackend:
     # ------------------------------------------------------------------ records
 
     _RECORD_COLUMNS = (
-        "record_id, record_type, pseudonym, key_id, version, created_at, updated_at, clear, erased"
+        "record_id, record_type, pseudonym, key_id, version, created_at, updated_at, clear, "
+        "sealed, erased"
     )
 
     def insert_records(
-        self,
-        rows: Sequence[RecordRow],
-        fields: Iterable[tuple[str, str, bytes]],
-        tokens: Iterable[tuple[bytes, str, str]],
+        self, rows: Sequence[RecordRow], tokens: Iterable[tuple[bytes, str, str]]
     ) -> None:
-        """Insert records with their field ciphertexts and blind-index tokens."""
+        """Insert records (sealed field ciphertexts included) and their blind-index tokens."""
         self._executemany(
-            f"INSERT INTO records ({self._RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO records ({self._RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     r.record_id,
@@ -471,13 +464,11 @@ class SQLCipherBackend:
                     r.created_at,
                     r.updated_at,
                     r.clear,
+                    r.sealed,
                     int(r.erased),
                 )
                 for r in rows
             ],
-        )
-        self._executemany(
-            "INSERT INTO record_fields (record_id, field, ciphertext) VALUES (?, ?, ?)", fields
         )
         self._executemany(
             "INSERT OR IGNORE INTO blind_index (token, record_id, field) VALUES (?, ?, ?)", tokens
@@ -495,55 +486,24 @@ class SQLCipherBackend:
             out.extend(_record_row(row) for row in rows)
         return out
 
-    def get_fields(
-        self, record_ids: Sequence[str], fields: Sequence[str]
-    ) -> dict[tuple[str, str], bytes]:
-        """Read only the named ciphertexts of the given records."""
-        if not record_ids or not fields:
-            return {}
-        out: dict[tuple[str, str], bytes] = {}
-        field_marks = ",".join("?" * len(fields))
-        for chunk in _chunks(record_ids, 400):
-            marks = ",".join("?" * len(chunk))
-            rows = self._execute(
-                "SELECT record_id, field, ciphertext FROM record_fields "
-                f"WHERE record_id IN ({marks}) AND field IN ({field_marks})",
-                [*chunk, *fields],
-            ).fetchall()
-            for record_id, field, ciphertext in rows:
-                out[(record_id, field)] = bytes(ciphertext)
-        return out
-
     def update_record(
         self,
         record_id: str,
         *,
         expected_version: int,
         clear: str,
+        sealed: bytes,
         updated_at: str,
-        fields: Iterable[tuple[str, bytes | None]],
         tokens: Iterable[tuple[str, bytes | None]],
     ) -> bool:
-        """Replace fields and tokens if the record is still at ``expected_version``."""
+        """Replace clear fields, ciphertexts and tokens if still at ``expected_version``."""
         cur = self._execute(
-            "UPDATE records SET version = version + 1, clear = ?, updated_at = ? "
+            "UPDATE records SET version = version + 1, clear = ?, sealed = ?, updated_at = ? "
             "WHERE record_id = ? AND version = ? AND erased = 0",
-            (clear, updated_at, record_id, expected_version),
+            (clear, sealed, updated_at, record_id, expected_version),
         )
         if cur.rowcount != 1:
             return False
-        for field, ciphertext in fields:
-            if ciphertext is None:
-                self._execute(
-                    "DELETE FROM record_fields WHERE record_id = ? AND field = ?",
-                    (record_id, field),
-                )
-            else:
-                self._execute(
-                    "INSERT INTO record_fields (record_id, field, ciphertext) VALUES (?, ?, ?) "
-                    "ON CONFLICT (record_id, field) DO UPDATE SET ciphertext = excluded.ciphertext",
-                    (record_id, field, ciphertext),
-                )
         for field, token in tokens:
             self._execute(
                 "DELETE FROM blind_index WHERE record_id = ? AND field = ?", (record_id, field)
@@ -720,7 +680,8 @@ def _record_row(row: Sequence[Any]) -> RecordRow:
         created_at=row[5],
         updated_at=row[6],
         clear=row[7],
-        erased=bool(row[8]),
+        sealed=bytes(row[8]),
+        erased=bool(row[9]),
     )
 
 
