@@ -274,7 +274,7 @@ _IDENT = r"^[a-z][a-z0-9_]{0,62}$"
 Ident = Annotated[str, pydantic.Field(pattern=_IDENT)]
 _DURATION = re.compile(
     r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
-    r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$"
+    r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?\Z"
 )
 
 
@@ -343,7 +343,10 @@ class RolesFile(_Strict):
     roles: dict[Ident, RoleModel]
 
 
-_VIEW = re.compile(r"^(full|hidden|masked:[a-z0-9_]+)$")
+ViewText = Annotated[
+    str,
+    pydantic.Field(pattern=r"^(full|hidden|masked:[a-z0-9_]+)$"),
+]
 
 
 class RuleModel(_Strict):
@@ -354,7 +357,7 @@ class RuleModel(_Strict):
     purpose: Ident
     record: str = pydantic.Field(pattern=r"^(\*|[a-z][a-z0-9_]{0,62})$")
     actions: list[Action] = pydantic.Field(min_length=1)
-    fields: dict[str, str] = {}
+    fields: dict[str, ViewText] = {}
     write: list[str] = []
     minors: bool = False
     description: str = ""
@@ -379,14 +382,6 @@ class RuleModel(_Strict):
             start, end = (_minutes(part) for part in value.split("-"))
             if start >= end:
                 raise ValueError("hours must be 'HH:MM-HH:MM' with the start before the end")
-        return value
-
-    @pydantic.field_validator("fields")
-    @classmethod
-    def _views(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, view in value.items():
-            if not _VIEW.match(view):
-                raise ValueError(f"view of {name!r} must be 'full', 'hidden' or 'masked:<masker>'")
         return value
 
 
@@ -565,8 +560,12 @@ class Policy:
             failure = matching[0].condition_failure(actor, subject, now)
             return deny(failure or "no_rule", tuple(r.rule_id for r in matching))
         matching = holding
-        if minor and not any(rule.minors for rule in matching):
-            return deny("minor_data_not_permitted", tuple(r.rule_id for r in matching))
+        if minor:
+            # Only rules written for children's data apply to a minor's records.
+            for_minors = [rule for rule in matching if rule.minors]
+            if not for_minors:
+                return deny("minor_data_not_permitted", tuple(r.rule_id for r in matching))
+            matching = for_minors
         specs = record_cls.field_specs()
         views: dict[str, FieldView] = {}
         writable: set[str] = set()
@@ -610,6 +609,14 @@ class Policy:
             sources.append(rule.rule_id)
             if chosen is None or _RESTRICTIVENESS[view.mode] > _RESTRICTIVENESS[chosen.mode]:
                 chosen = view
+            elif (
+                view.mode is ViewMode.MASKED
+                and chosen.mode is ViewMode.MASKED
+                and view.masker != chosen.masker
+            ):
+                # Two rules mask the field differently: neither is known to reveal less, so
+                # redact it entirely rather than let the order of rules decide.
+                chosen = FieldView(ViewMode.MASKED, "redact")
         if chosen is None:
             return FieldView(ViewMode.HIDDEN, reason="no matching rule grants this field")
         reason = "most restrictive of the matching rules" if len(sources) > 1 else "granted by rule"

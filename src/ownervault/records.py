@@ -80,21 +80,34 @@ def _nfkc(value: str) -> str:
     return unicodedata.normalize("NFKC", value)
 
 
-def _phone(value: str) -> str:
-    digits = _NON_DIGITS.sub("", _nfkc(value))
+def _stable(fn: Callable[[str], str], value: str) -> str:
+    """Apply ``fn`` until the value stops changing, so normalising twice changes nothing."""
+    for _ in range(8):
+        again = fn(value)
+        if again == value:
+            break
+        value = again
+    return value
+
+
+def _phone_once(digits: str) -> str:
     if digits.startswith("0086"):
-        digits = digits[4:]
-    elif digits.startswith("86") and len(digits) == 13:
-        digits = digits[2:]
+        return digits[4:]
+    if digits.startswith("86") and len(digits) == 13:
+        return digits[2:]
     return digits
 
 
+def _phone(value: str) -> str:
+    return _stable(_phone_once, _NON_DIGITS.sub("", _nfkc(value)))
+
+
 def _id_number(value: str) -> str:
-    return _SPACES.sub("", _nfkc(value)).upper()
+    return _stable(lambda v: _SPACES.sub("", _nfkc(v)).upper(), value)
 
 
 def _plate(value: str) -> str:
-    return _PLATE_SEPARATORS.sub("", _nfkc(value)).upper()
+    return _stable(lambda v: _PLATE_SEPARATORS.sub("", _nfkc(v)).upper(), value)
 
 
 def _email(value: str) -> str:
@@ -218,7 +231,11 @@ class Record(pydantic.BaseModel):
         if not _RECORD_TYPE_RE.match(cls.record_type):
             raise ConfigurationError(f"{cls.__name__}.record_type must be a lower-case identifier")
         existing = RECORD_TYPES.get(cls.record_type)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
+        same_class = existing is not None and (existing.__module__, existing.__qualname__) == (
+            cls.__module__,
+            cls.__qualname__,
+        )
+        if existing is not None and not same_class:
             raise ConfigurationError(f"record type {cls.record_type!r} is already defined")
         specs: dict[str, FieldSpec] = {}
         for name, info in cls.model_fields.items():
@@ -331,10 +348,13 @@ class OwnerProfile(Record):
         if self.birth_date is None:
             return None
         born = self.birth_date
+        if born.year + 14 > _dt.MAXYEAR:
+            return _dt.date.max
         try:
             return born.replace(year=born.year + 14)
-        except ValueError:  # born on 29 February
-            return born.replace(year=born.year + 14, day=28)
+        except ValueError:
+            # Born on 29 February: the protective choice is the day after 28 February.
+            return _dt.date(born.year + 14, 3, 1)
 
 
 class Unit(Record):
