@@ -606,7 +606,7 @@ def test_record_type_name_must_be_an_identifier(
     ],
 )
 def test_minor_until_is_the_fourteenth_birthday(born: dt.date, until: dt.date) -> None:
-    """minor_until is the 14th birthday; for 29 February it is 28 February of that year."""
+    """minor_until is the 14th birthday; for 29 February it is 1 March of that year."""
     owner = OwnerProfile(subject_id="child-1", name="小明", birth_date=born)
     assert owner.minor_until() == until
 
@@ -620,7 +620,7 @@ def test_minor_until_is_none_without_birth_date() -> None:
 @settings(max_examples=300)
 @given(born=st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2100, 12, 31)))
 def test_minor_until_is_fourteen_years_later(born: dt.date) -> None:
-    """minor_until is in the year 14 years later, on the same day or 28 Feb for 29 Feb."""
+    """minor_until is in the year 14 years later, on the same day or 1 March for 29 Feb."""
     until = OwnerProfile(subject_id="s", name="x", birth_date=born).minor_until()
     assert until is not None
     assert until.year == born.year + 14
