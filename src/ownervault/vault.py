@@ -238,6 +238,9 @@ class Vault:
         self._keks: dict[bytes, crypto.SecretKey] = {}
         self._kek_states: dict[bytes, KeyState] = {}
         self._index: crypto.IndexKey | None = None
+        self._indexes: dict[bytes, crypto.IndexKey] = {}
+        self._primary_kek = b""
+        self._key_epoch = "0"
         self._closed = False
         self._max_invocations = int(
             backend.get_meta("max_key_invocations") or DEFAULT_MAX_INVOCATIONS
@@ -337,6 +340,7 @@ class Vault:
                             )
                         ]
                     )
+                    backend.set_meta(f"primary_{kind.value}", key_id.hex())
                 backend.set_meta("max_key_invocations", str(max_key_invocations))
             write_atomically(root_path / HEADER_NAME, header.dumps())
         except BaseException:
@@ -425,6 +429,7 @@ class Vault:
             self._closed = True
             self._cache.clear()
             self._keks.clear()
+            self._indexes.clear()
             self._index = None
             self._signing_seed = b""
             self._backend.close()
@@ -514,7 +519,7 @@ class Vault:
         self._check_open()
         pseudonym: str | None = None
         if subject_id is not None:
-            subject = self._backend.subject_by_ref(self.subject_ref(subject_id))
+            subject = self._lookup_subject(subject_id)
             if subject is None:
                 raise RecordNotFoundError("no live subject with that id")
             pseudonym = subject.pseudonym
@@ -595,7 +600,7 @@ class Vault:
         if subject_id is None:
             decision = decider.policy_only(record_type, action, now=now)
         else:
-            subject = self._backend.subject_by_ref(self.subject_ref(subject_id))
+            subject = self._lookup_subject(subject_id)
             if subject is None:
                 raise RecordNotFoundError("no live subject with that id")
             pseudonym = subject.pseudonym
@@ -628,6 +633,7 @@ class Vault:
     # ------------------------------------------------------------------ keys
 
     def _load_system_keys(self) -> None:
+        """(Re)load KEKs and index keys and which of each is primary."""
         keks: dict[bytes, crypto.SecretKey] = {}
         states: dict[bytes, KeyState] = {}
         for row in self._backend.keys_of_kind(KeyKind.KEK.value):
@@ -637,17 +643,31 @@ class Vault:
             material = self._unwrap_system(row, KeyKind.KEK)
             keks[row.key_id] = crypto.SecretKey(material, key_id=row.key_id)
             states[row.key_id] = state
-        index_rows = [
-            r for r in self._backend.keys_of_kind(KeyKind.INDEX.value) if r.state == "active"
-        ]
-        if not index_rows or not any(s is KeyState.ACTIVE for s in states.values()):
-            raise VaultFormatError("the vault has no active key-encryption or index key")
-        index_row = index_rows[-1]
-        self._index = crypto.IndexKey(
-            self._unwrap_system(index_row, KeyKind.INDEX), key_id=index_row.key_id
+        indexes: dict[bytes, crypto.IndexKey] = {}
+        for row in self._backend.keys_of_kind(KeyKind.INDEX.value):
+            if row.state == KeyState.DESTROYED.value or row.wrapped is None:
+                continue
+            material = self._unwrap_system(row, KeyKind.INDEX)
+            indexes[row.key_id] = crypto.IndexKey(material, key_id=row.key_id)
+        primary_kek = _primary(self._backend.get_meta("primary_kek"), states)
+        primary_index = _primary(
+            self._backend.get_meta("primary_index"),
+            {k: KeyState.ACTIVE for k in indexes},
         )
+        if primary_kek is None or primary_index is None:
+            raise VaultFormatError("the vault has no active key-encryption or index key")
         self._keks = keks
         self._kek_states = states
+        self._primary_kek = primary_kek
+        self._indexes = indexes
+        self._index = indexes[primary_index]
+        self._key_epoch = self._backend.get_meta("key_epoch") or "0"
+
+    def _sync_keys(self) -> None:
+        """Reload keys if another process (or an admin call) changed them since we loaded."""
+        if (self._backend.get_meta("key_epoch") or "0") != self._key_epoch:
+            with self._lock:
+                self._load_system_keys()
 
     def _unwrap_system(self, row: KeyRow, kind: KeyKind) -> bytes:
         assert row.wrapped is not None
@@ -667,10 +687,29 @@ class Vault:
         return self._index
 
     def _active_kek(self) -> crypto.SecretKey:
-        for key_id, state in self._kek_states.items():
-            if state is KeyState.ACTIVE:
-                return self._keks[key_id]
-        raise KeyStateError("no active key-encryption key")
+        """The primary KEK, the only one that wraps new keys."""
+        kek = self._keks.get(self._primary_kek)
+        if kek is None or self._kek_states.get(self._primary_kek) is not KeyState.ACTIVE:
+            raise KeyStateError("no active key-encryption key")
+        return kek
+
+    def _lookup_subject(self, subject_id: str) -> SubjectRow | None:
+        """Find a live subject by id, under the primary index key or an older one."""
+        for ref in self.subject_refs(subject_id):
+            row = self._backend.subject_by_ref(ref)
+            if row is not None:
+                return row
+        return None
+
+    def subject_refs(self, subject_id: str) -> list[bytes]:
+        """Lookup tokens of a subject id under every usable index key, primary first."""
+        primary = self.subject_ref(subject_id)
+        others = [
+            k.token("subject", SUBJECT_ID_FIELD, subject_id)
+            for key_id, k in self._indexes.items()
+            if key_id != self._index_key.key_id
+        ]
+        return [primary, *others]
 
     def _kek(self, key_id: bytes) -> crypto.SecretKey:
         kek = self._keks.get(key_id)
@@ -788,6 +827,16 @@ class Vault:
             key_id, state=KeyState.DESTROYED.value, at=now, wrapped=None, wrapped_by=row.wrapped_by
         )
         self._cache.discard(key_id)
+
+
+def _primary(preferred: str | None, states: Mapping[bytes, KeyState]) -> bytes | None:
+    """The primary key id: the one named in ``meta`` if usable, else the newest active one."""
+    if preferred is not None:
+        key_id = bytes.fromhex(preferred)
+        if states.get(key_id) is KeyState.ACTIVE:
+            return key_id
+    active = [k for k, state in states.items() if state is KeyState.ACTIVE]
+    return active[-1] if active else None
 
 
 def _iso_bound(value: str | None) -> str | None:
@@ -1097,6 +1146,7 @@ class Session:
                 if record.record_type == "unit":
                     units.setdefault(record.subject_id, []).append(record.model_dump(mode="json"))
             with self._backend.atomic():
+                self._vault._sync_keys()
                 # Phase 1: look subjects up and decide every record, storing nothing yet.
                 found: dict[str, tuple[SubjectRow | None, crypto.FieldKey | None]] = {}
                 decisions: list[Decision] = []
@@ -1104,7 +1154,7 @@ class Session:
                 for record in records:
                     sid = record.subject_id
                     if sid not in found:
-                        row = self._backend.subject_by_ref(self._vault.subject_ref(sid))
+                        row = self._vault._lookup_subject(sid)
                         found[sid] = (row, self._vault._subject_key(row) if row else None)
                     row, key = found[sid]
                     decision, _ = self._decider.decide(
@@ -1283,6 +1333,7 @@ class Session:
             vault_id = self._vault.vault_id
             outcome: OwnerVaultError | None = None
             with self._backend.atomic():
+                self._vault._sync_keys()
                 rows = self._backend.get_records([ref.record_id])
                 if not rows or rows[0].record_type != ref.record_type:
                     outcome = RecordNotFoundError(f"no {ref.record_type} with id {ref.record_id}")
@@ -1478,14 +1529,20 @@ class Session:
                         reason=reason,
                     ),
                 )
-            index = self._vault._index_key
+            self._vault._sync_keys()
+            # While an index key is being replaced, rows carry tokens under either key.
+            index_keys = list(self._vault._indexes.values())
             matches: set[str] | None = None
             order: list[str] = []
             for field, value in criteria.items():
                 spec = specs[field]
                 assert spec.index is not None
-                token = index.token(name, field, normalise(spec.index, value))
-                found = self._backend.find_tokens(name, field, token)
+                normalised = normalise(spec.index, value)
+                found = []
+                for index in index_keys:
+                    token = index.token(name, field, normalised)
+                    found.extend(self._backend.find_tokens(name, field, token))
+                found = list(dict.fromkeys(found))
                 if matches is None:
                     order = found
                     matches = set(found)
@@ -1726,7 +1783,7 @@ class Session:
         """The subject's consent ledger, oldest first (the lookup is audited)."""
         with self._lock:
             self._check()
-            subject = self._backend.subject_by_ref(self._vault.subject_ref(subject_id))
+            subject = self._vault._lookup_subject(subject_id)
             if subject is None:
                 raise RecordNotFoundError("no live subject with that id")
             records = self._backend.consents(subject.pseudonym)
@@ -1777,7 +1834,7 @@ class Session:
             if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now_dt):
                 raise ValidationError("expires_at must be an aware time in the future")
             with self._backend.atomic():
-                subject = self._backend.subject_by_ref(self._vault.subject_ref(subject_id))
+                subject = self._vault._lookup_subject(subject_id)
                 if subject is None:
                     raise RecordNotFoundError("no live subject with that id")
                 key = self._vault._subject_key(subject)
@@ -1845,7 +1902,7 @@ class Session:
                         reason=decision.reason,
                     ),
                 )
-            subject = self._backend.subject_by_ref(self._vault.subject_ref(subject_id))
+            subject = self._vault._lookup_subject(subject_id)
             if subject is None:
                 raise self._deny(
                     [self._entry("audit.subject_history", decision="deny", reason="not_found")],
@@ -1880,13 +1937,13 @@ class Session:
         """
         with self._lock:
             self._check()
-            ref = self._vault.subject_ref(subject_id)
+            self._vault.subject_ref(subject_id)  # validates the id
             now_dt = self._now()
             now = format_time(now_dt)
             outcome: OwnerVaultError | None = None
             result: ErasureResult | None = None
             with self._backend.atomic():
-                subject = self._backend.subject_by_ref(ref)
+                subject = self._vault._lookup_subject(subject_id)
                 if subject is None:
                     entry = self._entry("erase", decision="deny", reason="not_found")
                     self._vault._audit.append([entry], now=now_dt)
