@@ -1,0 +1,228 @@
+"""Concurrency: threads sharing one Vault, and processes sharing one vault directory.
+
+Each worker keeps its own model of what it wrote and counts the audit entries its operations
+must produce; afterwards every record must read back as written and the audit log must hold
+exactly the expected entries, in one gap-free sequence that verifies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import random
+import threading
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ownervault import Actor, KeyFileKey, Vault
+from ownervault.records import OwnerProfile
+from ownervault.testing import FrozenClock
+
+THREADS = 8
+THREAD_OPS = 100
+PROCESSES = 2
+PROCESS_OPS = 300
+PROCESS_PAUSE = 0.002
+OPS_PER_SESSION = 10
+NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄磊", "周杰", "吴昊"]
+
+
+class Worker:
+    """Runs a random mix of put, put_many, get, find and update, and counts audit entries.
+
+    Phones are unique per worker (``1<worker:3><serial:07>``) so every find has exactly one
+    expected match and no two workers touch the same record.
+    """
+
+    def __init__(self, vault: Vault, worker: int, ops: int, pause: float = 0.0) -> None:
+        self.vault = vault
+        self.pause = pause
+        self.actor = Actor(f"clerk-w{worker:02d}", roles=["front_desk"])
+        self.worker = worker
+        self.ops = ops
+        self.rng = random.Random(worker)
+        self.serial = 0
+        self.model: dict[str, tuple[str, str, str]] = {}  # record id -> subject, name, phone
+        self.entries = 0
+
+    def _phone(self) -> str:
+        self.serial += 1
+        return f"1{self.worker + 300:03d}{self.serial:07d}"
+
+    def _owner(self) -> OwnerProfile:
+        return OwnerProfile(
+            subject_id=f"w{self.worker}-s{self.serial}",
+            name=self.rng.choice(NAMES),
+            phone=self._phone(),
+        )
+
+    def run(self) -> None:
+        done = 0
+        while done < self.ops:
+            with self.vault.session(self.actor, "owner_registration") as session:
+                self.entries += 2  # session.open and session.close
+                for _ in range(OPS_PER_SESSION):
+                    self.step(session)
+                    done += 1
+                    if self.pause:
+                        time.sleep(self.pause)
+
+    def step(self, session: Any) -> None:
+        op = self.rng.choice(
+            ["put", "put_many", "get", "find", "update"] if self.model else ["put"]
+        )
+        if op == "put":
+            record = self._owner()
+            rid = session.put(record)
+            self.model[rid] = (record.subject_id, record.name, str(record.phone))
+            self.entries += 1
+        elif op == "put_many":
+            records = [self._owner() for _ in range(3)]
+            for rid, record in zip(session.put_many(records), records, strict=True):
+                self.model[rid] = (record.subject_id, record.name, str(record.phone))
+            self.entries += 3
+        elif op == "get":
+            rid = self.rng.choice(list(self.model))
+            view = session.get(OwnerProfile, rid)
+            assert (view.subject_id, view["name"], view["phone"]) == self.model[rid]
+            self.entries += 1
+        elif op == "find":
+            rid = self.rng.choice(list(self.model))
+            phone = self.model[rid][2]
+            found = session.find(OwnerProfile, phone=f"+86 {phone[:3]} {phone[3:7]} {phone[7:]}")
+            assert [v.record_id for v in found] == [rid]
+            self.entries += len(found) + 1
+        else:
+            rid = self.rng.choice(list(self.model))
+            view = session.get(OwnerProfile, rid)
+            phone = self._phone()
+            ref = session.update(view, phone=phone)
+            assert ref.version == view.version + 1
+            subject, name, _ = self.model[rid]
+            self.model[rid] = (subject, name, phone)
+            self.entries += 2
+
+
+def _switches(actors: list[str]) -> int:
+    """How often consecutive audit entries come from different actors (interleaving)."""
+    return sum(1 for a, b in itertools.pairwise(actors) if a != b)
+
+
+def _check_vault(
+    vault: Vault, models: dict[str, dict[str, tuple[str, str, str]]], expected_size: int
+) -> None:
+    """Every record reads back as its writer last wrote it; the audit log is complete."""
+    entries = list(vault.audit.entries())
+    assert len(entries) == vault.audit.size() == expected_size
+    seqs = [e["seq"] for e in entries]
+    assert seqs == list(range(len(entries))), "audit sequence numbers have gaps or duplicates"
+    assert vault.audit.verify() == expected_size
+    by_actor = Counter(e["actor"] for e in entries)
+    dpo = Actor("dpo-check", roles=["compliance_officer"])
+    with vault.session(dpo, "subject_access_request") as session:
+        for actor_id, model in models.items():
+            assert by_actor[actor_id] > 0
+            ids = list(model)
+            for view in session.get_many(OwnerProfile, ids):
+                assert (view.subject_id, view["name"], view["phone"]) == model[view.record_id]
+    with vault.session(Actor("clerk-check", roles=["front_desk"]), "owner_registration") as s:
+        for model in models.values():
+            for rid, (_, _, phone) in list(model.items())[:: max(1, len(model) // 10)]:
+                assert [v.record_id for v in s.find(OwnerProfile, phone=phone)] == [rid]
+    assert vault.audit.verify() == vault.audit.size()
+
+
+def test_threads_share_one_vault(tmp_path: Path) -> None:
+    """Eight threads using one Vault at once lose no write, no read and no audit entry."""
+    vault = Vault.create(
+        tmp_path / "v", key=KeyFileKey.generate(tmp_path / "k"), clock=FrozenClock()
+    )
+    try:
+        base = vault.audit.size()
+        workers = [Worker(vault, n, THREAD_OPS) for n in range(THREADS)]
+        errors: list[str] = []
+        barrier = threading.Barrier(THREADS)
+
+        def run(worker: Worker) -> None:
+            try:
+                barrier.wait()
+                worker.run()
+            except BaseException:
+                errors.append(traceback.format_exc())
+
+        threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a worker thread hung"
+        assert errors == []
+        actors = [e["actor"] for e in vault.audit.entries(base)]
+        assert Counter(actors) == {w.actor.actor_id: w.entries for w in workers}
+        assert _switches(actors) > THREADS, "the threads did not run at the same time"
+        _check_vault(
+            vault,
+            {w.actor.actor_id: w.model for w in workers},
+            base + sum(w.entries for w in workers),
+        )
+    finally:
+        vault.close()
+
+
+def _process_main(
+    path: str, key_path: str, worker: int, ops: int, start: Any, results: Any
+) -> None:
+    """Entry point of a spawned process: open the vault, run a Worker, report to the parent."""
+    try:
+        with Vault.open(path, key=KeyFileKey(key_path)) as vault:
+            start.wait(timeout=60)
+            # SQLite's busy handler polls with growing sleeps, so a process that commits and
+            # begins again at once can hold the write lock for its whole run; a short pause
+            # between operations lets the two processes take turns.
+            runner = Worker(vault, worker, ops, pause=PROCESS_PAUSE)
+            runner.run()
+        results.put((worker, runner.actor.actor_id, runner.model, runner.entries, None))
+    except BaseException:
+        results.put((worker, None, {}, 0, traceback.format_exc()))
+
+
+def test_processes_share_one_vault_directory(tmp_path: Path) -> None:
+    """Two processes writing and reading the same vault at once keep it complete and consistent."""
+    key = KeyFileKey.generate(tmp_path / "k")
+    path = tmp_path / "v"
+    Vault.create(path, key=key, clock=FrozenClock()).close()
+    with Vault.open(path, key=key) as probe:
+        before = probe.audit.size()
+    with Vault.open(path, key=key) as probe:
+        open_cost = probe.audit.size() - before
+        base = probe.audit.size()
+
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(PROCESSES)
+    results = ctx.Queue()
+    processes = [
+        ctx.Process(
+            target=_process_main,
+            args=(str(path), str(key.path), 100 + n, PROCESS_OPS, start, results),
+        )
+        for n in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    reports = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    assert [r[4] for r in reports] == [None] * PROCESSES
+
+    models = {actor_id: model for _, actor_id, model, _, _ in reports}
+    counts = {actor_id: entries for _, actor_id, _, entries, _ in reports}
+    with Vault.open(path, key=key) as vault:
+        expected = base + PROCESSES * open_cost + sum(counts.values())
+        actors = [e["actor"] for e in vault.audit.entries(base) if e["actor"] in counts]
+        assert Counter(actors) == counts
+        assert _switches(actors) > PROCESSES, "the processes did not run at the same time"
+        _check_vault(vault, models, expected + open_cost)
