@@ -75,6 +75,7 @@ from .policy import (
     mask,
 )
 from .records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
+from .rotation import AUTO_ROTATE_AT, KeyAdmin
 from .storage.base import KeyRow, RecordRow, SubjectRow
 from .storage.sqlcipher import SQLCipherBackend
 from .typing import Clock, KeyProvider
@@ -82,6 +83,7 @@ from .typing import Clock, KeyProvider
 __all__ = ["KeyStatus", "RecordRef", "RecordView", "Session", "SystemClock", "Vault"]
 
 HEADER_NAME: Final = "vault.header"
+_SYSTEM_ACTOR: Final = Actor("ownervault", roles=["system"])
 #: How a consent may have been collected.
 CONSENT_CHANNELS: Final = ("app", "web", "wechat", "paper", "in_person", "phone", "email", "sms")
 _DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -221,6 +223,7 @@ class Vault:
         backend: SQLCipherBackend,
         keyring_key: bytes,
         signing_seed: bytes,
+        db_key: bytes,
         policy: Policy,
         clock: Clock,
         key_cache_size: int,
@@ -230,6 +233,7 @@ class Vault:
         self._backend = backend
         self._keyring = crypto.SecretKey(keyring_key, key_id=bytes.fromhex(header.keyring_key_id))
         self._signing_seed = signing_seed
+        self._db_key = db_key
         self._policy = policy
         self._clock = clock
         self._cache = KeyCache(key_cache_size)
@@ -353,6 +357,7 @@ class Vault:
             backend=backend,
             keyring_key=keyring_key,
             signing_seed=header.unwrap(root, "signing"),
+            db_key=db_key,
             policy=loaded,
             clock=clock,
             key_cache_size=key_cache_size,
@@ -409,6 +414,7 @@ class Vault:
                 backend=backend,
                 keyring_key=keyring_key,
                 signing_seed=header.unwrap(root, "signing"),
+                db_key=db_key,
                 policy=loaded,
                 clock=clock or SystemClock(),
                 key_cache_size=key_cache_size,
@@ -432,6 +438,7 @@ class Vault:
             self._indexes.clear()
             self._index = None
             self._signing_seed = b""
+            self._db_key = b""
             self._backend.close()
 
     def __enter__(self) -> Self:
@@ -562,6 +569,12 @@ class Vault:
                 "digest": self._policy.digest,
             },
         )
+
+    @property
+    def keys(self) -> KeyAdmin:
+        """Key management for admins: inventory, lifecycle verbs, rotation and jobs."""
+        self._check_open()
+        return KeyAdmin(self)
 
     def session(self, actor: Actor, purpose: str) -> Session:
         """Open a session for ``actor`` acting for ``purpose``.
@@ -737,50 +750,127 @@ class Vault:
         self._cache.put(key)
         return key
 
+    def _new_subject_keys(self, count: int, now: str) -> list[tuple[KeyRow, crypto.FieldKey]]:
+        """Create and store ``count`` data keys wrapped by the primary KEK."""
+        kek = self._active_kek()
+        row = self._backend.get_key(kek.key_id)
+        if row is not None and row.invocations + count > row.max_invocations * AUTO_ROTATE_AT:
+            # The KEK nears its invocation limit: rotate it now, in this transaction, so no
+            # write ever fails for it; the old KEK's subject keys are rewrapped by a job.
+            self.keys.rotate_kek(actor=_SYSTEM_ACTOR)
+            kek = self._active_kek()
+        self._reserve(kek.key_id, count)
+        out: list[tuple[KeyRow, crypto.FieldKey]] = []
+        for _ in range(count):
+            key_id = crypto.new_key_id()
+            material = crypto.random_key()
+            key_row = KeyRow(
+                key_id=key_id,
+                kind=KeyKind.SUBJECT.value,
+                state=KeyState.ACTIVE.value,
+                wrapped=kek.wrap(material, context=_subject_context(self.vault_id, key_id)),
+                wrapped_by=kek.key_id,
+                created_at=now,
+                state_changed_at=now,
+                invocations=0,
+                max_invocations=self._max_invocations,
+            )
+            key = crypto.FieldKey(material, key_id=key_id)
+            self._cache.put(key)
+            out.append((key_row, key))
+        self._backend.insert_keys([key_row for key_row, _ in out])
+        return out
+
     def _new_subjects(
         self, subject_refs: Sequence[bytes], now: str
     ) -> list[tuple[SubjectRow, crypto.FieldKey]]:
-        """Create subjects with fresh data keys wrapped by the active KEK (one batch)."""
+        """Create subjects with fresh data keys wrapped by the primary KEK (one batch)."""
         if not subject_refs:
             return []
-        kek = self._active_kek()
-        if not self._backend.reserve_invocations(kek.key_id, len(subject_refs)):
-            raise KeyExhaustedError(f"key {kek.key_id.hex()} reached its invocation limit")
-        key_rows: list[KeyRow] = []
-        subject_rows: list[SubjectRow] = []
         out: list[tuple[SubjectRow, crypto.FieldKey]] = []
-        for subject_ref in subject_refs:
-            key_id = crypto.new_key_id()
-            material = crypto.random_key()
-            key_rows.append(
-                KeyRow(
-                    key_id=key_id,
-                    kind=KeyKind.SUBJECT.value,
-                    state=KeyState.ACTIVE.value,
-                    wrapped=kek.wrap(material, context=_subject_context(self.vault_id, key_id)),
-                    wrapped_by=kek.key_id,
-                    created_at=now,
-                    state_changed_at=now,
-                    invocations=0,
-                    max_invocations=self._max_invocations,
-                )
-            )
+        keys = self._new_subject_keys(len(subject_refs), now)
+        for subject_ref, (key_row, key) in zip(subject_refs, keys, strict=True):
             row = SubjectRow(
                 pseudonym="sub_" + secrets.token_hex(16),
                 subject_ref=subject_ref,
-                key_id=key_id,
+                key_id=key_row.key_id,
                 created_at=now,
                 erased_at=None,
                 minor_until=None,
                 key_state=KeyState.ACTIVE.value,
             )
-            subject_rows.append(row)
-            key = crypto.FieldKey(material, key_id=key_id)
-            self._cache.put(key)
             out.append((row, key))
-        self._backend.insert_keys(key_rows)
-        self._backend.insert_subjects(subject_rows)
+        self._backend.insert_subjects([row for row, _ in out])
         return out
+
+    def _decrypt_fields(
+        self, record: RecordRow, key: crypto.FieldKey, names: Iterable[str]
+    ) -> dict[str, Any]:
+        """Decrypt the named sealed fields of a record (those it has) for internal jobs."""
+        envelopes = crypto.unpack_sealed(record.sealed)
+        prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
+        key_part = crypto.encode_context(key.key_id)
+        out: dict[str, Any] = {}
+        for name in names:
+            envelope = envelopes.get(name)
+            if envelope is not None:
+                aad = prefix + crypto.encode_context(name) + key_part
+                out[name] = json.loads(key.decrypt(envelope, aad=aad))
+        return out
+
+    def _reserve(self, key_id: bytes, count: int) -> None:
+        """Count ``count`` more uses of a key, refusing to pass its limit."""
+        if not self._backend.reserve_invocations(key_id, count):
+            raise KeyExhaustedError(f"key {key_id.hex()} reached its invocation limit; rotate it")
+
+    def _rekey_subject(self, subject: SubjectRow, now: str) -> tuple[SubjectRow, crypto.FieldKey]:
+        """Give a subject a new data key and re-encrypt all their records under it.
+
+        Runs inside the caller's transaction; the old key is retired (``decrypt-only``) and
+        can be destroyed once nothing references it.
+        """
+        old_key = self._subject_key(subject)
+        [(_, new_key)] = self._new_subject_keys(1, now)
+        encryptions = 0
+        for record in self._backend.records_of_subject(subject.pseudonym):
+            if record.erased:
+                continue
+            envelopes = crypto.unpack_sealed(record.sealed)
+            prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
+            old_part = crypto.encode_context(old_key.key_id)
+            new_part = crypto.encode_context(new_key.key_id)
+            resealed = {}
+            for name, envelope in envelopes.items():
+                field = crypto.encode_context(name)
+                plaintext = old_key.decrypt(envelope, aad=prefix + field + old_part)
+                resealed[name] = new_key.encrypt(plaintext, aad=prefix + field + new_part)
+            encryptions += len(resealed)
+            self._backend.reseal_record(
+                record.record_id, new_key.key_id, crypto.pack_sealed(resealed)
+            )
+        minor_until = None
+        if subject.minor_until is not None:
+            plaintext = old_key.decrypt(
+                subject.minor_until,
+                aad=_minor_aad(self.vault_id, subject.pseudonym, old_key.key_id),
+            )
+            minor_until = new_key.encrypt(
+                plaintext, aad=_minor_aad(self.vault_id, subject.pseudonym, new_key.key_id)
+            )
+            encryptions += 1
+        self._reserve(new_key.key_id, encryptions)
+        self._backend.set_subject_key(subject.pseudonym, new_key.key_id, minor_until, None)
+        old_row = self._backend.get_key(old_key.key_id)
+        if old_row is not None and old_row.state == KeyState.ACTIVE.value:
+            self._backend.update_key(
+                old_key.key_id,
+                state=KeyState.DECRYPT_ONLY.value,
+                at=now,
+                wrapped=old_row.wrapped,
+                wrapped_by=old_row.wrapped_by,
+            )
+        updated = attrs.evolve(subject, key_id=new_key.key_id, minor_until=minor_until)
+        return updated, new_key
 
     def subject_ref(self, subject_id: str) -> bytes:
         """The lookup token of a subject id (HMAC under the index key); never stored in clear."""
@@ -1218,9 +1308,23 @@ class Session:
         new_ids = [sid for sid, (row, _) in found.items() if row is None]
         created = self._vault._new_subjects([self._vault.subject_ref(s) for s in new_ids], now)
         subjects.update(zip(new_ids, created, strict=True))
+        needed: dict[str, int] = {}
+        for record in records:
+            needed[record.subject_id] = needed.get(record.subject_id, 0) + _encryptions(record)
         for sid, (row, key) in found.items():
-            if row is not None and key is not None:
-                subjects[sid] = (row, key)
+            if row is None or key is None:
+                continue
+            key_row = self._backend.get_key(key.key_id)
+            if (
+                key_row is None
+                or key_row.state != KeyState.ACTIVE.value
+                or (key_row.invocations + needed[sid] > key_row.max_invocations * AUTO_ROTATE_AT)
+            ):
+                # A retired, compromised or nearly used-up data key never encrypts new data:
+                # the subject gets a new key (their records re-encrypted) in this transaction.
+                row, key = self._vault._rekey_subject(row, now)
+                row = attrs.evolve(row, key_state=KeyState.ACTIVE.value)
+            subjects[sid] = (row, key)
         for record, decision in zip(records, decisions, strict=True):
             subject, key = subjects[record.subject_id]
             check_use(key.key_id.hex(), KeyState(subject.key_state), "encrypt")
@@ -1391,7 +1495,19 @@ class Session:
                             f"(read version {ref.version}, current {row.version}); read it again"
                         )
                     else:
-                        check_use(key.key_id.hex(), KeyState(subject.key_state), "encrypt")
+                        key_row = self._backend.get_key(key.key_id)
+                        if (
+                            key_row is None
+                            or key_row.state != KeyState.ACTIVE.value
+                            or (
+                                key_row.invocations + len(values)
+                                > key_row.max_invocations * AUTO_ROTATE_AT
+                            )
+                        ):
+                            # Never encrypt under a retired or nearly used-up key: re-key the
+                            # subject (all their records) first, in this transaction.
+                            subject, key = self._vault._rekey_subject(subject, now)
+                            row = self._backend.get_records([ref.record_id])[0]
                         clear = json.loads(row.clear)
                         envelopes = crypto.unpack_sealed(row.sealed)
                         new_tokens: list[tuple[str, bytes | None]] = []
@@ -2040,6 +2156,16 @@ def _dump_field(cls: type[Record], name: str, value: object) -> object:
 
 def _written_fields(record: Record) -> tuple[str, ...]:
     return tuple(name for name in record.field_specs() if getattr(record, name) is not None)
+
+
+def _encryptions(record: Record) -> int:
+    """How many envelopes storing ``record`` takes (its set personal fields, subject id, minor)."""
+    count = 1 + sum(
+        1
+        for name, spec in record.field_specs().items()
+        if spec.classification.encrypted and getattr(record, name) is not None
+    )
+    return count + (1 if record.minor_until() is not None else 0)
 
 
 def _record_is_minor(record: Record, today: _dt.date) -> bool:

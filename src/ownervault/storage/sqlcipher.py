@@ -103,6 +103,18 @@ BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
 CREATE TRIGGER consents_no_delete BEFORE DELETE ON consents
 BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
 
+CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    params TEXT NOT NULL,
+    cursor TEXT NOT NULL DEFAULT '',
+    done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
 CREATE TABLE audit_entries (
     seq INTEGER PRIMARY KEY,
     entry BLOB NOT NULL,
@@ -599,6 +611,107 @@ class SQLCipherBackend:
             (pseudonym,),
         ).fetchall()
         return [str(row[0]) for row in rows]
+
+    # ------------------------------------------------------------------ key rotation
+
+    def subject_keys_wrapped_by(self, kek_id: bytes, after: bytes, limit: int) -> list[KeyRow]:
+        """Live subject keys wrapped by ``kek_id`` with id after ``after``, in id order."""
+        rows = self._execute(
+            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = 'subject' AND wrapped_by = ? "
+            "AND wrapped IS NOT NULL AND key_id > ? ORDER BY key_id LIMIT ?",
+            (kek_id, after, limit),
+        ).fetchall()
+        return [KeyRow(*row) for row in rows]
+
+    def key_references(self, key_id: bytes) -> int:
+        """How many live keys, subjects and records still depend on ``key_id``."""
+        wrapped = self._execute(
+            "SELECT count(*) FROM keys WHERE wrapped_by = ? AND wrapped IS NOT NULL", (key_id,)
+        ).fetchone()[0]
+        subjects = self._execute(
+            "SELECT count(*) FROM subjects WHERE key_id = ? AND erased_at IS NULL", (key_id,)
+        ).fetchone()[0]
+        records = self._execute(
+            "SELECT count(*) FROM records WHERE key_id = ? AND erased = 0", (key_id,)
+        ).fetchone()[0]
+        return int(wrapped) + int(subjects) + int(records)
+
+    def records_per_key(self) -> dict[bytes, int]:
+        """Live records protected by each data key."""
+        rows = self._execute(
+            "SELECT key_id, count(*) FROM records WHERE erased = 0 GROUP BY key_id"
+        ).fetchall()
+        return {bytes(k): int(n) for k, n in rows}
+
+    def subjects_page(self, after: str, limit: int) -> list[SubjectRow]:
+        """Live subjects with pseudonym after ``after``, in pseudonym order."""
+        rows = self._execute(
+            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL AND s.pseudonym > ? "
+            "ORDER BY s.pseudonym LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [SubjectRow(*row) for row in rows]
+
+    def count_live_subjects(self) -> int:
+        """Number of subjects not erased."""
+        return int(
+            self._execute("SELECT count(*) FROM subjects WHERE erased_at IS NULL").fetchone()[0]
+        )
+
+    def set_subject_key(
+        self, pseudonym: str, key_id: bytes, minor_until: bytes | None, subject_ref: bytes | None
+    ) -> None:
+        """Point a subject at a new data key (and lookup token, when given)."""
+        if subject_ref is None:
+            self._execute(
+                "UPDATE subjects SET key_id = ?, minor_until = ? WHERE pseudonym = ?",
+                (key_id, minor_until, pseudonym),
+            )
+        else:
+            self._execute(
+                "UPDATE subjects SET key_id = ?, minor_until = ?, subject_ref = ? "
+                "WHERE pseudonym = ?",
+                (key_id, minor_until, subject_ref, pseudonym),
+            )
+
+    def reseal_record(self, record_id: str, key_id: bytes, sealed: bytes) -> None:
+        """Replace a record's ciphertexts with the same values under another key."""
+        self._execute(
+            "UPDATE records SET key_id = ?, sealed = ? WHERE record_id = ?",
+            (key_id, sealed, record_id),
+        )
+
+    def replace_tokens(self, record_id: str, tokens: Sequence[tuple[bytes, str]]) -> None:
+        """Replace every blind-index token of a record."""
+        self._execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
+        self._executemany(
+            "INSERT OR IGNORE INTO blind_index (token, record_id, field) VALUES (?, ?, ?)",
+            [(token, record_id, field) for token, field in tokens],
+        )
+
+    def insert_job(self, job_id: str, kind: str, params: str, total: int, at: str) -> None:
+        """Record a new background job."""
+        self._execute(
+            "INSERT INTO jobs (job_id, kind, state, params, total, started_at, updated_at) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+            (job_id, kind, params, total, at, at),
+        )
+
+    def jobs(self) -> list[tuple[str, str, str, str, str, int, int, str, str]]:
+        """Every job: (id, kind, state, params, cursor, done, total, started, updated)."""
+        rows = self._execute(
+            "SELECT job_id, kind, state, params, cursor, done, total, started_at, updated_at "
+            "FROM jobs ORDER BY started_at, job_id"
+        ).fetchall()
+        return [tuple(row) for row in rows]
+
+    def advance_job(self, job_id: str, cursor: str, done: int, state: str, at: str) -> None:
+        """Move a job's cursor (in the same transaction as the batch it covers)."""
+        self._execute(
+            "UPDATE jobs SET cursor = ?, done = done + ?, state = ?, updated_at = ? "
+            "WHERE job_id = ?",
+            (cursor, done, state, at, job_id),
+        )
 
     # ------------------------------------------------------------------ audit
 
