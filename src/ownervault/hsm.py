@@ -81,14 +81,21 @@ def _aad(context: bytes) -> bytes:
     return crypto.encode_context(_AAD_LABEL, context)
 
 
-def _load_library(module: str) -> Pkcs11Library:
-    """Load (once per process) the PKCS#11 module at ``module``."""
+def _require_pkcs11() -> None:
+    """Raise :class:`KeyProviderError` unless python-pkcs11 can be imported."""
     try:
-        import pkcs11
+        import pkcs11  # noqa: F401
     except ImportError:
         raise KeyProviderError(
             "the pkcs11 key provider needs python-pkcs11 (pip install 'ownervault[hsm]')"
         ) from None
+
+
+def _load_library(module: str) -> Pkcs11Library:
+    """Load (once per process) the PKCS#11 module at ``module``."""
+    _require_pkcs11()
+    import pkcs11
+
     if not Path(module).is_file():
         raise KeyProviderError(f"PKCS#11 module {module} does not exist")
     try:
@@ -156,6 +163,7 @@ class Pkcs11Key(_Redacted):
 
     def create_root(self) -> tuple[RootKey, Mapping[str, object]]:
         """Generate (or reuse) the root key in the token; return it and its header params."""
+        _require_pkcs11()
         import pkcs11
         from pkcs11 import Attribute, KeyType, MechanismFlag
 
@@ -215,6 +223,7 @@ class Pkcs11Key(_Redacted):
     @contextlib.contextmanager
     def _session(self, *, rw: bool) -> Iterator[Session]:
         """Open a logged-in session on the token, under the module lock; close it afterwards."""
+        _require_pkcs11()
         import pkcs11
         from pkcs11 import exceptions as errors
 

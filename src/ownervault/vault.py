@@ -1197,10 +1197,13 @@ class Session:
         self._commit(entries)
         return error
 
-    def _live_subject(self, pseudonym: str) -> SubjectRow:
-        subject = self._backend.subject(pseudonym)
+    def _live_subject(self, row: RecordRow) -> SubjectRow | None:
+        """The record's subject, or None when the record or its subject was erased."""
+        if row.erased:
+            return None
+        subject = self._backend.subject(row.pseudonym)
         if subject is None or subject.erased_at is not None or subject.key_state == "destroyed":
-            raise SubjectErasedError("the subject of this record was erased")
+            return None
         return subject
 
     # ------------------------------------------------------------------ writes
@@ -1449,11 +1452,21 @@ class Session:
                         record_id=ref.record_id,
                     )
                     self._vault._audit.append([entry], now=now_dt)
+                elif (subject := self._live_subject(rows[0])) is None:
+                    entry = self._entry(
+                        "update",
+                        decision="deny",
+                        reason="subject_erased",
+                        record_type=ref.record_type,
+                        record_id=ref.record_id,
+                        subject=rows[0].pseudonym,
+                    )
+                    self._vault._audit.append([entry], now=now_dt)
+                    outcome = SubjectErasedError(
+                        f"the subject of {ref.record_type} {ref.record_id} was erased"
+                    )
                 else:
                     row = rows[0]
-                    subject = self._live_subject(row.pseudonym) if not row.erased else None
-                    if subject is None:
-                        raise SubjectErasedError("the subject of this record was erased")
                     key = self._vault._subject_key(subject)
                     decision, _ = self._decider.decide(
                         ref.record_type, "update", subject=subject, key=key, now=now_dt

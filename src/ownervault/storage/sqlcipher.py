@@ -241,6 +241,34 @@ class SQLCipherBackend:
             self._connections.clear()
         self._local = threading.local()
 
+    def backup_to(self, target: Path) -> None:
+        """Copy a consistent snapshot of the live database into ``target`` (same key).
+
+        Uses SQLite's online backup API: readers and writers carry on while it runs, and the
+        copy is one point-in-time state of the database (WAL content included).
+        """
+        destination = sqlcipher3.connect(str(target), isolation_level=None)
+        try:
+            destination.execute("PRAGMA cipher_log_level = NONE")
+            destination.execute(self._key_pragma)
+            _translate(lambda: self._conn.backup(destination))
+        finally:
+            destination.close()
+
+    def export_rekeyed(self, target: Path, new_key: bytes) -> None:
+        """Write a copy of the database encrypted under ``new_key`` (``sqlcipher_export``)."""
+        conn = self._conn
+        pragma = f"x'{new_key.hex()}'"
+        _translate(
+            lambda: conn.execute(f'ATTACH DATABASE ? AS rekeyed KEY "{pragma}"', (str(target),))
+        )
+        try:
+            _translate(lambda: conn.execute("SELECT sqlcipher_export('rekeyed')").fetchone())
+            version = self.schema_version()
+            conn.execute(f"PRAGMA rekeyed.user_version = {version}")
+        finally:
+            conn.execute("DETACH DATABASE rekeyed")
+
     # ------------------------------------------------------------------ transactions
 
     @contextmanager
