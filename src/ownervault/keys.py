@@ -344,13 +344,17 @@ class VaultHeader(pydantic.BaseModel):
     wrapped_db_key: str
     wrapped_keyring_key: str
     wrapped_signing_key: str
+    #: Set only while the SQLCipher page key is being replaced: the new key, wrapped.
+    pending_db_key: str | None = None
 
     @staticmethod
     def context(vault_id: str, slot: str) -> bytes:
         """Associated data binding a header slot to its vault."""
         return crypto.encode_context("ownervault header v1", vault_id, slot)
 
-    def unwrap(self, root: RootKey, slot: Literal["db", "keyring", "signing"]) -> bytes:
+    def unwrap(
+        self, root: RootKey, slot: Literal["db", "keyring", "signing", "pending_db"]
+    ) -> bytes:
         """Unwrap a header key; a wrong root raises :class:`WrongKeyError`.
 
         Slots: ``db`` (SQLCipher page key), ``keyring`` (keyring key), ``signing`` (the
@@ -360,7 +364,10 @@ class VaultHeader(pydantic.BaseModel):
             "db": self.wrapped_db_key,
             "keyring": self.wrapped_keyring_key,
             "signing": self.wrapped_signing_key,
+            "pending_db": self.pending_db_key or "",
         }[slot]
+        if slot == "pending_db":
+            slot = "db"
         try:
             wrapped = base64.b64decode(blob, validate=True)
             return root.unwrap(wrapped, context=self.context(self.vault_id, slot))

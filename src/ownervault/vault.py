@@ -62,6 +62,7 @@ from .keys import (
     check_use,
     write_atomically,
 )
+from .maintenance import BackupSummary, VaultLock, backup, recover, restore, rotate_page_key
 from .policy import (
     Action,
     Actor,
@@ -78,7 +79,7 @@ from .records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
 from .rotation import AUTO_ROTATE_AT, KeyAdmin
 from .storage.base import KeyRow, RecordRow, SubjectRow
 from .storage.sqlcipher import SQLCipherBackend
-from .typing import Clock, KeyProvider
+from .typing import Clock, KeyProvider, RootKey
 
 __all__ = ["KeyStatus", "RecordRef", "RecordView", "Session", "SystemClock", "Vault"]
 
@@ -224,6 +225,7 @@ class Vault:
         keyring_key: bytes,
         signing_seed: bytes,
         db_key: bytes,
+        root: RootKey,
         policy: Policy,
         clock: Clock,
         key_cache_size: int,
@@ -234,6 +236,9 @@ class Vault:
         self._keyring = crypto.SecretKey(keyring_key, key_id=bytes.fromhex(header.keyring_key_id))
         self._signing_seed = signing_seed
         self._db_key = db_key
+        self._root = root
+        self._lock_file = VaultLock(path)
+        self._lock_file.acquire_shared()
         self._policy = policy
         self._clock = clock
         self._cache = KeyCache(key_cache_size)
@@ -358,6 +363,7 @@ class Vault:
             keyring_key=keyring_key,
             signing_seed=header.unwrap(root, "signing"),
             db_key=db_key,
+            root=root,
             policy=loaded,
             clock=clock,
             key_cache_size=key_cache_size,
@@ -399,6 +405,8 @@ class Vault:
             )
         loaded = _load(policy)
         root = key.load_root(header.provider_params)
+        header.unwrap(root, "keyring")  # a wrong key fails here, before any file is touched
+        header = recover(root_path, header, root)
         db_key = header.unwrap(root, "db")
         keyring_key = header.unwrap(root, "keyring")
         if not (root_path / DB_NAME).exists():
@@ -415,6 +423,7 @@ class Vault:
                 keyring_key=keyring_key,
                 signing_seed=header.unwrap(root, "signing"),
                 db_key=db_key,
+                root=root,
                 policy=loaded,
                 clock=clock or SystemClock(),
                 key_cache_size=key_cache_size,
@@ -439,6 +448,7 @@ class Vault:
             self._index = None
             self._signing_seed = b""
             self._db_key = b""
+            self._lock_file.release()
             self._backend.close()
 
     def __enter__(self) -> Self:
@@ -569,6 +579,22 @@ class Vault:
                 "digest": self._policy.digest,
             },
         )
+
+    def backup(self, out: str | Path, *, actor: Actor) -> BackupSummary:
+        """Write a consistent online snapshot (database and header) to ``out``."""
+        self._check_open()
+        return backup(self, out, actor=actor)
+
+    @classmethod
+    def restore(cls, backup_dir: str | Path, target: str | Path, *, key: KeyProvider) -> Vault:
+        """Copy a backup to ``target``, open it and verify its audit log."""
+        return restore(backup_dir, target, key=key)
+
+    def rotate_page_key(self, *, actor: Actor) -> None:
+        """Re-encrypt ``vault.db`` under a new SQLCipher key (no other process may have it open)."""
+        self._check_open()
+        with self._lock:
+            rotate_page_key(self, actor=actor)
 
     @property
     def keys(self) -> KeyAdmin:

@@ -255,6 +255,17 @@ class SQLCipherBackend:
         finally:
             destination.close()
 
+    def close_for_swap(self) -> None:
+        """Fold the WAL into the main file and close every connection (before a file swap)."""
+        _translate(lambda: self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+        self.close()
+
+    def reopen(self, db_key: bytes) -> None:
+        """Use a new key after the file was swapped; connections reopen on demand."""
+        with self._lock:
+            self._key_pragma = f"PRAGMA key = \"x'{db_key.hex()}'\""
+            self._closed = False
+
     def export_rekeyed(self, target: Path, new_key: bytes) -> None:
         """Write a copy of the database encrypted under ``new_key`` (``sqlcipher_export``)."""
         conn = self._conn
