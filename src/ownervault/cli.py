@@ -264,8 +264,175 @@ def keys_status(path: Path, key_file: Path | None, as_json: bool) -> None:
         ],
     )
     summary = ", ".join(f"{n} {state}" for state, n in sorted(status.subject_keys.items()))
-    click.echo(f"subject data keys: {summary or 'none'}")
+    click.echo(f"subject data keys: {summary or 'none'} ({status.records} records protected)")
+    for job in status.jobs:
+        click.echo(f"key job {job.job_id}: {job.kind} {job.state} {job.done}/{job.total}")
     click.echo(f"audit entries: {status.audit_entries}")
+
+
+def _admin(actor_id: str | None) -> Actor:
+    return Actor(actor_id or os.environ.get("USER") or "admin", roles=["admin"])
+
+
+def _run_jobs(vault: Vault, actor: Actor, batch_size: int) -> None:
+    """Run every unfinished key job with a progress bar (resumes interrupted ones)."""
+    for job in vault.keys.pending():
+        label = f"{job.kind} {job.job_id}"
+        with click.progressbar(
+            length=max(job.total, 1), label=label, show_eta=True, show_pos=True
+        ) as bar:
+            bar.update(job.done)
+            seen = job.done
+
+            def advance(status: Any, bar: Any = bar) -> None:
+                nonlocal seen
+                bar.update(status.done - seen)
+                seen = status.done
+
+            done = vault.keys.run(job.job_id, actor=actor, batch_size=batch_size, progress=advance)
+        click.echo(f"{label}: {done.state}, {done.done} items")
+
+
+@keys.command("rotate")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("what", type=click.Choice(["root", "kek", "index", "data", "page"]))
+@click.option(
+    "--new-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="For 'root': the new root key file (created if missing). Default: a new passphrase.",
+)
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--no-run", is_flag=True, help="Start the job but do not run it now.")
+@click.option("--as", "as_actor", help="Your actor id (default: $USER).")
+@_key_file_option
+@_errors
+def keys_rotate(
+    path: Path,
+    what: str,
+    new_key_file: Path | None,
+    batch_size: int,
+    no_run: bool,
+    as_actor: str | None,
+    key_file: Path | None,
+) -> None:
+    """Rotate the root key, the KEK, the index key, every data key, or the page key.
+
+    root: rewraps the header only (O(1)); kek: rewraps subject keys (O(keys));
+    index: rebuilds blind indexes; data: new data keys and re-encrypted records;
+    page: re-encrypts vault.db under a new SQLCipher key (no other process may have it open).
+    """
+    actor = _admin(as_actor)
+    with Vault.open(path, key=_key_provider(key_file)) as vault:
+        if what == "root":
+            new_key: KeyProvider
+            if new_key_file is not None:
+                new_key = (
+                    KeyFileKey(new_key_file)
+                    if new_key_file.exists()
+                    else KeyFileKey.generate(new_key_file)
+                )
+            else:
+                if not sys.stdin.isatty():
+                    raise click.UsageError("give --new-key-file, or run in a terminal")
+                new_key = PassphraseKey(
+                    click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
+                )
+            vault.keys.rotate_root(new_key, actor=actor)
+            click.echo("root key rotated: the old key no longer opens this vault")
+            return
+        if what == "page":
+            vault.rotate_page_key(actor=actor)
+            click.echo("vault.db re-encrypted under a new page key")
+            return
+        start = {
+            "kek": vault.keys.rotate_kek,
+            "index": vault.keys.rotate_index_key,
+            "data": vault.keys.reencrypt_subjects,
+        }[what]
+        job = start(actor=actor)
+        click.echo(f"started {job.kind} job {job.job_id} ({job.total} items)")
+        if not no_run:
+            _run_jobs(vault, actor, batch_size)
+
+
+@keys.command("reencrypt")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--as", "as_actor", help="Your actor id (default: $USER).")
+@_key_file_option
+@_errors
+def keys_reencrypt(
+    path: Path, batch_size: int, as_actor: str | None, key_file: Path | None
+) -> None:
+    """Run (or resume after a crash) every unfinished rewrap, re-encryption or re-index job."""
+    with Vault.open(path, key=_key_provider(key_file)) as vault:
+        if not vault.keys.pending():
+            click.echo("no unfinished key jobs")
+            return
+        _run_jobs(vault, _admin(as_actor), batch_size)
+
+
+@keys.command("set-state")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("key_id")
+@click.argument("verb", type=click.Choice(["promote", "demote", "compromised", "destroy"]))
+@click.option("--as", "as_actor", help="Your actor id (default: $USER).")
+@_key_file_option
+@_errors
+def keys_set_state(
+    path: Path, key_id: str, verb: str, as_actor: str | None, key_file: Path | None
+) -> None:
+    """Promote, demote, mark compromised or destroy one key (NIST SP 800-57 states)."""
+    actor = _admin(as_actor)
+    with Vault.open(path, key=_key_provider(key_file)) as vault:
+        action = {
+            "promote": vault.keys.promote,
+            "demote": vault.keys.demote,
+            "compromised": vault.keys.mark_compromised,
+            "destroy": vault.keys.destroy,
+        }[verb]
+        info = action(key_id, actor=actor)
+    click.echo(f"key {info.key_id} ({info.kind.value}) is now {info.state.value}")
+
+
+@keys.command("destroy-retired")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--as", "as_actor", help="Your actor id (default: $USER).")
+@_key_file_option
+@_errors
+def keys_destroy_retired(path: Path, as_actor: str | None, key_file: Path | None) -> None:
+    """Destroy retired subject data keys that no record depends on any more."""
+    with Vault.open(path, key=_key_provider(key_file)) as vault:
+        count = vault.keys.destroy_retired_subject_keys(actor=_admin(as_actor))
+    click.echo(f"destroyed {count} retired subject keys")
+
+
+@main.command("backup")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--as", "as_actor", help="Your actor id (default: $USER).")
+@_key_file_option
+@_errors
+def backup_command(path: Path, out: Path, as_actor: str | None, key_file: Path | None) -> None:
+    """Take a consistent online snapshot of the vault (database and header) into OUT."""
+    with Vault.open(path, key=_key_provider(key_file)) as vault:
+        summary = vault.backup(out, actor=_admin(as_actor))
+    click.echo(
+        f"backed up {summary.database_bytes} bytes and the header to {out} "
+        f"({summary.audit_entries} audit entries); keep the root key apart from it"
+    )
+
+
+@main.command("restore")
+@click.argument("backup_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("target", type=click.Path(path_type=Path, file_okay=False))
+@_key_file_option
+@_errors
+def restore_command(backup_dir: Path, target: Path, key_file: Path | None) -> None:
+    """Restore a backup into TARGET, check it opens and verify its audit log."""
+    with Vault.restore(backup_dir, target, key=_key_provider(key_file)) as vault:
+        size = vault.audit.size()
+    click.echo(f"restored to {target}; audit log of {size} entries verified")
 
 
 @keys.command("export-public")

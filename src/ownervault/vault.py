@@ -76,7 +76,7 @@ from .policy import (
     mask,
 )
 from .records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
-from .rotation import AUTO_ROTATE_AT, KeyAdmin
+from .rotation import AUTO_ROTATE_AT, JobStatus, KeyAdmin
 from .storage.base import KeyRow, RecordRow, SubjectRow
 from .storage.sqlcipher import SQLCipherBackend
 from .typing import Clock, KeyProvider, RootKey
@@ -189,6 +189,8 @@ class KeyStatus:
     subject_keys: Mapping[str, int]
     key_cache_size: int
     audit_entries: int
+    records: int = 0
+    jobs: tuple[JobStatus, ...] = ()
 
 
 # --------------------------------------------------------------------------- the vault
@@ -401,7 +403,7 @@ class Vault:
         header = VaultHeader.loads(raw, path=header_path)
         if header.provider != key.kind:
             raise WrongKeyError(
-                f"this vault is opened with a {header.provider} key, not a {key.kind} key"
+                f"this vault needs its {header.provider!r} root key; a {key.kind!r} key was given"
             )
         loaded = _load(policy)
         root = key.load_root(header.provider_params)
@@ -920,6 +922,8 @@ class Vault:
             subject_keys=counts,
             key_cache_size=len(self._cache),
             audit_entries=self._audit.size(),
+            records=sum(self._backend.records_per_key().values()),
+            jobs=tuple(self.keys.jobs()),
         )
 
     def _record_system(self, action: str, *, detail: Mapping[str, str | int | bool | None]) -> None:
