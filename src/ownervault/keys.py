@@ -370,8 +370,12 @@ class VaultHeader(pydantic.BaseModel):
             slot = "db"
         try:
             wrapped = base64.b64decode(blob, validate=True)
+        except ValueError:  # malformed base64 cannot have come from any key of ours
+            raise WrongKeyError("the key does not open this vault") from None
+        try:
             return root.unwrap(wrapped, context=self.context(self.vault_id, slot))
-        except (ValueError, DecryptionError):  # ValueError covers malformed base64
+        except DecryptionError:
+            # Provider problems (an HSM token gone, a wrong PIN) pass through as they are.
             raise WrongKeyError("the key does not open this vault") from None
 
     def dumps(self) -> bytes:
