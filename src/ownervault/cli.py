@@ -770,10 +770,6 @@ def policy_check(folder: Path | None) -> None:
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 @policy.command("explain")
 @click.argument("path", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--actor", "actor_id", required=True, help="The actor's id.")
@@ -838,3 +834,7 @@ def policy_ropa(folder: Path | None, fmt: str) -> None:
             f"| {', '.join(item['roles']) or '—'} | {item['retention']} "
             f"| {consent_text} |"
         )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

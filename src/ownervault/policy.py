@@ -503,6 +503,7 @@ class Policy:
         minor: bool = False,
         subject: SubjectContext | None = None,
         now: datetime | None = None,
+        conditions: bool = True,
     ) -> Decision:
         """Decide what ``actor`` may do with a ``record_type`` record for ``purpose``.
 
@@ -514,6 +515,8 @@ class Policy:
             minor: whether the record's subject is a minor under 14.
             subject: where the subject lives, for rules with a scope condition.
             now: the current time, for rules with a time window.
+            conditions: False to ignore scope and time conditions (what *could* be allowed,
+                e.g. which fields may be searched before the matching subjects are known).
 
         Returns:
             A :class:`Decision`; deny is a value, not an exception (call ``require()``).
@@ -555,7 +558,11 @@ class Policy:
         ]
         if not matching:
             return deny("no_rule")
-        holding = [r for r in matching if r.condition_failure(actor, subject, now) is None]
+        holding = [
+            r
+            for r in matching
+            if not conditions or r.condition_failure(actor, subject, now) is None
+        ]
         if not holding:
             failure = matching[0].condition_failure(actor, subject, now)
             return deny(failure or "no_rule", tuple(r.rule_id for r in matching))

@@ -85,6 +85,8 @@ __all__ = ["KeyStatus", "RecordRef", "RecordView", "Session", "SystemClock", "Va
 
 HEADER_NAME: Final = "vault.header"
 _SYSTEM_ACTOR: Final = Actor("ownervault", roles=["system"])
+#: Consents are granted, withdrawn and listed only in sessions for this purpose.
+CONSENT_PURPOSE: Final = "consent_management"
 #: How a consent may have been collected.
 CONSENT_CHANNELS: Final = ("app", "web", "wechat", "paper", "in_person", "phone", "email", "sms")
 _DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -1107,7 +1109,8 @@ class _Decider:
                     fields[name] = FieldView(
                         ViewMode.HIDDEN, rule_ids=view.rule_ids, reason="separate_consent_required"
                     )
-            decision = attrs.evolve(decision, fields=fields)
+            if fields != decision.fields:
+                decision = attrs.evolve(decision, fields=fields)
         return decision, state
 
 
@@ -1669,7 +1672,9 @@ class Session:
                     )
                 if value is None or (isinstance(value, str) and not value.strip()):
                     raise ValidationError(f"the value searched for in {name}.{field} is empty")
-            decision = self._decide(name, "read")
+            # Which fields may be searched does not depend on who matches: scope and time
+            # conditions are applied to each matching record afterwards.
+            decision = self._policy.decide(self.actor, self.purpose, name, "read", conditions=False)
             hidden = sorted(f for f in criteria if not decision.view(f).disclosed)
             if not decision.allowed or hidden:
                 reason = decision.reason if not decision.allowed else "search_field_not_disclosed"
@@ -1898,6 +1903,9 @@ class Session:
     ) -> ConsentRecord:
         """Record a subject's (or a guardian's) consent to a consent-based purpose.
 
+        Only in a session opened for ``consent_management`` (so only roles the policy pack
+        allows to manage consents can do it).
+
         Args:
             subject_id: the subject consenting (must have records in the vault).
             purpose: a purpose whose legal basis is ``consent``.
@@ -1942,6 +1950,7 @@ class Session:
         """The subject's consent ledger, oldest first (the lookup is audited)."""
         with self._lock:
             self._check()
+            self._require_consent_purpose("consent.list")
             subject = self._vault._lookup_subject(subject_id)
             if subject is None:
                 raise RecordNotFoundError("no live subject with that id")
@@ -1958,6 +1967,18 @@ class Session:
             )
             return records
 
+    def _require_consent_purpose(self, action: str) -> None:
+        """Consent records are kept only in sessions opened for consent management."""
+        if self.purpose != CONSENT_PURPOSE:
+            raise self._deny(
+                [self._entry(action, decision="deny", reason="wrong_purpose")],
+                PolicyDeniedError(
+                    f"{action} needs a session for purpose {CONSENT_PURPOSE!r}, "
+                    f"not {self.purpose!r}",
+                    reason="wrong_purpose",
+                ),
+            )
+
     def _consent_event(
         self,
         event: Literal["grant", "withdraw"],
@@ -1973,6 +1994,7 @@ class Session:
     ) -> ConsentRecord:
         with self._lock:
             self._check()
+            self._require_consent_purpose(f"consent.{event}")
             spec = self._policy.purpose(purpose)
             if spec.legal_basis is not LegalBasis.CONSENT:
                 raise ValidationError(
