@@ -13,7 +13,7 @@ lock: two processes can never take the same one.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, overload
 
@@ -163,6 +163,8 @@ class AuditLog:
         self._backend = backend
         # The last frontier seen, so appends need not re-parse the stored bytes each time.
         self._frontier_cache: tuple[bytes, merkle.Frontier] | None = None
+        #: Called with the decoded entries after each append, inside its transaction.
+        self.observers: list[Callable[[Sequence[Mapping[str, Any]]], None]] = []
 
     def __repr__(self) -> str:
         return "<AuditLog>"
@@ -181,16 +183,23 @@ class AuditLog:
             return size
         time = format_time(now)
         rows: list[AuditRow] = []
+        decoded: list[dict[str, Any]] = []
         for offset, entry in enumerate(entries):
-            raw = canonical_json(entry.to_json(seq=size + offset, time=time), checked=True)
+            obj = entry.to_json(seq=size + offset, time=time)
+            raw = canonical_json(obj, checked=True)
             leaf = merkle.leaf_hash(raw)
             frontier = frontier.append(leaf)
             rows.append(AuditRow(size + offset, raw, leaf))
+            decoded.append(obj)
         new_state = frontier.to_bytes()
         self._backend.append_audit(rows, new_state)
         # Only trusted once the transaction commits; a rollback leaves a stale key that simply
         # no longer matches the stored state.
         self._frontier_cache = (new_state, frontier)
+        for observer in self.observers:
+            # Observers (breach detectors) run inside the same transaction, so whatever they
+            # record commits or rolls back together with the entries they saw.
+            observer(decoded)
         return frontier.size
 
     def checkpoint(self, *, origin: str, seed: bytes, now: datetime) -> str:

@@ -48,6 +48,7 @@ from .exceptions import (
     VaultClosedError,
     VaultExistsError,
     VaultFormatError,
+    VaultLockedError,
     VaultNotFoundError,
     WrongKeyError,
 )
@@ -87,6 +88,8 @@ HEADER_NAME: Final = "vault.header"
 _SYSTEM_ACTOR: Final = Actor("ownervault", roles=["system"])
 #: Consents are granted, withdrawn and listed only in sessions for this purpose.
 CONSENT_PURPOSE: Final = "consent_management"
+#: The only role that may use a vault locked after an integrity failure (read-only).
+INVESTIGATOR_ROLE: Final = "compliance_officer"
 #: How a consent may have been collected.
 CONSENT_CHANNELS: Final = ("app", "web", "wechat", "paper", "in_person", "phone", "email", "sms")
 _DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -616,7 +619,34 @@ class Vault:
         self._check_open()
         if not isinstance(actor, Actor):
             raise ValidationError("actor must be an ownervault Actor")
+        locked = self.locked_by
+        if locked is not None and INVESTIGATOR_ROLE not in actor.roles:
+            raise VaultLockedError(
+                f"the vault is locked by incident {locked}: only a compliance officer may read "
+                "until an admin acknowledges it"
+            )
         return Session(self, actor, purpose)
+
+    @property
+    def locked_by(self) -> str | None:
+        """The incident that locked the vault (fail closed after tampering), if any."""
+        return self._backend.get_meta("locked_by_incident") or None
+
+    def _lock_vault(self, incident_id: str) -> None:
+        """Fail closed: refuse everything but a compliance officer's reads (call in a txn)."""
+        self._backend.set_meta("locked_by_incident", incident_id)
+
+    def _unlock_vault(self) -> None:
+        """Lift the lock once an admin acknowledged the incident (call in a txn)."""
+        self._backend.set_meta("locked_by_incident", "")
+
+    def _check_writable(self) -> None:
+        locked = self.locked_by
+        if locked is not None:
+            raise VaultLockedError(
+                f"the vault is locked by incident {locked}; nothing may change until an admin "
+                "acknowledges it"
+            )
 
     def explain(
         self,
@@ -1258,6 +1288,7 @@ class Session:
         """
         with self._lock:
             self._check()
+            self._vault._check_writable()
             if isinstance(records, Record) or not all(isinstance(r, Record) for r in records):
                 raise ValidationError("put_many takes a sequence of ownervault records")
             if not records:
@@ -1455,6 +1486,7 @@ class Session:
         """
         with self._lock:
             self._check()
+            self._vault._check_writable()
             ref = record.ref if isinstance(record, RecordView) else record
             if not isinstance(ref, RecordRef):
                 raise ValidationError("update takes a RecordView or RecordRef")
@@ -1994,6 +2026,7 @@ class Session:
     ) -> ConsentRecord:
         with self._lock:
             self._check()
+            self._vault._check_writable()
             self._require_consent_purpose(f"consent.{event}")
             spec = self._policy.purpose(purpose)
             if spec.legal_basis is not LegalBasis.CONSENT:
@@ -2118,6 +2151,7 @@ class Session:
         """
         with self._lock:
             self._check()
+            self._vault._check_writable()
             self._vault.subject_ref(subject_id)  # validates the id
             now_dt = self._now()
             now = format_time(now_dt)
