@@ -16,7 +16,16 @@ import attrs
 
 from ..consent import ConsentRecord
 
-__all__ = ["AuditRow", "Backend", "KeyRow", "RecordRow", "SubjectRow"]
+__all__ = [
+    "AuditRow",
+    "Backend",
+    "DisclosureRow",
+    "HoldRow",
+    "KeyRow",
+    "RecordRow",
+    "RequestRow",
+    "SubjectRow",
+]
 
 
 @attrs.frozen
@@ -45,6 +54,9 @@ class SubjectRow:
     erased_at: str | None
     minor_until: bytes | None
     key_state: str
+    restricted_to: str | None = None
+    hold_until: str | None = None
+    ended_at: str | None = None
 
 
 @attrs.frozen
@@ -61,6 +73,47 @@ class RecordRow:
     clear: str
     sealed: bytes
     erased: bool
+
+
+@attrs.frozen
+class HoldRow:
+    """A legal hold on a subject's data."""
+
+    hold_id: str
+    pseudonym: str
+    reason: str
+    starts_at: str
+    ends_at: str
+    actor: str
+    released_at: str | None = None
+
+
+@attrs.frozen
+class RequestRow:
+    """A rights request (access, correction, erasure, restriction...) and its SLA clock."""
+
+    request_id: str
+    pseudonym: str | None
+    kind: str
+    received_at: str
+    due_at: str
+    status: str
+    outcome: str
+    closed_at: str | None
+    actor: str
+
+
+@attrs.frozen
+class DisclosureRow:
+    """Fields of a subject that went to a third party (a recipient)."""
+
+    disclosure_id: str
+    pseudonym: str
+    recipient: str
+    purpose: str
+    fields: str
+    at: str
+    actor: str
 
 
 @attrs.frozen

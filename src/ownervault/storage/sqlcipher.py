@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
+import attrs
 import sqlcipher3
 
 from ..consent import ConsentRecord
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
-from .base import AuditRow, KeyRow, RecordRow, SubjectRow
+from .base import AuditRow, DisclosureRow, HoldRow, KeyRow, RecordRow, RequestRow, SubjectRow
 
 __all__ = ["SCHEMA_VERSION", "SQLCipherBackend"]
 
@@ -56,7 +57,10 @@ CREATE TABLE subjects (
     key_id BLOB NOT NULL REFERENCES keys(key_id),
     created_at TEXT NOT NULL,
     erased_at TEXT,
-    minor_until BLOB
+    minor_until BLOB,
+    restricted_to TEXT,
+    hold_until TEXT,
+    ended_at TEXT
 ) WITHOUT ROWID;
 
 CREATE TABLE records (
@@ -102,6 +106,40 @@ CREATE TRIGGER consents_no_update BEFORE UPDATE ON consents
 BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
 CREATE TRIGGER consents_no_delete BEFORE DELETE ON consents
 BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
+
+CREATE TABLE holds (
+    hold_id TEXT PRIMARY KEY,
+    pseudonym TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    released_at TEXT
+);
+CREATE INDEX holds_subject ON holds(pseudonym);
+
+CREATE TABLE rights_requests (
+    request_id TEXT PRIMARY KEY,
+    pseudonym TEXT,
+    kind TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '',
+    closed_at TEXT,
+    actor TEXT NOT NULL
+);
+
+CREATE TABLE disclosures (
+    disclosure_id TEXT PRIMARY KEY,
+    pseudonym TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
+CREATE INDEX disclosures_subject ON disclosures(pseudonym);
 
 CREATE TABLE jobs (
     job_id TEXT PRIMARY KEY,
@@ -437,7 +475,8 @@ class SQLCipherBackend:
     _SUBJECT_COLUMNS = "pseudonym, subject_ref, key_id, created_at, erased_at, minor_until"
     _SUBJECT_SELECT = (
         "SELECT s.pseudonym, s.subject_ref, s.key_id, s.created_at, s.erased_at, s.minor_until, "
-        "k.state FROM subjects AS s JOIN keys AS k ON k.key_id = s.key_id "
+        "k.state, s.restricted_to, s.hold_until, s.ended_at "
+        "FROM subjects AS s JOIN keys AS k ON k.key_id = s.key_id "
     )
 
     def subject_by_ref(self, subject_ref: bytes) -> SubjectRow | None:
@@ -642,6 +681,91 @@ class SQLCipherBackend:
             )
             for row in rows
         ]
+
+    # ------------------------------------------------------------------ owners' rights
+
+    def set_subject_flags(self, pseudonym: str, **flags: str | None) -> None:
+        """Set ``restricted_to``, ``hold_until`` or ``ended_at`` of a subject."""
+        allowed = {"restricted_to", "hold_until", "ended_at"}
+        if not flags or set(flags) - allowed:
+            raise ValueError("unknown subject flag")
+        assignments = ", ".join(f"{name} = ?" for name in sorted(flags))
+        self._execute(
+            f"UPDATE subjects SET {assignments} WHERE pseudonym = ?",
+            [*(flags[name] for name in sorted(flags)), pseudonym],
+        )
+
+    def insert_hold(self, hold: HoldRow) -> None:
+        """Record a legal hold."""
+        self._execute(
+            "INSERT INTO holds (hold_id, pseudonym, reason, starts_at, ends_at, actor, "
+            "released_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            attrs.astuple(hold),
+        )
+
+    def holds(self, pseudonym: str) -> list[HoldRow]:
+        """A subject's holds, oldest first."""
+        rows = self._execute(
+            "SELECT hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at "
+            "FROM holds WHERE pseudonym = ? ORDER BY starts_at, hold_id",
+            (pseudonym,),
+        ).fetchall()
+        return [HoldRow(*row) for row in rows]
+
+    def release_hold(self, hold_id: str, at: str) -> bool:
+        """Release a hold; False if there is no such unreleased hold."""
+        cur = self._execute(
+            "UPDATE holds SET released_at = ? WHERE hold_id = ? AND released_at IS NULL",
+            (at, hold_id),
+        )
+        return bool(cur.rowcount == 1)
+
+    def upsert_request(self, request: RequestRow) -> None:
+        """Record or update a rights request."""
+        self._execute(
+            "INSERT INTO rights_requests (request_id, pseudonym, kind, received_at, due_at, "
+            "status, outcome, closed_at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (request_id) DO UPDATE SET status = excluded.status, "
+            "outcome = excluded.outcome, closed_at = excluded.closed_at",
+            attrs.astuple(request),
+        )
+
+    def requests(self, pseudonym: str | None = None) -> list[RequestRow]:
+        """Rights requests (of one subject, or all), oldest first."""
+        sql = (
+            "SELECT request_id, pseudonym, kind, received_at, due_at, status, outcome, "
+            "closed_at, actor FROM rights_requests"
+        )
+        params: list[str] = []
+        if pseudonym is not None:
+            sql += " WHERE pseudonym = ?"
+            params.append(pseudonym)
+        rows = self._execute(sql + " ORDER BY received_at, request_id", params).fetchall()
+        return [RequestRow(*row) for row in rows]
+
+    def insert_disclosure(self, row: DisclosureRow) -> None:
+        """Record that fields of a subject went to a third party."""
+        self._execute(
+            "INSERT INTO disclosures (disclosure_id, pseudonym, recipient, purpose, fields, at, "
+            "actor) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            attrs.astuple(row),
+        )
+
+    def disclosures(self, pseudonym: str) -> list[DisclosureRow]:
+        """Where a subject's data went, oldest first."""
+        rows = self._execute(
+            "SELECT disclosure_id, pseudonym, recipient, purpose, fields, at, actor "
+            "FROM disclosures WHERE pseudonym = ? ORDER BY at, disclosure_id",
+            (pseudonym,),
+        ).fetchall()
+        return [DisclosureRow(*row) for row in rows]
+
+    def live_subjects(self) -> list[SubjectRow]:
+        """Every subject not erased."""
+        rows = self._execute(
+            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL ORDER BY s.pseudonym"
+        ).fetchall()
+        return [SubjectRow(*row) for row in rows]
 
     def subject_units(self, pseudonym: str) -> list[str]:
         """Clear JSON of a subject's live unit records (community and building live there)."""
