@@ -21,7 +21,7 @@ import secrets
 import shutil
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar
@@ -29,7 +29,7 @@ from typing import Any, Final, Literal, Self, TypeVar
 import attrs
 
 from . import checkpoint as _checkpoint
-from . import crypto
+from . import crypto, rights
 from .audit import AuditEntry, AuditLog, canonical_json, format_time
 from .bundle import AuditFilter, BundleSummary, export_bundle
 from .consent import ConsentRecord, ConsentState, consent_state
@@ -77,8 +77,9 @@ from .policy import (
     mask,
 )
 from .records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
+from .rights import SubjectExport, SweepReport, held, receipt_body
 from .rotation import AUTO_ROTATE_AT, JobStatus, KeyAdmin
-from .storage.base import KeyRow, RecordRow, SubjectRow
+from .storage.base import DisclosureRow, HoldRow, KeyRow, RecordRow, RequestRow, SubjectRow
 from .storage.sqlcipher import SQLCipherBackend
 from .typing import Clock, KeyProvider, RootKey
 
@@ -175,13 +176,36 @@ class RecordView:
 
 @attrs.frozen
 class ErasureResult:
-    """What ``erase_subject`` destroyed: no personal value, only ids and counts."""
+    """What ``erase_subject`` destroyed, with a signed receipt; only ids and counts."""
 
     pseudonym: str
     key_id: str
     records: int
     index_tokens: int
     erased_at: str
+    receipt: str = ""
+
+    def verify(self, vkeys: Iterable[str]) -> str:
+        """Check the receipt's signature with trusted verifier keys; return its text."""
+        return _checkpoint.verify_note(self.receipt, list(vkeys))
+
+
+@attrs.frozen
+class CorrectionNotice:
+    """A recipient must be told that fields it received were corrected (no values inside)."""
+
+    subject: str
+    recipient: str
+    fields: tuple[str, ...]
+    at: str
+
+
+@attrs.frozen
+class CorrectionResult:
+    """A correction: the record's new version and the recipients told about it."""
+
+    ref: RecordRef
+    recipients: tuple[str, ...]
 
 
 @attrs.frozen
@@ -258,6 +282,8 @@ class Vault:
         self._primary_kek = b""
         self._key_epoch = "0"
         self._closed = False
+        #: Callables told about corrections that recipients must receive (PIPL Art 46).
+        self.correction_notifiers: list[Callable[[CorrectionNotice], None]] = []
         self._max_invocations = int(
             backend.get_meta("max_key_invocations") or DEFAULT_MAX_INVOCATIONS
         )
@@ -626,6 +652,20 @@ class Vault:
                 "until an admin acknowledges it"
             )
         return Session(self, actor, purpose)
+
+    def _notify_correction(
+        self, pseudonym: str, recipients: Sequence[str], fields: Sequence[str]
+    ) -> None:
+        """Tell every registered correction notifier which recipients must hear of a fix."""
+        for recipient in recipients:
+            notice = CorrectionNotice(
+                subject=pseudonym,
+                recipient=recipient,
+                fields=tuple(fields),
+                at=format_time(self._clock.now()),
+            )
+            for notifier in self.correction_notifiers:
+                notifier(notice)
 
     @property
     def locked_by(self) -> str | None:
@@ -1109,6 +1149,27 @@ class _Decider:
         decision = self.policy_only(record_type, action, minor=minor, context=context, now=now)
         if not decision.allowed:
             return decision, None
+        if (
+            subject is not None
+            and subject.restricted_to is not None
+            and self.purpose not in rights.RIGHTS_PURPOSES
+            and self.purpose not in json.loads(subject.restricted_to)
+        ):
+            # The owner restricted processing to other purposes (PIPL Art 44).
+            restricted = {
+                name: FieldView(ViewMode.HIDDEN, rule_ids=view.rule_ids, reason="restricted")
+                for name, view in decision.fields.items()
+            }
+            return (
+                attrs.evolve(
+                    decision,
+                    allowed=False,
+                    reason="restricted",
+                    fields=restricted,
+                    writable=frozenset(),
+                ),
+                None,
+            )
         spec = self._policy.purposes[self.purpose]
         if spec.legal_basis is not LegalBasis.CONSENT:
             return decision, None
@@ -1404,6 +1465,8 @@ class Session:
                 blob = key.encrypt(json.dumps(until.isoformat()).encode(), aad=aad)
                 self._backend.set_minor_until(subject.pseudonym, blob)
             prepared.append(item)
+            if record.record_type == "owner_profile":
+                _track_relationship(self._backend, subject, getattr(record, "status", None), now)
             entries.append(
                 self._entry(
                     "create",
@@ -1636,6 +1699,8 @@ class Session:
                             updated_at=now,
                             tokens=new_tokens,
                         )
+                        if ref.record_type == "owner_profile":
+                            _track_relationship(self._backend, subject, clear.get("status"), now)
                         if not ok:  # lost a race after the read above
                             raise StaleRecordError(
                                 f"{ref.record_type} {ref.record_id} changed since it was read"
@@ -1771,6 +1836,7 @@ class Session:
         error: OwnerVaultError | None = None
         plain: dict[str, tuple[RecordRow, Decision, dict[str, object]]] = {}
         consent_ids: dict[str, str] = {}
+        under_hold: set[str] = set()
         with self._backend.atomic():
             rows = {r.record_id: r for r in self._backend.get_records(ids)}
             wanted: list[tuple[RecordRow, Decision, crypto.FieldKey]] = []
@@ -1841,6 +1907,8 @@ class Session:
                     continue
                 if consent is not None:
                     consent_ids[row.record_id] = ",".join(consent.record_ids)
+                if held(subject, now_dt):
+                    under_hold.add(row.record_id)
                 wanted.append((row, decision, key))
             for row, decision, key in wanted:
                 values: dict[str, object] = {}
@@ -1884,6 +1952,8 @@ class Session:
                     detail["searched"] = ",".join(searched)
                 if row.record_id in consent_ids:
                     detail["consent"] = consent_ids[row.record_id]
+                if row.record_id in under_hold:
+                    detail["legal_hold"] = True
                 entries.append(
                     self._entry(
                         action,
@@ -2139,77 +2209,217 @@ class Session:
 
     # ------------------------------------------------------------------ erasure
 
-    def erase_subject(self, subject_id: str) -> ErasureResult:
+    def erase_subject(self, subject_id: str, *, request_id: str | None = None) -> ErasureResult:
         """Crypto-shred a subject: destroy their data key, ciphertexts and index tokens.
 
-        Every copy of the subject's fields, backups included, becomes undecryptable. Audit
-        entries stay (they hold only the pseudonym, which no longer links to the subject id).
+        Every copy of the subject's fields encrypted under that key becomes undecryptable.
+        Audit entries stay (they hold only the pseudonym, which no longer links to the subject
+        id) and the Merkle log still verifies. The result carries a receipt signed with the
+        vault's audit key (verify it with :attr:`Vault.verifier_key`).
 
         Raises:
             RecordNotFoundError: no live subject with that id.
-            PolicyDeniedError: the purpose may not erase one of the subject's record types.
+            PolicyDeniedError: the purpose may not erase one of the subject's record types
+                (reason code), or a legal hold applies (reason ``legal_hold``).
         """
         with self._lock:
             self._check()
             self._vault._check_writable()
             self._vault.subject_ref(subject_id)  # validates the id
-            now_dt = self._now()
-            now = format_time(now_dt)
             outcome: OwnerVaultError | None = None
             result: ErasureResult | None = None
             with self._backend.atomic():
                 subject = self._vault._lookup_subject(subject_id)
                 if subject is None:
                     entry = self._entry("erase", decision="deny", reason="not_found")
-                    self._vault._audit.append([entry], now=now_dt)
+                    self._vault._audit.append([entry], now=self._now())
                     outcome = RecordNotFoundError("no live subject with that id")
                 else:
-                    types = sorted(
-                        {r.record_type for r in self._backend.records_of_subject(subject.pseudonym)}
-                    )
-                    decisions = [self._decide(t, "erase", minor=False) for t in types] or [
-                        self._decide("owner_profile", "erase")
-                    ]
-                    refused = [d for d in decisions if not d.allowed]
-                    if refused:
-                        entry = self._entry(
-                            "erase",
-                            decision=refused[0],
-                            record_type=refused[0].record_type,
-                            subject=subject.pseudonym,
+                    try:
+                        result = self._erase_pseudonym(
+                            subject, request_id=request_id, reason="erasure_request"
                         )
-                        self._vault._audit.append([entry], now=now_dt)
-                        outcome = PolicyDeniedError(
-                            f"erasure of {refused[0].record_type} for purpose {self.purpose!r} is "
-                            f"denied to actor {self.actor.actor_id!r}: {refused[0].reason}",
-                            reason=refused[0].reason,
-                        )
-                    else:
-                        self._vault._destroy_subject_key(subject.key_id, now)
-                        records, tokens = self._backend.erase_subject(subject.pseudonym, now)
-                        rules = tuple(dict.fromkeys(r for d in decisions for r in d.rule_ids))
-                        entry = AuditEntry(
-                            action="erase",
-                            actor=self.actor.actor_id,
-                            roles=self.actor.roles,
-                            purpose=self.purpose,
-                            decision="allow",
-                            subject=subject.pseudonym,
-                            rules=rules,
-                            detail={
-                                "records": records,
-                                "index_tokens": tokens,
-                                "key_id": subject.key_id.hex(),
-                            },
-                        )
-                        self._vault._audit.append([entry], now=now_dt)
-                        result = ErasureResult(
-                            subject.pseudonym, subject.key_id.hex(), records, tokens, now
-                        )
+                    except PolicyDeniedError as denied:
+                        outcome = denied
             if outcome is not None:
                 raise outcome
             assert result is not None
             return result
+
+    def _erase_pseudonym(
+        self, subject: SubjectRow, *, request_id: str | None, reason: str
+    ) -> ErasureResult:
+        """Erase one subject inside the caller's transaction; denials are audited, then raised."""
+        now_dt = self._now()
+        now = format_time(now_dt)
+        types = sorted({r.record_type for r in self._backend.records_of_subject(subject.pseudonym)})
+        decisions = [self._decide(t, "erase", minor=False) for t in types] or [
+            self._decide("owner_profile", "erase")
+        ]
+        refused = [d for d in decisions if not d.allowed]
+        if refused or held(subject, now_dt):
+            why = refused[0].reason if refused else "legal_hold"
+            entry = self._entry(
+                "erase",
+                decision="deny",
+                reason=why,
+                record_type=refused[0].record_type if refused else None,
+                subject=subject.pseudonym,
+                rules=refused[0].rule_ids if refused else (),
+            )
+            self._vault._audit.append([entry], now=now_dt)
+            raise PolicyDeniedError(
+                f"erasure for purpose {self.purpose!r} is denied to actor "
+                f"{self.actor.actor_id!r}: {why}",
+                reason=why,
+            )
+        self._vault._destroy_subject_key(subject.key_id, now)
+        records, tokens = self._backend.erase_subject(subject.pseudonym, now)
+        rules = tuple(dict.fromkeys(r for d in decisions for r in d.rule_ids))
+        entry = AuditEntry(
+            action="erase",
+            actor=self.actor.actor_id,
+            roles=self.actor.roles,
+            purpose=self.purpose,
+            decision="allow",
+            reason=reason,
+            subject=subject.pseudonym,
+            rules=rules,
+            detail={
+                "records": records,
+                "index_tokens": tokens,
+                "key_id": subject.key_id.hex(),
+                "request_id": request_id,
+            },
+        )
+        size = self._vault._audit.append([entry], now=now_dt)
+        body = receipt_body(
+            vault_id=self._vault.vault_id,
+            pseudonym=subject.pseudonym,
+            key_id=subject.key_id.hex(),
+            records=records,
+            index_tokens=tokens,
+            erased_at=now,
+            actor=self.actor.actor_id,
+            roles=self.actor.roles,
+            request_id=request_id,
+            audit_seq=size - 1,
+        )
+        note = _checkpoint.sign_note(body, self._vault.log_origin, self._vault._signing_seed)
+        return ErasureResult(subject.pseudonym, subject.key_id.hex(), records, tokens, now, note)
+
+    # ------------------------------------------------------------------ owners' rights
+
+    def export_subject(
+        self, subject_id: str, *, verify_identity: Callable[[str], bool]
+    ) -> SubjectExport:
+        """Everything held about a subject, as one portable document (PIPL Art 45, GDPR 15/20).
+
+        ``verify_identity(subject_id)`` must return True (the requester proved who they are)
+        before anything is read. Needs a purpose that may read all the subject's record types
+        (``subject_access_request`` in the default pack).
+        """
+        with self._lock:
+            self._check()
+            return rights.export_subject(self, subject_id, verify_identity=verify_identity)
+
+    def correct(
+        self, record: RecordRef | RecordView, *, evidence: str, **changes: object
+    ) -> CorrectionResult:
+        """Correct fields of a record on the owner's request (PIPL Art 46, GDPR Art 16).
+
+        ``evidence`` is a SHA-256 digest of the supporting document. Recipients that received
+        a corrected field earlier (see :meth:`record_disclosure`) are listed in the result and
+        get a correction notice through the vault's notification hooks.
+        """
+        with self._lock:
+            self._check()
+            rights._require_purpose(self, "subject.correct", {"correction_request"})
+            if not _DIGEST.match(evidence):
+                raise ValidationError("evidence must be a SHA-256 hex digest of the document")
+            ref = self.update(record, **changes)
+            row = self._backend.get_records([ref.record_id])[0]
+            recipients = sorted(
+                {
+                    d.recipient
+                    for d in self._backend.disclosures(row.pseudonym)
+                    if set(json.loads(d.fields)) & set(changes)
+                }
+            )
+            self._commit(
+                [
+                    self._entry(
+                        "subject.correct",
+                        decision="allow",
+                        record_type=ref.record_type,
+                        record_id=ref.record_id,
+                        subject=row.pseudonym,
+                        fields=sorted(changes),
+                        detail={"evidence": evidence, "recipients": len(recipients)},
+                    )
+                ]
+            )
+            self._vault._notify_correction(row.pseudonym, recipients, sorted(changes))
+            return CorrectionResult(ref, tuple(recipients))
+
+    def restrict(self, subject_id: str, purposes: Iterable[str] | None) -> None:
+        """Restrict processing of a subject's data to ``purposes`` (None lifts it; PIPL Art 44)."""
+        with self._lock:
+            self._check()
+            self._vault._check_writable()
+            rights.restrict(self, subject_id, purposes)
+
+    def hold(self, subject_id: str, *, reason: str, until: _dt.datetime) -> HoldRow:
+        """Put a subject's data on legal hold until ``until``; erasure and sweeps skip it."""
+        with self._lock:
+            self._check()
+            self._vault._check_writable()
+            return rights.hold(self, subject_id, reason=reason, until=until)
+
+    def release(self, hold_id: str) -> None:
+        """Release a legal hold before its end."""
+        with self._lock:
+            self._check()
+            self._vault._check_writable()
+            rights.release(self, hold_id)
+
+    def record_disclosure(
+        self, subject_id: str, *, recipient: str, fields: Iterable[str]
+    ) -> DisclosureRow:
+        """Record that fields of a subject were given to a third party (a recipient)."""
+        with self._lock:
+            self._check()
+            self._vault._check_writable()
+            return rights.record_disclosure(self, subject_id, recipient=recipient, fields=fields)
+
+    def open_request(
+        self,
+        subject_id: str | None,
+        kind: str,
+        *,
+        received_at: _dt.datetime | None = None,
+        days: int = rights.DEFAULT_REQUEST_DAYS,
+    ) -> RequestRow:
+        """Track a rights request with an SLA clock (default 15 days)."""
+        with self._lock:
+            self._check()
+            return rights.open_request(self, subject_id, kind, received_at=received_at, days=days)
+
+    def close_request(
+        self, request_id: str, *, status: Literal["completed", "refused"], outcome: str
+    ) -> RequestRow:
+        """Complete or refuse a rights request (a refusal needs its reason)."""
+        with self._lock:
+            self._check()
+            return rights.close_request(self, request_id, status=status, outcome=outcome)
+
+    def retention_sweep(self, *, dry_run: bool = True) -> SweepReport:
+        """Erase subjects whose relationship ended and whose retention periods all ran out."""
+        with self._lock:
+            self._check()
+            if not dry_run:
+                self._vault._check_writable()
+            return rights.retention_sweep(self, dry_run=dry_run)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -2255,6 +2465,16 @@ def _dump_field(cls: type[Record], name: str, value: object) -> object:
 
 def _written_fields(record: Record) -> tuple[str, ...]:
     return tuple(name for name in record.field_specs() if getattr(record, name) is not None)
+
+
+def _track_relationship(
+    backend: SQLCipherBackend, subject: SubjectRow, status: object, now: str
+) -> None:
+    """An owner profile marked ``moved_out`` ends the relationship; retention clocks start."""
+    if status == "moved_out":
+        backend.set_subject_flags(subject.pseudonym, ended_at=now)
+    elif status == "active" and subject.ended_at is not None:
+        backend.set_subject_flags(subject.pseudonym, ended_at=None)
 
 
 def _encryptions(record: Record) -> int:

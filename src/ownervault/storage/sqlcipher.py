@@ -712,6 +712,15 @@ class SQLCipherBackend:
         ).fetchall()
         return [HoldRow(*row) for row in rows]
 
+    def find_hold(self, hold_id: str) -> HoldRow | None:
+        """One hold by id."""
+        row = self._execute(
+            "SELECT hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at "
+            "FROM holds WHERE hold_id = ?",
+            (hold_id,),
+        ).fetchone()
+        return None if row is None else HoldRow(*row)
+
     def release_hold(self, hold_id: str, at: str) -> bool:
         """Release a hold; False if there is no such unreleased hold."""
         cur = self._execute(
