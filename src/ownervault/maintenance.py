@@ -1,9 +1,10 @@
 """Backups, restores and SQLCipher page-key rotation for admins.
 
 * :func:`backup` takes a consistent online snapshot of ``vault.db`` with SQLite's backup API
-  (readers and writers carry on) and copies ``vault.header`` beside it. A backup needs both
-  files and the root key. It holds erased subjects only as ciphertexts whose data keys were
-  destroyed, so nothing of them is readable from it.
+  (readers and writers carry on) and copies ``vault.header`` beside it. The copy keeps no
+  subject data keys (they are dropped and the pages scrubbed), so a subject erased later is
+  unreadable in every earlier backup too. :func:`export_key_backup` writes the wrapped keys to
+  a separate file for disaster recovery; keep it apart and short-lived.
 * :func:`restore` copies a backup into a new directory, opens it and verifies the audit log.
 * :func:`rotate_page_key` gives ``vault.db`` a new SQLCipher key: ``sqlcipher_export`` into a
   new file, then an atomic rename. While it runs, writers are blocked by the database write
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -29,12 +31,22 @@ from . import crypto
 from .exceptions import VaultError, VaultExistsError, VaultNotFoundError
 from .keys import VaultHeader, write_atomically
 from .policy import Actor
+from .storage.base import KeyRow
+from .storage.sqlcipher import SQLCipherBackend
 from .typing import KeyProvider, RootKey
 
 if TYPE_CHECKING:
     from .vault import Vault
 
-__all__ = ["BackupSummary", "VaultLock", "backup", "recover", "restore", "rotate_page_key"]
+__all__ = [
+    "BackupSummary",
+    "VaultLock",
+    "backup",
+    "export_key_backup",
+    "recover",
+    "restore",
+    "rotate_page_key",
+]
 
 LOCK_NAME: Final = "vault.lock"
 REKEY_SUFFIX: Final = ".rekey"
@@ -87,6 +99,10 @@ class BackupSummary:
     path: Path
     audit_entries: int
     database_bytes: int
+    detached_keys: int = 0
+
+
+KEY_BACKUP_FORMAT: Final = "ownervault-key-backup"
 
 
 def backup(vault: Vault, out: str | Path, *, actor: Actor) -> BackupSummary:
@@ -102,12 +118,113 @@ def backup(vault: Vault, out: str | Path, *, actor: Actor) -> BackupSummary:
     vault._record_system("vault.backup", detail={"by": actor.actor_id})
     entries = vault.audit.size()
     vault._backend.backup_to(target / "vault.db")
+    copy = SQLCipherBackend(target / "vault.db", vault._db_key)
+    try:
+        detached = copy.detach_subject_keys()
+    finally:
+        copy.close()
     shutil.copy2(vault.path / "vault.header", target / "vault.header")
-    return BackupSummary(target, entries, (target / "vault.db").stat().st_size)
+    return BackupSummary(target, entries, (target / "vault.db").stat().st_size, detached)
 
 
-def restore(backup_dir: str | Path, target: str | Path, *, key: KeyProvider) -> Vault:
+def export_key_backup(vault: Vault, out: str | Path, *, actor: Actor) -> int:
+    """Write the wrapped keys (KEKs, index keys, subject data keys) to ``out`` for recovery.
+
+    Every key in the file is still wrapped (subject keys by a KEK, KEKs by the keyring key,
+    which only the root key unwraps), so the file is no more readable than the vault itself.
+    Keep key backups apart from data backups and for a short time: a key backup made before an
+    erasure still holds that subject's key. Returns the number of keys written.
+    """
+    target = Path(out)
+    if target.exists():
+        raise VaultExistsError(f"{target} already exists")
+    rows = [
+        row for kind in ("kek", "index", "subject") for row in vault._backend.keys_of_kind(kind)
+    ]
+    document = {
+        "format": KEY_BACKUP_FORMAT,
+        "version": 1,
+        "vault_id": vault.vault_id,
+        "keys": [
+            {
+                "key_id": row.key_id.hex(),
+                "kind": row.kind,
+                "state": row.state,
+                "wrapped": None if row.wrapped is None else base64.b64encode(row.wrapped).decode(),
+                "wrapped_by": row.wrapped_by.hex(),
+                "created_at": row.created_at,
+                "state_changed_at": row.state_changed_at,
+                "invocations": row.invocations,
+                "max_invocations": row.max_invocations,
+            }
+            for row in rows
+        ],
+    }
+    write_atomically(target, json.dumps(document, indent=1).encode("utf-8"))
+    vault._record_system("key.backup", detail={"by": actor.actor_id, "keys": len(rows)})
+    return len(rows)
+
+
+def _import_keys(vault: Vault, key_backup: Path) -> int:
+    """Bring wrapped keys from a key backup into a restored vault; returns keys restored."""
+    try:
+        document = json.loads(key_backup.read_bytes())
+        if document.get("format") != KEY_BACKUP_FORMAT or document.get("version") != 1:
+            raise ValueError("format")
+        entries = document["keys"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise VaultError(f"{key_backup} is not an ownervault key backup") from None
+    if document.get("vault_id") != vault.vault_id:
+        raise VaultError(f"{key_backup} belongs to another vault")
+    restored = 0
+    backend = vault._backend
+    with backend.atomic():
+        for item in entries:
+            row = KeyRow(
+                key_id=bytes.fromhex(item["key_id"]),
+                kind=item["kind"],
+                state=item["state"],
+                wrapped=None if item["wrapped"] is None else base64.b64decode(item["wrapped"]),
+                wrapped_by=bytes.fromhex(item["wrapped_by"]),
+                created_at=item["created_at"],
+                state_changed_at=item["state_changed_at"],
+                invocations=int(item["invocations"]),
+                max_invocations=int(item["max_invocations"]),
+            )
+            existing = backend.get_key(row.key_id)
+            if existing is None:
+                if row.kind != "subject":
+                    backend.insert_keys([row])
+                continue
+            if existing.wrapped is None and existing.state != "destroyed":
+                # Destroyed in the live vault (an erasure): the restored copy stays unreadable.
+                backend.update_key(
+                    row.key_id,
+                    state=row.state,
+                    at=row.state_changed_at,
+                    wrapped=row.wrapped,
+                    wrapped_by=row.wrapped_by,
+                )
+                restored += row.wrapped is not None
+        backend.set_meta("subject_keys_detached", "0")
+        epoch = int(backend.get_meta("key_epoch") or "0") + 1
+        backend.set_meta("key_epoch", str(epoch))
+    vault._sync_keys()
+    return restored
+
+
+def restore(
+    backup_dir: str | Path,
+    target: str | Path,
+    *,
+    key: KeyProvider,
+    key_backup: str | Path | None = None,
+) -> Vault:
     """Copy a backup into ``target``, open it with ``key`` and verify its audit log.
+
+    Data backups hold no subject data keys; ``key_backup`` (a file from
+    :func:`export_key_backup`, e.g. freshly taken from the live vault) supplies them. Subjects
+    erased since the backup have destroyed keys there and stay unreadable.
 
     Raises:
         VaultNotFoundError: the backup lacks ``vault.db`` or ``vault.header``.
@@ -126,12 +243,28 @@ def restore(backup_dir: str | Path, target: str | Path, *, key: KeyProvider) -> 
     destination.mkdir(parents=True, exist_ok=True, mode=0o700)
     for name in ("vault.db", "vault.header"):
         shutil.copy2(source / name, destination / name)
-    vault = Vault.open(destination, key=key)
+    try:
+        vault = Vault.open(destination, key=key)
+    except BaseException:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise
     try:
         vault.audit.verify()
-        vault._record_system("vault.restore", detail={"entries": vault.audit.size()})
+        restored = 0
+        if vault._backend.get_meta("subject_keys_detached") == "1":
+            if key_backup is None:
+                raise VaultError(
+                    "this backup holds no subject data keys: give a key backup "
+                    "(ownervault keys backup) to restore them"
+                )
+            restored = _import_keys(vault, Path(key_backup))
+        vault._record_system(
+            "vault.restore", detail={"entries": vault.audit.size(), "keys_restored": restored}
+        )
     except BaseException:
         vault.close()
+        # A half-restored copy is worse than none: remove it.
+        shutil.rmtree(destination, ignore_errors=True)
         raise
     return vault
 

@@ -63,7 +63,15 @@ from .keys import (
     check_use,
     write_atomically,
 )
-from .maintenance import BackupSummary, VaultLock, backup, recover, restore, rotate_page_key
+from .maintenance import (
+    BackupSummary,
+    VaultLock,
+    backup,
+    export_key_backup,
+    recover,
+    restore,
+    rotate_page_key,
+)
 from .policy import (
     Action,
     Actor,
@@ -619,9 +627,21 @@ class Vault:
         return backup(self, out, actor=actor)
 
     @classmethod
-    def restore(cls, backup_dir: str | Path, target: str | Path, *, key: KeyProvider) -> Vault:
-        """Copy a backup to ``target``, open it and verify its audit log."""
-        return restore(backup_dir, target, key=key)
+    def restore(
+        cls,
+        backup_dir: str | Path,
+        target: str | Path,
+        *,
+        key: KeyProvider,
+        key_backup: str | Path | None = None,
+    ) -> Vault:
+        """Copy a backup to ``target``, open it, verify its audit log and restore data keys."""
+        return restore(backup_dir, target, key=key, key_backup=key_backup)
+
+    def export_key_backup(self, out: str | Path, *, actor: Actor) -> int:
+        """Write the wrapped keys to ``out`` (for restoring data backups); returns the count."""
+        self._check_open()
+        return export_key_backup(self, out, actor=actor)
 
     def rotate_page_key(self, *, actor: Actor) -> None:
         """Re-encrypt ``vault.db`` under a new SQLCipher key (no other process may have it open)."""

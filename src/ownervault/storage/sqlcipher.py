@@ -293,6 +293,23 @@ class SQLCipherBackend:
         finally:
             destination.close()
 
+    def detach_subject_keys(self) -> int:
+        """In a backup copy: drop every wrapped subject data key and scrub the freed pages.
+
+        The copy then holds ciphertexts that only the live vault's keys (or a separately kept
+        key backup) can open, so erasing a subject later also makes this copy unreadable for
+        them. Returns how many keys were dropped.
+        """
+        conn = self._conn
+        conn.execute("PRAGMA secure_delete = ON")
+        with self.atomic():
+            dropped = self._execute(
+                "UPDATE keys SET wrapped = NULL WHERE kind = 'subject' AND wrapped IS NOT NULL"
+            ).rowcount
+            self.set_meta("subject_keys_detached", "1")
+        _translate(lambda: conn.execute("VACUUM"))
+        return int(dropped)
+
     def close_for_swap(self) -> None:
         """Fold the WAL into the main file and close every connection (before a file swap)."""
         _translate(lambda: self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
