@@ -48,6 +48,7 @@ __all__ = [
     "SubjectExport",
     "SweepReport",
     "add_duration",
+    "export_schema",
     "render_export_html",
 ]
 
@@ -296,6 +297,14 @@ def export_subject(
         ]
     )
     return document
+
+
+def export_schema() -> dict[str, Any]:
+    """The JSON Schema of :class:`SubjectExport`, as published in ``docs/``."""
+    schema = SubjectExport.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "urn:ownervault:subject-export:v1"
+    return schema
 
 
 _LABELS: Final = {
