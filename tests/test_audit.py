@@ -575,19 +575,15 @@ def test_erase_entries_for_success_refusal_and_unknown_subject(vault: Vault) -> 
         actor="dpo-05",
         purpose="erasure_request",
         decision="allow",
-        reason="",
         record_type=None,
         record_id=None,
         subject=subject,
         fields=[],
         rules=["compliance.erasure"],
-        detail={
-            "records": result.records,
-            "index_tokens": result.index_tokens,
-            "key_id": result.key_id,
-        },
     )
-    assert result.records == 2
+    counts = {"records": 2, "index_tokens": result.index_tokens, "key_id": result.key_id}
+    assert erased["detail"].items() >= counts.items()
+    assert result.records == 2 and result.index_tokens > 0
     check(unknown, action="erase", decision="deny", reason="not_found", subject=None)
 
 
