@@ -803,14 +803,6 @@ def test_verify_detects_an_entry_rewritten_behind_the_triggers(vault: Vault) -> 
         vault.audit.verify()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "AuditLog.checkpoint (audit.py) recomputes the root from the stored leaf_hash column "
-        "only and never re-hashes the entry bytes, so it signs a log whose entries no longer "
-        "match their hashes"
-    ),
-)
 def test_checkpoint_refuses_to_sign_after_an_entry_was_rewritten(vault: Vault) -> None:
     """Vault.checkpoint raises AuditIntegrityError if an entry no longer matches its leaf."""
     busy_vault(vault)

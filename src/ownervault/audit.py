@@ -131,7 +131,7 @@ class LeafHashes(Sequence[bytes]):
 
     __slots__ = ("_data",)
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | bytearray) -> None:
         if len(data) % merkle.HASH_BYTES:
             raise AuditIntegrityError("leaf hash data is not a whole number of hashes")
         self._data = data
@@ -153,7 +153,7 @@ class LeafHashes(Sequence[bytes]):
         if not 0 <= index < len(self):
             raise IndexError(index)
         start = index * merkle.HASH_BYTES
-        return self._data[start : start + merkle.HASH_BYTES]
+        return bytes(self._data[start : start + merkle.HASH_BYTES])
 
 
 class AuditLog:
@@ -205,9 +205,10 @@ class AuditLog:
     def checkpoint(self, *, origin: str, seed: bytes, now: datetime) -> str:
         """Sign a checkpoint of the current log, after proving it extends the previous one.
 
-        The root is recomputed from every stored leaf hash and compared with the frontier, and
-        a consistency proof from the last signed checkpoint is generated and verified, so a
-        log that was rewritten or truncated is never signed.
+        Every stored entry is hashed again and compared with its leaf hash, the root is
+        recomputed and compared with the frontier, and a consistency proof from the last signed
+        checkpoint is generated and verified, so a log that was rewritten or truncated is never
+        signed.
 
         Returns:
             The signed note text (c2sp.org/tlog-checkpoint, Ed25519 signed-note).
@@ -219,8 +220,8 @@ class AuditLog:
         with self._backend.atomic():
             size, state = self._backend.audit_state()
             root = merkle.Frontier.from_bytes(state).root()
-            leaves = LeafHashes(self._backend.leaf_hashes(size))
-            if len(leaves) != size or merkle.root(leaves) != root:
+            leaves = self.rehashed_leaves(size)
+            if merkle.root(leaves) != root:
                 raise AuditIntegrityError("the stored audit entries do not match the log's root")
             previous = self._backend.checkpoints()
             if previous:
@@ -248,8 +249,26 @@ class AuditLog:
         return self._backend.checkpoints()
 
     def leaves(self, size: int) -> LeafHashes:
-        """The first ``size`` leaf hashes."""
+        """The first ``size`` stored leaf hashes."""
         return LeafHashes(self._backend.leaf_hashes(size))
+
+    def rehashed_leaves(self, size: int) -> LeafHashes:
+        """The first ``size`` leaf hashes, recomputed from the stored entry bytes.
+
+        Raises:
+            AuditIntegrityError: an entry is missing or no longer matches its stored hash.
+        """
+        out = bytearray()
+        expected = 0
+        for row in self._backend.audit_rows(0, size):
+            leaf = merkle.leaf_hash(row.entry)
+            if row.seq != expected or leaf != row.leaf_hash:
+                raise AuditIntegrityError(f"audit entry {expected} is missing or was changed")
+            out += leaf
+            expected += 1
+        if expected != size:
+            raise AuditIntegrityError(f"audit entry {expected} is missing")
+        return LeafHashes(out)
 
     def size(self) -> int:
         """Number of entries in the log."""

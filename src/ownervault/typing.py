@@ -5,15 +5,19 @@
   asks the provider to wrap and unwrap the two keys in the vault header.
 * :class:`RootKey` is what a provider hands back once unlocked.
 * :class:`Clock` lets tests and drills freeze time.
+* :class:`NotificationHook` delivers breach notifications (see :mod:`ownervault.notifiers`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-__all__ = ["Clock", "KeyProvider", "RootKey"]
+if TYPE_CHECKING:
+    from .notifiers import Notification
+
+__all__ = ["Clock", "KeyProvider", "NotificationHook", "RootKey"]
 
 
 @runtime_checkable
@@ -65,4 +69,20 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """Return the current time as an aware UTC datetime."""
+        ...
+
+
+@runtime_checkable
+class NotificationHook(Protocol):
+    """Delivers one breach notification (an incident report, an owner notice, a page).
+
+    Return once the notification is handed over; raise
+    :class:`ownervault.notifiers.NotificationError` to have it retried later, or
+    :class:`ownervault.notifiers.UndeliverableError` when retrying cannot help. The same
+    notification may be delivered again after a crash, always with the same
+    ``notification.idempotency_key``: a receiver that drops keys it has seen acts once.
+    """
+
+    def __call__(self, notification: Notification, /) -> None:
+        """Deliver ``notification``."""
         ...

@@ -782,10 +782,13 @@ class Vault:
                 continue
             material = self._unwrap_system(row, KeyKind.INDEX)
             indexes[row.key_id] = crypto.IndexKey(material, key_id=row.key_id)
-        primary_kek = _primary(self._backend.get_meta("primary_kek"), states)
+        # The primary stays the primary even when it was just marked compromised: writes then
+        # rotate it away (see _new_subject_keys) rather than silently using another key.
+        primary_kek = _primary(self._backend.get_meta("primary_kek"), states, keep=keks)
         primary_index = _primary(
             self._backend.get_meta("primary_index"),
             {k: KeyState.ACTIVE for k in indexes},
+            keep=indexes,
         )
         if primary_kek is None or primary_index is None:
             raise VaultFormatError("the vault has no active key-encryption or index key")
@@ -872,6 +875,9 @@ class Vault:
 
     def _new_subject_keys(self, count: int, now: str) -> list[tuple[KeyRow, crypto.FieldKey]]:
         """Create and store ``count`` data keys wrapped by the primary KEK."""
+        if self._kek_states.get(self._primary_kek) is not KeyState.ACTIVE:
+            # The primary KEK was marked compromised: replace it before wrapping anything.
+            self.keys.rotate_kek(actor=_SYSTEM_ACTOR)
         kek = self._active_kek()
         row = self._backend.get_key(kek.key_id)
         if row is not None and row.invocations + count > row.max_invocations * AUTO_ROTATE_AT:
@@ -1041,11 +1047,13 @@ class Vault:
         self._cache.discard(key_id)
 
 
-def _primary(preferred: str | None, states: Mapping[bytes, KeyState]) -> bytes | None:
-    """The primary key id: the one named in ``meta`` if usable, else the newest active one."""
-    if preferred is not None:
+def _primary(
+    preferred: str | None, states: Mapping[bytes, KeyState], *, keep: Mapping[bytes, object]
+) -> bytes | None:
+    """The primary key id: the one named in ``meta`` if still loaded, else the newest active."""
+    if preferred:
         key_id = bytes.fromhex(preferred)
-        if states.get(key_id) is KeyState.ACTIVE:
+        if key_id in keep:
             return key_id
     active = [k for k, state in states.items() if state is KeyState.ACTIVE]
     return active[-1] if active else None
@@ -2302,7 +2310,6 @@ class Session:
             roles=self.actor.roles,
             purpose=self.purpose,
             decision="allow",
-            reason=reason,
             subject=subject.pseudonym,
             rules=rules,
             detail={
@@ -2310,6 +2317,7 @@ class Session:
                 "index_tokens": tokens,
                 "key_id": subject.key_id.hex(),
                 "request_id": request_id,
+                "cause": reason,
             },
         )
         size = self._vault._audit.append([entry], now=now_dt)

@@ -125,6 +125,39 @@ class AuditRow:
     leaf_hash: bytes
 
 
+@attrs.frozen
+class IncidentRow:
+    """A breach incident: queried columns plus a JSON document; affected owners encrypted."""
+
+    incident_id: str
+    kind: str
+    status: str
+    detected_at: str
+    aware_at: str
+    updated_at: str
+    document: str
+    affected: bytes | None
+
+
+@attrs.frozen
+class OutboxRow:
+    """A notification waiting in (or delivered from) the outbox; ``claims`` fences dispatchers."""
+
+    notification_id: str
+    incident_id: str
+    hook: str
+    audience: str
+    subject: str | None
+    payload: str
+    state: str
+    attempts: int
+    claims: int
+    next_attempt_at: str
+    last_error: str
+    created_at: str
+    delivered_at: str | None
+
+
 class Backend(Protocol):
     """Storage operations used by :class:`ownervault.Vault`.
 
@@ -229,6 +262,60 @@ class Backend(Protocol):
         """Every record of a subject."""
         ...
 
+    # incidents and the notification outbox
+    def insert_incident(self, row: IncidentRow) -> None:
+        """Store a new incident."""
+        ...
+
+    def update_incident(self, row: IncidentRow) -> None:
+        """Replace an incident's status, times, document and affected-owner blob."""
+        ...
+
+    def get_incident(self, incident_id: str) -> IncidentRow | None:
+        """Read one incident."""
+        ...
+
+    def incidents(self, status: str | None = None) -> list[IncidentRow]:
+        """Incidents (of one status or all), oldest first."""
+        ...
+
+    def insert_outbox(self, rows: Sequence[OutboxRow]) -> int:
+        """Queue notifications; rows whose id exists already are skipped. Returns how many."""
+        ...
+
+    def outbox(
+        self, *, state: str | None = None, incident_id: str | None = None
+    ) -> list[OutboxRow]:
+        """Outbox rows, filtered by state and incident, oldest first."""
+        ...
+
+    def claim_outbox(self, now: str, lease_until: str, limit: int) -> list[OutboxRow]:
+        """Lease up to ``limit`` due rows (pending, or delivering with an expired lease)."""
+        ...
+
+    def settle_outbox(
+        self,
+        notification_id: str,
+        *,
+        claims: int,
+        state: str,
+        next_attempt_at: str,
+        last_error: str,
+        delivered_at: str | None,
+    ) -> bool:
+        """Record a delivery outcome if the row is still leased by this claim."""
+        ...
+
+    def revive_outbox(self, notification_id: str, at: str) -> bool:
+        """Move a dead-lettered row back to pending with a fresh attempt budget."""
+        ...
+
+    def record_keys(
+        self, key_ids: Sequence[bytes] | None
+    ) -> list[tuple[str, str, str, bytes, bytes]]:
+        """Live records (pseudonym, type, id, data key, KEK) under ``key_ids`` (None: all)."""
+        ...
+
     # audit
     def audit_state(self) -> tuple[int, bytes]:
         """(size, serialised Merkle frontier) of the audit log, read inside the transaction."""
@@ -242,7 +329,7 @@ class Backend(Protocol):
         """Stream audit rows with ``start <= seq < stop`` in order."""
         ...
 
-    def leaf_hashes(self, size: int) -> bytes:
+    def leaf_hashes(self, size: int) -> bytearray:
         """The first ``size`` leaf hashes concatenated (32 bytes each)."""
         ...
 

@@ -26,7 +26,17 @@ import sqlcipher3
 
 from ..consent import ConsentRecord
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
-from .base import AuditRow, DisclosureRow, HoldRow, KeyRow, RecordRow, RequestRow, SubjectRow
+from .base import (
+    AuditRow,
+    DisclosureRow,
+    HoldRow,
+    IncidentRow,
+    KeyRow,
+    OutboxRow,
+    RecordRow,
+    RequestRow,
+    SubjectRow,
+)
 
 __all__ = ["SCHEMA_VERSION", "SQLCipherBackend"]
 
@@ -152,6 +162,36 @@ CREATE TABLE jobs (
     started_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+
+CREATE TABLE incidents (
+    incident_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('leak', 'tamper', 'loss')),
+    status TEXT NOT NULL CHECK (status IN ('suspected', 'confirmed', 'closed')),
+    detected_at TEXT NOT NULL,
+    aware_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    document TEXT NOT NULL,
+    affected BLOB
+);
+CREATE INDEX incidents_status ON incidents(status, detected_at);
+
+CREATE TABLE outbox (
+    notification_id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL REFERENCES incidents(incident_id),
+    hook TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    subject TEXT,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivering', 'delivered', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claims INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+CREATE INDEX outbox_incident ON outbox(incident_id);
 
 CREATE TABLE audit_entries (
     seq INTEGER PRIMARY KEY,
@@ -902,6 +942,228 @@ class SQLCipherBackend:
             (cursor, done, state, at, job_id),
         )
 
+    # ------------------------------------------------------------------ incidents and outbox
+
+    _INCIDENT_COLUMNS = (
+        "incident_id, kind, status, detected_at, aware_at, updated_at, document, affected"
+    )
+    _OUTBOX_COLUMNS = (
+        "notification_id, incident_id, hook, audience, subject, payload, state, attempts, "
+        "claims, next_attempt_at, last_error, created_at, delivered_at"
+    )
+
+    @staticmethod
+    def _incident(row: Sequence[Any]) -> IncidentRow:
+        return IncidentRow(
+            incident_id=str(row[0]),
+            kind=str(row[1]),
+            status=str(row[2]),
+            detected_at=str(row[3]),
+            aware_at=str(row[4]),
+            updated_at=str(row[5]),
+            document=str(row[6]),
+            affected=None if row[7] is None else bytes(row[7]),
+        )
+
+    @staticmethod
+    def _outbox(row: Sequence[Any]) -> OutboxRow:
+        return OutboxRow(
+            notification_id=str(row[0]),
+            incident_id=str(row[1]),
+            hook=str(row[2]),
+            audience=str(row[3]),
+            subject=None if row[4] is None else str(row[4]),
+            payload=str(row[5]),
+            state=str(row[6]),
+            attempts=int(row[7]),
+            claims=int(row[8]),
+            next_attempt_at=str(row[9]),
+            last_error=str(row[10]),
+            created_at=str(row[11]),
+            delivered_at=None if row[12] is None else str(row[12]),
+        )
+
+    def insert_incident(self, row: IncidentRow) -> None:
+        """Store a new incident."""
+        self._execute(
+            f"INSERT INTO incidents ({self._INCIDENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.incident_id,
+                row.kind,
+                row.status,
+                row.detected_at,
+                row.aware_at,
+                row.updated_at,
+                row.document,
+                row.affected,
+            ),
+        )
+
+    def update_incident(self, row: IncidentRow) -> None:
+        """Replace an incident's status, times, document and affected-owner blob."""
+        self._execute(
+            "UPDATE incidents SET kind = ?, status = ?, detected_at = ?, aware_at = ?, "
+            "updated_at = ?, document = ?, affected = ? WHERE incident_id = ?",
+            (
+                row.kind,
+                row.status,
+                row.detected_at,
+                row.aware_at,
+                row.updated_at,
+                row.document,
+                row.affected,
+                row.incident_id,
+            ),
+        )
+
+    def get_incident(self, incident_id: str) -> IncidentRow | None:
+        """Read one incident."""
+        row = self._execute(
+            f"SELECT {self._INCIDENT_COLUMNS} FROM incidents WHERE incident_id = ?",
+            (incident_id,),
+        ).fetchone()
+        return None if row is None else self._incident(row)
+
+    def incidents(self, status: str | None = None) -> list[IncidentRow]:
+        """Incidents (of one status or all), oldest first."""
+        sql = f"SELECT {self._INCIDENT_COLUMNS} FROM incidents"
+        params: tuple[str, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            params = (status,)
+        rows = self._execute(sql + " ORDER BY detected_at, incident_id", params).fetchall()
+        return [self._incident(row) for row in rows]
+
+    def insert_outbox(self, rows: Sequence[OutboxRow]) -> int:
+        """Queue notifications; rows whose id exists already are skipped. Returns how many."""
+        before = self._conn.total_changes
+        self._executemany(
+            f"INSERT OR IGNORE INTO outbox ({self._OUTBOX_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.notification_id,
+                    r.incident_id,
+                    r.hook,
+                    r.audience,
+                    r.subject,
+                    r.payload,
+                    r.state,
+                    r.attempts,
+                    r.claims,
+                    r.next_attempt_at,
+                    r.last_error,
+                    r.created_at,
+                    r.delivered_at,
+                )
+                for r in rows
+            ],
+        )
+        return int(self._conn.total_changes - before)
+
+    def outbox(
+        self, *, state: str | None = None, incident_id: str | None = None
+    ) -> list[OutboxRow]:
+        """Outbox rows, filtered by state and incident, oldest first."""
+        clauses: list[str] = []
+        params: list[str] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if incident_id is not None:
+            clauses.append("incident_id = ?")
+            params.append(incident_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox{where} "
+            "ORDER BY created_at, notification_id",
+            params,
+        ).fetchall()
+        return [self._outbox(row) for row in rows]
+
+    def claim_outbox(self, now: str, lease_until: str, limit: int) -> list[OutboxRow]:
+        """Lease up to ``limit`` due rows (pending, or delivering with an expired lease)."""
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox "
+            "WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, created_at, notification_id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        claimed: list[OutboxRow] = []
+        for raw in rows:
+            row = self._outbox(raw)
+            self._execute(
+                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, "
+                "claims = claims + 1, next_attempt_at = ? WHERE notification_id = ?",
+                (lease_until, row.notification_id),
+            )
+            claimed.append(
+                attrs.evolve(
+                    row,
+                    state="delivering",
+                    attempts=row.attempts + 1,
+                    claims=row.claims + 1,
+                    next_attempt_at=lease_until,
+                )
+            )
+        return claimed
+
+    def settle_outbox(
+        self,
+        notification_id: str,
+        *,
+        claims: int,
+        state: str,
+        next_attempt_at: str,
+        last_error: str,
+        delivered_at: str | None,
+    ) -> bool:
+        """Record a delivery outcome if the row is still leased by this claim."""
+        cur = self._execute(
+            "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ?, delivered_at = ? "
+            "WHERE notification_id = ? AND claims = ? AND state = 'delivering'",
+            (state, next_attempt_at, last_error, delivered_at, notification_id, claims),
+        )
+        return bool(cur.rowcount == 1)
+
+    def revive_outbox(self, notification_id: str, at: str) -> bool:
+        """Move a dead-lettered row back to pending with a fresh attempt budget."""
+        cur = self._execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+            "last_error = '' WHERE notification_id = ? AND state = 'dead'",
+            (at, notification_id),
+        )
+        return bool(cur.rowcount == 1)
+
+    def record_keys(
+        self, key_ids: Sequence[bytes] | None
+    ) -> list[tuple[str, str, str, bytes, bytes]]:
+        """Live records (pseudonym, type, id, data key, KEK) under ``key_ids`` (None: all)."""
+        base = (
+            "SELECT r.pseudonym, r.record_type, r.record_id, r.key_id, k.wrapped_by "
+            "FROM records AS r JOIN keys AS k ON k.key_id = r.key_id WHERE r.erased = 0"
+        )
+        found: dict[str, tuple[str, str, str, bytes, bytes]] = {}
+        if key_ids is None:
+            batches: list[Sequence[Any]] = [[]]
+        else:
+            batches = list(_chunks(list(key_ids), 400))
+        for chunk in batches:
+            sql, params = base, list(chunk)
+            if key_ids is not None:
+                marks = ",".join("?" * len(chunk))
+                sql += f" AND (r.key_id IN ({marks}) OR k.wrapped_by IN ({marks}))"
+                params = [*chunk, *chunk]
+            for row in self._execute(sql, params).fetchall():
+                found[str(row[2])] = (
+                    str(row[0]),
+                    str(row[1]),
+                    str(row[2]),
+                    bytes(row[3]),
+                    bytes(row[4]),
+                )
+        return sorted(found.values())
+
     # ------------------------------------------------------------------ audit
 
     def audit_state(self) -> tuple[int, bytes]:
@@ -918,7 +1180,7 @@ class SQLCipherBackend:
         size = rows[-1].seq + 1 if rows else self.audit_state()[0]
         self._execute("UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1", (size, state))
 
-    def leaf_hashes(self, size: int) -> bytes:
+    def leaf_hashes(self, size: int) -> bytearray:
         """The first ``size`` leaf hashes, concatenated (32 bytes each), in order."""
         out = bytearray()
         seq = 0
@@ -937,7 +1199,7 @@ class SQLCipherBackend:
             else:
                 continue
             break
-        return bytes(out)
+        return out
 
     def insert_checkpoint(self, size: int, root: bytes, note: str, at: str) -> None:
         """Store a signed checkpoint."""
