@@ -1,12 +1,13 @@
 """Audit export bundles for compliance officers, and their offline verification.
 
-A bundle is a directory (format described in ``docs/audit-bundle.md``)::
+A bundle is a directory (format described in ``docs/audit.md``)::
 
     manifest.json      what was exported: origin, tree size, root, filter, file digests
     entries.jsonl      one line per entry: {"entry": base64(exact entry bytes), "seq": n}
     proofs.jsonl       partial exports only: {"proof": [base64 hashes], "seq": n} per entry
     consistency.json   consistency proofs from every earlier checkpoint to this one
     checkpoint.txt     the signed checkpoint (c2sp.org/tlog-checkpoint, Ed25519 signed note)
+    manifest.sig       the manifest, signed with the same key (a signed note of its exact text)
     vkey.txt           the vault's verifier key, for convenience (verify with a key you trust)
 
 :func:`verify_bundle` needs nothing but the bundle and a verifier key obtained out of band. It
@@ -26,7 +27,8 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -181,6 +183,7 @@ def export_bundle(
     origin: str,
     audit_filter: AuditFilter,
     now: datetime,
+    sign: Callable[[str], str],
 ) -> BundleSummary:
     """Write a bundle of the log as signed by ``note`` (which must cover the current log).
 
@@ -254,7 +257,10 @@ def export_bundle(
         "exported_at": format_time(now),
         "files": digests,
     }
-    (out / "manifest.json").write_bytes(_line(manifest))
+    manifest_line = _line(manifest)
+    (out / "manifest.json").write_bytes(manifest_line)
+    # The manifest is signed too, so no byte of the bundle can change unnoticed.
+    (out / "manifest.sig").write_text(sign(manifest_line.decode("utf-8")), encoding="utf-8")
     return BundleSummary(out, size, count, complete, signed.root_hash, note)
 
 
@@ -311,7 +317,7 @@ def verify_bundle(
         raise AuditIntegrityError("checkpoint.txt is not UTF-8") from None
     signed = _checkpoint.parse_checkpoint(_checkpoint.verify_note(note, vkeys))
     size = signed.size
-    integrity = _check_integrity(path, manifest, signed)
+    integrity = _check_integrity(path, manifest, signed, vkeys)
     completeness = _check_completeness(manifest, size)
     consistency = _check_consistency(path, manifest, signed, previous, vkeys)
     return VerificationReport(
@@ -325,9 +331,19 @@ def verify_bundle(
 
 
 def _check_integrity(
-    path: Path, manifest: Mapping[str, Any], signed: _checkpoint.Checkpoint
+    path: Path,
+    manifest: Mapping[str, Any],
+    signed: _checkpoint.Checkpoint,
+    vkeys: Sequence[str],
 ) -> CheckResult:
     try:
+        try:
+            signature = (path / "manifest.sig").read_text(encoding="utf-8")
+            signed_manifest = _checkpoint.verify_note(signature, vkeys)
+        except (OSError, UnicodeDecodeError):
+            raise AuditIntegrityError("manifest.sig is missing or unreadable") from None
+        if signed_manifest.encode("utf-8") != (path / "manifest.json").read_bytes():
+            raise AuditIntegrityError("manifest.json is not the manifest that was signed")
         if manifest.get("origin") != signed.origin or manifest.get("tree_size") != signed.size:
             raise AuditIntegrityError("the manifest does not match the signed checkpoint")
         if _unb64(manifest.get("root"), "manifest root") != signed.root_hash:
@@ -336,22 +352,19 @@ def _check_integrity(
         if not isinstance(files, dict) or set(files) != set(_FILES):
             raise AuditIntegrityError("the manifest does not list the bundle's files")
         for name in _FILES:
-            digest = hashlib.sha256((path / name).read_bytes()).hexdigest()
-            if digest != files[name]:
+            if _file_digest(path / name) != files[name]:
                 raise AuditIntegrityError(f"{name} does not match its digest in the manifest")
         complete = manifest.get("complete")
         count = 0
         if complete is True:
-            frontier = merkle.Frontier()
-            for number, obj in _jsonl(path / "entries.jsonl"):
-                if obj.get("seq") != number - 1:
-                    raise AuditIntegrityError(f"entries.jsonl line {number} is out of sequence")
-                frontier = frontier.append(merkle.leaf_hash(_entry_bytes(obj, number)))
-                count += 1
-            if frontier.size != signed.size or frontier.root() != signed.root_hash:
+            count, root = _stream_root(path / "entries.jsonl")
+            if count != signed.size or root != signed.root_hash:
                 raise AuditIntegrityError("the entries do not hash to the signed root")
         elif complete is False:
-            audit_filter = AuditFilter(**manifest.get("filter") or {})
+            try:
+                audit_filter = AuditFilter(**manifest.get("filter") or {})
+            except TypeError:
+                raise AuditIntegrityError("the manifest's filter is malformed") from None
             proofs = iter(_jsonl(path / "proofs.jsonl"))
             last = -1
             for number, obj in _jsonl(path / "entries.jsonl"):
@@ -386,6 +399,53 @@ def _check_integrity(
     except FileNotFoundError as exc:
         return CheckResult(False, f"the bundle is missing {Path(exc.filename).name}")
     return CheckResult(True, f"{count} entries hash into the signed tree of {signed.size}")
+
+
+_ENTRY_LINE: Final = re.compile(rb'\{"entry":"([A-Za-z0-9+/]*={0,2})","seq":(0|[1-9][0-9]*)\}\n')
+
+
+def _stream_root(path: Path) -> tuple[int, bytes]:
+    """Hash a complete export's entries straight into a Merkle root (the fast path).
+
+    Each line must be exactly ``{"entry":"<canonical base64>","seq":<n>}`` with ``n`` its
+    0-based line number; the entries are hashed as leaves and folded with a compact stack.
+    """
+    sha256 = hashlib.sha256
+    stack: list[bytes] = []
+    count = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            match = _ENTRY_LINE.fullmatch(raw)
+            if match is None or int(match.group(2)) != count:
+                raise AuditIntegrityError(f"entries.jsonl line {count + 1} is malformed")
+            encoded = match.group(1)
+            try:
+                entry = binascii.a2b_base64(encoded, strict_mode=True)
+            except binascii.Error:
+                raise AuditIntegrityError(f"entries.jsonl line {count + 1} is not base64") from None
+            if binascii.b2a_base64(entry, newline=False) != encoded:
+                raise AuditIntegrityError(f"entries.jsonl line {count + 1} is not canonical")
+            node = sha256(b"\x00" + entry).digest()
+            level = count
+            while level & 1:
+                node = sha256(b"\x01" + stack.pop() + node).digest()
+                level >>= 1
+            stack.append(node)
+            count += 1
+    if not stack:
+        return 0, sha256(b"").digest()
+    root = stack[-1]
+    for left in reversed(stack[:-1]):
+        root = sha256(b"\x01" + left + root).digest()
+    return count, root
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _entry_bytes(obj: Mapping[str, Any], number: int) -> bytes:

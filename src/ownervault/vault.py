@@ -608,6 +608,7 @@ class Vault:
             origin=self.log_origin,
             audit_filter=audit_filter,
             now=self._clock.now(),
+            sign=lambda text: _checkpoint.sign_note(text, self.log_origin, self._signing_seed),
         )
 
     def _record_policy_load(self) -> None:

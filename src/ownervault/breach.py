@@ -1,0 +1,2892 @@
+"""Breach detection, incidents, notification payloads, deadlines and the notification outbox.
+
+Detectors run on the audit stream: :func:`install_detectors` registers an observer on the
+vault's audit log, called with every batch of entries inside the transaction that appends them.
+They are cheap counters configured in the policy pack's ``detectors.toml``:
+
+* ``bulk_access`` -- one actor reads sensitive fields of more than N owners within a window;
+* ``after_hours`` -- one actor reads personal fields of more than N owners outside working hours;
+* ``denial_burst`` -- one actor is refused more than N times within a window;
+* ``key_compromised`` -- a key is marked compromised;
+* ``export_outside_role`` -- an audit or subject export by an actor without the allowed role;
+* ``audit_verification`` -- verifying the audit log fails (the vault then fails closed).
+
+Counters live in memory, per process (and per open :class:`~ownervault.Vault`): a restart starts
+them from zero, and two processes count separately. Incidents, their affected owners and the
+outbox are in the vault database, shared by every process.
+
+A detector that fires opens an incident -- or adds its finding to an open incident about the
+same actor or key -- and queues an on-call page, in the transaction of the entries it saw.
+People report incidents with :meth:`IncidentManager.open` (``ownervault incident open``).
+
+Affected owners are computed, never typed in: from the audit trail (whose fields were read, by
+the actors and in the time window of the incident's scope) and from key states (whose records
+are protected by a key in scope). The list is stored encrypted under the vault's keyring key;
+payloads and the incident document only hold counts, field names and categories.
+
+Notifications (regulator reports, owner notices, on-call pages) are written to the ``outbox``
+table in the incident's transaction and delivered by :meth:`IncidentManager.dispatch` with
+retries, exponential backoff, an idempotency key and a dead-letter state; see
+:mod:`ownervault.notifiers` for the hooks.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+import secrets
+import string
+import tempfile
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+import pydantic
+
+from . import crypto
+from .audit import AuditEntry, AuditLog, format_time
+from .exceptions import (
+    AuditIntegrityError,
+    ConfigurationError,
+    DecryptionError,
+    OwnerVaultError,
+    PolicyDeniedError,
+    PolicyError,
+    RecordNotFoundError,
+    SubjectErasedError,
+    ValidationError,
+)
+from .keys import KeyKind, KeyState
+from .notifiers import (
+    Notification,
+    NotificationError,
+    Recipient,
+    UndeliverableError,
+    build_notifier,
+)
+from .policy import Actor, Policy, _PackFile, default_policy_dir
+from .records import RECORD_TYPES, Classification, OwnerProfile
+from .storage.base import Backend, IncidentRow, OutboxRow
+from .typing import NotificationHook
+
+if TYPE_CHECKING:
+    from .vault import Session, Vault
+
+__all__ = [
+    "AffectedOwners",
+    "BreachConfig",
+    "Deadline",
+    "DispatchReport",
+    "DrillResult",
+    "Exposure",
+    "Finding",
+    "Incident",
+    "IncidentKind",
+    "IncidentManager",
+    "IncidentStatus",
+    "NoticeAssessment",
+    "OwnerExposure",
+    "Scope",
+    "install_detectors",
+    "load_breach_config",
+    "parse_duration",
+    "run_drill",
+]
+
+#: Role that investigates, confirms, closes and notifies.
+OFFICER_ROLE: Final = "compliance_officer"
+#: Role that acknowledges an incident (and so lifts a fail-closed lock).
+ADMIN_ROLE: Final = "admin"
+#: Purpose under which owners' contact details are decrypted for their notices.
+NOTIFICATION_PURPOSE: Final = "breach_notification"
+#: Purpose recorded in the audit entries of incident handling.
+INCIDENT_PURPOSE: Final = "incident_response"
+AUDIENCES: Final = ("regulator", "owners", "oncall")
+_SYSTEM: Final = ("ownervault", ("system",))
+_AFFECTED_CONTEXT: Final = "ownervault incident affected owners v1"
+_VIEW_RANK: Final = {"ciphertext": 0, "masked": 1, "full": 2}
+_DISCLOSING: Final = frozenset({"read", "find"})
+_WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class IncidentKind(StrEnum):
+    """What happened: personal information left (leak), records or logs were altered (tamper),
+    or a device, file or backup holding them went missing (loss)."""
+
+    LEAK = "leak"
+    TAMPER = "tamper"
+    LOSS = "loss"
+
+
+class IncidentStatus(StrEnum):
+    """Where an incident stands."""
+
+    SUSPECTED = "suspected"
+    CONFIRMED = "confirmed"
+    CLOSED = "closed"
+
+
+class Exposure(StrEnum):
+    """What form the exposed data was in.
+
+    ``plaintext``: readable values (read through the vault, a spreadsheet, a screenshot);
+    ``ciphertext``: only encrypted vault files or backups; ``metadata``: only pseudonymous
+    audit metadata; ``none``: no personal data is known to have left.
+    """
+
+    PLAINTEXT = "plaintext"
+    CIPHERTEXT = "ciphertext"
+    METADATA = "metadata"
+    NONE = "none"
+
+
+# --------------------------------------------------------------------------- time
+
+
+_DURATION_RE: Final = re.compile(
+    r"^P(?!$)(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?\Z"
+)
+
+
+def parse_duration(text: str) -> _dt.timedelta:
+    """Parse an ISO 8601 duration of weeks, days, hours, minutes and seconds (``PT4H``).
+
+    Raises:
+        ValueError: the text is not such a duration or is zero.
+    """
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT4H, P3D or PT0.5S")
+    weeks, days, hours, minutes, seconds = match.groups()
+    value = _dt.timedelta(
+        weeks=int(weeks or 0),
+        days=int(days or 0),
+        hours=int(hours or 0),
+        minutes=int(minutes or 0),
+        seconds=float(seconds or 0),
+    )
+    if value <= _dt.timedelta(0):
+        raise ValueError(f"{text!r} is zero")
+    return value
+
+
+def _parse_time(text: str) -> _dt.datetime:
+    moment = _dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=_dt.UTC)
+
+
+def _time_arg(value: _dt.datetime | str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = _parse_time(value)
+        except ValueError:
+            raise ValidationError("times must be ISO 8601 dates or date-times") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.UTC)
+    return format_time(value)
+
+
+def _minutes(text: str) -> int:
+    hours, _, minutes = text.partition(":")
+    return int(hours) * 60 + int(minutes)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+DurationText = Annotated[str, pydantic.AfterValidator(_check_duration)]
+Sensitivity = Literal["personal", "sensitive"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_HOURS_RE: Final = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
+
+
+class BulkAccessModel(_Strict):
+    """``[bulk_access]``: one actor reads sensitive fields of more than ``owners`` owners."""
+
+    enabled: bool = True
+    owners: int = pydantic.Field(default=50, ge=1)
+    window: DurationText = "PT1H"
+    classifications: list[Sensitivity] = pydantic.Field(default_factory=lambda: ["sensitive"])
+    count_masked: bool = True
+    exempt_purposes: list[str] = pydantic.Field(default_factory=list)
+    exempt_roles: list[str] = pydantic.Field(default_factory=list)
+
+
+class AfterHoursModel(_Strict):
+    """``[after_hours]``: reads of more than ``owners`` owners outside working hours."""
+
+    enabled: bool = True
+    working_hours: str = "08:00-20:00"
+    weekdays: list[Weekday] = pydantic.Field(default_factory=lambda: list(_WEEKDAYS))
+    owners: int = pydantic.Field(default=5, ge=1)
+    window: DurationText = "PT1H"
+    classifications: list[Sensitivity] = pydantic.Field(
+        default_factory=lambda: ["personal", "sensitive"]
+    )
+    count_masked: bool = True
+    exempt_purposes: list[str] = pydantic.Field(default_factory=list)
+    exempt_roles: list[str] = pydantic.Field(default_factory=list)
+
+    @pydantic.field_validator("working_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        if not _HOURS_RE.match(value) or value[:5] == value[6:]:
+            raise ValueError("working hours are 'HH:MM-HH:MM' with different start and end")
+        return value
+
+
+class DenialBurstModel(_Strict):
+    """``[denial_burst]``: one actor refused more than ``denials`` times within a window."""
+
+    enabled: bool = True
+    denials: int = pydantic.Field(default=20, ge=1)
+    window: DurationText = "PT10M"
+    exempt_roles: list[str] = pydantic.Field(default_factory=list)
+
+
+class KeyCompromisedModel(_Strict):
+    """``[key_compromised]``: a key was marked compromised."""
+
+    enabled: bool = True
+
+
+class AuditVerificationModel(_Strict):
+    """``[audit_verification]``: verifying the audit log failed; ``lock`` fails closed."""
+
+    enabled: bool = True
+    lock: bool = True
+
+
+class ExportModel(_Strict):
+    """``[export_outside_role]``: an export by an actor holding none of ``allowed_roles``."""
+
+    enabled: bool = True
+    actions: list[str] = pydantic.Field(
+        default_factory=lambda: ["audit.export", "subject.export"]
+    )
+    metadata_actions: list[str] = pydantic.Field(default_factory=lambda: ["audit.export"])
+    allowed_roles: list[str] = pydantic.Field(default_factory=lambda: [OFFICER_ROLE])
+
+
+class DetectorsFile(_Strict):
+    """``detectors.toml``."""
+
+    timezone: str = "Asia/Shanghai"
+    bulk_access: BulkAccessModel = BulkAccessModel()
+    after_hours: AfterHoursModel = AfterHoursModel()
+    denial_burst: DenialBurstModel = DenialBurstModel()
+    key_compromised: KeyCompromisedModel = KeyCompromisedModel()
+    audit_verification: AuditVerificationModel = AuditVerificationModel()
+    export_outside_role: ExportModel = ExportModel()
+
+    @pydantic.field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class ControllerModel(_Strict):
+    """``[controller]``: the organisation responsible (the personal information handler)."""
+
+    name_zh: str = ""
+    name_en: str = ""
+
+
+class DpoModel(_Strict):
+    """``[dpo]``: contact of the personal-information protection officer (PIPL Art 52)."""
+
+    name: str = ""
+    title_zh: str = "个人信息保护负责人"
+    title_en: str = "Personal information protection officer"
+    phone: str = ""
+    email: str = ""
+    address: str = ""
+
+
+class DeadlineModel(_Strict):
+    """``[deadlines.NAME]``: a clock that starts when the handler becomes aware."""
+
+    after: DurationText
+    audience: Literal["regulator", "owners"]
+    basis: str = pydantic.Field(min_length=1)
+
+
+class NotifierModel(pydantic.BaseModel):
+    """``[notifiers.NAME]``: a hook of a ``type`` with its options."""
+
+    model_config = pydantic.ConfigDict(extra="allow", frozen=True, hide_input_in_errors=True)
+
+    type: str = pydantic.Field(min_length=1)
+
+    @property
+    def options(self) -> dict[str, object]:
+        """Every key except ``type``."""
+        return dict(self.model_extra or {})
+
+
+class DispatchModel(_Strict):
+    """``[dispatch]``: retries, backoff and leases of the outbox dispatcher."""
+
+    max_attempts: int = pydantic.Field(default=8, ge=1, le=100)
+    backoff: DurationText = "PT30S"
+    max_backoff: DurationText = "PT1H"
+    lease: DurationText = "PT5M"
+    batch: int = pydantic.Field(default=50, ge=1, le=10_000)
+
+
+class CategoryModel(_Strict):
+    """``[categories.NAME]``: a category of personal information, its harm and advice."""
+
+    label_zh: str = pydantic.Field(min_length=1)
+    label_en: str = pydantic.Field(min_length=1)
+    risk: Literal["high", "medium", "low"]
+    fields: list[str] = pydantic.Field(min_length=1)
+    harm_zh: str = pydantic.Field(min_length=1)
+    harm_en: str = pydantic.Field(min_length=1)
+    advice_zh: str = pydantic.Field(min_length=1)
+    advice_en: str = pydantic.Field(min_length=1)
+
+
+class NoticeTemplateModel(_Strict):
+    """``[templates.owner_notice]``: the owner notice in Chinese and English."""
+
+    subject_zh: str = pydantic.Field(min_length=1)
+    subject_en: str = pydantic.Field(min_length=1)
+    body_zh: str = pydantic.Field(min_length=1)
+    body_en: str = pydantic.Field(min_length=1)
+    general_advice_zh: str = ""
+    general_advice_en: str = ""
+
+
+class TemplatesModel(_Strict):
+    """``[templates]``."""
+
+    owner_notice: NoticeTemplateModel
+
+
+class IncidentFile(_Strict):
+    """``incident.toml``."""
+
+    controller: ControllerModel = ControllerModel()
+    dpo: DpoModel = DpoModel()
+    deadlines: dict[str, DeadlineModel] = pydantic.Field(default_factory=dict)
+    routing: dict[Literal["regulator", "owners", "oncall"], list[str]] = pydantic.Field(
+        default_factory=dict
+    )
+    notifiers: dict[str, NotifierModel] = pydantic.Field(default_factory=dict)
+    dispatch: DispatchModel = DispatchModel()
+    categories: dict[str, CategoryModel]
+    templates: TemplatesModel
+
+
+#: Placeholders an owner-notice template may use (``$name``).
+TEMPLATE_FIELDS: Final = frozenset(
+    {
+        "organisation",
+        "incident_id",
+        "detected_on",
+        "categories",
+        "cause",
+        "harm",
+        "measures_taken",
+        "measures_planned",
+        "advice",
+        "dpo_title",
+        "dpo_name",
+        "dpo_phone",
+        "dpo_email",
+    }
+)
+
+
+@attrs.frozen
+class BreachConfig:
+    """Detector thresholds and incident settings loaded from a policy pack."""
+
+    detectors: DetectorsFile
+    incident: IncidentFile
+    source: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone of working hours and of dates in notices."""
+        return ZoneInfo(self.detectors.timezone)
+
+    def category_of(self, field: str) -> str:
+        """The category name of a ``record_type.field`` (``other`` if none names it)."""
+        for name, category in self.incident.categories.items():
+            if field in category.fields:
+                return name
+        return "other"
+
+    def with_contacts(self, *, dpo: DpoModel, controller: ControllerModel) -> BreachConfig:
+        """A copy with another DPO and controller (used by drills)."""
+        incident = self.incident.model_copy(update={"dpo": dpo, "controller": controller})
+        return attrs.evolve(self, incident=incident)
+
+    def missing_contacts(self) -> list[str]:
+        """Settings PIPL Art 57 needs in every notification that are still empty."""
+        missing = []
+        if not (self.incident.controller.name_zh or self.incident.controller.name_en):
+            missing.append("controller.name_zh / name_en")
+        if not self.incident.dpo.name:
+            missing.append("dpo.name")
+        if not (self.incident.dpo.phone or self.incident.dpo.email):
+            missing.append("dpo.phone / dpo.email")
+        return missing
+
+
+_CONFIG_CACHE: dict[tuple[str, ...], BreachConfig] = {}
+_CONFIG_LOCK = threading.Lock()
+
+
+def _pack_file(folder: Path, name: str) -> _PackFile:
+    source = folder if (folder / name).is_file() else default_policy_dir()
+    return _PackFile(source, name)
+
+
+def load_breach_config(
+    folder: str | Path | None = None, *, policy: Policy | None = None
+) -> BreachConfig:
+    """Load ``detectors.toml`` and ``incident.toml`` from a policy pack folder.
+
+    A pack without one of the files uses the shipped pack's. With ``policy``, the roles and
+    purposes the files name are checked against it.
+
+    Raises:
+        PolicyError: with file and line, for a syntax error, an unknown key, a bad duration,
+            time zone, role, purpose or field, or a template placeholder that does not exist.
+    """
+    base = Path(folder) if folder is not None else default_policy_dir()
+    dfile = _pack_file(base, "detectors.toml")
+    ifile = _pack_file(base, "incident.toml")
+    cache_key = (str(dfile.path), dfile.text, str(ifile.path), ifile.text, _policy_key(policy))
+    with _CONFIG_LOCK:
+        cached = _CONFIG_CACHE.get(cache_key)
+    if cached is not None:
+        return cached
+    detectors = dfile.validate(DetectorsFile)
+    incident = ifile.validate(IncidentFile)
+    _check_incident(ifile, incident)
+    if policy is not None:
+        _check_detectors(dfile, detectors, policy)
+    config = BreachConfig(detectors=detectors, incident=incident, source=str(base))
+    with _CONFIG_LOCK:
+        if len(_CONFIG_CACHE) > 32:
+            _CONFIG_CACHE.clear()
+        _CONFIG_CACHE[cache_key] = config
+    return config
+
+
+def _policy_key(policy: Policy | None) -> str:
+    return "" if policy is None else policy.digest
+
+
+def _check_detectors(pack: _PackFile, doc: DetectorsFile, policy: Policy) -> None:
+    roles = set(policy.roles) | {"system"}
+    purposes = set(policy.purposes)
+    checks: list[tuple[str, str, list[str], set[str], str]] = [
+        ("bulk_access", "exempt_purposes", doc.bulk_access.exempt_purposes, purposes, "purpose"),
+        ("bulk_access", "exempt_roles", doc.bulk_access.exempt_roles, roles, "role"),
+        ("after_hours", "exempt_purposes", doc.after_hours.exempt_purposes, purposes, "purpose"),
+        ("after_hours", "exempt_roles", doc.after_hours.exempt_roles, roles, "role"),
+        ("denial_burst", "exempt_roles", doc.denial_burst.exempt_roles, roles, "role"),
+        (
+            "export_outside_role",
+            "allowed_roles",
+            doc.export_outside_role.allowed_roles,
+            roles,
+            "role",
+        ),
+    ]
+    for table, key, names, known, what in checks:
+        for i, name in enumerate(names):
+            if name not in known:
+                raise pack.error([table, key, i], f"{table}.{key}: unknown {what} {name!r}")
+
+
+def _check_incident(pack: _PackFile, doc: IncidentFile) -> None:
+    seen: dict[str, str] = {}
+    for cname, category in doc.categories.items():
+        for i, field in enumerate(category.fields):
+            record_type, _, name = field.partition(".")
+            cls = RECORD_TYPES.get(record_type)
+            if cls is None or name not in cls.field_specs():
+                raise pack.error(
+                    ["categories", cname, "fields", i],
+                    f"categories.{cname}: unknown field {field!r} (use record_type.field)",
+                )
+            if not cls.field_specs()[name].classification.encrypted:
+                raise pack.error(
+                    ["categories", cname, "fields", i],
+                    f"categories.{cname}: {field!r} is not personal information",
+                )
+            if field in seen:
+                raise pack.error(
+                    ["categories", cname, "fields", i],
+                    f"field {field!r} is in both categories {seen[field]!r} and {cname!r}",
+                )
+            seen[field] = cname
+    template = doc.templates.owner_notice
+    for key in ("subject_zh", "subject_en", "body_zh", "body_en"):
+        text = getattr(template, key)
+        tpl = string.Template(text)
+        if not tpl.is_valid():
+            raise pack.error(
+                ["templates", "owner_notice", key], f"templates.owner_notice.{key}: a stray '$'"
+            )
+        unknown = sorted(set(tpl.get_identifiers()) - TEMPLATE_FIELDS)
+        if unknown:
+            raise pack.error(
+                ["templates", "owner_notice", key],
+                f"templates.owner_notice.{key}: unknown placeholder ${unknown[0]} "
+                f"(known: {', '.join(sorted(TEMPLATE_FIELDS))})",
+            )
+    for audience, names in doc.routing.items():
+        for i, name in enumerate(names):
+            if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+                raise pack.error(["routing", audience, i], f"routing.{audience}: bad name {name!r}")
+    for name in doc.notifiers:
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+            raise pack.error(["notifiers", name], f"notifiers: bad notifier name {name!r}")
+
+
+# --------------------------------------------------------------------------- values
+
+
+@attrs.frozen
+class Scope:
+    """What an incident covers: actors, keys, a time window and record types.
+
+    Empty ``actors`` means any actor (only used for readable exposures with a window); empty
+    ``record_types`` means every record type. ``until`` None means the incident is ongoing.
+    """
+
+    actors: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    record_types: tuple[str, ...] = ()
+    since_seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The scope as stored in the incident document."""
+        return {
+            "actors": list(self.actors),
+            "keys": list(self.keys),
+            "since": self.since,
+            "until": self.until,
+            "record_types": list(self.record_types),
+            "since_seq": self.since_seq,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Scope:
+        """Read a stored scope."""
+        return cls(
+            actors=tuple(data.get("actors", ())),
+            keys=tuple(data.get("keys", ())),
+            since=data.get("since"),
+            until=data.get("until"),
+            record_types=tuple(data.get("record_types", ())),
+            since_seq=data.get("since_seq"),
+        )
+
+
+@attrs.frozen
+class Finding:
+    """What a detector saw: no personal value, only the actor, counts and a time window."""
+
+    detector: str
+    at: str
+    kind: IncidentKind
+    exposure: Exposure
+    title: str
+    actor: str | None = None
+    roles: tuple[str, ...] = ()
+    key_id: str | None = None
+    since: str | None = None
+    since_seq: int | None = None
+    count: int = 0
+    detail: Mapping[str, str | int | bool | None] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding as stored in the incident document."""
+        return {
+            "detector": self.detector,
+            "at": self.at,
+            "actor": self.actor,
+            "roles": list(self.roles),
+            "key_id": self.key_id,
+            "since": self.since,
+            "count": self.count,
+            "detail": dict(self.detail),
+        }
+
+
+@attrs.frozen(repr=False)
+class OwnerExposure:
+    """What of one owner was exposed: ``record_type.field`` -> full / masked / ciphertext."""
+
+    fields: Mapping[str, str]
+    records: frozenset[str]
+    via: frozenset[str]
+
+    def __repr__(self) -> str:
+        return f"OwnerExposure(fields={sorted(self.fields)}, records={len(self.records)})"
+
+
+class AffectedOwners(Mapping[str, OwnerExposure]):
+    """Affected owners by pseudonym. Held in memory only while needed; stored encrypted.
+
+    ``repr`` shows counts only.
+    """
+
+    def __init__(self, owners: Mapping[str, OwnerExposure] | None = None) -> None:
+        self._owners: dict[str, OwnerExposure] = dict(owners or {})
+
+    def __getitem__(self, pseudonym: str) -> OwnerExposure:
+        return self._owners[pseudonym]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._owners)
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    def __repr__(self) -> str:
+        return f"<AffectedOwners owners={len(self)} records={self.record_count}>"
+
+    @property
+    def record_count(self) -> int:
+        """How many distinct records were exposed."""
+        return len({r for owner in self._owners.values() for r in owner.records})
+
+    def add(
+        self, pseudonym: str, fields: Mapping[str, str], records: Iterable[str], via: str
+    ) -> None:
+        """Merge an exposure into the owner's (the most revealing view of a field wins)."""
+        current = self._owners.get(pseudonym)
+        merged = dict(current.fields) if current else {}
+        for field, view in fields.items():
+            if _VIEW_RANK[view] > _VIEW_RANK.get(merged.get(field, ""), -1):
+                merged[field] = view
+        self._owners[pseudonym] = OwnerExposure(
+            fields=merged,
+            records=(current.records if current else frozenset()) | frozenset(records),
+            via=(current.via if current else frozenset()) | {via},
+        )
+
+    def merge(self, other: AffectedOwners) -> None:
+        """Add every owner of ``other``."""
+        for pseudonym, owner in other.items():
+            for via in owner.via:
+                self.add(pseudonym, owner.fields, owner.records, via)
+
+    def field_counts(self) -> dict[str, dict[str, int]]:
+        """``record_type.field`` -> {view: owners}."""
+        out: dict[str, dict[str, int]] = {}
+        for owner in self._owners.values():
+            for field, view in owner.fields.items():
+                counts = out.setdefault(field, {})
+                counts[view] = counts.get(view, 0) + 1
+        return {k: out[k] for k in sorted(out)}
+
+    def views(self) -> set[str]:
+        """Every view under which something was exposed."""
+        return {view for owner in self._owners.values() for view in owner.fields.values()}
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON of the whole list (encrypted before it is stored)."""
+        data = {
+            p: {"fields": dict(sorted(o.fields.items())), "records": sorted(o.records)}
+            | {"via": sorted(o.via)}
+            for p, o in sorted(self._owners.items())
+        }
+        return json.dumps({"v": 1, "owners": data}, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> AffectedOwners:
+        """Read a decrypted list."""
+        data = json.loads(raw)
+        out = cls()
+        for pseudonym, item in data["owners"].items():
+            out._owners[pseudonym] = OwnerExposure(
+                fields=dict(item["fields"]),
+                records=frozenset(item["records"]),
+                via=frozenset(item["via"]),
+            )
+        return out
+
+
+@attrs.frozen
+class NoticeAssessment:
+    """Whether owners must be told (PIPL Art 57; GDPR Art 34), computed from the exposure
+    and the states of the keys protecting the exposed data -- never typed in.
+
+    ``decision``: ``required``; ``exempt`` (only ciphertexts were exposed and no key that
+    protects them is compromised: GDPR Art 34(3)(a)); or ``not_required`` (no owner data left).
+    """
+
+    decision: Literal["required", "exempt", "not_required"]
+    code: str
+    reason: str
+    basis: str
+    keys_checked: int = 0
+    compromised_keys: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> bool:
+        """Whether owner notices must be sent."""
+        return self.decision == "required"
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in the incident document and put in reports."""
+        return {
+            "decision": self.decision,
+            "code": self.code,
+            "reason": self.reason,
+            "basis": self.basis,
+            "keys_checked": self.keys_checked,
+            "compromised_keys": list(self.compromised_keys),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NoticeAssessment:
+        """Read a stored assessment."""
+        return cls(
+            decision=data["decision"],
+            code=data["code"],
+            reason=data["reason"],
+            basis=data["basis"],
+            keys_checked=int(data.get("keys_checked", 0)),
+            compromised_keys=tuple(data.get("compromised_keys", ())),
+        )
+
+
+@attrs.frozen
+class Deadline:
+    """A notification clock running from the moment the handler became aware."""
+
+    name: str
+    audience: str
+    basis: str
+    due_at: str
+    status: Literal["open", "overdue", "met", "late", "not_applicable"]
+    done_at: str | None
+    remaining_seconds: int
+
+    def to_json(self) -> dict[str, Any]:
+        """As put in reports and pages."""
+        return {
+            "name": self.name,
+            "audience": self.audience,
+            "basis": self.basis,
+            "due_at": self.due_at,
+            "status": self.status,
+            "done_at": self.done_at,
+        }
+
+
+@attrs.frozen
+class Incident:
+    """An incident as stored: no personal value, only ids, counts, categories and text."""
+
+    incident_id: str
+    kind: IncidentKind
+    status: IncidentStatus
+    title: str
+    source: str
+    detectors: tuple[str, ...]
+    exposure: Exposure
+    scope: Scope
+    detected_at: str
+    aware_at: str
+    updated_at: str
+    opened_by: str
+    owners: int
+    records: int
+    fields: Mapping[str, Mapping[str, int]]
+    assessment: NoticeAssessment | None
+    cause: str
+    harm: str
+    measures_taken: tuple[str, ...]
+    measures_planned: tuple[str, ...]
+    delay_reason: str
+    locks_vault: bool
+    integrity_failure: str | None
+    reports: int
+    owner_rounds: int
+    findings: tuple[Mapping[str, Any], ...]
+    history: tuple[Mapping[str, Any], ...]
+
+    @property
+    def open(self) -> bool:
+        """Not closed yet."""
+        return self.status is not IncidentStatus.CLOSED
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether an admin acknowledged it."""
+        return any(h.get("event") == "acknowledge" for h in self.history)
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON document stored in the ``incidents`` table."""
+        return {
+            "v": 1,
+            "title": self.title,
+            "source": self.source,
+            "detectors": list(self.detectors),
+            "exposure": self.exposure.value,
+            "scope": self.scope.to_json(),
+            "opened_by": self.opened_by,
+            "owners": self.owners,
+            "records": self.records,
+            "fields": {k: dict(v) for k, v in self.fields.items()},
+            "assessment": self.assessment.to_json() if self.assessment else None,
+            "cause": self.cause,
+            "harm": self.harm,
+            "measures_taken": list(self.measures_taken),
+            "measures_planned": list(self.measures_planned),
+            "delay_reason": self.delay_reason,
+            "locks_vault": self.locks_vault,
+            "integrity_failure": self.integrity_failure,
+            "reports": self.reports,
+            "owner_rounds": self.owner_rounds,
+            "findings": [dict(f) for f in self.findings],
+            "history": [dict(h) for h in self.history],
+        }
+
+    @classmethod
+    def from_row(cls, row: IncidentRow) -> Incident:
+        """Build from a stored row."""
+        doc = json.loads(row.document)
+        assessment = doc.get("assessment")
+        return cls(
+            incident_id=row.incident_id,
+            kind=IncidentKind(row.kind),
+            status=IncidentStatus(row.status),
+            title=doc["title"],
+            source=doc["source"],
+            detectors=tuple(doc.get("detectors", ())),
+            exposure=Exposure(doc["exposure"]),
+            scope=Scope.from_json(doc["scope"]),
+            detected_at=row.detected_at,
+            aware_at=row.aware_at,
+            updated_at=row.updated_at,
+            opened_by=doc["opened_by"],
+            owners=int(doc.get("owners", 0)),
+            records=int(doc.get("records", 0)),
+            fields=doc.get("fields", {}),
+            assessment=NoticeAssessment.from_json(assessment) if assessment else None,
+            cause=doc.get("cause", ""),
+            harm=doc.get("harm", ""),
+            measures_taken=tuple(doc.get("measures_taken", ())),
+            measures_planned=tuple(doc.get("measures_planned", ())),
+            delay_reason=doc.get("delay_reason", ""),
+            locks_vault=bool(doc.get("locks_vault", False)),
+            integrity_failure=doc.get("integrity_failure"),
+            reports=int(doc.get("reports", 0)),
+            owner_rounds=int(doc.get("owner_rounds", 0)),
+            findings=tuple(doc.get("findings", ())),
+            history=tuple(doc.get("history", ())),
+        )
+
+
+@attrs.frozen
+class DispatchReport:
+    """What one dispatcher run did."""
+
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost_lease: int = 0
+    pending: int = 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+_PERSONAL_LOOKING: Final = re.compile(
+    r"\d{7,}|\d{3}[ -]\d{4}[ -]\d{4}|[\w.+-]+@[\w-]+\.[\w.-]+|\d{6}(?:19|20)\d{2}[01]\d[0-3]\d"
+)
+
+
+def _free_text(value: str, what: str, *, limit: int = 2000) -> str:
+    """Check text typed by people: bounded, and nothing that looks like a phone, ID or e-mail."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be text")
+    value = value.strip()
+    if len(value) > limit:
+        raise ValidationError(f"{what} is longer than {limit} characters")
+    if _PERSONAL_LOOKING.search(value):
+        raise ValidationError(
+            f"{what} looks like it holds personal data (a phone, ID number or e-mail address); "
+            "describe the incident without owners' details"
+        )
+    return value
+
+
+def _require_role(actor: Actor, role: str, what: str) -> None:
+    if not isinstance(actor, Actor):
+        raise ValidationError("actor must be an ownervault Actor")
+    if role not in actor.roles:
+        raise PolicyDeniedError(
+            f"{what} needs the {role!r} role; actor {actor.actor_id!r} does not have it",
+            reason="role_not_permitted",
+        )
+
+
+def _notification_id(incident_id: str, audience: str, sequence: int, hook: str, subject: str) -> str:
+    digest = hashlib.sha256(
+        crypto.encode_context("ownervault notification v1", incident_id, audience, str(sequence))
+        + crypto.encode_context(hook, subject)
+    ).hexdigest()
+    return "ntf_" + digest[:32]
+
+
+def _encrypted_fields(record_type: str) -> list[str]:
+    cls = RECORD_TYPES.get(record_type)
+    if cls is None:
+        return []
+    return [n for n, s in cls.field_specs().items() if s.classification.encrypted]
+
+
+def _indexed_fields(record_type: str) -> list[str]:
+    cls = RECORD_TYPES.get(record_type)
+    if cls is None:
+        return []
+    return [n for n, s in cls.field_specs().items() if s.index is not None]
+
+
+def _disclosed(entry: Mapping[str, Any]) -> dict[str, str]:
+    """``record_type.field`` -> full / masked for the personal fields an entry disclosed."""
+    record_type = entry.get("record_type")
+    cls = RECORD_TYPES.get(record_type or "")
+    if cls is None:
+        return {}
+    specs = cls.field_specs()
+    masked_text = entry.get("detail", {}).get("masked") or ""
+    masked = set(masked_text.split(",")) if masked_text else set()
+    out: dict[str, str] = {}
+    for name in entry.get("fields", ()):
+        spec = specs.get(name)
+        if spec is not None and spec.classification.encrypted:
+            out[f"{record_type}.{name}"] = "masked" if name in masked else "full"
+    return out
+
+
+def _in_scope(entry: Mapping[str, Any], scope: Scope) -> bool:
+    if entry.get("action") not in _DISCLOSING or entry.get("decision") != "allow":
+        return False
+    if not entry.get("subject") or not entry.get("fields"):
+        return False
+    if scope.actors and entry.get("actor") not in scope.actors:
+        return False
+    if scope.record_types and entry.get("record_type") not in scope.record_types:
+        return False
+    stamp = str(entry.get("time", ""))
+    if scope.since is not None and stamp < scope.since:
+        return False
+    return not (scope.until is not None and stamp > scope.until)
+
+
+def _first_seq_at(backend: Backend, since: str) -> int:
+    """The first sequence number whose entry time is at or after ``since`` (binary search).
+
+    Assumes entry times do not go backwards by more than the clock skew between processes.
+    """
+    low, high = 0, backend.audit_state()[0]
+    while low < high:
+        mid = (low + high) // 2
+        row = next(backend.audit_rows(mid, mid + 1), None)
+        if row is None:
+            break
+        if str(json.loads(row.entry).get("time", "")) < since:
+            low = mid + 1
+        else:
+            high = mid
+    return max(low - 1, 0)
+
+
+def _join(items: Iterable[str], sep: str) -> str:
+    return sep.join(item for item in items if item)
+
+
+# --------------------------------------------------------------------------- detectors
+
+
+class _Distinct:
+    """Per actor: distinct owners seen within a sliding window (a few entries per owner)."""
+
+    def __init__(self, span: _dt.timedelta) -> None:
+        self.span = span
+        self.by_actor: dict[str, OrderedDict[str, tuple[_dt.datetime, int, _dt.datetime]]] = {}
+        self.cooldown: dict[str, _dt.datetime] = {}
+
+    def add(
+        self, actor: str, owner: str, at: _dt.datetime, seq: int, threshold: int
+    ) -> tuple[int, _dt.datetime, int] | None:
+        """Count ``owner``; return (owners, since, since_seq) when more than ``threshold``."""
+        seen = self.by_actor.setdefault(actor, OrderedDict())
+        cutoff = at - self.span
+        while seen:
+            oldest = next(iter(seen.values()))
+            if oldest[2] >= cutoff:
+                break
+            seen.popitem(last=False)
+        first = seen.pop(owner, None)
+        seen[owner] = (first[0], first[1], at) if first else (at, seq, at)
+        if len(seen) <= threshold:
+            return None
+        until = self.cooldown.get(actor)
+        if until is not None and at < until:
+            return None
+        since, since_seq = min((v[0], v[1]) for v in seen.values())
+        count = len(seen)
+        self.cooldown[actor] = at + self.span
+        seen.clear()
+        return count, since, since_seq
+
+
+class _Detectors:
+    """The audit observer: cheap in-memory counters, one incident per actor or key at a time."""
+
+    def __init__(self, manager: IncidentManager) -> None:
+        self.manager = manager
+        config = manager.config.detectors
+        self.config = config
+        self.zone = ZoneInfo(config.timezone)
+        self.bulk = _Distinct(parse_duration(config.bulk_access.window))
+        self.night = _Distinct(parse_duration(config.after_hours.window))
+        self.denial_span = parse_duration(config.denial_burst.window)
+        self.denials: dict[str, deque[tuple[_dt.datetime, int]]] = {}
+        self.denial_cooldown: dict[str, _dt.datetime] = {}
+        start, _, end = config.after_hours.working_hours.partition("-")
+        self.hours = (_minutes(start), _minutes(end))
+        self.weekdays = {_WEEKDAYS.index(d) for d in config.after_hours.weekdays}
+        self.bulk_fields = self._fields(config.bulk_access.classifications)
+        self.night_fields = self._fields(config.after_hours.classifications)
+        self.exports = set(config.export_outside_role.actions)
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _fields(classes: Sequence[str]) -> dict[str, frozenset[str]]:
+        wanted = {Classification(c) for c in classes}
+        return {
+            name: frozenset(f for f, s in cls.field_specs().items() if s.classification in wanted)
+            for name, cls in RECORD_TYPES.items()
+        }
+
+    def _working(self, at: _dt.datetime) -> bool:
+        local = at.astimezone(self.zone)
+        if local.weekday() not in self.weekdays:
+            return False
+        minute = local.hour * 60 + local.minute
+        start, end = self.hours
+        if start < end:
+            return start <= minute < end
+        return minute >= start or minute < end
+
+    @staticmethod
+    def _counted(
+        entry: Mapping[str, Any], fields: Mapping[str, frozenset[str]], count_masked: bool
+    ) -> bool:
+        wanted = fields.get(entry.get("record_type") or "", frozenset())
+        shown = set(entry.get("fields", ())) & wanted
+        if not count_masked and shown:
+            masked_text = entry.get("detail", {}).get("masked") or ""
+            shown -= set(masked_text.split(","))
+        return bool(shown)
+
+    def __call__(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        findings: list[Finding] = []
+        disclosing: list[Mapping[str, Any]] = []
+        config = self.config
+        with self.lock:
+            for entry in entries:
+                action = str(entry.get("action", ""))
+                if action.startswith("incident."):
+                    continue
+                decision = entry.get("decision")
+                if decision == "deny":
+                    if config.denial_burst.enabled:
+                        self._denial(entry, findings)
+                    continue
+                if action in _DISCLOSING:
+                    if entry.get("subject") and entry.get("fields"):
+                        disclosing.append(entry)
+                        self._read(entry, findings)
+                elif action == "key.compromised" and config.key_compromised.enabled:
+                    findings.append(self._key(entry))
+                if action in self.exports and config.export_outside_role.enabled:
+                    roles = set(entry.get("roles", ()))
+                    if not roles & set(config.export_outside_role.allowed_roles):
+                        findings.append(self._export(entry))
+        if disclosing:
+            self.manager._merge_ongoing(disclosing)
+        for finding in findings:
+            self.manager._on_finding(finding)
+
+    def _read(self, entry: Mapping[str, Any], findings: list[Finding]) -> None:
+        actor = str(entry["actor"])
+        roles = set(entry.get("roles", ()))
+        purpose = entry.get("purpose")
+        at: _dt.datetime | None = None
+        bulk = self.config.bulk_access
+        if (
+            bulk.enabled
+            and purpose not in bulk.exempt_purposes
+            and not roles & set(bulk.exempt_roles)
+            and self._counted(entry, self.bulk_fields, bulk.count_masked)
+        ):
+            at = _parse_time(str(entry["time"]))
+            hit = self.bulk.add(actor, str(entry["subject"]), at, int(entry["seq"]), bulk.owners)
+            if hit is not None:
+                findings.append(
+                    self._actor_finding(
+                        "bulk_access",
+                        entry,
+                        hit,
+                        f"Bulk access: one account read sensitive fields of {hit[0]} owners "
+                        f"within {bulk.window}",
+                        {"threshold": bulk.owners, "window": bulk.window},
+                    )
+                )
+        night = self.config.after_hours
+        if (
+            night.enabled
+            and purpose not in night.exempt_purposes
+            and not roles & set(night.exempt_roles)
+            and self._counted(entry, self.night_fields, night.count_masked)
+        ):
+            at = at or _parse_time(str(entry["time"]))
+            if not self._working(at):
+                hit = self.night.add(
+                    actor, str(entry["subject"]), at, int(entry["seq"]), night.owners
+                )
+                if hit is not None:
+                    findings.append(
+                        self._actor_finding(
+                            "after_hours",
+                            entry,
+                            hit,
+                            f"Access outside working hours: one account read personal fields "
+                            f"of {hit[0]} owners outside {night.working_hours}",
+                            {"threshold": night.owners, "working_hours": night.working_hours},
+                        )
+                    )
+
+    @staticmethod
+    def _actor_finding(
+        detector: str,
+        entry: Mapping[str, Any],
+        hit: tuple[int, _dt.datetime, int],
+        title: str,
+        detail: Mapping[str, str | int | bool | None],
+    ) -> Finding:
+        count, since, since_seq = hit
+        return Finding(
+            detector=detector,
+            at=str(entry["time"]),
+            kind=IncidentKind.LEAK,
+            exposure=Exposure.PLAINTEXT,
+            title=title,
+            actor=str(entry["actor"]),
+            roles=tuple(entry.get("roles", ())),
+            since=format_time(since),
+            since_seq=since_seq,
+            count=count,
+            detail=dict(detail),
+        )
+
+    def _denial(self, entry: Mapping[str, Any], findings: list[Finding]) -> None:
+        burst = self.config.denial_burst
+        actor = str(entry.get("actor", ""))
+        if set(entry.get("roles", ())) & set(burst.exempt_roles):
+            return
+        at = _parse_time(str(entry["time"]))
+        seen = self.denials.setdefault(actor, deque())
+        seen.append((at, int(entry["seq"])))
+        while seen and seen[0][0] < at - self.denial_span:
+            seen.popleft()
+        if len(seen) <= burst.denials:
+            return
+        until = self.denial_cooldown.get(actor)
+        if until is not None and at < until:
+            return
+        since, since_seq = seen[0]
+        count = len(seen)
+        seen.clear()
+        self.denial_cooldown[actor] = at + self.denial_span
+        findings.append(
+            Finding(
+                detector="denial_burst",
+                at=str(entry["time"]),
+                kind=IncidentKind.LEAK,
+                exposure=Exposure.NONE,
+                title=f"Burst of denials: one account was refused {count} times "
+                f"within {burst.window}",
+                actor=actor,
+                roles=tuple(entry.get("roles", ())),
+                since=format_time(since),
+                since_seq=since_seq,
+                count=count,
+                detail={"threshold": burst.denials, "window": burst.window},
+            )
+        )
+
+    @staticmethod
+    def _key(entry: Mapping[str, Any]) -> Finding:
+        detail = entry.get("detail", {})
+        key_id = str(detail.get("key_id", ""))
+        kind = str(detail.get("kind", ""))
+        return Finding(
+            detector="key_compromised",
+            at=str(entry["time"]),
+            kind=IncidentKind.LEAK,
+            exposure=Exposure.CIPHERTEXT,
+            title=f"Key compromised: {kind or 'key'} {key_id[:12]} was marked compromised",
+            key_id=key_id,
+            detail={"key_kind": kind},
+        )
+
+    def _export(self, entry: Mapping[str, Any]) -> Finding:
+        action = str(entry["action"])
+        metadata = action in self.config.export_outside_role.metadata_actions
+        return Finding(
+            detector="export_outside_role",
+            at=str(entry["time"]),
+            kind=IncidentKind.LEAK,
+            exposure=Exposure.METADATA if metadata else Exposure.PLAINTEXT,
+            title=f"Export outside the compliance role: {action} by a "
+            f"{'/'.join(entry.get('roles', ())) or 'unknown'} account",
+            actor=str(entry.get("actor", "")),
+            roles=tuple(entry.get("roles", ())),
+            since=str(entry["time"]),
+            since_seq=int(entry["seq"]),
+            count=1,
+            detail={"action": action},
+        )
+
+
+# --------------------------------------------------------------------------- fail closed
+
+
+class _GuardedAuditLog(AuditLog):
+    """The vault's audit log, failing closed when verifying it (or checkpointing) fails."""
+
+    def __init__(self, backend: Backend, on_failure: Callable[[AuditIntegrityError], None]):
+        super().__init__(backend)
+        self._on_failure = on_failure
+
+    def verify(self) -> int:
+        """Verify the log; on failure open a tamper incident (and lock) before raising."""
+        try:
+            return super().verify()
+        except AuditIntegrityError as error:
+            self._on_failure(error)
+            raise
+
+    def checkpoint(self, *, origin: str, seed: bytes, now: _dt.datetime) -> str:
+        """Sign a checkpoint; on an integrity failure open a tamper incident before raising."""
+        try:
+            return super().checkpoint(origin=origin, seed=seed, now=now)
+        except AuditIntegrityError as error:
+            self._on_failure(error)
+            raise
+
+
+_MANAGERS: weakref.WeakKeyDictionary[Vault, IncidentManager] = weakref.WeakKeyDictionary()
+_MANAGERS_LOCK = threading.Lock()
+
+
+def install_detectors(vault: Vault, config: BreachConfig | None = None) -> IncidentManager:
+    """Attach breach detection to an open vault (called when a vault is opened or created).
+
+    Loads ``detectors.toml`` and ``incident.toml`` from the vault's policy pack (or uses
+    ``config``), registers the detector observer on the audit log and makes verification
+    failures fail closed. Calling it again replaces the previous detectors (counters restart).
+    """
+    loaded = config or load_breach_config(vault.policy.source, policy=vault.policy)
+    with _MANAGERS_LOCK:
+        previous = _MANAGERS.get(vault)
+        manager = IncidentManager(vault, loaded)
+        audit = vault._audit
+        if previous is not None and previous._detectors in audit.observers:
+            audit.observers.remove(previous._detectors)
+        if not isinstance(audit, _GuardedAuditLog):
+            guarded = _GuardedAuditLog(vault._backend, lambda error: _integrity_failure(vault, error))
+            guarded.observers = audit.observers
+            guarded._frontier_cache = audit._frontier_cache
+            vault._audit = guarded
+        vault._audit.observers.append(manager._detectors)
+        _MANAGERS[vault] = manager
+    return manager
+
+
+def incident_manager(vault: Vault) -> IncidentManager:
+    """The vault's incident manager (installing detectors first if needed)."""
+    with _MANAGERS_LOCK:
+        manager = _MANAGERS.get(vault)
+    return manager if manager is not None else install_detectors(vault)
+
+
+def _integrity_failure(vault: Vault, error: AuditIntegrityError) -> None:
+    manager = _MANAGERS.get(vault)
+    if manager is not None and not vault._closed:
+        manager._integrity_failure(error)
+
+
+# --------------------------------------------------------------------------- the manager
+
+
+class IncidentManager:
+    """Incidents, affected owners, notices and the outbox of one vault: ``vault.incidents``.
+
+    Who may do what: anyone may report (:meth:`open`); a compliance officer investigates,
+    confirms, closes, notifies and dispatches; an admin acknowledges (which lifts a fail-closed
+    lock). Every step is audited as an ``incident.*`` entry holding no personal value.
+    """
+
+    def __init__(self, vault: Vault, config: BreachConfig) -> None:
+        self._vault = vault
+        self._backend = vault._backend
+        self.config = config
+        self._detectors = _Detectors(self)
+        self._hooks: dict[str, NotificationHook] = {}
+
+    def __repr__(self) -> str:
+        return f"<IncidentManager vault={self._vault.vault_id}>"
+
+    # ------------------------------------------------------------------ reading
+
+    def list(self, *, status: IncidentStatus | str | None = None) -> list[Incident]:
+        """Incidents, oldest first (optionally of one status)."""
+        self._vault._check_open()
+        wanted = IncidentStatus(status).value if status is not None else None
+        return [Incident.from_row(r) for r in self._backend.incidents(wanted)]
+
+    def get(self, incident_id: str) -> Incident:
+        """One incident.
+
+        Raises:
+            RecordNotFoundError: no incident with that id.
+        """
+        self._vault._check_open()
+        return Incident.from_row(self._row(incident_id))
+
+    def _row(self, incident_id: str) -> IncidentRow:
+        row = self._backend.get_incident(incident_id)
+        if row is None:
+            raise RecordNotFoundError(f"no incident {incident_id}")
+        return row
+
+    def affected(self, incident_id: str, *, actor: Actor) -> AffectedOwners:
+        """Decrypt the affected-owner list (compliance officers; the lookup is audited)."""
+        self._vault._check_open()
+        self._guard(actor, OFFICER_ROLE, "incident.affected", incident_id)
+        row = self._row(incident_id)
+        owners = self._decrypt(row)
+        self._audit(
+            actor, "incident.affected", incident_id, {"owners": len(owners)}, transaction=True
+        )
+        return owners
+
+    def deadlines(self, incident_id: str) -> list[Deadline]:
+        """The incident's notification clocks, from its awareness time."""
+        self._vault._check_open()
+        return self._deadlines(Incident.from_row(self._row(incident_id)))
+
+    def assessment(self, incident_id: str) -> NoticeAssessment:
+        """Whether owner notices are required, computed now from the exposure and key states."""
+        self._vault._check_open()
+        row = self._row(incident_id)
+        return self._assess(Incident.from_row(row), self._decrypt(row))
+
+    def outbox(
+        self, *, state: str | None = None, incident_id: str | None = None
+    ) -> list[OutboxRow]:
+        """Queued, delivered and dead-lettered notifications (payloads hold no personal value)."""
+        self._vault._check_open()
+        return self._backend.outbox(state=state, incident_id=incident_id)
+
+    def regulator_report(self, incident_id: str) -> dict[str, Any]:
+        """A preview of the next regulator report (nothing is queued or recorded)."""
+        self._vault._check_open()
+        row = self._row(incident_id)
+        incident = Incident.from_row(row)
+        affected = self._decrypt(row)
+        assessment = self._assess(incident, affected)
+        return self._report_payload(
+            incident, affected, assessment, incident.reports + 1, incident.delay_reason
+        )
+
+    # ------------------------------------------------------------------ people's reports
+
+    def open(
+        self,
+        *,
+        kind: IncidentKind | str,
+        title: str,
+        actor: Actor,
+        exposure: Exposure | str,
+        actors: Sequence[str] = (),
+        keys: Sequence[str] = (),
+        since: _dt.datetime | str | None = None,
+        until: _dt.datetime | str | None = None,
+        record_types: Sequence[str] = (),
+        subject_ids: Sequence[str] = (),
+        aware_at: _dt.datetime | str | None = None,
+        cause: str = "",
+    ) -> Incident:
+        """Report an incident (a lost laptop, a spreadsheet in a group chat, a stolen backup).
+
+        Args:
+            kind: leak, tamper or loss.
+            title: a short description without owners' details.
+            actor: who reports it.
+            exposure: what left: ``plaintext`` (readable data), ``ciphertext`` (only encrypted
+                vault files or backups), ``metadata`` or ``none``.
+            actors: accounts whose reads are in scope (their reads in the window count).
+            keys: key ids in scope (their owners' records count).
+            since, until: the time window of the reads in scope (``until`` default: now).
+            record_types: limit to these record types (default: all).
+            subject_ids: owners known to be affected (turned into pseudonyms at once).
+            aware_at: when the organisation became aware (default: now); starts the clocks.
+            cause: what is known of the cause.
+
+        Raises:
+            ValidationError: an argument is wrong, or free text looks like personal data.
+        """
+        self._vault._check_open()
+        if not isinstance(actor, Actor):
+            raise ValidationError("actor must be an ownervault Actor")
+        kind = IncidentKind(kind)
+        exposure = Exposure(exposure)
+        title = _free_text(title, "the title", limit=200)
+        if not title:
+            raise ValidationError("an incident needs a title")
+        cause = _free_text(cause, "the cause")
+        for record_type in record_types:
+            if record_type not in RECORD_TYPES:
+                raise ValidationError(f"unknown record type {record_type!r}")
+        key_ids = [self._key_hex(k) for k in keys]
+        now = self._vault._clock.now()
+        since_s = _time_arg(since)
+        until_s = _time_arg(until) or (format_time(now) if since_s else None)
+        if exposure is Exposure.PLAINTEXT and not since_s and not key_ids and not subject_ids:
+            raise ValidationError(
+                "a readable (plaintext) exposure needs a time window (since) of the reads "
+                "that fed it, keys, or the owners known to be affected"
+            )
+        aware = _time_arg(aware_at) or format_time(now)
+        if aware > format_time(now):
+            raise ValidationError("aware_at cannot be in the future")
+        scope = Scope(
+            actors=tuple(actors),
+            keys=tuple(key_ids),
+            since=since_s,
+            until=until_s,
+            record_types=tuple(record_types),
+        )
+        with self._backend.atomic():
+            named = AffectedOwners()
+            for subject_id in subject_ids:
+                subject = self._vault._lookup_subject(subject_id)
+                if subject is None:
+                    raise RecordNotFoundError("no live subject with one of the ids given")
+                fields = {
+                    f"{row.record_type}.{name}": "full"
+                    if exposure is Exposure.PLAINTEXT
+                    else "ciphertext"
+                    for row in self._backend.records_of_subject(subject.pseudonym)
+                    if not row.erased
+                    and (not record_types or row.record_type in record_types)
+                    for name in _encrypted_fields(row.record_type)
+                }
+                records = [
+                    r.record_id
+                    for r in self._backend.records_of_subject(subject.pseudonym)
+                    if not r.erased and (not record_types or r.record_type in record_types)
+                ]
+                named.add(subject.pseudonym, fields, records, "named")
+            incident = self._create(
+                kind=kind,
+                title=title,
+                source="reported",
+                detectors=(),
+                exposure=exposure,
+                scope=scope,
+                detected_at=format_time(now),
+                aware_at=aware,
+                opened_by=actor.actor_id,
+                actor=actor,
+                cause=cause,
+                extra=named,
+            )
+        return incident
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def update(
+        self,
+        incident_id: str,
+        *,
+        actor: Actor,
+        cause: str | None = None,
+        harm: str | None = None,
+        measures_taken: Sequence[str] = (),
+        measures_planned: Sequence[str] = (),
+        delay_reason: str | None = None,
+        until: _dt.datetime | str | None = None,
+    ) -> Incident:
+        """Record what is known: cause, harm, measures taken and planned, a reason for delay.
+
+        Measures are added to those recorded before. Free text must not hold owners' details.
+        """
+        self._vault._check_open()
+        self._guard(actor, OFFICER_ROLE, "incident.update", incident_id)
+        changes: dict[str, Any] = {}
+        if cause is not None:
+            changes["cause"] = _free_text(cause, "the cause")
+        if harm is not None:
+            changes["harm"] = _free_text(harm, "the harm")
+        if delay_reason is not None:
+            changes["delay_reason"] = _free_text(delay_reason, "the reason for delay")
+        taken = [_free_text(m, "a measure", limit=500) for m in measures_taken]
+        planned = [_free_text(m, "a measure", limit=500) for m in measures_planned]
+        with self._backend.atomic():
+            incident = Incident.from_row(self._row(incident_id))
+            self._check_not_closed(incident)
+            scope = incident.scope
+            if until is not None:
+                scope = attrs.evolve(scope, until=_time_arg(until))
+            incident = attrs.evolve(
+                incident,
+                scope=scope,
+                measures_taken=(*incident.measures_taken, *[m for m in taken if m]),
+                measures_planned=(*incident.measures_planned, *[m for m in planned if m]),
+                **changes,
+            )
+            incident = self._save(incident, actor, "update", recompute=until is not None)
+        return incident
+
+    def confirm(self, incident_id: str, *, actor: Actor, cause: str | None = None) -> Incident:
+        """Confirm a suspected incident (the awareness clock does not restart)."""
+        self._vault._check_open()
+        self._guard(actor, OFFICER_ROLE, "incident.confirm", incident_id)
+        cause_text = _free_text(cause, "the cause") if cause is not None else None
+        with self._backend.atomic():
+            incident = Incident.from_row(self._row(incident_id))
+            if incident.status is not IncidentStatus.SUSPECTED:
+                raise ValidationError(f"incident {incident_id} is {incident.status.value}")
+            incident = attrs.evolve(
+                incident,
+                status=IncidentStatus.CONFIRMED,
+                cause=cause_text if cause_text is not None else incident.cause,
+            )
+            return self._save(incident, actor, "confirm", recompute=True)
+
+    def close(self, incident_id: str, *, actor: Actor, resolution: str) -> Incident:
+        """Close an incident; an ongoing window ends now. A locking one must be acknowledged."""
+        self._vault._check_open()
+        self._guard(actor, OFFICER_ROLE, "incident.close", incident_id)
+        text = _free_text(resolution, "the resolution")
+        if not text:
+            raise ValidationError("closing an incident needs a resolution")
+        with self._backend.atomic():
+            incident = Incident.from_row(self._row(incident_id))
+            self._check_not_closed(incident)
+            if self._vault.locked_by == incident_id:
+                raise ValidationError(
+                    f"incident {incident_id} locks the vault: an admin must acknowledge it first"
+                )
+            now = format_time(self._vault._clock.now())
+            scope = incident.scope
+            if scope.until is None and scope.since is not None:
+                scope = attrs.evolve(scope, until=now)
+            incident = attrs.evolve(incident, status=IncidentStatus.CLOSED, scope=scope)
+            return self._save(incident, actor, "close", recompute=True, note=text)
+
+    def acknowledge(self, incident_id: str, *, actor: Actor) -> Incident:
+        """An admin acknowledges the incident; if it locked the vault, the lock is lifted."""
+        self._vault._check_open()
+        self._guard(actor, ADMIN_ROLE, "incident.acknowledge", incident_id)
+        with self._backend.atomic():
+            incident = Incident.from_row(self._row(incident_id))
+            incident = self._save(incident, actor, "acknowledge", recompute=False)
+            if self._vault.locked_by == incident_id:
+                others = [
+                    i
+                    for i in self.list()
+                    if i.locks_vault and i.open and not i.acknowledged and i.incident_id != incident_id
+                ]
+                if others:
+                    self._vault._lock_vault(others[-1].incident_id)
+                else:
+                    self._vault._unlock_vault()
+                self._audit(actor, "incident.unlock", incident_id, {"locked": bool(others)})
+        return incident
+
+    def refresh(self, incident_id: str, *, actor: Actor) -> Incident:
+        """Recompute affected owners and the notice assessment from the audit trail and keys."""
+        self._vault._check_open()
+        self._guard(actor, OFFICER_ROLE, "incident.refresh", incident_id)
+        with self._backend.atomic():
+            return self._save(Incident.from_row(self._row(incident_id)), actor, "refresh")
+
+    def _check_not_closed(self, incident: Incident) -> None:
+        if incident.status is IncidentStatus.CLOSED:
+            raise ValidationError(f"incident {incident.incident_id} is closed")
+
+    # ------------------------------------------------------------------ notifications
+
+    def notify(
+        self,
+        incident_id: str,
+        *,
+        actor: Actor,
+        regulator: bool = True,
+        owners: bool | None = None,
+        delay_reason: str | None = None,
+    ) -> list[OutboxRow]:
+        """Queue a regulator report and (if required, or asked for) owner notices.
+
+        The regulator report is numbered (1 = initial, then follow-ups, ``final`` once closed).
+        Owner notices go out when the computed assessment says they are required, unless
+        ``owners`` says otherwise. Everything is queued in one transaction with the incident
+        update and its audit entry; :meth:`dispatch` delivers it.
+
+        Raises:
+            ConfigurationError: the controller or DPO contact is not configured, or no hook is
+                routed for an audience asked for.
+            ValidationError: the cause or measures taken are not recorded yet, or a deadline
+                passed and no reason for the delay is given (GDPR Art 33(1)).
+        """
+        self._vault._check_open()
+        self._guard(actor, OFFICER_ROLE, "incident.notify", incident_id)
+        missing = self.config.missing_contacts()
+        if missing:
+            raise ConfigurationError(
+                "incident.toml lacks what every notification must carry (PIPL Art 57): "
+                + ", ".join(missing)
+            )
+        reason_text = _free_text(delay_reason, "the reason for delay") if delay_reason else None
+        routing = self.config.incident.routing
+        with self._backend.atomic():
+            incident = Incident.from_row(self._row(incident_id))
+            if reason_text:
+                incident = attrs.evolve(incident, delay_reason=reason_text)
+            incident = self._save(incident, actor, "refresh", audit=False)
+            row = self._row(incident_id)
+            affected = self._decrypt(row)
+            assessment = self._assess(incident, affected)
+            send_owners = assessment.required if owners is None else owners
+            absent = [
+                f"measures_taken" if not incident.measures_taken else "",
+                "cause" if not incident.cause else "",
+            ]
+            absent = [a for a in absent if a]
+            if absent:
+                raise ValidationError(
+                    f"record {' and '.join(absent)} first (incident update); every report "
+                    "must state them"
+                )
+            deadlines = self._deadlines(incident)
+            late = [
+                d
+                for d in deadlines
+                if d.status == "overdue"
+                and ((d.audience == "regulator" and regulator) or (d.audience == "owners" and send_owners))
+            ]
+            if late and not incident.delay_reason:
+                raise ValidationError(
+                    f"the {late[0].name} deadline ({late[0].due_at}) has passed: give a reason "
+                    "for the delay (GDPR Art 33(1))"
+                )
+            now = format_time(self._vault._clock.now())
+            rows: list[OutboxRow] = []
+            sequence = incident.reports
+            if regulator:
+                hooks = routing.get("regulator", [])
+                if not hooks:
+                    raise ConfigurationError("incident.toml routes no notifier for 'regulator'")
+                sequence += 1
+                payload = self._report_payload(
+                    incident, affected, assessment, sequence, incident.delay_reason
+                )
+                text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+                for hook in hooks:
+                    rows.append(
+                        self._outbox_row(incident_id, "regulator", sequence, hook, None, text, now)
+                    )
+            rounds = incident.owner_rounds
+            if send_owners and affected:
+                hooks = routing.get("owners", [])
+                if not hooks:
+                    raise ConfigurationError("incident.toml routes no notifier for 'owners'")
+                rounds += 1
+                for pseudonym, exposure in sorted(affected.items()):
+                    payload = self._owner_payload(incident, pseudonym, exposure, rounds)
+                    text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+                    for hook in hooks:
+                        rows.append(
+                            self._outbox_row(
+                                incident_id, "owners", rounds, hook, pseudonym, text, now
+                            )
+                        )
+            self._backend.insert_outbox(rows)
+            incident = attrs.evolve(incident, reports=sequence, owner_rounds=rounds)
+            self._store(incident, affected)
+            self._audit(
+                actor,
+                "incident.notify",
+                incident_id,
+                {
+                    "regulator_report": sequence if regulator else None,
+                    "owner_notices": sum(1 for r in rows if r.audience == "owners"),
+                    "owner_notice": assessment.decision,
+                    "late": bool(late),
+                },
+            )
+        return rows
+
+    def retry(self, notification_id: str, *, actor: Actor) -> None:
+        """Move a dead-lettered notification back to the queue (same idempotency key)."""
+        self._vault._check_open()
+        self._guard(actor, OFFICER_ROLE, "incident.retry", None)
+        with self._backend.atomic():
+            now = format_time(self._vault._clock.now())
+            rows = [r for r in self._backend.outbox(state="dead") if r.notification_id == notification_id]
+            if not rows or not self._backend.revive_outbox(notification_id, now):
+                raise RecordNotFoundError(f"no dead-lettered notification {notification_id}")
+            self._audit(
+                actor,
+                "incident.retry",
+                rows[0].incident_id,
+                {"notification": notification_id},
+                subject=rows[0].subject,
+            )
+
+    def dispatch(
+        self,
+        *,
+        actor: Actor,
+        hooks: Mapping[str, NotificationHook] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> DispatchReport:
+        """Deliver due notifications through their hooks.
+
+        Each due row is leased (so a second dispatcher skips it), handed to its hook outside
+        any transaction, then marked delivered, scheduled for a retry with exponential backoff,
+        or dead-lettered (after ``max_attempts`` or an :class:`UndeliverableError`). A row
+        whose dispatcher died is picked up again when its lease expires and delivered again
+        with the same idempotency key. Owners' contact details are decrypted here, in memory,
+        in a ``breach_notification`` session of ``actor`` (a compliance officer), and never
+        stored.
+
+        Args:
+            actor: a compliance officer.
+            hooks: hooks by name, used before the configured ones.
+            wait: keep going until nothing is pending (sleeping until the next retry).
+            timeout: with ``wait``, give up after this many seconds.
+            sleep: how to wait (tests pass a fake).
+        """
+        self._vault._check_open()
+        self._guard(actor, OFFICER_ROLE, "incident.dispatch", None)
+        dispatch = self.config.incident.dispatch
+        lease = parse_duration(dispatch.lease)
+        started = time.monotonic()
+        counts = {"delivered": 0, "retried": 0, "dead": 0, "lost_lease": 0}
+        session: Session | None = None
+        try:
+            while True:
+                now_dt = self._vault._clock.now()
+                with self._backend.atomic():
+                    claimed = self._backend.claim_outbox(
+                        format_time(now_dt), format_time(now_dt + lease), dispatch.batch
+                    )
+                if not claimed:
+                    if not wait:
+                        break
+                    waiting = self._backend.outbox(state="pending") + self._backend.outbox(
+                        state="delivering"
+                    )
+                    if not waiting:
+                        break
+                    if timeout is not None and time.monotonic() - started > timeout:
+                        break
+                    due = min(_parse_time(r.next_attempt_at) for r in waiting)
+                    pause = (due - self._vault._clock.now()).total_seconds()
+                    sleep(min(max(pause, 0.01), 1.0))
+                    continue
+                for row in claimed:
+                    if row.audience == "owners" and session is None:
+                        session = self._vault.session(actor, NOTIFICATION_PURPOSE)
+                    outcome = self._deliver(row, hooks or {}, session)
+                    counts[outcome] += 1
+        finally:
+            if session is not None:
+                session.close()
+        pending = len(self._backend.outbox(state="pending")) + len(
+            self._backend.outbox(state="delivering")
+        )
+        return DispatchReport(pending=pending, **counts)
+
+    def _deliver(
+        self, row: OutboxRow, hooks: Mapping[str, NotificationHook], session: Session | None
+    ) -> str:
+        dispatch = self.config.incident.dispatch
+        recipient: Recipient | None = None
+        error: str | None = None
+        permanent = False
+        try:
+            hook = hooks.get(row.hook) or self._hook(row.hook)
+            if row.audience == "owners":
+                assert session is not None and row.subject is not None
+                recipient = self._contact(session, row.subject)
+                if recipient is None:
+                    raise UndeliverableError(
+                        f"owner {row.subject} has no live profile with a phone or e-mail address"
+                    )
+            notification = Notification(
+                idempotency_key=row.notification_id,
+                incident_id=row.incident_id,
+                audience=row.audience,
+                hook=row.hook,
+                payload=json.loads(row.payload),
+                attempt=row.attempts,
+                created_at=row.created_at,
+                recipient=recipient,
+            )
+            hook(notification)
+        except UndeliverableError as exc:
+            error, permanent = _safe_error(exc, recipient), True
+        except Exception as exc:  # a hook may fail in any way; the message is vetted
+            error = _safe_error(exc, recipient)
+        now_dt = self._vault._clock.now()
+        now = format_time(now_dt)
+        if error is None:
+            state, next_at, delivered = "delivered", now, now
+        elif permanent or row.attempts >= dispatch.max_attempts:
+            state, next_at, delivered = "dead", now, None
+        else:
+            backoff = parse_duration(dispatch.backoff) * (2 ** (row.attempts - 1))
+            backoff = min(backoff, parse_duration(dispatch.max_backoff))
+            state, next_at, delivered = "pending", format_time(now_dt + backoff), None
+        with self._backend.atomic():
+            settled = self._backend.settle_outbox(
+                row.notification_id,
+                claims=row.claims,
+                state=state,
+                next_attempt_at=next_at,
+                last_error=error or "",
+                delivered_at=delivered,
+            )
+            if not settled:
+                return "lost_lease"
+            self._audit(
+                _system_actor(),
+                "incident.notification",
+                row.incident_id,
+                {
+                    "notification": row.notification_id,
+                    "audience": row.audience,
+                    "hook": row.hook,
+                    "state": state,
+                    "attempt": row.attempts,
+                },
+                subject=row.subject,
+            )
+        return {"delivered": "delivered", "dead": "dead", "pending": "retried"}[state]
+
+    def _hook(self, name: str) -> NotificationHook:
+        hook = self._hooks.get(name)
+        if hook is None:
+            spec = self.config.incident.notifiers.get(name)
+            if spec is not None:
+                hook = build_notifier(spec.type, spec.options, base_dir=self._vault.path)
+            else:
+                hook = build_notifier(name, {}, base_dir=self._vault.path)
+            self._hooks[name] = hook
+        return hook
+
+    def _contact(self, session: Session, pseudonym: str) -> Recipient | None:
+        ids = [
+            r.record_id
+            for r in self._backend.records_of_subject(pseudonym)
+            if r.record_type == OwnerProfile.record_type and not r.erased
+        ]
+        if not ids:
+            return None
+        try:
+            views = session.get_many(OwnerProfile, ids)
+        except (SubjectErasedError, RecordNotFoundError, DecryptionError):
+            return None
+        for view in views:
+            phone, email_addr, name = view.get("phone"), view.get("email"), view.get("name")
+            if phone or email_addr:
+                return Recipient(
+                    pseudonym=pseudonym,
+                    name=str(name) if name else None,
+                    phone=str(phone) if phone else None,
+                    email=str(email_addr) if email_addr else None,
+                )
+        return None
+
+    def _outbox_row(
+        self,
+        incident_id: str,
+        audience: str,
+        sequence: int,
+        hook: str,
+        subject: str | None,
+        payload: str,
+        now: str,
+    ) -> OutboxRow:
+        return OutboxRow(
+            notification_id=_notification_id(incident_id, audience, sequence, hook, subject or ""),
+            incident_id=incident_id,
+            hook=hook,
+            audience=audience,
+            subject=subject,
+            payload=payload,
+            state="pending",
+            attempts=0,
+            claims=0,
+            next_attempt_at=now,
+            last_error="",
+            created_at=now,
+            delivered_at=None,
+        )
+
+    # ------------------------------------------------------------------ verification
+
+    def verify_audit(self) -> int:
+        """Verify the audit log; a failure opens a tamper incident and locks the vault.
+
+        Raises:
+            AuditIntegrityError: the log does not verify (after the incident is recorded).
+        """
+        self._vault._check_open()
+        return self._vault._audit.verify()
+
+    def _integrity_failure(self, error: AuditIntegrityError) -> None:
+        check = self.config.detectors.audit_verification
+        if not check.enabled:
+            return
+        message = str(error)
+        with self._backend.atomic():
+            for incident in self.list():
+                if incident.integrity_failure == message and (
+                    incident.open or incident.acknowledged
+                ):
+                    # Known already: still locked until acknowledged, then accepted as known.
+                    return
+            now = format_time(self._vault._clock.now())
+            finding = Finding(
+                detector="audit_verification",
+                at=now,
+                kind=IncidentKind.TAMPER,
+                exposure=Exposure.NONE,
+                title="Audit verification failed: the audit trail was altered or damaged",
+                detail={"failure": message},
+            )
+            incident = self._create(
+                kind=IncidentKind.TAMPER,
+                title=finding.title,
+                source="detector",
+                detectors=("audit_verification",),
+                exposure=Exposure.NONE,
+                scope=Scope(),
+                detected_at=now,
+                aware_at=now,
+                opened_by="ownervault",
+                actor=_system_actor(),
+                findings=(finding.to_json(),),
+                locks=check.lock,
+                integrity_failure=message,
+            )
+            if check.lock:
+                self._vault._lock_vault(incident.incident_id)
+                self._audit(
+                    _system_actor(), "incident.lock", incident.incident_id, {"locked": True}
+                )
+
+    # ------------------------------------------------------------------ detector side
+
+    def _on_finding(self, finding: Finding) -> None:
+        """Open an incident for a finding, or add it to an open one on the same actor or key."""
+        for incident in self.list():
+            if not incident.open or incident.source != "detector":
+                continue
+            same_actor = finding.actor is not None and finding.actor in incident.scope.actors
+            same_key = finding.key_id is not None and finding.key_id in incident.scope.keys
+            if (same_actor or same_key) and incident.kind is finding.kind:
+                scope = incident.scope
+                if finding.since is not None and (
+                    scope.since is None or finding.since < scope.since
+                ):
+                    scope = attrs.evolve(scope, since=finding.since, since_seq=finding.since_seq)
+                exposure = incident.exposure
+                if _EXPOSURE_RANK[finding.exposure] > _EXPOSURE_RANK[exposure]:
+                    exposure = finding.exposure
+                updated = attrs.evolve(
+                    incident,
+                    scope=scope,
+                    exposure=exposure,
+                    detectors=tuple(dict.fromkeys((*incident.detectors, finding.detector))),
+                    findings=(*incident.findings, finding.to_json()),
+                )
+                self._save(updated, _system_actor(), "finding", note=finding.detector)
+                return
+        scope = Scope(
+            actors=(finding.actor,) if finding.actor else (),
+            keys=(finding.key_id,) if finding.key_id else (),
+            since=finding.since,
+            until=None,
+            since_seq=finding.since_seq,
+        )
+        self._create(
+            kind=finding.kind,
+            title=finding.title,
+            source="detector",
+            detectors=(finding.detector,),
+            exposure=finding.exposure,
+            scope=scope,
+            detected_at=finding.at,
+            aware_at=finding.at,
+            opened_by="ownervault",
+            actor=_system_actor(),
+            findings=(finding.to_json(),),
+        )
+
+    def _merge_ongoing(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Add reads by actors of open, ongoing incidents to their affected owners."""
+        ongoing = [
+            i
+            for i in self.list()
+            if i.open and i.scope.until is None and i.scope.actors and i.scope.since is not None
+        ]
+        for incident in ongoing:
+            hits = [e for e in entries if _in_scope(e, incident.scope)]
+            if not hits:
+                continue
+            row = self._row(incident.incident_id)
+            affected = self._decrypt(row)
+            before = (len(affected), affected.record_count)
+            for entry in hits:
+                affected.add(
+                    str(entry["subject"]), _disclosed(entry), [str(entry["record_id"])], "access"
+                )
+            if (len(affected), affected.record_count) != before or hits:
+                self._store(incident, affected)
+
+    # ------------------------------------------------------------------ internals
+
+    def _create(
+        self,
+        *,
+        kind: IncidentKind,
+        title: str,
+        source: str,
+        detectors: tuple[str, ...],
+        exposure: Exposure,
+        scope: Scope,
+        detected_at: str,
+        aware_at: str,
+        opened_by: str,
+        actor: Actor,
+        cause: str = "",
+        findings: tuple[Mapping[str, Any], ...] = (),
+        locks: bool = False,
+        integrity_failure: str | None = None,
+        extra: AffectedOwners | None = None,
+    ) -> Incident:
+        """Insert an incident with its affected owners, queue the on-call page, audit it."""
+        moment = _parse_time(detected_at)
+        incident_id = f"INC-{moment:%Y%m%d}-{secrets.token_hex(3).upper()}"
+        incident = Incident(
+            incident_id=incident_id,
+            kind=kind,
+            status=IncidentStatus.SUSPECTED,
+            title=title,
+            source=source,
+            detectors=detectors,
+            exposure=exposure,
+            scope=scope,
+            detected_at=detected_at,
+            aware_at=aware_at,
+            updated_at=format_time(self._vault._clock.now()),
+            opened_by=opened_by,
+            owners=0,
+            records=0,
+            fields={},
+            assessment=None,
+            cause=cause,
+            harm="",
+            measures_taken=(),
+            measures_planned=(),
+            delay_reason="",
+            locks_vault=locks,
+            integrity_failure=integrity_failure,
+            reports=0,
+            owner_rounds=0,
+            findings=findings,
+            history=({"event": "open", "at": detected_at, "actor": opened_by},),
+        )
+        affected = self._compute(incident)
+        if extra is not None:
+            affected.merge(extra)
+        incident = self._summarise(incident, affected)
+        self._backend.insert_incident(
+            IncidentRow(
+                incident_id=incident_id,
+                kind=kind.value,
+                status=incident.status.value,
+                detected_at=detected_at,
+                aware_at=aware_at,
+                updated_at=incident.updated_at,
+                document=json.dumps(incident.to_document(), ensure_ascii=False, sort_keys=True),
+                affected=self._encrypt(incident_id, affected),
+            )
+        )
+        self._page(incident, "open")
+        assert incident.assessment is not None
+        self._audit(
+            actor,
+            "incident.open",
+            incident_id,
+            {
+                "kind": kind.value,
+                "source": source,
+                "detectors": ",".join(detectors),
+                "exposure": exposure.value,
+                "owners": incident.owners,
+                "records": incident.records,
+                "owner_notice": incident.assessment.decision,
+            },
+        )
+        return incident
+
+    def _save(
+        self,
+        incident: Incident,
+        actor: Actor,
+        event: str,
+        *,
+        recompute: bool = True,
+        note: str = "",
+        audit: bool = True,
+    ) -> Incident:
+        """Store a changed incident (recomputing affected owners), record history, audit."""
+        now = format_time(self._vault._clock.now())
+        entry: dict[str, Any] = {"event": event, "at": now, "actor": actor.actor_id}
+        if note:
+            entry["note"] = note
+        incident = attrs.evolve(incident, history=(*incident.history, entry), updated_at=now)
+        if recompute:
+            row = self._row(incident.incident_id)
+            named = AffectedOwners(
+                {p: o for p, o in self._decrypt(row).items() if "named" in o.via}
+            )
+            affected = self._compute(incident)
+            affected.merge(named)
+        else:
+            affected = self._decrypt(self._row(incident.incident_id))
+        incident = self._store(incident, affected)
+        if audit:
+            assert incident.assessment is not None
+            self._audit(
+                actor,
+                f"incident.{event}",
+                incident.incident_id,
+                {
+                    "status": incident.status.value,
+                    "owners": incident.owners,
+                    "owner_notice": incident.assessment.decision,
+                    **({"note": note} if note and event == "finding" else {}),
+                },
+            )
+        return incident
+
+    def _store(self, incident: Incident, affected: AffectedOwners) -> Incident:
+        incident = self._summarise(incident, affected)
+        self._backend.update_incident(
+            IncidentRow(
+                incident_id=incident.incident_id,
+                kind=incident.kind.value,
+                status=incident.status.value,
+                detected_at=incident.detected_at,
+                aware_at=incident.aware_at,
+                updated_at=incident.updated_at,
+                document=json.dumps(incident.to_document(), ensure_ascii=False, sort_keys=True),
+                affected=self._encrypt(incident.incident_id, affected),
+            )
+        )
+        return incident
+
+    def _summarise(self, incident: Incident, affected: AffectedOwners) -> Incident:
+        return attrs.evolve(
+            incident,
+            owners=len(affected),
+            records=affected.record_count,
+            fields=affected.field_counts(),
+            assessment=self._assess(incident, affected),
+        )
+
+    def _compute(self, incident: Incident) -> AffectedOwners:
+        """Affected owners from the audit trail and from key states, for the incident's scope."""
+        scope = incident.scope
+        affected = AffectedOwners()
+        if scope.since is not None and (
+            scope.actors or incident.exposure is Exposure.PLAINTEXT
+        ):
+            start = (
+                scope.since_seq
+                if scope.since_seq is not None
+                else _first_seq_at(self._backend, scope.since)
+            )
+            for row in self._backend.audit_rows(start):
+                entry = json.loads(row.entry)
+                if _in_scope(entry, scope):
+                    affected.add(
+                        str(entry["subject"]),
+                        _disclosed(entry),
+                        [str(entry["record_id"])],
+                        "access",
+                    )
+        index_only: set[bytes] = set()
+        key_ids: list[bytes] = []
+        for key_hex in scope.keys:
+            raw = bytes.fromhex(key_hex)
+            row = self._backend.get_key(raw)
+            if row is not None and row.kind == KeyKind.INDEX.value:
+                index_only.add(raw)
+            else:
+                key_ids.append(raw)
+        lists: list[tuple[list[tuple[str, str, str, bytes, bytes]], bool]] = []
+        if key_ids:
+            lists.append((self._backend.record_keys(key_ids), False))
+        if index_only:
+            lists.append((self._backend.record_keys(None), True))
+        if incident.exposure is Exposure.CIPHERTEXT and not scope.keys:
+            lists.append((self._backend.record_keys(None), False))
+        for records, indexed in lists:
+            for pseudonym, record_type, record_id, _key, _kek in records:
+                if scope.record_types and record_type not in scope.record_types:
+                    continue
+                names = _indexed_fields(record_type) if indexed else _encrypted_fields(record_type)
+                if not names:
+                    continue
+                fields = {f"{record_type}.{name}": "ciphertext" for name in names}
+                affected.add(pseudonym, fields, [record_id], "key")
+        return affected
+
+    def _assess(self, incident: Incident, affected: AffectedOwners) -> NoticeAssessment:
+        """The owner-notice decision, from the exposure and the keys' states."""
+        views = affected.views()
+        readable = bool(views & {"full", "masked"}) or (
+            incident.exposure is Exposure.PLAINTEXT and len(affected) > 0
+        )
+        basis = "PIPL Art 57; GDPR Art 34"
+        if readable:
+            sensitive = sorted(
+                f
+                for f in affected.field_counts()
+                if _classification(f) is Classification.SENSITIVE
+            )
+            extra = f", including sensitive fields ({', '.join(sensitive)})" if sensitive else ""
+            return NoticeAssessment(
+                decision="required",
+                code="plaintext_disclosed",
+                reason=f"personal information of {len(affected)} owner(s) was disclosed in "
+                f"readable form{extra}",
+                basis=basis + "(1)",
+            )
+        cipher = "ciphertext" in views or incident.exposure is Exposure.CIPHERTEXT
+        if cipher:
+            keys = self._protecting_keys(incident, affected)
+            states: dict[str, str] = {}
+            compromised: list[str] = []
+            for key_id in sorted(keys):
+                row = self._backend.get_key(key_id)
+                state = row.state if row is not None else "unknown"
+                states[state] = states.get(state, 0) + 1  # type: ignore[assignment]
+                if state in (KeyState.COMPROMISED.value, "unknown"):
+                    compromised.append(key_id.hex())
+            if compromised:
+                return NoticeAssessment(
+                    decision="required",
+                    code="key_compromised",
+                    reason=f"{len(compromised)} key(s) protecting the exposed ciphertexts "
+                    f"{'is' if len(compromised) == 1 else 'are'} compromised or unknown "
+                    f"({', '.join(k[:12] for k in compromised)}): the data must be treated "
+                    "as readable",
+                    basis=basis + "(1)",
+                    keys_checked=len(keys),
+                    compromised_keys=tuple(compromised),
+                )
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+            return NoticeAssessment(
+                decision="exempt",
+                code="ciphertext_only",
+                reason=f"only ciphertexts were exposed (AES-256-GCM fields under per-owner "
+                f"data keys, inside the SQLCipher-encrypted file) and none of the {len(keys)} "
+                f"keys protecting them is compromised ({summary or 'no keys'})",
+                basis="GDPR Art 34(3)(a); PIPL Art 57(2)",
+                keys_checked=len(keys),
+            )
+        if incident.exposure is Exposure.METADATA:
+            return NoticeAssessment(
+                decision="not_required",
+                code="metadata_only",
+                reason="only pseudonymous audit metadata left the vault (no field values)",
+                basis=basis,
+            )
+        return NoticeAssessment(
+            decision="not_required",
+            code="no_owner_data",
+            reason="no personal information of owners is known to have been exposed",
+            basis=basis,
+        )
+
+    def _protecting_keys(self, incident: Incident, affected: AffectedOwners) -> set[bytes]:
+        """Keys whose compromise would make the exposed ciphertexts readable."""
+        keys = {bytes.fromhex(k) for k in incident.scope.keys}
+        record_ids = {r for owner in affected.values() for r in owner.records}
+        whole = incident.exposure is Exposure.CIPHERTEXT and not incident.scope.keys
+        if record_ids:
+            for _p, _t, record_id, key_id, kek_id in self._backend.record_keys(None):
+                if record_id in record_ids:
+                    keys.add(key_id)
+                    keys.add(kek_id)
+        if whole:
+            keys.update(r.key_id for r in self._backend.keys_of_kind(KeyKind.INDEX.value))
+        return keys
+
+    def _deadlines(self, incident: Incident) -> list[Deadline]:
+        aware = _parse_time(incident.aware_at)
+        now = self._vault._clock.now()
+        rows = self._backend.outbox(incident_id=incident.incident_id)
+        out: list[Deadline] = []
+        for name, spec in self.config.incident.deadlines.items():
+            due = aware + parse_duration(spec.after)
+            done: str | None = None
+            audience_rows = [r for r in rows if r.audience == spec.audience]
+            if spec.audience == "regulator":
+                delivered = sorted(r.delivered_at for r in audience_rows if r.delivered_at)
+                done = delivered[0] if delivered else None
+            elif audience_rows and all(r.state == "delivered" for r in audience_rows):
+                done = max(r.delivered_at or "" for r in audience_rows)
+            applicable = spec.audience == "regulator" or (
+                incident.assessment is not None and incident.assessment.required
+            )
+            status: Literal["open", "overdue", "met", "late", "not_applicable"]
+            if not applicable:
+                status = "not_applicable"
+            elif done is not None:
+                status = "met" if _parse_time(done) <= due else "late"
+            else:
+                status = "overdue" if now > due else "open"
+            out.append(
+                Deadline(
+                    name=name,
+                    audience=spec.audience,
+                    basis=spec.basis,
+                    due_at=format_time(due),
+                    status=status,
+                    done_at=done,
+                    remaining_seconds=int((due - now).total_seconds()),
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ payloads
+
+    def _categories(self, field_counts: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
+        groups: dict[str, dict[str, Any]] = {}
+        categories = self.config.incident.categories
+        for field, views in field_counts.items():
+            name = self.config.category_of(field)
+            spec = categories.get(name)
+            group = groups.setdefault(
+                name,
+                {
+                    "category": name,
+                    "label_zh": spec.label_zh if spec else "其他个人信息",
+                    "label_en": spec.label_en if spec else "Other personal information",
+                    "risk": spec.risk if spec else "medium",
+                    "fields": [],
+                    "sensitive": False,
+                },
+            )
+            group["fields"].append(
+                {"field": field, "classification": _classification_name(field), "owners": dict(views)}
+            )
+            if _classification(field) is Classification.SENSITIVE:
+                group["sensitive"] = True
+        return [groups[k] for k in sorted(groups)]
+
+    def _report_payload(
+        self,
+        incident: Incident,
+        affected: AffectedOwners,
+        assessment: NoticeAssessment,
+        sequence: int,
+        delay_reason: str,
+    ) -> dict[str, Any]:
+        """The regulator report: every item PIPL Art 57 and GDPR Art 33(3) ask for."""
+        config = self.config.incident
+        categories = self._categories(affected.field_counts())
+        specs = config.categories
+        harms = [
+            {"category": c["category"], "zh": specs[c["category"]].harm_zh, "en": specs[c["category"]].harm_en}
+            for c in categories
+            if c["category"] in specs
+        ]
+        if incident.harm:
+            harms.append({"category": "assessed", "zh": incident.harm, "en": incident.harm})
+        advice = [
+            {"category": c["category"], "zh": specs[c["category"]].advice_zh, "en": specs[c["category"]].advice_en}
+            for c in categories
+            if c["category"] in specs
+        ]
+        template = config.templates.owner_notice
+        if template.general_advice_zh or template.general_advice_en:
+            advice.append(
+                {
+                    "category": "general",
+                    "zh": template.general_advice_zh,
+                    "en": template.general_advice_en,
+                }
+            )
+        risks = [c["risk"] for c in categories]
+        risk = next((r for r in ("high", "medium", "low") if r in risks), "low")
+        if assessment.decision != "required":
+            risk = "low"
+        deadlines = self._deadlines(incident)
+        overdue = any(d.status in ("overdue", "late") for d in deadlines if d.audience == "regulator")
+        report_type = (
+            "final"
+            if incident.status is IncidentStatus.CLOSED
+            else ("initial" if sequence == 1 else "follow_up")
+        )
+        actor_roles = sorted(
+            {r for f in incident.findings for r in f.get("roles", ())}
+        )
+        return {
+            "schema": "ownervault.incident-report/1",
+            "title": f"Incident {incident.incident_id}: report {sequence} ({report_type})",
+            "report": {
+                "sequence": sequence,
+                "type": report_type,
+                "generated_at": format_time(self._vault._clock.now()),
+            },
+            "controller": {
+                "name_zh": config.controller.name_zh,
+                "name_en": config.controller.name_en,
+            },
+            "dpo_contact": {
+                "name": config.dpo.name,
+                "title_zh": config.dpo.title_zh,
+                "title_en": config.dpo.title_en,
+                "phone": config.dpo.phone,
+                "email": config.dpo.email,
+                "address": config.dpo.address,
+            },
+            "incident": {
+                "id": incident.incident_id,
+                "kind": incident.kind.value,
+                "status": incident.status.value,
+                "title": incident.title,
+                "source": incident.source,
+                "detectors": list(incident.detectors),
+                "detected_at": incident.detected_at,
+                "aware_at": incident.aware_at,
+                "occurred_since": incident.scope.since,
+                "occurred_until": incident.scope.until,
+                "ongoing": incident.scope.until is None and incident.scope.since is not None,
+                "exposure": incident.exposure.value,
+                "accounts_involved": {
+                    "count": len(incident.scope.actors),
+                    "roles": actor_roles,
+                },
+                "keys_involved": len(incident.scope.keys),
+            },
+            "categories": categories,
+            "approximate_numbers": {
+                "owners": len(affected),
+                "records": affected.record_count,
+            },
+            "cause": incident.cause,
+            "likely_harm": {"risk": risk, "items": harms},
+            "measures_taken": list(incident.measures_taken),
+            "measures_planned": list(incident.measures_planned),
+            "owner_self_help": advice,
+            "owner_notice": assessment.to_json(),
+            "deadlines": [d.to_json() for d in deadlines],
+            "delay_reason": delay_reason or None,
+            "reported_late": overdue,
+            "legal_basis": ["PIPL Art 57", "GDPR Art 33", "GDPR Art 34"],
+        }
+
+    def _owner_payload(
+        self, incident: Incident, pseudonym: str, exposure: OwnerExposure, sequence: int
+    ) -> dict[str, Any]:
+        """One owner's notice: the pseudonym and the notice rendered in Chinese and English."""
+        config = self.config.incident
+        counts = {field: {view: 1} for field, view in exposure.fields.items()}
+        categories = self._categories(counts)
+        specs = config.categories
+        template = config.templates.owner_notice
+        zone = self.config.zone
+        detected_on = _parse_time(incident.detected_at).astimezone(zone).date().isoformat()
+
+        def values(lang: Literal["zh", "en"]) -> dict[str, str]:
+            sep = "；" if lang == "zh" else "; "
+            labels = [c[f"label_{lang}"] for c in categories]
+            harm = [getattr(specs[c["category"]], f"harm_{lang}") for c in categories if c["category"] in specs]
+            if incident.harm:
+                harm.append(incident.harm)
+            advice = [getattr(specs[c["category"]], f"advice_{lang}") for c in categories if c["category"] in specs]
+            general = getattr(template, f"general_advice_{lang}")
+            if general:
+                advice.append(general)
+            none = "无" if lang == "zh" else "none"
+            return {
+                "organisation": getattr(config.controller, f"name_{lang}")
+                or config.controller.name_zh
+                or config.controller.name_en,
+                "incident_id": incident.incident_id,
+                "detected_on": detected_on,
+                "categories": _join(labels, "、" if lang == "zh" else ", ") or none,
+                "cause": incident.cause or none,
+                "harm": _join(harm, sep) or none,
+                "measures_taken": _join(incident.measures_taken, sep) or none,
+                "measures_planned": _join(incident.measures_planned, sep) or none,
+                "advice": _join(advice, sep) or none,
+                "dpo_title": getattr(config.dpo, f"title_{lang}"),
+                "dpo_name": config.dpo.name,
+                "dpo_phone": config.dpo.phone or none,
+                "dpo_email": config.dpo.email or none,
+            }
+
+        zh, en = values("zh"), values("en")
+        return {
+            "schema": "ownervault.owner-notice/1",
+            "incident_id": incident.incident_id,
+            "sequence": sequence,
+            "subject": pseudonym,
+            "categories": [
+                {"category": c["category"], "label_zh": c["label_zh"], "label_en": c["label_en"]}
+                for c in categories
+            ],
+            "zh": {
+                "subject": string.Template(template.subject_zh).substitute(zh),
+                "body": string.Template(template.body_zh).substitute(zh),
+            },
+            "en": {
+                "subject": string.Template(template.subject_en).substitute(en),
+                "body": string.Template(template.body_en).substitute(en),
+            },
+            "dpo_contact": {
+                "name": config.dpo.name,
+                "phone": config.dpo.phone,
+                "email": config.dpo.email,
+            },
+        }
+
+    def _page(self, incident: Incident, event: str) -> None:
+        """Queue an on-call page (in the incident's transaction)."""
+        hooks = self.config.incident.routing.get("oncall", [])
+        if not hooks:
+            return
+        assert incident.assessment is not None
+        payload = {
+            "schema": "ownervault.oncall-page/1",
+            "title": f"[{incident.kind.value}] {incident.title}",
+            "event": event,
+            "incident_id": incident.incident_id,
+            "kind": incident.kind.value,
+            "status": incident.status.value,
+            "detectors": list(incident.detectors),
+            "detected_at": incident.detected_at,
+            "aware_at": incident.aware_at,
+            "exposure": incident.exposure.value,
+            "owners": incident.owners,
+            "records": incident.records,
+            "owner_notice": incident.assessment.decision,
+            "vault_locked": incident.locks_vault,
+            "deadlines": [d.to_json() for d in self._deadlines(incident)],
+        }
+        text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+        now = format_time(self._vault._clock.now())
+        self._backend.insert_outbox(
+            [self._outbox_row(incident.incident_id, "oncall", 0, h, None, text, now) for h in hooks]
+        )
+
+    # ------------------------------------------------------------------ crypto and audit
+
+    def _encrypt(self, incident_id: str, affected: AffectedOwners) -> bytes:
+        context = crypto.encode_context(_AFFECTED_CONTEXT, self._vault.vault_id, incident_id)
+        return self._vault._keyring.wrap(affected.to_bytes(), context=context)
+
+    def _decrypt(self, row: IncidentRow) -> AffectedOwners:
+        if row.affected is None:
+            return AffectedOwners()
+        context = crypto.encode_context(_AFFECTED_CONTEXT, self._vault.vault_id, row.incident_id)
+        return AffectedOwners.from_bytes(self._vault._keyring.unwrap(row.affected, context=context))
+
+    def _key_hex(self, key_id: str) -> str:
+        try:
+            raw = bytes.fromhex(key_id)
+        except ValueError:
+            raise ValidationError("key ids are 32 hex digits") from None
+        if len(raw) != crypto.KEY_ID_BYTES or self._backend.get_key(raw) is None:
+            raise ValidationError(f"no key with id {key_id}")
+        return raw.hex()
+
+    def _guard(self, actor: Actor, role: str, action: str, incident_id: str | None) -> None:
+        try:
+            _require_role(actor, role, action)
+        except PolicyDeniedError:
+            entry = AuditEntry(
+                action=action,
+                actor=actor.actor_id,
+                roles=actor.roles,
+                purpose=INCIDENT_PURPOSE,
+                decision="deny",
+                reason="role_not_permitted",
+                detail={"incident": incident_id},
+            )
+            with self._backend.atomic():
+                self._vault._audit.append([entry], now=self._vault._clock.now())
+            raise
+
+    def _audit(
+        self,
+        actor: Actor,
+        action: str,
+        incident_id: str | None,
+        detail: Mapping[str, str | int | bool | None],
+        *,
+        subject: str | None = None,
+        transaction: bool = False,
+    ) -> None:
+        entry = AuditEntry(
+            action=action,
+            actor=actor.actor_id,
+            roles=actor.roles,
+            purpose=INCIDENT_PURPOSE,
+            decision="allow",
+            subject=subject,
+            detail={"incident": incident_id, **detail},
+        )
+        if transaction:
+            with self._backend.atomic():
+                self._vault._audit.append([entry], now=self._vault._clock.now())
+        else:
+            self._vault._audit.append([entry], now=self._vault._clock.now())
+
+
+_EXPOSURE_RANK: Final = {
+    Exposure.NONE: 0,
+    Exposure.METADATA: 1,
+    Exposure.CIPHERTEXT: 2,
+    Exposure.PLAINTEXT: 3,
+}
+
+
+def _system_actor() -> Actor:
+    return Actor(_SYSTEM[0], roles=list(_SYSTEM[1]))
+
+
+def _classification(field: str) -> Classification | None:
+    record_type, _, name = field.partition(".")
+    cls = RECORD_TYPES.get(record_type)
+    spec = cls.field_specs().get(name) if cls else None
+    return spec.classification if spec else None
+
+
+def _classification_name(field: str) -> str:
+    found = _classification(field)
+    return found.value if found else "personal"
+
+
+def _safe_error(exc: BaseException, recipient: Recipient | None) -> str:
+    """An error message fit for the outbox and the CLI: no contact detail, no personal data."""
+    name = type(exc).__name__
+    if not isinstance(exc, OwnerVaultError):
+        return name
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    secrets_seen = [v for v in (recipient.name, recipient.phone, recipient.email) if v] if recipient else []
+    if any(value in text for value in secrets_seen) or _PERSONAL_LOOKING.search(text):
+        return name
+    return f"{name}: {text}"[:500] if text else name
+
+
+# --------------------------------------------------------------------------- drills
+
+
+@attrs.frozen
+class DrillResult:
+    """What a drill produced: the incident, its deadlines and every payload (synthetic data)."""
+
+    incident: Incident
+    deadlines: tuple[Deadline, ...]
+    assessment: NoticeAssessment
+    regulator_reports: tuple[Mapping[str, Any], ...]
+    owner_notices: tuple[Mapping[str, Any], ...]
+    pages: tuple[Mapping[str, Any], ...]
+    dispatch: DispatchReport
+    config_warnings: tuple[str, ...]
+
+
+class _Recorder:
+    """A drill hook: keeps payloads, drops contact details."""
+
+    def __init__(self) -> None:
+        self.seen: list[Notification] = []
+
+    def __call__(self, notification: Notification) -> None:
+        self.seen.append(attrs.evolve(notification, recipient=None))
+
+
+def run_drill(
+    *,
+    owners: int = 120,
+    scenario: Literal["bulk-read", "lost-backup", "key-compromise"] = "bulk-read",
+    policy: str | Path | None = None,
+) -> DrillResult:
+    """Run the whole incident flow on a synthetic community in a throwaway vault.
+
+    No real vault is opened and no real owner is touched; notifications go to in-memory hooks
+    that keep only payloads. Scenarios: ``bulk-read`` (a front-desk account reads owners'
+    profiles at 02:00), ``lost-backup`` (an encrypted backup is lost, keys healthy) and
+    ``key-compromise`` (a data key is marked compromised).
+    """
+    from .demo import synthetic_community
+    from .policy import load_policy
+    from .testing import FrozenClock, InMemoryKey
+    from .vault import Vault
+
+    loaded = load_policy(policy)
+    config = load_breach_config(policy, policy=loaded)
+    warnings = tuple(
+        f"{item} is not set in incident.toml; the drill used a synthetic value"
+        for item in config.missing_contacts()
+    )
+    if warnings:
+        dpo = config.incident.dpo.model_copy(
+            update={
+                "name": config.incident.dpo.name or "演练 DPO (drill)",
+                "email": config.incident.dpo.email or "dpo@drill.invalid",
+            }
+        )
+        controller = config.incident.controller.model_copy(
+            update={
+                "name_zh": config.incident.controller.name_zh or "演练物业公司",
+                "name_en": config.incident.controller.name_en or "Drill property company",
+            }
+        )
+        config = config.with_contacts(dpo=dpo, controller=controller)
+    threshold = config.detectors.bulk_access.owners
+    count = max(owners, threshold + 1, config.detectors.after_hours.owners + 1)
+    zone = config.zone
+    day = _dt.datetime(2026, 3, 2, 10, 0, tzinfo=zone)
+    clock = FrozenClock(day.astimezone(_dt.UTC))
+    clerk = Actor("drill-front-desk", roles=["front_desk"])
+    officer = Actor("drill-dpo", roles=[OFFICER_ROLE])
+    with tempfile.TemporaryDirectory(prefix="ownervault-drill-") as tmp:
+        vault = Vault.create(Path(tmp) / "vault", key=InMemoryKey(), policy=loaded, clock=clock)
+        try:
+            manager = install_detectors(vault, config)
+            population = list(synthetic_community(count, seed=7))
+            with vault.session(clerk, "owner_registration") as session:
+                records = [r for o in population for r in (o.profile, o.unit)]
+                ids = session.put_many(records)
+            profile_ids = ids[0::2]
+            clock.set(_dt.datetime(2026, 3, 3, 2, 0, tzinfo=zone).astimezone(_dt.UTC))
+            if scenario == "bulk-read":
+                with vault.session(clerk, "owner_registration") as session:
+                    for rid in profile_ids:
+                        session.get(OwnerProfile, rid)
+                        clock.advance(_dt.timedelta(seconds=2))
+                incident = manager.list()[-1]
+                cause = "A front-desk account read owners' profiles at night (drill)."
+            elif scenario == "lost-backup":
+                incident = manager.open(
+                    kind=IncidentKind.LOSS,
+                    title="Drill: a laptop holding an encrypted vault backup was lost",
+                    actor=officer,
+                    exposure=Exposure.CIPHERTEXT,
+                )
+                cause = "A laptop with an encrypted backup copy was lost (drill)."
+            else:
+                admin = Actor("drill-admin", roles=[ADMIN_ROLE])
+                subject = vault._backend.subjects_page("", 1)[0]
+                vault.keys.mark_compromised(subject.key_id.hex(), actor=admin)
+                incident = manager.list()[-1]
+                cause = "A data key was found in a debug log (drill)."
+            clock.advance(_dt.timedelta(minutes=30))
+            if incident.status is IncidentStatus.SUSPECTED:
+                manager.confirm(incident.incident_id, actor=officer, cause=cause)
+            manager.update(
+                incident.incident_id,
+                actor=officer,
+                measures_taken=["The account involved was suspended (drill)."],
+                measures_planned=["Review night-time access rules (drill)."],
+            )
+            manager.notify(incident.incident_id, actor=officer)
+            recorder = _Recorder()
+            names = {n for hooks in config.incident.routing.values() for n in hooks}
+            report = manager.dispatch(actor=officer, hooks=dict.fromkeys(names, recorder))
+            final = manager.get(incident.incident_id)
+            assessment = manager.assessment(incident.incident_id)
+            return DrillResult(
+                incident=final,
+                deadlines=tuple(manager.deadlines(incident.incident_id)),
+                assessment=assessment,
+                regulator_reports=tuple(
+                    n.payload for n in recorder.seen if n.audience == "regulator"
+                ),
+                owner_notices=tuple(n.payload for n in recorder.seen if n.audience == "owners"),
+                pages=tuple(n.payload for n in recorder.seen if n.audience == "oncall"),
+                dispatch=report,
+                config_warnings=warnings,
+            )
+        finally:
+            vault.close()
+
+
+def describe_error(error: OwnerVaultError | PolicyError) -> str:
+    """One line for the CLI."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
