@@ -115,9 +115,10 @@ def backup(vault: Vault, out: str | Path, *, actor: Actor) -> BackupSummary:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise VaultExistsError(f"{target} already exists and is not an empty directory")
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    embedded = vault._embedded_backend("backup")
     vault._record_system("vault.backup", detail={"by": actor.actor_id})
     entries = vault.audit.size()
-    vault._backend.backup_to(target / "vault.db")
+    embedded.backup_to(target / "vault.db")
     copy = SQLCipherBackend(target / "vault.db", vault._db_key)
     try:
         detached = copy.detach_subject_keys()
@@ -275,7 +276,10 @@ def rotate_page_key(vault: Vault, *, actor: Actor) -> None:
     Raises:
         VaultError: another process has the vault open.
     """
-    if not vault._lock_file.try_exclusive():
+    embedded = vault._embedded_backend("page-key rotation")
+    lock = vault._lock_file
+    assert lock is not None  # every embedded vault holds its lock file
+    if not lock.try_exclusive():
         raise VaultError(
             "another process has this vault open; close it before rotating the page key"
         )
@@ -285,12 +289,12 @@ def rotate_page_key(vault: Vault, *, actor: Actor) -> None:
         staging = directory / ("vault.db" + REKEY_SUFFIX)
         staging.unlink(missing_ok=True)
         vault._record_system("key.rotate_page_key", detail={"by": actor.actor_id})
-        vault._backend.export_rekeyed(staging, new_key)
+        embedded.export_rekeyed(staging, new_key)
         root = vault._root
         header = vault._header
         pending = header.model_copy(update={"pending_db_key": _wrap(root, header, new_key)})
         write_atomically(directory / "vault.header", pending.dumps())
-        vault._backend.close_for_swap()
+        embedded.close_for_swap()
         os.replace(staging, directory / "vault.db")
         _fsync_dir(directory)
         done = pending.model_copy(
@@ -299,9 +303,9 @@ def rotate_page_key(vault: Vault, *, actor: Actor) -> None:
         write_atomically(directory / "vault.header", done.dumps())
         vault._header = done
         vault._db_key = new_key
-        vault._backend.reopen(new_key)
+        embedded.reopen(new_key)
     finally:
-        vault._lock_file.downgrade()
+        lock.downgrade()
 
 
 def recover(directory: Path, header: VaultHeader, root: RootKey) -> VaultHeader:

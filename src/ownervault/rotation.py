@@ -43,7 +43,6 @@ from .keys import (
     KeyState,
     VaultHeader,
     check_transition,
-    write_atomically,
 )
 from .policy import Actor
 from .records import RECORD_TYPES, normalise
@@ -242,11 +241,10 @@ class KeyAdmin:
         if new_header.unwrap(new_key.load_root(new_header.provider_params), "db") != vault._db_key:
             raise KeyStateError("the new root key did not round-trip; nothing was changed")
         with self._backend.atomic():
-            write_atomically(vault.path / "vault.header", new_header.dumps())
+            vault._write_header(new_header)
             self._audit(
                 actor, "key.rotate_root", None, {"from": header.provider, "to": new_key.kind}
             )
-        vault._header = new_header
 
     def rotate_kek(self, *, actor: Actor) -> JobStatus:
         """Add and promote a new KEK, demote the old one, and start rewrapping subject keys."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import importlib
 import json
 import re
 import secrets
@@ -31,9 +32,11 @@ import attrs
 from . import checkpoint as _checkpoint
 from . import crypto, rights
 from .audit import AuditEntry, AuditLog, canonical_json, format_time
+from .breach import IncidentManager, incident_manager, install_detectors
 from .bundle import AuditFilter, BundleSummary, export_bundle
 from .consent import ConsentRecord, ConsentState, consent_state
 from .exceptions import (
+    ConfigurationError,
     ConsentRequiredError,
     DecryptionError,
     FieldNotDisclosedError,
@@ -46,6 +49,7 @@ from .exceptions import (
     SubjectErasedError,
     ValidationError,
     VaultClosedError,
+    VaultError,
     VaultExistsError,
     VaultFormatError,
     VaultLockedError,
@@ -87,7 +91,15 @@ from .policy import (
 from .records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
 from .rights import SubjectExport, SweepReport, held, receipt_body
 from .rotation import AUTO_ROTATE_AT, JobStatus, KeyAdmin
-from .storage.base import DisclosureRow, HoldRow, KeyRow, RecordRow, RequestRow, SubjectRow
+from .storage.base import (
+    Backend,
+    DisclosureRow,
+    HoldRow,
+    KeyRow,
+    RecordRow,
+    RequestRow,
+    SubjectRow,
+)
 from .storage.sqlcipher import SQLCipherBackend
 from .typing import Clock, KeyProvider, RootKey
 
@@ -258,9 +270,10 @@ class Vault:
     def __init__(
         self,
         *,
-        path: Path,
+        path: Path | None,
+        location: str,
         header: VaultHeader,
-        backend: SQLCipherBackend,
+        backend: Backend,
         keyring_key: bytes,
         signing_seed: bytes,
         db_key: bytes,
@@ -270,14 +283,17 @@ class Vault:
         key_cache_size: int,
     ) -> None:
         self._path = path
+        self._location = location
         self._header = header
         self._backend = backend
         self._keyring = crypto.SecretKey(keyring_key, key_id=bytes.fromhex(header.keyring_key_id))
         self._signing_seed = signing_seed
         self._db_key = db_key
         self._root = root
-        self._lock_file = VaultLock(path)
-        self._lock_file.acquire_shared()
+        self._lock_file: VaultLock | None = None
+        if path is not None:
+            self._lock_file = VaultLock(path)
+            self._lock_file.acquire_shared()
         self._policy = policy
         self._clock = clock
         self._cache = KeyCache(key_cache_size)
@@ -296,10 +312,11 @@ class Vault:
             backend.get_meta("max_key_invocations") or DEFAULT_MAX_INVOCATIONS
         )
         self._load_system_keys()
+        install_detectors(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<Vault {self._header.vault_id} at {str(self._path)!r} ({state})>"
+        return f"<Vault {self._header.vault_id} at {_redact_url(self._location)!r} ({state})>"
 
     def __reduce_ex__(self, protocol: object) -> Any:
         raise TypeError("a Vault holds keys and cannot be pickled")
@@ -336,10 +353,19 @@ class Vault:
             raise ValidationError("max_key_invocations must be between 1 and 2**32")
         loaded = _load(policy)
         clock = clock or SystemClock()
-        root_path = Path(path)
-        if root_path.exists() and (not root_path.is_dir() or any(root_path.iterdir())):
-            raise VaultExistsError(f"{root_path} already exists and is not an empty directory")
-        root_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        url = _database_url(path)
+        root_path = Path("." if url else path)
+        server: Backend | None = None
+        if url is not None:
+            server = _server_backend(url)
+            server.migrate()
+            if server.get_meta("vault_id"):
+                server.close()
+                raise VaultExistsError("that database already holds an ownervault vault")
+        else:
+            if root_path.exists() and (not root_path.is_dir() or any(root_path.iterdir())):
+                raise VaultExistsError(f"{root_path} already exists and is not an empty directory")
+            root_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             root, params = key.create_root()
             vault_id = uuid.uuid4().hex
@@ -364,8 +390,12 @@ class Vault:
                 wrapped_keyring_key=wrap(keyring_key, "keyring"),
                 wrapped_signing_key=wrap(crypto.ed25519_generate(), "signing"),
             )
-            backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
-            backend.migrate()
+            backend: Backend
+            if server is not None:
+                backend = server
+            else:
+                backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
+                backend.migrate()
             keyring = crypto.SecretKey(keyring_key, key_id=keyring_key_id)
             with backend.atomic():
                 backend.set_meta("vault_id", vault_id)
@@ -392,13 +422,21 @@ class Vault:
                     )
                     backend.set_meta(f"primary_{kind.value}", key_id.hex())
                 backend.set_meta("max_key_invocations", str(max_key_invocations))
-            write_atomically(root_path / HEADER_NAME, header.dumps())
+                if server is not None:
+                    # On a database server the header lives in the database itself.
+                    backend.set_meta("header", header.dumps().decode("utf-8"))
+            if server is None:
+                write_atomically(root_path / HEADER_NAME, header.dumps())
         except BaseException:
             # Leave nothing half-made behind: a directory without a valid header is useless.
-            shutil.rmtree(root_path, ignore_errors=True)
+            if server is None:
+                shutil.rmtree(root_path, ignore_errors=True)
+            else:
+                server.close()
             raise
         vault = cls(
-            path=root_path,
+            path=None if url else root_path,
+            location=url or str(root_path),
             header=header,
             backend=backend,
             keyring_key=keyring_key,
@@ -431,6 +469,15 @@ class Vault:
             VaultFormatError: the header or database is damaged or of an unknown version.
             WrongKeyError: the key does not open this vault.
         """
+        url = _database_url(path)
+        if url is not None:
+            return cls._open_server(
+                url,
+                key=key,
+                policy=policy,
+                clock=clock,
+                key_cache_size=key_cache_size,
+            )
         root_path = Path(path)
         header_path = root_path / HEADER_NAME
         try:
@@ -449,23 +496,87 @@ class Vault:
         header.unwrap(root, "keyring")  # a wrong key fails here, before any file is touched
         header = recover(root_path, header, root)
         db_key = header.unwrap(root, "db")
-        keyring_key = header.unwrap(root, "keyring")
         if not (root_path / DB_NAME).exists():
             raise VaultFormatError(f"{root_path / DB_NAME} is missing")
         backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
+        return cls._finish_open(
+            backend,
+            header,
+            root,
+            path=root_path,
+            location=str(root_path),
+            policy=loaded,
+            clock=clock,
+            key_cache_size=key_cache_size,
+        )
+
+    @classmethod
+    def _open_server(
+        cls,
+        url: str,
+        *,
+        key: KeyProvider,
+        policy: Policy | str | Path | None,
+        clock: Clock | None,
+        key_cache_size: int,
+    ) -> Vault:
+        backend = _server_backend(url)
         try:
             backend.migrate()
+            raw = backend.get_meta("header")
+            if not raw:
+                raise VaultNotFoundError("that database holds no ownervault vault")
+            header = VaultHeader.loads(raw.encode("utf-8"), path=Path("header"))
+            if header.provider != key.kind:
+                raise WrongKeyError(
+                    f"this vault needs its {header.provider!r} root key; "
+                    f"a {key.kind!r} key was given"
+                )
+            loaded = _load(policy)
+            root = key.load_root(header.provider_params)
+        except BaseException:
+            backend.close()
+            raise
+        return cls._finish_open(
+            backend,
+            header,
+            root,
+            path=None,
+            location=url,
+            policy=loaded,
+            clock=clock,
+            key_cache_size=key_cache_size,
+        )
+
+    @classmethod
+    def _finish_open(
+        cls,
+        backend: Backend,
+        header: VaultHeader,
+        root: RootKey,
+        *,
+        path: Path | None,
+        location: str,
+        policy: Policy,
+        clock: Clock | None,
+        key_cache_size: int,
+    ) -> Vault:
+        try:
+            keyring_key = header.unwrap(root, "keyring")
+            db_key = header.unwrap(root, "db")
+            backend.migrate()
             if backend.get_meta("vault_id") != header.vault_id:
-                raise VaultFormatError(f"{root_path / DB_NAME} does not belong to this header")
+                raise VaultFormatError(f"{location} does not belong to this header")
             vault = cls(
-                path=root_path,
+                path=path,
+                location=location,
                 header=header,
                 backend=backend,
                 keyring_key=keyring_key,
                 signing_seed=header.unwrap(root, "signing"),
                 db_key=db_key,
                 root=root,
-                policy=loaded,
+                policy=policy,
                 clock=clock or SystemClock(),
                 key_cache_size=key_cache_size,
             )
@@ -489,7 +600,8 @@ class Vault:
             self._index = None
             self._signing_seed = b""
             self._db_key = b""
-            self._lock_file.release()
+            if self._lock_file is not None:
+                self._lock_file.release()
             self._backend.close()
 
     def __enter__(self) -> Self:
@@ -509,8 +621,32 @@ class Vault:
 
     @property
     def path(self) -> Path:
-        """The vault directory."""
+        """The vault directory (embedded vaults only)."""
+        if self._path is None:
+            raise VaultError("a vault on a database server has no directory")
         return self._path
+
+    @property
+    def embedded(self) -> bool:
+        """Whether this is an embedded SQLCipher vault (a directory) rather than a server one."""
+        return self._path is not None
+
+    def _write_header(self, header: VaultHeader) -> None:
+        """Replace the header: atomically on disk, or in the database for a server vault."""
+        if self._path is not None:
+            write_atomically(self._path / HEADER_NAME, header.dumps())
+        else:
+            with self._backend.atomic():
+                self._backend.set_meta("header", header.dumps().decode("utf-8"))
+        self._header = header
+
+    def _embedded_backend(self, operation: str) -> SQLCipherBackend:
+        """The SQLCipher backend, for operations that only an embedded vault supports."""
+        if not isinstance(self._backend, SQLCipherBackend):
+            raise VaultError(
+                f"{operation} is for embedded vaults; on PostgreSQL use the server's own tools"
+            )
+        return self._backend
 
     @property
     def vault_id(self) -> str:
@@ -655,6 +791,12 @@ class Vault:
         """Key management for admins: inventory, lifecycle verbs, rotation and jobs."""
         self._check_open()
         return KeyAdmin(self)
+
+    @property
+    def incidents(self) -> IncidentManager:
+        """Breach incidents: detectors, affected owners, notices, deadlines and the outbox."""
+        self._check_open()
+        return incident_manager(self)
 
     def session(self, actor: Actor, purpose: str) -> Session:
         """Open a session for ``actor`` acting for ``purpose``.
@@ -1046,6 +1188,31 @@ class Vault:
             key_id, state=KeyState.DESTROYED.value, at=now, wrapped=None, wrapped_by=row.wrapped_by
         )
         self._cache.discard(key_id)
+
+
+def _database_url(path: str | Path) -> str | None:
+    """The PostgreSQL URL if ``path`` is one (``postgresql://...``), else None."""
+    if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+        return path
+    return None
+
+
+def _redact_url(location: str) -> str:
+    """A location fit for reprs and messages: any password in a URL is hidden."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", location)
+
+
+def _server_backend(url: str) -> Backend:
+    """Connect to a PostgreSQL database (psycopg is imported only when one is used)."""
+    try:
+        module = importlib.import_module(".storage.postgres", __package__)
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"PostgreSQL vaults need the 'postgres' extra (missing module {exc.name!r}): "
+            "pip install 'ownervault[postgres]'"
+        ) from None
+    backend: Backend = module.PostgresBackend(url)
+    return backend
 
 
 def _primary(
@@ -2496,9 +2663,7 @@ def _written_fields(record: Record) -> tuple[str, ...]:
     return tuple(name for name in record.field_specs() if getattr(record, name) is not None)
 
 
-def _track_relationship(
-    backend: SQLCipherBackend, subject: SubjectRow, status: object, now: str
-) -> None:
+def _track_relationship(backend: Backend, subject: SubjectRow, status: object, now: str) -> None:
     """An owner profile marked ``moved_out`` ends the relationship; retention clocks start."""
     if status == "moved_out":
         backend.set_subject_flags(subject.pseudonym, ended_at=now)

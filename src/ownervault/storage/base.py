@@ -353,6 +353,92 @@ class Backend(Protocol):
         """Clear JSON of a subject's live unit records."""
         ...
 
+    def set_subject_flags(self, pseudonym: str, **flags: str | None) -> None:
+        """Set ``restricted_to``, ``hold_until`` or ``ended_at`` of a subject."""
+        ...
+
+    def insert_hold(self, hold: HoldRow) -> None:
+        """Record a legal hold."""
+        ...
+
+    def holds(self, pseudonym: str) -> list[HoldRow]:
+        """A subject's holds, oldest first."""
+        ...
+
+    def find_hold(self, hold_id: str) -> HoldRow | None:
+        """One hold by id."""
+        ...
+
+    def release_hold(self, hold_id: str, at: str) -> bool:
+        """Release a hold; False if there is no such unreleased hold."""
+        ...
+
+    def upsert_request(self, request: RequestRow) -> None:
+        """Record or update a rights request."""
+        ...
+
+    def requests(self, pseudonym: str | None = None) -> list[RequestRow]:
+        """Rights requests (of one subject, or all), oldest first."""
+        ...
+
+    def insert_disclosure(self, row: DisclosureRow) -> None:
+        """Record that fields of a subject went to a third party."""
+        ...
+
+    def disclosures(self, pseudonym: str) -> list[DisclosureRow]:
+        """Where a subject's data went, oldest first."""
+        ...
+
+    def live_subjects(self) -> list[SubjectRow]:
+        """Every subject not erased."""
+        ...
+
+    def subject_keys_wrapped_by(self, kek_id: bytes, after: bytes, limit: int) -> list[KeyRow]:
+        """Live subject keys wrapped by ``kek_id`` with id after ``after``, in id order."""
+        ...
+
+    def key_references(self, key_id: bytes) -> int:
+        """How many live keys, subjects and records still depend on ``key_id``."""
+        ...
+
+    def records_per_key(self) -> dict[bytes, int]:
+        """Live records protected by each data key."""
+        ...
+
+    def subjects_page(self, after: str, limit: int) -> list[SubjectRow]:
+        """Live subjects with pseudonym after ``after``, in pseudonym order."""
+        ...
+
+    def count_live_subjects(self) -> int:
+        """Number of subjects not erased."""
+        ...
+
+    def set_subject_key(
+        self, pseudonym: str, key_id: bytes, minor_until: bytes | None, subject_ref: bytes | None
+    ) -> None:
+        """Point a subject at a new data key (and lookup token, when given)."""
+        ...
+
+    def reseal_record(self, record_id: str, key_id: bytes, sealed: bytes) -> None:
+        """Replace a record's ciphertexts with the same values under another key."""
+        ...
+
+    def replace_tokens(self, record_id: str, tokens: Sequence[tuple[bytes, str]]) -> None:
+        """Replace every blind-index token of a record."""
+        ...
+
+    def insert_job(self, job_id: str, kind: str, params: str, total: int, at: str) -> None:
+        """Record a new background job."""
+        ...
+
+    def jobs(self) -> list[tuple[str, str, str, str, str, int, int, str, str]]:
+        """Every job: (id, kind, state, params, cursor, done, total, started, updated)."""
+        ...
+
+    def advance_job(self, job_id: str, cursor: str, done: int, state: str, at: str) -> None:
+        """Move a job's cursor (in the same transaction as the batch it covers)."""
+        ...
+
     def migrate(self) -> int:
         """Create or upgrade the schema; return its version."""
         ...
