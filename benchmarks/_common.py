@@ -1,0 +1,814 @@
+"""Shared pieces of the benchmarks: synthetic owners, the four stores, timing and tables.
+
+The four stores hold the same OwnerProfile data and answer the same four operations:
+
+* ``SqliteStore`` -- stdlib ``sqlite3``, one plain column per field, an index on the phone.
+* ``BareStore`` -- a hand-rolled encrypted store: SQLCipher (raw key, WAL, synchronous=NORMAL),
+  AES-256-GCM per personal field (one cached ``AESGCM``, random nonce, AAD = record id + field
+  name) and an HMAC-SHA256 blind index on the phone in its own indexed table. No policy, no audit.
+* ``SaUtilsStore`` -- SQLAlchemy Core on SQLite with sqlalchemy-utils ``StringEncryptedType``
+  (``AesGcmEngine``) per personal field and an unkeyed SHA-256 phone hash for lookups.
+* ``VaultStore`` -- ownervault: a vault with an in-memory root key, a ``front_desk`` actor and
+  the ``owner_registration`` purpose of the default policy pack.
+
+Every store receives its input already in its own native form (tuples, dicts or
+``OwnerProfile`` objects), built outside the timed sections.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import hashlib
+import os
+import platform
+import re
+import sqlite3
+import statistics
+import sys
+import time
+import unicodedata
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import sqlcipher3
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from faker import Faker
+from sqlalchemy_utils import StringEncryptedType
+from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine
+
+import ownervault as ov
+from ownervault.records import OwnerProfile
+from ownervault.testing import InMemoryKey
+
+# --------------------------------------------------------------------------- data
+
+#: Personal fields, in column order. Every one is encrypted by the encrypted stores.
+PERSONAL_FIELDS: tuple[str, ...] = (
+    "name",
+    "phone",
+    "id_number",
+    "email",
+    "birth_date",
+    "emergency_contact_name",
+    "emergency_contact_phone",
+    "move_in_date",
+)
+DATE_FIELDS = frozenset({"birth_date", "move_in_date"})
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One synthetic owner; optional fields are None in the minimal (find-scale) data set."""
+
+    subject_id: str
+    name: str
+    phone: str
+    id_number: str | None = None
+    email: str | None = None
+    birth_date: dt.date | None = None
+    emergency_contact_name: str | None = None
+    emergency_contact_phone: str | None = None
+    move_in_date: dt.date | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The personal fields as a dict (None where absent)."""
+        return {name: getattr(self, name) for name in PERSONAL_FIELDS}
+
+
+_EARLIEST_MOVE_IN = dt.date(2000, 1, 1)
+_LATEST_MOVE_IN = dt.date(2025, 12, 31)
+
+
+def _faker(seed: int) -> Faker:
+    fake = Faker("zh_CN")
+    fake.seed_instance(seed)
+    return fake
+
+
+def generate_people(count: int, *, seed: int = 20260101, start: int = 0) -> list[Person]:
+    """``count`` full owner profiles (adults only), deterministic for a seed.
+
+    The birth date is the one encoded in the generated resident id number (``faker.ssn``).
+    """
+    fake = _faker(seed)
+    out: list[Person] = []
+    for i in range(start, start + count):
+        id_number = fake.ssn(min_age=18, max_age=90)
+        born = dt.date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+        try:
+            adult = born.replace(year=born.year + 18)
+        except ValueError:  # 29 February
+            adult = born.replace(year=born.year + 18, day=28)
+        first = max(adult, _EARLIEST_MOVE_IN)
+        move_in = (
+            fake.date_between(start_date=first, end_date=_LATEST_MOVE_IN)
+            if first < _LATEST_MOVE_IN
+            else first
+        )
+        out.append(
+            Person(
+                subject_id=f"owner-{i:07d}",
+                name=fake.name(),
+                phone=fake.phone_number(),
+                id_number=id_number,
+                email=fake.email(),
+                birth_date=born,
+                emergency_contact_name=fake.name(),
+                emergency_contact_phone=fake.phone_number(),
+                move_in_date=move_in,
+            )
+        )
+    return out
+
+
+def generate_minimal(chunk: int, *, size: int, seed: int = 20260101) -> list[Person]:
+    """Chunk number ``chunk`` of a minimal data set (subject id, name, phone only).
+
+    Each chunk has its own seed, so chunks can be generated in any order or in parallel and
+    chunk 0 is always the same whatever the total size.
+    """
+    fake = _faker(seed * 1000 + chunk)
+    first = chunk * size
+    return [
+        Person(subject_id=f"owner-{first + i:07d}", name=fake.name(), phone=fake.phone_number())
+        for i in range(size)
+    ]
+
+
+def spaced_phone(phone: str) -> str:
+    """The phone as people type it: ``13800138000`` -> ``138 0013 8000``."""
+    return f"{phone[:3]} {phone[3:7]} {phone[7:]}"
+
+
+_NON_DIGITS = re.compile(r"\D+")
+
+
+def normalise_phone(value: str) -> str:
+    """Digits only, leading +86 / 0086 dropped (the same rule ownervault's ``phone`` uses)."""
+    digits = _NON_DIGITS.sub("", unicodedata.normalize("NFKC", value))
+    if digits.startswith("0086"):
+        digits = digits[4:]
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    return digits
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _date(value: str | None) -> dt.date | None:
+    return None if value is None else dt.date.fromisoformat(value)
+
+
+def now_text() -> str:
+    """Creation timestamp stored by the baselines (ownervault stores its own)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --------------------------------------------------------------------------- stores
+
+
+class Store:
+    """The interface every benchmarked store implements."""
+
+    key: str = ""
+    label: str = ""
+
+    def prepare(self, people: Sequence[Person]) -> list[Any]:
+        """Turn people into this store's native input (not timed)."""
+        raise NotImplementedError
+
+    def put_many(self, items: Sequence[Any]) -> list[str]:
+        """Insert all items in one transaction; return their ids."""
+        raise NotImplementedError
+
+    def put(self, item: Any) -> str:
+        """Insert one item in its own transaction; return its id."""
+        raise NotImplementedError
+
+    def get(self, record_id: str) -> dict[str, Any]:
+        """Read one record by id, decrypted."""
+        raise NotImplementedError
+
+    def find(self, phone: str) -> list[Any]:
+        """Records whose phone equals ``phone`` (any formatting), decrypted."""
+        raise NotImplementedError
+
+    def name_of(self, found: Any) -> str:
+        """The owner's name in a value returned by ``get``/``find`` (for sanity checks)."""
+        return str(found["name"])
+
+    def close(self) -> None:
+        """Release the store."""
+
+
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA cache_size = -16384",  # the same 16 MiB page cache ownervault uses
+    "PRAGMA temp_store = MEMORY",
+)
+
+_COLUMNS = ("id", "subject_id", "household_role", "status", "created_at", *PERSONAL_FIELDS)
+
+
+class SqliteStore(Store):
+    """(a) stdlib sqlite3, plaintext, one column per field, index on the normalised phone."""
+
+    key = "sqlite"
+    label = "sqlite3 (plain)"
+
+    def __init__(self, directory: Path) -> None:
+        self._conn = sqlite3.connect(
+            directory / "plain.db", isolation_level=None, check_same_thread=False
+        )
+        for pragma in _PRAGMAS:
+            self._conn.execute(pragma)
+        self._conn.execute(
+            "CREATE TABLE owners (id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, "
+            "household_role TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, "
+            + ", ".join(f"{f} TEXT" for f in PERSONAL_FIELDS)
+            + ") WITHOUT ROWID"
+        )
+        self._conn.execute("CREATE INDEX owners_phone ON owners(phone)")
+        marks = ", ".join("?" * len(_COLUMNS))
+        self._insert = f"INSERT INTO owners ({', '.join(_COLUMNS)}) VALUES ({marks})"
+        self._select = f"SELECT {', '.join(_COLUMNS)} FROM owners "
+
+    def prepare(self, people: Sequence[Person]) -> list[Any]:
+        return [
+            (
+                p.subject_id,
+                p.name,
+                normalise_phone(p.phone),
+                p.id_number,
+                p.email,
+                _iso(p.birth_date),
+                p.emergency_contact_name,
+                p.emergency_contact_phone,
+                _iso(p.move_in_date),
+            )
+            for p in people
+        ]
+
+    def _row(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
+        sid, *personal = item
+        return (uuid.uuid4().hex, sid, "owner", "active", now_text(), *personal)
+
+    def put_many(self, items: Sequence[Any]) -> list[str]:
+        rows = [self._row(i) for i in items]
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(self._insert, rows)
+        conn.execute("COMMIT")
+        return [r[0] for r in rows]
+
+    def put(self, item: Any) -> str:
+        row = self._row(item)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(self._insert, row)
+        conn.execute("COMMIT")
+        return row[0]
+
+    def _decode(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        out = dict(zip(_COLUMNS, row, strict=True))
+        for f in DATE_FIELDS:
+            out[f] = _date(out[f])
+        return out
+
+    def get(self, record_id: str) -> dict[str, Any]:
+        row = self._conn.execute(self._select + "WHERE id = ?", (record_id,)).fetchone()
+        return self._decode(row)
+
+    def find(self, phone: str) -> list[Any]:
+        rows = self._conn.execute(
+            self._select + "WHERE phone = ?", (normalise_phone(phone),)
+        ).fetchall()
+        return [self._decode(r) for r in rows]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class BareStore(Store):
+    """(b) SQLCipher + AES-256-GCM per field + HMAC-SHA256 blind index; no policy, no audit."""
+
+    key = "bare"
+    label = "bare SQLCipher+AES-GCM"
+
+    def __init__(self, directory: Path, *, keys: tuple[bytes, bytes, bytes] | None = None) -> None:
+        """Create a store in ``directory``, or open the one there when ``keys`` are given."""
+        create = keys is None
+        self.directory = directory
+        self.keys = keys or (os.urandom(32), os.urandom(32), os.urandom(32))
+        db_key, field_key, index_key = self.keys
+        conn = sqlcipher3.connect(
+            str(directory / "bare.db"), isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(f"PRAGMA key = \"x'{db_key.hex()}'\"")
+        for pragma in _PRAGMAS:
+            conn.execute(pragma)
+        if create:
+            conn.execute(
+                "CREATE TABLE owners (id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, "
+                "household_role TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, "
+                + ", ".join(f"{f} BLOB" for f in PERSONAL_FIELDS)
+                + ") WITHOUT ROWID"
+            )
+            conn.execute(
+                "CREATE TABLE phone_index (token BLOB NOT NULL, record_id TEXT NOT NULL, "
+                "PRIMARY KEY (token, record_id)) WITHOUT ROWID"
+            )
+        self._conn = conn
+        self._aead = AESGCM(field_key)
+        self._mac = crypto_hmac.HMAC(index_key, hashes.SHA256())
+        marks = ", ".join("?" * len(_COLUMNS))
+        self._insert = f"INSERT INTO owners ({', '.join(_COLUMNS)}) VALUES ({marks})"
+        self._insert_token = "INSERT INTO phone_index (token, record_id) VALUES (?, ?)"
+        self._get = f"SELECT {', '.join(_COLUMNS)} FROM owners WHERE id = ?"
+        self._find = (
+            f"SELECT {', '.join('o.' + c for c in _COLUMNS)} FROM phone_index AS p "
+            "JOIN owners AS o ON o.id = p.record_id WHERE p.token = ?"
+        )
+
+    def prepare(self, people: Sequence[Person]) -> list[Any]:
+        return [
+            (
+                p.subject_id,
+                tuple(
+                    (_iso(v) if isinstance(v, dt.date) else v)
+                    for v in (getattr(p, f) for f in PERSONAL_FIELDS)
+                ),
+            )
+            for p in people
+        ]
+
+    def token(self, phone: str) -> bytes:
+        """Blind-index token of a phone: HMAC-SHA256 of the normalised digits, 16 bytes."""
+        mac = self._mac.copy()
+        mac.update(normalise_phone(phone).encode())
+        return mac.finalize()[:16]
+
+    def _encrypt(self, record_id: str, field: str, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        nonce = os.urandom(12)
+        aad = record_id.encode() + b"\x00" + field.encode()
+        return nonce + self._aead.encrypt(nonce, value.encode(), aad)
+
+    def _rows(self, item: tuple[str, tuple[str | None, ...]]) -> tuple[tuple[Any, ...], Any]:
+        sid, personal = item
+        rid = uuid.uuid4().hex
+        enc = self._encrypt
+        blobs = [enc(rid, f, v) for f, v in zip(PERSONAL_FIELDS, personal, strict=True)]
+        row = (rid, sid, "owner", "active", now_text(), *blobs)
+        phone = personal[1]
+        token = (self.token(phone), rid) if phone is not None else None
+        return row, token
+
+    def put_many(self, items: Sequence[Any]) -> list[str]:
+        rows, tokens = [], []
+        for item in items:
+            row, token = self._rows(item)
+            rows.append(row)
+            if token is not None:
+                tokens.append(token)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(self._insert, rows)
+            conn.executemany(self._insert_token, tokens)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return [r[0] for r in rows]
+
+    def put(self, item: Any) -> str:
+        row, token = self._rows(item)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(self._insert, row)
+            if token is not None:
+                conn.execute(self._insert_token, token)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return row[0]
+
+    def _decode(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        rid = row[0]
+        out: dict[str, Any] = dict(zip(_COLUMNS[:5], row[:5], strict=True))
+        decrypt = self._aead.decrypt
+        for field, blob in zip(PERSONAL_FIELDS, row[5:], strict=True):
+            if blob is None:
+                out[field] = None
+                continue
+            blob = bytes(blob)
+            aad = rid.encode() + b"\x00" + field.encode()
+            text = decrypt(blob[:12], blob[12:], aad).decode()
+            out[field] = dt.date.fromisoformat(text) if field in DATE_FIELDS else text
+        return out
+
+    def get(self, record_id: str) -> dict[str, Any]:
+        row = self._conn.execute(self._get, (record_id,)).fetchone()
+        return self._decode(row)
+
+    def find(self, phone: str) -> list[Any]:
+        rows = self._conn.execute(self._find, (self.token(phone),)).fetchall()
+        return [self._decode(r) for r in rows]
+
+    def set_cache_kib(self, kib: int) -> None:
+        """Resize this connection's page cache (bulk loads only; reopen restores the default)."""
+        self._conn.execute(f"PRAGMA cache_size = -{int(kib)}")
+
+    def reopen(self) -> BareStore:
+        """Close this store and open it again (empty page cache), as a restarted process."""
+        self.close()
+        return BareStore(self.directory, keys=self.keys)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class SaUtilsStore(Store):
+    """(c) SQLAlchemy Core + sqlalchemy-utils StringEncryptedType(AesGcmEngine) on SQLite.
+
+    Lookups use a plain SHA-256 of the normalised phone in a clear, indexed column: the column
+    type itself cannot be searched (random IVs), and the library has no keyed blind index.
+    Dates are kept as ISO strings inside the ciphertext (the library's own date parsing needs
+    python-dateutil and is slower).
+    """
+
+    key = "sautils"
+    label = "sqlalchemy-utils"
+
+    def __init__(self, directory: Path) -> None:
+        secret = os.urandom(32).hex()
+        self._engine = sa.create_engine(f"sqlite:///{directory / 'sautils.db'}")
+
+        @sa.event.listens_for(self._engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            for pragma in _PRAGMAS:
+                dbapi_conn.execute(pragma)
+
+        def enc() -> StringEncryptedType:
+            return StringEncryptedType(sa.Unicode, secret, AesGcmEngine)
+
+        md = sa.MetaData()
+        self._table = sa.Table(
+            "owners",
+            md,
+            sa.Column("id", sa.String(32), primary_key=True),
+            sa.Column("subject_id", sa.String, nullable=False),
+            sa.Column("household_role", sa.String, nullable=False),
+            sa.Column("status", sa.String, nullable=False),
+            sa.Column("created_at", sa.String, nullable=False),
+            *(sa.Column(f, enc()) for f in PERSONAL_FIELDS),
+            sa.Column("phone_hash", sa.String(64), index=True),
+        )
+        md.create_all(self._engine)
+        self._conn = self._engine.connect()
+        t = self._table
+        cols = [t.c[c] for c in _COLUMNS]
+        self._insert = sa.insert(t)
+        self._get = sa.select(*cols).where(t.c.id == sa.bindparam("rid"))
+        self._find = sa.select(*cols).where(t.c.phone_hash == sa.bindparam("h"))
+
+    @staticmethod
+    def phone_hash(phone: str) -> str:
+        """Unkeyed SHA-256 of the normalised phone (what a plain ORM app would do)."""
+        return hashlib.sha256(normalise_phone(phone).encode()).hexdigest()
+
+    def prepare(self, people: Sequence[Person]) -> list[Any]:
+        out = []
+        for p in people:
+            row: dict[str, Any] = {"subject_id": p.subject_id}
+            for f in PERSONAL_FIELDS:
+                v = getattr(p, f)
+                row[f] = _iso(v) if isinstance(v, dt.date) else v
+            out.append(row)
+        return out
+
+    def _row(self, item: dict[str, Any]) -> dict[str, Any]:
+        row = dict(item)
+        row["id"] = uuid.uuid4().hex
+        row["household_role"] = "owner"
+        row["status"] = "active"
+        row["created_at"] = now_text()
+        row["phone_hash"] = self.phone_hash(item["phone"]) if item["phone"] else None
+        return row
+
+    def put_many(self, items: Sequence[Any]) -> list[str]:
+        rows = [self._row(i) for i in items]
+        with self._conn.begin():
+            self._conn.execute(self._insert, rows)
+        return [r["id"] for r in rows]
+
+    def put(self, item: Any) -> str:
+        row = self._row(item)
+        with self._conn.begin():
+            self._conn.execute(self._insert, row)
+        return row["id"]
+
+    @staticmethod
+    def _decode(row: Any) -> dict[str, Any]:
+        out = dict(row)
+        for f in DATE_FIELDS:
+            out[f] = _date(out[f])
+        return out
+
+    def get(self, record_id: str) -> dict[str, Any]:
+        with self._conn.begin():
+            row = self._conn.execute(self._get, {"rid": record_id}).mappings().one()
+        return self._decode(row)
+
+    def find(self, phone: str) -> list[Any]:
+        with self._conn.begin():
+            rows = self._conn.execute(self._find, {"h": self.phone_hash(phone)}).mappings().all()
+        return [self._decode(r) for r in rows]
+
+    def close(self) -> None:
+        self._conn.close()
+        self._engine.dispose()
+
+
+class VaultStore(Store):
+    """(d) ownervault: policy-checked, audited; a front_desk clerk registering owners."""
+
+    key = "ownervault"
+    label = "ownervault"
+
+    def __init__(self, directory: Path, *, key: InMemoryKey | None = None) -> None:
+        self.root_key = key or InMemoryKey()
+        self.vault = ov.Vault.create(directory / "vault", key=self.root_key)
+        self._open_session()
+
+    def set_cache_kib(self, kib: int) -> None:
+        """Resize the vault connection's page cache for a bulk load.
+
+        ownervault has no public setting for this, so the benchmark reaches into the backend;
+        :meth:`reopen` gives back a vault with its default cache.
+        """
+        self.vault._backend._conn.execute(f"PRAGMA cache_size = -{int(kib)}")
+
+    def reopen(self) -> VaultStore:
+        """Close the vault and open it again (empty key and page caches), with a new session."""
+        path = self.vault.path
+        self.close()
+        other = VaultStore.__new__(VaultStore)
+        other.root_key = self.root_key
+        other.vault = ov.Vault.open(path, key=self.root_key)
+        other._open_session()
+        return other
+
+    def _open_session(self) -> None:
+        clerk = ov.Actor("clerk-01", roles=["front_desk"])
+        self.session = self.vault.session(clerk, purpose="owner_registration")
+
+    def prepare(self, people: Sequence[Person]) -> list[Any]:
+        out = []
+        for p in people:
+            fields = {f: v for f, v in p.values().items() if v is not None}
+            out.append(OwnerProfile(subject_id=p.subject_id, **fields))
+        return out
+
+    def put_many(self, items: Sequence[Any]) -> list[str]:
+        return self.session.put_many(items)
+
+    def put(self, item: Any) -> str:
+        return self.session.put(item)
+
+    def get(self, record_id: str) -> Any:
+        return self.session.get(OwnerProfile, record_id)
+
+    def find(self, phone: str) -> list[Any]:
+        return self.session.find(OwnerProfile, phone=phone)
+
+    def name_of(self, found: Any) -> str:
+        return str(found["name"])
+
+    def close(self) -> None:
+        self.session.close()
+        self.vault.close()
+
+
+STORE_CLASSES: tuple[type[Store], ...] = (SqliteStore, BareStore, SaUtilsStore, VaultStore)
+
+
+# --------------------------------------------------------------------------- SQL timing (diagnosis)
+
+_SPACES = re.compile(r"\s+")
+_MARKS = re.compile(r"\?(\s*,\s*\?)+")
+
+
+def statement_key(sql: str) -> str:
+    text = _MARKS.sub("?..", _SPACES.sub(" ", sql.strip()))
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
+class _TimedCursor:
+    def __init__(self, cursor: Any, key: str, sink: dict[str, list[float]]) -> None:
+        self._cursor = cursor
+        self._key = key
+        self._sink = sink
+
+    def _timed(self, name: str) -> Any:
+        start = time.perf_counter()
+        out = getattr(self._cursor, name)()
+        self._sink[self._key][1] += time.perf_counter() - start
+        return out
+
+    def fetchone(self) -> Any:
+        return self._timed("fetchone")
+
+    def fetchall(self) -> Any:
+        return self._timed("fetchall")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+class TimedConnection:
+    """Wraps a DB-API connection; ``sink[statement] = [calls, seconds]``."""
+
+    def __init__(self, conn: Any, sink: dict[str, list[float]]) -> None:
+        self._conn = conn
+        self._sink = sink
+
+    def _run(self, method: str, sql: str, params: Any) -> Any:
+        key = statement_key(sql)
+        start = time.perf_counter()
+        cursor = getattr(self._conn, method)(sql, params)
+        entry = self._sink[key]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - start
+        return _TimedCursor(cursor, key, self._sink)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        return self._run("execute", sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        return self._run("executemany", sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def new_sink() -> dict[str, list[float]]:
+    """Per-statement accumulator for :func:`sql_timed`: ``{statement: [calls, seconds]}``."""
+    return defaultdict(lambda: [0, 0.0])
+
+
+def sql_timed(
+    store: VaultStore, fn: Callable[[], Any], sink: dict[str, list[float]] | None = None
+) -> tuple[float, dict[str, list[float]]]:
+    """Run ``fn`` with every SQL statement of the vault's connection timed into ``sink``.
+
+    Reaches into the backend's private per-thread connection; for diagnosis only.
+    """
+    backend = store.vault._backend
+    conn = backend._conn  # opens this thread's connection if needed
+    sink = new_sink() if sink is None else sink
+    backend._local.conn = TimedConnection(conn, sink)
+    try:
+        start = time.perf_counter()
+        fn()
+        total = time.perf_counter() - start
+    finally:
+        backend._local.conn = conn
+    return total, sink
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_once(fn: Callable[[], object]) -> float:
+    """Seconds one call takes (after a collection, so earlier garbage is not billed)."""
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_each(fn: Callable[[Any], object], args: Sequence[Any]) -> list[float]:
+    """Seconds each call ``fn(arg)`` takes, in order."""
+    gc.collect()
+    out: list[float] = []
+    clock = time.perf_counter
+    for arg in args:
+        start = clock()
+        fn(arg)
+        out.append(clock() - start)
+    return out
+
+
+def rotated(items: Sequence[Any], rep: int) -> list[Any]:
+    """``items`` rotated by ``rep`` so that no system always runs first."""
+    k = rep % len(items)
+    return [*items[k:], *items[:k]]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def fmt_us(us: float) -> str:
+    if us >= 100:
+        return f"{us:,.0f}"
+    if us >= 10:
+        return f"{us:.1f}"
+    return f"{us:.2f}"
+
+
+def fmt_rate(per_s: float) -> str:
+    return f"{per_s:,.0f}/s"
+
+
+def fmt_seconds(seconds: float) -> str:
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min ({seconds:.0f} s)"
+    return f"{seconds:.1f} s"
+
+
+def environment() -> list[str]:
+    """Lines describing the machine and library versions."""
+    import cryptography
+    import faker
+    import sqlalchemy_utils
+
+    cipher = sqlcipher3.connect(":memory:")
+    try:
+        cipher_version = cipher.execute("PRAGMA cipher_version").fetchone()[0]
+        cipher_sqlite = cipher.execute("SELECT sqlite_version()").fetchone()[0]
+    finally:
+        cipher.close()
+    return [
+        f"- Python {platform.python_version()} on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs ({platform.platform(terse=True)})",
+        f"- stdlib sqlite3: SQLite {sqlite3.sqlite_version}; sqlcipher3: SQLCipher {cipher_version}"
+        f" on SQLite {cipher_sqlite}",
+        f"- cryptography {cryptography.__version__}, SQLAlchemy {sa.__version__}, "
+        f"sqlalchemy-utils {sqlalchemy_utils.__version__}, Faker {faker.VERSION}, "
+        f"ownervault {ov.__version__}",
+        f"- ownervault imported from {Path(ov.__file__).parent}{_revision()}",
+        f"- command: `{' '.join(['python', *sys.argv])}`",
+        f"- {load_average()} at start",
+    ]
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load average (other processes compete for the CPUs)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def _revision() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(Path(ov.__file__).parent), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f" (git {out.stdout.strip()})"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table; first column left-aligned, the rest right-aligned."""
+    align = [":---", *("---:" for _ in header[1:])]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,390 @@
+"""Side-by-side benchmark: plain sqlite3, a bare encrypted store, sqlalchemy-utils, ownervault.
+
+Usage::
+
+    python benchmarks/bench_store.py [--records N] [--ops M] [--reps R]
+                                     [--find-sizes 10000,1000000] [--quick] [--json FILE]
+
+All four stores get the same synthetic OwnerProfile records (Faker zh_CN, seeded). Each
+repetition builds a fresh store per system in a temporary directory and runs, interleaved
+across systems (the order rotates every repetition):
+
+* batch put  -- all N records in one transaction (``put_many`` / ``executemany``)
+* single put -- M more records, one transaction (one commit) each
+* get        -- M random records by id (ownervault: ``Session.get``)
+* find       -- M random records by phone, typed differently from how it was stored
+               (``138 0013 8000``); every store normalises it
+
+The figure per operation is the median over repetitions of the mean time per record/call.
+``--find-sizes`` additionally measures find latency for every store at the given store sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    STORE_CLASSES,
+    BareStore,
+    Person,
+    SaUtilsStore,
+    Store,
+    VaultStore,
+    chunks,
+    environment,
+    fmt_rate,
+    fmt_seconds,
+    fmt_us,
+    generate_people,
+    load_average,
+    markdown_table,
+    median,
+    percentile,
+    rotated,
+    spaced_phone,
+    time_each,
+    time_once,
+)
+
+OPS = ("batch put", "single put", "get", "find")
+
+#: (operation, baseline key, minimum ownervault/baseline throughput ratio)
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("batch put", BareStore.key, 0.6),
+    ("single put", BareStore.key, 0.7),
+    ("batch put", SaUtilsStore.key, 2.0),
+    ("single put", SaUtilsStore.key, 2.0),
+    ("get", SaUtilsStore.key, 2.0),
+    ("find", SaUtilsStore.key, 2.0),
+)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--records", type=int, default=None, help="N, records per batch put (10000)")
+    p.add_argument("--ops", type=int, default=None, help="M, single puts/gets/finds (1000)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions; median reported (5)")
+    p.add_argument(
+        "--find-sizes",
+        default="",
+        help="comma-separated store sizes for a find-latency scan of all stores (off)",
+    )
+    p.add_argument("--quick", action="store_true", help="small run: N=1000, M=200, 3 reps")
+    p.add_argument("--seed", type=int, default=20260101)
+    p.add_argument("--json", type=Path, default=None, help="also write raw figures here")
+    args = p.parse_args(argv)
+    if args.records is None:
+        args.records = 1000 if args.quick else 10_000
+    if args.ops is None:
+        args.ops = min(200 if args.quick else 1000, args.records)
+    if args.reps is None:
+        args.reps = 3 if args.quick else 5
+    args.find_sizes = [int(s) for s in args.find_sizes.split(",") if s.strip()]
+    if args.records < 1 or args.ops < 1 or args.ops > args.records or args.reps < 1:
+        p.error("need 1 <= ops <= records and reps >= 1")
+    return args
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_store(store: Store, people: Sequence[Person], ids: Sequence[str]) -> None:
+    """Sanity check outside the timed sections: the store returns what was put."""
+    for i in (0, len(people) // 2, len(people) - 1):
+        got = store.get(ids[i])
+        if store.name_of(got) != people[i].name:
+            raise AssertionError(f"{store.label}: get returned the wrong record")
+        found = store.find(spaced_phone(people[i].phone))
+        if people[i].name not in {store.name_of(f) for f in found}:
+            raise AssertionError(f"{store.label}: find missed a record")
+
+
+def warm_up(people: Sequence[Person], seed: int) -> None:
+    """Run every code path once per store (imports, caches, JIT-free but lazy init)."""
+    sample = list(people[: min(200, len(people))])
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="ovbench-warm-") as tmp:
+        for cls in STORE_CLASSES:
+            directory = Path(tmp) / cls.key
+            directory.mkdir()
+            store = cls(directory)
+            try:
+                items = store.prepare(sample)
+                ids = store.put_many(items[: len(items) // 2])
+                for item in items[len(items) // 2 :]:
+                    ids.append(store.put(item))
+                for _ in range(50):
+                    i = rng.randrange(len(sample))
+                    store.get(ids[i])
+                    store.find(spaced_phone(sample[i].phone))
+                check_store(store, sample, ids)
+            finally:
+                store.close()
+
+
+# --------------------------------------------------------------------------- main comparison
+
+
+def run_comparison(args: argparse.Namespace, people: list[Person]) -> dict[str, Any]:
+    n, m = args.records, args.ops
+    batch_people, single_people = people[:n], people[n : n + m]
+    rng = random.Random(args.seed + 1)
+    classes = list(STORE_CLASSES)
+    # Native inputs are built once, outside the timed sections, and reused by every repetition.
+    probe = Path(tempfile.mkdtemp(prefix="ovbench-prep-"))
+    inputs: dict[str, tuple[list[Any], list[Any]]] = {}
+    model_seconds: list[float] = []
+    try:
+        for cls in classes:
+            directory = probe / cls.key
+            directory.mkdir()
+            store = cls(directory)
+            try:
+                start = time.perf_counter()
+                batch = store.prepare(batch_people)
+                if cls is VaultStore:
+                    model_seconds.append(time.perf_counter() - start)
+                inputs[cls.key] = (batch, store.prepare(single_people))
+            finally:
+                store.close()
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+    per_op: dict[str, dict[str, list[float]]] = {c.key: {op: [] for op in OPS} for c in classes}
+    calls: dict[str, dict[str, list[float]]] = {c.key: {op: [] for op in OPS[1:]} for c in classes}
+    for rep in range(args.reps):
+        order = rotated(classes, rep)
+        get_idx = [rng.randrange(n) for _ in range(m)]
+        find_idx = [rng.randrange(n) for _ in range(m)]
+        queries = [spaced_phone(batch_people[i].phone) for i in find_idx]
+        tmp = Path(tempfile.mkdtemp(prefix="ovbench-"))
+        stores: dict[str, Store] = {}
+        try:
+            for cls in classes:
+                (tmp / cls.key).mkdir()
+                stores[cls.key] = cls(tmp / cls.key)
+            ids: dict[str, list[str]] = {}
+            for cls in order:
+                store = stores[cls.key]
+                batch = inputs[cls.key][0]
+                out: list[list[str]] = []
+                seconds = time_once(lambda s=store, b=batch, o=out: o.append(s.put_many(b)))
+                ids[cls.key] = out[0]
+                per_op[cls.key]["batch put"].append(seconds / n * 1e6)
+            for cls in order:
+                lat = time_each(stores[cls.key].put, inputs[cls.key][1])
+                per_op[cls.key]["single put"].append(sum(lat) / m * 1e6)
+                calls[cls.key]["single put"].extend(lat)
+            for cls in order:
+                wanted = [ids[cls.key][i] for i in get_idx]
+                lat = time_each(stores[cls.key].get, wanted)
+                per_op[cls.key]["get"].append(sum(lat) / m * 1e6)
+                calls[cls.key]["get"].extend(lat)
+            for cls in order:
+                lat = time_each(stores[cls.key].find, queries)
+                per_op[cls.key]["find"].append(sum(lat) / m * 1e6)
+                calls[cls.key]["find"].extend(lat)
+            for cls in classes:
+                check_store(stores[cls.key], batch_people, ids[cls.key])
+        finally:
+            for store in stores.values():
+                store.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+        done = ", ".join(f"{c.key} {per_op[c.key]['batch put'][-1]:.0f}" for c in classes)
+        print(f"  rep {rep + 1}/{args.reps} done (batch put us/record: {done})", flush=True)
+
+    summary = {key: {op: median(v) for op, v in ops.items()} for key, ops in per_op.items()}
+    tails = {
+        key: {op: (percentile(v, 50) * 1e6, percentile(v, 95) * 1e6) for op, v in ops.items()}
+        for key, ops in calls.items()
+    }
+    return {
+        "us_per_op": summary,
+        "reps_us_per_op": per_op,
+        "p50_p95_us": tails,
+        "ownerprofile_build_us": (model_seconds[0] / n * 1e6) if model_seconds else None,
+    }
+
+
+def ratio(result: dict[str, Any], op: str, baseline: str) -> float:
+    """Throughput of ownervault divided by the baseline's (>1: ownervault is faster)."""
+    us = result["us_per_op"]
+    return float(us[baseline][op] / us[VaultStore.key][op])
+
+
+def report_comparison(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
+    us = result["us_per_op"]
+    header = [
+        "operation",
+        *(c.label for c in STORE_CLASSES),
+        "ownervault / bare",
+        "ownervault / sqlalchemy-utils",
+    ]
+    unit = {"batch put": "record", "single put": "commit", "get": "get", "find": "find"}
+    rows = []
+    for op in OPS:
+        cells = [f"{op} (us/{unit[op]})"]
+        for cls in STORE_CLASSES:
+            value = us[cls.key][op]
+            cells.append(f"{fmt_us(value)} ({fmt_rate(1e6 / value)})")
+        cells.append(f"{ratio(result, op, BareStore.key):.2f}x")
+        cells.append(f"{ratio(result, op, SaUtilsStore.key):.2f}x")
+        rows.append(cells)
+    lines = [
+        f"### Store comparison: N={args.records:,} records per batch, M={args.ops:,} "
+        f"single puts/gets/finds, median of {args.reps} repetitions",
+        "",
+        "Cells: mean microseconds per operation (operations per second). Ratios are ownervault "
+        "throughput / baseline throughput (higher is better for ownervault).",
+        "",
+        markdown_table(header, rows),
+        "",
+        "Per-call latency p50 / p95 in microseconds (all repetitions pooled):",
+        "",
+    ]
+    tails = result["p50_p95_us"]
+    tail_rows = [
+        [
+            op,
+            *(
+                f"{fmt_us(tails[c.key][op][0])} / {fmt_us(tails[c.key][op][1])}"
+                for c in STORE_CLASSES
+            ),
+        ]
+        for op in OPS[1:]
+    ]
+    lines.append(markdown_table(["operation", *(c.label for c in STORE_CLASSES)], tail_rows))
+    lines.append("")
+    lines.append("Targets (ownervault throughput relative to a baseline):")
+    lines.append("")
+    names = {BareStore.key: "bare store", SaUtilsStore.key: "sqlalchemy-utils"}
+    for op, baseline, minimum in TARGETS:
+        value = ratio(result, op, baseline)
+        verdict = "met" if value >= minimum else "NOT met"
+        lines.append(
+            f"- {op}: ownervault / {names[baseline]} = {value:.2f}x (target >= {minimum:g}x): "
+            f"**{verdict}**"
+        )
+    build = result.get("ownerprofile_build_us")
+    if build is not None:
+        lines.append("")
+        lines.append(
+            f"Not included above: building the `OwnerProfile` objects (pydantic validation) "
+            f"costs {fmt_us(build)} us/record before `put_many`."
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------- find scan
+
+
+def run_find_sizes(args: argparse.Namespace, people: list[Person]) -> dict[str, Any]:
+    sizes = sorted(set(args.find_sizes))
+    biggest = max(sizes)
+    if len(people) < biggest:
+        print(f"  generating {biggest:,} records for the find scan...", flush=True)
+        start = time.perf_counter()
+        people = generate_people(biggest, seed=args.seed)
+        print(f"  generated in {fmt_seconds(time.perf_counter() - start)}", flush=True)
+    rng = random.Random(args.seed + 2)
+    results: dict[str, Any] = {"sizes": sizes, "us_per_find": {}, "setup_s": {}}
+    for size in sizes:
+        tmp = Path(tempfile.mkdtemp(prefix=f"ovbench-find{size}-"))
+        stores: dict[str, Store] = {}
+        try:
+            setup: dict[str, float] = {}
+            for cls in STORE_CLASSES:
+                (tmp / cls.key).mkdir()
+                store = cls(tmp / cls.key)
+                stores[cls.key] = store
+                start = time.perf_counter()
+                for part in chunks(people[:size], 10_000):
+                    store.put_many(store.prepare(part))
+                setup[cls.key] = time.perf_counter() - start
+            print(
+                f"  size {size:,}: built in "
+                + ", ".join(f"{k} {fmt_seconds(v)}" for k, v in setup.items()),
+                flush=True,
+            )
+            samples: dict[str, list[float]] = {c.key: [] for c in STORE_CLASSES}
+            warm = [spaced_phone(people[rng.randrange(size)].phone) for _ in range(100)]
+            for store in stores.values():
+                for q in warm:
+                    store.find(q)
+            for rep in range(args.reps):
+                queries = [spaced_phone(people[rng.randrange(size)].phone) for _ in range(args.ops)]
+                for cls in rotated(list(STORE_CLASSES), rep):
+                    lat = time_each(stores[cls.key].find, queries)
+                    samples[cls.key].append(sum(lat) / len(lat) * 1e6)
+            results["us_per_find"][size] = {k: median(v) for k, v in samples.items()}
+            results["setup_s"][size] = setup
+        finally:
+            for store in stores.values():
+                store.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def report_find_sizes(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
+    sizes = result["sizes"]
+    us = result["us_per_find"]
+    rows = [[f"{size:,} rows", *(fmt_us(us[size][c.key]) for c in STORE_CLASSES)] for size in sizes]
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        rows.append(
+            [
+                f"{hi:,} / {lo:,}",
+                *(f"{us[hi][c.key] / us[lo][c.key]:.2f}x" for c in STORE_CLASSES),
+            ]
+        )
+    return [
+        f"### Find latency by store size (us/find, M={args.ops:,} lookups, median of {args.reps})",
+        "",
+        markdown_table(["store size", *(c.label for c in STORE_CLASSES)], rows),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    print("## ownervault store benchmark", flush=True)
+    print()
+    print("\n".join(environment()))
+    print()
+    start = time.perf_counter()
+    people = generate_people(args.records + args.ops, seed=args.seed)
+    print(f"generated {len(people):,} records in {fmt_seconds(time.perf_counter() - start)}")
+    warm_up(people, args.seed)
+    print("warm-up done; measuring...", flush=True)
+    t0 = time.perf_counter()
+    comparison = run_comparison(args, people)
+    print(f"comparison took {fmt_seconds(time.perf_counter() - t0)}")
+    print()
+    print("\n".join(report_comparison(args, comparison)))
+    raw: dict[str, Any] = {"comparison": comparison, "args": vars(args) | {"json": None}}
+    if args.find_sizes:
+        print()
+        print("measuring find latency by store size...", flush=True)
+        t0 = time.perf_counter()
+        scan = run_find_sizes(args, people)
+        print(f"find scan took {fmt_seconds(time.perf_counter() - t0)}")
+        print()
+        print("\n".join(report_find_sizes(args, scan)))
+        raw["find_sizes"] = scan
+    print()
+    print(f"{load_average()} at the end")
+    if args.json is not None:
+        args.json.write_text(json.dumps(raw, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
