@@ -735,12 +735,6 @@ def restored_after_erasure(
         restored.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="maintenance._import_keys copies the destroyed state onto the erased subject's key "
-    "but leaves the backup's subject lookup, blind-index tokens and records in place: the erased "
-    "id still resolves (access_history answers) and erase_subject raises KeyStateError",
-)
 def test_restored_vault_treats_an_erased_owner_as_erased(
     restored_after_erasure: tuple[ov.Vault, str, str],
 ) -> None:
@@ -756,12 +750,6 @@ def test_restored_vault_treats_an_erased_owner_as_erased(
         s.erase_subject(erased_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyStateError,
-    reason="in a restored vault the erased owner is still a live subject to retention_sweep, "
-    "which calls _erase_pseudonym and fails with KeyStateError (destroyed -> destroyed)",
-)
 def test_retention_sweep_in_a_restored_vault_completes(
     restored_after_erasure: tuple[ov.Vault, str, str], clock: FrozenClock
 ) -> None:
@@ -867,12 +855,6 @@ def test_erasure_failing_midway_changes_nothing(
         assert s.get(OwnerProfile, rid)["name"] == "王小明"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SubjectErasedError,
-    reason="rights.retention_sweep calls session._erase_pseudonym outside backend.atomic(): "
-    "the data key is destroyed (autocommit) before the failing step, with no erase audit entry",
-)
 def test_sweep_erasure_failing_midway_changes_nothing(
     vault: ov.Vault, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -910,12 +892,6 @@ def test_moving_back_in_stops_the_retention_clock(vault: ov.Vault, clock: Frozen
     assert [i.reason for i in report.items] == ["relationship_active"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vault._track_relationship sets ended_at = now on every write of a moved_out "
-    "profile, so a later correction restarts the end of the relationship (and the P5Y "
-    "owner_registration period with it)",
-)
 def test_correcting_a_moved_out_owner_keeps_the_relationship_end(
     vault: ov.Vault, clock: FrozenClock
 ) -> None:
@@ -963,12 +939,6 @@ def test_add_duration_rejects_non_iso_durations(duration: str) -> None:
         add_duration(T0, duration)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rights._DURATION accepts 'P', 'PT' and 'P1DT' (no component, or T without a time "
-    "component) and add_duration returns the moment unchanged; the policy loader's pattern "
-    "rejects them",
-)
 @pytest.mark.parametrize("duration", ["P", "PT", "P1DT"])
 def test_add_duration_rejects_empty_durations(duration: str) -> None:
     """A duration with no component (or a T with no time part) is not ISO 8601: ValidationError,

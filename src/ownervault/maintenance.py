@@ -119,6 +119,7 @@ def backup(vault: Vault, out: str | Path, *, actor: Actor) -> BackupSummary:
     vault._record_system("vault.backup", detail={"by": actor.actor_id})
     entries = vault.audit.size()
     embedded.backup_to(target / "vault.db")
+    os.chmod(target / "vault.db", 0o600)
     copy = SQLCipherBackend(target / "vault.db", vault._db_key)
     try:
         detached = copy.detach_subject_keys()
@@ -198,7 +199,6 @@ def _import_keys(vault: Vault, key_backup: Path) -> int:
                     backend.insert_keys([row])
                 continue
             if existing.wrapped is None and existing.state != "destroyed":
-                # Destroyed in the live vault (an erasure): the restored copy stays unreadable.
                 backend.update_key(
                     row.key_id,
                     state=row.state,
@@ -207,6 +207,12 @@ def _import_keys(vault: Vault, key_backup: Path) -> int:
                     wrapped_by=row.wrapped_by,
                 )
                 restored += row.wrapped is not None
+                if row.kind == "subject" and row.state == "destroyed":
+                    # Erased in the live vault since the backup: finish the erasure here too,
+                    # so the copy has no lookup, tokens or ciphertexts left for that subject.
+                    for subject in backend.live_subjects():
+                        if subject.key_id == row.key_id:
+                            backend.erase_subject(subject.pseudonym, row.state_changed_at)
         backend.set_meta("subject_keys_detached", "0")
         epoch = int(backend.get_meta("key_epoch") or "0") + 1
         backend.set_meta("key_epoch", str(epoch))

@@ -272,7 +272,7 @@ class Decision:
 
 _IDENT = r"^[a-z][a-z0-9_]{0,62}$"
 Ident = Annotated[str, pydantic.Field(pattern=_IDENT)]
-_DURATION = re.compile(
+ISO_DURATION: Final = re.compile(
     r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
     r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?\Z"
 )
@@ -311,7 +311,7 @@ class PurposeModel(_Strict):
     @pydantic.field_validator("retention")
     @classmethod
     def _iso_duration(cls, value: str) -> str:
-        if not _DURATION.match(value):
+        if not ISO_DURATION.match(value):
             raise ValueError("retention must be an ISO 8601 duration such as P5Y or P30D")
         return value
 

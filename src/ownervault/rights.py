@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -35,6 +34,7 @@ import pydantic
 from . import checkpoint as _checkpoint
 from .audit import format_time
 from .exceptions import AccessDeniedError, PolicyDeniedError, RecordNotFoundError, ValidationError
+from .policy import ISO_DURATION
 from .records import RECORD_TYPES
 from .storage.base import DisclosureRow, HoldRow, RequestRow, SubjectRow
 
@@ -59,14 +59,11 @@ RIGHTS_PURPOSES: Final = frozenset(
 )
 DEFAULT_REQUEST_DAYS: Final = 15
 REQUEST_KINDS: Final = ("access", "copy", "portability", "correction", "restriction", "erasure")
-_DURATION: Final = re.compile(
-    r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?\Z"
-)
 
 
 def add_duration(moment: _dt.datetime, duration: str) -> _dt.datetime:
     """``moment`` plus an ISO 8601 duration (years and months by calendar, clamped to month end)."""
-    match = _DURATION.match(duration)
+    match = ISO_DURATION.match(duration)
     if match is None:
         raise ValidationError(f"{duration!r} is not an ISO 8601 duration")
     years, months, weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
@@ -165,7 +162,11 @@ class SubjectExport(_Doc):
 
 
 def export_subject(
-    session: Session, subject_id: str, *, verify_identity: Callable[[str], bool]
+    session: Session,
+    subject_id: str,
+    *,
+    verify_identity: Callable[[str], bool],
+    attestation: str | None = None,
 ) -> SubjectExport:
     """Everything held about one subject, after ``verify_identity(subject_id)`` confirms them.
 
@@ -292,7 +293,11 @@ def export_subject(
                 "subject.export",
                 decision="allow",
                 subject=subject.pseudonym,
-                detail={"records": len(records), "accesses": len(history)},
+                detail={
+                    "records": len(records),
+                    "accesses": len(history),
+                    "identity_verified_by": attestation,
+                },
             )
         ]
     )
@@ -748,7 +753,8 @@ def retention_sweep(session: Session, *, dry_run: bool) -> SweepReport:
         elif dry_run:
             items.append(SweepItem(subject.pseudonym, "would_erase", "retention_expired", until))
         else:
-            session._erase_pseudonym(subject, request_id=None, reason="retention_expired")
+            with session._backend.atomic():  # each erasure is all or nothing
+                session._erase_pseudonym(subject, request_id=None, reason="retention_expired")
             items.append(SweepItem(subject.pseudonym, "erased", "retention_expired", until))
     report = SweepReport(dry_run=dry_run, at=format_time(now), items=tuple(items))
     if not dry_run:

@@ -2507,17 +2507,24 @@ class Session:
     # ------------------------------------------------------------------ owners' rights
 
     def export_subject(
-        self, subject_id: str, *, verify_identity: Callable[[str], bool]
+        self,
+        subject_id: str,
+        *,
+        verify_identity: Callable[[str], bool],
+        attestation: str | None = None,
     ) -> SubjectExport:
         """Everything held about a subject, as one portable document (PIPL Art 45, GDPR 15/20).
 
         ``verify_identity(subject_id)`` must return True (the requester proved who they are)
-        before anything is read. Needs a purpose that may read all the subject's record types
-        (``subject_access_request`` in the default pack).
+        before anything is read; ``attestation`` (who checked, how) goes into the audit entry.
+        Needs a purpose that may read all the subject's record types (``subject_access_request``
+        in the default pack).
         """
         with self._lock:
             self._check()
-            return rights.export_subject(self, subject_id, verify_identity=verify_identity)
+            return rights.export_subject(
+                self, subject_id, verify_identity=verify_identity, attestation=attestation
+            )
 
     def correct(
         self, record: RecordRef | RecordView, *, evidence: str, **changes: object
@@ -2665,7 +2672,7 @@ def _written_fields(record: Record) -> tuple[str, ...]:
 
 def _track_relationship(backend: Backend, subject: SubjectRow, status: object, now: str) -> None:
     """An owner profile marked ``moved_out`` ends the relationship; retention clocks start."""
-    if status == "moved_out":
+    if status == "moved_out" and subject.ended_at is None:
         backend.set_subject_flags(subject.pseudonym, ended_at=now)
     elif status == "active" and subject.ended_at is not None:
         backend.set_subject_flags(subject.pseudonym, ended_at=None)
