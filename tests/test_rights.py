@@ -30,7 +30,6 @@ from ownervault.cli import main as cli_main
 from ownervault.exceptions import (
     AccessDeniedError,
     AuditIntegrityError,
-    KeyStateError,
     PolicyDeniedError,
     RecordNotFoundError,
     StorageError,
