@@ -309,9 +309,11 @@ class KeyAdmin:
         while max_batches is None or batches < max_batches:
             with self._backend.atomic():
                 self._vault._sync_keys()
-                job = self._job_row(job_id)
+                job = self._backend.claim_job(job_id)
                 if job is None:
-                    raise ValidationError(f"no key job {job_id}")
+                    if self._job_row(job_id) is None:
+                        raise ValidationError(f"no key job {job_id}")
+                    break  # another worker holds this job's row and runs its next batch
                 _, kind, state, params_text, cursor, _done, _total, _, _ = job
                 if state == "done":
                     break

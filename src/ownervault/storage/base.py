@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Final, Protocol
 
 import attrs
 
 from ..consent import ConsentRecord
 
 __all__ = [
+    "TABLES",
     "AuditRow",
     "Backend",
     "DisclosureRow",
@@ -25,7 +26,132 @@ __all__ = [
     "RecordRow",
     "RequestRow",
     "SubjectRow",
+    "table_columns",
 ]
+
+#: Every vault table and its columns, in schema order (what a migration copies).
+TABLES: Final[dict[str, tuple[str, ...]]] = {
+    "meta": ("key", "value"),
+    "keys": (
+        "key_id",
+        "kind",
+        "state",
+        "wrapped",
+        "wrapped_by",
+        "created_at",
+        "state_changed_at",
+        "invocations",
+        "max_invocations",
+    ),
+    "subjects": (
+        "pseudonym",
+        "subject_ref",
+        "key_id",
+        "created_at",
+        "erased_at",
+        "minor_until",
+        "restricted_to",
+        "hold_until",
+        "ended_at",
+    ),
+    "records": (
+        "record_id",
+        "record_type",
+        "pseudonym",
+        "key_id",
+        "version",
+        "created_at",
+        "updated_at",
+        "clear",
+        "sealed",
+        "erased",
+    ),
+    "blind_index": ("token", "record_id", "field"),
+    "consents": (
+        "consent_id",
+        "pseudonym",
+        "purpose",
+        "event",
+        "at",
+        "actor",
+        "channel",
+        "evidence",
+        "notice_version",
+        "fields",
+        "separate",
+        "given_by",
+        "expires_at",
+        "position",
+    ),
+    "holds": ("hold_id", "pseudonym", "reason", "starts_at", "ends_at", "actor", "released_at"),
+    "rights_requests": (
+        "request_id",
+        "pseudonym",
+        "kind",
+        "received_at",
+        "due_at",
+        "status",
+        "outcome",
+        "closed_at",
+        "actor",
+    ),
+    "disclosures": (
+        "disclosure_id",
+        "pseudonym",
+        "recipient",
+        "purpose",
+        "fields",
+        "at",
+        "actor",
+    ),
+    "jobs": (
+        "job_id",
+        "kind",
+        "state",
+        "params",
+        "cursor",
+        "done",
+        "total",
+        "started_at",
+        "updated_at",
+    ),
+    "incidents": (
+        "incident_id",
+        "kind",
+        "status",
+        "detected_at",
+        "aware_at",
+        "updated_at",
+        "document",
+        "affected",
+    ),
+    "outbox": (
+        "notification_id",
+        "incident_id",
+        "hook",
+        "audience",
+        "subject",
+        "payload",
+        "state",
+        "attempts",
+        "claims",
+        "next_attempt_at",
+        "last_error",
+        "created_at",
+        "delivered_at",
+    ),
+    "audit_entries": ("seq", "entry", "leaf_hash"),
+    "audit_state": ("id", "size", "frontier"),
+    "audit_checkpoints": ("size", "root", "note", "created_at"),
+}
+
+
+def table_columns(table: str) -> tuple[str, ...]:
+    """The columns of a vault table, in schema order; ValueError for any other name."""
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise ValueError(f"{table!r} is not a vault table") from None
 
 
 @attrs.frozen
@@ -433,6 +559,11 @@ class Backend(Protocol):
 
     def jobs(self) -> list[tuple[str, str, str, str, str, int, int, str, str]]:
         """Every job: (id, kind, state, params, cursor, done, total, started, updated)."""
+        ...
+
+    def claim_job(self, job_id: str) -> tuple[str, str, str, str, str, int, int, str, str] | None:
+        """Inside :meth:`atomic`: take one job's row for this worker and return it (as in
+        :meth:`jobs`); None if there is no such job or another worker holds it."""
         ...
 
     def advance_job(self, job_id: str, cursor: str, done: int, state: str, at: str) -> None:

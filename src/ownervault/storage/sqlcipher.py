@@ -36,6 +36,7 @@ from .base import (
     RecordRow,
     RequestRow,
     SubjectRow,
+    table_columns,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLCipherBackend"]
@@ -443,6 +444,20 @@ class SQLCipherBackend:
                     (bytes(8),),
                 )
         return SCHEMA_VERSION
+
+    # ------------------------------------------------------------------ bulk copy
+
+    def table_rows(self, table: str) -> Iterator[tuple[Any, ...]]:
+        """Every row of a vault table, columns in :data:`~.base.TABLES` order (migrations)."""
+        columns = table_columns(table)
+        cursor = self._execute(f"SELECT {', '.join(columns)} FROM {table}")
+        for row in cursor:
+            yield tuple(row)
+
+    def count_rows(self, table: str) -> int:
+        """Number of rows in a vault table."""
+        table_columns(table)
+        return int(self._execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     # ------------------------------------------------------------------ meta
 
@@ -933,6 +948,16 @@ class SQLCipherBackend:
             "FROM jobs ORDER BY started_at, job_id"
         ).fetchall()
         return [tuple(row) for row in rows]
+
+    def claim_job(self, job_id: str) -> tuple[str, str, str, str, str, int, int, str, str] | None:
+        """Read one job's row inside :meth:`atomic` (``BEGIN IMMEDIATE`` already excludes every
+        other writer, so no second worker can be on the same batch); None if there is none."""
+        row = self._execute(
+            "SELECT job_id, kind, state, params, cursor, done, total, started_at, updated_at "
+            "FROM jobs WHERE job_id = ?",
+            (job_id,),
+        ).fetchone()
+        return None if row is None else tuple(row)
 
     def advance_job(self, job_id: str, cursor: str, done: int, state: str, at: str) -> None:
         """Move a job's cursor (in the same transaction as the batch it covers)."""
