@@ -155,10 +155,11 @@ class KeyAdmin:
         """Destroy every retired (decrypt-only or compromised) subject key nothing uses."""
         destroyed = 0
         with self._backend.atomic():
+            in_use = self._backend.subject_keys_in_use()
             for row in self._backend.keys_of_kind(KeyKind.SUBJECT.value):
                 if row.state not in (KeyState.DECRYPT_ONLY.value, KeyState.COMPROMISED.value):
                     continue
-                if self._backend.key_references(row.key_id):
+                if row.key_id in in_use:
                     continue
                 self._backend.update_key(
                     row.key_id,
@@ -192,6 +193,20 @@ class KeyAdmin:
                 ]
                 if busy:
                     raise KeyStateError(f"key {key_id} is still being replaced by job {busy[0]}")
+                if row.kind == KeyKind.INDEX.value:
+                    # Index keys back tokens that no counter sees: only a finished re-index away
+                    # from the key proves nothing needs it any more.
+                    replaced = any(
+                        job[1] == "reindex"
+                        and job[2] == "done"
+                        and json.loads(job[3]).get("from") == raw.hex()
+                        for job in self._backend.jobs()
+                    )
+                    if not replaced:
+                        raise KeyStateError(
+                            f"index key {key_id} still backs blind-index tokens; rotate the index "
+                            "key and run the re-index job first"
+                        )
                 refs = self._backend.key_references(raw)
                 if refs:
                     raise KeyStateError(
@@ -467,6 +482,12 @@ class KeyAdmin:
         row = self._backend.get_key(key_id)
         assert row is not None
         if row.state == new.value:
+            return
+        if new is KeyState.DECRYPT_ONLY and row.state in (
+            KeyState.COMPROMISED.value,
+            KeyState.DESTROYED.value,
+        ):
+            # Already retired more strictly than "decrypt-only": leave it as it is.
             return
         check_transition(key_id.hex(), KeyState(row.state), new)
         self._backend.update_key(

@@ -570,6 +570,10 @@ class Backend(Protocol):
         """Move a job's cursor (in the same transaction as the batch it covers)."""
         ...
 
+    def subject_keys_in_use(self) -> set[bytes]:
+        """Ids of data keys that a live subject or record still uses."""
+        ...
+
     def migrate(self) -> int:
         """Create or upgrade the schema; return its version."""
         ...

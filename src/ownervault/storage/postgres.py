@@ -960,6 +960,14 @@ class PostgresBackend:
             )
         )
 
+    def subject_keys_in_use(self) -> set[bytes]:
+        """Ids of data keys that a live subject or record still uses (one pass, for bulk work)."""
+        rows = self._execute(
+            "SELECT key_id FROM subjects WHERE erased_at IS NULL "
+            "UNION SELECT key_id FROM records WHERE erased = 0"
+        ).fetchall()
+        return {bytes(row[0]) for row in rows}
+
     def records_per_key(self) -> dict[bytes, int]:
         """Live records protected by each data key."""
         rows = self._execute(

@@ -61,6 +61,7 @@ CREATE TABLE keys (
     max_invocations INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX keys_kind ON keys(kind, state);
+CREATE INDEX keys_wrapped_by ON keys(wrapped_by);
 
 CREATE TABLE subjects (
     pseudonym TEXT PRIMARY KEY,
@@ -87,6 +88,7 @@ CREATE TABLE records (
     erased INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX records_subject ON records(pseudonym);
+CREATE INDEX records_key ON records(key_id);
 
 CREATE TABLE blind_index (
     token BLOB NOT NULL,
@@ -879,6 +881,14 @@ class SQLCipherBackend:
             "SELECT count(*) FROM records WHERE key_id = ? AND erased = 0", (key_id,)
         ).fetchone()[0]
         return int(wrapped) + int(subjects) + int(records)
+
+    def subject_keys_in_use(self) -> set[bytes]:
+        """Ids of data keys that a live subject or record still uses (one pass, for bulk work)."""
+        rows = self._execute(
+            "SELECT key_id FROM subjects WHERE erased_at IS NULL "
+            "UNION SELECT key_id FROM records WHERE erased = 0"
+        ).fetchall()
+        return {bytes(row[0]) for row in rows}
 
     def records_per_key(self) -> dict[bytes, int]:
         """Live records protected by each data key."""
