@@ -41,7 +41,6 @@ import string
 import tempfile
 import threading
 import time
-import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
@@ -60,7 +59,6 @@ from .exceptions import (
     DecryptionError,
     OwnerVaultError,
     PolicyDeniedError,
-    PolicyError,
     RecordNotFoundError,
     SubjectErasedError,
     ValidationError,
@@ -68,7 +66,6 @@ from .exceptions import (
 from .keys import KeyKind, KeyState
 from .notifiers import (
     Notification,
-    NotificationError,
     Recipient,
     UndeliverableError,
     build_notifier,
@@ -226,7 +223,9 @@ class BulkAccessModel(_Strict):
     enabled: bool = True
     owners: int = pydantic.Field(default=50, ge=1)
     window: DurationText = "PT1H"
-    classifications: list[Sensitivity] = pydantic.Field(default_factory=lambda: ["sensitive"])
+    classifications: list[Sensitivity] = pydantic.Field(
+        default_factory=lambda: list[Sensitivity](["sensitive"])
+    )
     count_masked: bool = True
     exempt_purposes: list[str] = pydantic.Field(default_factory=list)
     exempt_roles: list[str] = pydantic.Field(default_factory=list)
@@ -237,11 +236,11 @@ class AfterHoursModel(_Strict):
 
     enabled: bool = True
     working_hours: str = "08:00-20:00"
-    weekdays: list[Weekday] = pydantic.Field(default_factory=lambda: list(_WEEKDAYS))
+    weekdays: list[Weekday] = pydantic.Field(default_factory=lambda: list[Weekday](_WEEKDAYS))
     owners: int = pydantic.Field(default=5, ge=1)
     window: DurationText = "PT1H"
     classifications: list[Sensitivity] = pydantic.Field(
-        default_factory=lambda: ["personal", "sensitive"]
+        default_factory=lambda: list[Sensitivity](["personal", "sensitive"])
     )
     count_masked: bool = True
     exempt_purposes: list[str] = pydantic.Field(default_factory=list)
@@ -262,6 +261,9 @@ class DenialBurstModel(_Strict):
     denials: int = pydantic.Field(default=20, ge=1)
     window: DurationText = "PT10M"
     exempt_roles: list[str] = pydantic.Field(default_factory=list)
+    ignore_reasons: list[str] = pydantic.Field(
+        default_factory=lambda: ["not_found", "stale_version", "subject_erased"]
+    )
 
 
 class KeyCompromisedModel(_Strict):
@@ -281,9 +283,7 @@ class ExportModel(_Strict):
     """``[export_outside_role]``: an export by an actor holding none of ``allowed_roles``."""
 
     enabled: bool = True
-    actions: list[str] = pydantic.Field(
-        default_factory=lambda: ["audit.export", "subject.export"]
-    )
+    actions: list[str] = pydantic.Field(default_factory=lambda: ["audit.export", "subject.export"])
     metadata_actions: list[str] = pydantic.Field(default_factory=lambda: ["audit.export"])
     allowed_roles: list[str] = pydantic.Field(default_factory=lambda: [OFFICER_ROLE])
 
@@ -492,7 +492,9 @@ def load_breach_config(
     detectors = dfile.validate(DetectorsFile)
     incident = ifile.validate(IncidentFile)
     _check_incident(ifile, incident)
-    if policy is not None:
+    if policy is not None and dfile.path.parent == base:
+        # Names are checked against the pack only in the pack's own file; the shipped defaults
+        # used for a pack without one may name purposes that pack does not have (never matched).
         _check_detectors(dfile, detectors, policy)
     config = BreachConfig(detectors=detectors, incident=incident, source=str(base))
     with _CONFIG_LOCK:
@@ -850,6 +852,11 @@ class Incident:
         return self.status is not IncidentStatus.CLOSED
 
     @property
+    def ongoing(self) -> bool:
+        """Open, with a time window that has not ended: reads keep adding affected owners."""
+        return self.open and self.scope.since is not None and self.scope.until is None
+
+    @property
     def acknowledged(self) -> bool:
         """Whether an admin acknowledged it."""
         return any(h.get("event") == "acknowledge" for h in self.history)
@@ -931,9 +938,7 @@ class DispatchReport:
 # --------------------------------------------------------------------------- helpers
 
 
-_PERSONAL_LOOKING: Final = re.compile(
-    r"\d{7,}|\d{3}[ -]\d{4}[ -]\d{4}|[\w.+-]+@[\w-]+\.[\w.-]+|\d{6}(?:19|20)\d{2}[01]\d[0-3]\d"
-)
+_PERSONAL_LOOKING: Final = re.compile(r"\d{7,}|\d{3}[ -]\d{4}[ -]\d{4}|[\w.+-]+@[\w-]+\.[\w.-]+")
 
 
 def _free_text(value: str, what: str, *, limit: int = 2000) -> str:
@@ -961,7 +966,9 @@ def _require_role(actor: Actor, role: str, what: str) -> None:
         )
 
 
-def _notification_id(incident_id: str, audience: str, sequence: int, hook: str, subject: str) -> str:
+def _notification_id(
+    incident_id: str, audience: str, sequence: int, hook: str, subject: str
+) -> str:
     digest = hashlib.sha256(
         crypto.encode_context("ownervault notification v1", incident_id, audience, str(sequence))
         + crypto.encode_context(hook, subject)
@@ -1033,8 +1040,26 @@ def _first_seq_at(backend: Backend, since: str) -> int:
     return max(low - 1, 0)
 
 
+def _roles(entry: Mapping[str, Any]) -> str:
+    return "/".join(str(r) for r in entry.get("roles", ())) or "unknown"
+
+
 def _join(items: Iterable[str], sep: str) -> str:
     return sep.join(item for item in items if item)
+
+
+def _sentences(items: Iterable[str], lang: Literal["zh", "en"]) -> str:
+    """Join sentences, each ending in a full stop of the language."""
+    out = []
+    for item in items:
+        text = item.strip()
+        if not text:
+            continue
+        if lang == "zh":
+            out.append(text if text[-1] in "。！？.!?" else text + "。")
+        else:
+            out.append(text if text[-1] in ".!?。" else text + ".")
+    return ("" if lang == "zh" else " ").join(out)
 
 
 # --------------------------------------------------------------------------- detectors
@@ -1125,7 +1150,6 @@ class _Detectors:
 
     def __call__(self, entries: Sequence[Mapping[str, Any]]) -> None:
         findings: list[Finding] = []
-        disclosing: list[Mapping[str, Any]] = []
         config = self.config
         with self.lock:
             for entry in entries:
@@ -1139,7 +1163,6 @@ class _Detectors:
                     continue
                 if action in _DISCLOSING:
                     if entry.get("subject") and entry.get("fields"):
-                        disclosing.append(entry)
                         self._read(entry, findings)
                 elif action == "key.compromised" and config.key_compromised.enabled:
                     findings.append(self._key(entry))
@@ -1147,8 +1170,6 @@ class _Detectors:
                     roles = set(entry.get("roles", ()))
                     if not roles & set(config.export_outside_role.allowed_roles):
                         findings.append(self._export(entry))
-        if disclosing:
-            self.manager._merge_ongoing(disclosing)
         for finding in findings:
             self.manager._on_finding(finding)
 
@@ -1172,8 +1193,8 @@ class _Detectors:
                         "bulk_access",
                         entry,
                         hit,
-                        f"Bulk access: one account read sensitive fields of {hit[0]} owners "
-                        f"within {bulk.window}",
+                        f"Bulk access: a {_roles(entry)} account read sensitive fields of many "
+                        "owners",
                         {"threshold": bulk.owners, "window": bulk.window},
                     )
                 )
@@ -1195,8 +1216,8 @@ class _Detectors:
                             "after_hours",
                             entry,
                             hit,
-                            f"Access outside working hours: one account read personal fields "
-                            f"of {hit[0]} owners outside {night.working_hours}",
+                            f"Access outside working hours: a {_roles(entry)} account read "
+                            "personal fields of owners at night",
                             {"threshold": night.owners, "working_hours": night.working_hours},
                         )
                     )
@@ -1229,6 +1250,8 @@ class _Detectors:
         actor = str(entry.get("actor", ""))
         if set(entry.get("roles", ())) & set(burst.exempt_roles):
             return
+        if entry.get("reason") in burst.ignore_reasons:
+            return
         at = _parse_time(str(entry["time"]))
         seen = self.denials.setdefault(actor, deque())
         seen.append((at, int(entry["seq"])))
@@ -1249,8 +1272,7 @@ class _Detectors:
                 at=str(entry["time"]),
                 kind=IncidentKind.LEAK,
                 exposure=Exposure.NONE,
-                title=f"Burst of denials: one account was refused {count} times "
-                f"within {burst.window}",
+                title=f"Burst of denials: a {_roles(entry)} account was refused repeatedly",
                 actor=actor,
                 roles=tuple(entry.get("roles", ())),
                 since=format_time(since),
@@ -1283,8 +1305,7 @@ class _Detectors:
             at=str(entry["time"]),
             kind=IncidentKind.LEAK,
             exposure=Exposure.METADATA if metadata else Exposure.PLAINTEXT,
-            title=f"Export outside the compliance role: {action} by a "
-            f"{'/'.join(entry.get('roles', ())) or 'unknown'} account",
+            title=f"Export outside the compliance role: {action} by a {_roles(entry)} account",
             actor=str(entry.get("actor", "")),
             roles=tuple(entry.get("roles", ())),
             since=str(entry["time"]),
@@ -1298,11 +1319,18 @@ class _Detectors:
 
 
 class _GuardedAuditLog(AuditLog):
-    """The vault's audit log, failing closed when verifying it (or checkpointing) fails."""
+    """The vault's audit log, failing closed when verifying it (or checkpointing) fails.
 
-    def __init__(self, backend: Backend, on_failure: Callable[[AuditIntegrityError], None]):
+    It also carries the vault's :class:`IncidentManager` (and so its detector counters).
+    """
+
+    def __init__(self, backend: Backend, manager: IncidentManager) -> None:
         super().__init__(backend)
-        self._on_failure = on_failure
+        self.manager = manager
+
+    def _on_failure(self, error: AuditIntegrityError) -> None:
+        if not self.manager._vault._closed:
+            self.manager._integrity_failure(error)
 
     def verify(self) -> int:
         """Verify the log; on failure open a tamper incident (and lock) before raising."""
@@ -1321,8 +1349,7 @@ class _GuardedAuditLog(AuditLog):
             raise
 
 
-_MANAGERS: weakref.WeakKeyDictionary[Vault, IncidentManager] = weakref.WeakKeyDictionary()
-_MANAGERS_LOCK = threading.Lock()
+_INSTALL_LOCK = threading.Lock()
 
 
 def install_detectors(vault: Vault, config: BreachConfig | None = None) -> IncidentManager:
@@ -1333,33 +1360,28 @@ def install_detectors(vault: Vault, config: BreachConfig | None = None) -> Incid
     failures fail closed. Calling it again replaces the previous detectors (counters restart).
     """
     loaded = config or load_breach_config(vault.policy.source, policy=vault.policy)
-    with _MANAGERS_LOCK:
-        previous = _MANAGERS.get(vault)
+    with _INSTALL_LOCK:
         manager = IncidentManager(vault, loaded)
         audit = vault._audit
-        if previous is not None and previous._detectors in audit.observers:
-            audit.observers.remove(previous._detectors)
-        if not isinstance(audit, _GuardedAuditLog):
-            guarded = _GuardedAuditLog(vault._backend, lambda error: _integrity_failure(vault, error))
+        if isinstance(audit, _GuardedAuditLog):
+            if audit.manager._detectors in audit.observers:
+                audit.observers.remove(audit.manager._detectors)
+            audit.manager = manager
+        else:
+            guarded = _GuardedAuditLog(vault._backend, manager)
             guarded.observers = audit.observers
             guarded._frontier_cache = audit._frontier_cache
             vault._audit = guarded
         vault._audit.observers.append(manager._detectors)
-        _MANAGERS[vault] = manager
     return manager
 
 
 def incident_manager(vault: Vault) -> IncidentManager:
     """The vault's incident manager (installing detectors first if needed)."""
-    with _MANAGERS_LOCK:
-        manager = _MANAGERS.get(vault)
-    return manager if manager is not None else install_detectors(vault)
-
-
-def _integrity_failure(vault: Vault, error: AuditIntegrityError) -> None:
-    manager = _MANAGERS.get(vault)
-    if manager is not None and not vault._closed:
-        manager._integrity_failure(error)
+    audit = vault._audit
+    if isinstance(audit, _GuardedAuditLog):
+        return audit.manager
+    return install_detectors(vault)
 
 
 # --------------------------------------------------------------------------- the manager
@@ -1385,7 +1407,7 @@ class IncidentManager:
 
     # ------------------------------------------------------------------ reading
 
-    def list(self, *, status: IncidentStatus | str | None = None) -> list[Incident]:
+    def all(self, *, status: IncidentStatus | str | None = None) -> list[Incident]:
         """Incidents, oldest first (optionally of one status)."""
         self._vault._check_open()
         wanted = IncidentStatus(status).value if status is not None else None
@@ -1407,14 +1429,19 @@ class IncidentManager:
         return row
 
     def affected(self, incident_id: str, *, actor: Actor) -> AffectedOwners:
-        """Decrypt the affected-owner list (compliance officers; the lookup is audited)."""
+        """Decrypt the affected-owner list (compliance officers; the lookup is audited).
+
+        An ongoing incident (open, with no end to its window) is recomputed from the audit
+        trail first, so owners read since the last update are included.
+        """
         self._vault._check_open()
         self._guard(actor, OFFICER_ROLE, "incident.affected", incident_id)
-        row = self._row(incident_id)
-        owners = self._decrypt(row)
-        self._audit(
-            actor, "incident.affected", incident_id, {"owners": len(owners)}, transaction=True
-        )
+        with self._backend.atomic():
+            incident = Incident.from_row(self._row(incident_id))
+            if incident.ongoing:
+                self._store(incident, self._recompute(incident))
+            owners = self._decrypt(self._row(incident_id))
+            self._audit(actor, "incident.affected", incident_id, {"owners": len(owners)})
         return owners
 
     def deadlines(self, incident_id: str) -> list[Deadline]:
@@ -1525,8 +1552,7 @@ class IncidentManager:
                     if exposure is Exposure.PLAINTEXT
                     else "ciphertext"
                     for row in self._backend.records_of_subject(subject.pseudonym)
-                    if not row.erased
-                    and (not record_types or row.record_type in record_types)
+                    if not row.erased and (not record_types or row.record_type in record_types)
                     for name in _encrypted_fields(row.record_type)
                 }
                 records = [
@@ -1643,8 +1669,11 @@ class IncidentManager:
             if self._vault.locked_by == incident_id:
                 others = [
                     i
-                    for i in self.list()
-                    if i.locks_vault and i.open and not i.acknowledged and i.incident_id != incident_id
+                    for i in self.all()
+                    if i.locks_vault
+                    and i.open
+                    and not i.acknowledged
+                    and i.incident_id != incident_id
                 ]
                 if others:
                     self._vault._lock_vault(others[-1].incident_id)
@@ -1708,21 +1737,29 @@ class IncidentManager:
             assessment = self._assess(incident, affected)
             send_owners = assessment.required if owners is None else owners
             absent = [
-                f"measures_taken" if not incident.measures_taken else "",
-                "cause" if not incident.cause else "",
+                name
+                for name, value in (
+                    ("the cause", incident.cause),
+                    ("the measures taken", incident.measures_taken),
+                )
+                if not value
             ]
-            absent = [a for a in absent if a]
             if absent:
                 raise ValidationError(
                     f"record {' and '.join(absent)} first (incident update); every report "
                     "must state them"
                 )
+            if not regulator and not send_owners:
+                raise ValidationError("nothing to notify: no regulator report, no owner notices")
             deadlines = self._deadlines(incident)
             late = [
                 d
                 for d in deadlines
                 if d.status == "overdue"
-                and ((d.audience == "regulator" and regulator) or (d.audience == "owners" and send_owners))
+                and (
+                    (d.audience == "regulator" and regulator)
+                    or (d.audience == "owners" and send_owners)
+                )
             ]
             if late and not incident.delay_reason:
                 raise ValidationError(
@@ -1782,7 +1819,11 @@ class IncidentManager:
         self._guard(actor, OFFICER_ROLE, "incident.retry", None)
         with self._backend.atomic():
             now = format_time(self._vault._clock.now())
-            rows = [r for r in self._backend.outbox(state="dead") if r.notification_id == notification_id]
+            rows = [
+                r
+                for r in self._backend.outbox(state="dead")
+                if r.notification_id == notification_id
+            ]
             if not rows or not self._backend.revive_outbox(notification_id, now):
                 raise RecordNotFoundError(f"no dead-lettered notification {notification_id}")
             self._audit(
@@ -1931,10 +1972,13 @@ class IncidentManager:
         hook = self._hooks.get(name)
         if hook is None:
             spec = self.config.incident.notifiers.get(name)
+            # Relative Maildir paths are inside the vault directory (or, for a vault on a
+            # database server, the working directory).
+            base = self._vault._path or Path.cwd()
             if spec is not None:
-                hook = build_notifier(spec.type, spec.options, base_dir=self._vault.path)
+                hook = build_notifier(spec.type, spec.options, base_dir=base)
             else:
-                hook = build_notifier(name, {}, base_dir=self._vault.path)
+                hook = build_notifier(name, {}, base_dir=base)
             self._hooks[name] = hook
         return hook
 
@@ -2004,13 +2048,32 @@ class IncidentManager:
             return
         message = str(error)
         with self._backend.atomic():
-            for incident in self.list():
-                if incident.integrity_failure == message and (
-                    incident.open or incident.acknowledged
-                ):
-                    # Known already: still locked until acknowledged, then accepted as known.
-                    return
             now = format_time(self._vault._clock.now())
+            for incident in self.all():
+                if incident.kind is not IncidentKind.TAMPER or incident.integrity_failure is None:
+                    continue
+                known = {incident.integrity_failure} | {
+                    str(f.get("detail", {}).get("failure")) for f in incident.findings
+                }
+                if message in known and (incident.open or incident.acknowledged):
+                    return  # known: locked until acknowledged, then accepted as known damage
+                if incident.open and not incident.acknowledged:
+                    # Another symptom of damage already being investigated: one incident.
+                    finding = Finding(
+                        detector="audit_verification",
+                        at=now,
+                        kind=IncidentKind.TAMPER,
+                        exposure=Exposure.NONE,
+                        title=incident.title,
+                        detail={"failure": message},
+                    )
+                    updated = attrs.evolve(
+                        incident, findings=(*incident.findings, finding.to_json())
+                    )
+                    self._save(
+                        updated, _system_actor(), "finding", recompute=False, note=finding.detector
+                    )
+                    return
             finding = Finding(
                 detector="audit_verification",
                 at=now,
@@ -2044,7 +2107,7 @@ class IncidentManager:
 
     def _on_finding(self, finding: Finding) -> None:
         """Open an incident for a finding, or add it to an open one on the same actor or key."""
-        for incident in self.list():
+        for incident in self.all():
             if not incident.open or incident.source != "detector":
                 continue
             same_actor = finding.actor is not None and finding.actor in incident.scope.actors
@@ -2087,27 +2150,6 @@ class IncidentManager:
             actor=_system_actor(),
             findings=(finding.to_json(),),
         )
-
-    def _merge_ongoing(self, entries: Sequence[Mapping[str, Any]]) -> None:
-        """Add reads by actors of open, ongoing incidents to their affected owners."""
-        ongoing = [
-            i
-            for i in self.list()
-            if i.open and i.scope.until is None and i.scope.actors and i.scope.since is not None
-        ]
-        for incident in ongoing:
-            hits = [e for e in entries if _in_scope(e, incident.scope)]
-            if not hits:
-                continue
-            row = self._row(incident.incident_id)
-            affected = self._decrypt(row)
-            before = (len(affected), affected.record_count)
-            for entry in hits:
-                affected.add(
-                    str(entry["subject"]), _disclosed(entry), [str(entry["record_id"])], "access"
-                )
-            if (len(affected), affected.record_count) != before or hits:
-                self._store(incident, affected)
 
     # ------------------------------------------------------------------ internals
 
@@ -2213,12 +2255,7 @@ class IncidentManager:
             entry["note"] = note
         incident = attrs.evolve(incident, history=(*incident.history, entry), updated_at=now)
         if recompute:
-            row = self._row(incident.incident_id)
-            named = AffectedOwners(
-                {p: o for p, o in self._decrypt(row).items() if "named" in o.via}
-            )
-            affected = self._compute(incident)
-            affected.merge(named)
+            affected = self._recompute(incident)
         else:
             affected = self._decrypt(self._row(incident.incident_id))
         incident = self._store(incident, affected)
@@ -2236,6 +2273,14 @@ class IncidentManager:
                 },
             )
         return incident
+
+    def _recompute(self, incident: Incident) -> AffectedOwners:
+        """Affected owners computed afresh, keeping the owners people named."""
+        row = self._row(incident.incident_id)
+        named = AffectedOwners({p: o for p, o in self._decrypt(row).items() if "named" in o.via})
+        affected = self._compute(incident)
+        affected.merge(named)
+        return affected
 
     def _store(self, incident: Incident, affected: AffectedOwners) -> Incident:
         incident = self._summarise(incident, affected)
@@ -2266,9 +2311,7 @@ class IncidentManager:
         """Affected owners from the audit trail and from key states, for the incident's scope."""
         scope = incident.scope
         affected = AffectedOwners()
-        if scope.since is not None and (
-            scope.actors or incident.exposure is Exposure.PLAINTEXT
-        ):
+        if scope.since is not None and (scope.actors or incident.exposure is Exposure.PLAINTEXT):
             start = (
                 scope.since_seq
                 if scope.since_seq is not None
@@ -2287,8 +2330,8 @@ class IncidentManager:
         key_ids: list[bytes] = []
         for key_hex in scope.keys:
             raw = bytes.fromhex(key_hex)
-            row = self._backend.get_key(raw)
-            if row is not None and row.kind == KeyKind.INDEX.value:
+            key_row = self._backend.get_key(raw)
+            if key_row is not None and key_row.kind == KeyKind.INDEX.value:
                 index_only.add(raw)
             else:
                 key_ids.append(raw)
@@ -2319,9 +2362,7 @@ class IncidentManager:
         basis = "PIPL Art 57; GDPR Art 34"
         if readable:
             sensitive = sorted(
-                f
-                for f in affected.field_counts()
-                if _classification(f) is Classification.SENSITIVE
+                f for f in affected.field_counts() if _classification(f) is Classification.SENSITIVE
             )
             extra = f", including sensitive fields ({', '.join(sensitive)})" if sensitive else ""
             return NoticeAssessment(
@@ -2334,12 +2375,12 @@ class IncidentManager:
         cipher = "ciphertext" in views or incident.exposure is Exposure.CIPHERTEXT
         if cipher:
             keys = self._protecting_keys(incident, affected)
-            states: dict[str, str] = {}
+            states: dict[str, int] = {}
             compromised: list[str] = []
             for key_id in sorted(keys):
                 row = self._backend.get_key(key_id)
                 state = row.state if row is not None else "unknown"
-                states[state] = states.get(state, 0) + 1  # type: ignore[assignment]
+                states[state] = states.get(state, 0) + 1
                 if state in (KeyState.COMPROMISED.value, "unknown"):
                     compromised.append(key_id.hex())
             if compromised:
@@ -2449,7 +2490,11 @@ class IncidentManager:
                 },
             )
             group["fields"].append(
-                {"field": field, "classification": _classification_name(field), "owners": dict(views)}
+                {
+                    "field": field,
+                    "classification": _classification_name(field),
+                    "owners": dict(views),
+                }
             )
             if _classification(field) is Classification.SENSITIVE:
                 group["sensitive"] = True
@@ -2468,14 +2513,22 @@ class IncidentManager:
         categories = self._categories(affected.field_counts())
         specs = config.categories
         harms = [
-            {"category": c["category"], "zh": specs[c["category"]].harm_zh, "en": specs[c["category"]].harm_en}
+            {
+                "category": c["category"],
+                "zh": specs[c["category"]].harm_zh,
+                "en": specs[c["category"]].harm_en,
+            }
             for c in categories
             if c["category"] in specs
         ]
         if incident.harm:
             harms.append({"category": "assessed", "zh": incident.harm, "en": incident.harm})
         advice = [
-            {"category": c["category"], "zh": specs[c["category"]].advice_zh, "en": specs[c["category"]].advice_en}
+            {
+                "category": c["category"],
+                "zh": specs[c["category"]].advice_zh,
+                "en": specs[c["category"]].advice_en,
+            }
             for c in categories
             if c["category"] in specs
         ]
@@ -2493,15 +2546,15 @@ class IncidentManager:
         if assessment.decision != "required":
             risk = "low"
         deadlines = self._deadlines(incident)
-        overdue = any(d.status in ("overdue", "late") for d in deadlines if d.audience == "regulator")
+        overdue = any(
+            d.status in ("overdue", "late") for d in deadlines if d.audience == "regulator"
+        )
         report_type = (
             "final"
             if incident.status is IncidentStatus.CLOSED
             else ("initial" if sequence == 1 else "follow_up")
         )
-        actor_roles = sorted(
-            {r for f in incident.findings for r in f.get("roles", ())}
-        )
+        actor_roles = sorted({r for f in incident.findings for r in f.get("roles", ())})
         return {
             "schema": "ownervault.incident-report/1",
             "title": f"Incident {incident.incident_id}: report {sequence} ({report_type})",
@@ -2571,12 +2624,19 @@ class IncidentManager:
         detected_on = _parse_time(incident.detected_at).astimezone(zone).date().isoformat()
 
         def values(lang: Literal["zh", "en"]) -> dict[str, str]:
-            sep = "；" if lang == "zh" else "; "
             labels = [c[f"label_{lang}"] for c in categories]
-            harm = [getattr(specs[c["category"]], f"harm_{lang}") for c in categories if c["category"] in specs]
+            harm = [
+                getattr(specs[c["category"]], f"harm_{lang}")
+                for c in categories
+                if c["category"] in specs
+            ]
             if incident.harm:
                 harm.append(incident.harm)
-            advice = [getattr(specs[c["category"]], f"advice_{lang}") for c in categories if c["category"] in specs]
+            advice = [
+                getattr(specs[c["category"]], f"advice_{lang}")
+                for c in categories
+                if c["category"] in specs
+            ]
             general = getattr(template, f"general_advice_{lang}")
             if general:
                 advice.append(general)
@@ -2589,10 +2649,10 @@ class IncidentManager:
                 "detected_on": detected_on,
                 "categories": _join(labels, "、" if lang == "zh" else ", ") or none,
                 "cause": incident.cause or none,
-                "harm": _join(harm, sep) or none,
-                "measures_taken": _join(incident.measures_taken, sep) or none,
-                "measures_planned": _join(incident.measures_planned, sep) or none,
-                "advice": _join(advice, sep) or none,
+                "harm": _sentences(harm, lang) or none,
+                "measures_taken": _sentences(incident.measures_taken, lang) or none,
+                "measures_planned": _sentences(incident.measures_planned, lang) or none,
+                "advice": _sentences(advice, lang) or none,
                 "dpo_title": getattr(config.dpo, f"title_{lang}"),
                 "dpo_name": config.dpo.name,
                 "dpo_phone": config.dpo.phone or none,
@@ -2747,7 +2807,9 @@ def _safe_error(exc: BaseException, recipient: Recipient | None) -> str:
     if not isinstance(exc, OwnerVaultError):
         return name
     text = str(exc).splitlines()[0] if str(exc) else ""
-    secrets_seen = [v for v in (recipient.name, recipient.phone, recipient.email) if v] if recipient else []
+    secrets_seen = (
+        [v for v in (recipient.name, recipient.phone, recipient.email) if v] if recipient else []
+    )
     if any(value in text for value in secrets_seen) or _PERSONAL_LOOKING.search(text):
         return name
     return f"{name}: {text}"[:500] if text else name
@@ -2840,7 +2902,11 @@ def run_drill(
                     for rid in profile_ids:
                         session.get(OwnerProfile, rid)
                         clock.advance(_dt.timedelta(seconds=2))
-                incident = manager.list()[-1]
+                if not manager.all():
+                    raise ConfigurationError(
+                        "no detector fired in the drill: bulk_access and after_hours are off"
+                    )
+                incident = manager.all()[-1]
                 cause = "A front-desk account read owners' profiles at night (drill)."
             elif scenario == "lost-backup":
                 incident = manager.open(
@@ -2854,7 +2920,7 @@ def run_drill(
                 admin = Actor("drill-admin", roles=[ADMIN_ROLE])
                 subject = vault._backend.subjects_page("", 1)[0]
                 vault.keys.mark_compromised(subject.key_id.hex(), actor=admin)
-                incident = manager.list()[-1]
+                incident = manager.all()[-1]
                 cause = "A data key was found in a debug log (drill)."
             clock.advance(_dt.timedelta(minutes=30))
             if incident.status is IncidentStatus.SUSPECTED:
@@ -2885,8 +2951,3 @@ def run_drill(
             )
         finally:
             vault.close()
-
-
-def describe_error(error: OwnerVaultError | PolicyError) -> str:
-    """One line for the CLI."""
-    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -1099,5 +1099,10 @@ def retention_sweep(path: Path, apply_: bool, as_actor: str | None, key_file: Pa
         click.echo(f"  {n:6d}  {label}")
 
 
+from .breach_cli import incident  # noqa: E402
+
+main.add_command(incident)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

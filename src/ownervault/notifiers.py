@@ -29,6 +29,7 @@ redacted). They are never written to the vault.
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import email.utils
 import hashlib
@@ -410,10 +411,9 @@ class MaildirNotifier:
                     fh.write(message)
                     fh.flush()
                     os.fsync(fh.fileno())
-                try:
+                # FileExistsError: another dispatcher delivered the same key first.
+                with contextlib.suppress(FileExistsError):
                     os.link(tmp, self.path / "new" / key)
-                except FileExistsError:
-                    pass  # another dispatcher delivered the same key first
             finally:
                 tmp.unlink(missing_ok=True)
             _fsync_dir(self.path / "new")
