@@ -28,7 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,26 @@ def warm_up(people: Sequence[Person], seed: int) -> None:
 
 # --------------------------------------------------------------------------- main comparison
 
+BLOCKS = 10
+
+
+def interleaved(
+    fns: dict[str, Callable[[Any], object]], args: dict[str, Sequence[Any]], rep: int
+) -> dict[str, list[float]]:
+    """Per-call seconds of ``fns[key](arg)`` for every key, run in alternating blocks.
+
+    The calls are cut into BLOCKS blocks and the systems take turns block by block (in an order
+    that rotates), so a burst of load from other processes hits every system alike.
+    """
+    keys = list(fns)
+    out: dict[str, list[float]] = {k: [] for k in keys}
+    count = len(next(iter(args.values())))
+    size = max(1, -(-count // BLOCKS))
+    for block, start in enumerate(range(0, count, size)):
+        for key in rotated(keys, rep + block):
+            out[key].extend(time_each(fns[key], args[key][start : start + size]))
+    return out
+
 
 def run_comparison(args: argparse.Namespace, people: list[Person]) -> dict[str, Any]:
     n, m = args.records, args.ops
@@ -180,19 +200,18 @@ def run_comparison(args: argparse.Namespace, people: list[Person]) -> dict[str, 
                 seconds = time_once(lambda s=store, b=batch, o=out: o.append(s.put_many(b)))
                 ids[cls.key] = out[0]
                 per_op[cls.key]["batch put"].append(seconds / n * 1e6)
-            for cls in order:
-                lat = time_each(stores[cls.key].put, inputs[cls.key][1])
-                per_op[cls.key]["single put"].append(sum(lat) / m * 1e6)
-                calls[cls.key]["single put"].extend(lat)
-            for cls in order:
-                wanted = [ids[cls.key][i] for i in get_idx]
-                lat = time_each(stores[cls.key].get, wanted)
-                per_op[cls.key]["get"].append(sum(lat) / m * 1e6)
-                calls[cls.key]["get"].extend(lat)
-            for cls in order:
-                lat = time_each(stores[cls.key].find, queries)
-                per_op[cls.key]["find"].append(sum(lat) / m * 1e6)
-                calls[cls.key]["find"].extend(lat)
+            keys = [c.key for c in classes]
+            op_args: dict[str, dict[str, Sequence[Any]]] = {
+                "single put": {k: inputs[k][1] for k in keys},
+                "get": {k: [ids[k][i] for i in get_idx] for k in keys},
+                "find": dict.fromkeys(keys, queries),
+            }
+            for op, op_input in op_args.items():
+                method = "put" if op == "single put" else op
+                fns = {k: getattr(stores[k], method) for k in keys}
+                for key, lat in interleaved(fns, op_input, rep).items():
+                    per_op[key][op].append(sum(lat) / m * 1e6)
+                    calls[key][op].extend(lat)
             for cls in classes:
                 check_store(stores[cls.key], batch_people, ids[cls.key])
         finally:
