@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from faker import Faker
 
+import pg
 from ownervault import Actor, Vault
 from ownervault.records import FeeAccount, OwnerProfile, Unit
 from ownervault.testing import FrozenClock, InMemoryKey
@@ -49,13 +51,121 @@ def vault_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def vault(vault_path: Path, root_key: InMemoryKey, clock: FrozenClock) -> Iterator[Vault]:
+def vault(vault_location: Path | str, root_key: InMemoryKey, clock: FrozenClock) -> Iterator[Vault]:
     """A new, empty vault with the default policy pack, closed after the test."""
-    created = Vault.create(vault_path, key=root_key, clock=clock)
+    created = Vault.create(vault_location, key=root_key, clock=clock)
     try:
         yield created
     finally:
         created.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``slow`` unless the ``-m`` expression selects them."""
+    expression = config.option.markexpr or ""
+    if "slow" in expression and "not slow" not in expression:
+        return
+    skip = pytest.mark.skip(reason="slow test: select it with -m slow")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- backends
+#
+# A module marked ``pytestmark = pytest.mark.backends("sqlcipher", "postgres")`` runs every
+# test that (indirectly) uses the ``backend`` fixture -- ``vault``, ``vault_location`` and
+# ``new_location`` do -- once per backend. Tests marked ``embedded_only`` run on SQLCipher
+# only. Other modules use SQLCipher. ``-m postgres`` selects the PostgreSQL runs, ``-m "not
+# postgres"`` leaves them out.
+
+BACKENDS = ("sqlcipher", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``backend`` over the backends a module's ``backends`` marker names."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is None:
+        return
+    names = [name for name in marker.args if name in BACKENDS]
+    if metafunc.definition.get_closest_marker("embedded_only") is not None:
+        names = [name for name in names if name == "sqlcipher"]
+    metafunc.parametrize(
+        "backend",
+        [pytest.param(n, marks=[pytest.mark.postgres] if n == "postgres" else []) for n in names],
+    )
+
+
+@pytest.fixture
+def backend() -> str:
+    """The storage backend under test (``sqlcipher`` unless the module's marker adds more)."""
+    return "sqlcipher"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a PostgreSQL maintenance database: $OWNERVAULT_TEST_POSTGRES or a throwaway one.
+
+    Skips when neither psycopg nor the server binaries are there, except under CI (``CI`` set),
+    where a missing server fails the run instead.
+    """
+    missing: str | None = None
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing = "psycopg is not installed (pip install 'ownervault[postgres]')"
+    if missing is None and not os.environ.get(pg.ENV_URL) and pg.bin_dir() is None:
+        missing = (
+            f"no PostgreSQL server: set {pg.ENV_URL} or install the server binaries "
+            "(initdb, pg_ctl)"
+        )
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs PostgreSQL for the backend suite: {missing}")
+        pytest.skip(missing)
+    with pg.server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_database(postgres_server: str) -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database, dropped after the test."""
+    url = pg.create_database(postgres_server)
+    try:
+        yield url
+    finally:
+        pg.drop_database(postgres_server, url)
+
+
+@pytest.fixture
+def new_location(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], Path | str]]:
+    """Factory of fresh, empty vault locations on the backend under test (cleaned up after)."""
+    made: list[str] = []
+    counter = itertools.count(1)
+    server = request.getfixturevalue("postgres_server") if backend == "postgres" else ""
+
+    def make() -> Path | str:
+        if backend == "sqlcipher":
+            return tmp_path / f"vault-{next(counter)}"
+        made.append(pg.create_database(server))
+        return made[-1]
+
+    yield make
+    for url in made:
+        pg.drop_database(server, url)
+
+
+@pytest.fixture
+def vault_location(backend: str, vault_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where the ``vault`` fixture lives: ``vault_path``, or a fresh PostgreSQL database."""
+    if backend == "sqlcipher":
+        return vault_path
+    url: str = request.getfixturevalue("pg_database")
+    return url
 
 
 # --------------------------------------------------------------------------- synthetic people

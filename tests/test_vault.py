@@ -64,7 +64,11 @@ from ownervault.records import (
     Vehicle,
     normalise,
 )
+from ownervault.storage.base import Backend
 from ownervault.testing import FAST_ARGON2, FrozenClock, InMemoryKey
+
+#: Every test here that uses a vault runs on the embedded SQLCipher store and on PostgreSQL.
+pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
 #: Record types shipped with ownervault (other tests may register their own).
 SHIPPED_TYPES = sorted(n for n, c in RECORD_TYPES.items() if c.__module__ == "ownervault.records")
@@ -248,10 +252,12 @@ def test_round_trip_every_record_type(record_type: str, vault: Vault, dpo: Actor
 # --------------------------------------------------------------------------- keys and files
 
 
-def test_wrong_passphrase_is_refused(tmp_path: Path, leaks: LeakCheck) -> None:
+def test_wrong_passphrase_is_refused(
+    new_location: Callable[[], Path | str], leaks: LeakCheck
+) -> None:
     """A vault made with one passphrase refuses another with WrongKeyError."""
     leaks.secret("correct horse battery staple", "tr0ub4dor&3")
-    path = tmp_path / "v"
+    path = new_location()
     Vault.create(
         path, key=PassphraseKey("correct horse battery staple", argon2=FAST_ARGON2)
     ).close()
@@ -260,19 +266,23 @@ def test_wrong_passphrase_is_refused(tmp_path: Path, leaks: LeakCheck) -> None:
     Vault.open(path, key=PassphraseKey("correct horse battery staple")).close()
 
 
-def test_wrong_key_file_is_refused(tmp_path: Path, leaks: LeakCheck) -> None:
+def test_wrong_key_file_is_refused(
+    tmp_path: Path, new_location: Callable[[], Path | str], leaks: LeakCheck
+) -> None:
     """A vault made with one key file refuses a different key file with WrongKeyError."""
     right = KeyFileKey.generate(tmp_path / "right.key")
     wrong = KeyFileKey.generate(tmp_path / "wrong.key")
     leaks.secret(right.path.read_text().strip(), wrong.path.read_text().strip())
-    Vault.create(tmp_path / "v", key=right).close()
+    location = new_location()
+    Vault.create(location, key=right).close()
     with leaks.raises(WrongKeyError):
-        Vault.open(tmp_path / "v", key=wrong)
+        Vault.open(location, key=wrong)
     leaks.watch(right, wrong)
 
 
 def test_env_key_opens_a_key_file_vault(
     tmp_path: Path,
+    new_location: Callable[[], Path | str],
     monkeypatch: pytest.MonkeyPatch,
     make_owner: Callable[..., OwnerProfile],
     clerk: Actor,
@@ -283,18 +293,20 @@ def test_env_key_opens_a_key_file_vault(
     text = key_file.path.read_text()
     leaks.secret(text.strip())
     owner = leaks.record(make_owner())
-    with Vault.create(tmp_path / "v", key=key_file) as vault:
+    location = new_location()
+    with Vault.create(location, key=key_file) as vault:
         (rid,) = _put(vault, clerk, "owner_registration", owner)
     monkeypatch.setenv("OWNERVAULT_TEST_ROOT_KEY", text)
     env_key = EnvKey("OWNERVAULT_TEST_ROOT_KEY")
     leaks.watch(env_key, key_file)
     with (
-        Vault.open(tmp_path / "v", key=env_key) as vault,
+        Vault.open(location, key=env_key) as vault,
         vault.session(clerk, "owner_registration") as session,
     ):
         assert session.get(OwnerProfile, rid)["phone"] == owner.phone
 
 
+@pytest.mark.embedded_only("vault directories; tests/test_postgres.py covers empty databases")
 def test_open_missing_directory(tmp_path: Path, leaks: LeakCheck) -> None:
     """Opening a directory without a vault raises VaultNotFoundError."""
     with leaks.raises(VaultNotFoundError):
@@ -304,6 +316,7 @@ def test_open_missing_directory(tmp_path: Path, leaks: LeakCheck) -> None:
         Vault.open(tmp_path / "empty", key=InMemoryKey())
 
 
+@pytest.mark.embedded_only("vault directories; tests/test_postgres.py covers a taken database")
 def test_create_refuses_non_empty_directory(tmp_path: Path, leaks: LeakCheck) -> None:
     """Creating a vault in a directory that holds anything raises VaultExistsError."""
     (tmp_path / "busy").mkdir()
@@ -316,6 +329,38 @@ def test_create_refuses_non_empty_directory(tmp_path: Path, leaks: LeakCheck) ->
     with leaks.raises(VaultExistsError):
         Vault.create(tmp_path / "v", key=key)
     Vault.open(tmp_path / "v", key=key).close()
+
+
+def _read_header(location: Path | str) -> bytes:
+    """The stored header: ``vault.header`` of a directory, or meta "header" on a server."""
+    if isinstance(location, Path):
+        return (location / "vault.header").read_bytes()
+    backend = _server(location)
+    try:
+        return (backend.get_meta("header") or "").encode("utf-8")
+    finally:
+        backend.close()
+
+
+def _write_header(location: Path | str, raw: bytes) -> None:
+    """Replace the stored header (with a closed vault) by ``raw``."""
+    if isinstance(location, Path):
+        (location / "vault.header").write_bytes(raw)
+        return
+    backend = _server(location)
+    try:
+        with backend.atomic():
+            # A text column holds no NUL byte: such damage arrives as replacement characters.
+            text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+            backend.set_meta("header", text)
+    finally:
+        backend.close()
+
+
+def _server(url: str) -> Backend:
+    from ownervault.storage.postgres import PostgresBackend
+
+    return PostgresBackend(url)
 
 
 def _tamper(header: dict[str, Any], how: str) -> bytes:
@@ -349,47 +394,50 @@ def _tamper(header: dict[str, Any], how: str) -> bytes:
     ],
 )
 def test_tampered_header_is_a_format_error(
-    how: str, vault: Vault, vault_path: Path, root_key: InMemoryKey, leaks: LeakCheck
+    how: str,
+    vault: Vault,
+    vault_location: Path | str,
+    root_key: InMemoryKey,
+    leaks: LeakCheck,
 ) -> None:
     """A damaged or unknown header raises VaultFormatError, not a crash or a wrong-key error."""
     vault.close()
-    header_path = vault_path / "vault.header"
-    header_path.write_bytes(_tamper(json.loads(header_path.read_bytes()), how))
+    _write_header(vault_location, _tamper(json.loads(_read_header(vault_location)), how))
     with leaks.raises(VaultFormatError):
-        Vault.open(vault_path, key=root_key)
+        Vault.open(vault_location, key=root_key)
 
 
 def test_damaged_wrapped_key_is_refused(
-    vault: Vault, vault_path: Path, root_key: InMemoryKey, leaks: LeakCheck
+    vault: Vault, vault_location: Path | str, root_key: InMemoryKey, leaks: LeakCheck
 ) -> None:
     """A header whose wrapped keys were altered does not open (wrong key or format error)."""
     vault.close()
-    header_path = vault_path / "vault.header"
-    header = json.loads(header_path.read_bytes())
+    header = json.loads(_read_header(vault_location))
     blob = bytearray(base64.b64decode(header["wrapped_db_key"]))
     blob[-1] ^= 0x01
     header["wrapped_db_key"] = base64.b64encode(bytes(blob)).decode()
-    header_path.write_text(json.dumps(header))
+    _write_header(vault_location, json.dumps(header).encode())
     with leaks.raises((WrongKeyError, VaultFormatError)):
-        Vault.open(vault_path, key=root_key)
+        Vault.open(vault_location, key=root_key)
 
 
 @pytest.mark.parametrize("same_root_key", [True, False])
 def test_header_from_another_vault(
     same_root_key: bool,
-    tmp_path: Path,
+    new_location: Callable[[], Path | str],
     vault: Vault,
-    vault_path: Path,
+    vault_location: Path | str,
     root_key: InMemoryKey,
     leaks: LeakCheck,
 ) -> None:
     """Another vault's header never opens this vault's database."""
     other_key = root_key if same_root_key else InMemoryKey()
-    Vault.create(tmp_path / "other", key=other_key).close()
+    other = new_location()
+    Vault.create(other, key=other_key).close()
     vault.close()
-    shutil.copyfile(tmp_path / "other" / "vault.header", vault_path / "vault.header")
+    _write_header(vault_location, _read_header(other))
     with leaks.raises((WrongKeyError, VaultFormatError)):
-        Vault.open(vault_path, key=root_key)
+        Vault.open(vault_location, key=root_key)
 
 
 # --------------------------------------------------------------------------- ciphertexts
@@ -1016,10 +1064,10 @@ def test_far_future_birth_date_is_handled(
 
 
 def test_keys_near_their_limit_are_rotated_automatically(
-    tmp_path: Path, clock: FrozenClock, clerk: Actor
+    vault_location: Path | str, clock: FrozenClock, clerk: Actor
 ) -> None:
     """Data keys and KEKs nearing their invocation limit are replaced and nothing is lost."""
-    vault = Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, max_key_invocations=40)
+    vault = Vault.create(vault_location, key=InMemoryKey(), clock=clock, max_key_invocations=40)
     try:
         with vault.session(clerk, "owner_registration") as session:
             # Each record costs two encryptions (name and subject id) under its subject's key;
@@ -1037,10 +1085,10 @@ def test_keys_near_their_limit_are_rotated_automatically(
 
 
 def test_key_invocation_limit_stores_nothing_partial(
-    tmp_path: Path, clock: FrozenClock, clerk: Actor, leaks: LeakCheck
+    vault_location: Path | str, clock: FrozenClock, clerk: Actor, leaks: LeakCheck
 ) -> None:
     """A write too big for even a fresh key raises KeyExhaustedError and leaves no trace."""
-    vault = Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, max_key_invocations=2)
+    vault = Vault.create(vault_location, key=InMemoryKey(), clock=clock, max_key_invocations=2)
     try:
         session = vault.session(clerk, "owner_registration")
 
@@ -1069,6 +1117,7 @@ def test_key_invocation_limit_stores_nothing_partial(
 
 def test_reprs_show_no_secret_or_personal_value(
     tmp_path: Path,
+    vault_location: Path | str,
     monkeypatch: pytest.MonkeyPatch,
     make_owner: Callable[..., OwnerProfile],
     make_unit: Callable[..., Unit],
@@ -1089,7 +1138,7 @@ def test_reprs_show_no_secret_or_personal_value(
     leaks.secret(key_file.path.read_text().strip())
     leaks.watch(key, key_file, EnvKey("OWNERVAULT_TEST_KEY"), InMemoryKey(), owner, unit, account)
 
-    with Vault.create(tmp_path / "v", key=key) as vault:
+    with Vault.create(vault_location, key=key) as vault:
         raw = vault._header
         root = key.load_root(raw.provider_params)
         leaks.secret(*(raw.unwrap(root, slot).hex() for slot in ("db", "keyring", "signing")))
@@ -1112,11 +1161,11 @@ def test_reprs_show_no_secret_or_personal_value(
             full["no_such_field"]
         session.close()
     with leaks.raises(WrongKeyError):
-        Vault.open(tmp_path / "v", key=PassphraseKey(passphrase + "!", argon2=FAST_ARGON2))
+        Vault.open(vault_location, key=PassphraseKey(passphrase + "!", argon2=FAST_ARGON2))
     with leaks.raises(WrongKeyError):
-        Vault.open(tmp_path / "v", key=key_file)
+        Vault.open(vault_location, key=key_file)
     with leaks.raises(VaultExistsError):
-        Vault.create(tmp_path / "v", key=key)
+        Vault.create(vault_location, key=key)
     assert isinstance(session, Session) and isinstance(view, RecordView)
 
 
@@ -1132,11 +1181,15 @@ class VaultMachine(RuleBasedStateMachine):
     """The vault against a dict of live records: put, get, update, find by phone, erase."""
 
     records = Bundle("records")
+    #: Where each example's vault goes (the test sets it for the backend under test).
+    new_location: Callable[[], Path | str] | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="ownervault-sm-"))
-        self.vault = Vault.create(self.dir / "v", key=InMemoryKey(), clock=FrozenClock())
+        factory = type(self).new_location
+        location = self.dir / "v" if factory is None else factory()
+        self.vault = Vault.create(location, key=InMemoryKey(), clock=FrozenClock())
         self.clerk = self.vault.session(_CLERK, "owner_registration")
         self.reader = self.vault.session(_DPO, "subject_access_request")
         self.eraser = self.vault.session(_DPO, "erasure_request")
@@ -1233,10 +1286,13 @@ class VaultMachine(RuleBasedStateMachine):
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def test_vault_matches_a_simple_model() -> None:
+def test_vault_matches_a_simple_model(new_location: Callable[[], Path | str]) -> None:
     """Random sequences of put, get, update, find and erase agree with an in-memory model."""
+    machine = type(
+        "VaultMachineHere", (VaultMachine,), {"new_location": staticmethod(new_location)}
+    )
     run_state_machine_as_test(
-        VaultMachine,
+        machine,
         settings=settings(
             max_examples=25,
             stateful_step_count=25,

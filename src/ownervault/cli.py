@@ -1103,6 +1103,10 @@ from .breach_cli import incident  # noqa: E402
 
 main.add_command(incident)
 
+from .migrate import migrate_command  # noqa: E402
+
+main.add_command(migrate_command)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()
