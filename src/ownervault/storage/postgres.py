@@ -276,6 +276,20 @@ def _pg_sql(sql: str) -> str:
     return "".join(out)
 
 
+#: Rows per multi-row INSERT (well below the protocol's 65,535 parameters per statement).
+_ROWS_PER_INSERT: Final = 1000
+
+#: Begin a transaction and take the vault's write lock (two statements, one round trip).
+_BEGIN_LOCKED: Final = f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_KEY})"
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row_insert(sql: str) -> tuple[str, str, str] | None:
+    """(head, one row's ``(?, ...)``, tail) of a one-row ``INSERT ... VALUES``, else None."""
+    match = re.fullmatch(r"(INSERT INTO .+?) VALUES (\(\?(?:, \?)*\))(.*)", sql, re.DOTALL)
+    return None if match is None else (match[1], match[2], match[3])
+
+
 def _message(exc: psycopg.Error) -> str:
     """The server's primary message (never the DETAIL line, which can quote stored values)."""
     primary = exc.diag.message_primary if exc.diag is not None else None
@@ -394,9 +408,9 @@ class PostgresBackend:
         conn = self._conn
         depth: int = self._local.depth
         if depth == 0:
-            _translate(lambda: conn.execute("BEGIN"))
             try:
-                _translate(lambda: conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,)))
+                # One round trip: the lock is the transaction's first statement.
+                _translate(lambda: conn.execute(_BEGIN_LOCKED))
             except BaseException:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
@@ -439,6 +453,15 @@ class PostgresBackend:
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = [tuple(row) for row in rows]
         if not batch:
+            return
+        insert = _multi_row_insert(sql)
+        if insert is not None:
+            # INSERT ... VALUES (?, ?) [tail]: up to _ROWS_PER_INSERT rows per statement.
+            head, marks, tail = insert
+            for at in range(0, len(batch), _ROWS_PER_INSERT):
+                chunk = batch[at : at + _ROWS_PER_INSERT]
+                values = ", ".join([marks] * len(chunk))
+                self._execute(f"{head} VALUES {values}{tail}", [v for row in chunk for v in row])
             return
         conn = self._conn
 
