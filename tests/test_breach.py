@@ -800,3 +800,35 @@ def test_cli_check_config_reports_missing_contacts(pack: Path) -> None:
     configured = runner.invoke(main, ["incident", "check-config", str(pack)])
     assert configured.exit_code == 0 and "warning" not in configured.output
     assert runner.invoke(main, ["policy", "check"]).exit_code == 0
+
+
+def test_owner_notices_wait_when_contacts_cannot_be_looked_up(
+    tmp_path: Path, clock: FrozenClock, make_owner: Callable[..., OwnerProfile]
+) -> None:
+    """Without the breach_notification purpose, owner notices are retried, others delivered."""
+    pack = write_pack(tmp_path / "no-purpose")
+    roles = (pack / "roles.toml").read_text(encoding="utf-8")
+    (pack / "roles.toml").write_text(roles.replace('    "breach_notification",\n', ""))
+    rules = (pack / "rules.toml").read_text(encoding="utf-8")
+    start = rules.index('[[rules]]\nid = "compliance.breach-notification.contact"')
+    end = rules.index("[[rules]]", start + 10)
+    (pack / "rules.toml").write_text(rules[:start] + rules[end:], encoding="utf-8")
+    owner = make_owner()
+    with Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, policy=pack) as vault:
+        register(vault, [owner])
+        incident = vault.incidents.open(
+            kind="leak",
+            title="Parcel label list lost",
+            actor=DPO,
+            exposure="plaintext",
+            subject_ids=[owner.subject_id],
+            cause="A list was dropped",
+        )
+        vault.incidents.update(incident.incident_id, actor=DPO, measures_taken=["Searched"])
+        vault.incidents.notify(incident.incident_id, actor=DPO)
+        report = vault.incidents.dispatch(actor=DPO, hooks={"owner_mail": lambda n: None})
+        assert (report.delivered, report.retried, report.dead) == (2, 1, 0)
+        [waiting] = vault.incidents.outbox(state="pending")
+        assert waiting.audience == "owners"
+        assert waiting.last_error.startswith("PolicyDeniedError: ")
+        assert owner.name not in waiting.last_error

@@ -1452,8 +1452,8 @@ class IncidentManager:
     def assessment(self, incident_id: str) -> NoticeAssessment:
         """Whether owner notices are required, computed now from the exposure and key states."""
         self._vault._check_open()
-        row = self._row(incident_id)
-        return self._assess(Incident.from_row(row), self._decrypt(row))
+        incident = Incident.from_row(self._row(incident_id))
+        return self._assess(incident, self._current(incident))
 
     def outbox(
         self, *, state: str | None = None, incident_id: str | None = None
@@ -1465,9 +1465,8 @@ class IncidentManager:
     def regulator_report(self, incident_id: str) -> dict[str, Any]:
         """A preview of the next regulator report (nothing is queued or recorded)."""
         self._vault._check_open()
-        row = self._row(incident_id)
-        incident = Incident.from_row(row)
-        affected = self._decrypt(row)
+        incident = Incident.from_row(self._row(incident_id))
+        affected = self._current(incident)
         assessment = self._assess(incident, affected)
         return self._report_payload(
             incident, affected, assessment, incident.reports + 1, incident.delay_reason
@@ -1867,6 +1866,14 @@ class IncidentManager:
         started = time.monotonic()
         counts = {"delivered": 0, "retried": 0, "dead": 0, "lost_lease": 0}
         session: Session | None = None
+
+        def contacts() -> Session:
+            # Opened on the first owner notice; a refusal fails that notification (retried).
+            nonlocal session
+            if session is None:
+                session = self._vault.session(actor, NOTIFICATION_PURPOSE)
+            return session
+
         try:
             while True:
                 now_dt = self._vault._clock.now()
@@ -1889,10 +1896,7 @@ class IncidentManager:
                     sleep(min(max(pause, 0.01), 1.0))
                     continue
                 for row in claimed:
-                    if row.audience == "owners" and session is None:
-                        session = self._vault.session(actor, NOTIFICATION_PURPOSE)
-                    outcome = self._deliver(row, hooks or {}, session)
-                    counts[outcome] += 1
+                    counts[self._deliver(row, hooks or {}, contacts)] += 1
         finally:
             if session is not None:
                 session.close()
@@ -1902,7 +1906,10 @@ class IncidentManager:
         return DispatchReport(pending=pending, **counts)
 
     def _deliver(
-        self, row: OutboxRow, hooks: Mapping[str, NotificationHook], session: Session | None
+        self,
+        row: OutboxRow,
+        hooks: Mapping[str, NotificationHook],
+        contacts: Callable[[], Session],
     ) -> str:
         dispatch = self.config.incident.dispatch
         recipient: Recipient | None = None
@@ -1911,8 +1918,8 @@ class IncidentManager:
         try:
             hook = hooks.get(row.hook) or self._hook(row.hook)
             if row.audience == "owners":
-                assert session is not None and row.subject is not None
-                recipient = self._contact(session, row.subject)
+                assert row.subject is not None
+                recipient = self._contact(contacts(), row.subject)
                 if recipient is None:
                     raise UndeliverableError(
                         f"owner {row.subject} has no live profile with a phone or e-mail address"
@@ -2273,6 +2280,12 @@ class IncidentManager:
                 },
             )
         return incident
+
+    def _current(self, incident: Incident) -> AffectedOwners:
+        """The affected owners now: recomputed for an ongoing incident, else as stored."""
+        if incident.ongoing:
+            return self._recompute(incident)
+        return self._decrypt(self._row(incident.incident_id))
 
     def _recompute(self, incident: Incident) -> AffectedOwners:
         """Affected owners computed afresh, keeping the owners people named."""
