@@ -855,6 +855,10 @@ def test_checkpoint_refuses_a_consistent_rewrite_of_already_signed_entries(vault
     rewrite_state(vault, [r.leaf_hash for r in vault.audit.rows()])
     with pytest.raises(AuditIntegrityError, match="root changed"):
         vault.checkpoint()
+    # The failed check locked the vault (fail closed); an admin acknowledges the incident.
+    incident_id = vault.locked_by
+    assert incident_id is not None
+    vault.incidents.acknowledge(incident_id, actor=Actor("admin-01", roles=["admin"]))
     register(vault, owner("owner-0009", phone="13100131000", id_number="X9"))
     with pytest.raises(AuditIntegrityError):
         vault.checkpoint()

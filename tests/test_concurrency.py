@@ -115,11 +115,14 @@ def _check_vault(
     vault: Vault, models: dict[str, dict[str, tuple[str, str, str]]], expected_size: int
 ) -> None:
     """Every record reads back as its writer last wrote it; the audit log is complete."""
-    entries = list(vault.audit.entries())
-    assert len(entries) == vault.audit.size() == expected_size
-    seqs = [e["seq"] for e in entries]
-    assert seqs == list(range(len(entries))), "audit sequence numbers have gaps or duplicates"
-    assert vault.audit.verify() == expected_size
+    all_entries = list(vault.audit.entries())
+    assert len(all_entries) == vault.audit.size()
+    seqs = [e["seq"] for e in all_entries]
+    assert seqs == list(range(len(all_entries))), "audit sequence numbers have gaps or duplicates"
+    assert vault.audit.verify() == len(all_entries)
+    # Breach detectors may add incident entries (after-hours access follows the real clock).
+    entries = [e for e in all_entries if not e["action"].startswith("incident.")]
+    assert len(entries) == expected_size
     by_actor = Counter(e["actor"] for e in entries)
     dpo = Actor("dpo-check", roles=["compliance_officer"])
     with vault.session(dpo, "subject_access_request") as session:
