@@ -899,7 +899,10 @@ def subject_export(
         Vault.open(path, key=_key_provider(key_file)) as vault,
         _officer_session(vault, as_actor, "subject_access_request") as session,
     ):
-        document = session.export_subject(subject_id, verify_identity=lambda _sid: True)
+        # The person running the command attests the check; the attestation is audited.
+        document = session.export_subject(
+            subject_id, verify_identity=lambda _sid: True, attestation=verified_by.strip()
+        )
     out.write_text(
         json.dumps(document.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n",
         encoding="utf-8",
