@@ -28,7 +28,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import psycopg
@@ -38,6 +38,7 @@ from ..consent import ConsentRecord
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import (
     AuditRow,
+    Backend,
     DisclosureRow,
     HoldRow,
     IncidentRow,
@@ -1424,3 +1425,9 @@ def _job_tuple(row: Sequence[Any]) -> _JobTuple:
         str(row[7]),
         str(row[8]),
     )
+
+
+if TYPE_CHECKING:  # pragma: no cover - a static check that the class implements the protocol
+
+    def _implements_backend(backend: PostgresBackend) -> Backend:
+        return backend
