@@ -17,6 +17,7 @@ file, line and a clear message on any unknown field, role, purpose, record type 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -633,8 +634,18 @@ class Policy:
 
     def conditional(self, purpose: str, record_type: str) -> tuple[bool, bool]:
         """(needs subject context, depends on time) for rules of this purpose and type."""
-        rules = [r for r in self.rules if r.purpose == purpose and r.record_type == record_type]
-        return any(r.scope for r in rules), any(r.timed for r in rules)
+        return self._conditions.get((purpose, record_type), (False, False))
+
+    @functools.cached_property
+    def _conditions(self) -> dict[tuple[str, str], tuple[bool, bool]]:
+        out: dict[tuple[str, str], tuple[bool, bool]] = {}
+        for rule in self.rules:
+            scoped, timed = out.get((rule.purpose, rule.record_type), (False, False))
+            out[(rule.purpose, rule.record_type)] = (
+                scoped or rule.scope is not None,
+                timed or rule.timed,
+            )
+        return out
 
     def purpose(self, purpose_id: str) -> Purpose:
         """Return a purpose by id; unknown ids raise :class:`PolicyDeniedError`."""

@@ -980,6 +980,19 @@ class Vault:
                 return row
         return None
 
+    def _lookup_subjects(self, subject_ids: Sequence[str]) -> dict[str, SubjectRow | None]:
+        """Find many live subjects at once (one query per index key, not one per subject)."""
+        found: dict[str, SubjectRow | None] = dict.fromkeys(subject_ids)
+        others = [k for k in self._indexes.values() if k is not self._index]
+        for index in [self._index_key, *others]:
+            pending = [sid for sid, row in found.items() if row is None]
+            if not pending:
+                break
+            refs = {index.token("subject", SUBJECT_ID_FIELD, sid): sid for sid in pending}
+            for ref, row in self._backend.subjects_by_refs(list(refs)).items():
+                found[refs[ref]] = row
+        return found
+
     def subject_refs(self, subject_id: str) -> list[bytes]:
         """Lookup tokens of a subject id under every usable index key, primary first."""
         primary = self.subject_ref(subject_id)
@@ -1016,7 +1029,9 @@ class Vault:
         self._cache.put(key)
         return key
 
-    def _new_subject_keys(self, count: int, now: str) -> list[tuple[KeyRow, crypto.FieldKey]]:
+    def _new_subject_keys(
+        self, count: int, now: str, *, uses: Sequence[int] | None = None
+    ) -> list[tuple[KeyRow, crypto.FieldKey]]:
         """Create and store ``count`` data keys wrapped by the primary KEK."""
         if self._kek_states.get(self._primary_kek) is not KeyState.ACTIVE:
             # The primary KEK was marked compromised: replace it before wrapping anything.
@@ -1029,8 +1044,11 @@ class Vault:
             self.keys.rotate_kek(actor=_SYSTEM_ACTOR)
             kek = self._active_kek()
         self._reserve(kek.key_id, count)
+        counts = list(uses) if uses is not None else [0] * count
+        if any(n > self._max_invocations for n in counts):
+            raise KeyExhaustedError("a write needs more encryptions than one key may make")
         out: list[tuple[KeyRow, crypto.FieldKey]] = []
-        for _ in range(count):
+        for invocations in counts:
             key_id = crypto.new_key_id()
             material = crypto.random_key()
             key_row = KeyRow(
@@ -1041,7 +1059,7 @@ class Vault:
                 wrapped_by=kek.key_id,
                 created_at=now,
                 state_changed_at=now,
-                invocations=0,
+                invocations=invocations,
                 max_invocations=self._max_invocations,
             )
             key = crypto.FieldKey(material, key_id=key_id)
@@ -1051,13 +1069,17 @@ class Vault:
         return out
 
     def _new_subjects(
-        self, subject_refs: Sequence[bytes], now: str
+        self, subject_refs: Sequence[bytes], now: str, *, uses: Sequence[int]
     ) -> list[tuple[SubjectRow, crypto.FieldKey]]:
-        """Create subjects with fresh data keys wrapped by the primary KEK (one batch)."""
+        """Create subjects with fresh data keys wrapped by the primary KEK (one batch).
+
+        ``uses`` is how many encryptions each new key is about to make; they are counted in
+        the key rows as they are stored.
+        """
         if not subject_refs:
             return []
         out: list[tuple[SubjectRow, crypto.FieldKey]] = []
-        keys = self._new_subject_keys(len(subject_refs), now)
+        keys = self._new_subject_keys(len(subject_refs), now, uses=uses)
         for subject_ref, (key_row, key) in zip(subject_refs, keys, strict=True):
             row = SubjectRow(
                 pseudonym="sub_" + secrets.token_hex(16),
@@ -1300,6 +1322,17 @@ class _Decider:
             )
             if not timed:
                 self._cache[key] = decision
+        return decision
+
+    def searchable(self, record_type: str) -> Decision:
+        """The read decision without scope or time conditions: which fields may be searched."""
+        key = (record_type, "search")
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._policy.decide(
+                self.actor, self.purpose, record_type, "read", conditions=False
+            )
+            self._cache[key] = decision
         return decision
 
     def is_minor(self, subject: SubjectRow, key: crypto.FieldKey, today: _dt.date) -> bool:
@@ -1565,11 +1598,12 @@ class Session:
                 found: dict[str, tuple[SubjectRow | None, crypto.FieldKey | None]] = {}
                 decisions: list[Decision] = []
                 denied: list[AuditEntry] = []
+                for sid, row in self._vault._lookup_subjects(
+                    list(dict.fromkeys(r.subject_id for r in records))
+                ).items():
+                    found[sid] = (row, self._vault._subject_key(row) if row else None)
                 for record in records:
                     sid = record.subject_id
-                    if sid not in found:
-                        row = self._vault._lookup_subject(sid)
-                        found[sid] = (row, self._vault._subject_key(row) if row else None)
                     row, key = found[sid]
                     decision, _ = self._decider.decide(
                         record.record_type,
@@ -1629,12 +1663,15 @@ class Session:
         prepared: list[_Prepared] = []
         entries: list[AuditEntry] = []
         per_key: dict[bytes, int] = {}
-        new_ids = [sid for sid, (row, _) in found.items() if row is None]
-        created = self._vault._new_subjects([self._vault.subject_ref(s) for s in new_ids], now)
-        subjects.update(zip(new_ids, created, strict=True))
         needed: dict[str, int] = {}
         for record in records:
             needed[record.subject_id] = needed.get(record.subject_id, 0) + _encryptions(record)
+        new_ids = [sid for sid, (row, _) in found.items() if row is None]
+        created = self._vault._new_subjects(
+            [self._vault.subject_ref(s) for s in new_ids], now, uses=[needed[s] for s in new_ids]
+        )
+        subjects.update(zip(new_ids, created, strict=True))
+        fresh = {key.key_id for _, key in created}
         for sid, (row, key) in found.items():
             if row is None or key is None:
                 continue
@@ -1674,6 +1711,8 @@ class Session:
                 )
             )
         for key_id, count in per_key.items():
+            if key_id in fresh:
+                continue  # new keys were stored with these uses already counted
             if not self._backend.reserve_invocations(key_id, count):
                 raise KeyExhaustedError(
                     f"key {key_id.hex()} reached its invocation limit; rotate it"
@@ -1967,7 +2006,7 @@ class Session:
                     raise ValidationError(f"the value searched for in {name}.{field} is empty")
             # Which fields may be searched does not depend on who matches: scope and time
             # conditions are applied to each matching record afterwards.
-            decision = self._policy.decide(self.actor, self.purpose, name, "read", conditions=False)
+            decision = self._decider.searchable(name)
             hidden = sorted(f for f in criteria if not decision.view(f).disclosed)
             if not decision.allowed or hidden:
                 reason = decision.reason if not decision.allowed else "search_field_not_disclosed"

@@ -340,6 +340,10 @@ class Backend(Protocol):
         """Find a live subject by its lookup token."""
         ...
 
+    def subjects_by_refs(self, subject_refs: Sequence[bytes]) -> dict[bytes, SubjectRow]:
+        """Live subjects by lookup token, for many tokens at once."""
+        ...
+
     def subject(self, pseudonym: str) -> SubjectRow | None:
         """Find a subject by pseudonym."""
         ...

@@ -664,6 +664,21 @@ class PostgresBackend:
         ).fetchone()
         return None if row is None else _subject_row(row)
 
+    def subjects_by_refs(self, subject_refs: Sequence[bytes]) -> dict[bytes, SubjectRow]:
+        """Live subjects by lookup token, for many tokens at once."""
+        out: dict[bytes, SubjectRow] = {}
+        for start in range(0, len(subject_refs), 500):
+            chunk = list(subject_refs[start : start + 500])
+            marks = ",".join(["?"] * len(chunk))
+            rows = self._execute(
+                self._SUBJECT_SELECT + f"WHERE s.subject_ref IN ({marks})", chunk
+            ).fetchall()
+            for row in rows:
+                subject = _subject_row(row)
+                if subject.subject_ref is not None:
+                    out[bytes(subject.subject_ref)] = subject
+        return out
+
     def subject(self, pseudonym: str) -> SubjectRow | None:
         """Find a subject by pseudonym."""
         row = self._execute(self._SUBJECT_SELECT + "WHERE s.pseudonym = ?", (pseudonym,)).fetchone()

@@ -86,7 +86,7 @@ CREATE TABLE records (
     clear TEXT NOT NULL,
     sealed BLOB NOT NULL,
     erased INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
+);
 CREATE INDEX records_subject ON records(pseudonym);
 CREATE INDEX records_key ON records(key_id);
 
@@ -559,6 +559,21 @@ class SQLCipherBackend:
             self._SUBJECT_SELECT + "WHERE s.subject_ref = ?", (subject_ref,)
         ).fetchone()
         return None if row is None else SubjectRow(*row)
+
+    def subjects_by_refs(self, subject_refs: Sequence[bytes]) -> dict[bytes, SubjectRow]:
+        """Live subjects by lookup token, for many tokens at once."""
+        out: dict[bytes, SubjectRow] = {}
+        for start in range(0, len(subject_refs), 500):
+            chunk = list(subject_refs[start : start + 500])
+            marks = ",".join(["?"] * len(chunk))
+            rows = self._execute(
+                self._SUBJECT_SELECT + f"WHERE s.subject_ref IN ({marks})", chunk
+            ).fetchall()
+            for row in rows:
+                subject = SubjectRow(*row)
+                if subject.subject_ref is not None:
+                    out[bytes(subject.subject_ref)] = subject
+        return out
 
     def subject(self, pseudonym: str) -> SubjectRow | None:
         """Find a subject by pseudonym."""
