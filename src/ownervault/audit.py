@@ -258,13 +258,15 @@ class AuditLog:
         Raises:
             AuditIntegrityError: an entry is missing or no longer matches its stored hash.
         """
-        out = bytearray()
+        # Allocated once at its final size: growing it would briefly need twice the memory.
+        out = bytearray(size * merkle.HASH_BYTES)
         expected = 0
         for row in self._backend.audit_rows(0, size):
             leaf = merkle.leaf_hash(row.entry)
             if row.seq != expected or leaf != row.leaf_hash:
                 raise AuditIntegrityError(f"audit entry {expected} is missing or was changed")
-            out += leaf
+            start = expected * merkle.HASH_BYTES
+            out[start : start + merkle.HASH_BYTES] = leaf
             expected += 1
         if expected != size:
             raise AuditIntegrityError(f"audit entry {expected} is missing")

@@ -1232,7 +1232,7 @@ class SQLCipherBackend:
 
     def leaf_hashes(self, size: int) -> bytearray:
         """The first ``size`` leaf hashes, concatenated (32 bytes each), in order."""
-        out = bytearray()
+        out = bytearray(size * 32)
         seq = 0
         while seq < size:
             rows = self._execute(
@@ -1244,11 +1244,14 @@ class SQLCipherBackend:
             for row_seq, leaf in rows:
                 if row_seq != seq:
                     break
-                out += leaf
+                out[seq * 32 : seq * 32 + 32] = leaf
                 seq += 1
             else:
                 continue
             break
+        # Allocated once at its final size (growing it would briefly need twice the memory);
+        # trimmed if entries were missing.
+        del out[seq * 32 :]
         return out
 
     def insert_checkpoint(self, size: int, root: bytes, note: str, at: str) -> None:
