@@ -1318,13 +1318,28 @@ class PostgresBackend:
         return int(row[0]), bytes(row[1])
 
     def append_audit(self, rows: Sequence[AuditRow], state: bytes) -> None:
-        """Append audit rows and store the new frontier, in the caller's transaction."""
+        """Append audit rows and store the new frontier, in the caller's transaction.
+
+        Up to :data:`_ROWS_PER_INSERT` rows go in the same statement as the frontier (a
+        data-modifying ``WITH``), so the usual append is one round trip.
+        """
+        if not rows:
+            size = self.audit_state()[0]
+            self._execute(
+                "UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1", (size, state)
+            )
+            return
+        head = [(r.seq, r.entry, r.leaf_hash) for r in rows[:-_ROWS_PER_INSERT]]
         self._executemany(
-            "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)",
-            [(r.seq, r.entry, r.leaf_hash) for r in rows],
+            "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)", head
         )
-        size = rows[-1].seq + 1 if rows else self.audit_state()[0]
-        self._execute("UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1", (size, state))
+        tail = rows[len(head) :]
+        values = ", ".join(["(?, ?, ?)"] * len(tail))
+        self._execute(
+            f"WITH appended AS (INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES {values}) "
+            "UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1",
+            [*(v for r in tail for v in (r.seq, r.entry, r.leaf_hash)), rows[-1].seq + 1, state],
+        )
 
     def leaf_hashes(self, size: int) -> bytearray:
         """The first ``size`` leaf hashes, concatenated (32 bytes each), in order."""
