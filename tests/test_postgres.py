@@ -489,6 +489,23 @@ def test_writers_wait_for_the_advisory_lock_and_give_up_after_the_timeout(
         backend.close()
 
 
+def test_batches_larger_than_one_statement_are_stored_whole(pg_database: str) -> None:
+    """A put_many of 2,100 owners spans several multi-row INSERTs and one audit append."""
+    owners = [
+        OwnerProfile(subject_id=f"s-{n:05d}", name="周杰", phone=f"139{n:08d}") for n in range(2100)
+    ]
+    with Vault.create(pg_database, key=InMemoryKey(), clock=FrozenClock()) as vault:
+        before = vault.audit.size()
+        with vault.session(CLERK, "owner_registration") as session:
+            ids = session.put_many(owners)
+            assert [v.record_id for v in session.find(OwnerProfile, phone="13900002099")] == [
+                ids[-1]
+            ]
+        assert vault.audit.size() == before + 2100 + 2 + 2
+        assert vault.audit.verify() == vault.audit.size()
+        assert vault._backend._scalar("SELECT count(*) FROM records") == 2100  # type: ignore[attr-defined]
+
+
 def test_nested_atomic_rolls_back_to_its_savepoint(pg_database: str) -> None:
     """An error in a nested atomic() undoes only its own writes; the outer ones commit."""
     backend = PostgresBackend(pg_database)
