@@ -23,6 +23,7 @@ Nonces are 96 bits from ``os.urandom`` for every encryption and are never chosen
 
 from __future__ import annotations
 
+import functools
 import hmac as _stdlib_hmac
 import os
 from collections.abc import Iterable, Mapping
@@ -84,6 +85,13 @@ _LABEL_WRAP_AAD: Final = b"ownervault wrap v1"
 _INFO_ENC: Final = b"ownervault field encryption v1"
 _INFO_COMMIT: Final = b"ownervault key commitment v1"
 _INFO_INDEX: Final = b"ownervault blind index v1"
+
+
+@functools.lru_cache(maxsize=4096)
+def context_part(part: str | bytes) -> bytes:
+    """One length-prefixed part of :func:`encode_context` (cached: field names and key ids
+    repeat on every record)."""
+    return encode_context(part)
 
 
 def encode_context(*parts: str | bytes) -> bytes:

@@ -395,8 +395,7 @@ class KeyAdmin:
         subjects = self._backend.subjects_page(cursor, size)
         if not subjects:
             return None, 0
-        for subject in subjects:
-            self._vault._rekey_subject(subject, self._now())
+        self._vault._rekey_subjects(subjects, self._now())
         return subjects[-1].pseudonym, len(subjects)
 
     def _reindex_batch(

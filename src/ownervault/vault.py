@@ -1014,11 +1014,12 @@ class Vault:
             raise DecryptionError()
         return kek
 
-    def _subject_key(self, subject: SubjectRow) -> crypto.FieldKey:
+    def _subject_key(self, subject: SubjectRow, row: KeyRow | None = None) -> crypto.FieldKey:
         cached = self._cache.get(subject.key_id)
         if cached is not None:
             return cached
-        row = self._backend.get_key(subject.key_id)
+        if row is None:
+            row = self._backend.get_key(subject.key_id)
         if row is None or row.wrapped is None:
             raise DecryptionError()
         check_use(row.key_id.hex(), KeyState(row.state), "decrypt")
@@ -1105,7 +1106,7 @@ class Vault:
         for name in names:
             envelope = envelopes.get(name)
             if envelope is not None:
-                aad = prefix + crypto.encode_context(name) + key_part
+                aad = prefix + crypto.context_part(name) + key_part
                 out[name] = json.loads(key.decrypt(envelope, aad=aad))
         return out
 
@@ -1115,53 +1116,78 @@ class Vault:
             raise KeyExhaustedError(f"key {key_id.hex()} reached its invocation limit; rotate it")
 
     def _rekey_subject(self, subject: SubjectRow, now: str) -> tuple[SubjectRow, crypto.FieldKey]:
-        """Give a subject a new data key and re-encrypt all their records under it.
+        """Give one subject a new data key and re-encrypt all their records under it."""
+        [result] = self._rekey_subjects([subject], now)
+        return result
 
-        Runs inside the caller's transaction; the old key is retired (``decrypt-only``) and
-        can be destroyed once nothing references it.
+    def _rekey_subjects(
+        self, subjects: Sequence[SubjectRow], now: str
+    ) -> list[tuple[SubjectRow, crypto.FieldKey]]:
+        """Give subjects new data keys and re-encrypt all their records (one batch).
+
+        Runs inside the caller's transaction with a handful of statements per batch, not per
+        subject. The old keys are retired (``decrypt-only``) and can be destroyed once nothing
+        references them.
         """
-        old_key = self._subject_key(subject)
-        [(_, new_key)] = self._new_subject_keys(1, now)
-        encryptions = 0
-        for record in self._backend.records_of_subject(subject.pseudonym):
-            if record.erased:
-                continue
-            envelopes = crypto.unpack_sealed(record.sealed)
-            prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
-            old_part = crypto.encode_context(old_key.key_id)
+        by_subject: dict[str, list[RecordRow]] = {s.pseudonym: [] for s in subjects}
+        for record in self._backend.records_of_subjects(list(by_subject)):
+            by_subject[record.pseudonym].append(record)
+        rows = self._backend.get_keys([s.key_id for s in subjects])
+        old_keys = [self._subject_key(s, rows.get(s.key_id)) for s in subjects]
+        opened: list[list[tuple[RecordRow, dict[str, bytes]]]] = []
+        uses: list[int] = []
+        for subject, old_key in zip(subjects, old_keys, strict=True):
+            items = []
+            count = 0 if subject.minor_until is None else 1
+            for record in by_subject[subject.pseudonym]:
+                prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
+                old_part = crypto.encode_context(old_key.key_id)
+                plain = {
+                    name: old_key.decrypt(
+                        envelope, aad=prefix + crypto.context_part(name) + old_part
+                    )
+                    for name, envelope in crypto.unpack_sealed(record.sealed).items()
+                }
+                count += len(plain)
+                items.append((record, plain))
+            opened.append(items)
+            uses.append(count)
+        new_keys = self._new_subject_keys(len(subjects), now, uses=uses)
+        resealed: list[tuple[str, bytes, bytes]] = []
+        pointers: list[tuple[str, bytes, bytes | None]] = []
+        out: list[tuple[SubjectRow, crypto.FieldKey]] = []
+        for subject, old_key, items, (_, new_key) in zip(
+            subjects, old_keys, opened, new_keys, strict=True
+        ):
             new_part = crypto.encode_context(new_key.key_id)
-            resealed = {}
-            for name, envelope in envelopes.items():
-                field = crypto.encode_context(name)
-                plaintext = old_key.decrypt(envelope, aad=prefix + field + old_part)
-                resealed[name] = new_key.encrypt(plaintext, aad=prefix + field + new_part)
-            encryptions += len(resealed)
-            self._backend.reseal_record(
-                record.record_id, new_key.key_id, crypto.pack_sealed(resealed)
+            for record, plain in items:
+                prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
+                sealed = crypto.pack_sealed(
+                    {
+                        name: new_key.encrypt(
+                            value, aad=prefix + crypto.context_part(name) + new_part
+                        )
+                        for name, value in plain.items()
+                    }
+                )
+                resealed.append((record.record_id, new_key.key_id, sealed))
+            minor_until = None
+            if subject.minor_until is not None:
+                plaintext = old_key.decrypt(
+                    subject.minor_until,
+                    aad=_minor_aad(self.vault_id, subject.pseudonym, old_key.key_id),
+                )
+                minor_until = new_key.encrypt(
+                    plaintext, aad=_minor_aad(self.vault_id, subject.pseudonym, new_key.key_id)
+                )
+            pointers.append((subject.pseudonym, new_key.key_id, minor_until))
+            out.append(
+                (attrs.evolve(subject, key_id=new_key.key_id, minor_until=minor_until), new_key)
             )
-        minor_until = None
-        if subject.minor_until is not None:
-            plaintext = old_key.decrypt(
-                subject.minor_until,
-                aad=_minor_aad(self.vault_id, subject.pseudonym, old_key.key_id),
-            )
-            minor_until = new_key.encrypt(
-                plaintext, aad=_minor_aad(self.vault_id, subject.pseudonym, new_key.key_id)
-            )
-            encryptions += 1
-        self._reserve(new_key.key_id, encryptions)
-        self._backend.set_subject_key(subject.pseudonym, new_key.key_id, minor_until, None)
-        old_row = self._backend.get_key(old_key.key_id)
-        if old_row is not None and old_row.state == KeyState.ACTIVE.value:
-            self._backend.update_key(
-                old_key.key_id,
-                state=KeyState.DECRYPT_ONLY.value,
-                at=now,
-                wrapped=old_row.wrapped,
-                wrapped_by=old_row.wrapped_by,
-            )
-        updated = attrs.evolve(subject, key_id=new_key.key_id, minor_until=minor_until)
-        return updated, new_key
+        self._backend.reseal_records(resealed)
+        self._backend.set_subject_keys(pointers)
+        self._backend.retire_keys([k.key_id for k in old_keys], now)
+        return out
 
     def subject_ref(self, subject_id: str) -> bytes:
         """The lookup token of a subject id (HMAC under the index key); never stored in clear."""
@@ -1749,7 +1775,7 @@ class Session:
             if not spec.classification.encrypted:
                 clear[name] = value
                 continue
-            aad = prefix + crypto.encode_context(name) + key_part
+            aad = prefix + crypto.context_part(name) + key_part
             envelopes[name] = key.encrypt(_encode_value(value), aad=aad)
             if spec.index is not None:
                 token = index.token(record_type, name, normalise(spec.index, value))
@@ -2163,7 +2189,7 @@ class Session:
                         if blob is None:
                             continue
                         # Only fields the decision discloses are ever decrypted.
-                        aad = prefix + crypto.encode_context(field) + key_part
+                        aad = prefix + crypto.context_part(field) + key_part
                         values[field] = json.loads(key.decrypt(blob, aad=aad))
                 except DecryptionError as exc:
                     entries.append(

@@ -317,6 +317,10 @@ class Backend(Protocol):
         """Read a key's row."""
         ...
 
+    def get_keys(self, key_ids: Sequence[bytes]) -> dict[bytes, KeyRow]:
+        """Many keys' rows at once."""
+        ...
+
     def keys_of_kind(self, kind: str) -> list[KeyRow]:
         """Every key of one kind, oldest first."""
         ...
@@ -576,6 +580,22 @@ class Backend(Protocol):
 
     def subject_keys_in_use(self) -> set[bytes]:
         """Ids of data keys that a live subject or record still uses."""
+        ...
+
+    def records_of_subjects(self, pseudonyms: Sequence[str]) -> list[RecordRow]:
+        """Every live record of many subjects."""
+        ...
+
+    def reseal_records(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Replace many records' ciphertexts: (record id, new key id, sealed blob)."""
+        ...
+
+    def set_subject_keys(self, rows: Sequence[tuple[str, bytes, bytes | None]]) -> None:
+        """Point many subjects at new data keys: (pseudonym, key id, encrypted minor_until)."""
+        ...
+
+    def retire_keys(self, key_ids: Sequence[bytes], at: str) -> None:
+        """Move active keys to decrypt-only."""
         ...
 
     def migrate(self) -> int:

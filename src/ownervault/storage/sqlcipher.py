@@ -510,6 +510,20 @@ class SQLCipherBackend:
         ).fetchone()
         return None if row is None else KeyRow(*row)
 
+    def get_keys(self, key_ids: Sequence[bytes]) -> dict[bytes, KeyRow]:
+        """Many keys' rows at once (one query per 500 ids)."""
+        out: dict[bytes, KeyRow] = {}
+        for start in range(0, len(key_ids), 500):
+            chunk = list(key_ids[start : start + 500])
+            marks = ",".join(["?"] * len(chunk))
+            rows = self._execute(
+                f"SELECT {self._KEY_COLUMNS} FROM keys WHERE key_id IN ({marks})", chunk
+            ).fetchall()
+            for row in rows:
+                key = KeyRow(*row)
+                out[key.key_id] = key
+        return out
+
     def keys_of_kind(self, kind: str) -> list[KeyRow]:
         """Every key of one kind, oldest first."""
         rows = self._execute(
@@ -942,6 +956,42 @@ class SQLCipherBackend:
                 "WHERE pseudonym = ?",
                 (key_id, minor_until, subject_ref, pseudonym),
             )
+
+    def records_of_subjects(self, pseudonyms: Sequence[str]) -> list[RecordRow]:
+        """Every live record of many subjects (one query per 500 subjects)."""
+        out: list[RecordRow] = []
+        for start in range(0, len(pseudonyms), 500):
+            chunk = list(pseudonyms[start : start + 500])
+            marks = ",".join(["?"] * len(chunk))
+            rows = self._execute(
+                f"SELECT {self._RECORD_COLUMNS} FROM records "
+                f"WHERE pseudonym IN ({marks}) AND erased = 0",
+                chunk,
+            ).fetchall()
+            out.extend(_record_row(row) for row in rows)
+        return out
+
+    def reseal_records(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Replace many records' ciphertexts: (record id, new key id, sealed blob)."""
+        self._executemany(
+            "UPDATE records SET key_id = ?, sealed = ? WHERE record_id = ?",
+            [(key_id, sealed, record_id) for record_id, key_id, sealed in rows],
+        )
+
+    def set_subject_keys(self, rows: Sequence[tuple[str, bytes, bytes | None]]) -> None:
+        """Point many subjects at new data keys: (pseudonym, key id, encrypted minor_until)."""
+        self._executemany(
+            "UPDATE subjects SET key_id = ?, minor_until = ? WHERE pseudonym = ?",
+            [(key_id, minor, pseudonym) for pseudonym, key_id, minor in rows],
+        )
+
+    def retire_keys(self, key_ids: Sequence[bytes], at: str) -> None:
+        """Move active keys to decrypt-only (replaced keys that may still decrypt)."""
+        self._executemany(
+            "UPDATE keys SET state = 'decrypt-only', state_changed_at = ? "
+            "WHERE key_id = ? AND state = 'active'",
+            [(at, key_id) for key_id in key_ids],
+        )
 
     def reseal_record(self, record_id: str, key_id: bytes, sealed: bytes) -> None:
         """Replace a record's ciphertexts with the same values under another key."""
