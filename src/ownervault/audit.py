@@ -220,16 +220,21 @@ class AuditLog:
         with self._backend.atomic():
             size, state = self._backend.audit_state()
             root = merkle.Frontier.from_bytes(state).root()
-            leaves = self.rehashed_leaves(size)
-            if merkle.root(leaves) != root:
-                raise AuditIntegrityError("the stored audit entries do not match the log's root")
             previous = self._backend.checkpoints()
+            old_size, old_root, old_note = 0, b"", ""
             if previous:
                 old_size, old_root, old_note, _ = previous[-1]
                 if old_size > size:
                     raise AuditIntegrityError(
                         f"the log has {size} entries but a checkpoint of {old_size} was signed"
                     )
+            # One streaming pass re-hashes every entry and computes both the root and the
+            # consistency proof from the last checkpoint, in O(log n) memory.
+            wanted = [old_size] if 0 < old_size < size else []
+            computed, proofs = self.stream_proofs(size, wanted, rehash=True)
+            if computed != root:
+                raise AuditIntegrityError("the stored audit entries do not match the log's root")
+            if previous:
                 if old_size == size:
                     if old_root != root:
                         raise AuditIntegrityError(
@@ -237,12 +242,61 @@ class AuditLog:
                         )
                     return old_note
                 if old_size > 0:
-                    proof = merkle.consistency_proof(leaves, old_size)
-                    merkle.verify_consistency(old_size, size, old_root, root, proof)
+                    merkle.verify_consistency(old_size, size, old_root, root, proofs[old_size])
             body = _checkpoint.format_checkpoint(origin, size, root)
             note = _checkpoint.sign_note(body, origin, seed)
             self._backend.insert_checkpoint(size, root, note, format_time(now))
             return note
+
+    def stream_proofs(
+        self, size: int, old_sizes: Sequence[int], *, rehash: bool = False
+    ) -> tuple[bytes, dict[int, list[bytes]]]:
+        """The root of the first ``size`` entries and consistency proofs from ``old_sizes``.
+
+        One pass over the stored leaves (re-hashing each entry when ``rehash``), holding only
+        O(log n) hashes per proof: no list of every leaf hash is ever built.
+
+        Raises:
+            AuditIntegrityError: an entry is missing or (with ``rehash``) no longer matches
+                its stored leaf hash.
+        """
+        ranges = sorted(
+            {
+                r
+                for old in old_sizes
+                if 0 < old < size
+                for r in merkle._consistency_ranges(old, size)
+            }
+        )
+        stacks: dict[tuple[int, int], list[bytes]] = {}
+        roots: dict[tuple[int, int], bytes] = {}
+        active: list[tuple[int, int]] = []
+        pending = list(reversed(ranges))
+        whole: list[bytes] = []
+        expected = 0
+        for row in self._backend.audit_rows(0, size):
+            leaf = merkle.leaf_hash(row.entry) if rehash else row.leaf_hash
+            if row.seq != expected or (rehash and leaf != row.leaf_hash):
+                raise AuditIntegrityError(f"audit entry {expected} is missing or was changed")
+            while pending and pending[-1][0] == expected:
+                active.append(pending.pop())
+            merkle._push(whole, expected, leaf)
+            for span in active:
+                stack = stacks.setdefault(span, [])
+                merkle._push(stack, expected - span[0], leaf)
+            expected += 1
+            for span in [s for s in active if s[1] == expected]:
+                roots[span] = merkle._fold_compact(stacks.pop(span))
+                active.remove(span)
+        if expected != size:
+            raise AuditIntegrityError(f"audit entry {expected} is missing")
+        root = merkle._fold_compact(whole) if whole else merkle.EMPTY_ROOT
+        proofs = {
+            old: [roots[r] for r in merkle._consistency_ranges(old, size)]
+            for old in old_sizes
+            if 0 < old < size
+        }
+        return root, proofs
 
     def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
         """Stored checkpoints (size, root, signed note, created at), oldest first."""

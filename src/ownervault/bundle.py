@@ -223,20 +223,16 @@ def export_bundle(
             count += 1
         digests["entries.jsonl"] = entry_hash.hexdigest()
         digests["proofs.jsonl"] = proof_hash.hexdigest()
-    consistency = []
-    leaves: LeafHashes | None = tree.leaves if tree is not None else None
-    for old_size, old_root, _old_note, _ in log.checkpoints():
-        if 0 < old_size < size:
-            if leaves is None:
-                leaves = log.leaves(size)
-            proof = merkle.consistency_proof(leaves, old_size)
-            consistency.append(
-                {
-                    "old_root": _b64(old_root),
-                    "old_size": old_size,
-                    "proof": [_b64(h) for h in proof],
-                }
-            )
+    earlier = [(old, root) for old, root, _note, _ in log.checkpoints() if 0 < old < size]
+    _, proofs = log.stream_proofs(size, [old for old, _ in earlier])
+    consistency = [
+        {
+            "old_root": _b64(old_root),
+            "old_size": old_size,
+            "proof": [_b64(h) for h in proofs[old_size]],
+        }
+        for old_size, old_root in earlier
+    ]
     files: dict[str, bytes] = {
         "consistency.json": canonical_json({"proofs": consistency}) + b"\n",
         "checkpoint.txt": note.encode("utf-8"),
