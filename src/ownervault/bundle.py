@@ -347,13 +347,17 @@ def _check_integrity(
         files = manifest.get("files")
         if not isinstance(files, dict) or set(files) != set(_FILES):
             raise AuditIntegrityError("the manifest does not list the bundle's files")
+        complete = manifest.get("complete")
         for name in _FILES:
+            if complete is True and name == "entries.jsonl":
+                continue  # digested in the same pass that hashes the entries, below
             if _file_digest(path / name) != files[name]:
                 raise AuditIntegrityError(f"{name} does not match its digest in the manifest")
-        complete = manifest.get("complete")
         count = 0
         if complete is True:
-            count, root = _stream_root(path / "entries.jsonl")
+            count, root, digest = _stream_root(path / "entries.jsonl")
+            if digest != files["entries.jsonl"]:
+                raise AuditIntegrityError("entries.jsonl does not match its digest in the manifest")
             if count != signed.size or root != signed.root_hash:
                 raise AuditIntegrityError("the entries do not hash to the signed root")
         elif complete is False:
@@ -400,23 +404,27 @@ def _check_integrity(
 _ENTRY_LINE: Final = re.compile(rb'\{"entry":"([A-Za-z0-9+/]*={0,2})","seq":(0|[1-9][0-9]*)\}\n')
 
 
-def _stream_root(path: Path) -> tuple[int, bytes]:
-    """Hash a complete export's entries straight into a Merkle root (the fast path).
+def _stream_root(path: Path) -> tuple[int, bytes, str]:
+    """Hash a complete export's entries into a Merkle root and the file's digest (one pass).
 
     Each line must be exactly ``{"entry":"<canonical base64>","seq":<n>}`` with ``n`` its
     0-based line number; the entries are hashed as leaves and folded with a compact stack.
     """
     sha256 = hashlib.sha256
+    file_digest = hashlib.sha256()
     stack: list[bytes] = []
     count = 0
     with path.open("rb") as fh:
         for raw in fh:
+            file_digest.update(raw)
             match = _ENTRY_LINE.fullmatch(raw)
             if match is None or int(match.group(2)) != count:
                 raise AuditIntegrityError(f"entries.jsonl line {count + 1} is malformed")
             encoded = match.group(1)
             try:
-                entry = binascii.a2b_base64(encoded, strict_mode=True)
+                # The pattern admits only the base64 alphabet; the re-encoding below proves the
+                # text is the one canonical encoding of these bytes.
+                entry = binascii.a2b_base64(encoded)
             except binascii.Error:
                 raise AuditIntegrityError(f"entries.jsonl line {count + 1} is not base64") from None
             if binascii.b2a_base64(entry, newline=False) != encoded:
@@ -429,11 +437,11 @@ def _stream_root(path: Path) -> tuple[int, bytes]:
             stack.append(node)
             count += 1
     if not stack:
-        return 0, sha256(b"").digest()
+        return 0, sha256(b"").digest(), file_digest.hexdigest()
     root = stack[-1]
     for left in reversed(stack[:-1]):
         root = sha256(b"\x01" + left + root).digest()
-    return count, root
+    return count, root, file_digest.hexdigest()
 
 
 def _file_digest(path: Path) -> str:
