@@ -408,11 +408,6 @@ def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
-def constant_time_equal(a: bytes, b: bytes) -> bool:
-    """Compare two byte strings in constant time."""
-    return _stdlib_hmac.compare_digest(a, b)
-
-
 def ensure_key_bytes(material: bytes) -> bytes:
     """Check raw key material supplied from outside (key file, variable): exactly 32 bytes."""
     if len(material) != KEY_BYTES:

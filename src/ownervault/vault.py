@@ -974,11 +974,7 @@ class Vault:
 
     def _lookup_subject(self, subject_id: str) -> SubjectRow | None:
         """Find a live subject by id, under the primary index key or an older one."""
-        for ref in self.subject_refs(subject_id):
-            row = self._backend.subject_by_ref(ref)
-            if row is not None:
-                return row
-        return None
+        return self._lookup_subjects([subject_id])[subject_id]
 
     def _lookup_subjects(self, subject_ids: Sequence[str]) -> dict[str, SubjectRow | None]:
         """Find many live subjects at once (one query per index key, not one per subject)."""
@@ -992,16 +988,6 @@ class Vault:
             for ref, row in self._backend.subjects_by_refs(list(refs)).items():
                 found[refs[ref]] = row
         return found
-
-    def subject_refs(self, subject_id: str) -> list[bytes]:
-        """Lookup tokens of a subject id under every usable index key, primary first."""
-        primary = self.subject_ref(subject_id)
-        others = [
-            k.token("subject", SUBJECT_ID_FIELD, subject_id)
-            for key_id, k in self._indexes.items()
-            if key_id != self._index_key.key_id
-        ]
-        return [primary, *others]
 
     def _kek(self, key_id: bytes) -> crypto.SecretKey:
         kek = self._keks.get(key_id)
