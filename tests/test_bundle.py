@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from faker import Faker
 
 from ownervault import Actor, PassphraseKey, Vault, merkle
+from ownervault import bundle as bundle_module
 from ownervault import checkpoint as cp
 from ownervault.bundle import VerificationReport, verify_bundle
 from ownervault.cli import main
@@ -734,3 +735,66 @@ def test_cli_audit_report_writes_a_self_contained_page_without_personal_values(
     for value in _personal_values(cli_vault.people):
         assert value not in page
     assert "sub_" not in page
+
+
+# --------------------------------------------------------------------------- the streaming hasher
+
+
+def _entries_file(path: Path, entries: list[bytes]) -> Path:
+    target = path / "entries.jsonl"
+    target.write_bytes(
+        b"".join(
+            b'{"entry":"%s","seq":%d}\n' % (base64.b64encode(e), n) for n, e in enumerate(entries)
+        )
+    )
+    return target
+
+
+@pytest.mark.parametrize("run", [4, 4096])
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 8, 13, 4095, 4096, 4097, 8192 + 7])
+def test_streamed_root_matches_the_reference_for_any_size_and_read_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: int, count: int
+) -> None:
+    monkeypatch.setattr(bundle_module, "_RUN", run)
+    monkeypatch.setattr(bundle_module, "_READ_BLOCK", 97)  # lines straddle every block boundary
+    entries = [b'{"seq":%d,"x":"%s"}' % (n, b"y" * (n % 7)) for n in range(count)]
+    target = _entries_file(tmp_path, entries)
+    size, root, digest = bundle_module._stream_root(target)
+    assert size == count
+    assert root == merkle.root([merkle.leaf_hash(e) for e in entries])
+    assert digest == hashlib.sha256(target.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda text: text.replace(b'"seq":5}', b'"seq":6}', 1), "line 6 is malformed"),
+        (lambda text: text.replace(b'"seq":5}', b'"seq":05}', 1), "line 6 is malformed"),
+        (lambda text: text.replace(b'"seq":5}', b'"seq":5} ', 1), "line 6 is malformed"),
+        (lambda text: text.replace(b'{"entry"', b'{ "entry"', 1), "line 1 is malformed"),
+        (lambda text: text[:-1], "line 10 is malformed"),
+        (lambda text: text + b"\n", "line 11 is malformed"),
+        (lambda text: re.sub(rb'("seq":2}\n\{"entry":")..', rb"\1!!", text), "line 4 is not"),
+        (lambda text: text.replace(b'=","seq":7}', b'","seq":7}', 1), "line 8 is not"),
+    ],
+)
+def test_streamed_root_rejects_malformed_or_non_canonical_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: Any, message: str
+) -> None:
+    monkeypatch.setattr(bundle_module, "_RUN", 4)
+    target = _entries_file(tmp_path, [b"entry %d." % n for n in range(10)])
+    original = target.read_bytes()
+    target.write_bytes(damage(original))
+    assert target.read_bytes() != original
+    with pytest.raises(AuditIntegrityError, match=message):
+        bundle_module._stream_root(target)
+
+
+def test_streamed_root_rejects_base64_whose_unused_bits_are_set(tmp_path: Path) -> None:
+    target = _entries_file(tmp_path, [b"a", b"b"])
+    text = target.read_bytes()
+    # "YQ==" is the canonical encoding of b"a"; "YR==" decodes to the same byte.
+    target.write_bytes(text.replace(b'"YQ=="', b'"YR=="', 1))
+    assert base64.b64decode("YR==") == b"a"
+    with pytest.raises(AuditIntegrityError, match="line 1 is not canonical"):
+        bundle_module._stream_root(target)

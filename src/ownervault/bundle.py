@@ -27,7 +27,6 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -401,47 +400,105 @@ def _check_integrity(
     return CheckResult(True, f"{count} entries hash into the signed tree of {signed.size}")
 
 
-_ENTRY_LINE: Final = re.compile(rb'\{"entry":"([A-Za-z0-9+/]*={0,2})","seq":(0|[1-9][0-9]*)\}\n')
+_ENTRY_PREFIX: Final = b'{"entry":"'
+_READ_BLOCK: Final = 1 << 22
+# Entries are checked and hashed in runs of this many (a power of two, so every full run is a
+# perfect subtree of the log whose root is computed level by level).
+_RUN: Final = 1 << 12
 
 
 def _stream_root(path: Path) -> tuple[int, bytes, str]:
     """Hash a complete export's entries into a Merkle root and the file's digest (one pass).
 
     Each line must be exactly ``{"entry":"<canonical base64>","seq":<n>}`` with ``n`` its
-    0-based line number; the entries are hashed as leaves and folded with a compact stack.
+    0-based line number. The file is read in large blocks (each digested as read) and split
+    into lines; lines are then handled in runs of :data:`_RUN`, each step over a whole run at
+    once: the lines rebuilt from their base64 text and sequence numbers must equal the lines
+    read (exact structure and numbering), the base64 must decode and re-encode to itself (only
+    the canonical encoding of some bytes passes), and the decoded entries are hashed as leaves.
+    A full run is a perfect subtree, folded level by level; the subtrees are kept on a stack of
+    decreasing sizes, which is the RFC 9162 decomposition of the tree.
     """
-    sha256 = hashlib.sha256
     file_digest = hashlib.sha256()
-    stack: list[bytes] = []
+    stack: list[tuple[int, bytes]] = []
     count = 0
+    pending: list[bytes] = []
+    carry = b""
     with path.open("rb") as fh:
-        for raw in fh:
-            file_digest.update(raw)
-            match = _ENTRY_LINE.fullmatch(raw)
-            if match is None or int(match.group(2)) != count:
-                raise AuditIntegrityError(f"entries.jsonl line {count + 1} is malformed")
-            encoded = match.group(1)
-            try:
-                # The pattern admits only the base64 alphabet; the re-encoding below proves the
-                # text is the one canonical encoding of these bytes.
-                entry = binascii.a2b_base64(encoded)
-            except binascii.Error:
-                raise AuditIntegrityError(f"entries.jsonl line {count + 1} is not base64") from None
-            if binascii.b2a_base64(entry, newline=False) != encoded:
-                raise AuditIntegrityError(f"entries.jsonl line {count + 1} is not canonical")
-            node = sha256(b"\x00" + entry).digest()
-            level = count
-            while level & 1:
-                node = sha256(b"\x01" + stack.pop() + node).digest()
-                level >>= 1
-            stack.append(node)
-            count += 1
+        while True:
+            block = fh.read(_READ_BLOCK)
+            if not block:
+                break
+            file_digest.update(block)
+            lines = (carry + block).split(b"\n")
+            carry = lines.pop()
+            pending.extend(lines)
+            full = len(pending) - len(pending) % _RUN
+            for start in range(0, full, _RUN):
+                leaves = _run_leaves(pending[start : start + _RUN], count)
+                _push(stack, _RUN, _perfect_root(leaves))
+                count += _RUN
+            del pending[:full]
+    if carry:
+        raise AuditIntegrityError(f"entries.jsonl line {count + len(pending) + 1} is malformed")
+    for leaf in _run_leaves(pending, count):
+        _push(stack, 1, leaf)
+        count += 1
     if not stack:
-        return 0, sha256(b"").digest(), file_digest.hexdigest()
-    root = stack[-1]
-    for left in reversed(stack[:-1]):
-        root = sha256(b"\x01" + left + root).digest()
+        return 0, hashlib.sha256(b"").digest(), file_digest.hexdigest()
+    root = stack[-1][1]
+    for _, left in reversed(stack[:-1]):
+        root = merkle.node_hash(left, root)
     return count, root, file_digest.hexdigest()
+
+
+def _run_leaves(lines: Sequence[bytes], first: int) -> list[bytes]:
+    """Check a run of entry lines numbered from ``first`` and return their leaf hashes."""
+    a2b = binascii.a2b_base64
+    b2a = binascii.b2a_base64
+    sha256 = hashlib.sha256
+    start = len(_ENTRY_PREFIX)
+    texts = [line[start : line.find(b'"', start)] for line in lines]
+    rebuilt = [b'{"entry":"%s","seq":%d}' % (t, n) for n, t in enumerate(texts, first)]
+    if rebuilt != lines:
+        bad = next(i for i, (a, b) in enumerate(zip(rebuilt, lines, strict=True)) if a != b)
+        raise AuditIntegrityError(f"entries.jsonl line {first + bad + 1} is malformed")
+    try:
+        entries = [a2b(t) for t in texts]
+    except binascii.Error:
+        entries = []
+    if len(entries) != len(texts) or [b2a(e, newline=False) for e in entries] != texts:
+        for i, text in enumerate(texts):
+            try:
+                canonical = b2a(a2b(text), newline=False) == text
+            except binascii.Error:
+                canonical = False
+            if not canonical:
+                raise AuditIntegrityError(
+                    f"entries.jsonl line {first + i + 1} is not canonical base64"
+                )
+    return [sha256(b"\x00" + e).digest() for e in entries]
+
+
+def _perfect_root(leaves: list[bytes]) -> bytes:
+    """Root of a perfect subtree (``len(leaves)`` is a power of two)."""
+    sha256 = hashlib.sha256
+    level = leaves
+    while len(level) > 1:
+        level = [
+            sha256(b"\x01" + left + right).digest()
+            for left, right in zip(level[0::2], level[1::2], strict=True)
+        ]
+    return level[0]
+
+
+def _push(stack: list[tuple[int, bytes]], size: int, node: bytes) -> None:
+    """Add a perfect subtree after the others, merging equal sizes (binary-counter carry)."""
+    while stack and stack[-1][0] == size:
+        _, left = stack.pop()
+        node = merkle.node_hash(left, node)
+        size *= 2
+    stack.append((size, node))
 
 
 def _file_digest(path: Path) -> str:
