@@ -798,3 +798,16 @@ def test_streamed_root_rejects_base64_whose_unused_bits_are_set(tmp_path: Path) 
     assert base64.b64decode("YR==") == b"a"
     with pytest.raises(AuditIntegrityError, match="line 1 is not canonical"):
         bundle_module._stream_root(target)
+
+
+@pytest.mark.parametrize("size", [1, 2, 15, 16, 17, 31, 33, 64, 100, 257, 1000])
+def test_filtered_export_proofs_match_the_reference_for_every_leaf(size: int) -> None:
+    leaves = [hashlib.sha256(b"leaf %d" % n).digest() for n in range(size)]
+    source = bundle_module._ProofSource(iter(leaves), size)
+    tree = bundle_module._TreeSize(size)
+    for index in range(size):
+        group = index >> bundle_module._GROUP_LEVEL
+        first = group << bundle_module._GROUP_LEVEL
+        source.use_group(group, leaves[first : first + bundle_module._GROUP])
+        proof = merkle.inclusion_proof(tree, index, perfect_subtree=source.perfect)
+        assert proof == merkle.inclusion_proof(leaves, index)

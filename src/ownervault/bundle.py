@@ -17,8 +17,9 @@ proven complete offline and says so) and **consistency** (the signed tree extend
 the officer kept from before). Every file is written and read in canonical form, so a changed
 byte anywhere is caught.
 
-Export streams entries, so exporting a million entries stays within a small, fixed memory
-budget (the leaf hashes, 32 bytes per entry, are held only for filtered exports' proofs).
+Export streams entries, so exporting a million entries stays within a small memory budget: a
+full export holds O(log n) hashes; a filtered one also holds the hashes of aligned groups of 16
+entries and above (2 bytes per entry) for its inclusion proofs.
 """
 
 from __future__ import annotations
@@ -27,17 +28,18 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import attrs
 
 from . import checkpoint as _checkpoint
 from . import merkle
-from .audit import AuditLog, LeafHashes, canonical_json, format_time
+from .audit import AuditLog, canonical_json, format_time
 from .exceptions import AuditIntegrityError, ValidationError
+from .storage.base import AuditRow
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -51,8 +53,10 @@ __all__ = [
 BUNDLE_FORMAT: Final = "ownervault-audit-bundle"
 BUNDLE_VERSION: Final = 1
 _FILES: Final = ("entries.jsonl", "proofs.jsonl", "consistency.json", "checkpoint.txt", "vkey.txt")
-# Levels below this are recomputed from leaves on demand; higher ones are precomputed once.
-_CACHED_LEVEL: Final = 4
+# Filtered exports keep subtree hashes from this level up (groups of 16 leaves) in memory and
+# hash the levels below from the leaves of the group being exported.
+_GROUP_LEVEL: Final = 4
+_GROUP: Final = 1 << _GROUP_LEVEL
 
 
 @attrs.frozen
@@ -146,31 +150,76 @@ def _line(obj: Mapping[str, Any]) -> bytes:
     return canonical_json(obj) + b"\n"
 
 
-class _Tree:
-    """Perfect-subtree hashes of a fixed tree, for O(log n) proofs over many entries."""
+class _TreeSize(Sequence[bytes]):
+    """Stands for a tree's leaf hashes where only their number is read (proof builders)."""
 
-    def __init__(self, leaves: LeafHashes) -> None:
-        self.leaves = leaves
-        self.levels: dict[int, list[bytes]] = {}
-        level = [self._compute(_CACHED_LEVEL, i) for i in range(len(leaves) >> _CACHED_LEVEL)]
-        height = _CACHED_LEVEL
-        while level:
-            self.levels[height] = level
-            level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-            height += 1
+    def __init__(self, size: int) -> None:
+        self._size = size
 
-    def _compute(self, level: int, index: int) -> bytes:
-        if level == 0:
-            return self.leaves[index]
-        return merkle.node_hash(
-            self._compute(level - 1, 2 * index), self._compute(level - 1, 2 * index + 1)
-        )
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        raise TypeError("leaf hashes are served by the perfect-subtree source")
+
+
+class _ProofSource:
+    """Perfect-subtree hashes of a fixed tree for inclusion proofs, in O(n / 16) memory.
+
+    A first pass over the leaf hashes keeps only the roots of aligned groups of 16 leaves and
+    everything above them, packed 32 bytes per hash (2 MiB for a million entries). Subtrees
+    below that level are hashed from the leaves of the group being exported
+    (:meth:`use_group`) or from the tree's last, incomplete group, kept from the first pass:
+    the only groups an inclusion proof for a leaf of the current group ever reaches into.
+    """
+
+    def __init__(self, leaves: Iterable[bytes], size: int) -> None:
+        self.levels: dict[int, bytes] = {}
+        packed = bytearray()
+        group: list[bytes] = []
+        for leaf in leaves:
+            group.append(leaf)
+            if len(group) == _GROUP:
+                packed += _perfect_root(group)
+                group = []
+        self._tail = group
+        self._tail_group = size >> _GROUP_LEVEL
+        self._group: Sequence[bytes] = ()
+        self._group_index = -1
+        level, data = _GROUP_LEVEL, bytes(packed)
+        while data:
+            self.levels[level] = data
+            pairs = len(data) // 64
+            data = b"".join(
+                merkle.node_hash(data[i : i + 32], data[i + 32 : i + 64])
+                for i in range(0, pairs * 64, 64)
+            )
+            level += 1
+
+    def use_group(self, index: int, leaves: Sequence[bytes]) -> None:
+        """Serve low subtrees of group ``index`` (leaves ``16 * index`` on) from ``leaves``."""
+        self._group_index = index
+        self._group = leaves
 
     def perfect(self, level: int, index: int) -> bytes:
-        cached = self.levels.get(level)
-        if cached is not None:
-            return cached[index]
-        return self._compute(level, index)
+        """Root of the perfect subtree ``index`` at ``level`` (level 0 are the leaves)."""
+        packed = self.levels.get(level)
+        if packed is not None:
+            return packed[index * 32 : index * 32 + 32]
+        first = index << level
+        group = first >> _GROUP_LEVEL
+        if group == self._group_index:
+            leaves = self._group
+        elif group == self._tail_group:
+            leaves = self._tail
+        else:  # pragma: no cover - inclusion proofs never reach into another group
+            raise AuditIntegrityError(f"no leaves for the subtree at level {level}, {index}")
+        offset = first - (group << _GROUP_LEVEL)
+        return _perfect_root(list(leaves[offset : offset + (1 << level)]))
 
 
 def export_bundle(
@@ -196,9 +245,10 @@ def export_bundle(
     size = signed.size
     out.mkdir(parents=True, exist_ok=True)
     complete = audit_filter.empty
-    tree: _Tree | None = None
+    source: _ProofSource | None = None
+    tree_size = _TreeSize(size)
     if not complete:
-        tree = _Tree(log.leaves(size))
+        source = _ProofSource((row.leaf_hash for row in log.rows(0, size)), size)
     digests: dict[str, str] = {}
     count = 0
     with (
@@ -207,19 +257,22 @@ def export_bundle(
     ):
         entry_hash = hashlib.sha256()
         proof_hash = hashlib.sha256()
-        for row in log.rows(0, size):
-            if not complete:
-                if not audit_filter.matches(json.loads(row.entry)):
-                    continue
-                assert tree is not None
-                proof = merkle.inclusion_proof(tree.leaves, row.seq, perfect_subtree=tree.perfect)
-                line = _line({"proof": [_b64(h) for h in proof], "seq": row.seq})
-                proofs_fh.write(line)
-                proof_hash.update(line)
-            line = _line({"entry": _b64(row.entry), "seq": row.seq})
-            entries_fh.write(line)
-            entry_hash.update(line)
-            count += 1
+        for group in _groups(log.rows(0, size)):
+            if source is not None:
+                source.use_group(group[0].seq >> _GROUP_LEVEL, [row.leaf_hash for row in group])
+                group = [row for row in group if audit_filter.matches(json.loads(row.entry))]
+            for row in group:
+                if source is not None:
+                    proof = merkle.inclusion_proof(
+                        tree_size, row.seq, perfect_subtree=source.perfect
+                    )
+                    line = _line({"proof": [_b64(h) for h in proof], "seq": row.seq})
+                    proofs_fh.write(line)
+                    proof_hash.update(line)
+                line = _line({"entry": _b64(row.entry), "seq": row.seq})
+                entries_fh.write(line)
+                entry_hash.update(line)
+                count += 1
         digests["entries.jsonl"] = entry_hash.hexdigest()
         digests["proofs.jsonl"] = proof_hash.hexdigest()
     earlier = [(old, root) for old, root, _note, _ in log.checkpoints() if 0 < old < size]
@@ -257,6 +310,18 @@ def export_bundle(
     # The manifest is signed too, so no byte of the bundle can change unnoticed.
     (out / "manifest.sig").write_text(sign(manifest_line.decode("utf-8")), encoding="utf-8")
     return BundleSummary(out, size, count, complete, signed.root_hash, note)
+
+
+def _groups(rows: Iterable[AuditRow]) -> Iterator[list[AuditRow]]:
+    """Rows in aligned groups of :data:`_GROUP` sequence numbers (the last may be short)."""
+    group: list[AuditRow] = []
+    for row in rows:
+        if group and row.seq >> _GROUP_LEVEL != group[0].seq >> _GROUP_LEVEL:
+            yield group
+            group = []
+        group.append(row)
+    if group:
+        yield group
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
