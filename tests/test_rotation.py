@@ -40,6 +40,7 @@ from ownervault.exceptions import (
     DecryptionError,
     KeyStateError,
     SubjectErasedError,
+    ValidationError,
     VaultError,
     VaultExistsError,
     VaultFormatError,
@@ -291,8 +292,18 @@ def test_kek_lifecycle_matrix_by_hand(
         vault.keys.demote(k2, actor=ADMIN)
     with pytest.raises(KeyStateError, match="only an active key is promoted"):
         vault.keys.promote(k1, actor=ADMIN)
-    assert vault.audit.size() == seq
+    # Refusals change no key, and each is audited as a denial naming the key.
     assert _kek_matrix(vault) == expected
+    refused = [
+        (e["action"], e["decision"], e["reason"], e["detail"]["key_id"], e["actor"])
+        for e in vault.audit.entries(seq)
+    ]
+    assert refused == [
+        ("key.destroy", "deny", "key_state", k1, ADMIN.actor_id),
+        ("key.destroy", "deny", "key_state", k2, ADMIN.actor_id),
+        ("key.demote", "deny", "key_state", k2, ADMIN.actor_id),
+        ("key.promote", "deny", "key_state", k1, ADMIN.actor_id),
+    ]
 
     # A KEK retired by hand is freed by re-encrypting (new data keys under the primary) and
     # destroying the retired data keys; only then can it be destroyed.
@@ -314,6 +325,38 @@ def test_kek_lifecycle_matrix_by_hand(
     assert _kek_matrix(vault) == {rid: frozenset({k2}) for rid in everything}
     _assert_readable(vault, everything)
     assert vault.audit.verify() == vault.audit.size()
+
+
+@pytest.mark.parametrize(
+    ("operation", "argument"),
+    [
+        ("destroy", "张三 13800138000"),
+        ("destroy", "00" * 16),
+        ("demote", "ab cd"),
+        ("promote", "not-a-key"),
+        ("add", "subject"),
+        ("add", "owner 110101199003071234"),
+    ],
+)
+def test_a_refused_key_operation_is_audited_without_echoing_what_was_typed(
+    vault: Vault, operation: str, argument: str
+) -> None:
+    seq = vault.audit.size()
+    with pytest.raises(ValidationError):
+        getattr(vault.keys, operation)(argument, actor=ADMIN)
+    (entry,) = vault.audit.entries(seq)
+    assert (entry["action"], entry["decision"], entry["reason"]) == (
+        f"key.{operation}",
+        "deny",
+        "invalid_request",
+    )
+    assert entry["actor"] == ADMIN.actor_id
+    assert entry["purpose"] == "vault_administration"
+    # Only a well-formed key id is named; anything else an operator typed stays out of the log.
+    assert entry["detail"] == ({"key_id": argument} if argument == "00" * 16 else {})
+    if argument not in ("00" * 16, "subject"):  # "subject" is also an entry key
+        logged = b"".join(row.entry for row in vault.audit.rows(seq))
+        assert argument.encode() not in logged
 
 
 def test_kek_rotation_matrix_through_rewrap_job(
@@ -626,7 +669,20 @@ def test_index_keys_by_hand_add_promote_demote(
         vault.keys.promote(i1, actor=ADMIN)
     with pytest.raises(KeyStateError, match="primary"):
         vault.keys.demote(i2, actor=ADMIN)
-    assert _key_actions(vault, seq) == ["key.add", "key.promote", "key.demote"]
+    assert _key_actions(vault, seq) == [
+        "key.add",
+        "key.promote",
+        "key.demote",
+        "key.promote",  # refused
+        "key.demote",  # refused
+    ]
+    assert [e["decision"] for e in vault.audit.entries(seq) if e["action"].startswith("key.")] == [
+        "allow",
+        "allow",
+        "allow",
+        "deny",
+        "deny",
+    ]
     everything |= after_add | after_promote
     _assert_findable(vault, everything)
     _assert_readable(vault, everything)

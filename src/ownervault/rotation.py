@@ -27,9 +27,11 @@ other threads and processes carry on between them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -57,6 +59,8 @@ __all__ = ["JobStatus", "KeyAdmin"]
 JOB_KINDS: Final = ("rewrap", "reencrypt", "reindex")
 #: Share of a key's invocation limit at which it is rotated automatically.
 AUTO_ROTATE_AT: Final = 0.9
+# A well-formed key id as an operator types it (only such ids are named in refusal entries).
+_KEY_ID: Final = re.compile(r"[0-9a-fA-F]{32}")
 
 
 @attrs.frozen
@@ -119,9 +123,13 @@ class KeyAdmin:
 
     def add(self, kind: KeyKind | str, *, actor: Actor) -> KeyInfo:
         """Add a new KEK or index key version (active, not yet primary)."""
-        kind = KeyKind(kind)
-        if kind not in (KeyKind.KEK, KeyKind.INDEX):
-            raise ValidationError("only KEKs and index keys are added by hand")
+        with self._refusals(actor, "key.add", None):
+            try:
+                kind = KeyKind(kind)
+            except ValueError:
+                raise ValidationError(f"unknown key kind {kind!r}") from None
+            if kind not in (KeyKind.KEK, KeyKind.INDEX):
+                raise ValidationError("only KEKs and index keys are added by hand")
         now = self._now()
         with self._backend.atomic():
             row = self._insert_system_key(kind, now)
@@ -130,8 +138,8 @@ class KeyAdmin:
 
     def promote(self, key_id: str, *, actor: Actor) -> KeyInfo:
         """Make an active KEK or index key the primary one."""
-        raw = _key_bytes(key_id)
-        with self._backend.atomic():
+        with self._refusals(actor, "key.promote", key_id), self._backend.atomic():
+            raw = _key_bytes(key_id)
             row = self._system_row(raw)
             if KeyState(row.state) is not KeyState.ACTIVE:
                 raise KeyStateError(f"key {key_id} is {row.state}; only an active key is promoted")
@@ -174,8 +182,8 @@ class KeyAdmin:
         return destroyed
 
     def _transition(self, key_id: str, new: KeyState, actor: Actor, action: str) -> KeyInfo:
-        raw = _key_bytes(key_id)
-        with self._backend.atomic():
+        with self._refusals(actor, action, key_id), self._backend.atomic():
+            raw = _key_bytes(key_id)
             row = self._backend.get_key(raw)
             if row is None:
                 raise ValidationError(f"no key with id {key_id}")
@@ -253,8 +261,10 @@ class KeyAdmin:
             }
         )
         # Prove the new header opens before it replaces the old one.
-        if new_header.unwrap(new_key.load_root(new_header.provider_params), "db") != vault._db_key:
-            raise KeyStateError("the new root key did not round-trip; nothing was changed")
+        with self._refusals(actor, "key.rotate_root", None):
+            reopened = new_header.unwrap(new_key.load_root(new_header.provider_params), "db")
+            if reopened != vault._db_key:
+                raise KeyStateError("the new root key did not round-trip; nothing was changed")
         with self._backend.atomic():
             vault._write_header(new_header)
             self._audit(
@@ -506,6 +516,32 @@ class KeyAdmin:
 
     def _status(self, job_id: str) -> JobStatus:
         return next(job for job in self.jobs() if job.job_id == job_id)
+
+    @contextlib.contextmanager
+    def _refusals(self, actor: Actor, action: str, key_id: str | None) -> Iterator[None]:
+        """Audit a refused key operation as a denial, after its transaction rolled back.
+
+        The entry names the key only when ``key_id`` is a well-formed key id: whatever else an
+        operator typed is not copied into the log.
+        """
+        try:
+            yield
+        except (KeyStateError, ValidationError) as exc:
+            detail: dict[str, str | int | bool | None] = {}
+            if key_id is not None and _KEY_ID.fullmatch(key_id):
+                detail["key_id"] = key_id.lower()
+            entry = AuditEntry(
+                action=action,
+                actor=actor.actor_id,
+                roles=actor.roles,
+                purpose="vault_administration",
+                decision="deny",
+                reason="key_state" if isinstance(exc, KeyStateError) else "invalid_request",
+                detail=detail,
+            )
+            with self._backend.atomic():
+                self._vault._audit.append([entry], now=self._vault._clock.now())
+            raise
 
     def _audit(
         self,
