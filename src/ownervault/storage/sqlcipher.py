@@ -1035,11 +1035,15 @@ class SQLCipherBackend:
         return None if row is None else tuple(row)
 
     def advance_job(self, job_id: str, cursor: str, done: int, state: str, at: str) -> None:
-        """Move a job's cursor (in the same transaction as the batch it covers)."""
+        """Move a job's cursor (in the same transaction as the batch it covers).
+
+        The total counted at the start grows with the work done, so subjects created while the
+        job runs never push progress past 100%.
+        """
         self._execute(
-            "UPDATE jobs SET cursor = ?, done = done + ?, state = ?, updated_at = ? "
-            "WHERE job_id = ?",
-            (cursor, done, state, at, job_id),
+            "UPDATE jobs SET cursor = ?, done = done + ?, total = max(total, done + ?), "
+            "state = ?, updated_at = ? WHERE job_id = ?",
+            (cursor, done, done, state, at, job_id),
         )
 
     # ------------------------------------------------------------------ incidents and outbox
