@@ -527,20 +527,15 @@ class KeyAdmin:
         try:
             yield
         except (KeyStateError, ValidationError) as exc:
-            detail: dict[str, str | int | bool | None] = {}
-            if key_id is not None and _KEY_ID.fullmatch(key_id):
-                detail["key_id"] = key_id.lower()
-            entry = AuditEntry(
-                action=action,
-                actor=actor.actor_id,
-                roles=actor.roles,
-                purpose="vault_administration",
-                decision="deny",
-                reason="key_state" if isinstance(exc, KeyStateError) else "invalid_request",
-                detail=detail,
-            )
+            named = key_id if key_id is not None and _KEY_ID.fullmatch(key_id) else None
             with self._backend.atomic():
-                self._vault._audit.append([entry], now=self._vault._clock.now())
+                self._append(
+                    actor,
+                    action,
+                    bytes.fromhex(named) if named is not None else None,
+                    {},
+                    reason="key_state" if isinstance(exc, KeyStateError) else "invalid_request",
+                )
             raise
 
     def _audit(
@@ -553,16 +548,29 @@ class KeyAdmin:
         """Record a key operation and tell every process to reload its keys."""
         epoch = int(self._backend.get_meta("key_epoch") or "0") + 1
         self._backend.set_meta("key_epoch", str(epoch))
+        self._append(actor, action, key_id, detail)
+        self._vault._sync_keys()
+
+    def _append(
+        self,
+        actor: Actor,
+        action: str,
+        key_id: bytes | None,
+        detail: Mapping[str, str | int | bool | None],
+        *,
+        reason: str = "",
+    ) -> None:
+        """Append one key-administration entry: allowed, or denied with ``reason``."""
         entry = AuditEntry(
             action=action,
             actor=actor.actor_id,
             roles=actor.roles,
             purpose="vault_administration",
-            decision="allow",
+            decision="deny" if reason else "allow",
+            reason=reason,
             detail={**detail, **({"key_id": key_id.hex()} if key_id is not None else {})},
         )
         self._vault._audit.append([entry], now=self._vault._clock.now())
-        self._vault._sync_keys()
 
 
 def _key_bytes(key_id: str) -> bytes:
