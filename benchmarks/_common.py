@@ -1,11 +1,14 @@
-"""Shared pieces of the benchmarks: synthetic owners, the four stores, timing and tables.
+"""Shared pieces of the benchmarks: synthetic owners, the five stores, timing and tables.
 
-The four stores hold the same OwnerProfile data and answer the same four operations:
+The five stores hold the same OwnerProfile data and answer the same four operations:
 
 * ``SqliteStore`` -- stdlib ``sqlite3``, one plain column per field, an index on the phone.
 * ``BareStore`` -- a hand-rolled encrypted store: SQLCipher (raw key, WAL, synchronous=NORMAL),
   AES-256-GCM per personal field (one cached ``AESGCM``, random nonce, AAD = record id + field
   name) and an HMAC-SHA256 blind index on the phone in its own indexed table. No policy, no audit.
+* ``BareIndexedStore`` -- the bare store with blind indexes on the five fields ownervault indexes
+  for OwnerProfile (name, phone, id number, e-mail, emergency phone), normalised by ownervault's
+  own normalisers, in one ``blind_index (token, record_id, field)`` table.
 * ``SaUtilsStore`` -- SQLAlchemy Core on SQLite with sqlalchemy-utils ``StringEncryptedType``
   (``AesGcmEngine``) per personal field and an unkeyed SHA-256 phone hash for lookups.
 * ``VaultStore`` -- ownervault: a vault with an in-memory root key, a ``front_desk`` actor and
@@ -30,10 +33,10 @@ import time
 import unicodedata
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 import sqlcipher3
@@ -45,7 +48,7 @@ from sqlalchemy_utils import StringEncryptedType
 from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine
 
 import ownervault as ov
-from ownervault.records import OwnerProfile
+from ownervault.records import NORMALISERS, OwnerProfile
 from ownervault.testing import InMemoryKey
 
 # --------------------------------------------------------------------------- data
@@ -207,6 +210,10 @@ class Store:
         """The owner's name in a value returned by ``get``/``find`` (for sanity checks)."""
         return str(found["name"])
 
+    def sqlite_connection(self) -> Any:
+        """The DB-API connection to the store's SQLite database (for WAL measurements)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release the store."""
 
@@ -296,15 +303,43 @@ class SqliteStore(Store):
         ).fetchall()
         return [self._decode(r) for r in rows]
 
+    def sqlite_connection(self) -> Any:
+        return self._conn
+
     def close(self) -> None:
         self._conn.close()
 
 
+def _field_mac(index_key: bytes, field: str) -> crypto_hmac.HMAC:
+    """A keyed HMAC-SHA256 for one field's blind index.
+
+    Its key is derived from the index key and the field name, so equal values in two fields give
+    unrelated tokens (ownervault keys each field's index separately too).
+    """
+    derive = crypto_hmac.HMAC(index_key, hashes.SHA256())
+    derive.update(b"blind-index\x00" + field.encode())
+    return crypto_hmac.HMAC(derive.finalize(), hashes.SHA256())
+
+
 class BareStore(Store):
-    """(b) SQLCipher + AES-256-GCM per field + HMAC-SHA256 blind index; no policy, no audit."""
+    """(b) SQLCipher + AES-256-GCM per field + HMAC-SHA256 blind index; no policy, no audit.
+
+    Only the phone is blind-indexed, in a ``phone_index (token, record_id)`` table;
+    :class:`BareIndexedStore` indexes the fields ownervault indexes.
+    """
 
     key = "bare"
     label = "bare SQLCipher+AES-GCM"
+    #: Blind-indexed fields, each with the normaliser its values and queries go through.
+    indexed: ClassVar[Mapping[str, Callable[[str], str]]] = {"phone": normalise_phone}
+    _index_ddl: ClassVar[str] = (
+        "CREATE TABLE phone_index (token BLOB NOT NULL, record_id TEXT NOT NULL, "
+        "PRIMARY KEY (token, record_id)) WITHOUT ROWID"
+    )
+    _insert_token: ClassVar[str] = "INSERT INTO phone_index (token, record_id) VALUES (?, ?)"
+    _find_from: ClassVar[str] = (
+        "FROM phone_index AS p JOIN owners AS o ON o.id = p.record_id WHERE p.token = ?"
+    )
 
     def __init__(self, directory: Path, *, keys: tuple[bytes, bytes, bytes] | None = None) -> None:
         """Create a store in ``directory``, or open the one there when ``keys`` are given."""
@@ -326,21 +361,15 @@ class BareStore(Store):
                 + ", ".join(f"{f} BLOB" for f in PERSONAL_FIELDS)
                 + ") WITHOUT ROWID"
             )
-            conn.execute(
-                "CREATE TABLE phone_index (token BLOB NOT NULL, record_id TEXT NOT NULL, "
-                "PRIMARY KEY (token, record_id)) WITHOUT ROWID"
-            )
+            conn.execute(self._index_ddl)
         self._conn = conn
         self._aead = AESGCM(field_key)
-        self._mac = crypto_hmac.HMAC(index_key, hashes.SHA256())
+        self._macs = {field: _field_mac(index_key, field) for field in self.indexed}
+        self._positions = tuple((field, PERSONAL_FIELDS.index(field)) for field in self.indexed)
         marks = ", ".join("?" * len(_COLUMNS))
         self._insert = f"INSERT INTO owners ({', '.join(_COLUMNS)}) VALUES ({marks})"
-        self._insert_token = "INSERT INTO phone_index (token, record_id) VALUES (?, ?)"
         self._get = f"SELECT {', '.join(_COLUMNS)} FROM owners WHERE id = ?"
-        self._find = (
-            f"SELECT {', '.join('o.' + c for c in _COLUMNS)} FROM phone_index AS p "
-            "JOIN owners AS o ON o.id = p.record_id WHERE p.token = ?"
-        )
+        self._find = f"SELECT {', '.join('o.' + c for c in _COLUMNS)} {self._find_from}"
 
     def prepare(self, people: Sequence[Person]) -> list[Any]:
         return [
@@ -354,11 +383,16 @@ class BareStore(Store):
             for p in people
         ]
 
-    def token(self, phone: str) -> bytes:
-        """Blind-index token of a phone: HMAC-SHA256 of the normalised digits, 16 bytes."""
-        mac = self._mac.copy()
-        mac.update(normalise_phone(phone).encode())
+    def token(self, field: str, value: str) -> bytes:
+        """Blind-index token of ``value`` in ``field``: HMAC-SHA256 of it normalised, 16 bytes."""
+        mac = self._macs[field].copy()
+        mac.update(self.indexed[field](value).encode())
         return mac.finalize()[:16]
+
+    @staticmethod
+    def _index_row(token: bytes, record_id: str, field: str) -> tuple[Any, ...]:
+        """A row of the blind-index table (one indexed field: the field is implied)."""
+        return (token, record_id)
 
     def _encrypt(self, record_id: str, field: str, value: str | None) -> bytes | None:
         if value is None:
@@ -367,23 +401,28 @@ class BareStore(Store):
         aad = record_id.encode() + b"\x00" + field.encode()
         return nonce + self._aead.encrypt(nonce, value.encode(), aad)
 
-    def _rows(self, item: tuple[str, tuple[str | None, ...]]) -> tuple[tuple[Any, ...], Any]:
+    def _rows(
+        self, item: tuple[str, tuple[str | None, ...]]
+    ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        """The owners row of an item and its blind-index rows."""
         sid, personal = item
         rid = uuid.uuid4().hex
         enc = self._encrypt
         blobs = [enc(rid, f, v) for f, v in zip(PERSONAL_FIELDS, personal, strict=True)]
         row = (rid, sid, "owner", "active", now_text(), *blobs)
-        phone = personal[1]
-        token = (self.token(phone), rid) if phone is not None else None
-        return row, token
+        tokens = [
+            self._index_row(self.token(field, value), rid, field)
+            for field, i in self._positions
+            if (value := personal[i]) is not None
+        ]
+        return row, tokens
 
     def put_many(self, items: Sequence[Any]) -> list[str]:
         rows, tokens = [], []
         for item in items:
-            row, token = self._rows(item)
+            row, item_tokens = self._rows(item)
             rows.append(row)
-            if token is not None:
-                tokens.append(token)
+            tokens.extend(item_tokens)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -396,13 +435,12 @@ class BareStore(Store):
         return [r[0] for r in rows]
 
     def put(self, item: Any) -> str:
-        row, token = self._rows(item)
+        row, tokens = self._rows(item)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(self._insert, row)
-            if token is not None:
-                conn.execute(self._insert_token, token)
+            conn.executemany(self._insert_token, tokens)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -428,7 +466,7 @@ class BareStore(Store):
         return self._decode(row)
 
     def find(self, phone: str) -> list[Any]:
-        rows = self._conn.execute(self._find, (self.token(phone),)).fetchall()
+        rows = self._conn.execute(self._find, (self.token("phone", phone),)).fetchall()
         return [self._decode(r) for r in rows]
 
     def set_cache_kib(self, kib: int) -> None:
@@ -438,10 +476,47 @@ class BareStore(Store):
     def reopen(self) -> BareStore:
         """Close this store and open it again (empty page cache), as a restarted process."""
         self.close()
-        return BareStore(self.directory, keys=self.keys)
+        return type(self)(self.directory, keys=self.keys)
+
+    def sqlite_connection(self) -> Any:
+        return self._conn
 
     def close(self) -> None:
         self._conn.close()
+
+
+class BareIndexedStore(BareStore):
+    """(b') The bare store with a blind index on every field ownervault indexes for OwnerProfile.
+
+    The fields and their normalisers come from ownervault itself (``OwnerProfile.field_specs()``
+    and the public ``ownervault.records.NORMALISERS``): name (``text``), phone and emergency
+    contact phone (``phone``), id number (``id_number``) and e-mail (``email``). All tokens share
+    one ``blind_index (token, record_id, field)`` table, keyed like ownervault's. Finds still
+    search by phone.
+    """
+
+    key = "bare_indexed"
+    indexed: ClassVar[Mapping[str, Callable[[str], str]]] = {
+        name: NORMALISERS[spec.index]
+        for name, spec in OwnerProfile.field_specs().items()
+        if spec.index is not None
+    }
+    label = f"bare, {len(indexed)} blind indexes"
+    _index_ddl: ClassVar[str] = (
+        "CREATE TABLE blind_index (token BLOB NOT NULL, record_id TEXT NOT NULL, "
+        "field TEXT NOT NULL, PRIMARY KEY (token, record_id, field)) WITHOUT ROWID"
+    )
+    _insert_token: ClassVar[str] = (
+        "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?)"
+    )
+    _find_from: ClassVar[str] = (
+        "FROM blind_index AS p JOIN owners AS o ON o.id = p.record_id "
+        "WHERE p.token = ? AND p.field = 'phone'"
+    )
+
+    @staticmethod
+    def _index_row(token: bytes, record_id: str, field: str) -> tuple[Any, ...]:
+        return (token, record_id, field)
 
 
 class SaUtilsStore(Store):
@@ -541,6 +616,10 @@ class SaUtilsStore(Store):
             rows = self._conn.execute(self._find, {"h": self.phone_hash(phone)}).mappings().all()
         return [self._decode(r) for r in rows]
 
+    def sqlite_connection(self) -> Any:
+        """The stdlib ``sqlite3`` connection under the SQLAlchemy connection the store holds."""
+        return self._conn.connection.dbapi_connection
+
     def close(self) -> None:
         self._conn.close()
         self._engine.dispose()
@@ -601,12 +680,53 @@ class VaultStore(Store):
     def name_of(self, found: Any) -> str:
         return str(found["name"])
 
+    def sqlite_connection(self) -> Any:
+        """This thread's SQLCipher connection of the vault (a private attribute: no public one)."""
+        return self.vault._backend._conn
+
     def close(self) -> None:
         self.session.close()
         self.vault.close()
 
 
-STORE_CLASSES: tuple[type[Store], ...] = (SqliteStore, BareStore, SaUtilsStore, VaultStore)
+STORE_CLASSES: tuple[type[Store], ...] = (
+    SqliteStore,
+    BareStore,
+    BareIndexedStore,
+    SaUtilsStore,
+    VaultStore,
+)
+
+
+# --------------------------------------------------------------------------- pages written
+
+#: The page size the WAL measurements assume (SQLite's and SQLCipher 4's default).
+PAGE_SIZE = 4096
+
+
+def wal_frames(conn: Any, run: Callable[[], object]) -> int:
+    """WAL frames (pages) that ``run`` appends through ``conn``'s database.
+
+    Checks that the database is in WAL mode with 4 KiB pages, empties the WAL (a TRUNCATE
+    checkpoint) and turns automatic checkpoints off, so the frame count a PASSIVE checkpoint
+    reports afterwards is exactly what ``run`` wrote, every commit's copy of a page counted;
+    then restores the connection's automatic checkpoint threshold.
+    """
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    if str(mode).lower() != "wal" or page_size != PAGE_SIZE:
+        raise RuntimeError(f"expected WAL with {PAGE_SIZE}-byte pages, got {mode}, {page_size}")
+    threshold = int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    try:
+        if conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            raise RuntimeError("the WAL could not be emptied (another connection is busy)")
+        run()
+        # (busy, frames in the WAL, frames checkpointed): only the second counts here.
+        frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    finally:
+        conn.execute(f"PRAGMA wal_autocheckpoint = {threshold}")
+    return int(frames)
 
 
 # --------------------------------------------------------------------------- SQL timing (diagnosis)
