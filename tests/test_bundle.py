@@ -790,14 +790,24 @@ def test_streamed_root_rejects_malformed_or_non_canonical_lines(
         bundle_module._stream_root(target)
 
 
-def test_streamed_root_rejects_base64_whose_unused_bits_are_set(tmp_path: Path) -> None:
+def test_non_canonical_base64_changes_the_file_digest_the_manifest_signs(tmp_path: Path) -> None:
     target = _entries_file(tmp_path, [b"a", b"b"])
-    text = target.read_bytes()
-    # "YQ==" is the canonical encoding of b"a"; "YR==" decodes to the same byte.
-    target.write_bytes(text.replace(b'"YQ=="', b'"YR=="', 1))
+    canonical = bundle_module._stream_root(target)
+    # "YQ==" is the canonical encoding of b"a"; "YR==" decodes to the same byte. The entries
+    # still hash to the same root, but the file is not the one whose digest was signed.
+    target.write_bytes(target.read_bytes().replace(b'"YQ=="', b'"YR=="', 1))
     assert base64.b64decode("YR==") == b"a"
-    with pytest.raises(AuditIntegrityError, match="line 1 is not canonical"):
-        bundle_module._stream_root(target)
+    size, root, digest = bundle_module._stream_root(target)
+    assert (size, root) == canonical[:2]
+    assert digest != canonical[2]
+
+
+def test_an_empty_or_overlapping_entry_line_is_malformed(tmp_path: Path) -> None:
+    target = tmp_path / "entries.jsonl"
+    for line in (b'{"entry":"","seq":0}\n', b'{"entry":","seq":0}\n'):
+        target.write_bytes(line)
+        with pytest.raises(AuditIntegrityError, match="line 1 is malformed"):
+            bundle_module._stream_root(target)
 
 
 @pytest.mark.parametrize("size", [1, 2, 15, 16, 17, 31, 33, 64, 100, 257, 1000])

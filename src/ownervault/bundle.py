@@ -30,6 +30,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Final, overload
 
@@ -518,31 +519,43 @@ def _stream_root(path: Path) -> tuple[int, bytes, str]:
 
 
 def _run_leaves(lines: Sequence[bytes], first: int) -> list[bytes]:
-    """Check a run of entry lines numbered from ``first`` and return their leaf hashes."""
+    """Check a run of entry lines numbered from ``first`` and return their leaf hashes.
+
+    A line must be the prefix, base64 text and the suffix carrying its own sequence number;
+    strict decoding admits only the base64 alphabet with correct padding, so nothing else can
+    hide in the text. (Whether the base64 is the canonical encoding needs no check of its own:
+    the whole file must match the digest in the signed manifest.)
+    """
     a2b = binascii.a2b_base64
-    b2a = binascii.b2a_base64
     sha256 = hashlib.sha256
     start = len(_ENTRY_PREFIX)
-    texts = [line[start : line.find(b'"', start)] for line in lines]
-    rebuilt = [b'{"entry":"%s","seq":%d}' % (t, n) for n, t in enumerate(texts, first)]
-    if rebuilt != lines:
-        bad = next(i for i, (a, b) in enumerate(zip(rebuilt, lines, strict=True)) if a != b)
+    suffixes = [b'","seq":%d}' % n for n in range(first, first + len(lines))]
+    texts = [
+        line[start : len(line) - len(suffix)] for line, suffix in zip(lines, suffixes, strict=True)
+    ]
+    # An entry is never empty, so an empty text means a line too short to hold both ends.
+    if not (
+        all(map(bytes.startswith, lines, repeat(_ENTRY_PREFIX)))
+        and all(map(bytes.endswith, lines, suffixes))
+        and all(texts)
+    ):
+        bad = next(
+            i
+            for i, (line, suffix) in enumerate(zip(lines, suffixes, strict=True))
+            if not (line.startswith(_ENTRY_PREFIX) and line.endswith(suffix))
+            or len(line) <= start + len(suffix)
+        )
         raise AuditIntegrityError(f"entries.jsonl line {first + bad + 1} is malformed")
     try:
-        entries = [a2b(t) for t in texts]
+        entries = [a2b(text, strict_mode=True) for text in texts]
     except binascii.Error:
-        entries = []
-    if len(entries) != len(texts) or [b2a(e, newline=False) for e in entries] != texts:
-        for i, text in enumerate(texts):
+        for number, text in enumerate(texts, first + 1):
             try:
-                canonical = b2a(a2b(text), newline=False) == text
+                a2b(text, strict_mode=True)
             except binascii.Error:
-                canonical = False
-            if not canonical:
-                raise AuditIntegrityError(
-                    f"entries.jsonl line {first + i + 1} is not canonical base64"
-                )
-    return [sha256(b"\x00" + e).digest() for e in entries]
+                raise AuditIntegrityError(f"entries.jsonl line {number} is not base64") from None
+        raise
+    return [sha256(b"\x00" + entry).digest() for entry in entries]
 
 
 def _perfect_root(leaves: list[bytes]) -> bytes:
@@ -551,7 +564,7 @@ def _perfect_root(leaves: list[bytes]) -> bytes:
     level = leaves
     while len(level) > 1:
         level = [
-            sha256(b"\x01" + left + right).digest()
+            sha256(b"".join((b"\x01", left, right))).digest()
             for left, right in zip(level[0::2], level[1::2], strict=True)
         ]
     return level[0]
