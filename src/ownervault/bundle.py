@@ -187,10 +187,10 @@ class _ProofSource:
             if len(group) == _GROUP:
                 packed += _perfect_root(group)
                 group = []
-        self._tail = group
         self._tail_group = size >> _GROUP_LEVEL
-        self._group: Sequence[bytes] = ()
+        self._tail = _low_levels(group)
         self._group_index = -1
+        self._group: list[list[bytes]] = []
         level, data = _GROUP_LEVEL, bytes(packed)
         while data:
             self.levels[level] = data
@@ -204,23 +204,35 @@ class _ProofSource:
     def use_group(self, index: int, leaves: Sequence[bytes]) -> None:
         """Serve low subtrees of group ``index`` (leaves ``16 * index`` on) from ``leaves``."""
         self._group_index = index
-        self._group = leaves
+        self._group = _low_levels(leaves)
 
     def perfect(self, level: int, index: int) -> bytes:
         """Root of the perfect subtree ``index`` at ``level`` (level 0 are the leaves)."""
         packed = self.levels.get(level)
         if packed is not None:
             return packed[index * 32 : index * 32 + 32]
-        first = index << level
-        group = first >> _GROUP_LEVEL
+        group = (index << level) >> _GROUP_LEVEL
         if group == self._group_index:
-            leaves = self._group
+            levels = self._group
         elif group == self._tail_group:
-            leaves = self._tail
+            levels = self._tail
         else:  # pragma: no cover - inclusion proofs never reach into another group
             raise AuditIntegrityError(f"no leaves for the subtree at level {level}, {index}")
-        offset = first - (group << _GROUP_LEVEL)
-        return _perfect_root(list(leaves[offset : offset + (1 << level)]))
+        return levels[level][index - (group << (_GROUP_LEVEL - level))]
+
+
+def _low_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """The perfect subtrees of one group by level: the leaves, their pairs, and so on.
+
+    A short (last) group has only the complete ones: ``len(leaves) >> level`` at each level.
+    """
+    levels = [list(leaves)]
+    while len(levels) < _GROUP_LEVEL:
+        below = levels[-1]
+        levels.append(
+            [merkle.node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+        )
+    return levels
 
 
 def export_bundle(
