@@ -17,8 +17,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ownervault import Actor, KeyFileKey, Vault
+from ownervault.exceptions import StorageError
 from ownervault.records import OwnerProfile
+from ownervault.storage.sqlcipher import SQLCipherBackend
 from ownervault.testing import FrozenClock
 
 THREADS = 8
@@ -229,3 +233,44 @@ def test_processes_share_one_vault_directory(tmp_path: Path) -> None:
         assert Counter(actors) == counts
         assert _switches(actors) > PROCESSES, "the processes did not run at the same time"
         _check_vault(vault, models, expected + open_cost)
+
+
+def test_a_writer_waits_for_the_write_lock_and_gives_up_after_the_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    """BEGIN IMMEDIATE is retried while another connection writes; past the timeout it fails."""
+    vault = Vault.create(tmp_path / "vault", key=KeyFileKey.generate(tmp_path / "root.key"))
+    try:
+        holder = vault._backend
+        waiter = SQLCipherBackend(vault.path / "vault.db", vault._db_key, busy_timeout=0.3)
+        locked, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with holder.atomic():
+                holder.set_meta("holder", "1")
+                locked.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        try:
+            assert locked.wait(10)
+            began = time.monotonic()
+            with pytest.raises(StorageError, match="stayed locked"), waiter.atomic():
+                waiter.set_meta("probe", "1")
+            assert time.monotonic() - began >= 0.25
+            # Released a moment after the next attempt starts: it waits, then goes ahead.
+            threading.Timer(0.1, release.set).start()
+            with waiter.atomic():
+                waiter.set_meta("probe", "2")
+        finally:
+            release.set()
+            thread.join(10)
+        assert waiter.get_meta("probe") == "2"
+        assert waiter.get_meta("holder") == "1"
+        # The connection's busy timeout for other statements is back after the polling.
+        conn = waiter._conn
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 300
+        waiter.close()
+    finally:
+        vault.close()

@@ -5,16 +5,19 @@ key (``PRAGMA key = "x'...'"``), so SQLCipher runs no second PBKDF2 on open; the
 the vault header, unwrapped by the root key.
 
 Concurrency: each thread gets its own connection (opening one costs ~0.1 ms with a raw key);
-writes use ``BEGIN IMMEDIATE`` so the write lock is taken before anything is read, with a busy
-timeout, which lets several threads and processes share the file. ``synchronous=NORMAL`` (the
-default) survives a process crash but may lose the last transactions on power loss;
-``synchronous="FULL"`` survives both at the cost of an fsync per commit.
+writes use ``BEGIN IMMEDIATE`` so the write lock is taken before anything is read, retried every
+millisecond up to a busy timeout, which lets several threads and processes share the file and
+gives a waiting writer the next gap between another writer's transactions.
+``synchronous=NORMAL`` (the default) survives a process crash but may lose the last
+transactions on power loss; ``synchronous="FULL"`` survives both at the cost of an fsync per
+commit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -222,6 +225,9 @@ _MIGRATIONS: Final[dict[int, str]] = {1: _SCHEMA_V1}
 
 _T = TypeVar("_T")
 
+#: How often a transaction waiting for another writer tries again to take the write lock.
+_LOCK_POLL_SECONDS: Final = 0.001
+
 
 def _translate(fn: Callable[[], _T]) -> _T:
     try:
@@ -381,7 +387,7 @@ class SQLCipherBackend(SharedQueries):
         conn = self._conn
         depth: int = self._local.depth
         if depth == 0:
-            _translate(lambda: conn.execute("BEGIN IMMEDIATE"))
+            self._begin_immediate(conn)
         else:
             conn.execute(f"SAVEPOINT sp{depth}")
         self._local.depth = depth + 1
@@ -400,6 +406,37 @@ class SQLCipherBackend(SharedQueries):
             _translate(lambda: conn.execute("COMMIT"))
         else:
             conn.execute(f"RELEASE sp{depth}")
+
+    def _begin_immediate(self, conn: Any) -> None:
+        """Take the write lock, trying again every millisecond until the busy timeout.
+
+        SQLite's own busy handler sleeps longer and longer between tries (up to 100 ms), so a
+        request waiting behind a writer that commits and begins again at once, such as a key
+        job running batch after batch, can miss every gap and wait for the whole job. Polling
+        at a fixed millisecond gets it in at the next gap. Only ``BEGIN IMMEDIATE`` polls;
+        every other statement keeps the connection's busy timeout.
+        """
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline: float | None = None
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlcipher3.OperationalError as exc:
+                    text = str(exc)
+                    if "locked" not in text and "busy" not in text:
+                        raise StorageError(f"database error: {text}") from None
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self._busy_timeout
+                elif now >= deadline:
+                    raise StorageError(
+                        "the vault database stayed locked past the busy timeout"
+                    ) from None
+                time.sleep(_LOCK_POLL_SECONDS)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         conn = self._conn
