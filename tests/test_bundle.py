@@ -821,3 +821,13 @@ def test_filtered_export_proofs_match_the_reference_for_every_leaf(size: int) ->
         source.use_group(group, leaves[first : first + bundle_module._GROUP])
         proof = merkle.inclusion_proof(tree, index, perfect_subtree=source.perfect)
         assert proof == merkle.inclusion_proof(leaves, index)
+
+
+def test_a_float_in_the_manifest_is_an_integrity_error_not_a_validation_crash(
+    world: World, tmp_path: Path
+) -> None:
+    folder = copy(world.full, tmp_path, "float")
+    manifest = (folder / "manifest.json").read_bytes()
+    (folder / "manifest.json").write_bytes(manifest.replace(b'"version":1', b'"version":1.0'))
+    with pytest.raises(AuditIntegrityError, match="floating-point"):
+        verify_bundle(folder, [world.vkey])

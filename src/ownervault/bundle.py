@@ -147,8 +147,17 @@ def _unb64(text: object, what: str) -> bytes:
     return raw
 
 
-def _line(obj: Mapping[str, Any]) -> bytes:
-    return canonical_json(obj) + b"\n"
+def _line(obj: Mapping[str, Any], *, checked: bool = False) -> bytes:
+    """One canonical JSON line; ``checked`` when the exporter built ``obj`` from strings and ints.
+
+    Raises:
+        AuditIntegrityError: ``obj`` (read from a bundle) holds a float, which no canonical
+            bundle line does.
+    """
+    try:
+        return canonical_json(obj, checked=checked) + b"\n"
+    except ValidationError:
+        raise AuditIntegrityError("a bundle line holds a floating-point number") from None
 
 
 class _TreeSize(Sequence[bytes]):
@@ -279,10 +288,10 @@ def export_bundle(
                     proof = merkle.inclusion_proof(
                         tree_size, row.seq, perfect_subtree=source.perfect
                     )
-                    line = _line({"proof": [_b64(h) for h in proof], "seq": row.seq})
+                    line = _line({"proof": [_b64(h) for h in proof], "seq": row.seq}, checked=True)
                     proofs_fh.write(line)
                     proof_hash.update(line)
-                line = _line({"entry": _b64(row.entry), "seq": row.seq})
+                line = _line({"entry": _b64(row.entry), "seq": row.seq}, checked=True)
                 entries_fh.write(line)
                 entry_hash.update(line)
                 count += 1
