@@ -831,3 +831,23 @@ def test_a_float_in_the_manifest_is_an_integrity_error_not_a_validation_crash(
     (folder / "manifest.json").write_bytes(manifest.replace(b'"version":1', b'"version":1.0'))
     with pytest.raises(AuditIntegrityError, match="floating-point"):
         verify_bundle(folder, [world.vkey])
+
+
+@pytest.mark.parametrize("value", [None, "x", -1, [], {}, True])
+def test_any_value_in_any_manifest_field_is_reported_never_a_crash(
+    world: World, tmp_path: Path, value: Any
+) -> None:
+    original = json.loads((world.full / "manifest.json").read_bytes())
+    for field in original:
+        if original[field] == value and type(original[field]) is type(value):
+            continue  # unchanged
+        folder = copy(world.full, tmp_path, f"{field}-{value!r}")
+        manifest = dict(original)
+        manifest[field] = value
+        text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        (folder / "manifest.json").write_bytes(text.encode() + b"\n")
+        try:
+            report = verify_bundle(folder, [world.vkey], previous=world.kept)
+        except AuditIntegrityError:
+            continue
+        assert not report.ok, field

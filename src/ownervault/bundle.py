@@ -405,7 +405,7 @@ def verify_bundle(
     return VerificationReport(
         origin=signed.origin,
         tree_size=size,
-        entries=int(manifest.get("entries", 0)),
+        entries=entries if isinstance(entries := manifest.get("entries"), int) else 0,
         integrity=integrity,
         completeness=completeness if integrity.ok else CheckResult(False, "integrity failed"),
         consistency=consistency,
