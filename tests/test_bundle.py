@@ -12,6 +12,7 @@ import base64
 import datetime as _dt
 import hashlib
 import json
+import random
 import re
 import shutil
 from collections.abc import Iterable, Iterator
@@ -851,3 +852,55 @@ def test_any_value_in_any_manifest_field_is_reported_never_a_crash(
         except AuditIntegrityError:
             continue
         assert not report.ok, field
+
+
+_ODD_VALUES: list[Any] = [None, "x", "", -1, 1.5, 10**30, True, [], [1], {}, {"a": 1}]
+
+
+def _mutated(obj: Any, rng: random.Random) -> Any:
+    """``obj`` with one value somewhere inside replaced by a value of another shape."""
+    if isinstance(obj, dict) and obj:
+        key = rng.choice(sorted(obj))
+        obj[key] = rng.choice(_ODD_VALUES) if rng.random() < 0.5 else _mutated(obj[key], rng)
+        return obj
+    if isinstance(obj, list) and obj:
+        index = rng.randrange(len(obj))
+        obj[index] = rng.choice(_ODD_VALUES) if rng.random() < 0.5 else _mutated(obj[index], rng)
+        return obj
+    return rng.choice(_ODD_VALUES)
+
+
+def test_any_value_of_any_shape_in_any_bundle_file_is_reported_never_a_crash(
+    world: World, tmp_path: Path
+) -> None:
+    """Values of the wrong type anywhere (not only flipped bytes) fail verification cleanly."""
+    rng = random.Random(20261127)
+    files = ("manifest.json", "entries.jsonl", "proofs.jsonl", "consistency.json")
+    tried = 0
+    for attempt in range(400):
+        source = rng.choice([world.full, world.by_actor])
+        name = rng.choice(files)
+        lines = (source / name).read_text(encoding="utf-8").splitlines()
+        if not lines:
+            continue
+        index = rng.randrange(len(lines))
+        changed = json.dumps(
+            _mutated(json.loads(lines[index]), rng),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        if changed == lines[index]:
+            continue
+        lines[index] = changed
+        folder = copy(source, tmp_path, f"shape-{attempt}")
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        try:
+            report = verify_bundle(folder, [world.vkey], previous=world.kept)
+        except AuditIntegrityError:
+            pass
+        else:
+            assert not report.ok, (name, changed[:120])
+        shutil.rmtree(folder)
+        tried += 1
+    assert tried > 300

@@ -653,13 +653,19 @@ def _check_consistency(
         if old.size == 0:
             return CheckResult(True, "the earlier checkpoint was of an empty log")
         raw = json.loads((path / "consistency.json").read_bytes())
-        for item in raw.get("proofs", []):
+        items = raw.get("proofs") if isinstance(raw, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise AuditIntegrityError("consistency.json is malformed")
+        for item in items:
             if item.get("old_size") == old.size:
                 if _unb64(item.get("old_root"), "consistency root") != old.root_hash:
                     raise AuditIntegrityError(
                         "the earlier checkpoint's root differs from the log's"
                     )
-                proof = [_unb64(h, "consistency proof") for h in item.get("proof", [])]
+                hashes = item.get("proof")
+                if not isinstance(hashes, list):
+                    raise AuditIntegrityError("consistency.json is malformed")
+                proof = [_unb64(h, "consistency proof") for h in hashes]
                 merkle.verify_consistency(
                     old.size, signed.size, old.root_hash, signed.root_hash, proof
                 )
