@@ -1118,3 +1118,21 @@ def test_erased_subject_history_is_unreachable_while_the_log_still_verifies(
     assert vault.audit.verify() == vault.audit.size()
     note = vault.checkpoint()
     assert cp.parse_checkpoint(cp.verify_note(note, [vault.verifier_key])).size == mark(vault)
+
+
+@pytest.mark.parametrize("actor", ['clerk "07"', "back\\slash", "张伟-前台", "a/b", "x"])
+def test_entries_where_matches_exact_field_values_however_they_are_escaped(
+    vault: Vault, actor: str
+) -> None:
+    others = ["x-1", "xx", "clerk", "张伟", f"{actor}!", f"!{actor}"]
+    entries = [
+        AuditEntry(action="read", actor=who, roles=("front_desk",), purpose="p", decision="allow")
+        for who in [actor, *others, actor]
+    ]
+    with vault._backend.atomic():
+        start = vault.audit.append(entries, now=vault._clock.now()) - len(entries)
+    found = [e["seq"] for e in vault.audit.entries_where(actor=actor)]
+    assert found == [start, start + len(entries) - 1]
+    assert canonical_json({"actor": actor}).decode()[1:-1].encode() in b"".join(
+        row.entry for row in vault.audit.rows(start, start + 1)
+    )

@@ -1300,3 +1300,23 @@ def test_vault_matches_a_simple_model(new_location: Callable[[], Path | str]) ->
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+def test_access_history_returns_exactly_one_subjects_entries(vault: Vault, dpo: Actor) -> None:
+    """The database-side byte search finds the subject's entries and no one else's."""
+    clerk = Actor("clerk-01", roles=["front_desk"])
+    with vault.session(clerk, "owner_registration") as s:
+        ids = s.put_many(
+            [
+                OwnerProfile(subject_id=f"owner-{i}", name="张三", phone=f"1380000{i:04d}")
+                for i in range(5)
+            ]
+        )
+        s.get(OwnerProfile, ids[2])
+        s.get_many(OwnerProfile, ids)
+    pseudonym = vault._backend.get_records([ids[2]])[0].pseudonym
+    expected = [e for e in vault.audit.entries() if e.get("subject") == pseudonym]
+    with vault.session(dpo, "subject_access_request") as s:
+        history = s.access_history("owner-2")
+    assert history == expected
+    assert [e["action"] for e in history] == ["create", "read", "read"]

@@ -30,6 +30,7 @@ __all__ = [
     "AuditLog",
     "LeafHashes",
     "canonical_json",
+    "field_fragment",
     "format_time",
 ]
 
@@ -57,6 +58,11 @@ def _no_floats(value: object) -> None:
 _ENCODER: Final = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
+
+
+def field_fragment(key: str, value: str) -> bytes:
+    """The exact bytes ``"key":value`` occupy in a canonical entry whose ``key`` is ``value``."""
+    return _ENCODER.encode({key: value})[1:-1].encode("utf-8")
 
 
 def canonical_json(value: Mapping[str, Any], *, checked: bool = False) -> bytes:
@@ -342,6 +348,20 @@ class AuditLog:
         """Decoded entries in order."""
         for row in self._backend.audit_rows(start, stop):
             yield json.loads(row.entry)
+
+    def entries_where(self, **fields: str) -> Iterator[dict[str, Any]]:
+        """Decoded entries whose top-level ``fields`` have exactly these values, in order.
+
+        Entries are stored in canonical form, so one whose field has a value contains that
+        field's exact encoding (:func:`field_fragment`); the database searches the stored bytes
+        for it, so other entries never reach Python. Candidates are parsed and compared field
+        by field.
+        """
+        fragments = [field_fragment(key, value) for key, value in fields.items()]
+        for raw in self._backend.audit_entries_containing(fragments):
+            entry = json.loads(raw)
+            if all(entry.get(key) == value for key, value in fields.items()):
+                yield entry
 
     def verify(self) -> int:
         """Recompute every leaf hash and the root from the stored bytes; return the size.

@@ -38,7 +38,7 @@ import attrs
 
 from . import checkpoint as _checkpoint
 from . import merkle
-from .audit import AuditLog, canonical_json, format_time
+from .audit import AuditLog, canonical_json, field_fragment, format_time
 from .exceptions import AuditIntegrityError, ValidationError
 from .storage.base import AuditRow
 
@@ -83,6 +83,11 @@ class AuditFilter:
             and (self.actor is None or entry.get("actor") == self.actor)
             and (self.subject is None or entry.get("subject") == self.subject)
         )
+
+    def fragments(self) -> list[bytes]:
+        """Byte strings every matching stored entry contains (a pre-filter before parsing)."""
+        fields = {"actor": self.actor, "subject": self.subject}
+        return [field_fragment(key, value) for key, value in fields.items() if value is not None]
 
     def to_json(self) -> dict[str, str | None]:
         """JSON form for the manifest."""
@@ -269,6 +274,7 @@ def export_bundle(
     complete = audit_filter.empty
     source: _ProofSource | None = None
     tree_size = _TreeSize(size)
+    fragments = audit_filter.fragments()
     if not complete:
         source = _ProofSource((row.leaf_hash for row in log.rows(0, size)), size)
     digests: dict[str, str] = {}
@@ -282,7 +288,12 @@ def export_bundle(
         for group in _groups(log.rows(0, size)):
             if source is not None:
                 source.use_group(group[0].seq >> _GROUP_LEVEL, [row.leaf_hash for row in group])
-                group = [row for row in group if audit_filter.matches(json.loads(row.entry))]
+                group = [
+                    row
+                    for row in group
+                    if all(fragment in row.entry for fragment in fragments)
+                    and audit_filter.matches(json.loads(row.entry))
+                ]
             for row in group:
                 if source is not None:
                     proof = merkle.inclusion_proof(

@@ -2439,9 +2439,7 @@ class Session:
                     [self._entry("audit.subject_history", decision="deny", reason="not_found")],
                     RecordNotFoundError("no live subject with that id"),
                 )
-            history = [
-                e for e in self._vault._audit.entries() if e.get("subject") == subject.pseudonym
-            ]
+            history = list(self._vault._audit.entries_where(subject=subject.pseudonym))
             self._commit(
                 [
                     self._entry(

@@ -463,6 +463,10 @@ class Backend(Protocol):
         """Stream audit rows with ``start <= seq < stop`` in order."""
         ...
 
+    def audit_entries_containing(self, fragments: Sequence[bytes]) -> Iterator[bytes]:
+        """Stored entry bytes that contain every one of ``fragments``, in log order."""
+        ...
+
     def leaf_hashes(self, size: int) -> bytearray:
         """The first ``size`` leaf hashes concatenated (32 bytes each)."""
         ...

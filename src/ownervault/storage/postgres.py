@@ -317,6 +317,8 @@ def redact_url(url: str) -> str:
 class PostgresBackend(SharedQueries):
     """A vault in a PostgreSQL database; one connection per thread, writes serialised."""
 
+    _ENTRY_CONTAINS = "position(? in entry) > 0"
+
     def __init__(
         self,
         url: str,

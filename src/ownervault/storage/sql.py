@@ -599,6 +599,28 @@ class SharedQueries(ABC):
                 yield AuditRow(int(row[0]), bytes(row[1]), bytes(row[2]))
             seq = int(rows[-1][0]) + 1
 
+    #: SQL true when the ``entry`` column contains the bytes bound to the placeholder.
+    _ENTRY_CONTAINS = "instr(entry, ?) > 0"
+
+    def audit_entries_containing(self, fragments: Sequence[bytes]) -> Iterator[bytes]:
+        """Stored entry bytes that contain every one of ``fragments``, in log order.
+
+        The database searches the bytes, so entries that do not match never reach Python.
+        """
+        condition = " AND ".join([self._ENTRY_CONTAINS] * len(fragments)) or "1 = 1"
+        seq = -1
+        while True:
+            rows = self._execute(
+                f"SELECT seq, entry FROM audit_entries WHERE seq > ? AND {condition} "
+                "ORDER BY seq LIMIT 1000",
+                (seq, *fragments),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield bytes(row[1])
+            seq = int(rows[-1][0])
+
 
 def record_row(row: Sequence[Any]) -> RecordRow:
     """A records-table row (in ``_RECORD_COLUMNS`` order) as a :class:`RecordRow`."""
