@@ -22,8 +22,8 @@ Measures, on vaults with an in-memory root key:
 * **export memory** -- peak RSS of ``Vault.export_audit`` on a log of ``--rss-entries`` entries
   (default 1,000,000, appended directly through ``AuditLog.append`` in large transactions), full
   and filtered to its first ten minutes (a fifth of it at the default size, with an inclusion
-  proof each). Each
-  export runs in its own subprocess, measured by a fresh wrapper process with
+  proof each), and the time to find one subject's entries in it (what ``access_history`` runs).
+  Each export runs in its own subprocess, measured by a fresh wrapper process with
   ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` (target < 100 MB); a subprocess that only
   opens the vault gives the interpreter's baseline.
 
@@ -335,6 +335,14 @@ def _child_export(path: str, out: str, mode: str) -> None:
             summary = None
             report = verify_bundle(out, [vault.verifier_key])
             assert report.ok
+        elif mode == "history":
+            # What ``Session.access_history`` runs: every entry about one subject.
+            pseudonym = next(e["subject"] for e in vault.audit.entries() if e.get("subject"))
+            t0 = time.perf_counter()
+            found = list(vault.audit.entries_where(subject=pseudonym))
+            assert found
+            print(json.dumps({"entries": len(found), "seconds": time.perf_counter() - t0}))
+            return
         else:
             summary = None
         seconds = time.perf_counter() - t0
@@ -382,6 +390,7 @@ def bench_export_rss(
     results["filtered"] = measured(path, directory / "large-part", "filtered", material)
     results["verify"] = measured(path, directory / "large-full", "verify", material)
     results["checkpoint"] = measured(path, directory / "none", "checkpoint", material)
+    results["history"] = measured(path, directory / "none", "history", material)
     reopened = ov.Vault.open(path, key=InMemoryKey(material), clock=FrozenClock(START))
     return results, reopened
 
@@ -469,6 +478,14 @@ def report(results: dict[str, Any]) -> str:
                 f"({mib(base)}); target < 100 MB {ok}",
             ]
         )
+    h = r["history"]
+    rows.append(
+        [
+            f"subject history (AuditLog.entries_where), log of {r['entries']:,}",
+            f"{h['seconds']:.2f} s",
+            f"{h['entries']} entries found; what Session.access_history runs",
+        ]
+    )
     return table(["measurement", "result", "notes"], rows)
 
 
