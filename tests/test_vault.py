@@ -40,6 +40,7 @@ from ownervault import (
     ViewMode,
     crypto,
 )
+from ownervault.bundle import verify_bundle
 from ownervault.exceptions import (
     DecryptionError,
     FieldNotDisclosedError,
@@ -1320,3 +1321,26 @@ def test_access_history_returns_exactly_one_subjects_entries(vault: Vault, dpo: 
         history = s.access_history("owner-2")
     assert history == expected
     assert [e["action"] for e in history] == ["create", "read", "read"]
+
+
+def test_a_filtered_audit_export_verifies_on_every_backend(
+    vault: Vault, dpo: Actor, tmp_path: Path
+) -> None:
+    """Proofs from streamed leaf hashes, entries pre-filtered by their actor's bytes."""
+    clerk = Actor("clerk-01", roles=["front_desk"])
+    with vault.session(clerk, "owner_registration") as s:
+        ids = s.put_many(
+            [
+                OwnerProfile(subject_id=f"owner-{i}", name="李四", phone=f"1390000{i:04d}")
+                for i in range(40)
+            ]
+        )
+        for rid in ids[::3]:
+            s.get(OwnerProfile, rid)
+    expected = [e["seq"] for e in vault.audit.entries_where(actor="clerk-01")]
+    summary = vault.export_audit(tmp_path / "bundle", actor=dpo, actor_id="clerk-01")
+    report = verify_bundle(summary.path, [vault.verifier_key])
+    assert report.integrity.ok, report.integrity.message
+    assert summary.entries == len(expected) > 40
+    lines = (summary.path / "entries.jsonl").read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == expected

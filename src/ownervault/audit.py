@@ -312,6 +312,10 @@ class AuditLog:
         """The first ``size`` stored leaf hashes."""
         return LeafHashes(self._backend.leaf_hashes(size))
 
+    def stream_leaves(self, size: int) -> Iterator[bytes]:
+        """The first ``size`` stored leaf hashes one by one, without reading the entries."""
+        return self._backend.audit_leaf_hashes(0, size)
+
     def rehashed_leaves(self, size: int) -> LeafHashes:
         """The first ``size`` leaf hashes, recomputed from the stored entry bytes.
 

@@ -276,7 +276,7 @@ def export_bundle(
     tree_size = _TreeSize(size)
     fragments = audit_filter.fragments()
     if not complete:
-        source = _ProofSource((row.leaf_hash for row in log.rows(0, size)), size)
+        source = _ProofSource(log.stream_leaves(size), size)
     digests: dict[str, str] = {}
     count = 0
     with (

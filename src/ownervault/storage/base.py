@@ -463,6 +463,10 @@ class Backend(Protocol):
         """Stream audit rows with ``start <= seq < stop`` in order."""
         ...
 
+    def audit_leaf_hashes(self, start: int, stop: int) -> Iterator[bytes]:
+        """Stored leaf hashes with ``start <= seq < stop`` in order; stops at a gap."""
+        ...
+
     def audit_entries_containing(self, fragments: Sequence[bytes]) -> Iterator[bytes]:
         """Stored entry bytes that contain every one of ``fragments``, in log order."""
         ...

@@ -599,6 +599,22 @@ class SharedQueries(ABC):
                 yield AuditRow(int(row[0]), bytes(row[1]), bytes(row[2]))
             seq = int(rows[-1][0]) + 1
 
+    def audit_leaf_hashes(self, start: int, stop: int) -> Iterator[bytes]:
+        """Stored leaf hashes with ``start <= seq < stop`` in order; stops at a gap."""
+        seq = start
+        while seq < stop:
+            rows = self._execute(
+                "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
+                (seq, min(10_000, stop - seq)),
+            ).fetchall()
+            if not rows:
+                return
+            for row_seq, leaf in rows:
+                if row_seq != seq:
+                    return
+                yield bytes(leaf)
+                seq += 1
+
     #: SQL true when the ``entry`` column contains the bytes bound to the placeholder.
     _ENTRY_CONTAINS = "instr(entry, ?) > 0"
 
