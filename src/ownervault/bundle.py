@@ -29,6 +29,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from itertools import repeat
 from pathlib import Path
@@ -508,26 +509,28 @@ _RUN: Final = 1 << 12
 def _stream_root(path: Path) -> tuple[int, bytes, str]:
     """Hash a complete export's entries into a Merkle root and the file's digest (one pass).
 
-    Each line must be exactly ``{"entry":"<canonical base64>","seq":<n>}`` with ``n`` its
-    0-based line number. The file is read in large blocks (each digested as read) and split
-    into lines; lines are then handled in runs of :data:`_RUN`, each step over a whole run at
-    once: the lines rebuilt from their base64 text and sequence numbers must equal the lines
-    read (exact structure and numbering), the base64 must decode and re-encode to itself (only
-    the canonical encoding of some bytes passes), and the decoded entries are hashed as leaves.
-    A full run is a perfect subtree, folded level by level; the subtrees are kept on a stack of
-    decreasing sizes, which is the RFC 9162 decomposition of the tree.
+    Each line must be exactly ``{"entry":"<base64>","seq":<n>}`` with ``n`` its 0-based line
+    number. The file is read in large blocks and split into lines; lines are handled in runs of
+    :data:`_RUN` by :func:`_run_leaves`, each step over a whole run at once. A full run is a
+    perfect subtree, folded level by level; the subtrees are kept on a stack of decreasing
+    sizes, which is the RFC 9162 decomposition of the tree. Each block is digested on a second
+    thread while its lines are checked (hashing a large buffer releases the interpreter lock),
+    so the file digest costs no time on a machine with two cores.
     """
     file_digest = hashlib.sha256()
     stack: list[tuple[int, bytes]] = []
     count = 0
     pending: list[bytes] = []
     carry = b""
-    with path.open("rb") as fh:
+    with path.open("rb") as fh, ThreadPoolExecutor(max_workers=1) as digester:
+        digested: Future[None] | None = None
         while True:
             block = fh.read(_READ_BLOCK)
             if not block:
                 break
-            file_digest.update(block)
+            if digested is not None:
+                digested.result()  # blocks are digested in file order
+            digested = digester.submit(file_digest.update, block)
             lines = (carry + block).split(b"\n")
             carry = lines.pop()
             pending.extend(lines)
@@ -537,6 +540,8 @@ def _stream_root(path: Path) -> tuple[int, bytes, str]:
                 _push(stack, _RUN, _perfect_root(leaves))
                 count += _RUN
             del pending[:full]
+        if digested is not None:
+            digested.result()
     if carry:
         raise AuditIntegrityError(f"entries.jsonl line {count + len(pending) + 1} is malformed")
     for leaf in _run_leaves(pending, count):
