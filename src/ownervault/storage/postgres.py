@@ -870,27 +870,6 @@ class PostgresBackend(SharedQueries):
             [*(v for r in tail for v in (r.seq, r.entry, r.leaf_hash)), rows[-1].seq + 1, state],
         )
 
-    def leaf_hashes(self, size: int) -> bytearray:
-        """The first ``size`` leaf hashes, concatenated (32 bytes each), in order."""
-        out = bytearray()
-        seq = 0
-        while seq < size:
-            rows = self._execute(
-                "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
-                (seq, min(10_000, size - seq)),
-            ).fetchall()
-            if not rows:
-                break
-            for row_seq, leaf in rows:
-                if row_seq != seq:
-                    break
-                out += leaf
-                seq += 1
-            else:
-                continue
-            break
-        return out
-
 
 def _opt_bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)

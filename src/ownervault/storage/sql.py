@@ -615,6 +615,18 @@ class SharedQueries(ABC):
                 yield bytes(leaf)
                 seq += 1
 
+    def leaf_hashes(self, size: int) -> bytearray:
+        """The first ``size`` leaf hashes, concatenated (32 bytes each), in order."""
+        # Allocated once at its final size (growing it would briefly need twice the memory);
+        # trimmed if entries were missing.
+        out = bytearray(size * 32)
+        end = 0
+        for leaf in self.audit_leaf_hashes(0, size):
+            out[end : end + 32] = leaf
+            end += 32
+        del out[end:]
+        return out
+
     #: SQL true when the ``entry`` column contains the bytes bound to the placeholder.
     _ENTRY_CONTAINS = "instr(entry, ?) > 0"
 

@@ -229,14 +229,22 @@ _T = TypeVar("_T")
 _LOCK_POLL_SECONDS: Final = 0.001
 
 
+_LOCKED: Final = "the vault database stayed locked past the busy timeout"
+
+
+def _is_busy(exc: sqlcipher3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds a lock."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
 def _translate(fn: Callable[[], _T]) -> _T:
     try:
         return fn()
     except sqlcipher3.OperationalError as exc:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            raise StorageError("the vault database stayed locked past the busy timeout") from None
-        raise StorageError(f"database error: {text}") from None
+        if _is_busy(exc):
+            raise StorageError(_LOCKED) from None
+        raise StorageError(f"database error: {exc}") from None
     except sqlcipher3.IntegrityError as exc:
         raise StorageError(f"database constraint failed: {exc}") from None
     except sqlcipher3.DatabaseError as exc:
@@ -424,16 +432,13 @@ class SQLCipherBackend(SharedQueries):
                     conn.execute("BEGIN IMMEDIATE")
                     return
                 except sqlcipher3.OperationalError as exc:
-                    text = str(exc)
-                    if "locked" not in text and "busy" not in text:
-                        raise StorageError(f"database error: {text}") from None
+                    if not _is_busy(exc):
+                        raise StorageError(f"database error: {exc}") from None
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self._busy_timeout
                 elif now >= deadline:
-                    raise StorageError(
-                        "the vault database stayed locked past the busy timeout"
-                    ) from None
+                    raise StorageError(_LOCKED) from None
                 time.sleep(_LOCK_POLL_SECONDS)
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
@@ -793,30 +798,6 @@ class SQLCipherBackend(SharedQueries):
         )
         size = rows[-1].seq + 1 if rows else self.audit_state()[0]
         self._execute("UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1", (size, state))
-
-    def leaf_hashes(self, size: int) -> bytearray:
-        """The first ``size`` leaf hashes, concatenated (32 bytes each), in order."""
-        out = bytearray(size * 32)
-        seq = 0
-        while seq < size:
-            rows = self._execute(
-                "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
-                (seq, min(10_000, size - seq)),
-            ).fetchall()
-            if not rows:
-                break
-            for row_seq, leaf in rows:
-                if row_seq != seq:
-                    break
-                out[seq * 32 : seq * 32 + 32] = leaf
-                seq += 1
-            else:
-                continue
-            break
-        # Allocated once at its final size (growing it would briefly need twice the memory);
-        # trimmed if entries were missing.
-        del out[seq * 32 :]
-        return out
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
