@@ -642,7 +642,7 @@ class VaultStore(Store):
         ownervault has no public setting for this, so the benchmark reaches into the backend;
         :meth:`reopen` gives back a vault with its default cache.
         """
-        self.vault._backend._conn.execute(f"PRAGMA cache_size = -{int(kib)}")
+        self.vault._kernel.backend._conn.execute(f"PRAGMA cache_size = -{int(kib)}")
 
     def reopen(self) -> VaultStore:
         """Close the vault and open it again (empty key and page caches), with a new session."""
@@ -682,7 +682,7 @@ class VaultStore(Store):
 
     def sqlite_connection(self) -> Any:
         """This thread's SQLCipher connection of the vault (a private attribute: no public one)."""
-        return self.vault._backend._conn
+        return self.vault._kernel.backend._conn
 
     def close(self) -> None:
         self.session.close()
@@ -800,7 +800,7 @@ def sql_timed(
 
     Reaches into the backend's private per-thread connection; for diagnosis only.
     """
-    backend = store.vault._backend
+    backend = store.vault._kernel.backend
     conn = backend._conn  # opens this thread's connection if needed
     sink = new_sink() if sink is None else sink
     backend._local.conn = TimedConnection(conn, sink)

@@ -116,7 +116,7 @@ def fill(vault: ov.Vault, total: int, *, chunk: int = 20_000, seed: int = 1) -> 
     """
     rng = random.Random(seed)
     log = vault.audit
-    backend = vault._backend
+    backend = vault._kernel.backend
     spent = 0.0
     done = 0
     moment = START
@@ -153,7 +153,7 @@ def bench_append(directory: Path, material: bytes, quick: bool) -> list[dict[str
     rows = []
     rng = random.Random(7)
     with new_vault(directory / "append", material) as vault:
-        log, backend = vault.audit, vault._backend
+        log, backend = vault.audit, vault._kernel.backend
         for batch in BATCHES:
             total = (2_000 if quick else 10_000) * (1 if batch == 1 else 4)
             entries = make_entries(total, rng)
@@ -185,7 +185,7 @@ def bench_append_large(vault: ov.Vault, quick: bool) -> dict[str, Any]:
     rng = random.Random(8)
     total = 1_000 if quick else 5_000
     entries = make_entries(total, rng)
-    backend, log = vault._backend, vault.audit
+    backend, log = vault._kernel.backend, vault.audit
     size = log.size()
     times = []
     opened = len(backend.incidents())

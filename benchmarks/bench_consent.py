@@ -39,10 +39,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ownervault as ov
-from ownervault.consent import consent_state
-from ownervault.demo import synthetic_community
 from ownervault.policy import default_policy_dir, load_policy
+from ownervault.policy.consent import consent_state
 from ownervault.records import OwnerProfile
+from ownervault.records.synthetic import synthetic_community
 from ownervault.testing import InMemoryKey
 
 CLERK = ov.Actor("clerk-01", roles=["front_desk"])

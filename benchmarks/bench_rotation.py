@@ -131,7 +131,7 @@ def load(vault: ov.Vault, records: Sequence[Record]) -> float:
 
 def live_envelopes(vault: ov.Vault) -> int:
     """Sealed field envelopes of live records plus encrypted minor dates: what reencrypt redoes."""
-    backend = vault._backend
+    backend = vault._kernel.backend
     total = 0
     for (sealed,) in backend._execute("SELECT sealed FROM records WHERE erased = 0"):
         total += len(crypto.unpack_sealed(bytes(sealed)))

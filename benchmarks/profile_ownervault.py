@@ -174,7 +174,7 @@ def wal_pages(
     """
     items = vault.prepare(people)
     ov_frames = _wal_frames(
-        vault.vault._backend._conn,
+        vault.vault._kernel.backend._conn,
         vault.vault.path / "vault.db-wal",
         lambda: [vault.put(x) for x in items],
     )
@@ -205,7 +205,7 @@ def record_pages(vault: VaultStore, sample: int = 2000) -> str:
     A WITHOUT ROWID row longer than SQLite's local payload limit (about 980 bytes with
     SQLCipher's per-page reserve) spills into an overflow page of its own.
     """
-    conn = vault.vault._backend._conn
+    conn = vault.vault._kernel.backend._conn
     ddl = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'records'")
     row = ddl.fetchone()
     if row is None:

@@ -138,7 +138,7 @@ def pseudonym_of(vault: Vault, record_id: str) -> str:
 
 def drop_trigger(vault: Vault, name: str) -> None:
     """Remove an append-only trigger, as an attacker holding the database key could."""
-    vault._backend._execute(f"DROP TRIGGER {name}")
+    vault._kernel.backend._execute(f"DROP TRIGGER {name}")
 
 
 # --------------------------------------------------------------------------- what is written
@@ -699,7 +699,7 @@ def test_every_stored_entry_is_canonical_json(vault: Vault) -> None:
 def test_an_entry_with_a_float_in_detail_is_refused(vault: Vault, detail: dict[str, Any]) -> None:
     """An AuditEntry carrying a float is refused with ValidationError and nothing is appended."""
     start = mark(vault)
-    with pytest.raises(ValidationError), vault._backend.atomic():
+    with pytest.raises(ValidationError), vault._kernel.backend.atomic():
         entry = AuditEntry(
             action="x", actor="a", roles=("r",), purpose="p", decision="allow", detail=detail
         )
@@ -742,7 +742,7 @@ def test_appends_in_one_transaction_share_a_time_and_take_consecutive_numbers(
         for _ in range(5)
     ]
     moment = _dt.datetime(2026, 2, 3, 4, 5, 6, 789, tzinfo=_dt.timezone(_dt.timedelta(hours=8)))
-    with vault._backend.atomic():
+    with vault._kernel.backend.atomic():
         assert vault.audit.append(entries, now=moment) == start + 5
         assert vault.audit.append([], now=moment) == start + 5
     stored = since(vault, start)
@@ -754,11 +754,11 @@ def test_a_rolled_back_transaction_leaves_no_entry_behind(vault: Vault) -> None:
     """Entries appended in a transaction that fails are rolled back with it; the log verifies."""
     start = mark(vault)
     entry = AuditEntry(action="test", actor="a", roles=("r",), purpose="p", decision="allow")
-    with pytest.raises(RuntimeError), vault._backend.atomic():
+    with pytest.raises(RuntimeError), vault._kernel.backend.atomic():
         vault.audit.append([entry], now=_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC))
         raise RuntimeError("boom")
     assert mark(vault) == start
-    with vault._backend.atomic():
+    with vault._kernel.backend.atomic():
         vault.audit.append([entry], now=_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC))
     assert vault.audit.verify() == start + 1
 
@@ -784,7 +784,7 @@ def test_triggers_reject_changes_to_entries_and_checkpoints(vault: Vault, statem
     before = [(r.seq, r.entry, r.leaf_hash) for r in vault.audit.rows()]
     notes = vault.audit.checkpoints()
     with pytest.raises(StorageError, match="append-only"):
-        vault._backend._execute(statement)
+        vault._kernel.backend._execute(statement)
     assert [(r.seq, r.entry, r.leaf_hash) for r in vault.audit.rows()] == before
     assert vault.audit.checkpoints() == notes
 
@@ -798,7 +798,9 @@ def test_verify_detects_an_entry_rewritten_behind_the_triggers(vault: Vault) -> 
     drop_trigger(vault, "audit_entries_no_update")
     row = next(r for r in vault.audit.rows() if b'"action":"read"' in r.entry)
     forged = row.entry.replace(b'"actor":"clerk-01"', b'"actor":"clerk-99"')
-    vault._backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = ?", (forged, row.seq))
+    vault._kernel.backend._execute(
+        "UPDATE audit_entries SET entry = ? WHERE seq = ?", (forged, row.seq)
+    )
     with pytest.raises(AuditIntegrityError, match=f"entry {row.seq} does not match its hash"):
         vault.audit.verify()
 
@@ -808,7 +810,7 @@ def test_checkpoint_refuses_to_sign_after_an_entry_was_rewritten(vault: Vault) -
     busy_vault(vault)
     drop_trigger(vault, "audit_entries_no_update")
     forged = b'{"forged":true}'
-    vault._backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = 3", (forged,))
+    vault._kernel.backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = 3", (forged,))
     with pytest.raises(AuditIntegrityError):
         vault.checkpoint()
 
@@ -819,7 +821,7 @@ def test_checkpoint_refuses_when_an_entry_and_its_leaf_hash_were_rewritten(vault
     drop_trigger(vault, "audit_entries_no_update")
     row = next(r for r in vault.audit.rows() if b'"action":"read"' in r.entry)
     forged = row.entry.replace(b'"actor":"clerk-01"', b'"actor":"clerk-99"')
-    vault._backend._execute(
+    vault._kernel.backend._execute(
         "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE seq = ?",
         (forged, merkle.leaf_hash(forged), row.seq),
     )
@@ -835,7 +837,7 @@ def rewrite_state(vault: Vault, leaves: list[bytes]) -> None:
     frontier = merkle.Frontier()
     for leaf in leaves:
         frontier = frontier.append(leaf)
-    vault._backend._execute(
+    vault._kernel.backend._execute(
         "UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1",
         (frontier.size, frontier.to_bytes()),
     )
@@ -848,7 +850,7 @@ def test_checkpoint_refuses_a_consistent_rewrite_of_already_signed_entries(vault
     drop_trigger(vault, "audit_entries_no_update")
     row = next(r for r in vault.audit.rows() if b'"action":"read"' in r.entry)
     forged = row.entry.replace(b'"actor":"clerk-01"', b'"actor":"clerk-99"')
-    vault._backend._execute(
+    vault._kernel.backend._execute(
         "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE seq = ?",
         (forged, merkle.leaf_hash(forged), row.seq),
     )
@@ -872,7 +874,7 @@ def test_checkpoint_refuses_a_truncated_log(vault: Vault) -> None:
     size = cp.parse_checkpoint(cp.verify_note(signed, [vault.verifier_key])).size
     drop_trigger(vault, "audit_entries_no_delete")
     keep = size - 4
-    vault._backend._execute("DELETE FROM audit_entries WHERE seq >= ?", (keep,))
+    vault._kernel.backend._execute("DELETE FROM audit_entries WHERE seq >= ?", (keep,))
     rewrite_state(vault, list(vault.audit.leaves(keep)))
     assert vault.audit.verify() == keep
     with pytest.raises(AuditIntegrityError, match=f"checkpoint of {size} was signed"):
@@ -883,7 +885,7 @@ def test_verify_detects_a_deleted_middle_entry(vault: Vault) -> None:
     """A gap in the sequence numbers makes verify report the missing entry."""
     busy_vault(vault)
     drop_trigger(vault, "audit_entries_no_delete")
-    vault._backend._execute("DELETE FROM audit_entries WHERE seq = 5")
+    vault._kernel.backend._execute("DELETE FROM audit_entries WHERE seq = 5")
     with pytest.raises(AuditIntegrityError, match="entry 5 is missing"):
         vault.audit.verify()
 
@@ -894,7 +896,7 @@ def test_verify_detects_a_non_canonical_entry_even_with_a_matching_hash(vault: V
     drop_trigger(vault, "audit_entries_no_update")
     row = next(vault.audit.rows(2, 3))
     spaced = json.dumps(json.loads(row.entry), sort_keys=True, ensure_ascii=False).encode()
-    vault._backend._execute(
+    vault._kernel.backend._execute(
         "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE seq = 2",
         (spaced, merkle.leaf_hash(spaced)),
     )
@@ -962,7 +964,7 @@ def test_checkpoint_note_is_signed_by_the_key_named_after_the_origin(vault: Vaul
 
 def test_audit_log_wraps_any_backend(vault: Vault) -> None:
     """An AuditLog over the vault's backend sees the same size, root and entries."""
-    log = AuditLog(vault._backend)
+    log = AuditLog(vault._kernel.backend)
     assert log.size() == vault.audit.size()
     assert log.root() == vault.audit.root()
     assert list(log.entries()) == list(vault.audit.entries())
@@ -1129,8 +1131,8 @@ def test_entries_where_matches_exact_field_values_however_they_are_escaped(
         AuditEntry(action="read", actor=who, roles=("front_desk",), purpose="p", decision="allow")
         for who in [actor, *others, actor]
     ]
-    with vault._backend.atomic():
-        start = vault.audit.append(entries, now=vault._clock.now()) - len(entries)
+    with vault._kernel.backend.atomic():
+        start = vault.audit.append(entries, now=vault._kernel.clock.now()) - len(entries)
     found = [e["seq"] for e in vault.audit.entries_where(actor=actor)]
     assert found == [start, start + len(entries) - 1]
     assert canonical_json({"actor": actor}).decode()[1:-1].encode() in b"".join(

@@ -26,9 +26,9 @@ from ownervault.breach import (
     IncidentStatus,
     load_breach_config,
     parse_duration,
-    run_drill,
 )
 from ownervault.cli import main
+from ownervault.drill import run_drill
 from ownervault.exceptions import (
     AuditIntegrityError,
     ConfigurationError,
@@ -131,7 +131,7 @@ def register(vault: Vault, owners: list[OwnerProfile]) -> list[str]:
 
 def pseudonyms(vault: Vault, record_ids: list[str]) -> set[str]:
     """The pseudonyms of the records' subjects."""
-    return {r.pseudonym for r in vault._backend.get_records(record_ids)}
+    return {r.pseudonym for r in vault._kernel.backend.get_records(record_ids)}
 
 
 def personal_values(owners: list[OwnerProfile]) -> list[str]:
@@ -255,7 +255,7 @@ def test_front_desk_reading_300_id_numbers_at_2am_opens_one_complete_incident(
     assert "Identity data" in notice["en"]["body"]
 
     everything = "\n".join(r.payload for r in bvault.incidents.outbox())
-    row = bvault._backend.get_incident(incident.incident_id)
+    row = bvault._kernel.backend.get_incident(incident.incident_id)
     assert row is not None
     stored = row.document + "\n" + everything
     for value in personal_values(owners):
@@ -337,7 +337,7 @@ def test_compromised_key_computes_owner_notice_required(
 ) -> None:
     """Marking a data key compromised opens an incident whose owner notice is required."""
     ids = register(bvault, [make_owner() for _ in range(3)])
-    [victim] = bvault._backend.get_records(ids[:1])
+    [victim] = bvault._kernel.backend.get_records(ids[:1])
     bvault.keys.mark_compromised(victim.key_id.hex(), actor=ADMIN)
     [incident] = bvault.incidents.all()
     assert incident.detectors == ("key_compromised",)
@@ -374,7 +374,7 @@ def test_ciphertext_only_exposure_with_healthy_keys_is_exempt_until_a_key_is_com
     opened = [e for e in bvault.audit.entries() if e["action"] == "incident.open"]
     assert opened[-1]["detail"]["owner_notice"] == "exempt"
 
-    [record] = bvault._backend.get_records(ids[:1])
+    [record] = bvault._kernel.backend.get_records(ids[:1])
     bvault.keys.mark_compromised(record.key_id.hex(), actor=ADMIN)
     refreshed = bvault.incidents.refresh(incident.incident_id, actor=DPO)
     assert refreshed.assessment is not None
@@ -571,10 +571,12 @@ def test_audit_tamper_locks_the_vault_until_an_admin_acknowledges(
 ) -> None:
     """A verification failure opens a tamper incident and locks all but officers' reads."""
     ids = register(bvault, [make_owner() for _ in range(2)])
-    bvault._backend._execute("DROP TRIGGER audit_entries_no_update")
+    bvault._kernel.backend._execute("DROP TRIGGER audit_entries_no_update")
     row = next(r for r in bvault.audit.rows() if b'"action":"create"' in r.entry)
     forged = row.entry.replace(b'"actor":"clerk-01"', b'"actor":"clerk-99"')
-    bvault._backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = ?", (forged, row.seq))
+    bvault._kernel.backend._execute(
+        "UPDATE audit_entries SET entry = ? WHERE seq = ?", (forged, row.seq)
+    )
 
     with pytest.raises(AuditIntegrityError):
         bvault.audit.verify()
@@ -614,9 +616,9 @@ def test_a_new_kind_of_tamper_locks_again(
 ) -> None:
     """After an acknowledged failure, a different integrity failure opens and locks anew."""
     register(bvault, [make_owner()])
-    bvault._backend._execute("DROP TRIGGER audit_entries_no_update")
+    bvault._kernel.backend._execute("DROP TRIGGER audit_entries_no_update")
     rows = list(bvault.audit.rows())
-    bvault._backend._execute(
+    bvault._kernel.backend._execute(
         "UPDATE audit_entries SET entry = ? WHERE seq = ?", (b"{}", rows[-1].seq)
     )
     with pytest.raises(AuditIntegrityError):
@@ -624,7 +626,7 @@ def test_a_new_kind_of_tamper_locks_again(
     first = bvault.locked_by
     assert first is not None
     bvault.incidents.acknowledge(first, actor=ADMIN)
-    bvault._backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = ?", (b"{}", 0))
+    bvault._kernel.backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = ?", (b"{}", 0))
     with pytest.raises(AuditIntegrityError):
         bvault.incidents.verify_audit()
     assert bvault.locked_by not in (None, first)
@@ -745,8 +747,8 @@ def test_cli_verify_and_acknowledge_lift_the_lock(
     path = tmp_path / "cli-vault"
     with Vault.create(path, key=key, policy=pack) as vault:
         register(vault, [make_owner()])
-        vault._backend._execute("DROP TRIGGER audit_entries_no_update")
-        vault._backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = 1", (b"{}",))
+        vault._kernel.backend._execute("DROP TRIGGER audit_entries_no_update")
+        vault._kernel.backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = 1", (b"{}",))
     common = ["--key-file", str(key.path), "--policy", str(pack)]
     runner = CliRunner()
     failed = runner.invoke(main, ["incident", "verify", str(path), *common])

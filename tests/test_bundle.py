@@ -25,8 +25,8 @@ from click.testing import CliRunner
 from faker import Faker
 
 from ownervault import Actor, PassphraseKey, Vault, merkle
-from ownervault import bundle as bundle_module
 from ownervault import checkpoint as cp
+from ownervault.audit import bundle as bundle_module
 from ownervault.bundle import VerificationReport, verify_bundle
 from ownervault.cli import main
 from ownervault.exceptions import (
@@ -528,17 +528,17 @@ def test_an_older_bundle_against_a_newer_checkpoint_reports_that_the_log_shrank(
 
 def _drop_triggers(vault: Vault) -> None:
     for name in ("entries_no_update", "entries_no_delete", "checkpoints_no_delete"):
-        vault._backend._execute(f"DROP TRIGGER audit_{name}")
+        vault._kernel.backend._execute(f"DROP TRIGGER audit_{name}")
 
 
 def _rewind(vault: Vault, keep: int) -> None:
     """Delete every entry from ``keep`` on, every checkpoint past it, and rewind the frontier."""
-    vault._backend._execute("DELETE FROM audit_entries WHERE seq >= ?", (keep,))
-    vault._backend._execute("DELETE FROM audit_checkpoints WHERE size > ?", (keep,))
+    vault._kernel.backend._execute("DELETE FROM audit_entries WHERE seq >= ?", (keep,))
+    vault._kernel.backend._execute("DELETE FROM audit_checkpoints WHERE size > ?", (keep,))
     frontier = merkle.Frontier()
     for leaf in vault.audit.leaves(keep):
         frontier = frontier.append(leaf)
-    vault._backend._execute(
+    vault._kernel.backend._execute(
         "UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1",
         (frontier.size, frontier.to_bytes()),
     )
@@ -575,12 +575,12 @@ def test_rewriting_signed_entries_is_caught_against_a_kept_checkpoint(
     target = next(r for r in rows if b'"guard-07"' in r.entry)
     forged = target.entry.replace(b'"guard-07"', b'"guard-99"')
     _rewind(vault, target.seq)
-    vault._backend._execute(
+    vault._kernel.backend._execute(
         "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)",
         (target.seq, forged, merkle.leaf_hash(forged)),
     )
     for row in rows[target.seq + 1 :]:
-        vault._backend._execute(
+        vault._kernel.backend._execute(
             "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)",
             (row.seq, row.entry, row.leaf_hash),
         )

@@ -241,8 +241,8 @@ def test_a_writer_waits_for_the_write_lock_and_gives_up_after_the_busy_timeout(
     """BEGIN IMMEDIATE is retried while another connection writes; past the timeout it fails."""
     vault = Vault.create(tmp_path / "vault", key=KeyFileKey.generate(tmp_path / "root.key"))
     try:
-        holder = vault._backend
-        waiter = SQLCipherBackend(vault.path / "vault.db", vault._db_key, busy_timeout=0.3)
+        holder = vault._kernel.backend
+        waiter = SQLCipherBackend(vault.path / "vault.db", vault._kernel._db_key, busy_timeout=0.3)
         locked, release = threading.Event(), threading.Event()
 
         def hold() -> None:

@@ -25,7 +25,6 @@ import ownervault as ov
 from ownervault import crypto
 from ownervault.audit import format_time
 from ownervault.cli import main as cli_main
-from ownervault.consent import ConsentRecord, ConsentStatus, consent_state
 from ownervault.exceptions import (
     AccessDeniedError,
     ConsentRequiredError,
@@ -34,6 +33,7 @@ from ownervault.exceptions import (
     ValidationError,
 )
 from ownervault.policy import Actor, Policy, default_policy_dir, load_policy
+from ownervault.policy.consent import ConsentRecord, ConsentStatus, consent_state
 from ownervault.records import OwnerProfile, Unit
 from ownervault.testing import FrozenClock, InMemoryKey
 

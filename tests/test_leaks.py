@@ -161,7 +161,7 @@ def test_no_personal_value_or_key_in_vault_files(
         for i, phone in list(new_phones.items())[:20]:
             assert session.get(OwnerProfile, owner_ids[i])["phone"] == phone
 
-    header = vault._header
+    header = vault._kernel.header
     root = key.load_root(header.provider_params)
     secrets: dict[bytes, str] = {PASSPHRASE.encode("utf-8"): "passphrase"}
     for slot in ("db", "keyring", "signing"):

@@ -163,7 +163,7 @@ def test_migrate_command_moves_a_vault_without_changing_a_byte(
         vault.keys.run(job.job_id, actor=ADMIN, batch_size=3, max_batches=1)
         expected = _read_all(vault, {r: v for r, v in by_id.items() if v.subject_id != erased})
     with Vault.open(source, key=key) as vault:
-        embedded = vault._embedded_backend("test")
+        embedded = vault._kernel.embedded_backend("test")
         file_rows = {t: sorted(embedded.table_rows(t), key=repr) for t in COPY_ORDER}
         file_size = vault.audit.size()
         file_root = vault.audit.root()
@@ -503,7 +503,7 @@ def test_batches_larger_than_one_statement_are_stored_whole(pg_database: str) ->
             ]
         assert vault.audit.size() == before + 2100 + 2 + 2
         assert vault.audit.verify() == vault.audit.size()
-        assert vault._backend._scalar("SELECT count(*) FROM records") == 2100  # type: ignore[attr-defined]
+        assert vault._kernel.backend._scalar("SELECT count(*) FROM records") == 2100  # type: ignore[attr-defined]
 
 
 def test_nested_atomic_rolls_back_to_its_savepoint(pg_database: str) -> None:
@@ -541,7 +541,7 @@ def test_append_only_tables_refuse_update_delete_and_truncate(pg_database: str) 
             "TRUNCATE consents",
         ):
             with pytest.raises(StorageError, match="append-only"):
-                vault._backend._execute(statement)  # type: ignore[attr-defined]
+                vault._kernel.backend._execute(statement)  # type: ignore[attr-defined]
         assert vault.audit.verify() == vault.audit.size()
 
 

@@ -835,7 +835,7 @@ def _fail_ciphertext_deletion(vault: ov.Vault, monkeypatch: pytest.MonkeyPatch) 
     def fail(pseudonym: str, at: str) -> tuple[int, int]:
         raise StorageError("database error: disk I/O error")
 
-    monkeypatch.setattr(vault._backend, "erase_subject", fail)
+    monkeypatch.setattr(vault._kernel.backend, "erase_subject", fail)
 
 
 def test_erasure_failing_midway_changes_nothing(
@@ -976,14 +976,14 @@ def test_requests_have_due_dates_refusals_need_reasons_and_overdue_listed(
         with pytest.raises(ValidationError):
             s.close_request(closed.request_id, status="completed", outcome="")
 
-    assert overdue_requests(vault, T0 + _dt.timedelta(days=15)) == []
-    late = overdue_requests(vault, T0 + _dt.timedelta(days=16))
+    assert overdue_requests(vault._kernel, T0 + _dt.timedelta(days=15)) == []
+    late = overdue_requests(vault._kernel, T0 + _dt.timedelta(days=16))
     assert [r.request_id for r in late] == [default.request_id]
-    later = overdue_requests(vault, T0 + _dt.timedelta(days=29))
+    later = overdue_requests(vault._kernel, T0 + _dt.timedelta(days=29))
     assert {r.request_id for r in later} == {default.request_id, custom.request_id}
     with vault.session(DPO, "subject_access_request") as s:
         s.close_request(default.request_id, status="completed", outcome="")
-    assert [r.request_id for r in overdue_requests(vault, T0 + _dt.timedelta(days=29))] == [
+    assert [r.request_id for r in overdue_requests(vault._kernel, T0 + _dt.timedelta(days=29))] == [
         custom.request_id
     ]
 

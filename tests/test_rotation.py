@@ -34,7 +34,6 @@ import pytest
 from click.testing import CliRunner
 
 from ownervault import Actor, KeyFileKey, PassphraseKey, Vault, crypto
-from ownervault import maintenance as maint
 from ownervault.cli import main
 from ownervault.exceptions import (
     DecryptionError,
@@ -47,11 +46,12 @@ from ownervault.exceptions import (
     VaultNotFoundError,
     WrongKeyError,
 )
+from ownervault.kernel import subject_context as _subject_context
 from ownervault.keys import KeyKind, KeyState, VaultHeader
+from ownervault.keys.admin import backups as maint
 from ownervault.records import OwnerProfile, Record, Unit, Vehicle, normalise
 from ownervault.storage.sqlcipher import SQLCipherBackend
 from ownervault.testing import FAST_ARGON2, FrozenClock, InMemoryKey
-from ownervault.vault import _subject_context
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
 DPO = Actor("dpo-01", roles=["compliance_officer"])
@@ -114,16 +114,18 @@ def _key_actions(vault: Vault, start: int) -> list[str]:
 
 
 def _live_records(vault: Vault) -> list[Any]:
-    rows = vault._backend._execute("SELECT record_id FROM records WHERE erased = 0").fetchall()
-    return vault._backend.get_records([str(r[0]) for r in rows])
+    rows = vault._kernel.backend._execute(
+        "SELECT record_id FROM records WHERE erased = 0"
+    ).fetchall()
+    return vault._kernel.backend.get_records([str(r[0]) for r in rows])
 
 
 def _keks(vault: Vault) -> dict[str, crypto.SecretKey]:
     """Every KEK whose bytes still exist, unwrapped from the keyring (hex id -> key)."""
     out = {}
-    for row in vault._backend.keys_of_kind(KeyKind.KEK.value):
+    for row in vault._kernel.backend.keys_of_kind(KeyKind.KEK.value):
         if row.wrapped is not None:
-            material = vault._unwrap_system(row, KeyKind.KEK)
+            material = vault._kernel.keys.unwrap_system(row, KeyKind.KEK)
             out[row.key_id.hex()] = crypto.SecretKey(material, key_id=row.key_id)
     return out
 
@@ -133,7 +135,7 @@ def _kek_matrix(vault: Vault) -> dict[str, frozenset[str]]:
     keks = _keks(vault)
     out: dict[str, frozenset[str]] = {}
     for record in _live_records(vault):
-        row = vault._backend.get_key(record.key_id)
+        row = vault._kernel.backend.get_key(record.key_id)
         assert row is not None
         openers = set()
         if row.wrapped is not None:
@@ -152,7 +154,7 @@ def _data_keys(vault: Vault) -> dict[str, crypto.FieldKey]:
     """Every subject data key whose bytes still exist (hex id -> key)."""
     keks = _keks(vault)
     out = {}
-    for row in vault._backend.keys_of_kind(KeyKind.SUBJECT.value):
+    for row in vault._kernel.backend.keys_of_kind(KeyKind.SUBJECT.value):
         if row.wrapped is None:
             continue
         kek = keks[row.wrapped_by.hex()]
@@ -170,7 +172,7 @@ def _data_matrix(vault: Vault) -> dict[str, frozenset[str]]:
         openers = set()
         for key_id, key in keys.items():
             try:
-                vault._decrypt_fields(record, key, names)
+                vault._kernel.keys.decrypt_fields(record, key, names)
             except DecryptionError:
                 continue
             openers.add(key_id)
@@ -181,9 +183,9 @@ def _data_matrix(vault: Vault) -> dict[str, frozenset[str]]:
 def _index_matrix(vault: Vault, expected: Mapping[str, Record]) -> dict[str, frozenset[str]]:
     """Record id -> the index keys under which the record's searched field has a stored token."""
     keys = {}
-    for row in vault._backend.keys_of_kind(KeyKind.INDEX.value):
+    for row in vault._kernel.backend.keys_of_kind(KeyKind.INDEX.value):
         if row.wrapped is not None:
-            material = vault._unwrap_system(row, KeyKind.INDEX)
+            material = vault._kernel.keys.unwrap_system(row, KeyKind.INDEX)
             keys[row.key_id.hex()] = crypto.IndexKey(material, key_id=row.key_id)
     out: dict[str, frozenset[str]] = {}
     for rid, record in expected.items():
@@ -197,7 +199,7 @@ def _index_matrix(vault: Vault, expected: Mapping[str, Record]) -> dict[str, fro
             key_id
             for key_id, key in keys.items()
             if rid
-            in vault._backend.find_tokens(
+            in vault._kernel.backend.find_tokens(
                 record.record_type, field, key.token(record.record_type, field, value)
             )
         )
@@ -217,10 +219,10 @@ def _assert_findable(vault: Vault, expected: Mapping[str, Record]) -> None:
 
 def _wrapped_by(vault: Vault, expected: Mapping[str, Record]) -> set[str]:
     """Hex ids of the KEKs wrapping the data keys of the given records' subjects."""
-    rows = vault._backend.get_records(list(expected))
+    rows = vault._kernel.backend.get_records(list(expected))
     out = set()
     for row in rows:
-        key = vault._backend.get_key(row.key_id)
+        key = vault._kernel.backend.get_key(row.key_id)
         assert key is not None
         out.add(key.wrapped_by.hex())
     return out
@@ -231,7 +233,7 @@ def _sha256(path: Path) -> str:
 
 
 def _table_dump(vault: Vault, table: str) -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in vault._backend._execute(f"SELECT * FROM {table} ORDER BY 1")]
+    return [tuple(r) for r in vault._kernel.backend._execute(f"SELECT * FROM {table} ORDER BY 1")]
 
 
 def _job(vault: Vault, job_id: str) -> Any:
@@ -318,10 +320,10 @@ def test_kek_lifecycle_matrix_by_hand(
     assert vault.keys.destroy(k1, actor=ADMIN).state is KeyState.DESTROYED
     assert _key_actions(vault, seq) == ["key.destroy"]
 
-    row = vault._backend.get_key(bytes.fromhex(k1))
+    row = vault._kernel.backend.get_key(bytes.fromhex(k1))
     assert row is not None and row.wrapped is None
     assert k1 not in _keks(vault)
-    assert vault._backend.subject_keys_wrapped_by(bytes.fromhex(k1), b"", 100) == []
+    assert vault._kernel.backend.subject_keys_wrapped_by(bytes.fromhex(k1), b"", 100) == []
     assert _kek_matrix(vault) == {rid: frozenset({k2}) for rid in everything}
     _assert_readable(vault, everything)
     assert vault.audit.verify() == vault.audit.size()
@@ -409,7 +411,7 @@ def test_kek_rotation_matrix_through_rewrap_job(
     seq = vault.audit.size()
     vault.keys.destroy(k1, actor=ADMIN)
     assert _key_actions(vault, seq) == ["key.destroy"]
-    assert vault._backend.subject_keys_wrapped_by(bytes.fromhex(k1), b"", 100) == []
+    assert vault._kernel.backend.subject_keys_wrapped_by(bytes.fromhex(k1), b"", 100) == []
     assert _kek_matrix(vault) == {rid: frozenset({k2}) for rid in everything}
     # Rewrapping is O(keys): no record ciphertext was rewritten.
     assert {r.record_id: r.sealed for r in _live_records(vault) if r.record_id in initial} == (
@@ -601,7 +603,7 @@ def test_index_rotation_matrix_and_finds_during_and_after_reindex(
     people = People(make_owner)
     everything = people.put(vault, 5)
     i1 = vault.keys.primary(KeyKind.INDEX)
-    subjects = vault._backend._execute("SELECT count(*) FROM subjects").fetchone()[0]
+    subjects = vault._kernel.backend._execute("SELECT count(*) FROM subjects").fetchone()[0]
     assert set(_index_matrix(vault, everything).values()) == {frozenset({i1})}
 
     seq = vault.audit.size()
@@ -635,7 +637,7 @@ def test_index_rotation_matrix_and_finds_during_and_after_reindex(
         ]
         with vault.session(CLERK, "owner_registration") as session:
             everything |= dict(zip(session.put_many(units), units, strict=True))
-        count = vault._backend._execute("SELECT count(*) FROM subjects").fetchone()[0]
+        count = vault._kernel.backend._execute("SELECT count(*) FROM subjects").fetchone()[0]
         assert count == subjects + 1  # the one late owner, nobody duplicated
 
     assert mixed
@@ -661,7 +663,7 @@ def test_index_rotation_matrix_and_finds_during_and_after_reindex(
                 unit_number="u",
             )
         )
-    count = vault._backend._execute("SELECT count(*) FROM subjects").fetchone()[0]
+    count = vault._kernel.backend._execute("SELECT count(*) FROM subjects").fetchone()[0]
     assert count == subjects + 2
     _assert_readable(vault, everything)
     assert vault.audit.verify() == vault.audit.size()
@@ -754,7 +756,7 @@ def test_root_rotation_is_header_only_and_retires_the_old_key(
         everything: Expected = dict(zip(session.put_many(batch), batch, strict=True))
     passphrase = PassphraseKey("新的口令 correct horse", argon2=FAST_ARGON2)
     # Fold the WAL into vault.db, so any write by the rotation would show in the file.
-    vault._backend._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    vault._kernel.backend._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     before = _sha256(path / "vault.db")
     tables = {t: _table_dump(vault, t) for t in ("keys", "records", "subjects", "blind_index")}
     seq = vault.audit.size()
@@ -908,10 +910,10 @@ def _check_after_crashes(
                 if e["action"] in ("key.job_batch", "key.job_done") and e["detail"]["job"] == job_id
             ]
             assert sum(items) == job.total
-        assert vault._backend._execute("SELECT count(*) FROM records").fetchone()[0] == len(
+        assert vault._kernel.backend._execute("SELECT count(*) FROM records").fetchone()[0] == len(
             expected
         )
-        split = vault._backend._execute(
+        split = vault._kernel.backend._execute(
             "SELECT count(*) FROM records AS r JOIN subjects AS s ON s.pseudonym = r.pseudonym "
             "WHERE r.key_id != s.key_id"
         ).fetchone()[0]
@@ -1110,7 +1112,7 @@ def test_backup_while_writing_restores_a_consistent_snapshot(
         assert not errors, errors
         # Data backups hold no subject data keys; a key backup taken now opens all three.
         vault.export_key_backup(tmp_path / "keys.json", actor=ADMIN)
-        db_key = vault._db_key
+        db_key = vault._kernel._db_key
     finally:
         vault.close()
 
@@ -1122,7 +1124,10 @@ def test_backup_while_writing_restores_a_consistent_snapshot(
             summary.path, tmp_path / f"restored-{n}", key=key, key_backup=tmp_path / "keys.json"
         )
         with restored:
-            ids = [str(r[0]) for r in restored._backend._execute("SELECT record_id FROM records")]
+            ids = [
+                str(r[0])
+                for r in restored._kernel.backend._execute("SELECT record_id FROM records")
+            ]
             assert len(ids) % 10 == 0
             counts.append(len(ids))
             creates = sum(1 for e in restored.audit.entries() if e["action"] == "create")
@@ -1163,10 +1168,11 @@ def _all_cells(vault: Vault) -> bytes:
     """Every cell of every table of the (decrypted) database, as bytes."""
     out = bytearray()
     tables = [
-        r[0] for r in vault._backend._execute("SELECT name FROM sqlite_master WHERE type='table'")
+        r[0]
+        for r in vault._kernel.backend._execute("SELECT name FROM sqlite_master WHERE type='table'")
     ]
     for table in tables:
-        for row in vault._backend._execute(f"SELECT * FROM {table}"):
+        for row in vault._kernel.backend._execute(f"SELECT * FROM {table}"):
             for cell in row:
                 if isinstance(cell, bytes | bytearray | memoryview):
                     out += bytes(cell)
@@ -1212,10 +1218,10 @@ def test_backup_after_erasure_holds_nothing_readable_of_the_owner(
     )
     with restored:
         _assert_erased(restored, gone_records, gone)
-        key_row = restored._backend.get_key(bytes.fromhex(result.key_id))
+        key_row = restored._kernel.backend.get_key(bytes.fromhex(result.key_id))
         assert key_row is not None
         assert (key_row.state, key_row.wrapped) == (KeyState.DESTROYED.value, None)
-        rows = restored._backend.get_records(list(gone_records))
+        rows = restored._kernel.backend.get_records(list(gone_records))
         assert all(r.erased and r.sealed == b"" for r in rows)
         cells = _all_cells(restored)
         for value in (gone.name, gone.phone, gone.id_number, gone.subject_id, "京Q99999"):
@@ -1287,7 +1293,7 @@ def test_old_backups_after_every_kind_of_rotation(
 
 def _raw_copy(vault: Vault, out: Path) -> Path:
     """A copy of vault.db as it is now (the WAL folded in first)."""
-    vault._backend._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    vault._kernel.backend._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     out.mkdir()
     shutil.copy2(vault.path / "vault.db", out / "vault.db")
     shutil.copy2(vault.path / "vault.header", out / "vault.header")
@@ -1442,7 +1448,7 @@ def test_cli_rotation_backup_and_restore_smoke(
     with Vault.open(path, key=KeyFileKey(key)) as vault:
         everything = People(make_owner).put(vault, 6)
         old_kek = vault.keys.primary(KeyKind.KEK)
-        secrets = [vault._db_key, vault._keyring.material()]
+        secrets = [vault._kernel._db_key, vault._kernel.keys.keyring.material()]
         secrets += [k.material() for k in _keks(vault).values()]
 
     status = json.loads(ok("keys", "status", str(path), "--key-file", str(key), "--json"))

@@ -72,7 +72,9 @@ from ownervault.testing import FAST_ARGON2, FrozenClock, InMemoryKey
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
 #: Record types shipped with ownervault (other tests may register their own).
-SHIPPED_TYPES = sorted(n for n, c in RECORD_TYPES.items() if c.__module__ == "ownervault.records")
+SHIPPED_TYPES = sorted(
+    n for n, c in RECORD_TYPES.items() if c.__module__ == "ownervault.records.types"
+)
 
 #: Who may create each shipped record type under the default policy pack.
 CREATORS: dict[str, tuple[str, str]] = {
@@ -151,7 +153,7 @@ def leaks() -> Iterator[LeakCheck]:
 
 
 def _count(vault: Vault, sql: str, *params: object) -> int:
-    return int(vault._backend._execute(sql, params).fetchone()[0])
+    return int(vault._kernel.backend._execute(sql, params).fetchone()[0])
 
 
 def _tokens(vault: Vault, record_ids: list[str]) -> int:
@@ -164,7 +166,9 @@ def _tokens(vault: Vault, record_ids: list[str]) -> int:
 
 def _sealed(vault: Vault, record_id: str) -> bytes:
     """The stored sealed blob (every field envelope of the record, packed)."""
-    row = vault._backend._execute("SELECT sealed FROM records WHERE record_id = ?", (record_id,))
+    row = vault._kernel.backend._execute(
+        "SELECT sealed FROM records WHERE record_id = ?", (record_id,)
+    )
     return bytes(row.fetchone()[0])
 
 
@@ -467,7 +471,7 @@ def test_moved_ciphertext_does_not_decrypt(
     }[source]
     envelopes = crypto.unpack_sealed(_sealed(vault, victim_id))
     envelopes["phone"] = crypto.unpack_sealed(_sealed(vault, from_record))[from_field]
-    vault._backend._execute(
+    vault._kernel.backend._execute(
         "UPDATE records SET sealed = ? WHERE record_id = ?",
         (crypto.pack_sealed(envelopes), victim_id),
     )
@@ -784,7 +788,7 @@ def test_erase_subject_crypto_shreds_everything(
     leaks.watch(result)
     assert result.records == 2 and result.index_tokens > 0
 
-    state, wrapped = vault._backend._execute(
+    state, wrapped = vault._kernel.backend._execute(
         "SELECT state, wrapped FROM keys WHERE key_id = ?", (bytes.fromhex(result.key_id),)
     ).fetchone()
     assert (state, wrapped) == ("destroyed", None)
@@ -1140,7 +1144,7 @@ def test_reprs_show_no_secret_or_personal_value(
     leaks.watch(key, key_file, EnvKey("OWNERVAULT_TEST_KEY"), InMemoryKey(), owner, unit, account)
 
     with Vault.create(vault_location, key=key) as vault:
-        raw = vault._header
+        raw = vault._kernel.header
         root = key.load_root(raw.provider_params)
         leaks.secret(*(raw.unwrap(root, slot).hex() for slot in ("db", "keyring", "signing")))
         session = vault.session(clerk, "owner_registration")
@@ -1149,7 +1153,7 @@ def test_reprs_show_no_secret_or_personal_value(
         with vault.session(dpo, "subject_access_request") as reader:
             full = reader.get(OwnerProfile, rid)
         assert full["id_number"] == owner.id_number
-        leaks.watch(vault, session, view, full, full.ref, vault.key_status(), vault._backend)
+        leaks.watch(vault, session, view, full, full.ref, vault.key_status(), vault._kernel.backend)
         with leaks.raises(ValidationError):
             OwnerProfile(subject_id=owner.subject_id, name=owner.name * 201)
         with leaks.raises(ValidationError):
@@ -1315,7 +1319,7 @@ def test_access_history_returns_exactly_one_subjects_entries(vault: Vault, dpo: 
         )
         s.get(OwnerProfile, ids[2])
         s.get_many(OwnerProfile, ids)
-    pseudonym = vault._backend.get_records([ids[2]])[0].pseudonym
+    pseudonym = vault._kernel.backend.get_records([ids[2]])[0].pseudonym
     expected = [e for e in vault.audit.entries() if e.get("subject") == pseudonym]
     with vault.session(dpo, "subject_access_request") as s:
         history = s.access_history("owner-2")

@@ -23,8 +23,8 @@ from .breach import (
     IncidentKind,
     IncidentStatus,
     load_breach_config,
-    run_drill,
 )
+from .drill import run_drill
 from .policy import Actor, load_policy
 from .vault import Vault
 

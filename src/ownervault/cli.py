@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 import click
 
 from . import exceptions as exc
-from .demo import synthetic_community
 from .keys import KeyFileKey, PassphraseKey
 from .policy import Actor, load_policy
 from .records import OwnerProfile, Vehicle
+from .records.synthetic import synthetic_community
 from .typing import KeyProvider
 from .vault import Vault
 
@@ -534,7 +534,7 @@ def audit_export(
 @_errors
 def audit_verify(bundle: Path, vkeys: tuple[str, ...], previous: Path | None) -> None:
     """Verify an exported bundle offline: integrity, completeness, consistency."""
-    from .bundle import verify_bundle
+    from .audit.bundle import verify_bundle
 
     report = verify_bundle(
         bundle, list(vkeys), previous=previous.read_text(encoding="utf-8") if previous else None
@@ -607,7 +607,7 @@ def audit_subject(
 @_errors
 def audit_report(path: Path, html_out: Path, key_file: Path | None) -> None:
     """Write a self-contained HTML compliance report (charts inline, no personal data)."""
-    from .report import collect, render_html
+    from .audit.report import collect, render_html
 
     with Vault.open(path, key=_key_provider(key_file)) as vault:
         try:
@@ -1017,7 +1017,7 @@ def subject_erase(
 @_errors
 def subject_verify_receipt(receipt: Path, vkeys: tuple[str, ...]) -> None:
     """Check an erasure receipt's signature offline."""
-    from .checkpoint import verify_note
+    from .audit.checkpoint import verify_note
 
     body = verify_note(receipt.read_text(encoding="utf-8"), list(vkeys))
     click.echo("receipt signature: ok")
@@ -1106,7 +1106,7 @@ from .breach_cli import incident  # noqa: E402
 
 main.add_command(incident)
 
-from .migrate import migrate_command  # noqa: E402
+from .migrate_cli import migrate_command  # noqa: E402
 
 main.add_command(migrate_command)
 

@@ -24,41 +24,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, cast
 
 import attrs
-import click
 
-from . import merkle
-from .exceptions import AuditIntegrityError, StorageError, VaultError, VaultExistsError
+from .audit import merkle
+from .exceptions import AuditIntegrityError, VaultError
+from .kernel import Kernel, open_kernel
+from .keys import KeyProvider
 from .policy import Policy
-from .storage.base import TABLES
-from .typing import KeyProvider
-from .vault import Vault, _database_url, _redact_url, _server_backend
+from .storage import connect_server, database_url, redact_location
+from .storage.migrate import COPY_ORDER, copy_tables
 
 if TYPE_CHECKING:
     from .storage.postgres import PostgresBackend
 
-__all__ = ["COPY_ORDER", "MigrationReport", "migrate_command", "migrate_vault"]
-
-#: Tables in the order they are copied (a row's foreign keys arrive before it).
-COPY_ORDER: Final = (
-    "keys",
-    "subjects",
-    "records",
-    "blind_index",
-    "consents",
-    "holds",
-    "rights_requests",
-    "disclosures",
-    "jobs",
-    "incidents",
-    "outbox",
-    "audit_entries",
-    "audit_state",
-    "audit_checkpoints",
-    "meta",
-)
+__all__ = ["COPY_ORDER", "MigrationReport", "migrate_vault"]
 
 
 @attrs.frozen
@@ -76,6 +57,17 @@ class MigrationReport:
     audit_size: int
     #: The checkpoint signed on the server after the move.
     checkpoint: str
+
+
+def _opened(path: str | Path, key: KeyProvider, policy: Policy | str | Path | None) -> Kernel:
+    """Open a vault's kernel as ``Vault.open`` does, recording the policy pack it runs with."""
+    kernel = open_kernel(path, key=key, policy=policy, clock=None)
+    try:
+        kernel.record_policy_load()
+    except BaseException:
+        kernel.close()
+        raise
+    return kernel
 
 
 def migrate_vault(
@@ -98,50 +90,31 @@ def migrate_vault(
         StorageError: a table's row count differs after the copy (nothing is committed).
         AuditIntegrityError: the copied audit log does not verify on the server.
     """
-    if _database_url(target) is None:
+    if database_url(target) is None:
         raise VaultError("the target must be a postgresql:// URL")
-    if _database_url(str(source)) is not None:
+    if database_url(str(source)) is not None:
         raise VaultError("the source must be an embedded vault directory")
-    with Vault.open(Path(source), key=key, policy=policy) as vault:
-        embedded = vault._embedded_backend("migration")
-        header = vault._header
-        server = cast("PostgresBackend", _server_backend(target))
+    kernel = _opened(Path(source), key, policy)
+    try:
+        embedded = kernel.embedded_backend("migration")
+        header = kernel.header
+        server = cast("PostgresBackend", connect_server(target))
         try:
-            server.migrate()
-            if server.get_meta("vault_id"):
-                raise VaultExistsError("that database already holds an ownervault vault")
-            busy = [t for t in COPY_ORDER if t != "audit_state" and server.count_rows(t)]
-            if busy:
-                raise VaultExistsError(f"that database is not empty (table {busy[0]} has rows)")
-            counts: dict[str, int] = {}
-            with embedded.atomic(), server.atomic():
-                size, state = embedded.audit_state()
-                for table in COPY_ORDER:
-                    copied = server.load_rows(table, embedded.table_rows(table))
-                    counts[table] = embedded.count_rows(table)
-                    if copied != counts[table]:
-                        raise StorageError(
-                            f"table {table}: {counts[table]} rows in the file, {copied} copied"
-                        )
-                    if progress is not None:
-                        progress(table, copied)
-                server.set_meta("header", header.dumps().decode("utf-8"))
-                for table in TABLES:
-                    stored = server.count_rows(table) - (1 if table == "meta" else 0)
-                    if stored != counts[table]:
-                        raise StorageError(
-                            f"table {table}: {counts[table]} rows in the file, {stored} on the "
-                            "server"
-                        )
+            counts, size, state = copy_tables(
+                embedded, server, header=header.dumps().decode("utf-8"), progress=progress
+            )
         finally:
             server.close()
+    finally:
+        kernel.close()
     source_root = merkle.Frontier.from_bytes(state).root()
-    with Vault.open(target, key=key, policy=policy) as moved:
+    moved = _opened(target, key, policy)
+    try:
         if merkle.root(moved.audit.rehashed_leaves(size)) != source_root:
             raise AuditIntegrityError(
                 "the audit log on the server does not have the file's Merkle root"
             )
-        moved._record_system(
+        moved.record_system(
             "vault.migrate",
             detail={
                 "from": "sqlcipher",
@@ -152,64 +125,14 @@ def migrate_vault(
         )
         audit_size = moved.audit.verify()
         note = moved.checkpoint()
+    finally:
+        moved.close()
     return MigrationReport(
         vault_id=header.vault_id,
-        target=_redact_url(target),
+        target=redact_location(target),
         counts=counts,
         audit_entries=size,
         audit_root=source_root.hex(),
         audit_size=audit_size,
         checkpoint=note,
     )
-
-
-@click.command("migrate")
-@click.argument("source", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.argument("target")
-@click.option(
-    "--key-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Root key file (otherwise the passphrase from $OWNERVAULT_PASSPHRASE or a prompt).",
-)
-@click.option(
-    "--policy",
-    "policy_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Policy pack folder (default: the shipped property-management pack).",
-)
-def migrate_command(
-    source: Path, target: str, key_file: Path | None, policy_dir: Path | None
-) -> None:
-    """Move the embedded vault at SOURCE into the PostgreSQL database TARGET.
-
-    TARGET is a postgresql:// URL of an empty database (a password is better given in
-    PGPASSWORD or ~/.pgpass than in the URL). Nothing personal is decrypted: rows are copied
-    as stored, then row counts and the audit log are verified on the server. The same root
-    key opens the vault there. Stop the applications that write to SOURCE first.
-    """
-    from .cli import _errors, _key_provider
-
-    @_errors
-    def run() -> None:
-        report = migrate_vault(
-            source,
-            target,
-            key=_key_provider(key_file),
-            policy=policy_dir,
-            progress=lambda table, n: click.echo(f"  copied {n:8d}  {table}"),
-        )
-        click.echo(
-            f"migrated vault {report.vault_id} to {report.target}: "
-            f"{report.counts['records']} records, {report.audit_entries} audit entries"
-        )
-        click.echo(
-            f"verified: row counts of {len(report.counts)} tables, audit log of "
-            f"{report.audit_size} entries (root of the copied part {report.audit_root[:16]}...), "
-            "new checkpoint signed"
-        )
-        click.echo(
-            f"{source} still holds the old copy and its data keys: erasures on the server do "
-            "not reach it. Remove it once the server copy is in service."
-        )
-
-    run()

@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 import attrs
 
-from ..consent import ConsentRecord
+from ..policy.consent import ConsentRecord
 
 __all__ = [
     "TABLES",

@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from ..consent import ConsentRecord
+from ..policy.consent import ConsentRecord
 from .base import (
     AuditRow,
     DisclosureRow,

@@ -37,9 +37,11 @@ from .base import (
 )
 from .sql import SharedQueries, record_row
 
-__all__ = ["SCHEMA_VERSION", "SQLCipherBackend"]
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "SQLCipherBackend"]
 
 SCHEMA_VERSION: Final = 1
+#: The database file's name in a vault directory.
+DB_NAME: Final = "vault.db"
 
 _SCHEMA_V1: Final = """
 CREATE TABLE meta (

@@ -19,10 +19,10 @@ from typing import Any, Final, overload
 
 import attrs
 
+from ..exceptions import AuditIntegrityError, ValidationError
+from ..storage.base import AuditRow, Backend
 from . import checkpoint as _checkpoint
 from . import merkle
-from .exceptions import AuditIntegrityError, ValidationError
-from .storage.base import AuditRow, Backend
 
 __all__ = [
     "ENTRY_VERSION",
@@ -171,6 +171,9 @@ class AuditLog:
         self._frontier_cache: tuple[bytes, merkle.Frontier] | None = None
         #: Called with the decoded entries after each append, inside its transaction.
         self.observers: list[Callable[[Sequence[Mapping[str, Any]]], None]] = []
+        #: Called when verifying or checkpointing finds the stored log damaged, before the
+        #: :class:`AuditIntegrityError` is raised (breach handling fails the vault closed).
+        self.failure_observers: list[Callable[[AuditIntegrityError], None]] = []
 
     def __repr__(self) -> str:
         return "<AuditLog>"
@@ -208,6 +211,10 @@ class AuditLog:
             observer(decoded)
         return frontier.size
 
+    def _failed(self, error: AuditIntegrityError) -> None:
+        for observer in list(self.failure_observers):
+            observer(error)
+
     def checkpoint(self, *, origin: str, seed: bytes, now: datetime) -> str:
         """Sign a checkpoint of the current log, after proving it extends the previous one.
 
@@ -221,8 +228,15 @@ class AuditLog:
 
         Raises:
             AuditIntegrityError: the stored log disagrees with itself or with the last
-                checkpoint.
+                checkpoint (the failure observers are told first).
         """
+        try:
+            return self._sign_checkpoint(origin=origin, seed=seed, now=now)
+        except AuditIntegrityError as error:
+            self._failed(error)
+            raise
+
+    def _sign_checkpoint(self, *, origin: str, seed: bytes, now: datetime) -> str:
         with self._backend.atomic():
             size, state = self._backend.audit_state()
             root = merkle.Frontier.from_bytes(state).root()
@@ -372,8 +386,16 @@ class AuditLog:
 
         Raises:
             AuditIntegrityError: an entry's bytes no longer match its leaf hash, a sequence
-                number is missing, or the recomputed root differs from the stored frontier.
+                number is missing, or the recomputed root differs from the stored frontier (the
+                failure observers are told first).
         """
+        try:
+            return self._verify_stored()
+        except AuditIntegrityError as error:
+            self._failed(error)
+            raise
+
+    def _verify_stored(self) -> int:
         frontier = merkle.Frontier.from_bytes(bytes(8))
         expected = 0
         for row in self._backend.audit_rows():

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from .records import RECORD_TYPES, Classification
+from ..records import RECORD_TYPES, Classification
 
 __all__ = ["ReportData", "collect", "render_html"]
 

@@ -14,7 +14,8 @@ from decimal import Decimal
 
 import attrs
 
-from .records import FeeAccount, OwnerProfile, Record, Unit, Vehicle
+from .model import Record
+from .types import FeeAccount, OwnerProfile, Unit, Vehicle
 
 __all__ = ["SyntheticOwner", "synthetic_community"]
 

@@ -1,4 +1,4 @@
-"""The key hierarchy: root key providers, the vault header, key states and the data-key cache.
+"""Root key providers: passphrase (Argon2id), key file, environment variable, and their protocol.
 
 ::
 
@@ -10,126 +10,87 @@
             └── wraps index key  -> HKDF per (record type, field) -> blind-index HMAC keys
                                     (and the subject lookup token, HMAC of the subject id)
 
-Rotating the root rewrites only the header; rotating a KEK rewraps subject keys (O(keys));
-destroying a subject's data key crypto-shreds every copy of that subject's fields, backups
-included.
-
-Key states follow NIST SP 800-57 as one table (:data:`TRANSITIONS`): only an ``active`` key
-encrypts or wraps; ``decrypt-only`` and ``compromised`` keys still decrypt so data can be
-re-encrypted; a ``destroyed`` key's bytes are gone and only its metadata remains for audit.
+* :class:`KeyProvider` supplies the vault's root key: a passphrase, a key file, an environment
+  variable, an HSM (:mod:`.pkcs11`) or a cloud KMS. ownervault never sees the root key of an HSM
+  provider: it only asks the provider to wrap and unwrap the keys in the vault header.
+* :class:`RootKey` is what a provider hands back once unlocked.
 """
 
 from __future__ import annotations
 
 import abc
 import base64
-import json
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Literal, NoReturn
+from typing import Final, Literal, NoReturn, Protocol, runtime_checkable
 
-import attrs
 import pydantic
 
-from . import crypto
-from .exceptions import (
-    DecryptionError,
-    KeyProviderError,
-    KeyStateError,
-    VaultFormatError,
-    WrongKeyError,
-)
-from .typing import RootKey
+from .. import crypto
+from ..exceptions import DecryptionError, KeyProviderError, VaultFormatError, WrongKeyError
 
 __all__ = [
-    "DEFAULT_MAX_INVOCATIONS",
-    "TRANSITIONS",
+    "KEY_TEXT_PREFIX",
     "EnvKey",
+    "InMemoryKey",
     "KeyFileKey",
-    "KeyInfo",
-    "KeyKind",
-    "KeyState",
+    "KeyProvider",
     "LocalRootKey",
     "PassphraseKey",
-    "VaultHeader",
+    "Redacted",
+    "RootKey",
+    "decode_key_text",
+    "encode_key_text",
 ]
 
-#: Default per-key limit on AES-GCM invocations with random nonces. NIST SP 800-38D caps random
-#: 96-bit nonces at 2^32 per key; we stop four times earlier to keep the collision bound tiny.
-DEFAULT_MAX_INVOCATIONS: Final = 2**30
-
-HEADER_FORMAT: Final = "ownervault-header"
-HEADER_VERSION: Final = 1
 KEY_TEXT_PREFIX: Final = "ownervault-key-v1:"
 
 
-class KeyState(StrEnum):
-    """Lifecycle state of a key (NIST SP 800-57 Part 1, section 7)."""
+@runtime_checkable
+class RootKey(Protocol):
+    """An unlocked root key that wraps and unwraps the keys stored in the vault header.
 
-    ACTIVE = "active"
-    DECRYPT_ONLY = "decrypt-only"
-    COMPROMISED = "compromised"
-    DESTROYED = "destroyed"
+    ``unwrap`` must raise :class:`ownervault.exceptions.WrongKeyError` (or
+    :class:`~ownervault.exceptions.DecryptionError`) when the wrapped bytes were not produced by
+    this key with this ``context``.
+    """
 
+    def wrap(self, key: bytes, *, context: bytes) -> bytes:
+        """Wrap ``key`` bound to ``context``."""
+        ...
 
-class KeyKind(StrEnum):
-    """What a key in the ``keys`` table is for."""
-
-    KEK = "kek"
-    SUBJECT = "subject"
-    INDEX = "index"
-
-
-#: Allowed state transitions. A key never returns to ``active`` once demoted.
-TRANSITIONS: Final[Mapping[KeyState, frozenset[KeyState]]] = {
-    KeyState.ACTIVE: frozenset({KeyState.DECRYPT_ONLY, KeyState.COMPROMISED, KeyState.DESTROYED}),
-    KeyState.DECRYPT_ONLY: frozenset({KeyState.COMPROMISED, KeyState.DESTROYED}),
-    KeyState.COMPROMISED: frozenset({KeyState.DESTROYED}),
-    KeyState.DESTROYED: frozenset(),
-}
-
-#: What each state may be used for.
-USES: Final[Mapping[KeyState, frozenset[Literal["encrypt", "decrypt"]]]] = {
-    KeyState.ACTIVE: frozenset({"encrypt", "decrypt"}),
-    KeyState.DECRYPT_ONLY: frozenset({"decrypt"}),
-    KeyState.COMPROMISED: frozenset({"decrypt"}),
-    KeyState.DESTROYED: frozenset(),
-}
+    def unwrap(self, wrapped: bytes, *, context: bytes) -> bytes:
+        """Unwrap bytes produced by :meth:`wrap` with the same ``context``."""
+        ...
 
 
-def check_transition(key_id: str, old: KeyState, new: KeyState) -> None:
-    """Raise :class:`KeyStateError` unless ``old -> new`` is in :data:`TRANSITIONS`."""
-    if new not in TRANSITIONS[old]:
-        raise KeyStateError(f"key {key_id} cannot go from {old.value} to {new.value}")
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Supplies a vault's root key.
+
+    ``kind`` names the provider in the vault header (``passphrase``, ``keyfile``, ``env``,
+    ``memory``, ``pkcs11``...). ``create_root`` is called once when a vault is created and
+    returns the public parameters to keep in the header (salt and KDF costs, an HSM key label);
+    ``load_root`` is called with those parameters every time the vault is opened.
+    Parameters are JSON values and must never contain secrets.
+    """
+
+    @property
+    def kind(self) -> str:
+        """Short provider name stored in the vault header."""
+        ...
+
+    def create_root(self) -> tuple[RootKey, Mapping[str, object]]:
+        """Create (or select) the root key for a new vault; return it and its header params."""
+        ...
+
+    def load_root(self, params: Mapping[str, object]) -> RootKey:
+        """Unlock the root key described by header ``params``."""
+        ...
 
 
-def check_use(key_id: str, state: KeyState, use: Literal["encrypt", "decrypt"]) -> None:
-    """Raise :class:`KeyStateError` unless a key in ``state`` may be used for ``use``."""
-    if use not in USES[state]:
-        raise KeyStateError(f"key {key_id} is {state.value} and cannot {use}")
-
-
-@attrs.frozen
-class KeyInfo:
-    """Metadata of one key, as shown to admins. Never holds key bytes."""
-
-    key_id: str
-    kind: KeyKind
-    state: KeyState
-    created_at: str
-    state_changed_at: str
-    invocations: int
-    max_invocations: int
-
-
-# --------------------------------------------------------------------------- root key providers
-
-
-class _Redacted:
+class Redacted:
     """Mixin for providers: redacted repr, no pickling (they hold passphrases or key bytes)."""
 
     __slots__ = ()
@@ -138,7 +99,7 @@ class _Redacted:
         raise TypeError(f"{type(self).__name__} holds secrets and cannot be pickled")
 
 
-class LocalRootKey(_Redacted):
+class LocalRootKey(Redacted):
     """A root key held in this process (from a passphrase, key file or variable)."""
 
     __slots__ = ("_key",)
@@ -170,7 +131,7 @@ class _Argon2Header(pydantic.BaseModel):
     lanes: int = pydantic.Field(ge=1, le=64)
 
 
-class PassphraseKey(_Redacted):
+class PassphraseKey(Redacted):
     """Root key derived from a passphrase with Argon2id (RFC 9106 defaults: 64 MiB, t=3, p=4).
 
     The salt and cost parameters are stored in the vault header; ``argon2`` only affects new
@@ -241,7 +202,7 @@ def decode_key_text(text: str, *, source: str) -> bytes:
     return material
 
 
-class _RawKeyProvider(_Redacted, abc.ABC):
+class _RawKeyProvider(Redacted, abc.ABC):
     """Shared logic of providers that hold a raw 256-bit root key (file or variable)."""
 
     __slots__ = ()
@@ -322,133 +283,31 @@ class EnvKey(_RawKeyProvider):
         return decode_key_text(value, source=f"environment variable {self.variable}")
 
 
-# --------------------------------------------------------------------------- vault header
+class InMemoryKey(Redacted):
+    """A root key held only in memory; reuse the same object (or material) to reopen a vault.
 
-
-class VaultHeader(pydantic.BaseModel):
-    """The vault header file (``vault.header``, JSON): what is needed to unlock ``vault.db``.
-
-    It holds no secret in the clear: the SQLCipher page key, the keyring key and the audit
-    checkpoint signing key are wrapped by the root key, bound to the vault id and their slot.
+    For tests and drills (:mod:`ownervault.testing` re-exports it): never for a real vault.
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    __slots__ = ("_material",)
 
-    format: Literal["ownervault-header"]
-    version: Literal[1]
-    vault_id: str = pydantic.Field(pattern=r"^[0-9a-f]{32}$")
-    created_at: str
-    provider: str = pydantic.Field(min_length=1, max_length=64)
-    provider_params: dict[str, Any]
-    keyring_key_id: str = pydantic.Field(pattern=r"^[0-9a-f]{32}$")
-    wrapped_db_key: str
-    wrapped_keyring_key: str
-    wrapped_signing_key: str
-    #: Set only while the SQLCipher page key is being replaced: the new key, wrapped.
-    pending_db_key: str | None = None
-
-    @staticmethod
-    def context(vault_id: str, slot: str) -> bytes:
-        """Associated data binding a header slot to its vault."""
-        return crypto.encode_context("ownervault header v1", vault_id, slot)
-
-    def unwrap(
-        self, root: RootKey, slot: Literal["db", "keyring", "signing", "pending_db"]
-    ) -> bytes:
-        """Unwrap a header key; a wrong root raises :class:`WrongKeyError`.
-
-        Slots: ``db`` (SQLCipher page key), ``keyring`` (keyring key), ``signing`` (the
-        Ed25519 seed that signs audit checkpoints).
-        """
-        blob = {
-            "db": self.wrapped_db_key,
-            "keyring": self.wrapped_keyring_key,
-            "signing": self.wrapped_signing_key,
-            "pending_db": self.pending_db_key or "",
-        }[slot]
-        if slot == "pending_db":
-            slot = "db"
-        try:
-            wrapped = base64.b64decode(blob, validate=True)
-        except ValueError:  # malformed base64 cannot have come from any key of ours
-            raise WrongKeyError("the key does not open this vault") from None
-        try:
-            return root.unwrap(wrapped, context=self.context(self.vault_id, slot))
-        except DecryptionError:
-            # Provider problems (an HSM token gone, a wrong PIN) pass through as they are.
-            raise WrongKeyError("the key does not open this vault") from None
-
-    def dumps(self) -> bytes:
-        """Serialise as indented JSON."""
-        return (json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-    @classmethod
-    def loads(cls, raw: bytes, *, path: Path) -> VaultHeader:
-        """Parse and validate header bytes; damage raises :class:`VaultFormatError`."""
-        try:
-            return cls.model_validate_json(raw)
-        except pydantic.ValidationError:
-            raise VaultFormatError(f"{path} is not a valid ownervault header") from None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename (crash-safe)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-# --------------------------------------------------------------------------- data-key cache
-
-
-class KeyCache:
-    """A bounded, thread-safe LRU of unwrapped subject data keys."""
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be positive")
-        self._capacity = capacity
-        self._items: OrderedDict[bytes, crypto.FieldKey] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, material: bytes | None = None) -> None:
+        self._material = (
+            crypto.ensure_key_bytes(material) if material is not None else os.urandom(32)
+        )
 
     def __repr__(self) -> str:
-        return f"<KeyCache size={len(self._items)} capacity={self._capacity}>"
+        return "<InMemoryKey bytes=<redacted>>"
 
-    def __len__(self) -> int:
-        return len(self._items)
+    @property
+    def kind(self) -> str:
+        """Provider name in the header."""
+        return "memory"
 
-    def get(self, key_id: bytes) -> crypto.FieldKey | None:
-        """Return the cached key and mark it recently used, or None."""
-        with self._lock:
-            key = self._items.get(key_id)
-            if key is not None:
-                self._items.move_to_end(key_id)
-            return key
+    def create_root(self) -> tuple[RootKey, Mapping[str, object]]:
+        """Use the held key as the root."""
+        return LocalRootKey(self._material), {}
 
-    def put(self, key: crypto.FieldKey) -> None:
-        """Cache ``key``, evicting the least recently used one when full."""
-        with self._lock:
-            self._items[key.key_id] = key
-            self._items.move_to_end(key.key_id)
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
-
-    def discard(self, key_id: bytes) -> None:
-        """Forget a key (after erasure or destruction)."""
-        with self._lock:
-            self._items.pop(key_id, None)
-
-    def clear(self) -> None:
-        """Forget every key (on close)."""
-        with self._lock:
-            self._items.clear()
+    def load_root(self, params: Mapping[str, object]) -> RootKey:
+        """Use the held key as the root."""
+        return LocalRootKey(self._material)

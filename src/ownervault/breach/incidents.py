@@ -1,6 +1,6 @@
 """Breach detection, incidents, notification payloads, deadlines and the notification outbox.
 
-Detectors run on the audit stream: :func:`install_detectors` registers an observer on the
+Detectors run on the audit stream: :func:`attach` registers an observer on the
 vault's audit log, called with every batch of entries inside the transaction that appends them.
 They are cheap counters configured in the policy pack's ``detectors.toml``:
 
@@ -38,7 +38,6 @@ import json
 import re
 import secrets
 import string
-import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
@@ -51,9 +50,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 import pydantic
 
-from . import crypto
-from .audit import AuditEntry, AuditLog, format_time
-from .exceptions import (
+from .. import crypto
+from ..audit import AuditEntry, format_time
+from ..exceptions import (
     AuditIntegrityError,
     ConfigurationError,
     DecryptionError,
@@ -63,27 +62,32 @@ from .exceptions import (
     SubjectErasedError,
     ValidationError,
 )
-from .keys import KeyKind, KeyState
+from ..kernel.reads import get_many
+from ..keys import KeyKind, KeyState
+from ..policy import Actor, PackFile, Policy, default_policy_dir
+from ..records import RECORD_TYPES, Classification, OwnerProfile
+from ..storage.base import Backend, IncidentRow, OutboxRow
 from .notifiers import (
     Notification,
+    NotificationHook,
     Recipient,
     UndeliverableError,
     build_notifier,
 )
-from .policy import Actor, Policy, _PackFile, default_policy_dir
-from .records import RECORD_TYPES, Classification, OwnerProfile
-from .storage.base import Backend, IncidentRow, OutboxRow
-from .typing import NotificationHook
 
 if TYPE_CHECKING:
-    from .vault import Session, Vault
+    from ..kernel import Access, Kernel
 
 __all__ = [
+    "ADMIN_ROLE",
+    "AUDIENCES",
+    "INCIDENT_PURPOSE",
+    "NOTIFICATION_PURPOSE",
+    "OFFICER_ROLE",
     "AffectedOwners",
     "BreachConfig",
     "Deadline",
     "DispatchReport",
-    "DrillResult",
     "Exposure",
     "Finding",
     "Incident",
@@ -93,10 +97,10 @@ __all__ = [
     "NoticeAssessment",
     "OwnerExposure",
     "Scope",
-    "install_detectors",
+    "attach",
+    "incident_manager",
     "load_breach_config",
     "parse_duration",
-    "run_drill",
 ]
 
 #: Role that investigates, confirms, closes and notifies.
@@ -464,9 +468,9 @@ _CONFIG_CACHE: dict[tuple[str, ...], BreachConfig] = {}
 _CONFIG_LOCK = threading.Lock()
 
 
-def _pack_file(folder: Path, name: str) -> _PackFile:
+def _pack_file(folder: Path, name: str) -> PackFile:
     source = folder if (folder / name).is_file() else default_policy_dir()
-    return _PackFile(source, name)
+    return PackFile(source, name)
 
 
 def load_breach_config(
@@ -508,7 +512,7 @@ def _policy_key(policy: Policy | None) -> str:
     return "" if policy is None else policy.digest
 
 
-def _check_detectors(pack: _PackFile, doc: DetectorsFile, policy: Policy) -> None:
+def _check_detectors(pack: PackFile, doc: DetectorsFile, policy: Policy) -> None:
     roles = set(policy.roles) | {"system"}
     purposes = set(policy.purposes)
     checks: list[tuple[str, str, list[str], set[str], str]] = [
@@ -531,7 +535,7 @@ def _check_detectors(pack: _PackFile, doc: DetectorsFile, policy: Policy) -> Non
                 raise pack.error([table, key, i], f"{table}.{key}: unknown {what} {name!r}")
 
 
-def _check_incident(pack: _PackFile, doc: IncidentFile) -> None:
+def _check_incident(pack: PackFile, doc: IncidentFile) -> None:
     seen: dict[str, str] = {}
     for cname, category in doc.categories.items():
         for i, field in enumerate(category.fields):
@@ -1318,70 +1322,45 @@ class _Detectors:
 # --------------------------------------------------------------------------- fail closed
 
 
-class _GuardedAuditLog(AuditLog):
-    """The vault's audit log, failing closed when verifying it (or checkpointing) fails.
-
-    It also carries the vault's :class:`IncidentManager` (and so its detector counters).
-    """
-
-    def __init__(self, backend: Backend, manager: IncidentManager) -> None:
-        super().__init__(backend)
-        self.manager = manager
-
-    def _on_failure(self, error: AuditIntegrityError) -> None:
-        if not self.manager._vault._closed:
-            self.manager._integrity_failure(error)
-
-    def verify(self) -> int:
-        """Verify the log; on failure open a tamper incident (and lock) before raising."""
-        try:
-            return super().verify()
-        except AuditIntegrityError as error:
-            self._on_failure(error)
-            raise
-
-    def checkpoint(self, *, origin: str, seed: bytes, now: _dt.datetime) -> str:
-        """Sign a checkpoint; on an integrity failure open a tamper incident before raising."""
-        try:
-            return super().checkpoint(origin=origin, seed=seed, now=now)
-        except AuditIntegrityError as error:
-            self._on_failure(error)
-            raise
-
-
 _INSTALL_LOCK = threading.Lock()
 
 
-def install_detectors(vault: Vault, config: BreachConfig | None = None) -> IncidentManager:
-    """Attach breach detection to an open vault (called when a vault is opened or created).
+def attach(kernel: Kernel, config: BreachConfig | None = None) -> IncidentManager:
+    """Attach breach detection to an open vault (the facade does it when a vault opens).
 
     Loads ``detectors.toml`` and ``incident.toml`` from the vault's policy pack (or uses
-    ``config``), registers the detector observer on the audit log and makes verification
-    failures fail closed. Calling it again replaces the previous detectors (counters restart).
+    ``config``), registers the detectors as an observer of the audit log and makes verification
+    failures fail closed. Attaching again replaces the previous detectors (counters restart).
     """
-    loaded = config or load_breach_config(vault.policy.source, policy=vault.policy)
+    loaded = config or load_breach_config(kernel.policy.source, policy=kernel.policy)
     with _INSTALL_LOCK:
-        manager = IncidentManager(vault, loaded)
-        audit = vault._audit
-        if isinstance(audit, _GuardedAuditLog):
-            if audit.manager._detectors in audit.observers:
-                audit.observers.remove(audit.manager._detectors)
-            audit.manager = manager
-        else:
-            guarded = _GuardedAuditLog(vault._backend, manager)
-            guarded.observers = audit.observers
-            guarded._frontier_cache = audit._frontier_cache
-            vault._audit = guarded
-        vault._audit.observers.append(manager._detectors)
+        manager = IncidentManager(kernel, loaded)
+        audit = kernel.audit
+        audit.observers[:] = [o for o in audit.observers if not isinstance(o, _Detectors)]
+        audit.failure_observers[:] = [
+            o for o in audit.failure_observers if not isinstance(o, _FailClosed)
+        ]
+        audit.observers.append(manager._detectors)
+        audit.failure_observers.append(_FailClosed(manager))
     return manager
 
 
-def incident_manager(vault: Vault) -> IncidentManager:
-    """The vault's incident manager (installing detectors first if needed)."""
-    audit = vault._audit
-    if isinstance(audit, _GuardedAuditLog):
-        return audit.manager
-    return install_detectors(vault)
+def incident_manager(kernel: Kernel) -> IncidentManager:
+    """The vault's incident manager (attaching detectors first if needed)."""
+    for observer in kernel.audit.observers:
+        if isinstance(observer, _Detectors):
+            return observer.manager
+    return attach(kernel)
+
+
+class _FailClosed:
+    """Told of an audit integrity failure: opens a tamper incident and locks the vault."""
+
+    def __init__(self, manager: IncidentManager) -> None:
+        self.manager = manager
+
+    def __call__(self, error: AuditIntegrityError) -> None:
+        self.manager.integrity_failure(error)
 
 
 # --------------------------------------------------------------------------- the manager
@@ -1395,21 +1374,30 @@ class IncidentManager:
     lock). Every step is audited as an ``incident.*`` entry holding no personal value.
     """
 
-    def __init__(self, vault: Vault, config: BreachConfig) -> None:
-        self._vault = vault
-        self._backend = vault._backend
+    def __init__(self, kernel: Kernel, config: BreachConfig) -> None:
+        self._kernel = kernel
+        self._backend = kernel.backend
         self.config = config
         self._detectors = _Detectors(self)
         self._hooks: dict[str, NotificationHook] = {}
 
     def __repr__(self) -> str:
-        return f"<IncidentManager vault={self._vault.vault_id}>"
+        return f"<IncidentManager vault={self._kernel.vault_id}>"
+
+    def configure(self, config: BreachConfig) -> IncidentManager:
+        """Use another breach configuration from now on; returns the new manager.
+
+        The detectors are replaced (their counters restart); incidents and the outbox, which
+        live in the vault, are unchanged. Drills use it to run with synthetic contacts.
+        """
+        self._kernel.check_open()
+        return attach(self._kernel, config)
 
     # ------------------------------------------------------------------ reading
 
     def all(self, *, status: IncidentStatus | str | None = None) -> list[Incident]:
         """Incidents, oldest first (optionally of one status)."""
-        self._vault._check_open()
+        self._kernel.check_open()
         wanted = IncidentStatus(status).value if status is not None else None
         return [Incident.from_row(r) for r in self._backend.incidents(wanted)]
 
@@ -1419,7 +1407,7 @@ class IncidentManager:
         Raises:
             RecordNotFoundError: no incident with that id.
         """
-        self._vault._check_open()
+        self._kernel.check_open()
         return Incident.from_row(self._row(incident_id))
 
     def _row(self, incident_id: str) -> IncidentRow:
@@ -1434,7 +1422,7 @@ class IncidentManager:
         An ongoing incident (open, with no end to its window) is recomputed from the audit
         trail first, so owners read since the last update are included.
         """
-        self._vault._check_open()
+        self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.affected", incident_id)
         with self._backend.atomic():
             incident = Incident.from_row(self._row(incident_id))
@@ -1446,12 +1434,12 @@ class IncidentManager:
 
     def deadlines(self, incident_id: str) -> list[Deadline]:
         """The incident's notification clocks, from its awareness time."""
-        self._vault._check_open()
+        self._kernel.check_open()
         return self._deadlines(Incident.from_row(self._row(incident_id)))
 
     def assessment(self, incident_id: str) -> NoticeAssessment:
         """Whether owner notices are required, computed now from the exposure and key states."""
-        self._vault._check_open()
+        self._kernel.check_open()
         incident = Incident.from_row(self._row(incident_id))
         return self._assess(incident, self._current(incident))
 
@@ -1459,12 +1447,12 @@ class IncidentManager:
         self, *, state: str | None = None, incident_id: str | None = None
     ) -> list[OutboxRow]:
         """Queued, delivered and dead-lettered notifications (payloads hold no personal value)."""
-        self._vault._check_open()
+        self._kernel.check_open()
         return self._backend.outbox(state=state, incident_id=incident_id)
 
     def regulator_report(self, incident_id: str) -> dict[str, Any]:
         """A preview of the next regulator report (nothing is queued or recorded)."""
-        self._vault._check_open()
+        self._kernel.check_open()
         incident = Incident.from_row(self._row(incident_id))
         affected = self._current(incident)
         assessment = self._assess(incident, affected)
@@ -1509,7 +1497,7 @@ class IncidentManager:
         Raises:
             ValidationError: an argument is wrong, or free text looks like personal data.
         """
-        self._vault._check_open()
+        self._kernel.check_open()
         if not isinstance(actor, Actor):
             raise ValidationError("actor must be an ownervault Actor")
         kind = IncidentKind(kind)
@@ -1522,7 +1510,7 @@ class IncidentManager:
             if record_type not in RECORD_TYPES:
                 raise ValidationError(f"unknown record type {record_type!r}")
         key_ids = [self._key_hex(k) for k in keys]
-        now = self._vault._clock.now()
+        now = self._kernel.clock.now()
         since_s = _time_arg(since)
         until_s = _time_arg(until) or (format_time(now) if since_s else None)
         if exposure is Exposure.PLAINTEXT and not since_s and not key_ids and not subject_ids:
@@ -1543,7 +1531,7 @@ class IncidentManager:
         with self._backend.atomic():
             named = AffectedOwners()
             for subject_id in subject_ids:
-                subject = self._vault._lookup_subject(subject_id)
+                subject = self._kernel.keys.lookup_subject(subject_id)
                 if subject is None:
                     raise RecordNotFoundError("no live subject with one of the ids given")
                 fields = {
@@ -1594,7 +1582,7 @@ class IncidentManager:
 
         Measures are added to those recorded before. Free text must not hold owners' details.
         """
-        self._vault._check_open()
+        self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.update", incident_id)
         changes: dict[str, Any] = {}
         if cause is not None:
@@ -1623,7 +1611,7 @@ class IncidentManager:
 
     def confirm(self, incident_id: str, *, actor: Actor, cause: str | None = None) -> Incident:
         """Confirm a suspected incident (the awareness clock does not restart)."""
-        self._vault._check_open()
+        self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.confirm", incident_id)
         cause_text = _free_text(cause, "the cause") if cause is not None else None
         with self._backend.atomic():
@@ -1639,7 +1627,7 @@ class IncidentManager:
 
     def close(self, incident_id: str, *, actor: Actor, resolution: str) -> Incident:
         """Close an incident; an ongoing window ends now. A locking one must be acknowledged."""
-        self._vault._check_open()
+        self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.close", incident_id)
         text = _free_text(resolution, "the resolution")
         if not text:
@@ -1647,11 +1635,11 @@ class IncidentManager:
         with self._backend.atomic():
             incident = Incident.from_row(self._row(incident_id))
             self._check_not_closed(incident)
-            if self._vault.locked_by == incident_id:
+            if self._kernel.locked_by == incident_id:
                 raise ValidationError(
                     f"incident {incident_id} locks the vault: an admin must acknowledge it first"
                 )
-            now = format_time(self._vault._clock.now())
+            now = format_time(self._kernel.clock.now())
             scope = incident.scope
             if scope.until is None and scope.since is not None:
                 scope = attrs.evolve(scope, until=now)
@@ -1660,12 +1648,12 @@ class IncidentManager:
 
     def acknowledge(self, incident_id: str, *, actor: Actor) -> Incident:
         """An admin acknowledges the incident; if it locked the vault, the lock is lifted."""
-        self._vault._check_open()
+        self._kernel.check_open()
         self._guard(actor, ADMIN_ROLE, "incident.acknowledge", incident_id)
         with self._backend.atomic():
             incident = Incident.from_row(self._row(incident_id))
             incident = self._save(incident, actor, "acknowledge", recompute=False)
-            if self._vault.locked_by == incident_id:
+            if self._kernel.locked_by == incident_id:
                 others = [
                     i
                     for i in self.all()
@@ -1675,15 +1663,15 @@ class IncidentManager:
                     and i.incident_id != incident_id
                 ]
                 if others:
-                    self._vault._lock_vault(others[-1].incident_id)
+                    self._kernel.lock(others[-1].incident_id)
                 else:
-                    self._vault._unlock_vault()
+                    self._kernel.unlock()
                 self._audit(actor, "incident.unlock", incident_id, {"locked": bool(others)})
         return incident
 
     def refresh(self, incident_id: str, *, actor: Actor) -> Incident:
         """Recompute affected owners and the notice assessment from the audit trail and keys."""
-        self._vault._check_open()
+        self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.refresh", incident_id)
         with self._backend.atomic():
             return self._save(Incident.from_row(self._row(incident_id)), actor, "refresh")
@@ -1716,7 +1704,7 @@ class IncidentManager:
             ValidationError: the cause or measures taken are not recorded yet, or a deadline
                 passed and no reason for the delay is given (GDPR Art 33(1)).
         """
-        self._vault._check_open()
+        self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.notify", incident_id)
         missing = self.config.missing_contacts()
         if missing:
@@ -1765,7 +1753,7 @@ class IncidentManager:
                     f"the {late[0].name} deadline ({late[0].due_at}) has passed: give a reason "
                     "for the delay (GDPR Art 33(1))"
                 )
-            now = format_time(self._vault._clock.now())
+            now = format_time(self._kernel.clock.now())
             rows: list[OutboxRow] = []
             sequence = incident.reports
             if regulator:
@@ -1814,10 +1802,10 @@ class IncidentManager:
 
     def retry(self, notification_id: str, *, actor: Actor) -> None:
         """Move a dead-lettered notification back to the queue (same idempotency key)."""
-        self._vault._check_open()
+        self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.retry", None)
         with self._backend.atomic():
-            now = format_time(self._vault._clock.now())
+            now = format_time(self._kernel.clock.now())
             rows = [
                 r
                 for r in self._backend.outbox(state="dead")
@@ -1859,24 +1847,24 @@ class IncidentManager:
             timeout: with ``wait``, give up after this many seconds.
             sleep: how to wait (tests pass a fake).
         """
-        self._vault._check_open()
+        self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.dispatch", None)
         dispatch = self.config.incident.dispatch
         lease = parse_duration(dispatch.lease)
         started = time.monotonic()
         counts = {"delivered": 0, "retried": 0, "dead": 0, "lost_lease": 0}
-        session: Session | None = None
+        session: Access | None = None
 
-        def contacts() -> Session:
+        def contacts() -> Access:
             # Opened on the first owner notice; a refusal fails that notification (retried).
             nonlocal session
             if session is None:
-                session = self._vault.session(actor, NOTIFICATION_PURPOSE)
+                session = self._kernel.access(actor, NOTIFICATION_PURPOSE)
             return session
 
         try:
             while True:
-                now_dt = self._vault._clock.now()
+                now_dt = self._kernel.clock.now()
                 with self._backend.atomic():
                     claimed = self._backend.claim_outbox(
                         format_time(now_dt), format_time(now_dt + lease), dispatch.batch
@@ -1892,7 +1880,7 @@ class IncidentManager:
                     if timeout is not None and time.monotonic() - started > timeout:
                         break
                     due = min(_parse_time(r.next_attempt_at) for r in waiting)
-                    pause = (due - self._vault._clock.now()).total_seconds()
+                    pause = (due - self._kernel.clock.now()).total_seconds()
                     sleep(min(max(pause, 0.01), 1.0))
                     continue
                 for row in claimed:
@@ -1909,7 +1897,7 @@ class IncidentManager:
         self,
         row: OutboxRow,
         hooks: Mapping[str, NotificationHook],
-        contacts: Callable[[], Session],
+        contacts: Callable[[], Access],
     ) -> str:
         dispatch = self.config.incident.dispatch
         recipient: Recipient | None = None
@@ -1939,7 +1927,7 @@ class IncidentManager:
             error, permanent = _safe_error(exc, recipient), True
         except Exception as exc:  # a hook may fail in any way; the message is vetted
             error = _safe_error(exc, recipient)
-        now_dt = self._vault._clock.now()
+        now_dt = self._kernel.clock.now()
         now = format_time(now_dt)
         if error is None:
             state, next_at, delivered = "delivered", now, now
@@ -1981,7 +1969,7 @@ class IncidentManager:
             spec = self.config.incident.notifiers.get(name)
             # Relative Maildir paths are inside the vault directory (or, for a vault on a
             # database server, the working directory).
-            base = self._vault._path or Path.cwd()
+            base = self._kernel.path or Path.cwd()
             if spec is not None:
                 hook = build_notifier(spec.type, spec.options, base_dir=base)
             else:
@@ -1989,7 +1977,7 @@ class IncidentManager:
             self._hooks[name] = hook
         return hook
 
-    def _contact(self, session: Session, pseudonym: str) -> Recipient | None:
+    def _contact(self, session: Access, pseudonym: str) -> Recipient | None:
         ids = [
             r.record_id
             for r in self._backend.records_of_subject(pseudonym)
@@ -1998,7 +1986,7 @@ class IncidentManager:
         if not ids:
             return None
         try:
-            views = session.get_many(OwnerProfile, ids)
+            views = get_many(session, OwnerProfile.record_type, ids)
         except (SubjectErasedError, RecordNotFoundError, DecryptionError):
             return None
         for view in views:
@@ -2046,16 +2034,17 @@ class IncidentManager:
         Raises:
             AuditIntegrityError: the log does not verify (after the incident is recorded).
         """
-        self._vault._check_open()
-        return self._vault._audit.verify()
+        self._kernel.check_open()
+        return self._kernel.audit.verify()
 
-    def _integrity_failure(self, error: AuditIntegrityError) -> None:
+    def integrity_failure(self, error: AuditIntegrityError) -> None:
+        """Open (or add to) a tamper incident for a failed verification; lock if configured."""
         check = self.config.detectors.audit_verification
-        if not check.enabled:
+        if not check.enabled or self._kernel.closed:
             return
         message = str(error)
         with self._backend.atomic():
-            now = format_time(self._vault._clock.now())
+            now = format_time(self._kernel.clock.now())
             for incident in self.all():
                 if incident.kind is not IncidentKind.TAMPER or incident.integrity_failure is None:
                     continue
@@ -2105,7 +2094,7 @@ class IncidentManager:
                 integrity_failure=message,
             )
             if check.lock:
-                self._vault._lock_vault(incident.incident_id)
+                self._kernel.lock(incident.incident_id)
                 self._audit(
                     _system_actor(), "incident.lock", incident.incident_id, {"locked": True}
                 )
@@ -2193,7 +2182,7 @@ class IncidentManager:
             scope=scope,
             detected_at=detected_at,
             aware_at=aware_at,
-            updated_at=format_time(self._vault._clock.now()),
+            updated_at=format_time(self._kernel.clock.now()),
             opened_by=opened_by,
             owners=0,
             records=0,
@@ -2256,7 +2245,7 @@ class IncidentManager:
         audit: bool = True,
     ) -> Incident:
         """Store a changed incident (recomputing affected owners), record history, audit."""
-        now = format_time(self._vault._clock.now())
+        now = format_time(self._kernel.clock.now())
         entry: dict[str, Any] = {"event": event, "at": now, "actor": actor.actor_id}
         if note:
             entry["note"] = note
@@ -2448,7 +2437,7 @@ class IncidentManager:
 
     def _deadlines(self, incident: Incident) -> list[Deadline]:
         aware = _parse_time(incident.aware_at)
-        now = self._vault._clock.now()
+        now = self._kernel.clock.now()
         rows = self._backend.outbox(incident_id=incident.incident_id)
         out: list[Deadline] = []
         for name, spec in self.config.incident.deadlines.items():
@@ -2574,7 +2563,7 @@ class IncidentManager:
             "report": {
                 "sequence": sequence,
                 "type": report_type,
-                "generated_at": format_time(self._vault._clock.now()),
+                "generated_at": format_time(self._kernel.clock.now()),
             },
             "controller": {
                 "name_zh": config.controller.name_zh,
@@ -2721,7 +2710,7 @@ class IncidentManager:
             "deadlines": [d.to_json() for d in self._deadlines(incident)],
         }
         text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
-        now = format_time(self._vault._clock.now())
+        now = format_time(self._kernel.clock.now())
         self._backend.insert_outbox(
             [self._outbox_row(incident.incident_id, "oncall", 0, h, None, text, now) for h in hooks]
         )
@@ -2729,14 +2718,16 @@ class IncidentManager:
     # ------------------------------------------------------------------ crypto and audit
 
     def _encrypt(self, incident_id: str, affected: AffectedOwners) -> bytes:
-        context = crypto.encode_context(_AFFECTED_CONTEXT, self._vault.vault_id, incident_id)
-        return self._vault._keyring.wrap(affected.to_bytes(), context=context)
+        context = crypto.encode_context(_AFFECTED_CONTEXT, self._kernel.vault_id, incident_id)
+        return self._kernel.keys.keyring.wrap(affected.to_bytes(), context=context)
 
     def _decrypt(self, row: IncidentRow) -> AffectedOwners:
         if row.affected is None:
             return AffectedOwners()
-        context = crypto.encode_context(_AFFECTED_CONTEXT, self._vault.vault_id, row.incident_id)
-        return AffectedOwners.from_bytes(self._vault._keyring.unwrap(row.affected, context=context))
+        context = crypto.encode_context(_AFFECTED_CONTEXT, self._kernel.vault_id, row.incident_id)
+        return AffectedOwners.from_bytes(
+            self._kernel.keys.keyring.unwrap(row.affected, context=context)
+        )
 
     def _key_hex(self, key_id: str) -> str:
         try:
@@ -2761,7 +2752,7 @@ class IncidentManager:
                 detail={"incident": incident_id},
             )
             with self._backend.atomic():
-                self._vault._audit.append([entry], now=self._vault._clock.now())
+                self._kernel.audit.append([entry], now=self._kernel.clock.now())
             raise
 
     def _audit(
@@ -2785,9 +2776,9 @@ class IncidentManager:
         )
         if transaction:
             with self._backend.atomic():
-                self._vault._audit.append([entry], now=self._vault._clock.now())
+                self._kernel.audit.append([entry], now=self._kernel.clock.now())
         else:
-            self._vault._audit.append([entry], now=self._vault._clock.now())
+            self._kernel.audit.append([entry], now=self._kernel.clock.now())
 
 
 _EXPOSURE_RANK: Final = {
@@ -2826,141 +2817,3 @@ def _safe_error(exc: BaseException, recipient: Recipient | None) -> str:
     if any(value in text for value in secrets_seen) or _PERSONAL_LOOKING.search(text):
         return name
     return f"{name}: {text}"[:500] if text else name
-
-
-# --------------------------------------------------------------------------- drills
-
-
-@attrs.frozen
-class DrillResult:
-    """What a drill produced: the incident, its deadlines and every payload (synthetic data)."""
-
-    incident: Incident
-    deadlines: tuple[Deadline, ...]
-    assessment: NoticeAssessment
-    regulator_reports: tuple[Mapping[str, Any], ...]
-    owner_notices: tuple[Mapping[str, Any], ...]
-    pages: tuple[Mapping[str, Any], ...]
-    dispatch: DispatchReport
-    config_warnings: tuple[str, ...]
-
-
-class _Recorder:
-    """A drill hook: keeps payloads, drops contact details."""
-
-    def __init__(self) -> None:
-        self.seen: list[Notification] = []
-
-    def __call__(self, notification: Notification) -> None:
-        self.seen.append(attrs.evolve(notification, recipient=None))
-
-
-def run_drill(
-    *,
-    owners: int = 120,
-    scenario: Literal["bulk-read", "lost-backup", "key-compromise"] = "bulk-read",
-    policy: str | Path | None = None,
-) -> DrillResult:
-    """Run the whole incident flow on a synthetic community in a throwaway vault.
-
-    No real vault is opened and no real owner is touched; notifications go to in-memory hooks
-    that keep only payloads. Scenarios: ``bulk-read`` (a front-desk account reads owners'
-    profiles at 02:00), ``lost-backup`` (an encrypted backup is lost, keys healthy) and
-    ``key-compromise`` (a data key is marked compromised).
-    """
-    from .demo import synthetic_community
-    from .policy import load_policy
-    from .testing import FrozenClock, InMemoryKey
-    from .vault import Vault
-
-    loaded = load_policy(policy)
-    config = load_breach_config(policy, policy=loaded)
-    warnings = tuple(
-        f"{item} is not set in incident.toml; the drill used a synthetic value"
-        for item in config.missing_contacts()
-    )
-    if warnings:
-        dpo = config.incident.dpo.model_copy(
-            update={
-                "name": config.incident.dpo.name or "演练 DPO (drill)",
-                "email": config.incident.dpo.email or "dpo@drill.invalid",
-            }
-        )
-        controller = config.incident.controller.model_copy(
-            update={
-                "name_zh": config.incident.controller.name_zh or "演练物业公司",
-                "name_en": config.incident.controller.name_en or "Drill property company",
-            }
-        )
-        config = config.with_contacts(dpo=dpo, controller=controller)
-    threshold = config.detectors.bulk_access.owners
-    count = max(owners, threshold + 1, config.detectors.after_hours.owners + 1)
-    zone = config.zone
-    day = _dt.datetime(2026, 3, 2, 10, 0, tzinfo=zone)
-    clock = FrozenClock(day.astimezone(_dt.UTC))
-    clerk = Actor("drill-front-desk", roles=["front_desk"])
-    officer = Actor("drill-dpo", roles=[OFFICER_ROLE])
-    with tempfile.TemporaryDirectory(prefix="ownervault-drill-") as tmp:
-        vault = Vault.create(Path(tmp) / "vault", key=InMemoryKey(), policy=loaded, clock=clock)
-        try:
-            manager = install_detectors(vault, config)
-            population = list(synthetic_community(count, seed=7))
-            with vault.session(clerk, "owner_registration") as session:
-                records = [r for o in population for r in (o.profile, o.unit)]
-                ids = session.put_many(records)
-            profile_ids = ids[0::2]
-            clock.set(_dt.datetime(2026, 3, 3, 2, 0, tzinfo=zone).astimezone(_dt.UTC))
-            if scenario == "bulk-read":
-                with vault.session(clerk, "owner_registration") as session:
-                    for rid in profile_ids:
-                        session.get(OwnerProfile, rid)
-                        clock.advance(_dt.timedelta(seconds=2))
-                if not manager.all():
-                    raise ConfigurationError(
-                        "no detector fired in the drill: bulk_access and after_hours are off"
-                    )
-                incident = manager.all()[-1]
-                cause = "A front-desk account read owners' profiles at night (drill)."
-            elif scenario == "lost-backup":
-                incident = manager.open(
-                    kind=IncidentKind.LOSS,
-                    title="Drill: a laptop holding an encrypted vault backup was lost",
-                    actor=officer,
-                    exposure=Exposure.CIPHERTEXT,
-                )
-                cause = "A laptop with an encrypted backup copy was lost (drill)."
-            else:
-                admin = Actor("drill-admin", roles=[ADMIN_ROLE])
-                subject = vault._backend.subjects_page("", 1)[0]
-                vault.keys.mark_compromised(subject.key_id.hex(), actor=admin)
-                incident = manager.all()[-1]
-                cause = "A data key was found in a debug log (drill)."
-            clock.advance(_dt.timedelta(minutes=30))
-            if incident.status is IncidentStatus.SUSPECTED:
-                manager.confirm(incident.incident_id, actor=officer, cause=cause)
-            manager.update(
-                incident.incident_id,
-                actor=officer,
-                measures_taken=["The account involved was suspended (drill)."],
-                measures_planned=["Review night-time access rules (drill)."],
-            )
-            manager.notify(incident.incident_id, actor=officer)
-            recorder = _Recorder()
-            names = {n for hooks in config.incident.routing.values() for n in hooks}
-            report = manager.dispatch(actor=officer, hooks=dict.fromkeys(names, recorder))
-            final = manager.get(incident.incident_id)
-            assessment = manager.assessment(incident.incident_id)
-            return DrillResult(
-                incident=final,
-                deadlines=tuple(manager.deadlines(incident.incident_id)),
-                assessment=assessment,
-                regulator_reports=tuple(
-                    n.payload for n in recorder.seen if n.audience == "regulator"
-                ),
-                owner_notices=tuple(n.payload for n in recorder.seen if n.audience == "owners"),
-                pages=tuple(n.payload for n in recorder.seen if n.audience == "oncall"),
-                dispatch=report,
-                config_warnings=warnings,
-            )
-        finally:
-            vault.close()

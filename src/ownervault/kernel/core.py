@@ -1,0 +1,348 @@
+"""The kernel: one open vault's storage, keys, audit log, policy and clock, held together.
+
+:class:`Kernel` is the only object that holds all of them. Features (owners' rights, breach
+handling, key administration) and the public facade work through it: they open an
+:class:`~ownervault.kernel.access.Access` for an actor and purpose, run the kernel's operations
+(:mod:`.writes`, :mod:`.reads`, :mod:`.ledger`, :mod:`.erase`) and use the small interface
+below for what they need beyond that (audit entries in the system's name, the fail-closed lock,
+signatures, the header). Opening and creating a kernel are in :mod:`.opening`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from .. import crypto
+from ..audit import AuditEntry, AuditLog, format_time
+from ..audit.checkpoint import sign_note, verifier_key
+from ..exceptions import ValidationError, VaultClosedError, VaultError, VaultLockedError
+from ..keys import HEADER_NAME, KeyKind, KeyState, RootKey, VaultHeader, write_atomically
+from ..policy import Actor, Policy
+from ..storage import Backend, SQLCipherBackend, VaultLock, redact_location
+from .access import Access
+from .clock import Clock
+from .keystore import KeyStore
+
+__all__ = ["ADMIN_PURPOSE", "INVESTIGATOR_ROLE", "SYSTEM_ACTOR", "Kernel"]
+
+#: The actor in whose name the vault records what it does by itself.
+SYSTEM_ACTOR: Final = Actor("ownervault", roles=["system"])
+#: The only role that may use a vault locked after an integrity failure (read-only).
+INVESTIGATOR_ROLE: Final = "compliance_officer"
+#: The purpose of entries about the vault's own administration.
+ADMIN_PURPOSE: Final = "vault_administration"
+
+
+class Kernel:
+    """An open vault's storage, keys and audit log (package-internal; never pickled).
+
+    Security promise: the keys it holds never leave it in the clear except to the crypto
+    module; nothing is decrypted but through a decision of an :class:`Access`; every data
+    operation appends its audit entry in the transaction that makes it.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path | None,
+        location: str,
+        header: VaultHeader,
+        backend: Backend,
+        keyring_key: bytes,
+        signing_seed: bytes,
+        db_key: bytes,
+        root: RootKey,
+        policy: Policy,
+        clock: Clock,
+        key_cache_size: int,
+    ) -> None:
+        self.path = path
+        self.location = location
+        self.header = header
+        self.backend = backend
+        self.policy = policy
+        self.clock = clock
+        self.audit = AuditLog(backend)
+        self._signing_seed = signing_seed
+        self._db_key = db_key
+        self._root = root
+        self.mutex = threading.RLock()
+        self.closed = False
+        self.lock_file: VaultLock | None = None
+        if path is not None:
+            self.lock_file = VaultLock(path)
+            self.lock_file.acquire_shared()
+        keyring = crypto.SecretKey(keyring_key, key_id=bytes.fromhex(header.keyring_key_id))
+        self.keys = KeyStore(
+            vault_id=header.vault_id,
+            backend=backend,
+            keyring=keyring,
+            cache_size=key_cache_size,
+            rotate_kek=self._rotate_kek_by_itself,
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Kernel {self.vault_id} at {redact_location(self.location)!r} ({state})>"
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise TypeError("a vault holds keys and cannot be pickled")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def vault_id(self) -> str:
+        """The vault's random id (bound into every ciphertext)."""
+        return self.header.vault_id
+
+    def now_text(self) -> str:
+        """The clock's current time in the audit entries' UTC text form."""
+        return format_time(self.clock.now())
+
+    def check_open(self) -> None:
+        """Raise :class:`VaultClosedError` once the vault is closed."""
+        if self.closed:
+            raise VaultClosedError("the vault is closed")
+
+    def close(self) -> None:
+        """Forget every key and close the database connections (idempotent)."""
+        with self.mutex:
+            if self.closed:
+                return
+            self.closed = True
+            self.keys.close()
+            self._signing_seed = b""
+            self._db_key = b""
+            if self.lock_file is not None:
+                self.lock_file.release()
+            self.backend.close()
+
+    def access(self, actor: Actor, purpose: str) -> Access:
+        """Open an :class:`Access` for ``actor`` acting for ``purpose`` (audited).
+
+        Raises:
+            VaultLockedError: the vault is locked after an integrity failure and the actor is
+                not a compliance officer.
+            PolicyDeniedError: the purpose is unknown or prohibited, or none of the actor's
+                roles may act for it (the refusal is audited).
+        """
+        self.check_open()
+        if not isinstance(actor, Actor):
+            raise ValidationError("actor must be an ownervault Actor")
+        locked = self.locked_by
+        if locked is not None and INVESTIGATOR_ROLE not in actor.roles:
+            raise VaultLockedError(
+                f"the vault is locked by incident {locked}: only a compliance officer may read "
+                "until an admin acknowledges it"
+            )
+        access = Access(self, actor, purpose)
+        access.open()
+        return access
+
+    # ------------------------------------------------------------------ fail closed
+
+    @property
+    def locked_by(self) -> str | None:
+        """The incident that locked the vault (fail closed after tampering), if any."""
+        return self.backend.get_meta("locked_by_incident") or None
+
+    def lock(self, incident_id: str) -> None:
+        """Fail closed: refuse everything but a compliance officer's reads (call in a txn)."""
+        self.backend.set_meta("locked_by_incident", incident_id)
+
+    def unlock(self) -> None:
+        """Lift the lock once an admin acknowledged the incident (call in a txn)."""
+        self.backend.set_meta("locked_by_incident", "")
+
+    def check_writable(self) -> None:
+        """Raise :class:`VaultLockedError` while an incident holds the vault locked."""
+        locked = self.locked_by
+        if locked is not None:
+            raise VaultLockedError(
+                f"the vault is locked by incident {locked}; nothing may change until an admin "
+                "acknowledges it"
+            )
+
+    # ------------------------------------------------------------------ audit in the system's name
+
+    def admin_entry(
+        self,
+        actor: Actor,
+        action: str,
+        *,
+        detail: Mapping[str, str | int | bool | None],
+        reason: str = "",
+        purpose: str = ADMIN_PURPOSE,
+    ) -> AuditEntry:
+        """An administrative entry: allowed, or denied with ``reason`` (not yet appended)."""
+        return AuditEntry(
+            action=action,
+            actor=actor.actor_id,
+            roles=actor.roles,
+            purpose=purpose,
+            decision="deny" if reason else "allow",
+            reason=reason,
+            detail=dict(detail),
+        )
+
+    def record(
+        self,
+        actor: Actor,
+        action: str,
+        *,
+        detail: Mapping[str, str | int | bool | None],
+        reason: str = "",
+    ) -> int:
+        """Append and commit one administrative entry; return the log's size after it."""
+        entry = self.admin_entry(actor, action, detail=detail, reason=reason)
+        with self.backend.atomic():
+            return self.audit.append([entry], now=self.clock.now())
+
+    def record_system(self, action: str, *, detail: Mapping[str, str | int | bool | None]) -> None:
+        """Append an entry about something the vault did by itself."""
+        self.record(SYSTEM_ACTOR, action, detail=detail)
+
+    def record_policy_load(self) -> None:
+        """Record which policy pack the vault runs with (its digest and sizes)."""
+        self.record_system(
+            "policy.load",
+            detail={
+                "roles": len(self.policy.roles),
+                "purposes": len(self.policy.purposes),
+                "rules": len(self.policy.rules),
+                "digest": self.policy.digest,
+            },
+        )
+
+    # ------------------------------------------------------------------ signatures
+
+    @property
+    def log_origin(self) -> str:
+        """The origin line of this vault's audit checkpoints (also the signing key's name)."""
+        return f"ownervault/{self.vault_id}"
+
+    @property
+    def verifier_key(self) -> str:
+        """The verifier key string for this vault's checkpoints (share it with auditors)."""
+        self.check_open()
+        public = crypto.ed25519_public_key(self._signing_seed)
+        return verifier_key(self.log_origin, public)
+
+    def checkpoint(self) -> str:
+        """Sign a checkpoint of the audit log as it is now; return the signed note."""
+        self.check_open()
+        return self.audit.checkpoint(
+            origin=self.log_origin, seed=self._signing_seed, now=self.clock.now()
+        )
+
+    def sign_note(self, text: str) -> str:
+        """Sign ``text`` as a C2SP signed note with the vault's audit key."""
+        self.check_open()
+        return sign_note(text, self.log_origin, self._signing_seed)
+
+    # ------------------------------------------------------------------ header and files
+
+    def write_header(self, header: VaultHeader) -> None:
+        """Replace the header: atomically on disk, or in the database for a server vault."""
+        if self.path is not None:
+            write_atomically(self.path / HEADER_NAME, header.dumps())
+        else:
+            with self.backend.atomic():
+                self.backend.set_meta("header", header.dumps().decode("utf-8"))
+        self.header = header
+
+    def rewrapped_header(
+        self, root: RootKey, *, provider: str, params: Mapping[str, object]
+    ) -> VaultHeader:
+        """This vault's header with its keys wrapped by another root key (not yet written)."""
+        vault_id = self.vault_id
+
+        def wrap(material: bytes, slot: str) -> str:
+            blob = root.wrap(material, context=VaultHeader.context(vault_id, slot))
+            return base64.b64encode(blob).decode("ascii")
+
+        return self.header.model_copy(
+            update={
+                "provider": provider,
+                "provider_params": dict(params),
+                "wrapped_db_key": wrap(self._db_key, "db"),
+                "wrapped_keyring_key": wrap(self.keys.keyring.material(), "keyring"),
+                "wrapped_signing_key": wrap(self._signing_seed, "signing"),
+            }
+        )
+
+    def opens(self, header: VaultHeader, root: RootKey) -> bool:
+        """Whether ``root`` unwraps this vault's page key from ``header``."""
+        return header.unwrap(root, "db") == self._db_key
+
+    def wrap_page_key(self, material: bytes) -> str:
+        """A page key wrapped by the current root for the header's ``db`` slot (base64)."""
+        blob = self._root.wrap(material, context=VaultHeader.context(self.vault_id, "db"))
+        return base64.b64encode(blob).decode("ascii")
+
+    def embedded_backend(self, operation: str) -> SQLCipherBackend:
+        """The SQLCipher backend, for operations that only an embedded vault supports."""
+        if not isinstance(self.backend, SQLCipherBackend):
+            raise VaultError(
+                f"{operation} is for embedded vaults; on PostgreSQL use the server's own tools"
+            )
+        return self.backend
+
+    def open_database_copy(self, path: Path) -> SQLCipherBackend:
+        """Open a copy of this vault's database file (a backup) with the page key."""
+        return SQLCipherBackend(path, self._db_key)
+
+    def replace_page_key(self, new_key: bytes, header: VaultHeader) -> None:
+        """Adopt a new page key after the database file was swapped (page-key rotation)."""
+        self.header = header
+        self._db_key = new_key
+        self.embedded_backend("page-key rotation").reopen(new_key)
+
+    # ------------------------------------------------------------------ key rotation
+
+    def rotate_kek(self, actor: Actor) -> tuple[str, int]:
+        """Add and promote a new KEK, demote the old one, start rewrapping (in the caller's txn).
+
+        Returns the rewrap job's id and its total. Writes call it by themselves when the
+        primary KEK may not wrap another key, so that no write fails for want of a KEK.
+        """
+        now = self.now_text()
+        with self.backend.atomic():
+            old = self.keys.primary_kek
+            row = self.keys.insert_system_key(KeyKind.KEK, now)
+            self.backend.set_meta("primary_kek", row.key_id.hex())
+            old_row = self.backend.get_key(old)
+            if old_row is not None and old_row.state == KeyState.ACTIVE.value:
+                self.backend.update_key(
+                    old,
+                    state=KeyState.DECRYPT_ONLY.value,
+                    at=now,
+                    wrapped=old_row.wrapped,
+                    wrapped_by=old_row.wrapped_by,
+                )
+            total = len(self.backend.subject_keys_wrapped_by(old, b"", 2**31))
+            job_id = self.start_job("rewrap", {"from": old.hex()}, total, now)
+            self.keys.changed()
+            entry = self.admin_entry(
+                actor,
+                "key.rotate_kek",
+                detail={"previous": old.hex(), "key_id": row.key_id.hex()},
+            )
+            self.audit.append([entry], now=self.clock.now())
+        return job_id, total
+
+    def _rotate_kek_by_itself(self) -> None:
+        """The KEK rotation a write starts when the primary KEK may not wrap another key."""
+        self.rotate_kek(SYSTEM_ACTOR)
+
+    def start_job(self, kind: str, params: Mapping[str, object], total: int, now: str) -> str:
+        """Record a new key job (run later by the key administration's job runner)."""
+        job_id = "job_" + uuid.uuid4().hex[:16]
+        self.backend.insert_job(job_id, kind, json.dumps(dict(params)), total, now)
+        return job_id

@@ -1,0 +1,262 @@
+"""Decisions for one actor and purpose: the policy, then subject conditions, then consent.
+
+:class:`Decider` applies the loaded policy pack to a subject: where the subject lives (scope
+conditions), whether they are a minor (the date is stored encrypted), restrictions the owner
+asked for (PIPL Art 44) and the consent ledger (separate consent for sensitive data, PIPL Art
+29). Nothing is decrypted here but the subject's ``minor_until`` date. :func:`explain` answers
+"why is this allowed?" without reading a field.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .. import crypto
+from ..audit import AuditEntry
+from ..exceptions import (
+    ConsentRequiredError,
+    OwnerVaultError,
+    PolicyDeniedError,
+    RecordNotFoundError,
+    ValidationError,
+)
+from ..policy import (
+    RIGHTS_PURPOSES,
+    Action,
+    Actor,
+    ConsentState,
+    Decision,
+    FieldView,
+    LegalBasis,
+    SubjectContext,
+    ViewMode,
+    consent_state,
+)
+from ..records import RECORD_TYPES, Classification
+from ..storage import SubjectRow
+from .keystore import minor_aad
+
+if TYPE_CHECKING:
+    from .core import Kernel
+
+__all__ = ["Decider", "denied", "explain"]
+
+
+class Decider:
+    """Policy decisions for one actor and purpose, with subject conditions and consent applied.
+
+    Decisions that depend only on (record type, action, minor, subject scope) are cached for the
+    session; those with time windows are recomputed on every use. The consent ledger is read on
+    every use, so a withdrawal takes effect at once for every open session.
+    """
+
+    def __init__(self, kernel: Kernel, actor: Actor, purpose: str) -> None:
+        self._vault_id = kernel.vault_id
+        self._backend = kernel.backend
+        self._policy = kernel.policy
+        self.actor = actor
+        self.purpose = purpose
+        self._cache: dict[tuple[object, ...], Decision] = {}
+
+    def policy_only(
+        self,
+        record_type: str,
+        action: Action,
+        *,
+        minor: bool = False,
+        context: SubjectContext | None = None,
+        now: _dt.datetime | None = None,
+    ) -> Decision:
+        """The policy's decision, cached when it does not depend on the time."""
+        _, timed = self._policy.conditional(self.purpose, record_type)
+        key = (record_type, action, minor, context)
+        decision = None if timed else self._cache.get(key)
+        if decision is None:
+            decision = self._policy.decide(
+                self.actor, self.purpose, record_type, action, minor=minor, subject=context, now=now
+            )
+            if not timed:
+                self._cache[key] = decision
+        return decision
+
+    def searchable(self, record_type: str) -> Decision:
+        """The read decision without scope or time conditions: which fields may be searched."""
+        key = (record_type, "search")
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._policy.decide(
+                self.actor, self.purpose, record_type, "read", conditions=False
+            )
+            self._cache[key] = decision
+        return decision
+
+    def is_minor(self, subject: SubjectRow, key: crypto.FieldKey, today: _dt.date) -> bool:
+        """Whether the subject is under 14 today (the date is stored encrypted)."""
+        if subject.minor_until is None:
+            return False
+        aad = minor_aad(self._vault_id, subject.pseudonym, key.key_id)
+        until = _dt.date.fromisoformat(json.loads(key.decrypt(subject.minor_until, aad=aad)))
+        return today < until
+
+    def context(
+        self, subject: SubjectRow | None, extra_units: Iterable[Mapping[str, object]] = ()
+    ) -> SubjectContext:
+        """Where the subject lives, from their unit records (and units being written now)."""
+        units: list[Mapping[str, object]] = list(extra_units)
+        if subject is not None:
+            units.extend(json.loads(raw) for raw in self._backend.subject_units(subject.pseudonym))
+        communities = {str(u["community"]) for u in units if "community" in u}
+        buildings = {
+            f"{u['community']}/{u['building']}"
+            for u in units
+            if "community" in u and "building" in u
+        }
+        return SubjectContext(frozenset(communities), frozenset(buildings))
+
+    def decide(
+        self,
+        record_type: str,
+        action: Action,
+        *,
+        subject: SubjectRow | None,
+        key: crypto.FieldKey | None,
+        now: _dt.datetime,
+        extra_units: Iterable[Mapping[str, object]] = (),
+        record_minor: bool = False,
+    ) -> tuple[Decision, ConsentState | None]:
+        """Policy, then conditions, then consent, for one subject (None: not yet stored)."""
+        minor = record_minor or (
+            subject is not None and key is not None and self.is_minor(subject, key, now.date())
+        )
+        needs_context, _ = self._policy.conditional(self.purpose, record_type)
+        context = self.context(subject, extra_units) if needs_context else None
+        decision = self.policy_only(record_type, action, minor=minor, context=context, now=now)
+        if not decision.allowed:
+            return decision, None
+        if (
+            subject is not None
+            and subject.restricted_to is not None
+            and self.purpose not in RIGHTS_PURPOSES
+            and self.purpose not in json.loads(subject.restricted_to)
+        ):
+            # The owner restricted processing to other purposes (PIPL Art 44).
+            restricted = {
+                name: FieldView(ViewMode.HIDDEN, rule_ids=view.rule_ids, reason="restricted")
+                for name, view in decision.fields.items()
+            }
+            return (
+                attrs.evolve(
+                    decision,
+                    allowed=False,
+                    reason="restricted",
+                    fields=restricted,
+                    writable=frozenset(),
+                ),
+                None,
+            )
+        spec = self._policy.purposes[self.purpose]
+        if spec.legal_basis is not LegalBasis.CONSENT:
+            return decision, None
+        records = self._backend.consents(subject.pseudonym, self.purpose) if subject else []
+        state = consent_state(
+            records, at=now, notice_version=spec.notice_version, fields=spec.field_names
+        )
+        if not state.live:
+            reason = f"consent_{state.status.value}"
+            hidden = {
+                name: FieldView(ViewMode.HIDDEN, rule_ids=view.rule_ids, reason=reason)
+                for name, view in decision.fields.items()
+            }
+            denied = attrs.evolve(
+                decision, allowed=False, reason=reason, fields=hidden, writable=frozenset()
+            )
+            return denied, state
+        if not state.separate:
+            # Sensitive data, and all data of a minor, needs a separate consent (PIPL Art 29).
+            specs = RECORD_TYPES[record_type].field_specs()
+            fields = dict(decision.fields)
+            for name, view in decision.fields.items():
+                classification = specs[name].classification
+                sensitive = classification is Classification.SENSITIVE or (
+                    minor and classification.encrypted
+                )
+                if sensitive and view.disclosed:
+                    fields[name] = FieldView(
+                        ViewMode.HIDDEN, rule_ids=view.rule_ids, reason="separate_consent_required"
+                    )
+            if fields != decision.fields:
+                decision = attrs.evolve(decision, fields=fields)
+        return decision, state
+
+
+def denied(
+    actor: Actor, purpose: str, action: str, record_type: str | None, reason: str, detail: str = ""
+) -> OwnerVaultError:
+    """The error for a denial: consent problems raise ConsentRequiredError."""
+    what = f"{action} of {record_type}" if record_type else action
+    message = f"{what} for purpose {purpose!r} is denied to actor {actor.actor_id!r}: {reason}"
+    if detail:
+        message += f" ({detail})"
+    if reason.startswith("consent_"):
+        return ConsentRequiredError(message, reason=reason)
+    return PolicyDeniedError(message, reason=reason)
+
+
+def explain(
+    kernel: Kernel,
+    actor: Actor,
+    purpose: str,
+    record_type: str,
+    subject_id: str | None = None,
+    *,
+    action: Action = "read",
+) -> dict[str, Any]:
+    """Explain a decision: per field, the view and the rules, legal basis and consent.
+
+    Without ``subject_id`` the policy alone is explained; with it, the subject's scope, minor
+    status and consent ledger are applied as a real access would (no field is read or
+    decrypted). The explanation is audited.
+    """
+    if record_type not in RECORD_TYPES:
+        raise ValidationError(f"unknown record type {record_type!r}")
+    decider = Decider(kernel, actor, purpose)
+    now = kernel.clock.now()
+    pseudonym: str | None = None
+    consent: ConsentState | None = None
+    if subject_id is None:
+        decision = decider.policy_only(record_type, action, now=now)
+    else:
+        subject = kernel.keys.lookup_subject(subject_id)
+        if subject is None:
+            raise RecordNotFoundError("no live subject with that id")
+        pseudonym = subject.pseudonym
+        decision, consent = decider.decide(
+            record_type, action, subject=subject, key=kernel.keys.subject_key(subject), now=now
+        )
+    explanation = decision.explain()
+    explanation["subject"] = pseudonym
+    if consent is not None:
+        explanation["consent"] = {
+            "status": consent.status.value,
+            "separate": consent.separate,
+            "records": list(consent.record_ids),
+        }
+    entry = AuditEntry(
+        action="policy.explain",
+        actor=actor.actor_id,
+        roles=actor.roles,
+        purpose=purpose,
+        decision="allow",
+        record_type=record_type,
+        subject=pseudonym,
+        rules=decision.rule_ids,
+        detail={"outcome": "allow" if decision.allowed else decision.reason},
+    )
+    with kernel.backend.atomic():
+        kernel.audit.append([entry], now=now)
+    return explanation

@@ -1,0 +1,172 @@
+"""Erasure by crypto-shredding, its signed receipt, and the legal-hold check.
+
+Erasing a subject destroys their data key: every copy of their fields encrypted under it (in
+the live database, in backups, in a WAL) becomes undecryptable. The subject's ciphertexts, index
+tokens and lookup token are deleted too. Audit entries stay (they hold only the pseudonym, which
+no longer links to the subject id) and the Merkle log still verifies. The receipt is a C2SP
+signed note, signed with the vault's audit checkpoint key, that anyone with the verifier key can
+check offline.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable
+
+import attrs
+
+from ..audit import AuditEntry, format_time
+from ..audit.checkpoint import verify_note
+from ..exceptions import OwnerVaultError, PolicyDeniedError, RecordNotFoundError
+from ..storage import SubjectRow
+from .access import Access
+
+__all__ = ["ErasureResult", "erase_pseudonym", "erase_subject", "held", "receipt_body"]
+
+
+@attrs.frozen
+class ErasureResult:
+    """What ``erase_subject`` destroyed, with a signed receipt; only ids and counts."""
+
+    pseudonym: str
+    key_id: str
+    records: int
+    index_tokens: int
+    erased_at: str
+    receipt: str = ""
+
+    def verify(self, vkeys: Iterable[str]) -> str:
+        """Check the receipt's signature with trusted verifier keys; return its text."""
+        return verify_note(self.receipt, list(vkeys))
+
+
+def held(subject: SubjectRow, now: _dt.datetime) -> bool:
+    """Whether a legal hold applies to the subject now."""
+    return subject.hold_until is not None and subject.hold_until > format_time(now)
+
+
+def receipt_body(
+    *,
+    vault_id: str,
+    pseudonym: str,
+    key_id: str,
+    records: int,
+    index_tokens: int,
+    erased_at: str,
+    actor: str,
+    roles: Iterable[str],
+    request_id: str | None,
+    audit_seq: int,
+) -> str:
+    """The text of an erasure receipt (one fact per line; no personal value)."""
+    lines = [
+        "ownervault erasure receipt v1",
+        f"vault {vault_id}",
+        f"subject {pseudonym}",
+        f"data-key {key_id} destroyed",
+        f"records {records} ciphertexts deleted",
+        f"index-tokens {index_tokens} deleted",
+        "subject-lookup deleted",
+        f"erased-at {erased_at}",
+        f"by {actor} ({','.join(roles)})",
+        f"request {request_id or '-'}",
+        f"audit-entry {audit_seq}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def erase_subject(access: Access, subject_id: str, *, request_id: str | None) -> ErasureResult:
+    """Crypto-shred a subject: destroy their data key, ciphertexts and index tokens.
+
+    Raises:
+        RecordNotFoundError: no live subject with that id.
+        PolicyDeniedError: the purpose may not erase one of the subject's record types (reason
+            code), or a legal hold applies (reason ``legal_hold``).
+    """
+    kernel = access.kernel
+    kernel.check_writable()
+    kernel.keys.subject_ref(subject_id)  # validates the id
+    outcome: OwnerVaultError | None = None
+    result: ErasureResult | None = None
+    with access.backend.atomic():
+        subject = kernel.keys.lookup_subject(subject_id)
+        if subject is None:
+            entry = access.entry("erase", decision="deny", reason="not_found")
+            kernel.audit.append([entry], now=access.now())
+            outcome = RecordNotFoundError("no live subject with that id")
+        else:
+            try:
+                result = erase_pseudonym(
+                    access, subject, request_id=request_id, reason="erasure_request"
+                )
+            except PolicyDeniedError as refusal:
+                outcome = refusal
+    if outcome is not None:
+        raise outcome
+    assert result is not None
+    return result
+
+
+def erase_pseudonym(
+    access: Access, subject: SubjectRow, *, request_id: str | None, reason: str
+) -> ErasureResult:
+    """Erase one subject inside the caller's transaction; denials are audited, then raised."""
+    kernel = access.kernel
+    backend = access.backend
+    now_dt = access.now()
+    now = format_time(now_dt)
+    types = sorted({r.record_type for r in backend.records_of_subject(subject.pseudonym)})
+    decisions = [access.decide(t, "erase") for t in types] or [
+        access.decide("owner_profile", "erase")
+    ]
+    refused = [d for d in decisions if not d.allowed]
+    if refused or held(subject, now_dt):
+        why = refused[0].reason if refused else "legal_hold"
+        entry = access.entry(
+            "erase",
+            decision="deny",
+            reason=why,
+            record_type=refused[0].record_type if refused else None,
+            subject=subject.pseudonym,
+            rules=refused[0].rule_ids if refused else (),
+        )
+        kernel.audit.append([entry], now=now_dt)
+        raise PolicyDeniedError(
+            f"erasure for purpose {access.purpose!r} is denied to actor "
+            f"{access.actor.actor_id!r}: {why}",
+            reason=why,
+        )
+    kernel.keys.destroy_subject_key(subject.key_id, now)
+    records, tokens = backend.erase_subject(subject.pseudonym, now)
+    rules = tuple(dict.fromkeys(r for d in decisions for r in d.rule_ids))
+    entry = AuditEntry(
+        action="erase",
+        actor=access.actor.actor_id,
+        roles=access.actor.roles,
+        purpose=access.purpose,
+        decision="allow",
+        subject=subject.pseudonym,
+        rules=rules,
+        detail={
+            "records": records,
+            "index_tokens": tokens,
+            "key_id": subject.key_id.hex(),
+            "request_id": request_id,
+            "cause": reason,
+        },
+    )
+    size = kernel.audit.append([entry], now=now_dt)
+    body = receipt_body(
+        vault_id=kernel.vault_id,
+        pseudonym=subject.pseudonym,
+        key_id=subject.key_id.hex(),
+        records=records,
+        index_tokens=tokens,
+        erased_at=now,
+        actor=access.actor.actor_id,
+        roles=access.actor.roles,
+        request_id=request_id,
+        audit_seq=size - 1,
+    )
+    note = kernel.sign_note(body)
+    return ErasureResult(subject.pseudonym, subject.key_id.hex(), records, tokens, now, note)

@@ -1,0 +1,472 @@
+"""The vault's keys in use: KEKs, index keys, subject data keys and the subject lookup.
+
+:class:`KeyStore` is the one object that unwraps keys below the keyring key. It loads the
+key-encryption and index keys when the vault opens (and again whenever another process or an
+admin verb changed them, see :meth:`KeyStore.sync`), unwraps subject data keys on demand into a
+bounded cache, creates subjects with fresh data keys, re-keys subjects, and turns subject ids
+into lookup tokens. Every method that writes runs inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+from .. import crypto
+from ..exceptions import (
+    DecryptionError,
+    KeyExhaustedError,
+    KeyStateError,
+    ValidationError,
+    VaultClosedError,
+    VaultFormatError,
+)
+from ..keys import (
+    DEFAULT_MAX_INVOCATIONS,
+    KeyCache,
+    KeyInfo,
+    KeyKind,
+    KeyState,
+    check_transition,
+    check_use,
+)
+from ..storage import Backend, KeyRow, RecordRow, SubjectRow
+
+__all__ = [
+    "AUTO_ROTATE_AT",
+    "SUBJECT_ID_FIELD",
+    "KeyStore",
+    "key_info",
+    "minor_aad",
+    "subject_context",
+    "system_context",
+]
+
+#: Share of a key's invocation limit at which it is rotated automatically.
+AUTO_ROTATE_AT: Final = 0.9
+#: The field every record carries (always sealed); its token is the subject lookup.
+SUBJECT_ID_FIELD: Final = "subject_id"
+
+
+def system_context(vault_id: str, kind: KeyKind, key_id: bytes) -> bytes:
+    """Associated data binding a wrapped KEK or index key to its vault, kind and id."""
+    return crypto.encode_context("ownervault system key v1", vault_id, kind.value, key_id)
+
+
+def subject_context(vault_id: str, key_id: bytes) -> bytes:
+    """Associated data binding a wrapped subject data key to its vault and id."""
+    return crypto.encode_context("ownervault subject key v1", vault_id, key_id)
+
+
+def minor_aad(vault_id: str, pseudonym: str, key_id: bytes) -> bytes:
+    """Associated data of a subject's encrypted ``minor_until`` date."""
+    return crypto.field_aad(
+        vault_id=vault_id,
+        record_type="subject",
+        record_id=pseudonym,
+        field="minor_until",
+        key_id=key_id,
+    )
+
+
+def key_info(row: KeyRow) -> KeyInfo:
+    """A key row as admins see it (never key bytes)."""
+    return KeyInfo(
+        key_id=row.key_id.hex(),
+        kind=KeyKind(row.kind),
+        state=KeyState(row.state),
+        created_at=row.created_at,
+        state_changed_at=row.state_changed_at,
+        invocations=row.invocations,
+        max_invocations=row.max_invocations,
+    )
+
+
+def _primary(
+    preferred: str | None, states: Mapping[bytes, KeyState], *, keep: Mapping[bytes, object]
+) -> bytes | None:
+    """The primary key id: the one named in ``meta`` if still loaded, else the newest active."""
+    if preferred:
+        key_id = bytes.fromhex(preferred)
+        if key_id in keep:
+            return key_id
+    active = [k for k, state in states.items() if state is KeyState.ACTIVE]
+    return active[-1] if active else None
+
+
+class KeyStore:
+    """The unwrapped keys of one open vault (redacted repr, never pickled).
+
+    ``rotate_kek`` is called, inside the current transaction, when the primary KEK may not wrap
+    another key (compromised, or near its invocation limit); the kernel wires it to its own KEK
+    rotation so no write ever fails for want of a KEK.
+    """
+
+    def __init__(
+        self,
+        *,
+        vault_id: str,
+        backend: Backend,
+        keyring: crypto.SecretKey,
+        cache_size: int,
+        rotate_kek: Callable[[], None],
+    ) -> None:
+        self.vault_id = vault_id
+        self._backend = backend
+        self.keyring = keyring
+        self.cache = KeyCache(cache_size)
+        self._rotate_kek = rotate_kek
+        self._lock = threading.RLock()
+        self._keks: dict[bytes, crypto.SecretKey] = {}
+        self._kek_states: dict[bytes, KeyState] = {}
+        self._index: crypto.IndexKey | None = None
+        self._indexes: dict[bytes, crypto.IndexKey] = {}
+        self.primary_kek = b""
+        self._epoch = "0"
+        self.max_invocations = int(
+            backend.get_meta("max_key_invocations") or DEFAULT_MAX_INVOCATIONS
+        )
+        self.load()
+
+    def __repr__(self) -> str:
+        return f"<KeyStore vault={self.vault_id} keks={len(self._keks)} bytes=<redacted>>"
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise TypeError("a KeyStore holds keys and cannot be pickled")
+
+    def close(self) -> None:
+        """Forget every unwrapped key."""
+        self.cache.clear()
+        self._keks.clear()
+        self._indexes.clear()
+        self._index = None
+
+    # ------------------------------------------------------------------ system keys
+
+    def load(self) -> None:
+        """(Re)load KEKs and index keys and which of each is primary."""
+        keks: dict[bytes, crypto.SecretKey] = {}
+        states: dict[bytes, KeyState] = {}
+        for row in self._backend.keys_of_kind(KeyKind.KEK.value):
+            state = KeyState(row.state)
+            if state is KeyState.DESTROYED or row.wrapped is None:
+                continue
+            material = self.unwrap_system(row, KeyKind.KEK)
+            keks[row.key_id] = crypto.SecretKey(material, key_id=row.key_id)
+            states[row.key_id] = state
+        indexes: dict[bytes, crypto.IndexKey] = {}
+        for row in self._backend.keys_of_kind(KeyKind.INDEX.value):
+            if row.state == KeyState.DESTROYED.value or row.wrapped is None:
+                continue
+            material = self.unwrap_system(row, KeyKind.INDEX)
+            indexes[row.key_id] = crypto.IndexKey(material, key_id=row.key_id)
+        # The primary stays the primary even when it was just marked compromised: writes then
+        # rotate it away (see new_subject_keys) rather than silently using another key.
+        primary_kek = _primary(self._backend.get_meta("primary_kek"), states, keep=keks)
+        primary_index = _primary(
+            self._backend.get_meta("primary_index"),
+            {k: KeyState.ACTIVE for k in indexes},
+            keep=indexes,
+        )
+        if primary_kek is None or primary_index is None:
+            raise VaultFormatError("the vault has no active key-encryption or index key")
+        self._keks = keks
+        self._kek_states = states
+        self.primary_kek = primary_kek
+        self._indexes = indexes
+        self._index = indexes[primary_index]
+        self._epoch = self._backend.get_meta("key_epoch") or "0"
+
+    def sync(self) -> None:
+        """Reload keys if another process (or an admin verb) changed them since we loaded."""
+        if (self._backend.get_meta("key_epoch") or "0") != self._epoch:
+            with self._lock:
+                self.load()
+
+    def changed(self) -> None:
+        """Tell every process that keys changed (call in the changing transaction), reload."""
+        epoch = int(self._backend.get_meta("key_epoch") or "0") + 1
+        self._backend.set_meta("key_epoch", str(epoch))
+        self.sync()
+
+    def unwrap_system(self, row: KeyRow, kind: KeyKind) -> bytes:
+        """Unwrap a KEK or index key row with the keyring key."""
+        assert row.wrapped is not None
+        try:
+            return self.keyring.unwrap(
+                row.wrapped, context=system_context(self.vault_id, kind, row.key_id)
+            )
+        except DecryptionError:
+            raise VaultFormatError(
+                f"{kind.value} key {row.key_id.hex()} cannot be unwrapped"
+            ) from None
+
+    def insert_system_key(self, kind: KeyKind, now: str) -> KeyRow:
+        """Create and store a new active KEK or index key, wrapped by the keyring key."""
+        key_id = crypto.new_key_id()
+        row = KeyRow(
+            key_id=key_id,
+            kind=kind.value,
+            state=KeyState.ACTIVE.value,
+            wrapped=self.keyring.wrap(
+                crypto.random_key(), context=system_context(self.vault_id, kind, key_id)
+            ),
+            wrapped_by=self.keyring.key_id,
+            created_at=now,
+            state_changed_at=now,
+            invocations=0,
+            max_invocations=self.max_invocations,
+        )
+        self._backend.insert_keys([row])
+        return row
+
+    @property
+    def index_key(self) -> crypto.IndexKey:
+        """The primary index key (new tokens and subject lookups)."""
+        if self._index is None:
+            raise VaultClosedError("the vault is closed")
+        return self._index
+
+    @property
+    def index_keys(self) -> list[crypto.IndexKey]:
+        """Every loaded index key, the primary first (searches look under each)."""
+        primary = self.index_key
+        return [primary, *(k for k in self._indexes.values() if k is not primary)]
+
+    def kek_state(self, key_id: bytes) -> KeyState | None:
+        """The loaded state of a KEK (None when it is not loaded)."""
+        return self._kek_states.get(key_id)
+
+    def active_kek(self) -> crypto.SecretKey:
+        """The primary KEK, the only one that wraps new keys."""
+        kek = self._keks.get(self.primary_kek)
+        if kek is None or self._kek_states.get(self.primary_kek) is not KeyState.ACTIVE:
+            raise KeyStateError("no active key-encryption key")
+        return kek
+
+    def kek(self, key_id: bytes) -> crypto.SecretKey:
+        """A loaded KEK by id (reloading once: another process may have added it)."""
+        kek = self._keks.get(key_id)
+        if kek is None:
+            with self._lock:
+                self.load()
+            kek = self._keks.get(key_id)
+        if kek is None:
+            raise DecryptionError()
+        return kek
+
+    def reserve(self, key_id: bytes, count: int) -> None:
+        """Count ``count`` more uses of a key, refusing to pass its limit."""
+        if not self._backend.reserve_invocations(key_id, count):
+            raise KeyExhaustedError(f"key {key_id.hex()} reached its invocation limit; rotate it")
+
+    # ------------------------------------------------------------------ subjects
+
+    def subject_ref(self, subject_id: str) -> bytes:
+        """The lookup token of a subject id (HMAC under the index key); never stored in clear."""
+        if not isinstance(subject_id, str) or not subject_id:
+            raise ValidationError("subject_id must be a non-empty string")
+        return self.index_key.token("subject", SUBJECT_ID_FIELD, subject_id)
+
+    def lookup_subject(self, subject_id: str) -> SubjectRow | None:
+        """Find a live subject by id, under the primary index key or an older one."""
+        return self.lookup_subjects([subject_id])[subject_id]
+
+    def lookup_subjects(self, subject_ids: Sequence[str]) -> dict[str, SubjectRow | None]:
+        """Find many live subjects at once (one query per index key, not one per subject)."""
+        found: dict[str, SubjectRow | None] = dict.fromkeys(subject_ids)
+        for index in self.index_keys:
+            pending = [sid for sid, row in found.items() if row is None]
+            if not pending:
+                break
+            refs = {index.token("subject", SUBJECT_ID_FIELD, sid): sid for sid in pending}
+            for ref, row in self._backend.subjects_by_refs(list(refs)).items():
+                found[refs[ref]] = row
+        return found
+
+    def subject_key(self, subject: SubjectRow, row: KeyRow | None = None) -> crypto.FieldKey:
+        """The subject's data key, unwrapped (cached); DecryptionError when it is gone."""
+        cached = self.cache.get(subject.key_id)
+        if cached is not None:
+            return cached
+        if row is None:
+            row = self._backend.get_key(subject.key_id)
+        if row is None or row.wrapped is None:
+            raise DecryptionError()
+        check_use(row.key_id.hex(), KeyState(row.state), "decrypt")
+        material = self.kek(row.wrapped_by).unwrap(
+            row.wrapped, context=subject_context(self.vault_id, row.key_id)
+        )
+        key = crypto.FieldKey(material, key_id=row.key_id)
+        self.cache.put(key)
+        return key
+
+    def new_subject_keys(
+        self, count: int, now: str, *, uses: Sequence[int] | None = None
+    ) -> list[tuple[KeyRow, crypto.FieldKey]]:
+        """Create and store ``count`` data keys wrapped by the primary KEK."""
+        if self._kek_states.get(self.primary_kek) is not KeyState.ACTIVE:
+            # The primary KEK was marked compromised: replace it before wrapping anything.
+            self._rotate_kek()
+        kek = self.active_kek()
+        row = self._backend.get_key(kek.key_id)
+        if row is not None and row.invocations + count > row.max_invocations * AUTO_ROTATE_AT:
+            # The KEK nears its invocation limit: rotate it now, in this transaction, so no
+            # write ever fails for it; the old KEK's subject keys are rewrapped by a job.
+            self._rotate_kek()
+            kek = self.active_kek()
+        self.reserve(kek.key_id, count)
+        counts = list(uses) if uses is not None else [0] * count
+        if any(n > self.max_invocations for n in counts):
+            raise KeyExhaustedError("a write needs more encryptions than one key may make")
+        out: list[tuple[KeyRow, crypto.FieldKey]] = []
+        for invocations in counts:
+            key_id = crypto.new_key_id()
+            material = crypto.random_key()
+            key_row = KeyRow(
+                key_id=key_id,
+                kind=KeyKind.SUBJECT.value,
+                state=KeyState.ACTIVE.value,
+                wrapped=kek.wrap(material, context=subject_context(self.vault_id, key_id)),
+                wrapped_by=kek.key_id,
+                created_at=now,
+                state_changed_at=now,
+                invocations=invocations,
+                max_invocations=self.max_invocations,
+            )
+            key = crypto.FieldKey(material, key_id=key_id)
+            self.cache.put(key)
+            out.append((key_row, key))
+        self._backend.insert_keys([key_row for key_row, _ in out])
+        return out
+
+    def new_subjects(
+        self, subject_refs: Sequence[bytes], now: str, *, uses: Sequence[int]
+    ) -> list[tuple[SubjectRow, crypto.FieldKey]]:
+        """Create subjects with fresh data keys wrapped by the primary KEK (one batch).
+
+        ``uses`` is how many encryptions each new key is about to make; they are counted in
+        the key rows as they are stored.
+        """
+        if not subject_refs:
+            return []
+        out: list[tuple[SubjectRow, crypto.FieldKey]] = []
+        keys = self.new_subject_keys(len(subject_refs), now, uses=uses)
+        for subject_ref, (key_row, key) in zip(subject_refs, keys, strict=True):
+            row = SubjectRow(
+                pseudonym="sub_" + secrets.token_hex(16),
+                subject_ref=subject_ref,
+                key_id=key_row.key_id,
+                created_at=now,
+                erased_at=None,
+                minor_until=None,
+                key_state=KeyState.ACTIVE.value,
+            )
+            out.append((row, key))
+        self._backend.insert_subjects([row for row, _ in out])
+        return out
+
+    def decrypt_fields(
+        self, record: RecordRow, key: crypto.FieldKey, names: Iterable[str]
+    ) -> dict[str, Any]:
+        """Decrypt the named sealed fields of a record (those it has) for internal jobs."""
+        envelopes = crypto.unpack_sealed(record.sealed)
+        prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
+        key_part = crypto.encode_context(key.key_id)
+        out: dict[str, Any] = {}
+        for name in names:
+            envelope = envelopes.get(name)
+            if envelope is not None:
+                aad = prefix + crypto.context_part(name) + key_part
+                out[name] = json.loads(key.decrypt(envelope, aad=aad))
+        return out
+
+    def rekey_subject(self, subject: SubjectRow, now: str) -> tuple[SubjectRow, crypto.FieldKey]:
+        """Give one subject a new data key and re-encrypt all their records under it."""
+        [result] = self.rekey_subjects([subject], now)
+        return result
+
+    def rekey_subjects(
+        self, subjects: Sequence[SubjectRow], now: str
+    ) -> list[tuple[SubjectRow, crypto.FieldKey]]:
+        """Give subjects new data keys and re-encrypt all their records (one batch).
+
+        Runs inside the caller's transaction with a handful of statements per batch, not per
+        subject. The old keys are retired (``decrypt-only``) and can be destroyed once nothing
+        references them.
+        """
+        by_subject: dict[str, list[RecordRow]] = {s.pseudonym: [] for s in subjects}
+        for record in self._backend.records_of_subjects(list(by_subject)):
+            by_subject[record.pseudonym].append(record)
+        rows = self._backend.get_keys([s.key_id for s in subjects])
+        old_keys = [self.subject_key(s, rows.get(s.key_id)) for s in subjects]
+        opened: list[list[tuple[RecordRow, dict[str, bytes]]]] = []
+        uses: list[int] = []
+        for subject, old_key in zip(subjects, old_keys, strict=True):
+            items = []
+            count = 0 if subject.minor_until is None else 1
+            for record in by_subject[subject.pseudonym]:
+                prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
+                old_part = crypto.encode_context(old_key.key_id)
+                plain = {
+                    name: old_key.decrypt(
+                        envelope, aad=prefix + crypto.context_part(name) + old_part
+                    )
+                    for name, envelope in crypto.unpack_sealed(record.sealed).items()
+                }
+                count += len(plain)
+                items.append((record, plain))
+            opened.append(items)
+            uses.append(count)
+        new_keys = self.new_subject_keys(len(subjects), now, uses=uses)
+        resealed: list[tuple[str, bytes, bytes]] = []
+        pointers: list[tuple[str, bytes, bytes | None]] = []
+        out: list[tuple[SubjectRow, crypto.FieldKey]] = []
+        for subject, old_key, items, (_, new_key) in zip(
+            subjects, old_keys, opened, new_keys, strict=True
+        ):
+            new_part = crypto.encode_context(new_key.key_id)
+            for record, plain in items:
+                prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
+                sealed = crypto.pack_sealed(
+                    {
+                        name: new_key.encrypt(
+                            value, aad=prefix + crypto.context_part(name) + new_part
+                        )
+                        for name, value in plain.items()
+                    }
+                )
+                resealed.append((record.record_id, new_key.key_id, sealed))
+            minor_until = None
+            if subject.minor_until is not None:
+                plaintext = old_key.decrypt(
+                    subject.minor_until,
+                    aad=minor_aad(self.vault_id, subject.pseudonym, old_key.key_id),
+                )
+                minor_until = new_key.encrypt(
+                    plaintext, aad=minor_aad(self.vault_id, subject.pseudonym, new_key.key_id)
+                )
+            pointers.append((subject.pseudonym, new_key.key_id, minor_until))
+            out.append(
+                (attrs.evolve(subject, key_id=new_key.key_id, minor_until=minor_until), new_key)
+            )
+        self._backend.reseal_records(resealed)
+        self._backend.set_subject_keys(pointers)
+        self._backend.retire_keys([k.key_id for k in old_keys], now)
+        return out
+
+    def destroy_subject_key(self, key_id: bytes, now: str) -> None:
+        """Destroy a subject's data key (crypto-shredding): its bytes go, metadata stays."""
+        row = self._backend.get_key(key_id)
+        if row is None:
+            raise DecryptionError()
+        check_transition(key_id.hex(), KeyState(row.state), KeyState.DESTROYED)
+        self._backend.update_key(
+            key_id, state=KeyState.DESTROYED.value, at=now, wrapped=None, wrapped_by=row.wrapped_by
+        )
+        self.cache.discard(key_id)

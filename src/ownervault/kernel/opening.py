@@ -1,0 +1,297 @@
+"""Creating and opening a vault: the header, the database, the system keys, the kernel.
+
+An embedded vault is a directory with ``vault.header`` (the root-wrapped keys) and ``vault.db``
+(SQLCipher, opened with the raw page key from the header). A vault on PostgreSQL keeps its
+header in the database's ``meta`` table. Either way the root key unwraps the keyring key first,
+so a wrong key fails before any file is touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from .. import crypto
+from ..audit import format_time
+from ..exceptions import (
+    ValidationError,
+    VaultExistsError,
+    VaultFormatError,
+    VaultNotFoundError,
+    WrongKeyError,
+)
+from ..keys import (
+    DEFAULT_MAX_INVOCATIONS,
+    HEADER_NAME,
+    KeyKind,
+    KeyProvider,
+    KeyState,
+    RootKey,
+    VaultHeader,
+    recover,
+    write_atomically,
+)
+from ..policy import Policy, load_policy
+from ..storage import (
+    DB_NAME,
+    Backend,
+    KeyRow,
+    SQLCipherBackend,
+    connect_server,
+    database_url,
+)
+from .clock import Clock, SystemClock
+from .core import Kernel
+from .keystore import system_context
+
+__all__ = ["create_kernel", "load_pack", "open_kernel"]
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+
+def load_pack(policy: Policy | str | Path | None) -> Policy:
+    """A loaded policy pack: the one given, or loaded from a folder (default: shipped pack)."""
+    return policy if isinstance(policy, Policy) else load_policy(policy)
+
+
+def create_kernel(
+    path: str | Path,
+    *,
+    key: KeyProvider,
+    policy: Policy | str | Path | None,
+    clock: Clock | None,
+    max_key_invocations: int = DEFAULT_MAX_INVOCATIONS,
+    synchronous: Synchronous = "NORMAL",
+    key_cache_size: int = 10_000,
+) -> Kernel:
+    """Create a new vault (directory or PostgreSQL database) and return its kernel.
+
+    Raises:
+        VaultExistsError: the directory already holds files, or the database a vault.
+    """
+    if not 1 <= max_key_invocations <= 2**32:
+        raise ValidationError("max_key_invocations must be between 1 and 2**32")
+    loaded = load_pack(policy)
+    clock = clock or SystemClock()
+    url = database_url(path)
+    root_path = Path("." if url else path)
+    server: Backend | None = None
+    if url is not None:
+        server = connect_server(url)
+        server.migrate()
+        if server.get_meta("vault_id"):
+            server.close()
+            raise VaultExistsError("that database already holds an ownervault vault")
+    else:
+        if root_path.exists() and (not root_path.is_dir() or any(root_path.iterdir())):
+            raise VaultExistsError(f"{root_path} already exists and is not an empty directory")
+        root_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        root, params = key.create_root()
+        vault_id = uuid.uuid4().hex
+        keyring_key_id = crypto.new_key_id()
+        db_key = crypto.random_key()
+        keyring_key = crypto.random_key()
+
+        def wrap(material: bytes, slot: str) -> str:
+            blob = root.wrap(material, context=VaultHeader.context(vault_id, slot))
+            return base64.b64encode(blob).decode("ascii")
+
+        now = format_time(clock.now())
+        header = VaultHeader(
+            format="ownervault-header",
+            version=1,
+            vault_id=vault_id,
+            created_at=now,
+            provider=key.kind,
+            provider_params=dict(params),
+            keyring_key_id=keyring_key_id.hex(),
+            wrapped_db_key=wrap(db_key, "db"),
+            wrapped_keyring_key=wrap(keyring_key, "keyring"),
+            wrapped_signing_key=wrap(crypto.ed25519_generate(), "signing"),
+        )
+        backend: Backend
+        if server is not None:
+            backend = server
+        else:
+            backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
+            backend.migrate()
+        _store_system_keys(backend, header, keyring_key, now, max_key_invocations)
+        if server is None:
+            write_atomically(root_path / HEADER_NAME, header.dumps())
+    except BaseException:
+        # Leave nothing half-made behind: a directory without a valid header is useless.
+        if server is None:
+            shutil.rmtree(root_path, ignore_errors=True)
+        else:
+            server.close()
+        raise
+    return Kernel(
+        path=None if url else root_path,
+        location=url or str(root_path),
+        header=header,
+        backend=backend,
+        keyring_key=keyring_key,
+        signing_seed=header.unwrap(root, "signing"),
+        db_key=db_key,
+        root=root,
+        policy=loaded,
+        clock=clock,
+        key_cache_size=key_cache_size,
+    )
+
+
+def _store_system_keys(
+    backend: Backend, header: VaultHeader, keyring_key: bytes, now: str, max_invocations: int
+) -> None:
+    """Write a new vault's meta rows and its first KEK and index key."""
+    vault_id = header.vault_id
+    keyring = crypto.SecretKey(keyring_key, key_id=bytes.fromhex(header.keyring_key_id))
+    with backend.atomic():
+        backend.set_meta("vault_id", vault_id)
+        backend.set_meta("created_at", now)
+        for kind in (KeyKind.KEK, KeyKind.INDEX):
+            key_id = crypto.new_key_id()
+            wrapped = keyring.wrap(
+                crypto.random_key(), context=system_context(vault_id, kind, key_id)
+            )
+            backend.insert_keys(
+                [
+                    KeyRow(
+                        key_id=key_id,
+                        kind=kind.value,
+                        state=KeyState.ACTIVE.value,
+                        wrapped=wrapped,
+                        wrapped_by=keyring.key_id,
+                        created_at=now,
+                        state_changed_at=now,
+                        invocations=0,
+                        max_invocations=max_invocations,
+                    )
+                ]
+            )
+            backend.set_meta(f"primary_{kind.value}", key_id.hex())
+        backend.set_meta("max_key_invocations", str(max_invocations))
+        if not isinstance(backend, SQLCipherBackend):
+            # On a database server the header lives in the database itself.
+            backend.set_meta("header", header.dumps().decode("utf-8"))
+
+
+def open_kernel(
+    path: str | Path,
+    *,
+    key: KeyProvider,
+    policy: Policy | str | Path | None,
+    clock: Clock | None,
+    synchronous: Synchronous = "NORMAL",
+    key_cache_size: int = 10_000,
+) -> Kernel:
+    """Open an existing vault and return its kernel.
+
+    Raises:
+        VaultNotFoundError: no vault header at ``path``.
+        VaultFormatError: the header or database is damaged or of an unknown version.
+        WrongKeyError: the key does not open this vault.
+    """
+    url = database_url(path)
+    if url is not None:
+        return _open_server(url, key=key, policy=policy, clock=clock, cache=key_cache_size)
+    root_path = Path(path)
+    header_path = root_path / HEADER_NAME
+    try:
+        raw = header_path.read_bytes()
+    except FileNotFoundError:
+        raise VaultNotFoundError(f"no ownervault vault at {root_path}") from None
+    except OSError as exc:
+        raise VaultFormatError(f"cannot read {header_path}: {exc.strerror}") from None
+    header = VaultHeader.loads(raw, path=header_path)
+    _check_provider(header, key)
+    loaded = load_pack(policy)
+    root = key.load_root(header.provider_params)
+    header.unwrap(root, "keyring")  # a wrong key fails here, before any file is touched
+    header = recover(root_path, header, root)
+    db_key = header.unwrap(root, "db")
+    if not (root_path / DB_NAME).exists():
+        raise VaultFormatError(f"{root_path / DB_NAME} is missing")
+    backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
+    return _finish_open(
+        backend,
+        header,
+        root,
+        path=root_path,
+        location=str(root_path),
+        policy=loaded,
+        clock=clock,
+        cache=key_cache_size,
+    )
+
+
+def _check_provider(header: VaultHeader, key: KeyProvider) -> None:
+    if header.provider != key.kind:
+        raise WrongKeyError(
+            f"this vault needs its {header.provider!r} root key; a {key.kind!r} key was given"
+        )
+
+
+def _open_server(
+    url: str,
+    *,
+    key: KeyProvider,
+    policy: Policy | str | Path | None,
+    clock: Clock | None,
+    cache: int,
+) -> Kernel:
+    backend = connect_server(url)
+    try:
+        backend.migrate()
+        raw = backend.get_meta("header")
+        if not raw:
+            raise VaultNotFoundError("that database holds no ownervault vault")
+        header = VaultHeader.loads(raw.encode("utf-8"), path=Path("header"))
+        _check_provider(header, key)
+        loaded = load_pack(policy)
+        root = key.load_root(header.provider_params)
+    except BaseException:
+        backend.close()
+        raise
+    return _finish_open(
+        backend, header, root, path=None, location=url, policy=loaded, clock=clock, cache=cache
+    )
+
+
+def _finish_open(
+    backend: Backend,
+    header: VaultHeader,
+    root: RootKey,
+    *,
+    path: Path | None,
+    location: str,
+    policy: Policy,
+    clock: Clock | None,
+    cache: int,
+) -> Kernel:
+    try:
+        keyring_key = header.unwrap(root, "keyring")
+        db_key = header.unwrap(root, "db")
+        backend.migrate()
+        if backend.get_meta("vault_id") != header.vault_id:
+            raise VaultFormatError(f"{location} does not belong to this header")
+        return Kernel(
+            path=path,
+            location=location,
+            header=header,
+            backend=backend,
+            keyring_key=keyring_key,
+            signing_seed=header.unwrap(root, "signing"),
+            db_key=db_key,
+            root=root,
+            policy=policy,
+            clock=clock or SystemClock(),
+            key_cache_size=cache,
+        )
+    except BaseException:
+        backend.close()
+        raise

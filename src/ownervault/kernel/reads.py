@@ -1,0 +1,332 @@
+"""Reads: decide, fetch only the disclosed ciphertexts, decrypt, audit and commit, then show.
+
+A read decides per record (policy, the subject's scope and age, restrictions and consent)
+before anything is decrypted; only the fields the decision discloses are decrypted. Every
+record's entry (allowed or denied) commits before any value leaves the vault: no audit entry,
+no data. Searches go through the blind indexes and only return records the session may read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping
+from typing import Literal
+
+from .. import crypto
+from ..audit import AuditEntry
+from ..exceptions import (
+    DecryptionError,
+    KeyStateError,
+    OwnerVaultError,
+    PolicyDeniedError,
+    RecordNotFoundError,
+    SubjectErasedError,
+    ValidationError,
+)
+from ..policy import Decision, ViewMode, mask
+from ..records import RECORD_TYPES, Record, normalise
+from ..storage import RecordRow
+from .access import Access
+from .decide import denied
+from .erase import held
+from .keystore import SUBJECT_ID_FIELD
+from .views import RecordView
+
+__all__ = ["find", "get_many", "type_name"]
+
+
+def type_name(record_type: type[Record] | str) -> str:
+    """The registered name of a record class or name; ValidationError for anything else."""
+    if isinstance(record_type, str):
+        name = record_type
+    elif isinstance(record_type, type) and issubclass(record_type, Record):
+        name = record_type.record_type
+    else:
+        raise ValidationError("record_type must be a Record class or a record type name")
+    if name not in RECORD_TYPES:
+        raise ValidationError(f"unknown record type {name!r}")
+    return name
+
+
+def get_many(access: Access, record_type: str, record_ids: list[str]) -> list[RecordView]:
+    """Read records of one type in one transaction, in the order of ``record_ids``.
+
+    Raises:
+        RecordNotFoundError, SubjectErasedError, PolicyDeniedError, ConsentRequiredError: the
+            first problem met; nothing is returned then (every record's entry is still kept).
+    """
+    views, error = _read(access, record_type, record_ids, action="read", strict=True)
+    if error is not None:
+        raise error
+    return views
+
+
+def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> list[RecordView]:
+    """Find records by equality on indexed fields (blind indexes; input is normalised).
+
+    Only fields the decision discloses may be searched, and only records the decision lets this
+    session read are returned.
+
+    Raises:
+        ValidationError: a criterion names a field without a blind index.
+        PolicyDeniedError: the purpose may not read this type or see a searched field.
+    """
+    cls = RECORD_TYPES[record_type]
+    if not criteria:
+        raise ValidationError("find needs at least one field to match")
+    specs = cls.field_specs()
+    for field, value in criteria.items():
+        spec = specs.get(field)
+        if spec is None:
+            raise ValidationError(f"{record_type} has no field {field!r}")
+        if spec.index is None:
+            raise ValidationError(
+                f"{record_type}.{field} has no blind index and cannot be searched"
+            )
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValidationError(f"the value searched for in {record_type}.{field} is empty")
+    # Which fields may be searched does not depend on who matches: scope and time conditions
+    # are applied to each matching record afterwards.
+    decision = access.decider.searchable(record_type)
+    hidden = sorted(f for f in criteria if not decision.view(f).disclosed)
+    if not decision.allowed or hidden:
+        reason = decision.reason if not decision.allowed else "search_field_not_disclosed"
+        entry = access.entry(
+            "find", decision="deny", reason=reason, record_type=record_type, fields=sorted(criteria)
+        )
+        raise access.deny(
+            [entry],
+            PolicyDeniedError(
+                f"find on {record_type} for purpose {access.purpose!r} is denied to actor "
+                f"{access.actor.actor_id!r}: {reason}",
+                reason=reason,
+            ),
+        )
+    keys = access.kernel.keys
+    keys.sync()
+    # While an index key is being replaced, rows carry tokens under either key.
+    index_keys = keys.index_keys
+    matches: set[str] | None = None
+    order: list[str] = []
+    for field, value in criteria.items():
+        spec = specs[field]
+        assert spec.index is not None
+        normalised = normalise(spec.index, value)
+        found: list[str] = []
+        for index in index_keys:
+            token = index.token(record_type, field, normalised)
+            found.extend(access.backend.find_tokens(record_type, field, token))
+        found = list(dict.fromkeys(found))
+        if matches is None:
+            order = found
+            matches = set(found)
+        else:
+            matches &= set(found)
+    ids = [rid for rid in order if matches and rid in matches]
+    views, _ = _read(
+        access, record_type, ids, action="find", strict=False, searched=tuple(sorted(criteria))
+    )
+    return views
+
+
+_Wanted = list[tuple[RecordRow, Decision, crypto.FieldKey]]
+
+
+def _read(
+    access: Access,
+    name: str,
+    ids: list[str],
+    *,
+    action: Literal["read", "find"],
+    strict: bool,
+    searched: tuple[str, ...] = (),
+) -> tuple[list[RecordView], OwnerVaultError | None]:
+    """Decide, fetch only disclosed ciphertexts, decrypt, audit, commit; then build views.
+
+    With ``strict`` (get), the first problem becomes the returned error; without it (find),
+    records the session may not read are left out silently (and audited as denials).
+    """
+    cls = RECORD_TYPES[name]
+    now_dt = access.now()
+    entries: list[AuditEntry] = []
+    plain: dict[str, tuple[RecordRow, Decision, dict[str, object]]] = {}
+    with access.backend.atomic():
+        wanted, notes, error = _decide_rows(access, name, ids, action, entries, now_dt)
+        for row, decision, key in wanted:
+            try:
+                values = _decrypt(access, cls, row, decision, key)
+            except DecryptionError as exc:
+                entries.append(_refusal(access, action, row, "decryption_failed"))
+                error = error or exc
+                continue
+            shown = tuple(f for f in decision.disclosed_fields if f in values)
+            detail: dict[str, str | int | bool | None] = dict(notes.get(row.record_id, {}))
+            masked = [f for f in shown if decision.view(f).mode is ViewMode.MASKED]
+            if masked:
+                detail["masked"] = ",".join(masked)
+            if searched:
+                detail["searched"] = ",".join(searched)
+            entries.append(
+                access.entry(
+                    action,
+                    decision=decision,
+                    record_type=name,
+                    record_id=row.record_id,
+                    subject=row.pseudonym,
+                    fields=shown,
+                    detail=detail,
+                )
+            )
+            plain[row.record_id] = (row, decision, values)
+        if action == "find":
+            entries.append(
+                access.entry(
+                    "find",
+                    decision="allow",
+                    record_type=name,
+                    fields=searched,
+                    detail={"matches": len(plain)},
+                )
+            )
+        access.kernel.audit.append(entries, now=now_dt)
+    # The audit entries are durable now; only after this point does data leave the vault.
+    views = []
+    for rid in ids:
+        item = plain.get(rid)
+        if item is None:
+            continue
+        row, decision, values = item
+        views.append(_build_view(cls, row, decision, values))
+    if strict and error is not None:
+        return [], error
+    return views, None
+
+
+def _decide_rows(
+    access: Access,
+    name: str,
+    ids: list[str],
+    action: Literal["read", "find"],
+    entries: list[AuditEntry],
+    now_dt: _dt.datetime,
+) -> tuple[_Wanted, dict[str, dict[str, str | bool]], OwnerVaultError | None]:
+    """Decide each record; refusals become entries. Returns what to decrypt, notes, the error.
+
+    The notes (per record id) carry the consent records a read relies on and whether a legal
+    hold applies, for the read's audit entry.
+    """
+    error: OwnerVaultError | None = None
+    rows = {r.record_id: r for r in access.backend.get_records(ids)}
+    wanted: _Wanted = []
+    notes: dict[str, dict[str, str | bool]] = {}
+    for rid in ids:
+        row = rows.get(rid)
+        if row is None or row.record_type != name:
+            entries.append(
+                access.entry(
+                    action, decision="deny", reason="not_found", record_type=name, record_id=rid
+                )
+            )
+            error = error or RecordNotFoundError(f"no {name} with id {rid}")
+            continue
+        subject = access.live_subject(row)
+        if subject is None:
+            entries.append(_refusal(access, action, row, "subject_erased"))
+            error = error or SubjectErasedError(f"the subject of {name} {rid} was erased")
+            continue
+        try:
+            key = access.kernel.keys.subject_key(subject)
+            decision, consent = access.decider.decide(
+                name, "read", subject=subject, key=key, now=now_dt
+            )
+        except (DecryptionError, KeyStateError) as exc:
+            entries.append(_refusal(access, action, row, "key_unavailable"))
+            error = error or exc
+            continue
+        if not decision.allowed:
+            entries.append(
+                access.entry(
+                    action,
+                    decision=decision,
+                    record_type=name,
+                    record_id=rid,
+                    subject=row.pseudonym,
+                )
+            )
+            error = error or denied(access.actor, access.purpose, "read", name, decision.reason)
+            continue
+        note: dict[str, str | bool] = {}
+        if consent is not None:
+            note["consent"] = ",".join(consent.record_ids)
+        if held(subject, now_dt):
+            note["legal_hold"] = True
+        notes[rid] = note
+        wanted.append((row, decision, key))
+    return wanted, notes, error
+
+
+def _refusal(access: Access, action: str, row: RecordRow, reason: str) -> AuditEntry:
+    """The denial entry for one stored record of this read."""
+    return access.entry(
+        action,
+        decision="deny",
+        reason=reason,
+        record_type=row.record_type,
+        record_id=row.record_id,
+        subject=row.pseudonym,
+    )
+
+
+def _decrypt(
+    access: Access,
+    cls: type[Record],
+    row: RecordRow,
+    decision: Decision,
+    key: crypto.FieldKey,
+) -> dict[str, object]:
+    """The disclosed fields' values (and the subject id); only these are ever decrypted."""
+    values: dict[str, object] = {}
+    clear = json.loads(row.clear)
+    envelopes = crypto.unpack_sealed(row.sealed)
+    prefix = crypto.record_aad(access.kernel.vault_id, row.record_type, row.record_id)
+    key_part = crypto.encode_context(key.key_id)
+    specs = cls.field_specs()
+    for field in (*decision.disclosed_fields, SUBJECT_ID_FIELD):
+        spec = specs.get(field)
+        if spec is not None and not spec.classification.encrypted:
+            if field in clear:
+                values[field] = clear[field]
+            continue
+        blob = envelopes.get(field)
+        if blob is None:
+            continue
+        aad = prefix + crypto.context_part(field) + key_part
+        values[field] = json.loads(key.decrypt(blob, aad=aad))
+    return values
+
+
+def _build_view(
+    cls: type[Record], row: RecordRow, decision: Decision, values: Mapping[str, object]
+) -> RecordView:
+    shown: dict[str, object] = {}
+    for field in decision.disclosed_fields:
+        if field not in values:
+            continue
+        view = decision.view(field)
+        raw = values[field]
+        if view.mode is ViewMode.MASKED:
+            assert view.masker is not None
+            shown[field] = mask(view.masker, raw)
+        else:
+            shown[field] = cls.field_adapter(field).validate_python(raw)
+    return RecordView(
+        record_type=row.record_type,
+        record_id=row.record_id,
+        version=row.version,
+        subject_id=str(values.get(SUBJECT_ID_FIELD, "")),
+        values=shown,
+        views={name: decision.view(name) for name in cls.field_specs()},
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )

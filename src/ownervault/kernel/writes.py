@@ -1,0 +1,469 @@
+"""Writes: decide every record, encrypt the disclosed-to-storage fields, store, audit, commit.
+
+``put_many`` decides every record before anything is stored: if one is denied, nothing is
+stored, the denials are audited and the first one is raised. Otherwise it creates subjects with
+fresh data keys, seals each personal field under its subject's key (bound to vault, record type,
+record id, field and key), computes blind-index tokens, and appends one ``create`` entry per
+record, all in one transaction. ``update`` changes fields of a record read earlier, refusing a
+stale version. A data key that is retired, compromised or near its invocation limit never
+encrypts again: its subject is re-keyed first, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+from .. import crypto
+from ..audit import AuditEntry, canonical_json, format_time
+from ..exceptions import (
+    DecryptionError,
+    KeyExhaustedError,
+    OwnerVaultError,
+    RecordNotFoundError,
+    StaleRecordError,
+    SubjectErasedError,
+    ValidationError,
+)
+from ..keys import KeyState, check_use
+from ..policy import Decision
+from ..records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
+from ..storage import Backend, KeyRow, RecordRow, SubjectRow
+from .access import Access
+from .decide import denied
+from .keystore import AUTO_ROTATE_AT, SUBJECT_ID_FIELD, minor_aad
+from .views import RecordRef
+
+__all__ = ["encode_value", "put_many", "update"]
+
+_SUBJECT_ID_SPEC: Final = FieldSpec(Classification.PERSONAL)
+_SEALED_SPECS: dict[str, tuple[tuple[str, FieldSpec], ...]] = {}
+_VALUE_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+Found = Mapping[str, tuple[SubjectRow | None, crypto.FieldKey | None]]
+
+
+@attrs.frozen
+class _Prepared:
+    """A record turned into a row (clear JSON and sealed ciphertexts) and index tokens."""
+
+    row: RecordRow
+    encryptions: int
+    tokens: list[tuple[bytes, str, str]]
+    written: tuple[str, ...]
+
+
+def encode_value(value: object) -> bytes:
+    """A field's plaintext: compact JSON of its JSON-mode value."""
+    return _VALUE_ENCODER.encode(value).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- put
+
+
+def put_many(access: Access, records: Sequence[Record]) -> list[str]:
+    """Store many records in one transaction (one pass over subject keys); return their ids.
+
+    Raises:
+        PolicyDeniedError, ConsentRequiredError: a record (or a field of it) may not be written
+            for the session's purpose; nothing is stored and every denial is audited.
+        ValidationError: ``records`` is not a sequence of ownervault records.
+    """
+    kernel = access.kernel
+    kernel.check_writable()
+    if isinstance(records, Record) or not all(isinstance(r, Record) for r in records):
+        raise ValidationError("put_many takes a sequence of ownervault records")
+    if not records:
+        return []
+    now_dt = access.now()
+    today = now_dt.date()
+    outcome: OwnerVaultError | None = None
+    ids: list[str] = []
+    units: dict[str, list[Mapping[str, object]]] = {}
+    for record in records:
+        if record.record_type == "unit":
+            units.setdefault(record.subject_id, []).append(record.model_dump(mode="json"))
+    with access.backend.atomic():
+        kernel.keys.sync()
+        # Phase 1: look subjects up and decide every record, storing nothing yet.
+        found: dict[str, tuple[SubjectRow | None, crypto.FieldKey | None]] = {}
+        decisions: list[Decision] = []
+        refusals: list[AuditEntry] = []
+        subject_ids = list(dict.fromkeys(r.subject_id for r in records))
+        for sid, row in kernel.keys.lookup_subjects(subject_ids).items():
+            found[sid] = (row, kernel.keys.subject_key(row) if row else None)
+        for record in records:
+            row, key = found[record.subject_id]
+            decision, _ = access.decider.decide(
+                record.record_type,
+                "create",
+                subject=row,
+                key=key,
+                now=now_dt,
+                extra_units=units.get(record.subject_id, ()),
+                record_minor=_record_is_minor(record, today),
+            )
+            written = _written_fields(record)
+            refused = sorted(set(written) - decision.writable)
+            if not decision.allowed or refused:
+                refusals.append(
+                    access.entry(
+                        "create",
+                        decision="deny",
+                        reason=decision.reason if not decision.allowed else "field_not_writable",
+                        record_type=record.record_type,
+                        subject=row.pseudonym if row else None,
+                        fields=refused or written,
+                        rules=decision.rule_ids,
+                    )
+                )
+            decisions.append(decision)
+        if refusals:
+            kernel.audit.append(refusals, now=now_dt)
+            first = refusals[0]
+            outcome = denied(
+                access.actor,
+                access.purpose,
+                "create",
+                first.record_type,
+                first.reason,
+                ", ".join(first.fields) if first.reason == "field_not_writable" else "",
+            )
+        else:
+            ids = _store(access, records, decisions, found, now_dt)
+    if outcome is not None:
+        raise outcome
+    return ids
+
+
+def _store(
+    access: Access,
+    records: Sequence[Record],
+    decisions: Sequence[Decision],
+    found: Found,
+    now_dt: _dt.datetime,
+) -> list[str]:
+    """Phase 2 of ``put_many``: create subjects, encrypt, insert and audit."""
+    keys = access.kernel.keys
+    backend = access.backend
+    now = format_time(now_dt)
+    today = now_dt.date()
+    stamp = int(now_dt.timestamp() * 1000) & (2**48 - 1)
+    subjects: dict[str, tuple[SubjectRow, crypto.FieldKey]] = {}
+    prepared: list[_Prepared] = []
+    entries: list[AuditEntry] = []
+    per_key: dict[bytes, int] = {}
+    needed: dict[str, int] = {}
+    for record in records:
+        needed[record.subject_id] = needed.get(record.subject_id, 0) + _encryptions(record)
+    new_ids = [sid for sid, (row, _) in found.items() if row is None]
+    created = keys.new_subjects(
+        [keys.subject_ref(s) for s in new_ids], now, uses=[needed[s] for s in new_ids]
+    )
+    subjects.update(zip(new_ids, created, strict=True))
+    fresh = {key.key_id for _, key in created}
+    for sid, (row, key) in found.items():
+        if row is None or key is None:
+            continue
+        if _needs_new_key(backend.get_key(key.key_id), needed[sid]):
+            # A retired, compromised or nearly used-up data key never encrypts new data: the
+            # subject gets a new key (their records re-encrypted) in this transaction.
+            row, key = keys.rekey_subject(row, now)
+            row = attrs.evolve(row, key_state=KeyState.ACTIVE.value)
+        subjects[sid] = (row, key)
+    for record, decision in zip(records, decisions, strict=True):
+        subject, key = subjects[record.subject_id]
+        check_use(key.key_id.hex(), KeyState(subject.key_state), "encrypt")
+        item = _prepare(access, record, subject, key, now, stamp)
+        per_key[key.key_id] = per_key.get(key.key_id, 0) + item.encryptions
+        until = record.minor_until()
+        if until is not None and today < until:
+            per_key[key.key_id] += 1
+            aad = minor_aad(keys.vault_id, subject.pseudonym, key.key_id)
+            blob = key.encrypt(json.dumps(until.isoformat()).encode(), aad=aad)
+            backend.set_minor_until(subject.pseudonym, blob)
+        prepared.append(item)
+        if record.record_type == "owner_profile":
+            _track_relationship(backend, subject, getattr(record, "status", None), now)
+        entries.append(
+            access.entry(
+                "create",
+                decision=decision,
+                record_type=record.record_type,
+                record_id=item.row.record_id,
+                subject=subject.pseudonym,
+                fields=item.written,
+            )
+        )
+    for key_id, count in per_key.items():
+        if key_id not in fresh:  # new keys were stored with these uses already counted
+            keys.reserve(key_id, count)
+    backend.insert_records([p.row for p in prepared], [t for p in prepared for t in p.tokens])
+    access.kernel.audit.append(entries, now=now_dt)
+    return [p.row.record_id for p in prepared]
+
+
+def _needs_new_key(row: KeyRow | None, uses: int) -> bool:
+    """Whether a data key may not make ``uses`` more encryptions (retired or nearly used up)."""
+    return (
+        row is None
+        or row.state != KeyState.ACTIVE.value
+        or row.invocations + uses > row.max_invocations * AUTO_ROTATE_AT
+    )
+
+
+def _prepare(
+    access: Access,
+    record: Record,
+    subject: SubjectRow,
+    key: crypto.FieldKey,
+    now: str,
+    stamp: int,
+) -> _Prepared:
+    record_type = record.record_type
+    # Time-ordered ids (48-bit milliseconds, then 80 random bits) keep inserts into the records
+    # table's primary key mostly sequential.
+    record_id = f"{stamp:012x}{secrets.token_hex(10)}"
+    index = access.kernel.keys.index_key
+    prefix = crypto.record_aad(access.kernel.vault_id, record_type, record_id)
+    key_part = crypto.encode_context(key.key_id)
+    data = record.model_dump(mode="json")
+    data[SUBJECT_ID_FIELD] = record.subject_id
+    clear: dict[str, object] = {}
+    envelopes: dict[str, bytes] = {}
+    tokens: list[tuple[bytes, str, str]] = []
+    written: list[str] = []
+    for name, spec in _SEALED_SPECS.get(record_type) or _sealed_specs(type(record)):
+        value = data[name]
+        if value is None:
+            continue
+        if name != SUBJECT_ID_FIELD:
+            written.append(name)
+        if not spec.classification.encrypted:
+            clear[name] = value
+            continue
+        aad = prefix + crypto.context_part(name) + key_part
+        envelopes[name] = key.encrypt(encode_value(value), aad=aad)
+        if spec.index is not None:
+            token = index.token(record_type, name, normalise(spec.index, value))
+            tokens.append((token, record_id, name))
+    row = RecordRow(
+        record_id=record_id,
+        record_type=record_type,
+        pseudonym=subject.pseudonym,
+        key_id=key.key_id,
+        version=1,
+        created_at=now,
+        updated_at=now,
+        clear=canonical_json(clear, checked=True).decode("utf-8"),
+        sealed=crypto.pack_sealed(envelopes),
+        erased=False,
+    )
+    return _Prepared(row, len(envelopes), tokens, tuple(written))
+
+
+# --------------------------------------------------------------------------- update
+
+
+def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> RecordRef:
+    """Change fields of a record read earlier; refuses if it changed in between.
+
+    Raises:
+        StaleRecordError: the record was changed since ``ref`` was read.
+        RecordNotFoundError, SubjectErasedError: no such record, or its subject was erased.
+        PolicyDeniedError: the purpose may not update this record or one of the fields.
+    """
+    kernel = access.kernel
+    kernel.check_writable()
+    if not isinstance(ref, RecordRef):
+        raise ValidationError("update takes a RecordView or RecordRef")
+    cls = RECORD_TYPES.get(ref.record_type)
+    if cls is None:
+        raise ValidationError(f"unknown record type {ref.record_type!r}")
+    if not changes:
+        raise ValidationError("update needs at least one field to change")
+    unknown = sorted(set(changes) - set(cls.field_specs()))
+    if unknown:
+        raise ValidationError(f"{ref.record_type} has no field {unknown[0]!r}")
+    values = {name: cls.validate_field(name, value) for name, value in changes.items()}
+    now_dt = access.now()
+    outcome: OwnerVaultError | None = None
+    with access.backend.atomic():
+        kernel.keys.sync()
+        refusal, outcome, found = _check_update(access, ref, sorted(changes), now_dt)
+        if refusal is not None:
+            kernel.audit.append([refusal], now=now_dt)
+        else:
+            assert found is not None
+            row, subject, decision = found
+            _apply_update(access, ref, cls, row, subject, values, now_dt)
+            entry = access.entry(
+                "update",
+                decision=decision,
+                record_type=ref.record_type,
+                record_id=ref.record_id,
+                subject=subject.pseudonym,
+                fields=sorted(changes),
+            )
+            kernel.audit.append([entry], now=now_dt)
+    if outcome is not None:
+        raise outcome
+    return RecordRef(ref.record_type, ref.record_id, ref.version + 1)
+
+
+def _check_update(
+    access: Access, ref: RecordRef, fields: list[str], now_dt: _dt.datetime
+) -> tuple[
+    AuditEntry | None, OwnerVaultError | None, tuple[RecordRow, SubjectRow, Decision] | None
+]:
+    """Decide an update: (refusal entry, error) when refused, else the row, subject, decision."""
+    rows = access.backend.get_records([ref.record_id])
+    refuse: dict[str, Any] = {"record_type": ref.record_type, "record_id": ref.record_id}
+    if not rows or rows[0].record_type != ref.record_type:
+        entry = access.entry("update", decision="deny", reason="not_found", **refuse)
+        return entry, RecordNotFoundError(f"no {ref.record_type} with id {ref.record_id}"), None
+    row = rows[0]
+    subject = access.live_subject(row)
+    if subject is None:
+        entry = access.entry(
+            "update", decision="deny", reason="subject_erased", subject=row.pseudonym, **refuse
+        )
+        erased = SubjectErasedError(f"the subject of {ref.record_type} {ref.record_id} was erased")
+        return entry, erased, None
+    key = access.kernel.keys.subject_key(subject)
+    decision, _ = access.decider.decide(
+        ref.record_type, "update", subject=subject, key=key, now=now_dt
+    )
+    refused = sorted(set(fields) - decision.writable)
+    refuse["subject"] = subject.pseudonym
+    if not decision.allowed or refused:
+        reason = decision.reason if not decision.allowed else "field_not_writable"
+        entry = access.entry(
+            "update", decision="deny", reason=reason, fields=refused or fields, **refuse
+        )
+        refusal = denied(
+            access.actor, access.purpose, "update", ref.record_type, reason, ", ".join(refused)
+        )
+        return entry, refusal, None
+    if row.version != ref.version:
+        entry = access.entry(
+            "update", decision="deny", reason="stale_version", fields=fields, **refuse
+        )
+        stale = StaleRecordError(
+            f"{ref.record_type} {ref.record_id} changed since it was read "
+            f"(read version {ref.version}, current {row.version}); read it again"
+        )
+        return entry, stale, None
+    return None, None, (row, subject, decision)
+
+
+def _apply_update(
+    access: Access,
+    ref: RecordRef,
+    cls: type[Record],
+    row: RecordRow,
+    subject: SubjectRow,
+    values: Mapping[str, object],
+    now_dt: _dt.datetime,
+) -> None:
+    """Re-seal the changed fields and their index tokens and store the new version."""
+    keys = access.kernel.keys
+    backend = access.backend
+    now = format_time(now_dt)
+    specs = cls.field_specs()
+    key = keys.subject_key(subject)
+    if _needs_new_key(backend.get_key(key.key_id), len(values)):
+        # Never encrypt under a retired or nearly used-up key: re-key the subject (all their
+        # records) first, in this transaction.
+        subject, key = keys.rekey_subject(subject, now)
+        row = backend.get_records([ref.record_id])[0]
+    clear = json.loads(row.clear)
+    envelopes = crypto.unpack_sealed(row.sealed)
+    new_tokens: list[tuple[str, bytes | None]] = []
+    encrypting = 0
+    for name, value in values.items():
+        spec = specs[name]
+        dumped = None if value is None else cls.field_adapter(name).dump_python(value, mode="json")
+        if not spec.classification.encrypted:
+            if dumped is None:
+                clear.pop(name, None)
+            else:
+                clear[name] = dumped
+            continue
+        if dumped is None:
+            envelopes.pop(name, None)
+        else:
+            aad = crypto.field_aad(
+                vault_id=keys.vault_id,
+                record_type=ref.record_type,
+                record_id=ref.record_id,
+                field=name,
+                key_id=key.key_id,
+            )
+            envelopes[name] = key.encrypt(encode_value(dumped), aad=aad)
+            encrypting += 1
+        if spec.index is not None:
+            token = (
+                None
+                if dumped is None
+                else keys.index_key.token(ref.record_type, name, normalise(spec.index, dumped))
+            )
+            new_tokens.append((name, token))
+    if encrypting and not backend.reserve_invocations(key.key_id, encrypting):
+        raise KeyExhaustedError(f"key {key.key_id.hex()} reached its invocation limit; rotate it")
+    if row.key_id != key.key_id:
+        raise DecryptionError()
+    stored = backend.update_record(
+        ref.record_id,
+        expected_version=ref.version,
+        clear=canonical_json(clear).decode("utf-8"),
+        sealed=crypto.pack_sealed(envelopes),
+        updated_at=now,
+        tokens=new_tokens,
+    )
+    if ref.record_type == "owner_profile":
+        _track_relationship(backend, subject, clear.get("status"), now)
+    if not stored:  # lost a race after the read above
+        raise StaleRecordError(f"{ref.record_type} {ref.record_id} changed since it was read")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _sealed_specs(cls: type[Record]) -> tuple[tuple[str, FieldSpec], ...]:
+    """Field specs of a record type plus the subject id, which is always sealed."""
+    specs = (*cls.field_specs().items(), (SUBJECT_ID_FIELD, _SUBJECT_ID_SPEC))
+    _SEALED_SPECS[cls.record_type] = specs
+    return specs
+
+
+def _written_fields(record: Record) -> tuple[str, ...]:
+    return tuple(name for name in record.field_specs() if getattr(record, name) is not None)
+
+
+def _track_relationship(backend: Backend, subject: SubjectRow, status: object, now: str) -> None:
+    """An owner profile marked ``moved_out`` ends the relationship; retention clocks start."""
+    if status == "moved_out" and subject.ended_at is None:
+        backend.set_subject_flags(subject.pseudonym, ended_at=now)
+    elif status == "active" and subject.ended_at is not None:
+        backend.set_subject_flags(subject.pseudonym, ended_at=None)
+
+
+def _encryptions(record: Record) -> int:
+    """How many envelopes storing ``record`` takes (its set personal fields, subject id, minor)."""
+    count = 1 + sum(
+        1
+        for name, spec in record.field_specs().items()
+        if spec.classification.encrypted and getattr(record, name) is not None
+    )
+    return count + (1 if record.minor_until() is not None else 0)
+
+
+def _record_is_minor(record: Record, today: _dt.date) -> bool:
+    until = record.minor_until()
+    return until is not None and today < until

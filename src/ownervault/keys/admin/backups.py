@@ -1,0 +1,256 @@
+"""Backups, key backups, restores and SQLCipher page-key rotation for admins.
+
+* :func:`backup` takes a consistent online snapshot of ``vault.db`` with SQLite's backup API
+  (readers and writers carry on) and copies ``vault.header`` beside it. The copy keeps no
+  subject data keys (they are dropped and the pages scrubbed), so a subject erased later is
+  unreadable in every earlier backup too. :func:`export_key_backup` writes the wrapped keys to
+  a separate file for disaster recovery; keep it apart and short-lived.
+* A restore copies a backup into a new directory (:func:`stage_restore`), opens it, verifies
+  the audit log and brings the data keys back from a key backup (:func:`finish_restore`).
+* :func:`rotate_page_key` gives ``vault.db`` a new SQLCipher key: ``sqlcipher_export`` into a
+  new file, then an atomic rename. While it runs, writers are blocked by the database write
+  lock; it refuses to run while another process has the vault open (an advisory lock on
+  ``vault.lock``), because that process would keep writing to the old file. It is crash-safe:
+  the new key is first recorded in the header as *pending*, and
+  :func:`ownervault.keys.recover` (called on open) finishes or undoes an interrupted rotation.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Final
+
+import attrs
+
+from ... import crypto
+from ...exceptions import VaultError, VaultExistsError, VaultNotFoundError
+from ...kernel import Kernel
+from ...policy import Actor
+from ...storage import DB_NAME, KeyRow
+from ..header import HEADER_NAME, REKEY_SUFFIX, write_atomically
+
+__all__ = [
+    "KEY_BACKUP_FORMAT",
+    "BackupSummary",
+    "backup",
+    "export_key_backup",
+    "finish_restore",
+    "import_keys",
+    "rotate_page_key",
+    "stage_restore",
+]
+
+KEY_BACKUP_FORMAT: Final = "ownervault-key-backup"
+
+
+@attrs.frozen
+class BackupSummary:
+    """Where a backup went and what it holds."""
+
+    path: Path
+    audit_entries: int
+    database_bytes: int
+    detached_keys: int = 0
+
+
+def _empty_directory(path: Path) -> Path:
+    """Create ``path`` (0700) unless it exists and is not an empty directory."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise VaultExistsError(f"{path} already exists and is not an empty directory")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> BackupSummary:
+    """Write a consistent online snapshot of the vault (database and header) to ``out``.
+
+    Raises:
+        VaultExistsError: ``out`` exists and is not empty.
+    """
+    target = _empty_directory(Path(out))
+    embedded = kernel.embedded_backend("backup")
+    kernel.record_system("vault.backup", detail={"by": actor.actor_id})
+    entries = kernel.audit.size()
+    embedded.backup_to(target / DB_NAME)
+    os.chmod(target / DB_NAME, 0o600)
+    copy = kernel.open_database_copy(target / DB_NAME)
+    try:
+        detached = copy.detach_subject_keys()
+    finally:
+        copy.close()
+    assert kernel.path is not None  # an embedded vault has a directory
+    shutil.copy2(kernel.path / HEADER_NAME, target / HEADER_NAME)
+    return BackupSummary(target, entries, (target / DB_NAME).stat().st_size, detached)
+
+
+def export_key_backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> int:
+    """Write the wrapped keys (KEKs, index keys, subject data keys) to ``out`` for recovery.
+
+    Every key in the file is still wrapped (subject keys by a KEK, KEKs by the keyring key,
+    which only the root key unwraps), so the file is no more readable than the vault itself.
+    Keep key backups apart from data backups and for a short time: a key backup made before an
+    erasure still holds that subject's key. Returns the number of keys written.
+    """
+    target = Path(out)
+    if target.exists():
+        raise VaultExistsError(f"{target} already exists")
+    rows = [
+        row for kind in ("kek", "index", "subject") for row in kernel.backend.keys_of_kind(kind)
+    ]
+    document = {
+        "format": KEY_BACKUP_FORMAT,
+        "version": 1,
+        "vault_id": kernel.vault_id,
+        "keys": [
+            {
+                "key_id": row.key_id.hex(),
+                "kind": row.kind,
+                "state": row.state,
+                "wrapped": None if row.wrapped is None else base64.b64encode(row.wrapped).decode(),
+                "wrapped_by": row.wrapped_by.hex(),
+                "created_at": row.created_at,
+                "state_changed_at": row.state_changed_at,
+                "invocations": row.invocations,
+                "max_invocations": row.max_invocations,
+            }
+            for row in rows
+        ],
+    }
+    write_atomically(target, json.dumps(document, indent=1).encode("utf-8"))
+    kernel.record_system("key.backup", detail={"by": actor.actor_id, "keys": len(rows)})
+    return len(rows)
+
+
+def import_keys(kernel: Kernel, key_backup: Path) -> int:
+    """Bring wrapped keys from a key backup into a restored vault; returns keys restored."""
+    try:
+        document = json.loads(key_backup.read_bytes())
+        if document.get("format") != KEY_BACKUP_FORMAT or document.get("version") != 1:
+            raise ValueError("format")
+        entries = document["keys"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise VaultError(f"{key_backup} is not an ownervault key backup") from None
+    if document.get("vault_id") != kernel.vault_id:
+        raise VaultError(f"{key_backup} belongs to another vault")
+    restored = 0
+    backend = kernel.backend
+    with backend.atomic():
+        for item in entries:
+            row = KeyRow(
+                key_id=bytes.fromhex(item["key_id"]),
+                kind=item["kind"],
+                state=item["state"],
+                wrapped=None if item["wrapped"] is None else base64.b64decode(item["wrapped"]),
+                wrapped_by=bytes.fromhex(item["wrapped_by"]),
+                created_at=item["created_at"],
+                state_changed_at=item["state_changed_at"],
+                invocations=int(item["invocations"]),
+                max_invocations=int(item["max_invocations"]),
+            )
+            existing = backend.get_key(row.key_id)
+            if existing is None:
+                if row.kind != "subject":
+                    backend.insert_keys([row])
+                continue
+            if existing.wrapped is None and existing.state != "destroyed":
+                backend.update_key(
+                    row.key_id,
+                    state=row.state,
+                    at=row.state_changed_at,
+                    wrapped=row.wrapped,
+                    wrapped_by=row.wrapped_by,
+                )
+                restored += row.wrapped is not None
+                if row.kind == "subject" and row.state == "destroyed":
+                    # Erased in the live vault since the backup: finish the erasure here too,
+                    # so the copy has no lookup, tokens or ciphertexts left for that subject.
+                    for subject in backend.live_subjects():
+                        if subject.key_id == row.key_id:
+                            backend.erase_subject(subject.pseudonym, row.state_changed_at)
+        backend.set_meta("subject_keys_detached", "0")
+        kernel.keys.changed()
+    return restored
+
+
+def stage_restore(backup_dir: str | Path, target: str | Path) -> Path:
+    """Copy a backup's two files into ``target`` (a new or empty directory); return it.
+
+    Raises:
+        VaultNotFoundError: the backup lacks ``vault.db`` or ``vault.header``.
+        VaultExistsError: ``target`` exists and is not empty.
+    """
+    source = Path(backup_dir)
+    for name in (DB_NAME, HEADER_NAME):
+        if not (source / name).is_file():
+            raise VaultNotFoundError(f"{source} holds no {name}: a backup needs both files")
+    destination = _empty_directory(Path(target))
+    for name in (DB_NAME, HEADER_NAME):
+        shutil.copy2(source / name, destination / name)
+    return destination
+
+
+def finish_restore(kernel: Kernel, key_backup: str | Path | None) -> None:
+    """Verify a restored copy's audit log and bring its subject data keys back.
+
+    Raises:
+        AuditIntegrityError: the copy's audit log does not verify.
+        VaultError: the backup holds no data keys and no usable key backup was given.
+    """
+    kernel.audit.verify()
+    restored = 0
+    if kernel.backend.get_meta("subject_keys_detached") == "1":
+        if key_backup is None:
+            raise VaultError(
+                "this backup holds no subject data keys: give a key backup "
+                "(ownervault keys backup) to restore them"
+            )
+        restored = import_keys(kernel, Path(key_backup))
+    kernel.record_system(
+        "vault.restore", detail={"entries": kernel.audit.size(), "keys_restored": restored}
+    )
+
+
+def rotate_page_key(kernel: Kernel, *, actor: Actor) -> None:
+    """Re-encrypt ``vault.db`` under a new SQLCipher page key (crash-safe, see module doc).
+
+    Raises:
+        VaultError: another process has the vault open.
+    """
+    embedded = kernel.embedded_backend("page-key rotation")
+    lock = kernel.lock_file
+    directory = kernel.path
+    assert lock is not None and directory is not None  # every embedded vault has both
+    if not lock.try_exclusive():
+        raise VaultError(
+            "another process has this vault open; close it before rotating the page key"
+        )
+    try:
+        new_key = crypto.random_key()
+        staging = directory / (DB_NAME + REKEY_SUFFIX)
+        staging.unlink(missing_ok=True)
+        kernel.record_system("key.rotate_page_key", detail={"by": actor.actor_id})
+        embedded.export_rekeyed(staging, new_key)
+        pending = kernel.header.model_copy(update={"pending_db_key": kernel.wrap_page_key(new_key)})
+        write_atomically(directory / HEADER_NAME, pending.dumps())
+        embedded.close_for_swap()
+        os.replace(staging, directory / DB_NAME)
+        _fsync_dir(directory)
+        done = pending.model_copy(
+            update={"wrapped_db_key": pending.pending_db_key, "pending_db_key": None}
+        )
+        write_atomically(directory / HEADER_NAME, done.dumps())
+        kernel.replace_page_key(new_key, done)
+    finally:
+        lock.downgrade()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,49 @@
+"""Minimum-necessary access policy: roles, purposes and rules loaded from TOML, deny by default.
+
+Owns pack loading and lint (:func:`load_policy`), decisions (:meth:`Policy.decide`), purposes
+and legal bases, the consent ledger's rules (:mod:`.consent`) and explanations
+(:meth:`Decision.explain`). Imports only :mod:`ownervault.records` and
+:mod:`ownervault.exceptions`. See :mod:`.load` for the pack's files.
+"""
+
+from ..records import MASKERS, mask
+from .consent import ConsentRecord, ConsentState, ConsentStatus, consent_state
+from .files import ISO_DURATION, PackFile
+from .load import default_policy_dir, load_policy, processing_register
+from .model import (
+    ACTIONS,
+    RIGHTS_PURPOSES,
+    Action,
+    Actor,
+    Decision,
+    FieldView,
+    LegalBasis,
+    ViewMode,
+)
+from .pack import Policy, Purpose, Rule, SubjectContext
+
+__all__ = [
+    "ACTIONS",
+    "ISO_DURATION",
+    "MASKERS",
+    "RIGHTS_PURPOSES",
+    "Action",
+    "Actor",
+    "ConsentRecord",
+    "ConsentState",
+    "ConsentStatus",
+    "Decision",
+    "FieldView",
+    "LegalBasis",
+    "PackFile",
+    "Policy",
+    "Purpose",
+    "Rule",
+    "SubjectContext",
+    "ViewMode",
+    "consent_state",
+    "default_policy_dir",
+    "load_policy",
+    "mask",
+    "processing_register",
+]

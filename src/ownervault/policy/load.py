@@ -1,0 +1,311 @@
+"""Loading a policy pack: validate the TOML files, cross-check them, build the :class:`Policy`.
+
+A policy pack is a folder with three files (see ``docs/policies.md`` and ``policies/``):
+
+* ``purposes.toml`` -- why data is used: title, legal basis, retention (ISO 8601 duration), the
+  fields each purpose may need per record type; and prohibited purposes with a reason.
+* ``roles.toml`` -- who acts: each role and the purposes it may act for.
+* ``rules.toml`` -- role x purpose x record type -> actions and field views
+  (``full``, ``masked:<masker>``, ``hidden``).
+
+Loading fails with the file, line and a clear message on any unknown field, role, purpose,
+record type or masker. :func:`processing_register` turns a loaded pack into the record of
+processing activities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..exceptions import PolicyError
+from ..records import MASKERS, RECORD_TYPES, Classification, Record
+from .files import Notice, PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
+from .model import FieldView, LegalBasis, ViewMode
+from .pack import Policy, Purpose, Rule
+
+__all__ = ["default_policy_dir", "load_policy", "processing_register"]
+
+
+def default_policy_dir() -> Path:
+    """The property-management policy pack shipped with ownervault."""
+    return Path(__file__).parent.parent / "policies"
+
+
+def _parse_view(raw: str) -> FieldView:
+    if raw == "full":
+        return FieldView(ViewMode.FULL)
+    if raw == "hidden":
+        return FieldView(ViewMode.HIDDEN)
+    return FieldView(ViewMode.MASKED, raw.split(":", 1)[1])
+
+
+def load_policy(folder: str | Path | None = None) -> Policy:
+    """Load and validate a policy pack folder (default: the shipped property-management pack).
+
+    Raises:
+        PolicyError: with file and line, for any syntax error, unknown role, purpose, record
+            type, field or masker, bad duration, or a rule granting more than its purpose needs.
+    """
+    base = Path(folder) if folder is not None else default_policy_dir()
+    if not base.is_dir():
+        raise PolicyError("policy folder does not exist", file=str(base))
+    pfile, rfile, rulefile = (
+        PackFile(base, n) for n in ("purposes.toml", "roles.toml", "rules.toml")
+    )
+    purposes_doc = pfile.validate(PurposesFile)
+    roles_doc = rfile.validate(RolesFile)
+    rules_doc = rulefile.validate(RulesFile)
+
+    purposes: dict[str, Purpose] = {}
+    for pid, pm in purposes_doc.purposes.items():
+        if pid in purposes_doc.prohibited:
+            raise pfile.error(
+                ["prohibited", pid], f"purpose {pid!r} is both allowed and prohibited"
+            )
+        fields: dict[str, frozenset[str]] = {}
+        for rtype, names in pm.fields.items():
+            record_cls = RECORD_TYPES.get(rtype)
+            if record_cls is None:
+                raise pfile.error(
+                    ["purposes", pid, "fields", rtype], f"unknown record type {rtype!r}"
+                )
+            fields[rtype] = _expand_fields(
+                pfile, ["purposes", pid, "fields", rtype], record_cls, names
+            )
+        purposes[pid] = Purpose(
+            purpose_id=pid,
+            title_zh=pm.title.zh,
+            title_en=pm.title.en,
+            legal_basis=pm.legal_basis,
+            retention=pm.retention,
+            separate_consent=pm.separate_consent,
+            contract_necessary=pm.contract_necessary,
+            fields=fields,
+            description=pm.description,
+            notice_zh=pm.notice.zh if pm.notice else "",
+            notice_en=pm.notice.en if pm.notice else "",
+            notice_version=_notice_version(pm.notice) if pm.notice else None,
+        )
+        if pm.legal_basis is LegalBasis.CONSENT and pm.notice is None:
+            raise pfile.error(
+                ["purposes", pid, "legal_basis"],
+                f"purpose {pid!r} is based on consent and needs a [notice] with zh and en text",
+            )
+        sensitive_used = any(
+            RECORD_TYPES[rt].field_specs()[f].classification is Classification.SENSITIVE
+            for rt, names in fields.items()
+            for f in names
+        )
+        if sensitive_used and pm.legal_basis is LegalBasis.CONSENT and not pm.separate_consent:
+            raise pfile.error(
+                ["purposes", pid, "separate_consent"],
+                f"purpose {pid!r} needs sensitive fields under consent: "
+                "set separate_consent = true",
+            )
+
+    roles: dict[str, frozenset[str]] = {}
+    titles: dict[str, tuple[str, str]] = {}
+    for rid, role_model in roles_doc.roles.items():
+        for i, pid in enumerate(role_model.purposes):
+            if pid not in purposes:
+                what = "a prohibited" if pid in purposes_doc.prohibited else "an unknown"
+                raise rfile.error(
+                    ["roles", rid, "purposes", i], f"role {rid!r} names {what} purpose {pid!r}"
+                )
+        roles[rid] = frozenset(role_model.purposes)
+        titles[rid] = (role_model.title.zh, role_model.title.en)
+
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for i, rm in enumerate(rules_doc.rules):
+        at: list[object] = ["rules", i]
+        if rm.id in seen:
+            raise rulefile.error([*at, "id"], f"duplicate rule id {rm.id!r}")
+        seen.add(rm.id)
+        for role in rm.roles:
+            if role not in roles:
+                raise rulefile.error([*at, "roles"], f"rule {rm.id!r}: unknown role {role!r}")
+            if rm.purpose in purposes and rm.purpose not in roles[role]:
+                raise rulefile.error(
+                    [*at, "roles"], f"rule {rm.id!r}: role {role!r} may not act for {rm.purpose!r}"
+                )
+        if rm.purpose not in purposes:
+            raise rulefile.error(
+                [*at, "purpose"], f"rule {rm.id!r}: unknown purpose {rm.purpose!r}"
+            )
+        if rm.record == "*":
+            # A rule for every record type its purpose covers may only use wildcards.
+            if set(rm.fields) - {"*"} or set(rm.write) - {"*"}:
+                raise rulefile.error(
+                    [*at, "record"],
+                    f"rule {rm.id!r}: a rule for record '*' may only name field '*'",
+                )
+            targets = sorted(purposes[rm.purpose].fields)
+        else:
+            targets = [rm.record]
+        for record_type in targets:
+            rules.append(_build_rule(rulefile, at, rm, record_type, purposes))
+    digest = hashlib.sha256()
+    for pack in (pfile, rfile, rulefile):
+        digest.update(_digest_part(pack.path.name, pack.text))
+    return Policy(
+        source=str(base),
+        roles=roles,
+        role_titles=titles,
+        purposes=purposes,
+        prohibited={pid: pm.reason for pid, pm in purposes_doc.prohibited.items()},
+        rules=tuple(rules),
+        digest=digest.hexdigest(),
+    )
+
+
+def _digest_part(name: str, text: str) -> bytes:
+    """Length-prefixed (name, text) bytes, so the pack digest is unambiguous."""
+    raw_name, raw_text = name.encode("utf-8"), text.encode("utf-8")
+    return len(raw_name).to_bytes(4, "big") + raw_name + len(raw_text).to_bytes(8, "big") + raw_text
+
+
+def _build_rule(
+    rulefile: PackFile,
+    at: list[object],
+    rm: RuleModel,
+    record_type: str,
+    purposes: Mapping[str, Purpose],
+) -> Rule:
+    """Validate one rule against its record type and purpose and build the loaded value."""
+    record_cls = RECORD_TYPES.get(record_type)
+    if record_cls is None:
+        raise rulefile.error(
+            [*at, "record"], f"rule {rm.id!r}: unknown record type {record_type!r}"
+        )
+    needed = purposes[rm.purpose].fields.get(record_type)
+    if needed is None:
+        raise rulefile.error(
+            [*at, "record"],
+            f"rule {rm.id!r}: purpose {rm.purpose!r} does not cover record type {record_type!r}",
+        )
+    views: dict[str, FieldView] = {}
+    for name, raw in rm.fields.items():
+        if name != "*" and name not in record_cls.field_specs():
+            raise rulefile.error([*at, "fields", name], f"rule {rm.id!r}: unknown field {name!r}")
+        view = _parse_view(raw)
+        if view.masker is not None and view.masker not in MASKERS:
+            raise rulefile.error(
+                [*at, "fields", name], f"rule {rm.id!r}: unknown masker {view.masker!r}"
+            )
+        if name != "*" and view.disclosed and name not in needed:
+            raise rulefile.error(
+                [*at, "fields", name],
+                f"rule {rm.id!r}: purpose {rm.purpose!r} does not need field {name!r}",
+            )
+        views[name] = attrs.evolve(view, rule_ids=(rm.id,))
+    write = (
+        _expand_fields(rulefile, [*at, "write"], record_cls, rm.write) if rm.write else frozenset()
+    )
+    if write - needed:
+        extra = sorted(write - needed)[0]
+        raise rulefile.error(
+            [*at, "write"], f"rule {rm.id!r}: purpose {rm.purpose!r} does not need field {extra!r}"
+        )
+    if write and not {"create", "update"} & set(rm.actions):
+        raise rulefile.error(
+            [*at, "write"], f"rule {rm.id!r}: 'write' needs a create or update action"
+        )
+    if rm.scope is not None and record_type == "*":
+        raise rulefile.error([*at, "scope"], f"rule {rm.id!r}: scope needs a record type")
+    hours = None
+    if rm.hours is not None:
+        start, end = rm.hours.split("-")
+        hours = (clock_minutes(start), clock_minutes(end))
+    return Rule(
+        rule_id=rm.id,
+        roles=frozenset(rm.roles),
+        purpose=rm.purpose,
+        record_type=record_type,
+        actions=frozenset(rm.actions),
+        views=views,
+        write=write,
+        minors=rm.minors,
+        scope=rm.scope,
+        hours=hours,
+        weekdays=frozenset(rm.weekdays) if rm.weekdays is not None else None,
+        timezone=rm.timezone,
+    )
+
+
+def _notice_version(notice: Notice) -> str:
+    """Content hash of a notice: changing either text makes a new version."""
+    digest = hashlib.sha256(_digest_part("zh", notice.zh) + _digest_part("en", notice.en))
+    return "n" + digest.hexdigest()[:16]
+
+
+def _expand_fields(
+    pack: PackFile, at: list[object], record_cls: type[Record], names: Sequence[str]
+) -> frozenset[str]:
+    specs = record_cls.field_specs()
+    out: set[str] = set()
+    for i, name in enumerate(names):
+        if name == "*":
+            out.update(specs)
+        elif name in specs:
+            out.add(name)
+        else:
+            raise pack.error(
+                [*at, i], f"unknown field {name!r} of record type {record_cls.record_type!r}"
+            )
+    return frozenset(out)
+
+
+def processing_register(policy: Policy) -> list[dict[str, Any]]:
+    """The record of processing activities (GDPR Art 30 / PIPL Art 56 style), one per purpose.
+
+    Each item: purpose, titles, legal basis, data categories (fields by classification),
+    roles that may act for it, retention, consent requirement, and prohibited purposes last.
+    """
+    register: list[dict[str, Any]] = []
+    for pid, spec in sorted(policy.purposes.items()):
+        categories: dict[str, list[str]] = {}
+        for record_type, names in sorted(spec.fields.items()):
+            specs = RECORD_TYPES[record_type].field_specs()
+            for name in sorted(names):
+                cls = specs[name].classification.value
+                categories.setdefault(cls, []).append(f"{record_type}.{name}")
+        consent_text = ""
+        if spec.legal_basis is LegalBasis.CONSENT:
+            consent_text = "separate consent" if spec.separate_consent else "consent"
+            consent_text += f" (notice {spec.notice_version})"
+        register.append(
+            {
+                "purpose": pid,
+                "title_zh": spec.title_zh,
+                "title_en": spec.title_en,
+                "legal_basis": spec.legal_basis.value,
+                "contract_necessary": spec.contract_necessary,
+                "categories": {k: categories[k] for k in sorted(categories)},
+                "roles": sorted(r for r, ps in policy.roles.items() if pid in ps),
+                "retention": spec.retention,
+                "consent": consent_text,
+                "prohibited": None,
+            }
+        )
+    for pid, reason in sorted(policy.prohibited.items()):
+        register.append(
+            {
+                "purpose": pid,
+                "title_zh": "",
+                "title_en": "",
+                "legal_basis": "prohibited",
+                "contract_necessary": False,
+                "categories": {},
+                "roles": [],
+                "retention": "",
+                "consent": "",
+                "prohibited": reason,
+            }
+        )
+    return register

@@ -1,0 +1,168 @@
+"""Policy values: actors, legal bases, field views and decisions.
+
+These are the frozen values a decision is made of; :class:`~ownervault.policy.Policy` produces
+them and the kernel applies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+import attrs
+
+from ..exceptions import PolicyDeniedError, ValidationError
+
+__all__ = [
+    "ACTIONS",
+    "RESTRICTIVENESS",
+    "RIGHTS_PURPOSES",
+    "Action",
+    "Actor",
+    "Decision",
+    "FieldView",
+    "LegalBasis",
+    "ViewMode",
+]
+
+Action = Literal["read", "create", "update", "erase"]
+ACTIONS: Final[tuple[Action, ...]] = ("read", "create", "update", "erase")
+
+
+class LegalBasis(StrEnum):
+    """Legal bases for processing (PIPL Art 13; GDPR Art 6)."""
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal_obligation"
+    VITAL_INTEREST = "vital_interest"
+    PUBLIC_INTEREST = "public_interest"
+    ALREADY_PUBLIC = "already_public"
+    HR_MANAGEMENT = "hr_management"
+
+
+#: Purposes that serve the owner's own rights; a restriction never blocks them.
+RIGHTS_PURPOSES: Final = frozenset(
+    {"subject_access_request", "correction_request", "erasure_request", "subject_rights"}
+)
+
+
+def _role_tuple(roles: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(roles, str):
+        raise ValidationError("roles and scopes are lists of names, not one string")
+    return tuple(roles)
+
+
+@attrs.frozen
+class Actor:
+    """Who acts: an id from the embedding application, its roles and optional scope.
+
+    ``communities`` and ``buildings`` (as ``community/building``) bind the actor to where it
+    works; rules with ``scope = "community"`` or ``"building"`` only apply to subjects there.
+    """
+
+    actor_id: str
+    roles: tuple[str, ...] = attrs.field(converter=_role_tuple)
+    communities: tuple[str, ...] = attrs.field(default=(), converter=_role_tuple)
+    buildings: tuple[str, ...] = attrs.field(default=(), converter=_role_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.actor_id, str) or not 1 <= len(self.actor_id) <= 128:
+            raise ValidationError("actor_id must be a non-empty string of at most 128 characters")
+        if not self.roles or not all(isinstance(r, str) and r for r in self.roles):
+            raise ValidationError("an actor needs at least one role name")
+
+
+class ViewMode(StrEnum):
+    """How a field is shown by a decision; ordered from most to least revealing."""
+
+    FULL = "full"
+    MASKED = "masked"
+    HIDDEN = "hidden"
+
+
+#: Rank of each view, most revealing first: when rules disagree the higher rank wins.
+RESTRICTIVENESS: Final = {ViewMode.FULL: 0, ViewMode.MASKED: 1, ViewMode.HIDDEN: 2}
+
+
+@attrs.frozen
+class FieldView:
+    """The decision for one field: its view, masker and the rules that produced it."""
+
+    mode: ViewMode
+    masker: str | None = None
+    rule_ids: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def disclosed(self) -> bool:
+        """Whether any form of the value (full or masked) is released."""
+        return self.mode is not ViewMode.HIDDEN
+
+
+HIDDEN_BY_DEFAULT: Final = FieldView(ViewMode.HIDDEN, reason="no matching rule grants this field")
+
+
+@attrs.frozen
+class Decision:
+    """Allow or deny for (actor, purpose, record type, action), with per-field views."""
+
+    actor_id: str
+    roles: tuple[str, ...]
+    purpose: str
+    record_type: str
+    action: Action
+    allowed: bool
+    reason: str
+    rule_ids: tuple[str, ...] = ()
+    fields: Mapping[str, FieldView] = attrs.field(factory=dict)
+    writable: frozenset[str] = frozenset()
+    legal_basis: str | None = None
+    _disclosed: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Computed once: reads consult it for every record.
+        object.__setattr__(
+            self, "_disclosed", tuple(name for name, v in self.fields.items() if v.disclosed)
+        )
+
+    def view(self, field: str) -> FieldView:
+        """The view of one field (hidden when the decision does not mention it)."""
+        return self.fields.get(field, HIDDEN_BY_DEFAULT)
+
+    @property
+    def disclosed_fields(self) -> tuple[str, ...]:
+        """Fields released in full or masked form."""
+        return self._disclosed
+
+    def require(self) -> None:
+        """Raise :class:`PolicyDeniedError` if the decision denies."""
+        if not self.allowed:
+            raise PolicyDeniedError(
+                f"{self.action} of {self.record_type} for purpose {self.purpose!r} is denied "
+                f"to actor {self.actor_id!r}: {self.reason}",
+                reason=self.reason,
+            )
+
+    def explain(self) -> dict[str, Any]:
+        """A JSON-friendly explanation: outcome, rules, legal basis and every field's view."""
+        return {
+            "actor": self.actor_id,
+            "roles": list(self.roles),
+            "purpose": self.purpose,
+            "record_type": self.record_type,
+            "action": self.action,
+            "allowed": self.allowed,
+            "reason": self.reason,
+            "legal_basis": self.legal_basis,
+            "rules": list(self.rule_ids),
+            "fields": {
+                name: {
+                    "view": v.mode.value if v.masker is None else f"masked:{v.masker}",
+                    "rules": list(v.rule_ids),
+                    "reason": v.reason,
+                }
+                for name, v in self.fields.items()
+            },
+        }

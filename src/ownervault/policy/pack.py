@@ -1,0 +1,278 @@
+"""The loaded policy pack and its decisions: role x purpose x record type -> field views.
+
+Decisions are pure functions of the loaded pack (:meth:`Policy.decide`). Anything not granted
+is denied; a field not named by a matching rule is hidden; when several rules match, the most
+restrictive view of each field wins; a wildcard ``"*"`` never grants a sensitive field; data of
+a minor under 14 is hidden unless a matching rule says ``minors = true``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from ..exceptions import PolicyDeniedError
+from ..records import RECORD_TYPES, Classification
+from .model import RESTRICTIVENESS, Action, Actor, Decision, FieldView, LegalBasis, ViewMode
+
+__all__ = ["Policy", "Purpose", "Rule", "SubjectContext"]
+
+
+@attrs.frozen
+class Purpose:
+    """A loaded purpose."""
+
+    purpose_id: str
+    title_zh: str
+    title_en: str
+    legal_basis: LegalBasis
+    retention: str
+    separate_consent: bool
+    contract_necessary: bool
+    fields: Mapping[str, frozenset[str]]
+    description: str = ""
+    notice_zh: str = ""
+    notice_en: str = ""
+    notice_version: str | None = None
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        """Every field the purpose may need, as ``record_type.field``."""
+        return frozenset(f"{rt}.{f}" for rt, names in self.fields.items() for f in names)
+
+
+@attrs.frozen
+class Rule:
+    """A loaded rule with its field views parsed."""
+
+    rule_id: str
+    roles: frozenset[str]
+    purpose: str
+    record_type: str
+    actions: frozenset[str]
+    views: Mapping[str, FieldView]
+    write: frozenset[str]
+    minors: bool
+    scope: str | None = None
+    hours: tuple[int, int] | None = None
+    weekdays: frozenset[int] | None = None
+    timezone: str = "Asia/Shanghai"
+
+    @property
+    def timed(self) -> bool:
+        """Whether the rule only applies in a time window."""
+        return self.hours is not None or self.weekdays is not None
+
+    def condition_failure(
+        self, actor: Actor, subject: SubjectContext | None, now: datetime | None
+    ) -> str | None:
+        """Why the rule's conditions do not hold (a reason code), or None when they do."""
+        if self.scope is not None:
+            if subject is None:
+                return "outside_scope"
+            if self.scope == "community" and not set(actor.communities) & subject.communities:
+                return "outside_scope"
+            if self.scope == "building" and not set(actor.buildings) & subject.buildings:
+                return "outside_scope"
+        if self.timed:
+            if now is None:
+                return "outside_time_window"
+            local = now.astimezone(ZoneInfo(self.timezone))
+            if self.weekdays is not None and local.isoweekday() not in self.weekdays:
+                return "outside_time_window"
+            if self.hours is not None:
+                minute = local.hour * 60 + local.minute
+                if not self.hours[0] <= minute < self.hours[1]:
+                    return "outside_time_window"
+        return None
+
+
+@attrs.frozen
+class SubjectContext:
+    """What conditions need to know about a subject: where they live.
+
+    ``buildings`` holds ``community/building`` strings.
+    """
+
+    communities: frozenset[str] = frozenset()
+    buildings: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class Policy:
+    """A validated policy pack. Build it with :func:`load_policy`."""
+
+    source: str
+    roles: Mapping[str, frozenset[str]]
+    role_titles: Mapping[str, tuple[str, str]]
+    purposes: Mapping[str, Purpose]
+    prohibited: Mapping[str, str]
+    rules: tuple[Rule, ...]
+    digest: str = ""
+
+    def decide(
+        self,
+        actor: Actor,
+        purpose: str,
+        record_type: str,
+        action: Action,
+        *,
+        minor: bool = False,
+        subject: SubjectContext | None = None,
+        now: datetime | None = None,
+        conditions: bool = True,
+    ) -> Decision:
+        """Decide what ``actor`` may do with a ``record_type`` record for ``purpose``.
+
+        Args:
+            actor: who acts.
+            purpose: the purpose the session was opened for.
+            record_type: the record type concerned.
+            action: ``read``, ``create``, ``update`` or ``erase``.
+            minor: whether the record's subject is a minor under 14.
+            subject: where the subject lives, for rules with a scope condition.
+            now: the current time, for rules with a time window.
+            conditions: False to ignore scope and time conditions (what *could* be allowed,
+                e.g. which fields may be searched before the matching subjects are known).
+
+        Returns:
+            A :class:`Decision`; deny is a value, not an exception (call ``require()``).
+        """
+
+        def deny(reason: str, rule_ids: tuple[str, ...] = ()) -> Decision:
+            return Decision(
+                actor_id=actor.actor_id,
+                roles=actor.roles,
+                purpose=purpose,
+                record_type=record_type,
+                action=action,
+                allowed=False,
+                reason=reason,
+                rule_ids=rule_ids,
+            )
+
+        if purpose in self.prohibited:
+            return deny("purpose_prohibited")
+        spec = self.purposes.get(purpose)
+        if spec is None:
+            return deny("unknown_purpose")
+        if not any(role in self.roles for role in actor.roles):
+            return deny("unknown_role")
+        roles = {r for r in actor.roles if purpose in self.roles.get(r, frozenset())}
+        if not roles:
+            return deny("role_not_permitted_for_purpose")
+        record_cls = RECORD_TYPES.get(record_type)
+        needed = spec.fields.get(record_type)
+        if record_cls is None or needed is None:
+            return deny("record_type_not_in_purpose")
+        matching = [
+            rule
+            for rule in self.rules
+            if rule.purpose == purpose
+            and rule.record_type == record_type
+            and action in rule.actions
+            and rule.roles & roles
+        ]
+        if not matching:
+            return deny("no_rule")
+        holding = [
+            r
+            for r in matching
+            if not conditions or r.condition_failure(actor, subject, now) is None
+        ]
+        if not holding:
+            failure = matching[0].condition_failure(actor, subject, now)
+            return deny(failure or "no_rule", tuple(r.rule_id for r in matching))
+        matching = holding
+        if minor:
+            # Only rules written for children's data apply to a minor's records.
+            for_minors = [rule for rule in matching if rule.minors]
+            if not for_minors:
+                return deny("minor_data_not_permitted", tuple(r.rule_id for r in matching))
+            matching = for_minors
+        specs = record_cls.field_specs()
+        views: dict[str, FieldView] = {}
+        writable: set[str] = set()
+        for name, fspec in specs.items():
+            views[name] = self._field_view(name, fspec.classification, needed, matching)
+            if name in needed and any(name in rule.write for rule in matching):
+                writable.add(name)
+        return Decision(
+            actor_id=actor.actor_id,
+            roles=actor.roles,
+            purpose=purpose,
+            record_type=record_type,
+            action=action,
+            allowed=True,
+            reason="allowed",
+            rule_ids=tuple(r.rule_id for r in matching),
+            fields=views,
+            writable=frozenset(writable),
+            legal_basis=spec.legal_basis.value,
+        )
+
+    @staticmethod
+    def _field_view(
+        name: str, classification: Classification, needed: frozenset[str], rules: Sequence[Rule]
+    ) -> FieldView:
+        if name not in needed:
+            return FieldView(ViewMode.HIDDEN, reason="the purpose does not need this field")
+        chosen: FieldView | None = None
+        sources: list[str] = []
+        for rule in rules:
+            view = rule.views.get(name)
+            if view is None:
+                wildcard = rule.views.get("*")
+                if wildcard is None:
+                    continue
+                if classification is Classification.SENSITIVE and wildcard.disclosed:
+                    # A wildcard never releases sensitive data: such a field must be named.
+                    # The wildcard has no say on it, so another rule that names it decides.
+                    continue
+                view = wildcard
+            sources.append(rule.rule_id)
+            if chosen is None or RESTRICTIVENESS[view.mode] > RESTRICTIVENESS[chosen.mode]:
+                chosen = view
+            elif (
+                view.mode is ViewMode.MASKED
+                and chosen.mode is ViewMode.MASKED
+                and view.masker != chosen.masker
+            ):
+                # Two rules mask the field differently: neither is known to reveal less, so
+                # redact it entirely rather than let the order of rules decide.
+                chosen = FieldView(ViewMode.MASKED, "redact")
+        if chosen is None:
+            return FieldView(ViewMode.HIDDEN, reason="no matching rule grants this field")
+        reason = "most restrictive of the matching rules" if len(sources) > 1 else "granted by rule"
+        if chosen.mode is ViewMode.HIDDEN:
+            reason = "hidden by rule"
+        return FieldView(chosen.mode, chosen.masker, tuple(sources), reason)
+
+    def conditional(self, purpose: str, record_type: str) -> tuple[bool, bool]:
+        """(needs subject context, depends on time) for rules of this purpose and type."""
+        return self._conditions.get((purpose, record_type), (False, False))
+
+    @functools.cached_property
+    def _conditions(self) -> dict[tuple[str, str], tuple[bool, bool]]:
+        out: dict[tuple[str, str], tuple[bool, bool]] = {}
+        for rule in self.rules:
+            scoped, timed = out.get((rule.purpose, rule.record_type), (False, False))
+            out[(rule.purpose, rule.record_type)] = (
+                scoped or rule.scope is not None,
+                timed or rule.timed,
+            )
+        return out
+
+    def purpose(self, purpose_id: str) -> Purpose:
+        """Return a purpose by id; unknown ids raise :class:`PolicyDeniedError`."""
+        spec = self.purposes.get(purpose_id)
+        if spec is None:
+            reason = "purpose_prohibited" if purpose_id in self.prohibited else "unknown_purpose"
+            raise PolicyDeniedError(
+                f"purpose {purpose_id!r} cannot be used: {reason}", reason=reason
+            )
+        return spec

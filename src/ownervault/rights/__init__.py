@@ -1,0 +1,53 @@
+"""Owners' rights (PIPL Art 44-50, GDPR Art 15-20) and retention.
+
+Owns access and copy (:mod:`.export`, with the published schema), correction, restriction,
+legal holds, disclosures and rights requests with deadlines (:mod:`.requests`), and the
+retention sweep (:mod:`.retention`). Erasure itself, with its signed receipt, is a kernel
+operation (:mod:`ownervault.kernel.erase`) because the sweep and breach handling need it too.
+Every function runs under a kernel :class:`~ownervault.kernel.Access`, so each step is decided
+by the policy pack and audited. Imports the kernel and the layers below it; never ``vault``,
+``breach`` or ``keys.admin``.
+"""
+
+from ..policy import RIGHTS_PURPOSES
+from .export import EXPORT_FORMAT, SubjectExport, export_schema, export_subject, render_export_html
+from .requests import (
+    DEFAULT_REQUEST_DAYS,
+    REQUEST_KINDS,
+    CorrectionNotice,
+    CorrectionResult,
+    close_request,
+    correct,
+    hold,
+    open_request,
+    overdue_requests,
+    record_disclosure,
+    release,
+    restrict,
+)
+from .retention import SweepItem, SweepReport, add_duration, retention_sweep
+
+__all__ = [
+    "DEFAULT_REQUEST_DAYS",
+    "EXPORT_FORMAT",
+    "REQUEST_KINDS",
+    "RIGHTS_PURPOSES",
+    "CorrectionNotice",
+    "CorrectionResult",
+    "SubjectExport",
+    "SweepItem",
+    "SweepReport",
+    "add_duration",
+    "close_request",
+    "correct",
+    "export_schema",
+    "export_subject",
+    "hold",
+    "open_request",
+    "overdue_requests",
+    "record_disclosure",
+    "release",
+    "render_export_html",
+    "restrict",
+    "retention_sweep",
+]
