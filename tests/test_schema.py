@@ -1,10 +1,11 @@
-"""A new vault's schema is the schema each backend first shipped, on SQLite and PostgreSQL.
+"""The schema rendered from one definition is the schema each backend first shipped.
 
 ``tests/vectors/schema_v1_sqlite.sql`` and ``schema_v1_postgres.sql`` are frozen copies of the
-version-1 DDL as first shipped. A vault created today must be indistinguishable in structure
-from one created with that DDL: same tables, columns, declared types, constraints, indexes and
-triggers. Whitespace may differ, so statement texts are compared with runs of whitespace
-collapsed.
+version-1 DDL as first shipped, when each backend wrote its own. A vault created today from
+:mod:`ownervault.storage.schema` must be indistinguishable in structure from one created with
+that DDL: same tables, columns, declared types, constraints, indexes and triggers. Whitespace
+may differ, so statement texts are compared with runs of whitespace collapsed. ``TABLES``, the
+column lists migrations copy by, must be the rendered schema's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 import sqlcipher3
 
 import pg
+from ownervault.storage import schema
+from ownervault.storage.base import TABLES, table_columns
 from ownervault.storage.sqlcipher import SQLCipherBackend
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -174,3 +177,40 @@ def test_postgres_schema_matches_the_first_shipped_ddl(
     assert new.keys() == old.keys()
     for fact, rows in old.items():
         assert new[fact] == rows, fact
+
+
+# --------------------------------------------------------------------------- TABLES
+
+
+def test_tables_lists_the_rendered_schema_columns_in_order() -> None:
+    """``TABLES`` holds every table of the rendered schema, in creation order, with its columns."""
+    conn = sqlcipher3.connect(":memory:")
+    try:
+        conn.executescript(schema.sqlite_script())
+        created = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"
+            )
+            if not row[0].startswith("sqlite_")
+        ]
+        rendered = {
+            table: tuple(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+            for table in created
+        }
+    finally:
+        conn.close()
+    assert list(TABLES) == created
+    assert rendered == TABLES
+    assert all(table_columns(table) == columns for table, columns in rendered.items())
+    with pytest.raises(ValueError, match="not a vault table"):
+        table_columns("sqlite_master")
+
+
+def test_a_table_refuses_key_or_index_columns_it_does_not_have() -> None:
+    """A table definition with an unknown key or index column, or a repeated one, fails."""
+    columns = (schema.Column("a", "text", primary_key=True),)
+    with pytest.raises(ValueError, match=r"no column \['b'\]"):
+        schema.Table("t", columns, indexes=(schema.Index("t_b", ("b",)),))
+    with pytest.raises(ValueError, match="names a column twice"):
+        schema.Table("t", columns * 2)
