@@ -15,6 +15,7 @@ from typing import Final, Protocol
 import attrs
 
 from ..policy.consent import ConsentRecord
+from .schema import VAULT_TABLES
 
 __all__ = [
     "TABLES",
@@ -29,120 +30,10 @@ __all__ = [
     "table_columns",
 ]
 
-#: Every vault table and its columns, in schema order (what a migration copies).
+#: Every vault table and its columns, in schema order (what a migration copies); read from
+#: the one schema definition, :data:`.schema.VAULT_TABLES`.
 TABLES: Final[dict[str, tuple[str, ...]]] = {
-    "meta": ("key", "value"),
-    "keys": (
-        "key_id",
-        "kind",
-        "state",
-        "wrapped",
-        "wrapped_by",
-        "created_at",
-        "state_changed_at",
-        "invocations",
-        "max_invocations",
-    ),
-    "subjects": (
-        "pseudonym",
-        "subject_ref",
-        "key_id",
-        "created_at",
-        "erased_at",
-        "minor_until",
-        "restricted_to",
-        "hold_until",
-        "ended_at",
-    ),
-    "records": (
-        "record_id",
-        "record_type",
-        "pseudonym",
-        "key_id",
-        "version",
-        "created_at",
-        "updated_at",
-        "clear",
-        "sealed",
-        "erased",
-    ),
-    "blind_index": ("token", "record_id", "field"),
-    "consents": (
-        "consent_id",
-        "pseudonym",
-        "purpose",
-        "event",
-        "at",
-        "actor",
-        "channel",
-        "evidence",
-        "notice_version",
-        "fields",
-        "separate",
-        "given_by",
-        "expires_at",
-        "position",
-    ),
-    "holds": ("hold_id", "pseudonym", "reason", "starts_at", "ends_at", "actor", "released_at"),
-    "rights_requests": (
-        "request_id",
-        "pseudonym",
-        "kind",
-        "received_at",
-        "due_at",
-        "status",
-        "outcome",
-        "closed_at",
-        "actor",
-    ),
-    "disclosures": (
-        "disclosure_id",
-        "pseudonym",
-        "recipient",
-        "purpose",
-        "fields",
-        "at",
-        "actor",
-    ),
-    "jobs": (
-        "job_id",
-        "kind",
-        "state",
-        "params",
-        "cursor",
-        "done",
-        "total",
-        "started_at",
-        "updated_at",
-    ),
-    "incidents": (
-        "incident_id",
-        "kind",
-        "status",
-        "detected_at",
-        "aware_at",
-        "updated_at",
-        "document",
-        "affected",
-    ),
-    "outbox": (
-        "notification_id",
-        "incident_id",
-        "hook",
-        "audience",
-        "subject",
-        "payload",
-        "state",
-        "attempts",
-        "claims",
-        "next_attempt_at",
-        "last_error",
-        "created_at",
-        "delivered_at",
-    ),
-    "audit_entries": ("seq", "entry", "leaf_hash"),
-    "audit_state": ("id", "size", "frontier"),
-    "audit_checkpoints": ("size", "root", "note", "created_at"),
+    table.name: table.column_names for table in VAULT_TABLES
 }
 
 

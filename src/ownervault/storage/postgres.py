@@ -2,8 +2,9 @@
 
 This is the only module that imports ``psycopg``. The database holds what the embedded file
 holds, table for table: ciphertexts, wrapped keys, blind-index tokens, pseudonymous audit
-entries and clear operational values. Nothing here ever sees a key or a personal value in the
-clear; the vault encrypts before it calls in and decrypts after the rows come back.
+entries and clear operational values (the tables of :mod:`.schema`, rendered in the PostgreSQL
+dialect). Nothing here ever sees a key or a personal value in the clear; the vault encrypts
+before it calls in and decrypts after the rows come back.
 
 Concurrency: each thread gets its own connection (in autocommit mode, so a plain read is one
 statement and one snapshot). Every outermost :meth:`PostgresBackend.atomic` begins a
@@ -43,6 +44,7 @@ from .base import (
     SubjectRow,
     table_columns,
 )
+from .schema import postgres_script
 from .sql import SharedQueries, record_row
 
 __all__ = ["LOCK_KEY", "SCHEMA_VERSION", "PostgresBackend"]
@@ -52,203 +54,9 @@ SCHEMA_VERSION: Final = 1
 #: The advisory lock every outermost transaction takes (``"ownvault"`` as a big-endian int64).
 LOCK_KEY: Final = int.from_bytes(b"ownvault", "big")
 
-_SCHEMA_V1: Final = r"""
-CREATE TABLE meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-
-CREATE TABLE keys (
-    key_id BYTEA PRIMARY KEY,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    wrapped BYTEA,
-    wrapped_by BYTEA NOT NULL,
-    created_at TEXT NOT NULL,
-    state_changed_at TEXT NOT NULL,
-    invocations BIGINT NOT NULL DEFAULT 0,
-    max_invocations BIGINT NOT NULL
-);
-CREATE INDEX keys_kind ON keys(kind, state);
-CREATE INDEX keys_wrapped_by ON keys(wrapped_by);
-
-CREATE TABLE subjects (
-    pseudonym TEXT PRIMARY KEY,
-    subject_ref BYTEA UNIQUE,
-    key_id BYTEA NOT NULL REFERENCES keys(key_id),
-    created_at TEXT NOT NULL,
-    erased_at TEXT,
-    minor_until BYTEA,
-    restricted_to TEXT,
-    hold_until TEXT,
-    ended_at TEXT
-);
-
-CREATE TABLE records (
-    record_id TEXT PRIMARY KEY,
-    record_type TEXT NOT NULL,
-    pseudonym TEXT NOT NULL REFERENCES subjects(pseudonym),
-    key_id BYTEA NOT NULL,
-    version BIGINT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    clear TEXT NOT NULL,
-    sealed BYTEA NOT NULL,
-    erased INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX records_subject ON records(pseudonym);
-CREATE INDEX records_key ON records(key_id);
-
-CREATE TABLE blind_index (
-    token BYTEA NOT NULL,
-    record_id TEXT NOT NULL,
-    field TEXT NOT NULL,
-    PRIMARY KEY (token, record_id, field)
-);
-CREATE INDEX blind_index_record ON blind_index(record_id);
-
-CREATE TABLE consents (
-    consent_id TEXT PRIMARY KEY,
-    pseudonym TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    event TEXT NOT NULL CHECK (event IN ('grant', 'withdraw')),
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    evidence TEXT NOT NULL,
-    notice_version TEXT,
-    fields TEXT NOT NULL,
-    separate INTEGER NOT NULL,
-    given_by TEXT NOT NULL,
-    expires_at TEXT,
-    position BIGINT NOT NULL
-);
-CREATE INDEX consents_subject ON consents(pseudonym, purpose, position);
-
-CREATE TABLE holds (
-    hold_id TEXT PRIMARY KEY,
-    pseudonym TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    starts_at TEXT NOT NULL,
-    ends_at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    released_at TEXT
-);
-CREATE INDEX holds_subject ON holds(pseudonym);
-
-CREATE TABLE rights_requests (
-    request_id TEXT PRIMARY KEY,
-    pseudonym TEXT,
-    kind TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    due_at TEXT NOT NULL,
-    status TEXT NOT NULL,
-    outcome TEXT NOT NULL DEFAULT '',
-    closed_at TEXT,
-    actor TEXT NOT NULL
-);
-
-CREATE TABLE disclosures (
-    disclosure_id TEXT PRIMARY KEY,
-    pseudonym TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    fields TEXT NOT NULL,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL
-);
-CREATE INDEX disclosures_subject ON disclosures(pseudonym);
-
-CREATE TABLE jobs (
-    job_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    params TEXT NOT NULL,
-    cursor TEXT NOT NULL DEFAULT '',
-    done BIGINT NOT NULL DEFAULT 0,
-    total BIGINT NOT NULL DEFAULT 0,
-    started_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-
-CREATE TABLE incidents (
-    incident_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL CHECK (kind IN ('leak', 'tamper', 'loss')),
-    status TEXT NOT NULL CHECK (status IN ('suspected', 'confirmed', 'closed')),
-    detected_at TEXT NOT NULL,
-    aware_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    document TEXT NOT NULL,
-    affected BYTEA
-);
-CREATE INDEX incidents_status ON incidents(status, detected_at);
-
-CREATE TABLE outbox (
-    notification_id TEXT PRIMARY KEY,
-    incident_id TEXT NOT NULL REFERENCES incidents(incident_id),
-    hook TEXT NOT NULL,
-    audience TEXT NOT NULL,
-    subject TEXT,
-    payload TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'delivering', 'delivered', 'dead')),
-    attempts BIGINT NOT NULL DEFAULT 0,
-    claims BIGINT NOT NULL DEFAULT 0,
-    next_attempt_at TEXT NOT NULL,
-    last_error TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    delivered_at TEXT
-);
-CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
-CREATE INDEX outbox_incident ON outbox(incident_id);
-
-CREATE TABLE audit_entries (
-    seq BIGINT PRIMARY KEY,
-    entry BYTEA NOT NULL,
-    leaf_hash BYTEA NOT NULL
-);
-CREATE TABLE audit_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    size BIGINT NOT NULL,
-    frontier BYTEA NOT NULL
-);
-CREATE TABLE audit_checkpoints (
-    size BIGINT PRIMARY KEY,
-    root BYTEA NOT NULL,
-    note TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-
--- Append-only tables: row triggers refuse UPDATE and DELETE, a statement trigger TRUNCATE.
-CREATE FUNCTION ownervault_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION USING MESSAGE = TG_ARGV[0], ERRCODE = 'integrity_constraint_violation';
-END
-$$;
-CREATE TRIGGER consents_no_update BEFORE UPDATE ON consents FOR EACH ROW
-    EXECUTE FUNCTION ownervault_append_only('the consent ledger is append-only');
-CREATE TRIGGER consents_no_delete BEFORE DELETE ON consents FOR EACH ROW
-    EXECUTE FUNCTION ownervault_append_only('the consent ledger is append-only');
-CREATE TRIGGER consents_no_truncate BEFORE TRUNCATE ON consents FOR EACH STATEMENT
-    EXECUTE FUNCTION ownervault_append_only('the consent ledger is append-only');
-CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints FOR EACH ROW
-    EXECUTE FUNCTION ownervault_append_only('checkpoints are append-only');
-CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints FOR EACH ROW
-    EXECUTE FUNCTION ownervault_append_only('checkpoints are append-only');
-CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
-    FOR EACH STATEMENT EXECUTE FUNCTION ownervault_append_only('checkpoints are append-only');
-CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries FOR EACH ROW
-    EXECUTE FUNCTION ownervault_append_only('audit entries are append-only');
-CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries FOR EACH ROW
-    EXECUTE FUNCTION ownervault_append_only('audit entries are append-only');
-CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries FOR EACH STATEMENT
-    EXECUTE FUNCTION ownervault_append_only('audit entries are append-only');
-"""
-
-#: Text compares and sorts byte-wise, as in SQLite, whatever the database's collation.
-_SCHEMA_V1_C: Final = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', _SCHEMA_V1)
-
 #: Migrations by target version; each runs in one transaction with the version row bumped.
-_MIGRATIONS: Final[dict[int, str]] = {1: _SCHEMA_V1_C}
+#: Version 1 creates the tables of :mod:`.schema` (text collated "C", compared byte-wise).
+_MIGRATIONS: Final[dict[int, str]] = {1: postgres_script()}
 
 _T = TypeVar("_T")
 _JobTuple = tuple[str, str, str, str, str, int, int, str, str]

@@ -1,0 +1,441 @@
+"""The vault's tables, once, as data, and the two renderers that turn them into DDL.
+
+Both backends create the same tables: same names, same columns in the same order, same
+constraints, indexes and append-only rules. What differs between SQLite and PostgreSQL is
+small and lives in the renderers: how a portable column type is spelled (:data:`SQLITE_TYPES`,
+:data:`POSTGRES_TYPES`), ``WITHOUT ROWID`` (SQLite only), and how an append-only table refuses
+changes (``RAISE(ABORT, ...)`` triggers on SQLite; row and ``TRUNCATE`` triggers calling one
+PL/pgSQL function on PostgreSQL).
+
+:data:`VAULT_TABLES` is schema version 1, which each backend creates as its version-1
+migration (:func:`sqlite_script`, :func:`postgres_script`). The definition is an on-disk
+format: changing it means a new schema version with a migration step in each backend for
+existing vaults, and the version-1 step, which renders this definition, must then keep creating
+version 1's tables. ``tests/test_schema.py`` compares the rendered schema with frozen copies of
+the DDL as first shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, Literal
+
+import attrs
+
+__all__ = [
+    "POSTGRES_TYPES",
+    "SQLITE_TYPES",
+    "VAULT_TABLES",
+    "Column",
+    "ColumnType",
+    "Index",
+    "Table",
+    "postgres_script",
+    "sqlite_script",
+]
+
+#: A column's type, independent of the dialect. ``int`` is PostgreSQL's 32-bit INTEGER (flags,
+#: the one-row id), ``bigint`` its 64-bit BIGINT (counters, positions, sequence numbers).
+ColumnType = Literal["text", "blob", "int", "bigint"]
+
+#: SQLite's INTEGER is already 64-bit, and an ``INTEGER PRIMARY KEY`` must be spelled exactly so
+#: to be the rowid, so both integer kinds are INTEGER there.
+SQLITE_TYPES: Final[Mapping[ColumnType, str]] = {
+    "text": "TEXT",
+    "blob": "BLOB",
+    "int": "INTEGER",
+    "bigint": "INTEGER",
+}
+
+#: Text compares and sorts byte-wise, as in SQLite, whatever the database's collation.
+POSTGRES_TYPES: Final[Mapping[ColumnType, str]] = {
+    "text": 'TEXT COLLATE "C"',
+    "blob": "BYTEA",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+}
+
+
+@attrs.frozen
+class Column:
+    """One column: name, portable type and its column constraints.
+
+    ``default`` and ``check`` are SQL text that both dialects accept as written;
+    ``references`` is ``(table, column)``.
+    """
+
+    name: str
+    type: ColumnType
+    primary_key: bool = False
+    not_null: bool = False
+    unique: bool = False
+    references: tuple[str, str] | None = None
+    default: str | None = None
+    check: str | None = None
+
+
+@attrs.frozen
+class Index:
+    """A secondary index on some of a table's columns."""
+
+    name: str
+    columns: tuple[str, ...]
+
+
+@attrs.frozen
+class Table:
+    """A vault table: columns in order, table constraints, indexes and append-only rule.
+
+    ``without_rowid`` applies to SQLite only. ``append_only`` is the message with which
+    updates and deletes (and on PostgreSQL ``TRUNCATE``) are refused, or None.
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    without_rowid: bool = False
+    indexes: tuple[Index, ...] = ()
+    append_only: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        # A typo in a key or index column would otherwise surface only as a database error
+        # when the first vault is created.
+        named = self.column_names
+        if len(set(named)) != len(named):
+            raise ValueError(f"table {self.name} names a column twice")
+        used = {*self.primary_key, *(c for index in self.indexes for c in index.columns)}
+        if not used <= set(named):
+            raise ValueError(f"table {self.name} has no column {sorted(used - set(named))}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The column names, in schema order."""
+        return tuple(column.name for column in self.columns)
+
+
+#: Every vault table, in creation order (a referenced table comes before its references).
+VAULT_TABLES: Final[tuple[Table, ...]] = (
+    Table(
+        "meta",
+        (
+            Column("key", "text", primary_key=True),
+            Column("value", "text", not_null=True),
+        ),
+        without_rowid=True,
+    ),
+    Table(
+        "keys",
+        (
+            Column("key_id", "blob", primary_key=True),
+            Column("kind", "text", not_null=True),
+            Column("state", "text", not_null=True),
+            Column("wrapped", "blob"),
+            Column("wrapped_by", "blob", not_null=True),
+            Column("created_at", "text", not_null=True),
+            Column("state_changed_at", "text", not_null=True),
+            Column("invocations", "bigint", not_null=True, default="0"),
+            Column("max_invocations", "bigint", not_null=True),
+        ),
+        without_rowid=True,
+        indexes=(
+            Index("keys_kind", ("kind", "state")),
+            Index("keys_wrapped_by", ("wrapped_by",)),
+        ),
+    ),
+    Table(
+        "subjects",
+        (
+            Column("pseudonym", "text", primary_key=True),
+            Column("subject_ref", "blob", unique=True),
+            Column("key_id", "blob", not_null=True, references=("keys", "key_id")),
+            Column("created_at", "text", not_null=True),
+            Column("erased_at", "text"),
+            Column("minor_until", "blob"),
+            Column("restricted_to", "text"),
+            Column("hold_until", "text"),
+            Column("ended_at", "text"),
+        ),
+        without_rowid=True,
+    ),
+    Table(
+        "records",
+        (
+            Column("record_id", "text", primary_key=True),
+            Column("record_type", "text", not_null=True),
+            Column("pseudonym", "text", not_null=True, references=("subjects", "pseudonym")),
+            Column("key_id", "blob", not_null=True),
+            Column("version", "bigint", not_null=True),
+            Column("created_at", "text", not_null=True),
+            Column("updated_at", "text", not_null=True),
+            Column("clear", "text", not_null=True),
+            Column("sealed", "blob", not_null=True),
+            Column("erased", "int", not_null=True, default="0"),
+        ),
+        indexes=(
+            Index("records_subject", ("pseudonym",)),
+            Index("records_key", ("key_id",)),
+        ),
+    ),
+    Table(
+        "blind_index",
+        (
+            Column("token", "blob", not_null=True),
+            Column("record_id", "text", not_null=True),
+            Column("field", "text", not_null=True),
+        ),
+        primary_key=("token", "record_id", "field"),
+        without_rowid=True,
+        indexes=(Index("blind_index_record", ("record_id",)),),
+    ),
+    Table(
+        "consents",
+        (
+            Column("consent_id", "text", primary_key=True),
+            Column("pseudonym", "text", not_null=True),
+            Column("purpose", "text", not_null=True),
+            Column("event", "text", not_null=True, check="event IN ('grant', 'withdraw')"),
+            Column("at", "text", not_null=True),
+            Column("actor", "text", not_null=True),
+            Column("channel", "text", not_null=True),
+            Column("evidence", "text", not_null=True),
+            Column("notice_version", "text"),
+            Column("fields", "text", not_null=True),
+            Column("separate", "int", not_null=True),
+            Column("given_by", "text", not_null=True),
+            Column("expires_at", "text"),
+            Column("position", "bigint", not_null=True),
+        ),
+        indexes=(Index("consents_subject", ("pseudonym", "purpose", "position")),),
+        append_only="the consent ledger is append-only",
+    ),
+    Table(
+        "holds",
+        (
+            Column("hold_id", "text", primary_key=True),
+            Column("pseudonym", "text", not_null=True),
+            Column("reason", "text", not_null=True),
+            Column("starts_at", "text", not_null=True),
+            Column("ends_at", "text", not_null=True),
+            Column("actor", "text", not_null=True),
+            Column("released_at", "text"),
+        ),
+        indexes=(Index("holds_subject", ("pseudonym",)),),
+    ),
+    Table(
+        "rights_requests",
+        (
+            Column("request_id", "text", primary_key=True),
+            Column("pseudonym", "text"),
+            Column("kind", "text", not_null=True),
+            Column("received_at", "text", not_null=True),
+            Column("due_at", "text", not_null=True),
+            Column("status", "text", not_null=True),
+            Column("outcome", "text", not_null=True, default="''"),
+            Column("closed_at", "text"),
+            Column("actor", "text", not_null=True),
+        ),
+    ),
+    Table(
+        "disclosures",
+        (
+            Column("disclosure_id", "text", primary_key=True),
+            Column("pseudonym", "text", not_null=True),
+            Column("recipient", "text", not_null=True),
+            Column("purpose", "text", not_null=True),
+            Column("fields", "text", not_null=True),
+            Column("at", "text", not_null=True),
+            Column("actor", "text", not_null=True),
+        ),
+        indexes=(Index("disclosures_subject", ("pseudonym",)),),
+    ),
+    Table(
+        "jobs",
+        (
+            Column("job_id", "text", primary_key=True),
+            Column("kind", "text", not_null=True),
+            Column("state", "text", not_null=True),
+            Column("params", "text", not_null=True),
+            Column("cursor", "text", not_null=True, default="''"),
+            Column("done", "bigint", not_null=True, default="0"),
+            Column("total", "bigint", not_null=True, default="0"),
+            Column("started_at", "text", not_null=True),
+            Column("updated_at", "text", not_null=True),
+        ),
+    ),
+    Table(
+        "incidents",
+        (
+            Column("incident_id", "text", primary_key=True),
+            Column("kind", "text", not_null=True, check="kind IN ('leak', 'tamper', 'loss')"),
+            Column(
+                "status",
+                "text",
+                not_null=True,
+                check="status IN ('suspected', 'confirmed', 'closed')",
+            ),
+            Column("detected_at", "text", not_null=True),
+            Column("aware_at", "text", not_null=True),
+            Column("updated_at", "text", not_null=True),
+            Column("document", "text", not_null=True),
+            Column("affected", "blob"),
+        ),
+        indexes=(Index("incidents_status", ("status", "detected_at")),),
+    ),
+    Table(
+        "outbox",
+        (
+            Column("notification_id", "text", primary_key=True),
+            Column("incident_id", "text", not_null=True, references=("incidents", "incident_id")),
+            Column("hook", "text", not_null=True),
+            Column("audience", "text", not_null=True),
+            Column("subject", "text"),
+            Column("payload", "text", not_null=True),
+            Column(
+                "state",
+                "text",
+                not_null=True,
+                check="state IN ('pending', 'delivering', 'delivered', 'dead')",
+            ),
+            Column("attempts", "bigint", not_null=True, default="0"),
+            Column("claims", "bigint", not_null=True, default="0"),
+            Column("next_attempt_at", "text", not_null=True),
+            Column("last_error", "text", not_null=True, default="''"),
+            Column("created_at", "text", not_null=True),
+            Column("delivered_at", "text"),
+        ),
+        indexes=(
+            Index("outbox_due", ("state", "next_attempt_at")),
+            Index("outbox_incident", ("incident_id",)),
+        ),
+    ),
+    Table(
+        "audit_entries",
+        (
+            Column("seq", "bigint", primary_key=True),
+            Column("entry", "blob", not_null=True),
+            Column("leaf_hash", "blob", not_null=True),
+        ),
+        append_only="audit entries are append-only",
+    ),
+    Table(
+        "audit_state",
+        (
+            Column("id", "int", primary_key=True, check="id = 1"),
+            Column("size", "bigint", not_null=True),
+            Column("frontier", "blob", not_null=True),
+        ),
+    ),
+    Table(
+        "audit_checkpoints",
+        (
+            Column("size", "bigint", primary_key=True),
+            Column("root", "blob", not_null=True),
+            Column("note", "text", not_null=True),
+            Column("created_at", "text", not_null=True),
+        ),
+        append_only="checkpoints are append-only",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _column_sql(column: Column, types: Mapping[ColumnType, str]) -> str:
+    """A column definition, constraints in the order the first schema wrote them.
+
+    SQLite keeps each ``CREATE`` statement's text in ``sqlite_master``; the same layout keeps
+    that text the same in vaults created before and after the schema became data.
+    """
+    parts = [column.name, types[column.type]]
+    if column.primary_key:
+        parts.append("PRIMARY KEY")
+    if column.not_null:
+        parts.append("NOT NULL")
+    if column.unique:
+        parts.append("UNIQUE")
+    if column.references is not None:
+        parts.append(f"REFERENCES {column.references[0]}({column.references[1]})")
+    if column.default is not None:
+        parts.append(f"DEFAULT {column.default}")
+    if column.check is not None:
+        parts.append(f"CHECK ({column.check})")
+    return " ".join(parts)
+
+
+def _create_table(table: Table, types: Mapping[ColumnType, str], suffix: str = "") -> str:
+    lines = [_column_sql(column, types) for column in table.columns]
+    if table.primary_key:
+        lines.append(f"PRIMARY KEY ({', '.join(table.primary_key)})")
+    body = ",\n".join(f"    {line}" for line in lines)
+    return f"CREATE TABLE {table.name} (\n{body}\n){suffix}"
+
+
+def _create_indexes(table: Table) -> list[str]:
+    return [
+        f"CREATE INDEX {index.name} ON {table.name}({', '.join(index.columns)})"
+        for index in table.indexes
+    ]
+
+
+def _script(statements: list[str]) -> str:
+    """Statements as one script, each ended by ``;`` and a newline.
+
+    The SQLite backend runs a script statement by statement, split at ``";\\n"``; no
+    statement here has that sequence inside it (a trigger body ends ``"); END"``).
+    """
+    return "".join(f"{statement};\n" for statement in statements)
+
+
+def sqlite_script(tables: tuple[Table, ...] = VAULT_TABLES) -> str:
+    """The SQLite DDL creating ``tables``: ``WITHOUT ROWID`` where asked, ``RAISE`` triggers."""
+    statements: list[str] = []
+    for table in tables:
+        suffix = " WITHOUT ROWID" if table.without_rowid else ""
+        statements.append(_create_table(table, SQLITE_TYPES, suffix))
+        statements += _create_indexes(table)
+        if table.append_only is not None:
+            refuse = f"BEGIN SELECT RAISE(ABORT, {_literal(table.append_only)}); END"
+            for event in ("UPDATE", "DELETE"):
+                statements.append(
+                    f"CREATE TRIGGER {table.name}_no_{event.lower()} BEFORE {event} "
+                    f"ON {table.name}\n{refuse}"
+                )
+    return _script(statements)
+
+
+#: The one trigger function of the append-only tables; its first argument is the message.
+_APPEND_ONLY_FUNCTION: Final = """
+CREATE FUNCTION ownervault_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING MESSAGE = TG_ARGV[0], ERRCODE = 'integrity_constraint_violation';
+END
+$$""".strip()
+
+
+def postgres_script(tables: tuple[Table, ...] = VAULT_TABLES) -> str:
+    """The PostgreSQL DDL creating ``tables``, their append-only triggers and function.
+
+    Row triggers refuse ``UPDATE`` and ``DELETE``; a statement trigger refuses ``TRUNCATE``,
+    which row triggers do not see.
+    """
+    statements: list[str] = []
+    triggers: list[str] = []
+    for table in tables:
+        statements.append(_create_table(table, POSTGRES_TYPES))
+        statements += _create_indexes(table)
+        if table.append_only is not None:
+            call = f"EXECUTE FUNCTION ownervault_append_only({_literal(table.append_only)})"
+            for event, level in (("UPDATE", "ROW"), ("DELETE", "ROW"), ("TRUNCATE", "STATEMENT")):
+                triggers.append(
+                    f"CREATE TRIGGER {table.name}_no_{event.lower()} BEFORE {event} "
+                    f"ON {table.name} FOR EACH {level}\n    {call}"
+                )
+    if triggers:
+        statements += [_APPEND_ONLY_FUNCTION, *triggers]
+    return _script(statements)

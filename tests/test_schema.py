@@ -1,0 +1,216 @@
+"""The schema rendered from one definition is the schema each backend first shipped.
+
+``tests/vectors/schema_v1_sqlite.sql`` and ``schema_v1_postgres.sql`` are frozen copies of the
+version-1 DDL as first shipped, when each backend wrote its own. A vault created today from
+:mod:`ownervault.storage.schema` must be indistinguishable in structure from one created with
+that DDL: same tables, columns, declared types, constraints, indexes and triggers. Whitespace
+may differ, so statement texts are compared with runs of whitespace collapsed. ``TABLES``, the
+column lists migrations copy by, must be the rendered schema's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlcipher3
+
+import pg
+from ownervault.storage import schema
+from ownervault.storage.base import TABLES, table_columns
+from ownervault.storage.sqlcipher import SQLCipherBackend
+
+VECTORS = Path(__file__).parent / "vectors"
+
+#: Runs one query and returns every row as a tuple.
+Query = Callable[[str], list[tuple[Any, ...]]]
+
+
+def _squeeze(sql: str | None) -> str | None:
+    """SQL text with every run of whitespace made one space (None stays None)."""
+    return None if sql is None else re.sub(r"\s+", " ", sql).strip()
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+def _sqlite_facts(query: Query) -> dict[str, Any]:
+    """What SQLite knows of a database's structure, keyed by what it describes."""
+    objects = query("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+    tables = [name for kind, name, _, _ in objects if kind == "table"]
+    facts: dict[str, Any] = {
+        "objects": [(kind, name, table, _squeeze(sql)) for kind, name, table, sql in objects],
+        "without_rowid": sorted(
+            name
+            for db, name, _, _, without_rowid, _ in query("PRAGMA table_list")
+            if db == "main" and without_rowid
+        ),
+    }
+    for table in tables:
+        facts[f"{table}: columns"] = [tuple(row) for row in query(f"PRAGMA table_xinfo({table})")]
+        facts[f"{table}: foreign keys"] = sorted(query(f"PRAGMA foreign_key_list({table})"))
+        # index_list's first column is a position that depends on creation order; drop it.
+        indexes = sorted(tuple(row[1:]) for row in query(f"PRAGMA index_list({table})"))
+        facts[f"{table}: indexes"] = indexes
+        for name, *_ in indexes:
+            facts[f"{table}: index {name}"] = query(f"PRAGMA index_xinfo({name})")
+    return facts
+
+
+def _frozen_sqlite(path: Path) -> dict[str, Any]:
+    """Facts of a plain SQLite database made with the frozen version-1 DDL."""
+    conn = sqlcipher3.connect(str(path))
+    try:
+        conn.executescript((VECTORS / "schema_v1_sqlite.sql").read_text())
+        return _sqlite_facts(lambda sql: [tuple(row) for row in conn.execute(sql).fetchall()])
+    finally:
+        conn.close()
+
+
+def test_sqlite_schema_matches_the_first_shipped_ddl(tmp_path: Path) -> None:
+    """A new SQLCipher vault database has exactly the structure the version-1 DDL created."""
+    backend = SQLCipherBackend(tmp_path / "new.db", bytes(range(32)))
+    try:
+        assert backend.migrate() == 1
+        new = _sqlite_facts(lambda sql: [tuple(row) for row in backend._execute(sql).fetchall()])
+    finally:
+        backend.close()
+    old = _frozen_sqlite(tmp_path / "old.db")
+
+    assert old["without_rowid"] == ["blind_index", "keys", "meta", "subjects"]
+    assert [name for kind, name, _, _ in old["objects"] if kind == "trigger"] == sorted(
+        f"{table}_no_{event}"
+        for table in ("consents", "audit_checkpoints", "audit_entries")
+        for event in ("update", "delete")
+    )
+    assert sorted(new) == sorted(old)
+    for fact, value in old.items():
+        assert new[fact] == value, fact
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+#: Catalog queries describing one database's vault structure (``schema_version`` left out:
+#: the backend creates that bookkeeping table itself, outside the version-1 script).
+_PG_FACTS: dict[str, str] = {
+    "tables": """
+        SELECT c.relname, c.relkind, c.relpersistence FROM pg_class AS c
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+          AND c.relname <> 'schema_version'
+        ORDER BY c.relname""",
+    "columns": """
+        SELECT table_name, ordinal_position, column_name, data_type, udt_name, collation_name,
+               is_nullable, column_default
+        FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name <> 'schema_version'
+        ORDER BY table_name, ordinal_position""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid)
+        FROM pg_constraint
+        WHERE connamespace = 'public'::regnamespace
+          AND conrelid::regclass::text <> 'schema_version'
+        ORDER BY 1, 2""",
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes
+        WHERE schemaname = 'public' AND tablename <> 'schema_version'
+        ORDER BY tablename, indexname""",
+    "triggers": """
+        SELECT tgrelid::regclass::text, tgname, tgtype, tgenabled, tgnargs,
+               pg_get_triggerdef(oid)
+        FROM pg_trigger WHERE NOT tgisinternal
+        ORDER BY 1, 2""",
+    "functions": """
+        SELECT p.proname, l.lanname, p.prorettype::regtype::text, p.pronargs, p.prosrc,
+               p.provolatile, p.prosecdef
+        FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+        WHERE p.pronamespace = 'public'::regnamespace
+        ORDER BY p.proname""",
+}
+
+
+def _pg_facts(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """What the PostgreSQL catalogs say about a database's vault tables."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return {
+            name: [tuple(row) for row in conn.execute(sql).fetchall()]  # type: ignore[arg-type]
+            for name, sql in _PG_FACTS.items()
+        }
+
+
+@pytest.mark.postgres
+def test_postgres_schema_matches_the_first_shipped_ddl(
+    postgres_server: str, pg_database: str
+) -> None:
+    """A new PostgreSQL vault database has exactly the structure the version-1 DDL created."""
+    import psycopg
+
+    from ownervault.storage.postgres import PostgresBackend
+
+    backend = PostgresBackend(pg_database)
+    try:
+        assert backend.migrate() == 1
+    finally:
+        backend.close()
+    new = _pg_facts(pg_database)
+
+    frozen = pg.create_database(postgres_server)
+    try:
+        with psycopg.connect(frozen, autocommit=True) as conn:
+            conn.execute((VECTORS / "schema_v1_postgres.sql").read_text())  # type: ignore[arg-type]
+        old = _pg_facts(frozen)
+    finally:
+        pg.drop_database(postgres_server, frozen)
+
+    text_columns = [row for row in old["columns"] if row[3] == "text"]
+    assert text_columns and all(row[5] == "C" for row in text_columns)
+    assert [name for _, name, *_ in old["triggers"]] == sorted(
+        f"{table}_no_{event}"
+        for table in ("audit_checkpoints", "audit_entries", "consents")
+        for event in ("delete", "truncate", "update")
+    )
+    assert [row[0] for row in old["functions"]] == ["ownervault_append_only"]
+    assert new.keys() == old.keys()
+    for fact, rows in old.items():
+        assert new[fact] == rows, fact
+
+
+# --------------------------------------------------------------------------- TABLES
+
+
+def test_tables_lists_the_rendered_schema_columns_in_order() -> None:
+    """``TABLES`` holds every table of the rendered schema, in creation order, with its columns."""
+    conn = sqlcipher3.connect(":memory:")
+    try:
+        conn.executescript(schema.sqlite_script())
+        created = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"
+            )
+            if not row[0].startswith("sqlite_")
+        ]
+        rendered = {
+            table: tuple(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+            for table in created
+        }
+    finally:
+        conn.close()
+    assert list(TABLES) == created
+    assert rendered == TABLES
+    assert all(table_columns(table) == columns for table, columns in rendered.items())
+    with pytest.raises(ValueError, match="not a vault table"):
+        table_columns("sqlite_master")
+
+
+def test_a_table_refuses_key_or_index_columns_it_does_not_have() -> None:
+    """A table definition with an unknown key or index column, or a repeated one, fails."""
+    columns = (schema.Column("a", "text", primary_key=True),)
+    with pytest.raises(ValueError, match=r"no column \['b'\]"):
+        schema.Table("t", columns, indexes=(schema.Index("t_b", ("b",)),))
+    with pytest.raises(ValueError, match="names a column twice"):
+        schema.Table("t", columns * 2)
