@@ -281,12 +281,7 @@ class AuditLog:
                 its stored leaf hash.
         """
         ranges = sorted(
-            {
-                r
-                for old in old_sizes
-                if 0 < old < size
-                for r in merkle._consistency_ranges(old, size)
-            }
+            {r for old in old_sizes if 0 < old < size for r in merkle.consistency_ranges(old, size)}
         )
         stacks: dict[tuple[int, int], list[bytes]] = {}
         roots: dict[tuple[int, int], bytes] = {}
@@ -300,19 +295,19 @@ class AuditLog:
                 raise AuditIntegrityError(f"audit entry {expected} is missing or was changed")
             while pending and pending[-1][0] == expected:
                 active.append(pending.pop())
-            merkle._push(whole, expected, leaf)
+            merkle.push_leaf(whole, expected, leaf)
             for span in active:
                 stack = stacks.setdefault(span, [])
-                merkle._push(stack, expected - span[0], leaf)
+                merkle.push_leaf(stack, expected - span[0], leaf)
             expected += 1
             for span in [s for s in active if s[1] == expected]:
-                roots[span] = merkle._fold_compact(stacks.pop(span))
+                roots[span] = merkle.fold_compact(stacks.pop(span))
                 active.remove(span)
         if expected != size:
             raise AuditIntegrityError(f"audit entry {expected} is missing")
-        root = merkle._fold_compact(whole) if whole else merkle.EMPTY_ROOT
+        root = merkle.fold_compact(whole) if whole else merkle.EMPTY_ROOT
         proofs = {
-            old: [roots[r] for r in merkle._consistency_ranges(old, size)]
+            old: [roots[r] for r in merkle.consistency_ranges(old, size)]
             for old in old_sizes
             if 0 < old < size
         }

@@ -101,7 +101,7 @@ def _largest_power_of_two_below(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def _fold_compact(hashes: Sequence[bytes]) -> bytes:
+def fold_compact(hashes: Sequence[bytes]) -> bytes:
     """Fold perfect-subtree roots (largest first) right to left into one root."""
     acc = hashes[-1]
     for left in reversed(hashes[:-1]):
@@ -109,7 +109,7 @@ def _fold_compact(hashes: Sequence[bytes]) -> bytes:
     return acc
 
 
-def _push(stack: list[bytes], size: int, new_leaf: bytes) -> None:
+def push_leaf(stack: list[bytes], size: int, new_leaf: bytes) -> None:
     """Append a leaf hash to a compact range of ``size`` leaves, merging equal subtrees."""
     acc = new_leaf
     while size & 1:
@@ -132,7 +132,7 @@ def _leaf_perfect_subtree(leaf_hashes: Sequence[bytes]) -> PerfectSubtree:
         start = index << level
         stack: list[bytes] = []
         for offset in range(1 << level):
-            _push(stack, offset, _checked_leaf(leaf_hashes[start + offset], start + offset))
+            push_leaf(stack, offset, _checked_leaf(leaf_hashes[start + offset], start + offset))
         return stack[0]
 
     return perfect
@@ -151,7 +151,7 @@ def _range_root(perfect: PerfectSubtree, start: int, end: int) -> bytes:
         if length >> level & 1:
             parts.append(perfect(level, offset >> level))
             offset += 1 << level
-    return _fold_compact(parts)
+    return fold_compact(parts)
 
 
 def _inclusion_ranges(index: int, size: int) -> list[_Range]:
@@ -173,7 +173,7 @@ def _inclusion_ranges(index: int, size: int) -> list[_Range]:
     return ranges
 
 
-def _consistency_ranges(old_size: int, new_size: int) -> list[_Range]:
+def consistency_ranges(old_size: int, new_size: int) -> list[_Range]:
     """Leaf ranges whose roots form the consistency proof (RFC 9162 2.1.4.1 SUBPROOF).
 
     Requires ``0 < old_size < new_size``. Returned bottom-up, in proof order.
@@ -251,8 +251,8 @@ def root(leaf_hashes: Sequence[bytes], *, perfect_subtree: PerfectSubtree | None
         return _range_root(perfect_subtree, 0, size)
     stack: list[bytes] = []
     for position, value in enumerate(leaf_hashes):
-        _push(stack, position, _checked_leaf(value, position))
-    return _fold_compact(stack)
+        push_leaf(stack, position, _checked_leaf(value, position))
+    return fold_compact(stack)
 
 
 def inclusion_proof(
@@ -315,7 +315,7 @@ def consistency_proof(
     if old_size == new_size:
         return []
     source = _generation_source(leaf_hashes, perfect_subtree)
-    return [_range_root(source, lo, hi) for lo, hi in _consistency_ranges(old_size, new_size)]
+    return [_range_root(source, lo, hi) for lo, hi in consistency_ranges(old_size, new_size)]
 
 
 def _shift_until_odd_or_zero(fn: int, sn: int) -> tuple[int, int]:
@@ -409,7 +409,7 @@ def verify_consistency(
         if not hmac.compare_digest(old_root, new_root):
             raise _fail(f"two different roots for the same tree size {old_size}")
         return
-    expected = len(_consistency_ranges(old_size, new_size))
+    expected = len(consistency_ranges(old_size, new_size))
     if len(proof) != expected:
         raise _fail(
             f"consistency proof has {len(proof)} hashes; sizes {old_size} -> {new_size} "
@@ -497,7 +497,7 @@ class Frontier:
         if self.size >= MAX_TREE_SIZE:
             raise ValidationError("the tree already holds the maximum number of leaves")
         stack = list(self.hashes)
-        _push(stack, self.size, bytes(leaf_hash))
+        push_leaf(stack, self.size, bytes(leaf_hash))
         return Frontier(self.size + 1, tuple(stack))
 
     def root(self) -> bytes:
@@ -508,7 +508,7 @@ class Frontier:
         """
         if not self.hashes:
             return EMPTY_ROOT
-        return _fold_compact(self.hashes)
+        return fold_compact(self.hashes)
 
     def to_bytes(self) -> bytes:
         """Serialize as the 8-byte big-endian size followed by the subtree hashes.

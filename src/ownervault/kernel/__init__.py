@@ -1,28 +1,29 @@
 """The kernel: one transaction of decide -> encrypt/decrypt -> audit, and nothing else.
 
-The kernel is the only place that holds storage, keys and the audit log together. Its
+Owns the only place that holds storage, keys and the audit log together. Its
 package-internal interface, for the features above it (``rights``, ``breach``, ``keys.admin``)
 and for the facade (``ownervault.vault``):
 
 * :class:`Kernel` (:mod:`.core`) -- an open vault: ``backend``, ``audit``, ``policy``,
-  ``clock``, ``keys`` (:class:`KeyStore`), the fail-closed lock, audit entries in the
-  system's or an admin's name, signatures, the header; :meth:`Kernel.access` opens an
-  :class:`Access`. :func:`create_kernel` and :func:`open_kernel` (:mod:`.opening`) make one.
-* :class:`Access` (:mod:`.access`) -- one actor acting for one purpose: audit entries,
-  commits, denials, the session's :class:`Decider` (:mod:`.decide`).
+  ``clock``, ``keys`` (:class:`KeyStore`, :mod:`.keystore`), the fail-closed lock, audit
+  entries in the system's or an admin's name, signatures, the header; :meth:`Kernel.access`
+  opens an :class:`Access`. :func:`create_kernel` and :func:`open_kernel` (:mod:`.opening`)
+  make one.
+* :class:`Access` (:mod:`.core`) -- one actor acting for one purpose: audit entries, commits,
+  denials, the session's :class:`Decider` (:mod:`.decide`).
 * operations taking an :class:`Access`: :mod:`.writes` (``put_many``, ``update``),
   :mod:`.reads` (``get_many``, ``find``), :mod:`.ledger` (consents, access history),
-  :mod:`.erase` (crypto-shredding with a signed receipt).
+  :mod:`.erase` (crypto-shredding with a signed receipt), :mod:`.explain`.
 
 Imports ``policy``, ``audit``, ``keys``, ``crypto``, ``storage``, ``records`` and
 ``exceptions``; never a feature or the facade.
 """
 
-from .access import Access
 from .clock import Clock, SystemClock
-from .core import ADMIN_PURPOSE, INVESTIGATOR_ROLE, SYSTEM_ACTOR, Kernel
-from .decide import Decider, explain
+from .core import ADMIN_PURPOSE, INVESTIGATOR_ROLE, SYSTEM_ACTOR, Access, Kernel
+from .decide import Decider
 from .erase import ErasureResult, held
+from .explain import explain
 from .keystore import AUTO_ROTATE_AT, KeyStore, key_info, subject_context
 from .opening import create_kernel, load_pack, open_kernel
 from .views import RecordRef, RecordView

@@ -3,8 +3,7 @@
 :class:`Decider` applies the loaded policy pack to a subject: where the subject lives (scope
 conditions), whether they are a minor (the date is stored encrypted), restrictions the owner
 asked for (PIPL Art 44) and the consent ledger (separate consent for sensitive data, PIPL Art
-29). Nothing is decrypted here but the subject's ``minor_until`` date. :func:`explain` answers
-"why is this allowed?" without reading a field.
+29). Nothing is decrypted here but the subject's ``minor_until`` date.
 """
 
 from __future__ import annotations
@@ -12,18 +11,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .. import crypto
-from ..audit import AuditEntry
 from ..exceptions import (
     ConsentRequiredError,
     OwnerVaultError,
     PolicyDeniedError,
-    RecordNotFoundError,
-    ValidationError,
 )
 from ..policy import (
     RIGHTS_PURPOSES,
@@ -33,18 +28,16 @@ from ..policy import (
     Decision,
     FieldView,
     LegalBasis,
+    Policy,
     SubjectContext,
     ViewMode,
     consent_state,
 )
 from ..records import RECORD_TYPES, Classification
-from ..storage import SubjectRow
+from ..storage import Backend, SubjectRow
 from .keystore import minor_aad
 
-if TYPE_CHECKING:
-    from .core import Kernel
-
-__all__ = ["Decider", "denied", "explain"]
+__all__ = ["Decider", "denied"]
 
 
 class Decider:
@@ -55,10 +48,12 @@ class Decider:
     every use, so a withdrawal takes effect at once for every open session.
     """
 
-    def __init__(self, kernel: Kernel, actor: Actor, purpose: str) -> None:
-        self._vault_id = kernel.vault_id
-        self._backend = kernel.backend
-        self._policy = kernel.policy
+    def __init__(
+        self, *, vault_id: str, backend: Backend, policy: Policy, actor: Actor, purpose: str
+    ) -> None:
+        self._vault_id = vault_id
+        self._backend = backend
+        self._policy = policy
         self.actor = actor
         self.purpose = purpose
         self._cache: dict[tuple[object, ...], Decision] = {}
@@ -205,58 +200,3 @@ def denied(
     if reason.startswith("consent_"):
         return ConsentRequiredError(message, reason=reason)
     return PolicyDeniedError(message, reason=reason)
-
-
-def explain(
-    kernel: Kernel,
-    actor: Actor,
-    purpose: str,
-    record_type: str,
-    subject_id: str | None = None,
-    *,
-    action: Action = "read",
-) -> dict[str, Any]:
-    """Explain a decision: per field, the view and the rules, legal basis and consent.
-
-    Without ``subject_id`` the policy alone is explained; with it, the subject's scope, minor
-    status and consent ledger are applied as a real access would (no field is read or
-    decrypted). The explanation is audited.
-    """
-    if record_type not in RECORD_TYPES:
-        raise ValidationError(f"unknown record type {record_type!r}")
-    decider = Decider(kernel, actor, purpose)
-    now = kernel.clock.now()
-    pseudonym: str | None = None
-    consent: ConsentState | None = None
-    if subject_id is None:
-        decision = decider.policy_only(record_type, action, now=now)
-    else:
-        subject = kernel.keys.lookup_subject(subject_id)
-        if subject is None:
-            raise RecordNotFoundError("no live subject with that id")
-        pseudonym = subject.pseudonym
-        decision, consent = decider.decide(
-            record_type, action, subject=subject, key=kernel.keys.subject_key(subject), now=now
-        )
-    explanation = decision.explain()
-    explanation["subject"] = pseudonym
-    if consent is not None:
-        explanation["consent"] = {
-            "status": consent.status.value,
-            "separate": consent.separate,
-            "records": list(consent.record_ids),
-        }
-    entry = AuditEntry(
-        action="policy.explain",
-        actor=actor.actor_id,
-        roles=actor.roles,
-        purpose=purpose,
-        decision="allow",
-        record_type=record_type,
-        subject=pseudonym,
-        rules=decision.rule_ids,
-        detail={"outcome": "allow" if decision.allowed else decision.reason},
-    )
-    with kernel.backend.atomic():
-        kernel.audit.append([entry], now=now)
-    return explanation

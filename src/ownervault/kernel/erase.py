@@ -19,7 +19,7 @@ from ..audit import AuditEntry, format_time
 from ..audit.checkpoint import verify_note
 from ..exceptions import OwnerVaultError, PolicyDeniedError, RecordNotFoundError
 from ..storage import SubjectRow
-from .access import Access
+from .core import Access
 
 __all__ = ["ErasureResult", "erase_pseudonym", "erase_subject", "held", "receipt_body"]
 

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 from ..audit import format_time
 from ..exceptions import PolicyDeniedError, RecordNotFoundError, ValidationError
 from ..policy import ConsentRecord, LegalBasis
-from .access import Access
+from .core import Access
 
 __all__ = [
     "CONSENT_CHANNELS",

@@ -27,7 +27,7 @@ from ..exceptions import (
 from ..policy import Decision, ViewMode, mask
 from ..records import RECORD_TYPES, Record, normalise
 from ..storage import RecordRow
-from .access import Access
+from .core import Access
 from .decide import denied
 from .erase import held
 from .keystore import SUBJECT_ID_FIELD

@@ -34,7 +34,7 @@ from ..keys import KeyState, check_use
 from ..policy import Decision
 from ..records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
 from ..storage import Backend, KeyRow, RecordRow, SubjectRow
-from .access import Access
+from .core import Access
 from .decide import denied
 from .keystore import AUTO_ROTATE_AT, SUBJECT_ID_FIELD, minor_aad
 from .views import RecordRef
