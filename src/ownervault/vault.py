@@ -414,7 +414,7 @@ class Vault:
             VaultLockedError: the vault is locked after an integrity failure and the actor is
                 not a compliance officer.
         """
-        return Session(self._kernel.access(actor, purpose), self.correction_notifiers)
+        return Session(self._kernel.access(actor, purpose), lambda: self.correction_notifiers)
 
 
 def _iso_bound(value: str | None) -> str | None:
@@ -437,9 +437,12 @@ class Session:
     """
 
     def __init__(
-        self, access: Access, notifiers: Sequence[Callable[[CorrectionNotice], None]] = ()
+        self,
+        access: Access,
+        notifiers: Callable[[], Sequence[Callable[[CorrectionNotice], None]]] = tuple,
     ) -> None:
         self._access = access
+        # The vault's correction notifiers as they are when a correction is made.
         self._notifiers = notifiers
         self._lock = threading.RLock()
 
@@ -686,7 +689,7 @@ class Session:
                 _ref(record),
                 evidence=evidence,
                 changes=changes,
-                notifiers=self._notifiers,
+                notifiers=self._notifiers(),
             )
 
     def restrict(self, subject_id: str, purposes: Iterable[str] | None) -> None:
