@@ -35,20 +35,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import re
 import secrets
 import string
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from enum import StrEnum
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
-import pydantic
 
 from .. import crypto
 from ..audit import AuditEntry, format_time
@@ -64,9 +59,33 @@ from ..exceptions import (
 )
 from ..kernel.reads import get_many
 from ..keys import KeyKind, KeyState
-from ..policy import Actor, PackFile, Policy, default_policy_dir
+from ..policy import Actor
 from ..records import RECORD_TYPES, Classification, OwnerProfile
 from ..storage.base import Backend, IncidentRow, OutboxRow
+from .config import BreachConfig, load_breach_config, parse_duration
+from .detectors import Detectors
+from .model import (
+    ADMIN_ROLE,
+    AUDIENCES,
+    DISCLOSING_ACTIONS,
+    INCIDENT_PURPOSE,
+    NOTIFICATION_PURPOSE,
+    OFFICER_ROLE,
+    PERSONAL_LOOKING,
+    AffectedOwners,
+    Deadline,
+    DispatchReport,
+    Exposure,
+    Finding,
+    Incident,
+    IncidentKind,
+    IncidentStatus,
+    NoticeAssessment,
+    OwnerExposure,
+    Scope,
+    free_text,
+    parse_time,
+)
 from .notifiers import (
     Notification,
     NotificationHook,
@@ -103,86 +122,8 @@ __all__ = [
     "parse_duration",
 ]
 
-#: Role that investigates, confirms, closes and notifies.
-OFFICER_ROLE: Final = "compliance_officer"
-#: Role that acknowledges an incident (and so lifts a fail-closed lock).
-ADMIN_ROLE: Final = "admin"
-#: Purpose under which owners' contact details are decrypted for their notices.
-NOTIFICATION_PURPOSE: Final = "breach_notification"
-#: Purpose recorded in the audit entries of incident handling.
-INCIDENT_PURPOSE: Final = "incident_response"
-AUDIENCES: Final = ("regulator", "owners", "oncall")
 _SYSTEM: Final = ("ownervault", ("system",))
 _AFFECTED_CONTEXT: Final = "ownervault incident affected owners v1"
-_VIEW_RANK: Final = {"ciphertext": 0, "masked": 1, "full": 2}
-_DISCLOSING: Final = frozenset({"read", "find"})
-_WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class IncidentKind(StrEnum):
-    """What happened: personal information left (leak), records or logs were altered (tamper),
-    or a device, file or backup holding them went missing (loss)."""
-
-    LEAK = "leak"
-    TAMPER = "tamper"
-    LOSS = "loss"
-
-
-class IncidentStatus(StrEnum):
-    """Where an incident stands."""
-
-    SUSPECTED = "suspected"
-    CONFIRMED = "confirmed"
-    CLOSED = "closed"
-
-
-class Exposure(StrEnum):
-    """What form the exposed data was in.
-
-    ``plaintext``: readable values (read through the vault, a spreadsheet, a screenshot);
-    ``ciphertext``: only encrypted vault files or backups; ``metadata``: only pseudonymous
-    audit metadata; ``none``: no personal data is known to have left.
-    """
-
-    PLAINTEXT = "plaintext"
-    CIPHERTEXT = "ciphertext"
-    METADATA = "metadata"
-    NONE = "none"
-
-
-# --------------------------------------------------------------------------- time
-
-
-_DURATION_RE: Final = re.compile(
-    r"^P(?!$)(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?\Z"
-)
-
-
-def parse_duration(text: str) -> _dt.timedelta:
-    """Parse an ISO 8601 duration of weeks, days, hours, minutes and seconds (``PT4H``).
-
-    Raises:
-        ValueError: the text is not such a duration or is zero.
-    """
-    match = _DURATION_RE.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT4H, P3D or PT0.5S")
-    weeks, days, hours, minutes, seconds = match.groups()
-    value = _dt.timedelta(
-        weeks=int(weeks or 0),
-        days=int(days or 0),
-        hours=int(hours or 0),
-        minutes=int(minutes or 0),
-        seconds=float(seconds or 0),
-    )
-    if value <= _dt.timedelta(0):
-        raise ValueError(f"{text!r} is zero")
-    return value
-
-
-def _parse_time(text: str) -> _dt.datetime:
-    moment = _dt.datetime.fromisoformat(text)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=_dt.UTC)
 
 
 def _time_arg(value: _dt.datetime | str | None) -> str | None:
@@ -190,7 +131,7 @@ def _time_arg(value: _dt.datetime | str | None) -> str | None:
         return None
     if isinstance(value, str):
         try:
-            value = _parse_time(value)
+            value = parse_time(value)
         except ValueError:
             raise ValidationError("times must be ISO 8601 dates or date-times") from None
     if value.tzinfo is None:
@@ -198,766 +139,7 @@ def _time_arg(value: _dt.datetime | str | None) -> str | None:
     return format_time(value)
 
 
-def _minutes(text: str) -> int:
-    hours, _, minutes = text.partition(":")
-    return int(hours) * 60 + int(minutes)
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-class _Strict(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-DurationText = Annotated[str, pydantic.AfterValidator(_check_duration)]
-Sensitivity = Literal["personal", "sensitive"]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-_HOURS_RE: Final = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
-
-
-class BulkAccessModel(_Strict):
-    """``[bulk_access]``: one actor reads sensitive fields of more than ``owners`` owners."""
-
-    enabled: bool = True
-    owners: int = pydantic.Field(default=50, ge=1)
-    window: DurationText = "PT1H"
-    classifications: list[Sensitivity] = pydantic.Field(
-        default_factory=lambda: list[Sensitivity](["sensitive"])
-    )
-    count_masked: bool = True
-    exempt_purposes: list[str] = pydantic.Field(default_factory=list)
-    exempt_roles: list[str] = pydantic.Field(default_factory=list)
-
-
-class AfterHoursModel(_Strict):
-    """``[after_hours]``: reads of more than ``owners`` owners outside working hours."""
-
-    enabled: bool = True
-    working_hours: str = "08:00-20:00"
-    weekdays: list[Weekday] = pydantic.Field(default_factory=lambda: list[Weekday](_WEEKDAYS))
-    owners: int = pydantic.Field(default=5, ge=1)
-    window: DurationText = "PT1H"
-    classifications: list[Sensitivity] = pydantic.Field(
-        default_factory=lambda: list[Sensitivity](["personal", "sensitive"])
-    )
-    count_masked: bool = True
-    exempt_purposes: list[str] = pydantic.Field(default_factory=list)
-    exempt_roles: list[str] = pydantic.Field(default_factory=list)
-
-    @pydantic.field_validator("working_hours")
-    @classmethod
-    def _hours(cls, value: str) -> str:
-        if not _HOURS_RE.match(value) or value[:5] == value[6:]:
-            raise ValueError("working hours are 'HH:MM-HH:MM' with different start and end")
-        return value
-
-
-class DenialBurstModel(_Strict):
-    """``[denial_burst]``: one actor refused more than ``denials`` times within a window."""
-
-    enabled: bool = True
-    denials: int = pydantic.Field(default=20, ge=1)
-    window: DurationText = "PT10M"
-    exempt_roles: list[str] = pydantic.Field(default_factory=list)
-    ignore_reasons: list[str] = pydantic.Field(
-        default_factory=lambda: ["not_found", "stale_version", "subject_erased"]
-    )
-
-
-class KeyCompromisedModel(_Strict):
-    """``[key_compromised]``: a key was marked compromised."""
-
-    enabled: bool = True
-
-
-class AuditVerificationModel(_Strict):
-    """``[audit_verification]``: verifying the audit log failed; ``lock`` fails closed."""
-
-    enabled: bool = True
-    lock: bool = True
-
-
-class ExportModel(_Strict):
-    """``[export_outside_role]``: an export by an actor holding none of ``allowed_roles``."""
-
-    enabled: bool = True
-    actions: list[str] = pydantic.Field(default_factory=lambda: ["audit.export", "subject.export"])
-    metadata_actions: list[str] = pydantic.Field(default_factory=lambda: ["audit.export"])
-    allowed_roles: list[str] = pydantic.Field(default_factory=lambda: [OFFICER_ROLE])
-
-
-class DetectorsFile(_Strict):
-    """``detectors.toml``."""
-
-    timezone: str = "Asia/Shanghai"
-    bulk_access: BulkAccessModel = BulkAccessModel()
-    after_hours: AfterHoursModel = AfterHoursModel()
-    denial_burst: DenialBurstModel = DenialBurstModel()
-    key_compromised: KeyCompromisedModel = KeyCompromisedModel()
-    audit_verification: AuditVerificationModel = AuditVerificationModel()
-    export_outside_role: ExportModel = ExportModel()
-
-    @pydantic.field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
-
-
-class ControllerModel(_Strict):
-    """``[controller]``: the organisation responsible (the personal information handler)."""
-
-    name_zh: str = ""
-    name_en: str = ""
-
-
-class DpoModel(_Strict):
-    """``[dpo]``: contact of the personal-information protection officer (PIPL Art 52)."""
-
-    name: str = ""
-    title_zh: str = "个人信息保护负责人"
-    title_en: str = "Personal information protection officer"
-    phone: str = ""
-    email: str = ""
-    address: str = ""
-
-
-class DeadlineModel(_Strict):
-    """``[deadlines.NAME]``: a clock that starts when the handler becomes aware."""
-
-    after: DurationText
-    audience: Literal["regulator", "owners"]
-    basis: str = pydantic.Field(min_length=1)
-
-
-class NotifierModel(pydantic.BaseModel):
-    """``[notifiers.NAME]``: a hook of a ``type`` with its options."""
-
-    model_config = pydantic.ConfigDict(extra="allow", frozen=True, hide_input_in_errors=True)
-
-    type: str = pydantic.Field(min_length=1)
-
-    @property
-    def options(self) -> dict[str, object]:
-        """Every key except ``type``."""
-        return dict(self.model_extra or {})
-
-
-class DispatchModel(_Strict):
-    """``[dispatch]``: retries, backoff and leases of the outbox dispatcher."""
-
-    max_attempts: int = pydantic.Field(default=8, ge=1, le=100)
-    backoff: DurationText = "PT30S"
-    max_backoff: DurationText = "PT1H"
-    lease: DurationText = "PT5M"
-    batch: int = pydantic.Field(default=50, ge=1, le=10_000)
-
-
-class CategoryModel(_Strict):
-    """``[categories.NAME]``: a category of personal information, its harm and advice."""
-
-    label_zh: str = pydantic.Field(min_length=1)
-    label_en: str = pydantic.Field(min_length=1)
-    risk: Literal["high", "medium", "low"]
-    fields: list[str] = pydantic.Field(min_length=1)
-    harm_zh: str = pydantic.Field(min_length=1)
-    harm_en: str = pydantic.Field(min_length=1)
-    advice_zh: str = pydantic.Field(min_length=1)
-    advice_en: str = pydantic.Field(min_length=1)
-
-
-class NoticeTemplateModel(_Strict):
-    """``[templates.owner_notice]``: the owner notice in Chinese and English."""
-
-    subject_zh: str = pydantic.Field(min_length=1)
-    subject_en: str = pydantic.Field(min_length=1)
-    body_zh: str = pydantic.Field(min_length=1)
-    body_en: str = pydantic.Field(min_length=1)
-    general_advice_zh: str = ""
-    general_advice_en: str = ""
-
-
-class TemplatesModel(_Strict):
-    """``[templates]``."""
-
-    owner_notice: NoticeTemplateModel
-
-
-class IncidentFile(_Strict):
-    """``incident.toml``."""
-
-    controller: ControllerModel = ControllerModel()
-    dpo: DpoModel = DpoModel()
-    deadlines: dict[str, DeadlineModel] = pydantic.Field(default_factory=dict)
-    routing: dict[Literal["regulator", "owners", "oncall"], list[str]] = pydantic.Field(
-        default_factory=dict
-    )
-    notifiers: dict[str, NotifierModel] = pydantic.Field(default_factory=dict)
-    dispatch: DispatchModel = DispatchModel()
-    categories: dict[str, CategoryModel]
-    templates: TemplatesModel
-
-
-#: Placeholders an owner-notice template may use (``$name``).
-TEMPLATE_FIELDS: Final = frozenset(
-    {
-        "organisation",
-        "incident_id",
-        "detected_on",
-        "categories",
-        "cause",
-        "harm",
-        "measures_taken",
-        "measures_planned",
-        "advice",
-        "dpo_title",
-        "dpo_name",
-        "dpo_phone",
-        "dpo_email",
-    }
-)
-
-
-@attrs.frozen
-class BreachConfig:
-    """Detector thresholds and incident settings loaded from a policy pack."""
-
-    detectors: DetectorsFile
-    incident: IncidentFile
-    source: str
-
-    @property
-    def zone(self) -> ZoneInfo:
-        """The time zone of working hours and of dates in notices."""
-        return ZoneInfo(self.detectors.timezone)
-
-    def category_of(self, field: str) -> str:
-        """The category name of a ``record_type.field`` (``other`` if none names it)."""
-        for name, category in self.incident.categories.items():
-            if field in category.fields:
-                return name
-        return "other"
-
-    def with_contacts(self, *, dpo: DpoModel, controller: ControllerModel) -> BreachConfig:
-        """A copy with another DPO and controller (used by drills)."""
-        incident = self.incident.model_copy(update={"dpo": dpo, "controller": controller})
-        return attrs.evolve(self, incident=incident)
-
-    def missing_contacts(self) -> list[str]:
-        """Settings PIPL Art 57 needs in every notification that are still empty."""
-        missing = []
-        if not (self.incident.controller.name_zh or self.incident.controller.name_en):
-            missing.append("controller.name_zh / name_en")
-        if not self.incident.dpo.name:
-            missing.append("dpo.name")
-        if not (self.incident.dpo.phone or self.incident.dpo.email):
-            missing.append("dpo.phone / dpo.email")
-        return missing
-
-
-_CONFIG_CACHE: dict[tuple[str, ...], BreachConfig] = {}
-_CONFIG_LOCK = threading.Lock()
-
-
-def _pack_file(folder: Path, name: str) -> PackFile:
-    source = folder if (folder / name).is_file() else default_policy_dir()
-    return PackFile(source, name)
-
-
-def load_breach_config(
-    folder: str | Path | None = None, *, policy: Policy | None = None
-) -> BreachConfig:
-    """Load ``detectors.toml`` and ``incident.toml`` from a policy pack folder.
-
-    A pack without one of the files uses the shipped pack's. With ``policy``, the roles and
-    purposes the files name are checked against it.
-
-    Raises:
-        PolicyError: with file and line, for a syntax error, an unknown key, a bad duration,
-            time zone, role, purpose or field, or a template placeholder that does not exist.
-    """
-    base = Path(folder) if folder is not None else default_policy_dir()
-    dfile = _pack_file(base, "detectors.toml")
-    ifile = _pack_file(base, "incident.toml")
-    cache_key = (str(dfile.path), dfile.text, str(ifile.path), ifile.text, _policy_key(policy))
-    with _CONFIG_LOCK:
-        cached = _CONFIG_CACHE.get(cache_key)
-    if cached is not None:
-        return cached
-    detectors = dfile.validate(DetectorsFile)
-    incident = ifile.validate(IncidentFile)
-    _check_incident(ifile, incident)
-    if policy is not None and dfile.path.parent == base:
-        # Names are checked against the pack only in the pack's own file; the shipped defaults
-        # used for a pack without one may name purposes that pack does not have (never matched).
-        _check_detectors(dfile, detectors, policy)
-    config = BreachConfig(detectors=detectors, incident=incident, source=str(base))
-    with _CONFIG_LOCK:
-        if len(_CONFIG_CACHE) > 32:
-            _CONFIG_CACHE.clear()
-        _CONFIG_CACHE[cache_key] = config
-    return config
-
-
-def _policy_key(policy: Policy | None) -> str:
-    return "" if policy is None else policy.digest
-
-
-def _check_detectors(pack: PackFile, doc: DetectorsFile, policy: Policy) -> None:
-    roles = set(policy.roles) | {"system"}
-    purposes = set(policy.purposes)
-    checks: list[tuple[str, str, list[str], set[str], str]] = [
-        ("bulk_access", "exempt_purposes", doc.bulk_access.exempt_purposes, purposes, "purpose"),
-        ("bulk_access", "exempt_roles", doc.bulk_access.exempt_roles, roles, "role"),
-        ("after_hours", "exempt_purposes", doc.after_hours.exempt_purposes, purposes, "purpose"),
-        ("after_hours", "exempt_roles", doc.after_hours.exempt_roles, roles, "role"),
-        ("denial_burst", "exempt_roles", doc.denial_burst.exempt_roles, roles, "role"),
-        (
-            "export_outside_role",
-            "allowed_roles",
-            doc.export_outside_role.allowed_roles,
-            roles,
-            "role",
-        ),
-    ]
-    for table, key, names, known, what in checks:
-        for i, name in enumerate(names):
-            if name not in known:
-                raise pack.error([table, key, i], f"{table}.{key}: unknown {what} {name!r}")
-
-
-def _check_incident(pack: PackFile, doc: IncidentFile) -> None:
-    seen: dict[str, str] = {}
-    for cname, category in doc.categories.items():
-        for i, field in enumerate(category.fields):
-            record_type, _, name = field.partition(".")
-            cls = RECORD_TYPES.get(record_type)
-            if cls is None or name not in cls.field_specs():
-                raise pack.error(
-                    ["categories", cname, "fields", i],
-                    f"categories.{cname}: unknown field {field!r} (use record_type.field)",
-                )
-            if not cls.field_specs()[name].classification.encrypted:
-                raise pack.error(
-                    ["categories", cname, "fields", i],
-                    f"categories.{cname}: {field!r} is not personal information",
-                )
-            if field in seen:
-                raise pack.error(
-                    ["categories", cname, "fields", i],
-                    f"field {field!r} is in both categories {seen[field]!r} and {cname!r}",
-                )
-            seen[field] = cname
-    template = doc.templates.owner_notice
-    for key in ("subject_zh", "subject_en", "body_zh", "body_en"):
-        text = getattr(template, key)
-        tpl = string.Template(text)
-        if not tpl.is_valid():
-            raise pack.error(
-                ["templates", "owner_notice", key], f"templates.owner_notice.{key}: a stray '$'"
-            )
-        unknown = sorted(set(tpl.get_identifiers()) - TEMPLATE_FIELDS)
-        if unknown:
-            raise pack.error(
-                ["templates", "owner_notice", key],
-                f"templates.owner_notice.{key}: unknown placeholder ${unknown[0]} "
-                f"(known: {', '.join(sorted(TEMPLATE_FIELDS))})",
-            )
-    for audience, names in doc.routing.items():
-        for i, name in enumerate(names):
-            if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
-                raise pack.error(["routing", audience, i], f"routing.{audience}: bad name {name!r}")
-    for name in doc.notifiers:
-        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
-            raise pack.error(["notifiers", name], f"notifiers: bad notifier name {name!r}")
-
-
-# --------------------------------------------------------------------------- values
-
-
-@attrs.frozen
-class Scope:
-    """What an incident covers: actors, keys, a time window and record types.
-
-    Empty ``actors`` means any actor (only used for readable exposures with a window); empty
-    ``record_types`` means every record type. ``until`` None means the incident is ongoing.
-    """
-
-    actors: tuple[str, ...] = ()
-    keys: tuple[str, ...] = ()
-    since: str | None = None
-    until: str | None = None
-    record_types: tuple[str, ...] = ()
-    since_seq: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The scope as stored in the incident document."""
-        return {
-            "actors": list(self.actors),
-            "keys": list(self.keys),
-            "since": self.since,
-            "until": self.until,
-            "record_types": list(self.record_types),
-            "since_seq": self.since_seq,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Scope:
-        """Read a stored scope."""
-        return cls(
-            actors=tuple(data.get("actors", ())),
-            keys=tuple(data.get("keys", ())),
-            since=data.get("since"),
-            until=data.get("until"),
-            record_types=tuple(data.get("record_types", ())),
-            since_seq=data.get("since_seq"),
-        )
-
-
-@attrs.frozen
-class Finding:
-    """What a detector saw: no personal value, only the actor, counts and a time window."""
-
-    detector: str
-    at: str
-    kind: IncidentKind
-    exposure: Exposure
-    title: str
-    actor: str | None = None
-    roles: tuple[str, ...] = ()
-    key_id: str | None = None
-    since: str | None = None
-    since_seq: int | None = None
-    count: int = 0
-    detail: Mapping[str, str | int | bool | None] = attrs.field(factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The finding as stored in the incident document."""
-        return {
-            "detector": self.detector,
-            "at": self.at,
-            "actor": self.actor,
-            "roles": list(self.roles),
-            "key_id": self.key_id,
-            "since": self.since,
-            "count": self.count,
-            "detail": dict(self.detail),
-        }
-
-
-@attrs.frozen(repr=False)
-class OwnerExposure:
-    """What of one owner was exposed: ``record_type.field`` -> full / masked / ciphertext."""
-
-    fields: Mapping[str, str]
-    records: frozenset[str]
-    via: frozenset[str]
-
-    def __repr__(self) -> str:
-        return f"OwnerExposure(fields={sorted(self.fields)}, records={len(self.records)})"
-
-
-class AffectedOwners(Mapping[str, OwnerExposure]):
-    """Affected owners by pseudonym. Held in memory only while needed; stored encrypted.
-
-    ``repr`` shows counts only.
-    """
-
-    def __init__(self, owners: Mapping[str, OwnerExposure] | None = None) -> None:
-        self._owners: dict[str, OwnerExposure] = dict(owners or {})
-
-    def __getitem__(self, pseudonym: str) -> OwnerExposure:
-        return self._owners[pseudonym]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._owners)
-
-    def __len__(self) -> int:
-        return len(self._owners)
-
-    def __repr__(self) -> str:
-        return f"<AffectedOwners owners={len(self)} records={self.record_count}>"
-
-    @property
-    def record_count(self) -> int:
-        """How many distinct records were exposed."""
-        return len({r for owner in self._owners.values() for r in owner.records})
-
-    def add(
-        self, pseudonym: str, fields: Mapping[str, str], records: Iterable[str], via: str
-    ) -> None:
-        """Merge an exposure into the owner's (the most revealing view of a field wins)."""
-        current = self._owners.get(pseudonym)
-        merged = dict(current.fields) if current else {}
-        for field, view in fields.items():
-            if _VIEW_RANK[view] > _VIEW_RANK.get(merged.get(field, ""), -1):
-                merged[field] = view
-        self._owners[pseudonym] = OwnerExposure(
-            fields=merged,
-            records=(current.records if current else frozenset()) | frozenset(records),
-            via=(current.via if current else frozenset()) | {via},
-        )
-
-    def merge(self, other: AffectedOwners) -> None:
-        """Add every owner of ``other``."""
-        for pseudonym, owner in other.items():
-            for via in owner.via:
-                self.add(pseudonym, owner.fields, owner.records, via)
-
-    def field_counts(self) -> dict[str, dict[str, int]]:
-        """``record_type.field`` -> {view: owners}."""
-        out: dict[str, dict[str, int]] = {}
-        for owner in self._owners.values():
-            for field, view in owner.fields.items():
-                counts = out.setdefault(field, {})
-                counts[view] = counts.get(view, 0) + 1
-        return {k: out[k] for k in sorted(out)}
-
-    def views(self) -> set[str]:
-        """Every view under which something was exposed."""
-        return {view for owner in self._owners.values() for view in owner.fields.values()}
-
-    def to_bytes(self) -> bytes:
-        """Canonical JSON of the whole list (encrypted before it is stored)."""
-        data = {
-            p: {"fields": dict(sorted(o.fields.items())), "records": sorted(o.records)}
-            | {"via": sorted(o.via)}
-            for p, o in sorted(self._owners.items())
-        }
-        return json.dumps({"v": 1, "owners": data}, sort_keys=True, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> AffectedOwners:
-        """Read a decrypted list."""
-        data = json.loads(raw)
-        out = cls()
-        for pseudonym, item in data["owners"].items():
-            out._owners[pseudonym] = OwnerExposure(
-                fields=dict(item["fields"]),
-                records=frozenset(item["records"]),
-                via=frozenset(item["via"]),
-            )
-        return out
-
-
-@attrs.frozen
-class NoticeAssessment:
-    """Whether owners must be told (PIPL Art 57; GDPR Art 34), computed from the exposure
-    and the states of the keys protecting the exposed data -- never typed in.
-
-    ``decision``: ``required``; ``exempt`` (only ciphertexts were exposed and no key that
-    protects them is compromised: GDPR Art 34(3)(a)); or ``not_required`` (no owner data left).
-    """
-
-    decision: Literal["required", "exempt", "not_required"]
-    code: str
-    reason: str
-    basis: str
-    keys_checked: int = 0
-    compromised_keys: tuple[str, ...] = ()
-
-    @property
-    def required(self) -> bool:
-        """Whether owner notices must be sent."""
-        return self.decision == "required"
-
-    def to_json(self) -> dict[str, Any]:
-        """As stored in the incident document and put in reports."""
-        return {
-            "decision": self.decision,
-            "code": self.code,
-            "reason": self.reason,
-            "basis": self.basis,
-            "keys_checked": self.keys_checked,
-            "compromised_keys": list(self.compromised_keys),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> NoticeAssessment:
-        """Read a stored assessment."""
-        return cls(
-            decision=data["decision"],
-            code=data["code"],
-            reason=data["reason"],
-            basis=data["basis"],
-            keys_checked=int(data.get("keys_checked", 0)),
-            compromised_keys=tuple(data.get("compromised_keys", ())),
-        )
-
-
-@attrs.frozen
-class Deadline:
-    """A notification clock running from the moment the handler became aware."""
-
-    name: str
-    audience: str
-    basis: str
-    due_at: str
-    status: Literal["open", "overdue", "met", "late", "not_applicable"]
-    done_at: str | None
-    remaining_seconds: int
-
-    def to_json(self) -> dict[str, Any]:
-        """As put in reports and pages."""
-        return {
-            "name": self.name,
-            "audience": self.audience,
-            "basis": self.basis,
-            "due_at": self.due_at,
-            "status": self.status,
-            "done_at": self.done_at,
-        }
-
-
-@attrs.frozen
-class Incident:
-    """An incident as stored: no personal value, only ids, counts, categories and text."""
-
-    incident_id: str
-    kind: IncidentKind
-    status: IncidentStatus
-    title: str
-    source: str
-    detectors: tuple[str, ...]
-    exposure: Exposure
-    scope: Scope
-    detected_at: str
-    aware_at: str
-    updated_at: str
-    opened_by: str
-    owners: int
-    records: int
-    fields: Mapping[str, Mapping[str, int]]
-    assessment: NoticeAssessment | None
-    cause: str
-    harm: str
-    measures_taken: tuple[str, ...]
-    measures_planned: tuple[str, ...]
-    delay_reason: str
-    locks_vault: bool
-    integrity_failure: str | None
-    reports: int
-    owner_rounds: int
-    findings: tuple[Mapping[str, Any], ...]
-    history: tuple[Mapping[str, Any], ...]
-
-    @property
-    def open(self) -> bool:
-        """Not closed yet."""
-        return self.status is not IncidentStatus.CLOSED
-
-    @property
-    def ongoing(self) -> bool:
-        """Open, with a time window that has not ended: reads keep adding affected owners."""
-        return self.open and self.scope.since is not None and self.scope.until is None
-
-    @property
-    def acknowledged(self) -> bool:
-        """Whether an admin acknowledged it."""
-        return any(h.get("event") == "acknowledge" for h in self.history)
-
-    def to_document(self) -> dict[str, Any]:
-        """The JSON document stored in the ``incidents`` table."""
-        return {
-            "v": 1,
-            "title": self.title,
-            "source": self.source,
-            "detectors": list(self.detectors),
-            "exposure": self.exposure.value,
-            "scope": self.scope.to_json(),
-            "opened_by": self.opened_by,
-            "owners": self.owners,
-            "records": self.records,
-            "fields": {k: dict(v) for k, v in self.fields.items()},
-            "assessment": self.assessment.to_json() if self.assessment else None,
-            "cause": self.cause,
-            "harm": self.harm,
-            "measures_taken": list(self.measures_taken),
-            "measures_planned": list(self.measures_planned),
-            "delay_reason": self.delay_reason,
-            "locks_vault": self.locks_vault,
-            "integrity_failure": self.integrity_failure,
-            "reports": self.reports,
-            "owner_rounds": self.owner_rounds,
-            "findings": [dict(f) for f in self.findings],
-            "history": [dict(h) for h in self.history],
-        }
-
-    @classmethod
-    def from_row(cls, row: IncidentRow) -> Incident:
-        """Build from a stored row."""
-        doc = json.loads(row.document)
-        assessment = doc.get("assessment")
-        return cls(
-            incident_id=row.incident_id,
-            kind=IncidentKind(row.kind),
-            status=IncidentStatus(row.status),
-            title=doc["title"],
-            source=doc["source"],
-            detectors=tuple(doc.get("detectors", ())),
-            exposure=Exposure(doc["exposure"]),
-            scope=Scope.from_json(doc["scope"]),
-            detected_at=row.detected_at,
-            aware_at=row.aware_at,
-            updated_at=row.updated_at,
-            opened_by=doc["opened_by"],
-            owners=int(doc.get("owners", 0)),
-            records=int(doc.get("records", 0)),
-            fields=doc.get("fields", {}),
-            assessment=NoticeAssessment.from_json(assessment) if assessment else None,
-            cause=doc.get("cause", ""),
-            harm=doc.get("harm", ""),
-            measures_taken=tuple(doc.get("measures_taken", ())),
-            measures_planned=tuple(doc.get("measures_planned", ())),
-            delay_reason=doc.get("delay_reason", ""),
-            locks_vault=bool(doc.get("locks_vault", False)),
-            integrity_failure=doc.get("integrity_failure"),
-            reports=int(doc.get("reports", 0)),
-            owner_rounds=int(doc.get("owner_rounds", 0)),
-            findings=tuple(doc.get("findings", ())),
-            history=tuple(doc.get("history", ())),
-        )
-
-
-@attrs.frozen
-class DispatchReport:
-    """What one dispatcher run did."""
-
-    delivered: int = 0
-    retried: int = 0
-    dead: int = 0
-    lost_lease: int = 0
-    pending: int = 0
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-_PERSONAL_LOOKING: Final = re.compile(r"\d{7,}|\d{3}[ -]\d{4}[ -]\d{4}|[\w.+-]+@[\w-]+\.[\w.-]+")
-
-
-def _free_text(value: str, what: str, *, limit: int = 2000) -> str:
-    """Check text typed by people: bounded, and nothing that looks like a phone, ID or e-mail."""
-    if not isinstance(value, str):
-        raise ValidationError(f"{what} must be text")
-    value = value.strip()
-    if len(value) > limit:
-        raise ValidationError(f"{what} is longer than {limit} characters")
-    if _PERSONAL_LOOKING.search(value):
-        raise ValidationError(
-            f"{what} looks like it holds personal data (a phone, ID number or e-mail address); "
-            "describe the incident without owners' details"
-        )
-    return value
 
 
 def _require_role(actor: Actor, role: str, what: str) -> None:
@@ -1012,7 +194,7 @@ def _disclosed(entry: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _in_scope(entry: Mapping[str, Any], scope: Scope) -> bool:
-    if entry.get("action") not in _DISCLOSING or entry.get("decision") != "allow":
+    if entry.get("action") not in DISCLOSING_ACTIONS or entry.get("decision") != "allow":
         return False
     if not entry.get("subject") or not entry.get("fields"):
         return False
@@ -1044,10 +226,6 @@ def _first_seq_at(backend: Backend, since: str) -> int:
     return max(low - 1, 0)
 
 
-def _roles(entry: Mapping[str, Any]) -> str:
-    return "/".join(str(r) for r in entry.get("roles", ())) or "unknown"
-
-
 def _join(items: Iterable[str], sep: str) -> str:
     return sep.join(item for item in items if item)
 
@@ -1064,259 +242,6 @@ def _sentences(items: Iterable[str], lang: Literal["zh", "en"]) -> str:
         else:
             out.append(text if text[-1] in ".!?。" else text + ".")
     return ("" if lang == "zh" else " ").join(out)
-
-
-# --------------------------------------------------------------------------- detectors
-
-
-class _Distinct:
-    """Per actor: distinct owners seen within a sliding window (a few entries per owner)."""
-
-    def __init__(self, span: _dt.timedelta) -> None:
-        self.span = span
-        self.by_actor: dict[str, OrderedDict[str, tuple[_dt.datetime, int, _dt.datetime]]] = {}
-        self.cooldown: dict[str, _dt.datetime] = {}
-
-    def add(
-        self, actor: str, owner: str, at: _dt.datetime, seq: int, threshold: int
-    ) -> tuple[int, _dt.datetime, int] | None:
-        """Count ``owner``; return (owners, since, since_seq) when more than ``threshold``."""
-        seen = self.by_actor.setdefault(actor, OrderedDict())
-        cutoff = at - self.span
-        while seen:
-            oldest = next(iter(seen.values()))
-            if oldest[2] >= cutoff:
-                break
-            seen.popitem(last=False)
-        first = seen.pop(owner, None)
-        seen[owner] = (first[0], first[1], at) if first else (at, seq, at)
-        if len(seen) <= threshold:
-            return None
-        until = self.cooldown.get(actor)
-        if until is not None and at < until:
-            return None
-        since, since_seq = min((v[0], v[1]) for v in seen.values())
-        count = len(seen)
-        self.cooldown[actor] = at + self.span
-        seen.clear()
-        return count, since, since_seq
-
-
-class _Detectors:
-    """The audit observer: cheap in-memory counters, one incident per actor or key at a time."""
-
-    def __init__(self, manager: IncidentManager) -> None:
-        self.manager = manager
-        config = manager.config.detectors
-        self.config = config
-        self.zone = ZoneInfo(config.timezone)
-        self.bulk = _Distinct(parse_duration(config.bulk_access.window))
-        self.night = _Distinct(parse_duration(config.after_hours.window))
-        self.denial_span = parse_duration(config.denial_burst.window)
-        self.denials: dict[str, deque[tuple[_dt.datetime, int]]] = {}
-        self.denial_cooldown: dict[str, _dt.datetime] = {}
-        start, _, end = config.after_hours.working_hours.partition("-")
-        self.hours = (_minutes(start), _minutes(end))
-        self.weekdays = {_WEEKDAYS.index(d) for d in config.after_hours.weekdays}
-        self.bulk_fields = self._fields(config.bulk_access.classifications)
-        self.night_fields = self._fields(config.after_hours.classifications)
-        self.exports = set(config.export_outside_role.actions)
-        self.lock = threading.Lock()
-
-    @staticmethod
-    def _fields(classes: Sequence[str]) -> dict[str, frozenset[str]]:
-        wanted = {Classification(c) for c in classes}
-        return {
-            name: frozenset(f for f, s in cls.field_specs().items() if s.classification in wanted)
-            for name, cls in RECORD_TYPES.items()
-        }
-
-    def _working(self, at: _dt.datetime) -> bool:
-        local = at.astimezone(self.zone)
-        if local.weekday() not in self.weekdays:
-            return False
-        minute = local.hour * 60 + local.minute
-        start, end = self.hours
-        if start < end:
-            return start <= minute < end
-        return minute >= start or minute < end
-
-    @staticmethod
-    def _counted(
-        entry: Mapping[str, Any], fields: Mapping[str, frozenset[str]], count_masked: bool
-    ) -> bool:
-        wanted = fields.get(entry.get("record_type") or "", frozenset())
-        shown = set(entry.get("fields", ())) & wanted
-        if not count_masked and shown:
-            masked_text = entry.get("detail", {}).get("masked") or ""
-            shown -= set(masked_text.split(","))
-        return bool(shown)
-
-    def __call__(self, entries: Sequence[Mapping[str, Any]]) -> None:
-        findings: list[Finding] = []
-        config = self.config
-        with self.lock:
-            for entry in entries:
-                action = str(entry.get("action", ""))
-                if action.startswith("incident."):
-                    continue
-                decision = entry.get("decision")
-                if decision == "deny":
-                    if config.denial_burst.enabled:
-                        self._denial(entry, findings)
-                    continue
-                if action in _DISCLOSING:
-                    if entry.get("subject") and entry.get("fields"):
-                        self._read(entry, findings)
-                elif action == "key.compromised" and config.key_compromised.enabled:
-                    findings.append(self._key(entry))
-                if action in self.exports and config.export_outside_role.enabled:
-                    roles = set(entry.get("roles", ()))
-                    if not roles & set(config.export_outside_role.allowed_roles):
-                        findings.append(self._export(entry))
-        for finding in findings:
-            self.manager._on_finding(finding)
-
-    def _read(self, entry: Mapping[str, Any], findings: list[Finding]) -> None:
-        actor = str(entry["actor"])
-        roles = set(entry.get("roles", ()))
-        purpose = entry.get("purpose")
-        at: _dt.datetime | None = None
-        bulk = self.config.bulk_access
-        if (
-            bulk.enabled
-            and purpose not in bulk.exempt_purposes
-            and not roles & set(bulk.exempt_roles)
-            and self._counted(entry, self.bulk_fields, bulk.count_masked)
-        ):
-            at = _parse_time(str(entry["time"]))
-            hit = self.bulk.add(actor, str(entry["subject"]), at, int(entry["seq"]), bulk.owners)
-            if hit is not None:
-                findings.append(
-                    self._actor_finding(
-                        "bulk_access",
-                        entry,
-                        hit,
-                        f"Bulk access: a {_roles(entry)} account read sensitive fields of many "
-                        "owners",
-                        {"threshold": bulk.owners, "window": bulk.window},
-                    )
-                )
-        night = self.config.after_hours
-        if (
-            night.enabled
-            and purpose not in night.exempt_purposes
-            and not roles & set(night.exempt_roles)
-            and self._counted(entry, self.night_fields, night.count_masked)
-        ):
-            at = at or _parse_time(str(entry["time"]))
-            if not self._working(at):
-                hit = self.night.add(
-                    actor, str(entry["subject"]), at, int(entry["seq"]), night.owners
-                )
-                if hit is not None:
-                    findings.append(
-                        self._actor_finding(
-                            "after_hours",
-                            entry,
-                            hit,
-                            f"Access outside working hours: a {_roles(entry)} account read "
-                            "personal fields of owners at night",
-                            {"threshold": night.owners, "working_hours": night.working_hours},
-                        )
-                    )
-
-    @staticmethod
-    def _actor_finding(
-        detector: str,
-        entry: Mapping[str, Any],
-        hit: tuple[int, _dt.datetime, int],
-        title: str,
-        detail: Mapping[str, str | int | bool | None],
-    ) -> Finding:
-        count, since, since_seq = hit
-        return Finding(
-            detector=detector,
-            at=str(entry["time"]),
-            kind=IncidentKind.LEAK,
-            exposure=Exposure.PLAINTEXT,
-            title=title,
-            actor=str(entry["actor"]),
-            roles=tuple(entry.get("roles", ())),
-            since=format_time(since),
-            since_seq=since_seq,
-            count=count,
-            detail=dict(detail),
-        )
-
-    def _denial(self, entry: Mapping[str, Any], findings: list[Finding]) -> None:
-        burst = self.config.denial_burst
-        actor = str(entry.get("actor", ""))
-        if set(entry.get("roles", ())) & set(burst.exempt_roles):
-            return
-        if entry.get("reason") in burst.ignore_reasons:
-            return
-        at = _parse_time(str(entry["time"]))
-        seen = self.denials.setdefault(actor, deque())
-        seen.append((at, int(entry["seq"])))
-        while seen and seen[0][0] < at - self.denial_span:
-            seen.popleft()
-        if len(seen) <= burst.denials:
-            return
-        until = self.denial_cooldown.get(actor)
-        if until is not None and at < until:
-            return
-        since, since_seq = seen[0]
-        count = len(seen)
-        seen.clear()
-        self.denial_cooldown[actor] = at + self.denial_span
-        findings.append(
-            Finding(
-                detector="denial_burst",
-                at=str(entry["time"]),
-                kind=IncidentKind.LEAK,
-                exposure=Exposure.NONE,
-                title=f"Burst of denials: a {_roles(entry)} account was refused repeatedly",
-                actor=actor,
-                roles=tuple(entry.get("roles", ())),
-                since=format_time(since),
-                since_seq=since_seq,
-                count=count,
-                detail={"threshold": burst.denials, "window": burst.window},
-            )
-        )
-
-    @staticmethod
-    def _key(entry: Mapping[str, Any]) -> Finding:
-        detail = entry.get("detail", {})
-        key_id = str(detail.get("key_id", ""))
-        kind = str(detail.get("kind", ""))
-        return Finding(
-            detector="key_compromised",
-            at=str(entry["time"]),
-            kind=IncidentKind.LEAK,
-            exposure=Exposure.CIPHERTEXT,
-            title=f"Key compromised: {kind or 'key'} {key_id[:12]} was marked compromised",
-            key_id=key_id,
-            detail={"key_kind": kind},
-        )
-
-    def _export(self, entry: Mapping[str, Any]) -> Finding:
-        action = str(entry["action"])
-        metadata = action in self.config.export_outside_role.metadata_actions
-        return Finding(
-            detector="export_outside_role",
-            at=str(entry["time"]),
-            kind=IncidentKind.LEAK,
-            exposure=Exposure.METADATA if metadata else Exposure.PLAINTEXT,
-            title=f"Export outside the compliance role: {action} by a {_roles(entry)} account",
-            actor=str(entry.get("actor", "")),
-            roles=tuple(entry.get("roles", ())),
-            since=str(entry["time"]),
-            since_seq=int(entry["seq"]),
-            count=1,
-            detail={"action": action},
-        )
 
 
 # --------------------------------------------------------------------------- fail closed
@@ -1336,11 +261,11 @@ def attach(kernel: Kernel, config: BreachConfig | None = None) -> IncidentManage
     with _INSTALL_LOCK:
         manager = IncidentManager(kernel, loaded)
         audit = kernel.audit
-        audit.observers[:] = [o for o in audit.observers if not isinstance(o, _Detectors)]
+        audit.observers[:] = [o for o in audit.observers if not isinstance(o, _Detection)]
         audit.failure_observers[:] = [
             o for o in audit.failure_observers if not isinstance(o, _FailClosed)
         ]
-        audit.observers.append(manager._detectors)
+        audit.observers.append(manager._detection)
         audit.failure_observers.append(_FailClosed(manager))
     return manager
 
@@ -1348,9 +273,25 @@ def attach(kernel: Kernel, config: BreachConfig | None = None) -> IncidentManage
 def incident_manager(kernel: Kernel) -> IncidentManager:
     """The vault's incident manager (attaching detectors first if needed)."""
     for observer in kernel.audit.observers:
-        if isinstance(observer, _Detectors):
+        if isinstance(observer, _Detection):
             return observer.manager
     return attach(kernel)
+
+
+class _Detection:
+    """The audit observer: cheap in-memory counters, one incident per actor or key at a time.
+
+    Called with every batch of entries inside the transaction that appends them; the
+    :class:`Detectors` count them and each finding opens or updates an incident.
+    """
+
+    def __init__(self, manager: IncidentManager) -> None:
+        self.manager = manager
+        self.detectors = Detectors(manager.config.detectors)
+
+    def __call__(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        for finding in self.detectors.scan(entries):
+            self.manager._on_finding(finding)
 
 
 class _FailClosed:
@@ -1378,7 +319,7 @@ class IncidentManager:
         self._kernel = kernel
         self._backend = kernel.backend
         self.config = config
-        self._detectors = _Detectors(self)
+        self._detection = _Detection(self)
         self._hooks: dict[str, NotificationHook] = {}
 
     def __repr__(self) -> str:
@@ -1502,10 +443,10 @@ class IncidentManager:
             raise ValidationError("actor must be an ownervault Actor")
         kind = IncidentKind(kind)
         exposure = Exposure(exposure)
-        title = _free_text(title, "the title", limit=200)
+        title = free_text(title, "the title", limit=200)
         if not title:
             raise ValidationError("an incident needs a title")
-        cause = _free_text(cause, "the cause")
+        cause = free_text(cause, "the cause")
         for record_type in record_types:
             if record_type not in RECORD_TYPES:
                 raise ValidationError(f"unknown record type {record_type!r}")
@@ -1586,13 +527,13 @@ class IncidentManager:
         self._guard(actor, OFFICER_ROLE, "incident.update", incident_id)
         changes: dict[str, Any] = {}
         if cause is not None:
-            changes["cause"] = _free_text(cause, "the cause")
+            changes["cause"] = free_text(cause, "the cause")
         if harm is not None:
-            changes["harm"] = _free_text(harm, "the harm")
+            changes["harm"] = free_text(harm, "the harm")
         if delay_reason is not None:
-            changes["delay_reason"] = _free_text(delay_reason, "the reason for delay")
-        taken = [_free_text(m, "a measure", limit=500) for m in measures_taken]
-        planned = [_free_text(m, "a measure", limit=500) for m in measures_planned]
+            changes["delay_reason"] = free_text(delay_reason, "the reason for delay")
+        taken = [free_text(m, "a measure", limit=500) for m in measures_taken]
+        planned = [free_text(m, "a measure", limit=500) for m in measures_planned]
         with self._backend.atomic():
             incident = Incident.from_row(self._row(incident_id))
             self._check_not_closed(incident)
@@ -1613,7 +554,7 @@ class IncidentManager:
         """Confirm a suspected incident (the awareness clock does not restart)."""
         self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.confirm", incident_id)
-        cause_text = _free_text(cause, "the cause") if cause is not None else None
+        cause_text = free_text(cause, "the cause") if cause is not None else None
         with self._backend.atomic():
             incident = Incident.from_row(self._row(incident_id))
             if incident.status is not IncidentStatus.SUSPECTED:
@@ -1629,7 +570,7 @@ class IncidentManager:
         """Close an incident; an ongoing window ends now. A locking one must be acknowledged."""
         self._kernel.check_open()
         self._guard(actor, OFFICER_ROLE, "incident.close", incident_id)
-        text = _free_text(resolution, "the resolution")
+        text = free_text(resolution, "the resolution")
         if not text:
             raise ValidationError("closing an incident needs a resolution")
         with self._backend.atomic():
@@ -1712,7 +653,7 @@ class IncidentManager:
                 "incident.toml lacks what every notification must carry (PIPL Art 57): "
                 + ", ".join(missing)
             )
-        reason_text = _free_text(delay_reason, "the reason for delay") if delay_reason else None
+        reason_text = free_text(delay_reason, "the reason for delay") if delay_reason else None
         routing = self.config.incident.routing
         with self._backend.atomic():
             incident = Incident.from_row(self._row(incident_id))
@@ -1879,7 +820,7 @@ class IncidentManager:
                         break
                     if timeout is not None and time.monotonic() - started > timeout:
                         break
-                    due = min(_parse_time(r.next_attempt_at) for r in waiting)
+                    due = min(parse_time(r.next_attempt_at) for r in waiting)
                     pause = (due - self._kernel.clock.now()).total_seconds()
                     sleep(min(max(pause, 0.01), 1.0))
                     continue
@@ -2169,7 +1110,7 @@ class IncidentManager:
         extra: AffectedOwners | None = None,
     ) -> Incident:
         """Insert an incident with its affected owners, queue the on-call page, audit it."""
-        moment = _parse_time(detected_at)
+        moment = parse_time(detected_at)
         incident_id = f"INC-{moment:%Y%m%d}-{secrets.token_hex(3).upper()}"
         incident = Incident(
             incident_id=incident_id,
@@ -2436,7 +1377,7 @@ class IncidentManager:
         return keys
 
     def _deadlines(self, incident: Incident) -> list[Deadline]:
-        aware = _parse_time(incident.aware_at)
+        aware = parse_time(incident.aware_at)
         now = self._kernel.clock.now()
         rows = self._backend.outbox(incident_id=incident.incident_id)
         out: list[Deadline] = []
@@ -2456,7 +1397,7 @@ class IncidentManager:
             if not applicable:
                 status = "not_applicable"
             elif done is not None:
-                status = "met" if _parse_time(done) <= due else "late"
+                status = "met" if parse_time(done) <= due else "late"
             else:
                 status = "overdue" if now > due else "open"
             out.append(
@@ -2623,7 +1564,7 @@ class IncidentManager:
         specs = config.categories
         template = config.templates.owner_notice
         zone = self.config.zone
-        detected_on = _parse_time(incident.detected_at).astimezone(zone).date().isoformat()
+        detected_on = parse_time(incident.detected_at).astimezone(zone).date().isoformat()
 
         def values(lang: Literal["zh", "en"]) -> dict[str, str]:
             labels = [c[f"label_{lang}"] for c in categories]
@@ -2814,6 +1755,6 @@ def _safe_error(exc: BaseException, recipient: Recipient | None) -> str:
     secrets_seen = (
         [v for v in (recipient.name, recipient.phone, recipient.email) if v] if recipient else []
     )
-    if any(value in text for value in secrets_seen) or _PERSONAL_LOOKING.search(text):
+    if any(value in text for value in secrets_seen) or PERSONAL_LOOKING.search(text):
         return name
     return f"{name}: {text}"[:500] if text else name
