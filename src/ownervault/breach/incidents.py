@@ -33,15 +33,13 @@ retries, exponential backoff, an idempotency key and a dead-letter state; see
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import secrets
-import string
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -58,16 +56,15 @@ from ..exceptions import (
     ValidationError,
 )
 from ..kernel.reads import get_many
-from ..keys import KeyKind, KeyState
 from ..policy import Actor
-from ..records import RECORD_TYPES, Classification, OwnerProfile
-from ..storage.base import Backend, IncidentRow, OutboxRow
+from ..records import RECORD_TYPES, OwnerProfile
+from ..storage.base import IncidentRow, OutboxRow
+from .assessment import Assessor, encrypted_fields
 from .config import BreachConfig, load_breach_config, parse_duration
 from .detectors import Detectors
 from .model import (
     ADMIN_ROLE,
     AUDIENCES,
-    DISCLOSING_ACTIONS,
     INCIDENT_PURPOSE,
     NOTIFICATION_PURPOSE,
     OFFICER_ROLE,
@@ -93,6 +90,7 @@ from .notifiers import (
     UndeliverableError,
     build_notifier,
 )
+from .payloads import Payloads, outbox_row
 
 if TYPE_CHECKING:
     from ..kernel import Access, Kernel
@@ -150,98 +148,6 @@ def _require_role(actor: Actor, role: str, what: str) -> None:
             f"{what} needs the {role!r} role; actor {actor.actor_id!r} does not have it",
             reason="role_not_permitted",
         )
-
-
-def _notification_id(
-    incident_id: str, audience: str, sequence: int, hook: str, subject: str
-) -> str:
-    digest = hashlib.sha256(
-        crypto.encode_context("ownervault notification v1", incident_id, audience, str(sequence))
-        + crypto.encode_context(hook, subject)
-    ).hexdigest()
-    return "ntf_" + digest[:32]
-
-
-def _encrypted_fields(record_type: str) -> list[str]:
-    cls = RECORD_TYPES.get(record_type)
-    if cls is None:
-        return []
-    return [n for n, s in cls.field_specs().items() if s.classification.encrypted]
-
-
-def _indexed_fields(record_type: str) -> list[str]:
-    cls = RECORD_TYPES.get(record_type)
-    if cls is None:
-        return []
-    return [n for n, s in cls.field_specs().items() if s.index is not None]
-
-
-def _disclosed(entry: Mapping[str, Any]) -> dict[str, str]:
-    """``record_type.field`` -> full / masked for the personal fields an entry disclosed."""
-    record_type = entry.get("record_type")
-    cls = RECORD_TYPES.get(record_type or "")
-    if cls is None:
-        return {}
-    specs = cls.field_specs()
-    masked_text = entry.get("detail", {}).get("masked") or ""
-    masked = set(masked_text.split(",")) if masked_text else set()
-    out: dict[str, str] = {}
-    for name in entry.get("fields", ()):
-        spec = specs.get(name)
-        if spec is not None and spec.classification.encrypted:
-            out[f"{record_type}.{name}"] = "masked" if name in masked else "full"
-    return out
-
-
-def _in_scope(entry: Mapping[str, Any], scope: Scope) -> bool:
-    if entry.get("action") not in DISCLOSING_ACTIONS or entry.get("decision") != "allow":
-        return False
-    if not entry.get("subject") or not entry.get("fields"):
-        return False
-    if scope.actors and entry.get("actor") not in scope.actors:
-        return False
-    if scope.record_types and entry.get("record_type") not in scope.record_types:
-        return False
-    stamp = str(entry.get("time", ""))
-    if scope.since is not None and stamp < scope.since:
-        return False
-    return not (scope.until is not None and stamp > scope.until)
-
-
-def _first_seq_at(backend: Backend, since: str) -> int:
-    """The first sequence number whose entry time is at or after ``since`` (binary search).
-
-    Assumes entry times do not go backwards by more than the clock skew between processes.
-    """
-    low, high = 0, backend.audit_state()[0]
-    while low < high:
-        mid = (low + high) // 2
-        row = next(backend.audit_rows(mid, mid + 1), None)
-        if row is None:
-            break
-        if str(json.loads(row.entry).get("time", "")) < since:
-            low = mid + 1
-        else:
-            high = mid
-    return max(low - 1, 0)
-
-
-def _join(items: Iterable[str], sep: str) -> str:
-    return sep.join(item for item in items if item)
-
-
-def _sentences(items: Iterable[str], lang: Literal["zh", "en"]) -> str:
-    """Join sentences, each ending in a full stop of the language."""
-    out = []
-    for item in items:
-        text = item.strip()
-        if not text:
-            continue
-        if lang == "zh":
-            out.append(text if text[-1] in "。！？.!?" else text + "。")
-        else:
-            out.append(text if text[-1] in ".!?。" else text + ".")
-    return ("" if lang == "zh" else " ").join(out)
 
 
 # --------------------------------------------------------------------------- fail closed
@@ -319,6 +225,8 @@ class IncidentManager:
         self._kernel = kernel
         self._backend = kernel.backend
         self.config = config
+        self._assessor = Assessor(kernel, config)
+        self._payloads = Payloads(kernel, config, self._assessor)
         self._detection = _Detection(self)
         self._hooks: dict[str, NotificationHook] = {}
 
@@ -376,13 +284,13 @@ class IncidentManager:
     def deadlines(self, incident_id: str) -> list[Deadline]:
         """The incident's notification clocks, from its awareness time."""
         self._kernel.check_open()
-        return self._deadlines(Incident.from_row(self._row(incident_id)))
+        return self._assessor.deadlines(Incident.from_row(self._row(incident_id)))
 
     def assessment(self, incident_id: str) -> NoticeAssessment:
         """Whether owner notices are required, computed now from the exposure and key states."""
         self._kernel.check_open()
         incident = Incident.from_row(self._row(incident_id))
-        return self._assess(incident, self._current(incident))
+        return self._assessor.assess(incident, self._current(incident))
 
     def outbox(
         self, *, state: str | None = None, incident_id: str | None = None
@@ -396,8 +304,8 @@ class IncidentManager:
         self._kernel.check_open()
         incident = Incident.from_row(self._row(incident_id))
         affected = self._current(incident)
-        assessment = self._assess(incident, affected)
-        return self._report_payload(
+        assessment = self._assessor.assess(incident, affected)
+        return self._payloads.regulator_report(
             incident, affected, assessment, incident.reports + 1, incident.delay_reason
         )
 
@@ -481,7 +389,7 @@ class IncidentManager:
                     else "ciphertext"
                     for row in self._backend.records_of_subject(subject.pseudonym)
                     if not row.erased and (not record_types or row.record_type in record_types)
-                    for name in _encrypted_fields(row.record_type)
+                    for name in encrypted_fields(row.record_type)
                 }
                 records = [
                     r.record_id
@@ -662,7 +570,7 @@ class IncidentManager:
             incident = self._save(incident, actor, "refresh", audit=False)
             row = self._row(incident_id)
             affected = self._decrypt(row)
-            assessment = self._assess(incident, affected)
+            assessment = self._assessor.assess(incident, affected)
             send_owners = assessment.required if owners is None else owners
             absent = [
                 name
@@ -679,7 +587,7 @@ class IncidentManager:
                 )
             if not regulator and not send_owners:
                 raise ValidationError("nothing to notify: no regulator report, no owner notices")
-            deadlines = self._deadlines(incident)
+            deadlines = self._assessor.deadlines(incident)
             late = [
                 d
                 for d in deadlines
@@ -702,13 +610,13 @@ class IncidentManager:
                 if not hooks:
                     raise ConfigurationError("incident.toml routes no notifier for 'regulator'")
                 sequence += 1
-                payload = self._report_payload(
+                payload = self._payloads.regulator_report(
                     incident, affected, assessment, sequence, incident.delay_reason
                 )
                 text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
                 for hook in hooks:
                     rows.append(
-                        self._outbox_row(incident_id, "regulator", sequence, hook, None, text, now)
+                        outbox_row(incident_id, "regulator", sequence, hook, None, text, now)
                     )
             rounds = incident.owner_rounds
             if send_owners and affected:
@@ -717,13 +625,11 @@ class IncidentManager:
                     raise ConfigurationError("incident.toml routes no notifier for 'owners'")
                 rounds += 1
                 for pseudonym, exposure in sorted(affected.items()):
-                    payload = self._owner_payload(incident, pseudonym, exposure, rounds)
+                    payload = self._payloads.owner_notice(incident, pseudonym, exposure, rounds)
                     text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
                     for hook in hooks:
                         rows.append(
-                            self._outbox_row(
-                                incident_id, "owners", rounds, hook, pseudonym, text, now
-                            )
+                            outbox_row(incident_id, "owners", rounds, hook, pseudonym, text, now)
                         )
             self._backend.insert_outbox(rows)
             incident = attrs.evolve(incident, reports=sequence, owner_rounds=rounds)
@@ -941,32 +847,6 @@ class IncidentManager:
                 )
         return None
 
-    def _outbox_row(
-        self,
-        incident_id: str,
-        audience: str,
-        sequence: int,
-        hook: str,
-        subject: str | None,
-        payload: str,
-        now: str,
-    ) -> OutboxRow:
-        return OutboxRow(
-            notification_id=_notification_id(incident_id, audience, sequence, hook, subject or ""),
-            incident_id=incident_id,
-            hook=hook,
-            audience=audience,
-            subject=subject,
-            payload=payload,
-            state="pending",
-            attempts=0,
-            claims=0,
-            next_attempt_at=now,
-            last_error="",
-            created_at=now,
-            delivered_at=None,
-        )
-
     # ------------------------------------------------------------------ verification
 
     def verify_audit(self) -> int:
@@ -1141,7 +1021,7 @@ class IncidentManager:
             findings=findings,
             history=({"event": "open", "at": detected_at, "actor": opened_by},),
         )
-        affected = self._compute(incident)
+        affected = self._assessor.compute(incident)
         if extra is not None:
             affected.merge(extra)
         incident = self._summarise(incident, affected)
@@ -1221,7 +1101,7 @@ class IncidentManager:
         """Affected owners computed afresh, keeping the owners people named."""
         row = self._row(incident.incident_id)
         named = AffectedOwners({p: o for p, o in self._decrypt(row).items() if "named" in o.via})
-        affected = self._compute(incident)
+        affected = self._assessor.compute(incident)
         affected.merge(named)
         return affected
 
@@ -1247,413 +1127,21 @@ class IncidentManager:
             owners=len(affected),
             records=affected.record_count,
             fields=affected.field_counts(),
-            assessment=self._assess(incident, affected),
+            assessment=self._assessor.assess(incident, affected),
         )
-
-    def _compute(self, incident: Incident) -> AffectedOwners:
-        """Affected owners from the audit trail and from key states, for the incident's scope."""
-        scope = incident.scope
-        affected = AffectedOwners()
-        if scope.since is not None and (scope.actors or incident.exposure is Exposure.PLAINTEXT):
-            start = (
-                scope.since_seq
-                if scope.since_seq is not None
-                else _first_seq_at(self._backend, scope.since)
-            )
-            for row in self._backend.audit_rows(start):
-                entry = json.loads(row.entry)
-                if _in_scope(entry, scope):
-                    affected.add(
-                        str(entry["subject"]),
-                        _disclosed(entry),
-                        [str(entry["record_id"])],
-                        "access",
-                    )
-        index_only: set[bytes] = set()
-        key_ids: list[bytes] = []
-        for key_hex in scope.keys:
-            raw = bytes.fromhex(key_hex)
-            key_row = self._backend.get_key(raw)
-            if key_row is not None and key_row.kind == KeyKind.INDEX.value:
-                index_only.add(raw)
-            else:
-                key_ids.append(raw)
-        lists: list[tuple[list[tuple[str, str, str, bytes, bytes]], bool]] = []
-        if key_ids:
-            lists.append((self._backend.record_keys(key_ids), False))
-        if index_only:
-            lists.append((self._backend.record_keys(None), True))
-        if incident.exposure is Exposure.CIPHERTEXT and not scope.keys:
-            lists.append((self._backend.record_keys(None), False))
-        for records, indexed in lists:
-            for pseudonym, record_type, record_id, _key, _kek in records:
-                if scope.record_types and record_type not in scope.record_types:
-                    continue
-                names = _indexed_fields(record_type) if indexed else _encrypted_fields(record_type)
-                if not names:
-                    continue
-                fields = {f"{record_type}.{name}": "ciphertext" for name in names}
-                affected.add(pseudonym, fields, [record_id], "key")
-        return affected
-
-    def _assess(self, incident: Incident, affected: AffectedOwners) -> NoticeAssessment:
-        """The owner-notice decision, from the exposure and the keys' states."""
-        views = affected.views()
-        readable = bool(views & {"full", "masked"}) or (
-            incident.exposure is Exposure.PLAINTEXT and len(affected) > 0
-        )
-        basis = "PIPL Art 57; GDPR Art 34"
-        if readable:
-            sensitive = sorted(
-                f for f in affected.field_counts() if _classification(f) is Classification.SENSITIVE
-            )
-            extra = f", including sensitive fields ({', '.join(sensitive)})" if sensitive else ""
-            return NoticeAssessment(
-                decision="required",
-                code="plaintext_disclosed",
-                reason=f"personal information of {len(affected)} owner(s) was disclosed in "
-                f"readable form{extra}",
-                basis=basis + "(1)",
-            )
-        cipher = "ciphertext" in views or incident.exposure is Exposure.CIPHERTEXT
-        if cipher:
-            keys = self._protecting_keys(incident, affected)
-            states: dict[str, int] = {}
-            compromised: list[str] = []
-            for key_id in sorted(keys):
-                row = self._backend.get_key(key_id)
-                state = row.state if row is not None else "unknown"
-                states[state] = states.get(state, 0) + 1
-                if state in (KeyState.COMPROMISED.value, "unknown"):
-                    compromised.append(key_id.hex())
-            if compromised:
-                return NoticeAssessment(
-                    decision="required",
-                    code="key_compromised",
-                    reason=f"{len(compromised)} key(s) protecting the exposed ciphertexts "
-                    f"{'is' if len(compromised) == 1 else 'are'} compromised or unknown "
-                    f"({', '.join(k[:12] for k in compromised)}): the data must be treated "
-                    "as readable",
-                    basis=basis + "(1)",
-                    keys_checked=len(keys),
-                    compromised_keys=tuple(compromised),
-                )
-            summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-            return NoticeAssessment(
-                decision="exempt",
-                code="ciphertext_only",
-                reason=f"only ciphertexts were exposed (AES-256-GCM fields under per-owner "
-                f"data keys, inside the SQLCipher-encrypted file) and none of the {len(keys)} "
-                f"keys protecting them is compromised ({summary or 'no keys'})",
-                basis="GDPR Art 34(3)(a); PIPL Art 57(2)",
-                keys_checked=len(keys),
-            )
-        if incident.exposure is Exposure.METADATA:
-            return NoticeAssessment(
-                decision="not_required",
-                code="metadata_only",
-                reason="only pseudonymous audit metadata left the vault (no field values)",
-                basis=basis,
-            )
-        return NoticeAssessment(
-            decision="not_required",
-            code="no_owner_data",
-            reason="no personal information of owners is known to have been exposed",
-            basis=basis,
-        )
-
-    def _protecting_keys(self, incident: Incident, affected: AffectedOwners) -> set[bytes]:
-        """Keys whose compromise would make the exposed ciphertexts readable."""
-        keys = {bytes.fromhex(k) for k in incident.scope.keys}
-        record_ids = {r for owner in affected.values() for r in owner.records}
-        whole = incident.exposure is Exposure.CIPHERTEXT and not incident.scope.keys
-        if record_ids:
-            for _p, _t, record_id, key_id, kek_id in self._backend.record_keys(None):
-                if record_id in record_ids:
-                    keys.add(key_id)
-                    keys.add(kek_id)
-        if whole:
-            keys.update(r.key_id for r in self._backend.keys_of_kind(KeyKind.INDEX.value))
-        return keys
-
-    def _deadlines(self, incident: Incident) -> list[Deadline]:
-        aware = parse_time(incident.aware_at)
-        now = self._kernel.clock.now()
-        rows = self._backend.outbox(incident_id=incident.incident_id)
-        out: list[Deadline] = []
-        for name, spec in self.config.incident.deadlines.items():
-            due = aware + parse_duration(spec.after)
-            done: str | None = None
-            audience_rows = [r for r in rows if r.audience == spec.audience]
-            if spec.audience == "regulator":
-                delivered = sorted(r.delivered_at for r in audience_rows if r.delivered_at)
-                done = delivered[0] if delivered else None
-            elif audience_rows and all(r.state == "delivered" for r in audience_rows):
-                done = max(r.delivered_at or "" for r in audience_rows)
-            applicable = spec.audience == "regulator" or (
-                incident.assessment is not None and incident.assessment.required
-            )
-            status: Literal["open", "overdue", "met", "late", "not_applicable"]
-            if not applicable:
-                status = "not_applicable"
-            elif done is not None:
-                status = "met" if parse_time(done) <= due else "late"
-            else:
-                status = "overdue" if now > due else "open"
-            out.append(
-                Deadline(
-                    name=name,
-                    audience=spec.audience,
-                    basis=spec.basis,
-                    due_at=format_time(due),
-                    status=status,
-                    done_at=done,
-                    remaining_seconds=int((due - now).total_seconds()),
-                )
-            )
-        return out
 
     # ------------------------------------------------------------------ payloads
-
-    def _categories(self, field_counts: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
-        groups: dict[str, dict[str, Any]] = {}
-        categories = self.config.incident.categories
-        for field, views in field_counts.items():
-            name = self.config.category_of(field)
-            spec = categories.get(name)
-            group = groups.setdefault(
-                name,
-                {
-                    "category": name,
-                    "label_zh": spec.label_zh if spec else "其他个人信息",
-                    "label_en": spec.label_en if spec else "Other personal information",
-                    "risk": spec.risk if spec else "medium",
-                    "fields": [],
-                    "sensitive": False,
-                },
-            )
-            group["fields"].append(
-                {
-                    "field": field,
-                    "classification": _classification_name(field),
-                    "owners": dict(views),
-                }
-            )
-            if _classification(field) is Classification.SENSITIVE:
-                group["sensitive"] = True
-        return [groups[k] for k in sorted(groups)]
-
-    def _report_payload(
-        self,
-        incident: Incident,
-        affected: AffectedOwners,
-        assessment: NoticeAssessment,
-        sequence: int,
-        delay_reason: str,
-    ) -> dict[str, Any]:
-        """The regulator report: every item PIPL Art 57 and GDPR Art 33(3) ask for."""
-        config = self.config.incident
-        categories = self._categories(affected.field_counts())
-        specs = config.categories
-        harms = [
-            {
-                "category": c["category"],
-                "zh": specs[c["category"]].harm_zh,
-                "en": specs[c["category"]].harm_en,
-            }
-            for c in categories
-            if c["category"] in specs
-        ]
-        if incident.harm:
-            harms.append({"category": "assessed", "zh": incident.harm, "en": incident.harm})
-        advice = [
-            {
-                "category": c["category"],
-                "zh": specs[c["category"]].advice_zh,
-                "en": specs[c["category"]].advice_en,
-            }
-            for c in categories
-            if c["category"] in specs
-        ]
-        template = config.templates.owner_notice
-        if template.general_advice_zh or template.general_advice_en:
-            advice.append(
-                {
-                    "category": "general",
-                    "zh": template.general_advice_zh,
-                    "en": template.general_advice_en,
-                }
-            )
-        risks = [c["risk"] for c in categories]
-        risk = next((r for r in ("high", "medium", "low") if r in risks), "low")
-        if assessment.decision != "required":
-            risk = "low"
-        deadlines = self._deadlines(incident)
-        overdue = any(
-            d.status in ("overdue", "late") for d in deadlines if d.audience == "regulator"
-        )
-        report_type = (
-            "final"
-            if incident.status is IncidentStatus.CLOSED
-            else ("initial" if sequence == 1 else "follow_up")
-        )
-        actor_roles = sorted({r for f in incident.findings for r in f.get("roles", ())})
-        return {
-            "schema": "ownervault.incident-report/1",
-            "title": f"Incident {incident.incident_id}: report {sequence} ({report_type})",
-            "report": {
-                "sequence": sequence,
-                "type": report_type,
-                "generated_at": format_time(self._kernel.clock.now()),
-            },
-            "controller": {
-                "name_zh": config.controller.name_zh,
-                "name_en": config.controller.name_en,
-            },
-            "dpo_contact": {
-                "name": config.dpo.name,
-                "title_zh": config.dpo.title_zh,
-                "title_en": config.dpo.title_en,
-                "phone": config.dpo.phone,
-                "email": config.dpo.email,
-                "address": config.dpo.address,
-            },
-            "incident": {
-                "id": incident.incident_id,
-                "kind": incident.kind.value,
-                "status": incident.status.value,
-                "title": incident.title,
-                "source": incident.source,
-                "detectors": list(incident.detectors),
-                "detected_at": incident.detected_at,
-                "aware_at": incident.aware_at,
-                "occurred_since": incident.scope.since,
-                "occurred_until": incident.scope.until,
-                "ongoing": incident.scope.until is None and incident.scope.since is not None,
-                "exposure": incident.exposure.value,
-                "accounts_involved": {
-                    "count": len(incident.scope.actors),
-                    "roles": actor_roles,
-                },
-                "keys_involved": len(incident.scope.keys),
-            },
-            "categories": categories,
-            "approximate_numbers": {
-                "owners": len(affected),
-                "records": affected.record_count,
-            },
-            "cause": incident.cause,
-            "likely_harm": {"risk": risk, "items": harms},
-            "measures_taken": list(incident.measures_taken),
-            "measures_planned": list(incident.measures_planned),
-            "owner_self_help": advice,
-            "owner_notice": assessment.to_json(),
-            "deadlines": [d.to_json() for d in deadlines],
-            "delay_reason": delay_reason or None,
-            "reported_late": overdue,
-            "legal_basis": ["PIPL Art 57", "GDPR Art 33", "GDPR Art 34"],
-        }
-
-    def _owner_payload(
-        self, incident: Incident, pseudonym: str, exposure: OwnerExposure, sequence: int
-    ) -> dict[str, Any]:
-        """One owner's notice: the pseudonym and the notice rendered in Chinese and English."""
-        config = self.config.incident
-        counts = {field: {view: 1} for field, view in exposure.fields.items()}
-        categories = self._categories(counts)
-        specs = config.categories
-        template = config.templates.owner_notice
-        zone = self.config.zone
-        detected_on = parse_time(incident.detected_at).astimezone(zone).date().isoformat()
-
-        def values(lang: Literal["zh", "en"]) -> dict[str, str]:
-            labels = [c[f"label_{lang}"] for c in categories]
-            harm = [
-                getattr(specs[c["category"]], f"harm_{lang}")
-                for c in categories
-                if c["category"] in specs
-            ]
-            if incident.harm:
-                harm.append(incident.harm)
-            advice = [
-                getattr(specs[c["category"]], f"advice_{lang}")
-                for c in categories
-                if c["category"] in specs
-            ]
-            general = getattr(template, f"general_advice_{lang}")
-            if general:
-                advice.append(general)
-            none = "无" if lang == "zh" else "none"
-            return {
-                "organisation": getattr(config.controller, f"name_{lang}")
-                or config.controller.name_zh
-                or config.controller.name_en,
-                "incident_id": incident.incident_id,
-                "detected_on": detected_on,
-                "categories": _join(labels, "、" if lang == "zh" else ", ") or none,
-                "cause": incident.cause or none,
-                "harm": _sentences(harm, lang) or none,
-                "measures_taken": _sentences(incident.measures_taken, lang) or none,
-                "measures_planned": _sentences(incident.measures_planned, lang) or none,
-                "advice": _sentences(advice, lang) or none,
-                "dpo_title": getattr(config.dpo, f"title_{lang}"),
-                "dpo_name": config.dpo.name,
-                "dpo_phone": config.dpo.phone or none,
-                "dpo_email": config.dpo.email or none,
-            }
-
-        zh, en = values("zh"), values("en")
-        return {
-            "schema": "ownervault.owner-notice/1",
-            "incident_id": incident.incident_id,
-            "sequence": sequence,
-            "subject": pseudonym,
-            "categories": [
-                {"category": c["category"], "label_zh": c["label_zh"], "label_en": c["label_en"]}
-                for c in categories
-            ],
-            "zh": {
-                "subject": string.Template(template.subject_zh).substitute(zh),
-                "body": string.Template(template.body_zh).substitute(zh),
-            },
-            "en": {
-                "subject": string.Template(template.subject_en).substitute(en),
-                "body": string.Template(template.body_en).substitute(en),
-            },
-            "dpo_contact": {
-                "name": config.dpo.name,
-                "phone": config.dpo.phone,
-                "email": config.dpo.email,
-            },
-        }
 
     def _page(self, incident: Incident, event: str) -> None:
         """Queue an on-call page (in the incident's transaction)."""
         hooks = self.config.incident.routing.get("oncall", [])
         if not hooks:
             return
-        assert incident.assessment is not None
-        payload = {
-            "schema": "ownervault.oncall-page/1",
-            "title": f"[{incident.kind.value}] {incident.title}",
-            "event": event,
-            "incident_id": incident.incident_id,
-            "kind": incident.kind.value,
-            "status": incident.status.value,
-            "detectors": list(incident.detectors),
-            "detected_at": incident.detected_at,
-            "aware_at": incident.aware_at,
-            "exposure": incident.exposure.value,
-            "owners": incident.owners,
-            "records": incident.records,
-            "owner_notice": incident.assessment.decision,
-            "vault_locked": incident.locks_vault,
-            "deadlines": [d.to_json() for d in self._deadlines(incident)],
-        }
+        payload = self._payloads.oncall_page(incident, event)
         text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
         now = format_time(self._kernel.clock.now())
         self._backend.insert_outbox(
-            [self._outbox_row(incident.incident_id, "oncall", 0, h, None, text, now) for h in hooks]
+            [outbox_row(incident.incident_id, "oncall", 0, h, None, text, now) for h in hooks]
         )
 
     # ------------------------------------------------------------------ crypto and audit
@@ -1732,18 +1220,6 @@ _EXPOSURE_RANK: Final = {
 
 def _system_actor() -> Actor:
     return Actor(_SYSTEM[0], roles=list(_SYSTEM[1]))
-
-
-def _classification(field: str) -> Classification | None:
-    record_type, _, name = field.partition(".")
-    cls = RECORD_TYPES.get(record_type)
-    spec = cls.field_specs().get(name) if cls else None
-    return spec.classification if spec else None
-
-
-def _classification_name(field: str) -> str:
-    found = _classification(field)
-    return found.value if found else "personal"
 
 
 def _safe_error(exc: BaseException, recipient: Recipient | None) -> str:
