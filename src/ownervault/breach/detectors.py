@@ -12,7 +12,8 @@ They are configured in the policy pack's ``detectors.toml``:
 
 Counters live in memory, per process (and per open :class:`~ownervault.Vault`): a restart starts
 them from zero, and two processes count separately. :class:`Detectors` only reports
-:class:`~ownervault.breach.model.Finding` values; opening incidents for them is the manager's.
+:class:`~ownervault.breach.model.Finding` values; the manager's audit observer opens or
+updates incidents for them (:mod:`.lifecycle`).
 """
 
 from __future__ import annotations
