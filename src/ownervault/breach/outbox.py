@@ -1,0 +1,375 @@
+"""The notification outbox: what an incident notifies, and its delivery with retries.
+
+Notifications (regulator reports, owner notices, on-call pages) are written to the ``outbox``
+table in the incident's transaction and delivered by :meth:`Outbox.dispatch` (what
+``vault.incidents.dispatch`` runs) with retries, exponential backoff, an idempotency key and a
+dead-letter state; see :mod:`.notifiers` for the hooks. Owns queuing a round of notices for an
+incident (:meth:`Outbox.notify`), moving a dead letter back to the queue, the dispatcher with
+its leases, resolving hooks by name, looking up an owner's contact details at delivery time (in
+memory, through a ``breach_notification`` read) and the error text kept for a failed delivery
+(never a contact detail or other personal data).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..audit import format_time
+from ..exceptions import (
+    ConfigurationError,
+    DecryptionError,
+    OwnerVaultError,
+    RecordNotFoundError,
+    SubjectErasedError,
+    ValidationError,
+)
+from ..kernel import SYSTEM_ACTOR
+from ..kernel.reads import get_many
+from ..policy import Actor
+from ..records import OwnerProfile
+from ..storage.base import OutboxRow
+from .assessment import Assessor
+from .config import BreachConfig, parse_duration
+from .model import (
+    NOTIFICATION_PURPOSE,
+    PERSONAL_LOOKING,
+    DispatchReport,
+    free_text,
+    parse_time,
+)
+from .notifiers import (
+    Notification,
+    NotificationHook,
+    Recipient,
+    UndeliverableError,
+    build_notifier,
+)
+from .payloads import Payloads, outbox_row
+from .store import IncidentStore
+
+if TYPE_CHECKING:
+    from ..kernel import Access, Kernel
+
+__all__ = ["Outbox"]
+
+
+def _safe_error(exc: BaseException, recipient: Recipient | None) -> str:
+    """An error message fit for the outbox and the CLI: no contact detail, no personal data."""
+    name = type(exc).__name__
+    if not isinstance(exc, OwnerVaultError):
+        return name
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    secrets_seen = (
+        [v for v in (recipient.name, recipient.phone, recipient.email) if v] if recipient else []
+    )
+    if any(value in text for value in secrets_seen) or PERSONAL_LOOKING.search(text):
+        return name
+    return f"{name}: {text}"[:500] if text else name
+
+
+class Outbox:
+    """Queues an incident's notifications and delivers them through their hooks."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        config: BreachConfig,
+        store: IncidentStore,
+        assessor: Assessor,
+        payloads: Payloads,
+    ) -> None:
+        self._kernel = kernel
+        self._backend = kernel.backend
+        self._config = config
+        self._store = store
+        self._assessor = assessor
+        self._payloads = payloads
+        self._hooks: dict[str, NotificationHook] = {}
+
+    def notify(
+        self,
+        incident_id: str,
+        *,
+        actor: Actor,
+        regulator: bool = True,
+        owners: bool | None = None,
+        delay_reason: str | None = None,
+    ) -> list[OutboxRow]:
+        """Queue a regulator report and owner notices (see :meth:`IncidentManager.notify`)."""
+        missing = self._config.missing_contacts()
+        if missing:
+            raise ConfigurationError(
+                "incident.toml lacks what every notification must carry (PIPL Art 57): "
+                + ", ".join(missing)
+            )
+        reason_text = free_text(delay_reason, "the reason for delay") if delay_reason else None
+        routing = self._config.incident.routing
+        with self._backend.atomic():
+            incident = self._store.load(incident_id)
+            if reason_text:
+                incident = attrs.evolve(incident, delay_reason=reason_text)
+            incident = self._store.save(incident, actor, "refresh", audit=False)
+            row = self._store.row(incident_id)
+            affected = self._store.decrypt(row)
+            assessment = self._assessor.assess(incident, affected)
+            send_owners = assessment.required if owners is None else owners
+            absent = [
+                name
+                for name, value in (
+                    ("the cause", incident.cause),
+                    ("the measures taken", incident.measures_taken),
+                )
+                if not value
+            ]
+            if absent:
+                raise ValidationError(
+                    f"record {' and '.join(absent)} first (incident update); every report "
+                    "must state them"
+                )
+            if not regulator and not send_owners:
+                raise ValidationError("nothing to notify: no regulator report, no owner notices")
+            deadlines = self._assessor.deadlines(incident)
+            late = [
+                d
+                for d in deadlines
+                if d.status == "overdue"
+                and (
+                    (d.audience == "regulator" and regulator)
+                    or (d.audience == "owners" and send_owners)
+                )
+            ]
+            if late and not incident.delay_reason:
+                raise ValidationError(
+                    f"the {late[0].name} deadline ({late[0].due_at}) has passed: give a reason "
+                    "for the delay (GDPR Art 33(1))"
+                )
+            now = format_time(self._kernel.clock.now())
+            rows: list[OutboxRow] = []
+            sequence = incident.reports
+            if regulator:
+                hooks = routing.get("regulator", [])
+                if not hooks:
+                    raise ConfigurationError("incident.toml routes no notifier for 'regulator'")
+                sequence += 1
+                payload = self._payloads.regulator_report(
+                    incident, affected, assessment, sequence, incident.delay_reason
+                )
+                text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+                for hook in hooks:
+                    rows.append(
+                        outbox_row(incident_id, "regulator", sequence, hook, None, text, now)
+                    )
+            rounds = incident.owner_rounds
+            if send_owners and affected:
+                hooks = routing.get("owners", [])
+                if not hooks:
+                    raise ConfigurationError("incident.toml routes no notifier for 'owners'")
+                rounds += 1
+                for pseudonym, exposure in sorted(affected.items()):
+                    payload = self._payloads.owner_notice(incident, pseudonym, exposure, rounds)
+                    text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+                    for hook in hooks:
+                        rows.append(
+                            outbox_row(incident_id, "owners", rounds, hook, pseudonym, text, now)
+                        )
+            self._backend.insert_outbox(rows)
+            incident = attrs.evolve(incident, reports=sequence, owner_rounds=rounds)
+            self._store.write(incident, affected)
+            self._store.audit(
+                actor,
+                "incident.notify",
+                incident_id,
+                {
+                    "regulator_report": sequence if regulator else None,
+                    "owner_notices": sum(1 for r in rows if r.audience == "owners"),
+                    "owner_notice": assessment.decision,
+                    "late": bool(late),
+                },
+            )
+        return rows
+
+    def retry(self, notification_id: str, *, actor: Actor) -> None:
+        """Move a dead-lettered notification back to the queue (same idempotency key)."""
+        with self._backend.atomic():
+            now = format_time(self._kernel.clock.now())
+            rows = [
+                r
+                for r in self._backend.outbox(state="dead")
+                if r.notification_id == notification_id
+            ]
+            if not rows or not self._backend.revive_outbox(notification_id, now):
+                raise RecordNotFoundError(f"no dead-lettered notification {notification_id}")
+            self._store.audit(
+                actor,
+                "incident.retry",
+                rows[0].incident_id,
+                {"notification": notification_id},
+                subject=rows[0].subject,
+            )
+
+    def dispatch(
+        self,
+        *,
+        actor: Actor,
+        hooks: Mapping[str, NotificationHook] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> DispatchReport:
+        """Deliver due notifications (see :meth:`IncidentManager.dispatch`)."""
+        dispatch = self._config.incident.dispatch
+        lease = parse_duration(dispatch.lease)
+        started = time.monotonic()
+        counts = {"delivered": 0, "retried": 0, "dead": 0, "lost_lease": 0}
+        session: Access | None = None
+
+        def contacts() -> Access:
+            # Opened on the first owner notice; a refusal fails that notification (retried).
+            nonlocal session
+            if session is None:
+                session = self._kernel.access(actor, NOTIFICATION_PURPOSE)
+            return session
+
+        try:
+            while True:
+                now_dt = self._kernel.clock.now()
+                with self._backend.atomic():
+                    claimed = self._backend.claim_outbox(
+                        format_time(now_dt), format_time(now_dt + lease), dispatch.batch
+                    )
+                if not claimed:
+                    if not wait:
+                        break
+                    waiting = self._backend.outbox(state="pending") + self._backend.outbox(
+                        state="delivering"
+                    )
+                    if not waiting:
+                        break
+                    if timeout is not None and time.monotonic() - started > timeout:
+                        break
+                    due = min(parse_time(r.next_attempt_at) for r in waiting)
+                    pause = (due - self._kernel.clock.now()).total_seconds()
+                    sleep(min(max(pause, 0.01), 1.0))
+                    continue
+                for row in claimed:
+                    counts[self._deliver(row, hooks or {}, contacts)] += 1
+        finally:
+            if session is not None:
+                session.close()
+        pending = len(self._backend.outbox(state="pending")) + len(
+            self._backend.outbox(state="delivering")
+        )
+        return DispatchReport(pending=pending, **counts)
+
+    def _deliver(
+        self,
+        row: OutboxRow,
+        hooks: Mapping[str, NotificationHook],
+        contacts: Callable[[], Access],
+    ) -> str:
+        dispatch = self._config.incident.dispatch
+        recipient: Recipient | None = None
+        error: str | None = None
+        permanent = False
+        try:
+            hook = hooks.get(row.hook) or self._hook(row.hook)
+            if row.audience == "owners":
+                assert row.subject is not None
+                recipient = self._contact(contacts(), row.subject)
+                if recipient is None:
+                    raise UndeliverableError(
+                        f"owner {row.subject} has no live profile with a phone or e-mail address"
+                    )
+            notification = Notification(
+                idempotency_key=row.notification_id,
+                incident_id=row.incident_id,
+                audience=row.audience,
+                hook=row.hook,
+                payload=json.loads(row.payload),
+                attempt=row.attempts,
+                created_at=row.created_at,
+                recipient=recipient,
+            )
+            hook(notification)
+        except UndeliverableError as exc:
+            error, permanent = _safe_error(exc, recipient), True
+        except Exception as exc:  # a hook may fail in any way; the message is vetted
+            error = _safe_error(exc, recipient)
+        now_dt = self._kernel.clock.now()
+        now = format_time(now_dt)
+        if error is None:
+            state, next_at, delivered = "delivered", now, now
+        elif permanent or row.attempts >= dispatch.max_attempts:
+            state, next_at, delivered = "dead", now, None
+        else:
+            backoff = parse_duration(dispatch.backoff) * (2 ** (row.attempts - 1))
+            backoff = min(backoff, parse_duration(dispatch.max_backoff))
+            state, next_at, delivered = "pending", format_time(now_dt + backoff), None
+        with self._backend.atomic():
+            settled = self._backend.settle_outbox(
+                row.notification_id,
+                claims=row.claims,
+                state=state,
+                next_attempt_at=next_at,
+                last_error=error or "",
+                delivered_at=delivered,
+            )
+            if not settled:
+                return "lost_lease"
+            self._store.audit(
+                SYSTEM_ACTOR,
+                "incident.notification",
+                row.incident_id,
+                {
+                    "notification": row.notification_id,
+                    "audience": row.audience,
+                    "hook": row.hook,
+                    "state": state,
+                    "attempt": row.attempts,
+                },
+                subject=row.subject,
+            )
+        return {"delivered": "delivered", "dead": "dead", "pending": "retried"}[state]
+
+    def _hook(self, name: str) -> NotificationHook:
+        hook = self._hooks.get(name)
+        if hook is None:
+            spec = self._config.incident.notifiers.get(name)
+            # Relative Maildir paths are inside the vault directory (or, for a vault on a
+            # database server, the working directory).
+            base = self._kernel.path or Path.cwd()
+            if spec is not None:
+                hook = build_notifier(spec.type, spec.options, base_dir=base)
+            else:
+                hook = build_notifier(name, {}, base_dir=base)
+            self._hooks[name] = hook
+        return hook
+
+    def _contact(self, session: Access, pseudonym: str) -> Recipient | None:
+        ids = [
+            r.record_id
+            for r in self._backend.records_of_subject(pseudonym)
+            if r.record_type == OwnerProfile.record_type and not r.erased
+        ]
+        if not ids:
+            return None
+        try:
+            views = get_many(session, OwnerProfile.record_type, ids)
+        except (SubjectErasedError, RecordNotFoundError, DecryptionError):
+            return None
+        for view in views:
+            phone, email_addr, name = view.get("phone"), view.get("email"), view.get("name")
+            if phone or email_addr:
+                return Recipient(
+                    pseudonym=pseudonym,
+                    name=str(name) if name else None,
+                    phone=str(phone) if phone else None,
+                    email=str(email_addr) if email_addr else None,
+                )
+        return None
