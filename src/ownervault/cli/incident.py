@@ -1,14 +1,13 @@
 """``ownervault incident``: breach incidents, notifications and drills on the command line.
 
-Registered on the main ``ownervault`` group by :mod:`ownervault.cli`. Errors follow the main
-CLI's rules (one line on stderr, the same exit codes). The helpers of :mod:`ownervault.cli` are
-imported when a command runs, not when this module is imported, so either module may be
-imported first.
+Reading incidents and their affected owners, the incident lifecycle (open, confirm, update,
+close, acknowledge), the notification outbox, and checks of the breach configuration and drills
+(:mod:`ownervault.drill`). Errors follow the rest of the command line (one line on stderr, the
+same exit codes); an empty table prints ``(none)``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -17,53 +16,36 @@ from typing import Any, TypeVar
 
 import click
 
-from .breach import (
+from ..breach import (
     Deadline,
     Incident,
     IncidentKind,
     IncidentStatus,
     load_breach_config,
 )
-from .drill import run_drill
-from .policy import Actor, load_policy
-from .vault import Vault
+from ..drill import run_drill
+from ..policy import Actor, load_policy
+from .common import (
+    admin_actor,
+    audited_as_option,
+    handle_errors,
+    key_file_option,
+    officer_actor,
+    open_vault,
+    print_table,
+)
 
 __all__ = ["incident"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _errors(fn: _F) -> _F:
-    """The main CLI's error handling (one line, exit codes), resolved when the command runs."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .cli import _errors as handle
-
-        return handle(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _open(path: Path, key_file: Path | None, policy_dir: Path | None) -> Vault:
-    from .cli import _key_provider
-
-    return Vault.open(path, key=_key_provider(key_file), policy=policy_dir)
-
-
 def _table(headers: list[str], rows: list[list[str]]) -> None:
-    from .cli import _table as table
-
+    """:func:`print_table`, or ``(none)`` when there are no rows."""
     if rows:
-        table(headers, rows)
+        print_table(headers, rows)
     else:
         click.echo("(none)")
-
-
-def _officer(actor_id: str | None) -> Actor:
-    return Actor(
-        actor_id or os.environ.get("USER") or "compliance-officer", roles=["compliance_officer"]
-    )
 
 
 def _vault_options(fn: _F) -> _F:
@@ -73,17 +55,10 @@ def _vault_options(fn: _F) -> _F:
         type=click.Path(path_type=Path, file_okay=False),
         help="Policy pack folder the vault uses (default: the shipped pack).",
     )(fn)
-    fn = click.option(
-        "--key-file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Root key file (otherwise the passphrase from $OWNERVAULT_PASSPHRASE or a prompt).",
-    )(fn)
+    fn = key_file_option(fn)
     return fn
 
 
-_as_option = click.option(
-    "--as", "as_actor", help="Your actor id, recorded in the audit trail (default: $USER)."
-)
 _path_argument = click.argument("path", type=click.Path(path_type=Path, file_okay=False))
 
 
@@ -102,12 +77,12 @@ def incident() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @_vault_options
-@_errors
+@handle_errors
 def incident_list(
     path: Path, status: str | None, as_json: bool, key_file: Path | None, policy_dir: Path | None
 ) -> None:
     """List incidents, oldest first."""
-    with _open(path, key_file, policy_dir) as vault:
+    with open_vault(path, key_file, policy_dir) as vault:
         items = vault.incidents.all(status=status)
         locked = vault.locked_by
     if as_json:
@@ -152,9 +127,9 @@ def _summary(item: Incident) -> dict[str, Any]:
 @_path_argument
 @click.argument("incident_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the incident as JSON.")
-@_as_option
+@audited_as_option
 @_vault_options
-@_errors
+@handle_errors
 def incident_show(
     path: Path,
     incident_id: str,
@@ -167,11 +142,11 @@ def incident_show(
 
     An ongoing incident is recomputed from the audit trail first (audited).
     """
-    with _open(path, key_file, policy_dir) as vault:
+    with open_vault(path, key_file, policy_dir) as vault:
         manager = vault.incidents
         item = manager.get(incident_id)
         if item.ongoing:
-            item = manager.refresh(incident_id, actor=_officer(as_actor))
+            item = manager.refresh(incident_id, actor=officer_actor(as_actor))
         deadlines = manager.deadlines(incident_id)
         outbox = manager.outbox(incident_id=incident_id)
         locked = vault.locked_by == incident_id
@@ -248,9 +223,9 @@ def _deadline_table(deadlines: Sequence[Deadline]) -> None:
 @_path_argument
 @click.argument("incident_id")
 @click.option("--list", "show_list", is_flag=True, help="List pseudonyms and fields too.")
-@_as_option
+@audited_as_option
 @_vault_options
-@_errors
+@handle_errors
 def incident_affected(
     path: Path,
     incident_id: str,
@@ -260,8 +235,8 @@ def incident_affected(
     policy_dir: Path | None,
 ) -> None:
     """Decrypt the affected-owner list (compliance officers; audited). Pseudonyms only."""
-    with _open(path, key_file, policy_dir) as vault:
-        owners = vault.incidents.affected(incident_id, actor=_officer(as_actor))
+    with open_vault(path, key_file, policy_dir) as vault:
+        owners = vault.incidents.affected(incident_id, actor=officer_actor(as_actor))
     click.echo(f"{len(owners)} owners, {owners.record_count} records")
     if show_list:
         _table(
@@ -298,10 +273,10 @@ def incident_affected(
 @click.option("--subject", "subjects", multiple=True, help="An owner known to be affected.")
 @click.option("--aware-at", help="When the organisation became aware (default: now).")
 @click.option("--cause", default="", help="What is known of the cause.")
-@_as_option
+@audited_as_option
 @click.option("--role", default="compliance_officer", show_default=True, help="Your role.")
 @_vault_options
-@_errors
+@handle_errors
 def incident_open(
     path: Path,
     kind: str,
@@ -322,7 +297,7 @@ def incident_open(
 ) -> None:
     """Report an incident people found (a lost laptop, a spreadsheet in a group chat)."""
     actor = Actor(as_actor or os.environ.get("USER") or "reporter", roles=[role])
-    with _open(path, key_file, policy_dir) as vault:
+    with open_vault(path, key_file, policy_dir) as vault:
         item = vault.incidents.open(
             kind=kind,
             title=title,
@@ -350,9 +325,9 @@ def incident_open(
 @_path_argument
 @click.argument("incident_id")
 @click.option("--cause", help="What is known of the cause.")
-@_as_option
+@audited_as_option
 @_vault_options
-@_errors
+@handle_errors
 def incident_confirm(
     path: Path,
     incident_id: str,
@@ -362,8 +337,8 @@ def incident_confirm(
     policy_dir: Path | None,
 ) -> None:
     """Confirm a suspected incident (the deadlines keep running from awareness)."""
-    with _open(path, key_file, policy_dir) as vault:
-        item = vault.incidents.confirm(incident_id, actor=_officer(as_actor), cause=cause)
+    with open_vault(path, key_file, policy_dir) as vault:
+        item = vault.incidents.confirm(incident_id, actor=officer_actor(as_actor), cause=cause)
     click.echo(f"incident {item.incident_id} confirmed: {item.owners} owners affected")
 
 
@@ -376,9 +351,9 @@ def incident_confirm(
 @click.option("--measure-planned", "planned", multiple=True, help="A measure planned.")
 @click.option("--delay-reason", help="Why a notification is late (GDPR Art 33(1)).")
 @click.option("--until", help="End of the incident's window (ISO 8601).")
-@_as_option
+@audited_as_option
 @_vault_options
-@_errors
+@handle_errors
 def incident_update(
     path: Path,
     incident_id: str,
@@ -393,10 +368,10 @@ def incident_update(
     policy_dir: Path | None,
 ) -> None:
     """Record the cause, harm, measures taken and planned, or a reason for delay."""
-    with _open(path, key_file, policy_dir) as vault:
+    with open_vault(path, key_file, policy_dir) as vault:
         item = vault.incidents.update(
             incident_id,
-            actor=_officer(as_actor),
+            actor=officer_actor(as_actor),
             cause=cause,
             harm=harm,
             measures_taken=taken,
@@ -414,9 +389,9 @@ def incident_update(
 @_path_argument
 @click.argument("incident_id")
 @click.option("--resolution", required=True, help="How it ended, without owners' details.")
-@_as_option
+@audited_as_option
 @_vault_options
-@_errors
+@handle_errors
 def incident_close(
     path: Path,
     incident_id: str,
@@ -426,8 +401,10 @@ def incident_close(
     policy_dir: Path | None,
 ) -> None:
     """Close an incident (send a final report with `incident notify` afterwards if needed)."""
-    with _open(path, key_file, policy_dir) as vault:
-        item = vault.incidents.close(incident_id, actor=_officer(as_actor), resolution=resolution)
+    with open_vault(path, key_file, policy_dir) as vault:
+        item = vault.incidents.close(
+            incident_id, actor=officer_actor(as_actor), resolution=resolution
+        )
     click.echo(f"incident {item.incident_id} closed: {item.owners} owners affected")
 
 
@@ -436,7 +413,7 @@ def incident_close(
 @click.argument("incident_id")
 @click.option("--as", "as_actor", help="Your admin actor id (default: $USER).")
 @_vault_options
-@_errors
+@handle_errors
 def incident_acknowledge(
     path: Path,
     incident_id: str,
@@ -445,8 +422,8 @@ def incident_acknowledge(
     policy_dir: Path | None,
 ) -> None:
     """Acknowledge an incident as an admin; lifts the fail-closed lock it set."""
-    admin = Actor(as_actor or os.environ.get("USER") or "admin", roles=["admin"])
-    with _open(path, key_file, policy_dir) as vault:
+    admin = admin_actor(as_actor)
+    with open_vault(path, key_file, policy_dir) as vault:
         vault.incidents.acknowledge(incident_id, actor=admin)
         locked = vault.locked_by
     if locked:
@@ -458,10 +435,10 @@ def incident_acknowledge(
 @incident.command("verify")
 @_path_argument
 @_vault_options
-@_errors
+@handle_errors
 def incident_verify(path: Path, key_file: Path | None, policy_dir: Path | None) -> None:
     """Verify the audit log; a failure opens a tamper incident and locks the vault."""
-    with _open(path, key_file, policy_dir) as vault:
+    with open_vault(path, key_file, policy_dir) as vault:
         size = vault.incidents.verify_audit()
     click.echo(f"audit log verified: {size} entries")
 
@@ -480,9 +457,9 @@ def incident_verify(path: Path, key_file: Path | None, policy_dir: Path | None) 
 )
 @click.option("--delay-reason", help="Why the report is late (required once a deadline passed).")
 @click.option("--dispatch", "then_dispatch", is_flag=True, help="Deliver right away.")
-@_as_option
+@audited_as_option
 @_vault_options
-@_errors
+@handle_errors
 def incident_notify(
     path: Path,
     incident_id: str,
@@ -495,8 +472,8 @@ def incident_notify(
     policy_dir: Path | None,
 ) -> None:
     """Queue the regulator report and owner notices in the outbox."""
-    actor = _officer(as_actor)
-    with _open(path, key_file, policy_dir) as vault:
+    actor = officer_actor(as_actor)
+    with open_vault(path, key_file, policy_dir) as vault:
         rows = vault.incidents.notify(
             incident_id, actor=actor, regulator=regulator, owners=owners, delay_reason=delay_reason
         )
@@ -519,7 +496,7 @@ def incident_notify(
 @click.option("--incident", "incident_id", help="Only this incident.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (payloads included).")
 @_vault_options
-@_errors
+@handle_errors
 def incident_outbox(
     path: Path,
     state: str | None,
@@ -529,7 +506,7 @@ def incident_outbox(
     policy_dir: Path | None,
 ) -> None:
     """Queued, delivered and dead-lettered notifications (no contact details are stored)."""
-    with _open(path, key_file, policy_dir) as vault:
+    with open_vault(path, key_file, policy_dir) as vault:
         rows = vault.incidents.outbox(state=state, incident_id=incident_id)
     if as_json:
         for row in rows:
@@ -576,9 +553,9 @@ def incident_outbox(
 @_path_argument
 @click.option("--wait", is_flag=True, help="Keep going until nothing is pending.")
 @click.option("--timeout", type=float, help="With --wait, stop after this many seconds.")
-@_as_option
+@audited_as_option
 @_vault_options
-@_errors
+@handle_errors
 def incident_dispatch(
     path: Path,
     wait: bool,
@@ -588,8 +565,8 @@ def incident_dispatch(
     policy_dir: Path | None,
 ) -> None:
     """Deliver due notifications (retries with backoff; dead letters stay for `retry`)."""
-    with _open(path, key_file, policy_dir) as vault:
-        report = vault.incidents.dispatch(actor=_officer(as_actor), wait=wait, timeout=timeout)
+    with open_vault(path, key_file, policy_dir) as vault:
+        report = vault.incidents.dispatch(actor=officer_actor(as_actor), wait=wait, timeout=timeout)
     click.echo(
         f"delivered {report.delivered}, retrying {report.retried}, dead {report.dead}, "
         f"still pending {report.pending}"
@@ -599,9 +576,9 @@ def incident_dispatch(
 @incident.command("retry")
 @_path_argument
 @click.argument("notification_id")
-@_as_option
+@audited_as_option
 @_vault_options
-@_errors
+@handle_errors
 def incident_retry(
     path: Path,
     notification_id: str,
@@ -610,8 +587,8 @@ def incident_retry(
     policy_dir: Path | None,
 ) -> None:
     """Put a dead-lettered notification back in the queue (same idempotency key)."""
-    with _open(path, key_file, policy_dir) as vault:
-        vault.incidents.retry(notification_id, actor=_officer(as_actor))
+    with open_vault(path, key_file, policy_dir) as vault:
+        vault.incidents.retry(notification_id, actor=officer_actor(as_actor))
     click.echo(f"{notification_id} queued again")
 
 
@@ -620,7 +597,7 @@ def incident_retry(
 
 @incident.command("check-config")
 @click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False))
-@_errors
+@handle_errors
 def incident_check_config(folder: Path | None) -> None:
     """Validate detectors.toml and incident.toml of a policy pack; errors name file and line."""
     config = load_breach_config(folder, policy=load_policy(folder))
@@ -661,7 +638,7 @@ def incident_check_config(folder: Path | None) -> None:
     help="Policy pack whose detectors, deadlines and templates to drill.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
-@_errors
+@handle_errors
 def incident_drill(owners: int, scenario: str, policy_dir: Path | None, as_json: bool) -> None:
     """Run the whole incident flow on synthetic owners in a throwaway vault.
 

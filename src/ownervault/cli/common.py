@@ -1,0 +1,168 @@
+"""What every ``ownervault`` command shares: error handling, the root key, options, tables.
+
+* :func:`handle_errors` turns every ownervault error into one line on stderr and an exit code
+  (never a traceback); set ``OWNERVAULT_DEBUG=1`` to see tracebacks of unexpected errors.
+* :func:`key_provider` resolves the root key: ``--key-file``, else the passphrase from
+  ``$OWNERVAULT_PASSPHRASE``, else a prompt in a terminal; :func:`open_vault` opens a vault
+  with it.
+* The options more than one command takes (``--key-file``, ``--policy``, ``--as``), the actors
+  that commands act as, and :func:`print_table`, which lines up columns of Chinese text.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .. import exceptions as exc
+from ..keys import KeyFileKey, KeyProvider, PassphraseKey
+from ..policy import Actor
+from ..vault import Session, Vault
+
+__all__ = [
+    "PASSPHRASE_ENV",
+    "admin_actor",
+    "as_option",
+    "audited_as_option",
+    "evidence_digest",
+    "handle_errors",
+    "key_file_option",
+    "key_provider",
+    "officer_actor",
+    "officer_session",
+    "open_vault",
+    "policy_option",
+    "print_table",
+]
+
+PASSPHRASE_ENV = "OWNERVAULT_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_EXIT_CODES: tuple[tuple[type[exc.OwnerVaultError], int], ...] = (
+    (exc.WrongKeyError, 3),
+    (exc.KeyProviderError, 3),
+    (exc.AccessDeniedError, 4),
+    (exc.VaultFormatError, 5),
+    (exc.PolicyError, 5),
+)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"ownervault: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: _F) -> _F:
+    """Turn ownervault errors into one-line messages and exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except exc.OwnerVaultError as error:
+            code = next((c for cls, c in _EXIT_CODES if isinstance(error, cls)), 1)
+            _fail(str(error).splitlines()[0] if str(error) else type(error).__name__, code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except click.exceptions.ClickException:
+            raise
+        except Exception as error:
+            if os.environ.get("OWNERVAULT_DEBUG"):
+                raise
+            # The message of an unexpected error is not vetted for personal data: show its type.
+            _fail(f"unexpected {type(error).__name__} (set OWNERVAULT_DEBUG=1 for details)", 70)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def key_provider(key_file: Path | None, *, confirm: bool = False) -> KeyProvider:
+    """The root key: ``key_file``, else ``$OWNERVAULT_PASSPHRASE``, else a terminal prompt."""
+    if key_file is not None:
+        return KeyFileKey(key_file)
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if not passphrase:
+        if not sys.stdin.isatty():
+            raise exc.KeyProviderError(
+                f"no key: set {PASSPHRASE_ENV}, pass --key-file, or run in a terminal to be asked"
+            )
+        passphrase = click.prompt("Vault passphrase", hide_input=True, confirmation_prompt=confirm)
+    return PassphraseKey(passphrase)
+
+
+def open_vault(path: Path, key_file: Path | None, policy_dir: Path | None = None) -> Vault:
+    """Open the vault at ``path`` with the root key of :func:`key_provider`."""
+    return Vault.open(path, key=key_provider(key_file), policy=policy_dir)
+
+
+key_file_option = click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"Root key file (otherwise the passphrase from ${PASSPHRASE_ENV} or a prompt).",
+)
+policy_option = click.option(
+    "--policy",
+    "policy_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Policy pack folder (default: the shipped property-management pack).",
+)
+as_option = click.option("--as", "as_actor", help="Your actor id (default: $USER).")
+audited_as_option = click.option(
+    "--as",
+    "as_actor",
+    help="Your actor id, recorded in the audit trail (default: $USER).",
+)
+
+
+def admin_actor(actor_id: str | None) -> Actor:
+    """An admin: ``actor_id``, else ``$USER``, else ``admin``."""
+    return Actor(actor_id or os.environ.get("USER") or "admin", roles=["admin"])
+
+
+def officer_actor(actor_id: str | None) -> Actor:
+    """A compliance officer: ``actor_id``, else ``$USER``, else ``compliance-officer``."""
+    return Actor(
+        actor_id or os.environ.get("USER") or "compliance-officer", roles=["compliance_officer"]
+    )
+
+
+def officer_session(vault: Vault, as_actor: str | None, purpose: str) -> Session:
+    """A session of :func:`officer_actor` for ``purpose``."""
+    return vault.session(officer_actor(as_actor), purpose=purpose)
+
+
+def evidence_digest(evidence: str | None, evidence_file: Path | None) -> str:
+    """The SHA-256 hex digest of ``evidence_file``, else the digest given as ``evidence``."""
+    if evidence_file is not None:
+        import hashlib
+
+        return hashlib.sha256(evidence_file.read_bytes()).hexdigest()
+    if evidence is None:
+        raise click.UsageError("give --evidence SHA256 or --evidence-file FILE")
+    return evidence.lower()
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Print ``rows`` under ``headers`` in columns (CJK characters count two columns)."""
+    widths = [max(_width(h), *(_width(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=True))
+    click.echo(line)
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths, strict=True)))
+
+
+def _width(text: str) -> int:
+    # CJK characters take two columns in a terminal.
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))

@@ -1,0 +1,94 @@
+"""``ownervault policy``: check, explain and document policy packs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..policy import Actor, load_policy, processing_register
+from .common import handle_errors, key_file_option, open_vault
+
+__all__ = ["policy"]
+
+
+@click.group()
+def policy() -> None:
+    """Check, explain and document policy packs."""
+
+
+@policy.command("check")
+@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False))
+@handle_errors
+def policy_check(folder: Path | None) -> None:
+    """Validate a policy pack (default: the shipped one); errors name file and line."""
+    loaded = load_policy(folder)
+    click.echo(
+        f"{loaded.source}: {len(loaded.roles)} roles, {len(loaded.purposes)} purposes, "
+        f"{len(loaded.prohibited)} prohibited, {len(loaded.rules)} rules: ok"
+    )
+
+
+@policy.command("explain")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--actor", "actor_id", required=True, help="The actor's id.")
+@click.option("--role", "roles", required=True, multiple=True, help="A role (repeatable).")
+@click.option("--purpose", required=True)
+@click.option("--record", "record_type", default="owner_profile", show_default=True)
+@click.option("--subject", help="Apply this subject's scope, age and consents.")
+@click.option("--action", type=click.Choice(["read", "create", "update", "erase"]), default="read")
+@click.option("--community", "communities", multiple=True, help="The actor's community scope.")
+@key_file_option
+@handle_errors
+def policy_explain(
+    path: Path,
+    actor_id: str,
+    roles: tuple[str, ...],
+    purpose: str,
+    record_type: str,
+    subject: str | None,
+    action: str,
+    communities: tuple[str, ...],
+    key_file: Path | None,
+) -> None:
+    """Explain why a request would be allowed or denied, field by field."""
+    actor = Actor(actor_id, roles=list(roles), communities=list(communities))
+    with open_vault(path, key_file) as vault:
+        explanation = vault.explain(
+            actor,
+            purpose,
+            record_type,
+            subject,
+            action=action,  # type: ignore[arg-type]
+        )
+    click.echo(json.dumps(explanation, ensure_ascii=False, indent=2))
+
+
+@policy.command("ropa")
+@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown")
+@handle_errors
+def policy_ropa(folder: Path | None, fmt: str) -> None:
+    """Print the record of processing activities (purpose register) of a policy pack."""
+    register = processing_register(load_policy(folder))
+    if fmt == "json":
+        click.echo(json.dumps(register, ensure_ascii=False, indent=2))
+        return
+    click.echo("# Record of processing activities\n")
+    click.echo("| purpose | legal basis | data categories | roles | retention | consent |")
+    click.echo("|---|---|---|---|---|---|")
+    for item in register:
+        categories = "; ".join(
+            f"{cls}: {', '.join(fields)}" for cls, fields in item["categories"].items()
+        )
+        consent_text = item["consent"] or "—"
+        if item["prohibited"]:
+            click.echo(f"| {item['purpose']} | **prohibited**: {item['prohibited']} | | | | |")
+            continue
+        click.echo(
+            f"| {item['purpose']} ({item['title_zh']} / {item['title_en']}) "
+            f"| {item['legal_basis']} | {categories or '—'} "
+            f"| {', '.join(item['roles']) or '—'} | {item['retention']} "
+            f"| {consent_text} |"
+        )

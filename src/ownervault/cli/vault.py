@@ -1,0 +1,192 @@
+"""Whole-vault commands: ``init``, ``demo``, ``backup``, ``restore`` and ``migrate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..keys import KeyFileKey, KeyProvider
+from ..migrate import migrate_vault
+from ..policy import Actor
+from ..records import OwnerProfile, Vehicle
+from ..records.synthetic import synthetic_community
+from ..vault import Vault
+from .common import (
+    admin_actor,
+    as_option,
+    handle_errors,
+    key_file_option,
+    key_provider,
+    open_vault,
+    policy_option,
+    print_table,
+)
+
+__all__ = ["backup_command", "demo", "init", "migrate_command", "restore_command"]
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@key_file_option
+@click.option(
+    "--generate-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a new random root key file here and use it.",
+)
+@policy_option
+@handle_errors
+def init(
+    path: Path, key_file: Path | None, generate_key_file: Path | None, policy_dir: Path | None
+) -> None:
+    """Create a new, empty vault at PATH."""
+    if generate_key_file is not None:
+        if key_file is not None:
+            raise click.UsageError("use either --key-file or --generate-key-file")
+        key: KeyProvider = KeyFileKey.generate(generate_key_file)
+        click.echo(f"wrote a new root key file to {generate_key_file} (keep it apart from backups)")
+    else:
+        key = key_provider(key_file, confirm=True)
+    with Vault.create(path, key=key, policy=policy_dir) as vault:
+        click.echo(f"created vault {vault.vault_id} at {path}")
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--owners", default=200, show_default=True, type=click.IntRange(1, 1_000_000))
+@key_file_option
+@handle_errors
+def demo(path: Path, owners: int, key_file: Path | None) -> None:
+    """Create a vault at PATH with a synthetic community and show who sees what."""
+    key = key_provider(key_file, confirm=True)
+    population = list(synthetic_community(owners))
+    with Vault.create(path, key=key) as vault:
+        click.echo(f"created vault {vault.vault_id} at {path}")
+        ids: dict[str, str] = {}
+        registration: list[Any] = []
+        for owner in population:
+            registration.extend(r for r in owner.records() if r is not owner.fee_account)
+        # The front desk registers owners, units and vehicles; finance opens the fee accounts.
+        steps = [
+            (Actor("clerk-01", roles=["front_desk"]), "owner_registration", registration),
+            (
+                Actor("fin-02", roles=["finance"]),
+                "fee_collection",
+                [o.fee_account for o in population],
+            ),
+        ]
+        total = 0
+        for actor, purpose, batch in steps:
+            with vault.session(actor, purpose=purpose) as session:
+                for start in range(0, len(batch), 2000):
+                    chunk = batch[start : start + 2000]
+                    for record, rid in zip(chunk, session.put_many(chunk), strict=True):
+                        if isinstance(record, OwnerProfile):
+                            ids[record.subject_id] = rid
+            total += len(batch)
+        click.echo(f"registered {owners} synthetic owners ({total} records)")
+        first = population[0]
+        rid = ids[first.subject_id]
+        lookups = [
+            ("front desk 客服", Actor("clerk-01", roles=["front_desk"]), "owner_registration"),
+            ("security 安保", Actor("guard-07", roles=["security"]), "visitor_verification"),
+            ("finance 财务", Actor("fin-02", roles=["finance"]), "fee_collection"),
+        ]
+        fields = ("name", "phone", "id_number", "birth_date", "household_role")
+        rows: list[list[str]] = []
+        for label, actor, purpose in lookups:
+            with vault.session(actor, purpose=purpose) as session:
+                view = session.get(OwnerProfile, rid)
+                rows.append([f"{label} / {purpose}", *(str(view.get(f, "—")) for f in fields)])
+        click.echo(f"\nWhat each role sees of owner {first.subject_id}'s profile:\n")
+        print_table(["who / purpose", *fields], rows)
+        with vault.session(Actor("guard-07", roles=["security"]), "visitor_verification") as s:
+            plate = first.vehicle.plate if first.vehicle else None
+            if plate is not None:
+                hits = s.find(Vehicle, plate=plate.lower()[:2] + " " + plate[2:])
+                click.echo(
+                    f"\nGate check by plate (typed in lower case with a space): {len(hits)} match"
+                )
+            units = s.find(OwnerProfile, phone=" ".join(first.profile.phone or ""))
+            click.echo(f"Gate check by phone (typed with spaces): {len(units)} match, shown masked")
+        status = vault.key_status()
+        click.echo(
+            f"\naudit log: {status.audit_entries} entries, verified: {vault.audit.verify()} entries"
+        )
+        click.echo(f"subject keys: {dict(status.subject_keys)}")
+
+
+@click.command("backup")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@as_option
+@key_file_option
+@handle_errors
+def backup_command(path: Path, out: Path, as_actor: str | None, key_file: Path | None) -> None:
+    """Take a consistent online snapshot of the vault (database and header) into OUT."""
+    with open_vault(path, key_file) as vault:
+        summary = vault.backup(out, actor=admin_actor(as_actor))
+    click.echo(
+        f"backed up {summary.database_bytes} bytes and the header to {out} "
+        f"({summary.audit_entries} audit entries); keep the root key apart from it"
+    )
+
+
+@click.command("restore")
+@click.argument("backup_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("target", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--key-backup",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Key backup (ownervault keys backup) supplying the subject data keys.",
+)
+@key_file_option
+@handle_errors
+def restore_command(
+    backup_dir: Path, target: Path, key_backup: Path | None, key_file: Path | None
+) -> None:
+    """Restore a backup into TARGET, check it opens, verify its audit log, restore data keys."""
+    with Vault.restore(
+        backup_dir, target, key=key_provider(key_file), key_backup=key_backup
+    ) as vault:
+        size = vault.audit.size()
+    click.echo(f"restored to {target}; audit log of {size} entries verified")
+
+
+@click.command("migrate")
+@click.argument("source", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("target")
+@key_file_option
+@policy_option
+@handle_errors
+def migrate_command(
+    source: Path, target: str, key_file: Path | None, policy_dir: Path | None
+) -> None:
+    """Move the embedded vault at SOURCE into the PostgreSQL database TARGET.
+
+    TARGET is a postgresql:// URL of an empty database (a password is better given in
+    PGPASSWORD or ~/.pgpass than in the URL). Nothing personal is decrypted: rows are copied
+    as stored, then row counts and the audit log are verified on the server. The same root
+    key opens the vault there. Stop the applications that write to SOURCE first.
+    """
+    report = migrate_vault(
+        source,
+        target,
+        key=key_provider(key_file),
+        policy=policy_dir,
+        progress=lambda table, n: click.echo(f"  copied {n:8d}  {table}"),
+    )
+    click.echo(
+        f"migrated vault {report.vault_id} to {report.target}: "
+        f"{report.counts['records']} records, {report.audit_entries} audit entries"
+    )
+    click.echo(
+        f"verified: row counts of {len(report.counts)} tables, audit log of "
+        f"{report.audit_size} entries (root of the copied part {report.audit_root[:16]}...), "
+        "new checkpoint signed"
+    )
+    click.echo(
+        f"{source} still holds the old copy and its data keys: erasures on the server do "
+        "not reach it. Remove it once the server copy is in service."
+    )
