@@ -1,6 +1,6 @@
 """The package's layout rules, read from the source with ``ast``.
 
-Dependencies point one way: ``cli`` -> ``vault`` -> features (``rights``, ``breach``,
+Dependencies point one way: ``cli`` -> ``drill`` -> ``vault`` -> features (``rights``, ``breach``,
 ``keys.admin``) -> ``kernel`` -> ``audit``, ``keys``, ``storage``, ``policy``, ``records``,
 ``crypto`` -> ``exceptions``. Every import counts, wherever it is written: at the top, inside a
 function, or under ``if TYPE_CHECKING:``. The checks also keep modules and classes small and
@@ -34,7 +34,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ownervault.kernel",),
     ("ownervault.rights", "ownervault.breach", "ownervault.keys.admin"),
     ("ownervault.vault", "ownervault.migrate"),
-    ("ownervault.cli", "ownervault.drill"),
+    ("ownervault.drill",),
+    ("ownervault.cli",),
     # The public surface: names gathered for users, and the old import paths kept working.
     (
         "ownervault",
