@@ -393,8 +393,7 @@ def test_a_feature_importing_another_feature_is_found(tmp_path: Path) -> None:
         {"__init__.py": "", "feature.py": "from .other import x\n", "other.py": "x = 1\n"},
     )
     assert upward_imports(toy, TOY_LAYERS) == [
-        "toy.feature imports toy.other (line 1): toy.feature may not depend on toy.other "
-        "(sideways)"
+        "toy.feature imports toy.other (line 1): toy.feature may not depend on toy.other (sideways)"
     ]
 
 
