@@ -1,12 +1,14 @@
 """Storage: the ``Backend`` protocol, one schema for both dialects, SQLCipher and PostgreSQL.
 
 Owns every SQL statement the vault runs: the protocol upper layers program against
-(:mod:`.base`), the statements both SQL backends share (:mod:`.sql`), the embedded SQLCipher
-backend (:mod:`.sqlcipher`, the default and the only importer of ``sqlcipher3``), the PostgreSQL
-backend (:mod:`.postgres`, imported only when a ``postgresql://`` URL is opened) and the vault
-directory's lock file (:mod:`.lock`). A backend stores bytes and clear operational values; it
-never sees a key or a personal value. Imports :mod:`ownervault.policy` (the consent ledger's
-record type) and :mod:`ownervault.exceptions`.
+(:mod:`.base`), the statements both SQL backends share (:mod:`.sql`, composed of one mixin per
+kind of stored data in the ``sql_*`` modules), the embedded SQLCipher backend
+(:mod:`.sqlcipher`, the default and the only importer of ``sqlcipher3``, with its SQLite
+statements in :mod:`.sqlite_queries`), the PostgreSQL backend (:mod:`.postgres`, imported only
+when a ``postgresql://`` URL is opened and the only importer of ``psycopg``, with its statements
+in :mod:`.postgres_queries`) and the vault directory's lock file (:mod:`.lock`). A backend
+stores bytes and clear operational values; it never sees a key or a personal value. Imports
+:mod:`ownervault.policy` (the consent ledger's record type) and :mod:`ownervault.exceptions`.
 """
 
 from __future__ import annotations

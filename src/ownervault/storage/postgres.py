@@ -16,8 +16,10 @@ linear sequence. Nested ``atomic()`` calls are savepoints. The lock is released 
 rollback, and a wait longer than ``lock_timeout`` raises :class:`StorageError` like SQLite's
 busy timeout does.
 
-SQL in this module is written with ``?`` placeholders, like the SQLite backend's, and
-translated to psycopg's ``%s`` once per statement text.
+This module holds the connections, transactions, schema migrations and bulk copy; the
+statements the backend runs are those of :mod:`.sql` and, where the PostgreSQL dialect differs,
+of :mod:`.postgres_queries`. All of that SQL is written with ``?`` placeholders, like the SQLite
+backend's, and translated to psycopg's ``%s`` once per statement text.
 """
 
 from __future__ import annotations
@@ -30,22 +32,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import attrs
 import psycopg
 import psycopg.errors
 
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
-from .base import (
-    AuditRow,
-    Backend,
-    KeyRow,
-    OutboxRow,
-    RecordRow,
-    SubjectRow,
-    table_columns,
-)
+from .base import Backend, table_columns
+from .postgres_queries import ROWS_PER_INSERT, PostgresQueries
 from .schema import postgres_script
-from .sql import SharedQueries, record_row
 
 __all__ = ["LOCK_KEY", "SCHEMA_VERSION", "PostgresBackend"]
 
@@ -59,7 +52,6 @@ LOCK_KEY: Final = int.from_bytes(b"ownvault", "big")
 _MIGRATIONS: Final[dict[int, str]] = {1: postgres_script()}
 
 _T = TypeVar("_T")
-_JobTuple = tuple[str, str, str, str, str, int, int, str, str]
 
 
 @functools.lru_cache(maxsize=512)
@@ -79,9 +71,6 @@ def _pg_sql(sql: str) -> str:
         out.append("%%" if char == "%" else char)
     return "".join(out)
 
-
-#: Rows per multi-row INSERT (well below the protocol's 65,535 parameters per statement).
-_ROWS_PER_INSERT: Final = 1000
 
 #: Begin a transaction and take the vault's write lock (two statements, one round trip).
 _BEGIN_LOCKED: Final = f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_KEY})"
@@ -122,10 +111,8 @@ def redact_url(url: str) -> str:
     return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
 
 
-class PostgresBackend(SharedQueries):
+class PostgresBackend(PostgresQueries):
     """A vault in a PostgreSQL database; one connection per thread, writes serialised."""
-
-    _ENTRY_CONTAINS = "position(? in entry) > 0"
 
     def __init__(
         self,
@@ -245,22 +232,16 @@ class PostgresBackend(SharedQueries):
         conn = self._conn
         return _translate(lambda: conn.execute(_pg_sql(sql), tuple(params)))
 
-    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        row = self._execute(sql, params).fetchone()
-        if row is None:
-            raise StorageError("database error: a query that returns one row returned none")
-        return row[0]
-
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = [tuple(row) for row in rows]
         if not batch:
             return
         insert = _multi_row_insert(sql)
         if insert is not None:
-            # INSERT ... VALUES (?, ?) [tail]: up to _ROWS_PER_INSERT rows per statement.
+            # INSERT ... VALUES (?, ?) [tail]: up to ROWS_PER_INSERT rows per statement.
             head, marks, tail = insert
-            for at in range(0, len(batch), _ROWS_PER_INSERT):
-                chunk = batch[at : at + _ROWS_PER_INSERT]
+            for at in range(0, len(batch), ROWS_PER_INSERT):
+                chunk = batch[at : at + ROWS_PER_INSERT]
                 values = ", ".join([marks] * len(chunk))
                 self._execute(f"{head} VALUES {values}{tail}", [v for row in chunk for v in row])
             return
@@ -364,366 +345,6 @@ class PostgresBackend(SharedQueries):
             return count
 
         return _translate(copy)
-
-    # ------------------------------------------------------------------ keys
-
-    def get_key(self, key_id: bytes) -> KeyRow | None:
-        """Read one key's row."""
-        row = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE key_id = ?", (key_id,)
-        ).fetchone()
-        return None if row is None else _key_row(row)
-
-    def get_keys(self, key_ids: Sequence[bytes]) -> dict[bytes, KeyRow]:
-        """Many keys' rows at once (one query per 500 ids)."""
-        out: dict[bytes, KeyRow] = {}
-        for start in range(0, len(key_ids), 500):
-            chunk = list(key_ids[start : start + 500])
-            marks = ",".join(["?"] * len(chunk))
-            rows = self._execute(
-                f"SELECT {self._KEY_COLUMNS} FROM keys WHERE key_id IN ({marks})", chunk
-            ).fetchall()
-            for row in rows:
-                key = _key_row(row)
-                out[key.key_id] = key
-        return out
-
-    def keys_of_kind(self, kind: str) -> list[KeyRow]:
-        """Every key of one kind, oldest first."""
-        rows = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = ? ORDER BY created_at, key_id",
-            (kind,),
-        ).fetchall()
-        return [_key_row(row) for row in rows]
-
-    # ------------------------------------------------------------------ subjects
-
-    def subject_by_ref(self, subject_ref: bytes) -> SubjectRow | None:
-        """Find a live subject by its lookup token."""
-        row = self._execute(
-            self._SUBJECT_SELECT + "WHERE s.subject_ref = ?", (subject_ref,)
-        ).fetchone()
-        return None if row is None else _subject_row(row)
-
-    def subjects_by_refs(self, subject_refs: Sequence[bytes]) -> dict[bytes, SubjectRow]:
-        """Live subjects by lookup token, for many tokens at once."""
-        out: dict[bytes, SubjectRow] = {}
-        for start in range(0, len(subject_refs), 500):
-            chunk = list(subject_refs[start : start + 500])
-            marks = ",".join(["?"] * len(chunk))
-            rows = self._execute(
-                self._SUBJECT_SELECT + f"WHERE s.subject_ref IN ({marks})", chunk
-            ).fetchall()
-            for row in rows:
-                subject = _subject_row(row)
-                if subject.subject_ref is not None:
-                    out[bytes(subject.subject_ref)] = subject
-        return out
-
-    def subject(self, pseudonym: str) -> SubjectRow | None:
-        """Find a subject by pseudonym."""
-        row = self._execute(self._SUBJECT_SELECT + "WHERE s.pseudonym = ?", (pseudonym,)).fetchone()
-        return None if row is None else _subject_row(row)
-
-    def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
-        """Drop a subject's ciphertexts, blind-index tokens and lookup token."""
-        tokens = self._execute(
-            "DELETE FROM blind_index WHERE record_id IN "
-            "(SELECT record_id FROM records WHERE pseudonym = ?)",
-            (pseudonym,),
-        ).rowcount
-        records = self._execute(
-            "UPDATE records SET erased = 1, clear = '{}', sealed = ''::bytea, updated_at = ?, "
-            "version = version + 1 WHERE pseudonym = ? AND erased = 0",
-            (at, pseudonym),
-        ).rowcount
-        self._execute(
-            "UPDATE subjects SET subject_ref = NULL, minor_until = NULL, erased_at = ? "
-            "WHERE pseudonym = ?",
-            (at, pseudonym),
-        )
-        return int(records), int(tokens)
-
-    # ------------------------------------------------------------------ records
-
-    def insert_records(
-        self, rows: Sequence[RecordRow], tokens: Iterable[tuple[bytes, str, str]]
-    ) -> None:
-        """Insert records (sealed field ciphertexts included) and their blind-index tokens."""
-        self._executemany(
-            f"INSERT INTO records ({self._RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.record_id,
-                    r.record_type,
-                    r.pseudonym,
-                    r.key_id,
-                    r.version,
-                    r.created_at,
-                    r.updated_at,
-                    r.clear,
-                    r.sealed,
-                    int(r.erased),
-                )
-                for r in rows
-            ],
-        )
-        self._executemany(
-            "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            tokens,
-        )
-
-    def get_records(self, record_ids: Sequence[str]) -> list[RecordRow]:
-        """Read record rows; missing ids are left out."""
-        if not record_ids:
-            return []
-        rows = self._execute(
-            f"SELECT {self._RECORD_COLUMNS} FROM records WHERE record_id = ANY(?)",
-            (list(record_ids),),
-        ).fetchall()
-        return [record_row(row) for row in rows]
-
-    # ------------------------------------------------------------------ owners' rights
-
-    def live_subjects(self) -> list[SubjectRow]:
-        """Every subject not erased."""
-        rows = self._execute(
-            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL ORDER BY s.pseudonym"
-        ).fetchall()
-        return [_subject_row(row) for row in rows]
-
-    # ------------------------------------------------------------------ key rotation
-
-    def subject_keys_wrapped_by(self, kek_id: bytes, after: bytes, limit: int) -> list[KeyRow]:
-        """Live subject keys wrapped by ``kek_id`` with id after ``after``, in id order."""
-        rows = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = 'subject' AND wrapped_by = ? "
-            "AND wrapped IS NOT NULL AND key_id > ? ORDER BY key_id LIMIT ?",
-            (kek_id, after, limit),
-        ).fetchall()
-        return [_key_row(row) for row in rows]
-
-    def key_references(self, key_id: bytes) -> int:
-        """How many live keys, subjects and records still depend on ``key_id``."""
-        return int(
-            self._scalar(
-                "SELECT (SELECT count(*) FROM keys WHERE wrapped_by = ? AND wrapped IS NOT NULL) "
-                "+ (SELECT count(*) FROM subjects WHERE key_id = ? AND erased_at IS NULL) "
-                "+ (SELECT count(*) FROM records WHERE key_id = ? AND erased = 0)",
-                (key_id, key_id, key_id),
-            )
-        )
-
-    def subjects_page(self, after: str, limit: int) -> list[SubjectRow]:
-        """Live subjects with pseudonym after ``after``, in pseudonym order."""
-        rows = self._execute(
-            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL AND s.pseudonym > ? "
-            "ORDER BY s.pseudonym LIMIT ?",
-            (after, limit),
-        ).fetchall()
-        return [_subject_row(row) for row in rows]
-
-    def count_live_subjects(self) -> int:
-        """Number of subjects not erased."""
-        return int(self._scalar("SELECT count(*) FROM subjects WHERE erased_at IS NULL"))
-
-    def replace_tokens(self, record_id: str, tokens: Sequence[tuple[bytes, str]]) -> None:
-        """Replace every blind-index token of a record."""
-        self._execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
-        self._executemany(
-            "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            [(token, record_id, field) for token, field in tokens],
-        )
-
-    _JOB_COLUMNS = "job_id, kind, state, params, cursor, done, total, started_at, updated_at"
-
-    def jobs(self) -> list[_JobTuple]:
-        """Every job: (id, kind, state, params, cursor, done, total, started, updated)."""
-        rows = self._execute(
-            f"SELECT {self._JOB_COLUMNS} FROM jobs ORDER BY started_at, job_id"
-        ).fetchall()
-        return [_job_tuple(row) for row in rows]
-
-    def claim_job(self, job_id: str) -> _JobTuple | None:
-        """Lock a job's row for this transaction and return it; None if missing or taken.
-
-        ``FOR UPDATE SKIP LOCKED``: a worker whose transaction holds the row owns the job's
-        next batch; another worker sees None instead of waiting, and leaves that batch alone.
-        """
-        row = self._execute(
-            f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE job_id = ? FOR UPDATE SKIP LOCKED",
-            (job_id,),
-        ).fetchone()
-        return None if row is None else _job_tuple(row)
-
-    def advance_job(self, job_id: str, cursor: str, done: int, state: str, at: str) -> None:
-        """Move a job's cursor (in the same transaction as the batch it covers).
-
-        The total counted at the start grows with the work done, so subjects created while the
-        job runs never push progress past 100%.
-        """
-        self._execute(
-            "UPDATE jobs SET cursor = ?, done = done + ?, total = GREATEST(total, done + ?), "
-            "state = ?, updated_at = ? WHERE job_id = ?",
-            (cursor, done, done, state, at, job_id),
-        )
-
-    # ------------------------------------------------------------------ incidents and outbox
-
-    def insert_outbox(self, rows: Sequence[OutboxRow]) -> int:
-        """Queue notifications; rows whose id exists already are skipped. Returns how many."""
-        added = 0
-        for r in rows:
-            cur = self._execute(
-                f"INSERT INTO outbox ({self._OUTBOX_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    r.notification_id,
-                    r.incident_id,
-                    r.hook,
-                    r.audience,
-                    r.subject,
-                    r.payload,
-                    r.state,
-                    r.attempts,
-                    r.claims,
-                    r.next_attempt_at,
-                    r.last_error,
-                    r.created_at,
-                    r.delivered_at,
-                ),
-            )
-            added += max(0, cur.rowcount)
-        return added
-
-    def claim_outbox(self, now: str, lease_until: str, limit: int) -> list[OutboxRow]:
-        """Lease up to ``limit`` due rows (pending, or delivering with an expired lease)."""
-        rows = self._execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox "
-            "WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, created_at, notification_id LIMIT ? "
-            "FOR UPDATE SKIP LOCKED",
-            (now, limit),
-        ).fetchall()
-        claimed: list[OutboxRow] = []
-        for raw in rows:
-            row = self._outbox(raw)
-            self._execute(
-                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, "
-                "claims = claims + 1, next_attempt_at = ? WHERE notification_id = ?",
-                (lease_until, row.notification_id),
-            )
-            claimed.append(
-                attrs.evolve(
-                    row,
-                    state="delivering",
-                    attempts=row.attempts + 1,
-                    claims=row.claims + 1,
-                    next_attempt_at=lease_until,
-                )
-            )
-        return claimed
-
-    def record_keys(
-        self, key_ids: Sequence[bytes] | None
-    ) -> list[tuple[str, str, str, bytes, bytes]]:
-        """Live records (pseudonym, type, id, data key, KEK) under ``key_ids`` (None: all)."""
-        sql = (
-            "SELECT r.pseudonym, r.record_type, r.record_id, r.key_id, k.wrapped_by "
-            "FROM records AS r JOIN keys AS k ON k.key_id = r.key_id WHERE r.erased = 0"
-        )
-        params: list[Any] = []
-        if key_ids is not None:
-            wanted = [bytes(k) for k in key_ids]
-            sql += " AND (r.key_id = ANY(?) OR k.wrapped_by = ANY(?))"
-            params = [wanted, wanted]
-        found = {
-            str(row[2]): (str(row[0]), str(row[1]), str(row[2]), bytes(row[3]), bytes(row[4]))
-            for row in self._execute(sql, params).fetchall()
-        }
-        return sorted(found.values())
-
-    # ------------------------------------------------------------------ audit
-
-    def audit_state(self) -> tuple[int, bytes]:
-        """(size, serialised Merkle frontier) of the audit log."""
-        row = self._execute("SELECT size, frontier FROM audit_state WHERE id = 1").fetchone()
-        if row is None:
-            raise VaultFormatError("the audit log state row is missing")
-        return int(row[0]), bytes(row[1])
-
-    def append_audit(self, rows: Sequence[AuditRow], state: bytes) -> None:
-        """Append audit rows and store the new frontier, in the caller's transaction.
-
-        Up to :data:`_ROWS_PER_INSERT` rows go in the same statement as the frontier (a
-        data-modifying ``WITH``), so the usual append is one round trip.
-        """
-        if not rows:
-            size = self.audit_state()[0]
-            self._execute(
-                "UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1", (size, state)
-            )
-            return
-        head = [(r.seq, r.entry, r.leaf_hash) for r in rows[:-_ROWS_PER_INSERT]]
-        self._executemany(
-            "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)", head
-        )
-        tail = rows[len(head) :]
-        values = ", ".join(["(?, ?, ?)"] * len(tail))
-        self._execute(
-            f"WITH appended AS (INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES {values}) "
-            "UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1",
-            [*(v for r in tail for v in (r.seq, r.entry, r.leaf_hash)), rows[-1].seq + 1, state],
-        )
-
-
-def _opt_bytes(value: Any) -> bytes | None:
-    return None if value is None else bytes(value)
-
-
-def _key_row(row: Sequence[Any]) -> KeyRow:
-    return KeyRow(
-        key_id=bytes(row[0]),
-        kind=str(row[1]),
-        state=str(row[2]),
-        wrapped=_opt_bytes(row[3]),
-        wrapped_by=bytes(row[4]),
-        created_at=str(row[5]),
-        state_changed_at=str(row[6]),
-        invocations=int(row[7]),
-        max_invocations=int(row[8]),
-    )
-
-
-def _subject_row(row: Sequence[Any]) -> SubjectRow:
-    return SubjectRow(
-        pseudonym=str(row[0]),
-        subject_ref=_opt_bytes(row[1]),
-        key_id=bytes(row[2]),
-        created_at=str(row[3]),
-        erased_at=row[4],
-        minor_until=_opt_bytes(row[5]),
-        key_state=str(row[6]),
-        restricted_to=row[7],
-        hold_until=row[8],
-        ended_at=row[9],
-    )
-
-
-def _job_tuple(row: Sequence[Any]) -> _JobTuple:
-    return (
-        str(row[0]),
-        str(row[1]),
-        str(row[2]),
-        str(row[3]),
-        str(row[4]),
-        int(row[5]),
-        int(row[6]),
-        str(row[7]),
-        str(row[8]),
-    )
 
 
 if TYPE_CHECKING:  # pragma: no cover - a static check that the class implements the protocol

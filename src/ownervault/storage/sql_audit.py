@@ -1,0 +1,96 @@
+"""Shared statements of the audit log: checkpoints, entries and their Merkle leaf hashes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from .base import AuditRow
+from .sql_runner import QueryRunner
+
+__all__ = ["AuditQueries"]
+
+
+class AuditQueries(QueryRunner):
+    """Checkpoints and reading the log a page at a time; appending to it differs by dialect."""
+
+    def insert_checkpoint(self, size: int, root: bytes, note: str, at: str) -> None:
+        """Store a signed checkpoint."""
+        self._execute(
+            "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+            (size, root, note, at),
+        )
+
+    def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
+        """Every stored checkpoint (size, root, note, created_at), oldest first."""
+        rows = self._execute(
+            "SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size"
+        ).fetchall()
+        return [(int(a), bytes(b), str(c), str(d)) for a, b, c, d in rows]
+
+    def audit_rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
+        """Stream audit rows with ``start <= seq < stop`` in order, a page at a time."""
+        seq = start
+        while True:
+            limit = 1000 if stop is None else min(1000, stop - seq)
+            if limit <= 0:
+                return
+            rows = self._execute(
+                "SELECT seq, entry, leaf_hash FROM audit_entries WHERE seq >= ? "
+                "ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield AuditRow(int(row[0]), bytes(row[1]), bytes(row[2]))
+            seq = int(rows[-1][0]) + 1
+
+    def audit_leaf_hashes(self, start: int, stop: int) -> Iterator[bytes]:
+        """Stored leaf hashes with ``start <= seq < stop`` in order; stops at a gap."""
+        seq = start
+        while seq < stop:
+            rows = self._execute(
+                "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
+                (seq, min(10_000, stop - seq)),
+            ).fetchall()
+            if not rows:
+                return
+            for row_seq, leaf in rows:
+                if row_seq != seq:
+                    return
+                yield bytes(leaf)
+                seq += 1
+
+    def leaf_hashes(self, size: int) -> bytearray:
+        """The first ``size`` leaf hashes, concatenated (32 bytes each), in order."""
+        # Allocated once at its final size (growing it would briefly need twice the memory);
+        # trimmed if entries were missing.
+        out = bytearray(size * 32)
+        end = 0
+        for leaf in self.audit_leaf_hashes(0, size):
+            out[end : end + 32] = leaf
+            end += 32
+        del out[end:]
+        return out
+
+    #: SQL true when the ``entry`` column contains the bytes bound to the placeholder.
+    _ENTRY_CONTAINS = "instr(entry, ?) > 0"
+
+    def audit_entries_containing(self, fragments: Sequence[bytes]) -> Iterator[bytes]:
+        """Stored entry bytes that contain every one of ``fragments``, in log order.
+
+        The database searches the bytes, so entries that do not match never reach Python.
+        """
+        condition = " AND ".join([self._ENTRY_CONTAINS] * len(fragments)) or "1 = 1"
+        seq = -1
+        while True:
+            rows = self._execute(
+                f"SELECT seq, entry FROM audit_entries WHERE seq > ? AND {condition} "
+                "ORDER BY seq LIMIT 1000",
+                (seq, *fragments),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield bytes(row[1])
+            seq = int(rows[-1][0])

@@ -1,0 +1,153 @@
+"""Shared statements of breach incidents and the notification outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .base import IncidentRow, OutboxRow
+from .sql_runner import QueryRunner
+
+__all__ = ["IncidentQueries"]
+
+
+class IncidentQueries(QueryRunner):
+    """Incidents and outbox rows: storing, reading, settling and reviving deliveries."""
+
+    _INCIDENT_COLUMNS = (
+        "incident_id, kind, status, detected_at, aware_at, updated_at, document, affected"
+    )
+
+    _OUTBOX_COLUMNS = (
+        "notification_id, incident_id, hook, audience, subject, payload, state, attempts, "
+        "claims, next_attempt_at, last_error, created_at, delivered_at"
+    )
+
+    @staticmethod
+    def _incident(row: Sequence[Any]) -> IncidentRow:
+        return IncidentRow(
+            incident_id=str(row[0]),
+            kind=str(row[1]),
+            status=str(row[2]),
+            detected_at=str(row[3]),
+            aware_at=str(row[4]),
+            updated_at=str(row[5]),
+            document=str(row[6]),
+            affected=None if row[7] is None else bytes(row[7]),
+        )
+
+    @staticmethod
+    def _outbox(row: Sequence[Any]) -> OutboxRow:
+        return OutboxRow(
+            notification_id=str(row[0]),
+            incident_id=str(row[1]),
+            hook=str(row[2]),
+            audience=str(row[3]),
+            subject=None if row[4] is None else str(row[4]),
+            payload=str(row[5]),
+            state=str(row[6]),
+            attempts=int(row[7]),
+            claims=int(row[8]),
+            next_attempt_at=str(row[9]),
+            last_error=str(row[10]),
+            created_at=str(row[11]),
+            delivered_at=None if row[12] is None else str(row[12]),
+        )
+
+    def insert_incident(self, row: IncidentRow) -> None:
+        """Store a new incident."""
+        self._execute(
+            f"INSERT INTO incidents ({self._INCIDENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.incident_id,
+                row.kind,
+                row.status,
+                row.detected_at,
+                row.aware_at,
+                row.updated_at,
+                row.document,
+                row.affected,
+            ),
+        )
+
+    def update_incident(self, row: IncidentRow) -> None:
+        """Replace an incident's status, times, document and affected-owner blob."""
+        self._execute(
+            "UPDATE incidents SET kind = ?, status = ?, detected_at = ?, aware_at = ?, "
+            "updated_at = ?, document = ?, affected = ? WHERE incident_id = ?",
+            (
+                row.kind,
+                row.status,
+                row.detected_at,
+                row.aware_at,
+                row.updated_at,
+                row.document,
+                row.affected,
+                row.incident_id,
+            ),
+        )
+
+    def get_incident(self, incident_id: str) -> IncidentRow | None:
+        """Read one incident."""
+        row = self._execute(
+            f"SELECT {self._INCIDENT_COLUMNS} FROM incidents WHERE incident_id = ?",
+            (incident_id,),
+        ).fetchone()
+        return None if row is None else self._incident(row)
+
+    def incidents(self, status: str | None = None) -> list[IncidentRow]:
+        """Incidents (of one status or all), oldest first."""
+        sql = f"SELECT {self._INCIDENT_COLUMNS} FROM incidents"
+        params: tuple[str, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            params = (status,)
+        rows = self._execute(sql + " ORDER BY detected_at, incident_id", params).fetchall()
+        return [self._incident(row) for row in rows]
+
+    def outbox(
+        self, *, state: str | None = None, incident_id: str | None = None
+    ) -> list[OutboxRow]:
+        """Outbox rows, filtered by state and incident, oldest first."""
+        clauses: list[str] = []
+        params: list[str] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if incident_id is not None:
+            clauses.append("incident_id = ?")
+            params.append(incident_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox{where} "
+            "ORDER BY created_at, notification_id",
+            params,
+        ).fetchall()
+        return [self._outbox(row) for row in rows]
+
+    def settle_outbox(
+        self,
+        notification_id: str,
+        *,
+        claims: int,
+        state: str,
+        next_attempt_at: str,
+        last_error: str,
+        delivered_at: str | None,
+    ) -> bool:
+        """Record a delivery outcome if the row is still leased by this claim."""
+        cur = self._execute(
+            "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ?, delivered_at = ? "
+            "WHERE notification_id = ? AND claims = ? AND state = 'delivering'",
+            (state, next_attempt_at, last_error, delivered_at, notification_id, claims),
+        )
+        return bool(cur.rowcount == 1)
+
+    def revive_outbox(self, notification_id: str, at: str) -> bool:
+        """Move a dead-lettered row back to pending with a fresh attempt budget."""
+        cur = self._execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+            "last_error = '' WHERE notification_id = ? AND state = 'dead'",
+            (at, notification_id),
+        )
+        return bool(cur.rowcount == 1)

@@ -1,0 +1,188 @@
+"""Shared statements of subjects, their records and the records' blind-index tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .base import RecordRow, SubjectRow
+from .sql_runner import QueryRunner
+
+__all__ = ["RecordQueries", "record_row"]
+
+
+class RecordQueries(QueryRunner):
+    """Subjects, records and blind-index tokens: the statements both backends run alike."""
+
+    _SUBJECT_COLUMNS = "pseudonym, subject_ref, key_id, created_at, erased_at, minor_until"
+
+    _SUBJECT_SELECT = (
+        "SELECT s.pseudonym, s.subject_ref, s.key_id, s.created_at, s.erased_at, s.minor_until, "
+        "k.state, s.restricted_to, s.hold_until, s.ended_at "
+        "FROM subjects AS s JOIN keys AS k ON k.key_id = s.key_id "
+    )
+
+    def insert_subjects(self, rows: Sequence[SubjectRow]) -> None:
+        """Store new subjects."""
+        self._executemany(
+            f"INSERT INTO subjects ({self._SUBJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    row.pseudonym,
+                    row.subject_ref,
+                    row.key_id,
+                    row.created_at,
+                    row.erased_at,
+                    row.minor_until,
+                )
+                for row in rows
+            ],
+        )
+
+    def set_minor_until(self, pseudonym: str, value: bytes | None) -> None:
+        """Store the (encrypted) date a subject stops being a minor."""
+        self._execute("UPDATE subjects SET minor_until = ? WHERE pseudonym = ?", (value, pseudonym))
+
+    _RECORD_COLUMNS = (
+        "record_id, record_type, pseudonym, key_id, version, created_at, updated_at, clear, "
+        "sealed, erased"
+    )
+
+    def update_record(
+        self,
+        record_id: str,
+        *,
+        expected_version: int,
+        clear: str,
+        sealed: bytes,
+        updated_at: str,
+        tokens: Iterable[tuple[str, bytes | None]],
+    ) -> bool:
+        """Replace clear fields, ciphertexts and tokens if still at ``expected_version``."""
+        cur = self._execute(
+            "UPDATE records SET version = version + 1, clear = ?, sealed = ?, updated_at = ? "
+            "WHERE record_id = ? AND version = ? AND erased = 0",
+            (clear, sealed, updated_at, record_id, expected_version),
+        )
+        if cur.rowcount != 1:
+            return False
+        for field, token in tokens:
+            self._execute(
+                "DELETE FROM blind_index WHERE record_id = ? AND field = ?", (record_id, field)
+            )
+            if token is not None:
+                self._execute(
+                    "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?)",
+                    (token, record_id, field),
+                )
+        return True
+
+    def find_tokens(self, record_type: str, field: str, token: bytes) -> list[str]:
+        """Ids of live ``record_type`` records whose ``field`` has blind-index ``token``."""
+        rows = self._execute(
+            "SELECT b.record_id FROM blind_index AS b JOIN records AS r "
+            "ON r.record_id = b.record_id "
+            "WHERE b.token = ? AND b.field = ? AND r.record_type = ? AND r.erased = 0 "
+            "ORDER BY r.created_at, r.record_id",
+            (token, field, record_type),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def records_of_subject(self, pseudonym: str) -> list[RecordRow]:
+        """Every record of a subject, oldest first."""
+        rows = self._execute(
+            f"SELECT {self._RECORD_COLUMNS} FROM records WHERE pseudonym = ? "
+            "ORDER BY created_at, record_id",
+            (pseudonym,),
+        ).fetchall()
+        return [record_row(row) for row in rows]
+
+    def subject_units(self, pseudonym: str) -> list[str]:
+        """Clear JSON of a subject's live unit records (community and building live there)."""
+        rows = self._execute(
+            "SELECT clear FROM records WHERE pseudonym = ? AND record_type = 'unit' AND erased = 0",
+            (pseudonym,),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def subject_keys_in_use(self) -> set[bytes]:
+        """Ids of data keys that a live subject or record still uses (one pass, for bulk work)."""
+        rows = self._execute(
+            "SELECT key_id FROM subjects WHERE erased_at IS NULL "
+            "UNION SELECT key_id FROM records WHERE erased = 0"
+        ).fetchall()
+        return {bytes(row[0]) for row in rows}
+
+    def records_per_key(self) -> dict[bytes, int]:
+        """Live records protected by each data key."""
+        rows = self._execute(
+            "SELECT key_id, count(*) FROM records WHERE erased = 0 GROUP BY key_id"
+        ).fetchall()
+        return {bytes(k): int(n) for k, n in rows}
+
+    def set_subject_key(
+        self, pseudonym: str, key_id: bytes, minor_until: bytes | None, subject_ref: bytes | None
+    ) -> None:
+        """Point a subject at a new data key (and lookup token, when given)."""
+        if subject_ref is None:
+            self._execute(
+                "UPDATE subjects SET key_id = ?, minor_until = ? WHERE pseudonym = ?",
+                (key_id, minor_until, pseudonym),
+            )
+        else:
+            self._execute(
+                "UPDATE subjects SET key_id = ?, minor_until = ?, subject_ref = ? "
+                "WHERE pseudonym = ?",
+                (key_id, minor_until, subject_ref, pseudonym),
+            )
+
+    def records_of_subjects(self, pseudonyms: Sequence[str]) -> list[RecordRow]:
+        """Every live record of many subjects (one query per 500 subjects)."""
+        out: list[RecordRow] = []
+        for start in range(0, len(pseudonyms), 500):
+            chunk = list(pseudonyms[start : start + 500])
+            marks = ",".join(["?"] * len(chunk))
+            rows = self._execute(
+                f"SELECT {self._RECORD_COLUMNS} FROM records "
+                f"WHERE pseudonym IN ({marks}) AND erased = 0",
+                chunk,
+            ).fetchall()
+            out.extend(record_row(row) for row in rows)
+        return out
+
+    def reseal_records(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Replace many records' ciphertexts: (record id, new key id, sealed blob)."""
+        self._executemany(
+            "UPDATE records SET key_id = ?, sealed = ? WHERE record_id = ?",
+            [(key_id, sealed, record_id) for record_id, key_id, sealed in rows],
+        )
+
+    def set_subject_keys(self, rows: Sequence[tuple[str, bytes, bytes | None]]) -> None:
+        """Point many subjects at new data keys: (pseudonym, key id, encrypted minor_until)."""
+        self._executemany(
+            "UPDATE subjects SET key_id = ?, minor_until = ? WHERE pseudonym = ?",
+            [(key_id, minor, pseudonym) for pseudonym, key_id, minor in rows],
+        )
+
+    def reseal_record(self, record_id: str, key_id: bytes, sealed: bytes) -> None:
+        """Replace a record's ciphertexts with the same values under another key."""
+        self._execute(
+            "UPDATE records SET key_id = ?, sealed = ? WHERE record_id = ?",
+            (key_id, sealed, record_id),
+        )
+
+
+def record_row(row: Sequence[Any]) -> RecordRow:
+    """A records-table row (in ``_RECORD_COLUMNS`` order) as a :class:`RecordRow`."""
+    return RecordRow(
+        record_id=row[0],
+        record_type=row[1],
+        pseudonym=row[2],
+        key_id=bytes(row[3]),
+        version=int(row[4]),
+        created_at=row[5],
+        updated_at=row[6],
+        clear=row[7],
+        sealed=bytes(row[8]),
+        erased=bool(row[9]),
+    )

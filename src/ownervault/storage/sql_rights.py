@@ -1,0 +1,157 @@
+"""Shared statements of owners' rights: the consent ledger, holds, requests and disclosures."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+
+from ..policy.consent import ConsentRecord
+from .base import DisclosureRow, HoldRow, RequestRow
+from .sql_runner import QueryRunner
+
+__all__ = ["RightsQueries"]
+
+
+class RightsQueries(QueryRunner):
+    """The consent ledger, a subject's flags, legal holds, rights requests and disclosures."""
+
+    _CONSENT_COLUMNS = (
+        "consent_id, pseudonym, purpose, event, at, actor, channel, evidence, notice_version, "
+        "fields, separate, given_by, expires_at"
+    )
+
+    def insert_consent(self, record: ConsentRecord) -> None:
+        """Append a fact to the consent ledger."""
+        self._execute(
+            f"INSERT INTO consents ({self._CONSENT_COLUMNS}, position) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "(SELECT coalesce(max(position), 0) + 1 FROM consents))",
+            (
+                record.consent_id,
+                record.subject,
+                record.purpose,
+                record.event,
+                record.at,
+                record.actor,
+                record.channel,
+                record.evidence,
+                record.notice_version,
+                json.dumps(list(record.fields)),
+                int(record.separate),
+                record.given_by,
+                record.expires_at,
+            ),
+        )
+
+    def consents(self, pseudonym: str, purpose: str | None = None) -> list[ConsentRecord]:
+        """A subject's ledger records (for one purpose or all), in the order they were made."""
+        sql = f"SELECT {self._CONSENT_COLUMNS} FROM consents WHERE pseudonym = ?"
+        params: list[str] = [pseudonym]
+        if purpose is not None:
+            sql += " AND purpose = ?"
+            params.append(purpose)
+        rows = self._execute(sql + " ORDER BY position", params).fetchall()
+        return [
+            ConsentRecord(
+                consent_id=row[0],
+                subject=row[1],
+                purpose=row[2],
+                event=row[3],
+                at=row[4],
+                actor=row[5],
+                channel=row[6],
+                evidence=row[7],
+                notice_version=row[8],
+                fields=tuple(json.loads(row[9])),
+                separate=bool(row[10]),
+                given_by=row[11],
+                expires_at=row[12],
+            )
+            for row in rows
+        ]
+
+    def set_subject_flags(self, pseudonym: str, **flags: str | None) -> None:
+        """Set ``restricted_to``, ``hold_until`` or ``ended_at`` of a subject."""
+        allowed = {"restricted_to", "hold_until", "ended_at"}
+        if not flags or set(flags) - allowed:
+            raise ValueError("unknown subject flag")
+        assignments = ", ".join(f"{name} = ?" for name in sorted(flags))
+        self._execute(
+            f"UPDATE subjects SET {assignments} WHERE pseudonym = ?",
+            [*(flags[name] for name in sorted(flags)), pseudonym],
+        )
+
+    def insert_hold(self, hold: HoldRow) -> None:
+        """Record a legal hold."""
+        self._execute(
+            "INSERT INTO holds (hold_id, pseudonym, reason, starts_at, ends_at, actor, "
+            "released_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            attrs.astuple(hold),
+        )
+
+    def holds(self, pseudonym: str) -> list[HoldRow]:
+        """A subject's holds, oldest first."""
+        rows = self._execute(
+            "SELECT hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at "
+            "FROM holds WHERE pseudonym = ? ORDER BY starts_at, hold_id",
+            (pseudonym,),
+        ).fetchall()
+        return [HoldRow(*row) for row in rows]
+
+    def find_hold(self, hold_id: str) -> HoldRow | None:
+        """One hold by id."""
+        row = self._execute(
+            "SELECT hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at "
+            "FROM holds WHERE hold_id = ?",
+            (hold_id,),
+        ).fetchone()
+        return None if row is None else HoldRow(*row)
+
+    def release_hold(self, hold_id: str, at: str) -> bool:
+        """Release a hold; False if there is no such unreleased hold."""
+        cur = self._execute(
+            "UPDATE holds SET released_at = ? WHERE hold_id = ? AND released_at IS NULL",
+            (at, hold_id),
+        )
+        return bool(cur.rowcount == 1)
+
+    def upsert_request(self, request: RequestRow) -> None:
+        """Record or update a rights request."""
+        self._execute(
+            "INSERT INTO rights_requests (request_id, pseudonym, kind, received_at, due_at, "
+            "status, outcome, closed_at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (request_id) DO UPDATE SET status = excluded.status, "
+            "outcome = excluded.outcome, closed_at = excluded.closed_at",
+            attrs.astuple(request),
+        )
+
+    def requests(self, pseudonym: str | None = None) -> list[RequestRow]:
+        """Rights requests (of one subject, or all), oldest first."""
+        sql = (
+            "SELECT request_id, pseudonym, kind, received_at, due_at, status, outcome, "
+            "closed_at, actor FROM rights_requests"
+        )
+        params: list[str] = []
+        if pseudonym is not None:
+            sql += " WHERE pseudonym = ?"
+            params.append(pseudonym)
+        rows = self._execute(sql + " ORDER BY received_at, request_id", params).fetchall()
+        return [RequestRow(*row) for row in rows]
+
+    def insert_disclosure(self, row: DisclosureRow) -> None:
+        """Record that fields of a subject went to a third party."""
+        self._execute(
+            "INSERT INTO disclosures (disclosure_id, pseudonym, recipient, purpose, fields, at, "
+            "actor) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            attrs.astuple(row),
+        )
+
+    def disclosures(self, pseudonym: str) -> list[DisclosureRow]:
+        """Where a subject's data went, oldest first."""
+        rows = self._execute(
+            "SELECT disclosure_id, pseudonym, recipient, purpose, fields, at, actor "
+            "FROM disclosures WHERE pseudonym = ? ORDER BY at, disclosure_id",
+            (pseudonym,),
+        ).fetchall()
+        return [DisclosureRow(*row) for row in rows]
