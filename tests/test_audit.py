@@ -279,8 +279,12 @@ def test_create_entries_name_written_fields_and_the_subject_pseudonym(vault: Vau
         reason="",
         fields=profile_fields,
         rules=["front-desk.registration.profile"],
-        detail={},
     )
+    # A write's detail carries the new version and a digest of the sealed container (freshness).
+    for entry in entries:
+        assert set(entry["detail"]) == {"version", "sealed"}
+        assert entry["detail"]["version"] == 1
+        assert re.fullmatch(r"[0-9a-f]{32}", entry["detail"]["sealed"])
     check(
         entries[1],
         fields=["building", "community", "relation", "unit_number"],

@@ -493,8 +493,14 @@ def test_data_key_matrix_through_reencrypt_and_destroy_retired(
     assert _key_actions(vault, seq) == ["key.reencrypt_start"]
     while True:
         seq = vault.audit.size()
+        before = vault.keys.jobs()[-1].done
         status = vault.keys.run(job.job_id, actor=ADMIN, batch_size=2, max_batches=1)
-        assert _key_actions(vault, seq) == ["key.job_done" if status.finished else "key.job_batch"]
+        # Each subject re-keyed in the batch is logged (its records' new digests), then the batch.
+        rekeyed = ["key.rekey"] * (status.done - before)
+        assert _key_actions(vault, seq) == [
+            *rekeyed,
+            "key.job_done" if status.finished else "key.job_batch",
+        ]
         if status.finished:
             break
         matrix = _data_matrix(vault)

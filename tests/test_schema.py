@@ -1,11 +1,12 @@
-"""The schema rendered from one definition is the schema each backend first shipped.
+"""The schema rendered from one definition: version 1 as first shipped, and every upgrade.
 
 ``tests/vectors/schema_v1_sqlite.sql`` and ``schema_v1_postgres.sql`` are frozen copies of the
-version-1 DDL as first shipped, when each backend wrote its own. A vault created today from
-:mod:`ownervault.storage.schema` must be indistinguishable in structure from one created with
-that DDL: same tables, columns, declared types, constraints, indexes and triggers. Whitespace
-may differ, so statement texts are compared with runs of whitespace collapsed. ``TABLES``, the
-column lists migrations copy by, must be the rendered schema's.
+version-1 DDL as first shipped, when each backend wrote its own. The version-1 part of
+:mod:`ownervault.storage.schema` must render exactly that structure (same tables, columns,
+declared types, constraints, indexes and triggers; whitespace may differ, so statement texts are
+compared with runs of whitespace collapsed), and a version-1 database brought up by the upgrade
+steps must have the structure of a new one. ``TABLES``, the column lists migrations copy by,
+must be the rendered schema's.
 """
 
 from __future__ import annotations
@@ -70,14 +71,20 @@ def _frozen_sqlite(path: Path) -> dict[str, Any]:
         conn.close()
 
 
-def test_sqlite_schema_matches_the_first_shipped_ddl(tmp_path: Path) -> None:
-    """A new SQLCipher vault database has exactly the structure the version-1 DDL created."""
-    backend = SQLCipherBackend(tmp_path / "new.db", bytes(range(32)))
+def _sqlite_database(path: Path, *scripts: str) -> dict[str, Any]:
+    """Facts of a plain SQLite database made by running ``scripts``."""
+    conn = sqlcipher3.connect(str(path))
     try:
-        assert backend.migrate() == 1
-        new = _sqlite_facts(lambda sql: [tuple(row) for row in backend._execute(sql).fetchall()])
+        for script in scripts:
+            conn.executescript(script)
+        return _sqlite_facts(lambda sql: [tuple(row) for row in conn.execute(sql).fetchall()])
     finally:
-        backend.close()
+        conn.close()
+
+
+def test_sqlite_schema_version_1_matches_the_first_shipped_ddl(tmp_path: Path) -> None:
+    """The version-1 part of the definition renders exactly what the version-1 DDL created."""
+    new = _sqlite_database(tmp_path / "new.db", schema.sqlite_script(schema.tables_at(1)))
     old = _frozen_sqlite(tmp_path / "old.db")
 
     assert old["without_rowid"] == ["blind_index", "keys", "meta", "subjects"]
@@ -89,6 +96,35 @@ def test_sqlite_schema_matches_the_first_shipped_ddl(tmp_path: Path) -> None:
     assert sorted(new) == sorted(old)
     for fact, value in old.items():
         assert new[fact] == value, fact
+
+
+def test_sqlite_upgraded_version_1_vault_has_the_structure_of_a_new_one(tmp_path: Path) -> None:
+    """A database made with the version-1 DDL and brought up by each upgrade step has the
+    columns, indexes, constraints and triggers of a database made new by the backend."""
+    backend = SQLCipherBackend(tmp_path / "new.db", bytes(range(32)))
+    try:
+        assert backend.migrate() == schema.SCHEMA_VERSION == 2
+        new = _sqlite_facts(lambda sql: [tuple(row) for row in backend._execute(sql).fetchall()])
+    finally:
+        backend.close()
+    steps = [schema.sqlite_upgrade(v) for v in range(2, schema.SCHEMA_VERSION + 1)]
+    upgraded = _sqlite_database(
+        tmp_path / "old.db", (VECTORS / "schema_v1_sqlite.sql").read_text(), *steps
+    )
+    assert sorted(new) == sorted(upgraded)
+    for fact, value in new.items():
+        if fact == "objects":
+            # ALTER TABLE keeps a table's original statement text with the column spliced in;
+            # what the text says is compared column by column above, and every index and
+            # trigger statement must be the same.
+            value = [(k, n, t, sql if k != "table" else None) for k, n, t, sql in value]
+            got = [(k, n, t, sql if k != "table" else None) for k, n, t, sql in upgraded[fact]]
+            assert got == value, fact
+        else:
+            assert upgraded[fact] == value, fact
+    assert ("blob", "binding") in {
+        (row[2].lower(), row[1]) for row in new["consents: columns"]
+    }
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -142,29 +178,25 @@ def _pg_facts(url: str) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
-@pytest.mark.postgres
-def test_postgres_schema_matches_the_first_shipped_ddl(
-    postgres_server: str, pg_database: str
-) -> None:
-    """A new PostgreSQL vault database has exactly the structure the version-1 DDL created."""
+def _pg_database(server: str, *scripts: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Facts of a throwaway database made by running ``scripts``."""
     import psycopg
 
-    from ownervault.storage.postgres import PostgresBackend
-
-    backend = PostgresBackend(pg_database)
+    url = pg.create_database(server)
     try:
-        assert backend.migrate() == 1
+        with psycopg.connect(url, autocommit=True) as conn:
+            for script in scripts:
+                conn.execute(script)  # type: ignore[arg-type]
+        return _pg_facts(url)
     finally:
-        backend.close()
-    new = _pg_facts(pg_database)
+        pg.drop_database(server, url)
 
-    frozen = pg.create_database(postgres_server)
-    try:
-        with psycopg.connect(frozen, autocommit=True) as conn:
-            conn.execute((VECTORS / "schema_v1_postgres.sql").read_text())  # type: ignore[arg-type]
-        old = _pg_facts(frozen)
-    finally:
-        pg.drop_database(postgres_server, frozen)
+
+@pytest.mark.postgres
+def test_postgres_schema_version_1_matches_the_first_shipped_ddl(postgres_server: str) -> None:
+    """The version-1 part of the definition renders exactly what the version-1 DDL created."""
+    new = _pg_database(postgres_server, schema.postgres_script(schema.tables_at(1)))
+    old = _pg_database(postgres_server, (VECTORS / "schema_v1_postgres.sql").read_text())
 
     text_columns = [row for row in old["columns"] if row[3] == "text"]
     assert text_columns and all(row[5] == "C" for row in text_columns)
@@ -177,6 +209,29 @@ def test_postgres_schema_matches_the_first_shipped_ddl(
     assert new.keys() == old.keys()
     for fact, rows in old.items():
         assert new[fact] == rows, fact
+
+
+@pytest.mark.postgres
+def test_postgres_upgraded_version_1_vault_has_the_structure_of_a_new_one(
+    postgres_server: str, pg_database: str
+) -> None:
+    """A database made with the version-1 DDL and brought up by each upgrade step has the
+    structure of a database made new by the backend."""
+    from ownervault.storage.postgres import PostgresBackend
+
+    backend = PostgresBackend(pg_database)
+    try:
+        assert backend.migrate() == schema.SCHEMA_VERSION == 2
+    finally:
+        backend.close()
+    new = _pg_facts(pg_database)
+    steps = [schema.postgres_upgrade(v) for v in range(2, schema.SCHEMA_VERSION + 1)]
+    upgraded = _pg_database(
+        postgres_server, (VECTORS / "schema_v1_postgres.sql").read_text(), *steps
+    )
+    assert new.keys() == upgraded.keys()
+    for fact, rows in new.items():
+        assert upgraded[fact] == rows, fact
 
 
 # --------------------------------------------------------------------------- TABLES

@@ -43,6 +43,7 @@ from ownervault import (
 from ownervault.bundle import verify_bundle
 from ownervault.exceptions import (
     DecryptionError,
+    IntegrityError,
     FieldNotDisclosedError,
     KeyExhaustedError,
     PolicyDeniedError,
@@ -457,7 +458,8 @@ def test_moved_ciphertext_does_not_decrypt(
     dpo: Actor,
     leaks: LeakCheck,
 ) -> None:
-    """A field ciphertext copied to another field or record fails with DecryptionError."""
+    """A field ciphertext copied to another field or record fails the record's integrity check
+    (its binding tag covers the sealed container) before anything is decrypted."""
     victim = leaks.record(make_owner())
     sibling = leaks.record(make_owner(subject_id=victim.subject_id))
     stranger = leaks.record(make_owner())
@@ -477,11 +479,15 @@ def test_moved_ciphertext_does_not_decrypt(
     )
     start = vault.audit.size()
     with vault.session(dpo, "subject_access_request") as session:
-        with leaks.raises(DecryptionError):
+        with leaks.raises(IntegrityError):
             session.get(OwnerProfile, victim_id)
         assert session.get(OwnerProfile, stranger_id)["phone"] == stranger.phone
     denials = _deny_entries(vault, start)
-    assert [(e["reason"], e["record_id"]) for e in denials] == [("decryption_failed", victim_id)]
+    assert [(e["reason"], e["record_id"]) for e in denials] == [
+        ("integrity_failed", victim_id),
+        ("integrity_failed", None),
+    ]
+    assert denials[1]["action"] == "integrity.failure"
     assert vault.audit.verify() == vault.audit.size()
 
 

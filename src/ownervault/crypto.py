@@ -16,6 +16,9 @@ This is the only module that imports ``cryptography``. Everything above it sees 
   name order, ``name length (1) | name | envelope length (4, big-endian) | envelope``.
 * **Blind index tokens** -- HMAC-SHA256 under a per-(record type, field) key derived by HKDF
   from the vault's index key, truncated to 16 bytes.
+* **Row binding tags** -- HMAC-SHA256 over a stored row's table name and typed column values,
+  under a key derived by HKDF from the keyring key: a row changed, moved or forged outside the
+  vault no longer matches its tag.
 * **Passphrases** -- Argon2id (RFC 9106), parameters stored in the vault header.
 
 Nonces are 96 bits from ``os.urandom`` for every encryption and are never chosen by callers.
@@ -42,6 +45,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from .exceptions import CryptoError, DecryptionError, ValidationError
 
 __all__ = [
+    "BINDING_BYTES",
     "BLIND_INDEX_BYTES",
     "FIELD_FORMAT_V1",
     "KEY_BYTES",
@@ -50,6 +54,8 @@ __all__ = [
     "Argon2Params",
     "FieldKey",
     "IndexKey",
+    "RowKey",
+    "RowValue",
     "SecretKey",
     "derive_key",
     "ed25519_generate",
@@ -85,6 +91,10 @@ _LABEL_WRAP_AAD: Final = b"ownervault wrap v1"
 _INFO_ENC: Final = b"ownervault field encryption v1"
 _INFO_COMMIT: Final = b"ownervault key commitment v1"
 _INFO_INDEX: Final = b"ownervault blind index v1"
+_INFO_ROW: Final = b"ownervault row binding v1"
+_LABEL_ROW: Final = b"ownervault row v1"
+#: Length of a row binding tag (HMAC-SHA256, not truncated).
+BINDING_BYTES: Final = 32
 
 
 @functools.lru_cache(maxsize=4096)
@@ -347,6 +357,53 @@ class IndexKey(_NoPickle):
             mac.update(value.encode("utf-8"))
             out.append(mac.finalize()[:BLIND_INDEX_BYTES])
         return out
+
+
+#: A column value as a binding tag covers it.
+RowValue = str | bytes | int | None
+
+
+def _row_part(value: RowValue) -> bytes:
+    """A column value tagged with its type, so that None, ``""``, ``b""`` and 0 all differ."""
+    if value is None:
+        return b"\x00"
+    if isinstance(value, bytes):
+        return b"\x01" + value
+    if isinstance(value, str):
+        return b"\x02" + value.encode("utf-8")
+    return b"\x03" + str(int(value)).encode("ascii")
+
+
+class RowKey(_NoPickle):
+    """Binding tags for stored rows: HMAC-SHA256 over a row's table and columns.
+
+    The key is derived by HKDF from the vault's keyring key, which only the root key unwraps, so
+    whoever can change the database but does not hold the root key cannot make a tag for a row
+    the vault did not write. The input is ``encode_context("ownervault row v1", table,
+    part...)`` with every column value tagged with its type (see ``docs/formats.md``).
+    """
+
+    __slots__ = ("_mac",)
+
+    def __init__(self, keyring_key: bytes) -> None:
+        if len(keyring_key) != KEY_BYTES:
+            raise ValidationError("a key must be exactly 32 bytes")
+        self._mac = _hmac.HMAC(derive_key(keyring_key, info=_INFO_ROW), hashes.SHA256())
+
+    def __repr__(self) -> str:
+        return "<RowKey bytes=<redacted>>"
+
+    def tag(self, table: str, values: Iterable[RowValue]) -> bytes:
+        """The binding tag of a row of ``table`` with these column values, in order."""
+        mac = self._mac.copy()
+        mac.update(encode_context(_LABEL_ROW, table, *(_row_part(v) for v in values)))
+        return mac.finalize()
+
+    def matches(self, table: str, values: Iterable[RowValue], tag: bytes | None) -> bool:
+        """Whether ``tag`` is the row's binding tag (compared in constant time)."""
+        if tag is None or len(tag) != BINDING_BYTES:
+            return False
+        return _stdlib_hmac.compare_digest(self.tag(table, values), tag)
 
 
 @attrs.frozen

@@ -34,7 +34,8 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     │   ├── RecordNotFoundError (LookupError)
     │   ├── StaleRecordError                 an update was based on an out-of-date version
     │   └── SubjectErasedError               the subject was erased (crypto-shredded)
-    ├── AuditIntegrityError                  a Merkle proof, checkpoint or audit entry is bad
+    ├── IntegrityError                       a stored row was changed outside the vault (or damaged)
+    │   └── AuditIntegrityError              a Merkle proof, checkpoint or audit entry is bad
     └── StorageError                         the database failed (locked too long, I/O, corrupt)
 """
 
@@ -48,6 +49,7 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "FieldNotDisclosedError",
+    "IntegrityError",
     "KeyExhaustedError",
     "KeyProviderError",
     "KeyStateError",
@@ -203,7 +205,25 @@ class SubjectErasedError(RecordError):
     """The record's subject was erased; its personal fields are gone for good."""
 
 
-class AuditIntegrityError(OwnerVaultError):
+class IntegrityError(OwnerVaultError):
+    """Stored data failed its integrity check: changed outside the vault, moved, or damaged.
+
+    Raised when a row's binding tag does not match its columns (a record, subject, consent or
+    key row), when a search candidate does not hold the value searched for, or when the subject
+    an erasure found is not the one asked for. The message names the table and row id, never a
+    value. Nothing is disclosed or changed by the operation that raises it.
+
+    ``table`` and ``row`` name what failed (a table and a row id or pseudonym) when it is one
+    row; they hold no personal value.
+    """
+
+    def __init__(self, message: str, *, table: str | None = None, row: str | None = None) -> None:
+        self.table = table
+        self.row = row
+        super().__init__(message)
+
+
+class AuditIntegrityError(IntegrityError):
     """An audit entry, Merkle proof or signed checkpoint failed verification."""
 
 

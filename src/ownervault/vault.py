@@ -16,10 +16,11 @@ SQLite's write lock with ``BEGIN IMMEDIATE`` and wait up to the busy timeout.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -28,7 +29,14 @@ from . import rights
 from .audit import AuditEntry, AuditLog, format_time
 from .audit.bundle import AuditFilter, BundleSummary, export_bundle
 from .breach import IncidentManager, attach, incident_manager
-from .exceptions import RecordNotFoundError, ValidationError, VaultClosedError, VaultError
+from .exceptions import (
+    AuditIntegrityError,
+    IntegrityError,
+    RecordNotFoundError,
+    ValidationError,
+    VaultClosedError,
+    VaultError,
+)
 from .kernel import (
     Access,
     ErasureResult,
@@ -474,12 +482,25 @@ class Session:
         """End the session; later calls raise :class:`VaultClosedError`."""
         self._access.close()
 
-    def _ready(self) -> Access:
-        """The session's access, once checked to be usable (call under ``self._lock``)."""
-        if self._access.closed:
-            raise VaultClosedError("the session is closed")
-        self._access.kernel.check_open()
-        return self._access
+    @contextlib.contextmanager
+    def _ready(self) -> Iterator[Access]:
+        """The session's access, checked to be usable, for one operation (one at a time).
+
+        A stored row that fails its integrity check is reported (an audit entry, a tamper
+        incident) once the operation's transaction has ended, then the error is raised.
+        """
+        with self._lock:
+            if self._access.closed:
+                raise VaultClosedError("the session is closed")
+            kernel = self._access.kernel
+            kernel.check_open()
+            try:
+                yield self._access
+            except IntegrityError as exc:
+                # A failed audit verification was reported by the log itself.
+                if not isinstance(exc, AuditIntegrityError):
+                    kernel.report_integrity(exc, self._access.actor, self._access.purpose)
+                raise
 
     # ------------------------------------------------------------------ records
 
@@ -498,8 +519,8 @@ class Session:
         Every record is decided first; if any is denied, nothing is stored, the denials are
         audited and the first one is raised.
         """
-        with self._lock:
-            return writes.put_many(self._ready(), records)
+        with self._ready() as access:
+            return writes.put_many(access, records)
 
     def update(self, record: RecordRef | RecordView, **changes: object) -> RecordRef:
         """Change fields of a record read earlier; refuses if it changed in between.
@@ -515,8 +536,8 @@ class Session:
             StaleRecordError: the record was changed since ``record`` was read.
             PolicyDeniedError: the purpose may not update this record or one of the fields.
         """
-        with self._lock:
-            return writes.update(self._ready(), _ref(record), changes)
+        with self._ready() as access:
+            return writes.update(access, _ref(record), changes)
 
     def get(self, record_type: type[_R] | str, record_id: str) -> RecordView:
         """Read one record: only the fields the decision discloses, masked where it says.
@@ -530,8 +551,7 @@ class Session:
 
     def get_many(self, record_type: type[_R] | str, record_ids: Sequence[str]) -> list[RecordView]:
         """Read many records of one type in one transaction, in the order of ``record_ids``."""
-        with self._lock:
-            access = self._ready()
+        with self._ready() as access:
             name = reads.type_name(record_type)
             if isinstance(record_ids, str):
                 raise ValidationError("get_many takes a sequence of record ids")
@@ -547,8 +567,7 @@ class Session:
             ValidationError: a criterion names a field without a blind index.
             PolicyDeniedError: the purpose may not read this type or see a searched field.
         """
-        with self._lock:
-            access = self._ready()
+        with self._ready() as access:
             return reads.find(access, reads.type_name(record_type), criteria)
 
     # ------------------------------------------------------------------ consent ledger
@@ -587,9 +606,9 @@ class Session:
                 separate consent is missing, or a minor consented without a guardian.
             RecordNotFoundError: no live subject with that id.
         """
-        with self._lock:
+        with self._ready() as access:
             return ledger.consent_event(
-                self._ready(),
+                access,
                 "grant",
                 subject_id,
                 purpose,
@@ -608,9 +627,9 @@ class Session:
 
         Processing already done stays lawful and its audit entries stay as they were.
         """
-        with self._lock:
+        with self._ready() as access:
             return ledger.consent_event(
-                self._ready(),
+                access,
                 "withdraw",
                 subject_id,
                 purpose,
@@ -620,8 +639,8 @@ class Session:
 
     def consents(self, subject_id: str) -> list[ConsentRecord]:
         """The subject's consent ledger, oldest first (the lookup is audited)."""
-        with self._lock:
-            return ledger.consents(self._ready(), subject_id)
+        with self._ready() as access:
+            return ledger.consents(access, subject_id)
 
     def access_history(self, subject_id: str) -> list[dict[str, Any]]:
         """Who accessed a subject's data, when, why and which fields (PIPL Art 45, GDPR 15).
@@ -634,8 +653,8 @@ class Session:
             PolicyDeniedError: the session may not read owner profiles for its purpose.
             RecordNotFoundError: no live subject with that id.
         """
-        with self._lock:
-            return ledger.access_history(self._ready(), subject_id)
+        with self._ready() as access:
+            return ledger.access_history(access, subject_id)
 
     # ------------------------------------------------------------------ owners' rights
 
@@ -652,8 +671,8 @@ class Session:
             PolicyDeniedError: the purpose may not erase one of the subject's record types
                 (reason code), or a legal hold applies (reason ``legal_hold``).
         """
-        with self._lock:
-            return _erase.erase_subject(self._ready(), subject_id, request_id=request_id)
+        with self._ready() as access:
+            return _erase.erase_subject(access, subject_id, request_id=request_id)
 
     def export_subject(
         self,
@@ -669,9 +688,9 @@ class Session:
         Needs a purpose that may read all the subject's record types (``subject_access_request``
         in the default pack).
         """
-        with self._lock:
+        with self._ready() as access:
             return rights.export_subject(
-                self._ready(), subject_id, verify_identity=verify_identity, attestation=attestation
+                access, subject_id, verify_identity=verify_identity, attestation=attestation
             )
 
     def correct(
@@ -683,9 +702,9 @@ class Session:
         a corrected field earlier (see :meth:`record_disclosure`) are listed in the result and
         get a correction notice through the vault's ``correction_notifiers``.
         """
-        with self._lock:
+        with self._ready() as access:
             return rights.correct(
-                self._ready(),
+                access,
                 _ref(record),
                 evidence=evidence,
                 changes=changes,
@@ -694,22 +713,19 @@ class Session:
 
     def restrict(self, subject_id: str, purposes: Iterable[str] | None) -> None:
         """Restrict processing of a subject's data to ``purposes`` (None lifts it; PIPL Art 44)."""
-        with self._lock:
-            access = self._ready()
+        with self._ready() as access:
             access.kernel.check_writable()
             rights.restrict(access, subject_id, purposes)
 
     def hold(self, subject_id: str, *, reason: str, until: _dt.datetime) -> HoldRow:
         """Put a subject's data on legal hold until ``until``; erasure and sweeps skip it."""
-        with self._lock:
-            access = self._ready()
+        with self._ready() as access:
             access.kernel.check_writable()
             return rights.hold(access, subject_id, reason=reason, until=until)
 
     def release(self, hold_id: str) -> None:
         """Release a legal hold before its end."""
-        with self._lock:
-            access = self._ready()
+        with self._ready() as access:
             access.kernel.check_writable()
             rights.release(access, hold_id)
 
@@ -717,8 +733,7 @@ class Session:
         self, subject_id: str, *, recipient: str, fields: Iterable[str]
     ) -> DisclosureRow:
         """Record that fields of a subject were given to a third party (a recipient)."""
-        with self._lock:
-            access = self._ready()
+        with self._ready() as access:
             access.kernel.check_writable()
             return rights.record_disclosure(access, subject_id, recipient=recipient, fields=fields)
 
@@ -731,22 +746,19 @@ class Session:
         days: int = rights.DEFAULT_REQUEST_DAYS,
     ) -> RequestRow:
         """Track a rights request with an SLA clock (default 15 days)."""
-        with self._lock:
-            return rights.open_request(
-                self._ready(), subject_id, kind, received_at=received_at, days=days
-            )
+        with self._ready() as access:
+            return rights.open_request(access, subject_id, kind, received_at=received_at, days=days)
 
     def close_request(
         self, request_id: str, *, status: Literal["completed", "refused"], outcome: str
     ) -> RequestRow:
         """Complete or refuse a rights request (a refusal needs its reason)."""
-        with self._lock:
-            return rights.close_request(self._ready(), request_id, status=status, outcome=outcome)
+        with self._ready() as access:
+            return rights.close_request(access, request_id, status=status, outcome=outcome)
 
     def retention_sweep(self, *, dry_run: bool = True) -> SweepReport:
         """Erase subjects whose relationship ended and whose retention periods all ran out."""
-        with self._lock:
-            access = self._ready()
+        with self._ready() as access:
             if not dry_run:
                 access.kernel.check_writable()
             return rights.retention_sweep(access, dry_run=dry_run)

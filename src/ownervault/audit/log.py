@@ -19,7 +19,7 @@ from typing import Any, Final, overload
 
 import attrs
 
-from ..exceptions import AuditIntegrityError, ValidationError
+from ..exceptions import AuditIntegrityError, IntegrityError, ValidationError
 from ..storage.base import AuditRow, Backend
 from . import checkpoint as _checkpoint
 from . import merkle
@@ -171,9 +171,10 @@ class AuditLog:
         self._frontier_cache: tuple[bytes, merkle.Frontier] | None = None
         #: Called with the decoded entries after each append, inside its transaction.
         self.observers: list[Callable[[Sequence[Mapping[str, Any]]], None]] = []
-        #: Called when verifying or checkpointing finds the stored log damaged, before the
-        #: :class:`AuditIntegrityError` is raised (breach handling fails the vault closed).
-        self.failure_observers: list[Callable[[AuditIntegrityError], None]] = []
+        #: Told of every integrity failure found: verifying or checkpointing the log, before the
+        #: :class:`AuditIntegrityError` is raised, and any other the vault reports
+        #: (:meth:`report_failure`). Breach handling opens a tamper incident and may fail closed.
+        self.failure_observers: list[Callable[[IntegrityError], None]] = []
 
     def __repr__(self) -> str:
         return "<AuditLog>"
@@ -211,7 +212,8 @@ class AuditLog:
             observer(decoded)
         return frontier.size
 
-    def _failed(self, error: AuditIntegrityError) -> None:
+    def report_failure(self, error: IntegrityError) -> None:
+        """Tell every failure observer of an integrity failure (outside any transaction)."""
         for observer in list(self.failure_observers):
             observer(error)
 
@@ -233,7 +235,7 @@ class AuditLog:
         try:
             return self._sign_checkpoint(origin=origin, seed=seed, now=now)
         except AuditIntegrityError as error:
-            self._failed(error)
+            self.report_failure(error)
             raise
 
     def _sign_checkpoint(self, *, origin: str, seed: bytes, now: datetime) -> str:
@@ -387,7 +389,7 @@ class AuditLog:
         try:
             return self._verify_stored()
         except AuditIntegrityError as error:
-            self._failed(error)
+            self.report_failure(error)
             raise
 
     def _verify_stored(self) -> int:

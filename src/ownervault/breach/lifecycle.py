@@ -19,7 +19,12 @@ import attrs
 
 from .. import crypto
 from ..audit import format_time
-from ..exceptions import AuditIntegrityError, RecordNotFoundError, ValidationError
+from ..exceptions import (
+    AuditIntegrityError,
+    IntegrityError,
+    RecordNotFoundError,
+    ValidationError,
+)
 from ..kernel import SYSTEM_ACTOR
 from ..policy import Actor
 from ..records import RECORD_TYPES
@@ -257,12 +262,23 @@ class IncidentLifecycle:
         if incident.status is IncidentStatus.CLOSED:
             raise ValidationError(f"incident {incident.incident_id} is closed")
 
-    def integrity_failure(self, error: AuditIntegrityError) -> None:
-        """Open (or add to) a tamper incident for a failed verification; lock if configured."""
+    def integrity_failure(self, error: IntegrityError) -> None:
+        """Open (or add to) a tamper incident for a failed integrity check; lock if configured.
+
+        A failed audit verification and a stored row that fails its binding tag are both
+        tampering (or damage); the ``audit_verification`` detector's settings govern both.
+        """
         check = self._config.detectors.audit_verification
         if not check.enabled or self._kernel.closed:
             return
         message = str(error)
+        audit = isinstance(error, AuditIntegrityError)
+        detector = "audit_verification" if audit else "row_integrity"
+        title = (
+            "Audit verification failed: the audit trail was altered or damaged"
+            if audit
+            else "Stored data failed its integrity check: a row was altered or damaged"
+        )
         with self._backend.atomic():
             now = format_time(self._kernel.clock.now())
             for incident in self._store.all():
@@ -276,7 +292,7 @@ class IncidentLifecycle:
                 if incident.open and not incident.acknowledged:
                     # Another symptom of damage already being investigated: one incident.
                     finding = Finding(
-                        detector="audit_verification",
+                        detector=detector,
                         at=now,
                         kind=IncidentKind.TAMPER,
                         exposure=Exposure.NONE,
@@ -291,18 +307,18 @@ class IncidentLifecycle:
                     )
                     return
             finding = Finding(
-                detector="audit_verification",
+                detector=detector,
                 at=now,
                 kind=IncidentKind.TAMPER,
                 exposure=Exposure.NONE,
-                title="Audit verification failed: the audit trail was altered or damaged",
+                title=title,
                 detail={"failure": message},
             )
             incident = self._store.create(
                 kind=IncidentKind.TAMPER,
                 title=finding.title,
                 source="detector",
-                detectors=("audit_verification",),
+                detectors=(detector,),
                 exposure=Exposure.NONE,
                 scope=Scope(),
                 detected_at=now,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import AuditIntegrityError
+from ..exceptions import IntegrityError
 from ..policy import Actor
 from ..storage.base import OutboxRow
 from .assessment import Assessor
@@ -100,12 +100,12 @@ class _Detection:
 
 
 class _FailClosed:
-    """Told of an audit integrity failure: opens a tamper incident and locks the vault."""
+    """Told of an integrity failure: opens a tamper incident and (if configured) locks."""
 
     def __init__(self, manager: IncidentManager) -> None:
         self.manager = manager
 
-    def __call__(self, error: AuditIntegrityError) -> None:
+    def __call__(self, error: IntegrityError) -> None:
         self.manager.integrity_failure(error)
 
 
@@ -393,6 +393,6 @@ class IncidentManager:
         self._kernel.check_open()
         return self._kernel.audit.verify()
 
-    def integrity_failure(self, error: AuditIntegrityError) -> None:
-        """Open (or add to) a tamper incident for a failed verification; lock if configured."""
+    def integrity_failure(self, error: IntegrityError) -> None:
+        """Open (or add to) a tamper incident for a failed integrity check; lock if configured."""
         self._lifecycle.integrity_failure(error)

@@ -20,10 +20,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
+
 from .. import crypto
 from ..audit import AuditEntry, AuditLog, format_time
 from ..audit.checkpoint import sign_note, verifier_key
 from ..exceptions import (
+    IntegrityError,
     OwnerVaultError,
     PolicyDeniedError,
     RecordNotFoundError,
@@ -232,6 +235,26 @@ class Kernel:
         """Append an entry about something the vault did by itself."""
         self.record(SYSTEM_ACTOR, action, detail=detail)
 
+    def report_integrity(self, error: IntegrityError, actor: Actor, purpose: str) -> None:
+        """Record an integrity failure found while serving ``actor`` and tell the observers.
+
+        Called after the failing operation's transaction ended (nothing of it was kept): the
+        ``integrity.failure`` entry commits on its own, then the audit log's failure observers
+        (breach handling: a tamper incident, and the fail-closed lock when configured) run.
+        """
+        entry = AuditEntry(
+            action="integrity.failure",
+            actor=actor.actor_id,
+            roles=actor.roles,
+            purpose=purpose,
+            decision="deny",
+            reason="integrity_failed",
+            detail={"table": error.table, "row": error.row},
+        )
+        with self.backend.atomic():
+            self.audit.append([entry], now=self.clock.now())
+        self.audit.report_failure(error)
+
     def record_policy_load(self) -> None:
         """Record which policy pack the vault runs with (its digest and sizes)."""
         self.record_system(
@@ -341,14 +364,10 @@ class Kernel:
             old = self.keys.primary_kek
             row = self.keys.insert_system_key(KeyKind.KEK, now)
             self.backend.set_meta("primary_kek", row.key_id.hex())
-            old_row = self.backend.get_key(old)
+            old_row = self.keys.key_row(old)
             if old_row is not None and old_row.state == KeyState.ACTIVE.value:
-                self.backend.update_key(
-                    old,
-                    state=KeyState.DECRYPT_ONLY.value,
-                    at=now,
-                    wrapped=old_row.wrapped,
-                    wrapped_by=old_row.wrapped_by,
+                self.keys.store_keys(
+                    [attrs.evolve(old_row, state=KeyState.DECRYPT_ONLY.value, state_changed_at=now)]
                 )
             total = len(self.backend.subject_keys_wrapped_by(old, b"", 2**31))
             job_id = self.start_job("rewrap", {"from": old.hex()}, total, now)
@@ -394,7 +413,7 @@ class Access:
         self.actor = actor
         self.purpose = purpose
         self.decider = Decider(
-            vault_id=kernel.vault_id,
+            keys=kernel.keys,
             backend=kernel.backend,
             policy=kernel.policy,
             actor=actor,
@@ -501,10 +520,15 @@ class Access:
         return subject
 
     def live_subject(self, row: RecordRow) -> SubjectRow | None:
-        """The record's subject, or None when the record or its subject was erased."""
+        """The record's subject (checked), or None when the record or its subject was erased.
+
+        Raises:
+            IntegrityError: the subject row was changed outside the vault.
+        """
         if row.erased:
             return None
         subject = self.backend.subject(row.pseudonym)
         if subject is None or subject.erased_at is not None or subject.key_state == "destroyed":
             return None
+        self.kernel.keys.check_subject(subject)
         return subject

@@ -35,7 +35,7 @@ from ..policy import (
 )
 from ..records import RECORD_TYPES, Classification
 from ..storage import Backend, SubjectRow
-from .keystore import minor_aad
+from .keystore import KeyStore, minor_aad
 
 __all__ = ["Decider", "denied"]
 
@@ -49,9 +49,10 @@ class Decider:
     """
 
     def __init__(
-        self, *, vault_id: str, backend: Backend, policy: Policy, actor: Actor, purpose: str
+        self, *, keys: KeyStore, backend: Backend, policy: Policy, actor: Actor, purpose: str
     ) -> None:
-        self._vault_id = vault_id
+        self._keys = keys
+        self._vault_id = keys.vault_id
         self._backend = backend
         self._policy = policy
         self.actor = actor
@@ -104,7 +105,9 @@ class Decider:
         """Where the subject lives, from their unit records (and units being written now)."""
         units: list[Mapping[str, object]] = list(extra_units)
         if subject is not None:
-            units.extend(json.loads(raw) for raw in self._backend.subject_units(subject.pseudonym))
+            for unit in self._backend.subject_units(subject.pseudonym):
+                self._keys.check_record(unit)
+                units.append(json.loads(unit.clear))
         communities = {str(u["community"]) for u in units if "community" in u}
         buildings = {
             f"{u['community']}/{u['building']}"
@@ -157,7 +160,11 @@ class Decider:
         spec = self._policy.purposes[self.purpose]
         if spec.legal_basis is not LegalBasis.CONSENT:
             return decision, None
-        records = self._backend.consents(subject.pseudonym, self.purpose) if subject else []
+        records = []
+        if subject is not None:
+            ledger = self._backend.consents(subject.pseudonym)
+            self._keys.check_consents(subject, ledger)
+            records = [r for r in ledger if r.purpose == self.purpose]
         state = consent_state(
             records, at=now, notice_version=spec.notice_version, fields=spec.field_names
         )

@@ -17,9 +17,10 @@ import attrs
 
 from ..audit import AuditEntry, format_time
 from ..audit.checkpoint import verify_note
-from ..exceptions import OwnerVaultError, PolicyDeniedError, RecordNotFoundError
+from ..exceptions import IntegrityError, OwnerVaultError, PolicyDeniedError, RecordNotFoundError
 from ..storage import SubjectRow
 from .core import Access
+from .keystore import SUBJECT_ID_FIELD
 
 __all__ = ["ErasureResult", "erase_pseudonym", "erase_subject", "held", "receipt_body"]
 
@@ -95,6 +96,7 @@ def erase_subject(access: Access, subject_id: str, *, request_id: str | None) ->
             kernel.audit.append([entry], now=access.now())
             outcome = RecordNotFoundError("no live subject with that id")
         else:
+            _confirm(access, subject, subject_id)
             try:
                 result = erase_pseudonym(
                     access, subject, request_id=request_id, reason="erasure_request"
@@ -107,11 +109,35 @@ def erase_subject(access: Access, subject_id: str, *, request_id: str | None) ->
     return result
 
 
+def _confirm(access: Access, subject: SubjectRow, subject_id: str) -> None:
+    """Make sure the subject found is the one asked for, before anything is destroyed.
+
+    The subject row is bound to its lookup token already; this also decrypts the subject id
+    sealed in each of the owner's live records and compares it with the id asked for, so no
+    change to the lookup can make an erasure destroy another owner.
+    """
+    keys = access.kernel.keys
+    records = [r for r in access.backend.records_of_subject(subject.pseudonym) if not r.erased]
+    if not records:
+        return
+    key = keys.subject_key(subject)
+    for record in records:
+        sealed_id = keys.decrypt_fields(record, key, [SUBJECT_ID_FIELD]).get(SUBJECT_ID_FIELD)
+        if sealed_id != subject_id:
+            raise IntegrityError(
+                f"subject {subject.pseudonym} found for the erasure is not the owner asked for: "
+                "the subject lookup was changed outside the vault; nothing was erased",
+                table="subjects",
+                row=subject.pseudonym,
+            )
+
+
 def erase_pseudonym(
     access: Access, subject: SubjectRow, *, request_id: str | None, reason: str
 ) -> ErasureResult:
     """Erase one subject inside the caller's transaction; denials are audited, then raised."""
     kernel = access.kernel
+    kernel.keys.check_subject(subject)
     backend = access.backend
     now_dt = access.now()
     now = format_time(now_dt)

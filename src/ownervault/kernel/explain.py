@@ -32,7 +32,7 @@ def explain(
     if record_type not in RECORD_TYPES:
         raise ValidationError(f"unknown record type {record_type!r}")
     decider = Decider(
-        vault_id=kernel.vault_id,
+        keys=kernel.keys,
         backend=kernel.backend,
         policy=kernel.policy,
         actor=actor,

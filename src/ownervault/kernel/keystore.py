@@ -35,7 +35,9 @@ from ..keys import (
     check_transition,
     check_use,
 )
+from ..policy import ConsentRecord
 from ..storage import Backend, KeyRow, RecordRow, SubjectRow
+from .binding import BOUND_META, Binder
 
 __all__ = [
     "AUTO_ROTATE_AT",
@@ -117,8 +119,12 @@ class KeyStore:
         rotate_kek: Callable[[], None],
     ) -> None:
         self.vault_id = vault_id
-        self._backend = backend
+        self.backend = backend
         self.keyring = keyring
+        self.binder = Binder(crypto.RowKey(keyring.material()), vault_id)
+        #: Whether every row carries a binding tag (a vault made before tags existed gets them
+        #: when it is first opened; until then nothing is checked).
+        self.bound = backend.get_meta(BOUND_META) == "1"
         self.cache = KeyCache(cache_size)
         self._rotate_kek = rotate_kek
         self._lock = threading.RLock()
@@ -152,7 +158,8 @@ class KeyStore:
         """(Re)load KEKs and index keys and which of each is primary."""
         keks: dict[bytes, crypto.SecretKey] = {}
         states: dict[bytes, KeyState] = {}
-        for row in self._backend.keys_of_kind(KeyKind.KEK.value):
+        for row in self.backend.keys_of_kind(KeyKind.KEK.value):
+            self.check_key(row)
             state = KeyState(row.state)
             if state is KeyState.DESTROYED or row.wrapped is None:
                 continue
@@ -160,16 +167,17 @@ class KeyStore:
             keks[row.key_id] = crypto.SecretKey(material, key_id=row.key_id)
             states[row.key_id] = state
         indexes: dict[bytes, crypto.IndexKey] = {}
-        for row in self._backend.keys_of_kind(KeyKind.INDEX.value):
+        for row in self.backend.keys_of_kind(KeyKind.INDEX.value):
+            self.check_key(row)
             if row.state == KeyState.DESTROYED.value or row.wrapped is None:
                 continue
             material = self.unwrap_system(row, KeyKind.INDEX)
             indexes[row.key_id] = crypto.IndexKey(material, key_id=row.key_id)
         # The primary stays the primary even when it was just marked compromised: writes then
         # rotate it away (see new_subject_keys) rather than silently using another key.
-        primary_kek = _primary(self._backend.get_meta("primary_kek"), states, keep=keks)
+        primary_kek = _primary(self.backend.get_meta("primary_kek"), states, keep=keks)
         primary_index = _primary(
-            self._backend.get_meta("primary_index"),
+            self.backend.get_meta("primary_index"),
             {k: KeyState.ACTIVE for k in indexes},
             keep=indexes,
         )
@@ -180,18 +188,18 @@ class KeyStore:
         self.primary_kek = primary_kek
         self._indexes = indexes
         self._index = indexes[primary_index]
-        self._epoch = self._backend.get_meta("key_epoch") or "0"
+        self._epoch = self.backend.get_meta("key_epoch") or "0"
 
     def sync(self) -> None:
         """Reload keys if another process (or an admin verb) changed them since we loaded."""
-        if (self._backend.get_meta("key_epoch") or "0") != self._epoch:
+        if (self.backend.get_meta("key_epoch") or "0") != self._epoch:
             with self._lock:
                 self.load()
 
     def changed(self) -> None:
         """Tell every process that keys changed (call in the changing transaction), reload."""
-        epoch = int(self._backend.get_meta("key_epoch") or "0") + 1
-        self._backend.set_meta("key_epoch", str(epoch))
+        epoch = int(self.backend.get_meta("key_epoch") or "0") + 1
+        self.backend.set_meta("key_epoch", str(epoch))
         self.sync()
 
     def unwrap_system(self, row: KeyRow, kind: KeyKind) -> bytes:
@@ -209,21 +217,64 @@ class KeyStore:
     def insert_system_key(self, kind: KeyKind, now: str) -> KeyRow:
         """Create and store a new active KEK or index key, wrapped by the keyring key."""
         key_id = crypto.new_key_id()
-        row = KeyRow(
-            key_id=key_id,
-            kind=kind.value,
-            state=KeyState.ACTIVE.value,
-            wrapped=self.keyring.wrap(
-                crypto.random_key(), context=system_context(self.vault_id, kind, key_id)
-            ),
-            wrapped_by=self.keyring.key_id,
-            created_at=now,
-            state_changed_at=now,
-            invocations=0,
-            max_invocations=self.max_invocations,
+        row = self.binder.key(
+            KeyRow(
+                key_id=key_id,
+                kind=kind.value,
+                state=KeyState.ACTIVE.value,
+                wrapped=self.keyring.wrap(
+                    crypto.random_key(), context=system_context(self.vault_id, kind, key_id)
+                ),
+                wrapped_by=self.keyring.key_id,
+                created_at=now,
+                state_changed_at=now,
+                invocations=0,
+                max_invocations=self.max_invocations,
+            )
         )
-        self._backend.insert_keys([row])
+        self.backend.insert_keys([row])
         return row
+
+    # ------------------------------------------------------------------ bound rows
+
+    def check_key(self, row: KeyRow) -> None:
+        """Raise :class:`IntegrityError` unless the key row is one the vault wrote."""
+        if self.bound:
+            self.binder.check_key(row)
+
+    def check_subject(self, row: SubjectRow) -> None:
+        """Raise :class:`IntegrityError` unless the subject row is one the vault wrote."""
+        if self.bound:
+            self.binder.check_subject(row)
+
+    def check_record(self, row: RecordRow) -> None:
+        """Raise :class:`IntegrityError` unless the record row is one the vault wrote."""
+        if self.bound:
+            self.binder.check_record(row)
+
+    def check_consents(self, subject: SubjectRow, records: Sequence[ConsentRecord]) -> None:
+        """Raise :class:`IntegrityError` unless ``records`` is the subject's whole ledger."""
+        if self.bound:
+            self.binder.check_consents(subject, records)
+
+    def key_row(self, key_id: bytes) -> KeyRow | None:
+        """A key's row, checked (None when there is no such key)."""
+        row = self.backend.get_key(key_id)
+        if row is not None:
+            self.check_key(row)
+        return row
+
+    def store_keys(self, rows: Sequence[KeyRow]) -> list[KeyRow]:
+        """Store changed key rows (state, wrapped bytes) with new binding tags."""
+        bound = [self.binder.key(row) for row in rows]
+        self.backend.update_keys(bound)
+        return bound
+
+    def store_subject(self, row: SubjectRow) -> SubjectRow:
+        """Store a changed subject row with a new binding tag; return it as stored."""
+        bound = self.binder.subject(row)
+        self.backend.update_subjects([bound])
+        return bound
 
     @property
     def index_key(self) -> crypto.IndexKey:
@@ -262,7 +313,7 @@ class KeyStore:
 
     def reserve(self, key_id: bytes, count: int) -> None:
         """Count ``count`` more uses of a key, refusing to pass its limit."""
-        if not self._backend.reserve_invocations(key_id, count):
+        if not self.backend.reserve_invocations(key_id, count):
             raise KeyExhaustedError(f"key {key_id.hex()} reached its invocation limit; rotate it")
 
     # ------------------------------------------------------------------ subjects
@@ -285,7 +336,8 @@ class KeyStore:
             if not pending:
                 break
             refs = {index.token("subject", SUBJECT_ID_FIELD, sid): sid for sid in pending}
-            for ref, row in self._backend.subjects_by_refs(list(refs)).items():
+            for ref, row in self.backend.subjects_by_refs(list(refs)).items():
+                self.check_subject(row)
                 found[refs[ref]] = row
         return found
 
@@ -295,9 +347,10 @@ class KeyStore:
         if cached is not None:
             return cached
         if row is None:
-            row = self._backend.get_key(subject.key_id)
+            row = self.backend.get_key(subject.key_id)
         if row is None or row.wrapped is None:
             raise DecryptionError()
+        self.check_key(row)
         check_use(row.key_id.hex(), KeyState(row.state), "decrypt")
         material = self.kek(row.wrapped_by).unwrap(
             row.wrapped, context=subject_context(self.vault_id, row.key_id)
@@ -314,7 +367,7 @@ class KeyStore:
             # The primary KEK was marked compromised: replace it before wrapping anything.
             self._rotate_kek()
         kek = self.active_kek()
-        row = self._backend.get_key(kek.key_id)
+        row = self.backend.get_key(kek.key_id)
         if row is not None and row.invocations + count > row.max_invocations * AUTO_ROTATE_AT:
             # The KEK nears its invocation limit: rotate it now, in this transaction, so no
             # write ever fails for it; the old KEK's subject keys are rewrapped by a job.
@@ -328,21 +381,23 @@ class KeyStore:
         for invocations in counts:
             key_id = crypto.new_key_id()
             material = crypto.random_key()
-            key_row = KeyRow(
-                key_id=key_id,
-                kind=KeyKind.SUBJECT.value,
-                state=KeyState.ACTIVE.value,
-                wrapped=kek.wrap(material, context=subject_context(self.vault_id, key_id)),
-                wrapped_by=kek.key_id,
-                created_at=now,
-                state_changed_at=now,
-                invocations=invocations,
-                max_invocations=self.max_invocations,
+            key_row = self.binder.key(
+                KeyRow(
+                    key_id=key_id,
+                    kind=KeyKind.SUBJECT.value,
+                    state=KeyState.ACTIVE.value,
+                    wrapped=kek.wrap(material, context=subject_context(self.vault_id, key_id)),
+                    wrapped_by=kek.key_id,
+                    created_at=now,
+                    state_changed_at=now,
+                    invocations=invocations,
+                    max_invocations=self.max_invocations,
+                )
             )
             key = crypto.FieldKey(material, key_id=key_id)
             self.cache.put(key)
             out.append((key_row, key))
-        self._backend.insert_keys([key_row for key_row, _ in out])
+        self.backend.insert_keys([key_row for key_row, _ in out])
         return out
 
     def new_subjects(
@@ -367,14 +422,15 @@ class KeyStore:
                 minor_until=None,
                 key_state=KeyState.ACTIVE.value,
             )
-            out.append((row, key))
-        self._backend.insert_subjects([row for row, _ in out])
+            out.append((self.binder.subject(row), key))
+        self.backend.insert_subjects([row for row, _ in out])
         return out
 
     def decrypt_fields(
         self, record: RecordRow, key: crypto.FieldKey, names: Iterable[str]
     ) -> dict[str, Any]:
         """Decrypt the named sealed fields of a record (those it has) for internal jobs."""
+        self.check_record(record)
         envelopes = crypto.unpack_sealed(record.sealed)
         prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
         key_part = crypto.encode_context(key.key_id)
@@ -386,87 +442,13 @@ class KeyStore:
                 out[name] = json.loads(key.decrypt(envelope, aad=aad))
         return out
 
-    def rekey_subject(self, subject: SubjectRow, now: str) -> tuple[SubjectRow, crypto.FieldKey]:
-        """Give one subject a new data key and re-encrypt all their records under it."""
-        [result] = self.rekey_subjects([subject], now)
-        return result
-
-    def rekey_subjects(
-        self, subjects: Sequence[SubjectRow], now: str
-    ) -> list[tuple[SubjectRow, crypto.FieldKey]]:
-        """Give subjects new data keys and re-encrypt all their records (one batch).
-
-        Runs inside the caller's transaction with a handful of statements per batch, not per
-        subject. The old keys are retired (``decrypt-only``) and can be destroyed once nothing
-        references them.
-        """
-        by_subject: dict[str, list[RecordRow]] = {s.pseudonym: [] for s in subjects}
-        for record in self._backend.records_of_subjects(list(by_subject)):
-            by_subject[record.pseudonym].append(record)
-        rows = self._backend.get_keys([s.key_id for s in subjects])
-        old_keys = [self.subject_key(s, rows.get(s.key_id)) for s in subjects]
-        opened: list[list[tuple[RecordRow, dict[str, bytes]]]] = []
-        uses: list[int] = []
-        for subject, old_key in zip(subjects, old_keys, strict=True):
-            items = []
-            count = 0 if subject.minor_until is None else 1
-            for record in by_subject[subject.pseudonym]:
-                prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
-                old_part = crypto.encode_context(old_key.key_id)
-                plain = {
-                    name: old_key.decrypt(
-                        envelope, aad=prefix + crypto.context_part(name) + old_part
-                    )
-                    for name, envelope in crypto.unpack_sealed(record.sealed).items()
-                }
-                count += len(plain)
-                items.append((record, plain))
-            opened.append(items)
-            uses.append(count)
-        new_keys = self.new_subject_keys(len(subjects), now, uses=uses)
-        resealed: list[tuple[str, bytes, bytes]] = []
-        pointers: list[tuple[str, bytes, bytes | None]] = []
-        out: list[tuple[SubjectRow, crypto.FieldKey]] = []
-        for subject, old_key, items, (_, new_key) in zip(
-            subjects, old_keys, opened, new_keys, strict=True
-        ):
-            new_part = crypto.encode_context(new_key.key_id)
-            for record, plain in items:
-                prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
-                sealed = crypto.pack_sealed(
-                    {
-                        name: new_key.encrypt(
-                            value, aad=prefix + crypto.context_part(name) + new_part
-                        )
-                        for name, value in plain.items()
-                    }
-                )
-                resealed.append((record.record_id, new_key.key_id, sealed))
-            minor_until = None
-            if subject.minor_until is not None:
-                plaintext = old_key.decrypt(
-                    subject.minor_until,
-                    aad=minor_aad(self.vault_id, subject.pseudonym, old_key.key_id),
-                )
-                minor_until = new_key.encrypt(
-                    plaintext, aad=minor_aad(self.vault_id, subject.pseudonym, new_key.key_id)
-                )
-            pointers.append((subject.pseudonym, new_key.key_id, minor_until))
-            out.append(
-                (attrs.evolve(subject, key_id=new_key.key_id, minor_until=minor_until), new_key)
-            )
-        self._backend.reseal_records(resealed)
-        self._backend.set_subject_keys(pointers)
-        self._backend.retire_keys([k.key_id for k in old_keys], now)
-        return out
-
     def destroy_subject_key(self, key_id: bytes, now: str) -> None:
         """Destroy a subject's data key (crypto-shredding): its bytes go, metadata stays."""
-        row = self._backend.get_key(key_id)
+        row = self.backend.get_key(key_id)
         if row is None:
             raise DecryptionError()
         check_transition(key_id.hex(), KeyState(row.state), KeyState.DESTROYED)
-        self._backend.update_key(
-            key_id, state=KeyState.DESTROYED.value, at=now, wrapped=None, wrapped_by=row.wrapped_by
+        self.store_keys(
+            [attrs.evolve(row, state=KeyState.DESTROYED.value, state_changed_at=now, wrapped=None)]
         )
         self.cache.discard(key_id)

@@ -13,6 +13,8 @@ import re
 import uuid
 from typing import Any, Final, Literal
 
+import attrs
+
 from ..audit import format_time
 from ..exceptions import PolicyDeniedError, RecordNotFoundError, ValidationError
 from ..policy import ConsentRecord, LegalBasis
@@ -42,6 +44,7 @@ def consents(access: Access, subject_id: str) -> list[ConsentRecord]:
     if subject is None:
         raise RecordNotFoundError("no live subject with that id")
     records = access.backend.consents(subject.pseudonym)
+    access.kernel.keys.check_consents(subject, records)
     access.commit(
         [
             access.entry(
@@ -114,7 +117,11 @@ def consent_event(
             given_by=given_by,
             expires_at=format_time(expires_at) if expires_at is not None else None,
         )
+        # Each record is chained to the subject's previous one, and the subject row to the
+        # newest: a record added or removed outside the vault breaks the chain.
+        record = kernel.keys.binder.consent(record, subject.consent_head)
         access.backend.insert_consent(record)
+        kernel.keys.store_subject(attrs.evolve(subject, consent_head=record.binding))
         entry = access.entry(
             f"consent.{event}",
             decision="allow",

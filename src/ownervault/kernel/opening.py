@@ -12,11 +12,14 @@ import base64
 import shutil
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
+
+import attrs
 
 from .. import crypto
 from ..audit import format_time
 from ..exceptions import (
+    IntegrityError,
     ValidationError,
     VaultExistsError,
     VaultFormatError,
@@ -40,14 +43,19 @@ from ..storage import (
     Backend,
     KeyRow,
     SQLCipherBackend,
+    SubjectRow,
     connect_server,
     database_url,
 )
+from .binding import BOUND_META, Binder
 from .clock import Clock, SystemClock
 from .core import Kernel
 from .keystore import system_context
 
-__all__ = ["create_kernel", "load_pack", "open_kernel"]
+__all__ = ["bind_existing", "create_kernel", "load_pack", "open_kernel"]
+
+#: The audit action recorded when a vault's existing rows get their binding tags.
+_BIND_ACTION: Final = "vault.bind_rows"
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -147,10 +155,12 @@ def create_kernel(
 def _store_system_keys(
     backend: Backend, header: VaultHeader, keyring_key: bytes, now: str, max_invocations: int
 ) -> None:
-    """Write a new vault's meta rows and its first KEK and index key."""
+    """Write a new vault's meta rows and its first KEK and index key (bound)."""
     vault_id = header.vault_id
     keyring = crypto.SecretKey(keyring_key, key_id=bytes.fromhex(header.keyring_key_id))
+    binder = Binder(crypto.RowKey(keyring_key), vault_id)
     with backend.atomic():
+        backend.set_meta(BOUND_META, "1")
         backend.set_meta("vault_id", vault_id)
         backend.set_meta("created_at", now)
         for kind in (KeyKind.KEK, KeyKind.INDEX):
@@ -160,16 +170,18 @@ def _store_system_keys(
             )
             backend.insert_keys(
                 [
-                    KeyRow(
-                        key_id=key_id,
-                        kind=kind.value,
-                        state=KeyState.ACTIVE.value,
-                        wrapped=wrapped,
-                        wrapped_by=keyring.key_id,
-                        created_at=now,
-                        state_changed_at=now,
-                        invocations=0,
-                        max_invocations=max_invocations,
+                    binder.key(
+                        KeyRow(
+                            key_id=key_id,
+                            kind=kind.value,
+                            state=KeyState.ACTIVE.value,
+                            wrapped=wrapped,
+                            wrapped_by=keyring.key_id,
+                            created_at=now,
+                            state_changed_at=now,
+                            invocations=0,
+                            max_invocations=max_invocations,
+                        )
                     )
                 ]
             )
@@ -279,7 +291,7 @@ def _finish_open(
         backend.migrate()
         if backend.get_meta("vault_id") != header.vault_id:
             raise VaultFormatError(f"{location} does not belong to this header")
-        return Kernel(
+        kernel = Kernel(
             path=path,
             location=location,
             header=header,
@@ -295,3 +307,64 @@ def _finish_open(
     except BaseException:
         backend.close()
         raise
+    try:
+        bind_existing(kernel)
+    except BaseException:
+        kernel.close()
+        raise
+    return kernel
+
+
+def bind_existing(kernel: Kernel) -> None:
+    """Give every row of a vault made before binding tags existed its tag (once, on open).
+
+    Runs in one transaction and records ``vault.bind_rows`` in the audit log. A vault whose
+    log shows it was bound before, but whose mark is gone, is refused: its tags could have been
+    stripped to hide changed rows.
+
+    Raises:
+        IntegrityError: the vault was bound before and lost its mark outside the vault.
+    """
+    backend = kernel.backend
+    if kernel.keys.bound:
+        return
+    if next(kernel.audit.entries_where(action=_BIND_ACTION), None) is not None:
+        raise IntegrityError(
+            "this vault's rows were bound before and the mark that says so is gone: its "
+            "binding tags were changed outside the vault; run ownervault check --deep"
+        )
+    binder = kernel.keys.binder
+    counts = {"keys": 0, "subjects": 0, "records": 0, "consents": 0}
+    with backend.atomic():
+        keys = [row for kind in KeyKind for row in backend.keys_of_kind(kind.value)]
+        backend.bind_rows("keys", [(r.key_id, _tag(binder.key(r).binding)) for r in keys])
+        counts["keys"] = len(keys)
+        subjects = backend.live_subjects()
+        for start in range(0, len(subjects), 500):
+            chunk = subjects[start : start + 500]
+            records = backend.records_of_subjects([s.pseudonym for s in chunk])
+            backend.bind_rows(
+                "records", [(r.record_id, _tag(binder.record(r).binding)) for r in records]
+            )
+            counts["records"] += len(records)
+            bound: list[SubjectRow] = []
+            for subject in chunk:
+                head: bytes | None = None
+                consents = []
+                for record in backend.consents(subject.pseudonym):
+                    head = _tag(binder.consent(record, head).binding)
+                    consents.append((record.consent_id, head))
+                backend.bind_rows("consents", consents)
+                counts["consents"] += len(consents)
+                bound.append(binder.subject(attrs.evolve(subject, consent_head=head)))
+            backend.update_subjects(bound)
+            counts["subjects"] += len(bound)
+        backend.set_meta(BOUND_META, "1")
+        kernel.record_system(_BIND_ACTION, detail=counts)
+    kernel.keys.bound = True
+    kernel.keys.load()
+
+
+def _tag(binding: bytes | None) -> bytes:
+    assert binding is not None  # a Binder always sets the tag it was asked for
+    return binding

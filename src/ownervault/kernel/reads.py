@@ -17,6 +17,7 @@ from .. import crypto
 from ..audit import AuditEntry
 from ..exceptions import (
     DecryptionError,
+    IntegrityError,
     KeyStateError,
     OwnerVaultError,
     PolicyDeniedError,
@@ -53,10 +54,11 @@ def get_many(access: Access, record_type: str, record_ids: list[str]) -> list[Re
     """Read records of one type in one transaction, in the order of ``record_ids``.
 
     Raises:
-        RecordNotFoundError, SubjectErasedError, PolicyDeniedError, ConsentRequiredError: the
-            first problem met; nothing is returned then (every record's entry is still kept).
+        RecordNotFoundError, SubjectErasedError, PolicyDeniedError, ConsentRequiredError,
+            IntegrityError: the first problem met; nothing is returned then (every record's
+            entry is still kept).
     """
-    views, error = _read(access, record_type, record_ids, action="read", strict=True)
+    views, error, _ = _read(access, record_type, record_ids, action="read", strict=True)
     if error is not None:
         raise error
     return views
@@ -66,7 +68,11 @@ def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> li
     """Find records by equality on indexed fields (blind indexes; input is normalised).
 
     Only fields the decision discloses may be searched, and only records the decision lets this
-    session read are returned.
+    session read are returned. Each candidate's searched fields are decrypted and compared with
+    the normalised query: a candidate that does not hold the value (an index row swapped or
+    forged outside the vault) is dropped, audited as ``index_mismatch`` and reported as an
+    integrity failure; a candidate whose searched field this session may not see cannot be
+    compared, so it is dropped too.
 
     Raises:
         ValidationError: a criterion names a field without a blind index.
@@ -124,9 +130,25 @@ def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> li
         else:
             matches &= set(found)
     ids = [rid for rid in order if matches and rid in matches]
-    views, _ = _read(
-        access, record_type, ids, action="find", strict=False, searched=tuple(sorted(criteria))
+    views, _, mismatched = _read(
+        access,
+        record_type,
+        ids,
+        action="find",
+        strict=False,
+        searched={f: normalise(str(specs[f].index), v) for f, v in criteria.items()},
     )
+    if mismatched:
+        access.kernel.report_integrity(
+            IntegrityError(
+                f"find on {record_type} matched {len(mismatched)} record(s) that do not hold "
+                "the value searched for: the blind index was changed outside the vault",
+                table="blind_index",
+                row=mismatched[0],
+            ),
+            access.actor,
+            access.purpose,
+        )
     return views
 
 
@@ -140,13 +162,17 @@ def _read(
     *,
     action: Literal["read", "find"],
     strict: bool,
-    searched: tuple[str, ...] = (),
-) -> tuple[list[RecordView], OwnerVaultError | None]:
+    searched: Mapping[str, str] | None = None,
+) -> tuple[list[RecordView], OwnerVaultError | None, list[str]]:
     """Decide, fetch only disclosed ciphertexts, decrypt, audit, commit; then build views.
 
     With ``strict`` (get), the first problem becomes the returned error; without it (find),
     records the session may not read are left out silently (and audited as denials).
+    ``searched`` (find) maps each searched field to its normalised query; candidates that do
+    not hold it are left out, and their ids returned last.
     """
+    mismatched: list[str] = []
+    searched_names = ",".join(sorted(searched or {}))
     cls = RECORD_TYPES[name]
     now_dt = access.now()
     entries: list[AuditEntry] = []
@@ -160,13 +186,22 @@ def _read(
                 entries.append(_refusal(access, action, row, "decryption_failed"))
                 error = error or exc
                 continue
+            held_value = _holds(cls, decision, values, searched) if searched is not None else True
+            if held_value is not True:
+                # A field this record's decision hides cannot be compared: left out, as a
+                # denial. A field that does not hold the value: the index was tampered with.
+                reason = "search_field_not_disclosed" if held_value is None else "index_mismatch"
+                entries.append(_refusal(access, action, row, reason))
+                if held_value is False:
+                    mismatched.append(row.record_id)
+                continue
             shown = tuple(f for f in decision.disclosed_fields if f in values)
             detail: dict[str, str | int | bool | None] = dict(notes.get(row.record_id, {}))
             masked = [f for f in shown if decision.view(f).mode is ViewMode.MASKED]
             if masked:
                 detail["masked"] = ",".join(masked)
-            if searched:
-                detail["searched"] = ",".join(searched)
+            if searched_names:
+                detail["searched"] = searched_names
             entries.append(
                 access.entry(
                     action,
@@ -185,7 +220,7 @@ def _read(
                     "find",
                     decision="allow",
                     record_type=name,
-                    fields=searched,
+                    fields=tuple(sorted(searched or {})),
                     detail={"matches": len(plain)},
                 )
             )
@@ -199,8 +234,28 @@ def _read(
         row, decision, values = item
         views.append(_build_view(cls, row, decision, values))
     if strict and error is not None:
-        return [], error
-    return views, None
+        return [], error, mismatched
+    return views, None, mismatched
+
+
+def _holds(
+    cls: type[Record],
+    decision: Decision,
+    values: Mapping[str, object],
+    searched: Mapping[str, str],
+) -> bool | None:
+    """Whether a candidate's decrypted fields hold the normalised values searched for.
+
+    None when a searched field was not decrypted (this record's decision hides it).
+    """
+    specs = cls.field_specs()
+    for field, wanted in searched.items():
+        if not decision.view(field).disclosed:
+            return None
+        value, index = values.get(field), specs[field].index
+        if value is None or index is None or normalise(index, value) != wanted:
+            return False
+    return True
 
 
 def _decide_rows(
@@ -230,7 +285,14 @@ def _decide_rows(
             )
             error = error or RecordNotFoundError(f"no {name} with id {rid}")
             continue
-        subject = access.live_subject(row)
+        try:
+            subject = access.live_subject(row)
+            if subject is not None:
+                access.kernel.keys.check_record(row)
+        except IntegrityError as exc:
+            entries.append(_refusal(access, action, row, "integrity_failed"))
+            error = error or exc
+            continue
         if subject is None:
             entries.append(_refusal(access, action, row, "subject_erased"))
             error = error or SubjectErasedError(f"the subject of {name} {rid} was erased")

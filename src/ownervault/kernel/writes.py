@@ -33,10 +33,12 @@ from ..exceptions import (
 from ..keys import KeyState, check_use
 from ..policy import Decision
 from ..records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
-from ..storage import Backend, KeyRow, RecordRow, SubjectRow
+from ..storage import KeyRow, RecordRow, SubjectRow
 from .core import Access
 from .decide import denied
+from .freshness import rekey_entries, write_detail
 from .keystore import AUTO_ROTATE_AT, SUBJECT_ID_FIELD, minor_aad
+from .rekey import Rekeyed, rekey_subject
 from .views import RecordRef
 
 __all__ = ["encode_value", "put_many", "update"]
@@ -170,11 +172,12 @@ def _store(
     for sid, (row, key) in found.items():
         if row is None or key is None:
             continue
-        if _needs_new_key(backend.get_key(key.key_id), needed[sid]):
+        if _needs_new_key(keys.key_row(key.key_id), needed[sid]):
             # A retired, compromised or nearly used-up data key never encrypts new data: the
             # subject gets a new key (their records re-encrypted) in this transaction.
-            row, key = keys.rekey_subject(row, now)
-            row = attrs.evolve(row, key_state=KeyState.ACTIVE.value)
+            rekeyed = rekey_subject(keys, row, now)
+            entries += rekey_entries(access.actor, access.purpose, [rekeyed])
+            row, key = rekeyed.subject, rekeyed.key
         subjects[sid] = (row, key)
     for record, decision in zip(records, decisions, strict=True):
         subject, key = subjects[record.subject_id]
@@ -186,10 +189,11 @@ def _store(
             per_key[key.key_id] += 1
             aad = minor_aad(keys.vault_id, subject.pseudonym, key.key_id)
             blob = key.encrypt(json.dumps(until.isoformat()).encode(), aad=aad)
-            backend.set_minor_until(subject.pseudonym, blob)
+            subject = keys.store_subject(attrs.evolve(subject, minor_until=blob))
         prepared.append(item)
         if record.record_type == "owner_profile":
-            _track_relationship(backend, subject, getattr(record, "status", None), now)
+            subject = _track_relationship(access, subject, getattr(record, "status", None), now)
+        subjects[record.subject_id] = (subject, key)
         entries.append(
             access.entry(
                 "create",
@@ -198,6 +202,7 @@ def _store(
                 record_id=item.row.record_id,
                 subject=subject.pseudonym,
                 fields=item.written,
+                detail=write_detail(item.row),
             )
         )
     for key_id, count in per_key.items():
@@ -252,17 +257,19 @@ def _prepare(
         if spec.index is not None:
             token = index.token(record_type, name, normalise(spec.index, value))
             tokens.append((token, record_id, name))
-    row = RecordRow(
-        record_id=record_id,
-        record_type=record_type,
-        pseudonym=subject.pseudonym,
-        key_id=key.key_id,
-        version=1,
-        created_at=now,
-        updated_at=now,
-        clear=canonical_json(clear, checked=True).decode("utf-8"),
-        sealed=crypto.pack_sealed(envelopes),
-        erased=False,
+    row = access.kernel.keys.binder.record(
+        RecordRow(
+            record_id=record_id,
+            record_type=record_type,
+            pseudonym=subject.pseudonym,
+            key_id=key.key_id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            clear=canonical_json(clear, checked=True).decode("utf-8"),
+            sealed=crypto.pack_sealed(envelopes),
+            erased=False,
+        )
     )
     return _Prepared(row, len(envelopes), tokens, tuple(written))
 
@@ -301,16 +308,20 @@ def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> Rec
         else:
             assert found is not None
             row, subject, decision = found
-            _apply_update(access, ref, cls, row, subject, values, now_dt)
-            entry = access.entry(
-                "update",
-                decision=decision,
-                record_type=ref.record_type,
-                record_id=ref.record_id,
-                subject=subject.pseudonym,
-                fields=sorted(changes),
+            written, rekeyed = _apply_update(access, ref, cls, row, subject, values, now_dt)
+            entries = rekey_entries(access.actor, access.purpose, rekeyed)
+            entries.append(
+                access.entry(
+                    "update",
+                    decision=decision,
+                    record_type=ref.record_type,
+                    record_id=ref.record_id,
+                    subject=subject.pseudonym,
+                    fields=sorted(changes),
+                    detail=write_detail(written),
+                )
             )
-            kernel.audit.append([entry], now=now_dt)
+            kernel.audit.append(entries, now=now_dt)
     if outcome is not None:
         raise outcome
     return RecordRef(ref.record_type, ref.record_id, ref.version + 1)
@@ -329,6 +340,8 @@ def _check_update(
         return entry, RecordNotFoundError(f"no {ref.record_type} with id {ref.record_id}"), None
     row = rows[0]
     subject = access.live_subject(row)
+    if subject is not None:
+        access.kernel.keys.check_record(row)
     if subject is None:
         entry = access.entry(
             "update", decision="deny", reason="subject_erased", subject=row.pseudonym, **refuse
@@ -370,18 +383,23 @@ def _apply_update(
     subject: SubjectRow,
     values: Mapping[str, object],
     now_dt: _dt.datetime,
-) -> None:
-    """Re-seal the changed fields and their index tokens and store the new version."""
+) -> tuple[RecordRow, list[Rekeyed]]:
+    """Re-seal the changed fields and their index tokens and store the new version.
+
+    Returns the record's new row, and the subject's re-keying when its key had to be replaced.
+    """
     keys = access.kernel.keys
     backend = access.backend
     now = format_time(now_dt)
     specs = cls.field_specs()
     key = keys.subject_key(subject)
-    if _needs_new_key(backend.get_key(key.key_id), len(values)):
+    rekeyed: list[Rekeyed] = []
+    if _needs_new_key(keys.key_row(key.key_id), len(values)):
         # Never encrypt under a retired or nearly used-up key: re-key the subject (all their
         # records) first, in this transaction.
-        subject, key = keys.rekey_subject(subject, now)
-        row = backend.get_records([ref.record_id])[0]
+        rekeyed.append(rekey_subject(keys, subject, now))
+        subject, key = rekeyed[0].subject, rekeyed[0].key
+        row = next(r for r in rekeyed[0].records if r.record_id == ref.record_id)
     clear = json.loads(row.clear)
     envelopes = crypto.unpack_sealed(row.sealed)
     new_tokens: list[tuple[str, bytes | None]] = []
@@ -418,18 +436,30 @@ def _apply_update(
         raise KeyExhaustedError(f"key {key.key_id.hex()} reached its invocation limit; rotate it")
     if row.key_id != key.key_id:
         raise DecryptionError()
+    written = keys.binder.record(
+        attrs.evolve(
+            row,
+            version=ref.version + 1,
+            clear=canonical_json(clear).decode("utf-8"),
+            sealed=crypto.pack_sealed(envelopes),
+            updated_at=now,
+        )
+    )
+    assert written.binding is not None
     stored = backend.update_record(
         ref.record_id,
         expected_version=ref.version,
-        clear=canonical_json(clear).decode("utf-8"),
-        sealed=crypto.pack_sealed(envelopes),
+        clear=written.clear,
+        sealed=written.sealed,
         updated_at=now,
+        binding=written.binding,
         tokens=new_tokens,
     )
     if ref.record_type == "owner_profile":
-        _track_relationship(backend, subject, clear.get("status"), now)
+        _track_relationship(access, subject, clear.get("status"), now)
     if not stored:  # lost a race after the read above
         raise StaleRecordError(f"{ref.record_type} {ref.record_id} changed since it was read")
+    return written, rekeyed
 
 
 # --------------------------------------------------------------------------- helpers
@@ -446,12 +476,18 @@ def _written_fields(record: Record) -> tuple[str, ...]:
     return tuple(name for name in record.field_specs() if getattr(record, name) is not None)
 
 
-def _track_relationship(backend: Backend, subject: SubjectRow, status: object, now: str) -> None:
-    """An owner profile marked ``moved_out`` ends the relationship; retention clocks start."""
+def _track_relationship(
+    access: Access, subject: SubjectRow, status: object, now: str
+) -> SubjectRow:
+    """An owner profile marked ``moved_out`` ends the relationship; retention clocks start.
+
+    Returns the subject row as it now is.
+    """
     if status == "moved_out" and subject.ended_at is None:
-        backend.set_subject_flags(subject.pseudonym, ended_at=now)
-    elif status == "active" and subject.ended_at is not None:
-        backend.set_subject_flags(subject.pseudonym, ended_at=None)
+        return access.kernel.keys.store_subject(attrs.evolve(subject, ended_at=now))
+    if status == "active" and subject.ended_at is not None:
+        return access.kernel.keys.store_subject(attrs.evolve(subject, ended_at=None))
+    return subject
 
 
 def _encryptions(record: Record) -> int:

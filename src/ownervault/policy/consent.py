@@ -54,6 +54,9 @@ class ConsentRecord:
     separate: bool = False
     given_by: Literal["subject", "guardian"] = "subject"
     expires_at: str | None = None
+    #: The record's binding tag, chained to the subject's previous consent record; made and
+    #: checked by the vault, never compared as part of the record's value.
+    binding: bytes | None = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen

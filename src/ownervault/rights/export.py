@@ -160,6 +160,7 @@ def export_subject(
                 )
             )
     consents = backend.consents(subject.pseudonym)
+    kernel.keys.check_consents(subject, consents)
     now = access.now()
     purposes: list[ExportedPurpose] = []
     for pid, spec in sorted(access.policy.purposes.items()):

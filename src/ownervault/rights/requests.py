@@ -29,7 +29,7 @@ from ..kernel import Access, Kernel, RecordRef
 from ..kernel.ledger import DIGEST
 from ..kernel.writes import update
 from ..policy import RIGHTS_PURPOSES
-from ..storage import Backend
+from ..storage import SubjectRow
 from ..storage.base import DisclosureRow, HoldRow, RequestRow
 
 __all__ = [
@@ -121,8 +121,8 @@ def restrict(access: Access, subject_id: str, purposes: Iterable[str] | None) ->
             raise ValidationError(f"unknown purpose {unknown[0]!r}")
     with access.backend.atomic():
         subject = access.subject(subject_id, "subject.restrict")
-        access.backend.set_subject_flags(
-            subject.pseudonym, restricted_to=None if allowed is None else json.dumps(allowed)
+        access.kernel.keys.store_subject(
+            attrs.evolve(subject, restricted_to=None if allowed is None else json.dumps(allowed))
         )
         access.kernel.audit.append(
             [
@@ -156,7 +156,7 @@ def hold(access: Access, subject_id: str, *, reason: str, until: _dt.datetime) -
             actor=access.actor.actor_id,
         )
         access.backend.insert_hold(row)
-        _refresh_hold(access.backend, subject.pseudonym, now)
+        _refresh_hold(access, subject, now)
         access.kernel.audit.append(
             [
                 access.entry(
@@ -180,7 +180,10 @@ def release(access: Access, hold_id: str) -> None:
         if found is None or not access.backend.release_hold(hold_id, format_time(now)):
             raise ValidationError(f"no active legal hold {hold_id}")
         pseudonym = found.pseudonym
-        _refresh_hold(access.backend, pseudonym, now)
+        subject = access.backend.subject(pseudonym)
+        if subject is not None and subject.erased_at is None:
+            access.kernel.keys.check_subject(subject)
+            _refresh_hold(access, subject, now)
         access.kernel.audit.append(
             [
                 access.entry(
@@ -194,14 +197,16 @@ def release(access: Access, hold_id: str) -> None:
         )
 
 
-def _refresh_hold(backend: Backend, pseudonym: str, now: _dt.datetime) -> None:
+def _refresh_hold(access: Access, subject: SubjectRow, now: _dt.datetime) -> None:
     """Keep the subject's ``hold_until`` equal to the latest end of its active holds."""
     active = [
         h.ends_at
-        for h in backend.holds(pseudonym)
+        for h in access.backend.holds(subject.pseudonym)
         if h.released_at is None and h.ends_at > format_time(now)
     ]
-    backend.set_subject_flags(pseudonym, hold_until=max(active) if active else None)
+    access.kernel.keys.store_subject(
+        attrs.evolve(subject, hold_until=max(active) if active else None)
+    )
 
 
 def record_disclosure(

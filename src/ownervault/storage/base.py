@@ -47,7 +47,10 @@ def table_columns(table: str) -> tuple[str, ...]:
 
 @attrs.frozen
 class KeyRow:
-    """A row of the ``keys`` table. ``wrapped`` is None once the key is destroyed."""
+    """A row of the ``keys`` table. ``wrapped`` is None once the key is destroyed.
+
+    ``binding`` is the row's binding tag (see ``docs/threat-model.md``), made by the kernel.
+    """
 
     key_id: bytes
     kind: str
@@ -58,6 +61,7 @@ class KeyRow:
     state_changed_at: str
     invocations: int
     max_invocations: int
+    binding: bytes | None = None
 
 
 @attrs.frozen
@@ -74,6 +78,9 @@ class SubjectRow:
     restricted_to: str | None = None
     hold_until: str | None = None
     ended_at: str | None = None
+    #: The binding tag of the subject's newest consent record (None before the first one).
+    consent_head: bytes | None = None
+    binding: bytes | None = None
 
 
 @attrs.frozen
@@ -90,6 +97,7 @@ class RecordRow:
     clear: str
     sealed: bytes
     erased: bool
+    binding: bytes | None = None
 
 
 @attrs.frozen
@@ -216,10 +224,8 @@ class Backend(Protocol):
         """Every key of one kind, oldest first."""
         ...
 
-    def update_key(
-        self, key_id: bytes, *, state: str, at: str, wrapped: bytes | None, wrapped_by: bytes
-    ) -> None:
-        """Change a key's state and wrapped bytes."""
+    def update_keys(self, rows: Sequence[KeyRow]) -> None:
+        """Store keys' new state (and when it changed), wrapped bytes and binding tags."""
         ...
 
     def reserve_invocations(self, key_id: bytes, count: int) -> bool:
@@ -247,8 +253,8 @@ class Backend(Protocol):
         """Store new subjects."""
         ...
 
-    def set_minor_until(self, pseudonym: str, value: bytes | None) -> None:
-        """Store the (encrypted) date a subject stops being a minor."""
+    def update_subjects(self, rows: Sequence[SubjectRow]) -> None:
+        """Store subjects' new lookup token, key, flags, consent head and binding tag."""
         ...
 
     def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
@@ -274,9 +280,13 @@ class Backend(Protocol):
         clear: str,
         sealed: bytes,
         updated_at: str,
+        binding: bytes,
         tokens: Iterable[tuple[str, bytes | None]],
     ) -> bool:
-        """Replace fields and tokens if the version still matches; False when it does not."""
+        """Replace fields and tokens if the version still matches; False when it does not.
+
+        ``binding`` is the tag of the new version (``expected_version + 1``).
+        """
         ...
 
     def find_tokens(self, record_type: str, field: str, token: bytes) -> list[str]:
@@ -382,12 +392,8 @@ class Backend(Protocol):
         """A subject's consent ledger records, in order."""
         ...
 
-    def subject_units(self, pseudonym: str) -> list[str]:
-        """Clear JSON of a subject's live unit records."""
-        ...
-
-    def set_subject_flags(self, pseudonym: str, **flags: str | None) -> None:
-        """Set ``restricted_to``, ``hold_until`` or ``ended_at`` of a subject."""
+    def subject_units(self, pseudonym: str) -> list[RecordRow]:
+        """A subject's live unit records (community and building live in their clear JSON)."""
         ...
 
     def insert_hold(self, hold: HoldRow) -> None:
@@ -446,16 +452,6 @@ class Backend(Protocol):
         """Number of subjects not erased."""
         ...
 
-    def set_subject_key(
-        self, pseudonym: str, key_id: bytes, minor_until: bytes | None, subject_ref: bytes | None
-    ) -> None:
-        """Point a subject at a new data key (and lookup token, when given)."""
-        ...
-
-    def reseal_record(self, record_id: str, key_id: bytes, sealed: bytes) -> None:
-        """Replace a record's ciphertexts with the same values under another key."""
-        ...
-
     def replace_tokens(self, record_id: str, tokens: Sequence[tuple[bytes, str]]) -> None:
         """Replace every blind-index token of a record."""
         ...
@@ -485,16 +481,16 @@ class Backend(Protocol):
         """Every live record of many subjects."""
         ...
 
-    def reseal_records(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
-        """Replace many records' ciphertexts: (record id, new key id, sealed blob)."""
+    def reseal_records(self, rows: Sequence[RecordRow]) -> None:
+        """Store many records' new key id, sealed blob and binding tag (same version)."""
         ...
 
-    def set_subject_keys(self, rows: Sequence[tuple[str, bytes, bytes | None]]) -> None:
-        """Point many subjects at new data keys: (pseudonym, key id, encrypted minor_until)."""
-        ...
+    def bind_rows(self, table: str, rows: Sequence[tuple[bytes | str, bytes]]) -> None:
+        """Set the binding tag of rows made before tags existed: (primary key, tag) pairs.
 
-    def retire_keys(self, key_ids: Sequence[bytes], at: str) -> None:
-        """Move active keys to decrypt-only."""
+        Only ``keys``, ``subjects``, ``records`` and ``consents``; the consent ledger accepts
+        this one update (its append-only rule spares the ``binding`` column).
+        """
         ...
 
     def migrate(self) -> int:

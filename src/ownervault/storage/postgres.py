@@ -38,18 +38,19 @@ import psycopg.errors
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import Backend, table_columns
 from .postgres_queries import ROWS_PER_INSERT, PostgresQueries
-from .schema import postgres_script
+from .schema import SCHEMA_VERSION, postgres_script, postgres_upgrade
 
 __all__ = ["LOCK_KEY", "SCHEMA_VERSION", "PostgresBackend"]
-
-SCHEMA_VERSION: Final = 1
 
 #: The advisory lock every outermost transaction takes (``"ownvault"`` as a big-endian int64).
 LOCK_KEY: Final = int.from_bytes(b"ownvault", "big")
 
-#: Migrations by target version; each runs in one transaction with the version row bumped.
-#: Version 1 creates the tables of :mod:`.schema` (text collated "C", compared byte-wise).
-_MIGRATIONS: Final[dict[int, str]] = {1: postgres_script()}
+#: A new database gets the whole schema at once (text collated "C", compared byte-wise); an
+#: older one, each later version's step.
+_CREATE: Final = postgres_script()
+_UPGRADES: Final[dict[int, str]] = {
+    version: postgres_upgrade(version) for version in range(2, SCHEMA_VERSION + 1)
+}
 
 _T = TypeVar("_T")
 
@@ -284,8 +285,12 @@ class PostgresBackend(PostgresQueries):
                         "version INTEGER NOT NULL)"
                     )
                 )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                script = _MIGRATIONS[version]
+            steps = (
+                [(SCHEMA_VERSION, _CREATE)]
+                if current == 0
+                else [(v, _UPGRADES[v]) for v in range(current + 1, SCHEMA_VERSION + 1)]
+            )
+            for version, script in steps:
                 _translate(lambda script=script: conn.execute(script))  # type: ignore[misc]
                 self._execute(
                     "INSERT INTO schema_version (id, version) VALUES (1, ?) "

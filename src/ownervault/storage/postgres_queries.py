@@ -124,7 +124,8 @@ class PostgresQueries(SharedQueries):
     ) -> None:
         """Insert records (sealed field ciphertexts included) and their blind-index tokens."""
         self._executemany(
-            f"INSERT INTO records ({self._RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO records ({self._RECORD_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     r.record_id,
@@ -137,6 +138,7 @@ class PostgresQueries(SharedQueries):
                     r.clear,
                     r.sealed,
                     int(r.erased),
+                    r.binding,
                 )
                 for r in rows
             ],
@@ -367,6 +369,7 @@ def _key_row(row: Sequence[Any]) -> KeyRow:
         state_changed_at=str(row[6]),
         invocations=int(row[7]),
         max_invocations=int(row[8]),
+        binding=_opt_bytes(row[9]),
     )
 
 
@@ -382,6 +385,8 @@ def _subject_row(row: Sequence[Any]) -> SubjectRow:
         restricted_to=row[7],
         hold_until=row[8],
         ended_at=row[9],
+        consent_head=_opt_bytes(row[10]),
+        binding=_opt_bytes(row[11]),
     )
 
 

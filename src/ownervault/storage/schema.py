@@ -7,12 +7,12 @@ small and lives in the renderers: how a portable column type is spelled (:data:`
 changes (``RAISE(ABORT, ...)`` triggers on SQLite; row and ``TRUNCATE`` triggers calling one
 PL/pgSQL function on PostgreSQL).
 
-:data:`VAULT_TABLES` is schema version 1, which each backend creates as its version-1
-migration (:func:`sqlite_script`, :func:`postgres_script`). The definition is an on-disk
-format: changing it means a new schema version with a migration step in each backend for
-existing vaults, and the version-1 step, which renders this definition, must then keep creating
-version 1's tables. ``tests/test_schema.py`` compares the rendered schema with frozen copies of
-the DDL as first shipped.
+:data:`VAULT_TABLES` is the schema at :data:`SCHEMA_VERSION`: a new vault gets it whole
+(:func:`sqlite_script`, :func:`postgres_script`), an older one is brought up step by step
+(:func:`sqlite_upgrade`, :func:`postgres_upgrade`: each column records the version that added
+it). The definition is an on-disk format: a change is a new schema version. ``tests/test_schema.py``
+compares the version-1 part with frozen copies of the DDL as first shipped, and an upgraded
+version-1 vault with a new one.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import attrs
 
 __all__ = [
     "POSTGRES_TYPES",
+    "SCHEMA_VERSION",
     "SQLITE_TYPES",
     "VAULT_TABLES",
     "Column",
@@ -31,7 +32,10 @@ __all__ = [
     "Index",
     "Table",
     "postgres_script",
+    "postgres_upgrade",
     "sqlite_script",
+    "sqlite_upgrade",
+    "tables_at",
 ]
 
 #: A column's type, independent of the dialect. ``int`` is PostgreSQL's 32-bit INTEGER (flags,
@@ -72,6 +76,8 @@ class Column:
     references: tuple[str, str] | None = None
     default: str | None = None
     check: str | None = None
+    #: The schema version that added the column (its migration step adds it to older vaults).
+    since: int = 1
 
 
 @attrs.frozen
@@ -87,7 +93,9 @@ class Table:
     """A vault table: columns in order, table constraints, indexes and append-only rule.
 
     ``without_rowid`` applies to SQLite only. ``append_only`` is the message with which
-    updates and deletes (and on PostgreSQL ``TRUNCATE``) are refused, or None.
+    updates and deletes (and on PostgreSQL ``TRUNCATE``) are refused, or None;
+    ``append_only_except`` names columns an update may still set (a row's binding tag, written
+    when a vault made before tags existed is first opened).
     """
 
     name: str
@@ -96,6 +104,7 @@ class Table:
     without_rowid: bool = False
     indexes: tuple[Index, ...] = ()
     append_only: str | None = None
+    append_only_except: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         # A typo in a key or index column would otherwise surface only as a database error
@@ -103,7 +112,11 @@ class Table:
         named = self.column_names
         if len(set(named)) != len(named):
             raise ValueError(f"table {self.name} names a column twice")
-        used = {*self.primary_key, *(c for index in self.indexes for c in index.columns)}
+        used = {
+            *self.primary_key,
+            *(c for index in self.indexes for c in index.columns),
+            *self.append_only_except,
+        }
         if not used <= set(named):
             raise ValueError(f"table {self.name} has no column {sorted(used - set(named))}")
 
@@ -111,6 +124,16 @@ class Table:
     def column_names(self) -> tuple[str, ...]:
         """The column names, in schema order."""
         return tuple(column.name for column in self.columns)
+
+    @property
+    def guarded_columns(self) -> tuple[str, ...]:
+        """The columns an append-only table refuses to update (every column but the exceptions)."""
+        return tuple(c for c in self.column_names if c not in self.append_only_except)
+
+
+#: The schema version this code writes. Version 2 added the binding tags of rows that drive
+#: decisions (``keys``, ``subjects``, ``records``, ``consents``) and ``subjects.consent_head``.
+SCHEMA_VERSION: Final = 2
 
 
 #: Every vault table, in creation order (a referenced table comes before its references).
@@ -135,6 +158,7 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
             Column("state_changed_at", "text", not_null=True),
             Column("invocations", "bigint", not_null=True, default="0"),
             Column("max_invocations", "bigint", not_null=True),
+            Column("binding", "blob", since=2),
         ),
         without_rowid=True,
         indexes=(
@@ -154,6 +178,8 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
             Column("restricted_to", "text"),
             Column("hold_until", "text"),
             Column("ended_at", "text"),
+            Column("consent_head", "blob", since=2),
+            Column("binding", "blob", since=2),
         ),
         without_rowid=True,
     ),
@@ -170,6 +196,7 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
             Column("clear", "text", not_null=True),
             Column("sealed", "blob", not_null=True),
             Column("erased", "int", not_null=True, default="0"),
+            Column("binding", "blob", since=2),
         ),
         indexes=(
             Index("records_subject", ("pseudonym",)),
@@ -204,9 +231,11 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
             Column("given_by", "text", not_null=True),
             Column("expires_at", "text"),
             Column("position", "bigint", not_null=True),
+            Column("binding", "blob", since=2),
         ),
         indexes=(Index("consents_subject", ("pseudonym", "purpose", "position")),),
         append_only="the consent ledger is append-only",
+        append_only_except=("binding",),
     ),
     Table(
         "holds",
@@ -338,6 +367,22 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
 )
 
 
+def tables_at(version: int) -> tuple[Table, ...]:
+    """The tables as schema ``version`` had them (for tests and documentation)."""
+    out = []
+    for table in VAULT_TABLES:
+        columns = tuple(c for c in table.columns if c.since <= version)
+        names = {c.name for c in columns}
+        out.append(
+            attrs.evolve(
+                table,
+                columns=columns,
+                append_only_except=tuple(c for c in table.append_only_except if c in names),
+            )
+        )
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -392,6 +437,23 @@ def _script(statements: list[str]) -> str:
     return "".join(f"{statement};\n" for statement in statements)
 
 
+def _update_event(table: Table) -> str:
+    """The ``UPDATE`` event an append-only table refuses: of every guarded column, or all."""
+    if not table.append_only_except:
+        return "UPDATE"
+    return f"UPDATE OF {', '.join(table.guarded_columns)}"
+
+
+def _sqlite_triggers(table: Table, events: tuple[str, ...] = ("UPDATE", "DELETE")) -> list[str]:
+    assert table.append_only is not None
+    refuse = f"BEGIN SELECT RAISE(ABORT, {_literal(table.append_only)}); END"
+    return [
+        f"CREATE TRIGGER {table.name}_no_{event.lower()} BEFORE "
+        f"{_update_event(table) if event == 'UPDATE' else event} ON {table.name}\n{refuse}"
+        for event in events
+    ]
+
+
 def sqlite_script(tables: tuple[Table, ...] = VAULT_TABLES) -> str:
     """The SQLite DDL creating ``tables``: ``WITHOUT ROWID`` where asked, ``RAISE`` triggers."""
     statements: list[str] = []
@@ -400,12 +462,37 @@ def sqlite_script(tables: tuple[Table, ...] = VAULT_TABLES) -> str:
         statements.append(_create_table(table, SQLITE_TYPES, suffix))
         statements += _create_indexes(table)
         if table.append_only is not None:
-            refuse = f"BEGIN SELECT RAISE(ABORT, {_literal(table.append_only)}); END"
-            for event in ("UPDATE", "DELETE"):
-                statements.append(
-                    f"CREATE TRIGGER {table.name}_no_{event.lower()} BEFORE {event} "
-                    f"ON {table.name}\n{refuse}"
-                )
+            statements += _sqlite_triggers(table)
+    return _script(statements)
+
+
+def _added(table: Table, version: int) -> list[Column]:
+    return [column for column in table.columns if column.since == version]
+
+
+def _refreshes_update_trigger(table: Table, version: int) -> bool:
+    """Whether ``version`` added a column that an append-only table lets updates set."""
+    return table.append_only is not None and any(
+        column.name in table.append_only_except for column in _added(table, version)
+    )
+
+
+def sqlite_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> str:
+    """The SQLite statements that bring a vault of ``version - 1`` to ``version``.
+
+    New columns are appended (``ALTER TABLE ... ADD COLUMN``), so an upgraded table has its
+    columns in the same order as a new one; an append-only table's update trigger is made again
+    when the new columns are ones an update may set.
+    """
+    statements: list[str] = []
+    for table in tables:
+        for column in _added(table, version):
+            statements.append(
+                f"ALTER TABLE {table.name} ADD COLUMN {_column_sql(column, SQLITE_TYPES)}"
+            )
+        if _refreshes_update_trigger(table, version):
+            statements.append(f"DROP TRIGGER {table.name}_no_update")
+            statements += _sqlite_triggers(table, ("UPDATE",))
     return _script(statements)
 
 
@@ -416,6 +503,20 @@ BEGIN
     RAISE EXCEPTION USING MESSAGE = TG_ARGV[0], ERRCODE = 'integrity_constraint_violation';
 END
 $$""".strip()
+
+
+def _postgres_triggers(
+    table: Table, events: tuple[str, ...] = ("UPDATE", "DELETE", "TRUNCATE")
+) -> list[str]:
+    assert table.append_only is not None
+    call = f"EXECUTE FUNCTION ownervault_append_only({_literal(table.append_only)})"
+    levels = {"UPDATE": "ROW", "DELETE": "ROW", "TRUNCATE": "STATEMENT"}
+    return [
+        f"CREATE TRIGGER {table.name}_no_{event.lower()} BEFORE "
+        f"{_update_event(table) if event == 'UPDATE' else event} "
+        f"ON {table.name} FOR EACH {levels[event]}\n    {call}"
+        for event in events
+    ]
 
 
 def postgres_script(tables: tuple[Table, ...] = VAULT_TABLES) -> str:
@@ -430,12 +531,21 @@ def postgres_script(tables: tuple[Table, ...] = VAULT_TABLES) -> str:
         statements.append(_create_table(table, POSTGRES_TYPES))
         statements += _create_indexes(table)
         if table.append_only is not None:
-            call = f"EXECUTE FUNCTION ownervault_append_only({_literal(table.append_only)})"
-            for event, level in (("UPDATE", "ROW"), ("DELETE", "ROW"), ("TRUNCATE", "STATEMENT")):
-                triggers.append(
-                    f"CREATE TRIGGER {table.name}_no_{event.lower()} BEFORE {event} "
-                    f"ON {table.name} FOR EACH {level}\n    {call}"
-                )
+            triggers += _postgres_triggers(table)
     if triggers:
         statements += [_APPEND_ONLY_FUNCTION, *triggers]
+    return _script(statements)
+
+
+def postgres_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> str:
+    """The PostgreSQL statements that bring a vault of ``version - 1`` to ``version``."""
+    statements: list[str] = []
+    for table in tables:
+        for column in _added(table, version):
+            statements.append(
+                f"ALTER TABLE {table.name} ADD COLUMN {_column_sql(column, POSTGRES_TYPES)}"
+            )
+        if _refreshes_update_trigger(table, version):
+            statements.append(f"DROP TRIGGER {table.name}_no_update ON {table.name}")
+            statements += _postgres_triggers(table, ("UPDATE",))
     return _script(statements)

@@ -15,13 +15,13 @@ class KeyQueries(QueryRunner):
 
     _KEY_COLUMNS = (
         "key_id, kind, state, wrapped, wrapped_by, created_at, state_changed_at, "
-        "invocations, max_invocations"
+        "invocations, max_invocations, binding"
     )
 
     def insert_keys(self, rows: Sequence[KeyRow]) -> None:
         """Store new keys."""
         self._executemany(
-            f"INSERT INTO keys ({self._KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO keys ({self._KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     row.key_id,
@@ -33,19 +33,28 @@ class KeyQueries(QueryRunner):
                     row.state_changed_at,
                     row.invocations,
                     row.max_invocations,
+                    row.binding,
                 )
                 for row in rows
             ],
         )
 
-    def update_key(
-        self, key_id: bytes, *, state: str, at: str, wrapped: bytes | None, wrapped_by: bytes
-    ) -> None:
-        """Change a key's state and wrapped bytes."""
-        self._execute(
-            "UPDATE keys SET state = ?, state_changed_at = ?, wrapped = ?, wrapped_by = ? "
-            "WHERE key_id = ?",
-            (state, at, wrapped, wrapped_by, key_id),
+    def update_keys(self, rows: Sequence[KeyRow]) -> None:
+        """Store keys' new state (and when it changed), wrapped bytes and binding tags."""
+        self._executemany(
+            "UPDATE keys SET state = ?, state_changed_at = ?, wrapped = ?, wrapped_by = ?, "
+            "binding = ? WHERE key_id = ?",
+            [
+                (
+                    row.state,
+                    row.state_changed_at,
+                    row.wrapped,
+                    row.wrapped_by,
+                    row.binding,
+                    row.key_id,
+                )
+                for row in rows
+            ],
         )
 
     def reserve_invocations(self, key_id: bytes, count: int) -> bool:
@@ -63,11 +72,3 @@ class KeyQueries(QueryRunner):
             "SELECT kind, state, count(*) FROM keys GROUP BY kind, state ORDER BY kind, state"
         ).fetchall()
         return [(str(k), str(s), int(n)) for k, s, n in rows]
-
-    def retire_keys(self, key_ids: Sequence[bytes], at: str) -> None:
-        """Move active keys to decrypt-only (replaced keys that may still decrypt)."""
-        self._executemany(
-            "UPDATE keys SET state = 'decrypt-only', state_changed_at = ? "
-            "WHERE key_id = ? AND state = 'active'",
-            [(at, key_id) for key_id in key_ids],
-        )

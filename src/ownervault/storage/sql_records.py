@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from .base import RecordRow, SubjectRow
 from .sql_runner import QueryRunner
@@ -14,18 +14,22 @@ __all__ = ["RecordQueries", "record_row"]
 class RecordQueries(QueryRunner):
     """Subjects, records and blind-index tokens: the statements both backends run alike."""
 
-    _SUBJECT_COLUMNS = "pseudonym, subject_ref, key_id, created_at, erased_at, minor_until"
+    _SUBJECT_COLUMNS = (
+        "pseudonym, subject_ref, key_id, created_at, erased_at, minor_until, restricted_to, "
+        "hold_until, ended_at, consent_head, binding"
+    )
 
     _SUBJECT_SELECT = (
         "SELECT s.pseudonym, s.subject_ref, s.key_id, s.created_at, s.erased_at, s.minor_until, "
-        "k.state, s.restricted_to, s.hold_until, s.ended_at "
+        "k.state, s.restricted_to, s.hold_until, s.ended_at, s.consent_head, s.binding "
         "FROM subjects AS s JOIN keys AS k ON k.key_id = s.key_id "
     )
 
     def insert_subjects(self, rows: Sequence[SubjectRow]) -> None:
         """Store new subjects."""
         self._executemany(
-            f"INSERT INTO subjects ({self._SUBJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO subjects ({self._SUBJECT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     row.pseudonym,
@@ -34,18 +38,56 @@ class RecordQueries(QueryRunner):
                     row.created_at,
                     row.erased_at,
                     row.minor_until,
+                    row.restricted_to,
+                    row.hold_until,
+                    row.ended_at,
+                    row.consent_head,
+                    row.binding,
                 )
                 for row in rows
             ],
         )
 
-    def set_minor_until(self, pseudonym: str, value: bytes | None) -> None:
-        """Store the (encrypted) date a subject stops being a minor."""
-        self._execute("UPDATE subjects SET minor_until = ? WHERE pseudonym = ?", (value, pseudonym))
+    def update_subjects(self, rows: Sequence[SubjectRow]) -> None:
+        """Store subjects' new lookup token, key, flags, consent head and binding tag."""
+        self._executemany(
+            "UPDATE subjects SET subject_ref = ?, key_id = ?, minor_until = ?, "
+            "restricted_to = ?, hold_until = ?, ended_at = ?, consent_head = ?, binding = ? "
+            "WHERE pseudonym = ?",
+            [
+                (
+                    row.subject_ref,
+                    row.key_id,
+                    row.minor_until,
+                    row.restricted_to,
+                    row.hold_until,
+                    row.ended_at,
+                    row.consent_head,
+                    row.binding,
+                    row.pseudonym,
+                )
+                for row in rows
+            ],
+        )
+
+    #: Each bindable table and its primary key column.
+    _BINDABLE: ClassVar[Mapping[str, str]] = {
+        "keys": "key_id",
+        "subjects": "pseudonym",
+        "records": "record_id",
+        "consents": "consent_id",
+    }
+
+    def bind_rows(self, table: str, rows: Sequence[tuple[bytes | str, bytes]]) -> None:
+        """Set the binding tag of rows made before tags existed: (primary key, tag) pairs."""
+        key = self._BINDABLE[table]
+        self._executemany(
+            f"UPDATE {table} SET binding = ? WHERE {key} = ?", [(tag, pk) for pk, tag in rows]
+        )
 
     _RECORD_COLUMNS = (
         "record_id, record_type, pseudonym, key_id, version, created_at, updated_at, clear, "
-        "sealed, erased"
+        "sealed, erased, binding"
     )
 
     def update_record(
@@ -56,13 +98,14 @@ class RecordQueries(QueryRunner):
         clear: str,
         sealed: bytes,
         updated_at: str,
+        binding: bytes,
         tokens: Iterable[tuple[str, bytes | None]],
     ) -> bool:
         """Replace clear fields, ciphertexts and tokens if still at ``expected_version``."""
         cur = self._execute(
-            "UPDATE records SET version = version + 1, clear = ?, sealed = ?, updated_at = ? "
-            "WHERE record_id = ? AND version = ? AND erased = 0",
-            (clear, sealed, updated_at, record_id, expected_version),
+            "UPDATE records SET version = version + 1, clear = ?, sealed = ?, updated_at = ?, "
+            "binding = ? WHERE record_id = ? AND version = ? AND erased = 0",
+            (clear, sealed, updated_at, binding, record_id, expected_version),
         )
         if cur.rowcount != 1:
             return False
@@ -97,13 +140,14 @@ class RecordQueries(QueryRunner):
         ).fetchall()
         return [record_row(row) for row in rows]
 
-    def subject_units(self, pseudonym: str) -> list[str]:
-        """Clear JSON of a subject's live unit records (community and building live there)."""
+    def subject_units(self, pseudonym: str) -> list[RecordRow]:
+        """A subject's live unit records (community and building live in their clear JSON)."""
         rows = self._execute(
-            "SELECT clear FROM records WHERE pseudonym = ? AND record_type = 'unit' AND erased = 0",
+            f"SELECT {self._RECORD_COLUMNS} FROM records "
+            "WHERE pseudonym = ? AND record_type = 'unit' AND erased = 0",
             (pseudonym,),
         ).fetchall()
-        return [str(row[0]) for row in rows]
+        return [record_row(row) for row in rows]
 
     def subject_keys_in_use(self) -> set[bytes]:
         """Ids of data keys that a live subject or record still uses (one pass, for bulk work)."""
@@ -120,22 +164,6 @@ class RecordQueries(QueryRunner):
         ).fetchall()
         return {bytes(k): int(n) for k, n in rows}
 
-    def set_subject_key(
-        self, pseudonym: str, key_id: bytes, minor_until: bytes | None, subject_ref: bytes | None
-    ) -> None:
-        """Point a subject at a new data key (and lookup token, when given)."""
-        if subject_ref is None:
-            self._execute(
-                "UPDATE subjects SET key_id = ?, minor_until = ? WHERE pseudonym = ?",
-                (key_id, minor_until, pseudonym),
-            )
-        else:
-            self._execute(
-                "UPDATE subjects SET key_id = ?, minor_until = ?, subject_ref = ? "
-                "WHERE pseudonym = ?",
-                (key_id, minor_until, subject_ref, pseudonym),
-            )
-
     def records_of_subjects(self, pseudonyms: Sequence[str]) -> list[RecordRow]:
         """Every live record of many subjects (one query per 500 subjects)."""
         out: list[RecordRow] = []
@@ -150,25 +178,11 @@ class RecordQueries(QueryRunner):
             out.extend(record_row(row) for row in rows)
         return out
 
-    def reseal_records(self, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
-        """Replace many records' ciphertexts: (record id, new key id, sealed blob)."""
+    def reseal_records(self, rows: Sequence[RecordRow]) -> None:
+        """Store many records' new key id, sealed blob and binding tag (same version)."""
         self._executemany(
-            "UPDATE records SET key_id = ?, sealed = ? WHERE record_id = ?",
-            [(key_id, sealed, record_id) for record_id, key_id, sealed in rows],
-        )
-
-    def set_subject_keys(self, rows: Sequence[tuple[str, bytes, bytes | None]]) -> None:
-        """Point many subjects at new data keys: (pseudonym, key id, encrypted minor_until)."""
-        self._executemany(
-            "UPDATE subjects SET key_id = ?, minor_until = ? WHERE pseudonym = ?",
-            [(key_id, minor, pseudonym) for pseudonym, key_id, minor in rows],
-        )
-
-    def reseal_record(self, record_id: str, key_id: bytes, sealed: bytes) -> None:
-        """Replace a record's ciphertexts with the same values under another key."""
-        self._execute(
-            "UPDATE records SET key_id = ?, sealed = ? WHERE record_id = ?",
-            (key_id, sealed, record_id),
+            "UPDATE records SET key_id = ?, sealed = ?, binding = ? WHERE record_id = ?",
+            [(row.key_id, row.sealed, row.binding, row.record_id) for row in rows],
         )
 
 
@@ -185,4 +199,5 @@ def record_row(row: Sequence[Any]) -> RecordRow:
         clear=row[7],
         sealed=bytes(row[8]),
         erased=bool(row[9]),
+        binding=None if row[10] is None else bytes(row[10]),
     )

@@ -14,18 +14,18 @@ __all__ = ["RightsQueries"]
 
 
 class RightsQueries(QueryRunner):
-    """The consent ledger, a subject's flags, legal holds, rights requests and disclosures."""
+    """The consent ledger, legal holds, rights requests and disclosures."""
 
     _CONSENT_COLUMNS = (
         "consent_id, pseudonym, purpose, event, at, actor, channel, evidence, notice_version, "
-        "fields, separate, given_by, expires_at"
+        "fields, separate, given_by, expires_at, binding"
     )
 
     def insert_consent(self, record: ConsentRecord) -> None:
         """Append a fact to the consent ledger."""
         self._execute(
             f"INSERT INTO consents ({self._CONSENT_COLUMNS}, position) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "(SELECT coalesce(max(position), 0) + 1 FROM consents))",
             (
                 record.consent_id,
@@ -41,6 +41,7 @@ class RightsQueries(QueryRunner):
                 int(record.separate),
                 record.given_by,
                 record.expires_at,
+                record.binding,
             ),
         )
 
@@ -67,20 +68,10 @@ class RightsQueries(QueryRunner):
                 separate=bool(row[10]),
                 given_by=row[11],
                 expires_at=row[12],
+                binding=None if row[13] is None else bytes(row[13]),
             )
             for row in rows
         ]
-
-    def set_subject_flags(self, pseudonym: str, **flags: str | None) -> None:
-        """Set ``restricted_to``, ``hold_until`` or ``ended_at`` of a subject."""
-        allowed = {"restricted_to", "hold_until", "ended_at"}
-        if not flags or set(flags) - allowed:
-            raise ValueError("unknown subject flag")
-        assignments = ", ".join(f"{name} = ?" for name in sorted(flags))
-        self._execute(
-            f"UPDATE subjects SET {assignments} WHERE pseudonym = ?",
-            [*(flags[name] for name in sorted(flags)), pseudonym],
-        )
 
     def insert_hold(self, hold: HoldRow) -> None:
         """Record a legal hold."""

@@ -32,18 +32,19 @@ import sqlcipher3
 
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import table_columns
-from .schema import sqlite_script
+from .schema import SCHEMA_VERSION, sqlite_script, sqlite_upgrade
 from .sqlite_queries import SQLiteQueries
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "SQLCipherBackend"]
 
-SCHEMA_VERSION: Final = 1
 #: The database file's name in a vault directory.
 DB_NAME: Final = "vault.db"
 
-#: Migrations by target version; each runs in one transaction with ``user_version`` bumped.
-#: Version 1 creates the tables of :mod:`.schema`.
-_MIGRATIONS: Final[dict[int, str]] = {1: sqlite_script()}
+#: A new database gets the whole schema at once; an older one, each later version's step.
+_CREATE: Final = sqlite_script()
+_UPGRADES: Final[dict[int, str]] = {
+    version: sqlite_upgrade(version) for version in range(2, SCHEMA_VERSION + 1)
+}
 
 _T = TypeVar("_T")
 
@@ -280,7 +281,11 @@ class SQLCipherBackend(SQLiteQueries):
         return int(self._execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> int:
-        """Bring the schema to :data:`SCHEMA_VERSION`; refuse a newer one."""
+        """Bring the schema to :data:`SCHEMA_VERSION`; refuse a newer one.
+
+        A new database gets the current schema whole; an older one runs each later version's
+        upgrade step, all in one transaction.
+        """
         with self.atomic():
             current = self.schema_version()
             if current > SCHEMA_VERSION:
@@ -288,9 +293,14 @@ class SQLCipherBackend(SQLiteQueries):
                     f"the vault schema is version {current}; this ownervault reads up to "
                     f"{SCHEMA_VERSION}"
                 )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                conn = self._conn
-                for statement in _MIGRATIONS[version].split(";\n"):
+            conn = self._conn
+            steps = (
+                [(SCHEMA_VERSION, _CREATE)]
+                if current == 0
+                else [(v, _UPGRADES[v]) for v in range(current + 1, SCHEMA_VERSION + 1)]
+            )
+            for version, script in steps:
+                for statement in script.split(";\n"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version}")

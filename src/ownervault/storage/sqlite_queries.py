@@ -117,7 +117,8 @@ class SQLiteQueries(SharedQueries):
     ) -> None:
         """Insert records (sealed field ciphertexts included) and their blind-index tokens."""
         self._executemany(
-            f"INSERT INTO records ({self._RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO records ({self._RECORD_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     r.record_id,
@@ -130,6 +131,7 @@ class SQLiteQueries(SharedQueries):
                     r.clear,
                     r.sealed,
                     int(r.erased),
+                    r.binding,
                 )
                 for r in rows
             ],

@@ -154,15 +154,21 @@ def import_keys(kernel: Kernel, key_backup: Path) -> int:
             existing = backend.get_key(row.key_id)
             if existing is None:
                 if row.kind != "subject":
-                    backend.insert_keys([row])
+                    backend.insert_keys([kernel.keys.binder.key(row)])
                 continue
             if existing.wrapped is None and existing.state != "destroyed":
-                backend.update_key(
-                    row.key_id,
-                    state=row.state,
-                    at=row.state_changed_at,
-                    wrapped=row.wrapped,
-                    wrapped_by=row.wrapped_by,
+                # The administrator restoring vouches for the key backup: its rows are bound
+                # as the vault's own.
+                kernel.keys.store_keys(
+                    [
+                        attrs.evolve(
+                            existing,
+                            state=row.state,
+                            state_changed_at=row.state_changed_at,
+                            wrapped=row.wrapped,
+                            wrapped_by=row.wrapped_by,
+                        )
+                    ]
                 )
                 restored += row.wrapped is not None
                 if row.kind == "subject" and row.state == "destroyed":

@@ -15,7 +15,9 @@ from typing import Any, Final
 import attrs
 
 from ...exceptions import ValidationError
-from ...kernel import Kernel, subject_context
+from ...kernel import ADMIN_PURPOSE, Kernel, subject_context
+from ...kernel.freshness import rekey_entries
+from ...kernel.rekey import rekey_subjects
 from ...policy import Actor
 from ...records import RECORD_TYPES, normalise
 from ..hierarchy import KeyState, check_transition
@@ -100,7 +102,7 @@ class JobRunner:
                     "reencrypt": self._reencrypt_batch,
                     "reindex": self._reindex_batch,
                 }[kind]
-                new_cursor, count = handler(params, cursor, batch_size)
+                new_cursor, count = handler(params, cursor, batch_size, actor)
                 finished = new_cursor is None
                 self._backend.advance_job(
                     job_id,
@@ -127,7 +129,7 @@ class JobRunner:
         return self.status(job_id)
 
     def _rewrap_batch(
-        self, params: Mapping[str, Any], cursor: str, size: int
+        self, params: Mapping[str, Any], cursor: str, size: int, actor: Actor
     ) -> tuple[str | None, int]:
         keys = self._kernel.keys
         old = bytes.fromhex(params["from"])
@@ -137,30 +139,34 @@ class JobRunner:
         new_kek = keys.active_kek()
         keys.reserve(new_kek.key_id, len(rows))
         old_kek = keys.kek(old)
+        rewrapped = []
         for row in rows:
             assert row.wrapped is not None
+            keys.check_key(row)
             context = subject_context(keys.vault_id, row.key_id)
             material = old_kek.unwrap(row.wrapped, context=context)
-            self._backend.update_key(
-                row.key_id,
-                state=row.state,
-                at=row.state_changed_at,
-                wrapped=new_kek.wrap(material, context=context),
-                wrapped_by=new_kek.key_id,
+            rewrapped.append(
+                attrs.evolve(
+                    row, wrapped=new_kek.wrap(material, context=context), wrapped_by=new_kek.key_id
+                )
             )
+        keys.store_keys(rewrapped)
         return rows[-1].key_id.hex(), len(rows)
 
     def _reencrypt_batch(
-        self, params: Mapping[str, Any], cursor: str, size: int
+        self, params: Mapping[str, Any], cursor: str, size: int, actor: Actor
     ) -> tuple[str | None, int]:
         subjects = self._backend.subjects_page(cursor, size)
         if not subjects:
             return None, 0
-        self._kernel.keys.rekey_subjects(subjects, self._kernel.now_text())
+        rekeyed = rekey_subjects(self._kernel.keys, subjects, self._kernel.now_text())
+        self._kernel.audit.append(
+            rekey_entries(actor, ADMIN_PURPOSE, rekeyed), now=self._kernel.clock.now()
+        )
         return subjects[-1].pseudonym, len(subjects)
 
     def _reindex_batch(
-        self, params: Mapping[str, Any], cursor: str, size: int
+        self, params: Mapping[str, Any], cursor: str, size: int, actor: Actor
     ) -> tuple[str | None, int]:
         keys = self._kernel.keys
         subjects = self._backend.subjects_page(cursor, size)
@@ -186,12 +192,8 @@ class JobRunner:
                 if subject_id is None and "subject_id" in values:
                     subject_id = str(values["subject_id"])
             if subject_id is not None:
-                self._backend.set_subject_key(
-                    subject.pseudonym,
-                    subject.key_id,
-                    subject.minor_until,
-                    keys.subject_ref(subject_id),
-                )
+                keys.check_subject(subject)
+                keys.store_subject(attrs.evolve(subject, subject_ref=keys.subject_ref(subject_id)))
         return subjects[-1].pseudonym, len(subjects)
 
     def _finish(self, kind: str, params: Mapping[str, Any]) -> None:
@@ -213,10 +215,5 @@ def set_state(kernel: Kernel, key_id: bytes, new: KeyState) -> None:
         # Already retired more strictly than "decrypt-only": leave it as it is.
         return
     check_transition(key_id.hex(), KeyState(row.state), new)
-    kernel.backend.update_key(
-        key_id,
-        state=new.value,
-        at=kernel.now_text(),
-        wrapped=row.wrapped,
-        wrapped_by=row.wrapped_by,
-    )
+    kernel.keys.check_key(row)
+    kernel.keys.store_keys([attrs.evolve(row, state=new.value, state_changed_at=kernel.now_text())])

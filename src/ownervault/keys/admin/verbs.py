@@ -164,12 +164,16 @@ class KeyAdmin:
                     continue
                 if row.key_id in in_use:
                     continue
-                self._backend.update_key(
-                    row.key_id,
-                    state=KeyState.DESTROYED.value,
-                    at=self._kernel.now_text(),
-                    wrapped=None,
-                    wrapped_by=row.wrapped_by,
+                self._kernel.keys.check_key(row)
+                self._kernel.keys.store_keys(
+                    [
+                        attrs.evolve(
+                            row,
+                            state=KeyState.DESTROYED.value,
+                            state_changed_at=self._kernel.now_text(),
+                            wrapped=None,
+                        )
+                    ]
                 )
                 self._kernel.keys.cache.discard(row.key_id)
                 destroyed += 1
@@ -179,7 +183,7 @@ class KeyAdmin:
     def _transition(self, key_id: str, new: KeyState, actor: Actor, action: str) -> KeyInfo:
         with self._refusals(actor, action, key_id), self._backend.atomic():
             raw = _key_bytes(key_id)
-            row = self._backend.get_key(raw)
+            row = self._kernel.keys.key_row(raw)
             if row is None:
                 raise ValidationError(f"no key with id {key_id}")
             check_transition(key_id, KeyState(row.state), new)
@@ -190,12 +194,15 @@ class KeyAdmin:
                 )
             if new is KeyState.DESTROYED:
                 self._check_destroyable(key_id, raw, row)
-            self._backend.update_key(
-                raw,
-                state=new.value,
-                at=self._kernel.now_text(),
-                wrapped=None if new is KeyState.DESTROYED else row.wrapped,
-                wrapped_by=row.wrapped_by,
+            self._kernel.keys.store_keys(
+                [
+                    attrs.evolve(
+                        row,
+                        state=new.value,
+                        state_changed_at=self._kernel.now_text(),
+                        wrapped=None if new is KeyState.DESTROYED else row.wrapped,
+                    )
+                ]
             )
             if new is KeyState.DESTROYED:
                 self._kernel.keys.cache.discard(raw)
@@ -311,7 +318,7 @@ class KeyAdmin:
         return key_info(row)
 
     def _system_row(self, key_id: bytes) -> KeyRow:
-        row = self._backend.get_key(key_id)
+        row = self._kernel.keys.key_row(key_id)
         if row is None or row.kind not in (KeyKind.KEK.value, KeyKind.INDEX.value):
             raise ValidationError(f"no KEK or index key with id {key_id.hex()}")
         return row

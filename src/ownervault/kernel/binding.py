@@ -1,0 +1,186 @@
+"""Binding tags: the rows that drive decisions carry a MAC over their columns.
+
+A field ciphertext is authenticated on its own (AES-GCM, bound to its vault, record, field and
+key), but the rows around it were not: whoever could change the database could move a record to
+another owner, drop a field from its sealed container, swap two owners' lookup tokens, insert a
+consent, or make a compromised key active again, and every ciphertext would still decrypt. Each
+row of ``keys``, ``subjects``, ``records`` and ``consents`` now carries a binding tag,
+HMAC-SHA256 under a key derived from the keyring key (:class:`ownervault.crypto.RowKey`), over
+the vault id and the row's columns (the columns each tag covers are listed below and in
+``docs/formats.md``). A row whose tag does not match is an :class:`IntegrityError` when it is
+used; nothing is disclosed or written by that operation.
+
+A subject's consent records form a chain: each record's tag covers the tag of the subject's
+previous record, and the subject row covers the newest (``consent_head``), so a consent record
+inserted, changed, reordered or deleted is found the next time a decision reads the ledger.
+
+What a tag cannot show is that a row is the *latest* one: writing back a row's own earlier
+state is caught by ``check --deep`` against the audit log (``docs/threat-model.md``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Final
+
+import attrs
+
+from ..crypto import RowKey, RowValue
+from ..exceptions import IntegrityError
+from ..policy import ConsentRecord
+from ..storage import KeyRow, RecordRow, SubjectRow
+
+__all__ = ["BOUND_META", "Binder"]
+
+#: ``meta`` key set once every row of the vault carries a binding tag.
+BOUND_META: Final = "row_binding"
+
+
+class Binder:
+    """Makes and checks the binding tags of one vault's rows."""
+
+    __slots__ = ("_key", "_vault_id")
+
+    def __init__(self, key: RowKey, vault_id: str) -> None:
+        self._key = key
+        self._vault_id = vault_id
+
+    def __repr__(self) -> str:
+        return f"<Binder vault={self._vault_id}>"
+
+    # ------------------------------------------------------------------ the covered columns
+
+    def _record(self, row: RecordRow) -> list[RowValue]:
+        return [
+            self._vault_id,
+            row.record_id,
+            row.record_type,
+            row.pseudonym,
+            row.key_id,
+            row.version,
+            row.created_at,
+            row.updated_at,
+            row.clear,
+            row.sealed,
+        ]
+
+    def _subject(self, row: SubjectRow) -> list[RowValue]:
+        return [
+            self._vault_id,
+            row.pseudonym,
+            row.subject_ref,
+            row.key_id,
+            row.created_at,
+            row.minor_until,
+            row.restricted_to,
+            row.hold_until,
+            row.ended_at,
+            row.consent_head,
+        ]
+
+    def _consent(self, record: ConsentRecord, previous: bytes | None) -> list[RowValue]:
+        return [
+            self._vault_id,
+            previous,
+            record.consent_id,
+            record.subject,
+            record.purpose,
+            record.event,
+            record.at,
+            record.actor,
+            record.channel,
+            record.evidence,
+            record.notice_version,
+            json.dumps(list(record.fields)),
+            int(record.separate),
+            record.given_by,
+            record.expires_at,
+        ]
+
+    def _key_row(self, row: KeyRow) -> list[RowValue]:
+        return [
+            self._vault_id,
+            row.key_id,
+            row.kind,
+            row.state,
+            row.wrapped,
+            row.wrapped_by,
+            row.max_invocations,
+        ]
+
+    # ------------------------------------------------------------------ making tags
+
+    def record(self, row: RecordRow) -> RecordRow:
+        """``row`` with its binding tag."""
+        return attrs.evolve(row, binding=self._key.tag("records", self._record(row)))
+
+    def subject(self, row: SubjectRow) -> SubjectRow:
+        """``row`` with its binding tag."""
+        return attrs.evolve(row, binding=self._key.tag("subjects", self._subject(row)))
+
+    def consent(self, record: ConsentRecord, previous: bytes | None) -> ConsentRecord:
+        """``record`` with its binding tag, chained to the subject's ``previous`` record's tag."""
+        return attrs.evolve(
+            record, binding=self._key.tag("consents", self._consent(record, previous))
+        )
+
+    def key(self, row: KeyRow) -> KeyRow:
+        """``row`` with its binding tag."""
+        return attrs.evolve(row, binding=self._key.tag("keys", self._key_row(row)))
+
+    # ------------------------------------------------------------------ checking tags
+
+    def check_record(self, row: RecordRow) -> None:
+        """Raise :class:`IntegrityError` unless the record row is one the vault wrote."""
+        if not self._key.matches("records", self._record(row), row.binding):
+            raise IntegrityError(
+                f"{row.record_type} {row.record_id} failed its integrity check: the record "
+                "was changed outside the vault",
+                table="records",
+                row=row.record_id,
+            )
+
+    def check_subject(self, row: SubjectRow) -> None:
+        """Raise :class:`IntegrityError` unless the subject row is one the vault wrote."""
+        if not self._key.matches("subjects", self._subject(row), row.binding):
+            raise IntegrityError(
+                f"subject {row.pseudonym} failed its integrity check: the subject row was "
+                "changed outside the vault",
+                table="subjects",
+                row=row.pseudonym,
+            )
+
+    def check_consents(self, subject: SubjectRow, records: Sequence[ConsentRecord]) -> None:
+        """Raise :class:`IntegrityError` unless ``records`` is the subject's whole, unaltered
+        consent ledger in order (each tag chained to the one before, the last one the head)."""
+        previous: bytes | None = None
+        for record in records:
+            values = self._consent(record, previous)
+            if record.subject != subject.pseudonym or not self._key.matches(
+                "consents", values, record.binding
+            ):
+                raise IntegrityError(
+                    f"consent record {record.consent_id} of subject {subject.pseudonym} failed "
+                    "its integrity check: the consent ledger was changed outside the vault",
+                    table="consents",
+                    row=record.consent_id,
+                )
+            previous = record.binding
+        if previous != subject.consent_head:
+            raise IntegrityError(
+                f"the consent ledger of subject {subject.pseudonym} failed its integrity check: "
+                "a consent record was added or removed outside the vault",
+                table="consents",
+                row=subject.pseudonym,
+            )
+
+    def check_key(self, row: KeyRow) -> None:
+        """Raise :class:`IntegrityError` unless the key row is one the vault wrote."""
+        if not self._key.matches("keys", self._key_row(row), row.binding):
+            raise IntegrityError(
+                f"{row.kind} key {row.key_id.hex()} failed its integrity check: the key row "
+                "was changed outside the vault",
+                table="keys",
+                row=row.key_id.hex(),
+            )

@@ -1,0 +1,446 @@
+"""Integrity against whoever can change the database: every changed row is a typed error.
+
+Each test plays someone with full SQL access (the PostgreSQL operator, or anyone holding the
+SQLCipher page key) and changes rows between the vault's transactions, as
+``docs/threat-model.md`` describes; the vault must refuse with an ``IntegrityError`` (and
+report it: an audit entry and a tamper incident) or, where the threat model says a read cannot
+tell, ``check --deep`` must. The suite runs on both backends.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ownervault import Actor, KeyFileKey, Vault
+from ownervault.audit import AuditLog
+from ownervault.exceptions import (
+    ConsentRequiredError,
+    IntegrityError,
+    StorageError,
+    SubjectErasedError,
+)
+from ownervault.records import OwnerProfile
+from ownervault.storage import schema
+from ownervault.storage.base import TABLES
+
+pytestmark = pytest.mark.backends("sqlcipher", "postgres")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+EVIDENCE = "a" * 64
+
+
+def _sql(vault: Vault, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run SQL as the database operator would, outside the vault's own transactions."""
+    backend = vault._kernel.backend
+    with backend.atomic():
+        cursor = backend._execute(sql, params)
+        rows = cursor.fetchall() if cursor.description is not None else []
+    return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows]
+
+
+def _put(vault: Vault, actor: Actor, purpose: str, *records: OwnerProfile) -> list[str]:
+    with vault.session(actor, purpose) as session:
+        return session.put_many(list(records))
+
+
+def _since(vault: Vault, start: int) -> list[dict[str, Any]]:
+    return list(vault.audit.entries(start))
+
+
+def _tamper_incidents(vault: Vault) -> list[Any]:
+    return [i for i in vault.incidents.all() if i.kind.value == "tamper"]
+
+
+@pytest.fixture
+def two(
+    vault: Vault, make_owner: Callable[..., OwnerProfile], clerk: Actor
+) -> tuple[OwnerProfile, OwnerProfile, str, str]:
+    """Two owners registered by the clerk, and their profiles' record ids."""
+    a, b = make_owner(), make_owner()
+    rid_a, rid_b = _put(vault, clerk, "owner_registration", a, b)
+    return a, b, rid_a, rid_b
+
+
+# --------------------------------------------------------------------------- records
+
+
+def test_a_record_moved_to_another_owner_fails_at_read(
+    vault: Vault, two: tuple[OwnerProfile, OwnerProfile, str, str], dpo: Actor
+) -> None:
+    """A record row pointed at another owner's pseudonym is refused, audited and reported."""
+    _, _, rid_a, rid_b = two
+    (other,) = _sql(vault, "SELECT pseudonym FROM records WHERE record_id = ?", (rid_b,))[0:1]
+    _sql(vault, "UPDATE records SET pseudonym = ? WHERE record_id = ?", (other[0], rid_a))
+    start = vault.audit.size()
+    with (
+        vault.session(dpo, "subject_access_request") as session,
+        pytest.raises(IntegrityError) as caught,
+    ):
+        session.get(OwnerProfile, rid_a)
+    assert (caught.value.table, caught.value.row) == ("records", rid_a)
+    reasons = [(e["action"], e["reason"]) for e in _since(vault, start) if e["decision"] == "deny"]
+    assert reasons == [("read", "integrity_failed"), ("integrity.failure", "integrity_failed")]
+    assert len(_tamper_incidents(vault)) == 1
+
+
+@pytest.mark.parametrize("change", ["drop", "rename", "drop_subject_id"])
+def test_a_sealed_container_missing_or_renaming_a_field_fails_at_read(
+    change: str, vault: Vault, two: tuple[OwnerProfile, OwnerProfile, str, str], dpo: Actor
+) -> None:
+    """Dropping or renaming a field envelope inside a record's sealed container is refused."""
+    from ownervault import crypto
+
+    _, _, rid_a, _ = two
+    (sealed,) = _sql(vault, "SELECT sealed FROM records WHERE record_id = ?", (rid_a,))[0]
+    envelopes = crypto.unpack_sealed(sealed)
+    if change == "drop":
+        del envelopes["phone"]
+    elif change == "rename":
+        envelopes["email"] = envelopes.pop("phone")
+    else:
+        del envelopes["subject_id"]
+    _sql(
+        vault,
+        "UPDATE records SET sealed = ? WHERE record_id = ?",
+        (crypto.pack_sealed(envelopes), rid_a),
+    )
+    with vault.session(dpo, "subject_access_request") as session, pytest.raises(IntegrityError):
+        session.get(OwnerProfile, rid_a)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("clear", '{"household_role":"tenant","status":"moved_out"}'),
+        ("version", 7),
+        ("record_type", "unit"),
+        ("updated_at", "2020-01-01T00:00:00.000000Z"),
+    ],
+)
+def test_a_changed_plain_column_fails_at_read(
+    column: str,
+    value: object,
+    vault: Vault,
+    two: tuple[OwnerProfile, OwnerProfile, str, str],
+    dpo: Actor,
+) -> None:
+    """Changing a record's clear fields, version, type or times outside the vault is refused."""
+    _, _, rid_a, _ = two
+    _sql(vault, f"UPDATE records SET {column} = ? WHERE record_id = ?", (value, rid_a))
+    read_as = "unit" if column == "record_type" else "owner_profile"
+    with vault.session(dpo, "subject_access_request") as session, pytest.raises(IntegrityError):
+        session.get(read_as, rid_a)
+
+
+def test_an_update_never_reseals_a_changed_row(
+    vault: Vault, two: tuple[OwnerProfile, OwnerProfile, str, str], clerk: Actor
+) -> None:
+    """An update of a row changed outside the vault is refused before anything is written."""
+    _, _, rid_a, _ = two
+    with vault.session(clerk, "owner_registration") as session:
+        view = session.get(OwnerProfile, rid_a)
+    _sql(vault, "UPDATE records SET clear = ? WHERE record_id = ?", ('{"status":"x"}', rid_a))
+    with vault.session(clerk, "owner_registration") as session, pytest.raises(IntegrityError):
+        session.update(view, name="新名字")
+    (clear,) = _sql(vault, "SELECT clear FROM records WHERE record_id = ?", (rid_a,))[0]
+    assert clear == '{"status":"x"}'
+
+
+# --------------------------------------------------------------------------- search
+
+
+def test_swapped_index_rows_never_return_another_owner(
+    vault: Vault, two: tuple[OwnerProfile, OwnerProfile, str, str], clerk: Actor
+) -> None:
+    """With two owners' phone tokens swapped, find(phone=A) returns nothing of B's, and the
+    mismatch is audited and opens a tamper incident."""
+    a, b, rid_a, rid_b = two
+    tokens = dict(
+        _sql(
+            vault,
+            "SELECT record_id, token FROM blind_index "
+            "WHERE field = 'phone' AND record_id IN (?, ?)",
+            (rid_a, rid_b),
+        )
+    )
+    _sql(
+        vault,
+        "DELETE FROM blind_index WHERE field = 'phone' AND record_id IN (?, ?)",
+        (rid_a, rid_b),
+    )
+    _sql(
+        vault,
+        "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, 'phone'), (?, ?, 'phone')",
+        (tokens[rid_b], rid_a, tokens[rid_a], rid_b),
+    )
+    start = vault.audit.size()
+    with vault.session(clerk, "owner_registration") as session:
+        assert session.find(OwnerProfile, phone=a.phone) == []
+        assert session.find(OwnerProfile, phone=b.phone) == []
+    entries = _since(vault, start)
+    assert [e["record_id"] for e in entries if e["reason"] == "index_mismatch"] == [rid_b, rid_a]
+    assert [e["action"] for e in entries].count("integrity.failure") == 2
+    assert len(_tamper_incidents(vault)) == 1
+
+
+# --------------------------------------------------------------------------- erasure
+
+
+def test_swapped_lookup_tokens_never_erase_another_owner(
+    vault: Vault, two: tuple[OwnerProfile, OwnerProfile, str, str], dpo: Actor
+) -> None:
+    """With two owners' lookup tokens swapped, erase_subject(a) erases nobody."""
+    a = two[0]
+    rows = dict(_sql(vault, "SELECT pseudonym, subject_ref FROM subjects"))
+    (pa, ra), (pb, rb) = sorted(rows.items())
+    _sql(vault, "UPDATE subjects SET subject_ref = NULL WHERE pseudonym = ?", (pa,))
+    _sql(vault, "UPDATE subjects SET subject_ref = ? WHERE pseudonym = ?", (ra, pb))
+    _sql(vault, "UPDATE subjects SET subject_ref = ? WHERE pseudonym = ?", (rb, pa))
+    with vault.session(dpo, "erasure_request") as session, pytest.raises(IntegrityError):
+        session.erase_subject(a.subject_id)
+    assert _sql(vault, "SELECT count(*) FROM subjects WHERE erased_at IS NOT NULL") == [(0,)]
+    assert _sql(vault, "SELECT count(*) FROM keys WHERE state = 'destroyed'") == [(0,)]
+
+
+def test_erasure_checks_the_sealed_subject_id_before_destroying_anything(
+    vault: Vault,
+    two: tuple[OwnerProfile, OwnerProfile, str, str],
+    dpo: Actor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second line of defence on its own: with the subject rows' tag check out of the way,
+    an erasure still refuses a subject whose sealed subject id is not the one asked for."""
+    a = two[0]
+    rows = dict(_sql(vault, "SELECT pseudonym, subject_ref FROM subjects"))
+    (pa, ra), (pb, rb) = sorted(rows.items())
+    _sql(vault, "UPDATE subjects SET subject_ref = NULL WHERE pseudonym = ?", (pa,))
+    _sql(vault, "UPDATE subjects SET subject_ref = ? WHERE pseudonym = ?", (ra, pb))
+    _sql(vault, "UPDATE subjects SET subject_ref = ? WHERE pseudonym = ?", (rb, pa))
+    monkeypatch.setattr(type(vault._kernel.keys), "check_subject", lambda self, row: None)
+    with (
+        vault.session(dpo, "erasure_request") as session,
+        pytest.raises(IntegrityError, match="is not the owner asked for"),
+    ):
+        session.erase_subject(a.subject_id)
+    assert _sql(vault, "SELECT count(*) FROM keys WHERE state = 'destroyed'") == [(0,)]
+
+
+# --------------------------------------------------------------------------- consents
+
+
+@pytest.fixture
+def consented(
+    vault: Vault, two: tuple[OwnerProfile, OwnerProfile, str, str], clerk: Actor
+) -> tuple[OwnerProfile, OwnerProfile, str, str]:
+    """Owner A granted then withdrew community_events; owner B granted it."""
+    a, b, _, _ = two
+    with vault.session(clerk, "consent_management") as session:
+        session.grant_consent(a.subject_id, "community_events", channel="app", evidence=EVIDENCE)
+        session.withdraw_consent(a.subject_id, "community_events", channel="app")
+        session.grant_consent(b.subject_id, "community_events", channel="app", evidence=EVIDENCE)
+    return two
+
+
+def _drop_consent_triggers(vault: Vault) -> None:
+    """What the operator does first: the append-only triggers are no barrier to them."""
+    if vault.embedded:
+        for event in ("update", "delete"):
+            _sql(vault, f"DROP TRIGGER consents_no_{event}")
+    else:
+        _sql(vault, "ALTER TABLE consents DISABLE TRIGGER USER")
+
+
+def test_a_deleted_withdrawal_does_not_revive_a_consent(
+    vault: Vault, consented: tuple[OwnerProfile, OwnerProfile, str, str], clerk: Actor
+) -> None:
+    """Deleting an owner's withdrawal outside the vault does not make the grant live again."""
+    _, _, rid_a, _ = consented
+    _drop_consent_triggers(vault)
+    _sql(vault, "DELETE FROM consents WHERE event = 'withdraw'")
+    with vault.session(clerk, "community_events") as session, pytest.raises(IntegrityError):
+        session.get(OwnerProfile, rid_a)
+
+
+def test_a_consent_copied_to_another_owner_is_refused(
+    vault: Vault,
+    consented: tuple[OwnerProfile, OwnerProfile, str, str],
+    make_owner: Callable[..., OwnerProfile],
+    clerk: Actor,
+) -> None:
+    """A grant row copied from one owner to another (with a new id) is not that owner's consent."""
+    c = make_owner()
+    (rid_c,) = _put(vault, clerk, "owner_registration", c)
+    with (
+        vault.session(clerk, "community_events") as session,
+        pytest.raises(ConsentRequiredError),
+    ):
+        session.get(OwnerProfile, rid_c)
+    (pc,) = _sql(vault, "SELECT pseudonym FROM records WHERE record_id = ?", (rid_c,))[0]
+    columns = TABLES["consents"]
+    row = _sql(
+        vault,
+        f"SELECT {', '.join(columns)} FROM consents WHERE event = 'grant' ORDER BY position",
+    )[-1]
+    values = dict(zip(columns, row, strict=True))
+    values.update(consent_id="cns_copied", pseudonym=pc, position=values["position"] + 100)
+    marks = ", ".join("?" * len(values))
+    _sql(
+        vault, f"INSERT INTO consents ({', '.join(values)}) VALUES ({marks})", list(values.values())
+    )
+    with vault.session(clerk, "community_events") as session, pytest.raises(IntegrityError):
+        session.get(OwnerProfile, rid_c)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_a_compromised_key_cannot_be_made_active_again(
+    vault: Vault,
+    two: tuple[OwnerProfile, OwnerProfile, str, str],
+    make_owner: Callable[..., OwnerProfile],
+    clerk: Actor,
+    admin: Actor,
+) -> None:
+    """A compromised data key set back to active outside the vault never encrypts again."""
+    a, _, rid_a, _ = two
+    (key_id,) = _sql(vault, "SELECT key_id FROM records WHERE record_id = ?", (rid_a,))[0]
+    vault.keys.mark_compromised(bytes(key_id).hex(), actor=admin)
+    _sql(vault, "UPDATE keys SET state = 'active' WHERE key_id = ?", (key_id,))
+    more = make_owner(subject_id=a.subject_id)
+    with vault.session(clerk, "owner_registration") as session, pytest.raises(IntegrityError):
+        session.put(more)
+
+
+# --------------------------------------------------------------------------- no entry, no data
+
+
+class _Refusing(AuditLog):
+    """An audit log whose appends fail once ``armed`` (the store is full, the disk broke)."""
+
+    armed = False
+
+    def append(self, entries: Sequence[Any], *, now: Any) -> int:
+        if self.armed:
+            raise StorageError("the audit log could not be written")
+        return super().append(entries, now=now)
+
+
+@pytest.fixture
+def refusing(vault: Vault) -> Iterator[type[_Refusing]]:
+    """The vault's audit log, made to fail on demand."""
+    log = vault._kernel.audit
+    original = type(log)
+    log.__class__ = _Refusing
+    try:
+        yield _Refusing
+    finally:
+        _Refusing.armed = False
+        log.__class__ = original
+
+
+def test_no_audit_entry_no_data(
+    vault: Vault,
+    two: tuple[OwnerProfile, OwnerProfile, str, str],
+    make_owner: Callable[..., OwnerProfile],
+    clerk: Actor,
+    dpo: Actor,
+    refusing: type[_Refusing],
+) -> None:
+    """When the audit entry cannot be written, reads, searches and exports return nothing and
+    writes are rolled back."""
+    a, _, rid_a, _ = two
+    clerk_session = vault.session(clerk, "owner_registration")
+    dpo_session = vault.session(dpo, "subject_access_request")
+    records_before = _sql(vault, "SELECT count(*) FROM records")
+    refusing.armed = True
+    with pytest.raises(StorageError):
+        clerk_session.get(OwnerProfile, rid_a)
+    with pytest.raises(StorageError):
+        clerk_session.get_many(OwnerProfile, [rid_a])
+    with pytest.raises(StorageError):
+        clerk_session.find(OwnerProfile, phone=a.phone)
+    with pytest.raises(StorageError):
+        dpo_session.export_subject(a.subject_id, verify_identity=lambda _: True)
+    with pytest.raises(StorageError):
+        clerk_session.put(make_owner())
+    assert _sql(vault, "SELECT count(*) FROM records") == records_before
+    refusing.armed = False
+    clerk_session.close()
+    dpo_session.close()
+
+
+# --------------------------------------------------------------------------- version 1 vaults
+
+
+@pytest.fixture
+def v1_vault(tmp_path: Path) -> tuple[Path, KeyFileKey]:
+    """A copy of the committed schema-version-1 vault and its (test) root key."""
+    source = FIXTURES / "vault-v1"
+    target = tmp_path / "vault-v1"
+    shutil.copytree(source / "vault", target)
+    return target, KeyFileKey(source / "root.key")
+
+
+@pytest.mark.embedded_only("the fixture is an embedded vault file")
+def test_a_version_1_vault_is_upgraded_and_bound_once(
+    v1_vault: tuple[Path, KeyFileKey], dpo: Actor, clerk: Actor
+) -> None:
+    """Opening a schema-version-1 vault adds the binding columns, binds every row once (one
+    audit entry), and every record, consent and erasure reads as before."""
+    path, key = v1_vault
+    with Vault.open(path, key=key) as vault:
+        assert vault._kernel.backend.schema_version() == schema.SCHEMA_VERSION
+        bound = [e for e in vault.audit.entries() if e["action"] == "vault.bind_rows"]
+        assert [e["detail"] for e in bound] == [
+            {"keys": 7, "subjects": 3, "records": 5, "consents": 3}
+        ]
+        assert _sql(vault, "SELECT count(*) FROM records WHERE binding IS NULL AND erased = 0") == [
+            (0,)
+        ]
+        with vault.session(dpo, "subject_access_request") as session:
+            for owner in ("fx-owner-1", "fx-owner-2", "fx-child-3"):
+                document = session.export_subject(owner, verify_identity=lambda _: True)
+                assert document.records
+        with vault.session(clerk, "consent_management") as session:
+            assert [c.event for c in session.consents("fx-owner-1")] == ["grant", "withdraw"]
+        with vault.session(clerk, "owner_registration") as session:
+            assert [v.subject_id for v in session.find(OwnerProfile, phone="13800000002")] == [
+                "fx-owner-2"
+            ]
+            assert session.find(OwnerProfile, phone="13800000004") == []
+        assert vault.audit.verify() == vault.audit.size()
+    with Vault.open(path, key=key) as vault:
+        assert [e["action"] for e in vault.audit.entries()].count("vault.bind_rows") == 1
+
+
+@pytest.mark.embedded_only("the fixture is an embedded vault file")
+def test_a_vault_whose_binding_mark_was_removed_is_refused(
+    v1_vault: tuple[Path, KeyFileKey],
+) -> None:
+    """A bound vault whose mark was deleted (to have changed rows bound again) does not open."""
+    path, key = v1_vault
+    with Vault.open(path, key=key) as vault:
+        _sql(vault, "DELETE FROM meta WHERE key = 'row_binding'")
+    with pytest.raises(IntegrityError, match="were bound before"):
+        Vault.open(path, key=key)
+
+
+def test_an_erased_owner_stays_unreadable(
+    vault: Vault, two: tuple[OwnerProfile, OwnerProfile, str, str], dpo: Actor
+) -> None:
+    """Clearing an erased owner's erased mark outside the vault gives nothing back."""
+    a, _, rid_a, _ = two
+    with vault.session(dpo, "erasure_request") as session:
+        session.erase_subject(a.subject_id)
+    _sql(vault, "UPDATE records SET erased = 0 WHERE record_id = ?", (rid_a,))
+    _sql(vault, "UPDATE subjects SET erased_at = NULL")
+    with (
+        vault.session(dpo, "subject_access_request") as session,
+        pytest.raises((IntegrityError, SubjectErasedError)),
+    ):
+        session.get(OwnerProfile, rid_a)
