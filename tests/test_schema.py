@@ -122,9 +122,7 @@ def test_sqlite_upgraded_version_1_vault_has_the_structure_of_a_new_one(tmp_path
             assert got == value, fact
         else:
             assert upgraded[fact] == value, fact
-    assert ("blob", "binding") in {
-        (row[2].lower(), row[1]) for row in new["consents: columns"]
-    }
+    assert ("blob", "binding") in {(row[2].lower(), row[1]) for row in new["consents: columns"]}
 
 
 # --------------------------------------------------------------------------- PostgreSQL

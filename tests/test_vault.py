@@ -42,9 +42,8 @@ from ownervault import (
 )
 from ownervault.bundle import verify_bundle
 from ownervault.exceptions import (
-    DecryptionError,
-    IntegrityError,
     FieldNotDisclosedError,
+    IntegrityError,
     KeyExhaustedError,
     PolicyDeniedError,
     RecordNotFoundError,
