@@ -551,6 +551,9 @@ def test_deleting_the_newest_entries_is_caught_against_a_kept_checkpoint(
     activity(vault, owners(3, seed=11), None)
     kept = vault.checkpoint()
     size = vault.audit.size()
+    # Whoever rewrites the log here also removed the anchor file beside the vault (which
+    # would catch it); what is left is the checkpoint the officer kept.
+    (vault.path / "audit.anchor").unlink()
     _drop_triggers(vault)
     _rewind(vault, size - 6)
     vault.audit.verify()
@@ -570,6 +573,9 @@ def test_rewriting_signed_entries_is_caught_against_a_kept_checkpoint(
     activity(vault, owners(3, seed=12), None)
     kept = vault.checkpoint()
     size = vault.audit.size()
+    # Whoever rewrites the log here also removed the anchor file beside the vault (which
+    # would catch it); what is left is the checkpoint the officer kept.
+    (vault.path / "audit.anchor").unlink()
     _drop_triggers(vault)
     rows = list(vault.audit.rows())
     target = next(r for r in rows if b'"guard-07"' in r.entry)

@@ -18,7 +18,9 @@ import pytest
 
 from ownervault import Actor, KeyFileKey, Vault
 from ownervault.audit import AuditLog
+from ownervault.audit.anchor import AnchoredCheckpoint, FileAnchor
 from ownervault.exceptions import (
+    AuditIntegrityError,
     ConsentRequiredError,
     IntegrityError,
     StorageError,
@@ -27,6 +29,7 @@ from ownervault.exceptions import (
 from ownervault.records import OwnerProfile
 from ownervault.storage import schema
 from ownervault.storage.base import TABLES
+from ownervault.testing import InMemoryKey
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
@@ -444,3 +447,131 @@ def test_an_erased_owner_stays_unreadable(
         pytest.raises((IntegrityError, SubjectErasedError)),
     ):
         session.get(OwnerProfile, rid_a)
+
+
+# --------------------------------------------------------------------------- the audit anchor
+
+
+@pytest.fixture
+def anchored(
+    new_location: Callable[[], Path | str], tmp_path: Path, clock: Any
+) -> Iterator[tuple[Vault, FileAnchor]]:
+    """A vault whose checkpoints are also kept in an anchor file the test can read."""
+    sink = FileAnchor(tmp_path / "witness.anchor")
+    vault = Vault.create(new_location(), key=InMemoryKey(), clock=clock, checkpoint_sink=sink)
+    try:
+        yield vault, sink
+    finally:
+        vault.close()
+
+
+def _forge_log(vault: Vault, keep: int) -> None:
+    """What the operator does to rewrite history: keep the first ``keep`` entries, drop the
+    checkpoint rows, and store a frontier that matches the shortened log."""
+    from ownervault import merkle
+
+    backend = vault._kernel.backend
+    leaves = [bytes(r[0]) for r in _sql(vault, "SELECT leaf_hash FROM audit_entries ORDER BY seq")]
+    frontier = merkle.Frontier()
+    for leaf in leaves[:keep]:
+        frontier = frontier.append(leaf)
+    if vault.embedded:
+        for table in ("audit_entries", "audit_checkpoints"):
+            _sql(vault, f"DROP TRIGGER {table}_no_delete")
+    else:
+        _sql(vault, "ALTER TABLE audit_entries DISABLE TRIGGER USER")
+        _sql(vault, "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER")
+    _sql(vault, "DELETE FROM audit_entries WHERE seq >= ?", (keep,))
+    _sql(vault, "DELETE FROM audit_checkpoints")
+    _sql(vault, "UPDATE audit_state SET size = ?, frontier = ?", (keep, frontier.to_bytes()))
+    vault._kernel.audit._frontier_cache = None
+    assert backend.audit_state()[0] == keep
+
+
+def test_a_truncated_log_is_caught_by_the_anchor(
+    anchored: tuple[Vault, FileAnchor], make_owner: Callable[..., OwnerProfile], clerk: Actor
+) -> None:
+    """With the checkpoint rows deleted and the log cut back consistently, verification still
+    fails: the anchor outside the database holds a larger signed tree."""
+    vault, sink = anchored
+    _put(vault, clerk, "owner_registration", make_owner(), make_owner())
+    vault.checkpoint()
+    latest = sink.latest()
+    assert latest is not None and latest.size == vault.audit.size()
+    _forge_log(vault, keep=3)
+    with pytest.raises(AuditIntegrityError, match="were anchored"):
+        vault.audit.verify()
+    with pytest.raises(AuditIntegrityError):
+        vault.checkpoint()
+
+
+def test_a_rewritten_log_is_caught_by_the_anchor(
+    anchored: tuple[Vault, FileAnchor], make_owner: Callable[..., OwnerProfile], clerk: Actor
+) -> None:
+    """A log rewritten consistently past its anchored size does not agree with the anchor."""
+    vault, _ = anchored
+    _put(vault, clerk, "owner_registration", make_owner())
+    vault.checkpoint()
+    size = vault.audit.size()
+    (entry,) = _sql(vault, "SELECT entry FROM audit_entries WHERE seq = 1")[0]
+    if vault.embedded:
+        _sql(vault, "DROP TRIGGER audit_entries_no_update")
+    else:
+        _sql(vault, "ALTER TABLE audit_entries DISABLE TRIGGER USER")
+    forged = bytes(entry).replace(b'"allow"', b'"deny"', 1)
+    from ownervault import merkle
+
+    _sql(
+        vault,
+        "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE seq = 1",
+        (forged, merkle.leaf_hash(forged)),
+    )
+    leaves = [bytes(r[0]) for r in _sql(vault, "SELECT leaf_hash FROM audit_entries ORDER BY seq")]
+    frontier = merkle.Frontier()
+    for leaf in leaves:
+        frontier = frontier.append(leaf)
+    _sql(vault, "UPDATE audit_state SET frontier = ?", (frontier.to_bytes(),))
+    assert frontier.size == size
+    with pytest.raises(AuditIntegrityError, match="differ from the anchored checkpoint"):
+        vault.audit.verify()
+
+
+def test_checkpoints_are_anchored_by_themselves(
+    anchored: tuple[Vault, FileAnchor],
+    make_owner: Callable[..., OwnerProfile],
+    clerk: Actor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After enough new entries a checkpoint is signed and anchored with no one asking, and the
+    next one covers only what came since (the log still verifies against it)."""
+    from ownervault.kernel import core
+
+    vault, sink = anchored
+    monkeypatch.setattr(core, "ANCHOR_EVERY_ENTRIES", 5)
+    assert sink.latest() is None
+    with vault.session(clerk, "owner_registration") as session:
+        session.put_many([make_owner() for _ in range(6)])
+        first = sink.latest()
+        assert first is not None and first.size == vault.audit.size()
+        session.put_many([make_owner() for _ in range(6)])
+        second = sink.latest()
+        assert second is not None and second.size == vault.audit.size() == first.size + 6
+    assert vault.audit.verify() == vault.audit.size()
+    checkpoints = [size for size, *_ in vault.audit.checkpoints()]
+    assert checkpoints == [first.size, second.size]
+
+
+def test_a_forged_anchor_is_refused(
+    anchored: tuple[Vault, FileAnchor], make_owner: Callable[..., OwnerProfile], clerk: Actor
+) -> None:
+    """An anchor line whose note is not signed by the vault's key fails verification."""
+    vault, sink = anchored
+    _put(vault, clerk, "owner_registration", make_owner())
+    vault.checkpoint()
+    latest = sink.latest()
+    assert latest is not None
+    forged = AnchoredCheckpoint(latest.note.replace("\n", "\n\n", 1), latest.size + 5, b"x")
+    with sink.path.open("ab") as handle:
+        handle.write(forged.to_line())
+    with pytest.raises(AuditIntegrityError):
+        vault.audit.verify()

@@ -27,6 +27,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from . import rights
 from .audit import AuditEntry, AuditLog, format_time
+from .audit.anchor import CheckpointSink
 from .audit.bundle import AuditFilter, BundleSummary, export_bundle
 from .breach import IncidentManager, attach, incident_manager
 from .exceptions import (
@@ -122,6 +123,7 @@ class Vault:
         max_key_invocations: int = DEFAULT_MAX_INVOCATIONS,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         key_cache_size: int = 10_000,
+        checkpoint_sink: CheckpointSink | None = None,
     ) -> Vault:
         """Create a new vault directory (or PostgreSQL database) and return it open.
 
@@ -134,6 +136,10 @@ class Vault:
             max_key_invocations: per-key limit on encryptions, far below 2**32.
             synchronous: ``NORMAL`` (survives a process crash) or ``FULL`` (and power loss).
             key_cache_size: how many unwrapped subject keys to keep in memory.
+            checkpoint_sink: where signed audit checkpoints are also kept, outside the
+                database (a witness, an object store); an embedded vault always keeps them in
+                ``audit.anchor`` too. A vault on a database server should have one
+                (``docs/threat-model.md``).
 
         Raises:
             VaultExistsError: the directory already holds files.
@@ -146,6 +152,7 @@ class Vault:
             max_key_invocations=max_key_invocations,
             synchronous=synchronous,
             key_cache_size=key_cache_size,
+            sink=checkpoint_sink,
         )
         vault = cls._adopt(kernel)
         kernel.record_system("vault.create", detail={"provider": key.kind})
@@ -162,8 +169,11 @@ class Vault:
         clock: Clock | None = None,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         key_cache_size: int = 10_000,
+        checkpoint_sink: CheckpointSink | None = None,
     ) -> Vault:
         """Open an existing vault (a directory or a ``postgresql://`` URL).
+
+        ``checkpoint_sink`` is as for :meth:`create`: give the same sink every time.
 
         Raises:
             VaultNotFoundError: no vault header at ``path``.
@@ -177,6 +187,7 @@ class Vault:
             clock=clock,
             synchronous=synchronous,
             key_cache_size=key_cache_size,
+            sink=checkpoint_sink,
         )
         vault = cls._adopt(kernel)
         kernel.record_policy_load()

@@ -23,6 +23,7 @@ from ..exceptions import AuditIntegrityError, IntegrityError, ValidationError
 from ..storage.base import AuditRow, Backend
 from . import checkpoint as _checkpoint
 from . import merkle
+from .anchor import AnchoredCheckpoint, Anchors
 
 __all__ = [
     "ENTRY_VERSION",
@@ -175,6 +176,10 @@ class AuditLog:
         #: :class:`AuditIntegrityError` is raised, and any other the vault reports
         #: (:meth:`report_failure`). Breach handling opens a tamper incident and may fail closed.
         self.failure_observers: list[Callable[[IntegrityError], None]] = []
+        #: Where signed checkpoints are also kept, outside the database (None: nowhere).
+        self.anchors: Anchors | None = None
+        #: The log's size after this process's last append (0 before one).
+        self.appended = 0
 
     def __repr__(self) -> str:
         return "<AuditLog>"
@@ -206,6 +211,7 @@ class AuditLog:
         # Only trusted once the transaction commits; a rollback leaves a stale key that simply
         # no longer matches the stored state.
         self._frontier_cache = (new_state, frontier)
+        self.appended = frontier.size
         for observer in self.observers:
             # Observers (breach detectors) run inside the same transaction, so whatever they
             # record commits or rolls back together with the entries they saw.
@@ -233,12 +239,21 @@ class AuditLog:
                 checkpoint (the failure observers are told first).
         """
         try:
-            return self._sign_checkpoint(origin=origin, seed=seed, now=now)
+            anchored = self.anchors.latest() if self.anchors is not None else None
+            note, size, state = self._sign_checkpoint(
+                origin=origin, seed=seed, now=now, anchored=anchored
+            )
         except AuditIntegrityError as error:
             self.report_failure(error)
             raise
+        if self.anchors is not None:
+            self.anchors.publish(AnchoredCheckpoint(note, size, state))
+        return note
 
-    def _sign_checkpoint(self, *, origin: str, seed: bytes, now: datetime) -> str:
+    def _sign_checkpoint(
+        self, *, origin: str, seed: bytes, now: datetime, anchored: AnchoredCheckpoint | None
+    ) -> tuple[str, int, bytes]:
+        """Sign (or reuse) the checkpoint of the current log; return (note, size, frontier)."""
         with self._backend.atomic():
             size, state = self._backend.audit_state()
             root = merkle.Frontier.from_bytes(state).root()
@@ -250,25 +265,82 @@ class AuditLog:
                     raise AuditIntegrityError(
                         f"the log has {size} entries but a checkpoint of {old_size} was signed"
                     )
-            # One streaming pass re-hashes every entry and computes both the root and the
-            # consistency proof from the last checkpoint, in O(log n) memory.
-            wanted = [old_size] if 0 < old_size < size else []
+            if anchored is not None and anchored.size > size:
+                raise AuditIntegrityError(
+                    f"the log has {size} entries but a checkpoint of {anchored.size} was anchored"
+                )
+            # One streaming pass re-hashes every entry and computes the root and the consistency
+            # proofs from the last checkpoint and the newest anchor, in O(log n) memory.
+            anchored_size = anchored.size if anchored is not None else 0
+            wanted = sorted({n for n in (old_size, anchored_size) if 0 < n < size})
             computed, proofs = self.stream_proofs(size, wanted, rehash=True)
             if computed != root:
                 raise AuditIntegrityError("the stored audit entries do not match the log's root")
+            if anchored is not None and anchored_size > 0:
+                anchored_root = merkle.Frontier.from_bytes(anchored.frontier).root()
+                if anchored_size == size:
+                    if anchored_root != root:
+                        raise AuditIntegrityError("the log's root differs from its anchored root")
+                else:
+                    merkle.verify_consistency(
+                        anchored_size, size, anchored_root, root, proofs[anchored_size]
+                    )
             if previous:
                 if old_size == size:
                     if old_root != root:
                         raise AuditIntegrityError(
                             "the log's root changed since the last checkpoint"
                         )
-                    return old_note
+                    return old_note, size, state
                 if old_size > 0:
                     merkle.verify_consistency(old_size, size, old_root, root, proofs[old_size])
             body = _checkpoint.format_checkpoint(origin, size, root)
             note = _checkpoint.sign_note(body, origin, seed)
             self._backend.insert_checkpoint(size, root, note, format_time(now))
-            return note
+            return note, size, state
+
+    def anchor(self, *, origin: str, seed: bytes, now: datetime) -> AnchoredCheckpoint | None:
+        """Sign and anchor a checkpoint of the entries appended since the newest anchor.
+
+        Only the new entries are read and hashed: the anchored frontier (checked against its
+        signed root) is extended with them, and the result must equal the stored frontier's
+        root. Returns the new anchored checkpoint, or None when there is nothing new or no
+        anchor to publish to.
+
+        Raises:
+            AuditIntegrityError: an entry since the anchor is damaged, or the stored log does
+                not extend the anchored one (the failure observers are told first).
+        """
+        if self.anchors is None:
+            return None
+        try:
+            anchored = self.anchors.latest()
+            with self._backend.atomic():
+                size, state = self._backend.audit_state()
+                start = anchored.size if anchored is not None else 0
+                if size <= start:
+                    return None
+                frontier = (
+                    merkle.Frontier.from_bytes(anchored.frontier)
+                    if anchored is not None
+                    else merkle.Frontier()
+                )
+                for row in self._backend.audit_rows(start, size):
+                    frontier = frontier.append(_checked_leaf(row, frontier.size))
+                root = frontier.root()
+                if frontier.size != size or root != merkle.Frontier.from_bytes(state).root():
+                    raise AuditIntegrityError(
+                        "the audit log does not extend its newest anchored checkpoint"
+                    )
+                body = _checkpoint.format_checkpoint(origin, size, root)
+                note = _checkpoint.sign_note(body, origin, seed)
+                self._backend.insert_checkpoint(size, root, note, format_time(now))
+        except AuditIntegrityError as error:
+            self.report_failure(error)
+            raise
+        checkpoint = AnchoredCheckpoint(note, size, frontier.to_bytes())
+        self.anchors.publish(checkpoint)
+        return checkpoint
 
     def stream_proofs(
         self, size: int, old_sizes: Sequence[int], *, rehash: bool = False
@@ -393,23 +465,40 @@ class AuditLog:
             raise
 
     def _verify_stored(self) -> int:
+        anchored = self.anchors.latest() if self.anchors is not None else None
         frontier = merkle.Frontier.from_bytes(bytes(8))
         expected = 0
         for row in self._backend.audit_rows():
             if row.seq != expected:
                 raise AuditIntegrityError(f"audit entry {expected} is missing")
-            leaf = merkle.leaf_hash(row.entry)
-            if leaf != row.leaf_hash:
-                raise AuditIntegrityError(f"audit entry {row.seq} does not match its hash")
-            try:
-                decoded = json.loads(row.entry)
-            except ValueError:
-                raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
-            if decoded.get("seq") != row.seq or canonical_json(decoded) != row.entry:
-                raise AuditIntegrityError(f"audit entry {row.seq} is not in canonical form")
-            frontier = frontier.append(leaf)
+            frontier = frontier.append(_checked_leaf(row, expected))
             expected += 1
+            at_anchor = anchored is not None and expected == anchored.size
+            if at_anchor and anchored is not None and frontier.to_bytes() != anchored.frontier:
+                raise AuditIntegrityError(
+                    f"the first {expected} audit entries differ from the anchored checkpoint"
+                )
+        if anchored is not None and expected < anchored.size:
+            raise AuditIntegrityError(
+                f"the audit log has {expected} entries but {anchored.size} were anchored"
+            )
         size, state = self._backend.audit_state()
         if size != expected or merkle.Frontier.from_bytes(state).root() != frontier.root():
             raise AuditIntegrityError("the audit log does not match its stored Merkle root")
         return expected
+
+
+def _checked_leaf(row: AuditRow, expected: int) -> bytes:
+    """The leaf hash of a stored entry, after checking it is entry ``expected``, whole."""
+    if row.seq != expected:
+        raise AuditIntegrityError(f"audit entry {expected} is missing")
+    leaf = merkle.leaf_hash(row.entry)
+    if leaf != row.leaf_hash:
+        raise AuditIntegrityError(f"audit entry {row.seq} does not match its hash")
+    try:
+        decoded = json.loads(row.entry)
+    except ValueError:
+        raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
+    if decoded.get("seq") != row.seq or canonical_json(decoded) != row.entry:
+        raise AuditIntegrityError(f"audit entry {row.seq} is not in canonical form")
+    return leaf

@@ -24,12 +24,14 @@ import attrs
 
 from .. import crypto
 from ..audit import AuditEntry, AuditLog, format_time
+from ..audit.anchor import ANCHOR_NAME, Anchors, CheckpointSink, FileAnchor
 from ..audit.checkpoint import sign_note, verifier_key
 from ..exceptions import (
     IntegrityError,
     OwnerVaultError,
     PolicyDeniedError,
     RecordNotFoundError,
+    StorageError,
     ValidationError,
     VaultClosedError,
     VaultError,
@@ -51,6 +53,8 @@ from .keystore import KeyStore
 
 __all__ = [
     "ADMIN_PURPOSE",
+    "ANCHOR_EVERY",
+    "ANCHOR_EVERY_ENTRIES",
     "INVESTIGATOR_ROLE",
     "SESSION_OPEN_REFUSALS",
     "SYSTEM_ACTOR",
@@ -64,6 +68,10 @@ SYSTEM_ACTOR: Final = Actor("ownervault", roles=["system"])
 INVESTIGATOR_ROLE: Final = "compliance_officer"
 #: The purpose of entries about the vault's own administration.
 ADMIN_PURPOSE: Final = "vault_administration"
+#: A checkpoint is signed and anchored outside the database after this many new entries...
+ANCHOR_EVERY_ENTRIES: Final = 1000
+#: ...or once this long has passed since the last one (checked on every commit).
+ANCHOR_EVERY: Final = _dt.timedelta(minutes=5)
 
 
 class Kernel:
@@ -88,6 +96,7 @@ class Kernel:
         policy: Policy,
         clock: Clock,
         key_cache_size: int,
+        sink: CheckpointSink | None = None,
     ) -> None:
         self.path = path
         self.location = location
@@ -113,6 +122,14 @@ class Kernel:
             cache_size=key_cache_size,
             rotate_kek=self._rotate_kek_by_itself,
         )
+        sinks: list[CheckpointSink] = [] if path is None else [FileAnchor(path / ANCHOR_NAME)]
+        if sink is not None:
+            sinks.append(sink)
+        self.audit.anchors = Anchors(sinks, verifier_key=self.verifier_key) if sinks else None
+        latest = self.audit.anchors.latest() if self.audit.anchors is not None else None
+        self._anchored = (latest.size if latest is not None else 0, clock.now())
+        self._anchoring = False
+        backend.after_commit.append(self._anchor_when_due)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -282,11 +299,38 @@ class Kernel:
         return verifier_key(self.log_origin, public)
 
     def checkpoint(self) -> str:
-        """Sign a checkpoint of the audit log as it is now; return the signed note."""
+        """Sign a checkpoint of the audit log as it is now (and anchor it); return the note."""
         self.check_open()
-        return self.audit.checkpoint(
-            origin=self.log_origin, seed=self._signing_seed, now=self.clock.now()
-        )
+        now = self.clock.now()
+        note = self.audit.checkpoint(origin=self.log_origin, seed=self._signing_seed, now=now)
+        self._anchored = (max(self.audit.appended, self._anchored[0]), now)
+        return note
+
+    def _anchor_when_due(self) -> None:
+        """After a commit: sign and anchor a checkpoint once enough entries or time passed.
+
+        Runs in the committing thread, never inside another transaction; a failure to anchor
+        does not undo the operation that committed (it is reported: a damaged log opens a
+        tamper incident, an unreachable anchor an audit entry).
+        """
+        if self._anchoring or self.closed or self.audit.anchors is None:
+            return
+        size, since = self._anchored
+        now = self.clock.now()
+        new = self.audit.appended - size
+        if new <= 0 or (new < ANCHOR_EVERY_ENTRIES and now - since < ANCHOR_EVERY):
+            return
+        self._anchoring = True
+        try:
+            anchored = self.audit.anchor(origin=self.log_origin, seed=self._signing_seed, now=now)
+            # Nothing new to anchor means another process anchored at least as far.
+            self._anchored = (anchored.size if anchored else self.audit.appended, now)
+        except StorageError as exc:
+            self.record_system("audit.anchor_failed", detail={"error": str(exc)[:200]})
+        except IntegrityError:
+            self._anchored = (size, now)  # reported already; do not retry on every commit
+        finally:
+            self._anchoring = False
 
     def sign_note(self, text: str) -> str:
         """Sign ``text`` as a C2SP signed note with the vault's audit key."""

@@ -18,6 +18,7 @@ import attrs
 
 from .. import crypto
 from ..audit import format_time
+from ..audit.anchor import CheckpointSink
 from ..exceptions import (
     IntegrityError,
     ValidationError,
@@ -74,6 +75,7 @@ def create_kernel(
     max_key_invocations: int = DEFAULT_MAX_INVOCATIONS,
     synchronous: Synchronous = "NORMAL",
     key_cache_size: int = 10_000,
+    sink: CheckpointSink | None = None,
 ) -> Kernel:
     """Create a new vault (directory or PostgreSQL database) and return its kernel.
 
@@ -149,6 +151,7 @@ def create_kernel(
         policy=loaded,
         clock=clock,
         key_cache_size=key_cache_size,
+        sink=sink,
     )
 
 
@@ -200,6 +203,7 @@ def open_kernel(
     clock: Clock | None,
     synchronous: Synchronous = "NORMAL",
     key_cache_size: int = 10_000,
+    sink: CheckpointSink | None = None,
 ) -> Kernel:
     """Open an existing vault and return its kernel.
 
@@ -210,7 +214,9 @@ def open_kernel(
     """
     url = database_url(path)
     if url is not None:
-        return _open_server(url, key=key, policy=policy, clock=clock, cache=key_cache_size)
+        return _open_server(
+            url, key=key, policy=policy, clock=clock, cache=key_cache_size, sink=sink
+        )
     root_path = Path(path)
     header_path = root_path / HEADER_NAME
     try:
@@ -238,6 +244,7 @@ def open_kernel(
         policy=loaded,
         clock=clock,
         cache=key_cache_size,
+        sink=sink,
     )
 
 
@@ -255,6 +262,7 @@ def _open_server(
     policy: Policy | str | Path | None,
     clock: Clock | None,
     cache: int,
+    sink: CheckpointSink | None,
 ) -> Kernel:
     backend = connect_server(url)
     try:
@@ -270,7 +278,15 @@ def _open_server(
         backend.close()
         raise
     return _finish_open(
-        backend, header, root, path=None, location=url, policy=loaded, clock=clock, cache=cache
+        backend,
+        header,
+        root,
+        path=None,
+        location=url,
+        policy=loaded,
+        clock=clock,
+        cache=cache,
+        sink=sink,
     )
 
 
@@ -284,6 +300,7 @@ def _finish_open(
     policy: Policy,
     clock: Clock | None,
     cache: int,
+    sink: CheckpointSink | None,
 ) -> Kernel:
     try:
         keyring_key = header.unwrap(root, "keyring")
@@ -303,6 +320,7 @@ def _finish_open(
             policy=policy,
             clock=clock or SystemClock(),
             key_cache_size=cache,
+            sink=sink,
         )
     except BaseException:
         backend.close()

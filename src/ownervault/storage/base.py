@@ -8,7 +8,7 @@ a PostgreSQL backend implements the same protocol.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Final, Protocol
 
@@ -187,8 +187,11 @@ class Backend(Protocol):
     """Storage operations used by :class:`ownervault.Vault`.
 
     Every write happens inside :meth:`atomic`; the outermost ``atomic()`` takes the write lock
-    at once (``BEGIN IMMEDIATE`` on SQLite), nested ones are savepoints.
+    at once (``BEGIN IMMEDIATE`` on SQLite), nested ones are savepoints. ``after_commit`` holds
+    callables run after each outermost transaction commits, in the committing thread.
     """
+
+    after_commit: list[Callable[[], None]]
 
     def atomic(self) -> AbstractContextManager[None]:
         """A write transaction (nested calls are savepoints)."""

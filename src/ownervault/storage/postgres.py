@@ -126,6 +126,8 @@ class PostgresBackend(PostgresQueries):
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._application_name = application_name
         self._local = threading.local()
+        #: Called after each outermost transaction commits, in the committing thread.
+        self.after_commit: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._connections: list[psycopg.Connection[Any]] = []
         self._closed = False
@@ -228,6 +230,9 @@ class PostgresBackend(PostgresQueries):
             _translate(lambda: conn.execute("COMMIT"))
         else:
             _translate(lambda: conn.execute(f"RELEASE SAVEPOINT sp{depth}"))
+        if depth == 0:
+            for hook in list(self.after_commit):
+                hook()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         conn = self._conn

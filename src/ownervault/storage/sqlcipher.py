@@ -94,6 +94,8 @@ class SQLCipherBackend(SQLiteQueries):
         self._busy_timeout = busy_timeout
         self._cache_kib = cache_kib
         self._local = threading.local()
+        #: Called after each outermost transaction commits, in the committing thread.
+        self.after_commit: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._connections: list[Any] = []
         self._closed = False
@@ -237,6 +239,9 @@ class SQLCipherBackend(SQLiteQueries):
             _translate(lambda: conn.execute("COMMIT"))
         else:
             conn.execute(f"RELEASE sp{depth}")
+        if depth == 0:
+            for hook in list(self.after_commit):
+                hook()
 
     def _begin_immediate(self, conn: Any) -> None:
         """Take the write lock, trying again every millisecond until the busy timeout.

@@ -27,6 +27,7 @@ from typing import Final
 import attrs
 
 from ... import crypto
+from ...audit.anchor import ANCHOR_NAME
 from ...exceptions import VaultError, VaultExistsError, VaultNotFoundError
 from ...kernel import Kernel
 from ...policy import Actor
@@ -73,7 +74,12 @@ def backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> BackupSummary:
     """
     target = _empty_directory(Path(out))
     embedded = kernel.embedded_backend("backup")
+    assert kernel.path is not None  # an embedded vault has a directory
     kernel.record_system("vault.backup", detail={"by": actor.actor_id})
+    # The anchored checkpoints are copied before the database, so none is larger than the log
+    # the copy holds and the restored vault verifies against them.
+    if (kernel.path / ANCHOR_NAME).exists():
+        shutil.copy2(kernel.path / ANCHOR_NAME, target / ANCHOR_NAME)
     entries = kernel.audit.size()
     embedded.backup_to(target / DB_NAME)
     os.chmod(target / DB_NAME, 0o600)
@@ -196,6 +202,8 @@ def stage_restore(backup_dir: str | Path, target: str | Path) -> Path:
     destination = _empty_directory(Path(target))
     for name in (DB_NAME, HEADER_NAME):
         shutil.copy2(source / name, destination / name)
+    if (source / ANCHOR_NAME).is_file():
+        shutil.copy2(source / ANCHOR_NAME, destination / ANCHOR_NAME)
     return destination
 
 
