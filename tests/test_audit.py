@@ -859,7 +859,7 @@ def test_checkpoint_refuses_a_consistent_rewrite_of_already_signed_entries(vault
         (forged, merkle.leaf_hash(forged), row.seq),
     )
     rewrite_state(vault, [r.leaf_hash for r in vault.audit.rows()])
-    with pytest.raises(AuditIntegrityError, match="root (changed|differs)"):
+    with pytest.raises(AuditIntegrityError, match=r"root (changed|differs)"):
         vault.checkpoint()
     # The failed check locked the vault (fail closed); an admin acknowledges the incident.
     incident_id = vault.locked_by
