@@ -326,7 +326,11 @@ class AuditLog:
                     else merkle.Frontier()
                 )
                 for row in self._backend.audit_rows(start, size):
-                    frontier = frontier.append(_checked_leaf(row, frontier.size))
+                    # Each entry must hash to its stored leaf (its canonical form is checked by
+                    # a full verification); the extended tree must then reach the stored root.
+                    if row.seq != frontier.size or merkle.leaf_hash(row.entry) != row.leaf_hash:
+                        raise AuditIntegrityError(f"audit entry {frontier.size} was changed")
+                    frontier = frontier.append(row.leaf_hash)
                 root = frontier.root()
                 if frontier.size != size or root != merkle.Frontier.from_bytes(state).root():
                     raise AuditIntegrityError(

@@ -24,7 +24,7 @@ import attrs
 
 from .. import crypto
 from ..audit import AuditEntry, AuditLog, format_time
-from ..audit.anchor import ANCHOR_NAME, Anchors, CheckpointSink, FileAnchor
+from ..audit.anchor import ANCHOR_NAME, AnchoredCheckpoint, Anchors, CheckpointSink, FileAnchor
 from ..audit.checkpoint import sign_note, verifier_key
 from ..exceptions import (
     IntegrityError,
@@ -322,15 +322,30 @@ class Kernel:
             return
         self._anchoring = True
         try:
-            anchored = self.audit.anchor(origin=self.log_origin, seed=self._signing_seed, now=now)
-            # Nothing new to anchor means another process anchored at least as far.
-            self._anchored = (anchored.size if anchored else self.audit.appended, now)
+            self.anchor()
         except StorageError as exc:
             self.record_system("audit.anchor_failed", detail={"error": str(exc)[:200]})
         except IntegrityError:
             self._anchored = (size, now)  # reported already; do not retry on every commit
         finally:
             self._anchoring = False
+
+    def anchor(self) -> AnchoredCheckpoint | None:
+        """Sign and anchor a checkpoint of the entries since the newest anchor (if any are new).
+
+        What happens by itself every :data:`ANCHOR_EVERY_ENTRIES` entries or
+        :data:`ANCHOR_EVERY`; only the new entries are read and hashed.
+
+        Raises:
+            AuditIntegrityError: the log does not extend the newest anchored checkpoint.
+            StorageError: a sink could not be written.
+        """
+        self.check_open()
+        now = self.clock.now()
+        anchored = self.audit.anchor(origin=self.log_origin, seed=self._signing_seed, now=now)
+        # Nothing new to anchor means another process anchored at least as far.
+        self._anchored = (anchored.size if anchored else self.audit.appended, now)
+        return anchored
 
     def sign_note(self, text: str) -> str:
         """Sign ``text`` as a C2SP signed note with the vault's audit key."""
