@@ -1323,7 +1323,9 @@ def test_cli_keys_backup_and_restore_with_key_backup(
     )  # fmt: skip
     assert restored.exit_code == 0, restored.output
     assert re.fullmatch(
-        r"restored to .*restored; audit log of \d+ entries verified\n", restored.stdout
+        r"restored to .*restored; audit log of \d+ entries verified; "
+        r"\d+ data keys restored, 1 erasures replayed\n",
+        restored.stdout,
     )
     with (
         ov.Vault.open(tmp_path / "restored", key=ov.KeyFileKey(key_file)) as vault,

@@ -210,17 +210,24 @@ class Vault:
         *,
         key: KeyProvider,
         key_backup: str | Path | None = None,
+        erasure_ledgers: Sequence[str | Path] = (),
     ) -> Vault:
         """Copy a backup to ``target``, open it, verify its audit log and restore data keys.
 
         Data backups hold no subject data keys; ``key_backup`` (a file from
         :meth:`export_key_backup`, e.g. freshly taken from the live vault) supplies them.
-        Subjects erased since the backup have destroyed keys there and stay unreadable.
+        Before any key comes back, every subject named in an erasure ledger is erased again in
+        the copy: the backup's own ledger, the key backup's, and each file or vault directory
+        in ``erasure_ledgers`` (give the live vault's ``erasures.ledger``, or a copy kept
+        off-site). An owner erased after the backup was taken then stays erased, whichever key
+        backup is used. A subject's key is never brought back once any ledger names them.
 
         Raises:
-            VaultNotFoundError: the backup lacks ``vault.db`` or ``vault.header``.
+            VaultNotFoundError: the backup lacks ``vault.db`` or ``vault.header``, or an erasure
+                ledger given does not exist.
             VaultExistsError: ``target`` exists and is not empty.
             WrongKeyError, AuditIntegrityError: the backup does not open or does not verify.
+            IntegrityError: an erasure statement does not verify with the vault's key.
         """
         destination = stage_restore(backup_dir, target)
         try:
@@ -229,7 +236,7 @@ class Vault:
             shutil.rmtree(destination, ignore_errors=True)
             raise
         try:
-            finish_restore(vault._kernel, key_backup)
+            finish_restore(vault._kernel, key_backup, erasure_ledgers)
         except BaseException:
             vault.close()
             # A half-restored copy is worse than none: remove it.

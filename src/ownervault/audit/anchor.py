@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
-from ..exceptions import AuditIntegrityError, StorageError
+from ..exceptions import AuditIntegrityError
+from ..storage.lines import LinesFile
 from . import merkle
 from .checkpoint import parse_checkpoint, verify_note
 
@@ -113,60 +112,29 @@ class FileAnchor:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._file = LinesFile(self.path, what="anchor file")
 
     def __repr__(self) -> str:
         return f"<FileAnchor {str(self.path)!r}>"
 
     def publish(self, checkpoint: AnchoredCheckpoint) -> None:
         """Append ``checkpoint`` unless the file already holds one at least as large."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError as exc:
-            raise StorageError(f"cannot open the anchor file {self.path}: {exc.strerror}") from None
-        try:
-            with _locked(fd):
-                newest = _newest(_read_all(fd))
-                if newest is not None and newest.size >= checkpoint.size:
-                    return
-                os.write(fd, checkpoint.to_line())
-                os.fsync(fd)
-        except OSError as exc:
-            raise StorageError(
-                f"cannot write the anchor file {self.path}: {exc.strerror}"
-            ) from None
-        finally:
-            os.close(fd)
+
+        def choose(lines: list[bytes]) -> list[bytes]:
+            newest = _newest(_parse(lines))
+            if newest is not None and newest.size >= checkpoint.size:
+                return []
+            return [checkpoint.to_line().rstrip(b"\n")]
+
+        self._file.append(choose)
 
     def latest(self) -> AnchoredCheckpoint | None:
         """The largest checkpoint in the file, or None when there is no file or none in it."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StorageError(f"cannot read the anchor file {self.path}: {exc.strerror}") from None
-        try:
-            return _newest(_read_all(fd))
-        finally:
-            os.close(fd)
+        return _newest(_parse(self._file.read()))
 
 
-@contextlib.contextmanager
-def _locked(fd: int) -> Iterator[None]:
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _read_all(fd: int) -> list[AnchoredCheckpoint]:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    lines = b"".join(chunks).split(b"\n")
-    return [found for line in lines if line and (found := AnchoredCheckpoint.from_line(line))]
+def _parse(lines: list[bytes]) -> list[AnchoredCheckpoint]:
+    return [found for line in lines if (found := AnchoredCheckpoint.from_line(line))]
 
 
 def _newest(checkpoints: Sequence[AnchoredCheckpoint]) -> AnchoredCheckpoint | None:

@@ -141,17 +141,43 @@ def backup_command(path: Path, out: Path, as_actor: str | None, key_file: Path |
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Key backup (ownervault keys backup) supplying the subject data keys.",
 )
+@click.option(
+    "--erasures",
+    "erasure_ledgers",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Erasure ledger to replay: the live vault's directory or its erasures.ledger file, "
+    "or an off-site copy (repeatable).",
+)
 @key_file_option
 @handle_errors
 def restore_command(
-    backup_dir: Path, target: Path, key_backup: Path | None, key_file: Path | None
+    backup_dir: Path,
+    target: Path,
+    key_backup: Path | None,
+    erasure_ledgers: tuple[Path, ...],
+    key_file: Path | None,
 ) -> None:
-    """Restore a backup into TARGET, check it opens, verify its audit log, restore data keys."""
+    """Restore a backup into TARGET, check it opens, verify its audit log, restore data keys.
+
+    Every owner named in an erasure ledger (the backup's, the key backup's and each --erasures
+    one) is erased again in TARGET before any key is restored.
+    """
     with Vault.restore(
-        backup_dir, target, key=key_provider(key_file), key_backup=key_backup
+        backup_dir,
+        target,
+        key=key_provider(key_file),
+        key_backup=key_backup,
+        erasure_ledgers=erasure_ledgers,
     ) as vault:
         size = vault.audit.size()
-    click.echo(f"restored to {target}; audit log of {size} entries verified")
+        *_, done = vault.audit.entries_where(action="vault.restore")
+    detail = done["detail"]
+    click.echo(
+        f"restored to {target}; audit log of {size} entries verified; "
+        f"{detail['keys_restored']} data keys restored, "
+        f"{detail['erasures_replayed']} erasures replayed"
+    )
 
 
 @click.command("migrate")

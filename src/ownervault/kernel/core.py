@@ -50,6 +50,7 @@ from ..storage import (
 )
 from .clock import Clock
 from .decide import Decider
+from .erasures import LEDGER_NAME, ErasureLedger
 from .keystore import KeyStore
 
 __all__ = [
@@ -135,6 +136,15 @@ class Kernel:
         #: handling purges the owner's queued notices). Called in the committing thread.
         self.erasure_observers: list[Callable[[str], None]] = []
         self._erasures = _ErasureNotes(self)
+        #: Signed statements of every erasure, also kept outside the database (the first
+        #: erasure observer writes each one down); restores replay them.
+        self.erasures = ErasureLedger(
+            None if path is None else path / LEDGER_NAME,
+            vault_id=header.vault_id,
+            backend=backend,
+            sign=self.sign_note,
+        )
+        self.erasure_observers.append(self.erasures.record)
         backend.after_commit.append(self._anchor_when_due)
         backend.after_commit.append(self._erasures.tell)
 

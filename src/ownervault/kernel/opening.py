@@ -327,6 +327,9 @@ def _finish_open(
         raise
     try:
         bind_existing(kernel)
+        # An erasure that committed just before a crash may not be in the ledger file yet.
+        if kernel.erasures.behind():
+            kernel.erasures.sync()
     except BaseException:
         kernel.close()
         raise

@@ -480,6 +480,14 @@ class Backend(Protocol):
         """Ids of data keys that a live subject or record still uses."""
         ...
 
+    def erased_subjects(self) -> list[tuple[str, bytes, str]]:
+        """Every erased subject as (pseudonym, key id, erased at), oldest erasure first."""
+        ...
+
+    def count_erased_subjects(self) -> int:
+        """Number of erased subjects."""
+        ...
+
     def records_of_subjects(self, pseudonyms: Sequence[str]) -> list[RecordRow]:
         """Every live record of many subjects."""
         ...

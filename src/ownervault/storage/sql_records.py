@@ -157,6 +157,19 @@ class RecordQueries(QueryRunner):
         ).fetchall()
         return {bytes(row[0]) for row in rows}
 
+    def erased_subjects(self) -> list[tuple[str, bytes, str]]:
+        """Every erased subject as (pseudonym, key id, erased at), oldest erasure first."""
+        rows = self._execute(
+            "SELECT pseudonym, key_id, erased_at FROM subjects WHERE erased_at IS NOT NULL "
+            "ORDER BY erased_at, pseudonym"
+        ).fetchall()
+        return [(str(p), bytes(k), str(at)) for p, k, at in rows]
+
+    def count_erased_subjects(self) -> int:
+        """Number of erased subjects."""
+        row = self._execute("SELECT count(*) FROM subjects WHERE erased_at IS NOT NULL").fetchone()
+        return int(row[0])
+
     def records_per_key(self) -> dict[bytes, int]:
         """Live records protected by each data key."""
         rows = self._execute(

@@ -6,7 +6,9 @@
   unreadable in every earlier backup too. :func:`export_key_backup` writes the wrapped keys to
   a separate file for disaster recovery; keep it apart and short-lived.
 * A restore copies a backup into a new directory (:func:`stage_restore`), opens it, verifies
-  the audit log and brings the data keys back from a key backup (:func:`finish_restore`).
+  the audit log, erases again every subject an erasure ledger names (the copy's own, the key
+  backup's and any other given, see :mod:`ownervault.kernel.erasures`) and only then brings
+  the remaining data keys back from a key backup (:func:`finish_restore`).
 * :func:`rotate_page_key` gives ``vault.db`` a new SQLCipher key: ``sqlcipher_export`` into a
   new file, then an atomic rename. While it runs, writers are blocked by the database write
   lock; it refuses to run while another process has the vault open (an advisory lock on
@@ -21,31 +23,40 @@ import base64
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 import attrs
 
 from ... import crypto
+from ...audit import AuditEntry
 from ...audit.anchor import ANCHOR_NAME
 from ...exceptions import VaultError, VaultExistsError, VaultNotFoundError
-from ...kernel import Kernel
+from ...kernel import ADMIN_PURPOSE, SYSTEM_ACTOR, Kernel
+from ...kernel.erasures import LEDGER_NAME, Erasure, read_ledger_file, verify_statements
 from ...policy import Actor
 from ...storage import DB_NAME, KeyRow
 from ..header import HEADER_NAME, REKEY_SUFFIX, write_atomically
 
 __all__ = [
     "KEY_BACKUP_FORMAT",
+    "KEY_BACKUP_VERSION",
     "BackupSummary",
+    "KeyBackup",
     "backup",
     "export_key_backup",
     "finish_restore",
     "import_keys",
+    "read_key_backup",
+    "replay_erasures",
     "rotate_page_key",
     "stage_restore",
 ]
 
 KEY_BACKUP_FORMAT: Final = "ownervault-key-backup"
+#: Version 2 adds ``erasures``: the vault's erasure statements when the key backup was taken.
+KEY_BACKUP_VERSION: Final = 2
 
 
 @attrs.frozen
@@ -83,6 +94,10 @@ def backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> BackupSummary:
     entries = kernel.audit.size()
     embedded.backup_to(target / DB_NAME)
     os.chmod(target / DB_NAME, 0o600)
+    # The ledger is copied after the snapshot, so it names at least every erasure the copy holds.
+    kernel.erasures.sync()
+    if (kernel.path / LEDGER_NAME).exists():
+        shutil.copy2(kernel.path / LEDGER_NAME, target / LEDGER_NAME)
     copy = kernel.open_database_copy(target / DB_NAME)
     try:
         detached = copy.detach_subject_keys()
@@ -98,8 +113,11 @@ def export_key_backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> int:
 
     Every key in the file is still wrapped (subject keys by a KEK, KEKs by the keyring key,
     which only the root key unwraps), so the file is no more readable than the vault itself.
-    Keep key backups apart from data backups and for a short time: a key backup made before an
-    erasure still holds that subject's key. Returns the number of keys written.
+    The file also carries the vault's erasure statements, so a restore with it erases every
+    subject erased before it was taken. Keep key backups apart from data backups and for a short
+    time: a key backup made before an erasure still holds that subject's key (a restore given
+    a newer erasure ledger, such as the live vault's, does not bring it back). Returns the
+    number of keys written.
     """
     target = Path(out)
     if target.exists():
@@ -109,8 +127,9 @@ def export_key_backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> int:
     ]
     document = {
         "format": KEY_BACKUP_FORMAT,
-        "version": 1,
+        "version": KEY_BACKUP_VERSION,
         "vault_id": kernel.vault_id,
+        "erasures": kernel.erasures.statements(),
         "keys": [
             {
                 "key_id": row.key_id.hex(),
@@ -131,22 +150,26 @@ def export_key_backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> int:
     return len(rows)
 
 
-def import_keys(kernel: Kernel, key_backup: Path) -> int:
-    """Bring wrapped keys from a key backup into a restored vault; returns keys restored."""
+@attrs.frozen
+class KeyBackup:
+    """A key backup file, read: its wrapped key rows and its erasure statements (unverified)."""
+
+    keys: tuple[KeyRow, ...]
+    erasures: tuple[str, ...]
+
+
+def read_key_backup(kernel: Kernel, path: Path) -> KeyBackup:
+    """Read a key backup of this vault (format version 1 or 2).
+
+    Raises:
+        VaultError: the file is not a key backup, or belongs to another vault.
+    """
     try:
-        document = json.loads(key_backup.read_bytes())
-        if document.get("format") != KEY_BACKUP_FORMAT or document.get("version") != 1:
+        document = json.loads(path.read_bytes())
+        if document.get("format") != KEY_BACKUP_FORMAT or document.get("version") not in (1, 2):
             raise ValueError("format")
-        entries = document["keys"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise VaultError(f"{key_backup} is not an ownervault key backup") from None
-    if document.get("vault_id") != kernel.vault_id:
-        raise VaultError(f"{key_backup} belongs to another vault")
-    restored = 0
-    backend = kernel.backend
-    with backend.atomic():
-        for item in entries:
-            row = KeyRow(
+        keys = tuple(
+            KeyRow(
                 key_id=bytes.fromhex(item["key_id"]),
                 kind=item["kind"],
                 state=item["state"],
@@ -157,39 +180,105 @@ def import_keys(kernel: Kernel, key_backup: Path) -> int:
                 invocations=int(item["invocations"]),
                 max_invocations=int(item["max_invocations"]),
             )
+            for item in document["keys"]
+        )
+        erasures = tuple(document.get("erasures", ()))
+        if not all(isinstance(note, str) for note in erasures):
+            raise ValueError("erasures")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise VaultError(f"{path} is not an ownervault key backup") from None
+    if document.get("vault_id") != kernel.vault_id:
+        raise VaultError(f"{path} belongs to another vault")
+    return KeyBackup(keys, erasures)
+
+
+def import_keys(kernel: Kernel, key_backup: KeyBackup, *, erased: Sequence[Erasure] = ()) -> int:
+    """Bring wrapped keys from a key backup into a restored vault; returns keys restored.
+
+    A subject data key comes back only while a live subject or record of the copy uses it and
+    no erasure statement names it: the key of an erased owner never returns.
+    """
+    backend = kernel.backend
+    restored = 0
+    with backend.atomic():
+        in_use = backend.subject_keys_in_use()
+        shredded = {bytes.fromhex(e.key_id) for e in erased}
+        owner_of = {subject.key_id: subject.pseudonym for subject in backend.live_subjects()}
+        for row in key_backup.keys:
             existing = backend.get_key(row.key_id)
             if existing is None:
                 if row.kind != "subject":
                     backend.insert_keys([kernel.keys.binder.key(row)])
                 continue
-            if existing.wrapped is None and existing.state != "destroyed":
-                # The administrator restoring vouches for the key backup: its rows are bound
-                # as the vault's own.
-                kernel.keys.store_keys(
-                    [
-                        attrs.evolve(
-                            existing,
-                            state=row.state,
-                            state_changed_at=row.state_changed_at,
-                            wrapped=row.wrapped,
-                            wrapped_by=row.wrapped_by,
-                        )
-                    ]
-                )
-                restored += row.wrapped is not None
-                if row.kind == "subject" and row.state == "destroyed":
-                    # Erased in the live vault since the backup: finish the erasure here too,
-                    # so the copy has no lookup, tokens or ciphertexts left for that subject.
-                    for subject in backend.live_subjects():
-                        if subject.key_id == row.key_id:
-                            backend.erase_subject(subject.pseudonym, row.state_changed_at)
+            if existing.wrapped is not None or existing.state == "destroyed":
+                continue
+            if row.kind == "subject" and (row.key_id not in in_use or row.key_id in shredded):
+                continue
+            # The administrator restoring vouches for the key backup: its rows are bound as
+            # the vault's own.
+            kernel.keys.store_keys(
+                [
+                    attrs.evolve(
+                        existing,
+                        state=row.state,
+                        state_changed_at=row.state_changed_at,
+                        wrapped=row.wrapped,
+                        wrapped_by=row.wrapped_by,
+                    )
+                ]
+            )
+            restored += row.wrapped is not None
+            pseudonym = owner_of.get(row.key_id)
+            if row.kind == "subject" and row.state == "destroyed" and pseudonym is not None:
+                # Erased in the live vault since the backup (a key backup without erasure
+                # statements, format version 1): finish the erasure here too, so the copy has
+                # no lookup, tokens or ciphertexts left for that subject.
+                backend.erase_subject(pseudonym, row.state_changed_at)
         backend.set_meta("subject_keys_detached", "0")
         kernel.keys.changed()
     return restored
 
 
+def replay_erasures(kernel: Kernel, erasures: Sequence[Erasure]) -> int:
+    """Erase in this vault every live subject the statements name; return how many.
+
+    Each replayed erasure destroys the subject's data key and deletes their ciphertexts, index
+    tokens and lookup token, as the erasure did in the vault the statement came from, and is
+    audited as an ``erase`` entry with cause ``erasure_ledger``.
+    """
+    backend = kernel.backend
+    entries = []
+    with backend.atomic():
+        for erasure in erasures:
+            subject = backend.subject(erasure.pseudonym)
+            if subject is None or subject.erased_at is not None:
+                continue
+            kernel.keys.destroy_subject_key(subject.key_id, erasure.erased_at)
+            records, tokens = backend.erase_subject(subject.pseudonym, erasure.erased_at)
+            entries.append(
+                AuditEntry(
+                    action="erase",
+                    actor=SYSTEM_ACTOR.actor_id,
+                    roles=SYSTEM_ACTOR.roles,
+                    purpose=ADMIN_PURPOSE,
+                    decision="allow",
+                    subject=subject.pseudonym,
+                    detail={
+                        "records": records,
+                        "index_tokens": tokens,
+                        "key_id": subject.key_id.hex(),
+                        "request_id": None,
+                        "cause": "erasure_ledger",
+                    },
+                )
+            )
+        if entries:
+            kernel.audit.append(entries, now=kernel.clock.now())
+    return len(entries)
+
+
 def stage_restore(backup_dir: str | Path, target: str | Path) -> Path:
-    """Copy a backup's two files into ``target`` (a new or empty directory); return it.
+    """Copy a backup's files into ``target`` (a new or empty directory); return it.
 
     Raises:
         VaultNotFoundError: the backup lacks ``vault.db`` or ``vault.header``.
@@ -200,31 +289,61 @@ def stage_restore(backup_dir: str | Path, target: str | Path) -> Path:
         if not (source / name).is_file():
             raise VaultNotFoundError(f"{source} holds no {name}: a backup needs both files")
     destination = _empty_directory(Path(target))
-    for name in (DB_NAME, HEADER_NAME):
-        shutil.copy2(source / name, destination / name)
-    if (source / ANCHOR_NAME).is_file():
-        shutil.copy2(source / ANCHOR_NAME, destination / ANCHOR_NAME)
+    for name in (DB_NAME, HEADER_NAME, ANCHOR_NAME, LEDGER_NAME):
+        if (source / name).is_file():
+            shutil.copy2(source / name, destination / name)
     return destination
 
 
-def finish_restore(kernel: Kernel, key_backup: str | Path | None) -> None:
-    """Verify a restored copy's audit log and bring its subject data keys back.
+def _ledger_file(path: Path) -> Path:
+    """An erasure ledger file given as itself or as the vault directory that holds it."""
+    found = path / LEDGER_NAME if path.is_dir() else path
+    if not found.is_file():
+        raise VaultNotFoundError(f"{path} is not an erasure ledger and holds none")
+    return found
+
+
+def finish_restore(
+    kernel: Kernel,
+    key_backup: str | Path | None,
+    erasure_ledgers: Sequence[str | Path] = (),
+) -> None:
+    """Verify a restored copy's audit log, replay erasures, and bring its data keys back.
+
+    The erasure statements come from the copy's own ledger, the key backup and every file (or
+    vault directory) in ``erasure_ledgers``; give the live vault's ``erasures.ledger`` (or a
+    copy kept off-site) so that owners erased after the backup was taken stay erased.
 
     Raises:
         AuditIntegrityError: the copy's audit log does not verify.
+        IntegrityError: an erasure statement given does not verify with the vault's key.
+        VaultNotFoundError: an erasure ledger given does not exist.
         VaultError: the backup holds no data keys and no usable key backup was given.
     """
     kernel.audit.verify()
-    restored = 0
-    if kernel.backend.get_meta("subject_keys_detached") == "1":
-        if key_backup is None:
-            raise VaultError(
-                "this backup holds no subject data keys: give a key backup "
-                "(ownervault keys backup) to restore them"
-            )
-        restored = import_keys(kernel, Path(key_backup))
+    detached = kernel.backend.get_meta("subject_keys_detached") == "1"
+    if detached and key_backup is None:
+        raise VaultError(
+            "this backup holds no subject data keys: give a key backup "
+            "(ownervault keys backup) to restore them"
+        )
+    keys = None if key_backup is None else read_key_backup(kernel, Path(key_backup))
+    notes = kernel.erasures.statements()
+    for ledger in erasure_ledgers:
+        notes += read_ledger_file(_ledger_file(Path(ledger)))
+    if keys is not None:
+        notes += keys.erasures
+    erasures = verify_statements(notes, vault_id=kernel.vault_id, vkey=kernel.verifier_key)
+    replayed = replay_erasures(kernel, erasures)
+    restored = import_keys(kernel, keys, erased=erasures) if detached and keys is not None else 0
+    kernel.erasures.sync()
     kernel.record_system(
-        "vault.restore", detail={"entries": kernel.audit.size(), "keys_restored": restored}
+        "vault.restore",
+        detail={
+            "entries": kernel.audit.size(),
+            "keys_restored": restored,
+            "erasures_replayed": replayed,
+        },
     )
 
 
