@@ -871,6 +871,82 @@ def test_sweep_erasure_failing_midway_changes_nothing(
         assert s.get(OwnerProfile, rid)["name"] == "王小明"
 
 
+class _ObserverLog:
+    """An erasure observer that records each pseudonym and whether a transaction was open."""
+
+    def __init__(self, vault: ov.Vault) -> None:
+        self.backend = vault._kernel.backend
+        self.heard: list[tuple[str, bool]] = []
+
+    def __call__(self, pseudonym: str) -> None:
+        self.heard.append((pseudonym, self.backend._local.depth > 0))
+
+
+def test_erasure_observers_hear_each_erasure_after_it_commits(
+    vault: ov.Vault, clock: FrozenClock
+) -> None:
+    """A requested erasure and a swept one are each told once, with the pseudonym, after the
+    erasure's transaction committed."""
+    requested, swept, kept = _register(
+        vault, _owner("owner-o1"), _owner("owner-o2", status="moved_out"), _owner("owner-o3")
+    )
+    log = _ObserverLog(vault)
+    vault._kernel.erasure_observers.append(log)
+    with vault.session(DPO, "erasure_request") as s:
+        s.erase_subject("owner-o1")
+        assert log.heard == [(_pseudonym(vault, requested), False)]
+        clock.set(T0 + _dt.timedelta(days=365 * 6))
+        report = s.retention_sweep(dry_run=False)
+    assert report.erased == [_pseudonym(vault, swept)]
+    assert log.heard == [(_pseudonym(vault, requested), False), (_pseudonym(vault, swept), False)]
+    assert _pseudonym(vault, kept) not in [p for p, _ in log.heard]
+
+
+def test_an_erasure_that_rolls_back_tells_no_observer(
+    vault: ov.Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When an erasure fails after deleting the ciphertexts, it rolls back and no observer is
+    told, not even once a later transaction commits."""
+    (rid,) = _register(vault, _owner("owner-o4"))
+    log = _ObserverLog(vault)
+    vault._kernel.erasure_observers.append(log)
+
+    def fail(text: str) -> str:
+        raise StorageError("signing failed")
+
+    monkeypatch.setattr(vault._kernel, "sign_note", fail)
+    with vault.session(DPO, "erasure_request") as s, pytest.raises(StorageError):
+        s.erase_subject("owner-o4")
+    monkeypatch.undo()
+    _register(vault, _owner("owner-o5"))
+    assert log.heard == []
+    with vault.session(DPO, "subject_access_request") as s:
+        assert s.get(OwnerProfile, rid)["name"] == "王小明"
+
+
+def test_a_failing_erasure_observer_is_audited_and_the_erasure_stands(vault: ov.Vault) -> None:
+    """An observer that raises does not undo the erasure or stop the next observer; the failure
+    is recorded in the audit log without the error's text."""
+    (rid,) = _register(vault, _owner("owner-o6"))
+    log = _ObserverLog(vault)
+
+    def broken(pseudonym: str) -> None:
+        raise RuntimeError(f"cannot clean up {pseudonym} 13800138000")
+
+    vault._kernel.erasure_observers.extend([broken, log])
+    with vault.session(DPO, "erasure_request") as s:
+        result = s.erase_subject("owner-o6")
+    assert log.heard == [(result.pseudonym, False)]
+    [failure] = [e for e in vault.audit.entries() if e["action"] == "erasure.observer_failed"]
+    assert failure["detail"] == {
+        "subject": result.pseudonym,
+        "observer": "function",
+        "error": "RuntimeError",
+    }
+    with vault.session(DPO, "subject_access_request") as s, pytest.raises(SubjectErasedError):
+        s.get(OwnerProfile, rid)
+
+
 def test_retention_sweep_needs_erasure_purpose(vault: ov.Vault) -> None:
     """The sweep runs only in an erasure_request session."""
     with vault.session(DPO, "subject_rights") as s, pytest.raises(PolicyDeniedError) as caught:

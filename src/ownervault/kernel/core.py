@@ -5,8 +5,9 @@ handling, key administration) and the public facade work through it: they open a
 :class:`Access` for an actor and purpose (defined here too: the two refer to each other), run
 the kernel's operations (:mod:`.writes`, :mod:`.reads`, :mod:`.ledger`, :mod:`.erase`) and use
 the small interface below for what they need beyond that (audit entries in the system's name,
-the fail-closed lock, signatures, the header). Opening and creating a kernel are in
-:mod:`.opening`.
+the fail-closed lock, signatures, the header). Features that keep something of an owner outside
+the database register in :attr:`Kernel.erasure_observers`, told of each erasure once it
+commits. Opening and creating a kernel are in :mod:`.opening`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import datetime as _dt
 import json
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -129,7 +130,13 @@ class Kernel:
         latest = self.audit.anchors.latest() if self.audit.anchors is not None else None
         self._anchored = (latest.size if latest is not None else 0, clock.now())
         self._anchoring = False
+        #: Told the pseudonym of each erased subject once the erasure's transaction commits, so
+        #: that features can remove what they keep of that owner outside the database (breach
+        #: handling purges the owner's queued notices). Called in the committing thread.
+        self.erasure_observers: list[Callable[[str], None]] = []
+        self._erasures = _ErasureNotes(self)
         backend.after_commit.append(self._anchor_when_due)
+        backend.after_commit.append(self._erasures.tell)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -284,6 +291,12 @@ class Kernel:
             },
         )
 
+    # ------------------------------------------------------------------ erasure observers
+
+    def note_erasure(self, pseudonym: str) -> None:
+        """Note a subject erased in the current transaction; observers hear of it on commit."""
+        self._erasures.note(pseudonym)
+
     # ------------------------------------------------------------------ signatures
 
     @property
@@ -433,6 +446,51 @@ class Kernel:
         job_id = "job_" + uuid.uuid4().hex[:16]
         self.backend.insert_job(job_id, kind, json.dumps(dict(params)), total, now)
         return job_id
+
+
+class _ErasureNotes:
+    """Erasures noted in each thread's transaction, told to the observers after it commits."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self._kernel = kernel
+        self._local = threading.local()
+
+    def note(self, pseudonym: str) -> None:
+        """Note one subject erased in this thread's current transaction."""
+        pending: list[str] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = []
+        pending.append(pseudonym)
+
+    def tell(self) -> None:
+        """After a commit: tell the observers of each subject whose erasure committed.
+
+        Notes are per thread, like transactions. A note left by a transaction that rolled back
+        is dropped here, because only a subject the database shows as erased is reported. An
+        observer's failure does not undo the erasure: it is recorded in the audit log and the
+        other observers still run.
+        """
+        kernel = self._kernel
+        pending: list[str] | None = getattr(self._local, "pending", None)
+        if not pending or kernel.closed:
+            return
+        self._local.pending = []
+        for pseudonym in dict.fromkeys(pending):
+            subject = kernel.backend.subject(pseudonym)
+            if subject is None or subject.erased_at is None:
+                continue
+            for observer in list(kernel.erasure_observers):
+                try:
+                    observer(pseudonym)
+                except Exception as exc:  # an observer may fail in any way; the erasure stands
+                    kernel.record_system(
+                        "erasure.observer_failed",
+                        detail={
+                            "subject": pseudonym,
+                            "observer": type(observer).__name__,
+                            "error": type(exc).__name__,
+                        },
+                    )
 
 
 # --------------------------------------------------------------------------- accesses

@@ -5,7 +5,8 @@ the live database, in backups, in a WAL) becomes undecryptable. The subject's ci
 tokens and lookup token are deleted too. Audit entries stay (they hold only the pseudonym, which
 no longer links to the subject id) and the Merkle log still verifies. The receipt is a C2SP
 signed note, signed with the vault's audit checkpoint key, that anyone with the verifier key can
-check offline.
+check offline. Once the erasure's transaction commits, the kernel's erasure observers are told
+the pseudonym (breach handling deletes the owner's spooled notices).
 """
 
 from __future__ import annotations
@@ -164,6 +165,9 @@ def erase_pseudonym(
         )
     kernel.keys.destroy_subject_key(subject.key_id, now)
     records, tokens = backend.erase_subject(subject.pseudonym, now)
+    # Observers (queued notices of this owner, for one) are told once the caller's transaction
+    # commits; a rollback tells nobody.
+    kernel.note_erasure(subject.pseudonym)
     rules = tuple(dict.fromkeys(r for d in decisions for r in d.rule_ids))
     entry = AuditEntry(
         action="erase",
