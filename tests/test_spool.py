@@ -354,7 +354,9 @@ def test_a_pending_notice_of_an_erased_owner_is_dead_lettered_without_reaching_a
     assert [n.payload["subject"] for n in seen if n.audience == "owners"] == [kept]
     [dead] = svault.incidents.outbox(state="dead")
     assert dead.subject == erased
-    assert dead.last_error == f"UndeliverableError: owner {erased} was erased"
+    assert dead.last_error == (
+        "UndeliverableError: the owner was erased; the notice can no longer be delivered"
+    )
     assert not (spool(svault) / "new").exists()
 
 
@@ -449,6 +451,32 @@ def test_send_rewrites_a_notice_spooled_with_an_address_before_sending_it(
     assert recipients == [owner.email]
     [sent] = (spool(svault) / "cur").iterdir()
     assert b"old-address" not in sent.read_bytes()
+
+
+def test_send_removes_unsent_a_spooled_notice_of_an_erased_owner(
+    svault: Vault, smtp: SmtpSink, make_owner: Callable[..., OwnerProfile]
+) -> None:
+    """A notice that reaches the spool after its owner's erasure was purged is removed by the
+    send step, never sent, and the drop is audited."""
+    owner = make_owner()
+    register(svault, [owner])
+    notify(svault, [owner])
+    svault.incidents.dispatch(actor=DPO)
+    pseudonym = pseudonym_of(svault, owner)
+    spooled = spool(svault) / "new" / spooled_owners(svault)[pseudonym]
+    late_copy = spooled.read_bytes()
+    with svault.session(DPO, "erasure_request") as session:
+        session.erase_subject(owner.subject_id)
+    spooled.write_bytes(late_copy)  # as if a dispatcher wrote it just after the purge
+
+    assert svault.incidents.send(actor=DPO, transport=smtp.transport()) == SendReport(dropped=1)
+    assert smtp.messages == [] and not spooled.exists()
+    [drop] = [e for e in svault.audit.entries() if e["action"] == "incident.send"]
+    assert (drop["subject"], drop["detail"]["outcome"], drop["detail"]["error"]) == (
+        pseudonym,
+        "dropped",
+        "owner erased",
+    )
 
 
 def test_only_compliance_officers_send(svault: Vault, smtp: SmtpSink) -> None:

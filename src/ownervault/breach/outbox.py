@@ -265,7 +265,9 @@ class Outbox:
                 if subject is None or subject.erased_at is not None:
                     # The owner was erased after the notice was queued: it can never reach
                     # them, and no hook may be handed their pseudonym again.
-                    raise UndeliverableError(f"owner {row.subject} was erased")
+                    raise UndeliverableError(
+                        "the owner was erased; the notice can no longer be delivered"
+                    )
                 recipient = owner_contact(contacts(), row.subject)
                 if recipient is None:
                     raise UndeliverableError(

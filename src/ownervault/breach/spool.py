@@ -118,16 +118,14 @@ def addressed(message: EmailMessage, recipient: Recipient) -> EmailMessage:
         UndeliverableError: the owner has no usable e-mail address.
     """
     if not recipient.email:
-        raise UndeliverableError(f"owner {recipient.pseudonym} has no e-mail address")
+        raise UndeliverableError("the owner has no e-mail address")
     out = parse_message(message.as_bytes())
     for header in ("To", "Cc", "Bcc", OWNER_HEADER, FORMAT_HEADER):
         del out[header]
     try:
         out["To"] = Address(display_name=recipient.name or "", addr_spec=recipient.email)
     except (ValueError, TypeError, IndexError, email.errors.HeaderParseError):
-        raise UndeliverableError(
-            f"owner {recipient.pseudonym} has no usable e-mail address"
-        ) from None
+        raise UndeliverableError("the owner has no usable e-mail address") from None
     return out
 
 
@@ -228,7 +226,7 @@ class Spool:
         recipient = owner_contact(contacts(), pseudonym)
         try:
             if recipient is None:
-                raise UndeliverableError(f"owner {pseudonym} has no live profile with an address")
+                raise UndeliverableError("the owner has no live profile with an address")
             transport(addressed(message, recipient))
         except UndeliverableError as exc:
             reason = safe_error(exc, recipient)
