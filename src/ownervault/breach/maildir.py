@@ -121,10 +121,15 @@ class Maildir:
 
     def delivered(self, key: str) -> bool:
         """Whether a message with this key is in ``new/`` or ``cur/`` already."""
-        if (self.path / "new" / key).exists():
-            return True
-        cur = self.path / "cur"
-        return cur.is_dir() and any(cur.glob(key + ":*"))
+        return (self.path / "new" / key).exists() or bool(self._copies("cur", key))
+
+    def _copies(self, sub: str, key: str) -> list[Path]:
+        # A reader renaming a message into cur/ appends ":2,FLAGS" (some also ",S=SIZE"), and
+        # a file in tmp/ is "KEY.PID.RANDOM": the key is followed by one of ":,." or nothing.
+        folder = self.path / sub
+        if not folder.is_dir():
+            return []
+        return [p for p in folder.glob(key + "*") if p.name == key or p.name[len(key)] in ":,."]
 
     def deliver(self, key: str, message: bytes) -> None:
         """Write ``message`` under ``tmp/``, fsync it and link it into ``new/`` as ``key``.
@@ -208,11 +213,8 @@ class Maildir:
         for key in keys:
             if not KEY_PATTERN.match(key):
                 continue
-            candidates = [self.path / "new" / key]
-            for sub, pattern in (("cur", key + ":*"), ("tmp", key + ".*")):
-                folder = self.path / sub
-                if folder.is_dir():
-                    candidates.extend(folder.glob(pattern))
+            candidates = [self.path / "new" / key, *self._copies("cur", key)]
+            candidates += self._copies("tmp", key)
             for path in candidates:
                 try:
                     if not self._owned_by(path, owner):
