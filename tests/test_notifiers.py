@@ -6,6 +6,8 @@ SIGKILL mid-dispatch without losing or doubling a notification at an idempotent 
 from __future__ import annotations
 
 import datetime as _dt
+import email
+import email.policy
 import http.server
 import json
 import os
@@ -264,8 +266,22 @@ def test_maildir_writes_one_message_per_key_atomically(tmp_path: Path) -> None:
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
     assert list((tmp_path / "md" / "tmp").iterdir()) == []
     text = files[0].read_bytes().decode()
-    assert "zhang@example.com" in text  # the owner's own address, as a mail drop needs
     assert f"X-OwnerVault-Idempotency-Key: {note.idempotency_key}" in text
+
+
+def test_maildir_spools_owner_notices_addressed_to_the_pseudonym_only(tmp_path: Path) -> None:
+    """An owner notice in a Maildir names the owner by pseudonym, with no name, phone or e-mail."""
+    hook = MaildirNotifier(tmp_path / "md")
+    hook(notification())
+    [message] = (tmp_path / "md" / "new").iterdir()
+    raw = message.read_bytes()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["X-OwnerVault-Owner"] == "sub_feed"
+    assert parsed["X-OwnerVault-Format"] == "owner-notice/1"
+    assert parsed["To"] is None
+    decoded = raw.decode() + str(parsed) + parsed.get_content()
+    for value in ("张三", "13800138000", "zhang@example.com", "zhang"):
+        assert value.encode() not in raw and value not in decoded
 
 
 def test_maildir_second_delivery_of_a_key_writes_nothing(tmp_path: Path) -> None:

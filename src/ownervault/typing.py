@@ -6,6 +6,7 @@
 * :class:`RootKey` is what a provider hands back once unlocked.
 * :class:`Clock` lets tests and drills freeze time.
 * :class:`NotificationHook` delivers breach notifications (see :mod:`ownervault.notifiers`).
+* :class:`MailTransport` hands spooled owner notices, once addressed, to a mail system.
 
 Each protocol lives with the code that uses it (:mod:`ownervault.keys.providers`,
 :mod:`ownervault.kernel.clock`, :mod:`ownervault.breach.notifiers`); this module gathers them
@@ -14,8 +15,8 @@ for implementers.
 
 from __future__ import annotations
 
-from .breach.notifiers import NotificationHook
+from .breach.notifiers import MailTransport, NotificationHook
 from .kernel.clock import Clock
 from .keys.providers import KeyProvider, RootKey
 
-__all__ = ["Clock", "KeyProvider", "NotificationHook", "RootKey"]
+__all__ = ["Clock", "KeyProvider", "MailTransport", "NotificationHook", "RootKey"]

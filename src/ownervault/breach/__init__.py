@@ -2,10 +2,11 @@
 
 Owns the detectors that watch the audit stream, incidents and their affected owners (worked out
 from the audit trail and key states, stored encrypted), notification deadlines, the regulator
-report and owner notice payloads, the transactional outbox and its dispatcher, and the shipped
-notification hooks. Works through the kernel's interface: it reads owners' contact details for
-their notices through a kernel read under the ``breach_notification`` purpose, like any other
-read. Imports the kernel and the layers below it; never ``vault``, ``rights`` or
+report and owner notice payloads, the transactional outbox and its dispatcher, the shipped
+notification hooks, and the owner-notice spool with its send step. Works through the kernel's
+interface: it reads owners' contact details for their notices through a kernel read under the
+``breach_notification`` purpose, like any other read, and is told of erasures as a kernel
+erasure observer. Imports the kernel and the layers below it; never ``vault``, ``rights`` or
 ``keys.admin``.
 
 Its modules, each importing only those listed before it:
@@ -17,7 +18,12 @@ Its modules, each importing only those listed before it:
 * :mod:`.payloads` -- regulator reports, owner notices, on-call pages and their outbox rows;
 * :mod:`.store` -- incidents in the database, their encrypted owner lists and audit entries;
 * :mod:`.lifecycle` -- opening, updating, confirming, closing and acknowledging incidents;
-* :mod:`.notifiers` -- the notification hooks (webhook, Maildir, entry points);
+* :mod:`.maildir` -- Maildir folders (private modes, atomic delivery) and the owner-notice
+  spool format (owner notices addressed to a pseudonym, never to a name or address);
+* :mod:`.notifiers` -- the notification hooks (webhook, Maildir, entry points) and the SMTP
+  transport;
+* :mod:`.spool` -- sending spooled owner notices (addressed at send time) and purging an
+  erased owner's, and the owner contact look-up;
 * :mod:`.outbox` -- queuing notifications and delivering them with retries;
 * :mod:`.manager` -- :class:`IncidentManager` (``vault.incidents``) and :func:`attach`.
 """
@@ -41,6 +47,7 @@ from .model import (
     NoticeAssessment,
     OwnerExposure,
     Scope,
+    SendReport,
 )
 from .notifiers import Notification, NotificationHook, Recipient
 
@@ -66,6 +73,7 @@ __all__ = [
     "OwnerExposure",
     "Recipient",
     "Scope",
+    "SendReport",
     "attach",
     "incident_manager",
     "load_breach_config",

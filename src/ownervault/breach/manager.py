@@ -5,7 +5,8 @@ creates do it: the :class:`~.store.IncidentStore`, the :class:`~.lifecycle.Incid
 the :class:`~.assessment.Assessor`, the :class:`~.payloads.Payloads` and the
 :class:`~.outbox.Outbox` -- and how it is attached to an open vault (:func:`attach`): the
 detectors run as an observer of the audit log, called with every batch of entries inside the
-transaction that appends them, and a failed audit verification fails closed.
+transaction that appends them, a failed audit verification fails closed, and an erasure, once
+committed, purges that owner's spooled notices (a kernel erasure observer).
 
 Incidents, their affected owners and the outbox are in the vault database, shared by every
 process; the detectors' counters are in memory, per process (see :mod:`.detectors`).
@@ -37,10 +38,12 @@ from .model import (
     IncidentKind,
     IncidentStatus,
     NoticeAssessment,
+    SendReport,
 )
-from .notifiers import NotificationHook
+from .notifiers import MailTransport, NotificationHook
 from .outbox import Outbox
 from .payloads import Payloads
+from .spool import Spool
 from .store import IncidentStore
 
 if TYPE_CHECKING:
@@ -58,8 +61,9 @@ def attach(kernel: Kernel, config: BreachConfig | None = None) -> IncidentManage
     """Attach breach detection to an open vault (the facade does it when a vault opens).
 
     Loads ``detectors.toml`` and ``incident.toml`` from the vault's policy pack (or uses
-    ``config``), registers the detectors as an observer of the audit log and makes verification
-    failures fail closed. Attaching again replaces the previous detectors (counters restart).
+    ``config``), registers the detectors as an observer of the audit log, makes verification
+    failures fail closed and has erasures purge the erased owner's spooled notices. Attaching
+    again replaces the previous detectors (counters restart) and purge observer.
     """
     loaded = config or load_breach_config(kernel.policy.source, policy=kernel.policy)
     with _INSTALL_LOCK:
@@ -71,6 +75,10 @@ def attach(kernel: Kernel, config: BreachConfig | None = None) -> IncidentManage
         ]
         audit.observers.append(manager._detection)
         audit.failure_observers.append(_FailClosed(manager))
+        kernel.erasure_observers[:] = [
+            o for o in kernel.erasure_observers if not isinstance(o, _Purge)
+        ]
+        kernel.erasure_observers.append(_Purge(manager._spool))
     return manager
 
 
@@ -109,6 +117,16 @@ class _FailClosed:
         self.manager.integrity_failure(error)
 
 
+class _Purge:
+    """Told of an erasure once it committed: deletes that owner's spooled notices."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+
+    def __call__(self, pseudonym: str) -> None:
+        self.spool.purge(pseudonym)
+
+
 # --------------------------------------------------------------------------- the manager
 
 
@@ -129,6 +147,7 @@ class IncidentManager:
         self._store = IncidentStore(kernel, config, self._assessor, self._payloads)
         self._lifecycle = IncidentLifecycle(kernel, config, self._store)
         self._outbox = Outbox(kernel, config, self._store, self._assessor, self._payloads)
+        self._spool = Spool(kernel, config, self._store)
         self._detection = _Detection(self, self._lifecycle)
 
     def __repr__(self) -> str:
@@ -381,6 +400,37 @@ class IncidentManager:
         return self._outbox.dispatch(
             actor=actor, hooks=hooks, wait=wait, timeout=timeout, sleep=sleep
         )
+
+    def send(
+        self,
+        *,
+        actor: Actor,
+        transport: MailTransport,
+        hooks: Sequence[str] | None = None,
+    ) -> SendReport:
+        """Send the owner notices spooled in Maildir notifiers to the owners' e-mail addresses.
+
+        A Maildir notifier spools an owner notice addressed to the owner's pseudonym only. This
+        reads each owner's name and e-mail address now, in a ``breach_notification`` session of
+        ``actor`` (audited), addresses a copy in memory and hands it to ``transport``; the
+        spooled message then moves to ``cur/``. A notice of an erased owner, or of one without
+        a usable address, or refused for good by the mail server, is removed from the spool;
+        one the server could not take now stays for the next run. Every outcome is audited as
+        an ``incident.send`` entry. Delivery is at least once: a crash after the server took a
+        message and before it moved sends it again with the same ``Message-ID``.
+
+        Args:
+            actor: a compliance officer.
+            transport: where messages go, e.g. :class:`~ownervault.notifiers.SmtpTransport`.
+            hooks: names of Maildir notifiers to send from (default: those routed for owners).
+
+        Raises:
+            ConfigurationError: a name in ``hooks`` is not a Maildir notifier.
+            NotificationError: a spool folder cannot be read or written.
+        """
+        self._kernel.check_open()
+        self._store.guard(actor, OFFICER_ROLE, "incident.send", None)
+        return self._spool.send(actor=actor, transport=transport, names=hooks)
 
     # ------------------------------------------------------------------ verification
 

@@ -3,9 +3,10 @@
 Owns what an incident is made of and how it is stored: :class:`Incident` (a JSON document with
 no personal value, only ids, counts, categories and text), its :class:`Scope`, the detectors'
 :class:`Finding` values, the affected owners (:class:`AffectedOwners`, stored encrypted), the
-computed :class:`NoticeAssessment`, the notification :class:`Deadline` clocks and the
-dispatcher's :class:`DispatchReport`; the roles and purposes of incident handling; and the rule
-that text people type into an incident holds no owner's details (:func:`free_text`).
+computed :class:`NoticeAssessment`, the notification :class:`Deadline` clocks, the dispatcher's
+:class:`DispatchReport` and the spool sender's :class:`SendReport`; the roles and purposes of
+incident handling; and the rule that text people type into an incident holds no owner's
+details (:func:`free_text`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "NoticeAssessment",
     "OwnerExposure",
     "Scope",
+    "SendReport",
     "free_text",
     "parse_time",
 ]
@@ -449,6 +451,17 @@ class DispatchReport:
     dead: int = 0
     lost_lease: int = 0
     pending: int = 0
+
+
+@attrs.frozen
+class SendReport:
+    """What one run of ``incident send`` did with the spooled owner notices."""
+
+    sent: int = 0
+    retried: int = 0
+    dropped: int = 0
+    skipped: int = 0
+    left: int = 0
 
 
 #: Text that looks like a phone number, an ID number or an e-mail address.

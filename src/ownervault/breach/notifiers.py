@@ -17,6 +17,9 @@ delivery with a key it has seen) therefore acts exactly once. Both hooks shipped
   receiver checks with :func:`verify_signature`.
 * :class:`MaildirNotifier` -- one RFC 5322 message per idempotency key in a Maildir, written to
   ``tmp/`` and linked into ``new/`` atomically; a message already there means already delivered.
+  Owner notices are spooled addressed to the owner's pseudonym only; ``ownervault incident
+  send`` (:mod:`.spool`) looks the address up and hands them to a :class:`MailTransport` such
+  as :class:`SmtpTransport` (a local mail server, or a relay over STARTTLS).
 
 Other hooks are found by name through the ``ownervault.notifiers`` entry-point group
 (:func:`discover_notifiers`): an SMS gateway, a regulator's reporting API, an on-call pager.
@@ -24,12 +27,11 @@ Other hooks are found by name through the ``ownervault.notifiers`` entry-point g
 Notification payloads never hold a personal value. An owner notice carries only the owner's
 pseudonym and the rendered notice; the owner's contact details are looked up at delivery time,
 in memory, and handed to the hook as :attr:`Notification.recipient` (whose ``repr`` is
-redacted). They are never written to the vault.
+redacted). They are never written to the vault, nor to a Maildir.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.message
 import email.utils
 import hashlib
@@ -38,12 +40,12 @@ import importlib.metadata
 import ipaddress
 import json
 import os
-import re
+import smtplib
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
@@ -51,16 +53,28 @@ from typing import Any, Final, Protocol, runtime_checkable
 import attrs
 
 from ..exceptions import ConfigurationError, OwnerVaultError
+from .maildir import (
+    AUDIENCE_HEADER,
+    FORMAT_HEADER,
+    INCIDENT_HEADER,
+    KEY_HEADER,
+    KEY_PATTERN,
+    OWNER_HEADER,
+    SPOOL_FORMAT,
+    Maildir,
+)
 
 __all__ = [
     "BUILTIN_TYPES",
     "ENTRY_POINT_GROUP",
     "SIGNATURE_HEADER",
+    "MailTransport",
     "MaildirNotifier",
     "Notification",
     "NotificationError",
     "NotificationHook",
     "Recipient",
+    "SmtpTransport",
     "UndeliverableError",
     "WebhookNotifier",
     "build_notifier",
@@ -73,7 +87,6 @@ __all__ = [
 ENTRY_POINT_GROUP: Final = "ownervault.notifiers"
 #: Header carrying the webhook body's HMAC-SHA256 signature.
 SIGNATURE_HEADER: Final = "X-OwnerVault-Signature"
-_KEY_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 
 
 class NotificationError(OwnerVaultError):
@@ -365,14 +378,20 @@ class MaildirNotifier:
 
     The message file is named after the idempotency key. It is written under ``tmp/``, flushed
     to disk and hard-linked into ``new/``; if ``new/`` or ``cur/`` already holds a message with
-    that key, the notification was delivered before and nothing is written. A mail transfer
-    agent or a person picks the messages up from there.
+    that key, the notification was delivered before and nothing is written. Every directory
+    the hook creates (the folder's parents included) is mode ``0700`` and every file ``0600``.
 
-    Owner notices go to the owner's e-mail address (an owner without one is undeliverable
-    through this hook); other notifications go to ``to``.
+    Security promise: an owner notice is written addressed to the owner's pseudonym only (the
+    owner-notice spool format of ``docs/formats.md``), never with the owner's name, phone or
+    e-mail address; ``ownervault incident send`` looks the address up when it hands the notice
+    to a mail server, so nothing in the folder identifies the owner. Regulator reports and
+    on-call pages go to ``to`` and can be picked up by a mail transfer agent as they are.
+
+    Owner notices are refused as undeliverable when the owner has no e-mail address (checked
+    with the contact the dispatcher looked up, which is not written).
 
     Args:
-        path: the Maildir folder (created with mode 0700 if missing).
+        path: the Maildir folder (created with mode 0700, parents included, if missing).
         to: the address for regulator reports and on-call pages.
         sender: the ``From`` address.
     """
@@ -383,6 +402,7 @@ class MaildirNotifier:
         self.path = Path(path)
         self.to = to
         self.sender = sender
+        self._maildir = Maildir(self.path)
 
     def __repr__(self) -> str:
         return f"<MaildirNotifier path={str(self.path)!r}>"
@@ -402,35 +422,18 @@ class MaildirNotifier:
 
     def delivered(self, idempotency_key: str) -> bool:
         """Whether a message with this key is already in ``new/`` or ``cur/``."""
-        if (self.path / "new" / idempotency_key).exists():
-            return True
-        cur = self.path / "cur"
-        return cur.is_dir() and any(cur.glob(idempotency_key + "*"))
+        return self._maildir.delivered(idempotency_key)
 
     def __call__(self, notification: Notification) -> None:
         """Deliver into the Maildir unless a message with the same key is there already."""
         key = notification.idempotency_key
-        if not _KEY_PATTERN.match(key):
+        if not KEY_PATTERN.match(key):
             raise UndeliverableError("the idempotency key is not a safe file name")
         try:
-            for sub in ("tmp", "new", "cur"):
-                (self.path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-            if self.delivered(key):
+            self._maildir.ensure()
+            if self._maildir.delivered(key):
                 return
-            message = self._message(notification)
-            tmp = self.path / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(message)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                # FileExistsError: another dispatcher delivered the same key first.
-                with contextlib.suppress(FileExistsError):
-                    os.link(tmp, self.path / "new" / key)
-            finally:
-                tmp.unlink(missing_ok=True)
-            _fsync_dir(self.path / "new")
+            self._maildir.deliver(key, self._message(notification))
         except OSError as exc:
             raise NotificationError(
                 f"cannot write to maildir {self.path}: {exc.strerror or type(exc).__name__}"
@@ -445,7 +448,9 @@ class MaildirNotifier:
                 raise UndeliverableError(
                     f"owner {recipient.pseudonym if recipient else '?'} has no e-mail address"
                 )
-            msg["To"] = recipient.email
+            # The spool format: the pseudonym only; the address is looked up at send time.
+            msg[FORMAT_HEADER] = SPOOL_FORMAT
+            msg[OWNER_HEADER] = recipient.pseudonym
             zh, en = payload.get("zh", {}), payload.get("en", {})
             msg["Subject"] = f"{zh.get('subject', '')} / {en.get('subject', '')}"
             text = f"{zh.get('body', '')}\n\n---\n\n{en.get('body', '')}\n"
@@ -457,24 +462,102 @@ class MaildirNotifier:
         msg["From"] = self.sender
         msg["Date"] = email.utils.formatdate(usegmt=True)
         msg["Message-ID"] = f"<{notification.idempotency_key}@ownervault>"
-        msg["X-OwnerVault-Idempotency-Key"] = notification.idempotency_key
-        msg["X-OwnerVault-Incident"] = notification.incident_id
-        msg["X-OwnerVault-Audience"] = notification.audience
+        msg[KEY_HEADER] = notification.idempotency_key
+        msg[INCIDENT_HEADER] = notification.incident_id
+        msg[AUDIENCE_HEADER] = notification.audience
         msg.set_content(text, charset="utf-8")
         return msg.as_bytes()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+# --------------------------------------------------------------------------- mail transports
+
+
+@runtime_checkable
+class MailTransport(Protocol):
+    """Hands one finished e-mail message to a mail system (what ``incident send`` uses).
+
+    Return once the message is accepted; raise :class:`NotificationError` to try again later,
+    or :class:`UndeliverableError` when the mail system refuses it for good. Messages raised
+    must not contain an address.
+    """
+
+    def __call__(self, message: email.message.EmailMessage, /) -> None:
+        """Send ``message`` to the addresses in its ``To`` header."""
+        ...
+
+
+class SmtpTransport:
+    """Send messages through an SMTP server: a mail server on this host, or a relay.
+
+    A plain connection is accepted only to a loopback address (the local mail server); any
+    other host needs ``starttls=True``, and the server's certificate is checked against the
+    system's trust store. A login is sent only over TLS or to loopback. A 5xx answer (an
+    unknown mailbox, a refused sender) is undeliverable; 4xx answers and network errors are
+    retried by the next send.
+
+    Args:
+        host: the server's name or address.
+        port: its SMTP port (25, or 587 for submission).
+        starttls: upgrade the connection with STARTTLS before sending.
+        username: log in with this account (with ``password``).
+        password: the account's password.
+        timeout: seconds to wait for the server.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        *,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if not host:
+            raise ConfigurationError("an SMTP transport needs a host")
+        if not 0 < port < 65536:
+            raise ConfigurationError("an SMTP port is between 1 and 65535")
+        if not starttls and not _is_loopback(host):
+            raise ConfigurationError("an SMTP server off loopback must be reached with STARTTLS")
+        if bool(username) != bool(password):
+            raise ConfigurationError("an SMTP login needs both a username and a password")
+        if timeout <= 0:
+            raise ConfigurationError("an SMTP timeout must be positive")
+        self.host = host
+        self.port = port
+        self.starttls = starttls
+        self.username = username
+        self._password = password
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        login = " login=<redacted>" if self.username else ""
+        return f"<SmtpTransport {self.host}:{self.port} starttls={self.starttls}{login}>"
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise TypeError("an SmtpTransport may hold a password and cannot be pickled")
+
+    def __call__(self, message: email.message.EmailMessage) -> None:
+        """Send ``message``; raise NotificationError / UndeliverableError on failure."""
+        where = f"SMTP server {self.host}:{self.port}"
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.username and self._password:
+                    smtp.login(self.username, self._password)
+                smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            # The exception's text holds the refused addresses: only the codes are kept.
+            codes = sorted({int(code) for code, _text in exc.recipients.values()})
+            error = UndeliverableError if codes and min(codes) >= 500 else NotificationError
+            raise error(f"{where} refused the recipient: {codes}") from None
+        except smtplib.SMTPResponseException as exc:
+            error = UndeliverableError if exc.smtp_code >= 500 else NotificationError
+            raise error(f"{where} answered {exc.smtp_code}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise NotificationError(f"{where} failed: {type(exc).__name__}") from None
 
 
 # --------------------------------------------------------------------------- discovery

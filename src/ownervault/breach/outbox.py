@@ -5,9 +5,9 @@ table in the incident's transaction and delivered by :meth:`Outbox.dispatch` (wh
 ``vault.incidents.dispatch`` runs) with retries, exponential backoff, an idempotency key and a
 dead-letter state; see :mod:`.notifiers` for the hooks. Owns queuing a round of notices for an
 incident (:meth:`Outbox.notify`), moving a dead letter back to the queue, the dispatcher with
-its leases, resolving hooks by name, looking up an owner's contact details at delivery time (in
-memory, through a ``breach_notification`` read) and the error text kept for a failed delivery
-(never a contact detail or other personal data).
+its leases and resolving hooks by name. An owner's contact details are looked up at delivery
+time, in memory, through a ``breach_notification`` read (:func:`.spool.owner_contact`); an
+erased owner's notice is dead-lettered without being handed to any hook.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
@@ -23,22 +22,16 @@ import attrs
 from ..audit import format_time
 from ..exceptions import (
     ConfigurationError,
-    DecryptionError,
-    OwnerVaultError,
     RecordNotFoundError,
-    SubjectErasedError,
     ValidationError,
 )
 from ..kernel import SYSTEM_ACTOR
-from ..kernel.reads import get_many
 from ..policy import Actor
-from ..records import OwnerProfile
 from ..storage.base import OutboxRow
 from .assessment import Assessor
 from .config import BreachConfig, parse_duration
 from .model import (
     NOTIFICATION_PURPOSE,
-    PERSONAL_LOOKING,
     DispatchReport,
     free_text,
     parse_time,
@@ -51,26 +44,13 @@ from .notifiers import (
     build_notifier,
 )
 from .payloads import Payloads, outbox_row
+from .spool import notifier_base, owner_contact, safe_error
 from .store import IncidentStore
 
 if TYPE_CHECKING:
     from ..kernel import Access, Kernel
 
 __all__ = ["Outbox"]
-
-
-def _safe_error(exc: BaseException, recipient: Recipient | None) -> str:
-    """An error message fit for the outbox and the CLI: no contact detail, no personal data."""
-    name = type(exc).__name__
-    if not isinstance(exc, OwnerVaultError):
-        return name
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    secrets_seen = (
-        [v for v in (recipient.name, recipient.phone, recipient.email) if v] if recipient else []
-    )
-    if any(value in text for value in secrets_seen) or PERSONAL_LOOKING.search(text):
-        return name
-    return f"{name}: {text}"[:500] if text else name
 
 
 class Outbox:
@@ -281,7 +261,14 @@ class Outbox:
             hook = hooks.get(row.hook) or self._hook(row.hook)
             if row.audience == "owners":
                 assert row.subject is not None
-                recipient = self._contact(contacts(), row.subject)
+                subject = self._backend.subject(row.subject)
+                if subject is None or subject.erased_at is not None:
+                    # The owner was erased after the notice was queued: it can never reach
+                    # them, and no hook may be handed their pseudonym again.
+                    raise UndeliverableError(
+                        "the owner was erased; the notice can no longer be delivered"
+                    )
+                recipient = owner_contact(contacts(), row.subject)
                 if recipient is None:
                     raise UndeliverableError(
                         f"owner {row.subject} has no live profile with a phone or e-mail address"
@@ -298,9 +285,9 @@ class Outbox:
             )
             hook(notification)
         except UndeliverableError as exc:
-            error, permanent = _safe_error(exc, recipient), True
+            error, permanent = safe_error(exc, recipient), True
         except Exception as exc:  # a hook may fail in any way; the message is vetted
-            error = _safe_error(exc, recipient)
+            error = safe_error(exc, recipient)
         now_dt = self._kernel.clock.now()
         now = format_time(now_dt)
         if error is None:
@@ -341,35 +328,10 @@ class Outbox:
         hook = self._hooks.get(name)
         if hook is None:
             spec = self._config.incident.notifiers.get(name)
-            # Relative Maildir paths are inside the vault directory (or, for a vault on a
-            # database server, the working directory).
-            base = self._kernel.path or Path.cwd()
+            base = notifier_base(self._kernel)
             if spec is not None:
                 hook = build_notifier(spec.type, spec.options, base_dir=base)
             else:
                 hook = build_notifier(name, {}, base_dir=base)
             self._hooks[name] = hook
         return hook
-
-    def _contact(self, session: Access, pseudonym: str) -> Recipient | None:
-        ids = [
-            r.record_id
-            for r in self._backend.records_of_subject(pseudonym)
-            if r.record_type == OwnerProfile.record_type and not r.erased
-        ]
-        if not ids:
-            return None
-        try:
-            views = get_many(session, OwnerProfile.record_type, ids)
-        except (SubjectErasedError, RecordNotFoundError, DecryptionError):
-            return None
-        for view in views:
-            phone, email_addr, name = view.get("phone"), view.get("email"), view.get("name")
-            if phone or email_addr:
-                return Recipient(
-                    pseudonym=pseudonym,
-                    name=str(name) if name else None,
-                    phone=str(phone) if phone else None,
-                    email=str(email_addr) if email_addr else None,
-                )
-        return None
