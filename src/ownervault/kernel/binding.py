@@ -26,7 +26,7 @@ from typing import Final
 
 import attrs
 
-from ..crypto import RowKey, RowValue
+from ..crypto import ROW_BYTES, ROW_HEAD, ROW_INT, ROW_NONE, ROW_TEXT, RowKey, RowValue
 from ..exceptions import IntegrityError
 from ..policy import ConsentRecord
 from ..storage import KeyRow, RecordRow, SubjectRow
@@ -40,44 +40,18 @@ BOUND_META: Final = "row_binding"
 class Binder:
     """Makes and checks the binding tags of one vault's rows."""
 
-    __slots__ = ("_key", "_vault_id")
+    __slots__ = ("_key", "_records", "_subjects", "_vault_id")
 
     def __init__(self, key: RowKey, vault_id: str) -> None:
         self._key = key
         self._vault_id = vault_id
+        self._records = key.prefix("records", vault_id)
+        self._subjects = key.prefix("subjects", vault_id)
 
     def __repr__(self) -> str:
         return f"<Binder vault={self._vault_id}>"
 
     # ------------------------------------------------------------------ the covered columns
-
-    def _record(self, row: RecordRow) -> list[RowValue]:
-        return [
-            self._vault_id,
-            row.record_id,
-            row.record_type,
-            row.pseudonym,
-            row.key_id,
-            row.version,
-            row.created_at,
-            row.updated_at,
-            row.clear,
-            row.sealed,
-        ]
-
-    def _subject(self, row: SubjectRow) -> list[RowValue]:
-        return [
-            self._vault_id,
-            row.pseudonym,
-            row.subject_ref,
-            row.key_id,
-            row.created_at,
-            row.minor_until,
-            row.restricted_to,
-            row.hold_until,
-            row.ended_at,
-            row.consent_head,
-        ]
 
     def _consent(self, record: ConsentRecord, previous: bytes | None) -> list[RowValue]:
         return [
@@ -109,15 +83,101 @@ class Binder:
             row.max_invocations,
         ]
 
+    # Every read checks a record and its subject, so those two are encoded without a loop: the
+    # bytes ``RowKey.tag`` makes of the vault id and the columns below, in this order (the
+    # columns are listed in docs/formats.md; tests/test_integrity.py compares the two).
+
+    def _record_encoded(self, row: RecordRow) -> bytes:
+        rid = row.record_id.encode("utf-8")
+        kind = row.record_type.encode("utf-8")
+        owner = row.pseudonym.encode("utf-8")
+        version = str(row.version).encode("ascii")
+        created = row.created_at.encode("utf-8")
+        updated = row.updated_at.encode("utf-8")
+        clear = row.clear.encode("utf-8")
+        return b"".join(
+            (
+                self._records,
+                ROW_HEAD(len(rid) + 1, ROW_TEXT),
+                rid,
+                ROW_HEAD(len(kind) + 1, ROW_TEXT),
+                kind,
+                ROW_HEAD(len(owner) + 1, ROW_TEXT),
+                owner,
+                ROW_HEAD(len(row.key_id) + 1, ROW_BYTES),
+                row.key_id,
+                ROW_HEAD(len(version) + 1, ROW_INT),
+                version,
+                ROW_HEAD(len(created) + 1, ROW_TEXT),
+                created,
+                ROW_HEAD(len(updated) + 1, ROW_TEXT),
+                updated,
+                ROW_HEAD(len(clear) + 1, ROW_TEXT),
+                clear,
+                ROW_HEAD(len(row.sealed) + 1, ROW_BYTES),
+                row.sealed,
+            )
+        )
+
+    def _subject_encoded(self, row: SubjectRow) -> bytes:
+        owner = row.pseudonym.encode("utf-8")
+        created = row.created_at.encode("utf-8")
+        return b"".join(
+            (
+                self._subjects,
+                ROW_HEAD(len(owner) + 1, ROW_TEXT),
+                owner,
+                _optional_bytes(row.subject_ref),
+                ROW_HEAD(len(row.key_id) + 1, ROW_BYTES),
+                row.key_id,
+                ROW_HEAD(len(created) + 1, ROW_TEXT),
+                created,
+                _optional_bytes(row.minor_until),
+                _optional_text(row.restricted_to),
+                _optional_text(row.hold_until),
+                _optional_text(row.ended_at),
+                _optional_bytes(row.consent_head),
+            )
+        )
+
     # ------------------------------------------------------------------ making tags
+
+    # Rows are rebuilt field by field rather than with ``attrs.evolve``, which inspects the
+    # class on every call and cost as much as the tag; tests/test_integrity.py checks that
+    # every field is carried over.
 
     def record(self, row: RecordRow) -> RecordRow:
         """``row`` with its binding tag."""
-        return attrs.evolve(row, binding=self._key.tag("records", self._record(row)))
+        return RecordRow(
+            row.record_id,
+            row.record_type,
+            row.pseudonym,
+            row.key_id,
+            row.version,
+            row.created_at,
+            row.updated_at,
+            row.clear,
+            row.sealed,
+            row.erased,
+            self._key.tag_encoded(self._record_encoded(row)),
+        )
 
     def subject(self, row: SubjectRow) -> SubjectRow:
         """``row`` with its binding tag."""
-        return attrs.evolve(row, binding=self._key.tag("subjects", self._subject(row)))
+        return SubjectRow(
+            row.pseudonym,
+            row.subject_ref,
+            row.key_id,
+            row.created_at,
+            row.erased_at,
+            row.minor_until,
+            row.key_state,
+            row.restricted_to,
+            row.hold_until,
+            row.ended_at,
+            row.consent_head,
+            self._key.tag_encoded(self._subject_encoded(row)),
+        )
 
     def consent(self, record: ConsentRecord, previous: bytes | None) -> ConsentRecord:
         """``record`` with its binding tag, chained to the subject's ``previous`` record's tag."""
@@ -127,13 +187,24 @@ class Binder:
 
     def key(self, row: KeyRow) -> KeyRow:
         """``row`` with its binding tag."""
-        return attrs.evolve(row, binding=self._key.tag("keys", self._key_row(row)))
+        return KeyRow(
+            row.key_id,
+            row.kind,
+            row.state,
+            row.wrapped,
+            row.wrapped_by,
+            row.created_at,
+            row.state_changed_at,
+            row.invocations,
+            row.max_invocations,
+            self._key.tag("keys", self._key_row(row)),
+        )
 
     # ------------------------------------------------------------------ checking tags
 
     def check_record(self, row: RecordRow) -> None:
         """Raise :class:`IntegrityError` unless the record row is one the vault wrote."""
-        if not self._key.matches("records", self._record(row), row.binding):
+        if not self._key.matches_encoded(self._record_encoded(row), row.binding):
             raise IntegrityError(
                 f"{row.record_type} {row.record_id} failed its integrity check: the record "
                 "was changed outside the vault",
@@ -143,7 +214,7 @@ class Binder:
 
     def check_subject(self, row: SubjectRow) -> None:
         """Raise :class:`IntegrityError` unless the subject row is one the vault wrote."""
-        if not self._key.matches("subjects", self._subject(row), row.binding):
+        if not self._key.matches_encoded(self._subject_encoded(row), row.binding):
             raise IntegrityError(
                 f"subject {row.pseudonym} failed its integrity check: the subject row was "
                 "changed outside the vault",
@@ -184,3 +255,14 @@ class Binder:
                 table="keys",
                 row=row.key_id.hex(),
             )
+
+
+def _optional_bytes(value: bytes | None) -> bytes:
+    return ROW_NONE if value is None else ROW_HEAD(len(value) + 1, ROW_BYTES) + value
+
+
+def _optional_text(value: str | None) -> bytes:
+    if value is None:
+        return ROW_NONE
+    raw = value.encode("utf-8")
+    return ROW_HEAD(len(raw) + 1, ROW_TEXT) + raw
