@@ -116,9 +116,7 @@ def run(owners: int, reps: int, ops: int) -> dict[str, dict[str, list[float]]]:
                     # whichever mode ran second.
                     side = 0 if mode == "bound" else 1
                     picks = [ids[(2 * (rep * ops + i) + side) % len(ids)] for i in range(ops)]
-                    finds = [
-                        phones[(2 * (rep * ops + i) + side) % len(phones)] for i in range(ops)
-                    ]
+                    finds = [phones[(2 * (rep * ops + i) + side) % len(phones)] for i in range(ops)]
                     with unbound(vault) if mode == "unbound" else _nothing():
                         results["put"][mode].append(_timed(lambda: session.put(next(fresh)), ops))
                         results["get"][mode].append(
