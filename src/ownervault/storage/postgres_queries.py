@@ -1,21 +1,22 @@
 """The server backend's statements in the PostgreSQL dialect.
 
 :class:`PostgresQueries` adds to :class:`~.sql.SharedQueries` the statements whose PostgreSQL
-text differs from SQLite's (``ON CONFLICT DO NOTHING``, ``GREATEST``, ``= ANY(?)``,
-``FOR UPDATE SKIP LOCKED``, data-modifying ``WITH``) or whose results are converted from
-psycopg's types. :class:`~.postgres.PostgresBackend` inherits them and supplies the connections
-and transactions they run on. The SQL is written with ``?`` placeholders, which the backend
-translates. This module imports no database driver (``psycopg`` stays in :mod:`.postgres`).
+text differs from SQLite's (``= ANY(?)``, ``FOR UPDATE SKIP LOCKED``, data-modifying ``WITH``,
+row-by-row outbox inserts) or whose results are converted from psycopg's types (the key and
+subject row converters the shared statements call, too). :class:`~.postgres.PostgresBackend`
+inherits them and supplies the connections and transactions they run on. The SQL is written with
+``?`` placeholders, which the backend translates. This module imports no database driver
+(``psycopg`` stays in :mod:`.postgres`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
 
-from ..exceptions import StorageError, VaultFormatError
+from ..exceptions import VaultFormatError
 from .base import AuditRow, KeyRow, OutboxRow, RecordRow, SubjectRow
 from .sql import SharedQueries, record_row
 
@@ -31,123 +32,21 @@ class PostgresQueries(SharedQueries):
     """Backend operations written for PostgreSQL: keys, subjects, records, jobs, outbox, audit."""
 
     _ENTRY_CONTAINS = "position(? in entry) > 0"
+    _GREATEST = "GREATEST"
 
-    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        row = self._execute(sql, params).fetchone()
-        if row is None:
-            raise StorageError("database error: a query that returns one row returned none")
-        return row[0]
+    @staticmethod
+    def _key_row(row: Sequence[Any]) -> KeyRow:
+        return _key_row(row)
+
+    @staticmethod
+    def _subject_row(row: Sequence[Any]) -> SubjectRow:
+        return _subject_row(row)
 
     # ------------------------------------------------------------------ keys
 
-    def get_key(self, key_id: bytes) -> KeyRow | None:
-        """Read one key's row."""
-        row = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE key_id = ?", (key_id,)
-        ).fetchone()
-        return None if row is None else _key_row(row)
-
-    def get_keys(self, key_ids: Sequence[bytes]) -> dict[bytes, KeyRow]:
-        """Many keys' rows at once (one query per 500 ids)."""
-        out: dict[bytes, KeyRow] = {}
-        for start in range(0, len(key_ids), 500):
-            chunk = list(key_ids[start : start + 500])
-            marks = ",".join(["?"] * len(chunk))
-            rows = self._execute(
-                f"SELECT {self._KEY_COLUMNS} FROM keys WHERE key_id IN ({marks})", chunk
-            ).fetchall()
-            for row in rows:
-                key = _key_row(row)
-                out[key.key_id] = key
-        return out
-
-    def keys_of_kind(self, kind: str) -> list[KeyRow]:
-        """Every key of one kind, oldest first."""
-        rows = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = ? ORDER BY created_at, key_id",
-            (kind,),
-        ).fetchall()
-        return [_key_row(row) for row in rows]
-
     # ------------------------------------------------------------------ subjects
 
-    def subject_by_ref(self, subject_ref: bytes) -> SubjectRow | None:
-        """Find a live subject by its lookup token."""
-        row = self._execute(
-            self._SUBJECT_SELECT + "WHERE s.subject_ref = ?", (subject_ref,)
-        ).fetchone()
-        return None if row is None else _subject_row(row)
-
-    def subjects_by_refs(self, subject_refs: Sequence[bytes]) -> dict[bytes, SubjectRow]:
-        """Live subjects by lookup token, for many tokens at once."""
-        out: dict[bytes, SubjectRow] = {}
-        for start in range(0, len(subject_refs), 500):
-            chunk = list(subject_refs[start : start + 500])
-            marks = ",".join(["?"] * len(chunk))
-            rows = self._execute(
-                self._SUBJECT_SELECT + f"WHERE s.subject_ref IN ({marks})", chunk
-            ).fetchall()
-            for row in rows:
-                subject = _subject_row(row)
-                if subject.subject_ref is not None:
-                    out[bytes(subject.subject_ref)] = subject
-        return out
-
-    def subject(self, pseudonym: str) -> SubjectRow | None:
-        """Find a subject by pseudonym."""
-        row = self._execute(self._SUBJECT_SELECT + "WHERE s.pseudonym = ?", (pseudonym,)).fetchone()
-        return None if row is None else _subject_row(row)
-
-    def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
-        """Drop a subject's ciphertexts, blind-index tokens and lookup token."""
-        tokens = self._execute(
-            "DELETE FROM blind_index WHERE record_id IN "
-            "(SELECT record_id FROM records WHERE pseudonym = ?)",
-            (pseudonym,),
-        ).rowcount
-        records = self._execute(
-            "UPDATE records SET erased = 1, clear = '{}', sealed = ''::bytea, updated_at = ?, "
-            "version = version + 1 WHERE pseudonym = ? AND erased = 0",
-            (at, pseudonym),
-        ).rowcount
-        self._execute(
-            "UPDATE subjects SET subject_ref = NULL, minor_until = NULL, erased_at = ? "
-            "WHERE pseudonym = ?",
-            (at, pseudonym),
-        )
-        return int(records), int(tokens)
-
     # ------------------------------------------------------------------ records
-
-    def insert_records(
-        self, rows: Sequence[RecordRow], tokens: Iterable[tuple[bytes, str, str]]
-    ) -> None:
-        """Insert records (sealed field ciphertexts included) and their blind-index tokens."""
-        self._executemany(
-            f"INSERT INTO records ({self._RECORD_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.record_id,
-                    r.record_type,
-                    r.pseudonym,
-                    r.key_id,
-                    r.version,
-                    r.created_at,
-                    r.updated_at,
-                    r.clear,
-                    r.sealed,
-                    int(r.erased),
-                    r.binding,
-                )
-                for r in rows
-            ],
-        )
-        self._executemany(
-            "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            tokens,
-        )
 
     def get_records(self, record_ids: Sequence[str]) -> list[RecordRow]:
         """Read record rows; missing ids are left out."""
@@ -161,56 +60,7 @@ class PostgresQueries(SharedQueries):
 
     # ------------------------------------------------------------------ owners' rights
 
-    def live_subjects(self) -> list[SubjectRow]:
-        """Every subject not erased."""
-        rows = self._execute(
-            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL ORDER BY s.pseudonym"
-        ).fetchall()
-        return [_subject_row(row) for row in rows]
-
     # ------------------------------------------------------------------ key rotation
-
-    def subject_keys_wrapped_by(self, kek_id: bytes, after: bytes, limit: int) -> list[KeyRow]:
-        """Live subject keys wrapped by ``kek_id`` with id after ``after``, in id order."""
-        rows = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = 'subject' AND wrapped_by = ? "
-            "AND wrapped IS NOT NULL AND key_id > ? ORDER BY key_id LIMIT ?",
-            (kek_id, after, limit),
-        ).fetchall()
-        return [_key_row(row) for row in rows]
-
-    def key_references(self, key_id: bytes) -> int:
-        """How many live keys, subjects and records still depend on ``key_id``."""
-        return int(
-            self._scalar(
-                "SELECT (SELECT count(*) FROM keys WHERE wrapped_by = ? AND wrapped IS NOT NULL) "
-                "+ (SELECT count(*) FROM subjects WHERE key_id = ? AND erased_at IS NULL) "
-                "+ (SELECT count(*) FROM records WHERE key_id = ? AND erased = 0)",
-                (key_id, key_id, key_id),
-            )
-        )
-
-    def subjects_page(self, after: str, limit: int) -> list[SubjectRow]:
-        """Live subjects with pseudonym after ``after``, in pseudonym order."""
-        rows = self._execute(
-            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL AND s.pseudonym > ? "
-            "ORDER BY s.pseudonym LIMIT ?",
-            (after, limit),
-        ).fetchall()
-        return [_subject_row(row) for row in rows]
-
-    def count_live_subjects(self) -> int:
-        """Number of subjects not erased."""
-        return int(self._scalar("SELECT count(*) FROM subjects WHERE erased_at IS NULL"))
-
-    def replace_tokens(self, record_id: str, tokens: Sequence[tuple[bytes, str]]) -> None:
-        """Replace every blind-index token of a record."""
-        self._execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
-        self._executemany(
-            "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            [(token, record_id, field) for token, field in tokens],
-        )
 
     _JOB_COLUMNS = "job_id, kind, state, params, cursor, done, total, started_at, updated_at"
 
@@ -232,18 +82,6 @@ class PostgresQueries(SharedQueries):
             (job_id,),
         ).fetchone()
         return None if row is None else _job_tuple(row)
-
-    def advance_job(self, job_id: str, cursor: str, done: int, state: str, at: str) -> None:
-        """Move a job's cursor (in the same transaction as the batch it covers).
-
-        The total counted at the start grows with the work done, so subjects created while the
-        job runs never push progress past 100%.
-        """
-        self._execute(
-            "UPDATE jobs SET cursor = ?, done = done + ?, total = GREATEST(total, done + ?), "
-            "state = ?, updated_at = ? WHERE job_id = ?",
-            (cursor, done, done, state, at, job_id),
-        )
 
     # ------------------------------------------------------------------ incidents and outbox
 

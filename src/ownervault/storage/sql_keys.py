@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .base import KeyRow
 from .sql_runner import QueryRunner
@@ -17,6 +18,11 @@ class KeyQueries(QueryRunner):
         "key_id, kind, state, wrapped, wrapped_by, created_at, state_changed_at, "
         "invocations, max_invocations, binding"
     )
+
+    @staticmethod
+    def _key_row(row: Sequence[Any]) -> KeyRow:
+        """A key row as the driver returned it (the PostgreSQL backend converts its types)."""
+        return KeyRow(*row)
 
     def insert_keys(self, rows: Sequence[KeyRow]) -> None:
         """Store new keys."""
@@ -72,3 +78,52 @@ class KeyQueries(QueryRunner):
             "SELECT kind, state, count(*) FROM keys GROUP BY kind, state ORDER BY kind, state"
         ).fetchall()
         return [(str(k), str(s), int(n)) for k, s, n in rows]
+
+    def get_key(self, key_id: bytes) -> KeyRow | None:
+        """Read one key's row."""
+        row = self._execute(
+            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE key_id = ?", (key_id,)
+        ).fetchone()
+        return None if row is None else self._key_row(row)
+
+    def get_keys(self, key_ids: Sequence[bytes]) -> dict[bytes, KeyRow]:
+        """Many keys' rows at once (one query per 500 ids)."""
+        out: dict[bytes, KeyRow] = {}
+        for start in range(0, len(key_ids), 500):
+            chunk = list(key_ids[start : start + 500])
+            marks = ",".join(["?"] * len(chunk))
+            rows = self._execute(
+                f"SELECT {self._KEY_COLUMNS} FROM keys WHERE key_id IN ({marks})", chunk
+            ).fetchall()
+            for row in rows:
+                key = self._key_row(row)
+                out[key.key_id] = key
+        return out
+
+    def keys_of_kind(self, kind: str) -> list[KeyRow]:
+        """Every key of one kind, oldest first."""
+        rows = self._execute(
+            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = ? ORDER BY created_at, key_id",
+            (kind,),
+        ).fetchall()
+        return [self._key_row(row) for row in rows]
+
+    def subject_keys_wrapped_by(self, kek_id: bytes, after: bytes, limit: int) -> list[KeyRow]:
+        """Live subject keys wrapped by ``kek_id`` with id after ``after``, in id order."""
+        rows = self._execute(
+            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = 'subject' AND wrapped_by = ? "
+            "AND wrapped IS NOT NULL AND key_id > ? ORDER BY key_id LIMIT ?",
+            (kek_id, after, limit),
+        ).fetchall()
+        return [self._key_row(row) for row in rows]
+
+    def key_references(self, key_id: bytes) -> int:
+        """How many live keys, subjects and records still depend on ``key_id``."""
+        return int(
+            self._scalar(
+                "SELECT (SELECT count(*) FROM keys WHERE wrapped_by = ? AND wrapped IS NOT NULL) "
+                "+ (SELECT count(*) FROM subjects WHERE key_id = ? AND erased_at IS NULL) "
+                "+ (SELECT count(*) FROM records WHERE key_id = ? AND erased = 0)",
+                (key_id, key_id, key_id),
+            )
+        )

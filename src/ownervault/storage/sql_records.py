@@ -25,6 +25,11 @@ class RecordQueries(QueryRunner):
         "FROM subjects AS s JOIN keys AS k ON k.key_id = s.key_id "
     )
 
+    @staticmethod
+    def _subject_row(row: Sequence[Any]) -> SubjectRow:
+        """A subject row from :attr:`_SUBJECT_SELECT` (the PostgreSQL backend converts types)."""
+        return SubjectRow(*row)
+
     def insert_subjects(self, rows: Sequence[SubjectRow]) -> None:
         """Store new subjects."""
         self._executemany(
@@ -167,8 +172,7 @@ class RecordQueries(QueryRunner):
 
     def count_erased_subjects(self) -> int:
         """Number of erased subjects."""
-        row = self._execute("SELECT count(*) FROM subjects WHERE erased_at IS NOT NULL").fetchone()
-        return int(row[0])
+        return int(self._scalar("SELECT count(*) FROM subjects WHERE erased_at IS NOT NULL"))
 
     def records_per_key(self) -> dict[bytes, int]:
         """Live records protected by each data key."""
@@ -196,6 +200,111 @@ class RecordQueries(QueryRunner):
         self._executemany(
             "UPDATE records SET key_id = ?, sealed = ?, binding = ? WHERE record_id = ?",
             [(row.key_id, row.sealed, row.binding, row.record_id) for row in rows],
+        )
+
+    def subject_by_ref(self, subject_ref: bytes) -> SubjectRow | None:
+        """Find a live subject by its lookup token."""
+        row = self._execute(
+            self._SUBJECT_SELECT + "WHERE s.subject_ref = ?", (subject_ref,)
+        ).fetchone()
+        return None if row is None else self._subject_row(row)
+
+    def subjects_by_refs(self, subject_refs: Sequence[bytes]) -> dict[bytes, SubjectRow]:
+        """Live subjects by lookup token, for many tokens at once."""
+        out: dict[bytes, SubjectRow] = {}
+        for start in range(0, len(subject_refs), 500):
+            chunk = list(subject_refs[start : start + 500])
+            marks = ",".join(["?"] * len(chunk))
+            rows = self._execute(
+                self._SUBJECT_SELECT + f"WHERE s.subject_ref IN ({marks})", chunk
+            ).fetchall()
+            for row in rows:
+                subject = self._subject_row(row)
+                if subject.subject_ref is not None:
+                    out[bytes(subject.subject_ref)] = subject
+        return out
+
+    def subject(self, pseudonym: str) -> SubjectRow | None:
+        """Find a subject by pseudonym."""
+        row = self._execute(self._SUBJECT_SELECT + "WHERE s.pseudonym = ?", (pseudonym,)).fetchone()
+        return None if row is None else self._subject_row(row)
+
+    def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
+        """Drop a subject's ciphertexts, blind-index tokens and lookup token."""
+        tokens = self._execute(
+            "DELETE FROM blind_index WHERE record_id IN "
+            "(SELECT record_id FROM records WHERE pseudonym = ?)",
+            (pseudonym,),
+        ).rowcount
+        records = self._execute(
+            "UPDATE records SET erased = 1, clear = '{}', sealed = ?, updated_at = ?, "
+            "version = version + 1 WHERE pseudonym = ? AND erased = 0",
+            (b"", at, pseudonym),
+        ).rowcount
+        self._execute(
+            "UPDATE subjects SET subject_ref = NULL, minor_until = NULL, erased_at = ? "
+            "WHERE pseudonym = ?",
+            (at, pseudonym),
+        )
+        return int(records), int(tokens)
+
+    def insert_records(
+        self, rows: Sequence[RecordRow], tokens: Iterable[tuple[bytes, str, str]]
+    ) -> None:
+        """Insert records (sealed field ciphertexts included) and their blind-index tokens."""
+        self._executemany(
+            f"INSERT INTO records ({self._RECORD_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.record_id,
+                    r.record_type,
+                    r.pseudonym,
+                    r.key_id,
+                    r.version,
+                    r.created_at,
+                    r.updated_at,
+                    r.clear,
+                    r.sealed,
+                    int(r.erased),
+                    r.binding,
+                )
+                for r in rows
+            ],
+        )
+        self._executemany(
+            "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            tokens,
+        )
+
+    def live_subjects(self) -> list[SubjectRow]:
+        """Every subject not erased."""
+        rows = self._execute(
+            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL ORDER BY s.pseudonym"
+        ).fetchall()
+        return [self._subject_row(row) for row in rows]
+
+    def subjects_page(self, after: str, limit: int) -> list[SubjectRow]:
+        """Live subjects with pseudonym after ``after``, in pseudonym order."""
+        rows = self._execute(
+            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL AND s.pseudonym > ? "
+            "ORDER BY s.pseudonym LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [self._subject_row(row) for row in rows]
+
+    def count_live_subjects(self) -> int:
+        """Number of subjects not erased."""
+        return int(self._scalar("SELECT count(*) FROM subjects WHERE erased_at IS NULL"))
+
+    def replace_tokens(self, record_id: str, tokens: Sequence[tuple[bytes, str]]) -> None:
+        """Replace every blind-index token of a record."""
+        self._execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
+        self._executemany(
+            "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            [(token, record_id, field) for token, field in tokens],
         )
 
 

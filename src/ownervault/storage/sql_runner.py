@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..exceptions import StorageError
+
 __all__ = ["QueryRunner"]
 
 
@@ -23,3 +25,10 @@ class QueryRunner(ABC):
     @abstractmethod
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement once per row of parameters."""
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The one value a one-row, one-column query returns."""
+        row = self._execute(sql, params).fetchone()
+        if row is None:
+            raise StorageError("database error: a query that returns one row returned none")
+        return row[0]

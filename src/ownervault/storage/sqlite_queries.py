@@ -1,21 +1,22 @@
 """The embedded backend's statements in the SQLite dialect.
 
 :class:`SQLiteQueries` adds to :class:`~.sql.SharedQueries` the statements whose SQLite text
-differs from PostgreSQL's (``INSERT OR IGNORE``, ``max()``, ``x''`` literals, id lists spelt out
-as placeholders) or whose results are read the SQLite way. :class:`~.sqlcipher.SQLCipherBackend`
-inherits them and supplies the connections and transactions they run on. This module imports no
-database driver (``sqlcipher3`` stays in :mod:`.sqlcipher`).
+differs from PostgreSQL's (``INSERT OR IGNORE`` counted by ``total_changes``, id lists spelt out
+as placeholders, job claims under ``BEGIN IMMEDIATE``) or whose results are read the SQLite way.
+:class:`~.sqlcipher.SQLCipherBackend` inherits them and supplies the connections and
+transactions they run on. This module imports no database driver (``sqlcipher3`` stays in
+:mod:`.sqlcipher`).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import attrs
 
-from .base import AuditRow, KeyRow, OutboxRow, RecordRow, SubjectRow
+from .base import AuditRow, OutboxRow, RecordRow
 from .sql import SharedQueries, record_row
 
 __all__ = ["SQLiteQueries"]
@@ -33,112 +34,9 @@ class SQLiteQueries(SharedQueries):
 
     # ------------------------------------------------------------------ keys
 
-    def get_key(self, key_id: bytes) -> KeyRow | None:
-        """Read one key's row."""
-        row = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE key_id = ?", (key_id,)
-        ).fetchone()
-        return None if row is None else KeyRow(*row)
-
-    def get_keys(self, key_ids: Sequence[bytes]) -> dict[bytes, KeyRow]:
-        """Many keys' rows at once (one query per 500 ids)."""
-        out: dict[bytes, KeyRow] = {}
-        for start in range(0, len(key_ids), 500):
-            chunk = list(key_ids[start : start + 500])
-            marks = ",".join(["?"] * len(chunk))
-            rows = self._execute(
-                f"SELECT {self._KEY_COLUMNS} FROM keys WHERE key_id IN ({marks})", chunk
-            ).fetchall()
-            for row in rows:
-                key = KeyRow(*row)
-                out[key.key_id] = key
-        return out
-
-    def keys_of_kind(self, kind: str) -> list[KeyRow]:
-        """Every key of one kind, oldest first."""
-        rows = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = ? ORDER BY created_at, key_id",
-            (kind,),
-        ).fetchall()
-        return [KeyRow(*row) for row in rows]
-
     # ------------------------------------------------------------------ subjects
 
-    def subject_by_ref(self, subject_ref: bytes) -> SubjectRow | None:
-        """Find a live subject by its lookup token."""
-        row = self._execute(
-            self._SUBJECT_SELECT + "WHERE s.subject_ref = ?", (subject_ref,)
-        ).fetchone()
-        return None if row is None else SubjectRow(*row)
-
-    def subjects_by_refs(self, subject_refs: Sequence[bytes]) -> dict[bytes, SubjectRow]:
-        """Live subjects by lookup token, for many tokens at once."""
-        out: dict[bytes, SubjectRow] = {}
-        for start in range(0, len(subject_refs), 500):
-            chunk = list(subject_refs[start : start + 500])
-            marks = ",".join(["?"] * len(chunk))
-            rows = self._execute(
-                self._SUBJECT_SELECT + f"WHERE s.subject_ref IN ({marks})", chunk
-            ).fetchall()
-            for row in rows:
-                subject = SubjectRow(*row)
-                if subject.subject_ref is not None:
-                    out[bytes(subject.subject_ref)] = subject
-        return out
-
-    def subject(self, pseudonym: str) -> SubjectRow | None:
-        """Find a subject by pseudonym."""
-        row = self._execute(self._SUBJECT_SELECT + "WHERE s.pseudonym = ?", (pseudonym,)).fetchone()
-        return None if row is None else SubjectRow(*row)
-
-    def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
-        """Drop a subject's ciphertexts, blind-index tokens and lookup token."""
-        tokens = self._execute(
-            "DELETE FROM blind_index WHERE record_id IN "
-            "(SELECT record_id FROM records WHERE pseudonym = ?)",
-            (pseudonym,),
-        ).rowcount
-        records = self._execute(
-            "UPDATE records SET erased = 1, clear = '{}', sealed = x'', updated_at = ?, "
-            "version = version + 1 WHERE pseudonym = ? AND erased = 0",
-            (at, pseudonym),
-        ).rowcount
-        self._execute(
-            "UPDATE subjects SET subject_ref = NULL, minor_until = NULL, erased_at = ? "
-            "WHERE pseudonym = ?",
-            (at, pseudonym),
-        )
-        return int(records), int(tokens)
-
     # ------------------------------------------------------------------ records
-
-    def insert_records(
-        self, rows: Sequence[RecordRow], tokens: Iterable[tuple[bytes, str, str]]
-    ) -> None:
-        """Insert records (sealed field ciphertexts included) and their blind-index tokens."""
-        self._executemany(
-            f"INSERT INTO records ({self._RECORD_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.record_id,
-                    r.record_type,
-                    r.pseudonym,
-                    r.key_id,
-                    r.version,
-                    r.created_at,
-                    r.updated_at,
-                    r.clear,
-                    r.sealed,
-                    int(r.erased),
-                    r.binding,
-                )
-                for r in rows
-            ],
-        )
-        self._executemany(
-            "INSERT OR IGNORE INTO blind_index (token, record_id, field) VALUES (?, ?, ?)", tokens
-        )
 
     def get_records(self, record_ids: Sequence[str]) -> list[RecordRow]:
         """Read record rows; missing ids are left out."""
@@ -154,59 +52,7 @@ class SQLiteQueries(SharedQueries):
 
     # ------------------------------------------------------------------ owners' rights
 
-    def live_subjects(self) -> list[SubjectRow]:
-        """Every subject not erased."""
-        rows = self._execute(
-            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL ORDER BY s.pseudonym"
-        ).fetchall()
-        return [SubjectRow(*row) for row in rows]
-
     # ------------------------------------------------------------------ key rotation
-
-    def subject_keys_wrapped_by(self, kek_id: bytes, after: bytes, limit: int) -> list[KeyRow]:
-        """Live subject keys wrapped by ``kek_id`` with id after ``after``, in id order."""
-        rows = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = 'subject' AND wrapped_by = ? "
-            "AND wrapped IS NOT NULL AND key_id > ? ORDER BY key_id LIMIT ?",
-            (kek_id, after, limit),
-        ).fetchall()
-        return [KeyRow(*row) for row in rows]
-
-    def key_references(self, key_id: bytes) -> int:
-        """How many live keys, subjects and records still depend on ``key_id``."""
-        wrapped = self._execute(
-            "SELECT count(*) FROM keys WHERE wrapped_by = ? AND wrapped IS NOT NULL", (key_id,)
-        ).fetchone()[0]
-        subjects = self._execute(
-            "SELECT count(*) FROM subjects WHERE key_id = ? AND erased_at IS NULL", (key_id,)
-        ).fetchone()[0]
-        records = self._execute(
-            "SELECT count(*) FROM records WHERE key_id = ? AND erased = 0", (key_id,)
-        ).fetchone()[0]
-        return int(wrapped) + int(subjects) + int(records)
-
-    def subjects_page(self, after: str, limit: int) -> list[SubjectRow]:
-        """Live subjects with pseudonym after ``after``, in pseudonym order."""
-        rows = self._execute(
-            self._SUBJECT_SELECT + "WHERE s.erased_at IS NULL AND s.pseudonym > ? "
-            "ORDER BY s.pseudonym LIMIT ?",
-            (after, limit),
-        ).fetchall()
-        return [SubjectRow(*row) for row in rows]
-
-    def count_live_subjects(self) -> int:
-        """Number of subjects not erased."""
-        return int(
-            self._execute("SELECT count(*) FROM subjects WHERE erased_at IS NULL").fetchone()[0]
-        )
-
-    def replace_tokens(self, record_id: str, tokens: Sequence[tuple[bytes, str]]) -> None:
-        """Replace every blind-index token of a record."""
-        self._execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
-        self._executemany(
-            "INSERT OR IGNORE INTO blind_index (token, record_id, field) VALUES (?, ?, ?)",
-            [(token, record_id, field) for token, field in tokens],
-        )
 
     def jobs(self) -> list[tuple[str, str, str, str, str, int, int, str, str]]:
         """Every job: (id, kind, state, params, cursor, done, total, started, updated)."""
@@ -225,18 +71,6 @@ class SQLiteQueries(SharedQueries):
             (job_id,),
         ).fetchone()
         return None if row is None else tuple(row)
-
-    def advance_job(self, job_id: str, cursor: str, done: int, state: str, at: str) -> None:
-        """Move a job's cursor (in the same transaction as the batch it covers).
-
-        The total counted at the start grows with the work done, so subjects created while the
-        job runs never push progress past 100%.
-        """
-        self._execute(
-            "UPDATE jobs SET cursor = ?, done = done + ?, total = max(total, done + ?), "
-            "state = ?, updated_at = ? WHERE job_id = ?",
-            (cursor, done, done, state, at, job_id),
-        )
 
     # ------------------------------------------------------------------ incidents and outbox
 
