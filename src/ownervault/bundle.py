@@ -3,22 +3,7 @@
 The code lives in :mod:`ownervault.audit.bundle`; this module re-exports its public names.
 """
 
-from .audit.bundle import (
-    BUNDLE_FORMAT,
-    AuditFilter,
-    BundleSummary,
-    CheckResult,
-    VerificationReport,
-    export_bundle,
-    verify_bundle,
-)
+from .audit import bundle as _impl
+from .audit.bundle import *  # noqa: F403  (the names listed in its __all__)
 
-__all__ = [
-    "BUNDLE_FORMAT",
-    "AuditFilter",
-    "BundleSummary",
-    "CheckResult",
-    "VerificationReport",
-    "export_bundle",
-    "verify_bundle",
-]
+__all__ = list(_impl.__all__)

@@ -4,30 +4,7 @@
 The code lives in :mod:`ownervault.audit.checkpoint`; this module re-exports its public names.
 """
 
-from .audit.checkpoint import (
-    ALG_ED25519,
-    MAX_SIGNATURES,
-    Checkpoint,
-    format_checkpoint,
-    key_id,
-    parse_checkpoint,
-    parse_verifier_key,
-    sign_note,
-    verifier_key,
-    verify_note,
-    verify_note_signatures,
-)
+from .audit import checkpoint as _impl
+from .audit.checkpoint import *  # noqa: F403  (the names listed in its __all__)
 
-__all__ = [
-    "ALG_ED25519",
-    "MAX_SIGNATURES",
-    "Checkpoint",
-    "format_checkpoint",
-    "key_id",
-    "parse_checkpoint",
-    "parse_verifier_key",
-    "sign_note",
-    "verifier_key",
-    "verify_note",
-    "verify_note_signatures",
-]
+__all__ = list(_impl.__all__)

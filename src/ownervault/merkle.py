@@ -3,32 +3,7 @@
 The code lives in :mod:`ownervault.audit.merkle`; this module re-exports its public names.
 """
 
-from .audit.merkle import (
-    EMPTY_ROOT,
-    HASH_BYTES,
-    MAX_TREE_SIZE,
-    Frontier,
-    PerfectSubtree,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    node_hash,
-    root,
-    verify_consistency,
-    verify_inclusion,
-)
+from .audit import merkle as _impl
+from .audit.merkle import *  # noqa: F403  (the names listed in its __all__)
 
-__all__ = [
-    "EMPTY_ROOT",
-    "HASH_BYTES",
-    "MAX_TREE_SIZE",
-    "Frontier",
-    "PerfectSubtree",
-    "consistency_proof",
-    "inclusion_proof",
-    "leaf_hash",
-    "node_hash",
-    "root",
-    "verify_consistency",
-    "verify_inclusion",
-]
+__all__ = list(_impl.__all__)
