@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-import attrs
-
 from ..exceptions import VaultFormatError
 from .base import AuditRow, KeyRow, OutboxRow, RecordRow, SubjectRow
 from .sql import SharedQueries, record_row
@@ -33,6 +31,7 @@ class PostgresQueries(SharedQueries):
 
     _ENTRY_CONTAINS = "position(? in entry) > 0"
     _GREATEST = "GREATEST"
+    _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
     @staticmethod
     def _key_row(row: Sequence[Any]) -> KeyRow:
@@ -110,34 +109,6 @@ class PostgresQueries(SharedQueries):
             )
             added += max(0, cur.rowcount)
         return added
-
-    def claim_outbox(self, now: str, lease_until: str, limit: int) -> list[OutboxRow]:
-        """Lease up to ``limit`` due rows (pending, or delivering with an expired lease)."""
-        rows = self._execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox "
-            "WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, created_at, notification_id LIMIT ? "
-            "FOR UPDATE SKIP LOCKED",
-            (now, limit),
-        ).fetchall()
-        claimed: list[OutboxRow] = []
-        for raw in rows:
-            row = self._outbox(raw)
-            self._execute(
-                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, "
-                "claims = claims + 1, next_attempt_at = ? WHERE notification_id = ?",
-                (lease_until, row.notification_id),
-            )
-            claimed.append(
-                attrs.evolve(
-                    row,
-                    state="delivering",
-                    attempts=row.attempts + 1,
-                    claims=row.claims + 1,
-                    next_attempt_at=lease_until,
-                )
-            )
-        return claimed
 
     def record_keys(
         self, key_ids: Sequence[bytes] | None

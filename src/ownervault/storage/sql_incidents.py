@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
+
+import attrs
 
 from .base import IncidentRow, OutboxRow
 from .sql_runner import QueryRunner
@@ -22,6 +24,10 @@ class IncidentQueries(QueryRunner):
         "notification_id, incident_id, hook, audience, subject, payload, state, attempts, "
         "claims, next_attempt_at, last_error, created_at, delivered_at"
     )
+
+    #: Locks the rows a claim reads against other dispatchers (PostgreSQL); SQLite needs none,
+    #: its claims run under ``BEGIN IMMEDIATE``, which already excludes every other writer.
+    _SKIP_LOCKED: ClassVar[str] = ""
 
     @staticmethod
     def _incident(row: Sequence[Any]) -> IncidentRow:
@@ -124,6 +130,33 @@ class IncidentQueries(QueryRunner):
             params,
         ).fetchall()
         return [self._outbox(row) for row in rows]
+
+    def claim_outbox(self, now: str, lease_until: str, limit: int) -> list[OutboxRow]:
+        """Lease up to ``limit`` due rows (pending, or delivering with an expired lease)."""
+        rows = self._execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox "
+            "WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ? "
+            f"ORDER BY next_attempt_at, created_at, notification_id LIMIT ?{self._SKIP_LOCKED}",
+            (now, limit),
+        ).fetchall()
+        claimed: list[OutboxRow] = []
+        for raw in rows:
+            row = self._outbox(raw)
+            self._execute(
+                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, "
+                "claims = claims + 1, next_attempt_at = ? WHERE notification_id = ?",
+                (lease_until, row.notification_id),
+            )
+            claimed.append(
+                attrs.evolve(
+                    row,
+                    state="delivering",
+                    attempts=row.attempts + 1,
+                    claims=row.claims + 1,
+                    next_attempt_at=lease_until,
+                )
+            )
+        return claimed
 
     def settle_outbox(
         self,

@@ -14,8 +14,6 @@ from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-import attrs
-
 from .base import AuditRow, OutboxRow, RecordRow
 from .sql import SharedQueries, record_row
 
@@ -100,33 +98,6 @@ class SQLiteQueries(SharedQueries):
             ],
         )
         return int(self._conn.total_changes - before)
-
-    def claim_outbox(self, now: str, lease_until: str, limit: int) -> list[OutboxRow]:
-        """Lease up to ``limit`` due rows (pending, or delivering with an expired lease)."""
-        rows = self._execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox "
-            "WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, created_at, notification_id LIMIT ?",
-            (now, limit),
-        ).fetchall()
-        claimed: list[OutboxRow] = []
-        for raw in rows:
-            row = self._outbox(raw)
-            self._execute(
-                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, "
-                "claims = claims + 1, next_attempt_at = ? WHERE notification_id = ?",
-                (lease_until, row.notification_id),
-            )
-            claimed.append(
-                attrs.evolve(
-                    row,
-                    state="delivering",
-                    attempts=row.attempts + 1,
-                    claims=row.claims + 1,
-                    next_attempt_at=lease_until,
-                )
-            )
-        return claimed
 
     def record_keys(
         self, key_ids: Sequence[bytes] | None
