@@ -49,6 +49,7 @@ _EXIT_CODES: tuple[tuple[type[exc.OwnerVaultError], int], ...] = (
     (exc.WrongKeyError, 3),
     (exc.KeyProviderError, 3),
     (exc.AccessDeniedError, 4),
+    (exc.FieldNotDisclosedError, 4),
     (exc.VaultFormatError, 5),
     (exc.PolicyError, 5),
 )
