@@ -28,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -446,14 +447,19 @@ def _check_integrity(
         if not isinstance(files, dict) or set(files) != set(_FILES):
             raise AuditIntegrityError("the manifest does not list the bundle's files")
         complete = manifest.get("complete")
+        # The entry lines are checked before their digests, so that a removed or repeated line
+        # is reported as such: a complete export digests them in the pass that hashes them.
+        walked = ("entries.jsonl",) if complete is True else ("entries.jsonl", "proofs.jsonl")
         for name in _FILES:
-            if complete is True and name == "entries.jsonl":
-                continue  # digested in the same pass that hashes the entries, below
-            if _file_digest(path / name) != files[name]:
+            if name not in walked and _file_digest(path / name) != files[name]:
                 raise AuditIntegrityError(f"{name} does not match its digest in the manifest")
         count = 0
         if complete is True:
             count, root, digest = _stream_root(path / "entries.jsonl")
+            if count < signed.size:
+                raise AuditIntegrityError(
+                    f"{_missing(count, signed.size)} from the end of entries.jsonl"
+                )
             if digest != files["entries.jsonl"]:
                 raise AuditIntegrityError("entries.jsonl does not match its digest in the manifest")
             if count != signed.size or root != signed.root_hash:
@@ -475,6 +481,7 @@ def _check_integrity(
                 raw = _entry_bytes(obj, number)
                 proof_line = next(proofs, None)
                 if proof_line is None or proof_line[1].get("seq") != seq:
+                    _check_not_missing(proof_line, before=seq)
                     raise AuditIntegrityError(f"proofs.jsonl has no proof for entry {seq}")
                 hashes = proof_line[1].get("proof")
                 if not isinstance(hashes, list):
@@ -486,8 +493,12 @@ def _check_integrity(
                 if not audit_filter.matches(json.loads(raw)):
                     raise AuditIntegrityError(f"entry {seq} does not match the export's filter")
                 count += 1
-            if next(proofs, None) is not None:
+            if (extra := next(proofs, None)) is not None:
+                _check_not_missing(extra)
                 raise AuditIntegrityError("proofs.jsonl has more proofs than entries")
+            for name in walked:
+                if _file_digest(path / name) != files[name]:
+                    raise AuditIntegrityError(f"{name} does not match its digest in the manifest")
         else:
             raise AuditIntegrityError("the manifest does not say whether the export is complete")
         if count != manifest.get("entries"):
@@ -582,7 +593,7 @@ def _run_leaves(lines: Sequence[bytes], first: int) -> list[bytes]:
             if not (line.startswith(_ENTRY_PREFIX) and line.endswith(suffix))
             or len(line) <= start + len(suffix)
         )
-        raise AuditIntegrityError(f"entries.jsonl line {first + bad + 1} is malformed")
+        raise _misplaced(lines[bad], first + bad)
     try:
         entries = [a2b(text, strict_mode=True) for text in texts]
     except binascii.Error:
@@ -593,6 +604,53 @@ def _run_leaves(lines: Sequence[bytes], first: int) -> list[bytes]:
                 raise AuditIntegrityError(f"entries.jsonl line {number} is not base64") from None
         raise
     return [sha256(b"\x00" + entry).digest() for entry in entries]
+
+
+_SEQ_SUFFIX: Final = re.compile(rb'","seq":(0|[1-9][0-9]*)\}\Z')
+
+
+def _missing(first: int, end: int) -> str:
+    """'entry 7 is missing' or 'entries 7 to 9 are missing'."""
+    if end - first == 1:
+        return f"entry {first} is missing"
+    return f"entries {first} to {end - 1} are missing"
+
+
+def _misplaced(line: bytes, seq: int) -> AuditIntegrityError:
+    """The error for line ``seq + 1`` of a complete export, which is not entry ``seq``.
+
+    A line that is well formed but carries a later sequence number means entries were taken
+    out; an earlier one, that an entry was repeated or moved.
+    """
+    found = _SEQ_SUFFIX.search(line) if line.startswith(_ENTRY_PREFIX) else None
+    held = -1 if found is None else int(found.group(1))
+    if held in (-1, seq):
+        return AuditIntegrityError(f"entries.jsonl line {seq + 1} is malformed")
+    if held > seq:
+        return AuditIntegrityError(
+            f"{_missing(seq, held)} from entries.jsonl (line {seq + 1} holds entry {held})"
+        )
+    return AuditIntegrityError(
+        f"entries.jsonl line {seq + 1} holds entry {held} again or out of order "
+        f"(entry {seq} belongs there)"
+    )
+
+
+def _check_not_missing(
+    proof_line: tuple[int, dict[str, Any]] | None, *, before: int | None = None
+) -> None:
+    """In a filtered export, a proof whose entry line is absent means the entry was removed.
+
+    ``proof_line`` is the next proof; ``before`` the sequence number of the next entry line
+    (None after the last one). A proof for an earlier entry than that is one left behind.
+    """
+    if proof_line is None or not isinstance(seq := proof_line[1].get("seq"), int):
+        return
+    if before is None or seq < before:
+        raise AuditIntegrityError(
+            f"entry {seq} is missing from entries.jsonl "
+            f"(proofs.jsonl line {proof_line[0]} holds its proof)"
+        )
 
 
 def _perfect_root(leaves: list[bytes]) -> bytes:

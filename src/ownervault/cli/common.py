@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -150,14 +150,46 @@ def evidence_digest(evidence: str | None, evidence_file: Path | None) -> str:
     return evidence.lower()
 
 
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    """Print ``rows`` under ``headers`` in columns (CJK characters count two columns)."""
-    widths = [max(_width(h), *(_width(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=True))
-    click.echo(line)
-    click.echo("  ".join("-" * w for w in widths))
-    for row in rows:
-        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths, strict=True)))
+def print_table(
+    headers: list[str], rows: list[list[str]], *, wrap: Mapping[int, int] | None = None
+) -> None:
+    """Print ``rows`` under ``headers`` in columns (CJK characters count two columns).
+
+    Args:
+        headers: the column titles.
+        rows: the cells, one list per row (no rows: the titles alone).
+        wrap: column index -> widest width; a longer cell of that column is wrapped between
+            words onto continuation lines (a single word wider than that is kept whole).
+    """
+    limits = wrap or {}
+    cells = [
+        [_wrapped(cell, limits[i]) if i in limits else [cell] for i, cell in enumerate(row)]
+        for row in rows
+    ]
+    widths = [
+        max([_width(h), *(_width(part) for row in cells for part in row[i])])
+        for i, h in enumerate(headers)
+    ]
+    _echo_row(headers, widths)
+    _echo_row(["-" * w for w in widths], widths)
+    for row in cells:
+        for n in range(max(len(parts) for parts in row)):
+            _echo_row([parts[n] if n < len(parts) else "" for parts in row], widths)
+
+
+def _echo_row(cells: list[str], widths: list[int]) -> None:
+    click.echo("  ".join(_pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip())
+
+
+def _wrapped(text: str, limit: int) -> list[str]:
+    """``text`` cut between words into lines of at most ``limit`` columns."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and _width(lines[-1]) + 1 + _width(word) <= limit:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def _width(text: str) -> int:

@@ -35,6 +35,7 @@ def retention_sweep(path: Path, apply_: bool, as_actor: str | None, key_file: Pa
             counts.get(f"{item.action} ({item.reason})", 0) + 1
         )
     mode = "dry run" if report.dry_run else "applied"
-    click.echo(f"retention sweep {mode} at {report.at}: {len(report.items)} subjects")
+    subjects = f"{len(report.items)} subject" + ("" if len(report.items) == 1 else "s")
+    click.echo(f"retention sweep {mode} at {report.at}: {subjects}")
     for label, n in sorted(counts.items()):
         click.echo(f"  {n:6d}  {label}")
