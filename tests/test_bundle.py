@@ -526,6 +526,36 @@ def test_a_repeated_entry_line_is_reported_as_out_of_order(world: World, tmp_pat
     )
 
 
+def test_export_and_verification_report_their_progress(
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export and verification tell their callbacks the entries done, up to all of them."""
+    monkeypatch.setattr(bundle_module, "PROGRESS_EVERY", 16)
+    monkeypatch.setattr(bundle_module, "_RUN", 4)
+    monkeypatch.setattr(bundle_module, "_READ_BLOCK", 1024)
+    with vault.session(CLERK, "owner_registration") as session:
+        session.put_many([OwnerProfile(subject_id=f"s-{n}", name="赵六") for n in range(40)])
+    for name, actor_id in (("full", None), ("clerk", CLERK.actor_id)):
+        exported: list[tuple[int, int]] = []
+        summary = vault.export_audit(
+            tmp_path / name,
+            actor=DPO,
+            actor_id=actor_id,
+            progress=lambda *step, seen=exported: seen.append(step),
+        )
+        size = summary.tree_size
+        assert exported[-1] == (size, size) and len(exported) > 2
+        assert [d for d, _ in exported] == sorted(d for d, _ in exported)
+        checked: list[tuple[int, int]] = []
+        report = verify_bundle(
+            tmp_path / name,
+            [vault.verifier_key],
+            progress=lambda *step, seen=checked: seen.append(step),
+        )
+        assert report.integrity.ok, report.integrity.message
+        assert checked[-1] == (summary.entries, summary.entries) and len(checked) > 2
+
+
 def test_a_missing_bundle_file_is_refused(world: World, tmp_path: Path) -> None:
     """Without manifest or checkpoint the bundle is refused; without entries integrity fails."""
     for name in ("manifest.json", "checkpoint.txt"):

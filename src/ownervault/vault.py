@@ -210,12 +210,14 @@ class Vault:
         *,
         key: KeyProvider,
         key_backup: str | Path | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Vault:
         """Copy a backup to ``target``, open it, verify its audit log and restore data keys.
 
         Data backups hold no subject data keys; ``key_backup`` (a file from
         :meth:`export_key_backup`, e.g. freshly taken from the live vault) supplies them.
         Subjects erased since the backup have destroyed keys there and stay unreadable.
+        ``progress`` is told (audit entries verified, entries in all) as the log is checked.
 
         Raises:
             VaultNotFoundError: the backup lacks ``vault.db`` or ``vault.header``.
@@ -229,7 +231,7 @@ class Vault:
             shutil.rmtree(destination, ignore_errors=True)
             raise
         try:
-            finish_restore(vault._kernel, key_backup)
+            finish_restore(vault._kernel, key_backup, progress=progress)
         except BaseException:
             vault.close()
             # A half-restored copy is worse than none: remove it.
@@ -316,6 +318,7 @@ class Vault:
         until: str | None = None,
         actor_id: str | None = None,
         subject_id: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> BundleSummary:
         """Export the audit log (or a filtered part) as a bundle anyone can verify offline.
 
@@ -329,6 +332,7 @@ class Vault:
             since, until: ISO 8601 UTC bounds on entry time (``until`` exclusive).
             actor_id: only entries by this actor.
             subject_id: only entries about this subject.
+            progress: told (log entries gone through, entries in all) as the export goes on.
         """
         kernel = self._kernel
         kernel.check_open()
@@ -366,6 +370,7 @@ class Vault:
             audit_filter=audit_filter,
             now=kernel.clock.now(),
             sign=kernel.sign_note,
+            progress=progress,
         )
 
     def explain(
@@ -388,10 +393,15 @@ class Vault:
 
     # ------------------------------------------------------------------ administration
 
-    def backup(self, out: str | Path, *, actor: Actor) -> BackupSummary:
-        """Write a consistent online snapshot (database and header) to ``out``."""
+    def backup(
+        self, out: str | Path, *, actor: Actor, progress: Callable[[int, int], None] | None = None
+    ) -> BackupSummary:
+        """Write a consistent online snapshot (database and header) to ``out``.
+
+        ``progress`` is told (database pages copied, pages in all) as the copy goes on.
+        """
         self._kernel.check_open()
-        return backup(self._kernel, out, actor=actor)
+        return backup(self._kernel, out, actor=actor, progress=progress)
 
     def export_key_backup(self, out: str | Path, *, actor: Actor) -> int:
         """Write the wrapped keys to ``out`` (for restoring data backups); returns the count."""
@@ -767,12 +777,17 @@ class Session:
         with self._ready() as access:
             return rights.close_request(access, request_id, status=status, outcome=outcome)
 
-    def retention_sweep(self, *, dry_run: bool = True) -> SweepReport:
-        """Erase subjects whose relationship ended and whose retention periods all ran out."""
+    def retention_sweep(
+        self, *, dry_run: bool = True, progress: Callable[[int, int], None] | None = None
+    ) -> SweepReport:
+        """Erase subjects whose relationship ended and whose retention periods all ran out.
+
+        ``progress`` is told (subjects examined, subjects in all) after each subject.
+        """
         with self._ready() as access:
             if not dry_run:
                 access.kernel.check_writable()
-            return rights.retention_sweep(access, dry_run=dry_run)
+            return rights.retention_sweep(access, dry_run=dry_run, progress=progress)
 
 
 def _ref(record: RecordRef | RecordView) -> RecordRef:

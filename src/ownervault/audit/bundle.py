@@ -42,7 +42,7 @@ from ..exceptions import AuditIntegrityError, ValidationError
 from ..storage.base import AuditRow
 from . import checkpoint as _checkpoint
 from . import merkle
-from .log import AuditLog, canonical_json, field_fragment, format_time
+from .log import PROGRESS_EVERY, AuditLog, canonical_json, field_fragment, format_time
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -261,8 +261,12 @@ def export_bundle(
     audit_filter: AuditFilter,
     now: datetime,
     sign: Callable[[str], str],
+    progress: Callable[[int, int], None] | None = None,
 ) -> BundleSummary:
     """Write a bundle of the log as signed by ``note`` (which must cover the current log).
+
+    ``progress`` is told (log entries gone through, entries in the signed log) as the entries
+    are written.
 
     Raises:
         ValidationError: ``out`` exists and is not an empty directory.
@@ -287,7 +291,12 @@ def export_bundle(
     ):
         entry_hash = hashlib.sha256()
         proof_hash = hashlib.sha256()
+        reported = 0
         for group in _groups(log.rows(0, size)):
+            scanned = group[-1].seq + 1
+            if progress is not None and scanned - reported >= PROGRESS_EVERY:
+                progress(scanned, size)
+                reported = scanned
             if source is not None:
                 source.use_group(group[0].seq >> _GROUP_LEVEL, [row.leaf_hash for row in group])
                 group = [
@@ -310,6 +319,8 @@ def export_bundle(
                 count += 1
         digests["entries.jsonl"] = entry_hash.hexdigest()
         digests["proofs.jsonl"] = proof_hash.hexdigest()
+    if progress is not None:
+        progress(size, size)
     earlier = [(old, root) for old, root, _note, _ in log.checkpoints() if 0 < old < size]
     _, proofs = log.stream_proofs(size, [old for old, _ in earlier])
     consistency = [
@@ -385,7 +396,11 @@ def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
 
 
 def verify_bundle(
-    folder: str | Path, vkeys: Sequence[str], *, previous: str | None = None
+    folder: str | Path,
+    vkeys: Sequence[str],
+    *,
+    previous: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VerificationReport:
     """Verify an export bundle offline with trusted verifier key(s).
 
@@ -393,6 +408,7 @@ def verify_bundle(
         folder: the bundle directory.
         vkeys: verifier key strings obtained out of band (not the bundle's own ``vkey.txt``).
         previous: the text of a signed checkpoint kept from before, to check consistency.
+        progress: told (entries checked, entries in the bundle) as the entries are checked.
 
     Returns:
         A :class:`VerificationReport`. Raises only if the bundle cannot be read at all or its
@@ -412,7 +428,7 @@ def verify_bundle(
         raise AuditIntegrityError("checkpoint.txt is not UTF-8") from None
     signed = _checkpoint.parse_checkpoint(_checkpoint.verify_note(note, vkeys))
     size = signed.size
-    integrity = _check_integrity(path, manifest, signed, vkeys)
+    integrity = _check_integrity(path, manifest, signed, vkeys, progress)
     completeness = _check_completeness(manifest, size)
     consistency = _check_consistency(path, manifest, signed, previous, vkeys)
     return VerificationReport(
@@ -430,6 +446,7 @@ def _check_integrity(
     manifest: Mapping[str, Any],
     signed: _checkpoint.Checkpoint,
     vkeys: Sequence[str],
+    progress: Callable[[int, int], None] | None,
 ) -> CheckResult:
     try:
         try:
@@ -455,7 +472,9 @@ def _check_integrity(
                 raise AuditIntegrityError(f"{name} does not match its digest in the manifest")
         count = 0
         if complete is True:
-            count, root, digest = _stream_root(path / "entries.jsonl")
+            count, root, digest = _stream_root(
+                path / "entries.jsonl", progress=progress, total=signed.size
+            )
             if count < signed.size:
                 raise AuditIntegrityError(
                     f"{_missing(count, signed.size)} from the end of entries.jsonl"
@@ -493,6 +512,9 @@ def _check_integrity(
                 if not audit_filter.matches(json.loads(raw)):
                     raise AuditIntegrityError(f"entry {seq} does not match the export's filter")
                 count += 1
+                if progress is not None and count % PROGRESS_EVERY == 0:
+                    listed = manifest.get("entries")
+                    progress(count, max(count, listed if isinstance(listed, int) else 0))
             if (extra := next(proofs, None)) is not None:
                 _check_not_missing(extra)
                 raise AuditIntegrityError("proofs.jsonl has more proofs than entries")
@@ -507,6 +529,8 @@ def _check_integrity(
         return CheckResult(False, str(exc))
     except FileNotFoundError as exc:
         return CheckResult(False, f"the bundle is missing {Path(exc.filename).name}")
+    if progress is not None:
+        progress(count, count)
     return CheckResult(True, f"{count} entries hash into the signed tree of {signed.size}")
 
 
@@ -517,7 +541,9 @@ _READ_BLOCK: Final = 1 << 22
 _RUN: Final = 1 << 12
 
 
-def _stream_root(path: Path) -> tuple[int, bytes, str]:
+def _stream_root(
+    path: Path, *, progress: Callable[[int, int], None] | None = None, total: int = 0
+) -> tuple[int, bytes, str]:
     """Hash a complete export's entries into a Merkle root and the file's digest (one pass).
 
     Each line must be exactly ``{"entry":"<base64>","seq":<n>}`` with ``n`` its 0-based line
@@ -526,7 +552,8 @@ def _stream_root(path: Path) -> tuple[int, bytes, str]:
     perfect subtree, folded level by level; the subtrees are kept on a stack of decreasing
     sizes, which is the RFC 9162 decomposition of the tree. Each block is digested on a second
     thread while its lines are checked (hashing a large buffer releases the interpreter lock),
-    so the file digest costs no time on a machine with two cores.
+    so the file digest costs no time on a machine with two cores. ``progress`` is told
+    (entries hashed, ``total``) after each block.
     """
     file_digest = hashlib.sha256()
     stack: list[tuple[int, bytes]] = []
@@ -551,6 +578,8 @@ def _stream_root(path: Path) -> tuple[int, bytes, str]:
                 _push(stack, _RUN, _perfect_root(leaves))
                 count += _RUN
             del pending[:full]
+            if progress is not None:
+                progress(count, max(count, total))
         if digested is not None:
             digested.result()
     if carry:

@@ -5,16 +5,19 @@
 * :func:`key_provider` resolves the root key: ``--key-file``, else the passphrase from
   ``$OWNERVAULT_PASSPHRASE``, else a prompt in a terminal; :func:`open_vault` opens a vault
   with it.
-* The options more than one command takes (``--key-file``, ``--policy``, ``--as``), the actors
-  that commands act as, and :func:`print_table`, which lines up columns of Chinese text.
+* The options more than one command takes (``--key-file``, ``--policy``, ``--as``,
+  ``--quiet``), the actors that commands act as, :func:`print_table`, which lines up columns of
+  Chinese text, and :func:`progress_bar`, the bar long commands draw on a terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +42,8 @@ __all__ = [
     "open_vault",
     "policy_option",
     "print_table",
+    "progress_bar",
+    "quiet_option",
 ]
 
 PASSPHRASE_ENV = "OWNERVAULT_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
@@ -115,6 +120,12 @@ policy_option = click.option(
     help="Policy pack folder (default: the shipped property-management pack).",
 )
 as_option = click.option("--as", "as_actor", help="Your actor id (default: $USER).")
+quiet_option = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress bar (there is none either when stderr is not a terminal).",
+)
 audited_as_option = click.option(
     "--as",
     "as_actor",
@@ -148,6 +159,44 @@ def evidence_digest(evidence: str | None, evidence_file: Path | None) -> str:
     if evidence is None:
         raise click.UsageError("give --evidence SHA256 or --evidence-file FILE")
     return evidence.lower()
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback that draws a bar with counts and an ETA on stderr.
+
+    The bar is drawn only when stderr is a terminal and ``quiet`` is false; otherwise the
+    callback does nothing, so output sent to a file or a log has no bar in it. It appears at
+    the first call and is redrawn at most ten times a second.
+    """
+    stream = sys.stderr
+    if quiet or not stream.isatty():
+        yield lambda done, total: None
+        return
+    bar: Any = None
+    shown = 0
+    last = 0.0
+
+    def advance(done: int, total: int) -> None:
+        nonlocal bar, shown, last
+        if bar is None:
+            bar = click.progressbar(
+                length=max(total, 1), label=label, file=stream, show_eta=True, show_pos=True
+            )
+            bar.__enter__()
+        now = time.monotonic()
+        if done < total and now - last < 0.1:
+            return
+        # A key job's total grows when owners are added while it runs.
+        bar.length = max(total, done, 1)
+        bar.update(done - shown)
+        shown, last = done, now
+
+    try:
+        yield advance
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 def print_table(

@@ -21,6 +21,7 @@ import base64
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -66,8 +67,16 @@ def _empty_directory(path: Path) -> Path:
     return path
 
 
-def backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> BackupSummary:
+def backup(
+    kernel: Kernel,
+    out: str | Path,
+    *,
+    actor: Actor,
+    progress: Callable[[int, int], None] | None = None,
+) -> BackupSummary:
     """Write a consistent online snapshot of the vault (database and header) to ``out``.
+
+    ``progress`` is told (database pages copied, pages in all) as the copy goes on.
 
     Raises:
         VaultExistsError: ``out`` exists and is not empty.
@@ -81,7 +90,7 @@ def backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> BackupSummary:
     if (kernel.path / ANCHOR_NAME).exists():
         shutil.copy2(kernel.path / ANCHOR_NAME, target / ANCHOR_NAME)
     entries = kernel.audit.size()
-    embedded.backup_to(target / DB_NAME)
+    embedded.backup_to(target / DB_NAME, progress=progress)
     os.chmod(target / DB_NAME, 0o600)
     copy = kernel.open_database_copy(target / DB_NAME)
     try:
@@ -207,14 +216,21 @@ def stage_restore(backup_dir: str | Path, target: str | Path) -> Path:
     return destination
 
 
-def finish_restore(kernel: Kernel, key_backup: str | Path | None) -> None:
+def finish_restore(
+    kernel: Kernel,
+    key_backup: str | Path | None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     """Verify a restored copy's audit log and bring its subject data keys back.
+
+    ``progress`` is told (audit entries verified, entries in all) as the check goes on.
 
     Raises:
         AuditIntegrityError: the copy's audit log does not verify.
         VaultError: the backup holds no data keys and no usable key backup was given.
     """
-    kernel.audit.verify()
+    kernel.audit.verify(progress=progress)
     restored = 0
     if kernel.backend.get_meta("subject_keys_detached") == "1":
         if key_backup is None:
