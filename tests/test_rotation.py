@@ -1664,3 +1664,44 @@ def test_cli_key_jobs_draw_a_progress_bar_only_on_a_terminal(
     assert re.fullmatch(
         r"started rewrap job (job_\w+) \(\d+ items\)\nrewrap \1: done, \d+ items\n", piped.stdout
     )
+
+
+RUNBOOK = Path(__file__).resolve().parents[1] / "docs" / "runbook-keys.md"
+
+
+def test_the_runbooks_kek_compromise_procedure_runs_as_written(
+    tmp_path: Path, make_owner: Callable[..., OwnerProfile]
+) -> None:
+    """Runbook section 5's KEK commands, run in order on the primary KEK, all succeed."""
+    text = RUNBOOK.read_text(encoding="utf-8")
+    section = text[text.index("## 5. Compromise response") : text.index("## 6.")]
+    kek_part = section[section.index("### A KEK") : section.index("### One owner's data key")]
+    assert "refused" not in kek_part
+    commands = [
+        line.removeprefix("$ ownervault ").split()
+        for line in kek_part.splitlines()
+        if line.startswith("$ ownervault ")
+    ]
+    assert [c[:2] for c in commands] == [
+        ["keys", "set-state"],
+        ["keys", "rotate"],
+        ["keys", "set-state"],
+    ]
+    path, key = tmp_path / "vault", tmp_path / "root.key"
+    with Vault.create(path, key=KeyFileKey.generate(key)) as vault:
+        everything = People(make_owner).put(vault, 5)
+        primary = vault.keys.primary(KeyKind.KEK)
+    runner = CliRunner()
+    for command in commands:
+        args = [
+            str(path) if word == "vault" else str(key) if word.endswith(".key") else word
+            for word in command
+        ]
+        args = [primary if re.fullmatch(r"[0-9a-f]{32}", word) else word for word in args]
+        result = runner.invoke(main, args, env={"OWNERVAULT_PASSPHRASE": ""})
+        assert result.exit_code == 0, (command, result.output)
+    with Vault.open(path, key=KeyFileKey(key)) as vault:
+        assert vault.keys.references(primary) == 0
+        states = {k.key_id: k.state for k in vault.keys.inventory()}
+        assert states[primary] is KeyState.DESTROYED
+        _assert_readable(vault, everything)
