@@ -1705,3 +1705,14 @@ def test_the_runbooks_kek_compromise_procedure_runs_as_written(
         states = {k.key_id: k.state for k in vault.keys.inventory()}
         assert states[primary] is KeyState.DESTROYED
         _assert_readable(vault, everything)
+
+
+def test_the_runbook_says_restores_replay_erasures_over_older_key_backups() -> None:
+    """Runbook section 7 says a key backup older than an erasure holds the key until a restore
+    replays the erasure ledger, and points to the rights guide for it."""
+    text = RUNBOOK.read_text(encoding="utf-8")
+    part = text[text.index("### Erased owners and backups") : text.index("**Retention policy.**")]
+    paragraph = " ".join(part[part.index("A **key backup taken before an erasure") :].split())
+    assert "still holds that owner's data key** until a restore replays the erasures" in paragraph
+    assert "replays the vault's erasure ledger" in paragraph
+    assert "[rights-guide.md](rights-guide.md)" in paragraph
