@@ -1090,12 +1090,10 @@ def test_backup_while_writing_restores_a_consistent_snapshot(
     make_owner: Callable[..., OwnerProfile],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Backups during which another thread commits restore to whole transactions and verify.
-
-    Each backup waits, inside its first copy step, until the writer has committed again: the
-    write happens while the copy is under way, and must not reach it.
-    """
-    # Small steps, so that the copy is still under way when the writer commits.
+    """Backups during which another thread commits restore to whole transactions and verify."""
+    # Each backup waits, inside its first copy step, until the writer has committed again: the
+    # write happens while the copy is under way, and must not reach it. Small steps, so that
+    # the copy is still under way when the writer commits.
     monkeypatch.setattr("ownervault.storage.sqlcipher._BACKUP_STEP_PAGES", 4)
     key = InMemoryKey()
     people = People(make_owner)
