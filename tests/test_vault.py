@@ -604,6 +604,7 @@ def test_views_follow_the_attribute_protocol(
     assert full.view_of("email") is ViewMode.FULL
     assert full.email is None and full["email"] is None and hasattr(full, "email")
     assert full.view_of("id_number") is ViewMode.MASKED and full.id_number is not None
+    assert guarded["subject_id"] == guarded.subject_id == "o-1"
     leaks.watch(guarded, full)
 
 

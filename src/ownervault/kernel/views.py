@@ -56,6 +56,8 @@ class RecordView:
     def __getitem__(self, field: str) -> object:
         if field in self.values:
             return self.values[field]
+        if field == "subject_id":
+            return self.subject_id
         view = self.views.get(field)
         error: FieldNotDisclosedError | UnknownFieldError
         if view is None:
