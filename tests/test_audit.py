@@ -23,6 +23,7 @@ from faker import Faker
 from ownervault import Actor, Vault, merkle
 from ownervault import checkpoint as cp
 from ownervault.audit import AuditEntry, AuditLog, canonical_json
+from ownervault.audit.report import collect, render_html
 from ownervault.exceptions import (
     AuditIntegrityError,
     PolicyDeniedError,
@@ -1144,3 +1145,28 @@ def test_entries_where_matches_exact_field_values_however_they_are_escaped(
     assert canonical_json({"actor": actor}).decode()[1:-1].encode() in b"".join(
         row.entry for row in vault.audit.rows(start, start + 1)
     )
+
+
+def test_the_compliance_report_counts_in_the_singular_and_the_plural() -> None:
+    """The report says "1 subject" for one and "N subjects" for more."""
+    read = {
+        "action": "read",
+        "decision": "allow",
+        "record_id": "r-1",
+        "record_type": "owner_profile",
+        "purpose": "owner_registration",
+        "roles": ["front_desk"],
+        "actor": "clerk-01",
+        "time": "2026-01-01T09:00:00Z",
+    }
+    one = render_html(
+        collect([{**read, "subject": "sub_a"}]), vault_id="v", verification="ok", verified=True
+    )
+    assert "1 record read\nof 1 subject (counted by pseudonym)" in one
+    three = render_html(
+        collect([{**read, "subject": f"sub_{n}"} for n in "abc"]),
+        vault_id="v",
+        verification="ok",
+        verified=True,
+    )
+    assert "3 record reads\nof 3 subjects (counted by pseudonym)" in three

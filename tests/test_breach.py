@@ -775,6 +775,25 @@ def test_cli_drill_prints_payloads_and_deadlines_without_a_vault() -> None:
     assert "warning: dpo.name is not set" in out
 
 
+def test_cli_drill_deadline_table_wraps_the_basis_between_words() -> None:
+    """The drill's deadline table shows each deadline's legal basis whole, wrapped at spaces."""
+    result = CliRunner().invoke(main, ["incident", "drill", "--owners", "20"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    start = lines.index("deadlines (from awareness):") + 1
+    table = lines[start : lines.index("", start)]
+    column = table[0].index("basis")
+    assert all(len(line.rstrip()) <= column + 56 for line in table)
+    rows: list[str] = []
+    for line in table[2:]:
+        if line[:column].strip():
+            rows.append(line[column:].strip())
+        else:
+            rows[-1] += " " + line[column:].strip()
+    config = load_breach_config(None)
+    assert rows == [config.incident.deadlines[name].basis for name in ("cac", "gdpr", "owners")]
+
+
 @pytest.mark.parametrize(
     ("scenario", "decision", "notices"),
     [

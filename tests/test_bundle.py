@@ -498,6 +498,64 @@ def test_a_full_export_missing_its_newest_entry_fails_even_with_a_fixed_manifest
     assert "signed" in report.integrity.message
 
 
+@pytest.mark.parametrize("kind", ["full", "by_actor"])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_a_deleted_entry_line_is_reported_as_that_entry_missing(
+    world: World, tmp_path: Path, kind: str, where: str
+) -> None:
+    """Deleting one line of entries.jsonl fails integrity naming the missing entry's number."""
+    folder = copy(getattr(world, kind), tmp_path, f"{kind}-{where}")
+    lines = (folder / "entries.jsonl").read_bytes().splitlines(keepends=True)
+    index = {"first": 0, "middle": len(lines) // 2, "last": len(lines) - 1}[where]
+    gone = json.loads(lines[index])["seq"]
+    (folder / "entries.jsonl").write_bytes(b"".join(lines[:index] + lines[index + 1 :]))
+    report = verify_bundle(folder, [world.vkey])
+    assert report.integrity.ok is False
+    assert f"entry {gone} is missing" in report.integrity.message
+    assert "malformed" not in report.integrity.message
+
+
+def test_a_repeated_entry_line_is_reported_as_out_of_order(world: World, tmp_path: Path) -> None:
+    """A line repeated in a full export's entries.jsonl is reported as repeated, not malformed."""
+    folder = copy(world.full, tmp_path)
+    lines = (folder / "entries.jsonl").read_bytes().splitlines(keepends=True)
+    (folder / "entries.jsonl").write_bytes(b"".join([*lines[:5], lines[4], *lines[5:]]))
+    report = verify_bundle(folder, [world.vkey])
+    assert report.integrity.message.startswith(
+        "entries.jsonl line 6 holds entry 4 again or out of order (entry 5 belongs there)"
+    )
+
+
+def test_export_and_verification_report_their_progress(
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export and verification tell their callbacks the entries done, up to all of them."""
+    monkeypatch.setattr(bundle_module, "PROGRESS_EVERY", 16)
+    monkeypatch.setattr(bundle_module, "_RUN", 4)
+    monkeypatch.setattr(bundle_module, "_READ_BLOCK", 1024)
+    with vault.session(CLERK, "owner_registration") as session:
+        session.put_many([OwnerProfile(subject_id=f"s-{n}", name="赵六") for n in range(40)])
+    for name, actor_id in (("full", None), ("clerk", CLERK.actor_id)):
+        exported: list[tuple[int, int]] = []
+        summary = vault.export_audit(
+            tmp_path / name,
+            actor=DPO,
+            actor_id=actor_id,
+            progress=lambda *step, seen=exported: seen.append(step),
+        )
+        size = summary.tree_size
+        assert exported[-1] == (size, size) and len(exported) > 2
+        assert [d for d, _ in exported] == sorted(d for d, _ in exported)
+        checked: list[tuple[int, int]] = []
+        report = verify_bundle(
+            tmp_path / name,
+            [vault.verifier_key],
+            progress=lambda *step, seen=checked: seen.append(step),
+        )
+        assert report.integrity.ok, report.integrity.message
+        assert checked[-1] == (summary.entries, summary.entries) and len(checked) > 2
+
+
 def test_a_missing_bundle_file_is_refused(world: World, tmp_path: Path) -> None:
     """Without manifest or checkpoint the bundle is refused; without entries integrity fails."""
     for name in ("manifest.json", "checkpoint.txt"):
@@ -775,7 +833,10 @@ def test_streamed_root_matches_the_reference_for_any_size_and_read_block(
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda text: text.replace(b'"seq":5}', b'"seq":6}', 1), "line 6 is malformed"),
+        (
+            lambda text: text.replace(b'"seq":5}', b'"seq":6}', 1),
+            r"entry 5 is missing from entries.jsonl \(line 6 holds entry 6\)",
+        ),
         (lambda text: text.replace(b'"seq":5}', b'"seq":05}', 1), "line 6 is malformed"),
         (lambda text: text.replace(b'"seq":5}', b'"seq":5} ', 1), "line 6 is malformed"),
         (lambda text: text.replace(b'{"entry"', b'{ "entry"', 1), "line 1 is malformed"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,15 @@ from ownervault.checkpoint import Checkpoint
 from ownervault.crypto import ed25519_generate, ed25519_public_key
 from ownervault.exceptions import AuditIntegrityError, ValidationError
 
-VECTORS_PATH = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "rfc9162-merkle.json"
-MISSING = f"shared signed-note vectors not found at {VECTORS_PATH} (expected beside the project)"
+VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "rfc9162-merkle.json"
 
 
-def _load_vectors() -> dict[str, Any] | None:
-    if VECTORS_PATH.is_file():
-        with VECTORS_PATH.open(encoding="utf-8") as handle:
-            data: dict[str, Any] = json.load(handle)
-        return data
-    if os.environ.get("CI"):
-        pytest.fail(MISSING, pytrace=False)
-    return None
-
-
-VECTORS = _load_vectors()
+#: Third-party vectors, kept unmodified with their provenance (tests/vectors/README.md).
+VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 
 def _cases(*keys: str) -> list[Any]:
-    """Vector entries under ``keys`` as pytest params, or one skipped param if absent."""
-    if VECTORS is None:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=MISSING), id="missing")]
+    """Vector entries under ``keys`` as pytest params."""
     node: Any = VECTORS
     for key in keys:
         node = node[key]
@@ -68,9 +55,9 @@ TEXT = "vault.example/audit\n42\n" + base64.b64encode(bytes(range(32))).decode()
 
 
 def test_vectors_available() -> None:
-    """The shared vector file is present (skipped locally, a failure under CI if missing)."""
-    if VECTORS is None:
-        pytest.skip(MISSING)
+    """The third-party vector file is the unmodified copy whose digest its README records."""
+    readme = (VECTORS_PATH.parent / "README.md").read_text(encoding="utf-8")
+    assert hashlib.sha256(VECTORS_PATH.read_bytes()).hexdigest() in readme.split()
     assert len(VECTORS["signed_notes"]) > 0
     assert len(VECTORS["note_key_encoding"]["valid_pairs"]) > 0
 

@@ -29,7 +29,6 @@ THREADS = 8
 THREAD_OPS = 100
 PROCESSES = 2
 PROCESS_OPS = 300
-PROCESS_PAUSE = 0.002
 OPS_PER_SESSION = 10
 NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄磊", "周杰", "吴昊"]
 
@@ -38,12 +37,15 @@ class Worker:
     """Runs a random mix of put, put_many, get, find and update, and counts audit entries.
 
     Phones are unique per worker (``1<worker:3><serial:07>``) so every find has exactly one
-    expected match and no two workers touch the same record.
+    expected match and no two workers touch the same record. With ``turns`` (a barrier that
+    every worker of a test shares) each worker waits after each operation until all the others
+    have done theirs: the operations of one round run at the same time, and every round holds
+    an operation of every worker, so the interleaving does not depend on the scheduler.
     """
 
-    def __init__(self, vault: Vault, worker: int, ops: int, pause: float = 0.0) -> None:
+    def __init__(self, vault: Vault, worker: int, ops: int, turns: Any = None) -> None:
         self.vault = vault
-        self.pause = pause
+        self.turns = turns
         self.actor = Actor(f"clerk-w{worker:02d}", roles=["front_desk"])
         self.worker = worker
         self.ops = ops
@@ -71,8 +73,8 @@ class Worker:
                 for _ in range(OPS_PER_SESSION):
                     self.step(session)
                     done += 1
-                    if self.pause:
-                        time.sleep(self.pause)
+                    if self.turns is not None:
+                        self.turns.wait(60)
 
     def step(self, session: Any) -> None:
         op = self.rng.choice(
@@ -149,16 +151,18 @@ def test_threads_share_one_vault(tmp_path: Path) -> None:
     )
     try:
         base = vault.audit.size()
-        workers = [Worker(vault, n, THREAD_OPS) for n in range(THREADS)]
+        turns = threading.Barrier(THREADS)
+        workers = [Worker(vault, n, THREAD_OPS, turns) for n in range(THREADS)]
         errors: list[str] = []
-        barrier = threading.Barrier(THREADS)
 
         def run(worker: Worker) -> None:
             try:
-                barrier.wait()
+                turns.wait(60)
                 worker.run()
             except BaseException:
                 errors.append(traceback.format_exc())
+                # The others would wait for this worker's next turn until their timeout.
+                turns.abort()
 
         threads = [threading.Thread(target=run, args=(w,)) for w in workers]
         for thread in threads:
@@ -169,7 +173,8 @@ def test_threads_share_one_vault(tmp_path: Path) -> None:
         assert errors == []
         actors = [e["actor"] for e in vault.audit.entries(base)]
         assert Counter(actors) == {w.actor.actor_id: w.entries for w in workers}
-        assert _switches(actors) > THREADS, "the threads did not run at the same time"
+        # Every round of turns holds an entry of each of the eight workers.
+        assert _switches(actors) >= (THREADS - 1) * THREAD_OPS, "the workers did not take turns"
         _check_vault(
             vault,
             {w.actor.actor_id: w.model for w in workers},
@@ -180,19 +185,20 @@ def test_threads_share_one_vault(tmp_path: Path) -> None:
 
 
 def _process_main(
-    path: str, key_path: str, worker: int, ops: int, start: Any, results: Any
+    path: str, key_path: str, worker: int, ops: int, turns: Any, results: Any
 ) -> None:
     """Entry point of a spawned process: open the vault, run a Worker, report to the parent."""
     try:
         with Vault.open(path, key=KeyFileKey(key_path)) as vault:
-            start.wait(timeout=60)
-            # SQLite's busy handler polls with growing sleeps, so a process that commits and
-            # begins again at once can hold the write lock for its whole run; a short pause
-            # between operations lets the two processes take turns.
-            runner = Worker(vault, worker, ops, pause=PROCESS_PAUSE)
+            turns.wait(60)
+            # Taking turns makes the processes alternate: otherwise a process that commits and
+            # begins again at once can keep the write lock for its whole run, since SQLite's
+            # busy handler polls with growing sleeps.
+            runner = Worker(vault, worker, ops, turns)
             runner.run()
         results.put((worker, runner.actor.actor_id, runner.model, runner.entries, None))
     except BaseException:
+        turns.abort()
         results.put((worker, None, {}, 0, traceback.format_exc()))
 
 
@@ -208,12 +214,12 @@ def test_processes_share_one_vault_directory(tmp_path: Path) -> None:
         base = probe.audit.size()
 
     ctx = multiprocessing.get_context("spawn")
-    start = ctx.Barrier(PROCESSES)
+    turns = ctx.Barrier(PROCESSES)
     results = ctx.Queue()
     processes = [
         ctx.Process(
             target=_process_main,
-            args=(str(path), str(key.path), 100 + n, PROCESS_OPS, start, results),
+            args=(str(path), str(key.path), 100 + n, PROCESS_OPS, turns, results),
         )
         for n in range(PROCESSES)
     ]
@@ -231,7 +237,8 @@ def test_processes_share_one_vault_directory(tmp_path: Path) -> None:
         expected = base + PROCESSES * open_cost + sum(counts.values())
         actors = [e["actor"] for e in vault.audit.entries(base) if e["actor"] in counts]
         assert Counter(actors) == counts
-        assert _switches(actors) > PROCESSES, "the processes did not run at the same time"
+        # Every round of turns holds an entry of each process.
+        assert _switches(actors) >= PROCESS_OPS, "the processes did not take turns"
         _check_vault(vault, models, expected + open_cost)
 
 

@@ -1076,6 +1076,34 @@ def test_cli_consent_errors_are_one_line(cli_vault: tuple[Path, Path, str]) -> N
     assert "Traceback" not in bad.output + prohibited.output
 
 
+def test_cli_consent_list_of_an_owner_without_consents_says_so(
+    cli_vault: tuple[Path, Path, str],
+) -> None:
+    """consent list for a registered owner with an empty ledger says so and exits 0."""
+    path, key_file, _ = cli_vault
+    listed = _run("consent", "list", str(path), "owner-2", "--key-file", str(key_file))
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout == "no consents recorded for this owner\n"
+    assert listed.stderr == ""
+
+
+def test_cli_policy_explain_refuses_a_purpose_or_role_the_pack_does_not_have(
+    cli_vault: tuple[Path, Path, str],
+) -> None:
+    """policy explain exits with the usage code for an unknown purpose or role, not with 0."""
+    path, key_file, _ = cli_vault
+    common = ["policy", "explain", str(path), "--actor", "clerk-01", "--key-file", str(key_file)]
+    typo = _run(*common, "--role", "front_desk", "--purpose", "owner_registraton")
+    assert typo.exit_code == 2
+    assert "no purpose 'owner_registraton'" in typo.stderr and typo.stdout == ""
+    role = _run(*common, "--role", "frontdesk", "--purpose", "owner_registration")
+    assert role.exit_code == 2 and "no role 'frontdesk'" in role.stderr
+    # A prohibited purpose is one the pack knows: explaining its refusal is what was asked.
+    prohibited = _run(*common, "--role", "front_desk", "--purpose", "commercial_marketing")
+    assert prohibited.exit_code == 0
+    assert json.loads(prohibited.stdout)["reason"] == "purpose_prohibited"
+
+
 def test_cli_policy_ropa_markdown_and_json() -> None:
     """policy ropa prints one markdown row per purpose (prohibited included) and valid JSON."""
     policy = load_policy()

@@ -10,6 +10,7 @@ import os
 import pickle
 import stat
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -751,3 +752,45 @@ def test_cache_thread_safety_smoke() -> None:
     for key in keys:
         got = cache.get(key.key_id)
         assert got is None or got is key
+
+
+class _PausingDict(OrderedDict[bytes, Any]):
+    """An ordered dict that stops inside each insertion until the test lets it go on."""
+
+    def __init__(self, items: OrderedDict[bytes, Any]) -> None:
+        self.inserted = threading.Event()
+        self.proceed = threading.Event()
+        self.armed = False
+        super().__init__(items)
+        self.armed = True
+
+    def __setitem__(self, key: bytes, value: Any) -> None:
+        super().__setitem__(key, value)
+        if self.armed:
+            self.inserted.set()
+            assert self.proceed.wait(10)
+
+
+def test_cache_size_read_during_a_put_never_exceeds_the_capacity() -> None:
+    """len() and repr() taken during a put into a full cache never exceed the capacity."""
+    cache = KeyCache(capacity=2)
+    cache.put(_fk(1))
+    cache.put(_fk(2))
+    paused = _PausingDict(cache._items)
+    cache._items = paused
+    seen: list[object] = []
+    writer = threading.Thread(target=cache.put, args=(_fk(3),))
+    writer.start()
+    try:
+        assert paused.inserted.wait(10)
+        reader = threading.Thread(target=lambda: seen.extend([len(cache), repr(cache)]))
+        reader.start()
+        # The reader either has its answer at once or waits for the put to finish.
+        reader.join(0.2)
+    finally:
+        paused.proceed.set()
+    writer.join(10)
+    reader.join(10)
+    assert seen[0] <= 2
+    assert "size=2 " in str(seen[1])
+    assert len(cache) == 2

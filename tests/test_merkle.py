@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,32 +15,20 @@ from hypothesis import strategies as st
 from ownervault import merkle
 from ownervault.exceptions import AuditIntegrityError, ValidationError
 
-VECTORS_PATH = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "rfc9162-merkle.json"
-MISSING = f"shared Merkle vectors not found at {VECTORS_PATH} (expected beside the project)"
+VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "rfc9162-merkle.json"
 
 # The one accepted upstream probe that uses 12-byte dummy roots: our verifier requires 32-byte
 # hashes everywhere, so it (correctly, and intentionally) rejects this case. See
-# shared/vectors/README.md.
+# tests/vectors/README.md.
 SHORT_ROOT_PROBE = "testdata/consistency/additional/sizes-are-equal-one-and-proof-is-empty.json"
 
 
-def _load_vectors() -> dict[str, Any] | None:
-    if VECTORS_PATH.is_file():
-        with VECTORS_PATH.open(encoding="utf-8") as handle:
-            data: dict[str, Any] = json.load(handle)
-        return data
-    if os.environ.get("CI"):
-        pytest.fail(MISSING, pytrace=False)
-    return None
-
-
-VECTORS = _load_vectors()
+#: Third-party vectors, kept unmodified with their provenance (tests/vectors/README.md).
+VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 
 def _cases(*keys: str, ids: Callable[[Any], str] | None = None) -> list[Any]:
-    """Vector entries under ``keys`` as pytest params, or one skipped param if absent."""
-    if VECTORS is None:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=MISSING), id="missing")]
+    """Vector entries under ``keys`` as pytest params."""
     node: Any = VECTORS
     for key in keys:
         node = node[key]
@@ -123,9 +110,9 @@ def _flip(value: bytes, position: int, bit: int) -> bytes:
 
 
 def test_vectors_available() -> None:
-    """The shared vector file is present (skipped locally, a failure under CI if missing)."""
-    if VECTORS is None:
-        pytest.skip(MISSING)
+    """The third-party vector file is the unmodified copy whose digest its README records."""
+    readme = (VECTORS_PATH.parent / "README.md").read_text(encoding="utf-8")
+    assert hashlib.sha256(VECTORS_PATH.read_bytes()).hexdigest() in readme.split()
     assert VECTORS["schema"] == "rfc9162-merkle-vectors/v1"
     assert len(VECTORS["probes"]["inclusion"]) + len(VECTORS["probes"]["consistency"]) == 196
 

@@ -584,3 +584,34 @@ def test_dispatch_timestamps_move_with_the_backoff(
         assert gaps == [0.05, 0.1, 0.2, 0.2, 0.2]
         assert row.state == "pending"
         assert row.last_error == "NotificationError: still down"
+
+
+def test_the_documented_webhook_receiver_acts_once_per_idempotency_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver in docs/incident-response.md acts once for a notification sent twice."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "incident-response.md"
+    text = doc.read_text(encoding="utf-8")
+    section = text[text.index("### A webhook receiver that acts once") :]
+    code = section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(doc), "exec"), namespace)
+    handled: list[dict[str, Any]] = []
+    namespace["act_on"] = handled.append
+    body = json.dumps({"idempotency_key": "ntf_1", "payload": {"schema": "x"}}).encode()
+
+    def headers(key: str, payload: bytes) -> dict[str, str]:
+        signature = sign_body(namespace["SECRET"], payload, timestamp=int(time.time()))
+        return {"Idempotency-Key": key, "X-OwnerVault-Signature": signature}
+
+    assert namespace["receive"](headers("ntf_1", body), body) == 200
+    assert namespace["receive"](headers("ntf_1", body), body) == 200
+    assert len(handled) == 1
+    other = body.replace(b"ntf_1", b"ntf_2")
+    assert namespace["receive"](headers("ntf_2", other), other) == 200
+    assert len(handled) == 2
+    forged = {"Idempotency-Key": "ntf_3", "X-OwnerVault-Signature": "t=1,v1=00"}
+    assert namespace["receive"](forged, other) == 401
+    assert len(handled) == 2
+    namespace["seen"].close()

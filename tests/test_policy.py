@@ -28,6 +28,7 @@ from ownervault.policy import (
     mask,
 )
 from ownervault.records import RECORD_TYPES, Classification
+from ownervault.testing import InMemoryKey
 from strategies import (
     bank_accounts,
     chinese_names,
@@ -499,6 +500,26 @@ def test_commercial_marketing_is_prohibited_for_everyone(
     with pytest.raises(PolicyDeniedError) as info:
         policy.purpose("commercial_marketing")
     assert info.value.reason == "purpose_prohibited"
+
+
+def test_a_refused_session_names_the_purpose_and_not_an_empty_record_type(
+    tmp_path: Path,
+) -> None:
+    """Opening a session for a prohibited purpose is refused with a message about the session."""
+    clerk = ov.Actor("clerk-01", ["front_desk"])
+    with (
+        ov.Vault.create(tmp_path / "v", key=InMemoryKey()) as vault,
+        pytest.raises(PolicyDeniedError) as info,
+    ):
+        vault.session(clerk, "commercial_marketing")
+    assert info.value.reason == "purpose_prohibited"
+    assert str(info.value) == (
+        "a session for purpose 'commercial_marketing' is denied to actor 'clerk-01': "
+        "purpose_prohibited"
+    )
+    record = decide(_DEFAULT, ("front_desk",), "commercial_marketing", "owner_profile", "read")
+    with pytest.raises(PolicyDeniedError, match=r"^read of owner_profile for purpose"):
+        record.require()
 
 
 def test_writable_fields_follow_the_rules(policy: Policy) -> None:

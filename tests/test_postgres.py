@@ -232,6 +232,27 @@ def test_migrate_refuses_a_database_that_already_holds_a_vault(
     assert _raw_tables(pg_database) == before
 
 
+def test_migration_reports_rows_copied_out_of_all_rows(
+    tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """migrate_vault tells its progress callback rows copied out of every table's rows."""
+    monkeypatch.setattr("ownervault.storage.migrate._PROGRESS_ROWS", 2)
+    key = InMemoryKey()
+    with (
+        Vault.create(tmp_path / "v", key=key) as vault,
+        vault.session(CLERK, "owner_registration") as session,
+    ):
+        session.put_many([OwnerProfile(subject_id=f"s-{n}", name="王五") for n in range(5)])
+    seen: list[tuple[int, int]] = []
+    report = migrate_vault(
+        tmp_path / "v", pg_database, key=key, progress=lambda *step: seen.append(step)
+    )
+    total = sum(report.counts.values())
+    assert {t for _, t in seen} == {total}
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[-1] == (total, total) and len(seen) > len(report.counts)
+
+
 def test_failed_migration_leaves_the_database_without_a_vault(
     tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

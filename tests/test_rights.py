@@ -947,6 +947,17 @@ def test_a_failing_erasure_observer_is_audited_and_the_erasure_stands(vault: ov.
         s.get(OwnerProfile, rid)
 
 
+def test_retention_sweep_reports_each_owner_examined(vault: ov.Vault) -> None:
+    """The sweep tells its progress callback each owner it has examined, out of all of them."""
+    for i in range(3):
+        _register(vault, _owner(f"owner-p{i}", phone=f"1390013900{i}"))
+    steps: list[tuple[int, int]] = []
+    with vault.session(DPO, "erasure_request") as s:
+        report = s.retention_sweep(dry_run=True, progress=lambda *step: steps.append(step))
+    assert len(report.items) == 3
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+
+
 def test_retention_sweep_needs_erasure_purpose(vault: ov.Vault) -> None:
     """The sweep runs only in an erasure_request session."""
     with vault.session(DPO, "subject_rights") as s, pytest.raises(PolicyDeniedError) as caught:

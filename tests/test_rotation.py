@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -985,23 +986,27 @@ def test_puts_gets_and_finds_carry_on_during_reencryption(
     subject_ids = sorted({r.subject_id for r in owners.values()})
     with Vault.open(path, key=KeyFileKey(key_path)) as vault:
         job = vault.keys.reencrypt_subjects(actor=ADMIN)
-        # One subject per batch: the job takes long enough for the threads to overlap it
-        # even on a loaded machine.
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(path), str(key_path), job.job_id, "1"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # The job's first 50 batches run before the threads start, so that they work on a vault
+        # that is part re-keyed, whatever the scheduler does; the rest runs in another process
+        # (one subject per batch) once the threads have read and written.
+        first = [sys.executable, str(script), str(path), str(key_path), job.job_id, "1"]
+        subprocess.run([*first, "50"], check=True, capture_output=True, timeout=120)
+        assert _job(vault, job.job_id).done == 50
         errors: list[BaseException] = []
         written: Expected = {}
         seen_done: list[int] = []
         lock = threading.Lock()
+        begun = threading.Barrier(3)  # the writer, the reader and the test
+        procs: list[subprocess.Popen[bytes]] = []
+
+        def job_running() -> bool:
+            return not procs or procs[0].poll() is None
 
         def writer() -> None:
             rng = random.Random(1)
             serial = 0
             with vault.session(CLERK, "owner_registration") as session:
-                while proc.poll() is None or serial < 20:
+                while job_running() or serial < 20:
                     serial += 1
                     owner = OwnerProfile(
                         subject_id=f"during-{serial}", name="林新", phone=f"1990000{serial:04d}"
@@ -1014,13 +1019,15 @@ def test_puts_gets_and_finds_carry_on_during_reencryption(
                     found = session.find(Vehicle, plate=vehicle.plate)
                     assert [v.record_id for v in found] == [ids[1]]
                     assert found[0].subject_id == vehicle.subject_id
+                    if serial == 1:
+                        begun.wait(60)
 
         def reader() -> None:
             rng = random.Random(2)
             ids = list(owners)
             with vault.session(CLERK, "owner_registration") as session:
                 rounds = 0
-                while proc.poll() is None or rounds < 20:
+                while job_running() or rounds < 20:
                     rounds += 1
                     sample = rng.sample(ids, 10)
                     for rid, view in zip(
@@ -1032,6 +1039,8 @@ def test_puts_gets_and_finds_carry_on_during_reencryption(
                     found = session.find(OwnerProfile, phone=owners[rid].phone)
                     assert [v.record_id for v in found] == [rid]
                     seen_done.append(_job(vault, job.job_id).done)
+                    if rounds == 1:
+                        begun.wait(60)
 
         def guarded(fn: Callable[[], None]) -> Callable[[], None]:
             def run() -> None:
@@ -1039,12 +1048,16 @@ def test_puts_gets_and_finds_carry_on_during_reencryption(
                     fn()
                 except BaseException as exc:
                     errors.append(exc)
+                    begun.abort()
 
             return run
 
         threads = [threading.Thread(target=guarded(fn)) for fn in (writer, reader)]
         for thread in threads:
             thread.start()
+        begun.wait(60)
+        proc = subprocess.Popen(first, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(proc)
         try:
             _, err = proc.communicate(timeout=240)
         finally:
@@ -1059,9 +1072,8 @@ def test_puts_gets_and_finds_carry_on_during_reencryption(
         assert status.finished
         # Subjects created while the job ran may be re-keyed too; the total grows with them.
         assert status.done == status.total >= 600
-        # The job is under way until it reaches its final count (owners registered meanwhile
-        # included), so any smaller count a read saw means that read overlapped it.
-        assert any(0 < done < status.done for done in seen_done), sorted(set(seen_done))
+        # The reader's first round saw the job part done, before its second process started.
+        assert seen_done[0] == 50 < status.done, sorted(set(seen_done))
         assert len(written) >= 40
         _assert_readable(vault, expected | written)
         assert vault.audit.verify() == vault.audit.size()
@@ -1084,9 +1096,16 @@ def _wrapped_subject_keys(db: Path, db_key: bytes) -> int:
 
 
 def test_backup_while_writing_restores_a_consistent_snapshot(
-    tmp_path: Path, clock: FrozenClock, make_owner: Callable[..., OwnerProfile]
+    tmp_path: Path,
+    clock: FrozenClock,
+    make_owner: Callable[..., OwnerProfile],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Backups taken while another thread writes restore to whole transactions and verify."""
+    """Backups during which another thread commits restore to whole transactions and verify."""
+    # Each backup waits, inside its first copy step, until the writer has committed again: the
+    # write happens while the copy is under way, and must not reach it. Small steps, so that
+    # the copy is still under way when the writer commits.
+    monkeypatch.setattr("ownervault.storage.sqlcipher._BACKUP_STEP_PAGES", 4)
     key = InMemoryKey()
     people = People(make_owner)
     vault = Vault.create(tmp_path / "v", key=key, clock=clock)
@@ -1095,6 +1114,8 @@ def test_backup_while_writing_restores_a_consistent_snapshot(
         stop = threading.Event()
         errors: list[BaseException] = []
         batches = [people.records(5) for _ in range(400)]  # made up front: faker is not threadsafe
+        committed = threading.Condition()
+        records = [len(expected)]  # records committed so far
 
         def write() -> None:
             try:
@@ -1104,15 +1125,34 @@ def test_backup_while_writing_restores_a_consistent_snapshot(
                             return
                         ids = session.put_many(batch)  # 10 records per transaction
                         expected.update(zip(ids, batch, strict=True))
+                        with committed:
+                            records[0] += len(ids)
+                            committed.notify_all()
             except BaseException as exc:
                 errors.append(exc)
+
+        def commits_after(count: int) -> int:
+            with committed:
+                assert committed.wait_for(lambda: records[0] > count, timeout=30)
+                return records[0]
 
         thread = threading.Thread(target=write)
         thread.start()
         summaries = []
+        windows: list[tuple[int, int]] = []  # records before the backup, and during it
         for n in range(3):
-            time.sleep(0.05)
-            summaries.append(vault.backup(tmp_path / f"backup-{n}", actor=ADMIN))
+            before = commits_after(records[0])
+            steps: list[tuple[int, int]] = []
+
+            def step(done: int, total: int, steps: list[tuple[int, int]] = steps) -> None:
+                if not steps:
+                    commits_after(records[0])
+                steps.append((done, total))
+
+            summaries.append(vault.backup(tmp_path / f"backup-{n}", actor=ADMIN, progress=step))
+            assert steps[0][0] < steps[0][1], "the writer committed after the copy was done"
+            assert steps[-1][0] == steps[-1][1] and len(steps) > 1
+            windows.append((before, records[0]))
         stop.set()
         thread.join(timeout=60)
         assert not errors, errors
@@ -1141,7 +1181,45 @@ def test_backup_while_writing_restores_a_consistent_snapshot(
             assert restored.audit.size() >= summary.audit_entries
             assert restored.audit.verify() == restored.audit.size()
             _assert_readable(restored, {rid: expected[rid] for rid in ids})
+        # The copy holds what was committed when it began, and not what the writer committed
+        # while it ran.
+        before, after = windows[n]
+        assert before <= len(ids) < after
     assert counts == sorted(counts)
+
+
+def test_restore_and_destroy_retired_report_their_progress(
+    vault: Vault,
+    root_key: InMemoryKey,
+    tmp_path: Path,
+    make_owner: Callable[..., OwnerProfile],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Restore reports audit entries verified and destroy-retired keys examined, up to all."""
+    monkeypatch.setattr("ownervault.audit.log.PROGRESS_EVERY", 8)
+    People(make_owner).put(vault, 4)
+    job = vault.keys.reencrypt_subjects(actor=ADMIN)
+    vault.keys.run(job.job_id, actor=ADMIN)
+    examined: list[tuple[int, int]] = []
+    count = vault.keys.destroy_retired_subject_keys(
+        actor=ADMIN, progress=lambda *step: examined.append(step)
+    )
+    assert count == 4
+    assert examined[-1] == (8, 8) and examined[0] == (0, 8)
+    summary = vault.backup(tmp_path / "b", actor=ADMIN)
+    vault.export_key_backup(tmp_path / "keys.json", actor=ADMIN)
+    verified: list[tuple[int, int]] = []
+    with Vault.restore(
+        summary.path,
+        tmp_path / "r",
+        key=root_key,
+        key_backup=tmp_path / "keys.json",
+        progress=lambda *step: verified.append(step),
+    ) as restored:
+        size = restored.audit.size()
+    entries = size - 1  # the restore's own entry comes after the check
+    assert verified[-1] == (entries, entries)
+    assert [d for d, _ in verified] == [*range(8, entries, 8), entries]
 
 
 def test_restore_refuses_non_empty_targets_and_incomplete_backups(
@@ -1532,3 +1610,122 @@ def test_cli_rotation_backup_and_restore_smoke(
             if e["action"] in ("key.rotate_kek", "key.destroy", "key.rotate_root")
         )
         assert restored.audit.verify() == restored.audit.size()
+
+
+def _cli_in_terminal(*args: str) -> tuple[int, str, str]:
+    """Run the ownervault CLI with stderr on a pseudo-terminal; return exit code, out, err."""
+    import pty
+
+    master, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "OWNERVAULT_PASSPHRASE"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ownervault.cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env=env,
+    )
+    os.close(terminal)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        # The terminal's buffer is small: read while the command runs, until it closes.
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    out, _ = proc.communicate(timeout=120)
+    reader.join(10)
+    os.close(master)
+    return proc.returncode, out.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def test_cli_key_jobs_draw_a_progress_bar_only_on_a_terminal(
+    tmp_path: Path, make_owner: Callable[..., OwnerProfile]
+) -> None:
+    """A key job shows a bar with counts on a terminal's stderr, and none off it or with -q."""
+    path, key = tmp_path / "v", tmp_path / "root.key"
+    with Vault.create(path, key=KeyFileKey.generate(key)) as vault:
+        People(make_owner).put(vault, 6)
+    common = ["--key-file", str(key), "--batch-size", "2"]
+
+    code, out, err = _cli_in_terminal("keys", "rotate", str(path), "data", *common)
+    assert code == 0, out + err
+    assert re.search(r"reencrypt job_[0-9a-f]{16} +\[-+\] +0/6", err), err
+    assert re.search(r"reencrypt job_[0-9a-f]{16} +\[#+\] +6/6", err), err
+    assert re.fullmatch(
+        r"started reencrypt job (job_\w+) \(6 items\)\nreencrypt \1: done, 6 items\n", out
+    )
+
+    code, out, err = _cli_in_terminal("keys", "rotate", str(path), "index", *common, "--quiet")
+    assert code == 0 and err == "" and "reindex" in out
+
+    piped = CliRunner().invoke(main, ["keys", "rotate", str(path), "kek", *common])
+    assert piped.exit_code == 0, piped.output
+    assert piped.stderr == ""
+    assert re.fullmatch(
+        r"started rewrap job (job_\w+) \(\d+ items\)\nrewrap \1: done, \d+ items\n", piped.stdout
+    )
+
+
+RUNBOOK = Path(__file__).resolve().parents[1] / "docs" / "runbook-keys.md"
+
+
+def test_the_runbooks_kek_compromise_procedure_runs_as_written(
+    tmp_path: Path, make_owner: Callable[..., OwnerProfile]
+) -> None:
+    """Runbook section 5's KEK commands, run in order on the primary KEK, all succeed."""
+    text = RUNBOOK.read_text(encoding="utf-8")
+    section = text[text.index("## 5. Compromise response") : text.index("## 6.")]
+    kek_part = section[section.index("### A KEK") : section.index("### One owner's data key")]
+    assert "refused" not in kek_part
+    commands = [
+        line.removeprefix("$ ownervault ").split()
+        for line in kek_part.splitlines()
+        if line.startswith("$ ownervault ")
+    ]
+    assert [c[:2] for c in commands] == [
+        ["keys", "set-state"],
+        ["keys", "rotate"],
+        ["keys", "set-state"],
+    ]
+    path, key = tmp_path / "vault", tmp_path / "root.key"
+    with Vault.create(path, key=KeyFileKey.generate(key)) as vault:
+        everything = People(make_owner).put(vault, 5)
+        primary = vault.keys.primary(KeyKind.KEK)
+    runner = CliRunner()
+    for command in commands:
+        args = [
+            str(path) if word == "vault" else str(key) if word.endswith(".key") else word
+            for word in command
+        ]
+        args = [primary if re.fullmatch(r"[0-9a-f]{32}", word) else word for word in args]
+        result = runner.invoke(main, args, env={"OWNERVAULT_PASSPHRASE": ""})
+        assert result.exit_code == 0, (command, result.output)
+    with Vault.open(path, key=KeyFileKey(key)) as vault:
+        assert vault.keys.references(primary) == 0
+        states = {k.key_id: k.state for k in vault.keys.inventory()}
+        assert states[primary] is KeyState.DESTROYED
+        _assert_readable(vault, everything)
+
+
+def test_the_runbook_says_restores_replay_erasures_over_older_key_backups() -> None:
+    """Runbook section 7 says a key backup older than an erasure still holds the key, that a
+    restore replays the erasure ledger before keys come back, and points to the rights guide."""
+    text = RUNBOOK.read_text(encoding="utf-8")
+    part = text[text.index("### Erased owners and backups") : text.index("**Retention policy.**")]
+    section = " ".join(part.split())
+    assert (
+        "A restore erases again every owner any ledger it is given names, before it brings a "
+        "key back" in section
+    )
+    assert "**key backup taken before an erasure still holds that owner's data key**" in section
+    assert "`--erasures vault`" in section
+    assert "[rights-guide.md](rights-guide.md)" in section

@@ -49,6 +49,7 @@ from ownervault.exceptions import (
     RecordNotFoundError,
     StaleRecordError,
     SubjectErasedError,
+    UnknownFieldError,
     ValidationError,
     VaultExistsError,
     VaultFormatError,
@@ -565,6 +566,46 @@ def test_guard_sees_masked_name_and_phone(
     with leaks.raises(FieldNotDisclosedError):
         _ = view.email
     leaks.watch(view)
+
+
+def test_views_follow_the_attribute_protocol(
+    vault: Vault, clerk: Actor, guard: Actor, leaks: LeakCheck
+) -> None:
+    """Unknown fields, hidden fields and empty disclosed fields behave as Python attributes do."""
+    owner = leaks.record(
+        OwnerProfile(subject_id="o-1", name="张三", phone=PHONE, id_number="11010119900307002X")
+    )
+    (rid,) = _put(vault, clerk, "owner_registration", owner)
+    with vault.session(guard, "visitor_verification") as session:
+        guarded = session.get(OwnerProfile, rid)
+    with vault.session(clerk, "owner_registration") as session:
+        full = session.get(OwnerProfile, rid)
+    # Unknown: neither an attribute nor a key, and the message says so for the record type.
+    assert not hasattr(guarded, "no_such_field")
+    assert getattr(guarded, "no_such_field", "default") == "default"
+    with pytest.raises(AttributeError, match="owner_profile has no field 'no_such_field'"):
+        _ = guarded.no_such_field
+    with pytest.raises(KeyError, match="owner_profile has no field 'no_such_field'") as caught:
+        guarded["no_such_field"]
+    assert isinstance(caught.value, UnknownFieldError)
+    assert "no_such_field" not in dir(guarded)
+    # Hidden: FieldNotDisclosedError, a KeyError for items and an AttributeError for attributes.
+    assert not hasattr(guarded, "id_number")
+    assert getattr(guarded, "id_number", None) is None
+    with leaks.raises(FieldNotDisclosedError) as hidden:
+        _ = guarded.id_number
+    assert isinstance(hidden.value, AttributeError)
+    assert "is not disclosed" in str(hidden.value)
+    with leaks.raises(KeyError) as hidden_item:
+        guarded["id_number"]
+    assert isinstance(hidden_item.value, FieldNotDisclosedError)
+    assert "id_number" not in dir(guarded) and "phone" in dir(guarded)
+    # Empty: disclosed to the clerk but never given a value.
+    assert full.view_of("email") is ViewMode.FULL
+    assert full.email is None and full["email"] is None and hasattr(full, "email")
+    assert full.view_of("id_number") is ViewMode.MASKED and full.id_number is not None
+    assert guarded["subject_id"] == guarded.subject_id == "o-1"
+    leaks.watch(guarded, full)
 
 
 def test_front_desk_and_finance_masks(
@@ -1167,7 +1208,7 @@ def test_reprs_show_no_secret_or_personal_value(
             session.update(view, phone=owner.phone * 40)
         with leaks.raises(ValidationError):
             session.find(OwnerProfile, birth_date=owner.birth_date)
-        with leaks.raises(FieldNotDisclosedError):
+        with leaks.raises(UnknownFieldError):
             full["no_such_field"]
         session.close()
     with leaks.raises(WrongKeyError):

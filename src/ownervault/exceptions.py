@@ -15,6 +15,8 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     │   ├── PolicyError                      a policy file is invalid (file and line in the message)
     │   └── KeyProviderError                 a key provider cannot produce its key material
     ├── ValidationError (ValueError)         a record or argument handed in is invalid
+    │   └── UnknownFieldError (KeyError, AttributeError)  a view was asked for a field its
+    │                                        record type does not have
     ├── VaultError
     │   ├── VaultExistsError (FileExistsError)
     │   ├── VaultNotFoundError (FileNotFoundError)
@@ -28,8 +30,9 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     │   └── KeyExhaustedError                a key reached its invocation limit
     ├── AccessDeniedError (PermissionError)
     │   ├── PolicyDeniedError                no rule allows the actor, purpose, record or field
-    │   ├── ConsentRequiredError             the purpose needs a live consent the subject lacks
-    │   └── FieldNotDisclosedError (KeyError)  a field hidden by the decision was asked for
+    │   └── ConsentRequiredError             the purpose needs a live consent the subject lacks
+    ├── FieldNotDisclosedError (KeyError, AttributeError)  a view was asked for a field the
+    │                                        decision hides
     ├── RecordError
     │   ├── RecordNotFoundError (LookupError)
     │   ├── StaleRecordError                 an update was based on an out-of-date version
@@ -61,6 +64,7 @@ __all__ = [
     "StaleRecordError",
     "StorageError",
     "SubjectErasedError",
+    "UnknownFieldError",
     "ValidationError",
     "VaultClosedError",
     "VaultError",
@@ -181,11 +185,28 @@ class ConsentRequiredError(AccessDeniedError):
         super().__init__(message)
 
 
-class FieldNotDisclosedError(AccessDeniedError, KeyError):
-    """A field that the decision hides (or that the record does not have) was asked for."""
+class FieldNotDisclosedError(OwnerVaultError, KeyError, AttributeError):
+    """A view was asked for a field of its record type that the decision hides.
+
+    It is a ``KeyError`` for ``view["field"]`` and an ``AttributeError`` for ``view.field``, so
+    ``getattr(view, "field", None)`` and ``hasattr`` work as for any Python object. It is not an
+    :class:`AccessDeniedError`: Python cannot make one exception both a ``PermissionError`` and
+    an ``AttributeError``. Nothing was denied when it is raised; the decision made when the
+    record was read left the field out, and it was never decrypted.
+    """
 
     def __str__(self) -> str:
         # KeyError quotes its argument; keep the message readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownFieldError(ValidationError, KeyError, AttributeError):
+    """A view was asked for a field that its record type does not have (a typo, most often).
+
+    A ``KeyError`` for ``view["field"]`` and an ``AttributeError`` for ``view.field``.
+    """
+
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 

@@ -76,14 +76,14 @@ def migrate_vault(
     *,
     key: KeyProvider,
     policy: Policy | str | Path | None = None,
-    progress: Callable[[str, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MigrationReport:
     """Copy the embedded vault at ``source`` into the empty PostgreSQL database ``target``.
 
     The file is held under its write lock for the whole copy (writers elsewhere wait, readers
     carry on); the server side is one transaction, so a failed copy leaves the database as it
     was. ``policy`` is the pack the vault runs with (opening a vault records which one).
-    ``progress`` is told each table's name and row count as it is copied.
+    ``progress`` is told (rows copied, rows in all tables) as the copy goes on.
 
     Raises:
         VaultExistsError: the database already holds a vault or any vault row.

@@ -26,14 +26,13 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from . import rights
-from .audit import AuditEntry, AuditLog, format_time
+from .audit import AuditLog
 from .audit.anchor import CheckpointSink
-from .audit.bundle import AuditFilter, BundleSummary, export_bundle
+from .audit.bundle import BundleSummary
 from .breach import IncidentManager, attach, incident_manager
 from .exceptions import (
     AuditIntegrityError,
     IntegrityError,
-    RecordNotFoundError,
     ValidationError,
     VaultClosedError,
     VaultError,
@@ -54,6 +53,7 @@ from .kernel import (
 )
 from .kernel import erase as _erase
 from .kernel.clock import Clock
+from .kernel.exports import export_audit
 from .keys import DEFAULT_MAX_INVOCATIONS, KeyProvider
 from .keys.admin import (
     BackupSummary,
@@ -211,6 +211,7 @@ class Vault:
         key: KeyProvider,
         key_backup: str | Path | None = None,
         erasure_ledgers: Sequence[str | Path] = (),
+        progress: Callable[[int, int], None] | None = None,
     ) -> Vault:
         """Copy a backup to ``target``, open it, verify its audit log and restore data keys.
 
@@ -221,6 +222,7 @@ class Vault:
         in ``erasure_ledgers`` (give the live vault's ``erasures.ledger``, or a copy kept
         off-site). An owner erased after the backup was taken then stays erased, whichever key
         backup is used. A subject's key is never brought back once any ledger names them.
+        ``progress`` is told (audit entries verified, entries in all) as the log is checked.
 
         Raises:
             VaultNotFoundError: the backup lacks ``vault.db`` or ``vault.header``, or an erasure
@@ -236,7 +238,7 @@ class Vault:
             shutil.rmtree(destination, ignore_errors=True)
             raise
         try:
-            finish_restore(vault._kernel, key_backup, erasure_ledgers)
+            finish_restore(vault._kernel, key_backup, erasure_ledgers, progress=progress)
         except BaseException:
             vault.close()
             # A half-restored copy is worse than none: remove it.
@@ -323,6 +325,7 @@ class Vault:
         until: str | None = None,
         actor_id: str | None = None,
         subject_id: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> BundleSummary:
         """Export the audit log (or a filtered part) as a bundle anyone can verify offline.
 
@@ -336,43 +339,17 @@ class Vault:
             since, until: ISO 8601 UTC bounds on entry time (``until`` exclusive).
             actor_id: only entries by this actor.
             subject_id: only entries about this subject.
+            progress: told (log entries gone through, entries in all) as the export goes on.
         """
-        kernel = self._kernel
-        kernel.check_open()
-        pseudonym: str | None = None
-        if subject_id is not None:
-            subject = kernel.keys.lookup_subject(subject_id)
-            if subject is None:
-                raise RecordNotFoundError("no live subject with that id")
-            pseudonym = subject.pseudonym
-        audit_filter = AuditFilter(
-            since=_iso_bound(since), until=_iso_bound(until), actor=actor_id, subject=pseudonym
-        )
-        entry = AuditEntry(
-            action="audit.export",
-            actor=actor.actor_id,
-            roles=actor.roles,
-            purpose="audit_export",
-            decision="allow",
-            subject=pseudonym,
-            detail={
-                "since": audit_filter.since,
-                "until": audit_filter.until,
-                "actor_filter": actor_id,
-            },
-        )
-        with kernel.backend.atomic():
-            kernel.audit.append([entry], now=kernel.clock.now())
-        note = kernel.checkpoint()
-        return export_bundle(
-            kernel.audit,
+        return export_audit(
+            self._kernel,
             Path(out),
-            note=note,
-            vkey=kernel.verifier_key,
-            origin=kernel.log_origin,
-            audit_filter=audit_filter,
-            now=kernel.clock.now(),
-            sign=kernel.sign_note,
+            actor=actor,
+            since=since,
+            until=until,
+            actor_id=actor_id,
+            subject_id=subject_id,
+            progress=progress,
         )
 
     def explain(
@@ -395,10 +372,15 @@ class Vault:
 
     # ------------------------------------------------------------------ administration
 
-    def backup(self, out: str | Path, *, actor: Actor) -> BackupSummary:
-        """Write a consistent online snapshot (database and header) to ``out``."""
+    def backup(
+        self, out: str | Path, *, actor: Actor, progress: Callable[[int, int], None] | None = None
+    ) -> BackupSummary:
+        """Write a consistent online snapshot (database and header) to ``out``.
+
+        ``progress`` is told (database pages copied, pages in all) as the copy goes on.
+        """
         self._kernel.check_open()
-        return backup(self._kernel, out, actor=actor)
+        return backup(self._kernel, out, actor=actor, progress=progress)
 
     def export_key_backup(self, out: str | Path, *, actor: Actor) -> int:
         """Write the wrapped keys to ``out`` (for restoring data backups); returns the count."""
@@ -441,19 +423,6 @@ class Vault:
                 not a compliance officer.
         """
         return Session(self._kernel.access(actor, purpose), lambda: self.correction_notifiers)
-
-
-def _iso_bound(value: str | None) -> str | None:
-    """Normalise a user-given time bound to the audit entries' UTC format."""
-    if value is None:
-        return None
-    try:
-        moment = _dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ValidationError("time bounds must be ISO 8601 dates or date-times") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_dt.UTC)
-    return format_time(moment)
 
 
 class Session:
@@ -774,12 +743,17 @@ class Session:
         with self._ready() as access:
             return rights.close_request(access, request_id, status=status, outcome=outcome)
 
-    def retention_sweep(self, *, dry_run: bool = True) -> SweepReport:
-        """Erase subjects whose relationship ended and whose retention periods all ran out."""
+    def retention_sweep(
+        self, *, dry_run: bool = True, progress: Callable[[int, int], None] | None = None
+    ) -> SweepReport:
+        """Erase subjects whose relationship ended and whose retention periods all ran out.
+
+        ``progress`` is told (subjects examined, subjects in all) after each subject.
+        """
         with self._ready() as access:
             if not dry_run:
                 access.kernel.check_writable()
-            return rights.retention_sweep(access, dry_run=dry_run)
+            return rights.retention_sweep(access, dry_run=dry_run, progress=progress)
 
 
 def _ref(record: RecordRef | RecordView) -> RecordRef:

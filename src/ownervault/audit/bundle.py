@@ -28,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -41,7 +42,7 @@ from ..exceptions import AuditIntegrityError, ValidationError
 from ..storage.base import AuditRow
 from . import checkpoint as _checkpoint
 from . import merkle
-from .log import AuditLog, canonical_json, field_fragment, format_time
+from .log import PROGRESS_EVERY, AuditLog, canonical_json, field_fragment, format_time
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -260,8 +261,12 @@ def export_bundle(
     audit_filter: AuditFilter,
     now: datetime,
     sign: Callable[[str], str],
+    progress: Callable[[int, int], None] | None = None,
 ) -> BundleSummary:
     """Write a bundle of the log as signed by ``note`` (which must cover the current log).
+
+    ``progress`` is told (log entries gone through, entries in the signed log) as the entries
+    are written.
 
     Raises:
         ValidationError: ``out`` exists and is not an empty directory.
@@ -286,7 +291,12 @@ def export_bundle(
     ):
         entry_hash = hashlib.sha256()
         proof_hash = hashlib.sha256()
+        reported = 0
         for group in _groups(log.rows(0, size)):
+            scanned = group[-1].seq + 1
+            if progress is not None and scanned - reported >= PROGRESS_EVERY:
+                progress(scanned, size)
+                reported = scanned
             if source is not None:
                 source.use_group(group[0].seq >> _GROUP_LEVEL, [row.leaf_hash for row in group])
                 group = [
@@ -309,6 +319,8 @@ def export_bundle(
                 count += 1
         digests["entries.jsonl"] = entry_hash.hexdigest()
         digests["proofs.jsonl"] = proof_hash.hexdigest()
+    if progress is not None:
+        progress(size, size)
     earlier = [(old, root) for old, root, _note, _ in log.checkpoints() if 0 < old < size]
     _, proofs = log.stream_proofs(size, [old for old, _ in earlier])
     consistency = [
@@ -384,7 +396,11 @@ def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
 
 
 def verify_bundle(
-    folder: str | Path, vkeys: Sequence[str], *, previous: str | None = None
+    folder: str | Path,
+    vkeys: Sequence[str],
+    *,
+    previous: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VerificationReport:
     """Verify an export bundle offline with trusted verifier key(s).
 
@@ -392,6 +408,7 @@ def verify_bundle(
         folder: the bundle directory.
         vkeys: verifier key strings obtained out of band (not the bundle's own ``vkey.txt``).
         previous: the text of a signed checkpoint kept from before, to check consistency.
+        progress: told (entries checked, entries in the bundle) as the entries are checked.
 
     Returns:
         A :class:`VerificationReport`. Raises only if the bundle cannot be read at all or its
@@ -411,7 +428,7 @@ def verify_bundle(
         raise AuditIntegrityError("checkpoint.txt is not UTF-8") from None
     signed = _checkpoint.parse_checkpoint(_checkpoint.verify_note(note, vkeys))
     size = signed.size
-    integrity = _check_integrity(path, manifest, signed, vkeys)
+    integrity = _check_integrity(path, manifest, signed, vkeys, progress)
     completeness = _check_completeness(manifest, size)
     consistency = _check_consistency(path, manifest, signed, previous, vkeys)
     return VerificationReport(
@@ -429,6 +446,7 @@ def _check_integrity(
     manifest: Mapping[str, Any],
     signed: _checkpoint.Checkpoint,
     vkeys: Sequence[str],
+    progress: Callable[[int, int], None] | None,
 ) -> CheckResult:
     try:
         try:
@@ -446,14 +464,21 @@ def _check_integrity(
         if not isinstance(files, dict) or set(files) != set(_FILES):
             raise AuditIntegrityError("the manifest does not list the bundle's files")
         complete = manifest.get("complete")
+        # The entry lines are checked before their digests, so that a removed or repeated line
+        # is reported as such: a complete export digests them in the pass that hashes them.
+        walked = ("entries.jsonl",) if complete is True else ("entries.jsonl", "proofs.jsonl")
         for name in _FILES:
-            if complete is True and name == "entries.jsonl":
-                continue  # digested in the same pass that hashes the entries, below
-            if _file_digest(path / name) != files[name]:
+            if name not in walked and _file_digest(path / name) != files[name]:
                 raise AuditIntegrityError(f"{name} does not match its digest in the manifest")
         count = 0
         if complete is True:
-            count, root, digest = _stream_root(path / "entries.jsonl")
+            count, root, digest = _stream_root(
+                path / "entries.jsonl", progress=progress, total=signed.size
+            )
+            if count < signed.size:
+                raise AuditIntegrityError(
+                    f"{_missing(count, signed.size)} from the end of entries.jsonl"
+                )
             if digest != files["entries.jsonl"]:
                 raise AuditIntegrityError("entries.jsonl does not match its digest in the manifest")
             if count != signed.size or root != signed.root_hash:
@@ -475,6 +500,7 @@ def _check_integrity(
                 raw = _entry_bytes(obj, number)
                 proof_line = next(proofs, None)
                 if proof_line is None or proof_line[1].get("seq") != seq:
+                    _check_not_missing(proof_line, before=seq)
                     raise AuditIntegrityError(f"proofs.jsonl has no proof for entry {seq}")
                 hashes = proof_line[1].get("proof")
                 if not isinstance(hashes, list):
@@ -486,8 +512,15 @@ def _check_integrity(
                 if not audit_filter.matches(json.loads(raw)):
                     raise AuditIntegrityError(f"entry {seq} does not match the export's filter")
                 count += 1
-            if next(proofs, None) is not None:
+                if progress is not None and count % PROGRESS_EVERY == 0:
+                    listed = manifest.get("entries")
+                    progress(count, max(count, listed if isinstance(listed, int) else 0))
+            if (extra := next(proofs, None)) is not None:
+                _check_not_missing(extra)
                 raise AuditIntegrityError("proofs.jsonl has more proofs than entries")
+            for name in walked:
+                if _file_digest(path / name) != files[name]:
+                    raise AuditIntegrityError(f"{name} does not match its digest in the manifest")
         else:
             raise AuditIntegrityError("the manifest does not say whether the export is complete")
         if count != manifest.get("entries"):
@@ -496,6 +529,8 @@ def _check_integrity(
         return CheckResult(False, str(exc))
     except FileNotFoundError as exc:
         return CheckResult(False, f"the bundle is missing {Path(exc.filename).name}")
+    if progress is not None:
+        progress(count, count)
     return CheckResult(True, f"{count} entries hash into the signed tree of {signed.size}")
 
 
@@ -506,7 +541,9 @@ _READ_BLOCK: Final = 1 << 22
 _RUN: Final = 1 << 12
 
 
-def _stream_root(path: Path) -> tuple[int, bytes, str]:
+def _stream_root(
+    path: Path, *, progress: Callable[[int, int], None] | None = None, total: int = 0
+) -> tuple[int, bytes, str]:
     """Hash a complete export's entries into a Merkle root and the file's digest (one pass).
 
     Each line must be exactly ``{"entry":"<base64>","seq":<n>}`` with ``n`` its 0-based line
@@ -515,7 +552,8 @@ def _stream_root(path: Path) -> tuple[int, bytes, str]:
     perfect subtree, folded level by level; the subtrees are kept on a stack of decreasing
     sizes, which is the RFC 9162 decomposition of the tree. Each block is digested on a second
     thread while its lines are checked (hashing a large buffer releases the interpreter lock),
-    so the file digest costs no time on a machine with two cores.
+    so the file digest costs no time on a machine with two cores. ``progress`` is told
+    (entries hashed, ``total``) after each block.
     """
     file_digest = hashlib.sha256()
     stack: list[tuple[int, bytes]] = []
@@ -540,6 +578,8 @@ def _stream_root(path: Path) -> tuple[int, bytes, str]:
                 _push(stack, _RUN, _perfect_root(leaves))
                 count += _RUN
             del pending[:full]
+            if progress is not None:
+                progress(count, max(count, total))
         if digested is not None:
             digested.result()
     if carry:
@@ -582,7 +622,7 @@ def _run_leaves(lines: Sequence[bytes], first: int) -> list[bytes]:
             if not (line.startswith(_ENTRY_PREFIX) and line.endswith(suffix))
             or len(line) <= start + len(suffix)
         )
-        raise AuditIntegrityError(f"entries.jsonl line {first + bad + 1} is malformed")
+        raise _misplaced(lines[bad], first + bad)
     try:
         entries = [a2b(text, strict_mode=True) for text in texts]
     except binascii.Error:
@@ -593,6 +633,53 @@ def _run_leaves(lines: Sequence[bytes], first: int) -> list[bytes]:
                 raise AuditIntegrityError(f"entries.jsonl line {number} is not base64") from None
         raise
     return [sha256(b"\x00" + entry).digest() for entry in entries]
+
+
+_SEQ_SUFFIX: Final = re.compile(rb'","seq":(0|[1-9][0-9]*)\}\Z')
+
+
+def _missing(first: int, end: int) -> str:
+    """'entry 7 is missing' or 'entries 7 to 9 are missing'."""
+    if end - first == 1:
+        return f"entry {first} is missing"
+    return f"entries {first} to {end - 1} are missing"
+
+
+def _misplaced(line: bytes, seq: int) -> AuditIntegrityError:
+    """The error for line ``seq + 1`` of a complete export, which is not entry ``seq``.
+
+    A line that is well formed but carries a later sequence number means entries were taken
+    out; an earlier one, that an entry was repeated or moved.
+    """
+    found = _SEQ_SUFFIX.search(line) if line.startswith(_ENTRY_PREFIX) else None
+    held = -1 if found is None else int(found.group(1))
+    if held in (-1, seq):
+        return AuditIntegrityError(f"entries.jsonl line {seq + 1} is malformed")
+    if held > seq:
+        return AuditIntegrityError(
+            f"{_missing(seq, held)} from entries.jsonl (line {seq + 1} holds entry {held})"
+        )
+    return AuditIntegrityError(
+        f"entries.jsonl line {seq + 1} holds entry {held} again or out of order "
+        f"(entry {seq} belongs there)"
+    )
+
+
+def _check_not_missing(
+    proof_line: tuple[int, dict[str, Any]] | None, *, before: int | None = None
+) -> None:
+    """In a filtered export, a proof whose entry line is absent means the entry was removed.
+
+    ``proof_line`` is the next proof; ``before`` the sequence number of the next entry line
+    (None after the last one). A proof for an earlier entry than that is one left behind.
+    """
+    if proof_line is None or not isinstance(seq := proof_line[1].get("seq"), int):
+        return
+    if before is None or seq < before:
+        raise AuditIntegrityError(
+            f"entry {seq} is missing from entries.jsonl "
+            f"(proofs.jsonl line {proof_line[0]} holds its proof)"
+        )
 
 
 def _perfect_root(leaves: list[bytes]) -> bytes:

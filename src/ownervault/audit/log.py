@@ -27,6 +27,7 @@ from .anchor import AnchoredCheckpoint, Anchors
 
 __all__ = [
     "ENTRY_VERSION",
+    "PROGRESS_EVERY",
     "AuditEntry",
     "AuditLog",
     "LeafHashes",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 ENTRY_VERSION: Final = 1
+
+#: How many entries long checks and exports handle between two progress reports.
+PROGRESS_EVERY: Final = 4096
 
 
 def format_time(moment: datetime) -> str:
@@ -454,8 +458,11 @@ class AuditLog:
             if all(entry.get(key) == value for key, value in fields.items()):
                 yield entry
 
-    def verify(self) -> int:
+    def verify(self, *, progress: Callable[[int, int], None] | None = None) -> int:
         """Recompute every leaf hash and the root from the stored bytes; return the size.
+
+        ``progress`` is told (entries checked, entries in all) every
+        :data:`PROGRESS_EVERY` entries and at the end.
 
         Raises:
             AuditIntegrityError: an entry's bytes no longer match its leaf hash, a sequence
@@ -463,20 +470,23 @@ class AuditLog:
                 failure observers are told first).
         """
         try:
-            return self._verify_stored()
+            return self._verify_stored(progress)
         except AuditIntegrityError as error:
             self.report_failure(error)
             raise
 
-    def _verify_stored(self) -> int:
+    def _verify_stored(self, progress: Callable[[int, int], None] | None) -> int:
         anchored = self.anchors.latest() if self.anchors is not None else None
         frontier = merkle.Frontier.from_bytes(bytes(8))
         expected = 0
+        total = self._backend.audit_state()[0] if progress is not None else 0
         for row in self._backend.audit_rows():
             if row.seq != expected:
                 raise AuditIntegrityError(f"audit entry {expected} is missing")
             frontier = frontier.append(_checked_leaf(row, expected))
             expected += 1
+            if progress is not None and expected % PROGRESS_EVERY == 0:
+                progress(expected, max(total, expected))
             at_anchor = anchored is not None and expected == anchored.size
             if at_anchor and anchored is not None and frontier.to_bytes() != anchored.frontier:
                 raise AuditIntegrityError(
@@ -489,6 +499,8 @@ class AuditLog:
         size, state = self._backend.audit_state()
         if size != expected or merkle.Frontier.from_bytes(state).root() != frontier.root():
             raise AuditIntegrityError("the audit log does not match its stored Merkle root")
+        if progress is not None:
+            progress(expected, expected)
         return expected
 
 

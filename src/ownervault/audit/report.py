@@ -101,6 +101,11 @@ def collect(entries: Iterable[Mapping[str, Any]]) -> ReportData:
     )
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 subject``, ``2 subjects``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _stacked_bars(title: str, series: Mapping[str, Mapping[str, int]]) -> str:
     """An inline SVG stacked bar chart: one bar per day, one colour per key."""
     if not series:
@@ -169,8 +174,8 @@ td, th {{ border: 1px solid #ccc; padding: .25em .6em; text-align: left; }}
 {html.escape(data.first or "—")} to {html.escape(data.last or "—")}.</p>
 <p class="{status_class}">审计日志校验 Audit log verification: {html.escape(verification)}</p>
 <h2>访问 Accesses</h2>
-<p>{sum(sum(c.values()) for c in data.reads_by_day_purpose.values())} record reads of
-{data.subjects_touched} subjects (counted by pseudonym).</p>
+<p>{_count(sum(sum(c.values()) for c in data.reads_by_day_purpose.values()), "record read")}
+of {_count(data.subjects_touched, "subject")} (counted by pseudonym).</p>
 {_stacked_bars("Reads per day by purpose", data.reads_by_day_purpose)}
 {_stacked_bars("Reads per day by role", data.reads_by_day_role)}
 <h2>拒绝 Denials</h2>

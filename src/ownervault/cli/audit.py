@@ -16,6 +16,8 @@ from .common import (
     officer_actor,
     open_vault,
     print_table,
+    progress_bar,
+    quiet_option,
 )
 
 __all__ = ["audit"]
@@ -35,6 +37,7 @@ def audit() -> None:
 @click.option("--subject", help="Only entries about this subject id (turned into its pseudonym).")
 @audited_as_option
 @key_file_option
+@quiet_option
 @handle_errors
 def audit_export(
     path: Path,
@@ -45,17 +48,20 @@ def audit_export(
     subject: str | None,
     as_actor: str | None,
     key_file: Path | None,
+    quiet: bool,
 ) -> None:
     """Write a signed, offline-verifiable bundle of the audit log to --out."""
     with open_vault(path, key_file) as vault:
-        summary = vault.export_audit(
-            out,
-            actor=officer_actor(as_actor),
-            since=since,
-            until=until,
-            actor_id=actor_filter,
-            subject_id=subject,
-        )
+        with progress_bar("exporting audit entries", quiet=quiet) as advance:
+            summary = vault.export_audit(
+                out,
+                actor=officer_actor(as_actor),
+                since=since,
+                until=until,
+                actor_id=actor_filter,
+                subject_id=subject,
+                progress=advance,
+            )
         vkey = vault.verifier_key
     kind = "complete" if summary.complete else "filtered"
     click.echo(
@@ -72,14 +78,19 @@ def audit_export(
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="A signed checkpoint kept from before, to prove the log only grew.",
 )
+@quiet_option
 @handle_errors
-def audit_verify(bundle: Path, vkeys: tuple[str, ...], previous: Path | None) -> None:
+def audit_verify(bundle: Path, vkeys: tuple[str, ...], previous: Path | None, quiet: bool) -> None:
     """Verify an exported bundle offline: integrity, completeness, consistency."""
     from ..audit.bundle import verify_bundle
 
-    report = verify_bundle(
-        bundle, list(vkeys), previous=previous.read_text(encoding="utf-8") if previous else None
-    )
+    with progress_bar("verifying audit entries", quiet=quiet) as advance:
+        report = verify_bundle(
+            bundle,
+            list(vkeys),
+            previous=previous.read_text(encoding="utf-8") if previous else None,
+            progress=advance,
+        )
     click.echo(
         f"log {report.origin}: tree of {report.tree_size}, {report.entries} entries in bundle"
     )

@@ -5,16 +5,19 @@
 * :func:`key_provider` resolves the root key: ``--key-file``, else the passphrase from
   ``$OWNERVAULT_PASSPHRASE``, else a prompt in a terminal; :func:`open_vault` opens a vault
   with it.
-* The options more than one command takes (``--key-file``, ``--policy``, ``--as``), the actors
-  that commands act as, and :func:`print_table`, which lines up columns of Chinese text.
+* The options more than one command takes (``--key-file``, ``--policy``, ``--as``,
+  ``--quiet``), the actors that commands act as, :func:`print_table`, which lines up columns of
+  Chinese text, and :func:`progress_bar`, the bar long commands draw on a terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +42,8 @@ __all__ = [
     "open_vault",
     "policy_option",
     "print_table",
+    "progress_bar",
+    "quiet_option",
 ]
 
 PASSPHRASE_ENV = "OWNERVAULT_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
@@ -49,6 +54,7 @@ _EXIT_CODES: tuple[tuple[type[exc.OwnerVaultError], int], ...] = (
     (exc.WrongKeyError, 3),
     (exc.KeyProviderError, 3),
     (exc.AccessDeniedError, 4),
+    (exc.FieldNotDisclosedError, 4),
     (exc.VaultFormatError, 5),
     (exc.PolicyError, 5),
 )
@@ -114,6 +120,12 @@ policy_option = click.option(
     help="Policy pack folder (default: the shipped property-management pack).",
 )
 as_option = click.option("--as", "as_actor", help="Your actor id (default: $USER).")
+quiet_option = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress bar (there is none either when stderr is not a terminal).",
+)
 audited_as_option = click.option(
     "--as",
     "as_actor",
@@ -149,14 +161,84 @@ def evidence_digest(evidence: str | None, evidence_file: Path | None) -> str:
     return evidence.lower()
 
 
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    """Print ``rows`` under ``headers`` in columns (CJK characters count two columns)."""
-    widths = [max(_width(h), *(_width(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=True))
-    click.echo(line)
-    click.echo("  ".join("-" * w for w in widths))
-    for row in rows:
-        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths, strict=True)))
+@contextlib.contextmanager
+def progress_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback that draws a bar with counts and an ETA on stderr.
+
+    The bar is drawn only when stderr is a terminal and ``quiet`` is false; otherwise the
+    callback does nothing, so output sent to a file or a log has no bar in it. It appears at
+    the first call and is redrawn at most ten times a second.
+    """
+    stream = sys.stderr
+    if quiet or not stream.isatty():
+        yield lambda done, total: None
+        return
+    bar: Any = None
+    shown = 0
+    last = 0.0
+
+    def advance(done: int, total: int) -> None:
+        nonlocal bar, shown, last
+        if bar is None:
+            bar = click.progressbar(
+                length=max(total, 1), label=label, file=stream, show_eta=True, show_pos=True
+            )
+            bar.__enter__()
+        now = time.monotonic()
+        if done < total and now - last < 0.1:
+            return
+        # A key job's total grows when owners are added while it runs.
+        bar.length = max(total, done, 1)
+        bar.update(done - shown)
+        shown, last = done, now
+
+    try:
+        yield advance
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def print_table(
+    headers: list[str], rows: list[list[str]], *, wrap: Mapping[int, int] | None = None
+) -> None:
+    """Print ``rows`` under ``headers`` in columns (CJK characters count two columns).
+
+    Args:
+        headers: the column titles.
+        rows: the cells, one list per row (no rows: the titles alone).
+        wrap: column index -> widest width; a longer cell of that column is wrapped between
+            words onto continuation lines (a single word wider than that is kept whole).
+    """
+    limits = wrap or {}
+    cells = [
+        [_wrapped(cell, limits[i]) if i in limits else [cell] for i, cell in enumerate(row)]
+        for row in rows
+    ]
+    widths = [
+        max([_width(h), *(_width(part) for row in cells for part in row[i])])
+        for i, h in enumerate(headers)
+    ]
+    _echo_row(headers, widths)
+    _echo_row(["-" * w for w in widths], widths)
+    for row in cells:
+        for n in range(max(len(parts) for parts in row)):
+            _echo_row([parts[n] if n < len(parts) else "" for parts in row], widths)
+
+
+def _echo_row(cells: list[str], widths: list[int]) -> None:
+    click.echo("  ".join(_pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip())
+
+
+def _wrapped(text: str, limit: int) -> list[str]:
+    """``text`` cut between words into lines of at most ``limit`` columns."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and _width(lines[-1]) + 1 + _width(word) <= limit:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def _width(text: str) -> int:

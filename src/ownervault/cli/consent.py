@@ -147,6 +147,9 @@ def consent_list(
         vault.session(actor, purpose="consent_management") as session,
     ):
         records = session.consents(subject_id)
+    if not records:
+        click.echo("no consents recorded for this owner")
+        return
     print_table(
         ["id", "time", "event", "purpose", "by", "separate", "notice", "expires", "channel"],
         [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,10 +41,12 @@ __all__ = ["incident"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> None:
+def _table(
+    headers: list[str], rows: list[list[str]], *, wrap: Mapping[int, int] | None = None
+) -> None:
     """:func:`print_table`, or ``(none)`` when there are no rows."""
     if rows:
-        print_table(headers, rows)
+        print_table(headers, rows, wrap=wrap)
     else:
         click.echo("(none)")
 
@@ -205,7 +207,7 @@ _STATES = ("pending", "delivering", "delivered", "dead")
 def _deadline_table(deadlines: Sequence[Deadline]) -> None:
     def remaining(d: Deadline) -> str:
         if d.status in ("met", "late", "not_applicable"):
-            return d.done_at or ""
+            return (d.done_at or "")[:19]
         seconds = d.remaining_seconds
         sign = "-" if seconds < 0 else ""
         seconds = abs(seconds)
@@ -213,10 +215,8 @@ def _deadline_table(deadlines: Sequence[Deadline]) -> None:
 
     _table(
         ["deadline", "audience", "due (UTC)", "status", "left / done", "basis"],
-        [
-            [d.name, d.audience, d.due_at[:19], d.status, remaining(d), d.basis[:60]]
-            for d in deadlines
-        ],
+        [[d.name, d.audience, d.due_at[:19], d.status, remaining(d), d.basis] for d in deadlines],
+        wrap={5: 56},
     )
 
 

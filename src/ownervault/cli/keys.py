@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -19,6 +18,8 @@ from .common import (
     key_file_option,
     open_vault,
     print_table,
+    progress_bar,
+    quiet_option,
 )
 
 __all__ = ["keys"]
@@ -84,22 +85,18 @@ def keys_status(path: Path, key_file: Path | None, as_json: bool) -> None:
     click.echo(f"audit entries: {status.audit_entries}")
 
 
-def _run_jobs(vault: Vault, actor: Actor, batch_size: int) -> None:
+def _run_jobs(vault: Vault, actor: Actor, batch_size: int, *, quiet: bool) -> None:
     """Run every unfinished key job with a progress bar (resumes interrupted ones)."""
     for job in vault.keys.pending():
         label = f"{job.kind} {job.job_id}"
-        with click.progressbar(
-            length=max(job.total, 1), label=label, show_eta=True, show_pos=True
-        ) as bar:
-            bar.update(job.done)
-            seen = job.done
-
-            def advance(status: Any, bar: Any = bar) -> None:
-                nonlocal seen
-                bar.update(status.done - seen)
-                seen = status.done
-
-            done = vault.keys.run(job.job_id, actor=actor, batch_size=batch_size, progress=advance)
+        with progress_bar(label, quiet=quiet) as advance:
+            advance(job.done, job.total)
+            done = vault.keys.run(
+                job.job_id,
+                actor=actor,
+                batch_size=batch_size,
+                progress=lambda status: advance(status.done, status.total),
+            )
         click.echo(f"{label}: {done.state}, {done.done} items")
 
 
@@ -115,6 +112,7 @@ def _run_jobs(vault: Vault, actor: Actor, batch_size: int) -> None:
 @click.option("--no-run", is_flag=True, help="Start the job but do not run it now.")
 @as_option
 @key_file_option
+@quiet_option
 @handle_errors
 def keys_rotate(
     path: Path,
@@ -124,6 +122,7 @@ def keys_rotate(
     no_run: bool,
     as_actor: str | None,
     key_file: Path | None,
+    quiet: bool,
 ) -> None:
     """Rotate the root key, the KEK, the index key, every data key, or the page key.
 
@@ -162,7 +161,7 @@ def keys_rotate(
         job = start(actor=actor)
         click.echo(f"started {job.kind} job {job.job_id} ({job.total} items)")
         if not no_run:
-            _run_jobs(vault, actor, batch_size)
+            _run_jobs(vault, actor, batch_size, quiet=quiet)
 
 
 @keys.command("reencrypt")
@@ -170,16 +169,17 @@ def keys_rotate(
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
 @as_option
 @key_file_option
+@quiet_option
 @handle_errors
 def keys_reencrypt(
-    path: Path, batch_size: int, as_actor: str | None, key_file: Path | None
+    path: Path, batch_size: int, as_actor: str | None, key_file: Path | None, quiet: bool
 ) -> None:
     """Run (or resume after a crash) every unfinished rewrap, re-encryption or re-index job."""
     with open_vault(path, key_file) as vault:
         if not vault.keys.pending():
             click.echo("no unfinished key jobs")
             return
-        _run_jobs(vault, admin_actor(as_actor), batch_size)
+        _run_jobs(vault, admin_actor(as_actor), batch_size, quiet=quiet)
 
 
 @keys.command("set-state")
@@ -209,11 +209,19 @@ def keys_set_state(
 @click.argument("path", type=click.Path(path_type=Path, file_okay=False))
 @as_option
 @key_file_option
+@quiet_option
 @handle_errors
-def keys_destroy_retired(path: Path, as_actor: str | None, key_file: Path | None) -> None:
+def keys_destroy_retired(
+    path: Path, as_actor: str | None, key_file: Path | None, quiet: bool
+) -> None:
     """Destroy retired subject data keys that no record depends on any more."""
-    with open_vault(path, key_file) as vault:
-        count = vault.keys.destroy_retired_subject_keys(actor=admin_actor(as_actor))
+    with (
+        open_vault(path, key_file) as vault,
+        progress_bar("checking subject keys", quiet=quiet) as advance,
+    ):
+        count = vault.keys.destroy_retired_subject_keys(
+            actor=admin_actor(as_actor), progress=advance
+        )
     click.echo(f"destroyed {count} retired subject keys")
 
 

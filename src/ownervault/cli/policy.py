@@ -55,6 +55,19 @@ def policy_explain(
     """Explain why a request would be allowed or denied, field by field."""
     actor = Actor(actor_id, roles=list(roles), communities=list(communities))
     with open_vault(path, key_file) as vault:
+        pack = vault.policy
+        # A prohibited purpose has an explanation (it is refused, and why); a name the pack
+        # does not know at all is a mistyped command.
+        if purpose not in pack.purposes and purpose not in pack.prohibited:
+            raise click.BadParameter(
+                f"the policy pack has no purpose {purpose!r} (ownervault policy ropa lists them)",
+                param_hint="--purpose",
+            )
+        unknown = [role for role in roles if role not in pack.roles]
+        if unknown:
+            raise click.BadParameter(
+                f"the policy pack has no role {unknown[0]!r}", param_hint="--role"
+            )
         explanation = vault.explain(
             actor,
             purpose,

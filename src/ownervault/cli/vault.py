@@ -22,6 +22,8 @@ from .common import (
     open_vault,
     policy_option,
     print_table,
+    progress_bar,
+    quiet_option,
 )
 
 __all__ = ["backup_command", "demo", "init", "migrate_command", "restore_command"]
@@ -56,8 +58,9 @@ def init(
 @click.argument("path", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--owners", default=200, show_default=True, type=click.IntRange(1, 1_000_000))
 @key_file_option
+@quiet_option
 @handle_errors
-def demo(path: Path, owners: int, key_file: Path | None) -> None:
+def demo(path: Path, owners: int, key_file: Path | None, quiet: bool) -> None:
     """Create a vault at PATH with a synthetic community and show who sees what."""
     key = key_provider(key_file, confirm=True)
     population = list(synthetic_community(owners))
@@ -77,14 +80,17 @@ def demo(path: Path, owners: int, key_file: Path | None) -> None:
             ),
         ]
         total = 0
-        for actor, purpose, batch in steps:
-            with vault.session(actor, purpose=purpose) as session:
-                for start in range(0, len(batch), 2000):
-                    chunk = batch[start : start + 2000]
-                    for record, rid in zip(chunk, session.put_many(chunk), strict=True):
-                        if isinstance(record, OwnerProfile):
-                            ids[record.subject_id] = rid
-            total += len(batch)
+        everything = sum(len(batch) for _, _, batch in steps)
+        with progress_bar("registering records", quiet=quiet) as advance:
+            for actor, purpose, batch in steps:
+                with vault.session(actor, purpose=purpose) as session:
+                    for start in range(0, len(batch), 500):
+                        chunk = batch[start : start + 500]
+                        for record, rid in zip(chunk, session.put_many(chunk), strict=True):
+                            if isinstance(record, OwnerProfile):
+                                ids[record.subject_id] = rid
+                        advance(total + start + len(chunk), everything)
+                total += len(batch)
         click.echo(f"registered {owners} synthetic owners ({total} records)")
         first = population[0]
         rid = ids[first.subject_id]
@@ -122,11 +128,17 @@ def demo(path: Path, owners: int, key_file: Path | None) -> None:
 @click.argument("out", type=click.Path(path_type=Path, file_okay=False))
 @as_option
 @key_file_option
+@quiet_option
 @handle_errors
-def backup_command(path: Path, out: Path, as_actor: str | None, key_file: Path | None) -> None:
+def backup_command(
+    path: Path, out: Path, as_actor: str | None, key_file: Path | None, quiet: bool
+) -> None:
     """Take a consistent online snapshot of the vault (database and header) into OUT."""
-    with open_vault(path, key_file) as vault:
-        summary = vault.backup(out, actor=admin_actor(as_actor))
+    with (
+        open_vault(path, key_file) as vault,
+        progress_bar("copying database pages", quiet=quiet) as advance,
+    ):
+        summary = vault.backup(out, actor=admin_actor(as_actor), progress=advance)
     click.echo(
         f"backed up {summary.database_bytes} bytes and the header to {out} "
         f"({summary.audit_entries} audit entries); keep the root key apart from it"
@@ -150,6 +162,7 @@ def backup_command(path: Path, out: Path, as_actor: str | None, key_file: Path |
     "or an off-site copy (repeatable).",
 )
 @key_file_option
+@quiet_option
 @handle_errors
 def restore_command(
     backup_dir: Path,
@@ -157,19 +170,24 @@ def restore_command(
     key_backup: Path | None,
     erasure_ledgers: tuple[Path, ...],
     key_file: Path | None,
+    quiet: bool,
 ) -> None:
     """Restore a backup into TARGET, check it opens, verify its audit log, restore data keys.
 
     Every owner named in an erasure ledger (the backup's, the key backup's and each --erasures
     one) is erased again in TARGET before any key is restored.
     """
-    with Vault.restore(
-        backup_dir,
-        target,
-        key=key_provider(key_file),
-        key_backup=key_backup,
-        erasure_ledgers=erasure_ledgers,
-    ) as vault:
+    key = key_provider(key_file)
+    with progress_bar("verifying audit entries", quiet=quiet) as advance:
+        restored = Vault.restore(
+            backup_dir,
+            target,
+            key=key,
+            key_backup=key_backup,
+            erasure_ledgers=erasure_ledgers,
+            progress=advance,
+        )
+    with restored as vault:
         size = vault.audit.size()
         *_, done = vault.audit.entries_where(action="vault.restore")
     detail = done["detail"]
@@ -185,9 +203,10 @@ def restore_command(
 @click.argument("target")
 @key_file_option
 @policy_option
+@quiet_option
 @handle_errors
 def migrate_command(
-    source: Path, target: str, key_file: Path | None, policy_dir: Path | None
+    source: Path, target: str, key_file: Path | None, policy_dir: Path | None, quiet: bool
 ) -> None:
     """Move the embedded vault at SOURCE into the PostgreSQL database TARGET.
 
@@ -196,13 +215,9 @@ def migrate_command(
     as stored, then row counts and the audit log are verified on the server. The same root
     key opens the vault there. Stop the applications that write to SOURCE first.
     """
-    report = migrate_vault(
-        source,
-        target,
-        key=key_provider(key_file),
-        policy=policy_dir,
-        progress=lambda table, n: click.echo(f"  copied {n:8d}  {table}"),
-    )
+    key = key_provider(key_file)
+    with progress_bar("copying rows", quiet=quiet) as advance:
+        report = migrate_vault(source, target, key=key, policy=policy_dir, progress=advance)
     click.echo(
         f"migrated vault {report.vault_id} to {report.target}: "
         f"{report.counts['records']} records, {report.audit_entries} audit entries"

@@ -13,7 +13,8 @@ and for the facade (``ownervault.vault``):
   denials, the session's :class:`Decider` (:mod:`.decide`).
 * operations taking an :class:`Access`: :mod:`.writes` (``put_many``, ``update``),
   :mod:`.reads` (``get_many``, ``find``), :mod:`.ledger` (consents, access history),
-  :mod:`.erase` (crypto-shredding with a signed receipt), :mod:`.explain`.
+  :mod:`.erase` (crypto-shredding with a signed receipt), :mod:`.explain`, :mod:`.exports`
+  (the audit log exported for compliance officers).
 
 Imports ``policy``, ``audit``, ``keys``, ``crypto``, ``storage``, ``records`` and
 ``exceptions``; never a feature or the facade.

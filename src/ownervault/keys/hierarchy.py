@@ -105,10 +105,12 @@ class KeyCache:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<KeyCache size={len(self._items)} capacity={self._capacity}>"
+        return f"<KeyCache size={len(self)} capacity={self._capacity}>"
 
     def __len__(self) -> int:
-        return len(self._items)
+        # Under the lock: a count taken in the middle of a ``put`` would be meaningless.
+        with self._lock:
+            return len(self._items)
 
     def get(self, key_id: bytes) -> crypto.FieldKey | None:
         """Return the cached key and mark it recently used, or None."""
@@ -121,10 +123,14 @@ class KeyCache:
     def put(self, key: crypto.FieldKey) -> None:
         """Cache ``key``, evicting the least recently used one when full."""
         with self._lock:
+            if key.key_id in self._items:
+                self._items.move_to_end(key.key_id)
+            else:
+                # Room is made before the key goes in, so the cache never holds more than its
+                # capacity, not even between two statements.
+                while len(self._items) >= self._capacity:
+                    self._items.popitem(last=False)
             self._items[key.key_id] = key
-            self._items.move_to_end(key.key_id)
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
 
     def discard(self, key_id: bytes) -> None:
         """Forget a key (after erasure or destruction)."""

@@ -139,9 +139,11 @@ class Decision:
     def require(self) -> None:
         """Raise :class:`PolicyDeniedError` if the decision denies."""
         if not self.allowed:
+            # A decision without a record type is the one a session is opened on.
+            what = f"{self.action} of {self.record_type}" if self.record_type else "a session"
             raise PolicyDeniedError(
-                f"{self.action} of {self.record_type} for purpose {self.purpose!r} is denied "
-                f"to actor {self.actor_id!r}: {self.reason}",
+                f"{what} for purpose {self.purpose!r} is denied to actor {self.actor_id!r}: "
+                f"{self.reason}",
                 reason=self.reason,
             )
 

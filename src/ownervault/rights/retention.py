@@ -10,7 +10,7 @@ erasure does.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -66,13 +66,16 @@ class SweepReport:
         return [i.pseudonym for i in self.items if i.action in ("erased", "would_erase")]
 
 
-def retention_sweep(access: Access, *, dry_run: bool) -> SweepReport:
+def retention_sweep(
+    access: Access, *, dry_run: bool, progress: Callable[[int, int], None] | None = None
+) -> SweepReport:
     """Erase subjects whose relationship ended and whose every purpose's retention has run out.
 
     A purpose's period runs from the later of the subject's last processing for it (from the
     audit trail) and the end of the relationship (an owner profile set to ``moved_out``).
     Purposes that touch no field (consent management, administration) do not keep data.
-    Subjects under legal hold are kept.
+    Subjects under legal hold are kept. ``progress`` is told (subjects examined, subjects in
+    all) after each subject.
     """
     access.require_purpose("retention.sweep", {"erasure_request"})
     kernel = access.kernel
@@ -85,7 +88,10 @@ def retention_sweep(access: Access, *, dry_run: bool) -> SweepReport:
             uses = last_use.setdefault(subject, {})
             uses[entry["purpose"]] = max(uses.get(entry["purpose"], ""), entry["time"])
     items: list[SweepItem] = []
-    for subject in access.backend.live_subjects():
+    subjects = access.backend.live_subjects()
+    for subject in subjects:
+        if progress is not None and items:
+            progress(len(items), len(subjects))
         if subject.ended_at is None:
             items.append(SweepItem(subject.pseudonym, "kept", "relationship_active"))
             continue
@@ -102,6 +108,8 @@ def retention_sweep(access: Access, *, dry_run: bool) -> SweepReport:
             with access.backend.atomic():  # each erasure is all or nothing
                 erase_pseudonym(access, subject, request_id=None, reason="retention_expired")
             items.append(SweepItem(subject.pseudonym, "erased", "retention_expired", until))
+    if progress is not None:
+        progress(len(items), len(subjects))
     report = SweepReport(dry_run=dry_run, at=format_time(now), items=tuple(items))
     if not dry_run:
         access.commit(

@@ -7,8 +7,8 @@ consent facts and audit entries are bytes that the vault's keys protect.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final
 
 from ..exceptions import StorageError, VaultExistsError
 from .base import TABLES
@@ -38,19 +38,23 @@ COPY_ORDER: Final = (
     "meta",
 )
 
+#: Rows copied between two progress reports.
+_PROGRESS_ROWS: Final = 10_000
+
 
 def copy_tables(
     source: SQLCipherBackend,
     server: PostgresBackend,
     *,
     header: str,
-    progress: Callable[[str, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, int], int, bytes]:
     """Copy every vault table into an empty database, then check every table's row count.
 
     The file is held under its write lock for the whole copy (writers elsewhere wait, readers
     carry on); the server side is one transaction, so a failed copy leaves the database as it
     was. ``header`` (the vault header's text) becomes the server's ``meta`` row ``header``.
+    ``progress`` is told (rows copied, rows in all tables) as the copy goes on.
 
     Returns:
         Rows per table, and the audit log's size and Merkle frontier as copied.
@@ -65,18 +69,23 @@ def copy_tables(
     busy = [t for t in COPY_ORDER if t != "audit_state" and server.count_rows(t)]
     if busy:
         raise VaultExistsError(f"that database is not empty (table {busy[0]} has rows)")
-    counts: dict[str, int] = {}
     with source.atomic(), server.atomic():
         size, state = source.audit_state()
+        counts: dict[str, int] = {table: source.count_rows(table) for table in COPY_ORDER}
+        total = sum(counts.values())
+        done = 0
         for table in COPY_ORDER:
-            copied = server.load_rows(table, source.table_rows(table))
-            counts[table] = source.count_rows(table)
+            rows = source.table_rows(table)
+            if progress is not None:
+                rows = _reported(rows, done, total, progress)
+            copied = server.load_rows(table, rows)
             if copied != counts[table]:
                 raise StorageError(
                     f"table {table}: {counts[table]} rows in the file, {copied} copied"
                 )
+            done += copied
             if progress is not None:
-                progress(table, copied)
+                progress(done, total)
         server.set_meta("header", header)
         for table in TABLES:
             stored = server.count_rows(table) - (1 if table == "meta" else 0)
@@ -85,3 +94,13 @@ def copy_tables(
                     f"table {table}: {counts[table]} rows in the file, {stored} on the server"
                 )
     return counts, size, state
+
+
+def _reported(
+    rows: Iterable[tuple[Any, ...]], done: int, total: int, progress: Callable[[int, int], None]
+) -> Iterator[tuple[Any, ...]]:
+    """``rows``, telling ``progress`` every :data:`_PROGRESS_ROWS` rows how far the copy is."""
+    for n, row in enumerate(rows, start=1):
+        yield row
+        if n % _PROGRESS_ROWS == 0:
+            progress(done + n, total)

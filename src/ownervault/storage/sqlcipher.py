@@ -54,6 +54,9 @@ _LOCK_POLL_SECONDS: Final = 0.001
 
 _LOCKED: Final = "the vault database stayed locked past the busy timeout"
 
+#: Pages a backup copies per step (4 MiB of 4 KiB pages) between two progress reports.
+_BACKUP_STEP_PAGES: Final = 1024
+
 
 def _is_busy(exc: sqlcipher3.OperationalError) -> bool:
     """Whether SQLite refused because another connection holds a lock."""
@@ -156,17 +159,36 @@ class SQLCipherBackend(SQLiteQueries):
             self._connections.clear()
         self._local = threading.local()
 
-    def backup_to(self, target: Path) -> None:
+    def backup_to(
+        self, target: Path, *, progress: Callable[[int, int], None] | None = None
+    ) -> None:
         """Copy a consistent snapshot of the live database into ``target`` (same key).
 
         Uses SQLite's online backup API: readers and writers carry on while it runs, and the
-        copy is one point-in-time state of the database (WAL content included).
+        copy is one point-in-time state of the database (WAL content included). ``progress``
+        is told (pages copied, pages in all) after each step of :data:`_BACKUP_STEP_PAGES`.
         """
+        conn = self._conn
         destination = sqlcipher3.connect(str(target), isolation_level=None)
         try:
             destination.execute("PRAGMA cipher_log_level = NONE")
             destination.execute(self._key_pragma)
-            _translate(lambda: self._conn.backup(destination))
+
+            def step(_status: int, remaining: int, total: int) -> None:
+                if progress is not None:
+                    progress(total - remaining, total)
+
+            # The copy goes step by step inside one read transaction: every step reads the
+            # snapshot the first one saw, and commits by other connections in between neither
+            # reach the copy nor restart it.
+            conn.execute("BEGIN")
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                _translate(
+                    lambda: conn.backup(destination, pages=_BACKUP_STEP_PAGES, progress=step)
+                )
+            finally:
+                conn.execute("COMMIT")
         finally:
             destination.close()
 

@@ -23,7 +23,7 @@ import base64
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -77,8 +77,16 @@ def _empty_directory(path: Path) -> Path:
     return path
 
 
-def backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> BackupSummary:
+def backup(
+    kernel: Kernel,
+    out: str | Path,
+    *,
+    actor: Actor,
+    progress: Callable[[int, int], None] | None = None,
+) -> BackupSummary:
     """Write a consistent online snapshot of the vault (database and header) to ``out``.
+
+    ``progress`` is told (database pages copied, pages in all) as the copy goes on.
 
     Raises:
         VaultExistsError: ``out`` exists and is not empty.
@@ -92,7 +100,7 @@ def backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> BackupSummary:
     if (kernel.path / ANCHOR_NAME).exists():
         shutil.copy2(kernel.path / ANCHOR_NAME, target / ANCHOR_NAME)
     entries = kernel.audit.size()
-    embedded.backup_to(target / DB_NAME)
+    embedded.backup_to(target / DB_NAME, progress=progress)
     os.chmod(target / DB_NAME, 0o600)
     # The ledger is copied after the snapshot, so it names at least every erasure the copy holds.
     kernel.erasures.sync()
@@ -307,6 +315,8 @@ def finish_restore(
     kernel: Kernel,
     key_backup: str | Path | None,
     erasure_ledgers: Sequence[str | Path] = (),
+    *,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Verify a restored copy's audit log, replay erasures, and bring its data keys back.
 
@@ -314,13 +324,15 @@ def finish_restore(
     vault directory) in ``erasure_ledgers``; give the live vault's ``erasures.ledger`` (or a
     copy kept off-site) so that owners erased after the backup was taken stay erased.
 
+    ``progress`` is told (audit entries verified, entries in all) as the check goes on.
+
     Raises:
         AuditIntegrityError: the copy's audit log does not verify.
         IntegrityError: an erasure statement given does not verify with the vault's key.
         VaultNotFoundError: an erasure ledger given does not exist.
         VaultError: the backup holds no data keys and no usable key backup was given.
     """
-    kernel.audit.verify()
+    kernel.audit.verify(progress=progress)
     detached = kernel.backend.get_meta("subject_keys_detached") == "1"
     if detached and key_backup is None:
         raise VaultError(

@@ -154,12 +154,20 @@ class KeyAdmin:
         """Destroy a key's bytes (metadata stays); refused while anything depends on it."""
         return self._transition(key_id, KeyState.DESTROYED, actor, "key.destroy")
 
-    def destroy_retired_subject_keys(self, *, actor: Actor) -> int:
-        """Destroy every retired (decrypt-only or compromised) subject key nothing uses."""
+    def destroy_retired_subject_keys(
+        self, *, actor: Actor, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Destroy every retired (decrypt-only or compromised) subject key nothing uses.
+
+        ``progress`` is told (subject keys examined, subject keys in all) as it goes on.
+        """
         destroyed = 0
         with self._backend.atomic():
             in_use = self._backend.subject_keys_in_use()
-            for row in self._backend.keys_of_kind(KeyKind.SUBJECT.value):
+            rows = self._backend.keys_of_kind(KeyKind.SUBJECT.value)
+            for examined, row in enumerate(rows):
+                if progress is not None and examined % 256 == 0:
+                    progress(examined, len(rows))
                 if row.state not in (KeyState.DECRYPT_ONLY.value, KeyState.COMPROMISED.value):
                     continue
                 if row.key_id in in_use:
@@ -178,6 +186,8 @@ class KeyAdmin:
                 self._kernel.keys.cache.discard(row.key_id)
                 destroyed += 1
             self._audit(actor, "key.destroy_retired", None, {"kind": "subject", "keys": destroyed})
+        if progress is not None:
+            progress(len(rows), len(rows))
         return destroyed
 
     def _transition(self, key_id: str, new: KeyState, actor: Actor, action: str) -> KeyInfo:

@@ -1,0 +1,1 @@
+"""Example applications that embed ownervault through its public API (``import ownervault``)."""
