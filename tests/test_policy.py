@@ -4,6 +4,9 @@ with file and line, maskers and decision explanations."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
@@ -1570,3 +1573,21 @@ def test_explain_of_a_denial_is_json(policy: Policy) -> None:
     assert explained["reason"] == "minor_data_not_permitted"
     assert explained["rules"] == ["security.visitor.profile"]
     assert explained["fields"] == {}
+
+
+def test_cli_output_into_a_closed_pipe_stops_quietly() -> None:
+    """``ownervault ... | head`` whose reader has gone: exit 141, nothing on stderr, no
+    traceback or "unexpected error" line."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ownervault.cli", "policy", "ropa"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, b"")

@@ -77,6 +77,11 @@ def handle_errors(fn: _F) -> _F:
             _fail(str(error).splitlines()[0] if str(error) else type(error).__name__, code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop quietly, as other command-line tools do,
+            # and keep Python from reporting the pipe again when it flushes stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except click.exceptions.ClickException:
             raise
         except Exception as error:
