@@ -155,7 +155,7 @@ class Vault:
             sink=checkpoint_sink,
         )
         vault = cls._adopt(kernel)
-        kernel.record_system("vault.create", detail={"provider": key.kind})
+        kernel.record_system("vault.create", detail={"provider": key.kind, "header_mac": True})
         kernel.record_policy_load()
         return vault
 
@@ -177,8 +177,11 @@ class Vault:
 
         Raises:
             VaultNotFoundError: no vault header at ``path``.
-            VaultFormatError: the header or database is damaged or of an unknown version.
+            VaultFormatError: the header or database is damaged, missing, empty or of an
+                unknown version (nothing is written to it).
             WrongKeyError: the key does not open this vault.
+            IntegrityError: the header was changed outside the vault.
+            VaultError: ``path`` holds a data backup; restore it with :meth:`restore`.
         """
         kernel = open_kernel(
             path,
@@ -224,12 +227,15 @@ class Vault:
         """
         destination = stage_restore(backup_dir, target)
         try:
-            vault = cls.open(destination, key=key)
+            # The copy is a data backup: only a restore opens one.
+            kernel = open_kernel(destination, key=key, policy=None, clock=None, restoring=True)
+            vault = cls._adopt(kernel)
         except BaseException:
             shutil.rmtree(destination, ignore_errors=True)
             raise
         try:
-            finish_restore(vault._kernel, key_backup)
+            kernel.record_policy_load()
+            finish_restore(kernel, key_backup)
         except BaseException:
             vault.close()
             # A half-restored copy is worse than none: remove it.

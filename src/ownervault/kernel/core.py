@@ -55,6 +55,8 @@ __all__ = [
     "ADMIN_PURPOSE",
     "ANCHOR_EVERY",
     "ANCHOR_EVERY_ENTRIES",
+    "HEADER_MAC_MARK",
+    "HEADER_SEALED_ACTION",
     "INVESTIGATOR_ROLE",
     "SESSION_OPEN_REFUSALS",
     "SYSTEM_ACTOR",
@@ -72,6 +74,10 @@ ADMIN_PURPOSE: Final = "vault_administration"
 ANCHOR_EVERY_ENTRIES: Final = 1000
 #: ...or once this long has passed since the last one (checked on every commit).
 ANCHOR_EVERY: Final = _dt.timedelta(minutes=5)
+#: The audit action recorded when an older vault's header is first given a MAC.
+HEADER_SEALED_ACTION: Final = "vault.header_sealed"
+#: The detail key of every entry that records a sealed header (``vault.create`` too).
+HEADER_MAC_MARK: Final = "header_mac"
 
 
 class Kernel:
@@ -339,14 +345,36 @@ class Kernel:
 
     # ------------------------------------------------------------------ header and files
 
-    def write_header(self, header: VaultHeader) -> None:
-        """Replace the header: atomically on disk, or in the database for a server vault."""
+    def seal_header(self, header: VaultHeader) -> VaultHeader:
+        """``header`` with its MAC under this vault's keyring key (version 2), not yet written."""
+        return header.sealed(self.keys.keyring.material())
+
+    def write_header(self, header: VaultHeader, *, root: RootKey | None = None) -> None:
+        """Replace the header, sealed: atomically on disk, or in the database for a server vault.
+
+        ``root`` is the root key that wraps the new header's keys when it is another one (a
+        root rotation): keys wrapped from now on (a new page key) are wrapped by it.
+        """
+        sealed = self.seal_header(header)
         if self.path is not None:
-            write_atomically(self.path / HEADER_NAME, header.dumps())
+            write_atomically(self.path / HEADER_NAME, sealed.dumps())
         else:
             with self.backend.atomic():
-                self.backend.set_meta("header", header.dumps().decode("utf-8"))
+                self.backend.set_meta("header", sealed.dumps().decode("utf-8"))
+        if root is not None:
+            self._root = root
+        self._adopt_header(sealed)
+
+    def _adopt_header(self, header: VaultHeader) -> None:
+        """Use ``header`` from now on; the first sealed header of an older vault is recorded.
+
+        The entry marks the vault as one whose header is authenticated, so a header whose MAC
+        was stripped later is refused when the vault is opened (:mod:`.opening`).
+        """
+        first = header.authenticated and not self.header.authenticated
         self.header = header
+        if first:
+            self.record_system(HEADER_SEALED_ACTION, detail={HEADER_MAC_MARK: True})
 
     def rewrapped_header(
         self, root: RootKey, *, provider: str, params: Mapping[str, object]
@@ -390,10 +418,10 @@ class Kernel:
         return SQLCipherBackend(path, self._db_key)
 
     def replace_page_key(self, new_key: bytes, header: VaultHeader) -> None:
-        """Adopt a new page key after the database file was swapped (page-key rotation)."""
-        self.header = header
+        """Adopt a new page key and its sealed header after the database file was swapped."""
         self._db_key = new_key
         self.embedded_backend("page-key rotation").reopen(new_key)
+        self._adopt_header(header)
 
     # ------------------------------------------------------------------ key rotation
 
