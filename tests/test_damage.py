@@ -135,6 +135,33 @@ def test_a_database_not_of_its_header_is_refused_before_it_is_upgraded(
     assert _files(path)["vault.db"] == before["vault.db"]
 
 
+def test_rows_that_do_not_decode_are_integrity_errors(
+    vault: Vault, make_owner: Callable[..., OwnerProfile], clerk: Actor, dpo: Actor
+) -> None:
+    """A record whose version holds text, or a consent whose field list is not JSON (written
+    outside the vault: SQLite stores what it is given), is an IntegrityError when read, not a
+    ValueError."""
+    owner = make_owner()
+    with vault.session(clerk, "owner_registration") as s:
+        rid = s.put(owner)
+    with vault.session(clerk, "consent_management") as s:
+        s.grant_consent(owner.subject_id, "community_events", channel="app", evidence="d" * 64)
+    backend = vault._kernel.backend
+    with backend.atomic():
+        backend._execute("UPDATE records SET version = 'x' WHERE record_id = ?", (rid,))
+        backend._execute("DROP TRIGGER consents_no_update")
+        backend._execute("UPDATE consents SET fields = 'not json'")
+    with vault.session(clerk, "consent_management") as s, pytest.raises(IntegrityError):
+        s.consents(owner.subject_id)
+    # The integrity failure locked the vault: only a compliance officer reads on.
+    with (
+        vault.session(dpo, "subject_access_request") as s,
+        pytest.raises(IntegrityError) as caught,
+    ):
+        s.get(OwnerProfile, rid)
+    assert (caught.value.table, caught.value.row) == ("records", rid)
+
+
 # --------------------------------------------------------------------------- backups
 
 

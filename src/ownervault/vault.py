@@ -26,9 +26,9 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from . import rights
-from .audit import AuditEntry, AuditLog, format_time
+from .audit import AuditEntry, AuditLog
 from .audit.anchor import CheckpointSink
-from .audit.bundle import AuditFilter, BundleSummary, export_bundle
+from .audit.bundle import AuditFilter, BundleSummary, export_bundle, iso_bound
 from .breach import IncidentManager, attach, incident_manager
 from .exceptions import (
     AuditIntegrityError,
@@ -40,11 +40,14 @@ from .exceptions import (
 )
 from .kernel import (
     Access,
+    CheckReport,
     ErasureResult,
     Kernel,
     RecordRef,
     RecordView,
     SystemClock,
+    check_kernel,
+    check_location,
     create_kernel,
     explain,
     ledger,
@@ -72,6 +75,7 @@ from .storage import redact_location
 from .storage.base import DisclosureRow, HoldRow, RequestRow
 
 __all__ = [
+    "CheckReport",
     "CorrectionNotice",
     "CorrectionResult",
     "ErasureResult",
@@ -177,8 +181,7 @@ class Vault:
 
         Raises:
             VaultNotFoundError: no vault header at ``path``.
-            VaultFormatError: the header or database is damaged, missing, empty or of an
-                unknown version (nothing is written to it).
+            VaultFormatError: the header or database is damaged, missing, empty or unknown.
             WrongKeyError: the key does not open this vault.
             IntegrityError: the header was changed outside the vault.
             VaultError: ``path`` holds a data backup; restore it with :meth:`restore`.
@@ -242,6 +245,30 @@ class Vault:
             shutil.rmtree(destination, ignore_errors=True)
             raise
         return vault
+
+    @staticmethod
+    def check_path(
+        path: str | Path,
+        *,
+        key: KeyProvider,
+        deep: bool = False,
+        checkpoint_sink: CheckpointSink | None = None,
+    ) -> CheckReport:
+        """Check the vault at ``path`` read-only, without opening it for use (see :meth:`check`).
+
+        Nothing is written: no audit entry, schema upgrade or page-key recovery.
+
+        Raises:
+            VaultNotFoundError, WrongKeyError: no vault at ``path``; the key does not open it.
+        """
+        return check_location(path, key=key, deep=deep, sink=checkpoint_sink)
+
+    def check(self, *, deep: bool = False) -> CheckReport:
+        """Check storage, header and audit log (with ``deep``, every row); nothing is written.
+
+        ``report.ok`` is False when anything is damaged (``docs/threat-model.md``); warnings
+        name what weakens protection."""
+        return check_kernel(self._kernel, deep=deep)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -345,7 +372,7 @@ class Vault:
                 raise RecordNotFoundError("no live subject with that id")
             pseudonym = subject.pseudonym
         audit_filter = AuditFilter(
-            since=_iso_bound(since), until=_iso_bound(until), actor=actor_id, subject=pseudonym
+            since=iso_bound(since), until=iso_bound(until), actor=actor_id, subject=pseudonym
         )
         entry = AuditEntry(
             action="audit.export",
@@ -440,19 +467,6 @@ class Vault:
                 not a compliance officer.
         """
         return Session(self._kernel.access(actor, purpose), lambda: self.correction_notifiers)
-
-
-def _iso_bound(value: str | None) -> str | None:
-    """Normalise a user-given time bound to the audit entries' UTC format."""
-    if value is None:
-        return None
-    try:
-        moment = _dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ValidationError("time bounds must be ISO 8601 dates or date-times") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_dt.UTC)
-    return format_time(moment)
 
 
 class Session:

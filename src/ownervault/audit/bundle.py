@@ -30,7 +30,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
 from typing import Any, Final, overload
@@ -49,6 +49,7 @@ __all__ = [
     "CheckResult",
     "VerificationReport",
     "export_bundle",
+    "iso_bound",
     "verify_bundle",
 ]
 
@@ -59,6 +60,24 @@ _FILES: Final = ("entries.jsonl", "proofs.jsonl", "consistency.json", "checkpoin
 # hash the levels below from the leaves of the group being exported.
 _GROUP_LEVEL: Final = 4
 _GROUP: Final = 1 << _GROUP_LEVEL
+
+
+def iso_bound(value: str | None) -> str | None:
+    """A time bound given by a user (an ISO 8601 date or date-time, UTC unless it says
+    otherwise) in the audit entries' time format; None stays None.
+
+    Raises:
+        ValidationError: ``value`` is not an ISO 8601 date or date-time.
+    """
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError("time bounds must be ISO 8601 dates or date-times") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_time(moment)
 
 
 @attrs.frozen

@@ -62,6 +62,7 @@ __all__ = [
     "SYSTEM_ACTOR",
     "Access",
     "Kernel",
+    "log_origin",
 ]
 
 #: The actor in whose name the vault records what it does by itself.
@@ -78,6 +79,11 @@ ANCHOR_EVERY: Final = _dt.timedelta(minutes=5)
 HEADER_SEALED_ACTION: Final = "vault.header_sealed"
 #: The detail key of every entry that records a sealed header (``vault.create`` too).
 HEADER_MAC_MARK: Final = "header_mac"
+
+
+def log_origin(vault_id: str) -> str:
+    """The origin line of a vault's audit checkpoints (also its signing key's name)."""
+    return f"ownervault/{vault_id}"
 
 
 class Kernel:
@@ -295,7 +301,7 @@ class Kernel:
     @property
     def log_origin(self) -> str:
         """The origin line of this vault's audit checkpoints (also the signing key's name)."""
-        return f"ownervault/{self.vault_id}"
+        return log_origin(self.vault_id)
 
     @property
     def verifier_key(self) -> str:

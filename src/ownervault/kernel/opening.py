@@ -69,6 +69,7 @@ from .keystore import system_context
 
 __all__ = [
     "BACKUP_META",
+    "BIND_ACTION",
     "bind_existing",
     "check_provider",
     "create_kernel",
@@ -81,7 +82,7 @@ __all__ = [
 ]
 
 #: The audit action recorded when a vault's existing rows get their binding tags.
-_BIND_ACTION: Final = "vault.bind_rows"
+BIND_ACTION: Final = "vault.bind_rows"
 #: ``meta`` key set to ``1`` in a data backup (its subject data keys are detached).
 BACKUP_META: Final = "subject_keys_detached"
 #: What every audit entry recording a sealed header contains (canonical JSON of its detail).
@@ -471,7 +472,7 @@ def bind_existing(kernel: Kernel) -> None:
     backend = kernel.backend
     if kernel.keys.bound:
         return
-    if next(kernel.audit.entries_where(action=_BIND_ACTION), None) is not None:
+    if next(kernel.audit.entries_where(action=BIND_ACTION), None) is not None:
         raise IntegrityError(
             "this vault's rows were bound before and the mark that says so is gone: its "
             "binding tags were changed outside the vault; run ownervault check --deep"
@@ -503,7 +504,7 @@ def bind_existing(kernel: Kernel) -> None:
             backend.update_subjects(bound)
             counts["subjects"] += len(bound)
         backend.set_meta(BOUND_META, "1")
-        kernel.record_system(_BIND_ACTION, detail=counts)
+        kernel.record_system(BIND_ACTION, detail=counts)
     kernel.keys.bound = True
     kernel.keys.load()
 

@@ -512,18 +512,29 @@ class SQLCipherBackend(SQLiteQueries):
         Runs ``PRAGMA cipher_integrity_check`` (every page's HMAC), ``PRAGMA integrity_check``
         (the b-trees, indexes and constraints) and ``PRAGMA foreign_key_check``, then compares
         the tables, indexes and triggers in ``sqlite_master`` with those the schema defines (an
-        append-only table whose triggers were dropped is no longer append-only). Empty when
-        nothing is wrong.
+        append-only table whose triggers were dropped is no longer append-only). A check that
+        the damage stops from running is a problem too. Empty when nothing is wrong.
         """
         problems: list[DatabaseProblem] = []
-        for row in self._execute("PRAGMA cipher_integrity_check").fetchall():
+
+        def rows(pragma: str) -> list[Any]:
+            try:
+                found: list[Any] = self._execute(pragma).fetchall()
+            except StorageError as exc:
+                problems.append(
+                    DatabaseProblem("storage", "database", None, f"{pragma} failed: {exc}")
+                )
+                return []
+            return found
+
+        for row in rows("PRAGMA cipher_integrity_check"):
             problems.append(DatabaseProblem("storage", "database", None, f"page check: {row[0]}"))
-        for row in self._execute("PRAGMA integrity_check").fetchall():
+        for row in rows("PRAGMA integrity_check"):
             if row[0] != "ok":
                 problems.append(
                     DatabaseProblem("storage", "database", None, f"integrity check: {row[0]}")
                 )
-        for table, rowid, parent, _ in self._execute("PRAGMA foreign_key_check").fetchall():
+        for table, rowid, parent, _ in rows("PRAGMA foreign_key_check"):
             problems.append(
                 DatabaseProblem(
                     "storage",
@@ -532,13 +543,11 @@ class SQLCipherBackend(SQLiteQueries):
                     f"refers to a {parent} row that does not exist",
                 )
             )
-        present = {
-            (str(kind), str(name))
-            for kind, name in self._execute("SELECT type, name FROM sqlite_master").fetchall()
-        }
+        catalogue = rows("SELECT type, name FROM sqlite_master")
+        present = {(str(kind), str(name)) for kind, name in catalogue}
         for kind, names in expected_objects("sqlite").items():
             for name in sorted(names):
-                if (kind, name) not in present:
+                if catalogue and (kind, name) not in present:
                     problems.append(DatabaseProblem("schema", name, None, f"the {kind} is missing"))
         return problems
 
