@@ -8,8 +8,10 @@ ownervault error, nor make an open write into a file it has not checked first.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
+import random
 import shutil
 import stat
 from collections.abc import Callable, Iterator
@@ -21,12 +23,13 @@ import pytest
 from ownervault import Actor, KeyFileKey, Vault
 from ownervault.exceptions import (
     IntegrityError,
+    OwnerVaultError,
     VaultError,
     VaultFormatError,
     VaultNotFoundError,
 )
 from ownervault.keys import VaultHeader
-from ownervault.records import OwnerProfile
+from ownervault.records import OwnerProfile, Unit
 from ownervault.storage import SQLCipherBackend
 from ownervault.testing import FrozenClock, InMemoryKey
 
@@ -309,3 +312,137 @@ def test_an_older_header_gets_its_mac_from_seal_header(
     _write_header(path, unsealed)
     with pytest.raises(IntegrityError):
         Vault.open(path, key=key)
+
+
+# --------------------------------------------------------------------------- random bit flips
+
+#: Seed of the bit-flip runs: the same flips every time.
+FLIP_SEED = 20260117
+#: Single-bit flips per file: the default run, then the slow one.
+FLIPS = {"vault.db": 300, "vault.header": 120}
+SLOW_FLIPS = {"vault.db": 3000, "vault.header": 1200}
+DPO = Actor("dpo-01", roles=["compliance_officer"])
+
+
+class Flipped:
+    """A small synthetic vault, and what reading all of it through the public API gives."""
+
+    def __init__(
+        self,
+        path: Path,
+        make_owner: Callable[..., OwnerProfile],
+        make_unit: Callable[..., Unit],
+        clerk: Actor,
+    ) -> None:
+        self.path = path
+        self.key = InMemoryKey()
+        owners = [make_owner() for _ in range(6)]
+        units = [make_unit(o.subject_id) for o in owners]
+        with Vault.create(path, key=self.key, clock=FrozenClock()) as vault:
+            with vault.session(clerk, "owner_registration") as s:
+                ids = s.put_many([*owners, *units])
+                s.update(s.get(OwnerProfile, ids[0]), name="欧阳修")
+            with vault.session(clerk, "consent_management") as s:
+                s.grant_consent(owners[1].subject_id, "community_events", channel="app",
+                                evidence="c" * 64)  # fmt: skip
+            with vault.session(DPO, "subject_rights") as s:
+                s.hold(owners[2].subject_id, reason="dispute", until=_T_HOLD)
+                s.record_disclosure(owners[3].subject_id, recipient="insurer", fields=["phone"])
+        self.profiles, self.units = ids[: len(owners)], ids[len(owners) :]
+        self.phone = str(owners[4].phone)
+        self.values = {
+            str(v)
+            for record in (*owners, *units)
+            for name, v in record.model_dump().items()
+            if isinstance(v, str) and len(v) >= 6 and name not in ("id_type", "relation")
+        }
+        self.reference = self.read(path)
+
+    def read(self, path: Path) -> tuple[object, ...]:
+        """Open the vault and read everything a compliance officer can: every record, a
+        search, the audit log verified."""
+        with Vault.open(path, key=self.key, clock=FrozenClock()) as vault:
+            with vault.session(DPO, "subject_access_request") as s:
+                profiles = s.get_many(OwnerProfile, self.profiles)
+                units = s.get_many(Unit, self.units)
+                found = [v.record_id for v in s.find(OwnerProfile, phone=self.phone)]
+            size = vault.audit.verify()
+        # The audit log's size grows with every open; what was read must not change.
+        return (profiles, units, found, size > 0)
+
+    def flip(self, name: str, flips: int, workdir: Path) -> dict[str, int]:
+        """Flip one random bit of ``name`` in each of ``flips`` copies; count the outcomes.
+
+        Every copy must read unchanged, fail with a typed one-line error that names no value,
+        or be reported damaged by ``check --deep``; anything else fails the test.
+        """
+        rng = random.Random(f"{FLIP_SEED}-{name}")
+        outcomes: dict[str, int] = {}
+        escaped: list[str] = []
+        size = (self.path / name).stat().st_size
+        for n in range(flips):
+            copy = workdir / f"{name}-{n}"
+            shutil.copytree(self.path, copy)
+            data = bytearray((copy / name).read_bytes())
+            bit = rng.randrange(size * 8)
+            data[bit // 8] ^= 1 << (bit % 8)
+            (copy / name).write_bytes(bytes(data))
+            try:
+                got = self.read(copy)
+            except OwnerVaultError as exc:
+                message = str(exc)
+                assert "\n" not in message and message, (n, type(exc).__name__)
+                assert not [v for v in self.values if v in message], (n, type(exc).__name__)
+                outcome = f"typed {type(exc).__name__}"
+            except Exception as exc:
+                escaped.append(f"flip {n} (bit {bit}): {type(exc).__name__}")
+                outcome = "escaped"
+            else:
+                if got == self.reference:
+                    report = Vault.check_path(copy, key=self.key)
+                    outcome = "unchanged, check finds it" if not report.ok else "unchanged"
+                else:
+                    report = Vault.check_path(copy, key=self.key, deep=True)
+                    assert not report.ok, (n, "changed and unreported")
+                    outcome = "changed, check finds it"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            shutil.rmtree(copy)
+        assert escaped == []
+        return outcomes
+
+
+_T_HOLD = _dt.datetime(2026, 6, 1, tzinfo=_dt.UTC)
+
+
+@pytest.fixture
+def flipped(
+    tmp_path: Path,
+    make_owner: Callable[..., OwnerProfile],
+    make_unit: Callable[..., Unit],
+    clerk: Actor,
+) -> Flipped:
+    """The synthetic vault the bit-flip runs copy."""
+    return Flipped(tmp_path / "source", make_owner, make_unit, clerk)
+
+
+@pytest.mark.parametrize("name", list(FLIPS))
+def test_random_bit_flips_end_typed_or_reported(
+    name: str, flipped: Flipped, tmp_path: Path
+) -> None:
+    """Of many single-bit flips of vault.db (or vault.header), each copy reads unchanged, fails
+    with a typed ownervault error, or is reported damaged by ownervault check."""
+    outcomes = flipped.flip(name, FLIPS[name], tmp_path)
+    print(f"{name}: {sorted(outcomes.items())}")
+    assert sum(outcomes.values()) == FLIPS[name]
+    assert any(k.startswith("typed") for k in outcomes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SLOW_FLIPS))
+def test_many_random_bit_flips_end_typed_or_reported(
+    name: str, flipped: Flipped, tmp_path: Path
+) -> None:
+    """Ten times as many flips as the default run, with the same promise."""
+    outcomes = flipped.flip(name, SLOW_FLIPS[name], tmp_path)
+    print(f"{name}: {sorted(outcomes.items())}")
+    assert sum(outcomes.values()) == SLOW_FLIPS[name]
