@@ -553,6 +553,29 @@ def test_a_data_backup_checks_with_a_warning(
     assert any("ownervault restore" in f.problem for f in report.warnings if f.kind == "backup")
 
 
+@pytest.mark.embedded_only("data backups are of embedded vaults")
+def test_a_restored_vault_checks_clean(
+    vault: Vault,
+    root_key: InMemoryKey,
+    tmp_path: Path,
+    make_owner: Callable[..., OwnerProfile],
+    clock: FrozenClock,
+) -> None:
+    """A vault restored from a data backup and a later key backup, with an owner erased in
+    between, checks deep and clean."""
+    owners = Owners(vault, make_owner, clock)
+    admin = Actor("admin-01", roles=["admin"])
+    vault.backup(tmp_path / "backup", actor=admin)
+    with vault.session(owners.dpo, "erasure_request") as s:
+        s.erase_subject(owners.a.subject_id)
+    vault.export_key_backup(tmp_path / "keys.json", actor=admin)
+    with Vault.restore(
+        tmp_path / "backup", tmp_path / "restored", key=root_key, key_backup=tmp_path / "keys.json"
+    ) as restored:
+        report = restored.check(deep=True)
+    assert report.ok, report.lines()
+
+
 @pytest.mark.embedded_only("file modes")
 def test_files_open_to_others_are_a_warning(
     vault: Vault, vault_path: Path, root_key: InMemoryKey

@@ -318,7 +318,7 @@ class AuditLog:
             with self._backend.atomic():
                 size, state = self._backend.audit_state()
                 start = anchored.size if anchored is not None else 0
-                if size <= start:
+                if size <= start or self._signed_elsewhere(size):
                     return None
                 frontier = (
                     merkle.Frontier.from_bytes(anchored.frontier)
@@ -341,6 +341,14 @@ class AuditLog:
         checkpoint = AnchoredCheckpoint(note, size, frontier.to_bytes())
         self.anchors.publish(checkpoint)
         return checkpoint
+
+    def _signed_elsewhere(self, size: int) -> bool:
+        """Whether the newest stored checkpoint is of exactly ``size`` entries: another process
+        signed it and is publishing it to the anchors (it commits the row, then publishes), so
+        there is nothing new to anchor. (A stored checkpoint larger than the log is left for
+        :meth:`checkpoint` and :meth:`verify` to refuse.)"""
+        signed = self._backend.checkpoints()
+        return bool(signed) and signed[-1][0] == size
 
     def stream_proofs(
         self, size: int, old_sizes: Sequence[int], *, rehash: bool = False

@@ -446,8 +446,8 @@ def check_audit(target: CheckTarget, findings: Findings) -> None:
             "anchor",
             "audit_checkpoints",
             None,
-            "no checkpoint sink: the audit log is checked only against the database; give the "
-            "vault a checkpoint_sink",
+            "no checkpoint sink given: the audit log was checked only against the database "
+            "(give the vault's checkpoint_sink to Vault.check_path)",
         )
     elif anchors.latest() is None:
         where = ANCHOR_NAME if target.path is not None else "checkpoint sink"
