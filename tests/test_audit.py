@@ -161,7 +161,13 @@ def test_vault_create_writes_vault_create_then_policy_load(vault: Vault) -> None
         "rules": [],
         "time": T0,
     }
-    check(first, seq=0, action="vault.create", detail={"provider": "memory"}, **system)
+    check(
+        first,
+        seq=0,
+        action="vault.create",
+        detail={"provider": "memory", "header_mac": True},
+        **system,
+    )
     check(
         second,
         seq=1,

@@ -610,6 +610,31 @@ def test_a_rewritten_log_is_caught_by_the_anchor(
         vault.audit.verify()
 
 
+def test_anchoring_a_size_signed_elsewhere_finds_nothing_new(
+    anchored: tuple[Vault, FileAnchor],
+    make_owner: Callable[..., OwnerProfile],
+    clerk: Actor,
+    clock: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When another process has signed a checkpoint of the log's size but not yet published
+    it, anchoring finds nothing new instead of failing on the duplicate checkpoint."""
+    vault, sink = anchored
+    _put(vault, clerk, "owner_registration", make_owner())
+    kernel = vault._kernel
+    anchors = kernel.audit.anchors
+    assert anchors is not None
+    monkeypatch.setattr(anchors, "publish", lambda checkpoint: None)
+    kernel.checkpoint()
+    monkeypatch.undo()
+    seed = kernel._signing_seed
+    assert kernel.audit.anchor(origin=kernel.log_origin, seed=seed, now=clock.now()) is None
+    assert sink.latest() is None
+    _put(vault, clerk, "owner_registration", make_owner())
+    anchored_now = kernel.audit.anchor(origin=kernel.log_origin, seed=seed, now=clock.now())
+    assert anchored_now is not None and sink.latest() == anchored_now
+
+
 def test_checkpoints_are_anchored_by_themselves(
     anchored: tuple[Vault, FileAnchor],
     make_owner: Callable[..., OwnerProfile],
@@ -618,10 +643,10 @@ def test_checkpoints_are_anchored_by_themselves(
 ) -> None:
     """After enough new entries a checkpoint is signed and anchored with no one asking, and the
     next one covers only what came since (the log still verifies against it)."""
-    from ownervault.kernel import core
+    from ownervault.kernel import anchoring
 
     vault, sink = anchored
-    monkeypatch.setattr(core, "ANCHOR_EVERY_ENTRIES", 5)
+    monkeypatch.setattr(anchoring, "ANCHOR_EVERY_ENTRIES", 5)
     assert sink.latest() is None
     with vault.session(clerk, "owner_registration") as session:
         session.put_many([make_owner() for _ in range(6)])

@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from ownervault import crypto
 from ownervault.exceptions import (
     CryptoError,
+    IntegrityError,
     KeyProviderError,
     KeyStateError,
     VaultFormatError,
@@ -465,6 +466,8 @@ def _damaged() -> dict[str, bytes]:
     }
     changes: dict[str, dict[str, object]] = {
         "version_2": {"version": 2},
+        "mac_in_version_1": {"mac": "ab" * 32},
+        "bad_mac": {"version": 2, "mac": "not hex"},
         "version_0": {"version": 0},
         "version_string": {"version": "1"},
         "other_format": {"format": "something-else"},
@@ -503,6 +506,42 @@ def test_header_unwrap_with_wrong_root_is_wrong_key() -> None:
         with pytest.raises(WrongKeyError) as excinfo:
             header.unwrap(LocalRootKey(bytes(32)), slot)  # type: ignore[arg-type]
         assert str(excinfo.value) == "the key does not open this vault"
+
+
+KEYRING = bytes(range(100, 132))
+
+
+def test_sealed_header_round_trips_and_its_mac_covers_every_field(tmp_path: Path) -> None:
+    """A sealed header is version 2 with a MAC that survives dumps/loads; a change to any other
+    field, or a check under another keyring key, raises IntegrityError naming the header."""
+    unsealed = _header(pending_db_key=_header().wrapped_db_key)
+    assert unsealed.check_mac(KEYRING, path="h") is False
+    sealed = unsealed.sealed(KEYRING)
+    assert (sealed.version, sealed.authenticated) == (2, True)
+    loaded = VaultHeader.loads(sealed.dumps(), path=tmp_path / "vault.header")
+    assert loaded == sealed
+    assert loaded.check_mac(KEYRING, path="h") is True
+    document = json.loads(sealed.dumps())
+    other = _header(root=LocalRootKey(bytes(32)), vault_id="ab" * 16)
+    changes = {
+        "vault_id": "ab" * 16,
+        "created_at": "2020-01-01T00:00:00Z",
+        "provider": "keyfile",
+        "provider_params": {"label": "other"},
+        "keyring_key_id": "cd" * 16,
+        "wrapped_db_key": other.wrapped_db_key,
+        "wrapped_keyring_key": other.wrapped_keyring_key,
+        "wrapped_signing_key": other.wrapped_signing_key,
+        "pending_db_key": None,
+    }
+    assert set(changes) == set(document) - {"format", "version", "mac"}
+    for field, value in changes.items():
+        changed = VaultHeader.model_validate({**document, field: value})
+        with pytest.raises(IntegrityError, match="h failed its integrity check") as caught:
+            changed.check_mac(KEYRING, path="h")
+        assert caught.value.table == "header", field
+    with pytest.raises(IntegrityError):
+        loaded.check_mac(bytes(32), path="h")
 
 
 def test_header_slots_are_bound_to_role_and_vault() -> None:

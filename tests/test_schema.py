@@ -101,7 +101,7 @@ def test_sqlite_schema_version_1_matches_the_first_shipped_ddl(tmp_path: Path) -
 def test_sqlite_upgraded_version_1_vault_has_the_structure_of_a_new_one(tmp_path: Path) -> None:
     """A database made with the version-1 DDL and brought up by each upgrade step has the
     columns, indexes, constraints and triggers of a database made new by the backend."""
-    backend = SQLCipherBackend(tmp_path / "new.db", bytes(range(32)))
+    backend = SQLCipherBackend(tmp_path / "new.db", bytes(range(32)), create=True)
     try:
         assert backend.migrate() == schema.SCHEMA_VERSION == 2
         new = _sqlite_facts(lambda sql: [tuple(row) for row in backend._execute(sql).fetchall()])

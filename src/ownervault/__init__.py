@@ -12,15 +12,26 @@
 """
 
 from . import exceptions, records
+from .kernel import CheckFinding
 from .keys import EnvKey, KeyFileKey, KeyInfo, KeyState, PassphraseKey
 from .policy import Actor, Decision, FieldView, Policy, ViewMode, load_policy
 from .records import Classification, Record
-from .vault import ErasureResult, KeyStatus, RecordRef, RecordView, Session, Vault
+from .vault import (
+    CheckReport,
+    ErasureResult,
+    KeyStatus,
+    RecordRef,
+    RecordView,
+    Session,
+    Vault,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Actor",
+    "CheckFinding",
+    "CheckReport",
     "Classification",
     "Decision",
     "EnvKey",

@@ -19,6 +19,8 @@ This is the only module that imports ``cryptography``. Everything above it sees 
 * **Row binding tags** -- HMAC-SHA256 over a stored row's table name and typed column values,
   under a key derived by HKDF from the keyring key: a row changed, moved or forged outside the
   vault no longer matches its tag.
+* **Header MAC** -- HMAC-SHA256 over the vault header's fields (canonical JSON), under another
+  key derived by HKDF from the keyring key: the header's plain fields cannot be changed unseen.
 * **Passphrases** -- Argon2id (RFC 9106), parameters stored in the vault header.
 
 Nonces are 96 bits from ``os.urandom`` for every encryption and are never chosen by callers.
@@ -49,6 +51,7 @@ __all__ = [
     "BINDING_BYTES",
     "BLIND_INDEX_BYTES",
     "FIELD_FORMAT_V1",
+    "HEADER_MAC_BYTES",
     "KEY_BYTES",
     "KEY_ID_BYTES",
     "NONCE_BYTES",
@@ -70,6 +73,8 @@ __all__ = [
     "ed25519_verify",
     "encode_context",
     "field_aad",
+    "header_mac",
+    "header_mac_matches",
     "new_key_id",
     "pack_sealed",
     "passphrase_key",
@@ -99,8 +104,11 @@ _INFO_COMMIT: Final = b"ownervault key commitment v1"
 _INFO_INDEX: Final = b"ownervault blind index v1"
 _INFO_ROW: Final = b"ownervault row binding v1"
 _LABEL_ROW: Final = b"ownervault row v1"
+_INFO_HEADER: Final = b"ownervault header mac v1"
 #: Length of a row binding tag (HMAC-SHA256, not truncated).
 BINDING_BYTES: Final = 32
+#: Length of the vault header's MAC (HMAC-SHA256, not truncated).
+HEADER_MAC_BYTES: Final = 32
 
 
 @functools.lru_cache(maxsize=4096)
@@ -461,6 +469,27 @@ class RowKey(_NoPickle):
         if tag is None or len(tag) != BINDING_BYTES:
             return False
         return _stdlib_hmac.compare_digest(self.tag_encoded(encoded), tag)
+
+
+def header_mac(keyring_key: bytes, message: bytes) -> bytes:
+    """The MAC of a vault header's fields: HMAC-SHA256 under a key derived from the keyring key.
+
+    ``message`` is the header's canonical encoding (``docs/formats.md``). Only the root key
+    unwraps the keyring key, so whoever changes the header without it cannot make a MAC that
+    matches.
+    """
+    if len(keyring_key) != KEY_BYTES:
+        raise ValidationError("a key must be exactly 32 bytes")
+    mac = _hmac.HMAC(derive_key(keyring_key, info=_INFO_HEADER), hashes.SHA256())
+    mac.update(message)
+    return mac.finalize()
+
+
+def header_mac_matches(keyring_key: bytes, message: bytes, mac: bytes) -> bool:
+    """Whether ``mac`` is the header MAC of ``message`` (compared in constant time)."""
+    if len(mac) != HEADER_MAC_BYTES:
+        return False
+    return _stdlib_hmac.compare_digest(header_mac(keyring_key, message), mac)
 
 
 @attrs.frozen

@@ -39,11 +39,14 @@ from .exceptions import (
 )
 from .kernel import (
     Access,
+    CheckReport,
     ErasureResult,
     Kernel,
     RecordRef,
     RecordView,
     SystemClock,
+    check_kernel,
+    check_location,
     create_kernel,
     explain,
     ledger,
@@ -72,6 +75,7 @@ from .storage import redact_location
 from .storage.base import DisclosureRow, HoldRow, RequestRow
 
 __all__ = [
+    "CheckReport",
     "CorrectionNotice",
     "CorrectionResult",
     "ErasureResult",
@@ -155,7 +159,7 @@ class Vault:
             sink=checkpoint_sink,
         )
         vault = cls._adopt(kernel)
-        kernel.record_system("vault.create", detail={"provider": key.kind})
+        kernel.record_system("vault.create", detail={"provider": key.kind, "header_mac": True})
         kernel.record_policy_load()
         return vault
 
@@ -177,8 +181,10 @@ class Vault:
 
         Raises:
             VaultNotFoundError: no vault header at ``path``.
-            VaultFormatError: the header or database is damaged or of an unknown version.
+            VaultFormatError: the header or database is damaged, missing, empty or unknown.
             WrongKeyError: the key does not open this vault.
+            IntegrityError: the header was changed outside the vault.
+            VaultError: ``path`` holds a data backup; restore it with :meth:`restore`.
         """
         kernel = open_kernel(
             path,
@@ -233,18 +239,45 @@ class Vault:
         """
         destination = stage_restore(backup_dir, target)
         try:
-            vault = cls.open(destination, key=key)
+            # The copy is a data backup: only a restore opens one.
+            kernel = open_kernel(destination, key=key, policy=None, clock=None, restoring=True)
+            vault = cls._adopt(kernel)
         except BaseException:
             shutil.rmtree(destination, ignore_errors=True)
             raise
         try:
-            finish_restore(vault._kernel, key_backup, erasure_ledgers, progress=progress)
+            kernel.record_policy_load()
+            finish_restore(kernel, key_backup, erasure_ledgers, progress=progress)
         except BaseException:
             vault.close()
             # A half-restored copy is worse than none: remove it.
             shutil.rmtree(destination, ignore_errors=True)
             raise
         return vault
+
+    @staticmethod
+    def check_path(
+        path: str | Path,
+        *,
+        key: KeyProvider,
+        deep: bool = False,
+        checkpoint_sink: CheckpointSink | None = None,
+    ) -> CheckReport:
+        """Check the vault at ``path`` read-only, without opening it for use (see :meth:`check`).
+
+        Nothing is written: no audit entry, schema upgrade or page-key recovery.
+
+        Raises:
+            VaultNotFoundError, WrongKeyError: no vault at ``path``; the key does not open it.
+        """
+        return check_location(path, key=key, deep=deep, sink=checkpoint_sink)
+
+    def check(self, *, deep: bool = False) -> CheckReport:
+        """Check storage, header and audit log (with ``deep``, every row); nothing is written.
+
+        ``report.ok`` is False when anything is damaged (``docs/threat-model.md``); warnings
+        name what weakens protection."""
+        return check_kernel(self._kernel, deep=deep)
 
     # ------------------------------------------------------------------ lifecycle
 

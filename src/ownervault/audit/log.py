@@ -322,7 +322,7 @@ class AuditLog:
             with self._backend.atomic():
                 size, state = self._backend.audit_state()
                 start = anchored.size if anchored is not None else 0
-                if size <= start:
+                if size <= start or self._signed_elsewhere(size):
                     return None
                 frontier = (
                     merkle.Frontier.from_bytes(anchored.frontier)
@@ -349,6 +349,14 @@ class AuditLog:
         checkpoint = AnchoredCheckpoint(note, size, frontier.to_bytes())
         self.anchors.publish(checkpoint)
         return checkpoint
+
+    def _signed_elsewhere(self, size: int) -> bool:
+        """Whether the newest stored checkpoint is of exactly ``size`` entries: another process
+        signed it and is publishing it to the anchors (it commits the row, then publishes), so
+        there is nothing new to anchor. (A stored checkpoint larger than the log is left for
+        :meth:`checkpoint` and :meth:`verify` to refuse.)"""
+        signed = self._backend.checkpoints()
+        return bool(signed) and signed[-1][0] == size
 
     def stream_proofs(
         self, size: int, old_sizes: Sequence[int], *, rehash: bool = False
@@ -458,21 +466,25 @@ class AuditLog:
             if all(entry.get(key) == value for key, value in fields.items()):
                 yield entry
 
-    def verify(self, *, progress: Callable[[int, int], None] | None = None) -> int:
+    def verify(
+        self, *, report: bool = True, progress: Callable[[int, int], None] | None = None
+    ) -> int:
         """Recompute every leaf hash and the root from the stored bytes; return the size.
 
-        ``progress`` is told (entries checked, entries in all) every
-        :data:`PROGRESS_EVERY` entries and at the end.
+        ``report=False`` verifies without telling the failure observers (``ownervault check``
+        reports what it finds itself and writes nothing). ``progress`` is told (entries
+        checked, entries in all) every :data:`PROGRESS_EVERY` entries and at the end.
 
         Raises:
             AuditIntegrityError: an entry's bytes no longer match its leaf hash, a sequence
                 number is missing, or the recomputed root differs from the stored frontier (the
-                failure observers are told first).
+                failure observers are told first, unless ``report`` is False).
         """
         try:
             return self._verify_stored(progress)
         except AuditIntegrityError as error:
-            self.report_failure(error)
+            if report:
+                self.report_failure(error)
             raise
 
     def _verify_stored(self, progress: Callable[[int, int], None] | None) -> int:
@@ -515,6 +527,12 @@ def _checked_leaf(row: AuditRow, expected: int) -> bytes:
         decoded = json.loads(row.entry)
     except ValueError:
         raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
-    if decoded.get("seq") != row.seq or canonical_json(decoded) != row.entry:
+    if not isinstance(decoded, dict):
+        raise AuditIntegrityError(f"audit entry {row.seq} is not a JSON object")
+    try:
+        canonical = canonical_json(decoded)
+    except ValidationError:  # a float: never in an entry the vault wrote
+        canonical = b""
+    if decoded.get("seq") != row.seq or canonical != row.entry:
         raise AuditIntegrityError(f"audit entry {row.seq} is not in canonical form")
     return leaf

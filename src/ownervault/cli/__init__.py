@@ -2,9 +2,9 @@
 
 This package owns the command line and nothing else: the top :func:`main` group (the
 ``ownervault`` console script, also run by ``python -m ownervault.cli``), one module per command
-group (:mod:`.vault` for the whole-vault commands, :mod:`.keys`, :mod:`.audit`,
-:mod:`.consent`, :mod:`.policy`, :mod:`.subject`, :mod:`.retention`, :mod:`.incident`) and
-the helpers they share in :mod:`.common`. It is the top layer: it calls the public Python API
+group (:mod:`.vault` for the whole-vault commands, :mod:`.check`, :mod:`.keys`, :mod:`.audit`,
+:mod:`.consent`, :mod:`.policy`, :mod:`.subject`, :mod:`.retention`, :mod:`.incident`) and the
+helpers they share in :mod:`.common`. It is the top layer: it calls the public Python API
 (:class:`ownervault.vault.Vault`, :mod:`ownervault.drill`, :mod:`ownervault.migrate` and the
 packages' public names), and no other part of ownervault imports it.
 
@@ -12,14 +12,15 @@ Every ownervault error becomes one line on stderr and a non-zero exit code (neve
 traceback); set ``OWNERVAULT_DEBUG=1`` to see tracebacks of unexpected errors.
 
 Exit codes: 1 other ownervault error, 2 usage, 3 wrong key or key provider problem,
-4 access denied, 5 vault or policy format problem, 70 unexpected internal error.
+4 access denied, 5 vault or policy format problem, 6 ``check`` found damage, 70 unexpected
+internal error.
 """
 
 from __future__ import annotations
 
 import click
 
-from . import audit, consent, incident, keys, policy, retention, subject, vault
+from . import audit, check, consent, incident, keys, policy, retention, subject, vault
 
 __all__ = ["main"]
 
@@ -35,6 +36,7 @@ main.add_command(vault.demo)
 main.add_command(vault.backup_command)
 main.add_command(vault.restore_command)
 main.add_command(vault.migrate_command)
+main.add_command(check.check_command)
 main.add_command(keys.keys)
 main.add_command(audit.audit)
 main.add_command(consent.consent)

@@ -225,6 +225,21 @@ def keys_destroy_retired(
     click.echo(f"destroyed {count} retired subject keys")
 
 
+@keys.command("seal-header")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@as_option
+@key_file_option
+@handle_errors
+def keys_seal_header(path: Path, as_actor: str | None, key_file: Path | None) -> None:
+    """Give a vault header made before headers had a MAC its MAC (nothing else changes)."""
+    with open_vault(path, key_file) as vault:
+        sealed = vault.keys.seal_header(actor=admin_actor(as_actor))
+    if sealed:
+        click.echo(f"the header of {path} now carries a MAC; every open checks it")
+    else:
+        click.echo(f"the header of {path} carries a MAC already")
+
+
 @keys.command("backup")
 @click.argument("path", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))

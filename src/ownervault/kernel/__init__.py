@@ -15,16 +15,21 @@ and for the facade (``ownervault.vault``):
   :mod:`.reads` (``get_many``, ``find``), :mod:`.ledger` (consents, access history),
   :mod:`.erase` (crypto-shredding with a signed receipt), :mod:`.explain`, :mod:`.exports`
   (the audit log exported for compliance officers).
+* ``ownervault check``: :func:`check_kernel` and :func:`check_location` (:mod:`.check`, one
+  function per kind of check; the deep checks of every row in :mod:`.scrub`; findings and
+  reports in :mod:`.findings`). They write nothing.
 
 Imports ``policy``, ``audit``, ``keys``, ``crypto``, ``storage``, ``records`` and
 ``exceptions``; never a feature or the facade.
 """
 
+from .check import check_kernel, check_location
 from .clock import Clock, SystemClock
 from .core import ADMIN_PURPOSE, INVESTIGATOR_ROLE, SYSTEM_ACTOR, Access, Kernel
 from .decide import Decider
 from .erase import ErasureResult, held
 from .explain import explain
+from .findings import CheckFinding, CheckReport
 from .keystore import AUTO_ROTATE_AT, KeyStore, key_info, subject_context
 from .opening import create_kernel, load_pack, open_kernel
 from .views import RecordRef, RecordView
@@ -35,6 +40,8 @@ __all__ = [
     "INVESTIGATOR_ROLE",
     "SYSTEM_ACTOR",
     "Access",
+    "CheckFinding",
+    "CheckReport",
     "Clock",
     "Decider",
     "ErasureResult",
@@ -43,6 +50,8 @@ __all__ = [
     "RecordRef",
     "RecordView",
     "SystemClock",
+    "check_kernel",
+    "check_location",
     "create_kernel",
     "explain",
     "held",

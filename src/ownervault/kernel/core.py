@@ -32,7 +32,6 @@ from ..exceptions import (
     OwnerVaultError,
     PolicyDeniedError,
     RecordNotFoundError,
-    StorageError,
     ValidationError,
     VaultClosedError,
     VaultError,
@@ -48,6 +47,7 @@ from ..storage import (
     VaultLock,
     redact_location,
 )
+from .anchoring import Anchoring
 from .clock import Clock
 from .decide import Decider
 from .erasures import LEDGER_NAME, ErasureLedger
@@ -55,13 +55,14 @@ from .keystore import KeyStore
 
 __all__ = [
     "ADMIN_PURPOSE",
-    "ANCHOR_EVERY",
-    "ANCHOR_EVERY_ENTRIES",
+    "HEADER_MAC_MARK",
+    "HEADER_SEALED_ACTION",
     "INVESTIGATOR_ROLE",
     "SESSION_OPEN_REFUSALS",
     "SYSTEM_ACTOR",
     "Access",
     "Kernel",
+    "log_origin",
 ]
 
 #: The actor in whose name the vault records what it does by itself.
@@ -70,10 +71,15 @@ SYSTEM_ACTOR: Final = Actor("ownervault", roles=["system"])
 INVESTIGATOR_ROLE: Final = "compliance_officer"
 #: The purpose of entries about the vault's own administration.
 ADMIN_PURPOSE: Final = "vault_administration"
-#: A checkpoint is signed and anchored outside the database after this many new entries...
-ANCHOR_EVERY_ENTRIES: Final = 1000
-#: ...or once this long has passed since the last one (checked on every commit).
-ANCHOR_EVERY: Final = _dt.timedelta(minutes=5)
+#: The audit action recorded when an older vault's header is first given a MAC.
+HEADER_SEALED_ACTION: Final = "vault.header_sealed"
+#: The detail key of every entry that records a sealed header (``vault.create`` too).
+HEADER_MAC_MARK: Final = "header_mac"
+
+
+def log_origin(vault_id: str) -> str:
+    """The origin line of a vault's audit checkpoints (also its signing key's name)."""
+    return f"ownervault/{vault_id}"
 
 
 class Kernel:
@@ -128,9 +134,13 @@ class Kernel:
         if sink is not None:
             sinks.append(sink)
         self.audit.anchors = Anchors(sinks, verifier_key=self.verifier_key) if sinks else None
-        latest = self.audit.anchors.latest() if self.audit.anchors is not None else None
-        self._anchored = (latest.size if latest is not None else 0, clock.now())
-        self._anchoring = False
+        self._anchoring = Anchoring(
+            self.audit,
+            origin=self.log_origin,
+            seed=signing_seed,
+            clock=clock,
+            failed=lambda error: self.record_system("audit.anchor_failed", detail={"error": error}),
+        )
         #: Told the pseudonym of each erased subject once the erasure's transaction commits, so
         #: that features can remove what they keep of that owner outside the database (breach
         #: handling purges the owner's queued notices). Called in the committing thread.
@@ -312,7 +322,7 @@ class Kernel:
     @property
     def log_origin(self) -> str:
         """The origin line of this vault's audit checkpoints (also the signing key's name)."""
-        return f"ownervault/{self.vault_id}"
+        return log_origin(self.vault_id)
 
     @property
     def verifier_key(self) -> str:
@@ -324,51 +334,24 @@ class Kernel:
     def checkpoint(self) -> str:
         """Sign a checkpoint of the audit log as it is now (and anchor it); return the note."""
         self.check_open()
-        now = self.clock.now()
-        note = self.audit.checkpoint(origin=self.log_origin, seed=self._signing_seed, now=now)
-        self._anchored = (max(self.audit.appended, self._anchored[0]), now)
-        return note
+        return self._anchoring.checkpoint()
 
     def _anchor_when_due(self) -> None:
-        """After a commit: sign and anchor a checkpoint once enough entries or time passed.
-
-        Runs in the committing thread, never inside another transaction; a failure to anchor
-        does not undo the operation that committed (it is reported: a damaged log opens a
-        tamper incident, an unreachable anchor an audit entry).
-        """
-        if self._anchoring or self.closed or self.audit.anchors is None:
-            return
-        size, since = self._anchored
-        now = self.clock.now()
-        new = self.audit.appended - size
-        if new <= 0 or (new < ANCHOR_EVERY_ENTRIES and now - since < ANCHOR_EVERY):
-            return
-        self._anchoring = True
-        try:
-            self.anchor()
-        except StorageError as exc:
-            self.record_system("audit.anchor_failed", detail={"error": str(exc)[:200]})
-        except IntegrityError:
-            self._anchored = (size, now)  # reported already; do not retry on every commit
-        finally:
-            self._anchoring = False
+        if not self.closed:
+            self._anchoring.when_due()
 
     def anchor(self) -> AnchoredCheckpoint | None:
         """Sign and anchor a checkpoint of the entries since the newest anchor (if any are new).
 
-        What happens by itself every :data:`ANCHOR_EVERY_ENTRIES` entries or
-        :data:`ANCHOR_EVERY`; only the new entries are read and hashed.
+        What happens by itself every :data:`~.anchoring.ANCHOR_EVERY_ENTRIES` entries or
+        :data:`~.anchoring.ANCHOR_EVERY` (:mod:`.anchoring`).
 
         Raises:
             AuditIntegrityError: the log does not extend the newest anchored checkpoint.
             StorageError: a sink could not be written.
         """
         self.check_open()
-        now = self.clock.now()
-        anchored = self.audit.anchor(origin=self.log_origin, seed=self._signing_seed, now=now)
-        # Nothing new to anchor means another process anchored at least as far.
-        self._anchored = (anchored.size if anchored else self.audit.appended, now)
-        return anchored
+        return self._anchoring.anchor()
 
     def sign_note(self, text: str) -> str:
         """Sign ``text`` as a C2SP signed note with the vault's audit key."""
@@ -377,14 +360,36 @@ class Kernel:
 
     # ------------------------------------------------------------------ header and files
 
-    def write_header(self, header: VaultHeader) -> None:
-        """Replace the header: atomically on disk, or in the database for a server vault."""
+    def seal_header(self, header: VaultHeader) -> VaultHeader:
+        """``header`` with its MAC under this vault's keyring key (version 2), not yet written."""
+        return header.sealed(self.keys.keyring.material())
+
+    def write_header(self, header: VaultHeader, *, root: RootKey | None = None) -> None:
+        """Replace the header, sealed: atomically on disk, or in the database for a server vault.
+
+        ``root`` is the root key that wraps the new header's keys when it is another one (a
+        root rotation): keys wrapped from now on (a new page key) are wrapped by it.
+        """
+        sealed = self.seal_header(header)
         if self.path is not None:
-            write_atomically(self.path / HEADER_NAME, header.dumps())
+            write_atomically(self.path / HEADER_NAME, sealed.dumps())
         else:
             with self.backend.atomic():
-                self.backend.set_meta("header", header.dumps().decode("utf-8"))
+                self.backend.set_meta("header", sealed.dumps().decode("utf-8"))
+        if root is not None:
+            self._root = root
+        self._adopt_header(sealed)
+
+    def _adopt_header(self, header: VaultHeader) -> None:
+        """Use ``header`` from now on; the first sealed header of an older vault is recorded.
+
+        The entry marks the vault as one whose header is authenticated, so a header whose MAC
+        was stripped later is refused when the vault is opened (:mod:`.opening`).
+        """
+        first = header.authenticated and not self.header.authenticated
         self.header = header
+        if first:
+            self.record_system(HEADER_SEALED_ACTION, detail={HEADER_MAC_MARK: True})
 
     def rewrapped_header(
         self, root: RootKey, *, provider: str, params: Mapping[str, object]
@@ -428,10 +433,10 @@ class Kernel:
         return SQLCipherBackend(path, self._db_key)
 
     def replace_page_key(self, new_key: bytes, header: VaultHeader) -> None:
-        """Adopt a new page key after the database file was swapped (page-key rotation)."""
-        self.header = header
+        """Adopt a new page key and its sealed header after the database file was swapped."""
         self._db_key = new_key
         self.embedded_backend("page-key rotation").reopen(new_key)
+        self._adopt_header(header)
 
     # ------------------------------------------------------------------ key rotation
 

@@ -21,10 +21,11 @@ __all__ = ["export_audit", "iso_bound"]
 
 
 def iso_bound(value: str | None) -> str | None:
-    """Normalise a user-given time bound to the audit entries' UTC format.
+    """A time bound given by a user (an ISO 8601 date or date-time, UTC unless it says
+    otherwise) in the audit entries' time format; None stays None.
 
     Raises:
-        ValidationError: the value is not an ISO 8601 date or date-time.
+        ValidationError: ``value`` is not an ISO 8601 date or date-time.
     """
     if value is None:
         return None

@@ -94,7 +94,10 @@ def _primary(
 ) -> bytes | None:
     """The primary key id: the one named in ``meta`` if still loaded, else the newest active."""
     if preferred:
-        key_id = bytes.fromhex(preferred)
+        try:
+            key_id = bytes.fromhex(preferred)
+        except ValueError:  # not a key id: fall back as for a key that is gone
+            key_id = b""
         if key_id in keep:
             return key_id
     active = [k for k, state in states.items() if state is KeyState.ACTIVE]
@@ -106,7 +109,8 @@ class KeyStore:
 
     ``rotate_kek`` is called, inside the current transaction, when the primary KEK may not wrap
     another key (compromised, or near its invocation limit); the kernel wires it to its own KEK
-    rotation so no write ever fails for want of a KEK.
+    rotation so no write ever fails for want of a KEK. ``load=False`` leaves the system keys
+    unloaded until :meth:`load` is called (a check looks at their rows first).
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class KeyStore:
         keyring: crypto.SecretKey,
         cache_size: int,
         rotate_kek: Callable[[], None],
+        load: bool = True,
     ) -> None:
         self.vault_id = vault_id
         self.backend = backend
@@ -134,10 +139,12 @@ class KeyStore:
         self._indexes: dict[bytes, crypto.IndexKey] = {}
         self.primary_kek = b""
         self._epoch = "0"
-        self.max_invocations = int(
-            backend.get_meta("max_key_invocations") or DEFAULT_MAX_INVOCATIONS
-        )
-        self.load()
+        limit = backend.get_meta("max_key_invocations") or str(DEFAULT_MAX_INVOCATIONS)
+        if not limit.isdigit() or not 1 <= int(limit) <= 2**32:
+            raise VaultFormatError("the vault's max_key_invocations setting is not a valid limit")
+        self.max_invocations = int(limit)
+        if load:
+            self.load()
 
     def __repr__(self) -> str:
         return f"<KeyStore vault={self.vault_id} keks={len(self._keks)} bytes=<redacted>>"

@@ -1,14 +1,24 @@
 """Creating and opening a vault: the header, the database, the system keys, the kernel.
 
-An embedded vault is a directory with ``vault.header`` (the root-wrapped keys) and ``vault.db``
-(SQLCipher, opened with the raw page key from the header). A vault on PostgreSQL keeps its
-header in the database's ``meta`` table. Either way the root key unwraps the keyring key first,
-so a wrong key fails before any file is touched.
+An embedded vault is a directory (mode 0700) with ``vault.header`` (the root-wrapped keys) and
+``vault.db`` (SQLCipher, mode 0600, opened with the raw page key from the header). A vault on
+PostgreSQL keeps its header in the database's ``meta`` table. Either way the root key unwraps
+the keyring key first, so a wrong key fails before any file is touched.
+
+Opening never writes to what it has not validated, in this order: the header parses; the root
+key unwraps the keyring key; the header's MAC matches (:meth:`VaultHeader.check_mac`); only then
+may an interrupted page-key rotation be finished (which rewrites the header). The database must
+exist and not be empty (it is never created by an open); the page key must open it; it must be
+an ownervault database of a schema this version reads, and its ``vault_id`` must be the
+header's. Only then is an older schema upgraded and are older rows given binding tags. A data
+backup (its subject keys detached) is refused: it is restored, not opened
+(:func:`open_kernel` with ``restoring=True`` is the restore's way in).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -21,7 +31,9 @@ from ..audit import format_time
 from ..audit.anchor import CheckpointSink
 from ..exceptions import (
     IntegrityError,
+    StorageError,
     ValidationError,
+    VaultError,
     VaultExistsError,
     VaultFormatError,
     VaultNotFoundError,
@@ -41,22 +53,40 @@ from ..keys import (
 from ..policy import Policy, load_policy
 from ..storage import (
     DB_NAME,
+    SCHEMA_VERSION,
     Backend,
     KeyRow,
     SQLCipherBackend,
     SubjectRow,
     connect_server,
     database_url,
+    restrict_modes,
 )
 from .binding import BOUND_META, Binder
 from .clock import Clock, SystemClock
-from .core import Kernel
+from .core import HEADER_MAC_MARK, Kernel
 from .keystore import system_context
 
-__all__ = ["bind_existing", "create_kernel", "load_pack", "open_kernel"]
+__all__ = [
+    "BACKUP_META",
+    "BIND_ACTION",
+    "bind_existing",
+    "check_provider",
+    "create_kernel",
+    "header_was_sealed",
+    "load_pack",
+    "open_kernel",
+    "read_header",
+    "require_database",
+    "unlock",
+]
 
 #: The audit action recorded when a vault's existing rows get their binding tags.
-_BIND_ACTION: Final = "vault.bind_rows"
+BIND_ACTION: Final = "vault.bind_rows"
+#: ``meta`` key set to ``1`` in a data backup (its subject data keys are detached).
+BACKUP_META: Final = "subject_keys_detached"
+#: What every audit entry recording a sealed header contains (canonical JSON of its detail).
+_SEALED_MARK: Final = f'"{HEADER_MAC_MARK}":true'.encode()
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -99,6 +129,8 @@ def create_kernel(
         if root_path.exists() and (not root_path.is_dir() or any(root_path.iterdir())):
             raise VaultExistsError(f"{root_path} already exists and is not an empty directory")
         root_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # An empty directory that existed already keeps its mode otherwise.
+        os.chmod(root_path, 0o700)
     try:
         root, params = key.create_root()
         vault_id = uuid.uuid4().hex
@@ -111,7 +143,7 @@ def create_kernel(
             return base64.b64encode(blob).decode("ascii")
 
         now = format_time(clock.now())
-        header = VaultHeader(
+        unsealed = VaultHeader(
             format="ownervault-header",
             version=1,
             vault_id=vault_id,
@@ -123,11 +155,14 @@ def create_kernel(
             wrapped_keyring_key=wrap(keyring_key, "keyring"),
             wrapped_signing_key=wrap(crypto.ed25519_generate(), "signing"),
         )
+        header = unsealed.sealed(keyring_key)
         backend: Backend
         if server is not None:
             backend = server
         else:
-            backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
+            backend = SQLCipherBackend(
+                root_path / DB_NAME, db_key, synchronous=synchronous, create=True
+            )
             backend.migrate()
         _store_system_keys(backend, header, keyring_key, now, max_key_invocations)
         if server is None:
@@ -195,6 +230,70 @@ def _store_system_keys(
             backend.set_meta("header", header.dumps().decode("utf-8"))
 
 
+def read_header(directory: Path) -> VaultHeader:
+    """The header of the embedded vault in ``directory``, parsed and validated.
+
+    Raises:
+        VaultNotFoundError: there is no ``vault.header``.
+        VaultFormatError: the header cannot be read or is not a valid header.
+    """
+    header_path = directory / HEADER_NAME
+    try:
+        raw = header_path.read_bytes()
+    except FileNotFoundError:
+        raise VaultNotFoundError(f"no ownervault vault at {directory}") from None
+    except OSError as exc:
+        raise VaultFormatError(f"cannot read {header_path}: {exc.strerror}") from None
+    return VaultHeader.loads(raw, path=header_path)
+
+
+def check_provider(header: VaultHeader, key: KeyProvider) -> None:
+    """Refuse a root key of another kind than the one the header names.
+
+    Raises:
+        WrongKeyError: the kinds differ.
+    """
+    if header.provider != key.kind:
+        raise WrongKeyError(
+            f"this vault needs its {header.provider!r} root key; a {key.kind!r} key was given"
+        )
+
+
+def unlock(header: VaultHeader, key: KeyProvider) -> tuple[RootKey, bytes]:
+    """The root key and the keyring key it unwraps from ``header``.
+
+    Raises:
+        WrongKeyError: the key does not open this header.
+    """
+    root = key.load_root(header.provider_params)
+    return root, header.unwrap(root, "keyring")
+
+
+def require_database(path: Path) -> None:
+    """Refuse a database file that is missing or empty before anything opens it.
+
+    SQLite would create a missing file and make an empty one a new database; neither is a
+    vault's database.
+
+    Raises:
+        VaultFormatError: the file is missing or empty.
+        StorageError: the file cannot be examined.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise VaultFormatError(f"{path} is missing") from None
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+    if size == 0:
+        raise VaultFormatError(f"{path} is empty: it holds no vault database")
+
+
+def header_was_sealed(backend: Backend) -> bool:
+    """Whether the audit log records that this vault's header had a MAC."""
+    return next(iter(backend.audit_entries_containing([_SEALED_MARK])), None) is not None
+
+
 def open_kernel(
     path: str | Path,
     *,
@@ -204,13 +303,19 @@ def open_kernel(
     synchronous: Synchronous = "NORMAL",
     key_cache_size: int = 10_000,
     sink: CheckpointSink | None = None,
+    restoring: bool = False,
 ) -> Kernel:
     """Open an existing vault and return its kernel.
 
+    ``restoring=True`` lets a data backup through (its copy is being restored).
+
     Raises:
         VaultNotFoundError: no vault header at ``path``.
-        VaultFormatError: the header or database is damaged or of an unknown version.
+        VaultFormatError: the header or database is damaged, missing, empty or of an unknown
+            version.
         WrongKeyError: the key does not open this vault.
+        IntegrityError: the header's MAC does not match, or was removed.
+        VaultError: ``path`` holds a data backup, which is restored rather than opened.
     """
     url = database_url(path)
     if url is not None:
@@ -218,41 +323,32 @@ def open_kernel(
             url, key=key, policy=policy, clock=clock, cache=key_cache_size, sink=sink
         )
     root_path = Path(path)
-    header_path = root_path / HEADER_NAME
-    try:
-        raw = header_path.read_bytes()
-    except FileNotFoundError:
-        raise VaultNotFoundError(f"no ownervault vault at {root_path}") from None
-    except OSError as exc:
-        raise VaultFormatError(f"cannot read {header_path}: {exc.strerror}") from None
-    header = VaultHeader.loads(raw, path=header_path)
-    _check_provider(header, key)
+    header = read_header(root_path)
+    check_provider(header, key)
     loaded = load_pack(policy)
-    root = key.load_root(header.provider_params)
-    header.unwrap(root, "keyring")  # a wrong key fails here, before any file is touched
-    header = recover(root_path, header, root)
-    db_key = header.unwrap(root, "db")
-    if not (root_path / DB_NAME).exists():
-        raise VaultFormatError(f"{root_path / DB_NAME} is missing")
-    backend = SQLCipherBackend(root_path / DB_NAME, db_key, synchronous=synchronous)
-    return _finish_open(
+    # A wrong key fails here, before any file is touched; a changed header right after.
+    root, keyring_key = unlock(header, key)
+    header.check_mac(keyring_key, path=root_path / HEADER_NAME)
+    db_path = root_path / DB_NAME
+    require_database(db_path)
+    header = recover(root_path, header, root, keyring_key)
+    backend = SQLCipherBackend(db_path, header.unwrap(root, "db"), synchronous=synchronous)
+    kernel = _finish_open(
         backend,
         header,
         root,
+        keyring_key,
         path=root_path,
         location=str(root_path),
         policy=loaded,
         clock=clock,
         cache=key_cache_size,
         sink=sink,
+        restoring=restoring,
     )
-
-
-def _check_provider(header: VaultHeader, key: KeyProvider) -> None:
-    if header.provider != key.kind:
-        raise WrongKeyError(
-            f"this vault needs its {header.provider!r} root key; a {key.kind!r} key was given"
-        )
+    # Vaults made before database files were created 0600 get private files now.
+    restrict_modes(db_path)
+    return kernel
 
 
 def _open_server(
@@ -266,14 +362,15 @@ def _open_server(
 ) -> Kernel:
     backend = connect_server(url)
     try:
-        backend.migrate()
-        raw = backend.get_meta("header")
+        # An empty database is not a vault: nothing is created in it.
+        raw = backend.get_meta("header") if backend.schema_version() > 0 else None
         if not raw:
             raise VaultNotFoundError("that database holds no ownervault vault")
         header = VaultHeader.loads(raw.encode("utf-8"), path=Path("header"))
-        _check_provider(header, key)
+        check_provider(header, key)
         loaded = load_pack(policy)
-        root = key.load_root(header.provider_params)
+        root, keyring_key = unlock(header, key)
+        header.check_mac(keyring_key, path="the vault header")
     except BaseException:
         backend.close()
         raise
@@ -281,19 +378,43 @@ def _open_server(
         backend,
         header,
         root,
+        keyring_key,
         path=None,
         location=url,
         policy=loaded,
         clock=clock,
         cache=cache,
         sink=sink,
+        restoring=False,
     )
+
+
+def _validate(backend: Backend, header: VaultHeader, location: str, *, restoring: bool) -> None:
+    """Make sure the database is this header's vault before anything is written to it.
+
+    The first read is the page key's test: a damaged or foreign file fails it.
+    """
+    version = backend.schema_version()
+    if version == 0:
+        raise VaultFormatError(f"{location} holds no ownervault database")
+    if version > SCHEMA_VERSION:
+        raise VaultFormatError(
+            f"the vault schema is version {version}; this ownervault reads up to {SCHEMA_VERSION}"
+        )
+    if backend.get_meta("vault_id") != header.vault_id:
+        raise VaultFormatError(f"{location} does not belong to this header")
+    if not restoring and backend.get_meta(BACKUP_META) == "1":
+        raise VaultError(
+            f"{location} is a data backup, not a vault (it holds no data keys): restore it "
+            f"with `ownervault restore {location} TARGET --key-backup FILE`"
+        )
 
 
 def _finish_open(
     backend: Backend,
     header: VaultHeader,
     root: RootKey,
+    keyring_key: bytes,
     *,
     path: Path | None,
     location: str,
@@ -301,13 +422,18 @@ def _finish_open(
     clock: Clock | None,
     cache: int,
     sink: CheckpointSink | None,
+    restoring: bool,
 ) -> Kernel:
     try:
-        keyring_key = header.unwrap(root, "keyring")
         db_key = header.unwrap(root, "db")
+        _validate(backend, header, location, restoring=restoring)
         backend.migrate()
-        if backend.get_meta("vault_id") != header.vault_id:
-            raise VaultFormatError(f"{location} does not belong to this header")
+        if not header.authenticated and header_was_sealed(backend):
+            raise IntegrityError(
+                f"the header of {location} has no MAC, but the audit log records that it had "
+                "one: the header was replaced outside the vault; run ownervault check",
+                table="header",
+            )
         kernel = Kernel(
             path=path,
             location=location,
@@ -349,7 +475,7 @@ def bind_existing(kernel: Kernel) -> None:
     backend = kernel.backend
     if kernel.keys.bound:
         return
-    if next(kernel.audit.entries_where(action=_BIND_ACTION), None) is not None:
+    if next(kernel.audit.entries_where(action=BIND_ACTION), None) is not None:
         raise IntegrityError(
             "this vault's rows were bound before and the mark that says so is gone: its "
             "binding tags were changed outside the vault; run ownervault check --deep"
@@ -381,7 +507,7 @@ def bind_existing(kernel: Kernel) -> None:
             backend.update_subjects(bound)
             counts["subjects"] += len(bound)
         backend.set_meta(BOUND_META, "1")
-        kernel.record_system(_BIND_ACTION, detail=counts)
+        kernel.record_system(BIND_ACTION, detail=counts)
     kernel.keys.bound = True
     kernel.keys.load()
 

@@ -9,7 +9,7 @@ names only) and :mod:`ownervault.exceptions`.
 backups and restores. It sits above the kernel and is never imported from here.
 """
 
-from .header import HEADER_NAME, VaultHeader, recover, write_atomically
+from .header import HEADER_NAME, VaultHeader, recover, recovered, write_atomically
 from .hierarchy import (
     DEFAULT_MAX_INVOCATIONS,
     TRANSITIONS,
@@ -59,5 +59,6 @@ __all__ = [
     "decode_key_text",
     "encode_key_text",
     "recover",
+    "recovered",
     "write_atomically",
 ]

@@ -2,8 +2,14 @@
 
 The header holds no secret in the clear: the SQLCipher page key, the keyring key and the audit
 checkpoint signing key are wrapped by the root key, bound to the vault id and their slot.
-Rotating the root rewrites only the header. :func:`recover` finishes or undoes a page-key
-rotation that a crash interrupted, before anything else touches the database file.
+Rotating the root rewrites only the header. A version-2 header also carries a MAC over all its
+fields under a key derived from the keyring key (:meth:`VaultHeader.sealed`), so its plain
+fields (``created_at``, the provider's parameters, the keyring key's id, a pending page key)
+cannot be changed unseen; it is checked as soon as the keyring key is unwrapped
+(:meth:`VaultHeader.check_mac`). A version-1 header, made before headers had a MAC, still
+opens. :func:`recover` finishes or undoes a page-key rotation that a crash interrupted, before
+anything else touches the database file; :func:`recovered` says what it would do without
+doing it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any, Final, Literal
 import pydantic
 
 from .. import crypto
-from ..exceptions import DecryptionError, VaultFormatError, WrongKeyError
+from ..exceptions import DecryptionError, IntegrityError, VaultFormatError, WrongKeyError
 from ..storage import DB_NAME
 from .providers import RootKey
 
@@ -28,11 +34,13 @@ __all__ = [
     "REKEY_SUFFIX",
     "VaultHeader",
     "recover",
+    "recovered",
     "write_atomically",
 ]
 
 HEADER_FORMAT: Final = "ownervault-header"
-HEADER_VERSION: Final = 1
+#: The header version this code writes: 2 carries a MAC, 1 (still read) does not.
+HEADER_VERSION: Final = 2
 #: The header's file name in a vault directory.
 HEADER_NAME: Final = "vault.header"
 #: Suffix of the staging copy written while the page key is replaced.
@@ -44,12 +52,13 @@ class VaultHeader(pydantic.BaseModel):
 
     It holds no secret in the clear: the SQLCipher page key, the keyring key and the audit
     checkpoint signing key are wrapped by the root key, bound to the vault id and their slot.
+    Version 2 carries ``mac``, the header MAC over every other field; version 1 has none.
     """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["ownervault-header"]
-    version: Literal[1]
+    version: Literal[1, 2]
     vault_id: str = pydantic.Field(pattern=r"^[0-9a-f]{32}$")
     created_at: str
     provider: str = pydantic.Field(min_length=1, max_length=64)
@@ -60,6 +69,14 @@ class VaultHeader(pydantic.BaseModel):
     wrapped_signing_key: str
     #: Set only while the SQLCipher page key is being replaced: the new key, wrapped.
     pending_db_key: str | None = None
+    #: The header MAC (hex), in version 2 only.
+    mac: str | None = pydantic.Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @pydantic.model_validator(mode="after")
+    def _mac_matches_version(self) -> VaultHeader:
+        if (self.version == 2) != (self.mac is not None):
+            raise ValueError("a version-2 header has a MAC and a version-1 header has none")
+        return self
 
     @staticmethod
     def context(vault_id: str, slot: str) -> bytes:
@@ -93,8 +110,46 @@ class VaultHeader(pydantic.BaseModel):
             raise WrongKeyError("the key does not open this vault") from None
 
     def dumps(self) -> bytes:
-        """Serialise as indented JSON."""
-        return (json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n").encode("utf-8")
+        """Serialise as indented JSON (a version-1 header without a ``mac`` field)."""
+        document = self.model_dump(exclude={"mac"} if self.mac is None else set())
+        return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    def authenticated_bytes(self) -> bytes:
+        """What the MAC covers: every field but ``mac``, as canonical JSON (keys sorted, UTF-8,
+        no whitespace)."""
+        document = self.model_dump(exclude={"mac"})
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8")
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the header carries a MAC (version 2)."""
+        return self.mac is not None
+
+    def sealed(self, keyring_key: bytes) -> VaultHeader:
+        """This header as version 2, with the MAC of its fields under ``keyring_key``."""
+        unsealed = self.model_copy(update={"version": HEADER_VERSION, "mac": None})
+        mac = crypto.header_mac(keyring_key, unsealed.authenticated_bytes()).hex()
+        return VaultHeader.model_validate({**unsealed.model_dump(), "mac": mac})
+
+    def check_mac(self, keyring_key: bytes, *, path: Path | str) -> bool:
+        """Check the header MAC; return False for a version-1 header, which has none.
+
+        Raises:
+            IntegrityError: the MAC does not match: a field was changed outside the vault, or
+                the file is damaged.
+        """
+        if self.mac is None:
+            return False
+        if not crypto.header_mac_matches(
+            keyring_key, self.authenticated_bytes(), bytes.fromhex(self.mac)
+        ):
+            raise IntegrityError(
+                f"{path} failed its integrity check: the header was changed outside the vault "
+                "or is damaged",
+                table="header",
+            )
+        return True
 
     @classmethod
     def loads(cls, raw: bytes, *, path: Path) -> VaultHeader:
@@ -122,21 +177,31 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def recover(directory: Path, header: VaultHeader, root: RootKey) -> VaultHeader:
-    """Finish or undo a page-key rotation that was interrupted; return the header to use."""
+def recovered(directory: Path, header: VaultHeader) -> VaultHeader:
+    """The header once an interrupted page-key rotation is finished or undone (nothing is
+    written): with the staging copy still there the crash came before the swap, and the old
+    file and key are valid; without it the swap happened, and the pending key is the key."""
     if header.pending_db_key is None:
-        (directory / (DB_NAME + REKEY_SUFFIX)).unlink(missing_ok=True)
         return header
+    if (directory / (DB_NAME + REKEY_SUFFIX)).exists():
+        return header.model_copy(update={"pending_db_key": None})
+    return header.model_copy(
+        update={"wrapped_db_key": header.pending_db_key, "pending_db_key": None}
+    )
+
+
+def recover(directory: Path, header: VaultHeader, root: RootKey, keyring_key: bytes) -> VaultHeader:
+    """Finish or undo a page-key rotation that was interrupted; return the header to use.
+
+    Call it only once the header's MAC was checked: the header it writes is sealed with
+    ``keyring_key``.
+    """
     staging = directory / (DB_NAME + REKEY_SUFFIX)
-    if staging.exists():
-        # The crash came before the swap: the old file and key are still valid.
-        staging.unlink()
-        fixed = header.model_copy(update={"pending_db_key": None})
-    else:
-        # The swap happened: the database is under the pending key.
-        fixed = header.model_copy(
-            update={"wrapped_db_key": header.pending_db_key, "pending_db_key": None}
-        )
+    if header.pending_db_key is None:
+        staging.unlink(missing_ok=True)
+        return header
+    fixed = recovered(directory, header).sealed(keyring_key)
     header.unwrap(root, "pending_db")  # proves the pending key is ours before trusting it
+    staging.unlink(missing_ok=True)
     write_atomically(directory / HEADER_NAME, fixed.dumps())
     return fixed

@@ -236,7 +236,7 @@ def record_disclosure(
                     decision="allow",
                     subject=subject.pseudonym,
                     fields=names,
-                    detail={"recipient": row.recipient},
+                    detail={"disclosure_id": row.disclosure_id, "recipient": row.recipient},
                 )
             ],
             now=now,

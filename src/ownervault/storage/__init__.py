@@ -2,9 +2,10 @@
 
 Owns every SQL statement the vault runs: the protocol upper layers program against
 (:mod:`.base`), the statements both SQL backends share (:mod:`.sql`, composed of one mixin per
-kind of stored data in the ``sql_*`` modules), the embedded SQLCipher backend
-(:mod:`.sqlcipher`, the default and the only importer of ``sqlcipher3``, with its SQLite
-statements in :mod:`.sqlite_queries`), the PostgreSQL backend (:mod:`.postgres`, imported only
+kind of stored data in the ``sql_*`` modules, the page-by-page reads of ``ownervault check``
+among them), the embedded SQLCipher backend (:mod:`.sqlcipher`, the default and the only
+importer of ``sqlcipher3``, with its SQLite statements in :mod:`.sqlite_queries`; database
+files are created mode 0600), the PostgreSQL backend (:mod:`.postgres`, imported only
 when a ``postgresql://`` URL is opened and the only importer of ``psycopg``, with its statements
 in :mod:`.postgres_queries`) and the vault directory's lock file (:mod:`.lock`). A backend
 stores bytes and clear operational values; it never sees a key or a personal value. Imports
@@ -18,23 +19,26 @@ import re
 from pathlib import Path
 
 from ..exceptions import ConfigurationError
-from .base import AuditRow, Backend, KeyRow, RecordRow, SubjectRow
+from .base import AuditRow, Backend, DatabaseProblem, KeyRow, RecordRow, SubjectRow
 from .lock import VaultLock
-from .sqlcipher import DB_NAME, SCHEMA_VERSION, SQLCipherBackend
+from .sqlcipher import DB_NAME, SCHEMA_VERSION, SQLCipherBackend, create_private, restrict_modes
 
 __all__ = [
     "DB_NAME",
     "SCHEMA_VERSION",
     "AuditRow",
     "Backend",
+    "DatabaseProblem",
     "KeyRow",
     "RecordRow",
     "SQLCipherBackend",
     "SubjectRow",
     "VaultLock",
     "connect_server",
+    "create_private",
     "database_url",
     "redact_location",
+    "restrict_modes",
 ]
 
 
@@ -50,8 +54,10 @@ def redact_location(location: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", location)
 
 
-def connect_server(url: str) -> Backend:
+def connect_server(url: str, *, read_only: bool = False) -> Backend:
     """Connect to a PostgreSQL database (psycopg is imported only when one is used).
+
+    ``read_only=True`` makes every transaction read-only: nothing can be written.
 
     Raises:
         ConfigurationError: the ``postgres`` extra is not installed.
@@ -63,5 +69,5 @@ def connect_server(url: str) -> Backend:
             f"PostgreSQL vaults need the 'postgres' extra (missing module {exc.name!r}): "
             "pip install 'ownervault[postgres]'"
         ) from None
-    backend: Backend = module.PostgresBackend(url)
+    backend: Backend = module.PostgresBackend(url, read_only=read_only)
     return backend

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 import attrs
 
@@ -21,6 +21,7 @@ __all__ = [
     "TABLES",
     "AuditRow",
     "Backend",
+    "DatabaseProblem",
     "DisclosureRow",
     "HoldRow",
     "KeyRow",
@@ -151,6 +152,21 @@ class AuditRow:
 
 
 @attrs.frozen
+class DatabaseProblem:
+    """Something the database's own checks found wrong: where, and what (never a value).
+
+    ``kind`` is ``storage`` (pages, b-trees, references between rows) or ``schema`` (a table,
+    index, trigger or function missing or disabled). ``table`` is a table or schema object, or
+    ``database`` for the file as a whole; ``row`` names the row when the check says which.
+    """
+
+    kind: Literal["storage", "schema"]
+    table: str
+    row: str | None
+    problem: str
+
+
+@attrs.frozen
 class IncidentRow:
     """A breach incident: queried columns plus a JSON document; affected owners encrypted."""
 
@@ -195,6 +211,10 @@ class Backend(Protocol):
 
     def atomic(self) -> AbstractContextManager[None]:
         """A write transaction (nested calls are savepoints)."""
+        ...
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """A read-only transaction: every read inside sees one committed state."""
         ...
 
     def close(self) -> None:
@@ -502,6 +522,50 @@ class Backend(Protocol):
         Only ``keys``, ``subjects``, ``records`` and ``consents``; the consent ledger accepts
         this one update (its append-only rule spares the ``binding`` column).
         """
+        ...
+
+    # checks
+    def scan_keys(self, after: bytes, limit: int) -> list[KeyRow]:
+        """Every key (any kind and state) with id after ``after``, in id order."""
+        ...
+
+    def scan_subjects(self, after: str, limit: int) -> list[SubjectRow]:
+        """Every subject (erased ones too) with pseudonym after ``after``, in order.
+
+        A subject whose key row is missing comes back with ``key_state`` empty.
+        """
+        ...
+
+    def scan_records(self, after: str, limit: int) -> list[RecordRow]:
+        """Every record (erased ones too) with id after ``after``, in id order."""
+        ...
+
+    def tokens_of_records(self, record_ids: Sequence[str]) -> list[tuple[bytes, str, str]]:
+        """The blind-index rows (token, record id, field) of these records."""
+        ...
+
+    def stray_tokens(self, limit: int) -> list[tuple[str, str]]:
+        """(record id, field) of blind-index rows whose record is missing or erased."""
+        ...
+
+    def consent_ids(self) -> list[tuple[str, str]]:
+        """(consent id, pseudonym) of every consent record."""
+        ...
+
+    def all_holds(self) -> list[HoldRow]:
+        """Every legal hold, oldest first."""
+        ...
+
+    def all_disclosures(self) -> list[DisclosureRow]:
+        """Every recorded disclosure, oldest first."""
+        ...
+
+    def integrity_problems(self) -> list[DatabaseProblem]:
+        """What the database's own integrity checks find, and schema objects that are missing."""
+        ...
+
+    def schema_version(self) -> int:
+        """The schema version of the database (0 for one without the vault's schema)."""
         ...
 
     def migrate(self) -> int:

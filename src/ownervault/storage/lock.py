@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Final
 
+from ..exceptions import StorageError
+
 __all__ = ["LOCK_NAME", "VaultLock"]
 
 LOCK_NAME: Final = "vault.lock"
@@ -24,9 +26,20 @@ class VaultLock:
         return f"<VaultLock {str(self._path)!r}>"
 
     def acquire_shared(self) -> None:
-        """Mark the vault as open in this process."""
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        """Mark the vault as open in this process.
+
+        Raises:
+            StorageError: the lock file cannot be opened or locked (permissions, I/O).
+        """
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot open {self._path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError as exc:
+            os.close(fd)
+            raise StorageError(f"cannot lock {self._path}: {exc.strerror}") from None
         self._fd = fd
 
     def try_exclusive(self) -> bool:

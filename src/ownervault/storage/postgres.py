@@ -36,9 +36,15 @@ import psycopg
 import psycopg.errors
 
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
-from .base import Backend, table_columns
+from .base import Backend, DatabaseProblem, table_columns
 from .postgres_queries import ROWS_PER_INSERT, PostgresQueries
-from .schema import SCHEMA_VERSION, postgres_script, postgres_upgrade
+from .schema import (
+    SCHEMA_VERSION,
+    VAULT_TABLES,
+    expected_objects,
+    postgres_script,
+    postgres_upgrade,
+)
 
 __all__ = ["LOCK_KEY", "SCHEMA_VERSION", "PostgresBackend"]
 
@@ -75,6 +81,30 @@ def _pg_sql(sql: str) -> str:
 
 #: Begin a transaction and take the vault's write lock (two statements, one round trip).
 _BEGIN_LOCKED: Final = f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_KEY})"
+#: A read-only transaction that sees one snapshot of the database from its first statement.
+_BEGIN_SNAPSHOT: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+#: The catalogue of the schema the connection works in: (kind, name, disabled).
+_CATALOGUE: Final = """
+SELECT 'table', tablename, false FROM pg_tables WHERE schemaname = current_schema()
+UNION ALL
+SELECT 'index', indexname, false FROM pg_indexes WHERE schemaname = current_schema()
+UNION ALL
+SELECT 'trigger', t.tgname, t.tgenabled = 'D' FROM pg_trigger AS t
+    JOIN pg_class AS c ON c.oid = t.tgrelid
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE NOT t.tgisinternal AND n.nspname = current_schema()
+UNION ALL
+SELECT 'function', p.proname, false FROM pg_proc AS p
+    JOIN pg_namespace AS n ON n.oid = p.pronamespace
+    WHERE n.nspname = current_schema()
+"""
+#: Tables whose foreign-key triggers were disabled (``ALTER TABLE ... DISABLE TRIGGER ALL``).
+_DISABLED_CONSTRAINTS: Final = """
+SELECT DISTINCT c.relname FROM pg_trigger AS t
+    JOIN pg_class AS c ON c.oid = t.tgrelid
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE t.tgisinternal AND t.tgenabled = 'D' AND n.nspname = current_schema()
+"""
 
 
 @functools.lru_cache(maxsize=64)
@@ -121,8 +151,11 @@ class PostgresBackend(PostgresQueries):
         *,
         lock_timeout: float = 30.0,
         application_name: str = "ownervault",
+        read_only: bool = False,
     ) -> None:
         self.url = url
+        #: Every transaction is read-only (``default_transaction_read_only``): nothing is written.
+        self.read_only = read_only
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._application_name = application_name
         self._local = threading.local()
@@ -152,6 +185,8 @@ class PostgresBackend(PostgresQueries):
         try:
             conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
             conn.execute("SET TIME ZONE 'UTC'")
+            if self.read_only:
+                conn.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
             conn.close()
             raise StorageError(f"database error: {_message(exc)}") from None
@@ -234,6 +269,25 @@ class PostgresBackend(PostgresQueries):
             for hook in list(self.after_commit):
                 hook()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read-only ``REPEATABLE READ`` transaction: every read sees one committed state.
+
+        Inside a transaction already, that transaction is the snapshot.
+        """
+        conn = self._conn
+        if self._local.depth:
+            yield
+            return
+        _translate(lambda: conn.execute(_BEGIN_SNAPSHOT))
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         conn = self._conn
         return _translate(lambda: conn.execute(_pg_sql(sql), tuple(params)))
@@ -308,6 +362,58 @@ class PostgresBackend(PostgresQueries):
                     (bytes(8),),
                 )
         return SCHEMA_VERSION
+
+    def integrity_problems(self) -> list[DatabaseProblem]:
+        """Schema objects missing or disabled, and rows whose foreign key points nowhere.
+
+        PostgreSQL keeps its own pages consistent; what an operator can do is drop or disable
+        the append-only triggers and the foreign-key checks, so those are compared with the
+        schema, and every foreign key is followed. Empty when nothing is wrong.
+        """
+        problems: list[DatabaseProblem] = []
+        present: set[tuple[str, str]] = set()
+        for kind, name, disabled in self._execute(_CATALOGUE).fetchall():
+            present.add((str(kind), str(name)))
+            if disabled:
+                problems.append(
+                    DatabaseProblem("schema", str(name), None, f"the {kind} is disabled")
+                )
+        for kind, names in expected_objects("postgres").items():
+            for name in sorted(names):
+                if (kind, name) not in present:
+                    problems.append(DatabaseProblem("schema", name, None, f"the {kind} is missing"))
+        for (table,) in self._execute(_DISABLED_CONSTRAINTS).fetchall():
+            problems.append(
+                DatabaseProblem(
+                    "schema", str(table), None, "the table's foreign-key checks are disabled"
+                )
+            )
+        if ("table", "keys") not in present:
+            return problems
+        for table in VAULT_TABLES:
+            key = next((c.name for c in table.columns if c.primary_key), None)
+            for column in table.columns:
+                if column.references is None or key is None:
+                    continue
+                if ("table", table.name) not in present:
+                    continue
+                parent, target = column.references
+                orphans = self._execute(
+                    f"SELECT c.{key} FROM {table.name} AS c LEFT JOIN {parent} AS p "
+                    f"ON p.{target} = c.{column.name} WHERE p.{target} IS NULL "
+                    f"ORDER BY c.{key} LIMIT 100"
+                ).fetchall()
+                for (row,) in orphans:
+                    name = bytes(row).hex() if isinstance(row, bytes | memoryview) else str(row)
+                    problems.append(
+                        DatabaseProblem(
+                            "storage",
+                            table.name,
+                            name,
+                            f"refers to a {parent} row that does not exist",
+                        )
+                    )
+        return problems
 
     # ------------------------------------------------------------------ bulk copy
 

@@ -31,6 +31,7 @@ __all__ = [
     "ColumnType",
     "Index",
     "Table",
+    "expected_objects",
     "postgres_script",
     "postgres_upgrade",
     "sqlite_script",
@@ -381,6 +382,30 @@ def tables_at(version: int) -> tuple[Table, ...]:
             )
         )
     return tuple(out)
+
+
+def expected_objects(dialect: Literal["sqlite", "postgres"]) -> dict[str, frozenset[str]]:
+    """The tables, indexes and triggers (and on PostgreSQL, functions) a vault must have.
+
+    What ``ownervault check`` compares the database's catalogue with: a missing append-only
+    trigger means the table is no longer append-only. Implicit objects (primary-key indexes,
+    SQLite's automatic indexes) are left out.
+    """
+    events = ("update", "delete") if dialect == "sqlite" else ("update", "delete", "truncate")
+    tables = {table.name for table in VAULT_TABLES}
+    objects = {
+        "table": frozenset(tables | ({"schema_version"} if dialect == "postgres" else set())),
+        "index": frozenset(index.name for table in VAULT_TABLES for index in table.indexes),
+        "trigger": frozenset(
+            f"{table.name}_no_{event}"
+            for table in VAULT_TABLES
+            if table.append_only is not None
+            for event in events
+        ),
+    }
+    if dialect == "postgres":
+        objects["function"] = frozenset({"ownervault_append_only"})
+    return objects
 
 
 # --------------------------------------------------------------------------- rendering

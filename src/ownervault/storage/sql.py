@@ -8,7 +8,8 @@ transactions, schema and the few statements whose dialects differ (upserts, lock
 claims). The statements are grouped by what they store, one mixin per module: keys
 (:mod:`.sql_keys`), subjects, records and blind indexes (:mod:`.sql_records`), the consent
 ledger, holds, rights requests and disclosures (:mod:`.sql_rights`), jobs (:mod:`.sql_jobs`),
-incidents and the outbox (:mod:`.sql_incidents`) and the audit log (:mod:`.sql_audit`);
+incidents and the outbox (:mod:`.sql_incidents`), the audit log (:mod:`.sql_audit`) and the
+page-by-page reads of whole tables that ``ownervault check`` makes (:mod:`.sql_scan`);
 :class:`SharedQueries` is composed of them, and adds the ``meta`` table. None of these modules
 imports a database driver.
 """
@@ -23,12 +24,19 @@ from .sql_jobs import JobQueries
 from .sql_keys import KeyQueries
 from .sql_records import RecordQueries, record_row
 from .sql_rights import RightsQueries
+from .sql_scan import ScanQueries
 
 __all__ = ["SharedQueries", "record_row"]
 
 
 class SharedQueries(
-    KeyQueries, RecordQueries, RightsQueries, JobQueries, IncidentQueries, AuditQueries
+    KeyQueries,
+    RecordQueries,
+    RightsQueries,
+    JobQueries,
+    IncidentQueries,
+    AuditQueries,
+    ScanQueries,
 ):
     """Backend operations whose SQL is the same on SQLCipher and PostgreSQL."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from ..exceptions import IntegrityError
 from .base import RecordRow, SubjectRow
 from .sql_runner import QueryRunner
 
@@ -309,17 +310,29 @@ class RecordQueries(QueryRunner):
 
 
 def record_row(row: Sequence[Any]) -> RecordRow:
-    """A records-table row (in ``_RECORD_COLUMNS`` order) as a :class:`RecordRow`."""
-    return RecordRow(
-        record_id=row[0],
-        record_type=row[1],
-        pseudonym=row[2],
-        key_id=bytes(row[3]),
-        version=int(row[4]),
-        created_at=row[5],
-        updated_at=row[6],
-        clear=row[7],
-        sealed=bytes(row[8]),
-        erased=bool(row[9]),
-        binding=None if row[10] is None else bytes(row[10]),
-    )
+    """A records-table row (in ``_RECORD_COLUMNS`` order) as a :class:`RecordRow`.
+
+    Raises:
+        IntegrityError: a column holds a value of the wrong type (SQLite stores what it is
+            given, so only someone writing outside the vault can put one there).
+    """
+    try:
+        return RecordRow(
+            record_id=row[0],
+            record_type=row[1],
+            pseudonym=row[2],
+            key_id=bytes(row[3]),
+            version=int(row[4]),
+            created_at=row[5],
+            updated_at=row[6],
+            clear=row[7],
+            sealed=bytes(row[8]),
+            erased=bool(row[9]),
+            binding=None if row[10] is None else bytes(row[10]),
+        )
+    except (TypeError, ValueError):
+        raise IntegrityError(
+            f"record {row[0]} does not decode: it was changed outside the vault",
+            table="records",
+            row=str(row[0]),
+        ) from None

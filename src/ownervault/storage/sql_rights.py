@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
+from ..exceptions import IntegrityError
 from ..policy.consent import ConsentRecord
 from .base import DisclosureRow, HoldRow, RequestRow
 from .sql_runner import QueryRunner
@@ -53,25 +56,7 @@ class RightsQueries(QueryRunner):
             sql += " AND purpose = ?"
             params.append(purpose)
         rows = self._execute(sql + " ORDER BY position", params).fetchall()
-        return [
-            ConsentRecord(
-                consent_id=row[0],
-                subject=row[1],
-                purpose=row[2],
-                event=row[3],
-                at=row[4],
-                actor=row[5],
-                channel=row[6],
-                evidence=row[7],
-                notice_version=row[8],
-                fields=tuple(json.loads(row[9])),
-                separate=bool(row[10]),
-                given_by=row[11],
-                expires_at=row[12],
-                binding=None if row[13] is None else bytes(row[13]),
-            )
-            for row in rows
-        ]
+        return [_consent_record(row) for row in rows]
 
     def insert_hold(self, hold: HoldRow) -> None:
         """Record a legal hold."""
@@ -146,3 +131,38 @@ class RightsQueries(QueryRunner):
             (pseudonym,),
         ).fetchall()
         return [DisclosureRow(*row) for row in rows]
+
+
+def _consent_record(row: Sequence[Any]) -> ConsentRecord:
+    """A consents-table row as a :class:`ConsentRecord`.
+
+    Raises:
+        IntegrityError: the row does not decode (its field list is not a JSON list of names):
+            only someone writing outside the vault can have put it there.
+    """
+    try:
+        fields = json.loads(row[9])
+        if not isinstance(fields, list):
+            raise ValueError("fields")
+        return ConsentRecord(
+            consent_id=row[0],
+            subject=row[1],
+            purpose=row[2],
+            event=row[3],
+            at=row[4],
+            actor=row[5],
+            channel=row[6],
+            evidence=row[7],
+            notice_version=row[8],
+            fields=tuple(fields),
+            separate=bool(row[10]),
+            given_by=row[11],
+            expires_at=row[12],
+            binding=None if row[13] is None else bytes(row[13]),
+        )
+    except (TypeError, ValueError):
+        raise IntegrityError(
+            f"consent record {row[0]} does not decode: it was changed outside the vault",
+            table="consents",
+            row=str(row[0]),
+        ) from None

@@ -13,14 +13,25 @@ gives a waiting writer the next gap between another writer's transactions.
 transactions on power loss; ``synchronous="FULL"`` survives both at the cost of an fsync per
 commit.
 
-This module holds the connections, transactions, schema migrations and whole-file operations
-(backup, rekeying); the statements the backend runs are those of :mod:`.sql` and, where the
-SQLite dialect differs, of :mod:`.sqlite_queries`.
+Damage: every failure of the driver (a statement, a fetch, a commit, the connection's set-up,
+SQLite running out of memory on a damaged page) reaches the caller as a
+:class:`~ownervault.exceptions.StorageError` or
+:class:`~ownervault.exceptions.VaultFormatError` with a one-line message. An existing database
+is opened in place (``mode=rw``), never created: a missing file is an error, and so is an empty
+one. A new database file, a backup copy and a re-keyed copy are created mode 0600 before SQLite
+opens them, so its ``-wal`` and ``-shm`` files, which take the database file's mode, are 0600
+too. ``read_only=True`` opens the file ``mode=ro`` with ``query_only`` set: nothing is written
+to the database (SQLite may still create empty ``-wal`` and ``-shm`` files beside it).
+
+This module holds the connections, transactions, schema migrations, integrity checks and
+whole-file operations (backup, rekeying); the statements the backend runs are those of
+:mod:`.sql` and, where the SQLite dialect differs, of :mod:`.sqlite_queries`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,11 +42,11 @@ from typing import Any, Final, Literal, TypeVar
 import sqlcipher3
 
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
-from .base import table_columns
-from .schema import SCHEMA_VERSION, sqlite_script, sqlite_upgrade
+from .base import DatabaseProblem, table_columns
+from .schema import SCHEMA_VERSION, expected_objects, sqlite_script, sqlite_upgrade
 from .sqlite_queries import SQLiteQueries
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "SQLCipherBackend"]
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "SQLCipherBackend", "create_private", "restrict_modes"]
 
 #: The database file's name in a vault directory.
 DB_NAME: Final = "vault.db"
@@ -53,6 +64,8 @@ _LOCK_POLL_SECONDS: Final = 0.001
 
 
 _LOCKED: Final = "the vault database stayed locked past the busy timeout"
+#: SQLite reports a damaged page that makes it allocate absurd sizes as running out of memory.
+_NO_MEMORY: Final = "database error: out of memory reading the database (it may be damaged)"
 
 #: Pages a backup copies per step (4 MiB of 4 KiB pages) between two progress reports.
 _BACKUP_STEP_PAGES: Final = 1024
@@ -64,21 +77,126 @@ def _is_busy(exc: sqlcipher3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _one_line(exc: BaseException) -> str:
+    """The driver's message, first line only (SQLite's messages name no stored value)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _translate(fn: Callable[[], _T]) -> _T:
+    """Run ``fn``, turning every failure of the driver into a :class:`StorageError`."""
     try:
         return fn()
     except sqlcipher3.OperationalError as exc:
         if _is_busy(exc):
             raise StorageError(_LOCKED) from None
-        raise StorageError(f"database error: {exc}") from None
+        raise StorageError(f"database error: {_one_line(exc)}") from None
     except sqlcipher3.IntegrityError as exc:
-        raise StorageError(f"database constraint failed: {exc}") from None
+        raise StorageError(f"database constraint failed: {_one_line(exc)}") from None
     except sqlcipher3.DatabaseError as exc:
-        raise StorageError(f"database error: {exc}") from None
+        raise StorageError(f"database error: {_one_line(exc)}") from None
+    except MemoryError:
+        raise StorageError(_NO_MEMORY) from None
+
+
+def _run(conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+    """Run one statement on ``conn`` with its failures translated; returns the raw cursor."""
+    return _translate(lambda: conn.execute(sql, params))
+
+
+def _quietly(conn: Any, sql: str) -> None:
+    """Run a statement whose failure must not hide the error being handled (a rollback).
+
+    SQLite rolls a transaction back by itself after some errors (I/O, full disk, no memory),
+    after which ``ROLLBACK`` fails with "no transaction is active"; that is not worth reporting
+    over the error that caused it.
+    """
+    with contextlib.suppress(sqlcipher3.Error, MemoryError):
+        conn.execute(sql)
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (SQLite would create it 0644).
+
+    SQLite gives a database's ``-wal`` and ``-shm`` files the mode of the database file, so they
+    are private too.
+
+    Raises:
+        StorageError: the file exists already or cannot be created.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise StorageError(f"{path} already exists") from None
+    except OSError as exc:
+        raise StorageError(f"cannot create {path}: {exc.strerror}") from None
+    os.close(fd)
+
+
+def restrict_modes(path: Path) -> None:
+    """Take group and other permissions off a database file and its ``-wal`` and ``-shm``.
+
+    For database files made before they were created 0600. A file that is missing or cannot
+    be changed (another owner) is left as it is; ``ownervault check`` reports its mode.
+    """
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        target = path.with_name(name)
+        try:
+            mode = target.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(target, mode & 0o700)
+        except OSError:
+            continue
+
+
+def _uri(path: Path, mode: Literal["rw", "ro"]) -> str:
+    """The SQLite URI of an existing file; ``mode=rw`` never creates one."""
+    return f"{path.absolute().as_uri()}?mode={mode}"
+
+
+class _Cursor:
+    """A driver cursor whose fetches translate failures too.
+
+    SQLite steps through a statement lazily: the first row is read when the statement runs, the
+    others as they are fetched, so a damaged page can fail on any fetch, not only on
+    ``execute``.
+    """
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    @property
+    def description(self) -> Any:
+        """The columns of the result (None for a statement that returns none)."""
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        """Rows changed by the statement."""
+        return int(self._cursor.rowcount)
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        return _translate(self._cursor.fetchone)
+
+    def fetchall(self) -> list[Any]:
+        """Every remaining row."""
+        rows: list[Any] = _translate(self._cursor.fetchall)
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        while (row := self.fetchone()) is not None:
+            yield row
 
 
 class SQLCipherBackend(SQLiteQueries):
-    """A vault database file opened with a raw SQLCipher key; one connection per thread."""
+    """A vault database file opened with a raw SQLCipher key; one connection per thread.
+
+    ``create=True`` makes a new, empty database file (mode 0600; an existing file is refused);
+    otherwise the file must exist and hold a database. ``read_only=True`` writes nothing.
+    """
 
     def __init__(
         self,
@@ -88,10 +206,15 @@ class SQLCipherBackend(SQLiteQueries):
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout: float = 30.0,
         cache_kib: int = 16384,
+        create: bool = False,
+        read_only: bool = False,
     ) -> None:
         if len(db_key) != 32:
             raise ValueError("the SQLCipher key must be 32 bytes")
+        if create and read_only:
+            raise ValueError("a database cannot be created read-only")
         self.path = path
+        self.read_only = read_only
         self._key_pragma = f"PRAGMA key = \"x'{db_key.hex()}'\""
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
@@ -102,6 +225,10 @@ class SQLCipherBackend(SQLiteQueries):
         self._lock = threading.Lock()
         self._connections: list[Any] = []
         self._closed = False
+        #: A new file may be empty until the schema is written; an existing one never is.
+        self._may_be_empty = create
+        if create:
+            create_private(path)
 
     def __repr__(self) -> str:
         return f"<SQLCipherBackend path={str(self.path)!r}>"
@@ -112,29 +239,59 @@ class SQLCipherBackend(SQLiteQueries):
     # ------------------------------------------------------------------ connections
 
     def _connect(self) -> Any:
-        conn = sqlcipher3.connect(
-            str(self.path),
-            timeout=self._busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-        )
+        mode: Literal["rw", "ro"] = "ro" if self.read_only else "rw"
+        try:
+            conn = sqlcipher3.connect(
+                _uri(self.path, mode),
+                uri=True,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except (sqlcipher3.Error, MemoryError) as exc:
+            raise StorageError(f"cannot open {self.path}: {_one_line(exc)}") from None
+        try:
+            self._key(conn)
+            self._configure(conn)
+        except BaseException:
+            with contextlib.suppress(sqlcipher3.Error):
+                conn.close()
+            raise
+        return conn
+
+    def _key(self, conn: Any) -> None:
+        """Key the connection and read the schema: the first read proves the key and file."""
         try:
             # Silence SQLCipher's stderr logging before the key is set, then key the database.
             conn.execute("PRAGMA cipher_log_level = NONE")
             conn.execute(self._key_pragma)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            conn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
-            conn.execute("PRAGMA temp_store = MEMORY")
-        except sqlcipher3.DatabaseError:
-            conn.close()
-            raise VaultFormatError(
-                f"{self.path} cannot be opened with the key in the vault header"
-            ) from None
-        return conn
+            pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        except sqlcipher3.OperationalError as exc:
+            if _is_busy(exc):
+                raise StorageError(_LOCKED) from None
+            raise self._unreadable() from None
+        except (sqlcipher3.Error, MemoryError):
+            raise self._unreadable() from None
+        if pages == 0 and not self._may_be_empty:
+            raise VaultFormatError(f"{self.path} is empty: it holds no vault database")
+
+    def _unreadable(self) -> VaultFormatError:
+        return VaultFormatError(
+            f"{self.path} cannot be opened with the key in the vault header: the file is "
+            "damaged or is not this vault's database"
+        )
+
+    def _configure(self, conn: Any) -> None:
+        if self.read_only:
+            _run(conn, "PRAGMA query_only = ON")
+        else:
+            _translate(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            _run(conn, f"PRAGMA synchronous = {self._synchronous}")
+        _run(conn, "PRAGMA foreign_keys = ON")
+        _run(conn, f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        _run(conn, f"PRAGMA cache_size = -{self._cache_kib}")
+        _run(conn, "PRAGMA temp_store = MEMORY")
 
     @property
     def _conn(self) -> Any:
@@ -154,7 +311,7 @@ class SQLCipherBackend(SQLiteQueries):
         with self._lock:
             self._closed = True
             for conn in self._connections:
-                with contextlib.suppress(sqlcipher3.Error):
+                with contextlib.suppress(sqlcipher3.Error, MemoryError):
                     conn.close()
             self._connections.clear()
         self._local = threading.local()
@@ -162,17 +319,20 @@ class SQLCipherBackend(SQLiteQueries):
     def backup_to(
         self, target: Path, *, progress: Callable[[int, int], None] | None = None
     ) -> None:
-        """Copy a consistent snapshot of the live database into ``target`` (same key).
+        """Copy a consistent snapshot of the live database into ``target`` (same key, 0600).
 
         Uses SQLite's online backup API: readers and writers carry on while it runs, and the
         copy is one point-in-time state of the database (WAL content included). ``progress``
         is told (pages copied, pages in all) after each step of :data:`_BACKUP_STEP_PAGES`.
         """
         conn = self._conn
-        destination = sqlcipher3.connect(str(target), isolation_level=None)
+        create_private(target)
+        destination = _translate(
+            lambda: sqlcipher3.connect(_uri(target, "rw"), uri=True, isolation_level=None)
+        )
         try:
-            destination.execute("PRAGMA cipher_log_level = NONE")
-            destination.execute(self._key_pragma)
+            _run(destination, "PRAGMA cipher_log_level = NONE")
+            _run(destination, self._key_pragma)
 
             def step(_status: int, remaining: int, total: int) -> None:
                 if progress is not None:
@@ -181,14 +341,14 @@ class SQLCipherBackend(SQLiteQueries):
             # The copy goes step by step inside one read transaction: every step reads the
             # snapshot the first one saw, and commits by other connections in between neither
             # reach the copy nor restart it.
-            conn.execute("BEGIN")
+            _run(conn, "BEGIN")
             try:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 _translate(
                     lambda: conn.backup(destination, pages=_BACKUP_STEP_PAGES, progress=step)
                 )
             finally:
-                conn.execute("COMMIT")
+                _run(conn, "COMMIT")
         finally:
             destination.close()
 
@@ -200,13 +360,13 @@ class SQLCipherBackend(SQLiteQueries):
         them. Returns how many keys were dropped.
         """
         conn = self._conn
-        conn.execute("PRAGMA secure_delete = ON")
+        _run(conn, "PRAGMA secure_delete = ON")
         with self.atomic():
             dropped = self._execute(
                 "UPDATE keys SET wrapped = NULL WHERE kind = 'subject' AND wrapped IS NOT NULL"
             ).rowcount
             self.set_meta("subject_keys_detached", "1")
-        _translate(lambda: conn.execute("VACUUM"))
+        _run(conn, "VACUUM")
         return int(dropped)
 
     def close_for_swap(self) -> None:
@@ -221,18 +381,20 @@ class SQLCipherBackend(SQLiteQueries):
             self._closed = False
 
     def export_rekeyed(self, target: Path, new_key: bytes) -> None:
-        """Write a copy of the database encrypted under ``new_key`` (``sqlcipher_export``)."""
+        """Write a copy of the database encrypted under ``new_key`` (``sqlcipher_export``).
+
+        ``target`` is created mode 0600 first; it must not exist.
+        """
         conn = self._conn
         pragma = f"x'{new_key.hex()}'"
-        _translate(
-            lambda: conn.execute(f'ATTACH DATABASE ? AS rekeyed KEY "{pragma}"', (str(target),))
-        )
+        create_private(target)
+        _run(conn, f'ATTACH DATABASE ? AS rekeyed KEY "{pragma}"', (str(target),))
         try:
             _translate(lambda: conn.execute("SELECT sqlcipher_export('rekeyed')").fetchone())
             version = self.schema_version()
-            conn.execute(f"PRAGMA rekeyed.user_version = {version}")
+            _run(conn, f"PRAGMA rekeyed.user_version = {version}")
         finally:
-            conn.execute("DETACH DATABASE rekeyed")
+            _quietly(conn, "DETACH DATABASE rekeyed")
 
     # ------------------------------------------------------------------ transactions
 
@@ -244,26 +406,50 @@ class SQLCipherBackend(SQLiteQueries):
         if depth == 0:
             self._begin_immediate(conn)
         else:
-            conn.execute(f"SAVEPOINT sp{depth}")
+            _run(conn, f"SAVEPOINT sp{depth}")
         self._local.depth = depth + 1
         try:
             yield
         except BaseException:
             self._local.depth = depth
             if depth == 0:
-                conn.execute("ROLLBACK")
+                _quietly(conn, "ROLLBACK")
             else:
-                conn.execute(f"ROLLBACK TO sp{depth}")
-                conn.execute(f"RELEASE sp{depth}")
+                _quietly(conn, f"ROLLBACK TO sp{depth}")
+                _quietly(conn, f"RELEASE sp{depth}")
             raise
         self._local.depth = depth
         if depth == 0:
-            _translate(lambda: conn.execute("COMMIT"))
+            try:
+                _run(conn, "COMMIT")
+            except StorageError:
+                # A failed COMMIT may leave the transaction open; end it so the connection
+                # can be used again.
+                _quietly(conn, "ROLLBACK")
+                raise
         else:
-            conn.execute(f"RELEASE sp{depth}")
+            _run(conn, f"RELEASE sp{depth}")
         if depth == 0:
             for hook in list(self.after_commit):
                 hook()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every read inside sees the database as one committed state.
+
+        Inside a transaction already, that transaction is the snapshot.
+        """
+        conn = self._conn
+        if self._local.depth:
+            yield
+            return
+        _run(conn, "BEGIN DEFERRED")
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            _quietly(conn, "ROLLBACK")
 
     def _begin_immediate(self, conn: Any) -> None:
         """Take the write lock, trying again every millisecond until the busy timeout.
@@ -274,7 +460,7 @@ class SQLCipherBackend(SQLiteQueries):
         at a fixed millisecond gets it in at the next gap. Only ``BEGIN IMMEDIATE`` polls;
         every other statement keeps the connection's busy timeout.
         """
-        conn.execute("PRAGMA busy_timeout = 0")
+        _run(conn, "PRAGMA busy_timeout = 0")
         try:
             deadline: float | None = None
             while True:
@@ -283,7 +469,11 @@ class SQLCipherBackend(SQLiteQueries):
                     return
                 except sqlcipher3.OperationalError as exc:
                     if not _is_busy(exc):
-                        raise StorageError(f"database error: {exc}") from None
+                        raise StorageError(f"database error: {_one_line(exc)}") from None
+                except sqlcipher3.Error as exc:
+                    raise StorageError(f"database error: {_one_line(exc)}") from None
+                except MemoryError:
+                    raise StorageError(_NO_MEMORY) from None
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self._busy_timeout
@@ -291,11 +481,11 @@ class SQLCipherBackend(SQLiteQueries):
                     raise StorageError(_LOCKED) from None
                 time.sleep(_LOCK_POLL_SECONDS)
         finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            _quietly(conn, f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         conn = self._conn
-        return _translate(lambda: conn.execute(sql, params))
+        return _Cursor(_run(conn, sql, params))
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         conn = self._conn
@@ -304,7 +494,7 @@ class SQLCipherBackend(SQLiteQueries):
     # ------------------------------------------------------------------ schema
 
     def schema_version(self) -> int:
-        """The schema version stored in ``PRAGMA user_version``."""
+        """The schema version stored in ``PRAGMA user_version`` (0 for a new database)."""
         return int(self._execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> int:
@@ -329,14 +519,59 @@ class SQLCipherBackend(SQLiteQueries):
             for version, script in steps:
                 for statement in script.split(";\n"):
                     if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {version}")
+                        _run(conn, statement)
+                _run(conn, f"PRAGMA user_version = {version}")
             if current == 0:
                 self._execute(
                     "INSERT INTO audit_state (id, size, frontier) VALUES (1, 0, ?)",
                     (bytes(8),),
                 )
         return SCHEMA_VERSION
+
+    def integrity_problems(self) -> list[DatabaseProblem]:
+        """What SQLCipher's and SQLite's own checks find wrong, and schema objects missing.
+
+        Runs ``PRAGMA cipher_integrity_check`` (every page's HMAC), ``PRAGMA integrity_check``
+        (the b-trees, indexes and constraints) and ``PRAGMA foreign_key_check``, then compares
+        the tables, indexes and triggers in ``sqlite_master`` with those the schema defines (an
+        append-only table whose triggers were dropped is no longer append-only). A check that
+        the damage stops from running is a problem too. Empty when nothing is wrong.
+        """
+        problems: list[DatabaseProblem] = []
+
+        def rows(pragma: str) -> list[Any]:
+            try:
+                found: list[Any] = self._execute(pragma).fetchall()
+            except StorageError as exc:
+                problems.append(
+                    DatabaseProblem("storage", "database", None, f"{pragma} failed: {exc}")
+                )
+                return []
+            return found
+
+        for row in rows("PRAGMA cipher_integrity_check"):
+            problems.append(DatabaseProblem("storage", "database", None, f"page check: {row[0]}"))
+        for row in rows("PRAGMA integrity_check"):
+            if row[0] != "ok":
+                problems.append(
+                    DatabaseProblem("storage", "database", None, f"integrity check: {row[0]}")
+                )
+        for table, rowid, parent, _ in rows("PRAGMA foreign_key_check"):
+            problems.append(
+                DatabaseProblem(
+                    "storage",
+                    str(table),
+                    None if rowid is None else f"rowid {rowid}",
+                    f"refers to a {parent} row that does not exist",
+                )
+            )
+        catalogue = rows("SELECT type, name FROM sqlite_master")
+        present = {(str(kind), str(name)) for kind, name in catalogue}
+        for kind, names in expected_objects("sqlite").items():
+            for name in sorted(names):
+                if catalogue and (kind, name) not in present:
+                    problems.append(DatabaseProblem("schema", name, None, f"the {kind} is missing"))
+        return problems
 
     # ------------------------------------------------------------------ bulk copy
 

@@ -379,13 +379,17 @@ def rotate_page_key(kernel: Kernel, *, actor: Actor) -> None:
         staging.unlink(missing_ok=True)
         kernel.record_system("key.rotate_page_key", detail={"by": actor.actor_id})
         embedded.export_rekeyed(staging, new_key)
-        pending = kernel.header.model_copy(update={"pending_db_key": kernel.wrap_page_key(new_key)})
+        pending = kernel.seal_header(
+            kernel.header.model_copy(update={"pending_db_key": kernel.wrap_page_key(new_key)})
+        )
         write_atomically(directory / HEADER_NAME, pending.dumps())
         embedded.close_for_swap()
         os.replace(staging, directory / DB_NAME)
         _fsync_dir(directory)
-        done = pending.model_copy(
-            update={"wrapped_db_key": pending.pending_db_key, "pending_db_key": None}
+        done = kernel.seal_header(
+            pending.model_copy(
+                update={"wrapped_db_key": pending.pending_db_key, "pending_db_key": None}
+            )
         )
         write_atomically(directory / HEADER_NAME, done.dumps())
         kernel.replace_page_key(new_key, done)

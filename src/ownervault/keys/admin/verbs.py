@@ -18,6 +18,9 @@ Rotation never takes the vault offline:
 * **index key** -- :meth:`~KeyAdmin.rotate_index_key` starts a ``reindex`` job that rebuilds
   every blind-index token; searches look under both keys until it finishes.
 
+:meth:`~KeyAdmin.seal_header` gives a vault header made before headers had a MAC its MAC (a
+root rotation does too, with the new root).
+
 Jobs run in resumable batches (:mod:`.jobs`).
 """
 
@@ -262,8 +265,23 @@ class KeyAdmin:
             if not kernel.opens(new_header, new_key.load_root(new_header.provider_params)):
                 raise KeyStateError("the new root key did not round-trip; nothing was changed")
         with self._backend.atomic():
-            kernel.write_header(new_header)
+            kernel.write_header(new_header, root=root)
             self._audit(actor, "key.rotate_root", None, {"from": previous, "to": new_key.kind})
+
+    def seal_header(self, *, actor: Actor) -> bool:
+        """Give a header made before headers had a MAC its MAC; False if it has one already.
+
+        The header is rewritten (atomically, as version 2) with nothing else changed; from then
+        on every open checks its MAC and refuses it if the MAC is removed again.
+        """
+        kernel = self._kernel
+        kernel.check_open()
+        if kernel.header.authenticated:
+            return False
+        with self._backend.atomic():
+            kernel.write_header(kernel.header)
+            self._audit(actor, "key.seal_header", None, {})
+        return True
 
     def rotate_kek(self, *, actor: Actor) -> JobStatus:
         """Add and promote a new KEK, demote the old one, and start rewrapping subject keys."""

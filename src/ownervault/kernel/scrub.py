@@ -1,0 +1,726 @@
+"""``ownervault check --deep``: every row against its binding tag, its keys and the audit log.
+
+What a read cannot tell, and only this scrub finds (``docs/threat-model.md``): a row written
+back to an earlier state of its own (tag and all), rows deleted outright, and changes that only
+disagree with the audit log. The log is read once (:class:`LogFacts` gathers what the rows are
+compared with while :func:`~.freshness.expected_records` replays the writes), then each kind
+of row is checked by its own function, table by table, a page at a time:
+
+* :func:`check_keys` -- every key row matches its binding tag; no key is in a state earlier
+  than the last one the log gave it; every KEK and index key unwraps.
+* :func:`check_subjects` -- every live subject matches its tag, and its consent ledger its
+  chain; its data key unwraps; its key and restriction are the last ones logged; it is not
+  one the log says was erased; an erased subject's key is destroyed.
+* :func:`check_records` -- every record matches its tag and is its last logged write (version
+  and sealed digest), erased exactly when the log says so; every field envelope of a live
+  record opens under its subject's key; every blind-index token it should have is there, and
+  none stands for a value it does not hold. Records the log wrote that are gone are reported.
+* :func:`check_consents`, :func:`check_holds`, :func:`check_requests`,
+  :func:`check_disclosures`, :func:`check_incidents` -- every row was logged and every logged
+  one exists (and holds and requests are released or closed as logged).
+* :func:`check_lock` -- the fail-closed lock is not cleared while an incident that locked the
+  vault is unacknowledged.
+
+Values are decrypted in memory to recompute tokens and are never reported or kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final
+
+from .. import crypto
+from ..audit import format_time
+from ..exceptions import OwnerVaultError
+from ..keys import KeyKind, KeyState
+from ..records import RECORD_TYPES, normalise
+from ..storage import RecordRow, SubjectRow
+from .findings import CheckTarget, Findings, first_line, guarded
+from .freshness import REKEY_ACTION, Expected, expected_records, sealed_digest
+
+__all__ = [
+    "NOT_CHECKED",
+    "LogFacts",
+    "check_consents",
+    "check_disclosures",
+    "check_holds",
+    "check_incidents",
+    "check_keys",
+    "check_lock",
+    "check_records",
+    "check_requests",
+    "check_subjects",
+    "scrub",
+]
+
+#: Rows read per query.
+PAGE: Final = 500
+
+#: What the deep check leaves alone, and why changing it does no harm
+#: (``docs/threat-model.md``, "Every column").
+NOT_CHECKED: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "meta",
+        "created_at, key_epoch",
+        "nothing depends on when the vault was made; a wrong key epoch costs every process a "
+        "reload of its keys",
+    ),
+    (
+        "meta",
+        "primary_kek, primary_index",
+        "they can only name one of the vault's own active keys (otherwise the newest active "
+        "key is used)",
+    ),
+    (
+        "meta",
+        "max_key_invocations",
+        "only keys made later take it, each binding its own limit, never above 2^32; a value "
+        "out of range stops the vault from opening",
+    ),
+    (
+        "keys",
+        "created_at, state_changed_at",
+        "shown to admins only; the audit log has every state change",
+    ),
+    (
+        "keys",
+        "invocations",
+        "accepted: a reset lets a key pass its limit of 2^30, four times below the 2^32 bound "
+        "of random GCM nonces, and each data key is one owner's",
+    ),
+    (
+        "jobs",
+        "every column",
+        "a rewound or forwarded cursor makes a key job redo or skip batches; a skipped owner "
+        "keeps an old key that keys destroy-retired will not destroy while it is used",
+    ),
+    (
+        "incidents",
+        "columns other than the id",
+        "they change what a compliance officer sees, which the audit log records as it happened",
+    ),
+    (
+        "outbox",
+        "every column",
+        "queued notifications are logged per incident as counts (incident.notify), not one by "
+        "one, so a deleted one cannot be named; each delivery is logged as it happens",
+    ),
+)
+#: How far along its life a key is: a key never goes back to an earlier state.
+_RANK: Final = {
+    KeyState.ACTIVE.value: 0,
+    KeyState.DECRYPT_ONLY.value: 1,
+    KeyState.COMPROMISED.value: 2,
+    KeyState.DESTROYED.value: 3,
+}
+#: Key administration entries that move a key to the state in their ``to`` detail.
+_TRANSITIONS: Final = frozenset({"key.demote", "key.compromised", "key.destroy"})
+_CHANGED: Final = "changed outside the vault"
+
+
+class LogFacts:
+    """What the audit log says about the rows a deep check compares with it.
+
+    Fed every entry once (:meth:`observe`); only allowed entries count.
+    """
+
+    def __init__(self) -> None:
+        self.erased: set[str] = set()
+        self.subject_keys: dict[str, str] = {}
+        self.restrictions: dict[str, str | None] = {}
+        self.key_states: dict[str, str] = {}
+        self.consents: dict[str, str] = {}
+        self.holds: dict[str, str] = {}
+        self.released: set[str] = set()
+        self.requests: dict[str, str] = {}
+        self.closed: dict[str, str] = {}
+        self.disclosures: dict[str, str] = {}
+        self.unnamed_disclosures: set[tuple[str, str, str]] = set()
+        self.incidents: set[str] = set()
+        self.locks: list[str] = []
+        self.acknowledged: set[str] = set()
+        self.entries = 0
+
+    def observe(self, entries: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        """Pass ``entries`` through, learning from each (one pass over the log serves both)."""
+        for entry in entries:
+            self.entries += 1
+            if entry.get("decision") == "allow":
+                self._learn(entry)
+            yield entry
+
+    def _retire(self, key_id: object, state: str) -> None:
+        """Remember that the log moved a key to ``state`` (the furthest state counts)."""
+        known = _RANK.get(self.key_states.get(str(key_id), ""), -1)
+        if isinstance(key_id, str) and _RANK.get(state, -1) > known:
+            self.key_states[key_id] = state
+
+    def _learn(self, entry: Mapping[str, Any]) -> None:
+        action = str(entry.get("action"))
+        detail: Mapping[str, Any] = entry.get("detail") or {}
+        subject = entry.get("subject")
+        if action == "erase" and subject:
+            self.erased.add(str(subject))
+            self._retire(detail.get("key_id"), KeyState.DESTROYED.value)
+        elif action == REKEY_ACTION and subject:
+            self.subject_keys[str(subject)] = str(detail.get("key_id"))
+            self._retire(detail.get("from"), KeyState.DECRYPT_ONLY.value)
+        elif action in _TRANSITIONS:
+            self._retire(detail.get("key_id"), str(detail.get("to")))
+        elif action == "key.rotate_kek":
+            self._retire(detail.get("previous"), KeyState.DECRYPT_ONLY.value)
+        elif action == "subject.restrict" and subject:
+            allowed = detail.get("allowed")
+            self.restrictions[str(subject)] = None if allowed is None else str(allowed)
+        elif action in ("consent.grant", "consent.withdraw") and detail.get("consent_id"):
+            self.consents[str(detail["consent_id"])] = str(subject)
+        else:
+            self._learn_rights(action, detail, entry)
+
+    def _learn_rights(
+        self, action: str, detail: Mapping[str, Any], entry: Mapping[str, Any]
+    ) -> None:
+        subject = str(entry.get("subject"))
+        if action == "subject.hold" and detail.get("hold_id"):
+            self.holds[str(detail["hold_id"])] = subject
+        elif action == "subject.release" and detail.get("hold_id"):
+            self.released.add(str(detail["hold_id"]))
+        elif action == "request.open" and detail.get("request_id"):
+            self.requests[str(detail["request_id"])] = subject
+        elif action == "request.close" and detail.get("request_id"):
+            self.closed[str(detail["request_id"])] = str(detail.get("status"))
+        elif action == "subject.disclose":
+            if detail.get("disclosure_id"):
+                self.disclosures[str(detail["disclosure_id"])] = subject
+            else:
+                # Logged before disclosures were named in their entries: matched by owner,
+                # recipient and time instead.
+                recipient = str(detail.get("recipient"))
+                self.unnamed_disclosures.add((subject, recipient, str(entry.get("time"))))
+        elif action == "incident.open" and detail.get("incident"):
+            self.incidents.add(str(detail["incident"]))
+        elif action == "incident.lock" and detail.get("incident"):
+            self.locks.append(str(detail["incident"]))
+        elif action == "incident.acknowledge" and detail.get("incident"):
+            self.acknowledged.add(str(detail["incident"]))
+
+
+def scrub(target: CheckTarget, findings: Findings) -> None:
+    """Run every deep check on ``target`` (inside one read snapshot of the caller's)."""
+    facts = LogFacts()
+    expected = expected_records(facts.observe(target.audit.entries()))
+    checks = (
+        ("the key check", lambda: check_keys(target, facts, findings)),
+        ("the subject check", lambda: check_subjects(target, facts, findings)),
+        ("the record check", lambda: check_records(target, expected, findings)),
+        ("the consent check", lambda: check_consents(target, facts, findings)),
+        ("the hold check", lambda: check_holds(target, facts, findings)),
+        ("the request check", lambda: check_requests(target, facts, findings)),
+        ("the disclosure check", lambda: check_disclosures(target, facts, findings)),
+        ("the incident check", lambda: check_incidents(target, facts, findings)),
+        ("the lock check", lambda: check_lock(target, facts, findings)),
+    )
+    for what, check in checks:
+        guarded(check, findings, what=what)
+
+
+def _tagged(check: Any, row: object) -> bool:
+    """Whether ``check(row)`` (a binding-tag check) passes."""
+    try:
+        check(row)
+    except OwnerVaultError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def check_keys(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Every key row against its tag and the log; every KEK and index key unwraps; load them."""
+    keys, backend = target.keys, target.backend
+    after = b""
+    while batch := backend.scan_keys(after, PAGE):
+        for row in batch:
+            findings.count("keys")
+            key_id = row.key_id.hex()
+            if target.backup and row.kind == KeyKind.SUBJECT.value and row.wrapped is None:
+                continue  # detached in a data backup on purpose; a restore binds it again
+            if not _tagged(keys.check_key, row):
+                findings.damage("binding", "keys", key_id, f"the key row was {_CHANGED}")
+                continue
+            logged = facts.key_states.get(key_id)
+            if logged is not None and _RANK.get(row.state, -1) < _RANK[logged]:
+                findings.damage(
+                    "rollback",
+                    "keys",
+                    key_id,
+                    f"the key is {row.state} but the audit log has it {logged}: its row was "
+                    "rolled back",
+                )
+            if row.kind in (KeyKind.KEK.value, KeyKind.INDEX.value) and row.wrapped is not None:
+                try:
+                    keys.unwrap_system(row, KeyKind(row.kind))
+                except OwnerVaultError:
+                    findings.damage(
+                        "key", "keys", key_id, "the key does not unwrap under the keyring key"
+                    )
+        after = batch[-1].key_id
+    if not target.keys_loaded:
+        try:
+            keys.load()
+            target.keys_loaded = True
+        except OwnerVaultError as exc:
+            findings.damage(
+                "key",
+                "keys",
+                None,
+                f"the vault's keys do not load, so no data key or field "
+                f"was checked: {first_line(exc)}",
+            )
+
+
+# --------------------------------------------------------------------------- subjects
+
+
+def _restriction(row: SubjectRow) -> str | None:
+    """A subject's restriction in the form its audit entry gives it (purposes, comma-joined)."""
+    if row.restricted_to is None:
+        return None
+    return ",".join(json.loads(row.restricted_to))
+
+
+def check_subjects(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Every subject against its tag, its consent chain, its data key and the log."""
+    after = ""
+    while batch := target.backend.scan_subjects(after, PAGE):
+        for row in batch:
+            findings.count("subjects")
+            _check_subject(target, facts, findings, row)
+        after = batch[-1].pseudonym
+
+
+def _check_subject(
+    target: CheckTarget, facts: LogFacts, findings: Findings, row: SubjectRow
+) -> None:
+    keys, pseudonym = target.keys, row.pseudonym
+    if row.erased_at is not None:
+        # Erasure clears the lookup and keeps no tag; what makes it real is the destroyed key.
+        if row.key_state != KeyState.DESTROYED.value:
+            findings.damage(
+                "erasure",
+                "subjects",
+                pseudonym,
+                "marked erased, but its data key is not destroyed: the mark was set outside "
+                "the vault",
+            )
+        return
+    if not row.key_state:
+        findings.damage("key", "subjects", pseudonym, "its data key's row is missing")
+        return
+    if not _tagged(keys.check_subject, row):
+        findings.damage("binding", "subjects", pseudonym, f"the subject row was {_CHANGED}")
+        return
+    if pseudonym in facts.erased:
+        findings.damage(
+            "erasure",
+            "subjects",
+            pseudonym,
+            "the audit log records its erasure, but the subject is live: it was restored "
+            "outside the vault",
+        )
+    logged_key = facts.subject_keys.get(pseudonym)
+    if logged_key is not None and logged_key != row.key_id.hex():
+        findings.damage(
+            "rollback",
+            "subjects",
+            pseudonym,
+            f"uses data key {row.key_id.hex()}, but its last logged re-keying gave it "
+            f"{logged_key}: the row was rolled back",
+        )
+    if pseudonym in facts.restrictions and facts.restrictions[pseudonym] != _restriction(row):
+        findings.damage(
+            "rollback",
+            "subjects",
+            pseudonym,
+            "its restriction is not the last one the audit log records: the row was rolled back",
+        )
+    if not _tagged(lambda s: keys.check_consents(s, target.backend.consents(pseudonym)), row):
+        findings.damage(
+            "binding", "consents", pseudonym, f"the subject's consent ledger was {_CHANGED}"
+        )
+    if target.keys_loaded and not target.backup:
+        try:
+            keys.subject_key(row)
+        except OwnerVaultError:
+            findings.damage(
+                "key",
+                "keys",
+                row.key_id.hex(),
+                f"the data key of subject {pseudonym} does not unwrap",
+            )
+
+
+# --------------------------------------------------------------------------- records
+
+
+class _Subjects:
+    """Subjects by pseudonym, looked up once each (records of one owner are close together)."""
+
+    def __init__(self, target: CheckTarget) -> None:
+        self._backend = target.backend
+        self._seen: dict[str, SubjectRow | None] = {}
+
+    def get(self, pseudonym: str) -> SubjectRow | None:
+        if pseudonym not in self._seen:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[pseudonym] = self._backend.subject(pseudonym)
+        return self._seen[pseudonym]
+
+
+def check_records(target: CheckTarget, expected: dict[str, Expected], findings: Findings) -> None:
+    """Every record against its tag, its last logged write, its envelopes and its tokens.
+
+    ``expected`` (the log's replay) is consumed: what is left afterwards was logged and is gone.
+    """
+    subjects = _Subjects(target)
+    after = ""
+    while batch := target.backend.scan_records(after, PAGE):
+        live = [r.record_id for r in batch if not r.erased]
+        tokens: dict[str, dict[str, set[bytes]]] = {}
+        for token, record_id, field in target.backend.tokens_of_records(live):
+            tokens.setdefault(record_id, {}).setdefault(field, set()).add(token)
+        for row in batch:
+            findings.count("records")
+            logged = expected.pop(row.record_id, None)
+            subject = subjects.get(row.pseudonym)
+            if row.erased:
+                _check_erased(findings, row, logged, subject)
+                continue
+            _check_fresh(findings, row, logged)
+            if _check_bound(target, findings, row):
+                _check_sealed(target, findings, row, subject, tokens.get(row.record_id, {}))
+        after = batch[-1].record_id
+    for record_id, logged in sorted(expected.items()):
+        if not logged.erased:
+            findings.damage(
+                "missing",
+                "records",
+                record_id,
+                "the audit log records writes of this record, but it is gone: it was deleted "
+                "outside the vault",
+            )
+    for record_id, field in target.backend.stray_tokens(1000):
+        findings.damage(
+            "index",
+            "blind_index",
+            record_id,
+            f"an index token of field {field} points at a record that is missing or erased",
+        )
+
+
+def _check_erased(
+    findings: Findings, row: RecordRow, logged: Expected | None, subject: SubjectRow | None
+) -> None:
+    if logged is None:
+        findings.damage(
+            "unlogged", "records", row.record_id, "the audit log has no write of this record"
+        )
+    elif not logged.erased and (subject is None or subject.key_state != KeyState.DESTROYED.value):
+        findings.damage(
+            "erasure",
+            "records",
+            row.record_id,
+            "marked erased, but the audit log records no erasure and its owner's key is not "
+            "destroyed: the mark was set outside the vault",
+        )
+
+
+def _check_fresh(findings: Findings, row: RecordRow, logged: Expected | None) -> None:
+    """A live record is its last logged write; each way it is not is a finding."""
+    record_id = row.record_id
+    if logged is None:
+        problem = "the audit log has no write of this record: it was inserted outside the vault"
+        findings.damage("unlogged", "records", record_id, problem)
+    elif logged.erased:
+        findings.damage(
+            "erasure",
+            "records",
+            record_id,
+            "the audit log records its erasure, but the record is live: it was restored "
+            "outside the vault",
+        )
+    elif row.version < logged.version:
+        findings.damage(
+            "rollback",
+            "records",
+            record_id,
+            f"version {row.version} is older than its last logged write (version "
+            f"{logged.version}): the record was rolled back",
+        )
+    elif row.version > logged.version:
+        findings.damage(
+            "unlogged",
+            "records",
+            record_id,
+            f"version {row.version} was never logged (the last logged write is version "
+            f"{logged.version})",
+        )
+    elif logged.sealed is not None and sealed_digest(row.sealed) != logged.sealed:
+        findings.damage(
+            "rollback",
+            "records",
+            record_id,
+            f"its sealed fields are not those of its last logged write (version "
+            f"{row.version}): the record was rolled back or replaced",
+        )
+
+
+def _check_bound(target: CheckTarget, findings: Findings, row: RecordRow) -> bool:
+    if _tagged(target.keys.check_record, row):
+        return True
+    findings.damage("binding", "records", row.record_id, f"the record row was {_CHANGED}")
+    return False
+
+
+def _check_sealed(
+    target: CheckTarget,
+    findings: Findings,
+    row: RecordRow,
+    subject: SubjectRow | None,
+    tokens: Mapping[str, set[bytes]],
+) -> None:
+    """A live, bound record: its owner, its key, every envelope, every token."""
+    record_id = row.record_id
+    if subject is None or subject.erased_at is not None:
+        findings.damage("record", "records", record_id, "its owner is missing or erased")
+        return
+    if row.key_id != subject.key_id:
+        findings.damage(
+            "key", "records", record_id, "it is sealed under another data key than its owner's"
+        )
+        return
+    if not target.keys_loaded or target.backup:
+        return
+    try:
+        key = target.keys.subject_key(subject)
+    except OwnerVaultError:
+        return  # reported with the subject
+    try:
+        envelopes = crypto.unpack_sealed(row.sealed)
+    except OwnerVaultError:
+        findings.damage("envelope", "records", record_id, "its sealed container is damaged")
+        return
+    prefix = crypto.record_aad(target.keys.vault_id, row.record_type, record_id)
+    key_part = crypto.encode_context(key.key_id)
+    values: dict[str, Any] = {}
+    for name, envelope in sorted(envelopes.items()):
+        findings.count("field envelopes")
+        try:
+            plain = key.decrypt(envelope, aad=prefix + crypto.context_part(name) + key_part)
+        except OwnerVaultError:
+            findings.damage(
+                "envelope", "records", record_id, f"field {name} does not open under its key"
+            )
+            continue
+        values[name] = json.loads(plain)
+    _check_tokens(target, findings, row, values, tokens)
+
+
+def _check_tokens(
+    target: CheckTarget,
+    findings: Findings,
+    row: RecordRow,
+    values: Mapping[str, Any],
+    tokens: Mapping[str, set[bytes]],
+) -> None:
+    """Each indexed field's token is there (under some index key) and none stands for a value
+    the record does not hold."""
+    record_id, record_type = row.record_id, row.record_type
+    cls = RECORD_TYPES.get(record_type)
+    if cls is None:
+        findings.damage("record", "records", record_id, f"unknown record type {record_type}")
+        return
+    indexed = {
+        name: spec.index
+        for name, spec in cls.field_specs().items()
+        if spec.index is not None and spec.classification.encrypted
+    }
+    for name in sorted(set(tokens) - set(indexed)):
+        findings.damage(
+            "index",
+            "blind_index",
+            record_id,
+            f"an index token of field {name} points at a field with no index",
+        )
+    for name, index in sorted(indexed.items()):
+        stored = tokens.get(name, set())
+        if values.get(name) is None:
+            if stored:
+                findings.damage(
+                    "index",
+                    "blind_index",
+                    record_id,
+                    f"an index token of field {name} points at this record, which has no {name}",
+                )
+            continue
+        normalised = normalise(index, values[name])
+        wanted = {k.token(record_type, name, normalised) for k in target.keys.index_keys}
+        if not stored & wanted:
+            findings.damage(
+                "index",
+                "blind_index",
+                record_id,
+                f"its index token of field {name} is missing: a search by {name} does not find it",
+            )
+        if stored - wanted:
+            findings.damage(
+                "index",
+                "blind_index",
+                record_id,
+                f"an index token of field {name} points at this record, which does not hold "
+                f"that {name}",
+            )
+
+
+# --------------------------------------------------------------------------- logged rows
+
+
+def _compare(
+    findings: Findings,
+    kind: str,
+    table: str,
+    stored: Iterable[str],
+    logged: Iterable[str],
+) -> None:
+    """Rows missing from ``stored`` that the log has, and rows the log never recorded."""
+    stored_ids, logged_ids = set(stored), set(logged)
+    for missing in sorted(logged_ids - stored_ids):
+        findings.damage(
+            kind,
+            table,
+            missing,
+            "the audit log records it, but its row is gone: it was deleted outside the vault",
+        )
+    for extra in sorted(stored_ids - logged_ids):
+        findings.damage(
+            kind, table, extra, "it is not in the audit log: it was inserted outside the vault"
+        )
+
+
+def check_consents(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Every consent record was logged, and every logged one exists."""
+    rows = target.backend.consent_ids()
+    findings.count("consent records", len(rows))
+    _compare(findings, "consent", "consents", (cid for cid, _ in rows), facts.consents)
+
+
+def check_holds(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Legal holds against their entries (placed, released) and their owners' hold ends."""
+    rows = target.backend.all_holds()
+    findings.count("holds", len(rows))
+    _compare(findings, "hold", "holds", (h.hold_id for h in rows), facts.holds)
+    now = format_time(target.now)
+    for hold in rows:
+        if hold.hold_id not in facts.holds:
+            continue
+        released = hold.released_at is not None
+        if released != (hold.hold_id in facts.released):
+            findings.damage(
+                "hold",
+                "holds",
+                hold.hold_id,
+                "released, but the audit log records no release"
+                if released
+                else "the audit log records its release, but the row says it is active",
+            )
+        if released or hold.ends_at <= now:
+            continue
+        subject = target.backend.subject(hold.pseudonym)
+        if (
+            subject is not None
+            and subject.erased_at is None
+            and (subject.hold_until is None or subject.hold_until < hold.ends_at)
+        ):
+            findings.damage(
+                "rollback",
+                "subjects",
+                hold.pseudonym,
+                f"its hold end is earlier than active legal hold {hold.hold_id}: an erasure "
+                "would not be stopped",
+            )
+
+
+def check_requests(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Rights requests against their entries (opened, closed with a status)."""
+    rows = target.backend.requests()
+    findings.count("rights requests", len(rows))
+    _compare(findings, "request", "rights_requests", (r.request_id for r in rows), facts.requests)
+    for request in rows:
+        if request.request_id not in facts.requests:
+            continue
+        logged = facts.closed.get(request.request_id)
+        if request.status == "open" and logged is not None:
+            problem = "the audit log records its closing, but the row says it is open"
+        elif request.status != "open" and logged != request.status:
+            problem = (
+                "closed, but the audit log records no closing"
+                if logged is None
+                else "its status is not the one logged when it was closed"
+            )
+        else:
+            continue
+        findings.damage("request", "rights_requests", request.request_id, problem)
+
+
+def check_disclosures(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Disclosures against their entries (by id; by owner, recipient and time before ids)."""
+    rows = target.backend.all_disclosures()
+    findings.count("disclosures", len(rows))
+    unnamed = set(facts.unnamed_disclosures)
+    stored: list[str] = []
+    for row in rows:
+        match = (row.pseudonym, row.recipient, row.at)
+        if row.disclosure_id not in facts.disclosures and match in unnamed:
+            unnamed.discard(match)
+            continue
+        stored.append(row.disclosure_id)
+    _compare(findings, "disclosure", "disclosures", stored, facts.disclosures)
+    for pseudonym, _, at in sorted(unnamed):
+        findings.damage(
+            "disclosure",
+            "disclosures",
+            None,
+            f"the audit log records a disclosure of subject {pseudonym} at {at}, but its row "
+            "is gone: it was deleted outside the vault",
+        )
+
+
+def check_incidents(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Every incident was logged when it was opened, and every logged one exists."""
+    rows = target.backend.incidents()
+    findings.count("incidents", len(rows))
+    _compare(findings, "incident", "incidents", (i.incident_id for i in rows), facts.incidents)
+
+
+def check_lock(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """The fail-closed lock is held while an incident that locked the vault is unacknowledged."""
+    locking = [i for i in facts.locks if i not in facts.acknowledged]
+    locked_by = target.backend.get_meta("locked_by_incident") or None
+    if locking and locked_by is None:
+        findings.damage(
+            "lock",
+            "meta",
+            "locked_by_incident",
+            f"cleared while incident {locking[-1]}, which locked the vault, is unacknowledged: "
+            "it was cleared outside the vault",
+        )
+    elif locked_by is not None and locked_by not in locking:
+        findings.damage(
+            "lock",
+            "meta",
+            "locked_by_incident",
+            f"names incident {locked_by}, which the audit log does not record as locking the vault",
+        )

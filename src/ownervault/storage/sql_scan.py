@@ -1,0 +1,141 @@
+"""Shared statements that read whole tables a page at a time, for ``ownervault check``.
+
+The vault's own operations read rows by subject, record or token; a check reads every row,
+erased and damaged ones included, in key order and in pages so that memory stays bounded.
+Rows are converted here from either driver's types (``bytes`` or ``memoryview``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .base import DisclosureRow, HoldRow, KeyRow, RecordRow, SubjectRow
+from .sql_records import record_row
+from .sql_runner import QueryRunner
+
+__all__ = ["ScanQueries"]
+
+_HOLD_COLUMNS = "hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at"
+_DISCLOSURE_COLUMNS = "disclosure_id, pseudonym, recipient, purpose, fields, at, actor"
+
+
+def _opt_bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+class ScanQueries(QueryRunner):
+    """Every key, subject, record, token, consent id, hold and disclosure, page by page."""
+
+    _SCAN_KEY_COLUMNS = (
+        "key_id, kind, state, wrapped, wrapped_by, created_at, state_changed_at, "
+        "invocations, max_invocations, binding"
+    )
+    _SCAN_RECORD_COLUMNS = (
+        "record_id, record_type, pseudonym, key_id, version, created_at, updated_at, clear, "
+        "sealed, erased, binding"
+    )
+
+    def scan_keys(self, after: bytes, limit: int) -> list[KeyRow]:
+        """Every key (any kind and state) with id after ``after``, in id order."""
+        rows = self._execute(
+            f"SELECT {self._SCAN_KEY_COLUMNS} FROM keys WHERE key_id > ? ORDER BY key_id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [
+            KeyRow(
+                key_id=bytes(row[0]),
+                kind=str(row[1]),
+                state=str(row[2]),
+                wrapped=_opt_bytes(row[3]),
+                wrapped_by=bytes(row[4]),
+                created_at=str(row[5]),
+                state_changed_at=str(row[6]),
+                invocations=int(row[7]),
+                max_invocations=int(row[8]),
+                binding=_opt_bytes(row[9]),
+            )
+            for row in rows
+        ]
+
+    def scan_subjects(self, after: str, limit: int) -> list[SubjectRow]:
+        """Every subject (erased ones too) with pseudonym after ``after``, in order.
+
+        A subject whose key row is missing comes back with ``key_state`` empty.
+        """
+        rows = self._execute(
+            "SELECT s.pseudonym, s.subject_ref, s.key_id, s.created_at, s.erased_at, "
+            "s.minor_until, k.state, s.restricted_to, s.hold_until, s.ended_at, s.consent_head, "
+            "s.binding FROM subjects AS s LEFT JOIN keys AS k ON k.key_id = s.key_id "
+            "WHERE s.pseudonym > ? ORDER BY s.pseudonym LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [
+            SubjectRow(
+                pseudonym=str(row[0]),
+                subject_ref=_opt_bytes(row[1]),
+                key_id=bytes(row[2]),
+                created_at=str(row[3]),
+                erased_at=row[4],
+                minor_until=_opt_bytes(row[5]),
+                key_state="" if row[6] is None else str(row[6]),
+                restricted_to=row[7],
+                hold_until=row[8],
+                ended_at=row[9],
+                consent_head=_opt_bytes(row[10]),
+                binding=_opt_bytes(row[11]),
+            )
+            for row in rows
+        ]
+
+    def scan_records(self, after: str, limit: int) -> list[RecordRow]:
+        """Every record (erased ones too) with id after ``after``, in id order."""
+        rows = self._execute(
+            f"SELECT {self._SCAN_RECORD_COLUMNS} FROM records WHERE record_id > ? "
+            "ORDER BY record_id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [record_row(row) for row in rows]
+
+    def tokens_of_records(self, record_ids: Sequence[str]) -> list[tuple[bytes, str, str]]:
+        """The blind-index rows (token, record id, field) of these records."""
+        out: list[tuple[bytes, str, str]] = []
+        for start in range(0, len(record_ids), 500):
+            chunk = list(record_ids[start : start + 500])
+            marks = ",".join(["?"] * len(chunk))
+            rows = self._execute(
+                f"SELECT token, record_id, field FROM blind_index WHERE record_id IN ({marks})",
+                chunk,
+            ).fetchall()
+            out.extend((bytes(token), str(rid), str(field)) for token, rid, field in rows)
+        return out
+
+    def stray_tokens(self, limit: int) -> list[tuple[str, str]]:
+        """(record id, field) of blind-index rows whose record is missing or erased."""
+        rows = self._execute(
+            "SELECT b.record_id, b.field FROM blind_index AS b "
+            "LEFT JOIN records AS r ON r.record_id = b.record_id "
+            "WHERE r.record_id IS NULL OR r.erased <> 0 "
+            "ORDER BY b.record_id, b.field LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(str(rid), str(field)) for rid, field in rows]
+
+    def consent_ids(self) -> list[tuple[str, str]]:
+        """(consent id, pseudonym) of every consent record."""
+        rows = self._execute("SELECT consent_id, pseudonym FROM consents ORDER BY consent_id")
+        return [(str(cid), str(pseudonym)) for cid, pseudonym in rows.fetchall()]
+
+    def all_holds(self) -> list[HoldRow]:
+        """Every legal hold, oldest first."""
+        rows = self._execute(
+            f"SELECT {_HOLD_COLUMNS} FROM holds ORDER BY starts_at, hold_id"
+        ).fetchall()
+        return [HoldRow(*row) for row in rows]
+
+    def all_disclosures(self) -> list[DisclosureRow]:
+        """Every recorded disclosure, oldest first."""
+        rows = self._execute(
+            f"SELECT {_DISCLOSURE_COLUMNS} FROM disclosures ORDER BY at, disclosure_id"
+        ).fetchall()
+        return [DisclosureRow(*row) for row in rows]
