@@ -151,6 +151,17 @@ def drop_database(server_url: str, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def clone_database(server_url: str, template_url: str, prefix: str = "ov_copy") -> str:
+    """A new database copied from ``template_url``'s (which nobody may be connected to)."""
+    import psycopg
+
+    template = template_url.partition("?")[0].rsplit("/", 1)[1]
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return database_url(server_url, name)
+
+
 @contextlib.contextmanager
 def server(settings: Mapping[str, str] | None = None) -> Iterator[str]:
     """The URL of a usable server: ``$OWNERVAULT_TEST_POSTGRES``, else a throwaway cluster."""

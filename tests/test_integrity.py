@@ -474,7 +474,17 @@ def test_a_version_1_vault_is_upgraded_and_bound_once(
         assert vault._kernel.backend.schema_version() == schema.SCHEMA_VERSION
         bound = [e for e in vault.audit.entries() if e["action"] == "vault.bind_rows"]
         assert [e["detail"] for e in bound] == [
-            {"keys": 7, "subjects": 3, "records": 5, "consents": 3}
+            {
+                "keys": 7,
+                "subjects": 3,
+                "records": 5,
+                "consents": 3,
+                "holds": 1,
+                "rights_requests": 0,
+                "disclosures": 0,
+                "incidents": 0,
+                "outbox": 0,
+            }
         ]
         assert _sql(vault, "SELECT count(*) FROM records WHERE binding IS NULL AND erased = 0") == [
             (0,)
@@ -505,6 +515,23 @@ def test_a_vault_whose_binding_mark_was_removed_is_refused(
         _sql(vault, "DELETE FROM meta WHERE key = 'row_binding'")
     with pytest.raises(IntegrityError, match="were bound before"):
         Vault.open(path, key=key)
+
+
+@pytest.mark.embedded_only("reopens the vault directory")
+def test_a_new_vault_whose_binding_mark_was_removed_is_refused(
+    vault_path: Path,
+    vault: Vault,
+    two: tuple[OwnerProfile, OwnerProfile, str, str],
+    root_key: InMemoryKey,
+) -> None:
+    """A vault bound from birth has no bind entry in its log; its tags tell the mark's removal
+    apart from a vault made before tags existed, so changed rows are never bound again."""
+    _, _, rid_a, _ = two
+    _sql(vault, "UPDATE records SET version = version + 5 WHERE record_id = ?", (rid_a,))
+    _sql(vault, "DELETE FROM meta WHERE key = 'row_binding'")
+    vault.close()
+    with pytest.raises(IntegrityError, match="mark that says so is gone"):
+        Vault.open(vault_path, key=root_key)
 
 
 def test_an_erased_owner_stays_unreadable(

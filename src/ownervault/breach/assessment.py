@@ -249,7 +249,7 @@ class Assessor:
         """The incident's notification clocks, from its awareness time."""
         aware = parse_time(incident.aware_at)
         now = self._kernel.clock.now()
-        rows = self._backend.outbox(incident_id=incident.incident_id)
+        rows = self._kernel.keys.checked(self._backend.outbox(incident_id=incident.incident_id))
         out: list[Deadline] = []
         for name, spec in self._config.incident.deadlines.items():
             due = aware + parse_duration(spec.after)

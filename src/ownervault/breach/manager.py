@@ -209,7 +209,7 @@ class IncidentManager:
     ) -> list[OutboxRow]:
         """Queued, delivered and dead-lettered notifications (payloads hold no personal value)."""
         self._kernel.check_open()
-        return self._backend.outbox(state=state, incident_id=incident_id)
+        return self._kernel.keys.checked(self._backend.outbox(state=state, incident_id=incident_id))
 
     def regulator_report(self, incident_id: str) -> dict[str, Any]:
         """A preview of the next regulator report (nothing is queued or recorded)."""

@@ -158,6 +158,7 @@ class Outbox:
                         rows.append(
                             outbox_row(incident_id, "owners", rounds, hook, pseudonym, text, now)
                         )
+            rows = [self._kernel.keys.bound_fact(row) for row in rows]
             self._backend.insert_outbox(rows)
             incident = attrs.evolve(incident, reports=sequence, owner_rounds=rounds)
             self._store.write(incident, affected)
@@ -180,7 +181,7 @@ class Outbox:
             now = format_time(self._kernel.clock.now())
             rows = [
                 r
-                for r in self._backend.outbox(state="dead")
+                for r in self._kernel.keys.checked(self._backend.outbox(state="dead"))
                 if r.notification_id == notification_id
             ]
             if not rows or not self._backend.revive_outbox(notification_id, now):
@@ -220,8 +221,11 @@ class Outbox:
             while True:
                 now_dt = self._kernel.clock.now()
                 with self._backend.atomic():
-                    claimed = self._backend.claim_outbox(
-                        format_time(now_dt), format_time(now_dt + lease), dispatch.batch
+                    # A row changed outside the vault is never sent: the check fails the claim.
+                    claimed = self._kernel.keys.checked(
+                        self._backend.claim_outbox(
+                            format_time(now_dt), format_time(now_dt + lease), dispatch.batch
+                        )
                     )
                 if not claimed:
                     if not wait:
@@ -319,6 +323,7 @@ class Outbox:
                     "hook": row.hook,
                     "state": state,
                     "attempt": row.attempts,
+                    "delivered_at": delivered,
                 },
                 subject=row.subject,
             )

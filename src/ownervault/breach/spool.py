@@ -252,7 +252,7 @@ class Spool:
             return str(named) if named else None
         rows = [
             r
-            for r in self._backend.outbox()
+            for r in self._kernel.keys.checked(self._backend.outbox())
             if r.notification_id == key and r.audience == "owners" and r.subject
         ]
         if not rows:
@@ -312,7 +312,9 @@ class Spool:
         an erased owner's notice to a hook.
         """
         rows = [
-            r for r in self._backend.outbox() if r.audience == "owners" and r.subject == pseudonym
+            r
+            for r in self._kernel.keys.checked(self._backend.outbox())
+            if r.audience == "owners" and r.subject == pseudonym
         ]
         if not rows:
             return

@@ -70,7 +70,8 @@ class IncidentStore:
         """Incidents, oldest first (optionally of one status)."""
         self._kernel.check_open()
         wanted = IncidentStatus(status).value if status is not None else None
-        return [Incident.from_row(r) for r in self._backend.incidents(wanted)]
+        rows = self._kernel.keys.checked(self._backend.incidents(wanted))
+        return [Incident.from_row(r) for r in rows]
 
     def row(self, incident_id: str) -> IncidentRow:
         """The stored row of an incident.
@@ -78,7 +79,7 @@ class IncidentStore:
         Raises:
             RecordNotFoundError: no incident with that id.
         """
-        row = self._backend.get_incident(incident_id)
+        row = self._kernel.keys.checked_one(self._backend.get_incident(incident_id))
         if row is None:
             raise RecordNotFoundError(f"no incident {incident_id}")
         return row
@@ -143,15 +144,17 @@ class IncidentStore:
             affected.merge(extra)
         incident = self._summarise(incident, affected)
         self._backend.insert_incident(
-            IncidentRow(
-                incident_id=incident_id,
-                kind=kind.value,
-                status=incident.status.value,
-                detected_at=detected_at,
-                aware_at=aware_at,
-                updated_at=incident.updated_at,
-                document=json.dumps(incident.to_document(), ensure_ascii=False, sort_keys=True),
-                affected=self._encrypt(incident_id, affected),
+            self._kernel.keys.bound_fact(
+                IncidentRow(
+                    incident_id=incident_id,
+                    kind=kind.value,
+                    status=incident.status.value,
+                    detected_at=detected_at,
+                    aware_at=aware_at,
+                    updated_at=incident.updated_at,
+                    document=json.dumps(incident.to_document(), ensure_ascii=False, sort_keys=True),
+                    affected=self._encrypt(incident_id, affected),
+                )
             )
         )
         self._page(incident, "open")
@@ -225,18 +228,17 @@ class IncidentStore:
     def write(self, incident: Incident, affected: AffectedOwners) -> Incident:
         """Store the incident, summarised from ``affected``, with the list encrypted."""
         incident = self._summarise(incident, affected)
-        self._backend.update_incident(
-            IncidentRow(
-                incident_id=incident.incident_id,
-                kind=incident.kind.value,
-                status=incident.status.value,
-                detected_at=incident.detected_at,
-                aware_at=incident.aware_at,
-                updated_at=incident.updated_at,
-                document=json.dumps(incident.to_document(), ensure_ascii=False, sort_keys=True),
-                affected=self._encrypt(incident.incident_id, affected),
-            )
+        row = IncidentRow(
+            incident_id=incident.incident_id,
+            kind=incident.kind.value,
+            status=incident.status.value,
+            detected_at=incident.detected_at,
+            aware_at=incident.aware_at,
+            updated_at=incident.updated_at,
+            document=json.dumps(incident.to_document(), ensure_ascii=False, sort_keys=True),
+            affected=self._encrypt(incident.incident_id, affected),
         )
+        self._backend.update_incident(self._kernel.keys.bound_fact(row))
         return incident
 
     def _summarise(self, incident: Incident, affected: AffectedOwners) -> Incident:
@@ -257,7 +259,12 @@ class IncidentStore:
         text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
         now = format_time(self._kernel.clock.now())
         self._backend.insert_outbox(
-            [outbox_row(incident.incident_id, "oncall", 0, h, None, text, now) for h in hooks]
+            [
+                self._kernel.keys.bound_fact(
+                    outbox_row(incident.incident_id, "oncall", 0, h, None, text, now)
+                )
+                for h in hooks
+            ]
         )
 
     def _encrypt(self, incident_id: str, affected: AffectedOwners) -> bytes:

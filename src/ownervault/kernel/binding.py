@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 import attrs
 
@@ -30,11 +30,57 @@ from ..crypto import ROW_BYTES, ROW_HEAD, ROW_INT, ROW_NONE, ROW_TEXT, RowKey, R
 from ..exceptions import IntegrityError
 from ..policy import ConsentRecord
 from ..storage import KeyRow, RecordRow, SubjectRow
+from ..storage.base import DisclosureRow, HoldRow, IncidentRow, OutboxRow, RequestRow
 
-__all__ = ["BOUND_META", "Binder"]
+__all__ = ["BOUND_META", "FACTS", "Binder", "Fact"]
 
 #: ``meta`` key set once every row of the vault carries a binding tag.
 BOUND_META: Final = "row_binding"
+
+#: The other rows a tag covers: what the rights and breach features store about owners and
+#: incidents. Per row type: its table, its id column and the columns the tag covers, in order
+#: (every column but the tag, except an outbox row's delivery state, which changes as it is
+#: sent: ``state``, ``attempts``, ``claims``, ``next_attempt_at``, ``last_error``,
+#: ``delivered_at``).
+FACTS: Final[dict[type, tuple[str, str, tuple[str, ...]]]] = {
+    HoldRow: (
+        "holds",
+        "hold_id",
+        ("hold_id", "pseudonym", "reason", "starts_at", "ends_at", "actor", "released_at"),
+    ),
+    RequestRow: (
+        "rights_requests",
+        "request_id",
+        (
+            "request_id", "pseudonym", "kind", "received_at", "due_at", "status", "outcome",
+            "closed_at", "actor",
+        ),
+    ),
+    DisclosureRow: (
+        "disclosures",
+        "disclosure_id",
+        ("disclosure_id", "pseudonym", "recipient", "purpose", "fields", "at", "actor"),
+    ),
+    IncidentRow: (
+        "incidents",
+        "incident_id",
+        (
+            "incident_id", "kind", "status", "detected_at", "aware_at", "updated_at",
+            "document", "affected",
+        ),
+    ),
+    OutboxRow: (
+        "outbox",
+        "notification_id",
+        (
+            "notification_id", "incident_id", "hook", "audience", "subject", "payload",
+            "created_at",
+        ),
+    ),
+}  # fmt: skip
+
+#: A row of one of :data:`FACTS`' types.
+Fact = TypeVar("Fact", HoldRow, RequestRow, DisclosureRow, IncidentRow, OutboxRow)
 
 
 class Binder:
@@ -244,6 +290,29 @@ class Binder:
                 "a consent record was added or removed outside the vault",
                 table="consents",
                 row=subject.pseudonym,
+            )
+
+    def _fact_values(
+        self, row: HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
+    ) -> tuple[str, list[RowValue]]:
+        table, _, columns = FACTS[type(row)]
+        return table, [self._vault_id, *(getattr(row, c) for c in columns)]
+
+    def fact(self, row: Fact) -> Fact:
+        """A hold, request, disclosure, incident or outbox row with its binding tag."""
+        return attrs.evolve(row, binding=self._key.tag(*self._fact_values(row)))
+
+    def check_fact(
+        self, row: HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
+    ) -> None:
+        """Raise :class:`IntegrityError` unless the row is one the vault wrote."""
+        table, values = self._fact_values(row)
+        if not self._key.matches(table, values, row.binding):
+            ident = str(getattr(row, FACTS[type(row)][1]))
+            raise IntegrityError(
+                f"{table} row {ident} failed its integrity check: it was changed outside the vault",
+                table=table,
+                row=ident,
             )
 
     def check_key(self, row: KeyRow) -> None:

@@ -37,7 +37,7 @@ from ..keys import (
 )
 from ..policy import ConsentRecord
 from ..storage import Backend, KeyRow, RecordRow, SubjectRow
-from .binding import BOUND_META, Binder
+from .binding import BOUND_META, Binder, Fact
 
 __all__ = [
     "AUTO_ROTATE_AT",
@@ -258,6 +258,25 @@ class KeyStore:
         """Raise :class:`IntegrityError` unless the record row is one the vault wrote."""
         if self.bound:
             self.binder.check_record(row)
+
+    def checked(self, rows: list[Fact]) -> list[Fact]:
+        """``rows`` (holds, requests, disclosures, incidents or outbox rows), each checked.
+
+        Raises:
+            IntegrityError: a row is not one the vault wrote.
+        """
+        if self.bound:
+            for row in rows:
+                self.binder.check_fact(row)
+        return rows
+
+    def checked_one(self, row: Fact | None) -> Fact | None:
+        """One such row (or None), checked."""
+        return None if row is None else self.checked([row])[0]
+
+    def bound_fact(self, row: Fact) -> Fact:
+        """The row with its binding tag, to be written."""
+        return self.binder.fact(row)
 
     def check_consents(self, subject: SubjectRow, records: Sequence[ConsentRecord]) -> None:
         """Raise :class:`IntegrityError` unless ``records`` is the subject's whole ledger."""

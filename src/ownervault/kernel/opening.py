@@ -22,7 +22,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import attrs
 
@@ -62,7 +62,7 @@ from ..storage import (
     database_url,
     restrict_modes,
 )
-from .binding import BOUND_META, Binder
+from .binding import BOUND_META, FACTS, Binder
 from .clock import Clock, SystemClock
 from .core import HEADER_MAC_MARK, Kernel
 from .keystore import system_context
@@ -481,9 +481,15 @@ def bind_existing(kernel: Kernel) -> None:
             "binding tags were changed outside the vault; run ownervault check --deep"
         )
     binder = kernel.keys.binder
-    counts = {"keys": 0, "subjects": 0, "records": 0, "consents": 0}
+    counts: dict[str, int] = {"keys": 0, "subjects": 0, "records": 0, "consents": 0}
     with backend.atomic():
         keys = [row for kind in KeyKind for row in backend.keys_of_kind(kind.value)]
+        if any(row.binding is not None for row in keys):
+            # A vault made before tags existed has none; one made since has them from birth.
+            raise IntegrityError(
+                "this vault's rows carry binding tags but the mark that says so is gone: it "
+                "was removed outside the vault; run ownervault check --deep"
+            )
         backend.bind_rows("keys", [(r.key_id, _tag(binder.key(r).binding)) for r in keys])
         counts["keys"] = len(keys)
         subjects = backend.live_subjects()
@@ -506,6 +512,19 @@ def bind_existing(kernel: Kernel) -> None:
                 bound.append(binder.subject(attrs.evolve(subject, consent_head=head)))
             backend.update_subjects(bound)
             counts["subjects"] += len(bound)
+        facts: list[tuple[str, list[Any]]] = [
+            ("holds", list(backend.all_holds())),
+            ("rights_requests", list(backend.requests())),
+            ("disclosures", list(backend.all_disclosures())),
+            ("incidents", list(backend.incidents())),
+            ("outbox", list(backend.outbox())),
+        ]
+        for table, rows in facts:
+            key = FACTS[type(rows[0])][1] if rows else ""
+            backend.bind_rows(
+                table, [(getattr(r, key), _tag(binder.fact(r).binding)) for r in rows]
+            )
+            counts[table] = len(rows)
         backend.set_meta(BOUND_META, "1")
         kernel.record_system(BIND_ACTION, detail=counts)
     kernel.keys.bound = True

@@ -2,9 +2,9 @@
 
 What a read cannot tell, and only this scrub finds (``docs/threat-model.md``): a row written
 back to an earlier state of its own (tag and all), rows deleted outright, and changes that only
-disagree with the audit log. The log is read once (:class:`LogFacts` gathers what the rows are
-compared with while :func:`~.freshness.expected_records` replays the writes), then each kind
-of row is checked by its own function, table by table, a page at a time:
+disagree with the audit log. The log is read once (:class:`~.logfacts.LogFacts` gathers what
+the rows are compared with while :func:`~.freshness.expected_records` replays the writes), then
+each kind of row is checked by its own function, table by table, a page at a time:
 
 * :func:`check_keys` -- every key row matches its binding tag; no key is in a state earlier
   than the last one the log gave it; every KEK and index key unwraps.
@@ -18,6 +18,10 @@ of row is checked by its own function, table by table, a page at a time:
 * :func:`check_consents`, :func:`check_holds`, :func:`check_requests`,
   :func:`check_disclosures`, :func:`check_incidents` -- every row was logged and every logged
   one exists (and holds and requests are released or closed as logged).
+* :func:`check_facts` -- every hold, request, disclosure, incident and outbox row matches its
+  binding tag.
+* :func:`check_outbox` -- every notification's delivery state, attempts and delivery time are
+  its last logged outcome, and no notification the log saw tried is gone.
 * :func:`check_lock` -- the fail-closed lock is not cleared while an incident that locked the
   vault is unacknowledged.
 
@@ -27,7 +31,7 @@ Values are decrypted in memory to recompute tokens and are never reported or kep
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from .. import crypto
@@ -36,18 +40,21 @@ from ..exceptions import OwnerVaultError
 from ..keys import KeyKind, KeyState
 from ..records import RECORD_TYPES, normalise
 from ..storage import RecordRow, SubjectRow
+from .binding import FACTS
 from .findings import CheckTarget, Findings, first_line, guarded
-from .freshness import REKEY_ACTION, Expected, expected_records, sealed_digest
+from .freshness import Expected, expected_records, sealed_digest
+from .logfacts import KEY_RANK, UNLOGGED, LogFacts
 
 __all__ = [
     "NOT_CHECKED",
-    "LogFacts",
     "check_consents",
     "check_disclosures",
+    "check_facts",
     "check_holds",
     "check_incidents",
     "check_keys",
     "check_lock",
+    "check_outbox",
     "check_records",
     "check_requests",
     "check_subjects",
@@ -96,114 +103,20 @@ NOT_CHECKED: Final[tuple[tuple[str, str, str], ...]] = (
         "keeps an old key that keys destroy-retired will not destroy while it is used",
     ),
     (
-        "incidents",
-        "columns other than the id",
-        "they change what a compliance officer sees, which the audit log records as it happened",
+        "outbox",
+        "claims, next_attempt_at, last_error",
+        "they only fence dispatchers, schedule the next try and describe the last failure; a "
+        "change delays or repeats a delivery (hooks get an idempotency key), never hides one: "
+        "each outcome is logged as it happens",
     ),
     (
         "outbox",
-        "every column",
-        "queued notifications are logged per incident as counts (incident.notify), not one by "
-        "one, so a deleted one cannot be named; each delivery is logged as it happens",
+        "rows never tried",
+        "queued notifications are logged per incident as counts (incident.notify), so one "
+        "deleted before its first delivery attempt cannot be named",
     ),
 )
-#: How far along its life a key is: a key never goes back to an earlier state.
-_RANK: Final = {
-    KeyState.ACTIVE.value: 0,
-    KeyState.DECRYPT_ONLY.value: 1,
-    KeyState.COMPROMISED.value: 2,
-    KeyState.DESTROYED.value: 3,
-}
-#: Key administration entries that move a key to the state in their ``to`` detail.
-_TRANSITIONS: Final = frozenset({"key.demote", "key.compromised", "key.destroy"})
 _CHANGED: Final = "changed outside the vault"
-
-
-class LogFacts:
-    """What the audit log says about the rows a deep check compares with it.
-
-    Fed every entry once (:meth:`observe`); only allowed entries count.
-    """
-
-    def __init__(self) -> None:
-        self.erased: set[str] = set()
-        self.subject_keys: dict[str, str] = {}
-        self.restrictions: dict[str, str | None] = {}
-        self.key_states: dict[str, str] = {}
-        self.consents: dict[str, str] = {}
-        self.holds: dict[str, str] = {}
-        self.released: set[str] = set()
-        self.requests: dict[str, str] = {}
-        self.closed: dict[str, str] = {}
-        self.disclosures: dict[str, str] = {}
-        self.unnamed_disclosures: set[tuple[str, str, str]] = set()
-        self.incidents: set[str] = set()
-        self.locks: list[str] = []
-        self.acknowledged: set[str] = set()
-        self.entries = 0
-
-    def observe(self, entries: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-        """Pass ``entries`` through, learning from each (one pass over the log serves both)."""
-        for entry in entries:
-            self.entries += 1
-            if entry.get("decision") == "allow":
-                self._learn(entry)
-            yield entry
-
-    def _retire(self, key_id: object, state: str) -> None:
-        """Remember that the log moved a key to ``state`` (the furthest state counts)."""
-        known = _RANK.get(self.key_states.get(str(key_id), ""), -1)
-        if isinstance(key_id, str) and _RANK.get(state, -1) > known:
-            self.key_states[key_id] = state
-
-    def _learn(self, entry: Mapping[str, Any]) -> None:
-        action = str(entry.get("action"))
-        detail: Mapping[str, Any] = entry.get("detail") or {}
-        subject = entry.get("subject")
-        if action == "erase" and subject:
-            self.erased.add(str(subject))
-            self._retire(detail.get("key_id"), KeyState.DESTROYED.value)
-        elif action == REKEY_ACTION and subject:
-            self.subject_keys[str(subject)] = str(detail.get("key_id"))
-            self._retire(detail.get("from"), KeyState.DECRYPT_ONLY.value)
-        elif action in _TRANSITIONS:
-            self._retire(detail.get("key_id"), str(detail.get("to")))
-        elif action == "key.rotate_kek":
-            self._retire(detail.get("previous"), KeyState.DECRYPT_ONLY.value)
-        elif action == "subject.restrict" and subject:
-            allowed = detail.get("allowed")
-            self.restrictions[str(subject)] = None if allowed is None else str(allowed)
-        elif action in ("consent.grant", "consent.withdraw") and detail.get("consent_id"):
-            self.consents[str(detail["consent_id"])] = str(subject)
-        else:
-            self._learn_rights(action, detail, entry)
-
-    def _learn_rights(
-        self, action: str, detail: Mapping[str, Any], entry: Mapping[str, Any]
-    ) -> None:
-        subject = str(entry.get("subject"))
-        if action == "subject.hold" and detail.get("hold_id"):
-            self.holds[str(detail["hold_id"])] = subject
-        elif action == "subject.release" and detail.get("hold_id"):
-            self.released.add(str(detail["hold_id"]))
-        elif action == "request.open" and detail.get("request_id"):
-            self.requests[str(detail["request_id"])] = subject
-        elif action == "request.close" and detail.get("request_id"):
-            self.closed[str(detail["request_id"])] = str(detail.get("status"))
-        elif action == "subject.disclose":
-            if detail.get("disclosure_id"):
-                self.disclosures[str(detail["disclosure_id"])] = subject
-            else:
-                # Logged before disclosures were named in their entries: matched by owner,
-                # recipient and time instead.
-                recipient = str(detail.get("recipient"))
-                self.unnamed_disclosures.add((subject, recipient, str(entry.get("time"))))
-        elif action == "incident.open" and detail.get("incident"):
-            self.incidents.add(str(detail["incident"]))
-        elif action == "incident.lock" and detail.get("incident"):
-            self.locks.append(str(detail["incident"]))
-        elif action == "incident.acknowledge" and detail.get("incident"):
-            self.acknowledged.add(str(detail["incident"]))
 
 
 def scrub(target: CheckTarget, findings: Findings) -> None:
@@ -220,6 +133,8 @@ def scrub(target: CheckTarget, findings: Findings) -> None:
         ("the disclosure check", lambda: check_disclosures(target, facts, findings)),
         ("the incident check", lambda: check_incidents(target, facts, findings)),
         ("the lock check", lambda: check_lock(target, facts, findings)),
+        ("the binding check of rights and incident rows", lambda: check_facts(target, findings)),
+        ("the outbox check", lambda: check_outbox(target, facts, findings)),
     )
     for what, check in checks:
         guarded(check, findings, what=what)
@@ -251,7 +166,7 @@ def check_keys(target: CheckTarget, facts: LogFacts, findings: Findings) -> None
                 findings.damage("binding", "keys", key_id, f"the key row was {_CHANGED}")
                 continue
             logged = facts.key_states.get(key_id)
-            if logged is not None and _RANK.get(row.state, -1) < _RANK[logged]:
+            if logged is not None and KEY_RANK.get(row.state, -1) < KEY_RANK[logged]:
                 findings.damage(
                     "rollback",
                     "keys",
@@ -703,6 +618,70 @@ def check_incidents(target: CheckTarget, facts: LogFacts, findings: Findings) ->
     rows = target.backend.incidents()
     findings.count("incidents", len(rows))
     _compare(findings, "incident", "incidents", (i.incident_id for i in rows), facts.incidents)
+
+
+def check_facts(target: CheckTarget, findings: Findings) -> None:
+    """Every hold, rights request, disclosure, incident and outbox row against its tag."""
+    if not target.keys.bound:
+        return  # an older vault's rows get their tags when it is opened for use
+    backend = target.backend
+    tables: list[tuple[str, Sequence[Any]]] = [
+        ("holds", backend.all_holds()),
+        ("rights_requests", backend.requests()),
+        ("disclosures", backend.all_disclosures()),
+        ("incidents", backend.incidents()),
+        ("outbox", backend.outbox()),
+    ]
+    for table, rows in tables:
+        for row in rows:
+            if not _tagged(target.keys.binder.check_fact, row):
+                ident = str(getattr(row, FACTS[type(row)][1]))
+                findings.damage("binding", table, ident, f"the row was {_CHANGED}")
+
+
+def check_outbox(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Each notification's delivery state against the outcomes the dispatcher logged.
+
+    A row marked delivered (or dead-lettered) that the log never saw delivered, an attempt count
+    or delivery time other than the logged one, or a delivered notification put back in the
+    queue are all reported: the outbox must not claim a notice went out when it did not.
+    """
+    rows = target.backend.outbox()
+    findings.count("notifications", len(rows))
+    for row in rows:
+        logged = facts.notifications.get(row.notification_id)
+        problem = _delivery_problem(row.state, row.attempts, row.delivered_at, logged)
+        if problem:
+            findings.damage("notification", "outbox", row.notification_id, problem)
+    for missing in sorted(set(facts.notifications) - {r.notification_id for r in rows}):
+        findings.damage(
+            "notification",
+            "outbox",
+            missing,
+            "the audit log records its delivery attempts, but its row is gone: it was deleted "
+            "outside the vault",
+        )
+
+
+def _delivery_problem(
+    state: str, attempts: int, delivered_at: str | None, logged: tuple[str, int, object] | None
+) -> str | None:
+    if logged is None or logged[0] == "retried":
+        if state in ("delivered", "dead") or delivered_at is not None:
+            return f"it is {state}, but the audit log records no outcome"
+        logged = ("pending", 0, None)
+    logged_state, logged_attempt, logged_at = logged
+    if state in ("delivered", "dead"):
+        if state != logged_state:
+            return f"it is {state}, but the audit log records it {logged_state}"
+        if logged_at is not UNLOGGED and delivered_at != logged_at:
+            return "its delivery time is not the logged one"
+    elif logged_state != "pending":
+        return f"it is {state} again, but the audit log records it {logged_state}"
+    expected = logged_attempt + (1 if state == "delivering" else 0)
+    if logged_attempt >= 0 and attempts != expected:
+        return f"it made {attempts} attempts, but the audit log records {expected}"
+    return None
 
 
 def check_lock(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:

@@ -226,7 +226,7 @@ def export_subject(
             ExportedRecipient(
                 recipient=d.recipient, purpose=d.purpose, fields=json.loads(d.fields), at=d.at
             )
-            for d in backend.disclosures(subject.pseudonym)
+            for d in kernel.keys.checked(backend.disclosures(subject.pseudonym))
         ],
         access_history=history,
         restricted_to=json.loads(subject.restricted_to) if subject.restricted_to else None,
@@ -237,7 +237,7 @@ def export_subject(
                 "ends_at": h.ends_at,
                 "released_at": h.released_at,
             }
-            for h in backend.holds(subject.pseudonym)
+            for h in kernel.keys.checked(backend.holds(subject.pseudonym))
         ],
     )
     access.commit(

@@ -86,7 +86,7 @@ def correct(
     recipients = sorted(
         {
             d.recipient
-            for d in access.backend.disclosures(row.pseudonym)
+            for d in access.kernel.keys.checked(access.backend.disclosures(row.pseudonym))
             if set(json.loads(d.fields)) & set(changes)
         }
     )
@@ -155,6 +155,7 @@ def hold(access: Access, subject_id: str, *, reason: str, until: _dt.datetime) -
             ends_at=format_time(until),
             actor=access.actor.actor_id,
         )
+        row = access.kernel.keys.bound_fact(row)
         access.backend.insert_hold(row)
         _refresh_hold(access, subject, now)
         access.kernel.audit.append(
@@ -176,10 +177,12 @@ def release(access: Access, hold_id: str) -> None:
     access.require_purpose("subject.release", {"subject_rights"})
     now = access.now()
     with access.backend.atomic():
-        found = access.backend.find_hold(hold_id)
-        if found is None or not access.backend.release_hold(hold_id, format_time(now)):
+        keys = access.kernel.keys
+        found = keys.checked_one(access.backend.find_hold(hold_id))
+        released = None if found is None else attrs.evolve(found, released_at=format_time(now))
+        if released is None or not access.backend.release_hold(keys.bound_fact(released)):
             raise ValidationError(f"no active legal hold {hold_id}")
-        pseudonym = found.pseudonym
+        pseudonym = released.pseudonym
         subject = access.backend.subject(pseudonym)
         if subject is not None and subject.erased_at is None:
             access.kernel.keys.check_subject(subject)
@@ -201,7 +204,7 @@ def _refresh_hold(access: Access, subject: SubjectRow, now: _dt.datetime) -> Non
     """Keep the subject's ``hold_until`` equal to the latest end of its active holds."""
     active = [
         h.ends_at
-        for h in access.backend.holds(subject.pseudonym)
+        for h in access.kernel.keys.checked(access.backend.holds(subject.pseudonym))
         if h.released_at is None and h.ends_at > format_time(now)
     ]
     access.kernel.keys.store_subject(
@@ -228,6 +231,7 @@ def record_disclosure(
             at=format_time(now),
             actor=access.actor.actor_id,
         )
+        row = access.kernel.keys.bound_fact(row)
         access.backend.insert_disclosure(row)
         access.kernel.audit.append(
             [
@@ -276,6 +280,7 @@ def open_request(
         closed_at=None,
         actor=access.actor.actor_id,
     )
+    row = access.kernel.keys.bound_fact(row)
     with access.backend.atomic():
         access.backend.upsert_request(row)
         access.kernel.audit.append(
@@ -301,12 +306,13 @@ def close_request(
         raise ValidationError("status is 'completed' or 'refused'")
     if status == "refused" and not outcome.strip():
         raise ValidationError("a refused request needs the reason for refusing")
-    request = next((r for r in access.backend.requests() if r.request_id == request_id), None)
+    requests = access.kernel.keys.checked(access.backend.requests())
+    request = next((r for r in requests if r.request_id == request_id), None)
     if request is None or request.status != "open":
         raise ValidationError(f"no open request {request_id}")
     now = access.now()
-    closed = attrs.evolve(
-        request, status=status, outcome=outcome.strip(), closed_at=format_time(now)
+    closed = access.kernel.keys.bound_fact(
+        attrs.evolve(request, status=status, outcome=outcome.strip(), closed_at=format_time(now))
     )
     with access.backend.atomic():
         access.backend.upsert_request(closed)
@@ -327,4 +333,5 @@ def close_request(
 def overdue_requests(kernel: Kernel, now: _dt.datetime) -> list[RequestRow]:
     """Open requests past their due date."""
     stamp = format_time(now)
-    return [r for r in kernel.backend.requests() if r.status == "open" and r.due_at < stamp]
+    requests = kernel.keys.checked(kernel.backend.requests())
+    return [r for r in requests if r.status == "open" and r.due_at < stamp]

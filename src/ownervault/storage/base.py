@@ -112,6 +112,7 @@ class HoldRow:
     ends_at: str
     actor: str
     released_at: str | None = None
+    binding: bytes | None = None
 
 
 @attrs.frozen
@@ -127,6 +128,7 @@ class RequestRow:
     outcome: str
     closed_at: str | None
     actor: str
+    binding: bytes | None = None
 
 
 @attrs.frozen
@@ -140,6 +142,7 @@ class DisclosureRow:
     fields: str
     at: str
     actor: str
+    binding: bytes | None = None
 
 
 @attrs.frozen
@@ -178,6 +181,7 @@ class IncidentRow:
     updated_at: str
     document: str
     affected: bytes | None
+    binding: bytes | None = None
 
 
 @attrs.frozen
@@ -197,6 +201,7 @@ class OutboxRow:
     last_error: str
     created_at: str
     delivered_at: str | None
+    binding: bytes | None = None
 
 
 class Backend(Protocol):
@@ -431,8 +436,9 @@ class Backend(Protocol):
         """One hold by id."""
         ...
 
-    def release_hold(self, hold_id: str, at: str) -> bool:
-        """Release a hold; False if there is no such unreleased hold."""
+    def release_hold(self, hold: HoldRow) -> bool:
+        """Store a hold's release (its ``released_at`` and new tag); False if it was released
+        already or is not there."""
         ...
 
     def upsert_request(self, request: RequestRow) -> None:
@@ -519,8 +525,9 @@ class Backend(Protocol):
     def bind_rows(self, table: str, rows: Sequence[tuple[bytes | str, bytes]]) -> None:
         """Set the binding tag of rows made before tags existed: (primary key, tag) pairs.
 
-        Only ``keys``, ``subjects``, ``records`` and ``consents``; the consent ledger accepts
-        this one update (its append-only rule spares the ``binding`` column).
+        The tables whose rows carry a tag (``keys``, ``subjects``, ``records``, ``consents``,
+        ``holds``, ``rights_requests``, ``disclosures``, ``incidents``, ``outbox``); the
+        consent ledger accepts this one update (its append-only rule spares ``binding``).
         """
         ...
 

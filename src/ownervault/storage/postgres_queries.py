@@ -90,7 +90,7 @@ class PostgresQueries(SharedQueries):
         for r in rows:
             cur = self._execute(
                 f"INSERT INTO outbox ({self._OUTBOX_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     r.notification_id,
                     r.incident_id,
@@ -105,6 +105,7 @@ class PostgresQueries(SharedQueries):
                     r.last_error,
                     r.created_at,
                     r.delivered_at,
+                    r.binding,
                 ),
             )
             added += max(0, cur.rowcount)

@@ -17,12 +17,12 @@ class IncidentQueries(QueryRunner):
     """Incidents and outbox rows: storing, reading, settling and reviving deliveries."""
 
     _INCIDENT_COLUMNS = (
-        "incident_id, kind, status, detected_at, aware_at, updated_at, document, affected"
+        "incident_id, kind, status, detected_at, aware_at, updated_at, document, affected, binding"
     )
 
     _OUTBOX_COLUMNS = (
         "notification_id, incident_id, hook, audience, subject, payload, state, attempts, "
-        "claims, next_attempt_at, last_error, created_at, delivered_at"
+        "claims, next_attempt_at, last_error, created_at, delivered_at, binding"
     )
 
     #: Locks the rows a claim reads against other dispatchers (PostgreSQL); SQLite needs none,
@@ -40,6 +40,7 @@ class IncidentQueries(QueryRunner):
             updated_at=str(row[5]),
             document=str(row[6]),
             affected=None if row[7] is None else bytes(row[7]),
+            binding=None if row[8] is None else bytes(row[8]),
         )
 
     @staticmethod
@@ -58,12 +59,13 @@ class IncidentQueries(QueryRunner):
             last_error=str(row[10]),
             created_at=str(row[11]),
             delivered_at=None if row[12] is None else str(row[12]),
+            binding=None if row[13] is None else bytes(row[13]),
         )
 
     def insert_incident(self, row: IncidentRow) -> None:
         """Store a new incident."""
         self._execute(
-            f"INSERT INTO incidents ({self._INCIDENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO incidents ({self._INCIDENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.incident_id,
                 row.kind,
@@ -73,6 +75,7 @@ class IncidentQueries(QueryRunner):
                 row.updated_at,
                 row.document,
                 row.affected,
+                row.binding,
             ),
         )
 
@@ -80,7 +83,7 @@ class IncidentQueries(QueryRunner):
         """Replace an incident's status, times, document and affected-owner blob."""
         self._execute(
             "UPDATE incidents SET kind = ?, status = ?, detected_at = ?, aware_at = ?, "
-            "updated_at = ?, document = ?, affected = ? WHERE incident_id = ?",
+            "updated_at = ?, document = ?, affected = ?, binding = ? WHERE incident_id = ?",
             (
                 row.kind,
                 row.status,
@@ -89,6 +92,7 @@ class IncidentQueries(QueryRunner):
                 row.updated_at,
                 row.document,
                 row.affected,
+                row.binding,
                 row.incident_id,
             ),
         )

@@ -82,6 +82,11 @@ class RecordQueries(QueryRunner):
         "subjects": "pseudonym",
         "records": "record_id",
         "consents": "consent_id",
+        "holds": "hold_id",
+        "rights_requests": "request_id",
+        "disclosures": "disclosure_id",
+        "incidents": "incident_id",
+        "outbox": "notification_id",
     }
 
     def bind_rows(self, table: str, rows: Sequence[tuple[bytes | str, bytes]]) -> None:

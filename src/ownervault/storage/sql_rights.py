@@ -62,14 +62,14 @@ class RightsQueries(QueryRunner):
         """Record a legal hold."""
         self._execute(
             "INSERT INTO holds (hold_id, pseudonym, reason, starts_at, ends_at, actor, "
-            "released_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "released_at, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             attrs.astuple(hold),
         )
 
     def holds(self, pseudonym: str) -> list[HoldRow]:
         """A subject's holds, oldest first."""
         rows = self._execute(
-            "SELECT hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at "
+            "SELECT hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at, binding "
             "FROM holds WHERE pseudonym = ? ORDER BY starts_at, hold_id",
             (pseudonym,),
         ).fetchall()
@@ -78,17 +78,19 @@ class RightsQueries(QueryRunner):
     def find_hold(self, hold_id: str) -> HoldRow | None:
         """One hold by id."""
         row = self._execute(
-            "SELECT hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at "
+            "SELECT hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at, binding "
             "FROM holds WHERE hold_id = ?",
             (hold_id,),
         ).fetchone()
         return None if row is None else HoldRow(*row)
 
-    def release_hold(self, hold_id: str, at: str) -> bool:
-        """Release a hold; False if there is no such unreleased hold."""
+    def release_hold(self, hold: HoldRow) -> bool:
+        """Store a hold's release (its ``released_at`` and new tag); False if it was released
+        already or is not there."""
         cur = self._execute(
-            "UPDATE holds SET released_at = ? WHERE hold_id = ? AND released_at IS NULL",
-            (at, hold_id),
+            "UPDATE holds SET released_at = ?, binding = ? "
+            "WHERE hold_id = ? AND released_at IS NULL",
+            (hold.released_at, hold.binding, hold.hold_id),
         )
         return bool(cur.rowcount == 1)
 
@@ -96,9 +98,10 @@ class RightsQueries(QueryRunner):
         """Record or update a rights request."""
         self._execute(
             "INSERT INTO rights_requests (request_id, pseudonym, kind, received_at, due_at, "
-            "status, outcome, closed_at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "status, outcome, closed_at, actor, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (request_id) DO UPDATE SET status = excluded.status, "
-            "outcome = excluded.outcome, closed_at = excluded.closed_at",
+            "outcome = excluded.outcome, closed_at = excluded.closed_at, "
+            "binding = excluded.binding",
             attrs.astuple(request),
         )
 
@@ -106,7 +109,7 @@ class RightsQueries(QueryRunner):
         """Rights requests (of one subject, or all), oldest first."""
         sql = (
             "SELECT request_id, pseudonym, kind, received_at, due_at, status, outcome, "
-            "closed_at, actor FROM rights_requests"
+            "closed_at, actor, binding FROM rights_requests"
         )
         params: list[str] = []
         if pseudonym is not None:
@@ -119,14 +122,14 @@ class RightsQueries(QueryRunner):
         """Record that fields of a subject went to a third party."""
         self._execute(
             "INSERT INTO disclosures (disclosure_id, pseudonym, recipient, purpose, fields, at, "
-            "actor) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "actor, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             attrs.astuple(row),
         )
 
     def disclosures(self, pseudonym: str) -> list[DisclosureRow]:
         """Where a subject's data went, oldest first."""
         rows = self._execute(
-            "SELECT disclosure_id, pseudonym, recipient, purpose, fields, at, actor "
+            "SELECT disclosure_id, pseudonym, recipient, purpose, fields, at, actor, binding "
             "FROM disclosures WHERE pseudonym = ? ORDER BY at, disclosure_id",
             (pseudonym,),
         ).fetchall()

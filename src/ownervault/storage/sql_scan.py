@@ -16,8 +16,8 @@ from .sql_runner import QueryRunner
 
 __all__ = ["ScanQueries"]
 
-_HOLD_COLUMNS = "hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at"
-_DISCLOSURE_COLUMNS = "disclosure_id, pseudonym, recipient, purpose, fields, at, actor"
+_HOLD_COLUMNS = "hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at, binding"
+_DISCLOSURE_COLUMNS = "disclosure_id, pseudonym, recipient, purpose, fields, at, actor, binding"
 
 
 def _opt_bytes(value: Any) -> bytes | None:

@@ -77,7 +77,7 @@ class SQLiteQueries(SharedQueries):
         before = self._conn.total_changes
         self._executemany(
             f"INSERT OR IGNORE INTO outbox ({self._OUTBOX_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     r.notification_id,
@@ -93,6 +93,7 @@ class SQLiteQueries(SharedQueries):
                     r.last_error,
                     r.created_at,
                     r.delivered_at,
+                    r.binding,
                 )
                 for r in rows
             ],
