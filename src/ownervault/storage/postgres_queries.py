@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ..exceptions import VaultFormatError
-from .base import AuditRow, KeyRow, OutboxRow, RecordRow, SubjectRow
+from .base import AuditRow, OutboxRow, RecordRow
 from .sql import SharedQueries, record_row
+from .sql_keys import key_row
+from .sql_records import subject_row
 
 __all__ = ["ROWS_PER_INSERT", "PostgresQueries"]
 
@@ -33,13 +35,8 @@ class PostgresQueries(SharedQueries):
     _GREATEST = "GREATEST"
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
-    @staticmethod
-    def _key_row(row: Sequence[Any]) -> KeyRow:
-        return _key_row(row)
-
-    @staticmethod
-    def _subject_row(row: Sequence[Any]) -> SubjectRow:
-        return _subject_row(row)
+    _key_row = staticmethod(key_row)
+    _subject_row = staticmethod(subject_row)
 
     # ------------------------------------------------------------------ keys
 
@@ -91,22 +88,7 @@ class PostgresQueries(SharedQueries):
             cur = self._execute(
                 f"INSERT INTO outbox ({self._OUTBOX_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    r.notification_id,
-                    r.incident_id,
-                    r.hook,
-                    r.audience,
-                    r.subject,
-                    r.payload,
-                    r.state,
-                    r.attempts,
-                    r.claims,
-                    r.next_attempt_at,
-                    r.last_error,
-                    r.created_at,
-                    r.delivered_at,
-                    r.binding,
-                ),
+                self._outbox_values(r),
             )
             added += max(0, cur.rowcount)
         return added
@@ -162,42 +144,6 @@ class PostgresQueries(SharedQueries):
             "UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1",
             [*(v for r in tail for v in (r.seq, r.entry, r.leaf_hash)), rows[-1].seq + 1, state],
         )
-
-
-def _opt_bytes(value: Any) -> bytes | None:
-    return None if value is None else bytes(value)
-
-
-def _key_row(row: Sequence[Any]) -> KeyRow:
-    return KeyRow(
-        key_id=bytes(row[0]),
-        kind=str(row[1]),
-        state=str(row[2]),
-        wrapped=_opt_bytes(row[3]),
-        wrapped_by=bytes(row[4]),
-        created_at=str(row[5]),
-        state_changed_at=str(row[6]),
-        invocations=int(row[7]),
-        max_invocations=int(row[8]),
-        binding=_opt_bytes(row[9]),
-    )
-
-
-def _subject_row(row: Sequence[Any]) -> SubjectRow:
-    return SubjectRow(
-        pseudonym=str(row[0]),
-        subject_ref=_opt_bytes(row[1]),
-        key_id=bytes(row[2]),
-        created_at=str(row[3]),
-        erased_at=row[4],
-        minor_until=_opt_bytes(row[5]),
-        key_state=str(row[6]),
-        restricted_to=row[7],
-        hold_until=row[8],
-        ended_at=row[9],
-        consent_head=_opt_bytes(row[10]),
-        binding=_opt_bytes(row[11]),
-    )
 
 
 def _job_tuple(row: Sequence[Any]) -> _JobTuple:

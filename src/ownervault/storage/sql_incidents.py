@@ -62,6 +62,26 @@ class IncidentQueries(QueryRunner):
             binding=None if row[13] is None else bytes(row[13]),
         )
 
+    @staticmethod
+    def _outbox_values(r: OutboxRow) -> tuple[Any, ...]:
+        """An outbox row's values in ``_OUTBOX_COLUMNS`` order, for an insert."""
+        return (
+            r.notification_id,
+            r.incident_id,
+            r.hook,
+            r.audience,
+            r.subject,
+            r.payload,
+            r.state,
+            r.attempts,
+            r.claims,
+            r.next_attempt_at,
+            r.last_error,
+            r.created_at,
+            r.delivered_at,
+            r.binding,
+        )
+
     def insert_incident(self, row: IncidentRow) -> None:
         """Store a new incident."""
         self._execute(

@@ -8,7 +8,7 @@ from typing import Any
 from .base import KeyRow
 from .sql_runner import QueryRunner
 
-__all__ = ["KeyQueries"]
+__all__ = ["KeyQueries", "key_row"]
 
 
 class KeyQueries(QueryRunner):
@@ -127,3 +127,20 @@ class KeyQueries(QueryRunner):
                 (key_id, key_id, key_id),
             )
         )
+
+
+def key_row(row: Sequence[Any]) -> KeyRow:
+    """A keys-table row (in ``_KEY_COLUMNS`` order) as a :class:`KeyRow`, from either
+    driver's types (``bytes`` or ``memoryview``)."""
+    return KeyRow(
+        key_id=bytes(row[0]),
+        kind=str(row[1]),
+        state=str(row[2]),
+        wrapped=None if row[3] is None else bytes(row[3]),
+        wrapped_by=bytes(row[4]),
+        created_at=str(row[5]),
+        state_changed_at=str(row[6]),
+        invocations=int(row[7]),
+        max_invocations=int(row[8]),
+        binding=None if row[9] is None else bytes(row[9]),
+    )

@@ -9,7 +9,7 @@ from ..exceptions import IntegrityError
 from .base import RecordRow, SubjectRow
 from .sql_runner import QueryRunner
 
-__all__ = ["RecordQueries", "record_row"]
+__all__ = ["RecordQueries", "record_row", "subject_row"]
 
 
 class RecordQueries(QueryRunner):
@@ -341,3 +341,22 @@ def record_row(row: Sequence[Any]) -> RecordRow:
             table="records",
             row=str(row[0]),
         ) from None
+
+
+def subject_row(row: Sequence[Any]) -> SubjectRow:
+    """A row of ``_SUBJECT_SELECT`` as a :class:`SubjectRow`, from either driver's types; a
+    subject whose key row is missing (a left join) gets an empty ``key_state``."""
+    return SubjectRow(
+        pseudonym=str(row[0]),
+        subject_ref=None if row[1] is None else bytes(row[1]),
+        key_id=bytes(row[2]),
+        created_at=str(row[3]),
+        erased_at=row[4],
+        minor_until=None if row[5] is None else bytes(row[5]),
+        key_state="" if row[6] is None else str(row[6]),
+        restricted_to=row[7],
+        hold_until=row[8],
+        ended_at=row[9],
+        consent_head=None if row[10] is None else bytes(row[10]),
+        binding=None if row[11] is None else bytes(row[11]),
+    )

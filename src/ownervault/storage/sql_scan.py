@@ -8,20 +8,16 @@ Rows are converted here from either driver's types (``bytes`` or ``memoryview``)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from .base import DisclosureRow, HoldRow, KeyRow, RecordRow, SubjectRow
-from .sql_records import record_row
+from .sql_keys import key_row
+from .sql_records import record_row, subject_row
 from .sql_runner import QueryRunner
 
 __all__ = ["ScanQueries"]
 
 _HOLD_COLUMNS = "hold_id, pseudonym, reason, starts_at, ends_at, actor, released_at, binding"
 _DISCLOSURE_COLUMNS = "disclosure_id, pseudonym, recipient, purpose, fields, at, actor, binding"
-
-
-def _opt_bytes(value: Any) -> bytes | None:
-    return None if value is None else bytes(value)
 
 
 class ScanQueries(QueryRunner):
@@ -42,21 +38,7 @@ class ScanQueries(QueryRunner):
             f"SELECT {self._SCAN_KEY_COLUMNS} FROM keys WHERE key_id > ? ORDER BY key_id LIMIT ?",
             (after, limit),
         ).fetchall()
-        return [
-            KeyRow(
-                key_id=bytes(row[0]),
-                kind=str(row[1]),
-                state=str(row[2]),
-                wrapped=_opt_bytes(row[3]),
-                wrapped_by=bytes(row[4]),
-                created_at=str(row[5]),
-                state_changed_at=str(row[6]),
-                invocations=int(row[7]),
-                max_invocations=int(row[8]),
-                binding=_opt_bytes(row[9]),
-            )
-            for row in rows
-        ]
+        return [key_row(row) for row in rows]
 
     def scan_subjects(self, after: str, limit: int) -> list[SubjectRow]:
         """Every subject (erased ones too) with pseudonym after ``after``, in order.
@@ -70,23 +52,7 @@ class ScanQueries(QueryRunner):
             "WHERE s.pseudonym > ? ORDER BY s.pseudonym LIMIT ?",
             (after, limit),
         ).fetchall()
-        return [
-            SubjectRow(
-                pseudonym=str(row[0]),
-                subject_ref=_opt_bytes(row[1]),
-                key_id=bytes(row[2]),
-                created_at=str(row[3]),
-                erased_at=row[4],
-                minor_until=_opt_bytes(row[5]),
-                key_state="" if row[6] is None else str(row[6]),
-                restricted_to=row[7],
-                hold_until=row[8],
-                ended_at=row[9],
-                consent_head=_opt_bytes(row[10]),
-                binding=_opt_bytes(row[11]),
-            )
-            for row in rows
-        ]
+        return [subject_row(row) for row in rows]
 
     def scan_records(self, after: str, limit: int) -> list[RecordRow]:
         """Every record (erased ones too) with id after ``after``, in id order."""

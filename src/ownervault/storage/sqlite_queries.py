@@ -78,25 +78,7 @@ class SQLiteQueries(SharedQueries):
         self._executemany(
             f"INSERT OR IGNORE INTO outbox ({self._OUTBOX_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.notification_id,
-                    r.incident_id,
-                    r.hook,
-                    r.audience,
-                    r.subject,
-                    r.payload,
-                    r.state,
-                    r.attempts,
-                    r.claims,
-                    r.next_attempt_at,
-                    r.last_error,
-                    r.created_at,
-                    r.delivered_at,
-                    r.binding,
-                )
-                for r in rows
-            ],
+            [self._outbox_values(r) for r in rows],
         )
         return int(self._conn.total_changes - before)
 
