@@ -310,3 +310,37 @@ def test_cli_restore_replays_the_live_ledger(
     assert result.stdout.endswith("; 1 data keys restored, 1 erasures replayed\n")
     with Vault.open(tmp_path / "restored", key=KeyFileKey(key_file)) as restored:
         _assert_erased_but_kept(restored, ids, owners, dpo)
+
+
+# --------------------------------------------------------------------------- ownervault check
+
+
+@pytest.mark.embedded_only("the ledger file sits in an embedded vault's directory")
+def test_check_reads_the_ledger(
+    vault: Vault,
+    owners: tuple[OwnerProfile, OwnerProfile],
+    clerk: Actor,
+    dpo: Actor,
+) -> None:
+    """The quick check warns of erasures the ledger lacks, and reports a statement that does
+    not verify and an erasure the database no longer shows as damage."""
+    gone, kept = owners
+    _register(vault, clerk, gone, kept)
+    _erase(vault, dpo, gone.subject_id)
+    ledger = vault.path / LEDGER_NAME
+    assert vault.check().ok and not [f for f in vault.check().warnings if f.kind == "erasure"]
+    saved = ledger.read_bytes()
+    ledger.unlink()
+    (warning,) = [f for f in vault.check().warnings if f.kind == "erasure"]
+    assert "1 erased owners" in warning.problem
+    note = json.loads(saved)["note"]
+    ledger.write_text(
+        json.dumps({"note": note.replace("erased-at 2", "erased-at 1"), "v": 1}) + "\n",
+        encoding="utf-8",
+    )
+    assert [(f.kind, f.table) for f in vault.check().damage] == [("erasure", LEDGER_NAME)]
+    ledger.write_bytes(saved)
+    backend = vault._kernel.backend
+    with backend.atomic():
+        backend._execute("UPDATE subjects SET erased_at = NULL WHERE erased_at IS NOT NULL")
+    assert ("erasure", "subjects") in {(f.kind, f.table) for f in vault.check().damage}

@@ -55,6 +55,7 @@ from ..storage import (
 from .binding import BOUND_META
 from .clock import Clock, SystemClock
 from .core import Kernel, log_origin
+from .erasures import LEDGER_NAME, read_ledger_file, verify_statements
 from .findings import CheckReport, CheckTarget, Findings, first_line, guarded
 from .keystore import KeyStore
 from .opening import (
@@ -102,6 +103,7 @@ def check_kernel(kernel: Kernel, *, deep: bool = False) -> CheckReport:
         now=kernel.clock.now(),
         keys_loaded=True,
         sink=kernel.audit.anchors is not None,
+        verifier_key=kernel.verifier_key,
     )
     table = _header_name(kernel.path)
     try:
@@ -247,6 +249,7 @@ def _target(
         sinks.append(FileAnchor(opened.path / ANCHOR_NAME))
     if sink is not None:
         sinks.append(sink)
+    vkey: str | None = None
     try:
         seed = header.unwrap(opened.root, "signing")
     except WrongKeyError:
@@ -283,6 +286,7 @@ def _target(
         now=clock.now(),
         keys_loaded=False,
         sink=bool(sinks),
+        verifier_key=vkey,
     )
 
 
@@ -320,6 +324,7 @@ def _run(target: CheckTarget, findings: Findings, *, deep: bool) -> None:
         ("the database check", lambda: check_database(target, findings)),
         ("the meta check", lambda: check_meta(target, findings)),
         ("the audit check", lambda: check_audit(target, findings)),
+        ("the erasure ledger check", lambda: check_erasures(target, findings)),
     )
     with target.backend.snapshot():
         for what, check in checks:
@@ -371,6 +376,43 @@ def check_files(target: CheckTarget, findings: Findings) -> None:
             str(target.path),
             None,
             f"the vault directory is mode {mode:04o}: chmod 700",
+        )
+
+
+def check_erasures(target: CheckTarget, findings: Findings) -> None:
+    """The erasure ledger beside an embedded vault: signed by it, and naming every erasure.
+
+    A statement that does not verify, or one naming an owner the database holds live (an
+    erasure undone), is damage; erased owners the ledger lacks (a crash between an erasure and
+    its statement) are a warning: the next ordinary open writes their statements.
+    """
+    if target.path is None or target.verifier_key is None or target.backup:
+        return
+    notes = read_ledger_file(target.path / LEDGER_NAME)
+    try:
+        stated = verify_statements(notes, vault_id=target.header.vault_id, vkey=target.verifier_key)
+    except IntegrityError as exc:
+        findings.damage("erasure", LEDGER_NAME, None, first_line(exc))
+        return
+    findings.count("erasure statements", len(stated))
+    erased = {pseudonym for pseudonym, _, _ in target.backend.erased_subjects()}
+    for erasure in stated:
+        if erasure.pseudonym not in erased and target.backend.subject(erasure.pseudonym):
+            findings.damage(
+                "erasure",
+                "subjects",
+                erasure.pseudonym,
+                "the erasure ledger records this owner's erasure, but the database holds them "
+                "live: the erasure was undone outside the vault",
+            )
+    missing = erased - {e.pseudonym for e in stated}
+    if missing:
+        findings.warning(
+            "erasure",
+            LEDGER_NAME,
+            None,
+            f"{len(missing)} erased owners have no statement in the ledger: the next ordinary "
+            "open writes them",
         )
 
 

@@ -154,6 +154,8 @@ class CheckTarget:
     keys_loaded: bool
     sink: bool
     backup: bool = False
+    #: The vault's checkpoint verifier key (None when the signing key's slot does not unwrap).
+    verifier_key: str | None = None
 
 
 def first_line(exc: BaseException) -> str:
