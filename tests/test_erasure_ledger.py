@@ -344,3 +344,38 @@ def test_check_reads_the_ledger(
     with backend.atomic():
         backend._execute("UPDATE subjects SET erased_at = NULL WHERE erased_at IS NOT NULL")
     assert ("erasure", "subjects") in {(f.kind, f.table) for f in vault.check().damage}
+
+
+@pytest.mark.embedded_only("data backups and restores are of embedded vaults")
+def test_a_live_vault_without_erasures_is_a_ledger_stating_nothing(
+    vault: Vault,
+    owners: tuple[OwnerProfile, OwnerProfile],
+    clerk: Actor,
+    admin: Actor,
+    root_key: InMemoryKey,
+    tmp_path: Path,
+) -> None:
+    """``--erasures LIVE_VAULT`` works before the first erasure (the vault has no ledger file
+    yet); a directory that is not a vault is refused."""
+    _register(vault, clerk, *owners)
+    vault.backup(tmp_path / "backup", actor=admin)
+    vault.export_key_backup(tmp_path / "keys.json", actor=admin)
+    assert not (vault.path / LEDGER_NAME).exists()
+    with Vault.restore(
+        tmp_path / "backup",
+        tmp_path / "restored",
+        key=root_key,
+        key_backup=tmp_path / "keys.json",
+        erasure_ledgers=[vault.path],
+    ) as restored:
+        (done,) = restored.audit.entries_where(action="vault.restore")
+        assert done["detail"]["erasures_replayed"] == 0
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VaultNotFoundError):
+        Vault.restore(
+            tmp_path / "backup",
+            tmp_path / "restored-2",
+            key=root_key,
+            key_backup=tmp_path / "keys.json",
+            erasure_ledgers=[tmp_path / "empty"],
+        )

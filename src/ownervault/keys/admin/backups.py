@@ -303,12 +303,21 @@ def stage_restore(backup_dir: str | Path, target: str | Path) -> Path:
     return destination
 
 
-def _ledger_file(path: Path) -> Path:
-    """An erasure ledger file given as itself or as the vault directory that holds it."""
-    found = path / LEDGER_NAME if path.is_dir() else path
-    if not found.is_file():
-        raise VaultNotFoundError(f"{path} is not an erasure ledger and holds none")
-    return found
+def _ledger_notes(path: Path) -> list[str]:
+    """The statements of an erasure ledger given as a file or as a vault's directory (a vault
+    that never erased anyone has no ledger file: it states nothing).
+
+    Raises:
+        VaultNotFoundError: ``path`` is neither a ledger file nor a vault directory.
+    """
+    if path.is_dir():
+        if (path / LEDGER_NAME).is_file():
+            return read_ledger_file(path / LEDGER_NAME)
+        if (path / HEADER_NAME).is_file():
+            return []
+    elif path.is_file():
+        return read_ledger_file(path)
+    raise VaultNotFoundError(f"{path} is neither an erasure ledger nor a vault directory")
 
 
 def finish_restore(
@@ -342,7 +351,7 @@ def finish_restore(
     keys = None if key_backup is None else read_key_backup(kernel, Path(key_backup))
     notes = kernel.erasures.statements()
     for ledger in erasure_ledgers:
-        notes += read_ledger_file(_ledger_file(Path(ledger)))
+        notes += _ledger_notes(Path(ledger))
     if keys is not None:
         notes += keys.erasures
     erasures = verify_statements(notes, vault_id=kernel.vault_id, vkey=kernel.verifier_key)
