@@ -28,8 +28,6 @@ from .config import BreachConfig, load_breach_config
 from .detectors import Detectors
 from .lifecycle import IncidentLifecycle
 from .model import (
-    ADMIN_ROLE,
-    OFFICER_ROLE,
     AffectedOwners,
     Deadline,
     DispatchReport,
@@ -184,7 +182,7 @@ class IncidentManager:
         trail first, so owners read since the last update are included.
         """
         self._kernel.check_open()
-        self._store.guard(actor, OFFICER_ROLE, "incident.affected", incident_id)
+        self._store.guard(actor, "incident.affected", incident_id)
         with self._backend.atomic():
             incident = self._store.load(incident_id)
             if incident.ongoing:
@@ -293,7 +291,7 @@ class IncidentManager:
         Measures are added to those recorded before. Free text must not hold owners' details.
         """
         self._kernel.check_open()
-        self._store.guard(actor, OFFICER_ROLE, "incident.update", incident_id)
+        self._store.guard(actor, "incident.update", incident_id)
         return self._lifecycle.update(
             incident_id,
             actor=actor,
@@ -308,25 +306,25 @@ class IncidentManager:
     def confirm(self, incident_id: str, *, actor: Actor, cause: str | None = None) -> Incident:
         """Confirm a suspected incident (the awareness clock does not restart)."""
         self._kernel.check_open()
-        self._store.guard(actor, OFFICER_ROLE, "incident.confirm", incident_id)
+        self._store.guard(actor, "incident.confirm", incident_id)
         return self._lifecycle.confirm(incident_id, actor=actor, cause=cause)
 
     def close(self, incident_id: str, *, actor: Actor, resolution: str) -> Incident:
         """Close an incident; an ongoing window ends now. A locking one must be acknowledged."""
         self._kernel.check_open()
-        self._store.guard(actor, OFFICER_ROLE, "incident.close", incident_id)
+        self._store.guard(actor, "incident.close", incident_id)
         return self._lifecycle.close(incident_id, actor=actor, resolution=resolution)
 
     def acknowledge(self, incident_id: str, *, actor: Actor) -> Incident:
         """An admin acknowledges the incident; if it locked the vault, the lock is lifted."""
         self._kernel.check_open()
-        self._store.guard(actor, ADMIN_ROLE, "incident.acknowledge", incident_id)
+        self._store.guard(actor, "incident.acknowledge", incident_id)
         return self._lifecycle.acknowledge(incident_id, actor=actor)
 
     def refresh(self, incident_id: str, *, actor: Actor) -> Incident:
         """Recompute affected owners and the notice assessment from the audit trail and keys."""
         self._kernel.check_open()
-        self._store.guard(actor, OFFICER_ROLE, "incident.refresh", incident_id)
+        self._store.guard(actor, "incident.refresh", incident_id)
         return self._lifecycle.refresh(incident_id, actor=actor)
 
     # ------------------------------------------------------------------ notifications
@@ -354,7 +352,7 @@ class IncidentManager:
                 passed and no reason for the delay is given (GDPR Art 33(1)).
         """
         self._kernel.check_open()
-        self._store.guard(actor, OFFICER_ROLE, "incident.notify", incident_id)
+        self._store.guard(actor, "incident.notify", incident_id)
         return self._outbox.notify(
             incident_id,
             actor=actor,
@@ -366,7 +364,7 @@ class IncidentManager:
     def retry(self, notification_id: str, *, actor: Actor) -> None:
         """Move a dead-lettered notification back to the queue (same idempotency key)."""
         self._kernel.check_open()
-        self._store.guard(actor, OFFICER_ROLE, "incident.retry", None)
+        self._store.guard(actor, "incident.retry", None)
         self._outbox.retry(notification_id, actor=actor)
 
     def dispatch(
@@ -396,7 +394,7 @@ class IncidentManager:
             sleep: how to wait (tests pass a fake).
         """
         self._kernel.check_open()
-        self._store.guard(actor, OFFICER_ROLE, "incident.dispatch", None)
+        self._store.guard(actor, "incident.dispatch", None)
         return self._outbox.dispatch(
             actor=actor, hooks=hooks, wait=wait, timeout=timeout, sleep=sleep
         )
@@ -429,7 +427,7 @@ class IncidentManager:
             NotificationError: a spool folder cannot be read or written.
         """
         self._kernel.check_open()
-        self._store.guard(actor, OFFICER_ROLE, "incident.send", None)
+        self._store.guard(actor, "incident.send", None)
         return self._spool.send(actor=actor, transport=transport, names=hooks)
 
     # ------------------------------------------------------------------ verification

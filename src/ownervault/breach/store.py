@@ -19,7 +19,8 @@ import attrs
 
 from .. import crypto
 from ..audit import AuditEntry, format_time
-from ..exceptions import PolicyDeniedError, RecordNotFoundError, ValidationError
+from ..exceptions import RecordNotFoundError
+from ..kernel.authority import authorise
 from ..policy import Actor
 from ..storage.base import IncidentRow
 from .assessment import Assessor
@@ -42,16 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["IncidentStore"]
 
 _AFFECTED_CONTEXT: Final = "ownervault incident affected owners v1"
-
-
-def _require_role(actor: Actor, role: str, what: str) -> None:
-    if not isinstance(actor, Actor):
-        raise ValidationError("actor must be an ownervault Actor")
-    if role not in actor.roles:
-        raise PolicyDeniedError(
-            f"{what} needs the {role!r} role; actor {actor.actor_id!r} does not have it",
-            reason="role_not_permitted",
-        )
 
 
 class IncidentStore:
@@ -280,23 +271,11 @@ class IncidentStore:
             self._kernel.keys.keyring.unwrap(row.affected, context=context)
         )
 
-    def guard(self, actor: Actor, role: str, action: str, incident_id: str | None) -> None:
-        """Refuse ``action`` (audited) unless ``actor`` holds ``role``."""
-        try:
-            _require_role(actor, role, action)
-        except PolicyDeniedError:
-            entry = AuditEntry(
-                action=action,
-                actor=actor.actor_id,
-                roles=actor.roles,
-                purpose=INCIDENT_PURPOSE,
-                decision="deny",
-                reason="role_not_permitted",
-                detail={"incident": incident_id},
-            )
-            with self._backend.atomic():
-                self._kernel.audit.append([entry], now=self._kernel.clock.now())
-            raise
+    def guard(self, actor: Actor, action: str, incident_id: str | None) -> None:
+        """Refuse ``action`` (audited) unless the pack's ``[admin_actions]`` lets ``actor``."""
+        authorise(
+            self._kernel, actor, action, purpose=INCIDENT_PURPOSE, detail={"incident": incident_id}
+        )
 
     def audit(
         self,

@@ -15,6 +15,7 @@ from ..audit import AuditEntry, format_time
 from ..audit.bundle import AuditFilter, BundleSummary, export_bundle
 from ..exceptions import RecordNotFoundError, ValidationError
 from ..policy import Actor
+from .authority import authorise
 from .core import Kernel
 
 __all__ = ["export_audit", "iso_bound"]
@@ -55,7 +56,7 @@ def export_audit(
         RecordNotFoundError: ``subject_id`` names no live subject.
         ValidationError: a time bound is not ISO 8601.
     """
-    kernel.check_open()
+    authorise(kernel, actor, "audit.export", purpose="audit_export")
     pseudonym: str | None = None
     if subject_id is not None:
         subject = kernel.keys.lookup_subject(subject_id)

@@ -12,6 +12,7 @@ from .files import ISO_DURATION, PackFile
 from .load import default_policy_dir, load_policy, processing_register
 from .model import (
     ACTIONS,
+    ADMIN_ACTIONS,
     RIGHTS_PURPOSES,
     Action,
     Actor,
@@ -24,6 +25,7 @@ from .pack import Policy, Purpose, Rule, SubjectContext
 
 __all__ = [
     "ACTIONS",
+    "ADMIN_ACTIONS",
     "ISO_DURATION",
     "MASKERS",
     "RIGHTS_PURPOSES",

@@ -100,6 +100,7 @@ class RolesFile(_Strict):
     """``roles.toml``."""
 
     roles: dict[Ident, RoleModel]
+    admin_actions: dict[str, list[Ident]] = {}
 
 
 ViewText = Annotated[

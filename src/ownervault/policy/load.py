@@ -25,7 +25,7 @@ import attrs
 from ..exceptions import PolicyError
 from ..records import MASKERS, RECORD_TYPES, Classification, Record
 from .files import Notice, PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
-from .model import FieldView, LegalBasis, ViewMode
+from .model import ADMIN_ACTIONS, FieldView, LegalBasis, ViewMode
 from .pack import Policy, Purpose, Rule
 
 __all__ = ["default_policy_dir", "load_policy", "processing_register"]
@@ -119,6 +119,18 @@ def load_policy(folder: str | Path | None = None) -> Policy:
                 )
         roles[rid] = frozenset(role_model.purposes)
         titles[rid] = (role_model.title.zh, role_model.title.en)
+    admin: dict[str, frozenset[str]] = {}
+    for action, granted in roles_doc.admin_actions.items():
+        if action not in ADMIN_ACTIONS:
+            raise rfile.error(
+                ["admin_actions", action], f"unknown administrative action {action!r}"
+            )
+        for i, role in enumerate(granted):
+            if role not in roles:
+                raise rfile.error(
+                    ["admin_actions", action, i], f"action {action!r} names unknown role {role!r}"
+                )
+        admin[action] = frozenset(granted)
 
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -161,6 +173,7 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         prohibited={pid: pm.reason for pid, pm in purposes_doc.prohibited.items()},
         rules=tuple(rules),
         digest=digest.hexdigest(),
+        admin_actions=admin,
     )
 
 

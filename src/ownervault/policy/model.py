@@ -16,6 +16,7 @@ from ..exceptions import PolicyDeniedError, ValidationError
 
 __all__ = [
     "ACTIONS",
+    "ADMIN_ACTIONS",
     "RESTRICTIVENESS",
     "RIGHTS_PURPOSES",
     "Action",
@@ -28,6 +29,36 @@ __all__ = [
 
 Action = Literal["read", "create", "update", "erase"]
 ACTIONS: Final[tuple[Action, ...]] = ("read", "create", "update", "erase")
+
+#: The administrative actions a pack grants to roles in ``roles.toml``'s ``[admin_actions]``
+#: (deny by default: an action no entry names is refused to everyone), with what each covers.
+ADMIN_ACTIONS: Final[dict[str, str]] = {
+    "key.add": "add a KEK or index key version",
+    "key.promote": "make a key the primary one",
+    "key.demote": "move a key to decrypt-only",
+    "key.compromised": "mark a key compromised",
+    "key.destroy": "destroy a key, or every retired subject key nothing uses",
+    "key.rotate_root": "rewrap the header under a new root key",
+    "key.rotate_kek": "rotate the KEK (and start its rewrap job)",
+    "key.rotate_index": "rotate the index key (and start its re-index job)",
+    "key.reencrypt": "start re-encrypting every owner under new data keys",
+    "key.run_job": "run or resume a key job",
+    "key.seal_header": "give an older header its MAC",
+    "key.rotate_page_key": "re-encrypt the database file under a new page key",
+    "key.backup": "export the wrapped keys to a key backup",
+    "vault.backup": "take a data backup",
+    "audit.export": "export the audit log as a verifiable bundle",
+    "incident.affected": "see which owners an incident affects",
+    "incident.update": "change an incident's scope, times or cause",
+    "incident.confirm": "confirm a suspected incident",
+    "incident.close": "close an incident",
+    "incident.refresh": "work out an incident's affected owners again",
+    "incident.acknowledge": "acknowledge a tamper incident and lift the fail-closed lock",
+    "incident.notify": "queue regulator reports and owner notices",
+    "incident.retry": "queue a dead-lettered notification again",
+    "incident.dispatch": "deliver queued notifications",
+    "incident.send": "send spooled owner notices by mail",
+}
 
 
 class LegalBasis(StrEnum):

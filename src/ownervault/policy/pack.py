@@ -113,6 +113,12 @@ class Policy:
     prohibited: Mapping[str, str]
     rules: tuple[Rule, ...]
     digest: str = ""
+    #: Administrative action -> the roles that may take it (``[admin_actions]``).
+    admin_actions: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
+
+    def may_administer(self, actor: Actor, action: str) -> bool:
+        """Whether one of ``actor``'s roles may take the administrative ``action``."""
+        return bool(set(actor.roles) & self.admin_actions.get(action, frozenset()))
 
     def decide(
         self,

@@ -34,6 +34,7 @@ from ...audit import AuditEntry
 from ...audit.anchor import ANCHOR_NAME
 from ...exceptions import VaultError, VaultExistsError, VaultNotFoundError
 from ...kernel import ADMIN_PURPOSE, SYSTEM_ACTOR, Kernel
+from ...kernel.authority import authorise
 from ...kernel.erasures import LEDGER_NAME, Erasure, read_ledger_file, verify_statements
 from ...policy import Actor
 from ...storage import DB_NAME, KeyRow
@@ -91,6 +92,7 @@ def backup(
     Raises:
         VaultExistsError: ``out`` exists and is not empty.
     """
+    authorise(kernel, actor, "vault.backup")
     target = _empty_directory(Path(out))
     embedded = kernel.embedded_backend("backup")
     assert kernel.path is not None  # an embedded vault has a directory
@@ -127,6 +129,7 @@ def export_key_backup(kernel: Kernel, out: str | Path, *, actor: Actor) -> int:
     a newer erasure ledger, such as the live vault's, does not bring it back). Returns the
     number of keys written.
     """
+    authorise(kernel, actor, "key.backup")
     target = Path(out)
     if target.exists():
         raise VaultExistsError(f"{target} already exists")
@@ -374,6 +377,7 @@ def rotate_page_key(kernel: Kernel, *, actor: Actor) -> None:
     Raises:
         VaultError: another process has the vault open.
     """
+    authorise(kernel, actor, "key.rotate_page_key")
     embedded = kernel.embedded_backend("page-key rotation")
     lock = kernel.lock_file
     directory = kernel.path

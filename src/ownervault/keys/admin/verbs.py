@@ -37,6 +37,7 @@ import attrs
 from ... import crypto
 from ...exceptions import KeyStateError, ValidationError
 from ...kernel import Kernel, key_info
+from ...kernel.authority import authorise
 from ...policy import Actor
 from ...storage import KeyRow
 from ..hierarchy import KeyInfo, KeyKind, KeyState, check_transition
@@ -122,6 +123,7 @@ class KeyAdmin:
 
     def add(self, kind: KeyKind | str, *, actor: Actor) -> KeyInfo:
         """Add a new KEK or index key version (active, not yet primary)."""
+        authorise(self._kernel, actor, "key.add")
         with self._refusals(actor, "key.add", None):
             try:
                 kind = KeyKind(kind)
@@ -136,6 +138,7 @@ class KeyAdmin:
 
     def promote(self, key_id: str, *, actor: Actor) -> KeyInfo:
         """Make an active KEK or index key the primary one."""
+        authorise(self._kernel, actor, "key.promote")
         with self._refusals(actor, "key.promote", key_id), self._backend.atomic():
             raw = _key_bytes(key_id)
             row = self._system_row(raw)
@@ -164,6 +167,7 @@ class KeyAdmin:
 
         ``progress`` is told (subject keys examined, subject keys in all) as it goes on.
         """
+        authorise(self._kernel, actor, "key.destroy")
         destroyed = 0
         with self._backend.atomic():
             in_use = self._backend.subject_keys_in_use()
@@ -194,6 +198,7 @@ class KeyAdmin:
         return destroyed
 
     def _transition(self, key_id: str, new: KeyState, actor: Actor, action: str) -> KeyInfo:
+        authorise(self._kernel, actor, action)
         with self._refusals(actor, action, key_id), self._backend.atomic():
             raw = _key_bytes(key_id)
             row = self._kernel.keys.key_row(raw)
@@ -255,6 +260,7 @@ class KeyAdmin:
         Cost is O(1): only the header is rewritten (atomically). Backups made before keep the
         old header and still need the old root key.
         """
+        authorise(self._kernel, actor, "key.rotate_root")
         kernel = self._kernel
         kernel.check_open()
         root, params = new_key.create_root()
@@ -274,6 +280,7 @@ class KeyAdmin:
         The header is rewritten (atomically, as version 2) with nothing else changed; from then
         on every open checks its MAC and refuses it if the MAC is removed again.
         """
+        authorise(self._kernel, actor, "key.seal_header")
         kernel = self._kernel
         kernel.check_open()
         if kernel.header.authenticated:
@@ -285,11 +292,13 @@ class KeyAdmin:
 
     def rotate_kek(self, *, actor: Actor) -> JobStatus:
         """Add and promote a new KEK, demote the old one, and start rewrapping subject keys."""
+        authorise(self._kernel, actor, "key.rotate_kek")
         job_id, total = self._kernel.rotate_kek(actor)
         return self._started(job_id, "rewrap", total)
 
     def rotate_index_key(self, *, actor: Actor) -> JobStatus:
         """Add and promote a new index key and start rebuilding every blind-index token."""
+        authorise(self._kernel, actor, "key.rotate_index")
         kernel = self._kernel
         now = kernel.now_text()
         with self._backend.atomic():
@@ -303,6 +312,7 @@ class KeyAdmin:
 
     def reencrypt_subjects(self, *, actor: Actor) -> JobStatus:
         """Start a job that gives every subject a new data key and re-encrypts their records."""
+        authorise(self._kernel, actor, "key.reencrypt")
         kernel = self._kernel
         with self._backend.atomic():
             total = self._backend.count_live_subjects()
@@ -330,6 +340,7 @@ class KeyAdmin:
         max_batches: int | None = None,
     ) -> JobStatus:
         """Run (or resume) a job until it is done or ``max_batches`` batches have committed."""
+        authorise(self._kernel, actor, "key.run_job")
         return self._jobs.run(
             job_id, actor=actor, batch_size=batch_size, progress=progress, max_batches=max_batches
         )
