@@ -141,8 +141,32 @@ def _at(minutes: int) -> str:
     return (START + dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def new_vault(path: Path, material: bytes) -> ov.Vault:
-    return ov.Vault.create(path, key=InMemoryKey(material), clock=FrozenClock(START))
+#: The vault's creator, its grant administrator: it grants the actors below their roles.
+GRANTOR = ov.Actor("security-admin-01", roles=["security_admin"])
+CLERK = ov.Actor("clerk-01", roles=["front_desk"])
+DPO = ov.Actor("dpo-01", roles=["compliance_officer"])
+#: Entries a new vault starts with before its grants (``vault.create``, the policy load).
+CREATED_ENTRIES = 2
+
+
+def new_vault(path: Path, material: bytes, *actors: ov.Actor) -> ov.Vault:
+    """A vault created by GRANTOR, which grants each actor its roles (one entry per grant).
+
+    The grants' entries (the bootstrap included) are counted by :func:`setup_entries`, so that
+    the logs filled after them keep the sizes they had before vaults held grants.
+    """
+    vault = ov.Vault.create(
+        path, key=InMemoryKey(material), clock=FrozenClock(START), creator=GRANTOR.actor_id
+    )
+    for actor in actors:
+        for role in actor.roles:
+            vault.grants.add(actor.actor_id, role, by=GRANTOR)
+    return vault
+
+
+def setup_entries(vault: ov.Vault) -> int:
+    """Entries the grants added to a new vault's log (beyond create and policy load)."""
+    return vault.audit.size() - CREATED_ENTRIES
 
 
 # --------------------------------------------------------------------------- measurements
@@ -210,9 +234,8 @@ def bench_get(directory: Path, material: bytes, quick: bool) -> dict[str, Any]:
     owners = 500 if quick else 2_000
     gets = 1_000 if quick else 5_000
     rng = random.Random(9)
-    with new_vault(directory / "get", material) as vault:
-        clerk = ov.Actor("clerk-01", roles=["front_desk"])
-        with vault.session(clerk, "owner_registration") as s:
+    with new_vault(directory / "get", material, CLERK) as vault:
+        with vault.session(CLERK, "owner_registration") as s:
             ids = s.put_many(
                 [
                     OwnerProfile(
@@ -236,7 +259,7 @@ def bench_get(directory: Path, material: bytes, quick: bool) -> dict[str, Any]:
             finally:
                 in_append[0] += time.perf_counter() - t0
 
-        with vault.session(clerk, "owner_registration") as s:
+        with vault.session(CLERK, "owner_registration") as s:
             for rid in rng.sample(ids, 200):  # warm up: key cache, page cache
                 s.get(OwnerProfile, rid)
             log.append = timed  # type: ignore[method-assign]
@@ -263,16 +286,15 @@ def bench_verify(
     directory: Path, material: bytes, entries: int, quick: bool, profile: bool
 ) -> dict[str, Any]:
     """verify_bundle throughput on a full and a filtered export of a log of ``entries``."""
-    dpo = ov.Actor("dpo-01", roles=["compliance_officer"])
-    with new_vault(directory / "verify", material) as vault:
-        build = fill(vault, entries // 2)
+    with new_vault(directory / "verify", material, DPO) as vault:
+        build = fill(vault, entries // 2 - setup_entries(vault))
         kept = vault.checkpoint()
         build += fill(vault, entries - entries // 2 - 3, seed=2)
         t0 = time.perf_counter()
-        full = vault.export_audit(directory / "verify-full", actor=dpo)
+        full = vault.export_audit(directory / "verify-full", actor=DPO)
         export_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        part = vault.export_audit(directory / "verify-part", actor=dpo, since=_at(0), until=_at(1))
+        part = vault.export_audit(directory / "verify-part", actor=DPO, since=_at(0), until=_at(1))
         export_part_s = time.perf_counter() - t0
         vkey = vault.verifier_key
     runs = 1 if quick else 3
@@ -322,12 +344,11 @@ def _child_export(path: str, out: str, mode: str) -> None:
     """Run in a subprocess: open the vault and export (or do nothing, for the baseline)."""
     material = bytes.fromhex(os.environ[KEY_ENV])
     with ov.Vault.open(path, key=InMemoryKey(material)) as vault:
-        dpo = ov.Actor("dpo-01", roles=["compliance_officer"])
         t0 = time.perf_counter()
         if mode == "full":
-            summary = vault.export_audit(out, actor=dpo)
+            summary = vault.export_audit(out, actor=DPO)  # granted in bench_export_rss
         elif mode == "filtered":
-            summary = vault.export_audit(out, actor=dpo, since=_at(0), until=_at(10))
+            summary = vault.export_audit(out, actor=DPO, since=_at(0), until=_at(10))
         elif mode == "checkpoint":
             summary = None
             vault.checkpoint()
@@ -380,8 +401,8 @@ def bench_export_rss(
 ) -> tuple[dict[str, Any], ov.Vault]:
     """Peak RSS of exports of a large log, each in its own subprocess."""
     path = directory / "large"
-    vault = new_vault(path, material)
-    build = fill(vault, entries - 2, chunk=50_000, seed=3)
+    vault = new_vault(path, material, DPO)
+    build = fill(vault, entries - 2 - setup_entries(vault), chunk=50_000, seed=3)
     vault.checkpoint()
     vault.close()
     results: dict[str, Any] = {"entries": entries, "build_s": build}

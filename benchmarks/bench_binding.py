@@ -47,7 +47,16 @@ from ownervault.records.synthetic import synthetic_community
 from ownervault.testing import InMemoryKey
 
 CLERK = ov.Actor("clerk-01", roles=["front_desk"])
+#: The vault's creator, its grant administrator: it grants CLERK ``front_desk`` (untimed).
+GRANTOR = ov.Actor("security-admin-01", roles=["security_admin"])
 TARGET = 0.05
+
+
+def new_vault(path: Path) -> ov.Vault:
+    """A vault (in-memory root key, default pack) where CLERK was granted its role."""
+    vault = ov.Vault.create(path, key=InMemoryKey(), creator=GRANTOR.actor_id)
+    vault.grants.add(CLERK.actor_id, "front_desk", by=GRANTOR)
+    return vault
 
 
 class _NoTags:
@@ -100,7 +109,7 @@ def run(owners: int, reps: int, ops: int) -> dict[str, dict[str, list[float]]]:
     # Anchoring is timed on its own (see anchor_cost); here it would land on one mode at random.
     anchoring.ANCHOR_EVERY_ENTRIES = 10**9  # type: ignore[misc]
     try:
-        vault = ov.Vault.create(work / "vault", key=InMemoryKey())
+        vault = new_vault(work / "vault")
         population = list(synthetic_community(owners + reps * ops * 2, seed=3))
         stock = [o.profile for o in population]
         with vault.session(CLERK, "owner_registration") as session:
@@ -143,7 +152,7 @@ def anchor_cost(rounds: int) -> list[float]:
     work = Path(tempfile.mkdtemp(prefix="bench-anchor-"))
     times: list[float] = []
     try:
-        vault = ov.Vault.create(work / "vault", key=InMemoryKey())
+        vault = new_vault(work / "vault")
         owners = [o.profile for o in synthetic_community(1000 * rounds, seed=5)]
         for start in range(0, len(owners), 1000):
             with vault.session(CLERK, "owner_registration") as session:

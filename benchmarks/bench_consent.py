@@ -46,6 +46,8 @@ from ownervault.records.synthetic import synthetic_community
 from ownervault.testing import InMemoryKey
 
 CLERK = ov.Actor("clerk-01", roles=["front_desk"])
+#: The vault's creator, its grant administrator: it grants CLERK ``front_desk`` (untimed).
+GRANTOR = ov.Actor("security-admin-01", roles=["security_admin"])
 MODES = {
     "contract": "owner_registration",
     "contract-same": "events_contract",
@@ -96,8 +98,12 @@ def control_pack(folder: Path) -> ov.Policy:
 def build(directory: Path, owners: int) -> tuple[ov.Vault, list[str]]:
     """A vault with ``owners`` profiles, each with a live community_events consent."""
     vault = ov.Vault.create(
-        directory / "vault", key=InMemoryKey(), policy=control_pack(directory / "pack")
+        directory / "vault",
+        key=InMemoryKey(),
+        policy=control_pack(directory / "pack"),
+        creator=GRANTOR.actor_id,
     )
+    vault.grants.add(CLERK.actor_id, "front_desk", by=GRANTOR)
     profiles = [o.profile for o in synthetic_community(owners)]
     with vault.session(CLERK, "owner_registration") as session:
         ids = session.put_many(profiles)

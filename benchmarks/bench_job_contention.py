@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import environment, load_average, markdown_table
-from ownervault import Actor, KeyFileKey, Vault
+from _common import create_vault, environment, load_average, markdown_table
+from ownervault import Actor, KeyFileKey
 from ownervault.records import OwnerProfile
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
@@ -48,7 +48,8 @@ with Vault.open(path, key=KeyFileKey(key)) as vault:
 def run_once(directory: Path, owners: int, batch: int) -> dict[str, float]:
     """One vault, one job in a second process, gets in this one until the job ends."""
     key, path = directory / "root.key", directory / "vault"
-    with Vault.create(path, key=KeyFileKey.generate(key)) as vault:
+    # The creator grants CLERK and ADMIN their roles; the job's process acts as ADMIN too.
+    with create_vault(path, CLERK, ADMIN, key=KeyFileKey.generate(key)) as vault:
         with vault.session(CLERK, "owner_registration") as session:
             ids = session.put_many(
                 [

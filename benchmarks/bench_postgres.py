@@ -60,6 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import pg
 
 CLERK = ov.Actor("clerk-bench", roles=["front_desk"])
+#: The vault's creator, its grant administrator: it grants CLERK ``front_desk`` (untimed).
+GRANTOR = ov.Actor("security-admin-bench", roles=["security_admin"])
 NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄磊", "周杰", "吴昊"]
 
 
@@ -102,7 +104,8 @@ def _client(
 
 def run_once(location: str, key: ov.KeyFileKey, clients: int, ops: int) -> dict[str, float]:
     """Create a vault at ``location`` and time ``clients`` processes on it."""
-    ov.Vault.create(location, key=key, clock=FrozenClock()).close()
+    with ov.Vault.create(location, key=key, clock=FrozenClock(), creator=GRANTOR.actor_id) as vault:
+        vault.grants.add(CLERK.actor_id, "front_desk", by=GRANTOR)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(clients)
     results = ctx.Queue()

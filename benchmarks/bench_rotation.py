@@ -52,11 +52,13 @@ from faker import Faker
 
 import ownervault as ov
 from ownervault import crypto
-from ownervault.keys import KeyFileKey
+from ownervault.keys import KeyFileKey, KeyProvider
 from ownervault.records import OwnerProfile, Record, Unit, Vehicle
 
 CLERK = ov.Actor("clerk-01", roles=["front_desk"])
 ADMIN = ov.Actor("admin-01", roles=["admin"])
+#: The vaults' creator, their grant administrator: it grants CLERK and ADMIN their roles.
+GRANTOR = ov.Actor("security-admin-01", roles=["security_admin"])
 TARGET_FIELDS_PER_S = 50_000
 PUT_BATCH = 5_000
 
@@ -80,6 +82,16 @@ with Vault.open(path, key=KeyFileKey(key)) as vault:
 
 
 # --------------------------------------------------------------------------- data
+
+
+def new_vault(path: Path, key: KeyProvider) -> ov.Vault:
+    """A vault created by GRANTOR, CLERK and ADMIN granted their roles (the job process too
+    acts as ADMIN: the grants are in the vault)."""
+    vault = ov.Vault.create(path, key=key, creator=GRANTOR.actor_id)
+    for actor in (CLERK, ADMIN):
+        for role in actor.roles:
+            vault.grants.add(actor.actor_id, role, by=GRANTOR)
+    return vault
 
 
 def minimal_owners(start: int, count: int, fake: Faker) -> list[Record]:
@@ -150,7 +162,7 @@ def bench_root(directory: Path, sizes: Sequence[int], reps: int = 5) -> list[dic
     fake.seed_instance(20260101)
     keys = [KeyFileKey.generate(directory / f"root-{n}.key") for n in range(2)]
     rows = []
-    vault = ov.Vault.create(directory / "root-vault", key=keys[0])
+    vault = new_vault(directory / "root-vault", keys[0])
     try:
         have = 0
         current = 0
@@ -194,7 +206,7 @@ def bench_reencrypt(
     fake.seed_instance(20260102)
     key = KeyFileKey.generate(directory / "reencrypt.key")
     records = full_owners(owners, fake)
-    vault = ov.Vault.create(directory / "reencrypt-vault", key=key)
+    vault = new_vault(directory / "reencrypt-vault", key)
     report = ""
     try:
         load(vault, records)
@@ -235,7 +247,7 @@ def bench_destroy_retired(directory: Path, sizes: Sequence[int]) -> list[dict[st
     rows = []
     for size in sizes:
         key = KeyFileKey.generate(directory / f"retire-{size}.key")
-        with ov.Vault.create(directory / f"retire-{size}", key=key) as vault:
+        with new_vault(directory / f"retire-{size}", key) as vault:
             load(vault, minimal_owners(0, size, fake))
             job = vault.keys.reencrypt_subjects(actor=ADMIN)
             vault.keys.run(job.job_id, actor=ADMIN, batch_size=1000)
@@ -251,7 +263,7 @@ def bench_resume(directory: Path, owners: int, runs: int, batch_size: int) -> di
     fake.seed_instance(20260103)
     key_path = directory / "resume.key"
     path = directory / "resume-vault"
-    with ov.Vault.create(path, key=KeyFileKey.generate(key_path)) as vault:
+    with new_vault(path, KeyFileKey.generate(key_path)) as vault:
         load(vault, full_owners(owners, fake))
         job_id = vault.keys.reencrypt_subjects(actor=ADMIN).job_id
     script = directory / "resume_job.py"
