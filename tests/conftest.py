@@ -19,7 +19,7 @@ from faker import Faker
 import pg
 from ownervault import Actor, Vault
 from ownervault.records import FeeAccount, OwnerProfile, Unit
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 
 #: Seed of the zh_CN Faker: every test sees the same synthetic owners.
 FAKER_SEED = 20260101
@@ -27,6 +27,18 @@ FAKER_SEED = 20260101
 #: Birth dates of generated adults; everyone is at least 20 on the FrozenClock's default day.
 ADULT_BORN = (_dt.date(1940, 1, 1), _dt.date(2005, 12, 31))
 MOVE_IN = (_dt.date(2000, 1, 1), _dt.date(2025, 12, 31))
+
+#: One actor per role of the shipped pack (the fixtures below); the ``vault`` fixture grants
+#: each its role.
+STAFF = (
+    Actor("clerk-01", roles=["front_desk"]),
+    Actor("guard-01", roles=["security"]),
+    Actor("finance-01", roles=["finance"]),
+    Actor("engineer-01", roles=["engineering"]),
+    Actor("dpo-01", roles=["compliance_officer"]),
+    Actor("admin-01", roles=["admin"]),
+    Actor("manager-01", roles=["manager"]),
+)
 
 
 # --------------------------------------------------------------------------- vault
@@ -54,6 +66,7 @@ def vault_path(tmp_path: Path) -> Path:
 def vault(vault_location: Path | str, root_key: InMemoryKey, clock: FrozenClock) -> Iterator[Vault]:
     """A new, empty vault with the default policy pack, closed after the test."""
     created = Vault.create(vault_location, key=root_key, clock=clock)
+    grant_roles(created, *STAFF)
     try:
         yield created
     finally:

@@ -34,7 +34,7 @@ from ownervault.exceptions import (
     ValidationError,
 )
 from ownervault.records import Complaint, FeeAccount, OwnerProfile, Unit, Vehicle
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 from ownervault.vault import RecordRef
 
 ENTRY_KEYS = {
@@ -63,6 +63,8 @@ FINANCE = Actor("fin-02", roles=["finance"])
 ENGINEER = Actor("eng-03", roles=["engineering"])
 DPO = Actor("dpo-05", roles=["compliance_officer"])
 ADMIN = Actor("admin-06", roles=["admin"])
+#: The module's actors; the ``vault`` fixture grants each its role.
+ACTORS = (CLERK, GUARD, FINANCE, ENGINEER, DPO, ADMIN)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -84,6 +86,7 @@ def root_key() -> InMemoryKey:
 def vault(tmp_path: Path, root_key: InMemoryKey, clock: FrozenClock) -> Iterator[Vault]:
     """A new vault with the default policy pack."""
     created = Vault.create(tmp_path / "vault", key=root_key, clock=clock)
+    grant_roles(created, *ACTORS)
     try:
         yield created
     finally:
@@ -147,7 +150,7 @@ def drop_trigger(vault: Vault, name: str) -> None:
 
 def test_vault_create_writes_vault_create_then_policy_load(vault: Vault) -> None:
     """A new vault's log starts with vault.create and policy.load by the system actor."""
-    first, second = since(vault, 0)
+    first, second = since(vault, 0)[:2]  # the fixture's grants come next
     system = {
         "actor": "ownervault",
         "roles": ["system"],
@@ -222,7 +225,9 @@ def test_session_open_and_close_are_audited(vault: Vault) -> None:
     [
         (CLERK, "commercial_marketing", "purpose_prohibited"),
         (CLERK, "no_such_purpose", "unknown_purpose"),
-        (Actor("astronaut-1", roles=["astronaut"]), "owner_registration", "unknown_role"),
+        # A role the pack does not know can never be granted: the grant check refuses first.
+        (Actor("astronaut-1", roles=["astronaut"]), "owner_registration", "no_grants"),
+        (Actor(CLERK.actor_id, roles=["astronaut"]), "owner_registration", "role_not_granted"),
         (GUARD, "owner_registration", "role_not_permitted_for_purpose"),
     ],
 )
@@ -871,7 +876,7 @@ def test_checkpoint_refuses_a_consistent_rewrite_of_already_signed_entries(vault
     # The failed check locked the vault (fail closed); an admin acknowledges the incident.
     incident_id = vault.locked_by
     assert incident_id is not None
-    vault.incidents.acknowledge(incident_id, actor=Actor("admin-01", roles=["admin"]))
+    vault.incidents.acknowledge(incident_id, actor=ADMIN)
     register(vault, owner("owner-0009", phone="13100131000", id_number="X9"))
     with pytest.raises(AuditIntegrityError):
         vault.checkpoint()

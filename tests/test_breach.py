@@ -41,13 +41,15 @@ from ownervault.keys import KeyFileKey
 from ownervault.notifiers import Notification, UndeliverableError
 from ownervault.policy import default_policy_dir
 from ownervault.records import OwnerProfile
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CLERK = Actor("clerk-01", roles=["front_desk"])
 DPO = Actor("dpo-01", roles=["compliance_officer"])
 ADMIN = Actor("admin-01", roles=["admin"])
 GUARD = Actor("guard-01", roles=["security"])
+#: The module's staff; every vault a test makes grants each its role.
+ACTORS = (CLERK, DPO, ADMIN, GUARD)
 
 REGULATOR_FIELDS = {
     "report",
@@ -117,6 +119,7 @@ def clock() -> FrozenClock:
 def bvault(tmp_path: Path, pack: Path, clock: FrozenClock) -> Iterator[Vault]:
     """A vault on the configured pack, closed after the test."""
     vault = Vault.create(tmp_path / "vault", key=InMemoryKey(), policy=pack, clock=clock)
+    grant_roles(vault, *ACTORS)
     try:
         yield vault
     finally:
@@ -445,11 +448,13 @@ def test_notify_needs_contacts_cause_measures_and_a_reason_when_late(
 ) -> None:
     """Notifications are refused without the DPO contact, cause, measures or a delay reason."""
     with Vault.create(tmp_path / "bare", key=InMemoryKey(), clock=clock) as bare:
+        grant_roles(bare, *ACTORS)
         incident = bare.incidents.open(kind="loss", title="Disk lost", actor=DPO, exposure="none")
         with pytest.raises(ConfigurationError, match="dpo"):
             bare.incidents.notify(incident.incident_id, actor=DPO)
     pack = write_pack(tmp_path / "pack2")
     with Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, policy=pack) as vault:
+        grant_roles(vault, *ACTORS)
         owner = make_owner()
         register(vault, [owner])
         incident = vault.incidents.open(
@@ -699,8 +704,10 @@ def test_cli_incident_commands_walk_an_incident_to_closure(
     path = tmp_path / "cli-vault"
     owners = [make_owner() for _ in range(3)]
     with Vault.create(path, key=key, policy=pack) as vault:
+        grant_roles(vault, *ACTORS)
         register(vault, owners)
     common = ["--key-file", str(key.path), "--policy", str(pack)]
+    dpo = ["--as", DPO.actor_id]  # granted compliance_officer above
     runner = CliRunner()
 
     def run(*args: str) -> str:
@@ -717,25 +724,28 @@ def test_cli_incident_commands_walk_an_incident_to_closure(
     incident_id = re.search(r"opened incident (\S+)", out).group(1)  # type: ignore[union-attr]
     assert "3 owners" in out and "cac" in out
     assert incident_id in run("list", str(path), *common)
-    run("confirm", str(path), incident_id, "--cause", "Sent to the wrong address", *common)
-    run("update", str(path), incident_id, "--measure-taken", "Recall requested", *common)
-    show = run("show", str(path), incident_id, *common)
+    run("confirm", str(path), incident_id, "--cause", "Sent to the wrong address", *dpo, *common)
+    run("update", str(path), incident_id, "--measure-taken", "Recall requested", *dpo, *common)
+    show = run("show", str(path), incident_id, *dpo, *common)
     assert "owner notice: required" in show and "Recall requested" in show
-    notify = run("notify", str(path), incident_id, "--dispatch", *common)
+    notify = run("notify", str(path), incident_id, "--dispatch", *dpo, *common)
     assert "queued 1 regulator report(s) and 3 owner notice(s)" in notify
     assert "delivered 5" in notify
     outbox = run("outbox", str(path), "--state", "delivered", *common)
     assert outbox.count("delivered") >= 5
     lines = run("outbox", str(path), "--json", *common).splitlines()
     assert all(json.loads(line)["state"] == "delivered" for line in lines)
-    assert "3 owners" in run("affected", str(path), incident_id, *common)
-    run("close", str(path), incident_id, "--resolution", "Contractor deleted the e-mail", *common)
-    shown = json.loads(run("show", str(path), incident_id, "--json", *common))
+    assert "3 owners" in run("affected", str(path), incident_id, *dpo, *common)
+    resolution = "Contractor deleted the e-mail"
+    run("close", str(path), incident_id, "--resolution", resolution, *dpo, *common)
+    shown = json.loads(run("show", str(path), incident_id, "--json", *dpo, *common))
     assert shown["status"] == "closed"
     for owner in owners:
         assert owner.phone not in show + notify + "\n".join(lines)
 
-    failed = runner.invoke(main, ["incident", "acknowledge", str(path), "NOPE", *common])
+    failed = runner.invoke(
+        main, ["incident", "acknowledge", str(path), "NOPE", "--as", ADMIN.actor_id, *common]
+    )
     assert failed.exit_code == 1 and "no incident NOPE" in failed.output
 
 
@@ -746,6 +756,7 @@ def test_cli_verify_and_acknowledge_lift_the_lock(
     key = KeyFileKey.generate(tmp_path / "root.key")
     path = tmp_path / "cli-vault"
     with Vault.create(path, key=key, policy=pack) as vault:
+        grant_roles(vault, *ACTORS)
         register(vault, [make_owner()])
         vault._kernel.backend._execute("DROP TRIGGER audit_entries_no_update")
         vault._kernel.backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = 1", (b"{}",))
@@ -757,7 +768,7 @@ def test_cli_verify_and_acknowledge_lift_the_lock(
     assert "VAULT LOCKED" in listing
     incident_id = re.search(r"(INC-\d{8}-[0-9A-F]{6})", listing).group(1)  # type: ignore[union-attr]
     done = runner.invoke(
-        main, ["incident", "acknowledge", str(path), incident_id, "--as", "root", *common]
+        main, ["incident", "acknowledge", str(path), incident_id, "--as", ADMIN.actor_id, *common]
     )
     assert done.exit_code == 0, done.output
     assert "not locked" in done.output
@@ -836,6 +847,7 @@ def test_owner_notices_wait_when_contacts_cannot_be_looked_up(
     (pack / "rules.toml").write_text(rules[:start] + rules[end:], encoding="utf-8")
     owner = make_owner()
     with Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, policy=pack) as vault:
+        grant_roles(vault, *ACTORS)
         register(vault, [owner])
         incident = vault.incidents.open(
             kind="leak",

@@ -36,13 +36,15 @@ from ownervault.exceptions import (
     ValidationError,
 )
 from ownervault.records import OwnerProfile, Unit
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import TEST_GRANTOR, FrozenClock, InMemoryKey, grant_roles
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
 GUARD = Actor("guard-07", roles=["security"])
 FINANCE = Actor("fin-02", roles=["finance"])
 ENGINEER = Actor("eng-03", roles=["engineering"])
 DPO = Actor("dpo-05", roles=["compliance_officer"])
+#: The module's staff; every vault a test makes grants each its role.
+ACTORS = (CLERK, GUARD, FINANCE, ENGINEER, DPO)
 HOUR = _dt.timedelta(hours=1)
 FILES = ("manifest.json", "entries.jsonl", "proofs.jsonl", "consistency.json", "checkpoint.txt")
 _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -119,6 +121,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("bundles")
     clock = FrozenClock()
     vault = Vault.create(base / "vault", key=InMemoryKey(), clock=clock)
+    grant_roles(vault, *ACTORS)
     people = owners(8)
     activity(vault, people[:4], clock)
     kept = vault.checkpoint()
@@ -172,6 +175,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Small]:
     base = tmp_path_factory.mktemp("small")
     clock = FrozenClock()
     with Vault.create(base / "vault", key=InMemoryKey(), clock=clock) as vault:
+        grant_roles(vault, *ACTORS)
         (person,) = owners(1, seed=3)
         with vault.session(CLERK, "owner_registration") as s:
             (rid,) = s.put_many([person])
@@ -192,6 +196,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Small]:
 def vault(tmp_path: Path) -> Iterator[Vault]:
     """A fresh vault for tests that damage it."""
     created = Vault.create(tmp_path / "vault", key=InMemoryKey(), clock=FrozenClock())
+    grant_roles(created, *ACTORS)
     try:
         yield created
     finally:
@@ -660,6 +665,8 @@ def test_rewriting_signed_entries_is_caught_against_a_kept_checkpoint(
 # --------------------------------------------------------------------------- the CLI
 
 PASSPHRASE = "correct horse battery staple 马"
+#: The compliance officer the CLI tests act as (``--as``).
+OFFICER = Actor("dpo-cli", roles=["compliance_officer"])
 
 
 @attrs.frozen
@@ -681,10 +688,11 @@ def cli_vault(tmp_path_factory: pytest.TempPathFactory) -> CliVault:
     runner = CliRunner()
     env = {"OWNERVAULT_PASSPHRASE": PASSPHRASE, "OWNERVAULT_DEBUG": None}
     path = base / "vault"
-    result = runner.invoke(main, ["init", str(path)], env=env)
+    result = runner.invoke(main, ["init", str(path), "--creator", TEST_GRANTOR.actor_id], env=env)
     assert result.exit_code == 0, result.output
     people = owners(8, seed=21)
     with Vault.open(path, key=PassphraseKey(PASSPHRASE)) as vault:
+        grant_roles(vault, *ACTORS, OFFICER)
         activity(vault, people, None)
         vkey = vault.verifier_key
     kept = base / "kept.txt"
@@ -723,7 +731,9 @@ def test_cli_export_then_verify_passes_and_a_tampered_copy_exits_6(
     """`audit export` then `audit verify --vkey --previous` exits 0; one changed byte exits 6."""
     out = tmp_path / "bundle"
     result = cli_vault.runner.invoke(
-        main, ["audit", "export", str(cli_vault.path), "--out", str(out)], env=cli_vault.env
+        main,
+        ["audit", "export", str(cli_vault.path), "--out", str(out), "--as", OFFICER.actor_id],
+        env=cli_vault.env,
     )
     assert result.exit_code == 0, result.output
     assert "(complete)" in result.stdout
@@ -762,7 +772,7 @@ def test_cli_audit_subject_prints_the_subjects_access_history(cli_vault: CliVaul
     person = cli_vault.people[0]
     result = cli_vault.runner.invoke(
         main,
-        ["audit", "subject", str(cli_vault.path), person.subject_id, "--as", "dpo-cli"],
+        ["audit", "subject", str(cli_vault.path), person.subject_id, "--as", OFFICER.actor_id],
         env=cli_vault.env,
     )
     assert result.exit_code == 0, result.output

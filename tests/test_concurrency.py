@@ -23,7 +23,7 @@ from ownervault import Actor, KeyFileKey, Vault
 from ownervault.exceptions import StorageError
 from ownervault.records import OwnerProfile
 from ownervault.storage.sqlcipher import SQLCipherBackend
-from ownervault.testing import FrozenClock
+from ownervault.testing import FrozenClock, grant_roles
 
 THREADS = 8
 THREAD_OPS = 100
@@ -31,6 +31,19 @@ PROCESSES = 2
 PROCESS_OPS = 300
 OPS_PER_SESSION = 10
 NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄磊", "周杰", "吴昊"]
+#: Who checks the vault after the workers are done.
+CHECK_DPO = Actor("dpo-check", roles=["compliance_officer"])
+CHECK_CLERK = Actor("clerk-check", roles=["front_desk"])
+
+
+def clerk(worker: int) -> Actor:
+    """The front-desk actor worker number ``worker`` acts as."""
+    return Actor(f"clerk-w{worker:02d}", roles=["front_desk"])
+
+
+def grant_staff(vault: Vault, workers: range) -> None:
+    """Grant the workers' clerks and the checkers their roles."""
+    grant_roles(vault, *map(clerk, workers), CHECK_DPO, CHECK_CLERK)
 
 
 class Worker:
@@ -46,7 +59,7 @@ class Worker:
     def __init__(self, vault: Vault, worker: int, ops: int, turns: Any = None) -> None:
         self.vault = vault
         self.turns = turns
-        self.actor = Actor(f"clerk-w{worker:02d}", roles=["front_desk"])
+        self.actor = clerk(worker)
         self.worker = worker
         self.ops = ops
         self.rng = random.Random(worker)
@@ -130,14 +143,13 @@ def _check_vault(
     entries = [e for e in all_entries if not e["action"].startswith("incident.")]
     assert len(entries) == expected_size
     by_actor = Counter(e["actor"] for e in entries)
-    dpo = Actor("dpo-check", roles=["compliance_officer"])
-    with vault.session(dpo, "subject_access_request") as session:
+    with vault.session(CHECK_DPO, "subject_access_request") as session:
         for actor_id, model in models.items():
             assert by_actor[actor_id] > 0
             ids = list(model)
             for view in session.get_many(OwnerProfile, ids):
                 assert (view.subject_id, view["name"], view["phone"]) == model[view.record_id]
-    with vault.session(Actor("clerk-check", roles=["front_desk"]), "owner_registration") as s:
+    with vault.session(CHECK_CLERK, "owner_registration") as s:
         for model in models.values():
             for rid, (_, _, phone) in list(model.items())[:: max(1, len(model) // 10)]:
                 assert [v.record_id for v in s.find(OwnerProfile, phone=phone)] == [rid]
@@ -150,6 +162,7 @@ def test_threads_share_one_vault(tmp_path: Path) -> None:
         tmp_path / "v", key=KeyFileKey.generate(tmp_path / "k"), clock=FrozenClock()
     )
     try:
+        grant_staff(vault, range(THREADS))
         base = vault.audit.size()
         turns = threading.Barrier(THREADS)
         workers = [Worker(vault, n, THREAD_OPS, turns) for n in range(THREADS)]
@@ -206,7 +219,8 @@ def test_processes_share_one_vault_directory(tmp_path: Path) -> None:
     """Two processes writing and reading the same vault at once keep it complete and consistent."""
     key = KeyFileKey.generate(tmp_path / "k")
     path = tmp_path / "v"
-    Vault.create(path, key=key, clock=FrozenClock()).close()
+    with Vault.create(path, key=key, clock=FrozenClock()) as created:
+        grant_staff(created, range(100, 100 + PROCESSES))
     with Vault.open(path, key=key) as probe:
         before = probe.audit.size()
     with Vault.open(path, key=key) as probe:
@@ -219,9 +233,9 @@ def test_processes_share_one_vault_directory(tmp_path: Path) -> None:
     processes = [
         ctx.Process(
             target=_process_main,
-            args=(str(path), str(key.path), 100 + n, PROCESS_OPS, turns, results),
+            args=(str(path), str(key.path), n, PROCESS_OPS, turns, results),
         )
-        for n in range(PROCESSES)
+        for n in range(100, 100 + PROCESSES)
     ]
     for process in processes:
         process.start()

@@ -35,7 +35,7 @@ from ownervault.exceptions import (
 from ownervault.policy import Actor, Policy, default_policy_dir, load_policy
 from ownervault.policy.consent import ConsentRecord, ConsentStatus, consent_state
 from ownervault.records import OwnerProfile, Unit
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 
 T0 = _dt.datetime(2026, 1, 1, 9, 0, tzinfo=_dt.UTC)
 EVIDENCE = hashlib.sha256(b"signed consent form, scanned").hexdigest()
@@ -178,6 +178,15 @@ _ROLES = """
 title = { zh = "客服", en = "Clerk" }
 purposes = ["registration", "newsletter", "outreach", "statutory", "rescue", "area_service",
             "office_hours", "consent_management"]
+
+# Who grants the roles above (the vault keeps who holds which): it uses no owner data.
+[roles.security_admin]
+title = { zh = "安全管理员", en = "Security administrator" }
+purposes = []
+
+[admin_actions]
+"grant.add" = ["security_admin"]
+"grant.list" = ["security_admin"]
 """
 
 _RULES = """
@@ -304,6 +313,9 @@ def relaxed(policy: Policy) -> Policy:
 
 
 STAFF = Actor("clerk-01", roles=["clerk"])
+ELSEWHERE = Actor("clerk-02", roles=["clerk"], communities=["锦绣华庭"])
+#: The custom pack's staff; every vault under it grants each its role.
+CUSTOM_STAFF = (STAFF, ELSEWHERE)
 
 
 @pytest.fixture
@@ -319,6 +331,7 @@ def custom_vault(
     """An empty vault under the custom pack, on the shared frozen clock (2026-01-01 09:00 UTC)."""
     assert clock.now() == T0
     created = ov.Vault.create(tmp_path / "cv", key=root_key, policy=pack, clock=clock)
+    grant_roles(created, *CUSTOM_STAFF)
     try:
         yield created
     finally:
@@ -483,6 +496,7 @@ def _arrange(
     policy = load_policy(pack_dir)
     path = tmp_path / "vault"
     vault = ov.Vault.create(path, key=key, policy=policy, clock=clock)
+    grant_roles(vault, *CUSTOM_STAFF)
     (rid,) = _register(vault, _owner("owner-1"), actor=STAFF)
     if state == "live":
         vault.close()
@@ -676,6 +690,7 @@ def test_minor_guardian_separate_consent_under_rule_with_minors(
     one hides every encrypted field (separate_consent_required) but not internal ones."""
     policy = load_policy(write_pack(tmp_path / "pack", minors=True))
     with ov.Vault.create(tmp_path / "v", key=root_key, policy=policy, clock=FrozenClock(T0)) as v:
+        grant_roles(v, *CUSTOM_STAFF)
         plain, separate = _register(
             v,
             _owner("child-1", birth_date=MINOR_BORN, id_number=None),
@@ -883,8 +898,7 @@ def test_community_scope_allows_inside_and_denies_outside(custom_vault: ov.Vault
         with pytest.raises(PolicyDeniedError) as caught:
             s.get(OwnerProfile, ids["outside"])
         assert caught.value.reason == "outside_scope"
-    elsewhere = Actor("clerk-02", roles=["clerk"], communities=["锦绣华庭"])
-    with custom_vault.session(elsewhere, "area_service") as s, pytest.raises(PolicyDeniedError):
+    with custom_vault.session(ELSEWHERE, "area_service") as s, pytest.raises(PolicyDeniedError):
         s.get(OwnerProfile, ids["inside"])
 
 
@@ -996,6 +1010,7 @@ def cli_vault(tmp_path: Path) -> tuple[Path, Path, str]:
     key_file = tmp_path / "k"
     path = tmp_path / "v"
     with ov.Vault.create(path, key=ov.KeyFileKey.generate(key_file)) as vault:
+        grant_roles(vault, CLERK)
         rid, _ = _register(vault, _owner("owner-1"), _owner("owner-2", phone="13900139000"))
     return path, key_file, rid
 
@@ -1081,7 +1096,9 @@ def test_cli_consent_list_of_an_owner_without_consents_says_so(
 ) -> None:
     """consent list for a registered owner with an empty ledger says so and exits 0."""
     path, key_file, _ = cli_vault
-    listed = _run("consent", "list", str(path), "owner-2", "--key-file", str(key_file))
+    listed = _run(
+        "consent", "list", str(path), "owner-2", "--key-file", str(key_file), "--as", "clerk-01"
+    )
     assert listed.exit_code == 0, listed.output
     assert listed.stdout == "no consents recorded for this owner\n"
     assert listed.stderr == ""

@@ -31,7 +31,7 @@ from ownervault.exceptions import (
 from ownervault.keys import VaultHeader
 from ownervault.records import OwnerProfile, Unit
 from ownervault.storage import SQLCipherBackend
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -66,14 +66,14 @@ def closed_vault(
     clock: FrozenClock,
     make_owner: Callable[..., OwnerProfile],
     clerk: Actor,
+    admin: Actor,
 ) -> Path:
-    """A closed embedded vault holding two owners."""
+    """A closed embedded vault holding two owners (the clerk and the admin granted)."""
     path = tmp_path / "vault"
-    with (
-        Vault.create(path, key=root_key, clock=clock) as vault,
-        vault.session(clerk, "owner_registration") as session,
-    ):
-        session.put_many([make_owner(), make_owner()])
+    with Vault.create(path, key=root_key, clock=clock) as vault:
+        grant_roles(vault, clerk, admin)
+        with vault.session(clerk, "owner_registration") as session:
+            session.put_many([make_owner(), make_owner()])
     return path
 
 
@@ -204,6 +204,7 @@ def test_database_files_and_the_vault_directory_are_private(
     path = tmp_path / "vault"
     path.mkdir(mode=0o755)
     with Vault.create(path, key=root_key) as vault:
+        grant_roles(vault, clerk, admin)
         with vault.session(clerk, "owner_registration") as session:
             session.put(make_owner())
         assert _mode(path) == 0o700
@@ -284,6 +285,7 @@ def test_every_header_rewrite_is_sealed(
     MAC under the keyring key."""
     path = tmp_path / "vault"
     with Vault.create(path, key=root_key) as vault:
+        grant_roles(vault, admin)
         keyring = vault._kernel.keys.keyring.material()
         assert _sealed(path, keyring)
         new_key = InMemoryKey()
@@ -303,6 +305,7 @@ def test_an_older_header_gets_its_mac_from_seal_header(
     unsealed = _header(path)
     assert "mac" not in unsealed
     with Vault.open(path, key=key) as vault:
+        grant_roles(vault, admin)  # a vault from before grants: its first grants
         assert vault.keys.seal_header(actor=admin) is True
         assert vault.keys.seal_header(actor=admin) is False
         actions = [e["action"] for e in vault.audit.entries()]
@@ -339,6 +342,7 @@ class Flipped:
         owners = [make_owner() for _ in range(6)]
         units = [make_unit(o.subject_id) for o in owners]
         with Vault.create(path, key=self.key, clock=FrozenClock()) as vault:
+            grant_roles(vault, clerk, DPO)
             with vault.session(clerk, "owner_registration") as s:
                 ids = s.put_many([*owners, *units])
                 s.update(s.get(OwnerProfile, ids[0]), name="欧阳修")

@@ -35,8 +35,15 @@ EVIDENCE = hashlib.sha256(b"signed consent form, owner-1").hexdigest()
 
 @pytest.fixture
 def vault(tmp_path: Path) -> Iterator[ov.Vault]:
-    """A new vault with the default policy pack, on a clock frozen in working hours."""
-    with ov.Vault.create(tmp_path / "vault", key=InMemoryKey(), clock=FrozenClock()) as created:
+    """A new vault with the default policy pack, on a clock frozen in working hours, made as
+    the service makes its own: the demo users granted their roles by its setup actor."""
+    with ov.Vault.create(
+        tmp_path / "vault",
+        key=InMemoryKey(),
+        clock=FrozenClock(),
+        creator=frontdesk.SETUP_ACTOR.actor_id,
+    ) as created:
+        frontdesk.grant_demo_users(created)
         yield created
 
 

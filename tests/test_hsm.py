@@ -31,7 +31,7 @@ from ownervault.exceptions import (
 from ownervault.hsm import MECHANISM, Pkcs11Key
 from ownervault.keys import VaultHeader
 from ownervault.records import OwnerProfile
-from ownervault.testing import FrozenClock
+from ownervault.testing import FrozenClock, grant_roles
 
 TOKEN = "ownervault-test"
 OTHER_TOKEN = "ownervault-other"
@@ -153,12 +153,11 @@ def test_vault_round_trip_with_pkcs11_key(
 ) -> None:
     """A vault created with a Pkcs11Key stores records and reopens with a new Pkcs11Key."""
     owners = [make_owner() for _ in range(3)]
-    with (
-        Vault.create(tmp_path / "v", key=provider, clock=FrozenClock()) as vault,
-        vault.session(clerk, "owner_registration") as session,
-    ):
-        ids = session.put_many(owners)
-        assert session.get(OwnerProfile, ids[0])["phone"] == owners[0].phone
+    with Vault.create(tmp_path / "v", key=provider, clock=FrozenClock()) as vault:
+        grant_roles(vault, clerk)
+        with vault.session(clerk, "owner_registration") as session:
+            ids = session.put_many(owners)
+            assert session.get(OwnerProfile, ids[0])["phone"] == owners[0].phone
     with (
         Vault.open(tmp_path / "v", key=_clone(provider), clock=FrozenClock()) as vault,
         vault.session(clerk, "owner_registration") as session,

@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ownervault.audit",),
     ("ownervault.kernel",),
     ("ownervault.rights", "ownervault.breach", "ownervault.keys.admin"),
+    ("ownervault.session",),
     ("ownervault.vault", "ownervault.migrate"),
     ("ownervault.drill",),
     ("ownervault.cli",),

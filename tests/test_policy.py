@@ -31,7 +31,7 @@ from ownervault.policy import (
     mask,
 )
 from ownervault.records import RECORD_TYPES, Classification
-from ownervault.testing import InMemoryKey
+from ownervault.testing import InMemoryKey, grant_roles
 from strategies import (
     bank_accounts,
     chinese_names,
@@ -88,7 +88,7 @@ def decide(
 
 
 def test_default_pack_loads(policy: Policy) -> None:
-    """The shipped pack loads with its seven roles, its purposes and one prohibited purpose."""
+    """The shipped pack loads with its nine roles, its purposes and one prohibited purpose."""
     assert set(policy.roles) == {
         "front_desk",
         "finance",
@@ -97,6 +97,8 @@ def test_default_pack_loads(policy: Policy) -> None:
         "manager",
         "compliance_officer",
         "admin",
+        "security_admin",
+        "emergency_responder",
     }
     assert set(policy.purposes) >= {
         "owner_registration",
@@ -510,11 +512,10 @@ def test_a_refused_session_names_the_purpose_and_not_an_empty_record_type(
 ) -> None:
     """Opening a session for a prohibited purpose is refused with a message about the session."""
     clerk = ov.Actor("clerk-01", ["front_desk"])
-    with (
-        ov.Vault.create(tmp_path / "v", key=InMemoryKey()) as vault,
-        pytest.raises(PolicyDeniedError) as info,
-    ):
-        vault.session(clerk, "commercial_marketing")
+    with ov.Vault.create(tmp_path / "v", key=InMemoryKey()) as vault:
+        grant_roles(vault, clerk)  # the role is granted: the purpose is what is refused
+        with pytest.raises(PolicyDeniedError) as info:
+            vault.session(clerk, "commercial_marketing")
     assert info.value.reason == "purpose_prohibited"
     assert str(info.value) == (
         "a session for purpose 'commercial_marketing' is denied to actor 'clerk-01': "

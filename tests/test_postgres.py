@@ -39,14 +39,14 @@ from ownervault.exceptions import (
 from ownervault.migrate import COPY_ORDER, migrate_vault
 from ownervault.records import FeeAccount, OwnerProfile, Record, Unit
 from ownervault.storage.base import TABLES
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 
 if os.environ.get("CI"):
     import psycopg  # CI must have it: a missing driver fails the run instead of skipping
 else:
     psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
 from ownervault.storage.postgres import LOCK_KEY, PostgresBackend
-from test_concurrency import THREAD_OPS, THREADS, Worker, _check_vault
+from test_concurrency import THREAD_OPS, THREADS, Worker, _check_vault, grant_staff
 
 pytestmark = pytest.mark.postgres
 
@@ -54,6 +54,8 @@ CLERK = Actor("clerk-01", roles=["front_desk"])
 FINANCE = Actor("finance-01", roles=["finance"])
 DPO = Actor("dpo-01", roles=["compliance_officer"])
 ADMIN = Actor("admin-01", roles=["admin"])
+#: The module's staff; every vault a test makes grants each its role.
+ACTORS = (CLERK, FINANCE, DPO, ADMIN)
 EVIDENCE = hashlib.sha256(b"signed consent form").hexdigest()
 T0 = _dt.datetime(2026, 1, 1, 9, 0, tzinfo=_dt.UTC)
 
@@ -154,6 +156,7 @@ def test_migrate_command_moves_a_vault_without_changing_a_byte(
     key = KeyFileKey.generate(tmp_path / "root.key")
     source = tmp_path / "vault"
     with Vault.create(source, key=key, clock=FrozenClock()) as vault:
+        grant_roles(vault, *ACTORS)
         records, by_id = _seed(vault, make_owner, make_unit, make_fee_account, owners=12)
         erased = records[2].subject_id
         with vault.session(DPO, "erasure_request") as session:
@@ -238,11 +241,10 @@ def test_migration_reports_rows_copied_out_of_all_rows(
     """migrate_vault tells its progress callback rows copied out of every table's rows."""
     monkeypatch.setattr("ownervault.storage.migrate._PROGRESS_ROWS", 2)
     key = InMemoryKey()
-    with (
-        Vault.create(tmp_path / "v", key=key) as vault,
-        vault.session(CLERK, "owner_registration") as session,
-    ):
-        session.put_many([OwnerProfile(subject_id=f"s-{n}", name="王五") for n in range(5)])
+    with Vault.create(tmp_path / "v", key=key) as vault:
+        grant_roles(vault, *ACTORS)
+        with vault.session(CLERK, "owner_registration") as session:
+            session.put_many([OwnerProfile(subject_id=f"s-{n}", name="王五") for n in range(5)])
     seen: list[tuple[int, int]] = []
     report = migrate_vault(
         tmp_path / "v", pg_database, key=key, progress=lambda *step: seen.append(step)
@@ -258,11 +260,10 @@ def test_failed_migration_leaves_the_database_without_a_vault(
 ) -> None:
     """A copy that loses a row fails the count check and nothing is committed on the server."""
     key = InMemoryKey()
-    with (
-        Vault.create(tmp_path / "v", key=key) as vault,
-        vault.session(CLERK, "owner_registration") as session,
-    ):
-        session.put_many([OwnerProfile(subject_id=f"s-{n}", name="王五") for n in range(3)])
+    with Vault.create(tmp_path / "v", key=key) as vault:
+        grant_roles(vault, *ACTORS)
+        with vault.session(CLERK, "owner_registration") as session:
+            session.put_many([OwnerProfile(subject_id=f"s-{n}", name="王五") for n in range(3)])
     real = PostgresBackend.load_rows
 
     def lossy(self: PostgresBackend, table: str, rows: Any) -> int:
@@ -284,7 +285,7 @@ def _writer_main(url: str, key_path: str, worker: int, ops: int, start: Any, res
     """A spawned process: ``ops`` puts and ``ops`` gets, a checkpoint now and then."""
     try:
         key = KeyFileKey(Path(key_path))
-        actor = Actor(f"clerk-p{worker}", roles=["front_desk"])
+        actor = _writer(worker)
         rng = random.Random(worker)
         written: dict[str, tuple[str, str]] = {}
         entries = 0
@@ -320,10 +321,17 @@ def _writer_main(url: str, key_path: str, worker: int, ops: int, start: Any, res
         results.put((worker, None, {}, 0, traceback.format_exc()))
 
 
+def _writer(worker: int) -> Actor:
+    """The front-desk actor writer process number ``worker`` acts as."""
+    return Actor(f"clerk-p{worker}", roles=["front_desk"])
+
+
 def _run_writers(url: str, key: KeyFileKey, ops: int) -> None:
-    Vault.create(url, key=key, clock=FrozenClock()).close()
+    with Vault.create(url, key=key, clock=FrozenClock()) as created:
+        grant_roles(created, DPO, *map(_writer, range(PROCESSES)))
     with Vault.open(url, key=key) as vault:
         base = vault.audit.size()
+        system = sum(1 for e in vault.audit.entries() if e["actor"] == "ownervault")
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(PROCESSES)
     results = ctx.Queue()
@@ -354,7 +362,7 @@ def _run_writers(url: str, key: KeyFileKey, ops: int) -> None:
         for actor, expected in counts.items():
             # The process's own policy.load is recorded for the system actor, not the clerk.
             assert by_actor[actor] == expected - 1
-        assert by_actor["ownervault"] == base + PROCESSES + 1
+        assert by_actor["ownervault"] == system + PROCESSES + 1
         interleaved = sum(1 for a, b in itertools.pairwise(entries) if a["actor"] != b["actor"])
         assert interleaved > PROCESSES, "the processes did not run at the same time"
         assert vault.audit.verify() == size
@@ -388,6 +396,7 @@ def test_four_processes_share_one_database_at_full_size(tmp_path: Path, pg_datab
 def test_threads_share_one_vault_on_postgres(pg_database: str) -> None:
     """Eight threads sharing one Vault on PostgreSQL lose no write, read or audit entry."""
     with Vault.create(pg_database, key=InMemoryKey(), clock=FrozenClock()) as vault:
+        grant_staff(vault, range(THREADS))
         base = vault.audit.size()
         workers = [Worker(vault, n, THREAD_OPS) for n in range(THREADS)]
         errors: list[str] = []
@@ -430,6 +439,7 @@ def test_two_workers_never_process_the_same_batch(tmp_path: Path, pg_database: s
     """Two processes running one re-encryption job re-key every subject exactly once."""
     key = KeyFileKey.generate(tmp_path / "k")
     with Vault.create(pg_database, key=key, clock=FrozenClock()) as vault:
+        grant_roles(vault, *ACTORS)
         with vault.session(CLERK, "owner_registration") as session:
             session.put_many(
                 [OwnerProfile(subject_id=f"s-{n:03d}", name="李娜") for n in range(60)]
@@ -471,6 +481,7 @@ def test_a_job_row_held_by_another_worker_is_skipped(pg_database: str) -> None:
     """While another transaction holds a job's row, run() leaves the job to it and returns."""
     key = InMemoryKey()
     with Vault.create(pg_database, key=key) as vault:
+        grant_roles(vault, *ACTORS)
         with vault.session(CLERK, "owner_registration") as session:
             session.put(OwnerProfile(subject_id="s-1", name="赵敏"))
         job = vault.keys.reencrypt_subjects(actor=ADMIN)
@@ -516,6 +527,7 @@ def test_batches_larger_than_one_statement_are_stored_whole(pg_database: str) ->
         OwnerProfile(subject_id=f"s-{n:05d}", name="周杰", phone=f"139{n:08d}") for n in range(2100)
     ]
     with Vault.create(pg_database, key=InMemoryKey(), clock=FrozenClock()) as vault:
+        grant_roles(vault, *ACTORS)
         before = vault.audit.size()
         with vault.session(CLERK, "owner_registration") as session:
             ids = session.put_many(owners)
@@ -547,6 +559,7 @@ def test_nested_atomic_rolls_back_to_its_savepoint(pg_database: str) -> None:
 def test_append_only_tables_refuse_update_delete_and_truncate(pg_database: str) -> None:
     """Triggers keep audit entries, checkpoints and consents append-only, TRUNCATE included."""
     with Vault.create(pg_database, key=InMemoryKey(), clock=FrozenClock()) as vault:
+        grant_roles(vault, *ACTORS)
         with vault.session(CLERK, "owner_registration") as session:
             session.put(OwnerProfile(subject_id="s-1", name="黄磊"))
         with vault.session(CLERK, "consent_management") as session:
@@ -589,6 +602,7 @@ def test_empty_and_taken_databases(pg_database: str) -> None:
 def test_embedded_only_operations_say_so(tmp_path: Path, pg_database: str) -> None:
     """Backups and page-key rotation are refused on PostgreSQL with a VaultError."""
     with Vault.create(pg_database, key=InMemoryKey()) as vault:
+        grant_roles(vault, *ACTORS)
         with pytest.raises(VaultError, match="embedded"):
             vault.backup(tmp_path / "b", actor=ADMIN)
         with pytest.raises(VaultError, match="embedded"):
@@ -601,6 +615,7 @@ def test_a_dropped_connection_is_replaced(pg_database: str, postgres_server: str
     """After the server ends a session, the next call opens a new connection and works."""
     key = InMemoryKey()
     with Vault.create(pg_database, key=key) as vault:
+        grant_roles(vault, *ACTORS)
         name = pg_database.rsplit("/", 1)[1]
         with psycopg.connect(postgres_server, autocommit=True) as admin:
             admin.execute(
@@ -644,6 +659,7 @@ def test_the_database_holds_no_personal_value(
 ) -> None:
     """Scanning every table's raw contents finds none of the seeded personal values."""
     with Vault.create(pg_database, key=InMemoryKey(), clock=FrozenClock()) as vault:
+        grant_roles(vault, *ACTORS)
         records, by_id = _seed(vault, make_owner, make_unit, make_fee_account, owners=20)
         _read_all(vault, by_id)
         with vault.session(CLERK, "owner_registration") as session:

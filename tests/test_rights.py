@@ -45,7 +45,7 @@ from ownervault.rights import (
     overdue_requests,
     render_export_html,
 )
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 from ownervault.vault import CorrectionNotice
 from strategies import RECORD_FIELDS, records, subject_ids
 
@@ -60,6 +60,8 @@ ENGINEER = ov.Actor("engineer-01", roles=["engineering"])
 MANAGER = ov.Actor("manager-01", roles=["manager"])
 DPO = ov.Actor("dpo-01", roles=["compliance_officer"])
 ADMIN = ov.Actor("admin-01", roles=["admin"])
+#: The module's staff; every vault a test makes grants each its role.
+ACTORS = (CLERK, GUARD, FINANCE, ENGINEER, MANAGER, DPO, ADMIN)
 
 #: Who creates each record type, for which purpose, in the default pack.
 WRITERS: dict[str, tuple[ov.Actor, str]] = {
@@ -232,6 +234,7 @@ def test_export_holds_all_of_the_subject_and_nothing_of_others(population: dict[
     any other subject."""
     with tempfile.TemporaryDirectory() as tmp:
         vault = ov.Vault.create(Path(tmp) / "v", key=InMemoryKey(), clock=FrozenClock())
+        grant_roles(vault, *ACTORS)
         try:
             _check_export_population(vault, population)
         finally:
@@ -1154,6 +1157,7 @@ def cli_vault(tmp_path: Path) -> tuple[Path, Path, list[str]]:
     """A vault under a key file with two owners; returns (path, key file, profile ids)."""
     key_file, path = tmp_path / "root.key", tmp_path / "vault"
     with ov.Vault.create(path, key=ov.KeyFileKey.generate(key_file)) as vault:
+        grant_roles(vault, *ACTORS)
         ids = _register(
             vault,
             _owner("owner-1"),
@@ -1163,6 +1167,11 @@ def cli_vault(tmp_path: Path) -> tuple[Path, Path, list[str]]:
             _owner("owner-2", name="李娜", phone="13900139000", id_number="110101198504151228"),
         )
     return path, key_file, [ids[0], ids[2]]
+
+
+#: ``--as`` of the CLI's compliance-officer and admin commands: actors the vault granted.
+AS_DPO = ("--as", DPO.actor_id)
+AS_ADMIN = ("--as", ADMIN.actor_id)
 
 
 def _run(*args: object) -> Any:
@@ -1178,7 +1187,7 @@ def test_cli_subject_export_json_and_html(
     out, page = tmp_path / "owner-1.json", tmp_path / "owner-1.html"
     result = _run(
         "subject", "export", path, "owner-1", "--out", out, "--html", page,
-        "--identity-verified-by", "clerk-01, resident ID seen", "--key-file", key_file,
+        "--identity-verified-by", "clerk-01, resident ID seen", *AS_DPO, "--key-file", key_file,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert re.fullmatch(r"wrote 2 records and \d+ accesses to .*\n", result.stdout)
@@ -1192,7 +1201,7 @@ def test_cli_subject_export_json_and_html(
 
     missing = _run(
         "subject", "export", path, "nobody", "--out", tmp_path / "x.json",
-        "--identity-verified-by", "clerk-01", "--key-file", key_file,
+        "--identity-verified-by", "clerk-01", *AS_DPO, "--key-file", key_file,
     )  # fmt: skip
     assert missing.exit_code == 1 and missing.stderr.startswith("ownervault: error:")
 
@@ -1206,7 +1215,7 @@ def test_cli_subject_correct_with_evidence_file(
     evidence.write_bytes(b"%PDF- owner-1 asks to correct the phone number")
     result = _run(
         "subject", "correct", path, "owner_profile", ids[0], "--set", "phone=13711112222",
-        "--evidence-file", evidence, "--key-file", key_file,
+        "--evidence-file", evidence, *AS_DPO, "--key-file", key_file,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout == (
@@ -1224,7 +1233,7 @@ def test_cli_restrict_hold_and_release(cli_vault: tuple[Path, Path, list[str]]) 
     path, key_file, ids = cli_vault
     restricted = _run(
         "subject", "restrict", path, "owner-1", "--purpose", "owner_registration",
-        "--key-file", key_file,
+        *AS_DPO, "--key-file", key_file,
     )  # fmt: skip
     assert restricted.exit_code == 0 and restricted.stdout == "restricted to owner_registration\n"
     with (
@@ -1233,32 +1242,32 @@ def test_cli_restrict_hold_and_release(cli_vault: tuple[Path, Path, list[str]]) 
         pytest.raises(PolicyDeniedError),
     ):
         s.get(OwnerProfile, ids[0])
-    lifted = _run("subject", "restrict", path, "owner-1", "--lift", "--key-file", key_file)
+    lifted = _run("subject", "restrict", path, "owner-1", "--lift", *AS_DPO, "--key-file", key_file)
     assert lifted.exit_code == 0 and lifted.stdout == "restriction lifted\n"
     both = _run(
         "subject", "restrict", path, "owner-1", "--lift", "--purpose", "fee_collection",
-        "--key-file", key_file,
+        *AS_DPO, "--key-file", key_file,
     )  # fmt: skip
     assert both.exit_code == 2
 
     held = _run(
         "subject", "hold", path, "owner-2", "--reason", "fee dispute",
-        "--until", "2099-01-01T00:00:00+08:00", "--key-file", key_file,
+        "--until", "2099-01-01T00:00:00+08:00", *AS_DPO, "--key-file", key_file,
     )  # fmt: skip
     assert held.exit_code == 0, held.output
     match = re.fullmatch(
         r"hold (hold_[0-9a-f]{16}) until 2098-12-31T16:00:00\.000000Z\n", held.stdout
     )
     assert match is not None
-    refused = _run("subject", "erase", path, "owner-2", "--key-file", key_file)
+    refused = _run("subject", "erase", path, "owner-2", *AS_DPO, "--key-file", key_file)
     assert refused.exit_code == 4 and "legal_hold" in refused.stderr
-    released = _run("subject", "release", path, match.group(1), "--key-file", key_file)
+    released = _run("subject", "release", path, match.group(1), *AS_DPO, "--key-file", key_file)
     assert released.exit_code == 0 and released.stdout == f"released {match.group(1)}\n"
-    again = _run("subject", "release", path, match.group(1), "--key-file", key_file)
+    again = _run("subject", "release", path, match.group(1), *AS_DPO, "--key-file", key_file)
     assert again.exit_code == 1
     past = _run(
         "subject", "hold", path, "owner-2", "--reason", "x", "--until", "2001-01-01",
-        "--key-file", key_file,
+        *AS_DPO, "--key-file", key_file,
     )  # fmt: skip
     assert past.exit_code == 1 and "future" in past.stderr
 
@@ -1270,7 +1279,9 @@ def test_cli_erase_and_verify_receipt(
     vault's verifier key and rejects when altered."""
     path, key_file, ids = cli_vault
     receipt = tmp_path / "receipt.txt"
-    erased = _run("subject", "erase", path, "owner-1", "--receipt", receipt, "--key-file", key_file)
+    erased = _run(
+        "subject", "erase", path, "owner-1", "--receipt", receipt, *AS_DPO, "--key-file", key_file
+    )
     assert erased.exit_code == 0, erased.output
     assert erased.stdout.startswith("ownervault erasure receipt v1\n")
     assert "owner-1" not in erased.stdout and "王小明" not in erased.stdout
@@ -1300,7 +1311,7 @@ def test_cli_retention_sweep_dry_run(cli_vault: tuple[Path, Path, list[str]]) ->
     path, key_file, ids = cli_vault
     with ov.Vault.open(path, key=ov.KeyFileKey(key_file)) as vault:
         _move_out(vault, ids[1])
-    result = _run("retention", "sweep", path, "--key-file", key_file)
+    result = _run("retention", "sweep", path, *AS_DPO, "--key-file", key_file)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert re.fullmatch(r"retention sweep dry run at \S+Z: 2 subjects", lines[0])
@@ -1321,10 +1332,10 @@ def test_cli_keys_backup_and_restore_with_key_backup(
     """backup, then erase, then keys backup and restore --key-backup: the erased owner stays
     unreadable, the other reads back; restore without a key backup fails and leaves nothing."""
     path, key_file, ids = cli_vault
-    backed = _run("backup", path, tmp_path / "bk", "--key-file", key_file)
+    backed = _run("backup", path, tmp_path / "bk", *AS_ADMIN, "--key-file", key_file)
     assert backed.exit_code == 0, backed.output
-    assert _run("subject", "erase", path, "owner-1", "--key-file", key_file).exit_code == 0
-    keys = _run("keys", "backup", path, tmp_path / "keys.json", "--key-file", key_file)
+    assert _run("subject", "erase", path, "owner-1", *AS_DPO, "--key-file", key_file).exit_code == 0
+    keys = _run("keys", "backup", path, tmp_path / "keys.json", *AS_ADMIN, "--key-file", key_file)
     assert keys.exit_code == 0 and re.fullmatch(
         r"wrote \d+ wrapped keys to .*keys\.json\n", keys.stdout
     )

@@ -52,11 +52,13 @@ from ownervault.keys import KeyKind, KeyState, VaultHeader
 from ownervault.keys.admin import backups as maint
 from ownervault.records import OwnerProfile, Record, Unit, Vehicle, normalise
 from ownervault.storage.sqlcipher import SQLCipherBackend
-from ownervault.testing import FAST_ARGON2, FrozenClock, InMemoryKey
+from ownervault.testing import FAST_ARGON2, FrozenClock, InMemoryKey, grant_roles
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
 DPO = Actor("dpo-01", roles=["compliance_officer"])
 ADMIN = Actor("admin-01", roles=["admin"])
+#: The module's staff; every vault a test makes grants each its role.
+ACTORS = (CLERK, DPO, ADMIN)
 
 #: Fields searched through blind indexes in these tests, per record type.
 SEARCHED = {"owner_profile": "phone", "vehicle": "plate"}
@@ -578,6 +580,7 @@ def test_automatic_kek_rotation_leaves_a_rewrap_job_to_run(
 ) -> None:
     """A KEK near 90% of its invocation limit is rotated by the vault; its rewrap job finishes."""
     vault = Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, max_key_invocations=40)
+    grant_roles(vault, *ACTORS)
     try:
         first = vault.keys.primary(KeyKind.KEK)
         records = [OwnerProfile(subject_id=f"s-{n}", name="孙七") for n in range(40)]
@@ -758,6 +761,7 @@ def test_root_rotation_is_header_only_and_retires_the_old_key(
     path = tmp_path / "v"
     first = KeyFileKey.generate(tmp_path / "first.key")
     vault = Vault.create(path, key=first)
+    grant_roles(vault, *ACTORS)
     with vault.session(CLERK, "owner_registration") as session:
         batch = [make_owner() for _ in range(owners)]
         everything: Expected = dict(zip(session.put_many(batch), batch, strict=True))
@@ -821,6 +825,7 @@ def _crash_vault(
     path = tmp_path / "vault"
     expected: Expected = {}
     vault = Vault.create(path, key=KeyFileKey.generate(key_path))
+    grant_roles(vault, *ACTORS)  # ADMIN runs the job scripts
     with vault, vault.session(CLERK, "owner_registration") as session:
         for start in range(0, owners, 500):
             batch: list[Record] = []
@@ -1109,6 +1114,7 @@ def test_backup_while_writing_restores_a_consistent_snapshot(
     key = InMemoryKey()
     people = People(make_owner)
     vault = Vault.create(tmp_path / "v", key=key, clock=clock)
+    grant_roles(vault, *ACTORS)
     try:
         expected = people.put(vault, 10)  # 20 records
         stop = threading.Event()
@@ -1528,7 +1534,10 @@ def test_cli_rotation_backup_and_restore_smoke(
         assert result.exit_code == 0, (args, result.output)
         return result.output
 
-    ok("init", str(path), "--generate-key-file", str(key))
+    ok("init", str(path), "--generate-key-file", str(key), "--creator", "sec-admin")
+    staff = [("ops-admin", "admin"), *((a.actor_id, a.roles[0]) for a in (CLERK, DPO))]
+    for actor_id, role in staff:
+        ok("grants", "add", str(path), actor_id, role, "--as", "sec-admin", "--key-file", str(key))
     with Vault.open(path, key=KeyFileKey(key)) as vault:
         everything = People(make_owner).put(vault, 6)
         old_kek = vault.keys.primary(KeyKind.KEK)
@@ -1653,8 +1662,9 @@ def test_cli_key_jobs_draw_a_progress_bar_only_on_a_terminal(
     """A key job shows a bar with counts on a terminal's stderr, and none off it or with -q."""
     path, key = tmp_path / "v", tmp_path / "root.key"
     with Vault.create(path, key=KeyFileKey.generate(key)) as vault:
+        grant_roles(vault, *ACTORS)
         People(make_owner).put(vault, 6)
-    common = ["--key-file", str(key), "--batch-size", "2"]
+    common = ["--key-file", str(key), "--batch-size", "2", "--as", ADMIN.actor_id]
 
     code, out, err = _cli_in_terminal("keys", "rotate", str(path), "data", *common)
     assert code == 0, out + err
@@ -1698,6 +1708,7 @@ def test_the_runbooks_kek_compromise_procedure_runs_as_written(
     ]
     path, key = tmp_path / "vault", tmp_path / "root.key"
     with Vault.create(path, key=KeyFileKey.generate(key)) as vault:
+        grant_roles(vault, *ACTORS)
         everything = People(make_owner).put(vault, 5)
         primary = vault.keys.primary(KeyKind.KEK)
     runner = CliRunner()
@@ -1707,7 +1718,10 @@ def test_the_runbooks_kek_compromise_procedure_runs_as_written(
             for word in command
         ]
         args = [primary if re.fullmatch(r"[0-9a-f]{32}", word) else word for word in args]
-        result = runner.invoke(main, args, env={"OWNERVAULT_PASSPHRASE": ""})
+        # As written, the commands act as $USER: an administrator the vault granted the role.
+        result = runner.invoke(
+            main, args, env={"OWNERVAULT_PASSPHRASE": "", "USER": ADMIN.actor_id}
+        )
         assert result.exit_code == 0, (command, result.output)
     with Vault.open(path, key=KeyFileKey(key)) as vault:
         assert vault.keys.references(primary) == 0

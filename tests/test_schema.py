@@ -103,7 +103,7 @@ def test_sqlite_upgraded_version_1_vault_has_the_structure_of_a_new_one(tmp_path
     columns, indexes, constraints and triggers of a database made new by the backend."""
     backend = SQLCipherBackend(tmp_path / "new.db", bytes(range(32)), create=True)
     try:
-        assert backend.migrate() == schema.SCHEMA_VERSION == 2
+        assert backend.migrate() == schema.SCHEMA_VERSION == 3
         new = _sqlite_facts(lambda sql: [tuple(row) for row in backend._execute(sql).fetchall()])
     finally:
         backend.close()
@@ -123,6 +123,7 @@ def test_sqlite_upgraded_version_1_vault_has_the_structure_of_a_new_one(tmp_path
         else:
             assert upgraded[fact] == value, fact
     assert ("blob", "binding") in {(row[2].lower(), row[1]) for row in new["consents: columns"]}
+    assert "grants: index grants_actor" in upgraded  # version 3's table, made by its step
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -219,7 +220,7 @@ def test_postgres_upgraded_version_1_vault_has_the_structure_of_a_new_one(
 
     backend = PostgresBackend(pg_database)
     try:
-        assert backend.migrate() == schema.SCHEMA_VERSION == 2
+        assert backend.migrate() == schema.SCHEMA_VERSION == 3
     finally:
         backend.close()
     new = _pg_facts(pg_database)
@@ -230,6 +231,23 @@ def test_postgres_upgraded_version_1_vault_has_the_structure_of_a_new_one(
     assert new.keys() == upgraded.keys()
     for fact, rows in new.items():
         assert upgraded[fact] == rows, fact
+    assert ("grants", "r", "p") in upgraded["tables"]
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def test_a_table_a_version_added_is_in_that_version_and_created_whole_by_its_step() -> None:
+    """``grants`` (version 3) is not in version 2's tables; the version-3 step creates it with
+    its index, and no step alters it column by column."""
+    assert "grants" not in {t.name for t in schema.tables_at(2)}
+    assert "grants" in {t.name for t in schema.tables_at(3)}
+    for upgrade in (schema.sqlite_upgrade, schema.postgres_upgrade):
+        step = _squeeze(upgrade(3)) or ""
+        assert step.startswith("CREATE TABLE grants (")
+        assert "CREATE INDEX grants_actor ON grants(actor_id, role);" in step
+        assert "ALTER TABLE grants" not in step
+        assert "grants" not in upgrade(2)
 
 
 # --------------------------------------------------------------------------- TABLES

@@ -30,11 +30,13 @@ from ownervault.exceptions import ConfigurationError, PolicyDeniedError
 from ownervault.keys import KeyFileKey
 from ownervault.notifiers import Notification, SmtpTransport
 from ownervault.records import OwnerProfile
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 from test_breach import local, pseudonyms, register, write_pack
 
 DPO = Actor("dpo-01", roles=["compliance_officer"])
 CLERK = Actor("clerk-01", roles=["front_desk"])
+#: The module's staff; every vault a test makes grants each its role.
+ACTORS = (DPO, CLERK)
 OWNER_HOOKS = ("oncall", "regulator", "owner_mail")
 
 
@@ -145,6 +147,7 @@ def clock() -> FrozenClock:
 def svault(tmp_path: Path, pack: Path, clock: FrozenClock) -> Iterator[Vault]:
     """A vault on the configured pack, closed after the test."""
     vault = Vault.create(tmp_path / "vault", key=InMemoryKey(), policy=pack, clock=clock)
+    grant_roles(vault, *ACTORS)
     try:
         yield vault
     finally:
@@ -509,6 +512,7 @@ def test_cli_send_delivers_spooled_notices_over_smtp(
     path = tmp_path / "cli-vault"
     owner = make_owner()
     with Vault.create(path, key=key, policy=pack) as vault:
+        grant_roles(vault, *ACTORS)
         register(vault, [owner])
         notify(vault, [owner])
         vault.incidents.dispatch(actor=DPO)

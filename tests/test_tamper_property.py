@@ -43,7 +43,7 @@ from ownervault.exceptions import (
 )
 from ownervault.records import OwnerProfile
 from ownervault.storage import schema
-from ownervault.testing import FrozenClock, InMemoryKey
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 from test_check import Owners, _sql, _unguard
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
@@ -93,7 +93,7 @@ def _harmless(table: str, column: str, row: dict[str, Any]) -> bool:
 
 #: ``meta`` rows whose value only tunes what the vault does next (the threat model's ``meta``
 #: row): which active key is primary, the key epoch that makes other processes reload keys,
-#: the invocation limit for new keys, when the vault was made.
+#: the invocation limit for new keys, when the vault was made, when processes re-read grants.
 _HARMLESS_META = frozenset(
     {
         "primary_kek",
@@ -101,6 +101,7 @@ _HARMLESS_META = frozenset(
         "key_epoch",
         "max_key_invocations",
         "created_at",
+        "grants_version",
     }
 )
 
@@ -128,6 +129,7 @@ class Pristine:
             self.location = pg.create_database(server, prefix="ov_pristine")
         self.made: list[str] = []
         with Vault.create(self.location, key=key, clock=self.clock()) as vault:
+            grant_roles(vault, ADMIN, DPO, CLERK)
             self.owners = Owners(vault, make_owner, self.clock())
             job = vault.keys.rotate_kek(actor=ADMIN)
             vault.keys.run(job.job_id, actor=ADMIN)

@@ -67,7 +67,7 @@ from ownervault.records import (
     normalise,
 )
 from ownervault.storage.base import Backend
-from ownervault.testing import FAST_ARGON2, FrozenClock, InMemoryKey
+from ownervault.testing import FAST_ARGON2, FrozenClock, InMemoryKey, grant_roles
 
 #: Every test here that uses a vault runs on the embedded SQLCipher store and on PostgreSQL.
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
@@ -226,7 +226,9 @@ def test_strategies_cover_every_field() -> None:
 def test_round_trip_every_record_type(record_type: str, vault: Vault, dpo: Actor) -> None:
     """Any valid record reads back equal, every field shown in full, to a subject-access read."""
     role, purpose = CREATORS[record_type]
-    writer = vault.session(Actor("writer-01", roles=[role]), purpose)
+    writing = Actor("writer-01", roles=[role])
+    grant_roles(vault, writing)
+    writer = vault.session(writing, purpose)
     reader = vault.session(dpo, "subject_access_request")
     cls = RECORD_TYPES[record_type]
 
@@ -301,6 +303,7 @@ def test_env_key_opens_a_key_file_vault(
     owner = leaks.record(make_owner())
     location = new_location()
     with Vault.create(location, key=key_file) as vault:
+        grant_roles(vault, clerk)
         (rid,) = _put(vault, clerk, "owner_registration", owner)
     monkeypatch.setenv("OWNERVAULT_TEST_ROOT_KEY", text)
     env_key = EnvKey("OWNERVAULT_TEST_ROOT_KEY")
@@ -731,9 +734,11 @@ def test_stale_update_is_refused(
     """Of two sessions that read version 1, the second to update gets StaleRecordError."""
     owner = leaks.record(make_owner())
     (rid,) = _put(vault, clerk, "owner_registration", owner)
+    other = Actor("clerk-02", roles=["front_desk"])
+    grant_roles(vault, other)
     with (
         vault.session(clerk, "owner_registration") as first,
-        vault.session(Actor("clerk-02", roles=["front_desk"]), "owner_registration") as second,
+        vault.session(other, "owner_registration") as second,
     ):
         read_first = first.get(OwnerProfile, rid)
         read_second = second.get(OwnerProfile, rid)
@@ -973,8 +978,11 @@ def test_every_denial_is_audited_and_the_log_verifies(
     denied("role_not_permitted_for_purpose", lambda: vault.session(guard, "fee_collection"))
     denied("purpose_prohibited", lambda: vault.session(clerk, "commercial_marketing"))
     denied("unknown_purpose", lambda: vault.session(clerk, "curiosity"))
+    # A role the pack does not know can never be granted: the grant check refuses first.
+    denied("no_grants", lambda: vault.session(Actor("x-01", roles=["janitor"]), "repair_dispatch"))
     denied(
-        "unknown_role", lambda: vault.session(Actor("x-01", roles=["janitor"]), "repair_dispatch")
+        "role_not_granted",
+        lambda: vault.session(Actor(clerk.actor_id, roles=["janitor"]), "repair_dispatch"),
     )
     with vault.session(guard, "visitor_verification") as session:
         session.get(OwnerProfile, ids[0])
@@ -1119,6 +1127,7 @@ def test_keys_near_their_limit_are_rotated_automatically(
 ) -> None:
     """Data keys and KEKs nearing their invocation limit are replaced and nothing is lost."""
     vault = Vault.create(vault_location, key=InMemoryKey(), clock=clock, max_key_invocations=40)
+    grant_roles(vault, clerk)
     try:
         with vault.session(clerk, "owner_registration") as session:
             # Each record costs two encryptions (name and subject id) under its subject's key;
@@ -1140,6 +1149,7 @@ def test_key_invocation_limit_stores_nothing_partial(
 ) -> None:
     """A write too big for even a fresh key raises KeyExhaustedError and leaves no trace."""
     vault = Vault.create(vault_location, key=InMemoryKey(), clock=clock, max_key_invocations=2)
+    grant_roles(vault, clerk)
     try:
         session = vault.session(clerk, "owner_registration")
 
@@ -1190,6 +1200,7 @@ def test_reprs_show_no_secret_or_personal_value(
     leaks.watch(key, key_file, EnvKey("OWNERVAULT_TEST_KEY"), InMemoryKey(), owner, unit, account)
 
     with Vault.create(vault_location, key=key) as vault:
+        grant_roles(vault, clerk, dpo)
         raw = vault._kernel.header
         root = key.load_root(raw.provider_params)
         leaks.secret(*(raw.unwrap(root, slot).hex() for slot in ("db", "keyring", "signing")))
@@ -1241,6 +1252,7 @@ class VaultMachine(RuleBasedStateMachine):
         factory = type(self).new_location
         location = self.dir / "v" if factory is None else factory()
         self.vault = Vault.create(location, key=InMemoryKey(), clock=FrozenClock())
+        grant_roles(self.vault, _CLERK, _DPO)
         self.clerk = self.vault.session(_CLERK, "owner_registration")
         self.reader = self.vault.session(_DPO, "subject_access_request")
         self.eraser = self.vault.session(_DPO, "erasure_request")

@@ -51,7 +51,8 @@ class User:
 
 
 #: Demo users by bearer token. A real deployment replaces :func:`authenticate` with its own
-#: login (SSO, session cookies, OAuth) and maps its users to the policy pack's roles.
+#: login (SSO, session cookies, OAuth) and maps its users to the policy pack's roles. The roles
+#: only count where the vault granted them (:func:`grant_demo_users`; ``ownervault grants``).
 DEMO_USERS: Final[Mapping[str, User]] = {
     "demo-clerk": User("clerk-01", ("front_desk",)),
     "demo-guard": User("guard-07", ("security",)),
@@ -237,7 +238,26 @@ def open_vault_from_env() -> ov.Vault:
         raise ovx.KeyProviderError(f"set {KEY_FILE_ENV} or {PASSPHRASE_ENV}")
     if (path / "vault.header").exists():
         return ov.Vault.open(path, key=key)
-    return ov.Vault.create(path, key=key)
+    vault = ov.Vault.create(path, key=key, creator=SETUP_ACTOR.actor_id)
+    grant_demo_users(vault)
+    return vault
+
+
+#: Who creates the demo vault and grants the demo users their roles (a security administrator).
+SETUP_ACTOR: Final = ov.Actor("frontdesk-setup", roles=["security_admin"])
+
+
+def grant_demo_users(vault: ov.Vault, users: Mapping[str, User] = DEMO_USERS) -> None:
+    """Grant each demo user its roles, as :data:`SETUP_ACTOR` (who must hold a grant already).
+
+    In a real deployment a security administrator grants each person's role on purpose, with a
+    scope and an expiry where they apply (``ownervault grants add``).
+    """
+    for user in users.values():
+        held = {g.role for g in vault.grants.list(user.user_id, by=SETUP_ACTOR)}
+        for role in user.roles:
+            if role not in held:
+                vault.grants.add(user.user_id, role, by=SETUP_ACTOR)
 
 
 def create_app(vault: ov.Vault | None = None, *, users: Mapping[str, User] = DEMO_USERS) -> FastAPI:

@@ -11,7 +11,7 @@ import datetime as _dt
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import attrs
 
@@ -63,6 +63,10 @@ class _Recorder:
         self.seen.append(attrs.evolve(notification, recipient=None))
 
 
+#: The drill vault's creator, who grants the drill's staff their roles.
+DRILL_GRANTOR: Final = "drill-security-admin"
+
+
 def run_drill(
     *,
     owners: int = 120,
@@ -106,6 +110,14 @@ def run_drill(
     with tempfile.TemporaryDirectory(prefix="ownervault-drill-") as tmp:
         vault = Vault.create(Path(tmp) / "vault", key=InMemoryKey(), policy=loaded, clock=clock)
         try:
+            first = vault.grants.bootstrap(DRILL_GRANTOR)
+            grantor = Actor(first.actor_id, roles=[first.role])
+            for actor_id, role in (
+                (clerk.actor_id, "front_desk"),
+                (officer.actor_id, OFFICER_ROLE),
+                ("drill-admin", ADMIN_ROLE),
+            ):
+                vault.grants.add(actor_id, role, by=grantor)
             manager = vault.incidents.configure(config)
             population = list(synthetic_community(count, seed=7))
             with vault.session(clerk, "owner_registration") as session:

@@ -30,6 +30,7 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     │   └── KeyExhaustedError                a key reached its invocation limit
     ├── AccessDeniedError (PermissionError)
     │   ├── PolicyDeniedError                no rule allows the actor, purpose, record or field
+    │   │   └── NotGrantedError              the actor was not granted the roles or scope asked for
     │   └── ConsentRequiredError             the purpose needs a live consent the subject lacks
     ├── FieldNotDisclosedError (KeyError, AttributeError)  a view was asked for a field the
     │                                        decision hides
@@ -56,6 +57,7 @@ __all__ = [
     "KeyExhaustedError",
     "KeyProviderError",
     "KeyStateError",
+    "NotGrantedError",
     "OwnerVaultError",
     "PolicyDeniedError",
     "PolicyError",
@@ -171,6 +173,15 @@ class PolicyDeniedError(AccessDeniedError):
     def __init__(self, message: str, *, reason: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class NotGrantedError(PolicyDeniedError):
+    """The actor asks for a role or scope the vault never granted it (or no longer does).
+
+    ``reason`` is ``no_grants``, ``role_not_granted``, ``scope_not_granted``,
+    ``separation_of_duties``, or ``grant_expired`` for an operation in a session whose grants
+    ran out after it opened; the refusal is audited.
+    """
 
 
 class ConsentRequiredError(AccessDeniedError):

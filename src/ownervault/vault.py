@@ -1,8 +1,9 @@
-"""The public facade: ``Vault`` (create, open, sessions, administration) and ``Session``.
+"""The public facade: ``Vault`` (create, open, sessions, grants, administration).
 
-Both are thin: a :class:`Vault` holds one :class:`~ownervault.kernel.Kernel` and hands each
+A :class:`Vault` is thin: it holds one :class:`~ownervault.kernel.Kernel` and hands each
 request to the kernel or to a feature (owners' rights, breach handling, key administration); a
-:class:`Session` holds one kernel :class:`~ownervault.kernel.Access`. Every operation in a
+:class:`~ownervault.session.Session` (:mod:`ownervault.session`) holds one kernel
+:class:`~ownervault.kernel.Access`. Every operation in a
 session runs decide -> encrypt/decrypt -> audit in the kernel: the decision is made before
 anything is decrypted, only the fields the decision discloses are read and decrypted, and the
 audit entry commits in the same transaction as the data it describes (for a read, before the
@@ -16,31 +17,24 @@ SQLite's write lock with ``BEGIN IMMEDIATE`` and wait up to the busy timeout.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import shutil
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self
 
-from . import rights
 from .audit import AuditLog
 from .audit.anchor import CheckpointSink
 from .audit.bundle import BundleSummary
-from .breach import IncidentManager, attach, incident_manager
+from .breach import EmergencyAccess, IncidentManager, attach, break_glass, incident_manager
 from .exceptions import (
-    AuditIntegrityError,
-    IntegrityError,
-    ValidationError,
-    VaultClosedError,
     VaultError,
 )
 from .kernel import (
-    Access,
     CheckReport,
     ErasureResult,
+    GrantBook,
     Kernel,
     RecordRef,
     RecordView,
@@ -49,12 +43,8 @@ from .kernel import (
     check_location,
     create_kernel,
     explain,
-    ledger,
     open_kernel,
-    reads,
-    writes,
 )
-from .kernel import erase as _erase
 from .kernel.clock import Clock
 from .kernel.exports import export_audit
 from .keys import DEFAULT_MAX_INVOCATIONS, KeyProvider
@@ -68,11 +58,10 @@ from .keys.admin import (
     rotate_page_key,
     stage_restore,
 )
-from .policy import Action, Actor, ConsentRecord, Policy
-from .records import Record
-from .rights import CorrectionNotice, CorrectionResult, SubjectExport, SweepReport
+from .policy import Action, Actor, Policy
+from .rights import CorrectionNotice, CorrectionResult
+from .session import Session
 from .storage import redact_location
-from .storage.base import DisclosureRow, HoldRow, RequestRow
 
 __all__ = [
     "CheckReport",
@@ -86,8 +75,6 @@ __all__ = [
     "SystemClock",
     "Vault",
 ]
-
-_R = TypeVar("_R", bound=Record)
 
 
 class Vault:
@@ -128,6 +115,7 @@ class Vault:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         key_cache_size: int = 10_000,
         checkpoint_sink: CheckpointSink | None = None,
+        creator: str | None = None,
     ) -> Vault:
         """Create a new vault directory (or PostgreSQL database) and return it open.
 
@@ -144,6 +132,8 @@ class Vault:
                 database (a witness, an object store); an embedded vault always keeps them in
                 ``audit.anchor`` too. A vault on a database server should have one
                 (``docs/threat-model.md``).
+            creator: the actor id given the pack's grant-administrator role (``security_admin``
+                in the shipped pack); without it, call ``vault.grants.bootstrap`` before use.
 
         Raises:
             VaultExistsError: the directory already holds files.
@@ -161,6 +151,8 @@ class Vault:
         vault = cls._adopt(kernel)
         kernel.record_system("vault.create", detail={"provider": key.kind, "header_mac": True})
         kernel.record_policy_load()
+        if creator is not None:
+            vault.grants.bootstrap(creator)
         return vault
 
     @classmethod
@@ -441,354 +433,46 @@ class Vault:
         return self._kernel.keys.subject_ref(subject_id)
 
     @property
+    def grants(self) -> GrantBook:
+        """Who holds which role, where and until when: add, remove, list (all audited)."""
+        self._kernel.check_open()
+        return GrantBook(self._kernel)
+
+    @property
     def incidents(self) -> IncidentManager:
         """Breach incidents: detectors, affected owners, notices, deadlines and the outbox."""
         self._kernel.check_open()
         return incident_manager(self._kernel)
 
-    def session(self, actor: Actor, purpose: str) -> Session:
-        """Open a session for ``actor`` acting for ``purpose``.
+    def break_glass(
+        self,
+        actor: Actor,
+        rule_set: str,
+        *,
+        reason: str,
+        duration: _dt.timedelta | None = None,
+    ) -> EmergencyAccess:
+        """Grant ``actor`` an emergency rule set of the pack for a bounded time, with a written
+        reason; audited, and a review incident is opened (``docs/access-control.md``).
+
+        Then open a session with the rule set's role (``access.grant.role``) as usual.
 
         Raises:
+            ValidationError: the reason is missing or holds personal-looking data, or the
+                duration exceeds the rule set's maximum.
+            NotGrantedError, PolicyDeniedError: the actor may not ask for it (audited).
+        """
+        self._kernel.check_open()
+        return break_glass(self._kernel, actor, rule_set, reason=reason, duration=duration)
+
+    def session(self, actor: Actor, purpose: str) -> Session:
+        """Open a session for ``actor`` acting for ``purpose``, with roles it was granted.
+
+        Raises:
+            NotGrantedError: the actor asks for roles or a scope it was not granted (audited).
             PolicyDeniedError: the purpose is unknown or prohibited, or none of the actor's
                 roles may act for it. The refusal is audited.
             VaultLockedError: the vault is locked after an integrity failure and the actor is
                 not a compliance officer.
         """
         return Session(self._kernel.access(actor, purpose), lambda: self.correction_notifiers)
-
-
-class Session:
-    """Work done by one actor for one purpose; every operation is checked and audited.
-
-    Open with :meth:`Vault.session`; use as a context manager or call :meth:`close`.
-    """
-
-    def __init__(
-        self,
-        access: Access,
-        notifiers: Callable[[], Sequence[Callable[[CorrectionNotice], None]]] = tuple,
-    ) -> None:
-        self._access = access
-        # The vault's correction notifiers as they are when a correction is made.
-        self._notifiers = notifiers
-        self._lock = threading.RLock()
-
-    @property
-    def actor(self) -> Actor:
-        """Who acts."""
-        return self._access.actor
-
-    @property
-    def purpose(self) -> str:
-        """Why: the purpose the session was opened for."""
-        return self._access.purpose
-
-    def __repr__(self) -> str:
-        return f"<Session actor={self.actor.actor_id!r} purpose={self.purpose!r}>"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """End the session; later calls raise :class:`VaultClosedError`."""
-        self._access.close()
-
-    @contextlib.contextmanager
-    def _ready(self) -> Iterator[Access]:
-        """The session's access, checked to be usable, for one operation (one at a time).
-
-        A stored row that fails its integrity check is reported (an audit entry, a tamper
-        incident) once the operation's transaction has ended, then the error is raised.
-        """
-        with self._lock:
-            if self._access.closed:
-                raise VaultClosedError("the session is closed")
-            kernel = self._access.kernel
-            kernel.check_open()
-            try:
-                yield self._access
-            except IntegrityError as exc:
-                # A failed audit verification was reported by the log itself.
-                if not isinstance(exc, AuditIntegrityError):
-                    kernel.report_integrity(exc, self._access.actor, self._access.purpose)
-                raise
-
-    # ------------------------------------------------------------------ records
-
-    def put(self, record: Record) -> str:
-        """Store a new record; returns its id.
-
-        Raises:
-            PolicyDeniedError: the purpose may not create this record type or write a field.
-            ValidationError: ``record`` is not an ownervault record.
-        """
-        return self.put_many([record])[0]
-
-    def put_many(self, records: Sequence[Record]) -> list[str]:
-        """Store many records in one transaction (one pass over subject keys); returns ids.
-
-        Every record is decided first; if any is denied, nothing is stored, the denials are
-        audited and the first one is raised.
-        """
-        with self._ready() as access:
-            return writes.put_many(access, records)
-
-    def update(self, record: RecordRef | RecordView, **changes: object) -> RecordRef:
-        """Change fields of a record read earlier; refuses if it changed in between.
-
-        Args:
-            record: the view (or ref) read before; its version must still be current.
-            **changes: new field values (``None`` clears an optional field).
-
-        Returns:
-            The record's new ref (id and version).
-
-        Raises:
-            StaleRecordError: the record was changed since ``record`` was read.
-            PolicyDeniedError: the purpose may not update this record or one of the fields.
-        """
-        with self._ready() as access:
-            return writes.update(access, _ref(record), changes)
-
-    def get(self, record_type: type[_R] | str, record_id: str) -> RecordView:
-        """Read one record: only the fields the decision discloses, masked where it says.
-
-        Raises:
-            RecordNotFoundError: no such record of that type.
-            SubjectErasedError: the record's subject was erased.
-            PolicyDeniedError: the purpose may not read this record type.
-        """
-        return self.get_many(record_type, [record_id])[0]
-
-    def get_many(self, record_type: type[_R] | str, record_ids: Sequence[str]) -> list[RecordView]:
-        """Read many records of one type in one transaction, in the order of ``record_ids``."""
-        with self._ready() as access:
-            name = reads.type_name(record_type)
-            if isinstance(record_ids, str):
-                raise ValidationError("get_many takes a sequence of record ids")
-            return reads.get_many(access, name, list(record_ids))
-
-    def find(self, record_type: type[_R] | str, **criteria: object) -> list[RecordView]:
-        """Find records by equality on indexed fields (blind indexes; input is normalised).
-
-        Only fields the decision discloses may be searched, and only records the decision lets
-        this session read are returned.
-
-        Raises:
-            ValidationError: a criterion names a field without a blind index.
-            PolicyDeniedError: the purpose may not read this type or see a searched field.
-        """
-        with self._ready() as access:
-            return reads.find(access, reads.type_name(record_type), criteria)
-
-    # ------------------------------------------------------------------ consent ledger
-
-    def grant_consent(
-        self,
-        subject_id: str,
-        purpose: str,
-        *,
-        channel: str,
-        evidence: str,
-        separate: bool = False,
-        given_by: Literal["subject", "guardian"] = "subject",
-        expires_at: _dt.datetime | None = None,
-        notice_version: str | None = None,
-    ) -> ConsentRecord:
-        """Record a subject's (or a guardian's) consent to a consent-based purpose.
-
-        Only in a session opened for ``consent_management`` (so only roles the policy pack
-        allows to manage consents can do it).
-
-        Args:
-            subject_id: the subject consenting (must have records in the vault).
-            purpose: a purpose whose legal basis is ``consent``.
-            channel: how consent was collected (``app``, ``paper``, ``in_person``...).
-            evidence: a SHA-256 hex digest of the signed form or log (never the document).
-            separate: a separate consent covering sensitive fields (PIPL Art 29); required
-                when the purpose says ``separate_consent``.
-            given_by: ``guardian`` for a minor under 14 (PIPL Art 31); a minor's own consent
-                is refused.
-            expires_at: when the consent lapses, if it does.
-            notice_version: the notice shown; default the purpose's current notice.
-
-        Raises:
-            ValidationError: the purpose is not consent-based, evidence is not a digest, a
-                separate consent is missing, or a minor consented without a guardian.
-            RecordNotFoundError: no live subject with that id.
-        """
-        with self._ready() as access:
-            return ledger.consent_event(
-                access,
-                "grant",
-                subject_id,
-                purpose,
-                channel=channel,
-                evidence=evidence,
-                separate=separate,
-                given_by=given_by,
-                expires_at=expires_at,
-                notice_version=notice_version,
-            )
-
-    def withdraw_consent(
-        self, subject_id: str, purpose: str, *, channel: str, evidence: str = ""
-    ) -> ConsentRecord:
-        """Record a withdrawal; it takes effect at once, in every open session.
-
-        Processing already done stays lawful and its audit entries stay as they were.
-        """
-        with self._ready() as access:
-            return ledger.consent_event(
-                access,
-                "withdraw",
-                subject_id,
-                purpose,
-                channel=channel,
-                evidence=evidence or "0" * 64,
-            )
-
-    def consents(self, subject_id: str) -> list[ConsentRecord]:
-        """The subject's consent ledger, oldest first (the lookup is audited)."""
-        with self._ready() as access:
-            return ledger.consents(access, subject_id)
-
-    def access_history(self, subject_id: str) -> list[dict[str, Any]]:
-        """Who accessed a subject's data, when, why and which fields (PIPL Art 45, GDPR 15).
-
-        The vault computes the subject's pseudonym from ``subject_id``; entries are returned
-        as stored (they hold no personal value). Allowed only when this session's purpose may
-        read the subject's owner profile; the lookup itself is audited.
-
-        Raises:
-            PolicyDeniedError: the session may not read owner profiles for its purpose.
-            RecordNotFoundError: no live subject with that id.
-        """
-        with self._ready() as access:
-            return ledger.access_history(access, subject_id)
-
-    # ------------------------------------------------------------------ owners' rights
-
-    def erase_subject(self, subject_id: str, *, request_id: str | None = None) -> ErasureResult:
-        """Crypto-shred a subject: destroy their data key, ciphertexts and index tokens.
-
-        Every copy of the subject's fields encrypted under that key becomes undecryptable.
-        Audit entries stay (they hold only the pseudonym, which no longer links to the subject
-        id) and the Merkle log still verifies. The result carries a receipt signed with the
-        vault's audit key (verify it with :attr:`Vault.verifier_key`).
-
-        Raises:
-            RecordNotFoundError: no live subject with that id.
-            PolicyDeniedError: the purpose may not erase one of the subject's record types
-                (reason code), or a legal hold applies (reason ``legal_hold``).
-        """
-        with self._ready() as access:
-            return _erase.erase_subject(access, subject_id, request_id=request_id)
-
-    def export_subject(
-        self,
-        subject_id: str,
-        *,
-        verify_identity: Callable[[str], bool],
-        attestation: str | None = None,
-    ) -> SubjectExport:
-        """Everything held about a subject, as one portable document (PIPL Art 45, GDPR 15/20).
-
-        ``verify_identity(subject_id)`` must return True (the requester proved who they are)
-        before anything is read; ``attestation`` (who checked, how) goes into the audit entry.
-        Needs a purpose that may read all the subject's record types (``subject_access_request``
-        in the default pack).
-        """
-        with self._ready() as access:
-            return rights.export_subject(
-                access, subject_id, verify_identity=verify_identity, attestation=attestation
-            )
-
-    def correct(
-        self, record: RecordRef | RecordView, *, evidence: str, **changes: object
-    ) -> CorrectionResult:
-        """Correct fields of a record on the owner's request (PIPL Art 46, GDPR Art 16).
-
-        ``evidence`` is a SHA-256 digest of the supporting document. Recipients that received
-        a corrected field earlier (see :meth:`record_disclosure`) are listed in the result and
-        get a correction notice through the vault's ``correction_notifiers``.
-        """
-        with self._ready() as access:
-            return rights.correct(
-                access,
-                _ref(record),
-                evidence=evidence,
-                changes=changes,
-                notifiers=self._notifiers(),
-            )
-
-    def restrict(self, subject_id: str, purposes: Iterable[str] | None) -> None:
-        """Restrict processing of a subject's data to ``purposes`` (None lifts it; PIPL Art 44)."""
-        with self._ready() as access:
-            access.kernel.check_writable()
-            rights.restrict(access, subject_id, purposes)
-
-    def hold(self, subject_id: str, *, reason: str, until: _dt.datetime) -> HoldRow:
-        """Put a subject's data on legal hold until ``until``; erasure and sweeps skip it."""
-        with self._ready() as access:
-            access.kernel.check_writable()
-            return rights.hold(access, subject_id, reason=reason, until=until)
-
-    def release(self, hold_id: str) -> None:
-        """Release a legal hold before its end."""
-        with self._ready() as access:
-            access.kernel.check_writable()
-            rights.release(access, hold_id)
-
-    def record_disclosure(
-        self, subject_id: str, *, recipient: str, fields: Iterable[str]
-    ) -> DisclosureRow:
-        """Record that fields of a subject were given to a third party (a recipient)."""
-        with self._ready() as access:
-            access.kernel.check_writable()
-            return rights.record_disclosure(access, subject_id, recipient=recipient, fields=fields)
-
-    def open_request(
-        self,
-        subject_id: str | None,
-        kind: str,
-        *,
-        received_at: _dt.datetime | None = None,
-        days: int = rights.DEFAULT_REQUEST_DAYS,
-    ) -> RequestRow:
-        """Track a rights request with an SLA clock (default 15 days)."""
-        with self._ready() as access:
-            return rights.open_request(access, subject_id, kind, received_at=received_at, days=days)
-
-    def close_request(
-        self, request_id: str, *, status: Literal["completed", "refused"], outcome: str
-    ) -> RequestRow:
-        """Complete or refuse a rights request (a refusal needs its reason)."""
-        with self._ready() as access:
-            return rights.close_request(access, request_id, status=status, outcome=outcome)
-
-    def retention_sweep(
-        self, *, dry_run: bool = True, progress: Callable[[int, int], None] | None = None
-    ) -> SweepReport:
-        """Erase subjects whose relationship ended and whose retention periods all ran out.
-
-        ``progress`` is told (subjects examined, subjects in all) after each subject.
-        """
-        with self._ready() as access:
-            if not dry_run:
-                access.kernel.check_writable()
-            return rights.retention_sweep(access, dry_run=dry_run, progress=progress)
-
-
-def _ref(record: RecordRef | RecordView) -> RecordRef:
-    """The reference of a view (or the reference itself)."""
-    return record.ref if isinstance(record, RecordView) else record

@@ -28,6 +28,7 @@ Its modules, each importing only those listed before it:
 * :mod:`.manager` -- :class:`IncidentManager` (``vault.incidents``) and :func:`attach`.
 """
 
+from .breakglass import EmergencyAccess, break_glass
 from .config import BreachConfig, load_breach_config, parse_duration
 from .manager import IncidentManager, attach, incident_manager
 from .model import (
@@ -61,6 +62,7 @@ __all__ = [
     "BreachConfig",
     "Deadline",
     "DispatchReport",
+    "EmergencyAccess",
     "Exposure",
     "Finding",
     "Incident",
@@ -75,6 +77,7 @@ __all__ = [
     "Scope",
     "SendReport",
     "attach",
+    "break_glass",
     "incident_manager",
     "load_breach_config",
     "parse_duration",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import click
 
-from . import audit, check, consent, incident, keys, policy, retention, subject, vault
+from . import audit, check, consent, grants, incident, keys, policy, retention, subject, vault
 
 __all__ = ["main"]
 
@@ -40,6 +40,8 @@ main.add_command(check.check_command)
 main.add_command(keys.keys)
 main.add_command(audit.audit)
 main.add_command(consent.consent)
+main.add_command(grants.grants)
+main.add_command(grants.break_glass_command)
 main.add_command(policy.policy)
 main.add_command(subject.subject)
 main.add_command(retention.retention)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,19 @@ __all__ = ["backup_command", "demo", "init", "migrate_command", "restore_command
     help="Write a new random root key file here and use it.",
 )
 @policy_option
+@click.option(
+    "--creator",
+    help="Your actor id, granted the pack's grant-administrator role (default: $USER).",
+)
 @handle_errors
 def init(
-    path: Path, key_file: Path | None, generate_key_file: Path | None, policy_dir: Path | None
+    path: Path,
+    key_file: Path | None,
+    generate_key_file: Path | None,
+    policy_dir: Path | None,
+    creator: str | None,
 ) -> None:
-    """Create a new, empty vault at PATH."""
+    """Create a new, empty vault at PATH; --creator may then grant roles (ownervault grants)."""
     if generate_key_file is not None:
         if key_file is not None:
             raise click.UsageError("use either --key-file or --generate-key-file")
@@ -50,8 +59,10 @@ def init(
         click.echo(f"wrote a new root key file to {generate_key_file} (keep it apart from backups)")
     else:
         key = key_provider(key_file, confirm=True)
-    with Vault.create(path, key=key, policy=policy_dir) as vault:
+    creator = creator or os.environ.get("USER") or "security-admin"
+    with Vault.create(path, key=key, policy=policy_dir, creator=creator) as vault:
         click.echo(f"created vault {vault.vault_id} at {path}")
+        click.echo(f"{creator} may now grant roles: ownervault grants add {path} ACTOR ROLE")
 
 
 @click.command()
@@ -64,8 +75,17 @@ def demo(path: Path, owners: int, key_file: Path | None, quiet: bool) -> None:
     """Create a vault at PATH with a synthetic community and show who sees what."""
     key = key_provider(key_file, confirm=True)
     population = list(synthetic_community(owners))
-    with Vault.create(path, key=key) as vault:
+    with Vault.create(path, key=key, creator="secadmin-01") as vault:
         click.echo(f"created vault {vault.vault_id} at {path}")
+        # Roles come from grants the vault keeps, made by its security administrator.
+        grantor = Actor("secadmin-01", roles=["security_admin"])
+        for actor_id, role in (
+            ("clerk-01", "front_desk"),
+            ("fin-02", "finance"),
+            ("guard-07", "security"),
+        ):
+            vault.grants.add(actor_id, role, by=grantor)
+        click.echo("granted roles: clerk-01 front_desk, fin-02 finance, guard-07 security")
         ids: dict[str, str] = {}
         registration: list[Any] = []
         for owner in population:

@@ -7,8 +7,9 @@ and for the facade (``ownervault.vault``):
 * :class:`Kernel` (:mod:`.core`) -- an open vault: ``backend``, ``audit``, ``policy``,
   ``clock``, ``keys`` (:class:`KeyStore`, :mod:`.keystore`), the fail-closed lock, audit
   entries in the system's or an admin's name, signatures, the header; :meth:`Kernel.access`
-  opens an :class:`Access`. :func:`create_kernel` and :func:`open_kernel` (:mod:`.opening`)
-  make one.
+  opens an :class:`Access` for an actor :func:`~.grants.admit` checked against the vault's
+  grants (:mod:`.grants`; :class:`GrantBook` in :mod:`.authority` changes them).
+  :func:`create_kernel` and :func:`open_kernel` (:mod:`.opening`) make one.
 * :class:`Access` (:mod:`.core`) -- one actor acting for one purpose: audit entries, commits,
   denials, the session's :class:`Decider` (:mod:`.decide`).
 * operations taking an :class:`Access`: :mod:`.writes` (``put_many``, ``update``),
@@ -23,6 +24,7 @@ Imports ``policy``, ``audit``, ``keys``, ``crypto``, ``storage``, ``records`` an
 ``exceptions``; never a feature or the facade.
 """
 
+from .authority import GrantBook
 from .check import check_kernel, check_location
 from .clock import Clock, SystemClock
 from .core import ADMIN_PURPOSE, INVESTIGATOR_ROLE, SYSTEM_ACTOR, Access, Kernel
@@ -30,6 +32,7 @@ from .decide import Decider
 from .erase import ErasureResult, held
 from .explain import explain
 from .findings import CheckFinding, CheckReport
+from .grants import Grant
 from .keystore import AUTO_ROTATE_AT, KeyStore, key_info, subject_context
 from .opening import create_kernel, load_pack, open_kernel
 from .views import RecordRef, RecordView
@@ -45,6 +48,8 @@ __all__ = [
     "Clock",
     "Decider",
     "ErasureResult",
+    "Grant",
+    "GrantBook",
     "Kernel",
     "KeyStore",
     "RecordRef",

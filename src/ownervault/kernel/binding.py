@@ -30,7 +30,7 @@ from ..crypto import ROW_BYTES, ROW_HEAD, ROW_INT, ROW_NONE, ROW_TEXT, RowKey, R
 from ..exceptions import IntegrityError
 from ..policy import ConsentRecord
 from ..storage import KeyRow, RecordRow, SubjectRow
-from ..storage.base import DisclosureRow, HoldRow, IncidentRow, OutboxRow, RequestRow
+from ..storage.base import DisclosureRow, GrantRow, HoldRow, IncidentRow, OutboxRow, RequestRow
 
 __all__ = ["BOUND_META", "FACTS", "Binder", "Fact"]
 
@@ -43,6 +43,14 @@ BOUND_META: Final = "row_binding"
 #: sent: ``state``, ``attempts``, ``claims``, ``next_attempt_at``, ``last_error``,
 #: ``delivered_at``).
 FACTS: Final[dict[type, tuple[str, str, tuple[str, ...]]]] = {
+    GrantRow: (
+        "grants",
+        "grant_id",
+        (
+            "grant_id", "actor_id", "role", "communities", "buildings", "expires_at",
+            "granted_by", "granted_at", "revoked_by", "revoked_at",
+        ),
+    ),
     HoldRow: (
         "holds",
         "hold_id",
@@ -80,7 +88,7 @@ FACTS: Final[dict[type, tuple[str, str, tuple[str, ...]]]] = {
 }  # fmt: skip
 
 #: A row of one of :data:`FACTS`' types.
-Fact = TypeVar("Fact", HoldRow, RequestRow, DisclosureRow, IncidentRow, OutboxRow)
+Fact = TypeVar("Fact", GrantRow, HoldRow, RequestRow, DisclosureRow, IncidentRow, OutboxRow)
 
 
 class Binder:
@@ -293,7 +301,7 @@ class Binder:
             )
 
     def _fact_values(
-        self, row: HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
+        self, row: GrantRow | HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
     ) -> tuple[str, list[RowValue]]:
         table, _, columns = FACTS[type(row)]
         return table, [self._vault_id, *(getattr(row, c) for c in columns)]
@@ -303,7 +311,7 @@ class Binder:
         return attrs.evolve(row, binding=self._key.tag(*self._fact_values(row)))
 
     def check_fact(
-        self, row: HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
+        self, row: GrantRow | HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
     ) -> None:
         """Raise :class:`IntegrityError` unless the row is one the vault wrote."""
         table, values = self._fact_values(row)

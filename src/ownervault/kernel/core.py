@@ -29,6 +29,7 @@ from ..audit.anchor import ANCHOR_NAME, AnchoredCheckpoint, Anchors, CheckpointS
 from ..audit.checkpoint import sign_note, verifier_key
 from ..exceptions import (
     IntegrityError,
+    NotGrantedError,
     OwnerVaultError,
     PolicyDeniedError,
     RecordNotFoundError,
@@ -51,6 +52,7 @@ from .anchoring import Anchoring
 from .clock import Clock
 from .decide import Decider
 from .erasures import LEDGER_NAME, ErasureLedger
+from .grants import VERSION_META, Grant, admission
 from .keystore import KeyStore
 
 __all__ = [
@@ -71,6 +73,9 @@ SYSTEM_ACTOR: Final = Actor("ownervault", roles=["system"])
 INVESTIGATOR_ROLE: Final = "compliance_officer"
 #: The purpose of entries about the vault's own administration.
 ADMIN_PURPOSE: Final = "vault_administration"
+
+#: ``meta`` key naming the incident that holds the vault locked (empty: not locked).
+LOCK_META: Final = "locked_by_incident"
 #: The audit action recorded when an older vault's header is first given a MAC.
 HEADER_SEALED_ACTION: Final = "vault.header_sealed"
 #: The detail key of every entry that records a sealed header (``vault.create`` too).
@@ -118,6 +123,8 @@ class Kernel:
         self._root = root
         self.mutex = threading.RLock()
         self.closed = False
+        #: Actor id -> (grants version, its checked grants), kept by :mod:`.grants`.
+        self.grant_cache: dict[str, tuple[str, tuple[Grant, ...]]] = {}
         self.lock_file: VaultLock | None = None
         if path is not None:
             self.lock_file = VaultLock(path)
@@ -200,19 +207,24 @@ class Kernel:
         Raises:
             VaultLockedError: the vault is locked after an integrity failure and the actor is
                 not a compliance officer.
+            NotGrantedError: the actor asks for roles or a scope it was not granted (audited).
             PolicyDeniedError: the purpose is unknown or prohibited, or none of the actor's
                 roles may act for it (the refusal is audited).
         """
         self.check_open()
         if not isinstance(actor, Actor):
             raise ValidationError("actor must be an ownervault Actor")
-        locked = self.locked_by
-        if locked is not None and INVESTIGATOR_ROLE not in actor.roles:
+        meta = self.backend.get_metas((VERSION_META, LOCK_META))  # one read for both
+        actor, until = admission(
+            self, actor, action="session.open", purpose=purpose, version=meta.get(VERSION_META)
+        )
+        locked = meta.get(LOCK_META)
+        if locked and INVESTIGATOR_ROLE not in actor.roles:
             raise VaultLockedError(
                 f"the vault is locked by incident {locked}: only a compliance officer may read "
                 "until an admin acknowledges it"
             )
-        access = Access(self, actor, purpose)
+        access = Access(self, actor, purpose, until=until)
         access.open()
         return access
 
@@ -221,20 +233,19 @@ class Kernel:
     @property
     def locked_by(self) -> str | None:
         """The incident that locked the vault (fail closed after tampering), if any."""
-        return self.backend.get_meta("locked_by_incident") or None
+        return self.backend.get_meta(LOCK_META) or None
 
     def lock(self, incident_id: str) -> None:
         """Fail closed: refuse everything but a compliance officer's reads (call in a txn)."""
-        self.backend.set_meta("locked_by_incident", incident_id)
+        self.backend.set_meta(LOCK_META, incident_id)
 
     def unlock(self) -> None:
         """Lift the lock once an admin acknowledged the incident (call in a txn)."""
-        self.backend.set_meta("locked_by_incident", "")
+        self.backend.set_meta(LOCK_META, "")
 
     def check_writable(self) -> None:
         """Raise :class:`VaultLockedError` while an incident holds the vault locked."""
-        locked = self.locked_by
-        if locked is not None:
+        if (locked := self.locked_by) is not None:
             raise VaultLockedError(
                 f"the vault is locked by incident {locked}; nothing may change until an admin "
                 "acknowledges it"
@@ -538,8 +549,12 @@ class Access:
     Open one with :meth:`Kernel.access` (which audits the opening) and :meth:`close` it.
     """
 
-    def __init__(self, kernel: Kernel, actor: Actor, purpose: str) -> None:
+    def __init__(
+        self, kernel: Kernel, actor: Actor, purpose: str, *, until: _dt.datetime | None = None
+    ) -> None:
         self.kernel = kernel
+        #: When the grants the actor acts on run out (None: they do not expire).
+        self.until = until
         self.backend = kernel.backend
         self.policy = kernel.policy
         self.actor = actor
@@ -570,6 +585,22 @@ class Access:
             self.closed = True
             if not self.kernel.closed:
                 self.commit([self.entry("session.close", decision="allow")])
+
+    def check_granted(self) -> None:
+        """Refuse (audited) an operation after the grants the session was opened on expired.
+
+        Raises:
+            NotGrantedError: reason ``grant_expired``.
+        """
+        if self.until is not None and self.now() >= self.until:
+            raise self.deny(
+                [self.entry("session.operation", decision="deny", reason="grant_expired")],
+                NotGrantedError(
+                    f"the grants of actor {self.actor.actor_id!r} for this session ran out at "
+                    f"{self.until.isoformat()}: open a new session",
+                    reason="grant_expired",
+                ),
+            )
 
     def now(self) -> _dt.datetime:
         """The vault clock's current time."""

@@ -132,6 +132,7 @@ class Decider:
             subject is not None and key is not None and self.is_minor(subject, key, now.date())
         )
         needs_context, _ = self._policy.conditional(self.purpose, record_type)
+        needs_context = needs_context or self.actor.confined
         context = self.context(subject, extra_units) if needs_context else None
         decision = self.policy_only(record_type, action, minor=minor, context=context, now=now)
         if not decision.allowed:

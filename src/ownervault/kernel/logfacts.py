@@ -28,6 +28,10 @@ KEY_TRANSITIONS: Final = frozenset({"key.demote", "key.compromised", "key.destro
 UNLOGGED: Final = object()
 
 
+#: The audit actions that make a grant (each names it in ``detail.grant_id``).
+GRANT_ACTIONS: Final = frozenset({"grant.add", "grant.bootstrap", "break_glass.grant"})
+
+
 class LogFacts:
     """What the audit log says about the rows a deep check compares with it.
 
@@ -40,6 +44,8 @@ class LogFacts:
         self.restrictions: dict[str, str | None] = {}
         self.key_states: dict[str, str] = {}
         self.consents: dict[str, str] = {}
+        self.grants: set[str] = set()
+        self.revoked: set[str] = set()
         self.holds: dict[str, str] = {}
         self.released: set[str] = set()
         self.requests: dict[str, str] = {}
@@ -94,7 +100,11 @@ class LogFacts:
         self, action: str, detail: Mapping[str, Any], entry: Mapping[str, Any]
     ) -> None:
         subject = str(entry.get("subject"))
-        if action == "subject.hold" and detail.get("hold_id"):
+        if action in GRANT_ACTIONS and detail.get("grant_id"):
+            self.grants.add(str(detail["grant_id"]))
+        elif action == "grant.remove" and detail.get("grant_id"):
+            self.revoked.add(str(detail["grant_id"]))
+        elif action == "subject.hold" and detail.get("hold_id"):
             self.holds[str(detail["hold_id"])] = subject
         elif action == "subject.release" and detail.get("hold_id"):
             self.released.add(str(detail["hold_id"]))

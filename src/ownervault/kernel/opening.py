@@ -513,6 +513,7 @@ def bind_existing(kernel: Kernel) -> None:
             backend.update_subjects(bound)
             counts["subjects"] += len(bound)
         facts: list[tuple[str, list[Any]]] = [
+            ("grants", list(backend.grants())),
             ("holds", list(backend.all_holds())),
             ("rights_requests", list(backend.requests())),
             ("disclosures", list(backend.all_disclosures())),

@@ -15,11 +15,11 @@ each kind of row is checked by its own function, table by table, a page at a tim
   and sealed digest), erased exactly when the log says so; every field envelope of a live
   record opens under its subject's key; every blind-index token it should have is there, and
   none stands for a value it does not hold. Records the log wrote that are gone are reported.
-* :func:`check_consents`, :func:`check_holds`, :func:`check_requests`,
+* :func:`check_consents`, :func:`check_grants`, :func:`check_holds`, :func:`check_requests`,
   :func:`check_disclosures`, :func:`check_incidents` -- every row was logged and every logged
-  one exists (and holds and requests are released or closed as logged).
-* :func:`check_facts` -- every hold, request, disclosure, incident and outbox row matches its
-  binding tag.
+  one exists (and grants revoked, holds released and requests closed as logged).
+* :func:`check_facts` -- every grant, hold, request, disclosure, incident and outbox row
+  matches its binding tag.
 * :func:`check_outbox` -- every notification's delivery state, attempts and delivery time are
   its last logged outcome, and no notification the log saw tried is gone.
 * :func:`check_lock` -- the fail-closed lock is not cleared while an incident that locked the
@@ -50,6 +50,7 @@ __all__ = [
     "check_consents",
     "check_disclosures",
     "check_facts",
+    "check_grants",
     "check_holds",
     "check_incidents",
     "check_keys",
@@ -128,6 +129,7 @@ def scrub(target: CheckTarget, findings: Findings) -> None:
         ("the subject check", lambda: check_subjects(target, facts, findings)),
         ("the record check", lambda: check_records(target, expected, findings)),
         ("the consent check", lambda: check_consents(target, facts, findings)),
+        ("the grant check", lambda: check_grants(target, facts, findings)),
         ("the hold check", lambda: check_holds(target, facts, findings)),
         ("the request check", lambda: check_requests(target, facts, findings)),
         ("the disclosure check", lambda: check_disclosures(target, facts, findings)),
@@ -532,6 +534,26 @@ def check_consents(target: CheckTarget, facts: LogFacts, findings: Findings) -> 
     _compare(findings, "consent", "consents", (cid for cid, _ in rows), facts.consents)
 
 
+def check_grants(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Role grants against their entries (granted, revoked): a revoked grant written back in
+    its earlier state still has a valid tag, but the log records its revocation."""
+    rows = target.backend.grants()
+    findings.count("grants", len(rows))
+    _compare(findings, "grant", "grants", (g.grant_id for g in rows), facts.grants)
+    for grant in rows:
+        if grant.grant_id in facts.grants and (grant.revoked_at is not None) != (
+            grant.grant_id in facts.revoked
+        ):
+            findings.damage(
+                "grant",
+                "grants",
+                grant.grant_id,
+                "revoked, but the audit log records no revocation"
+                if grant.revoked_at is not None
+                else "the audit log records its revocation, but the row says it is active",
+            )
+
+
 def check_holds(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
     """Legal holds against their entries (placed, released) and their owners' hold ends."""
     rows = target.backend.all_holds()
@@ -621,11 +643,12 @@ def check_incidents(target: CheckTarget, facts: LogFacts, findings: Findings) ->
 
 
 def check_facts(target: CheckTarget, findings: Findings) -> None:
-    """Every hold, rights request, disclosure, incident and outbox row against its tag."""
+    """Every grant, hold, rights request, disclosure, incident and outbox row against its tag."""
     if not target.keys.bound:
         return  # an older vault's rows get their tags when it is opened for use
     backend = target.backend
     tables: list[tuple[str, Sequence[Any]]] = [
+        ("grants", backend.grants()),
         ("holds", backend.all_holds()),
         ("rights_requests", backend.requests()),
         ("disclosures", backend.all_disclosures()),

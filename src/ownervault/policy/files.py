@@ -6,6 +6,7 @@ error names the file and line it comes from.
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -96,11 +97,33 @@ class RoleModel(_Strict):
     purposes: list[Ident]
 
 
+class BreakGlassModel(_Strict):
+    """One ``[break_glass.<name>]`` entry of ``roles.toml``: an emergency rule set."""
+
+    role: Ident
+    eligible: list[Ident] = pydantic.Field(min_length=1)
+    max_duration: _dt.timedelta
+
+    @pydantic.field_validator("max_duration")
+    @classmethod
+    def _bounded(cls, value: _dt.timedelta) -> _dt.timedelta:
+        if not _dt.timedelta(minutes=1) <= value <= _dt.timedelta(hours=24):
+            raise ValueError("max_duration must be an ISO 8601 duration from PT1M to PT24H")
+        return value
+
+
+RolePair = Annotated[list[Ident], pydantic.Field(min_length=2, max_length=2)]
+
+
 class RolesFile(_Strict):
     """``roles.toml``."""
 
     roles: dict[Ident, RoleModel]
     admin_actions: dict[str, list[Ident]] = {}
+    #: Pairs of roles one actor may not hold together (refused when the second is granted).
+    separation_of_duties: list[RolePair] = []
+    #: Emergency rule sets a session may ask for with a written reason.
+    break_glass: dict[Ident, BreakGlassModel] = {}
 
 
 ViewText = Annotated[

@@ -26,7 +26,7 @@ from ..exceptions import PolicyError
 from ..records import MASKERS, RECORD_TYPES, Classification, Record
 from .files import Notice, PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
 from .model import ADMIN_ACTIONS, FieldView, LegalBasis, ViewMode
-from .pack import Policy, Purpose, Rule
+from .pack import BreakGlass, Policy, Purpose, Rule
 
 __all__ = ["default_policy_dir", "load_policy", "processing_register"]
 
@@ -131,6 +131,36 @@ def load_policy(folder: str | Path | None = None) -> Policy:
                     ["admin_actions", action, i], f"action {action!r} names unknown role {role!r}"
                 )
         admin[action] = frozenset(granted)
+    conflicts: set[frozenset[str]] = set()
+    for i, pair in enumerate(roles_doc.separation_of_duties):
+        for j, role in enumerate(pair):
+            if role not in roles:
+                raise rfile.error(
+                    ["separation_of_duties", i, j],
+                    f"separation of duties names unknown role {role!r}",
+                )
+        if pair[0] == pair[1]:
+            raise rfile.error(
+                ["separation_of_duties", i],
+                f"separation of duties pairs role {pair[0]!r} with itself",
+            )
+        conflicts.add(frozenset(pair))
+    emergency: dict[str, BreakGlass] = {}
+    for name, bg in roles_doc.break_glass.items():
+        named: list[tuple[list[object], str]] = [(["role"], bg.role)]
+        named += [(["eligible", i], r) for i, r in enumerate(bg.eligible)]
+        for where, role in named:
+            if role not in roles:
+                raise rfile.error(
+                    ["break_glass", name, *where],
+                    f"break-glass {name!r} names unknown role {role!r}",
+                )
+        if bg.role in bg.eligible:
+            raise rfile.error(
+                ["break_glass", name, "eligible"],
+                f"break-glass {name!r}: its own role {bg.role!r} cannot be eligible for it",
+            )
+        emergency[name] = BreakGlass(name, bg.role, frozenset(bg.eligible), bg.max_duration)
 
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -174,6 +204,8 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         rules=tuple(rules),
         digest=digest.hexdigest(),
         admin_actions=admin,
+        conflicts=frozenset(conflicts),
+        break_glass=emergency,
     )
 
 

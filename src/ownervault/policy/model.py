@@ -58,6 +58,10 @@ ADMIN_ACTIONS: Final[dict[str, str]] = {
     "incident.retry": "queue a dead-lettered notification again",
     "incident.dispatch": "deliver queued notifications",
     "incident.send": "send spooled owner notices by mail",
+    "grant.add": "grant a role to an actor",
+    "grant.remove": "revoke an actor's grant",
+    "grant.list": "list who holds which roles",
+    "retention.sweep": "erase owners whose retention periods all ran out",
 }
 
 
@@ -91,12 +95,19 @@ class Actor:
 
     ``communities`` and ``buildings`` (as ``community/building``) bind the actor to where it
     works; rules with ``scope = "community"`` or ``"building"`` only apply to subjects there.
+    A ``confined`` actor reaches only subjects there, whatever the rule: the vault confines a
+    session whose roles were granted for some communities or buildings only.
     """
 
     actor_id: str
     roles: tuple[str, ...] = attrs.field(converter=_role_tuple)
     communities: tuple[str, ...] = attrs.field(default=(), converter=_role_tuple)
     buildings: tuple[str, ...] = attrs.field(default=(), converter=_role_tuple)
+    confined: bool = False
+
+    def reaches(self, communities: frozenset[str], buildings: frozenset[str]) -> bool:
+        """Whether a subject living there is within a confined actor's scope."""
+        return bool(set(self.communities) & communities or set(self.buildings) & buildings)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.actor_id, str) or not 1 <= len(self.actor_id) <= 128:

@@ -9,8 +9,8 @@ a minor under 14 is hidden unless a matching rule says ``minors = true``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -92,6 +92,16 @@ class Rule:
 
 
 @attrs.frozen
+class BreakGlass:
+    """An emergency rule set: the role it grants, who may ask for it, and for how long at most."""
+
+    name: str
+    role: str
+    eligible: frozenset[str]
+    max_duration: timedelta
+
+
+@attrs.frozen
 class SubjectContext:
     """What conditions need to know about a subject: where they live.
 
@@ -116,9 +126,24 @@ class Policy:
     #: Administrative action -> the roles that may take it (``[admin_actions]``).
     admin_actions: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
 
+    #: Emergency rule sets by name (``[break_glass]``).
+    break_glass: Mapping[str, BreakGlass] = attrs.field(factory=dict)
+    #: Pairs of roles one actor may not hold together (``[separation_of_duties]``).
+    conflicts: frozenset[frozenset[str]] = frozenset()
+
     def may_administer(self, actor: Actor, action: str) -> bool:
         """Whether one of ``actor``'s roles may take the administrative ``action``."""
         return bool(set(actor.roles) & self.admin_actions.get(action, frozenset()))
+
+    def conflict(self, roles: Iterable[str]) -> tuple[str, str] | None:
+        """A pair of ``roles`` that separation of duties keeps apart, or None."""
+        held = set(roles)
+        if len(held) < 2:
+            return None
+        for pair in sorted(sorted(p) for p in self.conflicts):
+            if set(pair) <= held:
+                return pair[0], pair[1]
+        return None
 
     def decide(
         self,
@@ -185,6 +210,13 @@ class Policy:
         ]
         if not matching:
             return deny("no_rule")
+        if (
+            conditions
+            and actor.confined
+            and (subject is None or not actor.reaches(subject.communities, subject.buildings))
+        ):
+            # The actor's grants confine it to some communities or buildings.
+            return deny("outside_scope", tuple(r.rule_id for r in matching))
         holding = [
             r
             for r in matching

@@ -23,6 +23,7 @@ __all__ = [
     "Backend",
     "DatabaseProblem",
     "DisclosureRow",
+    "GrantRow",
     "HoldRow",
     "KeyRow",
     "RecordRow",
@@ -98,6 +99,27 @@ class RecordRow:
     clear: str
     sealed: bytes
     erased: bool
+    binding: bytes | None = None
+
+
+@attrs.frozen
+class GrantRow:
+    """A role granted to an actor, optionally confined to communities or buildings.
+
+    ``communities`` and ``buildings`` are JSON lists, or None for a grant without that limit;
+    ``revoked_at`` is set when the grant is removed (the row stays, for accountability).
+    """
+
+    grant_id: str
+    actor_id: str
+    role: str
+    communities: str | None
+    buildings: str | None
+    expires_at: str | None
+    granted_by: str
+    granted_at: str
+    revoked_by: str | None = None
+    revoked_at: str | None = None
     binding: bytes | None = None
 
 
@@ -229,6 +251,10 @@ class Backend(Protocol):
     # meta
     def get_meta(self, key: str) -> str | None:
         """Read a value of the ``meta`` table."""
+        ...
+
+    def get_metas(self, keys: Sequence[str]) -> dict[str, str]:
+        """Read several values of the ``meta`` table at once (keys without a value left out)."""
         ...
 
     def set_meta(self, key: str, value: str) -> None:
@@ -422,6 +448,19 @@ class Backend(Protocol):
 
     def subject_units(self, pseudonym: str) -> list[RecordRow]:
         """A subject's live unit records (community and building live in their clear JSON)."""
+        ...
+
+    def insert_grant(self, grant: GrantRow) -> None:
+        """Record a role grant."""
+        ...
+
+    def grants(self, actor_id: str | None = None) -> list[GrantRow]:
+        """The grants (revoked ones too) of one actor, or of everyone; oldest first."""
+        ...
+
+    def revoke_grant(self, grant: GrantRow) -> bool:
+        """Store a grant's revocation (``revoked_by``, ``revoked_at`` and new tag); False if it
+        was revoked already or is not there."""
         ...
 
     def insert_hold(self, hold: HoldRow) -> None:

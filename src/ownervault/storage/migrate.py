@@ -26,6 +26,7 @@ COPY_ORDER: Final = (
     "records",
     "blind_index",
     "consents",
+    "grants",
     "holds",
     "rights_requests",
     "disclosures",

@@ -378,7 +378,7 @@ class PostgresBackend(PostgresQueries):
                 problems.append(
                     DatabaseProblem("schema", str(name), None, f"the {kind} is disabled")
                 )
-        for kind, names in expected_objects("postgres").items():
+        for kind, names in expected_objects("postgres", self.schema_version()).items():
             for name in sorted(names):
                 if (kind, name) not in present:
                     problems.append(DatabaseProblem("schema", name, None, f"the {kind} is missing"))

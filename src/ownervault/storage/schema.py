@@ -106,6 +106,8 @@ class Table:
     indexes: tuple[Index, ...] = ()
     append_only: str | None = None
     append_only_except: tuple[str, ...] = ()
+    #: The schema version that added the table (its migration step creates it whole).
+    since: int = 1
 
     def __attrs_post_init__(self) -> None:
         # A typo in a key or index column would otherwise surface only as a database error
@@ -133,8 +135,9 @@ class Table:
 
 
 #: The schema version this code writes. Version 2 added the binding tags of rows that drive
-#: decisions (``keys``, ``subjects``, ``records``, ``consents``) and ``subjects.consent_head``.
-SCHEMA_VERSION: Final = 2
+#: decisions (``keys``, ``subjects``, ``records``, ``consents``) and ``subjects.consent_head``;
+#: version 3 the ``grants`` table (who holds which role, where, until when).
+SCHEMA_VERSION: Final = 3
 
 
 #: Every vault table, in creation order (a referenced table comes before its references).
@@ -282,6 +285,24 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         indexes=(Index("disclosures_subject", ("pseudonym",)),),
     ),
     Table(
+        "grants",
+        (
+            Column("grant_id", "text", primary_key=True),
+            Column("actor_id", "text", not_null=True),
+            Column("role", "text", not_null=True),
+            Column("communities", "text"),
+            Column("buildings", "text"),
+            Column("expires_at", "text"),
+            Column("granted_by", "text", not_null=True),
+            Column("granted_at", "text", not_null=True),
+            Column("revoked_by", "text"),
+            Column("revoked_at", "text"),
+            Column("binding", "blob"),
+        ),
+        indexes=(Index("grants_actor", ("actor_id", "role")),),
+        since=3,
+    ),
+    Table(
         "jobs",
         (
             Column("job_id", "text", primary_key=True),
@@ -377,6 +398,8 @@ def tables_at(version: int) -> tuple[Table, ...]:
     """The tables as schema ``version`` had them (for tests and documentation)."""
     out = []
     for table in VAULT_TABLES:
+        if table.since > version:
+            continue
         columns = tuple(c for c in table.columns if c.since <= version)
         names = {c.name for c in columns}
         out.append(
@@ -389,21 +412,25 @@ def tables_at(version: int) -> tuple[Table, ...]:
     return tuple(out)
 
 
-def expected_objects(dialect: Literal["sqlite", "postgres"]) -> dict[str, frozenset[str]]:
-    """The tables, indexes and triggers (and on PostgreSQL, functions) a vault must have.
+def expected_objects(
+    dialect: Literal["sqlite", "postgres"], version: int = SCHEMA_VERSION
+) -> dict[str, frozenset[str]]:
+    """The tables, indexes and triggers (and on PostgreSQL, functions) a vault of schema
+    ``version`` must have.
 
     What ``ownervault check`` compares the database's catalogue with: a missing append-only
     trigger means the table is no longer append-only. Implicit objects (primary-key indexes,
     SQLite's automatic indexes) are left out.
     """
     events = ("update", "delete") if dialect == "sqlite" else ("update", "delete", "truncate")
-    tables = {table.name for table in VAULT_TABLES}
+    present = [table for table in VAULT_TABLES if table.since <= version]
+    tables = {table.name for table in present}
     objects = {
         "table": frozenset(tables | ({"schema_version"} if dialect == "postgres" else set())),
-        "index": frozenset(index.name for table in VAULT_TABLES for index in table.indexes),
+        "index": frozenset(index.name for table in present for index in table.indexes),
         "trigger": frozenset(
             f"{table.name}_no_{event}"
-            for table in VAULT_TABLES
+            for table in present
             if table.append_only is not None
             for event in events
         ),
@@ -486,17 +513,21 @@ def _sqlite_triggers(table: Table, events: tuple[str, ...] = ("UPDATE", "DELETE"
 
 def sqlite_script(tables: tuple[Table, ...] = VAULT_TABLES) -> str:
     """The SQLite DDL creating ``tables``: ``WITHOUT ROWID`` where asked, ``RAISE`` triggers."""
-    statements: list[str] = []
-    for table in tables:
-        suffix = " WITHOUT ROWID" if table.without_rowid else ""
-        statements.append(_create_table(table, SQLITE_TYPES, suffix))
-        statements += _create_indexes(table)
-        if table.append_only is not None:
-            statements += _sqlite_triggers(table)
-    return _script(statements)
+    return _script([statement for table in tables for statement in _sqlite_create(table)])
+
+
+def _sqlite_create(table: Table) -> list[str]:
+    """One table, its indexes and its append-only triggers, for SQLite."""
+    suffix = " WITHOUT ROWID" if table.without_rowid else ""
+    statements = [_create_table(table, SQLITE_TYPES, suffix), *_create_indexes(table)]
+    if table.append_only is not None:
+        statements += _sqlite_triggers(table)
+    return statements
 
 
 def _added(table: Table, version: int) -> list[Column]:
+    if table.since >= version:
+        return []  # a table the version creates (or a later one) gets its columns with it
     return [column for column in table.columns if column.since == version]
 
 
@@ -510,12 +541,16 @@ def _refreshes_update_trigger(table: Table, version: int) -> bool:
 def sqlite_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> str:
     """The SQLite statements that bring a vault of ``version - 1`` to ``version``.
 
-    New columns are appended (``ALTER TABLE ... ADD COLUMN``), so an upgraded table has its
+    A table the version added is created whole. New columns are appended (``ALTER TABLE ...
+    ADD COLUMN``), so an upgraded table has its
     columns in the same order as a new one; an append-only table's update trigger is made again
     when the new columns are ones an update may set.
     """
     statements: list[str] = []
     for table in tables:
+        if table.since == version:
+            statements += _sqlite_create(table)
+            continue
         for column in _added(table, version):
             statements.append(
                 f"ALTER TABLE {table.name} ADD COLUMN {_column_sql(column, SQLITE_TYPES)}"
@@ -571,6 +606,12 @@ def postgres_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> 
     """The PostgreSQL statements that bring a vault of ``version - 1`` to ``version``."""
     statements: list[str] = []
     for table in tables:
+        if table.since == version:
+            statements.append(_create_table(table, POSTGRES_TYPES))
+            statements += _create_indexes(table)
+            if table.append_only is not None:
+                statements += _postgres_triggers(table)
+            continue
         for column in _added(table, version):
             statements.append(
                 f"ALTER TABLE {table.name} ADD COLUMN {_column_sql(column, POSTGRES_TYPES)}"

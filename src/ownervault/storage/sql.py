@@ -17,6 +17,7 @@ imports a database driver.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from .sql_audit import AuditQueries
 from .sql_incidents import IncidentQueries
@@ -51,6 +52,12 @@ class SharedQueries(
         """Read a value of the ``meta`` table."""
         row = self._execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    def get_metas(self, keys: Sequence[str]) -> dict[str, str]:
+        """Read several values of the ``meta`` table at once (keys without a value left out)."""
+        marks = ", ".join("?" for _ in keys)
+        rows = self._execute(f"SELECT key, value FROM meta WHERE key IN ({marks})", tuple(keys))
+        return {str(key): str(value) for key, value in rows.fetchall()}
 
     def set_meta(self, key: str, value: str) -> None:
         """Write a value of the ``meta`` table."""

@@ -82,6 +82,7 @@ class RecordQueries(QueryRunner):
         "subjects": "pseudonym",
         "records": "record_id",
         "consents": "consent_id",
+        "grants": "grant_id",
         "holds": "hold_id",
         "rights_requests": "request_id",
         "disclosures": "disclosure_id",

@@ -1,4 +1,5 @@
-"""Shared statements of owners' rights: the consent ledger, holds, requests and disclosures."""
+"""Shared statements of owners' rights (the consent ledger, holds, requests, disclosures) and of
+staff's role grants."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import attrs
 
 from ..exceptions import IntegrityError
 from ..policy.consent import ConsentRecord
-from .base import DisclosureRow, HoldRow, RequestRow
+from .base import DisclosureRow, GrantRow, HoldRow, RequestRow
 from .sql_runner import QueryRunner
 
 __all__ = ["RightsQueries"]
@@ -57,6 +58,37 @@ class RightsQueries(QueryRunner):
             params.append(purpose)
         rows = self._execute(sql + " ORDER BY position", params).fetchall()
         return [_consent_record(row) for row in rows]
+
+    _GRANT_COLUMNS = (
+        "grant_id, actor_id, role, communities, buildings, expires_at, granted_by, granted_at, "
+        "revoked_by, revoked_at, binding"
+    )
+
+    def insert_grant(self, grant: GrantRow) -> None:
+        """Record a role grant."""
+        self._execute(
+            f"INSERT INTO grants ({self._GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            attrs.astuple(grant),
+        )
+
+    def grants(self, actor_id: str | None = None) -> list[GrantRow]:
+        """The grants (revoked ones too) of one actor, or of everyone; oldest first."""
+        sql = f"SELECT {self._GRANT_COLUMNS} FROM grants"
+        params: tuple[str, ...] = ()
+        if actor_id is not None:
+            sql += " WHERE actor_id = ?"
+            params = (actor_id,)
+        rows = self._execute(sql + " ORDER BY granted_at, grant_id", params).fetchall()
+        return [GrantRow(*row) for row in rows]
+
+    def revoke_grant(self, grant: GrantRow) -> bool:
+        """Store a grant's revocation; False if it was revoked already or is not there."""
+        cur = self._execute(
+            "UPDATE grants SET revoked_by = ?, revoked_at = ?, binding = ? "
+            "WHERE grant_id = ? AND revoked_at IS NULL",
+            (grant.revoked_by, grant.revoked_at, grant.binding, grant.grant_id),
+        )
+        return bool(cur.rowcount == 1)
 
     def insert_hold(self, hold: HoldRow) -> None:
         """Record a legal hold."""

@@ -567,7 +567,7 @@ class SQLCipherBackend(SQLiteQueries):
             )
         catalogue = rows("SELECT type, name FROM sqlite_master")
         present = {(str(kind), str(name)) for kind, name in catalogue}
-        for kind, names in expected_objects("sqlite").items():
+        for kind, names in expected_objects("sqlite", self.schema_version()).items():
             for name in sorted(names):
                 if catalogue and (kind, name) not in present:
                     problems.append(DatabaseProblem("schema", name, None, f"the {kind} is missing"))

@@ -1,0 +1,384 @@
+"""``Session``: one actor's work for one purpose, every operation decided and audited.
+
+Open one with :meth:`ownervault.Vault.session`. A session holds one kernel
+:class:`~ownervault.kernel.Access`; each operation runs decide -> encrypt/decrypt -> audit in the
+kernel, or in a feature (owners' rights) that uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+from . import rights
+from .exceptions import (
+    AuditIntegrityError,
+    IntegrityError,
+    ValidationError,
+    VaultClosedError,
+)
+from .kernel import (
+    Access,
+    ErasureResult,
+    RecordRef,
+    RecordView,
+    ledger,
+    reads,
+    writes,
+)
+from .kernel import erase as _erase
+from .kernel.authority import authorise
+from .policy import Actor, ConsentRecord
+from .records import Record
+from .rights import CorrectionNotice, CorrectionResult, SubjectExport, SweepReport
+from .storage.base import DisclosureRow, HoldRow, RequestRow
+
+__all__ = ["Session"]
+
+_R = TypeVar("_R", bound=Record)
+
+
+class Session:
+    """Work done by one actor for one purpose; every operation is checked and audited.
+
+    Open with :meth:`Vault.session`; use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        access: Access,
+        notifiers: Callable[[], Sequence[Callable[[CorrectionNotice], None]]] = tuple,
+    ) -> None:
+        self._access = access
+        # The vault's correction notifiers as they are when a correction is made.
+        self._notifiers = notifiers
+        self._lock = threading.RLock()
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts."""
+        return self._access.actor
+
+    @property
+    def purpose(self) -> str:
+        """Why: the purpose the session was opened for."""
+        return self._access.purpose
+
+    def __repr__(self) -> str:
+        return f"<Session actor={self.actor.actor_id!r} purpose={self.purpose!r}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the session; later calls raise :class:`VaultClosedError`."""
+        self._access.close()
+
+    @contextlib.contextmanager
+    def _ready(self) -> Iterator[Access]:
+        """The session's access, checked to be usable, for one operation (one at a time).
+
+        A stored row that fails its integrity check is reported (an audit entry, a tamper
+        incident) once the operation's transaction has ended, then the error is raised.
+        """
+        with self._lock:
+            if self._access.closed:
+                raise VaultClosedError("the session is closed")
+            kernel = self._access.kernel
+            kernel.check_open()
+            self._access.check_granted()
+            try:
+                yield self._access
+            except IntegrityError as exc:
+                # A failed audit verification was reported by the log itself.
+                if not isinstance(exc, AuditIntegrityError):
+                    kernel.report_integrity(exc, self._access.actor, self._access.purpose)
+                raise
+
+    # ------------------------------------------------------------------ records
+
+    def put(self, record: Record) -> str:
+        """Store a new record; returns its id.
+
+        Raises:
+            PolicyDeniedError: the purpose may not create this record type or write a field.
+            ValidationError: ``record`` is not an ownervault record.
+        """
+        return self.put_many([record])[0]
+
+    def put_many(self, records: Sequence[Record]) -> list[str]:
+        """Store many records in one transaction (one pass over subject keys); returns ids.
+
+        Every record is decided first; if any is denied, nothing is stored, the denials are
+        audited and the first one is raised.
+        """
+        with self._ready() as access:
+            return writes.put_many(access, records)
+
+    def update(self, record: RecordRef | RecordView, **changes: object) -> RecordRef:
+        """Change fields of a record read earlier; refuses if it changed in between.
+
+        Args:
+            record: the view (or ref) read before; its version must still be current.
+            **changes: new field values (``None`` clears an optional field).
+
+        Returns:
+            The record's new ref (id and version).
+
+        Raises:
+            StaleRecordError: the record was changed since ``record`` was read.
+            PolicyDeniedError: the purpose may not update this record or one of the fields.
+        """
+        with self._ready() as access:
+            return writes.update(access, _ref(record), changes)
+
+    def get(self, record_type: type[_R] | str, record_id: str) -> RecordView:
+        """Read one record: only the fields the decision discloses, masked where it says.
+
+        Raises:
+            RecordNotFoundError: no such record of that type.
+            SubjectErasedError: the record's subject was erased.
+            PolicyDeniedError: the purpose may not read this record type.
+        """
+        return self.get_many(record_type, [record_id])[0]
+
+    def get_many(self, record_type: type[_R] | str, record_ids: Sequence[str]) -> list[RecordView]:
+        """Read many records of one type in one transaction, in the order of ``record_ids``."""
+        with self._ready() as access:
+            name = reads.type_name(record_type)
+            if isinstance(record_ids, str):
+                raise ValidationError("get_many takes a sequence of record ids")
+            return reads.get_many(access, name, list(record_ids))
+
+    def find(self, record_type: type[_R] | str, **criteria: object) -> list[RecordView]:
+        """Find records by equality on indexed fields (blind indexes; input is normalised).
+
+        Only fields the decision discloses may be searched, and only records the decision lets
+        this session read are returned.
+
+        Raises:
+            ValidationError: a criterion names a field without a blind index.
+            PolicyDeniedError: the purpose may not read this type or see a searched field.
+        """
+        with self._ready() as access:
+            return reads.find(access, reads.type_name(record_type), criteria)
+
+    # ------------------------------------------------------------------ consent ledger
+
+    def grant_consent(
+        self,
+        subject_id: str,
+        purpose: str,
+        *,
+        channel: str,
+        evidence: str,
+        separate: bool = False,
+        given_by: Literal["subject", "guardian"] = "subject",
+        expires_at: _dt.datetime | None = None,
+        notice_version: str | None = None,
+    ) -> ConsentRecord:
+        """Record a subject's (or a guardian's) consent to a consent-based purpose.
+
+        Only in a session opened for ``consent_management`` (so only roles the policy pack
+        allows to manage consents can do it).
+
+        Args:
+            subject_id: the subject consenting (must have records in the vault).
+            purpose: a purpose whose legal basis is ``consent``.
+            channel: how consent was collected (``app``, ``paper``, ``in_person``...).
+            evidence: a SHA-256 hex digest of the signed form or log (never the document).
+            separate: a separate consent covering sensitive fields (PIPL Art 29); required
+                when the purpose says ``separate_consent``.
+            given_by: ``guardian`` for a minor under 14 (PIPL Art 31); a minor's own consent
+                is refused.
+            expires_at: when the consent lapses, if it does.
+            notice_version: the notice shown; default the purpose's current notice.
+
+        Raises:
+            ValidationError: the purpose is not consent-based, evidence is not a digest, a
+                separate consent is missing, or a minor consented without a guardian.
+            RecordNotFoundError: no live subject with that id.
+        """
+        with self._ready() as access:
+            return ledger.consent_event(
+                access,
+                "grant",
+                subject_id,
+                purpose,
+                channel=channel,
+                evidence=evidence,
+                separate=separate,
+                given_by=given_by,
+                expires_at=expires_at,
+                notice_version=notice_version,
+            )
+
+    def withdraw_consent(
+        self, subject_id: str, purpose: str, *, channel: str, evidence: str = ""
+    ) -> ConsentRecord:
+        """Record a withdrawal; it takes effect at once, in every open session.
+
+        Processing already done stays lawful and its audit entries stay as they were.
+        """
+        with self._ready() as access:
+            return ledger.consent_event(
+                access,
+                "withdraw",
+                subject_id,
+                purpose,
+                channel=channel,
+                evidence=evidence or "0" * 64,
+            )
+
+    def consents(self, subject_id: str) -> list[ConsentRecord]:
+        """The subject's consent ledger, oldest first (the lookup is audited)."""
+        with self._ready() as access:
+            return ledger.consents(access, subject_id)
+
+    def access_history(self, subject_id: str) -> list[dict[str, Any]]:
+        """Who accessed a subject's data, when, why and which fields (PIPL Art 45, GDPR 15).
+
+        The vault computes the subject's pseudonym from ``subject_id``; entries are returned
+        as stored (they hold no personal value). Allowed only when this session's purpose may
+        read the subject's owner profile; the lookup itself is audited.
+
+        Raises:
+            PolicyDeniedError: the session may not read owner profiles for its purpose.
+            RecordNotFoundError: no live subject with that id.
+        """
+        with self._ready() as access:
+            return ledger.access_history(access, subject_id)
+
+    # ------------------------------------------------------------------ owners' rights
+
+    def erase_subject(self, subject_id: str, *, request_id: str | None = None) -> ErasureResult:
+        """Crypto-shred a subject: destroy their data key, ciphertexts and index tokens.
+
+        Every copy of the subject's fields encrypted under that key becomes undecryptable.
+        Audit entries stay (they hold only the pseudonym, which no longer links to the subject
+        id) and the Merkle log still verifies. The result carries a receipt signed with the
+        vault's audit key (verify it with :attr:`Vault.verifier_key`).
+
+        Raises:
+            RecordNotFoundError: no live subject with that id.
+            PolicyDeniedError: the purpose may not erase one of the subject's record types
+                (reason code), or a legal hold applies (reason ``legal_hold``).
+        """
+        with self._ready() as access:
+            return _erase.erase_subject(access, subject_id, request_id=request_id)
+
+    def export_subject(
+        self,
+        subject_id: str,
+        *,
+        verify_identity: Callable[[str], bool],
+        attestation: str | None = None,
+    ) -> SubjectExport:
+        """Everything held about a subject, as one portable document (PIPL Art 45, GDPR 15/20).
+
+        ``verify_identity(subject_id)`` must return True (the requester proved who they are)
+        before anything is read; ``attestation`` (who checked, how) goes into the audit entry.
+        Needs a purpose that may read all the subject's record types (``subject_access_request``
+        in the default pack).
+        """
+        with self._ready() as access:
+            return rights.export_subject(
+                access, subject_id, verify_identity=verify_identity, attestation=attestation
+            )
+
+    def correct(
+        self, record: RecordRef | RecordView, *, evidence: str, **changes: object
+    ) -> CorrectionResult:
+        """Correct fields of a record on the owner's request (PIPL Art 46, GDPR Art 16).
+
+        ``evidence`` is a SHA-256 digest of the supporting document. Recipients that received
+        a corrected field earlier (see :meth:`record_disclosure`) are listed in the result and
+        get a correction notice through the vault's ``correction_notifiers``.
+        """
+        with self._ready() as access:
+            return rights.correct(
+                access,
+                _ref(record),
+                evidence=evidence,
+                changes=changes,
+                notifiers=self._notifiers(),
+            )
+
+    def restrict(self, subject_id: str, purposes: Iterable[str] | None) -> None:
+        """Restrict processing of a subject's data to ``purposes`` (None lifts it; PIPL Art 44)."""
+        with self._ready() as access:
+            access.kernel.check_writable()
+            rights.restrict(access, subject_id, purposes)
+
+    def hold(self, subject_id: str, *, reason: str, until: _dt.datetime) -> HoldRow:
+        """Put a subject's data on legal hold until ``until``; erasure and sweeps skip it."""
+        with self._ready() as access:
+            access.kernel.check_writable()
+            return rights.hold(access, subject_id, reason=reason, until=until)
+
+    def release(self, hold_id: str) -> None:
+        """Release a legal hold before its end."""
+        with self._ready() as access:
+            access.kernel.check_writable()
+            rights.release(access, hold_id)
+
+    def record_disclosure(
+        self, subject_id: str, *, recipient: str, fields: Iterable[str]
+    ) -> DisclosureRow:
+        """Record that fields of a subject were given to a third party (a recipient)."""
+        with self._ready() as access:
+            access.kernel.check_writable()
+            return rights.record_disclosure(access, subject_id, recipient=recipient, fields=fields)
+
+    def open_request(
+        self,
+        subject_id: str | None,
+        kind: str,
+        *,
+        received_at: _dt.datetime | None = None,
+        days: int = rights.DEFAULT_REQUEST_DAYS,
+    ) -> RequestRow:
+        """Track a rights request with an SLA clock (default 15 days)."""
+        with self._ready() as access:
+            return rights.open_request(access, subject_id, kind, received_at=received_at, days=days)
+
+    def close_request(
+        self, request_id: str, *, status: Literal["completed", "refused"], outcome: str
+    ) -> RequestRow:
+        """Complete or refuse a rights request (a refusal needs its reason)."""
+        with self._ready() as access:
+            return rights.close_request(access, request_id, status=status, outcome=outcome)
+
+    def retention_sweep(
+        self, *, dry_run: bool = True, progress: Callable[[int, int], None] | None = None
+    ) -> SweepReport:
+        """Erase subjects whose relationship ended and whose retention periods all ran out.
+
+        ``progress`` is told (subjects examined, subjects in all) after each subject. A dry run
+        only needs the purpose's rules; the erasing run is the ``retention.sweep`` admin action.
+
+        Raises:
+            PolicyDeniedError: an erasing run by a role ``[admin_actions]`` does not name.
+        """
+        with self._ready() as access:
+            if not dry_run:
+                access.kernel.check_writable()
+                authorise(access.kernel, access.actor, "retention.sweep", purpose=access.purpose)
+            return rights.retention_sweep(access, dry_run=dry_run, progress=progress)
+
+
+def _ref(record: RecordRef | RecordView) -> RecordRef:
+    """The reference of a view (or the reference itself)."""
+    return record.ref if isinstance(record, RecordView) else record
