@@ -19,8 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import shutil
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -30,13 +29,7 @@ from .audit import AuditLog
 from .audit.anchor import CheckpointSink
 from .audit.bundle import BundleSummary
 from .breach import IncidentManager, attach, incident_manager
-from .exceptions import (
-    AuditIntegrityError,
-    IntegrityError,
-    ValidationError,
-    VaultClosedError,
-    VaultError,
-)
+from .exceptions import ValidationError, VaultError
 from .kernel import (
     Access,
     CheckReport,
@@ -472,7 +465,6 @@ class Session:
         self._access = access
         # The vault's correction notifiers as they are when a correction is made.
         self._notifiers = notifiers
-        self._lock = threading.RLock()
 
     @property
     def actor(self) -> Actor:
@@ -502,25 +494,9 @@ class Session:
         """End the session; later calls raise :class:`VaultClosedError`."""
         self._access.close()
 
-    @contextlib.contextmanager
-    def _ready(self) -> Iterator[Access]:
-        """The session's access, checked to be usable, for one operation (one at a time).
-
-        A stored row that fails its integrity check is reported (an audit entry, a tamper
-        incident) once the operation's transaction has ended, then the error is raised.
-        """
-        with self._lock:
-            if self._access.closed:
-                raise VaultClosedError("the session is closed")
-            kernel = self._access.kernel
-            kernel.check_open()
-            try:
-                yield self._access
-            except IntegrityError as exc:
-                # A failed audit verification was reported by the log itself.
-                if not isinstance(exc, AuditIntegrityError):
-                    kernel.report_integrity(exc, self._access.actor, self._access.purpose)
-                raise
+    def _ready(self) -> contextlib.AbstractContextManager[Access]:
+        """The session's access, checked to be usable, for one operation (one at a time)."""
+        return self._access.operation()
 
     # ------------------------------------------------------------------ records
 
