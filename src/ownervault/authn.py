@@ -131,6 +131,16 @@ def _actor_id(instance: object, attribute: object, value: str) -> None:
         raise ValidationError("actor_id must be a non-empty string of at most 128 characters")
 
 
+def _issuer(instance: object, attribute: object, value: str) -> None:
+    if not isinstance(value, str):
+        raise ValidationError("an identity's issuer is a string")
+
+
+def _key_id(instance: object, attribute: object, value: str | None) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError("an identity's key_id is a string or None")
+
+
 @attrs.frozen
 class Identity:
     """Who a verified credential says is acting, and until when the credential holds.
@@ -140,8 +150,8 @@ class Identity:
     """
 
     actor_id: str = attrs.field(repr=False, validator=_actor_id)
-    issuer: str
-    key_id: str | None
+    issuer: str = attrs.field(validator=_issuer)
+    key_id: str | None = attrs.field(validator=_key_id)
     expires_at: _dt.datetime = attrs.field(validator=_aware)
 
 

@@ -28,6 +28,7 @@ from . import rights
 from .audit import AuditLog
 from .audit.anchor import CheckpointSink
 from .audit.bundle import BundleSummary
+from .authn import Authenticator
 from .breach import IncidentManager, attach, incident_manager
 from .exceptions import ValidationError, VaultError
 from .kernel import (
@@ -48,6 +49,7 @@ from .kernel import (
     writes,
 )
 from .kernel import erase as _erase
+from .kernel.authenticate import authenticate
 from .kernel.clock import Clock
 from .kernel.exports import export_audit
 from .keys import DEFAULT_MAX_INVOCATIONS, KeyProvider
@@ -97,6 +99,8 @@ class Vault:
         self._kernel = kernel
         #: Callables told about corrections that recipients must receive (PIPL Art 46).
         self.correction_notifiers: list[Callable[[CorrectionNotice], None]] = []
+        #: Verifies the credentials given to :meth:`session_for_token` (``docs/authentication.md``).
+        self.authenticator: Authenticator | None = None
         attach(kernel)
 
     def __repr__(self) -> str:
@@ -449,6 +453,30 @@ class Vault:
                 not a compliance officer.
         """
         return Session(self._kernel.access(actor, purpose), lambda: self.correction_notifiers)
+
+    def session_for_token(
+        self,
+        token: str,
+        purpose: str,
+        *,
+        roles: Sequence[str],
+        communities: Sequence[str] = (),
+        buildings: Sequence[str] = (),
+    ) -> Session:
+        """Open a session for the actor a signed token names, verified by :attr:`authenticator`.
+
+        The actor gets the verified actor id and the roles and scope asked for here. Accepted
+        and refused tokens are both audited (``session.authenticate``), never the token itself.
+
+        Raises:
+            AuthenticationError: the token is refused (audited); ``.reason`` says why.
+            ConfigurationError: the vault has no authenticator.
+            PolicyDeniedError, VaultLockedError: as for :meth:`session`.
+        """
+        actor = authenticate(
+            self._kernel, self.authenticator, token, purpose, roles, communities, buildings
+        )
+        return self.session(actor, purpose)
 
 
 class Session:
