@@ -5,7 +5,9 @@ Append new strategies at the end; do not change the existing ones under other te
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, get_args
@@ -236,3 +238,51 @@ bank_accounts = st.text("0123456789", min_size=12, max_size=19)
 
 #: Identifier-shaped names (roles, purposes, record types) no shipped pack or record set uses.
 unknown_identifiers = st.from_regex(r"\Azz[a-z0-9_]{0,10}\Z")
+
+
+# --------------------------------------------------------------------------- signed tokens
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+#: JSON values as a token's header or claims might hold them, hostile ones included.
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(ANY_CHAR, max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+
+#: Header and claim names a JWT verifier looks at, and a few it does not.
+_JOSE_NAMES = st.sampled_from(
+    ["alg", "kid", "typ", "crit", "b64", "jku", "iss", "aud", "sub", "exp", "nbf", "iat", "jti"]
+)
+
+
+def _jose_objects(names: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.dictionaries(names, json_values | st.sampled_from(["none", "EdDSA", "HS256"]))
+
+
+@st.composite
+def jwt_like_tokens(draw: st.DrawFn) -> str:
+    """Three base64url segments: a JSON header, a JSON payload and random signature bytes.
+
+    Each segment is sometimes raw text instead, so that decoding fails at every step.
+    """
+    names = _JOSE_NAMES | st.text(max_size=6)
+    header = draw(_jose_objects(names))
+    payload = draw(_jose_objects(names) | json_values)
+    signature = draw(st.binary(max_size=80))
+    parts = [
+        _b64url(json.dumps(header).encode()),
+        _b64url(json.dumps(payload).encode()),
+        _b64url(signature),
+    ]
+    for index in draw(st.sets(st.integers(0, 2), max_size=2)):
+        parts[index] = draw(st.text(ANY_CHAR, max_size=30))
+    return ".".join(parts)

@@ -12,6 +12,7 @@
 """
 
 from . import exceptions, records
+from .authn import Identity, JWTAuthenticator
 from .kernel import CheckFinding
 from .keys import EnvKey, KeyFileKey, KeyInfo, KeyState, PassphraseKey
 from .policy import Actor, Decision, FieldView, Policy, ViewMode, load_policy
@@ -37,6 +38,8 @@ __all__ = [
     "EnvKey",
     "ErasureResult",
     "FieldView",
+    "Identity",
+    "JWTAuthenticator",
     "KeyFileKey",
     "KeyInfo",
     "KeyState",

@@ -31,7 +31,8 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     ├── AccessDeniedError (PermissionError)
     │   ├── PolicyDeniedError                no rule allows the actor, purpose, record or field
     │   │   └── NotGrantedError              the actor was not granted the roles or scope asked for
-    │   └── ConsentRequiredError             the purpose needs a live consent the subject lacks
+    │   ├── ConsentRequiredError             the purpose needs a live consent the subject lacks
+    │   └── AuthenticationError              a credential (a signed token) was refused
     ├── FieldNotDisclosedError (KeyError, AttributeError)  a view was asked for a field the
     │                                        decision hides
     ├── RecordError
@@ -48,6 +49,7 @@ from __future__ import annotations
 __all__ = [
     "AccessDeniedError",
     "AuditIntegrityError",
+    "AuthenticationError",
     "ConfigurationError",
     "ConsentRequiredError",
     "CryptoError",
@@ -193,6 +195,35 @@ class ConsentRequiredError(AccessDeniedError):
 
     def __init__(self, message: str, *, reason: str) -> None:
         self.reason = reason
+        super().__init__(message)
+
+
+class AuthenticationError(AccessDeniedError):
+    """A credential (a signed token from the application's identity provider) was refused.
+
+    ``reason`` is a short machine-readable code (also written to the audit trail):
+    ``token_malformed``, ``token_signature``, ``token_expired``, ``token_not_yet_valid``,
+    ``token_issuer``, ``token_audience``, ``token_lifetime``, ``token_algorithm``,
+    ``token_unknown_key`` or ``token_claims``. The message says what was wrong, never the
+    token or a claim's value.
+
+    ``key_id`` names the configured verification key the token asked for, when there is one;
+    ``signed_actor_id`` is the actor id of a token whose signature verified but which was
+    refused for another reason (expired, another audience...): the identity provider did
+    sign it. Both are None otherwise; neither ever holds text a forger chose.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        key_id: str | None = None,
+        signed_actor_id: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.key_id = key_id
+        self.signed_actor_id = signed_actor_id
         super().__init__(message)
 
 

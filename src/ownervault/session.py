@@ -1,4 +1,5 @@
-"""``Session``: one actor's work for one purpose, every operation decided and audited.
+"""``Session``: one actor's work for one purpose, every operation decided and audited; and
+``Sessions``, the part of the :class:`~ownervault.Vault` facade that opens them.
 
 Open one with :meth:`ownervault.Vault.session`. A session holds one kernel
 :class:`~ownervault.kernel.Access`; each operation runs decide -> encrypt/decrypt -> audit in the
@@ -9,21 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from . import rights
-from .exceptions import (
-    AuditIntegrityError,
-    IntegrityError,
-    ValidationError,
-    VaultClosedError,
-)
+from .authn import Authenticator
+from .breach import EmergencyAccess, break_glass
+from .exceptions import ValidationError
 from .kernel import (
     Access,
     ErasureResult,
+    GrantBook,
+    Kernel,
     RecordRef,
     RecordView,
     ledger,
@@ -31,13 +30,14 @@ from .kernel import (
     writes,
 )
 from .kernel import erase as _erase
+from .kernel.authenticate import authenticate
 from .kernel.authority import authorise
 from .policy import Actor, ConsentRecord
 from .records import Record
 from .rights import CorrectionNotice, CorrectionResult, SubjectExport, SweepReport
 from .storage.base import DisclosureRow, HoldRow, RequestRow
 
-__all__ = ["Session"]
+__all__ = ["Session", "Sessions"]
 
 _R = TypeVar("_R", bound=Record)
 
@@ -56,7 +56,6 @@ class Session:
         self._access = access
         # The vault's correction notifiers as they are when a correction is made.
         self._notifiers = notifiers
-        self._lock = threading.RLock()
 
     @property
     def actor(self) -> Actor:
@@ -86,26 +85,9 @@ class Session:
         """End the session; later calls raise :class:`VaultClosedError`."""
         self._access.close()
 
-    @contextlib.contextmanager
-    def _ready(self) -> Iterator[Access]:
-        """The session's access, checked to be usable, for one operation (one at a time).
-
-        A stored row that fails its integrity check is reported (an audit entry, a tamper
-        incident) once the operation's transaction has ended, then the error is raised.
-        """
-        with self._lock:
-            if self._access.closed:
-                raise VaultClosedError("the session is closed")
-            kernel = self._access.kernel
-            kernel.check_open()
-            self._access.check_granted()
-            try:
-                yield self._access
-            except IntegrityError as exc:
-                # A failed audit verification was reported by the log itself.
-                if not isinstance(exc, AuditIntegrityError):
-                    kernel.report_integrity(exc, self._access.actor, self._access.purpose)
-                raise
+    def _ready(self) -> contextlib.AbstractContextManager[Access]:
+        """The session's access, checked to be usable, for one operation (one at a time)."""
+        return self._access.operation()
 
     # ------------------------------------------------------------------ records
 
@@ -382,3 +364,78 @@ class Session:
 def _ref(record: RecordRef | RecordView) -> RecordRef:
     """The reference of a view (or the reference itself)."""
     return record.ref if isinstance(record, RecordView) else record
+
+
+class Sessions:
+    """How a :class:`~ownervault.Vault` opens sessions and grants who may: the part of the
+    facade about actors (grants, break-glass, sessions, sessions from verified tokens)."""
+
+    _kernel: Kernel
+    #: Callables told about corrections that recipients must receive (PIPL Art 46).
+    correction_notifiers: list[Callable[[CorrectionNotice], None]]
+    #: Verifies the credentials given to :meth:`session_for_token` (``docs/authentication.md``).
+    authenticator: Authenticator | None
+
+    @property
+    def grants(self) -> GrantBook:
+        """Who holds which role, where and until when: add, remove, list (all audited)."""
+        self._kernel.check_open()
+        return GrantBook(self._kernel)
+
+    def break_glass(
+        self,
+        actor: Actor,
+        rule_set: str,
+        *,
+        reason: str,
+        duration: _dt.timedelta | None = None,
+    ) -> EmergencyAccess:
+        """Grant ``actor`` an emergency rule set of the pack for a bounded time, with a written
+        reason; audited, and a review incident is opened (``docs/access-control.md``).
+
+        Then open a session with the rule set's role (``access.grant.role``) as usual.
+
+        Raises:
+            ValidationError: the reason is missing or holds personal-looking data, or the
+                duration exceeds the rule set's maximum.
+            NotGrantedError, PolicyDeniedError: the actor may not ask for it (audited).
+        """
+        self._kernel.check_open()
+        return break_glass(self._kernel, actor, rule_set, reason=reason, duration=duration)
+
+    def session(self, actor: Actor, purpose: str) -> Session:
+        """Open a session for ``actor`` acting for ``purpose``, with roles it was granted.
+
+        Raises:
+            NotGrantedError: the actor asks for roles or a scope it was not granted (audited).
+            PolicyDeniedError: the purpose is unknown or prohibited, or none of the actor's
+                roles may act for it. The refusal is audited.
+            VaultLockedError: the vault is locked after an integrity failure and the actor is
+                not a compliance officer.
+        """
+        return Session(self._kernel.access(actor, purpose), lambda: self.correction_notifiers)
+
+    def session_for_token(
+        self,
+        token: str,
+        purpose: str,
+        *,
+        roles: Sequence[str],
+        communities: Sequence[str] = (),
+        buildings: Sequence[str] = (),
+    ) -> Session:
+        """Open a session for the actor a signed token names, verified by :attr:`authenticator`.
+
+        The actor gets the verified actor id and the roles and scope asked for here, which must
+        be granted to that id (:attr:`grants`). Accepted and refused tokens are both audited
+        (``session.authenticate``), never the token itself.
+
+        Raises:
+            AuthenticationError: the token is refused (audited); ``.reason`` says why.
+            ConfigurationError: the vault has no authenticator.
+            NotGrantedError, PolicyDeniedError, VaultLockedError: as for :meth:`session`.
+        """
+        actor = authenticate(
+            self._kernel, self.authenticator, token, purpose, roles, communities, buildings
+        )
+        return self.session(actor, purpose)

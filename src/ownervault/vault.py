@@ -17,7 +17,6 @@ SQLite's write lock with ``BEGIN IMMEDIATE`` and wait up to the busy timeout.
 
 from __future__ import annotations
 
-import datetime as _dt
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,14 +26,12 @@ from typing import Any, Literal, Self
 from .audit import AuditLog
 from .audit.anchor import CheckpointSink
 from .audit.bundle import BundleSummary
-from .breach import EmergencyAccess, IncidentManager, attach, break_glass, incident_manager
-from .exceptions import (
-    VaultError,
-)
+from .authn import Authenticator
+from .breach import IncidentManager, attach, incident_manager
+from .exceptions import VaultError
 from .kernel import (
     CheckReport,
     ErasureResult,
-    GrantBook,
     Kernel,
     RecordRef,
     RecordView,
@@ -60,7 +57,7 @@ from .keys.admin import (
 )
 from .policy import Action, Actor, Policy
 from .rights import CorrectionNotice, CorrectionResult
-from .session import Session
+from .session import Session, Sessions
 from .storage import redact_location
 
 __all__ = [
@@ -77,7 +74,7 @@ __all__ = [
 ]
 
 
-class Vault:
+class Vault(Sessions):
     """An encrypted vault of owners' records, in a directory (``vault.db`` + ``vault.header``).
 
     Security promise: personal and sensitive fields are stored only as AEAD ciphertexts under
@@ -91,6 +88,8 @@ class Vault:
         self._kernel = kernel
         #: Callables told about corrections that recipients must receive (PIPL Art 46).
         self.correction_notifiers: list[Callable[[CorrectionNotice], None]] = []
+        #: Verifies the credentials given to :meth:`session_for_token` (``docs/authentication.md``).
+        self.authenticator: Authenticator | None = None
         attach(kernel)
 
     def __repr__(self) -> str:
@@ -433,46 +432,7 @@ class Vault:
         return self._kernel.keys.subject_ref(subject_id)
 
     @property
-    def grants(self) -> GrantBook:
-        """Who holds which role, where and until when: add, remove, list (all audited)."""
-        self._kernel.check_open()
-        return GrantBook(self._kernel)
-
-    @property
     def incidents(self) -> IncidentManager:
         """Breach incidents: detectors, affected owners, notices, deadlines and the outbox."""
         self._kernel.check_open()
         return incident_manager(self._kernel)
-
-    def break_glass(
-        self,
-        actor: Actor,
-        rule_set: str,
-        *,
-        reason: str,
-        duration: _dt.timedelta | None = None,
-    ) -> EmergencyAccess:
-        """Grant ``actor`` an emergency rule set of the pack for a bounded time, with a written
-        reason; audited, and a review incident is opened (``docs/access-control.md``).
-
-        Then open a session with the rule set's role (``access.grant.role``) as usual.
-
-        Raises:
-            ValidationError: the reason is missing or holds personal-looking data, or the
-                duration exceeds the rule set's maximum.
-            NotGrantedError, PolicyDeniedError: the actor may not ask for it (audited).
-        """
-        self._kernel.check_open()
-        return break_glass(self._kernel, actor, rule_set, reason=reason, duration=duration)
-
-    def session(self, actor: Actor, purpose: str) -> Session:
-        """Open a session for ``actor`` acting for ``purpose``, with roles it was granted.
-
-        Raises:
-            NotGrantedError: the actor asks for roles or a scope it was not granted (audited).
-            PolicyDeniedError: the purpose is unknown or prohibited, or none of the actor's
-                roles may act for it. The refusal is audited.
-            VaultLockedError: the vault is locked after an integrity failure and the actor is
-                not a compliance officer.
-        """
-        return Session(self._kernel.access(actor, purpose), lambda: self.correction_notifiers)

@@ -16,11 +16,13 @@ and for the facade (``ownervault.vault``):
   :mod:`.reads` (``get_many``, ``find``), :mod:`.ledger` (consents, access history),
   :mod:`.erase` (crypto-shredding with a signed receipt), :mod:`.explain`, :mod:`.exports`
   (the audit log exported for compliance officers).
+* :mod:`.authenticate` -- the actor a credential identifies, asked of the vault's
+  :class:`~ownervault.authn.Authenticator`, accepted and refused credentials audited.
 * ``ownervault check``: :func:`check_kernel` and :func:`check_location` (:mod:`.check`, one
   function per kind of check; the deep checks of every row in :mod:`.scrub`; findings and
   reports in :mod:`.findings`). They write nothing.
 
-Imports ``policy``, ``audit``, ``keys``, ``crypto``, ``storage``, ``records`` and
+Imports ``policy``, ``audit``, ``keys``, ``crypto``, ``authn``, ``storage``, ``records`` and
 ``exceptions``; never a feature or the facade.
 """
 

@@ -13,11 +13,12 @@ commits. Opening and creating a kernel are in :mod:`.opening`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,6 +29,7 @@ from ..audit import AuditEntry, AuditLog, format_time
 from ..audit.anchor import ANCHOR_NAME, AnchoredCheckpoint, Anchors, CheckpointSink, FileAnchor
 from ..audit.checkpoint import sign_note, verifier_key
 from ..exceptions import (
+    AuditIntegrityError,
     IntegrityError,
     NotGrantedError,
     OwnerVaultError,
@@ -567,6 +569,8 @@ class Access:
             purpose=purpose,
         )
         self.closed = False
+        # Operations under one access run one at a time, whichever thread calls them.
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"<Access actor={self.actor.actor_id!r} purpose={self.purpose!r}>"
@@ -601,6 +605,30 @@ class Access:
                     reason="grant_expired",
                 ),
             )
+
+    @contextlib.contextmanager
+    def operation(self) -> Iterator[Access]:
+        """This access, checked to be usable, for one operation (one at a time).
+
+        A stored row that fails its integrity check is reported (an audit entry, a tamper
+        incident) once the operation's transaction has ended, then the error is raised.
+
+        Raises:
+            VaultClosedError: the access (the session) or the vault was closed.
+            NotGrantedError: the grants the session was opened on ran out (``grant_expired``).
+        """
+        with self._lock:
+            if self.closed:
+                raise VaultClosedError("the session is closed")
+            self.kernel.check_open()
+            self.check_granted()
+            try:
+                yield self
+            except IntegrityError as exc:
+                # A failed audit verification was reported by the log itself.
+                if not isinstance(exc, AuditIntegrityError):
+                    self.kernel.report_integrity(exc, self.actor, self.purpose)
+                raise
 
     def now(self) -> _dt.datetime:
         """The vault clock's current time."""
