@@ -87,6 +87,7 @@ def activity(vault: Vault, people: list[OwnerProfile], clock: FrozenClock | None
         clock.advance(HOUR)
     with vault.session(GUARD, "visitor_verification") as s:
         s.get_many(OwnerProfile, ids[:3])
+    with vault.session(FINANCE, "fee_collection") as s:
         s.find(OwnerProfile, phone=f"+86 {people[0].phone}")
     with vault.session(CLERK, "owner_registration") as s:
         s.update(s.get(OwnerProfile, ids[1]), email="changed@example.com")
@@ -184,7 +185,8 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Small]:
         clock.advance(HOUR)
         with vault.session(GUARD, "visitor_verification") as s:
             s.get(OwnerProfile, rid)
-            s.find(OwnerProfile, phone=str(person.phone))
+            with pytest.raises(PolicyDeniedError):  # the guard sees the phone masked
+                s.find(OwnerProfile, phone=str(person.phone))
         clock.advance(HOUR)
         vault.export_audit(base / "full", actor=DPO)
         vault.export_audit(base / "by_actor", actor=DPO, actor_id="guard-07")

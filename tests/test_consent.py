@@ -967,9 +967,22 @@ def test_explain_with_subject_matches_ledger_and_holds_no_personal_value(
     }
     assert first.consent_id not in json.dumps(explained)
     fields = explained["fields"]
-    assert fields["name"] == {"view": "masked:name", "rules": ["events.profile"], "reason": GRANTED}
+    assert fields["name"] == {
+        "view": "masked:name",
+        "rules": ["events.profile"],
+        "reason": GRANTED,
+        "search": False,
+        "search_reason": "shown masked; no matching rule grants search",
+    }
     assert fields["phone"]["view"] == "full" and fields["email"]["view"] == "full"
-    assert fields["id_number"] == {"view": "hidden", "rules": [], "reason": NOT_NEEDED}
+    assert fields["phone"]["search"] is True
+    assert fields["id_number"] == {
+        "view": "hidden",
+        "rules": [],
+        "reason": NOT_NEEDED,
+        "search": False,
+        "search_reason": "not shown",
+    }
     assert explained["subject"].startswith("sub_")
     last = list(vault.audit.entries())[-1]
     assert (last["action"], last["subject"]) == ("policy.explain", explained["subject"])

@@ -22,6 +22,7 @@ from ownervault.testing import FrozenClock, InMemoryKey
 
 CLERK = {"Authorization": "Bearer demo-clerk"}
 GUARD = {"Authorization": "Bearer demo-guard"}
+FINANCE = {"Authorization": "Bearer demo-finance"}
 DPO = {"Authorization": "Bearer demo-dpo"}
 OWNER = {
     "subject_id": "owner-1",
@@ -81,15 +82,30 @@ def test_registered_owners_are_shown_to_each_role_as_the_policy_says(client: Tes
 def test_owners_are_found_by_a_normalised_phone_number(client: TestClient) -> None:
     """A search by phone typed with spaces finds the owner; a search with no criterion is 422."""
     record_id = _register(client)
-    found = client.get(
-        "/owners",
-        params={"phone": "+86 138 0013 8000", "purpose": "visitor_verification"},
-        headers=GUARD,
-    )
+    found = client.get("/owners", params={"phone": "+86 138 0013 8000"}, headers=CLERK)
     assert found.status_code == 200
     assert [owner["record_id"] for owner in found.json()] == [record_id]
+    assert found.json()[0]["fields"]["phone"] == {"value": "13800138000", "view": "full"}
+    billing = {"phone": "138 0013 8000", "purpose": "fee_collection"}
+    found = client.get("/owners", params=billing, headers=FINANCE)
+    assert [owner["record_id"] for owner in found.json()] == [record_id]
+    assert found.json()[0]["fields"]["phone"] == {"value": "138****8000", "view": "masked"}
     assert client.get("/owners", params={"phone": "13900000000"}, headers=CLERK).json() == []
     assert client.get("/owners", headers=CLERK).status_code == 422
+
+
+def test_a_guard_may_not_search_by_the_phone_it_sees_masked(client: TestClient) -> None:
+    """The gate sees phones masked, so a search by phone is 403 search_field_masked."""
+    _register(client)
+    refused = client.get(
+        "/owners",
+        params={"phone": "13800138000", "purpose": "visitor_verification"},
+        headers=GUARD,
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "policy_denied"
+    assert refused.json()["reason"] == "search_field_masked"
+    assert "13800138000" not in refused.text
 
 
 def test_requests_without_a_known_bearer_token_are_refused(client: TestClient) -> None:

@@ -1551,6 +1551,8 @@ def test_explain_is_json_and_names_rules_per_field(policy: Policy) -> None:
         "view": "masked:id_number",
         "rules": ["front-desk.registration.profile"],
         "reason": "granted by rule",
+        "search": False,
+        "search_reason": "shown masked; no matching rule grants search",
     }
     assert explained["fields"]["name"]["view"] == "full"
     assert set(explained["fields"]) == set(RECORD_TYPES["owner_profile"].field_specs())

@@ -491,8 +491,8 @@ def test_correct_rejects_bad_evidence(vault: ov.Vault, evidence: str) -> None:
 
 def test_restriction_blocks_other_purposes_until_lifted(vault: ov.Vault) -> None:
     """After restrict(owner, [owner_registration]) a guard's read is denied (restricted) and
-    find never returns the owner; registration and the rights purposes still work; lifting
-    restores access."""
+    finance's find never returns the owner; registration and the rights purposes still work;
+    lifting restores access."""
     restricted, other = _owner("owner-r1"), _owner("owner-r2", phone="13900139000")
     rid, other_rid = _register(vault, restricted, other)
     with vault.session(DPO, "subject_rights") as s:
@@ -502,6 +502,7 @@ def test_restriction_blocks_other_purposes_until_lifted(vault: ov.Vault) -> None
         with pytest.raises(PolicyDeniedError) as caught:
             s.get(OwnerProfile, rid)
         assert caught.value.reason == "restricted"
+    with vault.session(FINANCE, "fee_collection") as s:
         assert s.find(OwnerProfile, phone="138 0013 8000") == []
         assert [v.record_id for v in s.find(OwnerProfile, phone="139-0013-9000")] == [other_rid]
     denied = [
@@ -522,6 +523,7 @@ def test_restriction_blocks_other_purposes_until_lifted(vault: ov.Vault) -> None
         s.restrict("owner-r1", None)
     with vault.session(GUARD, "visitor_verification") as s:
         assert s.get(OwnerProfile, rid)["phone"] == "138****8000"
+    with vault.session(FINANCE, "fee_collection") as s:
         assert [v.record_id for v in s.find(OwnerProfile, phone="13800138000")] == [rid]
     assert _export(vault, "owner-r1").restricted_to is None
 

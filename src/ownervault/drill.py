@@ -100,7 +100,7 @@ def run_drill(
             }
         )
         config = config.with_contacts(dpo=dpo, controller=controller)
-    threshold = config.detectors.bulk_access.owners
+    threshold = min(config.detectors.bulk_access.owners.values())
     count = max(owners, threshold + 1, config.detectors.after_hours.owners + 1)
     zone = config.zone
     day = _dt.datetime(2026, 3, 2, 10, 0, tzinfo=zone)

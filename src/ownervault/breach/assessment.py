@@ -52,14 +52,21 @@ def _indexed_fields(record_type: str) -> list[str]:
 
 
 def _disclosed(entry: Mapping[str, Any]) -> dict[str, str]:
-    """``record_type.field`` -> full / masked for the personal fields an entry disclosed."""
+    """``record_type.field`` -> full / masked for the personal fields an entry disclosed.
+
+    A field a search matched on counts as disclosed in full, even when it was shown masked:
+    the account typed the value and learnt that it is this owner's.
+    """
     record_type = entry.get("record_type")
     cls = RECORD_TYPES.get(record_type or "")
     if cls is None:
         return {}
     specs = cls.field_specs()
-    masked_text = entry.get("detail", {}).get("masked") or ""
+    detail = entry.get("detail", {})
+    masked_text = detail.get("masked") or ""
     masked = set(masked_text.split(",")) if masked_text else set()
+    searched_text = (detail.get("searched") or "") if entry.get("action") == "find" else ""
+    masked -= set(searched_text.split(","))
     out: dict[str, str] = {}
     for name in entry.get("fields", ()):
         spec = specs.get(name)

@@ -2,8 +2,12 @@
 
 They are configured in the policy pack's ``detectors.toml``:
 
-* ``bulk_access`` -- one actor reads sensitive fields of more than N owners within a window;
-* ``after_hours`` -- one actor reads personal fields of more than N owners outside working hours;
+* ``bulk_access`` -- one actor reads fields of a classification (sensitive, personal) of more
+  owners within a window than that classification's threshold;
+* ``after_hours`` -- one actor reads personal fields of more than N owners outside working hours
+  (a purpose may have its own N, or be exempt);
+* ``find_enumeration`` -- one actor searches many times within a window and few of the searches
+  find anyone (guessing values: a masked phone's hidden digits, a list of names);
 * ``denial_burst`` -- one actor is refused more than N times within a window;
 * ``key_compromised`` -- a key is marked compromised;
 * ``export_outside_role`` -- an audit or subject export by an actor without the allowed role;
@@ -85,15 +89,19 @@ class Detectors:
     def __init__(self, config: DetectorsFile) -> None:
         self.config = config
         self.zone = ZoneInfo(config.timezone)
-        self.bulk = _Distinct(parse_duration(config.bulk_access.window))
+        bulk_span = parse_duration(config.bulk_access.window)
+        self.bulk = {cls: _Distinct(bulk_span) for cls in config.bulk_access.owners}
         self.night = _Distinct(parse_duration(config.after_hours.window))
+        self.find_span = parse_duration(config.find_enumeration.window)
+        self.finds: dict[str, deque[tuple[_dt.datetime, int, bool]]] = {}
+        self.find_cooldown: dict[str, _dt.datetime] = {}
         self.denial_span = parse_duration(config.denial_burst.window)
         self.denials: dict[str, deque[tuple[_dt.datetime, int]]] = {}
         self.denial_cooldown: dict[str, _dt.datetime] = {}
         start, _, end = config.after_hours.working_hours.partition("-")
         self.hours = (_minutes(start), _minutes(end))
         self.weekdays = {WEEKDAYS.index(d) for d in config.after_hours.weekdays}
-        self.bulk_fields = self._fields(config.bulk_access.classifications)
+        self.bulk_fields = {cls: self._fields([cls]) for cls in config.bulk_access.owners}
         self.night_fields = self._fields(config.after_hours.classifications)
         self.exports = set(config.export_outside_role.actions)
         self.lock = threading.Lock()
@@ -137,6 +145,11 @@ class Detectors:
                 if action.startswith("incident."):
                     continue
                 decision = entry.get("decision")
+                # A search's own entry (the one without a record) says how many records it
+                # matched; a refused search matched none.
+                searched = action == "find" and not entry.get("record_id")
+                if searched and config.find_enumeration.enabled:
+                    self._find(entry, findings)
                 if decision == "deny":
                     if config.denial_burst.enabled:
                         self._denial(entry, findings)
@@ -162,21 +175,27 @@ class Detectors:
             bulk.enabled
             and purpose not in bulk.exempt_purposes
             and not roles & set(bulk.exempt_roles)
-            and self._counted(entry, self.bulk_fields, bulk.count_masked)
         ):
-            at = parse_time(str(entry["time"]))
-            hit = self.bulk.add(actor, str(entry["subject"]), at, int(entry["seq"]), bulk.owners)
-            if hit is not None:
-                findings.append(
-                    self._actor_finding(
-                        "bulk_access",
-                        entry,
-                        hit,
-                        f"Bulk access: a {_roles(entry)} account read sensitive fields of many "
-                        "owners",
-                        {"threshold": bulk.owners, "window": bulk.window},
-                    )
+            # Each classification counts apart, against its own threshold: a read showing a
+            # name and an ID number counts once as personal and once as sensitive.
+            for cls, threshold in bulk.owners.items():
+                if not self._counted(entry, self.bulk_fields[cls], bulk.count_masked):
+                    continue
+                at = at or parse_time(str(entry["time"]))
+                hit = self.bulk[cls].add(
+                    actor, str(entry["subject"]), at, int(entry["seq"]), threshold
                 )
+                if hit is not None:
+                    findings.append(
+                        self._actor_finding(
+                            "bulk_access",
+                            entry,
+                            hit,
+                            f"Bulk access: a {_roles(entry)} account read {cls} fields of many "
+                            "owners",
+                            {"classification": cls, "threshold": threshold, "window": bulk.window},
+                        )
+                    )
         night = self.config.after_hours
         if (
             night.enabled
@@ -186,9 +205,10 @@ class Detectors:
         ):
             at = at or parse_time(str(entry["time"]))
             if not self._working(at):
-                hit = self.night.add(
-                    actor, str(entry["subject"]), at, int(entry["seq"]), night.owners
-                )
+                # A purpose with a threshold of its own is counted apart from the others.
+                threshold = night.purpose_owners.get(str(purpose), night.owners)
+                key = f"{actor}\n{purpose}" if purpose in night.purpose_owners else actor
+                hit = self.night.add(key, str(entry["subject"]), at, int(entry["seq"]), threshold)
                 if hit is not None:
                     findings.append(
                         self._actor_finding(
@@ -197,9 +217,62 @@ class Detectors:
                             hit,
                             f"Access outside working hours: a {_roles(entry)} account read "
                             "personal fields of owners at night",
-                            {"threshold": night.owners, "working_hours": night.working_hours},
+                            {"threshold": threshold, "working_hours": night.working_hours},
                         )
                     )
+
+    def _find(self, entry: Mapping[str, Any], findings: list[Finding]) -> None:
+        """Count one search; report many searches with few hits (guessing values)."""
+        rule = self.config.find_enumeration
+        if entry.get("purpose") in rule.exempt_purposes:
+            return
+        if set(entry.get("roles", ())) & set(rule.exempt_roles):
+            return
+        actor = str(entry.get("actor", ""))
+        at = parse_time(str(entry["time"]))
+        matches = entry.get("detail", {}).get("matches") if entry.get("decision") == "allow" else 0
+        seen = self.finds.setdefault(actor, deque())
+        seen.append((at, int(entry["seq"]), isinstance(matches, int) and matches > 0))
+        while seen and seen[0][0] < at - self.find_span:
+            seen.popleft()
+        if len(seen) <= rule.finds:
+            return
+        hits = sum(1 for _, _, hit in seen if hit)
+        if hits * 100 >= rule.hits_below_percent * len(seen):
+            return
+        until = self.find_cooldown.get(actor)
+        if until is not None and at < until:
+            return
+        since, since_seq, _ = seen[0]
+        count = len(seen)
+        seen.clear()
+        self.find_cooldown[actor] = at + self.find_span
+        findings.append(
+            Finding(
+                detector="find_enumeration",
+                at=str(entry["time"]),
+                kind=IncidentKind.LEAK,
+                # A search that matched told the account that the value it guessed is that
+                # owner's: the searched field is disclosed in full for the owners it found.
+                exposure=Exposure.PLAINTEXT if hits else Exposure.NONE,
+                title=(
+                    f"Search enumeration: a {_roles(entry)} account searched many values and "
+                    "found few owners"
+                ),
+                actor=actor,
+                roles=tuple(entry.get("roles", ())),
+                since=format_time(since),
+                since_seq=since_seq,
+                count=count,
+                detail={
+                    "finds": count,
+                    "hits": hits,
+                    "threshold": rule.finds,
+                    "hits_below_percent": rule.hits_below_percent,
+                    "window": rule.window,
+                },
+            )
+        )
 
     @staticmethod
     def _actor_finding(

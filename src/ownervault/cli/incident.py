@@ -669,6 +669,7 @@ def incident_check_config(folder: Path | None) -> None:
         for name in (
             "bulk_access",
             "after_hours",
+            "find_enumeration",
             "denial_burst",
             "key_compromised",
             "audit_verification",

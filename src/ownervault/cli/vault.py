@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..exceptions import PolicyDeniedError
 from ..keys import KeyFileKey, KeyProvider
 from ..migrate import migrate_vault
 from ..policy import Actor
@@ -127,6 +128,7 @@ def demo(path: Path, owners: int, key_file: Path | None, quiet: bool) -> None:
                 rows.append([f"{label} / {purpose}", *(str(view.get(f, "—")) for f in fields)])
         click.echo(f"\nWhat each role sees of owner {first.subject_id}'s profile:\n")
         print_table(["who / purpose", *fields], rows)
+        phone = " ".join(first.profile.phone or "")
         with vault.session(Actor("guard-07", roles=["security"]), "visitor_verification") as s:
             plate = first.vehicle.plate if first.vehicle else None
             if plate is not None:
@@ -134,8 +136,20 @@ def demo(path: Path, owners: int, key_file: Path | None, quiet: bool) -> None:
                 click.echo(
                     f"\nGate check by plate (typed in lower case with a space): {len(hits)} match"
                 )
-            units = s.find(OwnerProfile, phone=" ".join(first.profile.phone or ""))
-            click.echo(f"Gate check by phone (typed with spaces): {len(units)} match, shown masked")
+            # The guard sees the phone masked, so searching by it is refused (and audited):
+            # guessing numbers one search at a time would undo the mask.
+            try:
+                s.find(OwnerProfile, phone=phone)
+            except PolicyDeniedError as exc:
+                click.echo(
+                    f"Gate search by phone: refused ({exc.reason}), the guard sees it masked"
+                )
+        with vault.session(Actor("fin-02", roles=["finance"]), "fee_collection") as s:
+            callers = s.find(OwnerProfile, phone=phone)
+            click.echo(
+                f"Finance search by a caller's phone (the pack grants it): {len(callers)} match, "
+                "shown masked"
+            )
         status = vault.key_status()
         click.echo(
             f"\naudit log: {status.audit_entries} entries, verified: {vault.audit.verify()} entries"

@@ -20,7 +20,6 @@ from ..exceptions import (
     IntegrityError,
     KeyStateError,
     OwnerVaultError,
-    PolicyDeniedError,
     RecordNotFoundError,
     SubjectErasedError,
     ValidationError,
@@ -67,16 +66,19 @@ def get_many(access: Access, record_type: str, record_ids: list[str]) -> list[Re
 def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> list[RecordView]:
     """Find records by equality on indexed fields (blind indexes; input is normalised).
 
-    Only fields the decision discloses may be searched, and only records the decision lets this
-    session read are returned. Each candidate's searched fields are decrypted and compared with
-    the normalised query: a candidate that does not hold the value (an index row swapped or
-    forged outside the vault) is dropped, audited as ``index_mismatch`` and reported as an
-    integrity failure; a candidate whose searched field this session may not see cannot be
-    compared, so it is dropped too.
+    Only fields the decision lets this session search may be searched: a field shown in full,
+    or a masked field a rule grants search on (``search`` in ``rules.toml``); and only records
+    the decision lets this session read are returned. Each candidate's searched fields are
+    decrypted and compared with the normalised query: a candidate that does not hold the value
+    (an index row swapped or forged outside the vault) is dropped, audited as
+    ``index_mismatch`` and reported as an integrity failure; a candidate whose searched field
+    this session may not search in that record cannot be compared, so it is dropped too.
 
     Raises:
         ValidationError: a criterion names a field without a blind index.
-        PolicyDeniedError: the purpose may not read this type or see a searched field.
+        PolicyDeniedError: the purpose may not read this type, or a searched field is hidden
+            (``search_field_not_disclosed``) or masked without a search grant
+            (``search_field_masked``); the refusal is audited first.
     """
     cls = RECORD_TYPES[record_type]
     if not criteria:
@@ -95,19 +97,14 @@ def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> li
     # Which fields may be searched does not depend on who matches: scope and time conditions
     # are applied to each matching record afterwards.
     decision = access.decider.searchable(record_type)
-    hidden = sorted(f for f in criteria if not decision.view(f).disclosed)
-    if not decision.allowed or hidden:
-        reason = decision.reason if not decision.allowed else "search_field_not_disclosed"
+    refusal = _search_refusal(record_type, decision, criteria)
+    if refusal is not None:
+        reason, detail = refusal
         entry = access.entry(
             "find", decision="deny", reason=reason, record_type=record_type, fields=sorted(criteria)
         )
         raise access.deny(
-            [entry],
-            PolicyDeniedError(
-                f"find on {record_type} for purpose {access.purpose!r} is denied to actor "
-                f"{access.actor.actor_id!r}: {reason}",
-                reason=reason,
-            ),
+            [entry], denied(access.actor, access.purpose, "find", record_type, reason, detail)
         )
     keys = access.kernel.keys
     keys.sync()
@@ -152,6 +149,29 @@ def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> li
     return views
 
 
+def _search_refusal(
+    record_type: str, decision: Decision, criteria: Mapping[str, object]
+) -> tuple[str, str] | None:
+    """Why this session may not search on these fields: (reason, detail), or None.
+
+    A field the session does not see cannot be searched; nor can a field it sees masked unless
+    a rule grants search on it: an equality search answers "is it this value?", and enough
+    guesses undo any mask (ten thousand for the hidden digits of a masked mobile number).
+    """
+    if not decision.allowed:
+        return decision.reason, ""
+    hidden = sorted(f for f in criteria if not decision.view(f).disclosed)
+    if hidden:
+        return "search_field_not_disclosed", f"{record_type}.{hidden[0]} is not shown"
+    masked = sorted(f for f in criteria if not decision.view(f).searchable)
+    if masked:
+        return (
+            "search_field_masked",
+            f"{record_type}.{masked[0]} is shown masked and no rule lets these roles search it",
+        )
+    return None
+
+
 _Wanted = list[tuple[RecordRow, Decision, crypto.FieldKey]]
 
 
@@ -186,13 +206,13 @@ def _read(
                 entries.append(_refusal(access, action, row, "decryption_failed"))
                 error = error or exc
                 continue
-            held_value = _holds(cls, decision, values, searched) if searched is not None else True
-            if held_value is not True:
-                # A field this record's decision hides cannot be compared: left out, as a
-                # denial. A field that does not hold the value: the index was tampered with.
-                reason = "search_field_not_disclosed" if held_value is None else "index_mismatch"
-                entries.append(_refusal(access, action, row, reason))
-                if held_value is False:
+            refused = _holds(cls, decision, values, searched) if searched is not None else None
+            if refused is not None:
+                # A field this record's decision hides, or masks without granting search, is
+                # not compared: the record is left out, as a denial. A field that does not hold
+                # the value: the index was tampered with.
+                entries.append(_refusal(access, action, row, refused))
+                if refused == "index_mismatch":
                     mismatched.append(row.record_id)
                 continue
             shown = tuple(f for f in decision.disclosed_fields if f in values)
@@ -243,19 +263,24 @@ def _holds(
     decision: Decision,
     values: Mapping[str, object],
     searched: Mapping[str, str],
-) -> bool | None:
+) -> str | None:
     """Whether a candidate's decrypted fields hold the normalised values searched for.
 
-    None when a searched field was not decrypted (this record's decision hides it).
+    None when they do; otherwise the reason the candidate is left out:
+    ``search_field_not_disclosed`` or ``search_field_masked`` (this record's decision does not
+    let the session search that field) or ``index_mismatch`` (the field holds another value).
     """
     specs = cls.field_specs()
     for field, wanted in searched.items():
-        if not decision.view(field).disclosed:
-            return None
+        view = decision.view(field)
+        if not view.disclosed:
+            return "search_field_not_disclosed"
+        if not view.searchable:
+            return "search_field_masked"
         value, index = values.get(field), specs[field].index
         if value is None or index is None or normalise(index, value) != wanted:
-            return False
-    return True
+            return "index_mismatch"
+    return None
 
 
 def _decide_rows(

@@ -142,6 +142,7 @@ class RuleModel(_Strict):
     actions: list[Action] = pydantic.Field(min_length=1)
     fields: dict[str, ViewText] = {}
     write: list[str] = []
+    search: list[str] = []
     minors: bool = False
     description: str = ""
     scope: Literal["community", "building"] | None = None

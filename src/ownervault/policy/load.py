@@ -187,6 +187,12 @@ def load_policy(folder: str | Path | None = None) -> Policy:
                     [*at, "record"],
                     f"rule {rm.id!r}: a rule for record '*' may only name field '*'",
                 )
+            if rm.search:
+                raise rulefile.error(
+                    [*at, "search"],
+                    f"rule {rm.id!r}: a rule for record '*' cannot grant search; "
+                    "name the record type",
+                )
             targets = sorted(purposes[rm.purpose].fields)
         else:
             targets = [rm.record]
@@ -261,6 +267,7 @@ def _build_rule(
         raise rulefile.error(
             [*at, "write"], f"rule {rm.id!r}: 'write' needs a create or update action"
         )
+    search = _search_fields(rulefile, at, rm, record_cls, views, needed)
     if rm.scope is not None and record_type == "*":
         raise rulefile.error([*at, "scope"], f"rule {rm.id!r}: scope needs a record type")
     hours = None
@@ -275,12 +282,57 @@ def _build_rule(
         actions=frozenset(rm.actions),
         views=views,
         write=write,
+        search=search,
         minors=rm.minors,
         scope=rm.scope,
         hours=hours,
         weekdays=frozenset(rm.weekdays) if rm.weekdays is not None else None,
         timezone=rm.timezone,
     )
+
+
+def _search_fields(
+    rulefile: PackFile,
+    at: list[object],
+    rm: RuleModel,
+    record_cls: type[Record],
+    views: Mapping[str, FieldView],
+    needed: frozenset[str],
+) -> frozenset[str]:
+    """Validate a rule's ``search`` list: indexed fields the rule shows, named one by one.
+
+    A field the rule shows in full is searchable anyway; ``search`` matters for the fields it
+    shows masked, which nobody may search by value unless a rule says so.
+    """
+    specs = record_cls.field_specs()
+    out: set[str] = set()
+    for i, name in enumerate(rm.search):
+        where = [*at, "search", i]
+        if name == "*":
+            raise rulefile.error(
+                where, f"rule {rm.id!r}: 'search' names fields one by one, not '*'"
+            )
+        spec = specs.get(name)
+        if spec is None:
+            raise rulefile.error(where, f"rule {rm.id!r}: 'search' names unknown field {name!r}")
+        view = views.get(name)
+        if view is None and spec.classification is not Classification.SENSITIVE:
+            # A wildcard shows every field it does not name, sensitive fields excepted.
+            view = views.get("*")
+        if view is None or not view.disclosed or name not in needed:
+            raise rulefile.error(
+                where,
+                f"rule {rm.id!r}: 'search' names field {name!r}, which the rule does not show",
+            )
+        if spec.index is None:
+            raise rulefile.error(
+                where,
+                f"rule {rm.id!r}: 'search' names field {name!r}, which has no blind index",
+            )
+        out.add(name)
+    if out and "read" not in rm.actions:
+        raise rulefile.error([*at, "search"], f"rule {rm.id!r}: 'search' needs the read action")
+    return frozenset(out)
 
 
 def _notice_version(notice: Notice) -> str:

@@ -130,12 +130,19 @@ RESTRICTIVENESS: Final = {ViewMode.FULL: 0, ViewMode.MASKED: 1, ViewMode.HIDDEN:
 
 @attrs.frozen
 class FieldView:
-    """The decision for one field: its view, masker and the rules that produced it."""
+    """The decision for one field: its view, masker and the rules that produced it.
+
+    ``searchable`` says whether ``find`` may match on the field's value: always for a field
+    shown in full, for a masked field only when the matching rules grant it (``search`` in
+    ``rules.toml``), never for a hidden one. ``search_reason`` says why, for explanations.
+    """
 
     mode: ViewMode
     masker: str | None = None
     rule_ids: tuple[str, ...] = ()
     reason: str = ""
+    searchable: bool = attrs.field(default=False, kw_only=True)
+    search_reason: str = attrs.field(default="not shown", kw_only=True)
 
     @property
     def disclosed(self) -> bool:
@@ -178,6 +185,11 @@ class Decision:
         """Fields released in full or masked form."""
         return self._disclosed
 
+    @property
+    def searchable_fields(self) -> tuple[str, ...]:
+        """Fields ``find`` may match on by value (see :attr:`FieldView.searchable`)."""
+        return tuple(name for name, v in self.fields.items() if v.searchable)
+
     def require(self) -> None:
         """Raise :class:`PolicyDeniedError` if the decision denies."""
         if not self.allowed:
@@ -190,7 +202,20 @@ class Decision:
             )
 
     def explain(self) -> dict[str, Any]:
-        """A JSON-friendly explanation: outcome, rules, legal basis and every field's view."""
+        """A JSON-friendly explanation: outcome, rules, legal basis and every field's view.
+
+        A read explains, per field, whether ``find`` may search it by value and why.
+        """
+        fields: dict[str, dict[str, Any]] = {}
+        for name, v in self.fields.items():
+            fields[name] = {
+                "view": v.mode.value if v.masker is None else f"masked:{v.masker}",
+                "rules": list(v.rule_ids),
+                "reason": v.reason,
+            }
+            if self.action == "read":
+                fields[name]["search"] = v.searchable
+                fields[name]["search_reason"] = v.search_reason
         return {
             "actor": self.actor_id,
             "roles": list(self.roles),
@@ -201,12 +226,5 @@ class Decision:
             "reason": self.reason,
             "legal_basis": self.legal_basis,
             "rules": list(self.rule_ids),
-            "fields": {
-                name: {
-                    "view": v.mode.value if v.masker is None else f"masked:{v.masker}",
-                    "rules": list(v.rule_ids),
-                    "reason": v.reason,
-                }
-                for name, v in self.fields.items()
-            },
+            "fields": fields,
         }

@@ -57,6 +57,9 @@ class Rule:
     views: Mapping[str, FieldView]
     write: frozenset[str]
     minors: bool
+    #: Fields the rule lets its roles search by value although it shows them masked (a field
+    #: shown in full is searchable anyway).
+    search: frozenset[str] = frozenset()
     scope: str | None = None
     hours: tuple[int, int] | None = None
     weekdays: frozenset[int] | None = None
@@ -236,7 +239,10 @@ class Policy:
         views: dict[str, FieldView] = {}
         writable: set[str] = set()
         for name, fspec in specs.items():
-            views[name] = self._field_view(name, fspec.classification, needed, matching)
+            view = self._field_view(name, fspec.classification, needed, matching)
+            if view.searchable and fspec.index is None:
+                view = attrs.evolve(view, searchable=False, search_reason="no blind index")
+            views[name] = view
             if name in needed and any(name in rule.write for rule in matching):
                 writable.add(name)
         return Decision(
@@ -261,6 +267,11 @@ class Policy:
             return FieldView(ViewMode.HIDDEN, reason="the purpose does not need this field")
         chosen: FieldView | None = None
         sources: list[str] = []
+        # Searching by value is part of each rule's say on the field, and the most restrictive
+        # say wins here too: a masked field is searchable only if every rule that has a say on
+        # it shows it in full or grants search on it.
+        search_granted: list[str] = []
+        search_withheld: list[str] = []
         for rule in rules:
             view = rule.views.get(name)
             if view is None:
@@ -273,6 +284,8 @@ class Policy:
                     continue
                 view = wildcard
             sources.append(rule.rule_id)
+            if view.mode is ViewMode.MASKED:
+                (search_granted if name in rule.search else search_withheld).append(rule.rule_id)
             if chosen is None or RESTRICTIVENESS[view.mode] > RESTRICTIVENESS[chosen.mode]:
                 chosen = view
             elif (
@@ -286,9 +299,29 @@ class Policy:
         if chosen is None:
             return FieldView(ViewMode.HIDDEN, reason="no matching rule grants this field")
         reason = "most restrictive of the matching rules" if len(sources) > 1 else "granted by rule"
+        searchable = False
         if chosen.mode is ViewMode.HIDDEN:
             reason = "hidden by rule"
-        return FieldView(chosen.mode, chosen.masker, tuple(sources), reason)
+            search_reason = "not shown"
+        elif chosen.mode is ViewMode.FULL:
+            searchable, search_reason = True, "shown in full"
+        elif search_withheld:
+            search_reason = (
+                "shown masked; no matching rule grants search"
+                if not search_granted
+                else f"shown masked; rule {', '.join(search_withheld)} does not grant search"
+            )
+        else:
+            searchable = True
+            search_reason = f"shown masked; search granted by rule {', '.join(search_granted)}"
+        return FieldView(
+            chosen.mode,
+            chosen.masker,
+            tuple(sources),
+            reason,
+            searchable=searchable,
+            search_reason=search_reason,
+        )
 
     def conditional(self, purpose: str, record_type: str) -> tuple[bool, bool]:
         """(needs subject context, depends on time) for rules of this purpose and type."""
