@@ -24,6 +24,7 @@ from ownervault.exceptions import (
     ValidationError,
 )
 from ownervault.kernel import Grant
+from ownervault.keys import KeyKind
 from ownervault.policy import ADMIN_ACTIONS, default_policy_dir, load_policy
 from ownervault.records import OwnerProfile, Unit
 from ownervault.testing import TEST_GRANTOR, FrozenClock, InMemoryKey, grant_roles
@@ -440,3 +441,87 @@ def test_break_glass_is_refused_to_roles_not_eligible_and_without_a_reason(
         fresh.break_glass(
             Actor("clerk-01", roles=["engineering"]), "emergency_access", reason="fire alarm 3"
         )
+
+
+# --------------------------------------------------------------------------- two people
+
+
+def _two_person_pack(tmp_path: Path) -> Path:
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    for source in default_policy_dir().iterdir():
+        if source.suffix == ".toml":
+            (pack / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    with (pack / "roles.toml").open("a", encoding="utf-8") as roles:
+        roles.write('\n[two_person]\nactions = ["key.destroy"]\ngrants_of = ["admin"]\n')
+    return pack
+
+
+def test_two_person_actions_need_another_permitted_actor(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    policy = _two_person_pack(tmp_path)
+    with Vault.create(
+        tmp_path / "v", key=InMemoryKey(), clock=clock, policy=policy, creator="sa-1"
+    ) as vault:
+        sa1 = Actor("sa-1", roles=["security_admin"])
+        vault.grants.add("sa-2", "security_admin", by=sa1)
+        sa2 = Actor("sa-2", roles=["security_admin"])
+        start = _size(vault)
+        with pytest.raises(PolicyDeniedError) as missing:
+            vault.grants.add("admin-1", "admin", by=sa1)
+        assert missing.value.reason == "approval_required"
+        assert _entries(vault, start)[-1]["reason"] == "approval_required"
+        with pytest.raises(PolicyDeniedError) as own:
+            vault.grants.add("admin-1", "admin", by=sa1, approver=sa1)
+        assert own.value.reason == "approver_is_actor"
+        vault.grants.add("guard-1", "security", by=sa1)
+        with pytest.raises(PolicyDeniedError) as weak:
+            vault.grants.add(
+                "admin-1", "admin", by=sa1, approver=Actor("guard-1", roles=["security"])
+            )
+        assert weak.value.reason == "approver_not_permitted"
+        vault.grants.add("admin-1", "admin", by=sa1, approver=sa2)
+        vault.grants.add("admin-2", "admin", by=sa2, approver=sa1)
+        added = [e for e in _entries(vault, start) if e["action"] == "grant.add"]
+        assert [e["detail"].get("approved_by") for e in added if e["decision"] == "allow"] == [
+            None,
+            "sa-2",
+            "sa-1",
+        ]
+
+        admin1, admin2 = Actor("admin-1", roles=["admin"]), Actor("admin-2", roles=["admin"])
+        kek = vault.keys.primary(KeyKind.KEK)
+        job = vault.keys.rotate_kek(actor=admin1)
+        vault.keys.run(job.job_id, actor=admin1)
+        with pytest.raises(PolicyDeniedError, match="second person"):
+            vault.keys.destroy(kek, actor=admin1)
+        vault.keys.destroy(kek, actor=admin1, approver=admin2)
+        destroyed = [e for e in _entries(vault) if e["action"] == "key.destroy"]
+        assert destroyed[-1]["detail"]["approved_by"] == "admin-2"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ('[two_person]\nactions = ["key.teleport"]\n', "unknown administrative action"),
+        ('[two_person]\ngrants_of = ["janitor"]\n', "unknown role"),
+        (
+            '[break_glass.x]\nrole = "admin"\neligible = ["admin"]\nmax_duration = "PT1H"\n',
+            "cannot be eligible",
+        ),
+        (
+            '[break_glass.x]\nrole = "admin"\neligible = ["security"]\nmax_duration = "P2D"\n',
+            "PT24H",
+        ),
+    ],
+)
+def test_the_loader_refuses_bad_two_person_and_break_glass_sections(
+    tmp_path: Path, section: str, message: str
+) -> None:
+    pack = _two_person_pack(tmp_path)
+    roles = (pack / "roles.toml").read_text(encoding="utf-8")
+    roles = roles[: roles.index("\n[two_person]")] + "\n" + section
+    (pack / "roles.toml").write_text(roles, encoding="utf-8")
+    with pytest.raises(PolicyError, match=message):
+        load_policy(pack)

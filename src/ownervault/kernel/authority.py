@@ -17,7 +17,7 @@ import datetime as _dt
 import json
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Final, NoReturn
 
 import attrs
 
@@ -42,37 +42,99 @@ def authorise(
     *,
     purpose: str = ADMIN_PURPOSE,
     detail: Mapping[str, str | int | bool | None] | None = None,
-) -> None:
+    approver: Actor | None = None,
+    approval: bool | None = None,
+) -> dict[str, str | int | bool | None]:
     """Return if one of ``actor``'s roles may take ``action``; refuse (audited) otherwise.
 
+    Two-person actions (``roles.toml``'s ``[two_person]``, or ``approval=True``) also need an
+    ``approver``: another actor, granted a role that may take the action itself. An approver
+    given for any action is checked the same way. Returns what the action's own audit entry
+    records of the approval (``approved_by``), empty without one.
+
     Raises:
-        ValidationError: ``actor`` is not an :class:`~ownervault.Actor`.
-        NotGrantedError: the actor was not granted the roles it asks for (audited).
-        PolicyDeniedError: no role of the actor may take the action (reason
-            ``role_not_permitted``).
+        ValidationError: ``actor`` or ``approver`` is not an :class:`~ownervault.Actor`.
+        NotGrantedError: the actor (or the approver) was not granted the roles it asks for.
+        PolicyDeniedError: no role of the actor may take the action (``role_not_permitted``);
+            an approval is missing (``approval_required``), comes from the actor itself
+            (``approver_is_actor``) or from one who may not take the action
+            (``approver_not_permitted``). Every refusal is audited.
     """
-    if not isinstance(actor, Actor):
-        raise ValidationError("actor must be an ownervault Actor")
+    if not isinstance(actor, Actor) or not isinstance(approver, Actor | None):
+        raise ValidationError("actor and approver must be ownervault Actors")
     kernel.check_open()
     actor = admit(kernel, actor, action=action, purpose=purpose)
-    if kernel.policy.may_administer(actor, action):
-        return
+    if not kernel.policy.may_administer(actor, action):
+        _deny(
+            kernel,
+            actor,
+            action,
+            purpose,
+            detail,
+            "role_not_permitted",
+            f"{action} is not permitted to actor {actor.actor_id!r} with roles "
+            f"{', '.join(actor.roles)}: the policy pack's [admin_actions] names other roles",
+        )
+    if approval is None:
+        approval = action in kernel.policy.two_person
+    if approver is None:
+        if approval:
+            _deny(
+                kernel,
+                actor,
+                action,
+                purpose,
+                detail,
+                "approval_required",
+                f"{action} needs a second person's approval under this policy pack",
+            )
+        return {}
+    if approver.actor_id == actor.actor_id:
+        _deny(
+            kernel,
+            actor,
+            action,
+            purpose,
+            detail,
+            "approver_is_actor",
+            f"{action} needs another person's approval, not the actor's own",
+        )
+    approver = admit(kernel, approver, action=action, purpose=purpose)
+    if not kernel.policy.may_administer(approver, action):
+        _deny(
+            kernel,
+            actor,
+            action,
+            purpose,
+            {**(detail or {}), "approver": approver.actor_id},
+            "approver_not_permitted",
+            f"approver {approver.actor_id!r} may not take {action} itself, so cannot approve it",
+        )
+    return {"approved_by": approver.actor_id}
+
+
+def _deny(
+    kernel: Kernel,
+    actor: Actor,
+    action: str,
+    purpose: str,
+    detail: Mapping[str, str | int | bool | None] | None,
+    reason: str,
+    message: str,
+) -> NoReturn:
+    """Audit the refusal of ``action``, then raise :class:`PolicyDeniedError`."""
     entry = AuditEntry(
         action=action,
         actor=actor.actor_id,
         roles=actor.roles,
         purpose=purpose,
         decision="deny",
-        reason="role_not_permitted",
+        reason=reason,
         detail=dict(detail or {}),
     )
     with kernel.backend.atomic():
         kernel.audit.append([entry], now=kernel.clock.now())
-    raise PolicyDeniedError(
-        f"{action} is not permitted to actor {actor.actor_id!r} with roles "
-        f"{', '.join(actor.roles)}: the policy pack's [admin_actions] names other roles",
-        reason="role_not_permitted",
-    )
+    raise PolicyDeniedError(message, reason=reason)
 
 
 class GrantBook:
@@ -113,15 +175,27 @@ class GrantBook:
         communities: Iterable[str] | None = None,
         buildings: Iterable[str] | None = None,
         expires_at: _dt.datetime | None = None,
+        approver: Actor | None = None,
     ) -> Grant:
         """Grant ``role`` to ``actor_id`` (anywhere, or only in these communities/buildings).
 
+        A role in the pack's ``[two_person] grants_of`` needs an ``approver``: another actor who
+        may grant roles too (recorded as ``approved_by``).
+
         Raises:
-            NotGrantedError, PolicyDeniedError: ``by`` may not grant roles.
+            NotGrantedError, PolicyDeniedError: ``by`` may not grant roles, or the approval is
+                missing or not valid (audited).
             ValidationError: the role is unknown, the scope is malformed, the expiry has passed,
                 or separation of duties forbids the actor holding this role with one it holds.
         """
-        self._authorise(by, "grant.add")
+        approval = authorise(
+            self._kernel,
+            by,
+            "grant.add",
+            approver=approver,
+            approval=role in self._kernel.policy.two_person_grants,
+            detail={"role": role},
+        )
         return self._insert(
             actor_id,
             role,
@@ -130,6 +204,7 @@ class GrantBook:
             communities=communities,
             buildings=buildings,
             expires_at=expires_at,
+            extra=approval,
         )
 
     def remove(self, grant_id: str, *, by: Actor) -> Grant:

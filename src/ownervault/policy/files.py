@@ -112,6 +112,15 @@ class BreakGlassModel(_Strict):
         return value
 
 
+class TwoPersonModel(_Strict):
+    """``roles.toml``'s ``[two_person]``: what a second person must approve."""
+
+    #: Administrative actions that need an approver (``key.destroy``...).
+    actions: list[str] = []
+    #: Roles whose granting needs an approver (``admin``, ``security_admin``...).
+    grants_of: list[Ident] = []
+
+
 RolePair = Annotated[list[Ident], pydantic.Field(min_length=2, max_length=2)]
 
 
@@ -124,6 +133,7 @@ class RolesFile(_Strict):
     separation_of_duties: list[RolePair] = []
     #: Emergency rule sets a session may ask for with a written reason.
     break_glass: dict[Ident, BreakGlassModel] = {}
+    two_person: TwoPersonModel = TwoPersonModel()
 
 
 ViewText = Annotated[

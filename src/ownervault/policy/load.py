@@ -145,6 +145,14 @@ def load_policy(folder: str | Path | None = None) -> Policy:
                 f"separation of duties pairs role {pair[0]!r} with itself",
             )
         conflicts.add(frozenset(pair))
+    for i, action in enumerate(roles_doc.two_person.actions):
+        if action not in ADMIN_ACTIONS:
+            raise rfile.error(
+                ["two_person", "actions", i], f"unknown administrative action {action!r}"
+            )
+    for i, role in enumerate(roles_doc.two_person.grants_of):
+        if role not in roles:
+            raise rfile.error(["two_person", "grants_of", i], f"unknown role {role!r}")
     emergency: dict[str, BreakGlass] = {}
     for name, bg in roles_doc.break_glass.items():
         named: list[tuple[list[object], str]] = [(["role"], bg.role)]
@@ -212,6 +220,8 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         admin_actions=admin,
         conflicts=frozenset(conflicts),
         break_glass=emergency,
+        two_person=frozenset(roles_doc.two_person.actions),
+        two_person_grants=frozenset(roles_doc.two_person.grants_of),
     )
 
 

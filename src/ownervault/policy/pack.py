@@ -129,6 +129,10 @@ class Policy:
     #: Administrative action -> the roles that may take it (``[admin_actions]``).
     admin_actions: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
 
+    #: Administrative actions a second person must approve (``[two_person] actions``).
+    two_person: frozenset[str] = frozenset()
+    #: Roles whose granting a second person must approve (``[two_person] grants_of``).
+    two_person_grants: frozenset[str] = frozenset()
     #: Emergency rule sets by name (``[break_glass]``).
     break_glass: Mapping[str, BreakGlass] = attrs.field(factory=dict)
     #: Pairs of roles one actor may not hold together (``[separation_of_duties]``).

@@ -156,18 +156,27 @@ class KeyAdmin:
         """Mark a key compromised: it never encrypts again; re-encrypt and then destroy it."""
         return self._transition(key_id, KeyState.COMPROMISED, actor, "key.compromised")
 
-    def destroy(self, key_id: str, *, actor: Actor) -> KeyInfo:
-        """Destroy a key's bytes (metadata stays); refused while anything depends on it."""
-        return self._transition(key_id, KeyState.DESTROYED, actor, "key.destroy")
+    def destroy(self, key_id: str, *, actor: Actor, approver: Actor | None = None) -> KeyInfo:
+        """Destroy a key's bytes (metadata stays); refused while anything depends on it.
+
+        With ``key.destroy`` in the pack's ``[two_person] actions``, ``approver`` (another
+        actor who may destroy keys too) must approve; it is recorded as ``approved_by``.
+        """
+        return self._transition(key_id, KeyState.DESTROYED, actor, "key.destroy", approver)
 
     def destroy_retired_subject_keys(
-        self, *, actor: Actor, progress: Callable[[int, int], None] | None = None
+        self,
+        *,
+        actor: Actor,
+        progress: Callable[[int, int], None] | None = None,
+        approver: Actor | None = None,
     ) -> int:
         """Destroy every retired (decrypt-only or compromised) subject key nothing uses.
 
         ``progress`` is told (subject keys examined, subject keys in all) as it goes on.
+        ``approver`` as for :meth:`destroy`.
         """
-        authorise(self._kernel, actor, "key.destroy")
+        approval = authorise(self._kernel, actor, "key.destroy", approver=approver)
         destroyed = 0
         with self._backend.atomic():
             in_use = self._backend.subject_keys_in_use()
@@ -192,13 +201,25 @@ class KeyAdmin:
                 )
                 self._kernel.keys.cache.discard(row.key_id)
                 destroyed += 1
-            self._audit(actor, "key.destroy_retired", None, {"kind": "subject", "keys": destroyed})
+            self._audit(
+                actor,
+                "key.destroy_retired",
+                None,
+                {"kind": "subject", "keys": destroyed, **approval},
+            )
         if progress is not None:
             progress(len(rows), len(rows))
         return destroyed
 
-    def _transition(self, key_id: str, new: KeyState, actor: Actor, action: str) -> KeyInfo:
-        authorise(self._kernel, actor, action)
+    def _transition(
+        self,
+        key_id: str,
+        new: KeyState,
+        actor: Actor,
+        action: str,
+        approver: Actor | None = None,
+    ) -> KeyInfo:
+        approval = authorise(self._kernel, actor, action, approver=approver)
         with self._refusals(actor, action, key_id), self._backend.atomic():
             raw = _key_bytes(key_id)
             row = self._kernel.keys.key_row(raw)
@@ -224,7 +245,8 @@ class KeyAdmin:
             )
             if new is KeyState.DESTROYED:
                 self._kernel.keys.cache.discard(raw)
-            self._audit(actor, action, raw, {"kind": row.kind, "from": row.state, "to": new.value})
+            detail = {"kind": row.kind, "from": row.state, "to": new.value, **approval}
+            self._audit(actor, action, raw, detail)
         return self._info(raw)
 
     def _check_destroyable(self, key_id: str, raw: bytes, row: KeyRow) -> None:
