@@ -5,7 +5,7 @@
     import ownervault as ov
 
     with ov.Vault.open("vault/", key=ov.PassphraseKey("...")) as vault:
-        clerk = ov.Actor("clerk-01", roles=["front_desk"])
+        clerk = ov.Actor("clerk-01", roles=["front_desk"])  # granted front_desk (vault.grants)
         with vault.session(clerk, purpose="owner_registration") as s:
             rid = s.put(ov.records.OwnerProfile(subject_id="owner-1", name="张三"))
             view = s.get(ov.records.OwnerProfile, rid)
