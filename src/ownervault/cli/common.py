@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import functools
 import os
 import sys
@@ -40,6 +41,7 @@ __all__ = [
     "officer_actor",
     "officer_session",
     "open_vault",
+    "parse_expiry",
     "policy_option",
     "print_table",
     "progress_bar",
@@ -153,6 +155,17 @@ def officer_actor(actor_id: str | None) -> Actor:
 def officer_session(vault: Vault, as_actor: str | None, purpose: str) -> Session:
     """A session of :func:`officer_actor` for ``purpose``."""
     return vault.session(officer_actor(as_actor), purpose=purpose)
+
+
+def parse_expiry(text: str | None) -> _dt.datetime | None:
+    """An ``--expires`` option: an ISO 8601 time (UTC when it names no zone), or None."""
+    if text is None:
+        return None
+    try:
+        at = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.UsageError("--expires must be an ISO 8601 time") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=_dt.UTC)
 
 
 def evidence_digest(evidence: str | None, evidence_file: Path | None) -> str:

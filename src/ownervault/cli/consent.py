@@ -16,6 +16,7 @@ from .common import (
     handle_errors,
     key_file_option,
     open_vault,
+    parse_expiry,
     print_table,
 )
 
@@ -77,16 +78,7 @@ def consent_grant(
     key_file: Path | None,
 ) -> None:
     """Record SUBJECT_ID's consent to --purpose."""
-    import datetime as _dt
-
-    expires_at = None
-    if expires is not None:
-        try:
-            expires_at = _dt.datetime.fromisoformat(expires)
-        except ValueError:
-            raise click.UsageError("--expires must be an ISO 8601 time") from None
-        if expires_at.tzinfo is None:
-            expires_at = expires_at.replace(tzinfo=_dt.UTC)
+    expires_at = parse_expiry(expires)
     actor = Actor(as_actor or os.environ.get("USER") or "staff", roles=[role])
     with (
         open_vault(path, key_file) as vault,

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ..policy import Actor
-from .common import handle_errors, key_file_option, open_vault, print_table
+from .common import handle_errors, key_file_option, open_vault, parse_expiry, print_table
 
 __all__ = ["break_glass_command", "grants"]
 
@@ -61,14 +61,7 @@ def grants_add(
     key_file: Path | None,
 ) -> None:
     """Grant ROLE to ACTOR_ID (anywhere, or only in the --community/--building given)."""
-    expires_at = None
-    if expires is not None:
-        try:
-            expires_at = _dt.datetime.fromisoformat(expires)
-        except ValueError:
-            raise click.UsageError("--expires must be an ISO 8601 time") from None
-        if expires_at.tzinfo is None:
-            expires_at = expires_at.replace(tzinfo=_dt.UTC)
+    expires_at = parse_expiry(expires)
     with open_vault(path, key_file) as vault:
         grant = vault.grants.add(
             actor_id,

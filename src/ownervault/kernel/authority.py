@@ -21,13 +21,13 @@ from typing import Final, NoReturn
 
 import attrs
 
-from ..audit import AuditEntry, format_time
+from ..audit import format_time
 from ..exceptions import PolicyDeniedError, ValidationError
 from ..policy import Actor
 from ..policy.pack import BreakGlass
 from ..storage.base import GrantRow
 from .core import ADMIN_PURPOSE, Kernel
-from .grants import Grant, active_grants, admit, record_change
+from .grants import Grant, active_grants, admit, record_change, record_refusal
 
 __all__ = ["BOOTSTRAP_ACTION", "GrantBook", "authorise"]
 
@@ -123,17 +123,7 @@ def _deny(
     message: str,
 ) -> NoReturn:
     """Audit the refusal of ``action``, then raise :class:`PolicyDeniedError`."""
-    entry = AuditEntry(
-        action=action,
-        actor=actor.actor_id,
-        roles=actor.roles,
-        purpose=purpose,
-        decision="deny",
-        reason=reason,
-        detail=dict(detail or {}),
-    )
-    with kernel.backend.atomic():
-        kernel.audit.append([entry], now=kernel.clock.now())
+    record_refusal(kernel, actor, action, purpose, reason, detail)
     raise PolicyDeniedError(message, reason=reason)
 
 
@@ -287,14 +277,14 @@ class GrantBook:
         if rule is not None and rule.eligible & set(actor.roles):
             return actor, rule
         reason = "unknown_rule_set" if rule is None else "role_not_eligible"
-        entry = kernel.admin_entry(
-            actor, "break_glass.grant", detail={"rule_set": rule_set}, reason=reason
-        )
-        with kernel.backend.atomic():
-            kernel.audit.append([entry], now=kernel.clock.now())
-        raise PolicyDeniedError(
+        _deny(
+            kernel,
+            actor,
+            "break_glass.grant",
+            ADMIN_PURPOSE,
+            {"rule_set": rule_set},
+            reason,
             f"break-glass {rule_set!r} is not open to actor {actor.actor_id!r}: {reason}",
-            reason=reason,
         )
 
     def emergency(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, NoReturn, Protocol
 
 import attrs
@@ -62,6 +62,7 @@ __all__ = [
     "admission",
     "admit",
     "record_change",
+    "record_refusal",
 ]
 
 
@@ -160,9 +161,15 @@ def active_grants(kernel: Kernel, actor_id: str, version: str | None = None) -> 
     return [g for g in cached[1] if g.active(now)]
 
 
-def _refuse(
-    kernel: Kernel, actor: Actor, action: str, purpose: str, reason: str, why: str
-) -> NoReturn:
+def record_refusal(
+    kernel: Kernel,
+    actor: Actor,
+    action: str,
+    purpose: str,
+    reason: str,
+    detail: Mapping[str, str | int | bool | None] | None = None,
+) -> None:
+    """Commit a ``deny`` entry of ``action`` for ``actor`` (before the error is raised)."""
     entry = AuditEntry(
         action=action,
         actor=actor.actor_id,
@@ -170,9 +177,16 @@ def _refuse(
         purpose=purpose,
         decision="deny",
         reason=reason,
+        detail=dict(detail or {}),
     )
     with kernel.backend.atomic():
         kernel.audit.append([entry], now=kernel.clock.now())
+
+
+def _refuse(
+    kernel: Kernel, actor: Actor, action: str, purpose: str, reason: str, why: str
+) -> NoReturn:
+    record_refusal(kernel, actor, action, purpose, reason)
     raise NotGrantedError(f"actor {actor.actor_id!r} {why}", reason=reason)
 
 
@@ -225,25 +239,14 @@ def admission(
     communities, buildings = actor.communities, actor.buildings
     if not communities and not buildings:
         communities, buildings = _common_scope(scoped)
-        if not communities and not buildings:
-            _refuse(
-                kernel,
-                actor,
-                action,
-                purpose,
-                "scope_not_granted",
-                "was granted these roles for places that do not overlap: ask for one at a time",
-            )
-    for held in scoped:
-        if not any(g.covers(communities, buildings) for g in held):
-            _refuse(
-                kernel,
-                actor,
-                action,
-                purpose,
-                "scope_not_granted",
-                f"was not granted {held[0].role!r} in every community and building asked for",
-            )
+    outside = [h[0].role for h in scoped if not any(g.covers(communities, buildings) for g in h)]
+    if outside or not (communities or buildings):
+        why = (
+            f"was not granted {outside[0]!r} in every community and building asked for"
+            if outside
+            else "was granted these roles for places that do not overlap: ask for one at a time"
+        )
+        _refuse(kernel, actor, action, purpose, "scope_not_granted", why)
     return attrs.evolve(actor, communities=communities, buildings=buildings, confined=True), until
 
 
