@@ -121,6 +121,9 @@ def test_bad_grants_are_refused_with_clear_errors(fresh: Vault, clock: FrozenClo
         fresh.grants.add("x-01", "front_desk", by=SECADMIN, expires_at=_dt.datetime(2030, 1, 1))
     with pytest.raises(ValidationError, match="already"):
         fresh.grants.bootstrap("usurper")
+    for reserved in ("ownervault", "unauthenticated"):
+        with pytest.raises(ValidationError, match="the vault itself"):
+            fresh.grants.add(reserved, "admin", by=SECADMIN)
 
 
 # --------------------------------------------------------------------------- scope

@@ -26,6 +26,7 @@ from ..exceptions import PolicyDeniedError, ValidationError
 from ..policy import Actor
 from ..policy.pack import BreakGlass
 from ..storage.base import GrantRow
+from .authenticate import RESERVED_ACTOR_IDS
 from .core import ADMIN_PURPOSE, Kernel
 from .grants import Grant, active_grants, admit, record_change, record_refusal
 
@@ -320,6 +321,8 @@ class GrantBook:
     ) -> Grant:
         kernel = self._kernel
         Actor(actor_id, roles=[role])  # the same rules as any actor id
+        if actor_id in RESERVED_ACTOR_IDS:
+            raise ValidationError(f"{actor_id!r} names the vault itself and holds no grant")
         if role not in kernel.policy.roles:
             raise ValidationError(f"unknown role {role!r}: the policy pack has no such role")
         places = _places(communities, buildings)
