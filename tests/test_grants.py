@@ -245,8 +245,17 @@ def _verbs(vault: Vault) -> dict[str, Callable[[Actor], object]]:
         "key.backup": lambda a: vault.export_key_backup(vault.path.parent / "kb", actor=a),
         "vault.backup": lambda a: vault.backup(vault.path.parent / "bk", actor=a),
         "audit.export": lambda a: vault.export_audit(vault.path.parent / "a.bundle", actor=a),
+        "key.run_job": lambda a: vault.keys.run("job-none", actor=a),
+        "key.rotate_page_key": lambda a: vault.rotate_page_key(actor=a),
         "grant.add": lambda a: vault.grants.add("x-01", "front_desk", by=a),
+        "grant.remove": lambda a: vault.grants.remove("grant-none", by=a),
         "grant.list": lambda a: vault.grants.list(by=a),
+        "incident.affected": lambda a: vault.incidents.affected("inc-none", actor=a),
+        "incident.confirm": lambda a: vault.incidents.confirm("inc-none", actor=a),
+        "incident.close": lambda a: vault.incidents.close("inc-none", actor=a, resolution="x"),
+        "incident.refresh": lambda a: vault.incidents.refresh("inc-none", actor=a),
+        "incident.acknowledge": lambda a: vault.incidents.acknowledge("inc-none", actor=a),
+        "incident.retry": lambda a: vault.incidents.retry("n-none", actor=a),
     }
 
 
