@@ -24,7 +24,7 @@ from typing import Final
 
 import attrs
 
-from ..audit import AuditEntry, format_time
+from ..audit import format_time
 from ..authn import Authenticator, Identity, reason_code, refused, valid_actor_id
 from ..exceptions import AuthenticationError, ConfigurationError, ValidationError
 from ..policy import Actor
@@ -99,14 +99,8 @@ def _append(
     reason: str,
     detail: Mapping[str, str | None],
 ) -> None:
-    entry = AuditEntry(
-        action=AUTHENTICATE_ACTION,
-        actor=actor.actor_id,
-        roles=actor.roles,
-        purpose=purpose,
-        decision="deny" if reason else "allow",
-        reason=reason,
-        detail=dict(detail),
+    entry = kernel.admin_entry(
+        actor, AUTHENTICATE_ACTION, detail=detail, reason=reason, purpose=purpose
     )
     with kernel.backend.atomic():
         kernel.audit.append([entry], now=kernel.clock.now())
