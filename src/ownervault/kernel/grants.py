@@ -12,9 +12,11 @@ roles were granted with a scope is *confined*: whatever the rule says, it reache
 who live there (:attr:`ownervault.Actor.confined`). When the actor names no scope, the granted
 one is used.
 
-Grants are changed by the roles the pack names for ``grant.add`` and ``grant.remove``; pairs of
-roles in the pack's ``separation_of_duties`` may not be held by one actor. A removed grant stays
-in the table, revoked, so "who could do what, when" can be answered later.
+Grants are changed through :class:`~ownervault.kernel.authority.GrantBook`, by the roles the
+pack names for ``grant.add`` and ``grant.remove``; pairs of roles in the pack's
+``separation_of_duties`` may not be held by one actor. A removed grant stays in the table,
+revoked, so "who could do what, when" can be answered later. Each process keeps an actor's
+checked grants until the grants change (:data:`VERSION_META`); expiry is checked every time.
 """
 
 from __future__ import annotations
