@@ -151,7 +151,11 @@ class Vault(Sessions):
         kernel.record_system("vault.create", detail={"provider": key.kind, "header_mac": True})
         kernel.record_policy_load()
         if creator is not None:
-            vault.grants.bootstrap(creator)
+            try:
+                vault.grants.bootstrap(creator)
+            except BaseException:
+                vault.close()  # the vault stays, without grants: bootstrap it later
+                raise
         return vault
 
     @classmethod
