@@ -577,7 +577,7 @@ class MatchedStore(BareIndexedStore):
     """
 
     key = "matched"
-    label = "matched (owner keys, audit)"
+    label = "matched"
     #: Unwrapped data keys kept (ownervault's default key cache holds 10,000).
     KEY_CACHE: ClassVar[int] = 10_000
     #: Who the audit rows name (the clerk and purpose ownervault's store uses).
