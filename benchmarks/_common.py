@@ -566,8 +566,8 @@ class MatchedStore(BareIndexedStore):
       the owner's key, associated data record id, field and key id; the key commitment,
       HMAC-SHA256(key, "matched key commitment v1"), is carried by every field, as in
       ownervault's envelope, and checked before the value is released;
-    * a hash-chained ``audit`` row per record put, per record read and per record found (one
-      row for a find that finds nothing), in the transaction of the change; reads commit their
+    * a hash-chained ``audit`` row per record put, per record read and per record found, plus
+      one for each find itself, in the transaction of the change; reads commit their
       audit rows before they return anything. An entry is the compact canonical JSON of
       action, actor, purpose, record id and the owner's pseudonym; ``hash = SHA-256(prev ||
       entry)``, ``prev`` the hash of the row before (32 zero bytes for the first).
@@ -838,7 +838,9 @@ class MatchedStore(BareIndexedStore):
                     continue
                 out.append(record)
                 events.append(("find", record["id"], key.pseudonym))
-            self._audit(events or (("find", None, None),))
+            # One row for the search itself, as ownervault writes one with the match count.
+            events.append(("find", None, None))
+            self._audit(events)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
