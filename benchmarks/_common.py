@@ -731,11 +731,13 @@ class MatchedStore(BareIndexedStore):
             "SELECT seq, prev, entry, hash FROM audit ORDER BY seq"
         ):
             count += 1
-            if seq != count or bytes(row_prev) != prev:
+            if not all(isinstance(v, bytes) for v in (row_prev, entry, digest)):
+                raise ValueError(f"audit row {seq}: not stored as blobs")
+            if seq != count or row_prev != prev:
                 raise ValueError(f"audit row {seq}: broken link")
-            if hashlib.sha256(prev + bytes(entry)).digest() != bytes(digest):
+            if hashlib.sha256(prev + entry).digest() != digest:
                 raise ValueError(f"audit row {seq}: hash does not match")
-            prev = bytes(digest)
+            prev = digest
         return count
 
     # ----------------------------------------------------------------- records
