@@ -708,6 +708,7 @@ class MatchedStore(BareIndexedStore):
         rows = []
         sha256 = hashlib.sha256
         encode = _CANONICAL.encode
+        at = now_text()  # an audit entry says when, as ownervault's do
         for action, record_id, pseudonym in events:
             entry = encode(
                 {
@@ -716,6 +717,7 @@ class MatchedStore(BareIndexedStore):
                     "purpose": self.PURPOSE,
                     "record_id": record_id,
                     "subject": pseudonym,
+                    "time": at,
                 }
             ).encode()
             digest = sha256(prev + entry).digest()
