@@ -1,6 +1,6 @@
-"""Shared pieces of the benchmarks: synthetic owners, the five stores, timing and tables.
+"""Shared pieces of the benchmarks: synthetic owners, the six stores, timing and tables.
 
-The five stores hold the same OwnerProfile data and answer the same four operations:
+The six stores hold the same OwnerProfile data and answer the same four operations:
 
 * ``SqliteStore`` -- stdlib ``sqlite3``, one plain column per field, an index on the phone.
 * ``BareStore`` -- a hand-rolled encrypted store: SQLCipher (raw key, WAL, synchronous=NORMAL),
@@ -13,6 +13,10 @@ The five stores hold the same OwnerProfile data and answer the same four operati
   (``AesGcmEngine``) per personal field and an unkeyed SHA-256 phone hash for lookups.
 * ``VaultStore`` -- ownervault: a vault with an in-memory root key, a ``front_desk`` actor and
   the ``owner_registration`` purpose of the default policy pack.
+* ``MatchedStore`` -- the five-index bare store with ownervault's guarantees written by hand:
+  a wrapped random data key per owner (bounded cache), a key commitment in every field, key id
+  in the associated data, and a hash-chained audit row per record put, read or found, committed
+  with the change.
 
 Every store receives its input already in its own native form (tuples, dicts or
 ``OwnerProfile`` objects), built outside the timed sections.
@@ -23,6 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import hashlib
+import hmac
+import json
 import os
 import platform
 import re
@@ -32,7 +38,7 @@ import sys
 import time
 import unicodedata
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,21 +361,30 @@ class BareStore(Store):
         for pragma in _PRAGMAS:
             conn.execute(pragma)
         if create:
-            conn.execute(
-                "CREATE TABLE owners (id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, "
-                "household_role TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, "
-                + ", ".join(f"{f} BLOB" for f in PERSONAL_FIELDS)
-                + ") WITHOUT ROWID"
-            )
-            conn.execute(self._index_ddl)
+            for ddl in self._schema():
+                conn.execute(ddl)
         self._conn = conn
         self._aead = AESGCM(field_key)
         self._macs = {field: _field_mac(index_key, field) for field in self.indexed}
         self._positions = tuple((field, PERSONAL_FIELDS.index(field)) for field in self.indexed)
-        marks = ", ".join("?" * len(_COLUMNS))
-        self._insert = f"INSERT INTO owners ({', '.join(_COLUMNS)}) VALUES ({marks})"
-        self._get = f"SELECT {', '.join(_COLUMNS)} FROM owners WHERE id = ?"
-        self._find = f"SELECT {', '.join('o.' + c for c in _COLUMNS)} {self._find_from}"
+        columns = self._columns
+        marks = ", ".join("?" * len(columns))
+        self._insert = f"INSERT INTO owners ({', '.join(columns)}) VALUES ({marks})"
+        self._get = f"SELECT {', '.join(columns)} FROM owners WHERE id = ?"
+        self._find = f"SELECT {', '.join('o.' + c for c in columns)} {self._find_from}"
+
+    #: Columns of the owners table, in insert and select order.
+    _columns: ClassVar[tuple[str, ...]] = _COLUMNS
+
+    def _schema(self) -> list[str]:
+        """The tables a new store creates: owners and the blind index."""
+        return [
+            "CREATE TABLE owners (id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, "
+            "household_role TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, "
+            + ", ".join(f"{f} BLOB" for f in PERSONAL_FIELDS)
+            + ") WITHOUT ROWID",
+            self._index_ddl,
+        ]
 
     def prepare(self, people: Sequence[Person]) -> list[Any]:
         return [
@@ -517,6 +532,324 @@ class BareIndexedStore(BareStore):
     @staticmethod
     def _index_row(token: bytes, record_id: str, field: str) -> tuple[Any, ...]:
         return (token, record_id, field)
+
+
+#: The hash before the first audit row (the chain's genesis).
+_GENESIS = bytes(32)
+#: Compact canonical JSON of an audit entry: sorted keys, no spaces, UTF-8 as is.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _OwnerKey:
+    """An owner's unwrapped data key, ready to use (what the key cache holds)."""
+
+    key_id: bytes
+    aead: AESGCM
+    commitment: bytes
+    pseudonym: str
+    subject_id: str
+
+
+class MatchedStore(BareIndexedStore):
+    """(e) The bare store with ownervault's guarantees, written as tightly as possible.
+
+    On top of :class:`BareIndexedStore` (SQLCipher, AES-256-GCM per field, the same five blind
+    indexes):
+
+    * a random 256-bit data key per owner, stored wrapped (AES-256-GCM under the key-encryption
+      key, with the owner's subject id, associated data: key id and subject reference) in one
+      ``keys`` row per owner, created in the transaction of the owner's first put and found by
+      ``subject_ref`` (HMAC-SHA256 of the subject id; the subject id is never stored in clear);
+      unwrapped keys sit in a bounded LRU of :attr:`KEY_CACHE` entries;
+    * every field as ``commitment (32) || nonce (12) || AES-256-GCM(ciphertext || tag)`` under
+      the owner's key, associated data record id, field and key id; the key commitment,
+      HMAC-SHA256(key, "matched key commitment v1"), is carried by every field, as in
+      ownervault's envelope, and checked before the value is released;
+    * a hash-chained ``audit`` row per record put, per record read and per record found, plus
+      one for each find itself, in the transaction of the change; reads commit their
+      audit rows before they return anything. An entry is the compact canonical JSON of
+      action, actor, purpose, record id and the owner's pseudonym; ``hash = SHA-256(prev ||
+      entry)``, ``prev`` the hash of the row before (32 zero bytes for the first).
+
+    It has no policy, masking, consent, invocation counting or row tags: those are ownervault's
+    features beyond the guarantees matched here.
+    """
+
+    key = "matched"
+    label = "matched"
+    #: Unwrapped data keys kept (ownervault's default key cache holds 10,000).
+    KEY_CACHE: ClassVar[int] = 10_000
+    #: Who the audit rows name (the clerk and purpose ownervault's store uses).
+    ACTOR: ClassVar[str] = "clerk-01"
+    PURPOSE: ClassVar[str] = "owner_registration"
+    _columns: ClassVar[tuple[str, ...]] = (
+        "id",
+        "key_id",
+        "household_role",
+        "status",
+        "created_at",
+        *PERSONAL_FIELDS,
+    )
+    _insert_key: ClassVar[str] = (
+        "INSERT INTO keys (key_id, subject_ref, pseudonym, wrapped) VALUES (?, ?, ?, ?)"
+    )
+    _insert_audit: ClassVar[str] = "INSERT INTO audit (seq, prev, entry, hash) VALUES (?, ?, ?, ?)"
+
+    def __init__(self, directory: Path, *, keys: tuple[bytes, bytes, bytes] | None = None) -> None:
+        super().__init__(directory, keys=keys)
+        # The field key of the bare store is the key-encryption key here: self._aead wraps.
+        self._kek = self._aead
+        self._ref_mac = _field_mac(self.keys[2], "subject")
+        self._cache: OrderedDict[bytes, _OwnerKey] = OrderedDict()
+
+    def _schema(self) -> list[str]:
+        return [
+            "CREATE TABLE owners (id TEXT PRIMARY KEY, key_id BLOB NOT NULL, "
+            "household_role TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, "
+            + ", ".join(f"{f} BLOB" for f in PERSONAL_FIELDS)
+            + ") WITHOUT ROWID",
+            self._index_ddl,
+            "CREATE TABLE keys (key_id BLOB PRIMARY KEY, subject_ref BLOB NOT NULL UNIQUE, "
+            "pseudonym TEXT NOT NULL, wrapped BLOB NOT NULL) WITHOUT ROWID",
+            "CREATE TABLE audit (seq INTEGER PRIMARY KEY, prev BLOB NOT NULL, "
+            "entry BLOB NOT NULL, hash BLOB NOT NULL)",
+        ]
+
+    def prepare(self, people: Sequence[Person]) -> list[Any]:
+        return [(sid, personal, self.subject_ref(sid)) for sid, personal in super().prepare(people)]
+
+    # ----------------------------------------------------------------- keys
+
+    def subject_ref(self, subject_id: str) -> bytes:
+        """The lookup token of a subject id (HMAC-SHA256 under its own index key, 16 bytes)."""
+        mac = self._ref_mac.copy()
+        mac.update(subject_id.encode())
+        return mac.finalize()[:16]
+
+    @staticmethod
+    def _wrap_aad(key_id: bytes, subject_ref: bytes) -> bytes:
+        return b"matched key v1\x00" + key_id + subject_ref
+
+    def _remember(self, key: _OwnerKey) -> _OwnerKey:
+        cache = self._cache
+        cache[key.key_id] = key
+        if len(cache) > self.KEY_CACHE:
+            cache.popitem(last=False)
+        return key
+
+    def _owner_key(self, data_key: bytes, key_id: bytes, pseudonym: str, sid: str) -> _OwnerKey:
+        mac = crypto_hmac.HMAC(data_key, hashes.SHA256())
+        mac.update(b"matched key commitment v1")
+        return self._remember(_OwnerKey(key_id, AESGCM(data_key), mac.finalize(), pseudonym, sid))
+
+    def _unwrap(
+        self, key_id: bytes, subject_ref: bytes, pseudonym: str, wrapped: bytes
+    ) -> _OwnerKey:
+        """The owner key of a ``keys`` row, from the cache or unwrapped with the KEK."""
+        key = self._cache.get(key_id)
+        if key is not None:
+            self._cache.move_to_end(key_id)
+            return key
+        wrapped = bytes(wrapped)
+        plain = self._kek.decrypt(wrapped[:12], wrapped[12:], self._wrap_aad(key_id, subject_ref))
+        return self._owner_key(plain[:32], key_id, pseudonym, plain[32:].decode())
+
+    def _key_by_id(self, key_id: bytes) -> _OwnerKey:
+        key = self._cache.get(key_id)
+        if key is not None:
+            self._cache.move_to_end(key_id)
+            return key
+        row = self._conn.execute(
+            "SELECT key_id, subject_ref, pseudonym, wrapped FROM keys WHERE key_id = ?", (key_id,)
+        ).fetchone()
+        if row is None:
+            raise LookupError("the owner's data key is gone (erased)")
+        return self._unwrap(bytes(row[0]), bytes(row[1]), row[2], row[3])
+
+    def _keys_for(
+        self, items: Sequence[Any]
+    ) -> tuple[dict[bytes, _OwnerKey], list[tuple[Any, ...]]]:
+        """Each item's owner key by subject reference, creating the missing ones.
+
+        Runs inside the put's transaction; returns the keys and the new ``keys`` rows.
+        """
+        refs = list(dict.fromkeys(item[2] for item in items))
+        found: dict[bytes, _OwnerKey] = {}
+        conn = self._conn
+        for part in chunks(refs, 500):
+            marks = ", ".join("?" * len(part))
+            for key_id, ref, pseudonym, wrapped in conn.execute(
+                "SELECT key_id, subject_ref, pseudonym, wrapped FROM keys "
+                f"WHERE subject_ref IN ({marks})",
+                tuple(part),
+            ):
+                found[bytes(ref)] = self._unwrap(bytes(key_id), bytes(ref), pseudonym, wrapped)
+        new_rows: list[tuple[Any, ...]] = []
+        for sid, _, ref in items:
+            if ref in found:
+                continue
+            key_id, data_key, nonce = os.urandom(16), os.urandom(32), os.urandom(12)
+            pseudonym = os.urandom(16).hex()
+            wrapped = nonce + self._kek.encrypt(
+                nonce, data_key + sid.encode(), self._wrap_aad(key_id, ref)
+            )
+            new_rows.append((key_id, ref, pseudonym, wrapped))
+            found[ref] = self._owner_key(data_key, key_id, pseudonym, sid)
+        return found, new_rows
+
+    # ----------------------------------------------------------------- audit
+
+    def _audit(self, events: Sequence[tuple[str, str | None, str | None]]) -> None:
+        """One chained audit row per (action, record id, pseudonym), in the open transaction."""
+        conn = self._conn
+        head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (head[0], bytes(head[1])) if head else (0, _GENESIS)
+        rows = []
+        sha256 = hashlib.sha256
+        encode = _CANONICAL.encode
+        at = now_text()  # an audit entry says when, as ownervault's do
+        for action, record_id, pseudonym in events:
+            entry = encode(
+                {
+                    "action": action,
+                    "actor": self.ACTOR,
+                    "purpose": self.PURPOSE,
+                    "record_id": record_id,
+                    "subject": pseudonym,
+                    "time": at,
+                }
+            ).encode()
+            digest = sha256(prev + entry).digest()
+            seq += 1
+            rows.append((seq, prev, entry, digest))
+            prev = digest
+        conn.executemany(self._insert_audit, rows)
+
+    def verify_audit(self) -> int:
+        """Check the whole chain; return its length (ValueError at the first broken link)."""
+        prev, count = _GENESIS, 0
+        for seq, row_prev, entry, digest in self._conn.execute(
+            "SELECT seq, prev, entry, hash FROM audit ORDER BY seq"
+        ):
+            count += 1
+            if not all(isinstance(v, bytes) for v in (row_prev, entry, digest)):
+                raise ValueError(f"audit row {seq}: not stored as blobs")
+            if seq != count or row_prev != prev:
+                raise ValueError(f"audit row {seq}: broken link")
+            if hashlib.sha256(prev + entry).digest() != digest:
+                raise ValueError(f"audit row {seq}: hash does not match")
+            prev = digest
+        return count
+
+    # ----------------------------------------------------------------- records
+
+    def _encrypt_with(
+        self, key: _OwnerKey, record_id: str, field: str, value: str | None
+    ) -> bytes | None:
+        if value is None:
+            return None
+        nonce = os.urandom(12)
+        aad = record_id.encode() + b"\x00" + field.encode() + b"\x00" + key.key_id
+        return key.commitment + nonce + key.aead.encrypt(nonce, value.encode(), aad)
+
+    def _owner_rows(
+        self, item: tuple[Any, ...], key: _OwnerKey
+    ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        _, personal, _ = item
+        rid = uuid.uuid4().hex
+        enc = self._encrypt_with
+        blobs = [enc(key, rid, f, v) for f, v in zip(PERSONAL_FIELDS, personal, strict=True)]
+        row = (rid, key.key_id, "owner", "active", now_text(), *blobs)
+        tokens = [
+            (self.token(field, value), rid, field)
+            for field, i in self._positions
+            if (value := personal[i]) is not None
+        ]
+        return row, tokens
+
+    def put_many(self, items: Sequence[Any]) -> list[str]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            keys, new_keys = self._keys_for(items)
+            rows, tokens, events = [], [], []
+            for item in items:
+                key = keys[item[2]]
+                row, item_tokens = self._owner_rows(item, key)
+                rows.append(row)
+                tokens.extend(item_tokens)
+                events.append(("create", row[0], key.pseudonym))
+            conn.executemany(self._insert_key, new_keys)
+            conn.executemany(self._insert, rows)
+            conn.executemany(self._insert_token, tokens)
+            self._audit(events)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._cache.clear()  # keys created in the rolled-back transaction are gone
+            raise
+        conn.execute("COMMIT")
+        return [r[0] for r in rows]
+
+    def put(self, item: Any) -> str:
+        return self.put_many((item,))[0]
+
+    def _decode_with(self, row: tuple[Any, ...]) -> tuple[dict[str, Any], _OwnerKey]:
+        rid = row[0]
+        key = self._key_by_id(bytes(row[1]))
+        out: dict[str, Any] = {"id": rid, "subject_id": key.subject_id}
+        out.update(zip(self._columns[2:5], row[2:5], strict=True))
+        decrypt = key.aead.decrypt
+        commitment = key.commitment
+        tail = b"\x00" + key.key_id
+        for field, blob in zip(PERSONAL_FIELDS, row[5:], strict=True):
+            if blob is None:
+                out[field] = None
+                continue
+            blob = bytes(blob)
+            if not hmac.compare_digest(blob[:32], commitment):
+                raise ValueError("decryption failed")
+            aad = rid.encode() + b"\x00" + field.encode() + tail
+            text = decrypt(blob[32:44], blob[44:], aad).decode()
+            out[field] = dt.date.fromisoformat(text) if field in DATE_FIELDS else text
+        return out, key
+
+    def get(self, record_id: str) -> dict[str, Any]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(self._get, (record_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"no record {record_id}")
+            out, key = self._decode_with(row)
+            self._audit((("read", record_id, key.pseudonym),))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return out
+
+    def find(self, phone: str) -> list[Any]:
+        conn = self._conn
+        wanted = self.indexed["phone"](phone)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out, events = [], []
+            for row in conn.execute(self._find, (self.token("phone", phone),)).fetchall():
+                record, key = self._decode_with(row)
+                # A token copied onto another record would match it: keep only true matches.
+                if self.indexed["phone"](record["phone"] or "") != wanted:
+                    continue
+                out.append(record)
+                events.append(("find", record["id"], key.pseudonym))
+            # One row for the search itself, as ownervault writes one with the match count.
+            events.append(("find", None, None))
+            self._audit(events)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return out
 
 
 class SaUtilsStore(Store):
@@ -718,6 +1051,7 @@ STORE_CLASSES: tuple[type[Store], ...] = (
     BareIndexedStore,
     SaUtilsStore,
     VaultStore,
+    MatchedStore,
 )
 
 
