@@ -27,7 +27,12 @@ from ownervault.kernel import Grant
 from ownervault.keys import KeyKind
 from ownervault.policy import ADMIN_ACTIONS, default_policy_dir, load_policy
 from ownervault.records import OwnerProfile, Unit
-from ownervault.testing import TEST_GRANTOR, FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import (
+    TEST_GRANTOR,
+    FrozenClock,
+    InMemoryKey,
+    grant_roles,
+)
 
 SECADMIN = Actor("secadmin-01", roles=["security_admin"])
 

@@ -33,7 +33,7 @@ from ownervault.kernel.binding import Binder
 from ownervault.records import OwnerProfile
 from ownervault.storage import KeyRow, RecordRow, SubjectRow, schema
 from ownervault.storage.base import TABLES
-from ownervault.testing import InMemoryKey, grant_roles
+from ownervault.testing import InMemoryKey, grant_roles, record_assessments
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
@@ -491,6 +491,7 @@ def test_a_version_1_vault_is_upgraded_and_bound_once(
             (0,)
         ]
         grant_roles(vault, dpo, clerk)  # a vault from before grants: its first grants
+        record_assessments(vault)
         with vault.session(dpo, "subject_access_request") as session:
             for owner in ("fx-owner-1", "fx-owner-2", "fx-child-3"):
                 document = session.export_subject(owner, verify_identity=lambda _: True)
@@ -564,6 +565,7 @@ def anchored(
     sink = FileAnchor(tmp_path / "witness.anchor")
     vault = Vault.create(new_location(), key=InMemoryKey(), clock=clock, checkpoint_sink=sink)
     grant_roles(vault, clerk)
+    record_assessments(vault)
     try:
         yield vault, sink
     finally:

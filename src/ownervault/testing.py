@@ -1,5 +1,6 @@
 """Test doubles shipped as public API: an in-memory root key, a frozen clock, fast KDF costs,
-and :func:`grant_roles` to give test actors the roles they ask for.
+:func:`grant_roles` to give test actors the roles they ask for, and
+:func:`record_assessments` to record synthetic impact assessments for the purposes that need one.
 
 Use them in an embedding application's own tests; none of them is meant for production.
 """
@@ -7,11 +8,12 @@ Use them in an embedding application's own tests; none of them is meant for prod
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 from typing import Final, Protocol
 
 from . import crypto
 from .exceptions import ValidationError
-from .kernel import GrantBook
+from .kernel import AssessmentBook, GrantBook
 from .kernel.clock import FrozenClock
 from .keys import InMemoryKey
 from .policy import Actor
@@ -24,7 +26,24 @@ class _WithGrants(Protocol):
     def grants(self) -> GrantBook: ...
 
 
-__all__ = ["FAST_ARGON2", "TEST_GRANTOR", "FrozenClock", "InMemoryKey", "grant_roles"]
+class _WithAssessments(_WithGrants, Protocol):
+    """Anything with ``grants`` and ``assessments`` (an :class:`ownervault.Vault`)."""
+
+    @property
+    def assessments(self) -> AssessmentBook: ...
+
+
+__all__ = [
+    "FAST_ARGON2",
+    "TEST_ASSESSED",
+    "TEST_ASSESSOR",
+    "TEST_GRANTOR",
+    "TEST_NEXT_REVIEW",
+    "FrozenClock",
+    "InMemoryKey",
+    "grant_roles",
+    "record_assessments",
+]
 
 #: The grant administrator :func:`grant_roles` acts as (bootstrapped when the vault has none).
 TEST_GRANTOR: Final = Actor("test-grantor", roles=["security_admin"])
@@ -45,6 +64,44 @@ def grant_roles(vault: _WithGrants, *actors: Actor) -> None:
         for role in actor.roles:
             if role not in held:
                 vault.grants.add(actor.actor_id, role, by=TEST_GRANTOR)
+
+
+#: The compliance officer :func:`record_assessments` records as (granted when it is not yet).
+TEST_ASSESSOR: Final = Actor("test-assessor", roles=["compliance_officer"])
+
+#: The dates of every synthetic assessment: assessed long ago, reviewed never, so that no test
+#: clock (frozen or moved on by years) finds one dated in the future or due for review.
+TEST_ASSESSED: Final = _dt.date(2000, 1, 1)
+TEST_NEXT_REVIEW: Final = _dt.date(9999, 12, 31)
+
+
+def record_assessments(vault: _WithAssessments) -> list[str]:
+    """Record a synthetic ``approved`` assessment for every purpose that needs one and has no
+    current one (tests and demos only); returns the purposes assessed.
+
+    Acts as :data:`TEST_ASSESSOR` (granted its role by :func:`grant_roles` when needed), dated
+    :data:`TEST_ASSESSED` with the next review :data:`TEST_NEXT_REVIEW`. A real deployment
+    records each assessment after making it, with a review within a year or two
+    (``docs/assessments.md``).
+    """
+    grant_roles(vault, TEST_ASSESSOR)
+    book = vault.assessments
+    done: list[str] = []
+    for found in book.check(by=TEST_ASSESSOR):
+        if found.allowed:
+            continue
+        book.add(
+            found.purpose,
+            by=TEST_ASSESSOR,
+            assessor="synthetic test assessment",
+            assessed_at=TEST_ASSESSED,
+            risks="synthetic: no real assessment was made",
+            measures="synthetic: for tests and demos only",
+            conclusion="approved",
+            next_review=TEST_NEXT_REVIEW,
+        )
+        done.append(found.purpose)
+    return done
 
 
 #: Argon2id costs low enough for unit tests. Never use them for a real vault.

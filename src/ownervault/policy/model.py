@@ -62,6 +62,8 @@ ADMIN_ACTIONS: Final[dict[str, str]] = {
     "grant.remove": "revoke an actor's grant",
     "grant.list": "list who holds which roles",
     "retention.sweep": "erase owners whose retention periods all ran out",
+    "assessment.add": "record a personal information protection impact assessment",
+    "assessment.list": "list impact assessments and check which purposes lack a current one",
 }
 
 
