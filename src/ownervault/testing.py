@@ -75,16 +75,21 @@ TEST_ASSESSED: Final = _dt.date(2000, 1, 1)
 TEST_NEXT_REVIEW: Final = _dt.date(9999, 12, 31)
 
 
-def record_assessments(vault: _WithAssessments) -> list[str]:
+def record_assessments(vault: _WithAssessments, *, grantor: Actor = TEST_GRANTOR) -> list[str]:
     """Record a synthetic ``approved`` assessment for every purpose that needs one and has no
     current one (tests and demos only); returns the purposes assessed.
 
-    Acts as :data:`TEST_ASSESSOR` (granted its role by :func:`grant_roles` when needed), dated
+    Acts as :data:`TEST_ASSESSOR`, granted its role when needed by ``grantor`` (by default
+    :func:`grant_roles`' :data:`TEST_GRANTOR`; give the vault's own grant administrator for a
+    vault created with ``creator=``). Dated
     :data:`TEST_ASSESSED` with the next review :data:`TEST_NEXT_REVIEW`. A real deployment
     records each assessment after making it, with a review within a year or two
     (``docs/assessments.md``).
     """
-    grant_roles(vault, TEST_ASSESSOR)
+    if grantor == TEST_GRANTOR:
+        grant_roles(vault, TEST_ASSESSOR)
+    elif not vault.grants.list(TEST_ASSESSOR.actor_id, by=grantor):
+        vault.grants.add(TEST_ASSESSOR.actor_id, TEST_ASSESSOR.roles[0], by=grantor)
     book = vault.assessments
     done: list[str] = []
     for found in book.check(by=TEST_ASSESSOR):

@@ -60,7 +60,7 @@ def summary(statuses: Sequence[AssessmentStatus]) -> str:
 def demo_assessments(vault: Vault, officer: Actor) -> list[AssessmentStatus]:
     """Record, as ``officer``, an approved assessment of each purpose of the demo vault that
     needs one, reviewed in a year; returns the check afterwards (the demo's synthetic vault)."""
-    today = _dt.datetime.now(_dt.UTC).date()
+    today = vault.assessments.today()
     for found in vault.assessments.check(by=officer):
         if found.allowed:
             continue

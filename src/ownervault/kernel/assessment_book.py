@@ -76,6 +76,10 @@ class AssessmentBook:
     def __repr__(self) -> str:
         return "<AssessmentBook>"
 
+    def today(self) -> _dt.date:
+        """The vault clock's date (UTC): what assessment dates and reviews are compared with."""
+        return self._kernel.clock.now().astimezone(_dt.UTC).date()
+
     def add(
         self,
         purpose: str,
@@ -116,7 +120,7 @@ class AssessmentBook:
         assessed = _date(assessed_at, "the assessment date")
         review = _date(next_review, "the next review")
         now = kernel.clock.now()
-        today = now.astimezone(_dt.UTC).date()
+        today = self.today()
         if assessed > today:
             raise ValidationError("an assessment cannot be dated in the future")
         if review <= today:
