@@ -1269,7 +1269,7 @@ class VaultMachine(RuleBasedStateMachine):
         location = self.dir / "v" if factory is None else factory()
         self.vault = Vault.create(location, key=InMemoryKey(), clock=FrozenClock())
         grant_roles(self.vault, _CLERK, _DPO)
-        record_assessments(self)
+        record_assessments(self.vault)
         self.clerk = self.vault.session(_CLERK, "owner_registration")
         self.reader = self.vault.session(_DPO, "subject_access_request")
         self.eraser = self.vault.session(_DPO, "erasure_request")

@@ -32,6 +32,7 @@ from .assessments import (
     VERSION_META,
     Assessment,
     AssessmentStatus,
+    cache_of,
     record_change,
     status,
 )
@@ -125,7 +126,7 @@ class AssessmentBook:
             raise ValidationError("an assessment cannot be dated in the future")
         if review <= today:
             raise ValidationError("the next review must be a date after today")
-        need = kernel.assessment_cache.need(kernel.policy, purpose)
+        need = cache_of(kernel).need(kernel.policy, purpose)
         with kernel.backend.atomic():
             row = kernel.keys.bound_fact(
                 AssessmentRow(

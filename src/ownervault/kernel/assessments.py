@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
+import weakref
 from collections.abc import Mapping
 from typing import Final, Protocol
 
@@ -47,6 +48,7 @@ __all__ = [
     "Assessment",
     "AssessmentCache",
     "AssessmentStatus",
+    "cache_of",
     "evaluate",
     "record_change",
     "refusal",
@@ -82,8 +84,6 @@ class Kernel(Protocol):
     def clock(self) -> Clock: ...
     @property
     def policy(self) -> Policy: ...
-    @property
-    def assessment_cache(self) -> AssessmentCache: ...
 
 
 def shared_purposes(policy: Policy) -> frozenset[str]:
@@ -219,11 +219,23 @@ class AssessmentCache:
         self._latest = {}
 
 
+#: Each open kernel's cache (dropped with the kernel).
+_CACHES: weakref.WeakKeyDictionary[Kernel, AssessmentCache] = weakref.WeakKeyDictionary()
+
+
+def cache_of(kernel: Kernel) -> AssessmentCache:
+    """The process's cache of ``kernel``'s register."""
+    cache = _CACHES.get(kernel)
+    if cache is None:
+        cache = _CACHES[kernel] = AssessmentCache()
+    return cache
+
+
 def record_change(kernel: Kernel) -> None:
     """Record a change to the register (in the changing transaction)."""
     # Random, as for grants: a version seen in a transaction that rolled back never returns.
     kernel.backend.set_meta(VERSION_META, uuid.uuid4().hex)
-    kernel.assessment_cache.clear()
+    cache_of(kernel).clear()
 
 
 def status(kernel: Kernel, purpose: str, version: str | None = None) -> AssessmentStatus:
@@ -233,7 +245,7 @@ def status(kernel: Kernel, purpose: str, version: str | None = None) -> Assessme
         KeyError: the pack has no such purpose.
         IntegrityError: a row of the register is not one the vault wrote.
     """
-    cache = kernel.assessment_cache
+    cache = cache_of(kernel)
     need = cache.need(kernel.policy, purpose)
     if version is None:
         version = kernel.backend.get_meta(VERSION_META) or "0"
@@ -248,7 +260,7 @@ def refusal(kernel: Kernel, purpose: str, version: str | None) -> AssessmentStat
     """
     if purpose not in kernel.policy.purposes:
         return None
-    cache = kernel.assessment_cache
+    cache = cache_of(kernel)
     if not cache.need(kernel.policy, purpose).needed:
         return None
     found = status(kernel, purpose, version or "0")

@@ -52,7 +52,7 @@ from ..storage import (
 )
 from .anchoring import Anchoring
 from .assessments import VERSION_META as ASSESSMENTS_META
-from .assessments import AssessmentCache, refusal
+from .assessments import refusal
 from .clock import Clock
 from .decide import Decider
 from .erasures import LEDGER_NAME, ErasureLedger
@@ -129,8 +129,6 @@ class Kernel:
         self.closed = False
         #: Actor id -> (grants version, its checked grants), kept by :mod:`.grants`.
         self.grant_cache: dict[str, tuple[str, tuple[Grant, ...]]] = {}
-        #: Impact assessment needs and the latest assessments, kept by :mod:`.assessments`.
-        self.assessment_cache = AssessmentCache()
         self.lock_file: VaultLock | None = None
         if path is not None:
             self.lock_file = VaultLock(path)
@@ -214,9 +212,8 @@ class Kernel:
             VaultLockedError: the vault is locked after an integrity failure and the actor is
                 not a compliance officer.
             NotGrantedError: the actor asks for roles or a scope it was not granted (audited).
-            PolicyDeniedError: the purpose is unknown or prohibited, or none of the actor's
-                roles may act for it, or it needs an impact assessment and has no current one
-                (``assessment_*``; the refusal is audited).
+            PolicyDeniedError: the purpose is unknown or prohibited, none of the actor's roles
+                may act for it, or it lacks a current impact assessment (audited).
         """
         self.check_open()
         if not isinstance(actor, Actor):
