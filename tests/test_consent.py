@@ -184,9 +184,15 @@ purposes = ["registration", "newsletter", "outreach", "statutory", "rescue", "ar
 title = { zh = "安全管理员", en = "Security administrator" }
 purposes = []
 
+[roles.compliance_officer]
+title = { zh = "个人信息保护负责人", en = "Compliance officer" }
+purposes = []
+
 [admin_actions]
 "grant.add" = ["security_admin"]
 "grant.list" = ["security_admin"]
+"assessment.add" = ["compliance_officer"]
+"assessment.list" = ["compliance_officer"]
 """
 
 _RULES = """
@@ -520,6 +526,7 @@ def _arrange(
     if later is not None:
         vault.close()
         vault = ov.Vault.open(path, key=key, policy=later, clock=clock)
+        record_assessments(vault)  # a purpose whose fields grew is assessed again
     return vault, rid
 
 

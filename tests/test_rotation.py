@@ -1549,6 +1549,7 @@ def test_cli_rotation_backup_and_restore_smoke(
     for actor_id, role in staff:
         ok("grants", "add", str(path), actor_id, role, "--as", "sec-admin", "--key-file", str(key))
     with Vault.open(path, key=KeyFileKey(key)) as vault:
+        record_assessments(vault, grantor=Actor("sec-admin", roles=["security_admin"]))
         everything = People(make_owner).put(vault, 6)
         old_kek = vault.keys.primary(KeyKind.KEK)
         secrets = [vault._kernel._db_key, vault._kernel.keys.keyring.material()]

@@ -45,9 +45,15 @@ purposes = ["ops"]
 title = { zh = "安全管理员", en = "Security administrator" }
 purposes = []
 
+[roles.compliance_officer]
+title = { zh = "个人信息保护负责人", en = "Compliance officer" }
+purposes = []
+
 [admin_actions]
 "grant.add" = ["security_admin"]
 "grant.list" = ["security_admin"]
+"assessment.add" = ["compliance_officer"]
+"assessment.list" = ["compliance_officer"]
 """
 
 

@@ -12,11 +12,12 @@ import datetime as _dt
 from typing import Final, Protocol
 
 from . import crypto
-from .exceptions import ValidationError
+from .exceptions import ConfigurationError, ValidationError
 from .kernel import AssessmentBook, GrantBook
+from .kernel.assessments import shared_purposes
 from .kernel.clock import FrozenClock
 from .keys import InMemoryKey
-from .policy import Actor
+from .policy import Actor, Policy, requirement
 
 
 class _WithGrants(Protocol):
@@ -27,10 +28,12 @@ class _WithGrants(Protocol):
 
 
 class _WithAssessments(_WithGrants, Protocol):
-    """Anything with ``grants`` and ``assessments`` (an :class:`ownervault.Vault`)."""
+    """Anything with ``grants``, ``assessments`` and ``policy`` (an :class:`ownervault.Vault`)."""
 
     @property
     def assessments(self) -> AssessmentBook: ...
+    @property
+    def policy(self) -> Policy: ...
 
 
 __all__ = [
@@ -66,7 +69,8 @@ def grant_roles(vault: _WithGrants, *actors: Actor) -> None:
                 vault.grants.add(actor.actor_id, role, by=TEST_GRANTOR)
 
 
-#: The compliance officer :func:`record_assessments` records as (granted when it is not yet).
+#: The compliance officer :func:`record_assessments` records as (granted when it is not yet);
+#: under a pack without that role, the actor id records in a role the pack lets add assessments.
 TEST_ASSESSOR: Final = Actor("test-assessor", roles=["compliance_officer"])
 
 #: The dates of every synthetic assessment: assessed long ago, reviewed never, so that no test
@@ -79,25 +83,37 @@ def record_assessments(vault: _WithAssessments, *, grantor: Actor = TEST_GRANTOR
     """Record a synthetic ``approved`` assessment for every purpose that needs one and has no
     current one (tests and demos only); returns the purposes assessed.
 
-    Acts as :data:`TEST_ASSESSOR`, granted its role when needed by ``grantor`` (by default
-    :func:`grant_roles`' :data:`TEST_GRANTOR`; give the vault's own grant administrator for a
-    vault created with ``creator=``). Dated
+    Acts as :data:`TEST_ASSESSOR` (in a role the pack lets record assessments), granted its role
+    when needed by ``grantor`` (by default :func:`grant_roles`' :data:`TEST_GRANTOR`; give the
+    vault's own grant administrator for a vault created with ``creator=``). Dated
     :data:`TEST_ASSESSED` with the next review :data:`TEST_NEXT_REVIEW`. A real deployment
     records each assessment after making it, with a review within a year or two
     (``docs/assessments.md``).
     """
+    policy = vault.policy
+    shared = shared_purposes(policy)
+    if not any(requirement(policy, p, shared).needed for p in policy.purposes):
+        return []
+    may = policy.admin_actions.get("assessment.add", frozenset()) & set(policy.roles)
+    if not may:
+        raise ConfigurationError(
+            "the policy pack lets no role record impact assessments: name one for "
+            '"assessment.add" and "assessment.list" in roles.toml\'s [admin_actions]'
+        )
+    role = TEST_ASSESSOR.roles[0] if TEST_ASSESSOR.roles[0] in may else sorted(may)[0]
+    assessor = Actor(TEST_ASSESSOR.actor_id, roles=[role])
     if grantor == TEST_GRANTOR:
-        grant_roles(vault, TEST_ASSESSOR)
-    elif not vault.grants.list(TEST_ASSESSOR.actor_id, by=grantor):
-        vault.grants.add(TEST_ASSESSOR.actor_id, TEST_ASSESSOR.roles[0], by=grantor)
+        grant_roles(vault, assessor)
+    elif not vault.grants.list(assessor.actor_id, by=grantor):
+        vault.grants.add(assessor.actor_id, role, by=grantor)
     book = vault.assessments
     done: list[str] = []
-    for found in book.check(by=TEST_ASSESSOR):
+    for found in book.check(by=assessor):
         if found.allowed:
             continue
         book.add(
             found.purpose,
-            by=TEST_ASSESSOR,
+            by=assessor,
             assessor="synthetic test assessment",
             assessed_at=TEST_ASSESSED,
             risks="synthetic: no real assessment was made",
