@@ -33,6 +33,8 @@ from ownervault.policy import (
 from ownervault.records import OwnerProfile
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
+pytestmark = pytest.mark.backends("sqlcipher", "postgres")
+
 CLERK = Actor("clerk-01", roles=["front_desk"])
 GUARD = Actor("guard-01", roles=["security"])
 ENGINEER = Actor("engineer-01", roles=["engineering"])

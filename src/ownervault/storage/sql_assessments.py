@@ -41,7 +41,9 @@ class AssessmentQueries(QueryRunner):
         if purpose is not None:
             sql += " WHERE purpose = ?"
             params = (purpose,)
-        rows = self._execute(sql + " ORDER BY position", params).fetchall()
+        # Two writers may take the same position at once: the time and id then decide.
+        order = " ORDER BY position, recorded_at, assessment_id"
+        rows = self._execute(sql + order, params).fetchall()
         return [_assessment_row(row) for row in rows]
 
 
