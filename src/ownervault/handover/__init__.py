@@ -11,6 +11,11 @@ the outgoing processor deletes its copy (PIPL Art 47). ``docs/handover.md`` is t
 * :func:`open_package`, :func:`sign_receipt`: the successor's side, without a vault.
 * :func:`verify_certificate`: anyone, offline, with the vault's verifier key.
 * :func:`new_recipient_keys`: the successor's key pair files.
+
+This package owns the handover's formats (:mod:`.formats`: package, receipt, certificate) and
+its two steps in the outgoing vault (:mod:`.process`). It is a feature: it imports the kernel
+(reads, erasure, authorisation), the audit log's signed notes, the policy, records, storage rows
+and :mod:`ownervault.crypto`; the facade (``vault.handover``) and the CLI import it.
 """
 
 from __future__ import annotations

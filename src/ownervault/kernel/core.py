@@ -89,6 +89,20 @@ HEADER_SEALED_ACTION: Final = "vault.header_sealed"
 HEADER_MAC_MARK: Final = "header_mac"
 
 
+def refuse_changes(meta: Mapping[str, str]) -> None:
+    """Refuse a change, given the vault's lock and handover ``meta`` values."""
+    if locked := meta.get(LOCK_META):
+        raise VaultLockedError(
+            f"the vault is locked by incident {locked}; nothing may change until an admin "
+            "acknowledges it"
+        )
+    if handover := meta.get(HANDOVER_META):
+        raise VaultHandedOverError(
+            f"the vault's records were handed over to a successor (package "
+            f"{handover.split()[-1]}); it takes no new data, its audit log stays readable"
+        )
+
+
 def log_origin(vault_id: str) -> str:
     """The origin line of a vault's audit checkpoints (also its signing key's name)."""
     return f"ownervault/{vault_id}"
@@ -252,18 +266,8 @@ class Kernel:
 
     def check_writable(self) -> None:
         """Raise :class:`VaultLockedError` while an incident holds the vault locked, and
-        :class:`VaultHandedOverError` once its records are being or were handed over."""
-        meta = self.backend.get_metas((LOCK_META, HANDOVER_META))
-        if locked := meta.get(LOCK_META):
-            raise VaultLockedError(
-                f"the vault is locked by incident {locked}; nothing may change until an admin "
-                "acknowledges it"
-            )
-        if handover := meta.get(HANDOVER_META):
-            raise VaultHandedOverError(
-                f"the vault's records were handed over to a successor (package "
-                f"{handover.split()[-1]}); it takes no new data, its audit log stays readable"
-            )
+        :class:`VaultHandedOverError` once its records are (being) handed to a successor."""
+        refuse_changes(self.backend.get_metas((LOCK_META, HANDOVER_META)))
 
     # ------------------------------------------------------------------ audit in the system's name
 
