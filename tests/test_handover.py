@@ -195,6 +195,8 @@ def test_after_completion_every_owner_is_erased_and_the_log_verifies(
         if e["detail"]["cause"] == "handover"
     ]
     assert len(erased) == len(owners)
+    # Each erasure is in the erasure ledger too, so a restored backup erases the owners again.
+    assert (vault.path / "erasures.ledger").read_text().count("\n") == len(owners)
     actions = [e["action"] for e in vault.audit.entries()]
     assert actions.index("handover.prepare") < actions.index("handover.receipt")
     assert actions.index("handover.receipt") < actions.index("handover.complete")
