@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 import ownervault as ov
-from ownervault import Actor, Vault, handover
+from ownervault import Actor, Vault, crypto, handover
 from ownervault.cli import main as cli_main
 from ownervault.exceptions import (
+    DecryptionError,
     HandoverError,
     PolicyDeniedError,
     SubjectErasedError,
@@ -209,6 +210,8 @@ def test_after_completion_every_owner_is_erased_and_the_log_verifies(
         _prepare(vault, keys)
     bundle = vault.export_audit(tmp_path / "bundle", actor=DPO)
     assert bundle is not None
+    report = vault.check(deep=True)
+    assert report.ok, report
 
 
 # --------------------------------------------------------------------------- refusals
@@ -228,7 +231,6 @@ def _edit(package: bytes, **members: Any) -> bytes:
 
 def _resign(receipt: str, keys: handover.RecipientKeys, **members: Any) -> str:
     """A receipt with ``members`` changed, signed again by the successor (a valid signature)."""
-    from ownervault import crypto
     from ownervault.handover.formats import _receipt_message
 
     doc = {**json.loads(receipt), **members}
@@ -282,7 +284,6 @@ def _vault_changed(v: Vault, p: bytes, k: handover.RecipientKeys, o: Vault) -> o
 
 def _unpinned_successor(v: Vault, p: bytes, k: handover.RecipientKeys, o: Vault) -> object:
     pinned = handover.new_recipient_keys()
-    from ownervault import crypto
 
     return v.handover.complete(
         _receipt(v, p, k),
@@ -533,3 +534,38 @@ def test_cli_handover(
         ["handover", "verify", str(certificate), "--vault-key", str(tmp_path / "nokey")],
     )
     assert bad.exit_code == 1 and "not signed by that vault key" in bad.output
+
+
+# --------------------------------------------------------------------------- recipient box
+
+
+def _box_case(change: Callable[[bytes, bytes, bytes], tuple[bytes, bytes, bytes]]) -> None:
+    private = crypto.x25519_generate()
+    box = crypto.box_seal(crypto.x25519_public_key(private), b"owners", context=b"pkg-1")
+    key, sealed, context = change(private, box, b"pkg-1")
+    crypto.box_open(key, sealed, context=context)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda k, b, c: (crypto.x25519_generate(), b, c), id="another key"),
+        pytest.param(lambda k, b, c: (k, b, b"pkg-2"), id="another package's context"),
+        pytest.param(lambda k, b, c: (k, b[:-1] + bytes([b[-1] ^ 1]), c), id="flipped tag"),
+        pytest.param(lambda k, b, c: (k, b[:40], c), id="truncated"),
+        pytest.param(lambda k, b, c: (k, bytes([2]) + b[1:], c), id="unknown version"),
+        pytest.param(lambda k, b, c: (k, b[:1] + bytes(32) + b[33:], c), id="low-order point"),
+    ],
+)
+def test_recipient_box_refuses(
+    change: Callable[[bytes, bytes, bytes], tuple[bytes, bytes, bytes]],
+) -> None:
+    with pytest.raises(DecryptionError):
+        _box_case(change)
+
+
+def test_recipient_box_round_trip() -> None:
+    private = crypto.x25519_generate()
+    box = crypto.box_seal(crypto.x25519_public_key(private), "业主".encode(), context=b"p")
+    assert crypto.box_open(private, box, context=b"p") == "业主".encode()
+    assert box[0] == crypto.BOX_FORMAT_V1 and len(box) == 1 + 32 + 12 + 6 + 16
