@@ -233,9 +233,10 @@ def _resign(receipt: str, keys: handover.RecipientKeys, **members: Any) -> str:
     """A receipt with ``members`` changed, signed again by the successor (a valid signature)."""
     from ownervault.handover.formats import _receipt_message
 
-    doc = {**json.loads(receipt), **members}
-    body = {k: v for k, v in doc.items() if k != "signature"}
     seed = crypto.ed25519_load_private_pem(keys.signing_private)
+    signer = crypto.ed25519_public_key(seed).hex()
+    doc = {**json.loads(receipt), "successor_key": signer, **members}
+    body = {k: v for k, v in doc.items() if k != "signature"}
     doc["signature"] = crypto.ed25519_sign(seed, _receipt_message(body)).hex()
     return json.dumps(doc)
 
@@ -443,6 +444,7 @@ def test_interrupted_shredding_is_finished_by_running_complete_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     receipt = _receipt(vault, _prepare(vault, keys), keys)
+    other_package_receipt = _receipt(vault, _prepare(vault, keys), keys)
     real = process.erase_pseudonym
     calls = {"n": 0}
 
@@ -457,12 +459,21 @@ def test_interrupted_shredding_is_finished_by_running_complete_again(
         vault.handover.complete(receipt, actor=DPO, approver=ADMIN)
     monkeypatch.setattr(process, "erase_pseudonym", real)
     assert vault.handover.state == "shredding"
+    # Only the receipt recorded when the handover began may finish it.
+    other_signer = handover.new_recipient_keys()
+    with pytest.raises(HandoverError) as raised:
+        vault.handover.complete(_resign(receipt, other_signer), actor=DPO, approver=ADMIN)
+    assert raised.value.reason == "receipt_mismatch"
+    # Nor may a receipt for another package prepared before it.
+    with pytest.raises(HandoverError) as raised:
+        vault.handover.complete(other_package_receipt, actor=DPO, approver=ADMIN)
+    assert raised.value.reason == "other_handover"
     with vault.session(CLERK, "owner_registration") as s, pytest.raises(VaultHandedOverError):
         s.put(OwnerProfile(subject_id="owner-new", name="新业主"))
     result = vault.handover.complete(receipt, actor=DPO, approver=ADMIN)
     assert result.resumed and len(result.erasures) == len(owners) - 1
     assert result.owners_erased == len(owners)
-    # Once complete, the same receipt gives back the same certificate; another is refused.
+    # Once complete, the same receipt gives back the same certificate.
     again = vault.handover.complete(receipt, actor=DPO, approver=ADMIN)
     assert again.certificate == result.certificate and again.erasures == ()
     assert vault.audit.verify() > 0
@@ -524,7 +535,8 @@ def test_cli_handover(
     certificate = tmp_path / "handover.cert"
     out = _run(
         "handover", "complete", path, "--receipt", received / "receipt.json",
-        "--certificate", certificate, "--as", DPO.actor_id, "--approver", ADMIN.actor_id,
+        "--certificate", certificate, "--successor-key", successor / "signing.pub.pem",
+        "--as", DPO.actor_id, "--approver", ADMIN.actor_id,
         "--key-file", key_file, "-q",
     )  # fmt: skip
     assert "3 owners erased" in out

@@ -176,6 +176,11 @@ def handover_open(package: Path, key: Path, signing_key: Path, vault_key: str, o
     type=click.Path(path_type=Path, dir_okay=False),
     help="Where to write the signed handover certificate.",
 )
+@click.option(
+    "--successor-key",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The successor's Ed25519 public key (signing.pub.pem): the receipt must be signed by it.",
+)
 @_officer_option
 @_approver_option
 @key_file_option
@@ -185,6 +190,7 @@ def handover_complete(
     path: Path,
     receipt: Path,
     certificate_out: Path,
+    successor_key: Path | None,
     as_actor: str | None,
     approver: str,
     key_file: Path | None,
@@ -199,6 +205,7 @@ def handover_complete(
             receipt.read_bytes(),
             actor=officer_actor(as_actor),
             approver=Actor(approver, roles=["admin"]),
+            successor_key=None if successor_key is None else successor_key.read_bytes(),
             progress=advance,
         )
         vkey = vault.verifier_key

@@ -174,7 +174,7 @@ class Handover:
 
         Re-running it with the same receipt finishes an interrupted run, or returns the
         certificate of a finished one. ``successor_key`` (raw Ed25519 public key) pins who must
-        have signed the receipt.
+        have signed the receipt (raw 32 bytes or PEM).
 
         Raises:
             HandoverError: the receipt is malformed (``receipt_malformed``), its signature does
@@ -188,6 +188,8 @@ class Handover:
         """
         kernel = self._kernel
         kernel.check_open()
+        if successor_key is not None and successor_key.lstrip().startswith(b"-----"):
+            successor_key = crypto.ed25519_load_public_pem(successor_key)
         parsed = parse_receipt(receipt, successor_key=successor_key)
         if parsed.vault_id != kernel.vault_id:
             raise HandoverError(
@@ -216,8 +218,8 @@ class Handover:
                 done = verify_certificate(certificate, vault_key=kernel.verifier_key)
                 return HandoverResult(package_id, certificate, (), done.owners_erased, True)
         prepared = _prepared_entry(kernel, parsed.package_id)
+        _check_receipt(kernel, prepared, parsed, resumed=resumed)
         if not resumed:
-            _check_receipt(kernel, prepared, parsed.manifest_digest)
             entry = kernel.admin_entry(
                 actor,
                 RECEIPT_ACTION,
@@ -470,13 +472,29 @@ def _prepared_entry(kernel: Kernel, package_id: str) -> dict[str, Any]:
     )
 
 
-def _check_receipt(kernel: Kernel, prepared: dict[str, Any], manifest_digest: str) -> None:
-    if prepared.get("receipt_check") != receipt_check(manifest_digest):
+def _check_receipt(
+    kernel: Kernel, prepared: dict[str, Any], receipt: Receipt, *, resumed: bool
+) -> None:
+    """Refuse a receipt for other contents; first time, refuse if the vault changed since."""
+    if prepared.get("receipt_check") != receipt_check(receipt.manifest_digest):
         raise HandoverError(
             "the receipt does not match the package's manifest: the successor did not sign "
             "for what the package holds",
             reason="receipt_mismatch",
         )
+    if resumed:
+        recorded = [
+            (e.get("detail") or {}).get("receipt_sha256")
+            for e in kernel.audit.entries_where(action=RECEIPT_ACTION, decision="allow")
+            if (e.get("detail") or {}).get("package_id") == receipt.package_id
+        ]
+        if receipt.digest not in recorded:
+            raise HandoverError(
+                "the receipt is not the one recorded when the handover began: finish it with "
+                "that receipt",
+                reason="receipt_mismatch",
+            )
+        return
     if prepared.get("state") != _state_digest(kernel):
         raise HandoverError(
             "the vault changed after the package was prepared (records, consents, holds or "
