@@ -76,6 +76,7 @@ def _populate(
         s.hold(second, reason="case 2026-01", until=_dt.datetime(2027, 1, 1, tzinfo=_dt.UTC))
         s.restrict(third, ["fee_collection"])
         s.open_request(third, "access")
+        s.record_disclosure(first, recipient="市住建局", fields=["name", "phone"])
     return owners
 
 
@@ -133,6 +134,7 @@ def test_handover_end_to_end(
         "consents": 1,
         "legal_holds": 1,
         "open_requests": 1,
+        "disclosures": 1,
         "restricted": 1,
     }
     # The successor reads every record back, every field in full, sensitive ones included.
@@ -154,6 +156,9 @@ def test_handover_end_to_end(
     assert [h["reason"] for h in got[second]["legal_holds"]] == ["case 2026-01"]
     assert json.loads(got[third]["restricted_to"]) == ["fee_collection"]
     assert [r["kind"] for r in got[third]["open_requests"]] == ["access"]
+    assert [(d["recipient"], d["fields"]) for d in got[first]["disclosures"]] == [
+        ("市住建局", ["name", "phone"])
+    ]
     assert contents.purposes["handover"]["legal_basis"] == "legal_obligation"
 
     receipt = handover.sign_receipt(

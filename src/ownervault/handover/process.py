@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -275,6 +276,7 @@ def _prepare(
         "consents": sum(len(o["consents"]) for o in owners),
         "legal_holds": sum(len(o["legal_holds"]) for o in owners),
         "open_requests": sum(len(o["open_requests"]) for o in owners),
+        "disclosures": sum(len(o["disclosures"]) for o in owners),
         "restricted": sum(1 for o in owners if o["restricted_to"] is not None),
     }
     audit_size, audit_root = kernel.audit.size(), kernel.audit.root().hex()
@@ -409,6 +411,16 @@ def _owner_document(access: Access, subject: SubjectRow) -> dict[str, Any]:
             for h in backend.holds(subject.pseudonym)
             if h.released_at is None
         ],
+        "disclosures": [
+            {
+                "disclosure_id": d.disclosure_id,
+                "recipient": d.recipient,
+                "purpose": d.purpose,
+                "fields": json.loads(d.fields),
+                "at": d.at,
+            }
+            for d in backend.disclosures(subject.pseudonym)
+        ],
         "open_requests": [
             {
                 "request_id": r.request_id,
@@ -426,7 +438,7 @@ def _state_digest(kernel: Kernel) -> str:
     """A digest of everything the package holds, as stored (ciphertexts, not values).
 
     :func:`complete` compares it with the vault as it is then: any record, consent, hold,
-    restriction or request added or changed since the package was made changes it.
+    restriction, request or disclosure added or changed since the package was made changes it.
     """
     backend = kernel.backend
     state = hashlib.sha256()
@@ -454,6 +466,8 @@ def _state_digest(kernel: Kernel) -> str:
                 )
         for hold in backend.holds(subject.pseudonym):
             state.update(crypto.encode_context("hold", hold.hold_id, hold.released_at or ""))
+        for disclosure in backend.disclosures(subject.pseudonym):
+            state.update(crypto.encode_context("disclosure", disclosure.disclosure_id))
     for request in backend.requests():
         state.update(crypto.encode_context("request", request.request_id, request.status))
     return state.hexdigest()
@@ -497,8 +511,9 @@ def _check_receipt(
         return
     if prepared.get("state") != _state_digest(kernel):
         raise HandoverError(
-            "the vault changed after the package was prepared (records, consents, holds or "
-            "requests): prepare a new package so nothing is lost, and have it received again",
+            "the vault changed after the package was prepared (records, consents, holds, "
+            "requests or disclosures): prepare a new package so nothing is lost, and have it "
+            "received again",
             reason="vault_changed",
         )
 
