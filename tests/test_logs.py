@@ -19,7 +19,12 @@ from click.testing import CliRunner
 import ownervault as ov
 from ownervault import Actor
 from ownervault.cli import main as cli_main
-from ownervault.exceptions import PolicyDeniedError, PolicyError, ValidationError
+from ownervault.exceptions import (
+    PolicyDeniedError,
+    PolicyError,
+    SubjectErasedError,
+    ValidationError,
+)
 from ownervault.policy import LegalBasis, load_policy
 from ownervault.policy.load import default_policy_dir
 from ownervault.records import (
@@ -631,3 +636,20 @@ def test_synthetic_logs_store(vault: ov.Vault) -> None:
         if batch:
             with vault.session(actor, purpose) as s:
                 assert len(s.put_many(batch)) == len(batch)
+
+
+def test_visitor_rights_export_find_and_erase(vault: ov.Vault, stored: dict[str, str]) -> None:
+    """A visitor is found by phone, exported with the ID number, and erased like an owner."""
+    with vault.session(DPO, "subject_access_request") as s:
+        (found,) = s.find(VisitorEntry, phone="+86 139 0013 9000")
+        assert found.subject_id == "pass-0001"
+        export = s.export_subject("pass-0001", verify_identity=lambda _: True)
+    (record,) = export.records
+    assert record.record_type == "visitor_entry"
+    assert record.fields["id_number"] == "11010119900307002X"
+    with vault.session(DPO, "erasure_request") as s:
+        s.erase_subject("pass-0001")
+    with vault.session(GUARD, "visitor_registration") as s, pytest.raises(SubjectErasedError):
+        s.get(VisitorEntry, stored["visit"])
+    with vault.session(DPO, "subject_access_request") as s:
+        assert s.find(VisitorEntry, plate="京A12345") == []
