@@ -237,6 +237,8 @@ def test_objection_by_legal_basis(
     # The owner's other processing goes on: registration is never caught by the objection.
     if purpose != "owner_registration":
         assert read_reason(pvault, CLERK, "owner_registration", rid) == "allowed"
+    # The subject row, the consent ledger and the log still agree.
+    assert pvault.check(deep=True).ok
 
 
 def test_objection_withdrawal_is_in_the_consent_ledger(

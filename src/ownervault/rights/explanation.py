@@ -94,6 +94,8 @@ class ProcessingExplanation(_Doc):
     version: Literal[1] = 1
     generated_at: str
     vault_id: str
+    subject_id: str
+    #: The owner's pseudonym: how the audit trail names them.
     subject: str
     request_id: str | None
     policy_digest: str
@@ -234,6 +236,7 @@ def explain_processing(
     document = ProcessingExplanation(
         generated_at=format_time(now),
         vault_id=kernel.vault_id,
+        subject_id=subject_id,
         subject=subject.pseudonym,
         request_id=request_id,
         policy_digest=policy.digest,
@@ -304,7 +307,7 @@ def render_explanation_text(document: ProcessingExplanation) -> str:
     """The explanation as plain text for the owner (English, with Chinese purpose titles)."""
     lines = [
         f"How your personal information is processed ({document.generated_at})",
-        f"Owner: {document.subject}",
+        f"Owner: {document.subject_id} (in the audit trail: {document.subject})",
         "Records held: "
         + (", ".join(f"{t} ({n})" for t, n in document.record_types.items()) or "none"),
         "Restriction: "

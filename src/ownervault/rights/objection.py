@@ -159,14 +159,28 @@ def object_to(
             detail["consent_id"] = consent_id
         if effect == "objected":
             detail["limits"] = text
-        access.kernel.audit.append(
-            [
+        entries = [
+            access.entry(
+                "subject.object", decision="allow", subject=subject.pseudonym, detail=detail
+            )
+        ]
+        if consent_id is not None:
+            # The ledger's withdrawal is logged like every other one (``check --deep``).
+            entries.append(
                 access.entry(
-                    "subject.object", decision="allow", subject=subject.pseudonym, detail=detail
+                    "consent.withdraw",
+                    decision="allow",
+                    subject=subject.pseudonym,
+                    detail={
+                        "consent_id": consent_id,
+                        "consent_purpose": purpose,
+                        "separate": False,
+                        "given_by": "subject",
+                        "channel": channel,
+                    },
                 )
-            ],
-            now=now,
-        )
+            )
+        access.kernel.audit.append(entries, now=now)
     closed = close_request(access, request.request_id, status="completed", outcome=response)
     return ObjectionResult(closed, purpose, spec.legal_basis.value, effect, response, consent_id)
 
