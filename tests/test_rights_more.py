@@ -365,6 +365,9 @@ KIN_CASES = [
     (None, PROOF, "friend", "open", "invalid"),
 ]
 
+#: Requester ids the vault refuses to audit: they look personal, or are not an id.
+BAD_REQUESTERS = ["13800138000", "110101198504151228", "kin@example.com", "张三", ""]
+
 
 @pytest.mark.parametrize(
     ("arrangement", "proof", "relation", "action", "outcome"),
@@ -443,6 +446,17 @@ def test_next_of_kin(
     last = [e for e in pvault.audit.entries() if e["action"] == "subject.next_of_kin"][-1]
     assert last["detail"] == {"request_id": request.request_id, "step": action}
     assert last["decision"] == ("allow" if outcome == "done" else "deny")
+
+
+@pytest.mark.parametrize("requester", BAD_REQUESTERS)
+def test_next_of_kin_requester_is_an_application_id(
+    pvault: ov.Vault, make_owner: Callable[..., OwnerProfile], requester: str
+) -> None:
+    owner = make_owner()
+    register(pvault, owner)
+    with pvault.session(DPO, "subject_rights") as s, pytest.raises(ValidationError):
+        s.open_next_of_kin(owner.subject_id, requester=requester, relation="child", proof=PROOF)
+    assert not [e for e in pvault.audit.entries() if e["action"] == "subject.next_of_kin"]
 
 
 def test_next_of_kin_request_must_be_open_and_for_that_owner(

@@ -22,6 +22,7 @@ the arrangement allows the action; it is audited as ``subject.next_of_kin`` with
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Iterable
 from typing import Final
 
@@ -51,6 +52,10 @@ __all__ = [
 #: Close relatives (近亲属, Civil Code Art 1045): spouse, parents, children, siblings,
 #: grandparents and grandchildren.
 KIN_RELATIONS: Final = ("spouse", "parent", "child", "sibling", "grandparent", "grandchild")
+#: A requester id: the embedding application's reference for the relative (it is audited).
+REQUESTER_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+#: A run of seven digits or more reads as a phone or ID number: never an id to audit.
+PERSONAL_LOOKING: Final = re.compile(r"\d{7,}")
 #: The audit action of every next-of-kin step.
 KIN_ACTION: Final = "subject.next_of_kin"
 
@@ -115,18 +120,28 @@ def open_next_of_kin(
     Raises:
         ValidationError: the requester id, relation or proof is not acceptable.
         RecordNotFoundError: no live subject with that id.
+        PolicyDeniedError: the session is not for a rights purpose.
     """
-    if not isinstance(requester, str) or not 1 <= len(requester.strip()) <= 128:
-        raise ValidationError("requester must be an id of at most 128 characters")
+    access.require_purpose("request.open", RIGHTS_PURPOSES)
+    if not isinstance(requester, str) or not REQUESTER_ID.match(requester.strip()):
+        raise ValidationError(
+            "requester must be the application's id for the relative: 1-128 letters, digits, "
+            "'.', '_', ':' or '-'"
+        )
+    if access.kernel.keys.lookup_subject(requester.strip()) is not None:
+        # The requester acts for themself; they are not (and are not made) an owner here.
+        raise ValidationError("the requester's id is an owner's id: use the owner's own rights")
+    if PERSONAL_LOOKING.search(requester):
+        raise ValidationError(
+            "the requester's id looks like personal data (a phone or ID number): use the "
+            "application's reference for the relative"
+        )
     if relation not in KIN_RELATIONS:
         raise ValidationError(f"relation must be one of {', '.join(KIN_RELATIONS)}")
     if not DIGEST.match(proof):
         raise ValidationError(
             "proof must be a SHA-256 hex digest of the death certificate and relationship proof"
         )
-    if access.kernel.keys.lookup_subject(requester.strip()) is not None:
-        # The requester acts for themself; they are not (and are not made) an owner here.
-        raise ValidationError("the requester's id is an owner's id: use the owner's own rights")
     request = open_request(access, subject_id, "next_of_kin", received_at=received_at, days=days)
     subject = access.subject(subject_id, KIN_ACTION)
     arrangement = parse_limits(subject.restricted_to).arrangement
