@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: The purpose under which objections are recorded and decided.
-RIGHTS_ADMIN: Final = "subject_rights"
+OBJECTION_PURPOSE: Final = "subject_rights"
 
 ObjectionEffect = Literal["withdrawn", "objected", "answered"]
 #: What an objection can do, by the purpose's legal basis.
@@ -103,9 +103,19 @@ def object_to(
     channel: str = "paper",
     received_at: _dt.datetime | None = None,
 ) -> ObjectionResult:
-    """Record an owner's objection to ``purpose`` and apply it (see the module)."""
+    """Record an owner's objection to ``purpose`` and apply it (see the module).
+
+    ``grounds`` is a SHA-256 digest of the written objection; ``channel`` how it was received
+    (one of the consent ledger's channels, used for a withdrawal).
+
+    Raises:
+        ValidationError: the grounds are not a digest, the channel or purpose is unknown, or
+            the purpose serves the owner (:data:`~ownervault.policy.NEVER_BLOCKED_PURPOSES`).
+        PolicyDeniedError: the session is not for ``subject_rights``.
+        RecordNotFoundError: no live subject with that id.
+    """
     access.kernel.check_writable()
-    access.require_purpose("subject.object", {RIGHTS_ADMIN})
+    access.require_purpose("subject.object", {OBJECTION_PURPOSE})
     if not DIGEST.match(grounds):
         raise ValidationError("grounds must be a SHA-256 hex digest of the written objection")
     if channel not in CONSENT_CHANNELS:
@@ -233,7 +243,7 @@ def override_objection(access: Access, subject_id: str, purpose: str, *, grounds
             ``subject_rights``.
     """
     access.kernel.check_writable()
-    access.require_purpose("subject.override", {RIGHTS_ADMIN})
+    access.require_purpose("subject.override", {OBJECTION_PURPOSE})
     authorise(access.kernel, access.actor, "objection.override", purpose=access.purpose)
     if not DIGEST.match(grounds):
         raise ValidationError("grounds must be a SHA-256 hex digest of the written decision")

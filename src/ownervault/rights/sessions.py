@@ -39,9 +39,8 @@ class OwnerRightsMethods:
     #: The vault's correction notifiers as they are when a correction is made (set by Session).
     _notifiers: Callable[[], Sequence[Callable[[CorrectionNotice], None]]]
 
-    def _ready(self) -> contextlib.AbstractContextManager[Access]:
-        """The session's access for one operation (the session defines it)."""
-        raise NotImplementedError
+    #: The session's access for one operation (``Session._ready``).
+    _ready: Callable[[], contextlib.AbstractContextManager[Access]]
 
     def explain_processing(
         self, subject_id: str, *, request_id: str | None = None
