@@ -126,6 +126,10 @@ def write_pack(folder: Path) -> Path:
         '    "community_events",\n    "consent_management",\n'
         '    "community_safety",\n    "published_directory",\n]',
     )
+    # Property managers may also record objections here (not override them).
+    manager = '"emergency_contact", "fee_collection"]'
+    assert roles.count(manager) == 1
+    roles = roles.replace(manager, '"emergency_contact", "fee_collection", "subject_rights"]')
     (folder / "roles.toml").write_text(roles, encoding="utf-8")
     incident = (source / "incident.toml").read_text(encoding="utf-8")
     start, end = incident.index("[controller]"), incident.index("[deadlines.cac]")
@@ -298,8 +302,17 @@ def test_only_the_pack_s_roles_override_and_objections_to_owner_serving_purposes
             s.object_to(owner.subject_id, "no_such_purpose", grounds=GROUNDS)
     with pvault.session(CLERK, "owner_registration") as s, pytest.raises(PolicyDeniedError):
         s.object_to(owner.subject_id, "community_safety", grounds=GROUNDS)
-    pack = pvault.policy
-    assert pack.admin_actions["objection.override"] == frozenset({"compliance_officer"})
+    # Overriding is the admin action objection.override: a manager who may record objections
+    # in this pack is refused, and the refusal is audited.
+    with (
+        pvault.session(MANAGER, "subject_rights") as s,
+        pytest.raises(PolicyDeniedError) as caught,
+    ):
+        s.override_objection(owner.subject_id, "community_safety", grounds=DECISION)
+    assert caught.value.reason == "role_not_permitted"
+    refusal = [e for e in pvault.audit.entries() if e["action"] == "objection.override"][-1]
+    assert (refusal["decision"], refusal["actor"]) == ("deny", MANAGER.actor_id)
+    assert not [e for e in pvault.audit.entries() if e["action"] == "subject.override"]
 
 
 def test_restriction_and_objection_live_together(
