@@ -1,9 +1,10 @@
 """Decisions for one actor and purpose: the policy, then subject conditions, then consent.
 
 :class:`Decider` applies the loaded policy pack to a subject: where the subject lives (scope
-conditions), whether they are a minor (the date is stored encrypted), restrictions the owner
-asked for (PIPL Art 44) and the consent ledger (separate consent for sensitive data, PIPL Art
-29). Nothing is decrypted here but the subject's ``minor_until`` date.
+conditions), whether they are a minor (the date is stored encrypted), restrictions and
+objections the owner asked for (PIPL Art 44, :mod:`.limits`) and the consent ledger (separate
+consent for sensitive data, PIPL Art 29). Nothing is decrypted here but the subject's
+``minor_until`` date.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from ..exceptions import (
     PolicyDeniedError,
 )
 from ..policy import (
-    RIGHTS_PURPOSES,
     Action,
     Actor,
     ConsentState,
@@ -36,6 +36,7 @@ from ..policy import (
 from ..records import RECORD_TYPES, Classification
 from ..storage import Backend, SubjectRow
 from .keystore import KeyStore, minor_aad
+from .limits import parse_limits
 
 __all__ = ["Decider", "denied"]
 
@@ -171,22 +172,23 @@ class Decider:
         )
         if not decision.allowed:
             return decision, None
-        if (
-            subject is not None
-            and subject.restricted_to is not None
-            and self.purpose not in RIGHTS_PURPOSES
-            and self.purpose not in json.loads(subject.restricted_to)
-        ):
-            # The owner restricted processing to other purposes (PIPL Art 44).
+        blocked = (
+            None
+            if subject is None or subject.restricted_to is None
+            else parse_limits(subject.restricted_to).blocks(self.purpose)
+        )
+        if blocked is not None:
+            # The owner restricted processing to other purposes (PIPL Art 44) or objected to
+            # this one (PIPL Art 44, GDPR Art 21); the owner's rights and breach notices pass.
             restricted = {
-                name: FieldView(ViewMode.HIDDEN, rule_ids=view.rule_ids, reason="restricted")
+                name: FieldView(ViewMode.HIDDEN, rule_ids=view.rule_ids, reason=blocked)
                 for name, view in decision.fields.items()
             }
             return (
                 attrs.evolve(
                     decision,
                     allowed=False,
-                    reason="restricted",
+                    reason=blocked,
                     fields=restricted,
                     writable=frozenset(),
                 ),
