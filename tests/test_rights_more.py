@@ -119,13 +119,10 @@ def write_pack(folder: Path) -> Path:
     rules = (source / "rules.toml").read_text(encoding="utf-8")
     (folder / "rules.toml").write_text(rules + EXTRA_RULES, encoding="utf-8")
     roles = (source / "roles.toml").read_text(encoding="utf-8")
-    old = '    "community_events",\n    "consent_management",\n]'
-    assert roles.count(old) == 1
-    roles = roles.replace(
-        old,
-        '    "community_events",\n    "consent_management",\n'
-        '    "community_safety",\n    "published_directory",\n]',
-    )
+    # Front desk also acts for the two extra purposes: added at the end of its list.
+    start = roles.index("purposes = [", roles.index("[roles.front_desk]"))
+    end = roles.index("\n]", start)
+    roles = roles[:end] + '\n    "community_safety",\n    "published_directory",' + roles[end:]
     # Property managers may also record objections here (not override them).
     manager = '"emergency_contact", "fee_collection"]'
     assert roles.count(manager) == 1
