@@ -26,6 +26,7 @@ from ownervault.exceptions import (
 )
 from ownervault.handover import process
 from ownervault.records import FeeAccount, OwnerProfile, Unit
+from ownervault.records.logs import GateEvent
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
@@ -70,6 +71,19 @@ def _populate(
     with vault.session(Actor("finance-01", roles=["finance"]), "fee_collection") as s:
         s.put(account)
     owners[first]["fee_account"] = account
+    gate = GateEvent(
+        subject_id=first,
+        subject_kind="resident",
+        gate_id="north-1",
+        direction="in",
+        at=_dt.datetime(2025, 12, 31, 22, 5, tzinfo=_dt.UTC),
+        method="card",
+    )
+    gate_system = Actor("gate-01", roles=["gate_system"])
+    grant_roles(vault, gate_system)
+    with vault.session(gate_system, "access_control") as s:
+        s.put(gate)
+    owners[first]["gate_event"] = gate
     with vault.session(CLERK, "consent_management") as s:
         s.grant_consent(first, "community_events", channel="paper", evidence=EVIDENCE)
     with vault.session(DPO, "subject_rights") as s:
@@ -130,7 +144,7 @@ def test_handover_end_to_end(
     )
     assert summary.counts == {
         "owners": 3,
-        "records": 7,
+        "records": 8,
         "consents": 1,
         "legal_holds": 1,
         "open_requests": 1,
@@ -174,7 +188,7 @@ def test_handover_end_to_end(
         summary.package_id,
         SUCCESSOR,
         3,
-        7,
+        8,
     )
     assert cert.manifest_digest == contents.manifest_digest
     assert vault.handover.state == "complete"
