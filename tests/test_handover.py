@@ -27,7 +27,7 @@ from ownervault.exceptions import (
 from ownervault.handover import process
 from ownervault.records import FeeAccount, OwnerProfile, Unit
 from ownervault.records.logs import GateEvent
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
 DPO = Actor("dpo-01", roles=["compliance_officer"])
@@ -81,6 +81,7 @@ def _populate(
     )
     gate_system = Actor("gate-01", roles=["gate_system"])
     grant_roles(vault, gate_system)
+    record_assessments(vault)
     with vault.session(gate_system, "access_control") as s:
         s.put(gate)
     owners[first]["gate_event"] = gate
@@ -264,6 +265,7 @@ def _resign(receipt: str, keys: handover.RecipientKeys, **members: Any) -> str:
 def other_vault(tmp_path: Path) -> Any:
     other = Vault.create(tmp_path / "other", key=InMemoryKey(), clock=FrozenClock())
     grant_roles(other, CLERK, DPO, ADMIN)
+    record_assessments(other)
     try:
         yield other
     finally:
@@ -533,6 +535,7 @@ def test_cli_handover(
     path, key_file = tmp_path / "vault", tmp_path / "root.key"
     with Vault.create(path, key=ov.KeyFileKey.generate(key_file)) as vault:
         grant_roles(vault, CLERK, DPO, ADMIN, Actor("finance-01", roles=["finance"]))
+        record_assessments(vault)
         owners = _populate(vault, make_owner, make_unit, make_fee_account)
         vkey = vault.verifier_key
     successor = tmp_path / "successor"

@@ -13,7 +13,7 @@
 
 from . import exceptions, handover, records
 from .authn import Identity, JWTAuthenticator
-from .kernel import CheckFinding
+from .kernel import Assessment, AssessmentStatus, CheckFinding
 from .keys import EnvKey, KeyFileKey, KeyInfo, KeyState, PassphraseKey
 from .policy import Actor, Decision, FieldView, Policy, ViewMode, load_policy
 from .records import Classification, Record
@@ -31,6 +31,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Actor",
+    "Assessment",
+    "AssessmentStatus",
     "CheckFinding",
     "CheckReport",
     "Classification",

@@ -52,6 +52,8 @@ from ..storage import (
     redact_location,
 )
 from .anchoring import Anchoring
+from .assessments import VERSION_META as ASSESSMENTS_META
+from .assessments import refusal
 from .clock import Clock
 from .decide import Decider
 from .erasures import LEDGER_NAME, ErasureLedger
@@ -229,13 +231,13 @@ class Kernel:
             VaultLockedError: the vault is locked after an integrity failure and the actor is
                 not a compliance officer.
             NotGrantedError: the actor asks for roles or a scope it was not granted (audited).
-            PolicyDeniedError: the purpose is unknown or prohibited, or none of the actor's
-                roles may act for it (the refusal is audited).
+            PolicyDeniedError: the purpose is unknown or prohibited, none of the actor's roles
+                may act for it, or it lacks a current impact assessment (audited).
         """
         self.check_open()
         if not isinstance(actor, Actor):
             raise ValidationError("actor must be an ownervault Actor")
-        meta = self.backend.get_metas((VERSION_META, LOCK_META))  # one read for both
+        meta = self.backend.get_metas((VERSION_META, LOCK_META, ASSESSMENTS_META))  # one read
         actor, until = admission(
             self, actor, action="session.open", purpose=purpose, version=meta.get(VERSION_META)
         )
@@ -246,7 +248,7 @@ class Kernel:
                 "until an admin acknowledges it"
             )
         access = Access(self, actor, purpose, until=until)
-        access.open()
+        access.open(assessments=meta.get(ASSESSMENTS_META))
         return access
 
     # ------------------------------------------------------------------ fail closed
@@ -591,12 +593,24 @@ class Access:
     def __repr__(self) -> str:
         return f"<Access actor={self.actor.actor_id!r} purpose={self.purpose!r}>"
 
-    def open(self) -> None:
-        """Audit the opening; refuse (audited) a purpose or role the pack never allows."""
+    def open(self, *, assessments: str | None = None) -> None:
+        """Audit the opening; refuse (audited) a purpose or role the pack never allows, and a
+        purpose that needs an impact assessment without a current one (:mod:`.assessments`;
+        ``assessments`` is the register's version when the caller read it)."""
         base = self.policy.decide(self.actor, self.purpose, "", "read")
         if not base.allowed and base.reason in SESSION_OPEN_REFUSALS:
             self.commit([self.entry("session.open", decision=base)])
             base.require()
+        found = refusal(self.kernel, self.purpose, assessments)
+        if found is not None:
+            raise self.deny(
+                [self.entry("session.open", decision="deny", reason=found.reason)],
+                PolicyDeniedError(
+                    f"purpose {self.purpose!r} needs a current impact assessment "
+                    f"({found.need.why}): {found.reason} (ownervault pia check)",
+                    reason=found.reason,
+                ),
+            )
         self.commit([self.entry("session.open", decision="allow")])
 
     def close(self) -> None:

@@ -90,6 +90,8 @@ def load_policy(folder: str | Path | None = None) -> Policy:
             notice_zh=pm.notice.zh if pm.notice else "",
             notice_en=pm.notice.en if pm.notice else "",
             notice_version=_notice_version(pm.notice) if pm.notice else None,
+            automated_decisions=pm.automated_decisions,
+            cross_border=pm.cross_border,
         )
         if pm.legal_basis is LegalBasis.CONSENT and pm.notice is None:
             raise pfile.error(

@@ -66,6 +66,8 @@ ADMIN_ACTIONS: Final[dict[str, str]] = {
     "objection.override": "set an owner's objection aside on recorded compelling grounds",
     "handover.prepare": "package every owner's records for a successor company",
     "handover.complete": "record the successor's receipt and erase every owner",
+    "assessment.add": "record a personal information protection impact assessment",
+    "assessment.list": "list impact assessments and check which purposes lack a current one",
 }
 
 

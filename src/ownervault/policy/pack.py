@@ -38,6 +38,10 @@ class Purpose:
     notice_zh: str = ""
     notice_en: str = ""
     notice_version: str | None = None
+    #: Decisions about owners are made by automated means (``automated_decisions = true``).
+    automated_decisions: bool = False
+    #: The data is transferred outside the country (``cross_border = true``).
+    cross_border: bool = False
 
     @property
     def field_names(self) -> frozenset[str]:
