@@ -22,6 +22,7 @@ from .model import (
     ViewMode,
 )
 from .pack import Policy, Purpose, Rule, SubjectContext
+from .recipients import Recipient, RecipientType
 
 __all__ = [
     "ACTIONS",
@@ -40,6 +41,8 @@ __all__ = [
     "PackFile",
     "Policy",
     "Purpose",
+    "Recipient",
+    "RecipientType",
     "Rule",
     "SubjectContext",
     "ViewMode",

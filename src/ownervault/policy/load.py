@@ -27,6 +27,7 @@ from ..records import MASKERS, RECORD_TYPES, Classification, Record
 from .files import Notice, PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
 from .model import ADMIN_ACTIONS, FieldView, LegalBasis, ViewMode
 from .pack import BreakGlass, Policy, Purpose, Rule
+from .recipients import RECIPIENTS_FILE, load_recipients
 
 __all__ = ["default_policy_dir", "load_policy", "processing_register"]
 
@@ -209,6 +210,14 @@ def load_policy(folder: str | Path | None = None) -> Policy:
     digest = hashlib.sha256()
     for pack in (pfile, rfile, rulefile):
         digest.update(_digest_part(pack.path.name, pack.text))
+    recipients = {}
+    if (base / RECIPIENTS_FILE).exists():
+        # The register of recipients is optional; when present it is part of the digest.
+        recipients_file = PackFile(base, RECIPIENTS_FILE)
+        recipients = load_recipients(
+            recipients_file, {pid: (p.legal_basis, p.fields) for pid, p in purposes.items()}
+        )
+        digest.update(_digest_part(recipients_file.path.name, recipients_file.text))
     return Policy(
         source=str(base),
         roles=roles,
@@ -222,6 +231,7 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         break_glass=emergency,
         two_person=frozenset(roles_doc.two_person.actions),
         two_person_grants=frozenset(roles_doc.two_person.grants_of),
+        recipients=recipients,
     )
 
 

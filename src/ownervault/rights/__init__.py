@@ -10,6 +10,7 @@ by the policy pack and audited. Imports the kernel and the layers below it; neve
 """
 
 from ..policy import RIGHTS_PURPOSES
+from .disclose import DisclosedRecord, Disclosure, disclose
 from .export import EXPORT_FORMAT, SubjectExport, export_schema, export_subject, render_export_html
 from .requests import (
     DEFAULT_REQUEST_DAYS,
@@ -34,12 +35,15 @@ __all__ = [
     "RIGHTS_PURPOSES",
     "CorrectionNotice",
     "CorrectionResult",
+    "DisclosedRecord",
+    "Disclosure",
     "SubjectExport",
     "SweepItem",
     "SweepReport",
     "add_duration",
     "close_request",
     "correct",
+    "disclose",
     "export_schema",
     "export_subject",
     "hold",
