@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import attrs
 import pydantic
@@ -163,7 +163,7 @@ class Recipient:
             return False
         return self.agreement_expires is None or today <= self.agreement_expires
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         """The entry as plain data (for ``ownervault policy recipients`` and the register)."""
         return {
             "recipient": self.recipient_id,
