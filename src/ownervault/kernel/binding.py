@@ -30,7 +30,15 @@ from ..crypto import ROW_BYTES, ROW_HEAD, ROW_INT, ROW_NONE, ROW_TEXT, RowKey, R
 from ..exceptions import IntegrityError
 from ..policy import ConsentRecord
 from ..storage import KeyRow, RecordRow, SubjectRow
-from ..storage.base import DisclosureRow, GrantRow, HoldRow, IncidentRow, OutboxRow, RequestRow
+from ..storage.base import (
+    DisclosureRow,
+    GrantRow,
+    HoldRow,
+    IncidentRow,
+    OutboxRow,
+    RecipientNoticeRow,
+    RequestRow,
+)
 
 __all__ = ["BOUND_META", "FACTS", "Binder", "Fact"]
 
@@ -85,10 +93,31 @@ FACTS: Final[dict[type, tuple[str, str, tuple[str, ...]]]] = {
             "created_at",
         ),
     ),
+    RecipientNoticeRow: (
+        "recipient_notices",
+        "notice_id",
+        (
+            "notice_id", "disclosure_id", "recipient", "pseudonym", "event", "payload",
+            "created_at",
+        ),
+    ),
 }  # fmt: skip
 
 #: A row of one of :data:`FACTS`' types.
-Fact = TypeVar("Fact", GrantRow, HoldRow, RequestRow, DisclosureRow, IncidentRow, OutboxRow)
+Fact = TypeVar(
+    "Fact",
+    GrantRow,
+    HoldRow,
+    RequestRow,
+    DisclosureRow,
+    IncidentRow,
+    OutboxRow,
+    RecipientNoticeRow,
+)
+#: Any row of :data:`FACTS`' types.
+AnyFact = (
+    GrantRow | HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow | RecipientNoticeRow
+)
 
 
 class Binder:
@@ -300,9 +329,7 @@ class Binder:
                 row=subject.pseudonym,
             )
 
-    def _fact_values(
-        self, row: GrantRow | HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
-    ) -> tuple[str, list[RowValue]]:
+    def _fact_values(self, row: AnyFact) -> tuple[str, list[RowValue]]:
         table, _, columns = FACTS[type(row)]
         return table, [self._vault_id, *(getattr(row, c) for c in columns)]
 
@@ -310,9 +337,7 @@ class Binder:
         """A hold, request, disclosure, incident or outbox row with its binding tag."""
         return attrs.evolve(row, binding=self._key.tag(*self._fact_values(row)))
 
-    def check_fact(
-        self, row: GrantRow | HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
-    ) -> None:
+    def check_fact(self, row: AnyFact) -> None:
         """Raise :class:`IntegrityError` unless the row is one the vault wrote."""
         table, values = self._fact_values(row)
         if not self._key.matches(table, values, row.binding):

@@ -26,6 +26,7 @@ __all__ = [
     "GrantRow",
     "HoldRow",
     "KeyRow",
+    "RecipientNoticeRow",
     "RecordRow",
     "RequestRow",
     "SubjectRow",
@@ -150,6 +151,30 @@ class RequestRow:
     outcome: str
     closed_at: str | None
     actor: str
+    binding: bytes | None = None
+
+
+@attrs.frozen
+class RecipientNoticeRow:
+    """A recipient must hear that data it received was erased or corrected (PIPL Art 47).
+
+    ``payload`` is the JSON notice (no personal value: the disclosure id is the reference the
+    recipient knows); ``claims`` fences dispatchers, as in the outbox.
+    """
+
+    notice_id: str
+    disclosure_id: str
+    recipient: str
+    pseudonym: str
+    event: str
+    payload: str
+    state: str
+    attempts: int
+    claims: int
+    next_attempt_at: str
+    last_error: str
+    created_at: str
+    delivered_at: str | None
     binding: bytes | None = None
 
 
@@ -494,6 +519,40 @@ class Backend(Protocol):
 
     def disclosures(self, pseudonym: str) -> list[DisclosureRow]:
         """Where a subject's data went, oldest first."""
+        ...
+
+    # recipient notices (erasures and corrections told to recipients)
+    def insert_recipient_notices(self, rows: Sequence[RecipientNoticeRow]) -> int:
+        """Queue notices; rows whose id exists already are skipped. Returns how many."""
+        ...
+
+    def recipient_notices(
+        self, *, state: str | None = None, pseudonym: str | None = None
+    ) -> list[RecipientNoticeRow]:
+        """Recipient notices, filtered by state and owner, oldest first."""
+        ...
+
+    def claim_recipient_notices(
+        self, now: str, lease_until: str, limit: int
+    ) -> list[RecipientNoticeRow]:
+        """Lease up to ``limit`` due notices (pending, or delivering with an expired lease)."""
+        ...
+
+    def settle_recipient_notice(
+        self,
+        notice_id: str,
+        *,
+        claims: int,
+        state: str,
+        next_attempt_at: str,
+        last_error: str,
+        delivered_at: str | None,
+    ) -> bool:
+        """Record a delivery outcome if the notice is still leased by this claim."""
+        ...
+
+    def revive_recipient_notice(self, notice_id: str, at: str) -> bool:
+        """Move a dead-lettered notice back to pending with a fresh attempt budget."""
         ...
 
     def live_subjects(self) -> list[SubjectRow]:
