@@ -535,3 +535,38 @@ def test_cli_subject_disclose_writes_the_values_to_a_private_file(
     )  # fmt: skip
     assert refused.exit_code != 0 and "recipient_not_for_purpose" in refused.output
     assert not refused_out.exists()
+
+
+def _operator(vault: ov.Vault, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Change the database as an operator would, outside the vault."""
+    backend = vault._kernel.backend
+    with backend.atomic():
+        backend._execute(sql, params)
+
+
+@pytest.mark.parametrize(
+    ("change", "kind"),
+    [
+        ("UPDATE recipient_notices SET state = 'delivered', delivered_at = at_now", "state"),
+        ("UPDATE recipient_notices SET payload = '{}'", "binding"),
+        ("DELETE FROM recipient_notices", "gone"),
+    ],
+)
+def test_check_deep_finds_a_notice_marked_sent_changed_or_deleted(
+    rvault: ov.Vault, change: str, kind: str
+) -> None:
+    """A notice marked delivered that never was, a changed payload, or a delivered notice whose
+    row is gone: `check --deep` reports each; an untouched queue is clean."""
+    with rvault.session(ENGINEER, "repair_dispatch") as s:
+        s.disclose("owner-1", "repair_firm", ["owner_profile.phone"])
+    with rvault.session(OFFICER, "erasure_request") as s:
+        s.erase_subject("owner-1")
+    if kind == "gone":
+        _dispatch(rvault, {"recipient_mail": lambda _: None})
+    clean = rvault.check(deep=True)
+    assert clean.checked["recipient notices"] == 1
+    assert not [f for f in clean.findings if f.table == "recipient_notices"]
+    _operator(rvault, change.replace("at_now", "created_at"))
+    found = [f for f in rvault.check(deep=True).findings if f.table == "recipient_notices"]
+    assert found, change
+    assert {f.kind for f in found} == {"binding" if kind == "binding" else "recipient notice"}
