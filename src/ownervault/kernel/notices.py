@@ -63,7 +63,7 @@ def queue_recipient_notices(
             a changed field).
         changed: for a correction, the changed field names of ``record_type``.
         record_type: the corrected record's type.
-        cause: why (``erasure_request``, ``retention``, ``correction_request``).
+        cause: why (``erasure_request``, ``retention_expired``, ``correction_request``).
 
     Returns:
         The queued rows (their ids are idempotent: the same change queues nothing twice).
