@@ -287,8 +287,10 @@ class Session:
         """Correct fields of a record on the owner's request (PIPL Art 46, GDPR Art 16).
 
         ``evidence`` is a SHA-256 digest of the supporting document. Recipients that received
-        a corrected field earlier (see :meth:`record_disclosure`) are listed in the result and
-        get a correction notice through the vault's ``correction_notifiers``.
+        a corrected field earlier (see :meth:`disclose` and :meth:`record_disclosure`) are
+        listed in the result, get a durable recipient notice queued in the correction's
+        transaction (delivered by ``vault.incidents.dispatch``), and a correction notice
+        through the vault's ``correction_notifiers``.
         """
         with self._ready() as access:
             return rights.correct(
