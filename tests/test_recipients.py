@@ -149,9 +149,9 @@ def pack(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def rvault(tmp_path: Path, pack: Path) -> Iterator[ov.Vault]:
+def rvault(tmp_path: Path, pack: Path, clock: FrozenClock) -> Iterator[ov.Vault]:
     """A vault on the test register with one owner who has a profile, a unit and a renovation."""
-    vault = ov.Vault.create(tmp_path / "v", key=InMemoryKey(), clock=FrozenClock(), policy=pack)
+    vault = ov.Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, policy=pack)
     grant_roles(vault, CLERK, ENGINEER, MANAGER, FINANCE, OFFICER)
     with vault.session(CLERK, "owner_registration") as s:
         s.put(OwnerProfile(subject_id="owner-1", name=NAME, phone=PHONE, email=EMAIL))
@@ -350,6 +350,23 @@ def test_erasure_queues_a_notice_for_every_recipient_and_delivers_it(rvault: ov.
     assert {n.state for n in rvault.incidents.recipient_notices.queued()} == {"delivered"}
     told = [e for e in rvault.audit.entries() if e["action"] == "recipient.notice"]
     assert {e["detail"]["state"] for e in told} == {"delivered"}
+
+
+def test_retention_sweep_erasure_notifies_recipients(rvault: ov.Vault, clock: FrozenClock) -> None:
+    """An owner erased by the retention sweep: the recipients are told, with the cause."""
+    with rvault.session(ENGINEER, "repair_dispatch") as s:
+        done = s.disclose("owner-1", "repair_firm", ["owner_profile.phone"])
+    with rvault.session(CLERK, "owner_registration") as s:
+        (view,) = s.find(OwnerProfile, phone=PHONE)
+        s.update(view, status="moved_out")
+    clock.advance(_dt.timedelta(days=365 * 6))
+    with rvault.session(OFFICER, "erasure_request") as s:
+        report = s.retention_sweep(dry_run=False)
+    assert len(report.erased) == 1
+    (notice,) = rvault.incidents.recipient_notices.queued()
+    payload = json.loads(notice.payload)
+    assert (payload["reference"], payload["event"]) == (done.disclosure_id, "erased")
+    assert payload["cause"] == "retention_expired"
 
 
 def test_a_failing_hook_keeps_the_notice_for_a_retry(rvault: ov.Vault) -> None:
