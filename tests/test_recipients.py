@@ -17,11 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 import ownervault as ov
-from ownervault.breach.notifiers import Notification, NotificationError
+from ownervault.breach.notifiers import Notification, NotificationError, UndeliverableError
 from ownervault.cli import main
 from ownervault.exceptions import (
     ConsentRequiredError,
     DisclosureDeniedError,
+    PolicyDeniedError,
     PolicyError,
 )
 from ownervault.policy import RecipientType, default_policy_dir, load_policy, processing_register
@@ -385,6 +386,31 @@ def test_a_failing_hook_keeps_the_notice_for_a_retry(rvault: ov.Vault) -> None:
     assert row.state == "pending" and row.attempts == 1 and "unavailable" in row.last_error
 
 
+def test_a_dead_letter_is_listed_and_queued_again_by_an_officer(
+    rvault: ov.Vault, tmp_path: Path
+) -> None:
+    """A notice the receiver refuses for good is dead-lettered, listed, and queued again by a
+    compliance officer only (incident.retry); the deep check agrees with the log throughout."""
+    with rvault.session(ENGINEER, "repair_dispatch") as s:
+        s.disclose("owner-1", "repair_firm", ["owner_profile.phone"])
+    with rvault.session(OFFICER, "erasure_request") as s:
+        s.erase_subject("owner-1")
+
+    def refuse(_: Notification) -> None:
+        raise UndeliverableError("receiver rejected the notice: HTTP 400")
+
+    assert _dispatch(rvault, {"recipient_mail": refuse}).dead == 1
+    (dead,) = rvault.incidents.recipient_notices.queued(state="dead")
+    with pytest.raises(PolicyDeniedError):
+        rvault.incidents.retry(dead.notice_id, actor=CLERK)
+    rvault.incidents.retry(dead.notice_id, actor=OFFICER)
+    (again,) = rvault.incidents.recipient_notices.queued(state="pending")
+    assert again.notice_id == dead.notice_id and again.attempts == 0
+    assert not [f for f in rvault.check(deep=True).findings if f.table == "recipient_notices"]
+    assert _dispatch(rvault, {"recipient_mail": lambda _: None}).delivered == 1
+    assert not [f for f in rvault.check(deep=True).findings if f.table == "recipient_notices"]
+
+
 def test_correction_notifies_only_recipients_of_a_corrected_field(rvault: ov.Vault) -> None:
     """A recipient that had the phone hears of a phone correction; one that had only the name
     does not."""
@@ -519,6 +545,7 @@ def test_cli_policy_recipients_and_ropa(pack: Path) -> None:
     as_json = json.loads(runner.invoke(main, ["policy", "recipients", "--format", "json"]).output)
     assert {e["recipient"] for e in as_json} >= {"repair_contractor", "notice_board"}
     ropa = runner.invoke(main, ["policy", "ropa", str(pack)])
+    assert "repair_firm (entrusted_processor)" in ropa.output
     assert "## Cross-border transfers" in ropa.output
     assert "- bank (Collecting bank, CN-HK): owner_profile.name for fee_collection" in ropa.output
 
@@ -587,3 +614,31 @@ def test_check_deep_finds_a_notice_marked_sent_changed_or_deleted(
     found = [f for f in rvault.check(deep=True).findings if f.table == "recipient_notices"]
     assert found, change
     assert {f.kind for f in found} == {"binding" if kind == "binding" else "recipient notice"}
+
+
+def test_cli_incident_recipient_notices_lists_the_queue(tmp_path: Path, pack: Path) -> None:
+    """`ownervault incident recipient-notices` lists queued notices without a personal value."""
+    key = tmp_path / "root.key"
+    path = tmp_path / "cli-vault"
+    with ov.Vault.create(path, key=ov.KeyFileKey.generate(key), policy=pack) as vault:
+        grant_roles(vault, CLERK, ENGINEER, OFFICER)
+        with vault.session(CLERK, "owner_registration") as s:
+            s.put(OwnerProfile(subject_id="owner-9", name=NAME, phone=PHONE))
+        with vault.session(ENGINEER, "repair_dispatch") as s:
+            done = s.disclose("owner-9", "repair_firm", ["owner_profile.phone"])
+        with vault.session(OFFICER, "erasure_request") as s:
+            s.erase_subject("owner-9")
+    common = [str(path), "--policy", str(pack), "--key-file", str(key)]
+    listed = CliRunner().invoke(main, ["incident", "recipient-notices", *common, "--json"])
+    assert listed.exit_code == 0, listed.output
+    (line,) = listed.output.splitlines()
+    row = json.loads(line)
+    assert (row["recipient"], row["disclosure_id"], row["event"], row["state"]) == (
+        "repair_firm",
+        done.disclosure_id,
+        "erased",
+        "pending",
+    )
+    assert PHONE not in listed.output and NAME not in listed.output
+    table = CliRunner().invoke(main, ["incident", "recipient-notices", *common])
+    assert done.disclosure_id in table.output and "erased" in table.output

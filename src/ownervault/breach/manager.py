@@ -41,7 +41,7 @@ from .model import (
 from .notifiers import MailTransport, NotificationHook
 from .outbox import Outbox
 from .payloads import Payloads
-from .recipients import RecipientNotices
+from .recipients import NOTICE_PREFIX, RecipientNotices
 from .spool import Spool
 from .store import IncidentStore
 
@@ -365,9 +365,15 @@ class IncidentManager:
         )
 
     def retry(self, notification_id: str, *, actor: Actor) -> None:
-        """Move a dead-lettered notification back to the queue (same idempotency key)."""
+        """Move a dead-lettered notification back to the queue (same idempotency key).
+
+        A recipient notice (its id starts with ``rn_``) is moved back to its own queue.
+        """
         self._kernel.check_open()
         self._store.guard(actor, "incident.retry", None)
+        if notification_id.startswith(NOTICE_PREFIX):
+            self.recipient_notices.retry(notification_id, actor=actor)
+            return
         self._outbox.retry(notification_id, actor=actor)
 
     def dispatch(

@@ -20,12 +20,14 @@ from typing import Final
 from ..audit import format_time
 from ..exceptions import RecordNotFoundError
 from ..kernel import Kernel
+from ..kernel.notices import NOTICE_PREFIX
+from ..policy import Actor
 from ..storage.base import RecipientNoticeRow
 from .config import BreachConfig, parse_duration
 from .notifiers import Notification, NotificationHook, UndeliverableError, build_notifier
 from .spool import notifier_base, safe_error
 
-__all__ = ["RECIPIENTS_AUDIENCE", "RecipientNotices"]
+__all__ = ["NOTICE_PREFIX", "RECIPIENTS_AUDIENCE", "RecipientNotices"]
 
 #: The routing audience (``incident.toml`` ``[routing] recipients``) of recipient notices.
 RECIPIENTS_AUDIENCE: Final = "recipients"
@@ -72,14 +74,18 @@ class RecipientNotices:
         )
         return counts
 
-    def retry(self, notice_id: str) -> None:
-        """Move a dead-lettered notice back to the queue (same idempotency key); audited."""
+    def retry(self, notice_id: str, *, actor: Actor) -> None:
+        """Move a dead-lettered notice back to the queue (same idempotency key); audited.
+
+        Authorise ``actor`` first (``IncidentManager.retry`` does, as ``incident.retry``).
+        """
         with self._backend.atomic():
             now = format_time(self._kernel.clock.now())
             rows = [r for r in self.queued(state="dead") if r.notice_id == notice_id]
             if not rows or not self._backend.revive_recipient_notice(notice_id, now):
                 raise RecordNotFoundError(f"no dead-lettered recipient notice {notice_id}")
-            self._kernel.record_system(
+            self._kernel.record(
+                actor,
                 "recipient.notice.retry",
                 detail={"notice": notice_id, "recipient": rows[0].recipient},
             )

@@ -648,7 +648,7 @@ def incident_retry(
     key_file: Path | None,
     policy_dir: Path | None,
 ) -> None:
-    """Put a dead-lettered notification back in the queue (same idempotency key)."""
+    """Put a dead-lettered notification (or recipient notice, rn_...) back in the queue."""
     with open_vault(path, key_file, policy_dir) as vault:
         vault.incidents.retry(notification_id, actor=officer_actor(as_actor))
     click.echo(f"{notification_id} queued again")
@@ -754,3 +754,59 @@ def incident_drill(owners: int, scenario: str, policy_dir: Path | None, as_json:
         click.echo("\nEnglish:")
         click.echo(notice["en"]["subject"])
         click.echo(notice["en"]["body"])
+
+
+@incident.command("recipient-notices")
+@_path_argument
+@click.option("--state", type=click.Choice(list(_STATES)), help="Only this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines (payloads included).")
+@_vault_options
+@handle_errors
+def incident_recipient_notices(
+    path: Path,
+    state: str | None,
+    as_json: bool,
+    key_file: Path | None,
+    policy_dir: Path | None,
+) -> None:
+    """Erasures and corrections queued for the recipients that had the data (no values)."""
+    with open_vault(path, key_file, policy_dir) as vault:
+        rows = vault.incidents.recipient_notices.queued(state=state)
+    if as_json:
+        for row in rows:
+            click.echo(
+                json.dumps(
+                    {
+                        "notice_id": row.notice_id,
+                        "disclosure_id": row.disclosure_id,
+                        "recipient": row.recipient,
+                        "event": row.event,
+                        "state": row.state,
+                        "attempts": row.attempts,
+                        "next_attempt_at": row.next_attempt_at,
+                        "last_error": row.last_error,
+                        "created_at": row.created_at,
+                        "delivered_at": row.delivered_at,
+                        "payload": json.loads(row.payload),
+                    },
+                    ensure_ascii=False,
+                    sort_keys=True,
+                )
+            )
+        return
+    _table(
+        ["id", "recipient", "reference", "event", "state", "tries", "next / delivered", "error"],
+        [
+            [
+                r.notice_id,
+                r.recipient,
+                r.disclosure_id,
+                r.event,
+                r.state,
+                str(r.attempts),
+                (r.delivered_at or r.next_attempt_at)[:19],
+                r.last_error[:50],
+            ]
+            for r in rows
+        ],
+    )

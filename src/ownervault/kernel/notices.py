@@ -21,8 +21,10 @@ from typing import Final, Literal
 from ..storage.base import DisclosureRow, RecipientNoticeRow
 from .core import Kernel
 
-__all__ = ["NOTICE_FORMAT", "queue_recipient_notices"]
+__all__ = ["NOTICE_FORMAT", "NOTICE_PREFIX", "queue_recipient_notices"]
 
+#: How every recipient notice id starts (outbox notification ids never do).
+NOTICE_PREFIX: Final = "rn_"
 #: The ``format`` of a recipient notice's payload.
 NOTICE_FORMAT: Final = "ownervault-recipient-notice/1"
 
@@ -100,7 +102,7 @@ def queue_recipient_notices(
             "en": ask_en,
         }
         seed = f"{d.disclosure_id}|{event}|{now}|{','.join(fields)}".encode()
-        notice_id = "rn_" + hashlib.sha256(seed).hexdigest()[:24]
+        notice_id = NOTICE_PREFIX + hashlib.sha256(seed).hexdigest()[:24]
         rows.append(
             kernel.keys.bound_fact(
                 RecipientNoticeRow(
