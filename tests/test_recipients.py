@@ -642,3 +642,25 @@ def test_cli_incident_recipient_notices_lists_the_queue(tmp_path: Path, pack: Pa
     assert PHONE not in listed.output and NAME not in listed.output
     table = CliRunner().invoke(main, ["incident", "recipient-notices", *common])
     assert done.disclosure_id in table.output and "erased" in table.output
+
+
+def test_mass_disclosure_opens_a_bulk_access_incident(tmp_path: Path, clock: FrozenClock) -> None:
+    """Handing many owners' fields to a recipient counts as access to them: past the pack's
+    bulk_access threshold an incident opens, and its affected owners are the ones disclosed."""
+    folder = _pack(tmp_path)
+    detectors = folder / "detectors.toml"
+    text = detectors.read_text(encoding="utf-8")
+    detectors.write_text(text.replace("personal = 200", "personal = 2"), encoding="utf-8")
+    with ov.Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, policy=folder) as vault:
+        grant_roles(vault, CLERK, ENGINEER, OFFICER)
+        with vault.session(CLERK, "owner_registration") as s:
+            for i in range(3):
+                s.put(OwnerProfile(subject_id=f"owner-{i}", name=NAME, phone=f"1391234567{i}"))
+        with vault.session(ENGINEER, "repair_dispatch") as s:
+            for i in range(3):
+                s.disclose(f"owner-{i}", "repair_firm", ["owner_profile.phone"])
+        (incident,) = [i for i in vault.incidents.all() if "bulk_access" in i.detectors]
+        affected = vault.incidents.affected(incident.incident_id, actor=OFFICER)
+        assert len(affected) == 3
+        views = {view for owner in affected.values() for view in owner.fields.values()}
+        assert views == {"masked"}  # the register masks the phone for the repair firm
