@@ -21,6 +21,7 @@ from __future__ import annotations
 import click
 
 from . import audit, check, consent, grants, incident, keys, policy, retention, subject, vault
+from .recipients import recipient_notices
 
 __all__ = ["main"]
 
@@ -46,3 +47,4 @@ main.add_command(policy.policy)
 main.add_command(subject.subject)
 main.add_command(retention.retention)
 main.add_command(incident.incident)
+incident.incident.add_command(recipient_notices)
