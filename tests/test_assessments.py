@@ -21,7 +21,7 @@ from ownervault.exceptions import (
     PolicyDeniedError,
     ValidationError,
 )
-from ownervault.kernel.assessments import CONCLUSIONS, REFUSALS
+from ownervault.kernel.assessments import CONCLUSIONS, REFUSALS, shared_purposes
 from ownervault.policy import (
     ASSESSMENT_EXEMPT,
     RIGHTS_PURPOSES,
@@ -31,6 +31,7 @@ from ownervault.policy import (
     requirement,
 )
 from ownervault.records import OwnerProfile
+from ownervault.storage.schema import VAULT_TABLES
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
@@ -52,7 +53,8 @@ SHIPPED_NEEDED = {
 
 def _needed(policy: Policy) -> list[str]:
     """The purposes of ``policy`` that need an assessment, sorted."""
-    return sorted(p for p in policy.purposes if requirement(policy, p).needed)
+    shared = shared_purposes(policy)
+    return sorted(p for p in policy.purposes if requirement(policy, p, shared).needed)
 
 
 #: The frozen clock's day (2026-01-01).
@@ -524,10 +526,12 @@ def test_a_schema_3_vault_upgrades_and_gets_the_register(tmp_path: Path) -> None
         grant_roles(vault, *STAFF)
         with vault.session(DPO, "subject_access_request"):
             pass
-        # Take the database back to schema version 3: no assessments table.
+        # Take the database back to schema version 3: none of version 4's tables.
         backend = vault._kernel.backend
         with backend.atomic():
-            backend._execute("DROP TABLE assessments")
+            for table in VAULT_TABLES:
+                if table.since == 4:
+                    backend._execute(f"DROP TABLE {table.name}")
             backend._execute("PRAGMA user_version = 3")
         assert backend.schema_version() == 3
     assert not ov.Vault.check_path(path, key=key).damage

@@ -56,6 +56,7 @@ __all__ = [
     "ConsentRequiredError",
     "CryptoError",
     "DecryptionError",
+    "DisclosureDeniedError",
     "FieldNotDisclosedError",
     "HandoverError",
     "IntegrityError",
@@ -190,11 +191,24 @@ class NotGrantedError(PolicyDeniedError):
     """
 
 
+class DisclosureDeniedError(PolicyDeniedError):
+    """The register of recipients does not allow this disclosure; nothing was handed over.
+
+    ``reason`` is ``recipient_unknown``, ``recipient_not_for_purpose``,
+    ``field_not_for_recipient``, ``agreement_missing`` (an entrusted processor without an
+    agreement in force, PIPL Art 21), ``field_not_permitted`` (the actor may not see a field)
+    or the read decision's own reason code. Consent problems raise
+    :class:`ConsentRequiredError` instead.
+    """
+
+
 class ConsentRequiredError(AccessDeniedError):
     """A consent-based purpose has no live consent for this subject; nothing was decrypted.
 
     ``reason`` is ``consent_missing``, ``consent_withdrawn``, ``consent_expired`` or
-    ``consent_reconsent_required``.
+    ``consent_reconsent_required``; for a disclosure to a registered recipient,
+    ``separate_consent_required`` (PIPL Art 23) or ``publication_needs_separate_consent``
+    (PIPL Art 25).
     """
 
     def __init__(self, message: str, *, reason: str) -> None:

@@ -36,6 +36,7 @@ from .kernel.authority import authorise
 from .policy import Actor, ConsentRecord
 from .records import Record
 from .rights import CorrectionNotice, CorrectionResult, SubjectExport, SweepReport
+from .rights.disclose import Disclosure, disclose
 from .rights.sessions import OwnerRightsMethods
 from .storage.base import DisclosureRow, HoldRow, RequestRow
 
@@ -288,8 +289,10 @@ class Session(OwnerRightsMethods):
         """Correct fields of a record on the owner's request (PIPL Art 46, GDPR Art 16).
 
         ``evidence`` is a SHA-256 digest of the supporting document. Recipients that received
-        a corrected field earlier (see :meth:`record_disclosure`) are listed in the result and
-        get a correction notice through the vault's ``correction_notifiers``.
+        a corrected field earlier (see :meth:`disclose` and :meth:`record_disclosure`) are
+        listed in the result, get a durable recipient notice queued in the correction's
+        transaction (delivered by ``vault.incidents.dispatch``), and a correction notice
+        through the vault's ``correction_notifiers``.
         """
         with self._ready() as access:
             return rights.correct(
@@ -325,6 +328,31 @@ class Session(OwnerRightsMethods):
         with self._ready() as access:
             access.kernel.check_writable()
             return rights.record_disclosure(access, subject_id, recipient=recipient, fields=fields)
+
+    def disclose(self, subject_id: str, recipient: str, fields: Iterable[str]) -> Disclosure:
+        """Hand fields of a subject to a registered recipient (PIPL Art 21-25, GDPR Art 28).
+
+        Only a recipient of the pack's register (``recipients.toml``) that lists this
+        session's purpose and every field asked for; the legal basis is the purpose's. A
+        consent-based purpose needs the owner's separate consent, an entrusted processor a
+        recorded agreement in force, a ``public`` recipient the owner's separate consent.
+
+        Args:
+            subject_id: the owner whose data is handed over.
+            recipient: the recipient's id in the register.
+            fields: ``record_type.field`` names, e.g. ``["owner_profile.phone"]``.
+
+        Returns:
+            The :class:`~ownervault.rights.Disclosure`: its id (the reference the recipient
+            is given), and each record's values, masked as the register says.
+
+        Raises:
+            DisclosureDeniedError, ConsentRequiredError: refused (audited; ``.reason``).
+            RecordNotFoundError: no live subject with that id.
+        """
+        with self._ready() as access:
+            access.kernel.check_writable()
+            return disclose(access, subject_id, recipient, fields)
 
     def open_request(
         self,

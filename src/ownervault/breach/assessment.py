@@ -58,6 +58,8 @@ def _disclosed(entry: Mapping[str, Any]) -> dict[str, str]:
     the account typed the value and learnt that it is this owner's.
     """
     record_type = entry.get("record_type")
+    if not record_type and entry.get("action") == "subject.disclose":
+        return _disclosed_to_recipient(entry)
     cls = RECORD_TYPES.get(record_type or "")
     if cls is None:
         return {}
@@ -75,6 +77,20 @@ def _disclosed(entry: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _disclosed_to_recipient(entry: Mapping[str, Any]) -> dict[str, str]:
+    """``record_type.field`` -> full / masked for a disclosure to a recipient."""
+    masked_text = entry.get("detail", {}).get("masked") or ""
+    masked = set(masked_text.split(",")) if masked_text else set()
+    out: dict[str, str] = {}
+    for name in entry.get("fields", ()):
+        record_type, _, field = str(name).partition(".")
+        cls = RECORD_TYPES.get(record_type)
+        spec = cls.field_specs().get(field) if cls is not None else None
+        if spec is not None and spec.classification.encrypted:
+            out[name] = "masked" if name in masked else "full"
+    return out
+
+
 def _in_scope(entry: Mapping[str, Any], scope: Scope) -> bool:
     if entry.get("action") not in DISCLOSING_ACTIONS or entry.get("decision") != "allow":
         return False
@@ -82,8 +98,14 @@ def _in_scope(entry: Mapping[str, Any], scope: Scope) -> bool:
         return False
     if scope.actors and entry.get("actor") not in scope.actors:
         return False
-    if scope.record_types and entry.get("record_type") not in scope.record_types:
-        return False
+    if scope.record_types:
+        types = (
+            {entry["record_type"]}
+            if entry.get("record_type")
+            else {str(name).partition(".")[0] for name in entry["fields"]}
+        )
+        if not types & set(scope.record_types):
+            return False
     stamp = str(entry.get("time", ""))
     if scope.since is not None and stamp < scope.since:
         return False
@@ -140,7 +162,7 @@ class Assessor:
                     affected.add(
                         str(entry["subject"]),
                         _disclosed(entry),
-                        [str(entry["record_id"])],
+                        [str(entry["record_id"])] if entry.get("record_id") else [],
                         "access",
                     )
         index_only: set[bytes] = set()

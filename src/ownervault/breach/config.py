@@ -311,8 +311,8 @@ class IncidentFile(_Strict):
     controller: ControllerModel = ControllerModel()
     dpo: DpoModel = DpoModel()
     deadlines: dict[str, DeadlineModel] = pydantic.Field(default_factory=dict)
-    routing: dict[Literal["regulator", "owners", "oncall"], list[str]] = pydantic.Field(
-        default_factory=dict
+    routing: dict[Literal["regulator", "owners", "oncall", "recipients"], list[str]] = (
+        pydantic.Field(default_factory=dict)
     )
     notifiers: dict[str, NotifierModel] = pydantic.Field(default_factory=dict)
     dispatch: DispatchModel = DispatchModel()

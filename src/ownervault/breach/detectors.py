@@ -128,8 +128,17 @@ class Detectors:
     def _counted(
         entry: Mapping[str, Any], fields: Mapping[str, frozenset[str]], count_masked: bool
     ) -> bool:
-        wanted = fields.get(entry.get("record_type") or "", frozenset())
-        shown = set(entry.get("fields", ())) & wanted
+        record_type = entry.get("record_type")
+        if record_type:
+            wanted = fields.get(record_type, frozenset())
+            shown = set(entry.get("fields", ())) & wanted
+        else:
+            # A disclosure to a recipient names ``record_type.field`` (its masked ones too).
+            shown = {
+                name
+                for name in entry.get("fields", ())
+                if name.partition(".")[2] in fields.get(name.partition(".")[0], frozenset())
+            }
         if not count_masked and shown:
             masked_text = entry.get("detail", {}).get("masked") or ""
             shown -= set(masked_text.split(","))

@@ -41,6 +41,7 @@ from .model import (
 from .notifiers import MailTransport, NotificationHook
 from .outbox import Outbox
 from .payloads import Payloads
+from .recipients import NOTICE_PREFIX, RecipientNotices
 from .spool import Spool
 from .store import IncidentStore
 
@@ -146,6 +147,8 @@ class IncidentManager:
         self._lifecycle = IncidentLifecycle(kernel, config, self._store)
         self._outbox = Outbox(kernel, config, self._store, self._assessor, self._payloads)
         self._spool = Spool(kernel, config, self._store)
+        #: Erasures and corrections queued for the recipients that had the data.
+        self.recipient_notices = RecipientNotices(kernel, config)
         self._detection = _Detection(self, self._lifecycle)
 
     def __repr__(self) -> str:
@@ -362,9 +365,15 @@ class IncidentManager:
         )
 
     def retry(self, notification_id: str, *, actor: Actor) -> None:
-        """Move a dead-lettered notification back to the queue (same idempotency key)."""
+        """Move a dead-lettered notification back to the queue (same idempotency key).
+
+        A recipient notice (its id starts with ``rn_``) is moved back to its own queue.
+        """
         self._kernel.check_open()
         self._store.guard(actor, "incident.retry", None)
+        if notification_id.startswith(NOTICE_PREFIX):
+            self.recipient_notices.retry(notification_id, actor=actor)
+            return
         self._outbox.retry(notification_id, actor=actor)
 
     def dispatch(
@@ -376,7 +385,11 @@ class IncidentManager:
         timeout: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> DispatchReport:
-        """Deliver due notifications through their hooks.
+        """Deliver due notifications through their hooks, then due recipient notices.
+
+        Recipient notices (erasures and corrections told to the recipients that had the data,
+        :mod:`.recipients`) go to the hooks ``[routing] recipients`` names, with the same
+        retries; the report counts both kinds.
 
         Each due row is leased (so a second dispatcher skips it), handed to its hook outside
         any transaction, then marked delivered, scheduled for a retry with exponential backoff,
@@ -395,8 +408,17 @@ class IncidentManager:
         """
         self._kernel.check_open()
         self._store.guard(actor, "incident.dispatch", None)
-        return self._outbox.dispatch(
+        report = self._outbox.dispatch(
             actor=actor, hooks=hooks, wait=wait, timeout=timeout, sleep=sleep
+        )
+        # Recipient notices ride the same hooks and retries; the report counts both.
+        told = self.recipient_notices.dispatch(hooks)
+        return DispatchReport(
+            delivered=report.delivered + told["delivered"],
+            retried=report.retried + told["retried"],
+            dead=report.dead + told["dead"],
+            lost_lease=report.lost_lease + told["lost_lease"],
+            pending=report.pending + told["pending"],
         )
 
     def send(

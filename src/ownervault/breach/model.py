@@ -56,8 +56,9 @@ NOTIFICATION_PURPOSE: Final = "breach_notification"
 #: Purpose recorded in the audit entries of incident handling.
 INCIDENT_PURPOSE: Final = "incident_response"
 AUDIENCES: Final = ("regulator", "owners", "oncall")
-#: Audit actions that disclose field values to the actor.
-DISCLOSING_ACTIONS: Final = frozenset({"read", "find"})
+#: Audit actions that disclose field values to the actor (a disclosure to a recipient names its
+#: fields as ``record_type.field``).
+DISCLOSING_ACTIONS: Final = frozenset({"read", "find", "subject.disclose"})
 _VIEW_RANK: Final = {"ciphertext": 0, "masked": 1, "full": 2}
 
 

@@ -24,6 +24,7 @@ import click
 from . import audit, check, consent, grants, incident, keys, policy, retention, subject, vault
 from . import handover as _handover
 from . import pia as pia_commands
+from .recipients import recipient_notices
 
 __all__ = ["main"]
 
@@ -51,3 +52,4 @@ main.add_command(retention.retention)
 main.add_command(incident.incident)
 main.add_command(_handover.handover)
 main.add_command(pia_commands.pia)
+incident.incident.add_command(recipient_notices)

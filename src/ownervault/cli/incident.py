@@ -648,7 +648,7 @@ def incident_retry(
     key_file: Path | None,
     policy_dir: Path | None,
 ) -> None:
-    """Put a dead-lettered notification back in the queue (same idempotency key)."""
+    """Put a dead-lettered notification (or recipient notice, rn_...) back in the queue."""
     with open_vault(path, key_file, policy_dir) as vault:
         vault.incidents.retry(notification_id, actor=officer_actor(as_actor))
     click.echo(f"{notification_id} queued again")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..policy import Actor, load_policy, processing_register
+from ..policy.load import cross_border_transfers
 from .common import handle_errors, key_file_option, open_vault
 
 __all__ = ["policy"]
@@ -84,24 +85,77 @@ def policy_explain(
 @handle_errors
 def policy_ropa(folder: Path | None, fmt: str) -> None:
     """Print the record of processing activities (purpose register) of a policy pack."""
-    register = processing_register(load_policy(folder))
+    loaded = load_policy(folder)
+    register = processing_register(loaded)
+    transfers = cross_border_transfers(loaded)
     if fmt == "json":
         click.echo(json.dumps(register, ensure_ascii=False, indent=2))
         return
     click.echo("# Record of processing activities\n")
-    click.echo("| purpose | legal basis | data categories | roles | retention | consent |")
-    click.echo("|---|---|---|---|---|---|")
+    click.echo(
+        "| purpose | legal basis | data categories | roles | retention | consent | recipients |"
+    )
+    click.echo("|---|---|---|---|---|---|---|")
     for item in register:
         categories = "; ".join(
             f"{cls}: {', '.join(fields)}" for cls, fields in item["categories"].items()
         )
         consent_text = item["consent"] or "—"
         if item["prohibited"]:
-            click.echo(f"| {item['purpose']} | **prohibited**: {item['prohibited']} | | | | |")
+            click.echo(f"| {item['purpose']} | **prohibited**: {item['prohibited']} | | | | | |")
             continue
+        recipients = ", ".join(
+            f"{r['recipient']} ({r['type']}{', cross-border' if r['cross_border'] else ''})"
+            for r in item["recipients"]
+        )
         click.echo(
             f"| {item['purpose']} ({item['title_zh']} / {item['title_en']}) "
             f"| {item['legal_basis']} | {categories or '—'} "
             f"| {', '.join(item['roles']) or '—'} | {item['retention']} "
-            f"| {consent_text} |"
+            f"| {consent_text} | {recipients or '—'} |"
+        )
+    click.echo("\n## Cross-border transfers\n")
+    if not transfers:
+        click.echo("None: every recipient in the register is in mainland China.")
+    for t in transfers:
+        click.echo(
+            f"- {t['recipient']} ({t['name_en']}, {t['location']}): "
+            f"{', '.join(t['fields'])} for {', '.join(t['purposes'])}; "
+            f"mechanism: {t['transfer_mechanism']}"
+        )
+
+
+@policy.command("recipients")
+@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown")
+@handle_errors
+def policy_recipients(folder: Path | None, fmt: str) -> None:
+    """Print the register of recipients (recipients.toml) of a policy pack."""
+    loaded = load_policy(folder)
+    entries = [r.summary() for _, r in sorted(loaded.recipients.items())]
+    if fmt == "json":
+        click.echo(json.dumps(entries, ensure_ascii=False, indent=2))
+        return
+    click.echo("# Register of recipients\n")
+    if not entries:
+        click.echo("The pack has no recipients.toml: no disclosure can be made.")
+        return
+    click.echo(
+        "| recipient | type | purposes | fields | retention | location | agreement | contact |"
+    )
+    click.echo("|---|---|---|---|---|---|---|---|")
+    for e in entries:
+        location = str(e["location"])
+        if e["cross_border"]:
+            location += f" (cross-border: {e['transfer_mechanism']})"
+        agreement = "—"
+        if e["agreement"]:
+            agreement = f"{e['agreement']} (signed {e['agreement_signed']}"
+            agreement += f", expires {e['agreement_expires']})" if e["agreement_expires"] else ")"
+        fields = ", ".join(str(f) for f in e["fields"])
+        purposes = ", ".join(str(p) for p in e["purposes"])
+        click.echo(
+            f"| {e['recipient']} ({e['name_zh']} / {e['name_en']}) | {e['type']} "
+            f"| {purposes} | {fields} | {e['retention']} | {location} | {agreement} "
+            f"| {e['contact']} |"
         )

@@ -2,7 +2,8 @@
 
 Export, correct, restrict, erase (with a signed receipt, checked offline by
 ``verify-receipt``), legal holds; explanations of the processing rules, objections, an owner's
-arrangement for after their death and close relatives' requests.
+arrangement for after their death and close relatives' requests; disclosures to registered
+recipients (``disclose``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .common import (
     key_file_option,
     officer_session,
     open_vault,
+    policy_option,
 )
 
 __all__ = ["subject"]
@@ -472,3 +474,80 @@ def subject_kin_erase(
     ):
         result = session.next_of_kin_erase(request_id, subject_id)
     click.echo(f"erased {result.records} records of {result.pseudonym} at {result.erased_at}")
+
+
+@subject.command("disclose")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("subject_id")
+@click.option("--recipient", required=True, help="The recipient's id in recipients.toml.")
+@click.option("--purpose", required=True, help="The purpose the data is handed over for.")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    required=True,
+    help="record_type.field to hand over (repeat), e.g. owner_profile.phone.",
+)
+@click.option("--role", "roles", multiple=True, required=True, help="Your role (repeat).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the disclosed values as JSON (created with mode 0600).",
+)
+@policy_option
+@as_option
+@key_file_option
+@handle_errors
+def subject_disclose(
+    path: Path,
+    subject_id: str,
+    recipient: str,
+    purpose: str,
+    fields: tuple[str, ...],
+    roles: tuple[str, ...],
+    out: Path,
+    policy_dir: Path | None,
+    as_actor: str | None,
+    key_file: Path | None,
+) -> None:
+    """Hand fields of SUBJECT_ID to a registered recipient; the values go to --out only.
+
+    Refused (and audited) unless recipients.toml lists the recipient for the purpose and every
+    field, with the agreement or the owner's separate consent its type needs
+    (docs/disclosures.md). Prints the disclosure id: give it to the recipient as the reference
+    later erasure and correction notices name.
+    """
+    import os
+
+    from ..policy import Actor
+
+    if out.exists():
+        raise click.UsageError(f"{out} exists: --out must name a new file")
+    actor = Actor(as_actor or os.environ.get("USER") or "staff", roles=list(roles))
+    with (
+        open_vault(path, key_file, policy_dir) as vault,
+        vault.session(actor, purpose) as session,
+    ):
+        done = session.disclose(subject_id, recipient, list(fields))
+    document = {
+        "disclosure_id": done.disclosure_id,
+        "recipient": done.recipient,
+        "recipient_type": done.recipient_type,
+        "purpose": done.purpose,
+        "legal_basis": done.legal_basis,
+        "fields": list(done.fields),
+        "at": done.at,
+        "records": [
+            {"record_type": r.record_type, "record_id": r.record_id, "values": dict(r.values)}
+            for r in done.records
+        ],
+    }
+    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, ensure_ascii=False, indent=2, default=str)
+        handle.write("\n")
+    click.echo(
+        f"disclosed {len(done.fields)} field(s) of {len(done.records)} record(s) to "
+        f"{done.recipient} ({done.recipient_type}, {done.legal_basis}): {done.disclosure_id}"
+    )

@@ -89,11 +89,11 @@ class Kernel(Protocol):
 def shared_purposes(policy: Policy) -> frozenset[str]:
     """The purposes whose data the pack sends to recipients (entrusted, provided, made public).
 
-    The one place the recipients register feeds the assessment requirement; a pack without a
-    register sends nothing to recipients.
+    The one place the recipients register feeds the assessment requirement: every recipient
+    type counts (entrusted processing, provision to another processor or an authority, and
+    publication are all PIPL Art 55(3)); a pack without a register sends nothing to recipients.
     """
-    del policy  # the pack's recipients register is read here once it has one
-    return frozenset()
+    return frozenset(policy.purposes_with_recipients())
 
 
 @attrs.frozen

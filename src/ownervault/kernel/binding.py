@@ -37,6 +37,7 @@ from ..storage.base import (
     HoldRow,
     IncidentRow,
     OutboxRow,
+    RecipientNoticeRow,
     RequestRow,
 )
 
@@ -101,14 +102,39 @@ FACTS: Final[dict[type, tuple[str, str, tuple[str, ...]]]] = {
             "conclusion", "next_review", "digest", "recorded_by", "recorded_at",
         ),
     ),
+    RecipientNoticeRow: (
+        "recipient_notices",
+        "notice_id",
+        (
+            "notice_id", "disclosure_id", "recipient", "pseudonym", "event", "payload",
+            "created_at",
+        ),
+    ),
 }  # fmt: skip
 
 #: A row of one of :data:`FACTS`' types.
 Fact = TypeVar(
-    "Fact", GrantRow, HoldRow, RequestRow, DisclosureRow, IncidentRow, OutboxRow, AssessmentRow
+    "Fact",
+    GrantRow,
+    HoldRow,
+    RequestRow,
+    DisclosureRow,
+    IncidentRow,
+    OutboxRow,
+    AssessmentRow,
+    RecipientNoticeRow,
 )
 #: Any row of :data:`FACTS`' types.
-_AnyFact = GrantRow | HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow | AssessmentRow
+AnyFact = (
+    GrantRow
+    | HoldRow
+    | RequestRow
+    | DisclosureRow
+    | IncidentRow
+    | OutboxRow
+    | AssessmentRow
+    | RecipientNoticeRow
+)
 
 
 class Binder:
@@ -320,7 +346,7 @@ class Binder:
                 row=subject.pseudonym,
             )
 
-    def _fact_values(self, row: _AnyFact) -> tuple[str, list[RowValue]]:
+    def _fact_values(self, row: AnyFact) -> tuple[str, list[RowValue]]:
         table, _, columns = FACTS[type(row)]
         return table, [self._vault_id, *(getattr(row, c) for c in columns)]
 
@@ -328,7 +354,7 @@ class Binder:
         """A grant, hold, request, disclosure, incident, outbox or assessment row with its tag."""
         return attrs.evolve(row, binding=self._key.tag(*self._fact_values(row)))
 
-    def check_fact(self, row: _AnyFact) -> None:
+    def check_fact(self, row: AnyFact) -> None:
         """Raise :class:`IntegrityError` unless the row is one the vault wrote."""
         table, values = self._fact_values(row)
         if not self._key.matches(table, values, row.binding):

@@ -22,6 +22,7 @@ from ..exceptions import IntegrityError, OwnerVaultError, PolicyDeniedError, Rec
 from ..storage import SubjectRow
 from .core import Access
 from .keystore import SUBJECT_ID_FIELD
+from .notices import queue_recipient_notices
 
 __all__ = ["ErasureResult", "erase_pseudonym", "erase_subject", "held", "receipt_body"]
 
@@ -172,6 +173,9 @@ def erase_pseudonym(
             f"{access.actor.actor_id!r}: {why}",
             reason=why,
         )
+    # Every recipient that received the owner's data is told, durably, in this transaction
+    # (PIPL Art 47, GDPR Art 19).
+    notices = queue_recipient_notices(kernel, subject.pseudonym, "erased", cause=reason)
     kernel.keys.destroy_subject_key(subject.key_id, now)
     records, tokens = backend.erase_subject(subject.pseudonym, now)
     # Observers (queued notices of this owner, for one) are told once the caller's transaction
@@ -192,6 +196,7 @@ def erase_pseudonym(
             "key_id": subject.key_id.hex(),
             "request_id": request_id,
             "cause": reason,
+            "recipient_notices": len(notices),
         },
     )
     size = kernel.audit.append([entry], now=now_dt)

@@ -61,6 +61,8 @@ class LogFacts:
         #: notification id -> (state, attempt, delivered at) of its last logged outcome
         #: (``retried``, 0 after a dead letter was queued again).
         self.notifications: dict[str, tuple[str, int, object]] = {}
+        #: recipient notice id -> (state, attempt, delivered at) of its last logged outcome.
+        self.recipient_notices: dict[str, tuple[str, int, object]] = {}
         self.locks: list[str] = []
         self.acknowledged: set[str] = set()
         self.assessments: set[str] = set()
@@ -141,6 +143,15 @@ class LogFacts:
             )
         elif action == "incident.retry" and detail.get("notification"):
             self.notifications[str(detail["notification"])] = ("retried", 0, None)
+        elif action == "recipient.notice" and detail.get("notice"):
+            attempt = detail.get("attempt")
+            self.recipient_notices[str(detail["notice"])] = (
+                str(detail.get("state")),
+                attempt if isinstance(attempt, int) else -1,
+                detail.get("delivered_at"),
+            )
+        elif action == "recipient.notice.retry" and detail.get("notice"):
+            self.recipient_notices[str(detail["notice"])] = ("retried", 0, None)
         elif action == "incident.lock" and detail.get("incident"):
             self.locks.append(str(detail["incident"]))
         elif action == "incident.acknowledge" and detail.get("incident"):

@@ -60,6 +60,7 @@ __all__ = [
     "check_keys",
     "check_lock",
     "check_outbox",
+    "check_recipient_notices",
     "check_records",
     "check_requests",
     "check_subjects",
@@ -120,6 +121,12 @@ NOT_CHECKED: Final[tuple[tuple[str, str, str], ...]] = (
         "queued notifications are logged per incident as counts (incident.notify), so one "
         "deleted before its first delivery attempt cannot be named",
     ),
+    (
+        "recipient_notices",
+        "claims, next_attempt_at, last_error",
+        "as in the outbox: a change delays or repeats a delivery (hooks get an idempotency "
+        "key), never hides one; each outcome is logged (recipient.notice)",
+    ),
 )
 _CHANGED: Final = "changed outside the vault"
 
@@ -140,6 +147,10 @@ def scrub(target: CheckTarget, findings: Findings) -> None:
         ("the incident check", lambda: check_incidents(target, facts, findings)),
         ("the lock check", lambda: check_lock(target, facts, findings)),
         ("the binding check of rights and incident rows", lambda: check_facts(target, findings)),
+        (
+            "the recipient notice check",
+            lambda: check_recipient_notices(target, facts, findings),
+        ),
         ("the outbox check", lambda: check_outbox(target, facts, findings)),
         ("the assessment check", lambda: check_assessments(target, facts, findings)),
     )
@@ -677,6 +688,7 @@ def check_facts(target: CheckTarget, findings: Findings) -> None:
         ("incidents", backend.incidents()),
         ("outbox", backend.outbox()),
         ("assessments", backend.assessments()),
+        ("recipient_notices", backend.recipient_notices()),
     ]
     for table, rows in tables:
         for row in rows:
@@ -703,6 +715,30 @@ def check_outbox(target: CheckTarget, facts: LogFacts, findings: Findings) -> No
         findings.damage(
             "notification",
             "outbox",
+            missing,
+            "the audit log records its delivery attempts, but its row is gone: it was deleted "
+            "outside the vault",
+        )
+
+
+def check_recipient_notices(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Each recipient notice's delivery state against the outcomes the dispatcher logged.
+
+    As for the outbox: a notice marked delivered or dead that the log never saw so, or whose
+    attempts or delivery time differ from the logged ones, is reported, and so is a notice the
+    log saw delivered whose row is gone.
+    """
+    rows = target.backend.recipient_notices()
+    findings.count("recipient notices", len(rows))
+    for row in rows:
+        logged = facts.recipient_notices.get(row.notice_id)
+        problem = _delivery_problem(row.state, row.attempts, row.delivered_at, logged)
+        if problem:
+            findings.damage("recipient notice", "recipient_notices", row.notice_id, problem)
+    for missing in sorted(set(facts.recipient_notices) - {r.notice_id for r in rows}):
+        findings.damage(
+            "recipient notice",
+            "recipient_notices",
             missing,
             "the audit log records its delivery attempts, but its row is gone: it was deleted "
             "outside the vault",

@@ -24,6 +24,7 @@ from .model import (
     ViewMode,
 )
 from .pack import Policy, Purpose, Rule, SubjectContext
+from .recipients import Recipient, RecipientType
 
 __all__ = [
     "ACTIONS",
@@ -45,6 +46,8 @@ __all__ = [
     "PackFile",
     "Policy",
     "Purpose",
+    "Recipient",
+    "RecipientType",
     "Rule",
     "SubjectContext",
     "ViewMode",

@@ -27,8 +27,9 @@ from ..records import MASKERS, RECORD_TYPES, Classification, Record
 from .files import Notice, PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
 from .model import ADMIN_ACTIONS, FieldView, LegalBasis, ViewMode
 from .pack import BreakGlass, Policy, Purpose, Rule
+from .recipients import RECIPIENTS_FILE, Recipient, load_recipients
 
-__all__ = ["default_policy_dir", "load_policy", "processing_register"]
+__all__ = ["cross_border_transfers", "default_policy_dir", "load_policy", "processing_register"]
 
 
 def default_policy_dir() -> Path:
@@ -217,6 +218,14 @@ def load_policy(folder: str | Path | None = None) -> Policy:
     digest = hashlib.sha256()
     for pack in (pfile, rfile, rulefile):
         digest.update(_digest_part(pack.path.name, pack.text))
+    recipients = {}
+    if (base / RECIPIENTS_FILE).exists():
+        # The register of recipients is optional; when present it is part of the digest.
+        recipients_file = PackFile(base, RECIPIENTS_FILE)
+        recipients = load_recipients(
+            recipients_file, {pid: (p.legal_basis, p.fields) for pid, p in purposes.items()}
+        )
+        digest.update(_digest_part(recipients_file.path.name, recipients_file.text))
     return Policy(
         source=str(base),
         roles=roles,
@@ -230,6 +239,7 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         break_glass=emergency,
         two_person=frozenset(roles_doc.two_person.actions),
         two_person_grants=frozenset(roles_doc.two_person.grants_of),
+        recipients=recipients,
     )
 
 
@@ -418,7 +428,9 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
     """The record of processing activities (GDPR Art 30 / PIPL Art 56 style), one per purpose.
 
     Each item: purpose, titles, legal basis, data categories (fields by classification),
-    roles that may act for it, retention, consent requirement, and prohibited purposes last.
+    roles that may act for it, retention, consent requirement, the recipients of the register
+    that may receive data for it (type, fields, location, cross-border, transfer mechanism,
+    agreement), and prohibited purposes last.
     """
     register: list[dict[str, Any]] = []
     for pid, spec in sorted(policy.purposes.items()):
@@ -444,6 +456,11 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
                 "retention": spec.retention,
                 "consent": consent_text,
                 "prohibited": None,
+                "recipients": [
+                    _register_entry(r)
+                    for _, r in sorted(policy.recipients.items())
+                    if pid in r.purposes
+                ],
             }
         )
     for pid, reason in sorted(policy.prohibited.items()):
@@ -459,6 +476,39 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
                 "retention": "",
                 "consent": "",
                 "prohibited": reason,
+                "recipients": [],
             }
         )
     return register
+
+
+def _register_entry(recipient: Recipient) -> dict[str, Any]:
+    """A recipient as the processing register lists it under a purpose."""
+    return {
+        "recipient": recipient.recipient_id,
+        "name_zh": recipient.name_zh,
+        "name_en": recipient.name_en,
+        "type": recipient.type.value,
+        "fields": sorted(recipient.field_names),
+        "retention": recipient.retention,
+        "location": recipient.location,
+        "cross_border": recipient.cross_border,
+        "transfer_mechanism": recipient.transfer_mechanism or None,
+        "agreement": recipient.agreement_reference or None,
+    }
+
+
+def cross_border_transfers(policy: Policy) -> list[dict[str, Any]]:
+    """The register's recipients outside mainland China, with their transfer mechanisms."""
+    return [
+        {
+            "recipient": r.recipient_id,
+            "name_en": r.name_en,
+            "location": r.location,
+            "purposes": sorted(r.purposes),
+            "fields": sorted(r.field_names),
+            "transfer_mechanism": r.transfer_mechanism,
+        }
+        for _, r in sorted(policy.recipients.items())
+        if r.cross_border
+    ]

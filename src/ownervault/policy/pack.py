@@ -18,6 +18,7 @@ import attrs
 from ..exceptions import PolicyDeniedError
 from ..records import RECORD_TYPES, Classification
 from .model import RESTRICTIVENESS, Action, Actor, Decision, FieldView, LegalBasis, ViewMode
+from .recipients import Recipient, RecipientType, purposes_with_recipients
 
 __all__ = ["Policy", "Purpose", "Rule", "SubjectContext"]
 
@@ -171,6 +172,16 @@ class Policy:
     break_glass: Mapping[str, BreakGlass] = attrs.field(factory=dict)
     #: Pairs of roles one actor may not hold together (``[separation_of_duties]``).
     conflicts: frozenset[frozenset[str]] = frozenset()
+    #: The register of recipients by id (``recipients.toml``; empty without the file).
+    recipients: Mapping[str, Recipient] = attrs.field(factory=dict)
+
+    def purposes_with_recipients(self) -> dict[str, frozenset[RecipientType]]:
+        """Purpose -> the types of recipient the register lets receive data for it.
+
+        A purpose listed here involves disclosure (``third_party``, ``owners_committee``,
+        ``government``, ``public``) or entrusted processing (``entrusted_processor``).
+        """
+        return purposes_with_recipients(self.recipients)
 
     def may_administer(self, actor: Actor, action: str) -> bool:
         """Whether one of ``actor``'s roles may take the administrative ``action``."""

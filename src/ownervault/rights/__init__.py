@@ -12,6 +12,7 @@ by the policy pack and audited. Imports the kernel and the layers below it; neve
 """
 
 from ..policy import RIGHTS_PURPOSES
+from .disclose import DisclosedRecord, Disclosure, disclose
 from .explanation import (
     EXPLANATION_FORMAT,
     ExplainedAccess,
@@ -60,6 +61,8 @@ __all__ = [
     "Arrangement",
     "CorrectionNotice",
     "CorrectionResult",
+    "DisclosedRecord",
+    "Disclosure",
     "ExplainedAccess",
     "ExplainedAutomation",
     "ExplainedPurpose",
@@ -71,6 +74,7 @@ __all__ = [
     "add_duration",
     "close_request",
     "correct",
+    "disclose",
     "explain_processing",
     "export_schema",
     "export_subject",

@@ -23,6 +23,7 @@ from ..kernel.limits import parse_limits
 from ..kernel.reads import get_many
 from ..policy import consent_state
 from ..records import RECORD_TYPES
+from ..storage.base import DisclosureRow
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -83,6 +84,16 @@ class ExportedRecipient(_Doc):
     purpose: str
     fields: list[str]
     at: str
+    #: The disclosure's id: the reference the recipient was given.
+    disclosure_id: str | None = None
+    #: From the register of recipients (None for a recipient it does not list).
+    name_zh: str | None = None
+    name_en: str | None = None
+    type: str | None = None
+    location: str | None = None
+    cross_border: bool | None = None
+    #: The legal basis of the purpose the data was disclosed for.
+    legal_basis: str | None = None
 
 
 class ExportedAccess(_Doc):
@@ -224,9 +235,7 @@ def export_subject(
             for c in consents
         ],
         recipients=[
-            ExportedRecipient(
-                recipient=d.recipient, purpose=d.purpose, fields=json.loads(d.fields), at=d.at
-            )
+            _exported_recipient(access, d)
             for d in kernel.keys.checked(backend.disclosures(subject.pseudonym))
         ],
         access_history=history,
@@ -256,6 +265,25 @@ def export_subject(
         ]
     )
     return document
+
+
+def _exported_recipient(access: Access, row: DisclosureRow) -> ExportedRecipient:
+    """A disclosure as the owner sees it: who, what, why, on which basis, when."""
+    registered = access.policy.recipients.get(row.recipient)
+    purpose = access.policy.purposes.get(row.purpose)
+    return ExportedRecipient(
+        recipient=row.recipient,
+        purpose=row.purpose,
+        fields=json.loads(row.fields),
+        at=row.at,
+        disclosure_id=row.disclosure_id,
+        name_zh=registered.name_zh if registered else None,
+        name_en=registered.name_en if registered else None,
+        type=registered.type.value if registered else None,
+        location=registered.location if registered else None,
+        cross_border=registered.cross_border if registered else None,
+        legal_basis=purpose.legal_basis.value if purpose else None,
+    )
 
 
 def export_schema() -> dict[str, Any]:
@@ -328,7 +356,15 @@ def render_export_html(document: SubjectExport) -> str:
     parts.append(
         table(
             ("time", "recipient", "purpose", "fields"),
-            ((r.at, r.recipient, r.purpose, ", ".join(r.fields)) for r in document.recipients),
+            (
+                (
+                    r.at,
+                    f"{r.name_zh} {r.name_en} ({r.type})" if r.name_zh else r.recipient,
+                    f"{r.purpose} ({r.legal_basis})" if r.legal_basis else r.purpose,
+                    ", ".join(r.fields),
+                )
+                for r in document.recipients
+            ),
         )
     )
     parts.append(f"<h2>{label('history')}</h2>")

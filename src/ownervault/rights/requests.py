@@ -5,7 +5,8 @@ the policy pack (which roles may act for ``correction_request``, ``subject_right
 other rights purposes) and audited like any other access.
 
 * **Correction** (PIPL Art 46, GDPR Art 16) needs evidence; recipients that received a
-  corrected field earlier are told through the vault's correction notifiers.
+  corrected field earlier get a durable recipient notice (delivered through the outbox's
+  hooks) and are told through the vault's correction notifiers.
 * **Restriction** (PIPL Art 44) limits processing to named purposes; any other purpose is
   refused with the reason ``restricted`` (the rights purposes themselves stay possible).
 * **Legal hold** keeps a subject's data from erasure and the retention sweep until it ends;
@@ -24,10 +25,11 @@ from typing import Final, Literal
 import attrs
 
 from ..audit import format_time
-from ..exceptions import ValidationError
+from ..exceptions import OwnerVaultError, ValidationError
 from ..kernel import Access, Kernel, RecordRef
 from ..kernel.ledger import DIGEST
 from ..kernel.limits import parse_limits
+from ..kernel.notices import queue_recipient_notices
 from ..kernel.writes import update
 from ..policy import RIGHTS_PURPOSES
 from ..storage import SubjectRow
@@ -92,28 +94,46 @@ def correct(
     access.require_purpose("subject.correct", {"correction_request"})
     if not DIGEST.match(evidence):
         raise ValidationError("evidence must be a SHA-256 hex digest of the document")
-    new_ref = update(access, ref, changes)
-    row = access.backend.get_records([new_ref.record_id])[0]
-    recipients = sorted(
-        {
-            d.recipient
-            for d in access.kernel.keys.checked(access.backend.disclosures(row.pseudonym))
-            if set(json.loads(d.fields)) & set(changes)
-        }
-    )
-    access.commit(
-        [
-            access.entry(
-                "subject.correct",
-                decision="allow",
+    refused: OwnerVaultError | None = None
+    recipients: list[str] = []
+    with access.backend.atomic():
+        # One transaction: the corrected record and the notices to its recipients. A refused
+        # update has audited its refusal; that entry is kept and the refusal raised below.
+        try:
+            new_ref = update(access, ref, changes)
+        except OwnerVaultError as exc:
+            refused = exc
+        else:
+            row = access.backend.get_records([new_ref.record_id])[0]
+            notices = queue_recipient_notices(
+                access.kernel,
+                row.pseudonym,
+                "corrected",
+                changed=changes,
                 record_type=new_ref.record_type,
-                record_id=new_ref.record_id,
-                subject=row.pseudonym,
-                fields=sorted(changes),
-                detail={"evidence": evidence, "recipients": len(recipients)},
+                cause="correction_request",
             )
-        ]
-    )
+            recipients = sorted({n.recipient for n in notices})
+            access.kernel.audit.append(
+                [
+                    access.entry(
+                        "subject.correct",
+                        decision="allow",
+                        record_type=new_ref.record_type,
+                        record_id=new_ref.record_id,
+                        subject=row.pseudonym,
+                        fields=sorted(changes),
+                        detail={
+                            "evidence": evidence,
+                            "recipients": len(recipients),
+                            "recipient_notices": len(notices),
+                        },
+                    )
+                ],
+                now=access.now(),
+            )
+    if refused is not None:
+        raise refused
     at = access.kernel.now_text()
     for recipient in recipients:
         notice = CorrectionNotice(row.pseudonym, recipient, tuple(sorted(changes)), at)

@@ -27,6 +27,7 @@ __all__ = [
     "GrantRow",
     "HoldRow",
     "KeyRow",
+    "RecipientNoticeRow",
     "RecordRow",
     "RequestRow",
     "SubjectRow",
@@ -155,6 +156,30 @@ class RequestRow:
 
 
 @attrs.frozen
+class RecipientNoticeRow:
+    """A recipient must hear that data it received was erased or corrected (PIPL Art 47).
+
+    ``payload`` is the JSON notice (no personal value: the disclosure id is the reference the
+    recipient knows); ``claims`` fences dispatchers, as in the outbox.
+    """
+
+    notice_id: str
+    disclosure_id: str
+    recipient: str
+    pseudonym: str
+    event: str
+    payload: str
+    state: str
+    attempts: int
+    claims: int
+    next_attempt_at: str
+    last_error: str
+    created_at: str
+    delivered_at: str | None
+    binding: bytes | None = None
+
+
+@attrs.frozen
 class DisclosureRow:
     """Fields of a subject that went to a third party (a recipient)."""
 
@@ -249,7 +274,44 @@ class OutboxRow:
     binding: bytes | None = None
 
 
-class Backend(Protocol):
+class RecipientNoticeStore(Protocol):
+    """Storage of the recipient notices (erasures and corrections told to recipients)."""
+
+    def insert_recipient_notices(self, rows: Sequence[RecipientNoticeRow]) -> int:
+        """Queue notices; rows whose id exists already are skipped. Returns how many."""
+        ...
+
+    def recipient_notices(
+        self, *, state: str | None = None, pseudonym: str | None = None
+    ) -> list[RecipientNoticeRow]:
+        """Recipient notices, filtered by state and owner, oldest first."""
+        ...
+
+    def claim_recipient_notices(
+        self, now: str, lease_until: str, limit: int
+    ) -> list[RecipientNoticeRow]:
+        """Lease up to ``limit`` due notices (pending, or delivering with an expired lease)."""
+        ...
+
+    def settle_recipient_notice(
+        self,
+        notice_id: str,
+        *,
+        claims: int,
+        state: str,
+        next_attempt_at: str,
+        last_error: str,
+        delivered_at: str | None,
+    ) -> bool:
+        """Record a delivery outcome if the notice is still leased by this claim."""
+        ...
+
+    def revive_recipient_notice(self, notice_id: str, at: str) -> bool:
+        """Move a dead-lettered notice back to pending with a fresh attempt budget."""
+        ...
+
+
+class Backend(RecipientNoticeStore, Protocol):
     """Storage operations used by :class:`ownervault.Vault`.
 
     Every write happens inside :meth:`atomic`; the outermost ``atomic()`` takes the write lock

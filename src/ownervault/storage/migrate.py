@@ -33,6 +33,7 @@ COPY_ORDER: Final = (
     "jobs",
     "incidents",
     "outbox",
+    "recipient_notices",
     "audit_entries",
     "audit_state",
     "audit_checkpoints",

@@ -137,7 +137,8 @@ class Table:
 #: The schema version this code writes. Version 2 added the binding tags of rows that drive
 #: decisions (``keys``, ``subjects``, ``records``, ``consents``) and ``subjects.consent_head``;
 #: version 3 the ``grants`` table (who holds which role, where, until when); version 4 the
-#: ``assessments`` table (personal information protection impact assessments, append-only).
+#: ``assessments`` table (personal information protection impact assessments, append-only)
+#: and the ``recipient_notices`` table (erasures and corrections recipients must be told of).
 SCHEMA_VERSION: Final = 4
 
 
@@ -364,6 +365,35 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
             Index("outbox_due", ("state", "next_attempt_at")),
             Index("outbox_incident", ("incident_id",)),
         ),
+    ),
+    Table(
+        "recipient_notices",
+        (
+            Column("notice_id", "text", primary_key=True),
+            Column("disclosure_id", "text", not_null=True),
+            Column("recipient", "text", not_null=True),
+            Column("pseudonym", "text", not_null=True),
+            Column("event", "text", not_null=True, check="event IN ('erased', 'corrected')"),
+            Column("payload", "text", not_null=True),
+            Column(
+                "state",
+                "text",
+                not_null=True,
+                check="state IN ('pending', 'delivering', 'delivered', 'dead')",
+            ),
+            Column("attempts", "bigint", not_null=True, default="0"),
+            Column("claims", "bigint", not_null=True, default="0"),
+            Column("next_attempt_at", "text", not_null=True),
+            Column("last_error", "text", not_null=True, default="''"),
+            Column("created_at", "text", not_null=True),
+            Column("delivered_at", "text"),
+            Column("binding", "blob"),
+        ),
+        indexes=(
+            Index("recipient_notices_due", ("state", "next_attempt_at")),
+            Index("recipient_notices_subject", ("pseudonym",)),
+        ),
+        since=4,
     ),
     Table(
         "audit_entries",

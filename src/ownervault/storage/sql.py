@@ -25,6 +25,7 @@ from .sql_audit import AuditQueries
 from .sql_incidents import IncidentQueries
 from .sql_jobs import JobQueries
 from .sql_keys import KeyQueries
+from .sql_recipients import RecipientNoticeQueries
 from .sql_records import RecordQueries, record_row
 from .sql_rights import RightsQueries
 from .sql_scan import ScanQueries
@@ -41,6 +42,7 @@ class SharedQueries(
     AuditQueries,
     ScanQueries,
     AssessmentQueries,
+    RecipientNoticeQueries,
 ):
     """Backend operations whose SQL is the same on SQLCipher and PostgreSQL."""
 

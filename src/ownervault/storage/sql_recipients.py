@@ -1,0 +1,153 @@
+"""Shared statements of the recipient notices: erasures and corrections a recipient must hear of.
+
+A recipient that received an owner's data is told when that data is erased or corrected (PIPL
+Art 47, GDPR Art 19). The notice is queued in ``recipient_notices`` in the transaction of the
+erasure or correction, and delivered like the incident outbox: leased, handed to its hooks,
+then settled as delivered, pending a retry, or dead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from .base import RecipientNoticeRow
+from .sql_runner import QueryRunner
+
+__all__ = ["RecipientNoticeQueries"]
+
+
+class RecipientNoticeQueries(QueryRunner):
+    """Recipient notices: queuing, listing, leasing, settling and reviving."""
+
+    _NOTICE_COLUMNS = (
+        "notice_id, disclosure_id, recipient, pseudonym, event, payload, state, attempts, "
+        "claims, next_attempt_at, last_error, created_at, delivered_at, binding"
+    )
+
+    #: Set by the PostgreSQL backend to lock leased rows against other dispatchers.
+    _SKIP_LOCKED: ClassVar[str] = ""
+
+    @staticmethod
+    def _notice(row: Sequence[Any]) -> RecipientNoticeRow:
+        return RecipientNoticeRow(
+            notice_id=str(row[0]),
+            disclosure_id=str(row[1]),
+            recipient=str(row[2]),
+            pseudonym=str(row[3]),
+            event=str(row[4]),
+            payload=str(row[5]),
+            state=str(row[6]),
+            attempts=int(row[7]),
+            claims=int(row[8]),
+            next_attempt_at=str(row[9]),
+            last_error=str(row[10]),
+            created_at=str(row[11]),
+            delivered_at=None if row[12] is None else str(row[12]),
+            binding=None if row[13] is None else bytes(row[13]),
+        )
+
+    def insert_recipient_notices(self, rows: Sequence[RecipientNoticeRow]) -> int:
+        """Queue notices; rows whose id exists already are skipped. Returns how many."""
+        added = 0
+        for r in rows:
+            cur = self._execute(
+                f"INSERT INTO recipient_notices ({self._NOTICE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    r.notice_id,
+                    r.disclosure_id,
+                    r.recipient,
+                    r.pseudonym,
+                    r.event,
+                    r.payload,
+                    r.state,
+                    r.attempts,
+                    r.claims,
+                    r.next_attempt_at,
+                    r.last_error,
+                    r.created_at,
+                    r.delivered_at,
+                    r.binding,
+                ),
+            )
+            added += max(0, cur.rowcount)
+        return added
+
+    def recipient_notices(
+        self, *, state: str | None = None, pseudonym: str | None = None
+    ) -> list[RecipientNoticeRow]:
+        """Recipient notices, filtered by state and owner, oldest first."""
+        clauses: list[str] = []
+        params: list[str] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if pseudonym is not None:
+            clauses.append("pseudonym = ?")
+            params.append(pseudonym)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._execute(
+            f"SELECT {self._NOTICE_COLUMNS} FROM recipient_notices{where} "
+            "ORDER BY created_at, notice_id",
+            params,
+        ).fetchall()
+        return [self._notice(row) for row in rows]
+
+    def claim_recipient_notices(
+        self, now: str, lease_until: str, limit: int
+    ) -> list[RecipientNoticeRow]:
+        """Lease up to ``limit`` due notices (pending, or delivering with an expired lease)."""
+        rows = self._execute(
+            f"SELECT {self._NOTICE_COLUMNS} FROM recipient_notices "
+            "WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ? "
+            f"ORDER BY next_attempt_at, created_at, notice_id LIMIT ?{self._SKIP_LOCKED}",
+            (now, limit),
+        ).fetchall()
+        claimed: list[RecipientNoticeRow] = []
+        for raw in rows:
+            row = self._notice(raw)
+            self._execute(
+                "UPDATE recipient_notices SET state = 'delivering', attempts = attempts + 1, "
+                "claims = claims + 1, next_attempt_at = ? WHERE notice_id = ?",
+                (lease_until, row.notice_id),
+            )
+            claimed.append(
+                attrs.evolve(
+                    row,
+                    state="delivering",
+                    attempts=row.attempts + 1,
+                    claims=row.claims + 1,
+                    next_attempt_at=lease_until,
+                )
+            )
+        return claimed
+
+    def settle_recipient_notice(
+        self,
+        notice_id: str,
+        *,
+        claims: int,
+        state: str,
+        next_attempt_at: str,
+        last_error: str,
+        delivered_at: str | None,
+    ) -> bool:
+        """Record a delivery outcome if the notice is still leased by this claim."""
+        cur = self._execute(
+            "UPDATE recipient_notices SET state = ?, next_attempt_at = ?, last_error = ?, "
+            "delivered_at = ? WHERE notice_id = ? AND claims = ? AND state = 'delivering'",
+            (state, next_attempt_at, last_error, delivered_at, notice_id, claims),
+        )
+        return bool(cur.rowcount == 1)
+
+    def revive_recipient_notice(self, notice_id: str, at: str) -> bool:
+        """Move a dead-lettered notice back to pending with a fresh attempt budget."""
+        cur = self._execute(
+            "UPDATE recipient_notices SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+            "last_error = '' WHERE notice_id = ? AND state = 'dead'",
+            (at, notice_id),
+        )
+        return bool(cur.rowcount == 1)
