@@ -511,8 +511,8 @@ class AuditLog:
         size, state = self._backend.audit_state()
         if size != expected or merkle.Frontier.from_bytes(state).root() != frontier.root():
             raise AuditIntegrityError("the audit log does not match its stored Merkle root")
-        if progress is not None:
-            progress(expected, expected)
+        if progress is not None and (expected == 0 or expected % PROGRESS_EVERY):
+            progress(expected, expected)  # the loop reported a whole step already
         return expected
 
 
