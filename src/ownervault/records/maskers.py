@@ -30,17 +30,20 @@ def _mask_id_number(value: str) -> str:
     """Identity document numbers, decided by length (the masker sees only the value).
 
     18 characters or more (resident IDs, residence permits): the first four (province and city
-    of registration, shared by everyone registered there) and the last four. 7 to 17 characters
-    (passports, Hong Kong/Macau/Taiwan permits, old 15-digit IDs): the first character (which
-    says what kind of document it is) and the last two, never more than a third of the number.
-    Six characters or fewer: all stars.
+    of registration, shared by everyone registered there) and the last four. Shorter numbers
+    (passports, Hong Kong/Macau/Taiwan permits, old 15-digit IDs) show at most a third: 9 to 17
+    characters the first (which says what kind of document it is) and the last two, 6 to 8
+    characters the last two, 5 or fewer nothing.
     """
     compact = "".join(value.split()).upper()
-    if len(compact) >= 18:
-        return compact[:4] + "*" * (len(compact) - 8) + compact[-4:]
-    if len(compact) >= 7:
-        return compact[:1] + "*" * (len(compact) - 3) + compact[-2:]
-    return "*" * len(compact)
+    size = len(compact)
+    if size >= 18:
+        return compact[:4] + "*" * (size - 8) + compact[-4:]
+    if size >= 9:
+        return compact[:1] + "*" * (size - 3) + compact[-2:]
+    if size >= 6:
+        return "*" * (size - 2) + compact[-2:]
+    return "*" * size
 
 
 def _mask_last4(value: str) -> str:

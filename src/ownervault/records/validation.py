@@ -23,16 +23,19 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import unicodedata
+from collections.abc import Mapping
 from typing import Annotated, Final
 
 import pydantic
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "STORED_CONTEXT_KEY",
     "Phone",
     "check_id_number",
     "check_phone",
     "id_number_problem",
+    "is_stored_value",
     "looks_like_resident_id",
     "phone_kind",
     "phone_problem",
@@ -45,6 +48,9 @@ _ID_CHECK: Final = "10X98765432"
 _RESIDENT_SHAPE: Final = re.compile(r"\d{17}[\dX]")
 _DOCUMENT_SHAPE: Final = re.compile(r"[A-Z0-9]{5,20}")
 _EARLIEST_BIRTH: Final = _dt.date(1900, 1, 1)
+
+#: Key of the pydantic validation context that marks a value read back from storage.
+STORED_CONTEXT_KEY: Final = "ownervault_stored"
 
 
 def _compact(value: str) -> str:
@@ -201,8 +207,19 @@ def phone_problem(value: str) -> str | None:
     return None if phone_kind(value) is not None else "format"
 
 
-def check_phone(value: str) -> str:
+def is_stored_value(info: pydantic.ValidationInfo) -> bool:
+    """Whether a validator runs on a value read back from storage (see ``Record.load_field``).
+
+    Values are checked when written; a value stored under older rules still reads.
+    """
+    context = info.context
+    return isinstance(context, Mapping) and context.get(STORED_CONTEXT_KEY) is True
+
+
+def check_phone(value: str, info: pydantic.ValidationInfo) -> str:
     """Return ``value`` if it is a phone number ownervault accepts; else a pydantic error."""
+    if is_stored_value(info):
+        return value
     problem = phone_problem(value)
     if problem is not None:
         raise PydanticCustomError(problem, "invalid phone number ({kind})", {"kind": problem})
