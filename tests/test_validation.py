@@ -135,11 +135,10 @@ MASK_CASES: list[tuple[str, str, str]] = [
     ("11010119900307002x", "id_number", "1101**********002X"),
     ("E12345678", "id_number", "E******78"),  # passport: 3 of 9 shown
     ("H1234567890", "id_number", "H********90"),  # HK/Macau permit: 3 of 11
-    ("12345678", "id_number", "******78"),  # Taiwan permit: 2 of 8
+    ("12345678", "id_number", "********"),  # Taiwan permit, 8 or fewer: nothing
     ("USA110079091218", "id_number", "U************18"),  # old foreign permit: 3 of 15
-    ("G1234567", "id_number", "******67"),  # 8 characters: the last two
-    ("E12345", "id_number", "****45"),  # 6 characters: 2 of 6
-    ("E1234", "id_number", "*****"),  # 5 or fewer: nothing
+    ("G1234567", "id_number", "********"),  # 8 characters: nothing
+    ("E12345678X", "id_number", "E*******8X"),  # 10 characters: 3 of 10
     ("13800138000", "phone", "138****8000"),
 ]
 
@@ -193,8 +192,8 @@ def test_phone_rules(phone: str, ok: bool) -> None:
 
 @pytest.mark.parametrize(("value", "masker", "shown"), MASK_CASES)
 def test_identity_masks(value: str, masker: str, shown: str) -> None:
-    """Short document numbers show at most a third: the first character and last two, or the
-    last two, or nothing."""
+    """Shorter document numbers show at most a third: the first character and the last two of
+    9 to 17 characters, nothing of 8 or fewer."""
     masked = mask(masker, value)
     assert masked == shown
     if masker == "id_number" and len(value) < 18:

@@ -5,8 +5,10 @@ stored, the denials are audited and the first one is raised. Otherwise it create
 fresh data keys, seals each personal field under its subject's key (bound to vault, record type,
 record id, field and key), computes blind-index tokens, and appends one ``create`` entry per
 record, all in one transaction. ``update`` changes fields of a record read earlier, refusing a
-stale version. A data key that is retired, compromised or near its invocation limit never
-encrypts again: its subject is re-keyed first, in the same transaction.
+stale version and validating the record as it would be after the change; when the change
+touches ``birth_date`` or ``household_role`` it stores the subject's minor status again. A
+data key that is retired, compromised or near its invocation limit never encrypts again: its
+subject is re-keyed first, in the same transaction.
 """
 
 from __future__ import annotations
@@ -283,7 +285,10 @@ def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> Rec
     Raises:
         StaleRecordError: the record was changed since ``ref`` was read.
         RecordNotFoundError, SubjectErasedError: no such record, or its subject was erased.
-        PolicyDeniedError: the purpose may not update this record or one of the fields.
+        PolicyDeniedError: the purpose may not update this record or one of the fields, or
+            the change makes the record a minor's and no rule for minors allows the update.
+        ValidationError: a changed value is invalid, or the merged record would be (checked
+            with the record class; a problem the stored record already had does not count).
     """
     kernel = access.kernel
     kernel.check_writable()

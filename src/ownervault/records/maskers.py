@@ -31,9 +31,9 @@ def _mask_id_number(value: str) -> str:
 
     18 characters or more (resident IDs, residence permits): the first four (province and city
     of registration, shared by everyone registered there) and the last four. Shorter numbers
-    (passports, Hong Kong/Macau/Taiwan permits, old 15-digit IDs) show at most a third: 9 to 17
-    characters the first (which says what kind of document it is) and the last two, 6 to 8
-    characters the last two, 5 or fewer nothing.
+    (passports, Hong Kong/Macau permits, old 15-digit IDs) show at most a third: 9 to 17
+    characters the first (which says what kind of document it is) and the last two; 8 or
+    fewer (Taiwan permits, short passport numbers) nothing.
     """
     compact = "".join(value.split()).upper()
     size = len(compact)
@@ -41,8 +41,6 @@ def _mask_id_number(value: str) -> str:
         return compact[:4] + "*" * (size - 8) + compact[-4:]
     if size >= 9:
         return compact[:1] + "*" * (size - 3) + compact[-2:]
-    if size >= 6:
-        return "*" * (size - 2) + compact[-2:]
     return "*" * size
 
 
