@@ -25,6 +25,7 @@ from ownervault.policy import default_policy_dir, load_policy
 from ownervault.records import (
     OwnerProfile,
     RenovationApplication,
+    VisitorEntry,
     id_number_problem,
     mask,
     normalise,
@@ -180,6 +181,7 @@ def test_phone_rules(phone: str, ok: bool) -> None:
         (OwnerProfile, "phone"),
         (OwnerProfile, "emergency_contact_phone"),
         (RenovationApplication, "contractor_phone"),
+        (VisitorEntry, "phone"),
     ):
         if ok:
             assert cls.validate_field(field, phone) == phone

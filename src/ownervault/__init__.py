@@ -11,7 +11,7 @@
             view = s.get(ov.records.OwnerProfile, rid)
 """
 
-from . import exceptions, records
+from . import exceptions, handover, records
 from .authn import Identity, JWTAuthenticator
 from .kernel import CheckFinding
 from .keys import EnvKey, KeyFileKey, KeyInfo, KeyState, PassphraseKey
@@ -54,6 +54,7 @@ __all__ = [
     "ViewMode",
     "__version__",
     "exceptions",
+    "handover",
     "load_policy",
     "records",
 ]

@@ -38,6 +38,7 @@ from ..exceptions import (
     ValidationError,
     VaultClosedError,
     VaultError,
+    VaultHandedOverError,
     VaultLockedError,
 )
 from ..keys import HEADER_NAME, KeyKind, KeyState, RootKey, VaultHeader, write_atomically
@@ -59,6 +60,7 @@ from .keystore import KeyStore
 
 __all__ = [
     "ADMIN_PURPOSE",
+    "HANDOVER_META",
     "HEADER_MAC_MARK",
     "HEADER_SEALED_ACTION",
     "INVESTIGATOR_ROLE",
@@ -78,10 +80,27 @@ ADMIN_PURPOSE: Final = "vault_administration"
 
 #: ``meta`` key naming the incident that holds the vault locked (empty: not locked).
 LOCK_META: Final = "locked_by_incident"
+#: ``meta`` key of a handover to a successor: ``shredding <package id>`` once the successor's
+#: receipt was recorded, ``complete <package id>`` once every owner was erased (empty: none).
+HANDOVER_META: Final = "handover"
 #: The audit action recorded when an older vault's header is first given a MAC.
 HEADER_SEALED_ACTION: Final = "vault.header_sealed"
 #: The detail key of every entry that records a sealed header (``vault.create`` too).
 HEADER_MAC_MARK: Final = "header_mac"
+
+
+def refuse_changes(meta: Mapping[str, str]) -> None:
+    """Refuse a change, given the vault's lock and handover ``meta`` values."""
+    if locked := meta.get(LOCK_META):
+        raise VaultLockedError(
+            f"the vault is locked by incident {locked}; nothing may change until an admin "
+            "acknowledges it"
+        )
+    if handover := meta.get(HANDOVER_META):
+        raise VaultHandedOverError(
+            f"the vault's records were handed over to a successor (package "
+            f"{handover.split()[-1]}); it takes no new data, its audit log stays readable"
+        )
 
 
 def log_origin(vault_id: str) -> str:
@@ -246,12 +265,9 @@ class Kernel:
         self.backend.set_meta(LOCK_META, "")
 
     def check_writable(self) -> None:
-        """Raise :class:`VaultLockedError` while an incident holds the vault locked."""
-        if (locked := self.locked_by) is not None:
-            raise VaultLockedError(
-                f"the vault is locked by incident {locked}; nothing may change until an admin "
-                "acknowledges it"
-            )
+        """Raise :class:`VaultLockedError` while an incident holds the vault locked, and
+        :class:`VaultHandedOverError` once its records are (being) handed to a successor."""
+        refuse_changes(self.backend.get_metas((LOCK_META, HANDOVER_META)))
 
     # ------------------------------------------------------------------ audit in the system's name
 

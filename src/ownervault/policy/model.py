@@ -17,6 +17,7 @@ from ..exceptions import PolicyDeniedError, ValidationError
 __all__ = [
     "ACTIONS",
     "ADMIN_ACTIONS",
+    "NEVER_BLOCKED_PURPOSES",
     "RESTRICTIVENESS",
     "RIGHTS_PURPOSES",
     "Action",
@@ -62,6 +63,9 @@ ADMIN_ACTIONS: Final[dict[str, str]] = {
     "grant.remove": "revoke an actor's grant",
     "grant.list": "list who holds which roles",
     "retention.sweep": "erase owners whose retention periods all ran out",
+    "objection.override": "set an owner's objection aside on recorded compelling grounds",
+    "handover.prepare": "package every owner's records for a successor company",
+    "handover.complete": "record the successor's receipt and erase every owner",
 }
 
 
@@ -77,10 +81,21 @@ class LegalBasis(StrEnum):
     HR_MANAGEMENT = "hr_management"
 
 
-#: Purposes that serve the owner's own rights; a restriction never blocks them.
+#: Purposes that serve the owner's own rights; a restriction never blocks them. A handover to
+#: a successor company (PIPL Art 22) moves restricted owners' records too, restriction included.
 RIGHTS_PURPOSES: Final = frozenset(
-    {"subject_access_request", "correction_request", "erasure_request", "subject_rights"}
+    {
+        "subject_access_request",
+        "correction_request",
+        "erasure_request",
+        "subject_rights",
+        "handover",
+    }
 )
+
+#: Purposes a restriction or an objection never blocks: the owner's own rights, and telling the
+#: owner about a breach that affects them (PIPL Art 57, GDPR Art 34), which serves the owner.
+NEVER_BLOCKED_PURPOSES: Final = RIGHTS_PURPOSES | frozenset({"breach_notification"})
 
 
 def _role_tuple(roles: Iterable[str]) -> tuple[str, ...]:
