@@ -53,7 +53,7 @@ from typing import Any
 
 import ownervault as ov
 from ownervault import testing
-from ownervault.records import OwnerProfile
+from ownervault.records import OwnerProfile, resident_id_check_char
 from ownervault.testing import FrozenClock
 
 # The throwaway-cluster helper is shared with the test suite.
@@ -66,12 +66,17 @@ GRANTOR = ov.Actor("security-admin-bench", roles=["security_admin"])
 NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄磊", "周杰", "吴昊"]
 
 
+def _resident_id(first17: str) -> str:
+    """A synthetic resident ID number: 17 digits and their GB 11643 check character."""
+    return first17 + resident_id_check_char(first17)
+
+
 def _owner(client: int, n: int) -> OwnerProfile:
     return OwnerProfile(
         subject_id=f"c{client}-owner-{n:07d}",
         name=NAMES[n % len(NAMES)],
         phone=f"1{client + 30:02d}{n:08d}",
-        id_number=f"11010519{80 + n % 20:02d}0{1 + n % 9}0{1 + n % 9}{n % 1000:03d}X",
+        id_number=_resident_id(f"11010519{80 + n % 20:02d}0{1 + n % 9}0{1 + n % 9}{n % 1000:03d}"),
         email=f"owner{n}@c{client}.example.cn",
         birth_date=f"19{80 + n % 20:02d}-0{1 + n % 9}-0{1 + n % 9}",
     )

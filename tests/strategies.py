@@ -79,14 +79,14 @@ RECORD_FIELDS: Mapping[str, Mapping[str, st.SearchStrategy[Any]]] = {
         "subject_id": subject_ids,
         "name": short_text,
         "gender": optional(literal(r.Gender)),
-        "phone": optional(short_text),
+        "phone": optional(st.deferred(lambda: phones)),
         "id_type": optional(literal(r.IdType)),
-        "id_number": optional(short_text),
+        "id_number": optional(st.deferred(lambda: resident_id_numbers())),
         "email": optional(short_text),
         "birth_date": optional(dates),
         "household_role": literal(r.HouseholdRole),
         "emergency_contact_name": optional(short_text),
-        "emergency_contact_phone": optional(short_text),
+        "emergency_contact_phone": optional(st.deferred(lambda: phones)),
         "move_in_date": optional(dates),
         "status": st.sampled_from(["active", "moved_out"]),
     },
@@ -110,7 +110,7 @@ RECORD_FIELDS: Mapping[str, Mapping[str, st.SearchStrategy[Any]]] = {
         "unit_number": short_text,
         "description": long_text,
         "contractor_name": optional(short_text),
-        "contractor_phone": optional(short_text),
+        "contractor_phone": optional(st.deferred(lambda: phones)),
         "start_date": optional(dates),
         "end_date": optional(dates),
         "status": st.sampled_from(["submitted", "approved", "rejected", "completed"]),
@@ -149,9 +149,18 @@ RECORD_FIELDS: Mapping[str, Mapping[str, st.SearchStrategy[Any]]] = {
 
 
 def records(record_type: str) -> st.SearchStrategy[r.Record]:
-    """Valid records of one shipped type, every field drawn (optional ones sometimes None)."""
+    """Valid records of one shipped type, every field drawn (optional ones sometimes None).
+
+    An owner profile's ``id_type`` and ``id_number`` are drawn together, so that the number is
+    valid for its type (a resident ID number is valid for every type).
+    """
     cls = r.RECORD_TYPES[record_type]
-    return st.fixed_dictionaries(dict(RECORD_FIELDS[record_type])).map(lambda d: cls(**d))
+    fields = st.fixed_dictionaries(dict(RECORD_FIELDS[record_type]))
+    if record_type == "owner_profile":
+        fields = st.tuples(fields, optional(st.deferred(identity_documents))).map(
+            lambda pair: pair[0] if pair[1] is None else {**pair[0], **pair[1]}
+        )
+    return fields.map(lambda d: cls(**d))
 
 
 # --------------------------------------------------------------------------- phones
@@ -286,3 +295,53 @@ def jwt_like_tokens(draw: st.DrawFn) -> str:
     for index in draw(st.sets(st.integers(0, 2), max_size=2)):
         parts[index] = draw(st.text(ANY_CHAR, max_size=30))
     return ".".join(parts)
+
+
+# --------------------------------------------------------------------------- valid numbers
+
+#: Mainland landlines: an area code (010, 02x or 0xxx) and a 7- or 8-digit number.
+landline_phones = st.one_of(
+    st.builds(
+        lambda area, rest: f"0{area}-{rest}",
+        st.sampled_from(["10", "20", "21", "22", "23", "24", "25", "27", "28", "29"]),
+        st.integers(2 * 10**7, 10**8 - 1),
+    ),
+    st.builds(
+        lambda area, rest: f"0{area}-{rest}",
+        st.sampled_from(["311", "371", "431", "512", "571", "591", "731", "755", "871", "991"]),
+        st.one_of(st.integers(2 * 10**6, 10**7 - 1), st.integers(2 * 10**7, 10**8 - 1)),
+    ),
+)
+
+#: Numbers outside the mainland, written with + and the country or region code.
+international_phones = st.one_of(
+    st.integers(2 * 10**7, 10**8 - 1).map(lambda n: f"+852 {n}"),  # Hong Kong
+    st.integers(6 * 10**7, 7 * 10**7 - 1).map(lambda n: f"+853 {n}"),  # Macau
+    st.integers(9 * 10**8, 10**9 - 1).map(lambda n: f"+886 {n}"),  # Taiwan
+    st.integers(2 * 10**9, 10**10 - 1).map(lambda n: f"+1 {n}"),  # North America
+    st.integers(10**9, 10**10 - 1).map(lambda n: f"0044 {n}"),  # the United Kingdom
+)
+
+#: Every kind of phone number the records accept, in several spellings.
+phones = st.one_of(mobile_phones.flatmap(phone_spellings), landline_phones, international_phones)
+
+_PASSPORT_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+@st.composite
+def identity_documents(draw: st.DrawFn) -> dict[str, str | None]:
+    """An ``id_type`` and a valid ``id_number`` for it (sometimes no type and a resident ID)."""
+    kind = draw(st.sampled_from([None, *get_args(r.IdType)]))
+    if kind in (None, "resident_id"):
+        number = draw(resident_id_numbers())
+    elif kind == "passport":
+        number = draw(st.sampled_from("EG")) + f"{draw(st.integers(0, 10**8 - 1)):08d}"
+    elif kind == "hk_macau_permit":
+        number = draw(st.sampled_from("HM")) + f"{draw(st.integers(0, 10**10 - 1)):010d}"
+    elif kind == "taiwan_permit":
+        number = f"{draw(st.integers(0, 10**8 - 1)):08d}"
+    else:
+        number = draw(st.text(_PASSPORT_LETTERS, min_size=3, max_size=3)) + (
+            f"{draw(st.integers(0, 10**12 - 1)):012d}"
+        )
+    return {"id_type": kind, "id_number": number}

@@ -436,7 +436,9 @@ def test_find_writes_one_entry_per_result_and_a_summary_without_the_search_value
     vault: Vault,
 ) -> None:
     """find writes a per-record entry (detail.searched names the field) and a summary entry."""
-    ids = register(vault, owner(), owner("owner-0002", phone="13900139000", id_number="X1"))
+    ids = register(
+        vault, owner(), owner("owner-0002", phone="13900139000", id_number="110101199001010015")
+    )
     with vault.session(CLERK, "owner_registration") as s:
         start = mark(vault)
         found = s.find(OwnerProfile, phone="+86 138 0013 8000")
@@ -472,7 +474,12 @@ def test_find_leaves_out_and_audits_records_the_session_may_not_read(vault: Vaul
     adult, child = register(
         vault,
         owner(phone=same_phone),
-        owner("child-0002", phone=same_phone, id_number="X2", birth_date=_dt.date(2019, 2, 2)),
+        owner(
+            "child-0002",
+            phone=same_phone,
+            id_number="110101201902020026",
+            birth_date=_dt.date(2019, 2, 2),
+        ),
     )
     with vault.session(FINANCE, "fee_collection") as s:
         start = mark(vault)
@@ -635,7 +642,9 @@ def test_subject_access_history_is_audited_and_returns_the_subjects_entries(
     vault: Vault,
 ) -> None:
     """access_history returns every entry about the subject and then logs audit.subject_history."""
-    rid, _ = register(vault, owner(), owner("owner-0002", phone="13900139000", id_number="X3"))
+    rid, _ = register(
+        vault, owner(), owner("owner-0002", phone="13900139000", id_number="110101199001010031")
+    )
     with vault.session(GUARD, "visitor_verification") as s:
         s.get(OwnerProfile, rid)
     subject = pseudonym_of(vault, rid)
@@ -685,7 +694,9 @@ def test_refused_or_unknown_subject_history_is_audited(vault: Vault) -> None:
 
 def busy_vault(vault: Vault) -> None:
     """Some of everything: creates, reads, finds, updates, denials, erasure."""
-    a, _ = register(vault, owner(), owner("owner-0002", phone="13900139000", id_number="X4"))
+    a, _ = register(
+        vault, owner(), owner("owner-0002", phone="13900139000", id_number="11010119900101004X")
+    )
     with vault.session(CLERK, "owner_registration") as s:
         s.update(s.get(OwnerProfile, a), phone="13500135000")
         s.find(OwnerProfile, phone="139 0013 9000")
@@ -878,7 +889,7 @@ def test_checkpoint_refuses_a_consistent_rewrite_of_already_signed_entries(vault
     incident_id = vault.locked_by
     assert incident_id is not None
     vault.incidents.acknowledge(incident_id, actor=ADMIN)
-    register(vault, owner("owner-0009", phone="13100131000", id_number="X9"))
+    register(vault, owner("owner-0009", phone="13100131000", id_number="110101199001010090"))
     with pytest.raises(AuditIntegrityError):
         vault.checkpoint()
     assert [n for _, _, n, _ in vault.audit.checkpoints()] == [note]
@@ -1134,7 +1145,9 @@ def test_erased_subject_history_is_unreachable_while_the_log_still_verifies(
     vault: Vault,
 ) -> None:
     """After erasure the subject id no longer resolves to its pseudonym; entries stay and verify."""
-    rid, _ = register(vault, owner(), owner("owner-0002", phone="13900139000", id_number="X5"))
+    rid, _ = register(
+        vault, owner(), owner("owner-0002", phone="13900139000", id_number="110101199001010058")
+    )
     subject = pseudonym_of(vault, rid)
     with vault.session(DPO, "subject_access_request") as s:
         assert len(s.access_history("owner-0001")) == 1

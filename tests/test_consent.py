@@ -67,7 +67,7 @@ def _owner(subject_id: str, **overrides: Any) -> OwnerProfile:
         "name": "张伟",
         "phone": "13800138000",
         "id_type": "resident_id",
-        "id_number": "11010119800307002X",
+        "id_number": "11010119800307005X",
         "email": f"{subject_id}@example.com",
         "birth_date": _dt.date(1980, 3, 7),
     }
@@ -609,7 +609,7 @@ def test_legal_basis_consent_state_classification_table(
                 if expected[0][0] == "full":
                     assert view["phone"] == "13800138000"
                 if expected[1][0] == "full":
-                    assert view["id_number"] == "11010119800307002X"
+                    assert view["id_number"] == "11010119800307005X"
     finally:
         vault.close()
 

@@ -44,6 +44,7 @@ from strategies import (
     money,
     optional,
     phone_spellings,
+    phones,
     plates,
     resident_id_numbers,
     short_text,
@@ -640,7 +641,8 @@ def test_minor_until_never_raises_for_a_valid_record() -> None:
 
 ROUND_TRIPS: list[tuple[str, type[Record], str, st.SearchStrategy[Any]]] = [
     ("str", OwnerProfile, "name", short_text),
-    ("optional-str", OwnerProfile, "phone", optional(short_text)),
+    ("optional-str", OwnerProfile, "emergency_contact_name", optional(short_text)),
+    ("phone", OwnerProfile, "phone", optional(phones)),
     ("literal", OwnerProfile, "gender", optional(literal(r.Gender))),
     ("literal-default", OwnerProfile, "household_role", literal(r.HouseholdRole)),
     ("date", OwnerProfile, "birth_date", optional(dates)),

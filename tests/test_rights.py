@@ -1168,7 +1168,7 @@ def cli_vault(tmp_path: Path) -> tuple[Path, Path, list[str]]:
             Unit(
                 subject_id="owner-1", community="翠苑小区", building="3号楼", unit_number="3-1-702"
             ),
-            _owner("owner-2", name="李娜", phone="13900139000", id_number="110101198504151228"),
+            _owner("owner-2", name="李娜", phone="13900139000", id_number="110101198504151229"),
         )
     return path, key_file, [ids[0], ids[2]]
 

@@ -1286,7 +1286,7 @@ def _erasure_vault(
     vault: Vault, make_owner: Callable[..., OwnerProfile]
 ) -> tuple[Expected, Expected, OwnerProfile]:
     """Two owners; the first one has unmistakable values and is the one to be erased."""
-    gone = make_owner(name="欧阳擦除测", phone="13712345678", id_number="11010119800101999X")
+    gone = make_owner(name="欧阳擦除测", phone="13712345678", id_number="11010119800101998X")
     kept = make_owner()
     with vault.session(CLERK, "owner_registration") as session:
         gone_records: list[Record] = [gone, Vehicle(subject_id=gone.subject_id, plate="京Q99999")]

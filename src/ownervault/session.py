@@ -125,6 +125,8 @@ class Session(OwnerRightsMethods):
         Raises:
             StaleRecordError: the record was changed since ``record`` was read.
             PolicyDeniedError: the purpose may not update this record or one of the fields.
+            ValidationError: a changed value is invalid, or the record as it would be after
+                the change is (an ID number that does not fit its type).
         """
         with self._ready() as access:
             return writes.update(access, _ref(record), changes)

@@ -406,7 +406,7 @@ def _build_view(
             assert view.masker is not None
             shown[field] = mask(view.masker, raw)
         else:
-            shown[field] = cls.field_adapter(field).validate_python(raw)
+            shown[field] = cls.load_field(field, raw)
     return RecordView(
         record_type=row.record_type,
         record_id=row.record_id,

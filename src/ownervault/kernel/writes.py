@@ -5,8 +5,10 @@ stored, the denials are audited and the first one is raised. Otherwise it create
 fresh data keys, seals each personal field under its subject's key (bound to vault, record type,
 record id, field and key), computes blind-index tokens, and appends one ``create`` entry per
 record, all in one transaction. ``update`` changes fields of a record read earlier, refusing a
-stale version. A data key that is retired, compromised or near its invocation limit never
-encrypts again: its subject is re-keyed first, in the same transaction.
+stale version and validating the record as it would be after the change; when the change
+touches ``birth_date`` or ``household_role`` it stores the subject's minor status again. A
+data key that is retired, compromised or near its invocation limit never encrypts again: its
+subject is re-keyed first, in the same transaction.
 """
 
 from __future__ import annotations
@@ -284,7 +286,10 @@ def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> Rec
     Raises:
         StaleRecordError: the record was changed since ``ref`` was read.
         RecordNotFoundError, SubjectErasedError: no such record, or its subject was erased.
-        PolicyDeniedError: the purpose may not update this record or one of the fields.
+        PolicyDeniedError: the purpose may not update this record or one of the fields, or
+            the change makes the record a minor's and no rule for minors allows the update.
+        ValidationError: a changed value is invalid, or the merged record would be (checked
+            with the record class; a problem the stored record already had does not count).
     """
     kernel = access.kernel
     kernel.check_writable()
@@ -309,12 +314,23 @@ def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> Rec
     with access.backend.atomic():
         kernel.keys.sync()
         refusal, outcome, found = _check_update(access, ref, sorted(changes), now_dt, clear_changes)
+        minor: _MinorChange | None = None
+        decision: Decision | None = None
+        if found is not None:
+            row, subject, decision = found
+            minor = _check_merged(access, cls, row, subject, values, now_dt.date())
+            if minor is not None and minor.until is not None:
+                # The change makes the record a minor's: decide it as one (rules need minors).
+                after = {**json.loads(row.clear), **clear_changes}
+                refusal, outcome, decision = _decide_minor_update(
+                    access, ref, subject, sorted(changes), now_dt, after
+                )
         if refusal is not None:
             kernel.audit.append([refusal], now=now_dt)
         else:
-            assert found is not None
-            row, subject, decision = found
-            written, rekeyed = _apply_update(access, ref, cls, row, subject, values, now_dt)
+            assert found is not None and decision is not None
+            row, subject, _ = found
+            written, rekeyed = _apply_update(access, ref, cls, row, subject, values, now_dt, minor)
             entries = rekey_entries(access.actor, access.purpose, rekeyed)
             entries.append(
                 access.entry(
@@ -394,6 +410,116 @@ def _check_update(
     return None, None, (row, subject, decision)
 
 
+@attrs.frozen
+class _MinorChange:
+    """An update that changes what a record says about its subject's age: the new minor-until
+    date (None: not a minor today)."""
+
+    until: _dt.date | None
+
+
+#: Fields from which ``Record.minor_until`` is worked out.
+_MINOR_FIELDS: Final = frozenset({"birth_date", "household_role"})
+
+
+def _stored_values(
+    access: Access, cls: type[Record], row: RecordRow, subject: SubjectRow
+) -> dict[str, object]:
+    """The record's stored values in JSON form (decrypted inside the kernel, never shown)."""
+    key = access.kernel.keys.subject_key(subject)
+    values: dict[str, object] = dict(json.loads(row.clear))
+    prefix = crypto.record_aad(access.kernel.vault_id, row.record_type, row.record_id)
+    key_part = crypto.encode_context(key.key_id)
+    for name, blob in crypto.unpack_sealed(row.sealed).items():
+        if name in cls.field_specs() or name == SUBJECT_ID_FIELD:
+            aad = prefix + crypto.context_part(name) + key_part
+            values[name] = json.loads(key.decrypt(blob, aad=aad))
+    return values
+
+
+def _check_merged(
+    access: Access,
+    cls: type[Record],
+    row: RecordRow,
+    subject: SubjectRow,
+    values: Mapping[str, object],
+    today: _dt.date,
+) -> _MinorChange | None:
+    """Validate the record as it would be after the update; work out a changed minor status.
+
+    Rules between fields (an ID number against its type) need the whole record, so the stored
+    values are decrypted, merged with the changes and validated with the record class. An update
+    may not add a problem; one the stored record already had (written under older rules) does
+    not block an unrelated change.
+
+    Raises:
+        ValidationError: the update would make the record invalid (names fields, not values).
+    """
+    stored = _stored_values(access, cls, row, subject)
+    merged = dict(stored)
+    for name, value in values.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = cls.field_adapter(name).dump_python(value, mode="json")
+    added = cls.problems(merged) - cls.problems(stored)
+    if added:
+        raise ValidationError(f"invalid {cls.record_type}: {', '.join(sorted(added))}")
+    if not _MINOR_FIELDS & set(values):
+        return None
+    fields: dict[str, Any] = {}
+    for name, value in merged.items():
+        if name in cls.field_specs():
+            try:
+                fields[name] = cls.validate_field(name, value)
+            except ValidationError:
+                continue  # an old problem of an unrelated field; minor_until does not read it
+    until = cls.model_construct(**fields).minor_until()
+    return _MinorChange(until if until is not None and today < until else None)
+
+
+def _decide_minor_update(
+    access: Access,
+    ref: RecordRef,
+    subject: SubjectRow,
+    fields: list[str],
+    now_dt: _dt.datetime,
+    record: Mapping[str, object],
+) -> tuple[AuditEntry | None, OwnerVaultError | None, Decision | None]:
+    """Decide an update that makes its record a minor's as a minor's (PIPL Art 28/31).
+
+    ``record`` is the record's clear fields after the change (for rules' conditions).
+    """
+    key = access.kernel.keys.subject_key(subject)
+    decision, _ = access.decider.decide(
+        ref.record_type,
+        "update",
+        subject=subject,
+        key=key,
+        now=now_dt,
+        record_minor=True,
+        record=record,
+    )
+    refused = sorted(set(fields) - decision.writable)
+    if decision.allowed and not refused:
+        return None, None, decision
+    reason = decision.reason if not decision.allowed else "field_not_writable"
+    entry = access.entry(
+        "update",
+        decision="deny",
+        reason=reason,
+        record_type=ref.record_type,
+        record_id=ref.record_id,
+        subject=subject.pseudonym,
+        fields=refused or fields,
+        rules=decision.rule_ids,
+    )
+    refusal = denied(
+        access.actor, access.purpose, "update", ref.record_type, reason, ", ".join(refused)
+    )
+    return entry, refusal, None
+
+
 def _apply_update(
     access: Access,
     ref: RecordRef,
@@ -402,10 +528,13 @@ def _apply_update(
     subject: SubjectRow,
     values: Mapping[str, object],
     now_dt: _dt.datetime,
+    minor: _MinorChange | None = None,
 ) -> tuple[RecordRow, list[Rekeyed]]:
     """Re-seal the changed fields and their index tokens and store the new version.
 
-    Returns the record's new row, and the subject's re-keying when its key had to be replaced.
+    With ``minor``, the subject's encrypted minor-until date is set to ``minor.until`` (or
+    cleared). Returns the record's new row, and the subject's re-keying when its key had to be
+    replaced.
     """
     keys = access.kernel.keys
     backend = access.backend
@@ -413,7 +542,8 @@ def _apply_update(
     specs = cls.field_specs()
     key = keys.subject_key(subject)
     rekeyed: list[Rekeyed] = []
-    if _needs_new_key(keys.key_row(key.key_id), len(values)):
+    minor_uses = 1 if minor is not None and minor.until is not None else 0
+    if _needs_new_key(keys.key_row(key.key_id), len(values) + minor_uses):
         # Never encrypt under a retired or nearly used-up key: re-key the subject (all their
         # records) first, in this transaction.
         rekeyed.append(rekey_subject(keys, subject, now))
@@ -422,7 +552,11 @@ def _apply_update(
     clear = json.loads(row.clear)
     envelopes = crypto.unpack_sealed(row.sealed)
     new_tokens: list[tuple[str, bytes | None]] = []
-    encrypting = 0
+    encrypting = minor_uses
+    minor_blob: bytes | None = None
+    if minor is not None and minor.until is not None:
+        aad = minor_aad(keys.vault_id, subject.pseudonym, key.key_id)
+        minor_blob = key.encrypt(json.dumps(minor.until.isoformat()).encode(), aad=aad)
     for name, value in values.items():
         spec = specs[name]
         dumped = None if value is None else cls.field_adapter(name).dump_python(value, mode="json")
@@ -474,10 +608,12 @@ def _apply_update(
         binding=written.binding,
         tokens=new_tokens,
     )
-    if ref.record_type == "owner_profile":
-        _track_relationship(access, subject, clear.get("status"), now)
     if not stored:  # lost a race after the read above
         raise StaleRecordError(f"{ref.record_type} {ref.record_id} changed since it was read")
+    if minor is not None and (minor_blob is not None or subject.minor_until is not None):
+        subject = keys.store_subject(attrs.evolve(subject, minor_until=minor_blob))
+    if ref.record_type == "owner_profile":
+        _track_relationship(access, subject, clear.get("status"), now)
     return written, rekeyed
 
 

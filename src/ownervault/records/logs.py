@@ -30,6 +30,7 @@ from typing import Annotated, ClassVar, Literal
 
 from .model import Record, internal, personal, sensitive
 from .types import IdType, Money, ShortText
+from .validation import Phone
 
 __all__ = [
     "GateDirection",
@@ -59,7 +60,7 @@ class VisitorEntry(Record):
     record_type: ClassVar[str] = "visitor_entry"
 
     visitor_name: Annotated[ShortText, personal(index="text")]
-    phone: Annotated[ShortText | None, personal(index="phone")] = None
+    phone: Annotated[Phone | None, personal(index="phone")] = None
     id_type: Annotated[IdType | None, personal()] = None
     id_number: Annotated[ShortText | None, sensitive(index="id_number")] = None
     host_community: Annotated[ShortText, internal()]

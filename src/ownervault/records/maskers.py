@@ -27,10 +27,21 @@ def _mask_phone(value: str) -> str:
 
 
 def _mask_id_number(value: str) -> str:
+    """Identity document numbers, decided by length (the masker sees only the value).
+
+    18 characters or more (resident IDs, residence permits): the first four (province and city
+    of registration, shared by everyone registered there) and the last four. Shorter numbers
+    (passports, Hong Kong/Macau permits, old 15-digit IDs) show at most a third: 9 to 17
+    characters the first (which says what kind of document it is) and the last two; 8 or
+    fewer (Taiwan permits, short passport numbers) nothing.
+    """
     compact = "".join(value.split()).upper()
-    if len(compact) <= 8:
-        return "*" * len(compact)
-    return compact[:4] + "*" * (len(compact) - 8) + compact[-4:]
+    size = len(compact)
+    if size >= 18:
+        return compact[:4] + "*" * (size - 8) + compact[-4:]
+    if size >= 9:
+        return compact[:1] + "*" * (size - 3) + compact[-2:]
+    return "*" * size
 
 
 def _mask_last4(value: str) -> str:
@@ -74,7 +85,8 @@ def _mask_redact(value: str) -> str:
 MASKERS: Final[Mapping[str, Callable[[str], str]]] = {
     "name": _mask_name,  # 张三 -> 张*
     "phone": _mask_phone,  # 13800138000 -> 138****8000
-    "id_number": _mask_id_number,  # 11010119900307002X -> 1101**********002X
+    # 11010119900307002X -> 1101**********002X; E12345678 -> E******78
+    "id_number": _mask_id_number,
     "bank_account": _mask_last4,  # ****1234
     "last4": _mask_last4,
     "address": _mask_address,  # up to the building: 阳光花园3栋****

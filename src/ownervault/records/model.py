@@ -30,6 +30,7 @@ import attrs
 import pydantic
 
 from ..exceptions import ConfigurationError, ValidationError
+from .validation import STORED_CONTEXT_KEY
 
 __all__ = [
     "NORMALISERS",
@@ -182,13 +183,18 @@ RECORD_TYPES: dict[str, type[Record]] = {}
 SubjectId = Annotated[str, pydantic.Field(min_length=1, max_length=128)]
 
 
-def _safe_errors(exc: pydantic.ValidationError) -> str:
-    """Describe a pydantic error by field and error type only (pydantic quotes input values)."""
+def _error_parts(exc: pydantic.ValidationError, field: str = "record") -> list[str]:
+    """Each pydantic error as ``field (kind)``: the field and error type only, never the input."""
     parts = []
     for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        loc = ".".join(str(x) for x in err["loc"]) or "record"
+        loc = ".".join(str(x) for x in err["loc"]) or field
         parts.append(f"{loc} ({err['type']})")
-    return ", ".join(parts)
+    return parts
+
+
+def _safe_errors(exc: pydantic.ValidationError, field: str = "record") -> str:
+    """Describe a pydantic error by field and error type only (pydantic quotes input values)."""
+    return ", ".join(_error_parts(exc, field))
 
 
 class Record(pydantic.BaseModel):
@@ -275,8 +281,39 @@ class Record(pydantic.BaseModel):
             return cls.field_adapter(name).validate_python(value)
         except pydantic.ValidationError as exc:
             raise ValidationError(
-                f"invalid {cls.record_type}.{name}: {_safe_errors(exc)}"
+                f"invalid {cls.record_type}.{name}: {_safe_errors(exc, name)}"
             ) from None
+
+    @classmethod
+    def load_field(cls, name: str, value: object) -> object:
+        """A stored field's JSON value back in its Python type, without write-time checks.
+
+        Reads use it: a value is checked when it is written, and one stored under older rules
+        (a phone number the current rules refuse) still reads. Errors name the field only.
+        """
+        try:
+            return cls.field_adapter(name).validate_python(
+                value, context={STORED_CONTEXT_KEY: True}
+            )
+        except pydantic.ValidationError as exc:
+            raise ValidationError(
+                f"invalid {cls.record_type}.{name}: {_safe_errors(exc, name)}"
+            ) from None
+
+    @classmethod
+    def problems(cls, values: Mapping[str, object]) -> frozenset[str]:
+        """What is wrong with a whole record's values, as ``field (kind)`` strings; empty if valid.
+
+        Checks every field and the rules between fields (an ID number against its type), as
+        constructing the record would. Updates use it on the record as it would be after the
+        change, so an update cannot make a record invalid.
+        """
+        try:
+            # pydantic's own __init__: this class's __init__ turns the error into a message.
+            pydantic.BaseModel.__init__(cls.__new__(cls), **values)
+        except pydantic.ValidationError as exc:
+            return frozenset(_error_parts(exc))
+        return frozenset()
 
     def minor_until(self) -> _dt.date | None:
         """The date the subject turns 14 if this record shows a birth date, else None."""

@@ -13,6 +13,7 @@ from typing import Annotated, ClassVar, Literal
 import pydantic
 
 from .model import Record, internal, personal, sensitive
+from .validation import Phone, check_id_number
 
 __all__ = [
     "Complaint",
@@ -25,6 +26,7 @@ __all__ = [
     "Money",
     "OwnerProfile",
     "Payment",
+    "Phone",
     "RenovationApplication",
     "ShortText",
     "Unit",
@@ -40,27 +42,45 @@ LongText = Annotated[str, pydantic.Field(min_length=1, max_length=4000)]
 
 
 class OwnerProfile(Record):
-    """An owner's (业主) or household member's profile."""
+    """An owner's (业主) or household member's profile.
+
+    ``id_number`` is checked against ``id_type`` (see :mod:`ownervault.records.validation`):
+    a resident ID needs a valid birth date segment and check character, and so does a number of
+    no stated type shaped like one. Phones must be numbers the phone normaliser understands.
+    """
 
     record_type: ClassVar[str] = "owner_profile"
 
     name: Annotated[ShortText, personal(index="text")]
     gender: Annotated[Gender | None, personal()] = None
-    phone: Annotated[ShortText | None, personal(index="phone")] = None
+    phone: Annotated[Phone | None, personal(index="phone")] = None
     id_type: Annotated[IdType | None, personal()] = None
     id_number: Annotated[ShortText | None, sensitive(index="id_number")] = None
     email: Annotated[ShortText | None, personal(index="email")] = None
     birth_date: Annotated[_dt.date | None, personal()] = None
     household_role: Annotated[HouseholdRole, internal()] = "owner"
     emergency_contact_name: Annotated[ShortText | None, personal()] = None
-    emergency_contact_phone: Annotated[ShortText | None, personal(index="phone")] = None
+    emergency_contact_phone: Annotated[Phone | None, personal(index="phone")] = None
     move_in_date: Annotated[_dt.date | None, personal()] = None
     status: Annotated[Literal["active", "moved_out"], internal()] = "active"
 
-    def minor_until(self) -> _dt.date | None:
-        """The date the subject turns 14, when a birth date is known."""
-        if self.birth_date is None:
+    @pydantic.field_validator("id_number")
+    @classmethod
+    def _id_number_matches_type(
+        cls, value: str | None, info: pydantic.ValidationInfo
+    ) -> str | None:
+        if value is None:
             return None
+        return check_id_number(info.data.get("id_type"), value)
+
+    def minor_until(self) -> _dt.date | None:
+        """The date the subject turns 14; ``date.max`` for a child of unknown birth date.
+
+        A household member recorded as a ``child`` without a birth date is treated as under 14
+        until a birth date shows otherwise (PIPL Art 28/31: fail closed).
+        """
+        if self.birth_date is None:
+            return _dt.date.max if self.household_role == "child" else None
         born = self.birth_date
         if born.year + 14 > _dt.MAXYEAR:
             return _dt.date.max
@@ -104,7 +124,7 @@ class RenovationApplication(Record):
     unit_number: Annotated[ShortText, personal()]
     description: Annotated[LongText, personal()]
     contractor_name: Annotated[ShortText | None, personal()] = None
-    contractor_phone: Annotated[ShortText | None, personal(index="phone")] = None
+    contractor_phone: Annotated[Phone | None, personal(index="phone")] = None
     start_date: Annotated[_dt.date | None, internal()] = None
     end_date: Annotated[_dt.date | None, internal()] = None
     status: Annotated[Literal["submitted", "approved", "rejected", "completed"], internal()] = (
