@@ -34,7 +34,7 @@ from ownervault.records import (
     resident_id_check_char,
     resident_id_problem,
 )
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 from strategies import identity_documents, phones, resident_id_numbers
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
@@ -354,6 +354,7 @@ def test_update_making_a_record_a_minors_needs_a_minors_rule(
     policy = load_policy(pack)
     with ov.Vault.create(tmp_path / "v", key=root_key, policy=policy, clock=FrozenClock()) as vault:
         grant_roles(vault, CLERK, GUARD)
+        record_assessments(vault)
         with pytest.raises(PolicyDeniedError) as created:
             _put(vault, _child("child-1"))
         assert created.value.reason == "minor_data_not_permitted"
