@@ -19,6 +19,7 @@ from .policy import Actor, Decision, FieldView, Policy, ViewMode, load_policy
 from .records import Classification, Record
 from .vault import (
     CheckReport,
+    DeletionResult,
     ErasureResult,
     KeyStatus,
     RecordRef,
@@ -35,6 +36,7 @@ __all__ = [
     "CheckReport",
     "Classification",
     "Decision",
+    "DeletionResult",
     "EnvKey",
     "ErasureResult",
     "FieldView",

@@ -31,6 +31,7 @@ from .breach import IncidentManager, attach, incident_manager
 from .exceptions import VaultError
 from .kernel import (
     CheckReport,
+    DeletionResult,
     ErasureResult,
     Kernel,
     RecordRef,
@@ -64,6 +65,7 @@ __all__ = [
     "CheckReport",
     "CorrectionNotice",
     "CorrectionResult",
+    "DeletionResult",
     "ErasureResult",
     "KeyStatus",
     "RecordRef",

@@ -18,6 +18,7 @@ import attrs
 from ..exceptions import PolicyDeniedError
 from ..records import RECORD_TYPES, Classification
 from .model import RESTRICTIVENESS, Action, Actor, Decision, FieldView, LegalBasis, ViewMode
+from .retention import RetentionEntry
 
 __all__ = ["Policy", "Purpose", "Rule", "SubjectContext"]
 
@@ -137,6 +138,8 @@ class Policy:
     break_glass: Mapping[str, BreakGlass] = attrs.field(factory=dict)
     #: Pairs of roles one actor may not hold together (``[separation_of_duties]``).
     conflicts: frozenset[frozenset[str]] = frozenset()
+    #: The retention schedule by record type (``retention.toml``).
+    retention: Mapping[str, RetentionEntry] = attrs.field(factory=dict)
 
     def may_administer(self, actor: Actor, action: str) -> bool:
         """Whether one of ``actor``'s roles may take the administrative ``action``."""

@@ -2,8 +2,10 @@
 
 Owns access and copy (:mod:`.export`, with the published schema), correction, restriction,
 legal holds, disclosures and rights requests with deadlines (:mod:`.requests`), and the
-retention sweep (:mod:`.retention`). Erasure itself, with its signed receipt, is a kernel
-operation (:mod:`ownervault.kernel.erase`) because the sweep and breach handling need it too.
+retention sweep (:mod:`.retention`), which deletes records by the pack's schedule. Erasure
+and one record's deletion, with their signed receipts, are kernel operations
+(:mod:`ownervault.kernel.erase`, :mod:`ownervault.kernel.deletes`) because the sweep and breach
+handling need them too.
 Every function runs under a kernel :class:`~ownervault.kernel.Access`, so each step is decided
 by the policy pack and audited. Imports the kernel and the layers below it; never ``vault``,
 ``breach`` or ``keys.admin``.
@@ -25,27 +27,42 @@ from .requests import (
     release,
     restrict,
 )
-from .retention import SweepItem, SweepReport, add_duration, retention_sweep
+from .retention import (
+    OVERSIGHT_PURPOSES,
+    RecordFate,
+    RecordSweepItem,
+    SweepItem,
+    SweepReport,
+    add_duration,
+    counts_for_retention,
+    record_fate,
+    retention_sweep,
+)
 
 __all__ = [
     "DEFAULT_REQUEST_DAYS",
     "EXPORT_FORMAT",
+    "OVERSIGHT_PURPOSES",
     "REQUEST_KINDS",
     "RIGHTS_PURPOSES",
     "CorrectionNotice",
     "CorrectionResult",
+    "RecordFate",
+    "RecordSweepItem",
     "SubjectExport",
     "SweepItem",
     "SweepReport",
     "add_duration",
     "close_request",
     "correct",
+    "counts_for_retention",
     "export_schema",
     "export_subject",
     "hold",
     "open_request",
     "overdue_requests",
     "record_disclosure",
+    "record_fate",
     "release",
     "render_export_html",
     "restrict",
