@@ -27,7 +27,15 @@ from ownervault.exceptions import (
     ValidationError,
 )
 from ownervault.policy import default_policy_dir, load_policy
-from ownervault.records import Complaint, Contract, OwnerProfile, Payment, Record, Vehicle
+from ownervault.records import (
+    Complaint,
+    Contract,
+    FeeAccount,
+    OwnerProfile,
+    Payment,
+    Record,
+    Vehicle,
+)
 from ownervault.rights import add_duration, counts_for_retention, record_fate
 from ownervault.storage import RecordRow
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
@@ -549,7 +557,7 @@ def test_cli_schedule_delete_and_sweep(tmp_path: Path) -> None:
     lines = schedule.stdout.splitlines()
     assert lines[0].split()[:3] == ["record", "type", "period"]
     payment = next(line for line in lines if line.startswith("payment"))
-    assert "P30Y from year end" in payment and "legal duty" in payment
+    assert "P30Y from year end" in payment and "legal duty, used P3Y" in payment
 
     receipt = tmp_path / "receipt.txt"
     deleted = runner.invoke(
@@ -590,3 +598,70 @@ def test_reopened_vault_keeps_deletions(tmp_path: Path, clock: FrozenClock) -> N
         assert report.ok, [f.message for f in report.findings]
         with vault.session(DPO, "subject_access_request") as s, pytest.raises(RecordNotFoundError):
             s.get(Contract, vid)
+
+
+# =========================================================================== storage only
+
+
+@pytest.mark.parametrize(
+    ("case", "moved_out", "elapsed", "actor", "purpose", "account", "payment"),
+    [
+        # Within fee_collection's own period the accounts are processed as usual.
+        ("fees-within-use-period", True, _years(2), FINANCE, "fee_collection", "ok", "ok"),
+        # PIPL Art 47 para 2: afterwards kept for the accounting duty only -> no processing.
+        ("fees-after-use-period", True, _years(3, 1), FINANCE, "fee_collection",
+         "storage_only", "storage_only"),
+        # An active owner's account is in use (its clock starts at the move-out); a payment's
+        # starts when it was made.
+        ("owner-still-active", False, _years(10), FINANCE, "fee_collection", "ok",
+         "storage_only"),
+        # Oversight still reaches both: the owner's access request, corrections, breach notices.
+        ("owner-access-request", True, _years(10), DPO, "subject_access_request", "ok", "ok"),
+    ],
+)  # fmt: skip
+def test_records_kept_for_a_legal_duty_are_storage_only(
+    vault: ov.Vault,
+    clock: FrozenClock,
+    case: str,
+    moved_out: bool,
+    elapsed: _dt.datetime,
+    actor: ov.Actor,
+    purpose: str,
+    account: str,
+    payment: str,
+) -> None:
+    """Once a legal-duty record's use period has run, reads, searches and updates for ordinary
+    purposes are refused (audited, reason storage_only); oversight purposes still reach it."""
+    status = "moved_out" if moved_out else "active"
+    _put(vault, CLERK, "owner_registration", _owner("owner-j", status=status))
+    fee_account = FeeAccount(
+        subject_id="owner-j", account_number="FA-0001", billing_address="翠苑小区3号楼702"
+    )
+    (fid,) = _put(vault, FINANCE, "fee_collection", fee_account)
+    paid = Payment(subject_id="owner-j", amount=Decimal("50.00"), paid_at=T0, method="cash")
+    (pay,) = _put(vault, FINANCE, "fee_collection", paid)
+    clock.set(elapsed)
+    with vault.session(DPO, "subject_access_request") as officer:
+        view = officer.get(FeeAccount, fid)
+    denied: list[tuple[str, str]] = []
+    with vault.session(actor, purpose) as s:
+        for cls, rid, expected in ((FeeAccount, fid, account), (Payment, pay, payment)):
+            if expected == "ok":
+                assert len(s.get_many(cls, [rid])) == 1
+                continue
+            with pytest.raises(PolicyDeniedError) as caught:
+                s.get(cls, rid)
+            assert caught.value.reason == "storage_only"
+            denied.append(("read", rid))
+        if account == "storage_only":
+            assert s.find(FeeAccount, account_number="FA-0001") == []
+            with pytest.raises(PolicyDeniedError) as refused:
+                s.update(view, fee_rate=Decimal("2.50"))
+            assert refused.value.reason == "storage_only"
+            denied += [("find", fid), ("update", fid)]
+    found = [
+        (e["action"], e["record_id"])
+        for e in vault.audit.entries()
+        if e.get("reason") == "storage_only"
+    ]
+    assert found == denied

@@ -83,9 +83,15 @@ def retention_schedule(policy_dir: Path | None) -> None:
             entry.record_type,
             entry.period + (" from year end" if entry.from_year_end else ""),
             entry.start.text,
-            "legal duty" if entry.legal_duty else ("derived" if not entry.declared else ""),
+            _kind(entry.legal_duty, entry.use_period, entry.declared),
             entry.basis,
         ]
         for _, entry in sorted(policy.retention.items())
     ]
     print_table(["record type", "period", "start", "kind", "basis"], rows, wrap={4: 60})
+
+
+def _kind(legal_duty: bool, use_period: str | None, declared: bool) -> str:
+    if legal_duty:
+        return "legal duty" + (f", used {use_period}" if use_period else "")
+    return "" if declared else "derived"

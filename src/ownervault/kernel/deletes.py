@@ -13,7 +13,10 @@ subject under legal hold (``legal_hold``), and a record whose legal retention du
 ``retention.toml`` with ``legal_duty = true``) has not run out (``legal_retention_duty``,
 :class:`~ownervault.exceptions.RetentionDutyError`), whatever the cause, the owner's request
 included: PIPL Art 47 para 2 has the controller keep such records, stopping all processing
-other than storage and security measures, instead of deleting them.
+other than storage and security measures, instead of deleting them. :func:`storage_only` is
+that stop: once the entry's ``use_period`` has run, reads, searches and updates of the record
+for any purpose but oversight (:data:`~ownervault.policy.retention.OVERSIGHT_PURPOSES`) are
+refused with reason ``storage_only``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ..exceptions import (
     SubjectErasedError,
     ValidationError,
 )
+from ..policy.retention import OVERSIGHT_PURPOSES
 from ..storage import RecordRow, SubjectRow
 from .core import Access
 from .decide import denied
@@ -42,7 +46,13 @@ from .erase import ErasureResult, erase_pseudonym, held
 from .freshness import DELETE_ACTION
 from .keystore import SUBJECT_ID_FIELD
 
-__all__ = ["DELETE_REASONS", "DeletionResult", "delete_record", "deletion_receipt_body"]
+__all__ = [
+    "DELETE_REASONS",
+    "DeletionResult",
+    "delete_record",
+    "deletion_receipt_body",
+    "storage_only",
+]
 
 #: Why a record is deleted (PIPL Art 47 para 1; GDPR Art 17(1)); written to the audit entry and
 #: the receipt. ``retention_expired`` is the sweep's.
@@ -254,6 +264,21 @@ def _delete(
         audit_seq=size - 1,
     )
     return attrs.evolve(result, receipt=kernel.sign_note(body))
+
+
+def storage_only(access: Access, row: RecordRow, subject: SubjectRow) -> bool:
+    """Whether the session may not process this record because it is kept only for a legal
+    retention duty (its type's ``use_period`` ran out) and the purpose is not oversight."""
+    if access.purpose in OVERSIGHT_PURPOSES:
+        return False
+    entry = access.policy.retention.get(row.record_type)
+    return entry is not None and entry.storage_only(
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        clear=row.clear,
+        ended_at=subject.ended_at,
+        now=access.now(),
+    )
 
 
 def _belongs(access: Access, row: RecordRow, subject: SubjectRow, subject_id: str) -> bool:

@@ -6,6 +6,7 @@
     period = "P30Y"               # ISO 8601 duration
     start = "created"             # the start event (below)
     legal_duty = true             # a law sets the period: kept until it has run, then deleted
+    use_period = "P3Y"            # then storage only: ordinary processing refused
     basis = "《会计档案管理办法》..."  # the rule or reason; required when legal_duty is true
 
 Start events read only what the vault keeps in clear, so a sweep never decrypts:
@@ -39,8 +40,10 @@ import pydantic
 from ..exceptions import ValidationError
 from ..records import RECORD_TYPES, Classification
 from .files import ISO_DURATION, PackFile
+from .model import RIGHTS_PURPOSES
 
 __all__ = [
+    "OVERSIGHT_PURPOSES",
     "RETENTION_FILE",
     "START_EVENTS",
     "RetentionEntry",
@@ -56,6 +59,13 @@ __all__ = [
 
 #: The schedule's file in a policy pack.
 RETENTION_FILE: Final = "retention.toml"
+#: Purposes whose processing is oversight, not processing for the data's own purposes: owners'
+#: rights handled by a compliance officer, breach notices, consent management and
+#: administration. Their use never keeps a record longer, and they may still reach a record
+#: kept only for a legal duty.
+OVERSIGHT_PURPOSES: Final = RIGHTS_PURPOSES | frozenset(
+    {"breach_notification", "consent_management", "vault_administration"}
+)
 #: The kinds of start event (see the module documentation).
 START_EVENTS: Final = ("created", "updated", "owner_moved_out", "status", "field")
 
@@ -74,18 +84,21 @@ class RetentionModel(_Strict):
     legal_duty: bool = False
     basis: str = ""
     from_year_end: bool = False
+    use_period: str | None = None
 
-    @pydantic.field_validator("period")
+    @pydantic.field_validator("period", "use_period")
     @classmethod
-    def _iso_duration(cls, value: str) -> str:
-        if not ISO_DURATION.match(value):
-            raise ValueError("period must be an ISO 8601 duration such as P5Y or P30D")
+    def _iso_duration(cls, value: str | None) -> str | None:
+        if value is not None and not ISO_DURATION.match(value):
+            raise ValueError("periods must be ISO 8601 durations such as P5Y or P30D")
         return value
 
     @pydantic.model_validator(mode="after")
     def _basis_for_duty(self) -> RetentionModel:
         if self.legal_duty and not self.basis.strip():
             raise ValueError("an entry with legal_duty = true must cite its rule in 'basis'")
+        if self.use_period is not None and not self.legal_duty:
+            raise ValueError("use_period applies only to an entry with legal_duty = true")
         return self
 
 
@@ -165,6 +178,26 @@ class RetentionEntry:
     from_year_end: bool = False
     #: False for an entry derived from purposes (a pack without ``retention.toml``).
     declared: bool = True
+    #: Under a legal duty: how long after the start event ordinary processing may go on; after
+    #: it only storage and security measures are allowed (PIPL Art 47 para 2). None: no limit.
+    use_period: str | None = None
+
+    def storage_only(
+        self,
+        *,
+        created_at: str,
+        updated_at: str,
+        clear: str,
+        ended_at: str | None,
+        now: _dt.datetime,
+    ) -> bool:
+        """Whether a record is now kept only for its legal duty (its use period has run)."""
+        if not self.legal_duty or self.use_period is None:
+            return False
+        start = self.start.moment(
+            created_at=created_at, updated_at=updated_at, clear=clear, ended_at=ended_at
+        )
+        return start is not None and add_duration(start, self.use_period) <= now
 
     def clock(
         self, *, created_at: str, updated_at: str, clear: str, ended_at: str | None
@@ -291,6 +324,7 @@ def load_schedule(pack: PackFile, record_types: set[str]) -> dict[str, Retention
             model.legal_duty,
             model.basis.strip(),
             model.from_year_end,
+            use_period=model.use_period,
         )
     missing = sorted(record_types - set(schedule))
     if missing:

@@ -36,8 +36,7 @@ from ..audit import format_time
 from ..kernel import Access, held
 from ..kernel.deletes import delete_record
 from ..kernel.erase import erase_pseudonym
-from ..policy import RIGHTS_PURPOSES
-from ..policy.retention import RetentionEntry, add_duration, parse_time
+from ..policy.retention import OVERSIGHT_PURPOSES, RetentionEntry, add_duration, parse_time
 from ..storage import RecordRow, SubjectRow
 
 __all__ = [
@@ -53,11 +52,6 @@ __all__ = [
     "retention_sweep",
 ]
 
-#: Purposes whose processing never keeps data longer: owners' rights handled by a compliance
-#: officer, breach notices, consent management and administration (and the sweep itself).
-OVERSIGHT_PURPOSES: Final = RIGHTS_PURPOSES | frozenset(
-    {"breach_notification", "consent_management", "vault_administration"}
-)
 #: Audit actions that are processing of a record (finds name no record; erasures end it).
 PROCESSING_ACTIONS: Final = frozenset({"read", "create", "update"})
 
