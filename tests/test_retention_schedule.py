@@ -127,6 +127,18 @@ FATE_CASES: list[FateCase] = [
      (False, "retention_expired")),
     ("payment-held-after-duty", "payment", {"method": "cash"}, True, _years(31), True, None,
      (True, "legal_hold")),
+    # Gate logs (whereabouts): kept days, from when they were stored, owner or not.
+    ("visitor-log-running", "visitor_entry", {"host_community": "翠苑小区"}, False,
+     T0 + _dt.timedelta(days=29), False, None, (True, "retention_running")),
+    ("visitor-log-expired", "visitor_entry", {"host_community": "翠苑小区"}, False,
+     T0 + _dt.timedelta(days=31), False, None, (False, "retention_expired")),
+    ("visitor-log-used-by-guard", "visitor_entry", {"host_community": "翠苑小区"}, False,
+     T0 + _dt.timedelta(days=31), False, ("visitor_registration", 0), (False,
+     "retention_expired")),
+    ("gate-passage-expired", "gate_event", {"gate_id": "east"}, True,
+     T0 + _dt.timedelta(days=31), False, None, (False, "retention_expired")),
+    ("parking-stay-running", "parking_event", {"space": "B2-118"}, False,
+     T0 + _dt.timedelta(days=60), False, None, (True, "retention_running")),
 ]  # fmt: skip
 
 

@@ -67,14 +67,34 @@ class Decider:
         minor: bool = False,
         context: SubjectContext | None = None,
         now: _dt.datetime | None = None,
+        record: str | Mapping[str, object] | None = None,
+        where: bool = True,
     ) -> Decision:
-        """The policy's decision, cached when it does not depend on the time."""
+        """The policy's decision, cached when it does not depend on the time.
+
+        ``record`` is the record's clear fields (the stored JSON text or a mapping) for rules
+        with a ``where`` condition; ``where=False`` leaves those conditions unchecked.
+        """
         _, timed = self._policy.conditional(self.purpose, record_type)
-        key = (record_type, action, minor, context)
+        tested = self._policy.record_condition_fields(self.purpose, record_type)
+        values: dict[str, object] | None = None
+        if tested and where and record is not None:
+            clear = json.loads(record) if isinstance(record, str) else record
+            values = {name: clear.get(name) for name in tested}
+        condition_key = None if values is None else tuple(json.dumps(values[n]) for n in tested)
+        key = (record_type, action, minor, context, where, condition_key)
         decision = None if timed else self._cache.get(key)
         if decision is None:
             decision = self._policy.decide(
-                self.actor, self.purpose, record_type, action, minor=minor, subject=context, now=now
+                self.actor,
+                self.purpose,
+                record_type,
+                action,
+                minor=minor,
+                subject=context,
+                now=now,
+                record=values,
+                where=where,
             )
             if not timed:
                 self._cache[key] = decision
@@ -126,15 +146,29 @@ class Decider:
         now: _dt.datetime,
         extra_units: Iterable[Mapping[str, object]] = (),
         record_minor: bool = False,
+        record: str | Mapping[str, object] | None = None,
+        where: bool = True,
     ) -> tuple[Decision, ConsentState | None]:
-        """Policy, then conditions, then consent, for one subject (None: not yet stored)."""
+        """Policy, then conditions, then consent, for one subject (None: not yet stored).
+
+        ``record`` (the record's clear fields) is tested against rules' ``where`` conditions;
+        ``where=False`` leaves them unchecked (explanations).
+        """
         minor = record_minor or (
             subject is not None and key is not None and self.is_minor(subject, key, now.date())
         )
         needs_context, _ = self._policy.conditional(self.purpose, record_type)
         needs_context = needs_context or self.actor.confined
         context = self.context(subject, extra_units) if needs_context else None
-        decision = self.policy_only(record_type, action, minor=minor, context=context, now=now)
+        decision = self.policy_only(
+            record_type,
+            action,
+            minor=minor,
+            context=context,
+            now=now,
+            record=record,
+            where=where,
+        )
         if not decision.allowed:
             return decision, None
         if (
