@@ -821,7 +821,9 @@ def test_retention_sweep_erases_exactly_the_expired(vault: ov.Vault, clock: Froz
         for rid in (active, held, used):
             assert s.get(OwnerProfile, rid)["name"] == "王小明"
     sweeps = [e for e in vault.audit.entries() if e["action"] == "retention.sweep"]
-    assert [e["detail"] for e in sweeps] == [{"erased": 1, "subjects": 4}]
+    assert [e["detail"] for e in sweeps] == [
+        {"erased": 1, "subjects": 4, "deleted": 0, "records": 4}
+    ]
     erasures = [e for e in vault.audit.entries() if e["action"] == "erase"]
     assert [(e["subject"], e["decision"]) for e in erasures] == [(pseudo[gone], "allow")]
     # Why it was erased is recorded (as the entry's reason or as the cause in its detail).
@@ -1311,17 +1313,24 @@ def test_cli_erase_and_verify_receipt(
 
 
 def test_cli_retention_sweep_dry_run(cli_vault: tuple[Path, Path, list[str]]) -> None:
-    """retention sweep without --apply reports per reason and erases nothing."""
+    """retention sweep without --apply reports subjects and records per reason and erases
+    nothing."""
     path, key_file, ids = cli_vault
     with ov.Vault.open(path, key=ov.KeyFileKey(key_file)) as vault:
         _move_out(vault, ids[1])
     result = _run("retention", "sweep", path, *AS_DPO, "--key-file", key_file)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert re.fullmatch(r"retention sweep dry run at \S+Z: 2 subjects", lines[0])
-    assert sorted(line.split() for line in lines[1:]) == [
+    assert re.fullmatch(r"retention sweep dry run at \S+Z: 2 subjects, 3 records", lines[0])
+    split = lines.index("records:")
+    assert lines[1] == "subjects:"
+    assert sorted(line.split() for line in lines[2:split]) == [
         ["1", "kept", "(relationship_active)"],
         ["1", "kept", "(retention_running)"],
+    ]
+    assert sorted(line.split() for line in lines[split + 1 :]) == [
+        ["1", "kept", "(retention_running)"],
+        ["2", "kept", "(relationship_active)"],
     ]
     with (
         ov.Vault.open(path, key=ov.KeyFileKey(key_file)) as vault,

@@ -19,6 +19,7 @@ from .policy import Actor, Decision, FieldView, Policy, ViewMode, load_policy
 from .records import Classification, Record
 from .vault import (
     CheckReport,
+    DeletionResult,
     ErasureResult,
     KeyStatus,
     RecordRef,
@@ -37,6 +38,7 @@ __all__ = [
     "CheckReport",
     "Classification",
     "Decision",
+    "DeletionResult",
     "EnvKey",
     "ErasureResult",
     "FieldView",

@@ -31,7 +31,8 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     │   └── KeyExhaustedError                a key reached its invocation limit
     ├── AccessDeniedError (PermissionError)
     │   ├── PolicyDeniedError                no rule allows the actor, purpose, record or field
-    │   │   └── NotGrantedError              the actor was not granted the roles or scope asked for
+    │   │   ├── NotGrantedError              the actor was not granted the roles or scope asked for
+    │   │   └── RetentionDutyError           a law still requires keeping the record (PIPL Art 47)
     │   ├── ConsentRequiredError             the purpose needs a live consent the subject lacks
     │   └── AuthenticationError              a credential (a signed token) was refused
     ├── FieldNotDisclosedError (KeyError, AttributeError)  a view was asked for a field the
@@ -69,6 +70,7 @@ __all__ = [
     "PolicyError",
     "RecordError",
     "RecordNotFoundError",
+    "RetentionDutyError",
     "StaleRecordError",
     "StorageError",
     "SubjectErasedError",
@@ -332,3 +334,18 @@ class HandoverError(OwnerVaultError):
     def __init__(self, message: str, *, reason: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class RetentionDutyError(PolicyDeniedError):
+    """A record a law says to keep was asked to be deleted before its period ran out.
+
+    PIPL Art 47 para 2: where a law sets a retention period, the controller stops all processing
+    other than storage and security measures instead of deleting. ``reason`` is
+    ``legal_retention_duty``; ``until`` is when the duty ends (None while its start event has
+    not happened) and ``basis`` the rule the pack cites. The refusal is audited.
+    """
+
+    def __init__(self, message: str, *, until: str | None, basis: str) -> None:
+        self.until = until
+        self.basis = basis
+        super().__init__(message, reason="legal_retention_duty")

@@ -21,6 +21,7 @@ from .exceptions import ValidationError
 from .kernel import (
     Access,
     AssessmentBook,
+    DeletionResult,
     ErasureResult,
     GrantBook,
     Kernel,
@@ -30,6 +31,7 @@ from .kernel import (
     reads,
     writes,
 )
+from .kernel import deletes as _deletes
 from .kernel import erase as _erase
 from .kernel.authenticate import authenticate
 from .kernel.authority import authorise
@@ -266,6 +268,47 @@ class Session(OwnerRightsMethods):
         with self._ready() as access:
             return _erase.erase_subject(access, subject_id, request_id=request_id)
 
+    def delete(
+        self,
+        record: RecordRef | RecordView | str,
+        *,
+        reason: str,
+        subject_id: str | None = None,
+        request_id: str | None = None,
+    ) -> DeletionResult:
+        """Delete one record: its row and its blind-index rows (PIPL Art 47, GDPR Art 17).
+
+        ``record`` is a view, a ref or a record id; ``reason`` one of
+        :data:`~ownervault.kernel.DELETE_REASONS` (``owner_request``, ``purpose_achieved``...);
+        ``subject_id``, when given, must be the record's subject. The subject's data key stays
+        while other records of theirs remain; deleting their last record erases the subject
+        (crypto-shredding, ``result.subject_erasure``). The result carries a receipt signed
+        with the vault's audit key; the ``record.delete`` audit entry holds ids and the reason.
+
+        Raises:
+            RecordNotFoundError: no such live record (of that type, of that subject).
+            SubjectErasedError: the record's subject was erased.
+            PolicyDeniedError: the purpose may not erase the record type, or a legal hold
+                applies (reason ``legal_hold``).
+            RetentionDutyError: a law still requires keeping the record (PIPL Art 47 para 2);
+                refused on the owner's request too.
+            ValidationError: ``reason`` is not one of the deletion reasons.
+        """
+        with self._ready() as access:
+            if isinstance(record, str):
+                record_id, record_type = record, None
+            else:
+                ref = _ref(record)
+                record_id, record_type = ref.record_id, ref.record_type
+            return _deletes.delete_record(
+                access,
+                record_id,
+                record_type=record_type,
+                subject_id=subject_id,
+                reason=reason,
+                request_id=request_id,
+            )
+
     def export_subject(
         self,
         subject_id: str,
@@ -378,10 +421,13 @@ class Session(OwnerRightsMethods):
     def retention_sweep(
         self, *, dry_run: bool = True, progress: Callable[[int, int], None] | None = None
     ) -> SweepReport:
-        """Erase subjects whose relationship ended and whose retention periods all ran out.
+        """Delete records whose retention ran out and erase subjects with nothing left.
 
-        ``progress`` is told (subjects examined, subjects in all) after each subject. A dry run
-        only needs the purpose's rules; the erasing run is the ``retention.sweep`` admin action.
+        Each record is kept by its type's schedule (``retention.toml``), counted from its start
+        event and from its last use by a processing purpose; a compliance officer's own access
+        never keeps anything longer (:mod:`ownervault.rights.retention`). ``progress`` is told
+        (subjects examined, subjects in all) after each subject. A dry run only needs the
+        purpose's rules; the erasing run is the ``retention.sweep`` admin action.
 
         Raises:
             PolicyDeniedError: an erasing run by a role ``[admin_actions]`` does not name.

@@ -32,6 +32,7 @@ from .exceptions import VaultError
 from .handover import Handover
 from .kernel import (
     CheckReport,
+    DeletionResult,
     ErasureResult,
     Kernel,
     RecordRef,
@@ -65,6 +66,7 @@ __all__ = [
     "CheckReport",
     "CorrectionNotice",
     "CorrectionResult",
+    "DeletionResult",
     "ErasureResult",
     "KeyStatus",
     "RecordRef",

@@ -1,9 +1,9 @@
 """``ownervault subject``: owners' rights, carried out by a compliance officer.
 
-Export, correct, restrict, erase (with a signed receipt, checked offline by
-``verify-receipt``), legal holds; explanations of the processing rules, objections, an owner's
-arrangement for after their death and close relatives' requests; disclosures to registered
-recipients (``disclose``).
+Export, correct, restrict, erase a subject or delete one record (each with a signed receipt,
+checked offline by ``verify-receipt``), legal holds; explanations of the processing rules,
+objections, an owner's arrangement for after their death and close relatives' requests;
+disclosures to registered recipients (``disclose``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from ..rights import KIN_RELATIONS, NEXT_OF_KIN_ACTIONS
+from ..kernel import DELETE_REASONS
 from .common import (
     as_option,
     evidence_digest,
@@ -29,7 +30,7 @@ __all__ = ["subject"]
 
 @click.group()
 def subject() -> None:
-    """Owners' rights: export, correct, restrict, erase, hold, explain, object, next of kin."""
+    """Owners' rights: export, correct, restrict, erase, delete, hold, explain, object, next of kin."""
 
 
 @subject.command("export")
@@ -176,12 +177,60 @@ def subject_erase(
     click.echo(f"verify with: ownervault subject verify-receipt FILE --vkey '{vkey}'")
 
 
+@subject.command("delete")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("subject_id")
+@click.argument("record_id")
+@click.option(
+    "--reason",
+    required=True,
+    type=click.Choice(DELETE_REASONS),
+    help="Why (PIPL Art 47): owner_request, purpose_achieved, service_ended...",
+)
+@click.option("--request", "request_id", help="The rights request this deletion answers.")
+@click.option(
+    "--receipt", type=click.Path(path_type=Path, dir_okay=False), help="Save the receipt."
+)
+@as_option
+@key_file_option
+@handle_errors
+def subject_delete(
+    path: Path,
+    subject_id: str,
+    record_id: str,
+    reason: str,
+    request_id: str | None,
+    receipt: Path | None,
+    as_actor: str | None,
+    key_file: Path | None,
+) -> None:
+    """Delete one record RECORD_ID of SUBJECT_ID and print a signed deletion receipt.
+
+    A record a law still requires keeping (retention.toml, legal_duty) is refused.
+    """
+    with (
+        open_vault(path, key_file) as vault,
+        officer_session(vault, as_actor, "erasure_request") as session,
+    ):
+        result = session.delete(
+            record_id, subject_id=subject_id, reason=reason, request_id=request_id
+        )
+        vkey = vault.verifier_key
+    if receipt is not None:
+        receipt.write_text(result.receipt, encoding="utf-8")
+    click.echo(result.receipt, nl=False)
+    if result.subject_erasure is not None:
+        click.echo("that was the subject's last record: the subject was erased too")
+        click.echo(result.subject_erasure.receipt, nl=False)
+    click.echo(f"verify with: ownervault subject verify-receipt FILE --vkey '{vkey}'")
+
+
 @subject.command("verify-receipt")
 @click.argument("receipt", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--vkey", "vkeys", required=True, multiple=True, help="Trusted verifier key.")
 @handle_errors
 def subject_verify_receipt(receipt: Path, vkeys: tuple[str, ...]) -> None:
-    """Check an erasure receipt's signature offline."""
+    """Check an erasure or deletion receipt's signature offline."""
     from ..audit.checkpoint import verify_note
 
     body = verify_note(receipt.read_text(encoding="utf-8"), list(vkeys))

@@ -16,7 +16,8 @@ and for the facade (``ownervault.vault``):
   denials, the session's :class:`Decider` (:mod:`.decide`).
 * operations taking an :class:`Access`: :mod:`.writes` (``put_many``, ``update``),
   :mod:`.reads` (``get_many``, ``find``), :mod:`.ledger` (consents, access history),
-  :mod:`.erase` (crypto-shredding with a signed receipt), :mod:`.explain`, :mod:`.exports`
+  :mod:`.erase` (crypto-shredding with a signed receipt), :mod:`.deletes` (one record's
+  deletion with a signed receipt), :mod:`.explain`, :mod:`.exports`
   (the audit log exported for compliance officers).
 * :mod:`.authenticate` -- the actor a credential identifies, asked of the vault's
   :class:`~ownervault.authn.Authenticator`, accepted and refused credentials audited.
@@ -35,6 +36,7 @@ from .check import check_kernel, check_location
 from .clock import Clock, SystemClock
 from .core import ADMIN_PURPOSE, INVESTIGATOR_ROLE, SYSTEM_ACTOR, Access, Kernel
 from .decide import Decider
+from .deletes import DELETE_REASONS, DeletionResult
 from .erase import ErasureResult, held
 from .explain import explain
 from .findings import CheckFinding, CheckReport
@@ -46,6 +48,7 @@ from .views import RecordRef, RecordView
 __all__ = [
     "ADMIN_PURPOSE",
     "AUTO_ROTATE_AT",
+    "DELETE_REASONS",
     "INVESTIGATOR_ROLE",
     "SYSTEM_ACTOR",
     "Access",
@@ -56,6 +59,7 @@ __all__ = [
     "CheckReport",
     "Clock",
     "Decider",
+    "DeletionResult",
     "ErasureResult",
     "Grant",
     "GrantBook",

@@ -26,6 +26,7 @@ from ..storage import RecordRow
 from .rekey import Rekeyed
 
 __all__ = [
+    "DELETE_ACTION",
     "REKEY_ACTION",
     "WRITE_ACTIONS",
     "Expected",
@@ -39,6 +40,8 @@ __all__ = [
 WRITE_ACTIONS: Final = frozenset({"create", "update"})
 #: The audit action of a subject's re-encryption under a new data key.
 REKEY_ACTION: Final = "key.rekey"
+#: The audit action of one record's deletion (``Session.delete``, the retention sweep).
+DELETE_ACTION: Final = "record.delete"
 _DIGEST_BYTES: Final = 16
 
 
@@ -91,9 +94,10 @@ def expected_records(entries: Iterable[Mapping[str, Any]]) -> dict[str, Expected
     """Replay the audit log: every record's last logged state, by record id.
 
     Writes (``create``, ``update``) set a record's version and digest; a ``key.rekey`` entry
-    sets those of each record it names; an ``erase`` entry marks every record of its subject
-    erased. Entries written before freshness was recorded carry no digest: their records are
-    expected at that version with any digest (``sealed`` None).
+    sets those of each record it names; a ``record.delete`` entry marks its record erased (gone),
+    an ``erase`` entry every record of its subject. Entries written before freshness was
+    recorded carry no digest: their records are expected at that version with any digest
+    (``sealed`` None).
     """
     expected: dict[str, Expected] = {}
     owners: dict[str, set[str]] = {}
@@ -118,6 +122,11 @@ def expected_records(entries: Iterable[Mapping[str, Any]]) -> dict[str, Expected
             for item in str(detail["records"]).split(";"):
                 record_id, version, digest = item.split(":")
                 expected[record_id] = Expected(int(version), digest, seq=seq)
+        elif action == DELETE_ACTION and entry.get("record_id"):
+            # One record deleted (its row is gone): a missing row is what the log expects.
+            record_id = str(entry["record_id"])
+            old = expected.get(record_id, Expected(0, None))
+            expected[record_id] = Expected(old.version + 1, None, erased=True, seq=seq)
         elif action == "erase" and entry.get("subject"):
             for record_id in owners.get(str(entry["subject"]), set()):
                 old = expected[record_id]

@@ -29,6 +29,7 @@ from ..records import RECORD_TYPES, Record, normalise
 from ..storage import RecordRow
 from .core import Access
 from .decide import denied
+from .deletes import storage_only
 from .erase import held
 from .keystore import SUBJECT_ID_FIELD
 from .views import RecordView
@@ -342,6 +343,11 @@ def _decide_rows(
                 )
             )
             error = error or denied(access.actor, access.purpose, "read", name, decision.reason)
+            continue
+        if storage_only(access, row, subject):
+            # Kept only for a legal retention duty: storage, not processing (PIPL Art 47).
+            entries.append(_refusal(access, action, row, "storage_only"))
+            error = error or denied(access.actor, access.purpose, "read", name, "storage_only")
             continue
         note: dict[str, str | bool] = {}
         if consent is not None:

@@ -38,6 +38,7 @@ from ..records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
 from ..storage import KeyRow, RecordRow, SubjectRow
 from .core import Access
 from .decide import denied
+from .deletes import storage_only
 from .freshness import rekey_entries, write_detail
 from .keystore import AUTO_ROTATE_AT, SUBJECT_ID_FIELD, minor_aad
 from .rekey import Rekeyed, rekey_subject
@@ -389,6 +390,11 @@ def _check_update(
             decision = changed
     refused = sorted(set(fields) - decision.writable)
     refuse["subject"] = subject.pseudonym
+    if decision.allowed and storage_only(access, row, subject):
+        # Kept only for a legal retention duty: storage, not processing (PIPL Art 47).
+        entry = access.entry("update", decision="deny", reason="storage_only", **refuse)
+        error = denied(access.actor, access.purpose, "update", ref.record_type, "storage_only")
+        return entry, error, None
     if not decision.allowed or refused:
         reason = decision.reason if not decision.allowed else "field_not_writable"
         entry = access.entry(

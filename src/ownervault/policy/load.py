@@ -7,6 +7,8 @@ A policy pack is a folder with three files (see ``docs/policies.md`` and ``polic
 * ``roles.toml`` -- who acts: each role and the purposes it may act for.
 * ``rules.toml`` -- role x purpose x record type -> actions and field views
   (``full``, ``masked:<masker>``, ``hidden``).
+* ``retention.toml`` -- per record type, how long it is kept and from which event
+  (:mod:`.retention`).
 
 Loading fails with the file, line and a clear message on any unknown field, role, purpose,
 record type or masker. :func:`processing_register` turns a loaded pack into the record of
@@ -28,6 +30,7 @@ from .files import Notice, PackFile, PurposesFile, RolesFile, RuleModel, RulesFi
 from .model import ADMIN_ACTIONS, FieldView, LegalBasis, ViewMode
 from .pack import BreakGlass, Policy, Purpose, Rule
 from .recipients import RECIPIENTS_FILE, Recipient, load_recipients
+from .retention import RETENTION_FILE, derived_schedule, load_schedule
 
 __all__ = ["cross_border_transfers", "default_policy_dir", "load_policy", "processing_register"]
 
@@ -226,6 +229,14 @@ def load_policy(folder: str | Path | None = None) -> Policy:
             recipients_file, {pid: (p.legal_basis, p.fields) for pid, p in purposes.items()}
         )
         digest.update(_digest_part(recipients_file.path.name, recipients_file.text))
+    # The retention schedule (retention.toml); a pack without one gets a derived schedule.
+    used_types = {rt for p in purposes.values() for rt, names in p.fields.items() if names}
+    if (base / RETENTION_FILE).is_file():
+        retention_file = PackFile(base, RETENTION_FILE)
+        schedule = load_schedule(retention_file, used_types)
+        digest.update(_digest_part(RETENTION_FILE, retention_file.text))
+    else:
+        schedule = derived_schedule(purposes)
     return Policy(
         source=str(base),
         roles=roles,
@@ -240,6 +251,7 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         two_person=frozenset(roles_doc.two_person.actions),
         two_person_grants=frozenset(roles_doc.two_person.grants_of),
         recipients=recipients,
+        retention=schedule,
     )
 
 

@@ -19,6 +19,7 @@ from ..exceptions import PolicyDeniedError
 from ..records import RECORD_TYPES, Classification
 from .model import RESTRICTIVENESS, Action, Actor, Decision, FieldView, LegalBasis, ViewMode
 from .recipients import Recipient, RecipientType, purposes_with_recipients
+from .retention import RetentionEntry
 
 __all__ = ["Policy", "Purpose", "Rule", "SubjectContext"]
 
@@ -182,6 +183,9 @@ class Policy:
         ``government``, ``public``) or entrusted processing (``entrusted_processor``).
         """
         return purposes_with_recipients(self.recipients)
+
+    #: The retention schedule by record type (``retention.toml``).
+    retention: Mapping[str, RetentionEntry] = attrs.field(factory=dict)
 
     def may_administer(self, actor: Actor, action: str) -> bool:
         """Whether one of ``actor``'s roles may take the administrative ``action``."""

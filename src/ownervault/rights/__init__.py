@@ -2,10 +2,11 @@
 
 Owns access and copy (:mod:`.export`, with the published schema), correction, restriction,
 legal holds, disclosures and rights requests with deadlines (:mod:`.requests`), the
-retention sweep (:mod:`.retention`), explanations of the processing rules
-(:mod:`.explanation`), objections (:mod:`.objection`) and a deceased owner's close relatives
-(:mod:`.kin`). Erasure itself, with its signed receipt, is a kernel
-operation (:mod:`ownervault.kernel.erase`) because the sweep and breach handling need it too.
+retention sweep (:mod:`.retention`), which deletes records by the pack's schedule, explanations
+of the processing rules (:mod:`.explanation`), objections (:mod:`.objection`) and a deceased
+owner's close relatives (:mod:`.kin`). Erasure and one record's deletion, with their signed
+receipts, are kernel operations (:mod:`ownervault.kernel.erase`,
+:mod:`ownervault.kernel.deletes`) because the sweep and breach handling need them too.
 Every function runs under a kernel :class:`~ownervault.kernel.Access`, so each step is decided
 by the policy pack and audited. Imports the kernel and the layers below it; never ``vault``,
 ``breach`` or ``keys.admin``.
@@ -47,7 +48,17 @@ from .requests import (
     release,
     restrict,
 )
-from .retention import SweepItem, SweepReport, add_duration, retention_sweep
+from .retention import (
+    OVERSIGHT_PURPOSES,
+    RecordFate,
+    RecordSweepItem,
+    SweepItem,
+    SweepReport,
+    add_duration,
+    counts_for_retention,
+    record_fate,
+    retention_sweep,
+)
 
 __all__ = [
     "DEFAULT_REQUEST_DAYS",
@@ -56,6 +67,7 @@ __all__ = [
     "KIN_RELATIONS",
     "NEXT_OF_KIN_ACTIONS",
     "OBJECTION_EFFECTS",
+    "OVERSIGHT_PURPOSES",
     "REQUEST_KINDS",
     "RIGHTS_PURPOSES",
     "Arrangement",
@@ -68,12 +80,15 @@ __all__ = [
     "ExplainedPurpose",
     "ObjectionResult",
     "ProcessingExplanation",
+    "RecordFate",
+    "RecordSweepItem",
     "SubjectExport",
     "SweepItem",
     "SweepReport",
     "add_duration",
     "close_request",
     "correct",
+    "counts_for_retention",
     "disclose",
     "explain_processing",
     "export_schema",
@@ -88,6 +103,7 @@ __all__ = [
     "override_objection",
     "record_arrangement",
     "record_disclosure",
+    "record_fate",
     "release",
     "render_explanation_text",
     "render_export_html",

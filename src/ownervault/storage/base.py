@@ -428,6 +428,11 @@ class Backend(RecipientNoticeStore, Protocol):
         """
         ...
 
+    def delete_record(self, record_id: str, *, expected_version: int) -> int | None:
+        """Delete one live record at ``expected_version`` and its index tokens; return how many
+        tokens went, or None when no such live record is at that version."""
+        ...
+
     def find_tokens(self, record_type: str, field: str, token: bytes) -> list[str]:
         """Record ids of ``record_type`` whose ``field`` has blind-index ``token``."""
         ...

@@ -132,6 +132,22 @@ class RecordQueries(QueryRunner):
                 )
         return True
 
+    def delete_record(self, record_id: str, *, expected_version: int) -> int | None:
+        """Delete one live record at ``expected_version`` and its blind-index tokens.
+
+        Returns how many tokens went, or None when no such live record is at that version.
+        """
+        tokens = self._execute(
+            "DELETE FROM blind_index WHERE record_id = ? AND EXISTS (SELECT 1 FROM records "
+            "WHERE record_id = ? AND version = ? AND erased = 0)",
+            (record_id, record_id, expected_version),
+        ).rowcount
+        cur = self._execute(
+            "DELETE FROM records WHERE record_id = ? AND version = ? AND erased = 0",
+            (record_id, expected_version),
+        )
+        return int(tokens) if cur.rowcount == 1 else None
+
     def find_tokens(self, record_type: str, field: str, token: bytes) -> list[str]:
         """Ids of live ``record_type`` records whose ``field`` has blind-index ``token``."""
         rows = self._execute(
