@@ -27,7 +27,7 @@ from ownervault.exceptions import (
 )
 from ownervault.policy import RecipientType, default_policy_dir, load_policy, processing_register
 from ownervault.policy.load import cross_border_transfers
-from ownervault.records import OwnerProfile, RenovationApplication, Unit
+from ownervault.records import OwnerProfile, RenovationApplication, Unit, Vehicle
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 EVIDENCE = "a" * 64
@@ -355,7 +355,8 @@ def test_erasure_queues_a_notice_for_every_recipient_and_delivers_it(rvault: ov.
 
 
 def test_retention_sweep_erasure_notifies_recipients(rvault: ov.Vault, clock: FrozenClock) -> None:
-    """An owner erased by the retention sweep: the recipients are told, with the cause."""
+    """A record the retention sweep deletes: the recipients given its fields are told, with
+    the cause (the owner keeps a pending renovation application, so only the profile goes)."""
     with rvault.session(ENGINEER, "repair_dispatch") as s:
         done = s.disclose("owner-1", "repair_firm", ["owner_profile.phone"])
     with rvault.session(CLERK, "owner_registration") as s:
@@ -364,11 +365,34 @@ def test_retention_sweep_erasure_notifies_recipients(rvault: ov.Vault, clock: Fr
     clock.advance(_dt.timedelta(days=365 * 6))
     with rvault.session(OFFICER, "erasure_request") as s:
         report = s.retention_sweep(dry_run=False)
-    assert len(report.erased) == 1
+    assert report.erased == []
+    deleted = {r.record_type for r in report.records if r.action == "deleted"}
+    assert "owner_profile" in deleted
     (notice,) = rvault.incidents.recipient_notices.queued()
     payload = json.loads(notice.payload)
     assert (payload["reference"], payload["event"]) == (done.disclosure_id, "erased")
     assert payload["cause"] == "retention_expired"
+    assert payload["fields"] == ["owner_profile.phone"]
+
+
+def test_deleting_a_record_tells_only_recipients_of_its_fields(rvault: ov.Vault) -> None:
+    """Session.delete of one record: a notice to each recipient given a field of that record
+    type, none for a record type no recipient received."""
+    with rvault.session(ENGINEER, "repair_dispatch") as s:
+        done = s.disclose("owner-1", "repair_firm", ["owner_profile.phone"])
+    with rvault.session(CLERK, "owner_registration") as s:
+        car = s.put(Vehicle(subject_id="owner-1", plate="京A12345"))
+        (profile,) = s.find(OwnerProfile, phone=PHONE)
+    with rvault.session(OFFICER, "erasure_request") as s:
+        s.delete(car, reason="owner_request")
+        assert rvault.incidents.recipient_notices.queued() == []
+        s.delete(profile, reason="owner_request")
+    (notice,) = rvault.incidents.recipient_notices.queued()
+    payload = json.loads(notice.payload)
+    assert (payload["reference"], payload["fields"]) == (
+        done.disclosure_id,
+        ["owner_profile.phone"],
+    )
 
 
 def test_a_failing_hook_keeps_the_notice_for_a_retry(rvault: ov.Vault) -> None:

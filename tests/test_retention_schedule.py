@@ -38,7 +38,7 @@ from ownervault.records import (
 )
 from ownervault.rights import add_duration, counts_for_retention, record_fate
 from ownervault.storage import RecordRow
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 T0 = _dt.datetime(2026, 1, 1, 9, 0, tzinfo=_dt.UTC)
 CLERK = ov.Actor("clerk-01", roles=["front_desk"])
@@ -555,6 +555,7 @@ def test_cli_schedule_delete_and_sweep(tmp_path: Path) -> None:
     key_file, path = tmp_path / "root.key", tmp_path / "vault"
     with ov.Vault.create(path, key=ov.KeyFileKey.generate(key_file)) as vault:
         grant_roles(vault, CLERK, DPO, ADMIN)
+        record_assessments(vault)
         _pid, vid = _put(
             vault,
             CLERK,
@@ -598,6 +599,7 @@ def test_reopened_vault_keeps_deletions(tmp_path: Path, clock: FrozenClock) -> N
     path = tmp_path / "v"
     with ov.Vault.create(path, key=key, clock=clock) as vault:
         grant_roles(vault, CLERK, DPO)
+        record_assessments(vault)
         _pid, vid = _put(
             vault, CLERK, "owner_registration", _owner("owner-i"),
             Contract(subject_id="owner-i", contract_number="HT-2026-001",

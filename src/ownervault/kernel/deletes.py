@@ -45,6 +45,7 @@ from .decide import denied
 from .erase import ErasureResult, erase_pseudonym, held
 from .freshness import DELETE_ACTION
 from .keystore import SUBJECT_ID_FIELD
+from .notices import queue_recipient_notices
 
 __all__ = [
     "DELETE_REASONS",
@@ -238,6 +239,10 @@ def _delete(
         },
     )
     size = kernel.audit.append([entry], now=now_dt)
+    # Recipients given fields of this record are told, in the same transaction (PIPL Art 47).
+    queue_recipient_notices(
+        kernel, row.pseudonym, "erased", record_type=row.record_type, cause=reason
+    )
     erasure: ErasureResult | None = None
     if not any(not r.erased for r in access.backend.records_of_subject(row.pseudonym)):
         # Nothing of the subject is left: destroy their key too, so backups cannot give the

@@ -61,10 +61,11 @@ def queue_recipient_notices(
     Args:
         kernel: the vault's kernel (its backend must be in a transaction).
         pseudonym: the owner.
-        event: ``erased`` (every disclosure) or ``corrected`` (only disclosures that included
-            a changed field).
+        event: ``erased`` (every disclosure; with ``record_type``, only disclosures that
+            included a field of that type, for one deleted record) or ``corrected`` (only
+            disclosures that included a changed field).
         changed: for a correction, the changed field names of ``record_type``.
-        record_type: the corrected record's type.
+        record_type: the corrected record's type, or the type of the one record deleted.
         cause: why (``erasure_request``, ``retention_expired``, ``correction_request``).
 
     Returns:
@@ -76,7 +77,12 @@ def queue_recipient_notices(
     rows: list[RecipientNoticeRow] = []
     for d in disclosures:
         stored = json.loads(d.fields)
-        if wanted is None:
+        if wanted is None and record_type:
+            # One deleted record: the fields of its type this recipient was given.
+            fields = sorted(n for n in stored if n.partition(".")[0] == record_type)
+            if not fields:
+                continue
+        elif wanted is None:
             fields = sorted(stored)
         else:
             # A legacy disclosure's bare names are read as fields of the corrected record type.

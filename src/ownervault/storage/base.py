@@ -311,7 +311,19 @@ class RecipientNoticeStore(Protocol):
         ...
 
 
-class Backend(RecipientNoticeStore, Protocol):
+class AssessmentStore(Protocol):
+    """Storage of the impact assessment register (append-only)."""
+
+    def insert_assessment(self, row: AssessmentRow) -> None:
+        """Append an impact assessment (the register is append-only)."""
+        ...
+
+    def assessments(self, purpose: str | None = None) -> list[AssessmentRow]:
+        """Impact assessments (of one purpose, or all), in the order they were recorded."""
+        ...
+
+
+class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
     """Storage operations used by :class:`ownervault.Vault`.
 
     Every write happens inside :meth:`atomic`; the outermost ``atomic()`` takes the write lock
@@ -694,14 +706,6 @@ class Backend(RecipientNoticeStore, Protocol):
 
     def all_disclosures(self) -> list[DisclosureRow]:
         """Every recorded disclosure, oldest first."""
-        ...
-
-    def insert_assessment(self, row: AssessmentRow) -> None:
-        """Append an impact assessment (the register is append-only)."""
-        ...
-
-    def assessments(self, purpose: str | None = None) -> list[AssessmentRow]:
-        """Impact assessments (of one purpose, or all), in the order they were recorded."""
         ...
 
     def integrity_problems(self) -> list[DatabaseProblem]:
