@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from ..rights import KIN_RELATIONS, NEXT_OF_KIN_ACTIONS
 from ..kernel import DELETE_REASONS
+from ..rights import KIN_RELATIONS, NEXT_OF_KIN_ACTIONS
 from .common import (
     as_option,
     evidence_digest,
@@ -30,7 +30,7 @@ __all__ = ["subject"]
 
 @click.group()
 def subject() -> None:
-    """Owners' rights: export, correct, restrict, erase, delete, hold, explain, object, next of kin."""
+    """Owners' rights: export, correct, restrict, erase, delete, hold, explain, object, kin."""
 
 
 @subject.command("export")
