@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..exceptions import PolicyDeniedError
+from ..exceptions import ConsentRequiredError, PolicyDeniedError
 from ..keys import KeyFileKey, KeyProvider
 from ..migrate import migrate_vault
 from ..policy import Actor
@@ -85,9 +85,13 @@ def demo(path: Path, owners: int, key_file: Path | None, quiet: bool) -> None:
             ("clerk-01", "front_desk"),
             ("fin-02", "finance"),
             ("guard-07", "security"),
+            ("eng-05", "engineering"),
         ):
             vault.grants.add(actor_id, role, by=grantor)
-        click.echo("granted roles: clerk-01 front_desk, fin-02 finance, guard-07 security")
+        click.echo(
+            "granted roles: clerk-01 front_desk, fin-02 finance, guard-07 security, "
+            "eng-05 engineering"
+        )
         # Purposes that process sensitive data need a current impact assessment (PIPL Art 55),
         # recorded by the compliance officer before the first session for them.
         officer = Actor("dpo-03", roles=["compliance_officer"])
@@ -156,11 +160,37 @@ def demo(path: Path, owners: int, key_file: Path | None, quiet: bool) -> None:
                 f"Finance search by a caller's phone (the pack grants it): {len(callers)} match, "
                 "shown masked"
             )
+        _demo_disclosures(vault, first.subject_id)
         status = vault.key_status()
         click.echo(
             f"\naudit log: {status.audit_entries} entries, verified: {vault.audit.verify()} entries"
         )
         click.echo(f"subject keys: {dict(status.subject_keys)}")
+
+
+def _demo_disclosures(vault: Vault, subject_id: str) -> None:
+    """One disclosure the register allows and one it refuses (PIPL Art 21 and 25)."""
+    click.echo("\nDisclosures to recipients in the register (recipients.toml):")
+    engineer = Actor("eng-05", roles=["engineering"])
+    fields = ["owner_profile.name", "owner_profile.phone", "unit.unit_number"]
+    with vault.session(engineer, "repair_dispatch") as session:
+        sent = session.disclose(subject_id, "repair_contractor", fields)
+    shown = ", ".join(
+        f"{name}={value}" for record in sent.records for name, value in record.values.items()
+    )
+    click.echo(
+        f"  repair dispatch -> repair_contractor ({sent.recipient_type}, "
+        f"{sent.legal_basis}): {shown} [{sent.disclosure_id}]"
+    )
+    clerk = Actor("clerk-01", roles=["front_desk"])
+    with vault.session(clerk, "community_events") as session:
+        try:
+            session.disclose(subject_id, "notice_board", ["owner_profile.name"])
+        except ConsentRequiredError as refused:
+            click.echo(
+                f"  community events -> notice_board (public): refused ({refused.reason}), "
+                "publishing needs the owner's separate consent"
+            )
 
 
 @click.command("backup")
