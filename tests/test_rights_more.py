@@ -609,7 +609,7 @@ def test_explanation_contents(
 
 def test_request_kinds_and_constants() -> None:
     assert {"explanation", "objection", "next_of_kin"} <= set(REQUEST_KINDS)
-    assert RIGHTS_PURPOSES | {"breach_notification"} == NEVER_BLOCKED_PURPOSES
+    assert RIGHTS_PURPOSES | {"breach_notification", "handover"} == NEVER_BLOCKED_PURPOSES
     assert set(NEXT_OF_KIN_ACTIONS) == {"access", "copy", "correction", "erasure"}
     assert "spouse" in KIN_RELATIONS and "friend" not in KIN_RELATIONS
     # An older vault's plain restriction list still reads as a restriction.

@@ -83,21 +83,16 @@ class LegalBasis(StrEnum):
     HR_MANAGEMENT = "hr_management"
 
 
-#: Purposes that serve the owner's own rights; a restriction never blocks them. A handover to
-#: a successor company (PIPL Art 22) moves restricted owners' records too, restriction included.
+#: Purposes that serve the owner's own rights; a restriction never blocks them.
 RIGHTS_PURPOSES: Final = frozenset(
-    {
-        "subject_access_request",
-        "correction_request",
-        "erasure_request",
-        "subject_rights",
-        "handover",
-    }
+    {"subject_access_request", "correction_request", "erasure_request", "subject_rights"}
 )
 
-#: Purposes a restriction or an objection never blocks: the owner's own rights, and telling the
-#: owner about a breach that affects them (PIPL Art 57, GDPR Art 34), which serves the owner.
-NEVER_BLOCKED_PURPOSES: Final = RIGHTS_PURPOSES | frozenset({"breach_notification"})
+#: Purposes a restriction or an objection never blocks: the owner's own rights, telling the
+#: owner about a breach that affects them (PIPL Art 57, GDPR Art 34), which serves the owner,
+#: and the handover to a successor company (PIPL Art 22), which moves restricted owners'
+#: records too, their restriction with them.
+NEVER_BLOCKED_PURPOSES: Final = RIGHTS_PURPOSES | frozenset({"breach_notification", "handover"})
 
 
 def _role_tuple(roles: Iterable[str]) -> tuple[str, ...]:

@@ -60,11 +60,12 @@ __all__ = [
 #: The schedule's file in a policy pack.
 RETENTION_FILE: Final = "retention.toml"
 #: Purposes whose processing is oversight, not processing for the data's own purposes: owners'
-#: rights handled by a compliance officer, breach notices, consent management and
-#: administration. Their use never keeps a record longer, and they may still reach a record
-#: kept only for a legal duty.
+#: rights handled by a compliance officer, breach notices, consent management,
+#: administration and the handover to a successor company. Their use never keeps a record
+#: longer, and they may still reach a record kept only for a legal duty (a successor takes
+#: over the accounting records with their duty).
 OVERSIGHT_PURPOSES: Final = RIGHTS_PURPOSES | frozenset(
-    {"breach_notification", "consent_management", "vault_administration"}
+    {"breach_notification", "consent_management", "vault_administration", "handover"}
 )
 #: The kinds of start event (see the module documentation).
 START_EVENTS: Final = ("created", "updated", "owner_moved_out", "status", "field")
