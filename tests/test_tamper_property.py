@@ -94,7 +94,8 @@ def _harmless(table: str, column: str, row: dict[str, Any]) -> bool:
 
 #: ``meta`` rows whose value only tunes what the vault does next (the threat model's ``meta``
 #: row): which active key is primary, the key epoch that makes other processes reload keys,
-#: the invocation limit for new keys, when the vault was made, when processes re-read grants.
+#: the invocation limit for new keys, when the vault was made, when processes re-read grants
+#: and the impact assessment register.
 _HARMLESS_META = frozenset(
     {
         "primary_kek",
@@ -103,6 +104,7 @@ _HARMLESS_META = frozenset(
         "max_key_invocations",
         "created_at",
         "grants_version",
+        "assessments_version",
     }
 )
 
