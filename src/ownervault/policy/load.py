@@ -7,6 +7,9 @@ A policy pack is a folder with three files (see ``docs/policies.md`` and ``polic
 * ``roles.toml`` -- who acts: each role and the purposes it may act for.
 * ``rules.toml`` -- role x purpose x record type -> actions and field views
   (``full``, ``masked:<masker>``, ``hidden``).
+* ``controller.toml`` -- the controller, its personal information protection officer and the
+  security measures; ``notices.toml`` -- the versioned privacy notice of every purpose (see
+  :mod:`.notices`). A pack written before these two files existed still loads.
 
 Loading fails with the file, line and a clear message on any unknown field, role, purpose,
 record type or masker. :func:`processing_register` turns a loaded pack into the record of
@@ -24,8 +27,9 @@ import attrs
 
 from ..exceptions import PolicyError
 from ..records import MASKERS, RECORD_TYPES, Classification, Record
-from .files import Notice, PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
+from .files import PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
 from .model import ADMIN_ACTIONS, FieldView, LegalBasis, ViewMode
+from .notices import load_notices
 from .pack import BreakGlass, Policy, Purpose, Rule
 
 __all__ = ["default_policy_dir", "load_policy", "processing_register"]
@@ -87,15 +91,7 @@ def load_policy(folder: str | Path | None = None) -> Policy:
             contract_necessary=pm.contract_necessary,
             fields=fields,
             description=pm.description,
-            notice_zh=pm.notice.zh if pm.notice else "",
-            notice_en=pm.notice.en if pm.notice else "",
-            notice_version=_notice_version(pm.notice) if pm.notice else None,
         )
-        if pm.legal_basis is LegalBasis.CONSENT and pm.notice is None:
-            raise pfile.error(
-                ["purposes", pid, "legal_basis"],
-                f"purpose {pid!r} is based on consent and needs a [notice] with zh and en text",
-            )
         sensitive_used = any(
             RECORD_TYPES[rt].field_specs()[f].classification is Classification.SENSITIVE
             for rt, names in fields.items()
@@ -107,6 +103,31 @@ def load_policy(folder: str | Path | None = None) -> Policy:
                 f"purpose {pid!r} needs sensitive fields under consent: "
                 "set separate_consent = true",
             )
+
+    notice_set = load_notices(
+        base,
+        pfile,
+        {
+            pid: (pm.legal_basis, pm.retention, purposes[pid].fields, pm.notice)
+            for pid, pm in purposes_doc.purposes.items()
+        },
+    )
+    for pid, pm in purposes_doc.purposes.items():
+        if pm.legal_basis is LegalBasis.CONSENT and pid not in notice_set.by_purpose:
+            raise pfile.error(
+                ["purposes", pid, "legal_basis"],
+                f"purpose {pid!r} is based on consent and needs a [notice] with zh and en text",
+            )
+    for pid, nid in notice_set.by_purpose.items():
+        notice = notice_set.notices[nid]
+        purposes[pid] = attrs.evolve(
+            purposes[pid],
+            notice_zh=notice.text("zh"),
+            notice_en=notice.text("en"),
+            notice_version=notice.version,
+            notice_hash=notice.sha256,
+            notice_id=nid,
+        )
 
     roles: dict[str, frozenset[str]] = {}
     titles: dict[str, tuple[str, str]] = {}
@@ -209,6 +230,8 @@ def load_policy(folder: str | Path | None = None) -> Policy:
     digest = hashlib.sha256()
     for pack in (pfile, rfile, rulefile):
         digest.update(_digest_part(pack.path.name, pack.text))
+    for name, text in notice_set.texts:
+        digest.update(_digest_part(name, text))
     return Policy(
         source=str(base),
         roles=roles,
@@ -222,6 +245,9 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         break_glass=emergency,
         two_person=frozenset(roles_doc.two_person.actions),
         two_person_grants=frozenset(roles_doc.two_person.grants_of),
+        notices=notice_set.notices,
+        controller=notice_set.controller,
+        security_measures=notice_set.security_measures,
     )
 
 
@@ -343,12 +369,6 @@ def _search_fields(
     if out and "read" not in rm.actions:
         raise rulefile.error([*at, "search"], f"rule {rm.id!r}: 'search' needs the read action")
     return frozenset(out)
-
-
-def _notice_version(notice: Notice) -> str:
-    """Content hash of a notice: changing either text makes a new version."""
-    digest = hashlib.sha256(_digest_part("zh", notice.zh) + _digest_part("en", notice.en))
-    return "n" + digest.hexdigest()[:16]
 
 
 def _expand_fields(
