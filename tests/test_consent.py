@@ -1153,7 +1153,7 @@ def test_cli_policy_ropa_markdown_and_json() -> None:
     assert "| consent |" in events and policy.purposes["community_events"].notice_version in events
 
     as_json = _run("policy", "ropa", "--format", "json")
-    register = json.loads(as_json.stdout)
+    register = json.loads(as_json.stdout)["purposes"]
     assert [item["purpose"] for item in register if item["prohibited"] is None] == sorted(
         policy.purposes
     )

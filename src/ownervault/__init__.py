@@ -15,7 +15,7 @@ from . import exceptions, records
 from .authn import Identity, JWTAuthenticator
 from .kernel import CheckFinding
 from .keys import EnvKey, KeyFileKey, KeyInfo, KeyState, PassphraseKey
-from .policy import Actor, Decision, FieldView, Policy, ViewMode, load_policy
+from .policy import Actor, Decision, FieldView, Policy, PrivacyNotice, ViewMode, load_policy
 from .records import Classification, Record
 from .vault import (
     CheckReport,
@@ -46,6 +46,7 @@ __all__ = [
     "KeyStatus",
     "PassphraseKey",
     "Policy",
+    "PrivacyNotice",
     "Record",
     "RecordRef",
     "RecordView",

@@ -21,7 +21,9 @@ from .model import (
     LegalBasis,
     ViewMode,
 )
+from .notices import Controller, Officer, PrivacyNotice, SecurityMeasure, notice_hash
 from .pack import Policy, Purpose, Rule, SubjectContext
+from .register import processing_record
 
 __all__ = [
     "ACTIONS",
@@ -34,18 +36,24 @@ __all__ = [
     "ConsentRecord",
     "ConsentState",
     "ConsentStatus",
+    "Controller",
     "Decision",
     "FieldView",
     "LegalBasis",
+    "Officer",
     "PackFile",
     "Policy",
+    "PrivacyNotice",
     "Purpose",
     "Rule",
+    "SecurityMeasure",
     "SubjectContext",
     "ViewMode",
     "consent_state",
     "default_policy_dir",
     "load_policy",
     "mask",
+    "notice_hash",
+    "processing_record",
     "processing_register",
 ]

@@ -392,7 +392,10 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
     """The record of processing activities (GDPR Art 30 / PIPL Art 56 style), one per purpose.
 
     Each item: purpose, titles, legal basis, data categories (fields by classification),
-    roles that may act for it, retention, consent requirement, and prohibited purposes last.
+    roles that may act for it, retention, consent requirement, the notice (id, version,
+    sha256), places for recipients, cross-border transfers and impact assessments, and
+    prohibited purposes last. :func:`ownervault.policy.register.processing_record` adds the
+    controller, its officer and the security measures.
     """
     register: list[dict[str, Any]] = []
     for pid, spec in sorted(policy.purposes.items()):
@@ -406,6 +409,13 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
         if spec.legal_basis is LegalBasis.CONSENT:
             consent_text = "separate consent" if spec.separate_consent else "consent"
             consent_text += f" (notice {spec.notice_version})"
+        notice = None
+        if spec.notice_id is not None:
+            notice = {
+                "id": spec.notice_id,
+                "version": spec.notice_version,
+                "sha256": spec.notice_hash,
+            }
         register.append(
             {
                 "purpose": pid,
@@ -418,6 +428,11 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
                 "retention": spec.retention,
                 "consent": consent_text,
                 "prohibited": None,
+                "notice": notice,
+                # Filled by the recipients register and impact assessments where a pack has them.
+                "recipients": [],
+                "cross_border": [],
+                "assessments": [],
             }
         )
     for pid, reason in sorted(policy.prohibited.items()):
@@ -433,6 +448,10 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
                 "retention": "",
                 "consent": "",
                 "prohibited": reason,
+                "notice": None,
+                "recipients": [],
+                "cross_border": [],
+                "assessments": [],
             }
         )
     return register

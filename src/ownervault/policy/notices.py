@@ -27,7 +27,6 @@ from typing import Annotated, Any, Final, Literal
 import attrs
 import pydantic
 
-from ..exceptions import PolicyError
 from ..records import RECORD_TYPES, Classification
 from .files import ISO_DURATION, Notice, PackFile
 from .model import LegalBasis
@@ -39,7 +38,6 @@ __all__ = [
     "Officer",
     "PrivacyNotice",
     "SecurityMeasure",
-    "completeness_problem",
     "duration_text",
     "legacy_notice",
     "load_notices",
@@ -569,25 +567,3 @@ def _check_notice(
         zh=merged["zh"],
         en=merged["en"],
     )
-
-
-def completeness_problem(
-    base: Path, notices: NoticeSet, purposes: Sequence[str]
-) -> PolicyError | None:
-    """Why a loaded pack is not complete for ``ownervault policy check``, or None.
-
-    A pack loads without ``controller.toml`` or ``notices.toml`` (it was written before they
-    existed), but it does not tell owners what PIPL Art 17 asks for: the check refuses it.
-    """
-    if notices.controller is None:
-        return PolicyError(
-            "the pack names no controller: add controller.toml (PIPL Art 17, 52)",
-            file=str(base / "controller.toml"),
-        )
-    bare = [pid for pid in purposes if pid not in notices.by_purpose]
-    if bare:
-        return PolicyError(
-            f"purpose {bare[0]!r} has no notice: add notices.toml (PIPL Art 17)",
-            file=str(base / "notices.toml"),
-        )
-    return None
