@@ -432,7 +432,6 @@ def load_notices(
             raise nfile.error([], "notices name their controller: the pack needs controller.toml")
         ndoc = nfile.validate(NoticesFile)
         for nid, nm in ndoc.notices.items():
-            notices[nid] = _check_notice(nfile, nid, nm, ndoc.defaults, facts, controller)
             for i, pid in enumerate(nm.purposes):
                 if pid in by_purpose:
                     raise nfile.error(
@@ -440,6 +439,7 @@ def load_notices(
                         f"purpose {pid!r} is served by notices {by_purpose[pid]!r} and {nid!r}",
                     )
                 by_purpose[pid] = nid
+            notices[nid] = _check_notice(nfile, nid, nm, ndoc.defaults, facts, controller)
         for pid, fact in facts.items():
             if fact.inline is not None:
                 raise purposes_file.error(
@@ -521,6 +521,12 @@ def _check_notice(
         common = getattr(defaults, lang).model_dump(exclude_none=True)
         elements = {key: own.get(key, common.get(key)) for key in ELEMENTS}
         where = [*at, lang]
+
+        def line_of(key: str, lang: str = lang) -> list[str]:
+            # An element the notice takes from [defaults] is written there.
+            own_lang = getattr(nm, lang).model_dump(exclude_none=True)
+            return [*at, lang, key] if key in own_lang else ["defaults", lang, key]
+
         for key in needed:
             if not elements.get(key):
                 raise nfile.error(
@@ -532,19 +538,19 @@ def _check_notice(
         text = elements["controller"] or ""
         if name not in text:
             raise nfile.error(
-                [*where, "controller"],
+                line_of("controller"),
                 f"notice {nid!r} ({lang}): 'controller' does not give the controller's name",
             )
         if not any(c and c in text for c in (controller.phone, controller.email)):
             raise nfile.error(
-                [*where, "controller"],
+                line_of("controller"),
                 f"notice {nid!r} ({lang}): 'controller' does not give the controller's "
                 "phone or email",
             )
         period = duration_text(nm.retention, lang)
         if not _states(elements["retention"] or "", period, lang):
             raise nfile.error(
-                [*where, "retention"],
+                line_of("retention"),
                 f"notice {nid!r} ({lang}): 'retention' does not state the period "
                 f"{nm.retention} ({' '.join(period)})",
             )
