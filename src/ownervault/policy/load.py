@@ -1,6 +1,6 @@
 """Loading a policy pack: validate the TOML files, cross-check them, build the :class:`Policy`.
 
-A policy pack is a folder with three files (see ``docs/policies.md`` and ``policies/``):
+A policy pack is a folder of TOML files (see ``docs/policies.md`` and ``policies/``):
 
 * ``purposes.toml`` -- why data is used: title, legal basis, retention (ISO 8601 duration), the
   fields each purpose may need per record type; and prohibited purposes with a reason.
