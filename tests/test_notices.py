@@ -609,3 +609,59 @@ def test_retention_is_stated_as_owners_read_it(
 ) -> None:
     """The period a notice's retention text must state, in its language."""
     assert duration_text(duration, lang) == parts  # type: ignore[arg-type]
+
+
+# The consent notice of the default pack before notices.toml: the version-1 vault's grants
+# were given on it (version n300627028626c7dd).
+OLD_EVENTS_NOTICE = {
+    "zh": "我们将使用您的姓名、手机号码和电子邮箱向您发送社区活动邀请。"
+    "此项为可选，拒绝不影响物业服务；您可随时撤回同意。",
+    "en": "We use your name, mobile number and email to invite you to community events. This is "
+    "optional: refusing does not affect property services, and you can withdraw at any time.",
+}
+
+
+@pytest.mark.embedded_only("the committed version-1 vault")
+def test_an_upgraded_vault_replays_its_old_grants(tmp_path: Path) -> None:
+    """A vault from before notice hashes is upgraded to schema 4 and checks clean; its grants
+    (no hash, an ``n...`` version) stay live under the unchanged inline notice and ask for
+    re-consent once the pack's notice moved to notices.toml with new content."""
+    from ownervault import KeyFileKey
+
+    fixtures = Path(__file__).parent / "fixtures" / "vault-v1"
+    path = tmp_path / "v1"
+    shutil.copytree(fixtures / "vault", path)
+    key = KeyFileKey(fixtures / "root.key")
+    old_pack = tmp_path / "old-pack"
+    old_pack.mkdir()
+    for name in ("purposes.toml", "roles.toml", "rules.toml"):
+        shutil.copy(default_policy_dir() / name, old_pack / name)
+    zh, en = (json.dumps(OLD_EVENTS_NOTICE[lang], ensure_ascii=False) for lang in ("zh", "en"))
+    _sub(
+        "purposes.toml",
+        "[purposes.community_events.fields]",
+        f"[purposes.community_events.notice]\nzh = {zh}\nen = {en}\n"
+        "[purposes.community_events.fields]",
+    )(old_pack)
+    assert load_policy(old_pack).notice("community_events").version == "n300627028626c7dd"
+
+    def replay(vault: ov.Vault) -> ConsentStatus:
+        grant_roles(vault, CLERK)
+        with vault.session(CLERK, "consent_management") as s:
+            records = s.consents("fx-owner-2")
+        assert [(r.notice_version, r.notice_hash) for r in records] == [("n300627028626c7dd", None)]
+        spec = vault.policy.purposes["community_events"]
+        state = consent_state(
+            records,
+            at=_dt.datetime.now(_dt.UTC),
+            notice_version=spec.notice_version,
+            notice_hash=spec.notice_hash,
+            fields=spec.field_names,
+        )
+        assert vault.check(deep=True).ok
+        return state.status
+
+    with ov.Vault.open(path, key=key, policy=old_pack) as vault:
+        assert replay(vault) is ConsentStatus.LIVE
+    with ov.Vault.open(path, key=key) as vault:
+        assert replay(vault) is ConsentStatus.RECONSENT_REQUIRED
