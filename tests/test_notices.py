@@ -495,7 +495,7 @@ def test_reconsent_is_keyed_on_the_notice_hash(
     """A consent stays live while the notice's content is the one it was given on."""
     with vault.session(CLERK, "owner_registration") as s:
         s.put(_owner("owner-1"))
-    _grant(vault, "owner-1")
+    granted = _grant(vault, "owner-1")
     assert _reads_email(vault, "owner-1") == "allowed"
     if change is not None:
         _rewrite_events_notice(pack, *change, version)
@@ -504,6 +504,13 @@ def test_reconsent_is_keyed_on_the_notice_hash(
         expected = "allowed" if live else "consent_reconsent_required"
         assert _reads_email(reopened, "owner-1") == expected, case
         assert reopened.notice("community_events").version == str(version)
+        # The owner's copy of their data says the same, and which notice they consented on.
+        dpo = Actor("dpo-01", roles=["compliance_officer"])
+        with reopened.session(dpo, "subject_access_request") as s:
+            copy = s.export_subject("owner-1", verify_identity=lambda _subject: True)
+        (events,) = [p for p in copy.purposes if p.purpose == "community_events"]
+        assert events.consent_status == ("live" if live else "reconsent_required"), case
+        assert copy.consents[0].notice_hash == granted.notice_hash
     finally:
         reopened.close()
 
