@@ -1,5 +1,7 @@
 """Privacy notices (PIPL Art 17; GDPR Art 13-14), the controller and its protection officer.
 
+Runs on both backends: the consent tests record and replay the notice hash in each store.
+
 Covers: ``policy check`` refusing a notice that lacks what the law asks for (file and line), a
 purpose without a notice, retention and categories that do not match their purpose, a text
 changed under an old hash, sensitive processing without an officer; consents and their audit
@@ -35,6 +37,8 @@ from ownervault.policy.consent import ConsentRecord, ConsentStatus, consent_stat
 from ownervault.policy.notices import ELEMENTS, duration_text
 from ownervault.records import RECORD_TYPES, Classification, OwnerProfile
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+
+pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
 EVIDENCE = "ab" * 32
