@@ -521,11 +521,10 @@ def _check_notice(
         common = getattr(defaults, lang).model_dump(exclude_none=True)
         elements = {key: own.get(key, common.get(key)) for key in ELEMENTS}
         where = [*at, lang]
-
-        def line_of(key: str, lang: str = lang) -> list[str]:
-            # An element the notice takes from [defaults] is written there.
-            own_lang = getattr(nm, lang).model_dump(exclude_none=True)
-            return [*at, lang, key] if key in own_lang else ["defaults", lang, key]
+        # An element the notice takes from [defaults] is written there.
+        origin = {
+            key: [*at, lang, key] if key in own else ["defaults", lang, key] for key in ELEMENTS
+        }
 
         for key in needed:
             if not elements.get(key):
@@ -538,19 +537,19 @@ def _check_notice(
         text = elements["controller"] or ""
         if name not in text:
             raise nfile.error(
-                line_of("controller"),
+                origin["controller"],
                 f"notice {nid!r} ({lang}): 'controller' does not give the controller's name",
             )
         if not any(c and c in text for c in (controller.phone, controller.email)):
             raise nfile.error(
-                line_of("controller"),
+                origin["controller"],
                 f"notice {nid!r} ({lang}): 'controller' does not give the controller's "
                 "phone or email",
             )
         period = duration_text(nm.retention, lang)
         if not _states(elements["retention"] or "", period, lang):
             raise nfile.error(
-                line_of("retention"),
+                origin["retention"],
                 f"notice {nid!r} ({lang}): 'retention' does not state the period "
                 f"{nm.retention} ({' '.join(period)})",
             )
