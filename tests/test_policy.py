@@ -55,6 +55,8 @@ PROPERTY_TYPES = (
     "fee_account",
     "payment",
 )
+#: The gate, car-park and visitor logs (tests/test_logs.py).
+LOG_TYPES = ("visitor_entry", "gate_event", "parking_event")
 
 _RANK = {ViewMode.FULL: 0, ViewMode.MASKED: 1, ViewMode.HIDDEN: 2}
 
@@ -81,14 +83,26 @@ def decide(
     *,
     minor: bool = False,
 ) -> Decision:
-    return pol.decide(ov.Actor("actor-1", roles), purpose, record, action, minor=minor)  # type: ignore[arg-type]
+    return pol.decide(
+        ov.Actor("actor-1", roles),
+        purpose,
+        record,
+        action,  # type: ignore[arg-type]
+        minor=minor,
+        record=RECORD_STATE.get(record),
+    )
+
+
+#: The clear fields of the record each decision is about, for rules with a ``where`` condition
+#: (engineering's covers repair complaints; test_logs.py covers the others).
+RECORD_STATE: dict[str, dict[str, object]] = {"complaint": {"category": "repair"}}
 
 
 # =========================================================================== the default pack
 
 
 def test_default_pack_loads(policy: Policy) -> None:
-    """The shipped pack loads with its nine roles, its purposes and one prohibited purpose."""
+    """The shipped pack loads with its ten roles, its purposes and one prohibited purpose."""
     assert set(policy.roles) == {
         "front_desk",
         "finance",
@@ -99,6 +113,7 @@ def test_default_pack_loads(policy: Policy) -> None:
         "admin",
         "security_admin",
         "emergency_responder",
+        "gate_system",
     }
     assert set(policy.purposes) >= {
         "owner_registration",
@@ -118,7 +133,7 @@ def test_default_pack_loads(policy: Policy) -> None:
     assert policy.purposes["visitor_verification"].retention == "P30D"
     # record = "*" rules expand to one rule per record type of their purpose.
     expanded = [r for r in policy.rules if r.rule_id == "compliance.erasure"]
-    assert sorted(r.record_type for r in expanded) == sorted(PROPERTY_TYPES)
+    assert sorted(r.record_type for r in expanded) == sorted((*PROPERTY_TYPES, *LOG_TYPES))
 
 
 def test_default_pack_is_what_load_policy_loads_without_arguments(policy: Policy) -> None:

@@ -35,6 +35,7 @@ from .kernel.authority import authorise
 from .policy import Actor, ConsentRecord
 from .records import Record
 from .rights import CorrectionNotice, CorrectionResult, SubjectExport, SweepReport
+from .rights.sessions import OwnerRightsMethods
 from .storage.base import DisclosureRow, HoldRow, RequestRow
 
 __all__ = ["Session", "Sessions"]
@@ -42,7 +43,7 @@ __all__ = ["Session", "Sessions"]
 _R = TypeVar("_R", bound=Record)
 
 
-class Session:
+class Session(OwnerRightsMethods):
     """Work done by one actor for one purpose; every operation is checked and audited.
 
     Open with :meth:`Vault.session`; use as a context manager or call :meth:`close`.

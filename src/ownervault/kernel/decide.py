@@ -1,9 +1,10 @@
 """Decisions for one actor and purpose: the policy, then subject conditions, then consent.
 
 :class:`Decider` applies the loaded policy pack to a subject: where the subject lives (scope
-conditions), whether they are a minor (the date is stored encrypted), restrictions the owner
-asked for (PIPL Art 44) and the consent ledger (separate consent for sensitive data, PIPL Art
-29). Nothing is decrypted here but the subject's ``minor_until`` date.
+conditions), whether they are a minor (the date is stored encrypted), restrictions and
+objections the owner asked for (PIPL Art 44, :mod:`.limits`) and the consent ledger (separate
+consent for sensitive data, PIPL Art 29). Nothing is decrypted here but the subject's
+``minor_until`` date.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from ..exceptions import (
     PolicyDeniedError,
 )
 from ..policy import (
-    RIGHTS_PURPOSES,
     Action,
     Actor,
     ConsentState,
@@ -36,6 +36,7 @@ from ..policy import (
 from ..records import RECORD_TYPES, Classification
 from ..storage import Backend, SubjectRow
 from .keystore import KeyStore, minor_aad
+from .limits import parse_limits
 
 __all__ = ["Decider", "denied"]
 
@@ -67,14 +68,34 @@ class Decider:
         minor: bool = False,
         context: SubjectContext | None = None,
         now: _dt.datetime | None = None,
+        record: str | Mapping[str, object] | None = None,
+        where: bool = True,
     ) -> Decision:
-        """The policy's decision, cached when it does not depend on the time."""
+        """The policy's decision, cached when it does not depend on the time.
+
+        ``record`` is the record's clear fields (the stored JSON text or a mapping) for rules
+        with a ``where`` condition; ``where=False`` leaves those conditions unchecked.
+        """
         _, timed = self._policy.conditional(self.purpose, record_type)
-        key = (record_type, action, minor, context)
+        tested = self._policy.record_condition_fields(self.purpose, record_type)
+        values: dict[str, object] | None = None
+        if tested and where and record is not None:
+            clear = json.loads(record) if isinstance(record, str) else record
+            values = {name: clear.get(name) for name in tested}
+        condition_key = None if values is None else tuple(json.dumps(values[n]) for n in tested)
+        key = (record_type, action, minor, context, where, condition_key)
         decision = None if timed else self._cache.get(key)
         if decision is None:
             decision = self._policy.decide(
-                self.actor, self.purpose, record_type, action, minor=minor, subject=context, now=now
+                self.actor,
+                self.purpose,
+                record_type,
+                action,
+                minor=minor,
+                subject=context,
+                now=now,
+                record=values,
+                where=where,
             )
             if not timed:
                 self._cache[key] = decision
@@ -126,33 +147,48 @@ class Decider:
         now: _dt.datetime,
         extra_units: Iterable[Mapping[str, object]] = (),
         record_minor: bool = False,
+        record: str | Mapping[str, object] | None = None,
+        where: bool = True,
     ) -> tuple[Decision, ConsentState | None]:
-        """Policy, then conditions, then consent, for one subject (None: not yet stored)."""
+        """Policy, then conditions, then consent, for one subject (None: not yet stored).
+
+        ``record`` (the record's clear fields) is tested against rules' ``where`` conditions;
+        ``where=False`` leaves them unchecked (explanations).
+        """
         minor = record_minor or (
             subject is not None and key is not None and self.is_minor(subject, key, now.date())
         )
         needs_context, _ = self._policy.conditional(self.purpose, record_type)
         needs_context = needs_context or self.actor.confined
         context = self.context(subject, extra_units) if needs_context else None
-        decision = self.policy_only(record_type, action, minor=minor, context=context, now=now)
+        decision = self.policy_only(
+            record_type,
+            action,
+            minor=minor,
+            context=context,
+            now=now,
+            record=record,
+            where=where,
+        )
         if not decision.allowed:
             return decision, None
-        if (
-            subject is not None
-            and subject.restricted_to is not None
-            and self.purpose not in RIGHTS_PURPOSES
-            and self.purpose not in json.loads(subject.restricted_to)
-        ):
-            # The owner restricted processing to other purposes (PIPL Art 44).
+        blocked = (
+            None
+            if subject is None or subject.restricted_to is None
+            else parse_limits(subject.restricted_to).blocks(self.purpose)
+        )
+        if blocked is not None:
+            # The owner restricted processing to other purposes (PIPL Art 44) or objected to
+            # this one (PIPL Art 44, GDPR Art 21); the owner's rights and breach notices pass.
             restricted = {
-                name: FieldView(ViewMode.HIDDEN, rule_ids=view.rule_ids, reason="restricted")
+                name: FieldView(ViewMode.HIDDEN, rule_ids=view.rule_ids, reason=blocked)
                 for name, view in decision.fields.items()
             }
             return (
                 attrs.evolve(
                     decision,
                     allowed=False,
-                    reason="restricted",
+                    reason=blocked,
                     fields=restricted,
                     writable=frozenset(),
                 ),

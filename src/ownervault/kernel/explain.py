@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..audit import AuditEntry
 from ..exceptions import RecordNotFoundError, ValidationError
-from ..policy import Action, Actor, ConsentState
+from ..policy import Action, Actor, ConsentState, Policy
 from ..records import RECORD_TYPES
 from .core import Kernel
 from .decide import Decider
 
-__all__ = ["explain"]
+__all__ = ["explain", "record_conditions"]
+
+
+def record_conditions(policy: Policy, rule_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The ``where`` conditions of the named rules: ``[{"rule", "where"}]``, in rule order."""
+    named = set(rule_ids)
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for rule in policy.rules:
+        if rule.rule_id in named and rule.where and rule.rule_id not in seen:
+            seen.add(rule.rule_id)
+            out.append(
+                {
+                    "rule": rule.rule_id,
+                    "where": {name: list(values) for name, values in rule.where.items()},
+                }
+            )
+    return out
 
 
 def explain(
@@ -42,17 +60,25 @@ def explain(
     pseudonym: str | None = None
     consent: ConsentState | None = None
     if subject_id is None:
-        decision = decider.policy_only(record_type, action, now=now)
+        decision = decider.policy_only(record_type, action, now=now, where=False)
     else:
         subject = kernel.keys.lookup_subject(subject_id)
         if subject is None:
             raise RecordNotFoundError("no live subject with that id")
         pseudonym = subject.pseudonym
         decision, consent = decider.decide(
-            record_type, action, subject=subject, key=kernel.keys.subject_key(subject), now=now
+            record_type,
+            action,
+            subject=subject,
+            key=kernel.keys.subject_key(subject),
+            now=now,
+            where=False,
         )
     explanation = decision.explain()
     explanation["subject"] = pseudonym
+    # No record is read to explain: a rule's ``where`` condition is listed, not tested. The
+    # decision holds for records that meet it; others are refused (outside_record_condition).
+    explanation["record_conditions"] = record_conditions(kernel.policy, decision.rule_ids)
     if consent is not None:
         explanation["consent"] = {
             "status": consent.status.value,

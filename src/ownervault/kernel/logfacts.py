@@ -30,6 +30,8 @@ UNLOGGED: Final = object()
 
 #: The audit actions that make a grant (each names it in ``detail.grant_id``).
 GRANT_ACTIONS: Final = frozenset({"grant.add", "grant.bootstrap", "break_glass.grant"})
+#: Entries that log a subject row's whole ``restricted_to`` text (``detail["limits"]``).
+LIMIT_ACTIONS: Final = frozenset({"subject.object", "subject.override", "subject.arrangement"})
 
 
 class LogFacts:
@@ -42,6 +44,8 @@ class LogFacts:
         self.erased: set[str] = set()
         self.subject_keys: dict[str, str] = {}
         self.restrictions: dict[str, str | None] = {}
+        #: The subject row's whole ``restricted_to`` text as last logged (see ``.limits``).
+        self.limits: dict[str, str | None] = {}
         self.key_states: dict[str, str] = {}
         self.consents: dict[str, str] = {}
         self.grants: set[str] = set()
@@ -91,6 +95,10 @@ class LogFacts:
         elif action == "subject.restrict" and subject:
             allowed = detail.get("allowed")
             self.restrictions[str(subject)] = None if allowed is None else str(allowed)
+            if "limits" in detail:
+                self.limits[str(subject)] = detail["limits"]
+        elif action in LIMIT_ACTIONS and subject and "limits" in detail:
+            self.limits[str(subject)] = detail["limits"]
         elif action in ("consent.grant", "consent.withdraw") and detail.get("consent_id"):
             self.consents[str(detail["consent_id"])] = str(subject)
         else:

@@ -325,7 +325,7 @@ def _decide_rows(
         try:
             key = access.kernel.keys.subject_key(subject)
             decision, consent = access.decider.decide(
-                name, "read", subject=subject, key=key, now=now_dt
+                name, "read", subject=subject, key=key, now=now_dt, record=row.clear
             )
         except (DecryptionError, KeyStateError) as exc:
             entries.append(_refusal(access, action, row, "key_unavailable"))

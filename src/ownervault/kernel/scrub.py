@@ -43,6 +43,7 @@ from ..storage import RecordRow, SubjectRow
 from .binding import FACTS
 from .findings import CheckTarget, Findings, first_line, guarded
 from .freshness import Expected, expected_records, sealed_digest
+from .limits import parse_limits
 from .logfacts import KEY_RANK, UNLOGGED, LogFacts
 
 __all__ = [
@@ -203,9 +204,8 @@ def check_keys(target: CheckTarget, facts: LogFacts, findings: Findings) -> None
 
 def _restriction(row: SubjectRow) -> str | None:
     """A subject's restriction in the form its audit entry gives it (purposes, comma-joined)."""
-    if row.restricted_to is None:
-        return None
-    return ",".join(json.loads(row.restricted_to))
+    allowed = parse_limits(row.restricted_to).allowed
+    return None if allowed is None else ",".join(sorted(allowed))
 
 
 def check_subjects(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
@@ -262,6 +262,14 @@ def _check_subject(
             "subjects",
             pseudonym,
             "its restriction is not the last one the audit log records: the row was rolled back",
+        )
+    if pseudonym in facts.limits and facts.limits[pseudonym] != row.restricted_to:
+        findings.damage(
+            "rollback",
+            "subjects",
+            pseudonym,
+            "its restriction, objections or arrangement are not the last ones the audit log "
+            "records: the row was rolled back",
         )
     if not _tagged(lambda s: keys.check_consents(s, target.backend.consents(pseudonym)), row):
         findings.damage(

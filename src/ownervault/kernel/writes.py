@@ -109,6 +109,7 @@ def put_many(access: Access, records: Sequence[Record]) -> list[str]:
                 now=now_dt,
                 extra_units=units.get(record.subject_id, ()),
                 record_minor=_record_is_minor(record, today),
+                record=_condition_values(access, record),
             )
             written = _written_fields(record)
             refused = sorted(set(written) - decision.writable)
@@ -298,11 +299,16 @@ def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> Rec
     if unknown:
         raise ValidationError(f"{ref.record_type} has no field {unknown[0]!r}")
     values = {name: cls.validate_field(name, value) for name, value in changes.items()}
+    clear_changes = {
+        name: None if value is None else cls.field_adapter(name).dump_python(value, mode="json")
+        for name, value in values.items()
+        if not cls.field_specs()[name].classification.encrypted
+    }
     now_dt = access.now()
     outcome: OwnerVaultError | None = None
     with access.backend.atomic():
         kernel.keys.sync()
-        refusal, outcome, found = _check_update(access, ref, sorted(changes), now_dt)
+        refusal, outcome, found = _check_update(access, ref, sorted(changes), now_dt, clear_changes)
         if refusal is not None:
             kernel.audit.append([refusal], now=now_dt)
         else:
@@ -328,7 +334,11 @@ def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> Rec
 
 
 def _check_update(
-    access: Access, ref: RecordRef, fields: list[str], now_dt: _dt.datetime
+    access: Access,
+    ref: RecordRef,
+    fields: list[str],
+    now_dt: _dt.datetime,
+    clear_changes: Mapping[str, object] | None = None,
 ) -> tuple[
     AuditEntry | None, OwnerVaultError | None, tuple[RecordRow, SubjectRow, Decision] | None
 ]:
@@ -350,8 +360,17 @@ def _check_update(
         return entry, erased, None
     key = access.kernel.keys.subject_key(subject)
     decision, _ = access.decider.decide(
-        ref.record_type, "update", subject=subject, key=key, now=now_dt
+        ref.record_type, "update", subject=subject, key=key, now=now_dt, record=row.clear
     )
+    if decision.allowed and clear_changes:
+        # A rule's record condition must hold after the change too: an update may not move a
+        # record out of (or into) what the rule covers.
+        after = {**json.loads(row.clear), **clear_changes}
+        changed, _ = access.decider.decide(
+            ref.record_type, "update", subject=subject, key=key, now=now_dt, record=after
+        )
+        if not changed.allowed:
+            decision = changed
     refused = sorted(set(fields) - decision.writable)
     refuse["subject"] = subject.pseudonym
     if not decision.allowed or refused:
@@ -498,6 +517,14 @@ def _encryptions(record: Record) -> int:
         if spec.classification.encrypted and getattr(record, name) is not None
     )
     return count + (1 if record.minor_until() is not None else 0)
+
+
+def _condition_values(access: Access, record: Record) -> dict[str, object] | None:
+    """The clear fields a rule's ``where`` condition tests on this record (JSON form)."""
+    tested = access.policy.record_condition_fields(access.purpose, record.record_type)
+    if not tested:
+        return None
+    return record.model_dump(mode="json", include=set(tested))
 
 
 def _record_is_minor(record: Record, today: _dt.date) -> bool:

@@ -13,6 +13,7 @@ from .load import default_policy_dir, load_policy, processing_register
 from .model import (
     ACTIONS,
     ADMIN_ACTIONS,
+    NEVER_BLOCKED_PURPOSES,
     RIGHTS_PURPOSES,
     Action,
     Actor,
@@ -30,6 +31,7 @@ __all__ = [
     "ADMIN_ACTIONS",
     "ISO_DURATION",
     "MASKERS",
+    "NEVER_BLOCKED_PURPOSES",
     "RIGHTS_PURPOSES",
     "Action",
     "Actor",

@@ -159,6 +159,8 @@ class RuleModel(_Strict):
     hours: str | None = pydantic.Field(default=None, pattern=r"^\d\d:\d\d-\d\d:\d\d$")
     weekdays: list[Annotated[int, pydantic.Field(ge=1, le=7)]] | None = None
     timezone: str = "Asia/Shanghai"
+    #: Record condition: internal field -> the values a record must hold for the rule to apply.
+    where: dict[Ident, Annotated[list[str | int | bool], pydantic.Field(min_length=1)]] = {}
 
     @pydantic.field_validator("timezone")
     @classmethod

@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from ..exceptions import PolicyError
+from ..exceptions import PolicyError, ValidationError
 from ..records import MASKERS, RECORD_TYPES, Classification, Record
 from .files import PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
 from .model import ADMIN_ACTIONS, FieldView, LegalBasis, ViewMode
@@ -222,6 +222,12 @@ def load_policy(folder: str | Path | None = None) -> Policy:
                     f"rule {rm.id!r}: a rule for record '*' cannot grant search; "
                     "name the record type",
                 )
+            if rm.where:
+                raise rulefile.error(
+                    [*at, "where"],
+                    f"rule {rm.id!r}: a rule for record '*' cannot have a 'where' condition; "
+                    "name the record type",
+                )
             targets = sorted(purposes[rm.purpose].fields)
         else:
             targets = [rm.record]
@@ -324,7 +330,45 @@ def _build_rule(
         hours=hours,
         weekdays=frozenset(rm.weekdays) if rm.weekdays is not None else None,
         timezone=rm.timezone,
+        where=_where(rulefile, at, rm, record_cls),
     )
+
+
+def _where(
+    rulefile: PackFile, at: list[object], rm: RuleModel, record_cls: type[Record]
+) -> dict[str, tuple[object, ...]]:
+    """Validate a rule's ``where`` condition: internal fields and values they can hold.
+
+    Conditions are checked on the fields stored in the clear, so nothing is decrypted to
+    decide; a personal or sensitive field cannot be named, nor a value the field cannot hold.
+    """
+    specs = record_cls.field_specs()
+    out: dict[str, tuple[object, ...]] = {}
+    for name, values in rm.where.items():
+        place = [*at, "where", name]
+        spec = specs.get(name)
+        if spec is None:
+            raise rulefile.error(place, f"rule {rm.id!r}: 'where' names unknown field {name!r}")
+        if spec.classification is not Classification.INTERNAL:
+            raise rulefile.error(
+                place,
+                f"rule {rm.id!r}: 'where' may only name internal fields; "
+                f"{record_cls.record_type}.{name} is {spec.classification.value}",
+            )
+        adapter = record_cls.field_adapter(name)
+        allowed: list[object] = []
+        for i, value in enumerate(values):
+            try:
+                checked = record_cls.validate_field(name, value)
+            except ValidationError:
+                raise rulefile.error(
+                    [*place, i],
+                    f"rule {rm.id!r}: 'where' value {value!r} is not a possible value of "
+                    f"{record_cls.record_type}.{name}",
+                ) from None
+            allowed.append(adapter.dump_python(checked, mode="json"))
+        out[name] = tuple(dict.fromkeys(allowed))
+    return out
 
 
 def _search_fields(

@@ -17,6 +17,7 @@ from ..exceptions import PolicyDeniedError, ValidationError
 __all__ = [
     "ACTIONS",
     "ADMIN_ACTIONS",
+    "NEVER_BLOCKED_PURPOSES",
     "RESTRICTIVENESS",
     "RIGHTS_PURPOSES",
     "Action",
@@ -62,6 +63,7 @@ ADMIN_ACTIONS: Final[dict[str, str]] = {
     "grant.remove": "revoke an actor's grant",
     "grant.list": "list who holds which roles",
     "retention.sweep": "erase owners whose retention periods all ran out",
+    "objection.override": "set an owner's objection aside on recorded compelling grounds",
 }
 
 
@@ -81,6 +83,10 @@ class LegalBasis(StrEnum):
 RIGHTS_PURPOSES: Final = frozenset(
     {"subject_access_request", "correction_request", "erasure_request", "subject_rights"}
 )
+
+#: Purposes a restriction or an objection never blocks: the owner's own rights, and telling the
+#: owner about a breach that affects them (PIPL Art 57, GDPR Art 34), which serves the owner.
+NEVER_BLOCKED_PURPOSES: Final = RIGHTS_PURPOSES | frozenset({"breach_notification"})
 
 
 def _role_tuple(roles: Iterable[str]) -> tuple[str, ...]:

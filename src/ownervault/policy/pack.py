@@ -69,16 +69,44 @@ class Rule:
     hours: tuple[int, int] | None = None
     weekdays: frozenset[int] | None = None
     timezone: str = "Asia/Shanghai"
+    #: Record condition (``where`` in ``rules.toml``): internal field -> the values (JSON form)
+    #: a record must hold in it for the rule to apply. Checked on the clear fields only.
+    where: Mapping[str, tuple[object, ...]] = attrs.field(factory=dict)
 
     @property
     def timed(self) -> bool:
         """Whether the rule only applies in a time window."""
         return self.hours is not None or self.weekdays is not None
 
+    def record_failure(self, record: Mapping[str, object] | None) -> str | None:
+        """Why a record does not meet the rule's ``where`` condition, or None when it does.
+
+        ``record`` holds the record's clear (internal) fields in JSON form; None (no record
+        known) never meets a condition.
+        """
+        if not self.where:
+            return None
+        if record is None:
+            return "outside_record_condition"
+        for name, allowed in self.where.items():
+            if record.get(name) not in allowed:
+                return "outside_record_condition"
+        return None
+
     def condition_failure(
-        self, actor: Actor, subject: SubjectContext | None, now: datetime | None
+        self,
+        actor: Actor,
+        subject: SubjectContext | None,
+        now: datetime | None,
+        record: Mapping[str, object] | None = None,
+        *,
+        where: bool = True,
     ) -> str | None:
-        """Why the rule's conditions do not hold (a reason code), or None when they do."""
+        """Why the rule's conditions do not hold (a reason code), or None when they do.
+
+        ``where=False`` leaves the ``where`` condition unchecked (what the rule allows for a
+        record that meets it).
+        """
         if self.scope is not None:
             if subject is None:
                 return "outside_scope"
@@ -96,6 +124,8 @@ class Rule:
                 minute = local.hour * 60 + local.minute
                 if not self.hours[0] <= minute < self.hours[1]:
                     return "outside_time_window"
+        if where:
+            return self.record_failure(record)
         return None
 
 
@@ -186,6 +216,8 @@ class Policy:
         subject: SubjectContext | None = None,
         now: datetime | None = None,
         conditions: bool = True,
+        record: Mapping[str, object] | None = None,
+        where: bool = True,
     ) -> Decision:
         """Decide what ``actor`` may do with a ``record_type`` record for ``purpose``.
 
@@ -197,8 +229,13 @@ class Policy:
             minor: whether the record's subject is a minor under 14.
             subject: where the subject lives, for rules with a scope condition.
             now: the current time, for rules with a time window.
-            conditions: False to ignore scope and time conditions (what *could* be allowed,
-                e.g. which fields may be searched before the matching subjects are known).
+            conditions: False to ignore scope, time and record conditions (what *could* be
+                allowed, e.g. which fields may be searched before the matching subjects are
+                known).
+            record: the record's clear (internal) fields in JSON form, for rules with a
+                ``where`` condition; without it such rules do not apply.
+            where: False to leave ``where`` conditions unchecked (an explanation lists them
+                instead: what is allowed for a record that meets them).
 
         Returns:
             A :class:`Decision`; deny is a value, not an exception (call ``require()``).
@@ -250,10 +287,11 @@ class Policy:
         holding = [
             r
             for r in matching
-            if not conditions or r.condition_failure(actor, subject, now) is None
+            if not conditions
+            or r.condition_failure(actor, subject, now, record, where=where) is None
         ]
         if not holding:
-            failure = matching[0].condition_failure(actor, subject, now)
+            failure = matching[0].condition_failure(actor, subject, now, record, where=where)
             return deny(failure or "no_rule", tuple(r.rule_id for r in matching))
         matching = holding
         if minor:
@@ -364,6 +402,18 @@ class Policy:
                 timed or rule.timed,
             )
         return out
+
+    def record_condition_fields(self, purpose: str, record_type: str) -> tuple[str, ...]:
+        """The internal fields ``where`` conditions of this purpose's rules for the type test."""
+        return self._record_conditions.get((purpose, record_type), ())
+
+    @functools.cached_property
+    def _record_conditions(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        out: dict[tuple[str, str], set[str]] = {}
+        for rule in self.rules:
+            if rule.where:
+                out.setdefault((rule.purpose, rule.record_type), set()).update(rule.where)
+        return {key: tuple(sorted(names)) for key, names in out.items()}
 
     def purpose(self, purpose_id: str) -> Purpose:
         """Return a purpose by id; unknown ids raise :class:`PolicyDeniedError`."""

@@ -5,6 +5,14 @@ behind blind indexes, the maskers that decisions apply, the property-management 
 a synthetic community for demos. Imports only :mod:`ownervault.exceptions`.
 """
 
+from .logs import (
+    GateDirection,
+    GateEvent,
+    GateMethod,
+    ParkingEvent,
+    VisitorEntry,
+    VisitPurpose,
+)
 from .maskers import MASKERS, mask
 from .model import (
     NORMALISERS,
@@ -45,18 +53,24 @@ __all__ = [
     "Contract",
     "FeeAccount",
     "FieldSpec",
+    "GateDirection",
+    "GateEvent",
+    "GateMethod",
     "Gender",
     "HouseholdRole",
     "IdType",
     "LongText",
     "Money",
     "OwnerProfile",
+    "ParkingEvent",
     "Payment",
     "Record",
     "RenovationApplication",
     "ShortText",
     "Unit",
     "Vehicle",
+    "VisitPurpose",
+    "VisitorEntry",
     "internal",
     "mask",
     "normalise",

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 import attrs
 
+from .logs import GateEvent, ParkingEvent, VisitorEntry
 from .model import Record
 from .types import FeeAccount, OwnerProfile, Unit, Vehicle
 
-__all__ = ["SyntheticOwner", "synthetic_community"]
+__all__ = ["SyntheticOwner", "synthetic_community", "synthetic_logs"]
 
 _SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -131,3 +132,66 @@ def synthetic_community(count: int, *, seed: int = 2026) -> Iterator[SyntheticOw
             fee_rate=Decimal("2.80"),
         )
         yield SyntheticOwner(subject_id, profile, unit, vehicle, account)
+
+
+def synthetic_logs(
+    owners: Iterable[SyntheticOwner],
+    *,
+    start: _dt.datetime,
+    visits: int = 1,
+    seed: int = 2026,
+) -> Iterator[Record]:
+    """Yield a synthetic gate, car-park and visitor log for ``owners``, reproducibly.
+
+    Per owner: one passage in and one out through a gate, a car-park stay for an owner with a
+    vehicle, and ``visits`` visitors (pass numbers ``demo-visit-NNNNN``) calling on them, each
+    with a gate passage of their own. Times start at ``start`` (timezone-aware). ID documents
+    are not recorded, as most offices need none.
+    """
+    rng = random.Random(seed)
+    visit = 0
+    for owner in owners:
+        out_at = start + _dt.timedelta(minutes=rng.randrange(6 * 60))
+        back_at = out_at + _dt.timedelta(minutes=rng.randrange(30, 10 * 60))
+        gate = f"{owner.unit.community}-北门"
+        for direction, at in (("out", out_at), ("in", back_at)):
+            yield GateEvent(
+                subject_id=owner.subject_id,
+                subject_kind="resident",
+                gate_id=gate,
+                direction=direction,
+                at=at,
+                method=rng.choice(("card", "qr", "face")),
+            )
+        if owner.vehicle is not None:
+            yield ParkingEvent(
+                subject_id=owner.subject_id,
+                plate=owner.vehicle.plate,
+                entered_at=back_at,
+                space=owner.vehicle.parking_space,
+                fee=Decimal("0.00"),
+            )
+        for _ in range(visits):
+            visit += 1
+            pass_number = f"demo-visit-{visit:05d}"
+            arrived = start + _dt.timedelta(minutes=rng.randrange(12 * 60))
+            yield VisitorEntry(
+                subject_id=pass_number,
+                visitor_name=rng.choice(_SURNAMES) + rng.choice(_GIVEN),
+                phone=rng.choice(_PHONE_PREFIXES) + f"{rng.randrange(10**8):08d}",
+                host_community=owner.unit.community,
+                host_building=owner.unit.building,
+                host_unit_number=owner.unit.unit_number,
+                host_subject_id=owner.subject_id,
+                visit_purpose=rng.choice(("guest", "delivery", "service")),
+                arrived_at=arrived,
+                left_at=arrived + _dt.timedelta(minutes=rng.randrange(10, 180)),
+            )
+            yield GateEvent(
+                subject_id=pass_number,
+                subject_kind="visitor",
+                gate_id=gate,
+                direction="in",
+                at=arrived,
+                method=rng.choice(("qr", "guard")),
+            )

@@ -19,6 +19,7 @@ import pydantic
 from ..audit import format_time
 from ..exceptions import AccessDeniedError
 from ..kernel import Access
+from ..kernel.limits import parse_limits
 from ..kernel.reads import get_many
 from ..policy import consent_state
 from ..records import RECORD_TYPES
@@ -233,7 +234,7 @@ def export_subject(
             for d in kernel.keys.checked(backend.disclosures(subject.pseudonym))
         ],
         access_history=history,
-        restricted_to=json.loads(subject.restricted_to) if subject.restricted_to else None,
+        restricted_to=_allowed(subject.restricted_to),
         legal_holds=[
             {
                 "reason": h.reason,
@@ -354,3 +355,9 @@ def render_export_html(document: SubjectExport) -> str:
     )
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def _allowed(text: str | None) -> list[str] | None:
+    """The purposes a restriction allows (None: no restriction)."""
+    allowed = parse_limits(text).allowed
+    return None if allowed is None else sorted(allowed)

@@ -27,6 +27,7 @@ from ..audit import format_time
 from ..exceptions import ValidationError
 from ..kernel import Access, Kernel, RecordRef
 from ..kernel.ledger import DIGEST
+from ..kernel.limits import parse_limits
 from ..kernel.writes import update
 from ..policy import RIGHTS_PURPOSES
 from ..storage import SubjectRow
@@ -48,7 +49,17 @@ __all__ = [
 ]
 
 DEFAULT_REQUEST_DAYS: Final = 15
-REQUEST_KINDS: Final = ("access", "copy", "portability", "correction", "restriction", "erasure")
+REQUEST_KINDS: Final = (
+    "access",
+    "copy",
+    "portability",
+    "correction",
+    "restriction",
+    "erasure",
+    "explanation",
+    "objection",
+    "next_of_kin",
+)
 
 
 @attrs.frozen
@@ -121,16 +132,19 @@ def restrict(access: Access, subject_id: str, purposes: Iterable[str] | None) ->
             raise ValidationError(f"unknown purpose {unknown[0]!r}")
     with access.backend.atomic():
         subject = access.subject(subject_id, "subject.restrict")
-        access.kernel.keys.store_subject(
-            attrs.evolve(subject, restricted_to=None if allowed is None else json.dumps(allowed))
-        )
+        limits = parse_limits(subject.restricted_to)
+        text = attrs.evolve(limits, allowed=None if allowed is None else frozenset(allowed)).dump()
+        access.kernel.keys.store_subject(attrs.evolve(subject, restricted_to=text))
         access.kernel.audit.append(
             [
                 access.entry(
                     "subject.restrict",
                     decision="allow",
                     subject=subject.pseudonym,
-                    detail={"allowed": ",".join(allowed) if allowed is not None else None},
+                    detail={
+                        "allowed": ",".join(allowed) if allowed is not None else None,
+                        "limits": text,
+                    },
                 )
             ],
             now=access.now(),
