@@ -54,6 +54,7 @@ from sqlalchemy_utils import StringEncryptedType
 from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine
 
 import ownervault as ov
+from ownervault import testing
 from ownervault.records import NORMALISERS, OwnerProfile
 from ownervault.testing import InMemoryKey
 
@@ -972,6 +973,8 @@ def create_vault(path: Path, *actors: ov.Actor, **options: Any) -> ov.Vault:
     """
     vault = ov.Vault.create(path, creator=GRANTOR.actor_id, **options)
     grant(vault, *actors)
+    if hasattr(vault, "assessments"):  # sessions need current impact assessments
+        testing.record_assessments(vault, grantor=GRANTOR)
     return vault
 
 

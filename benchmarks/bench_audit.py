@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import ownervault as ov
+from ownervault import testing
 from ownervault.audit import AuditEntry
 from ownervault.bundle import verify_bundle
 from ownervault.records import OwnerProfile
@@ -161,6 +162,8 @@ def new_vault(path: Path, material: bytes, *actors: ov.Actor) -> ov.Vault:
     for actor in actors:
         for role in actor.roles:
             vault.grants.add(actor.actor_id, role, by=GRANTOR)
+    if hasattr(vault, "assessments"):  # sessions need current impact assessments
+        testing.record_assessments(vault, grantor=GRANTOR)
     return vault
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import ownervault as ov
+from ownervault import testing
 from ownervault.kernel import anchoring
 from ownervault.records import OwnerProfile
 from ownervault.records.synthetic import synthetic_community
@@ -56,6 +57,8 @@ def new_vault(path: Path) -> ov.Vault:
     """A vault (in-memory root key, default pack) where CLERK was granted its role."""
     vault = ov.Vault.create(path, key=InMemoryKey(), creator=GRANTOR.actor_id)
     vault.grants.add(CLERK.actor_id, "front_desk", by=GRANTOR)
+    if hasattr(vault, "assessments"):  # sessions need current impact assessments
+        testing.record_assessments(vault, grantor=GRANTOR)
     return vault
 
 

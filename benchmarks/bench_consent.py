@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ownervault as ov
+from ownervault import testing
 from ownervault.policy import default_policy_dir, load_policy
 from ownervault.policy.consent import consent_state
 from ownervault.records import OwnerProfile
@@ -104,6 +105,8 @@ def build(directory: Path, owners: int) -> tuple[ov.Vault, list[str]]:
         creator=GRANTOR.actor_id,
     )
     vault.grants.add(CLERK.actor_id, "front_desk", by=GRANTOR)
+    if hasattr(vault, "assessments"):  # sessions need current impact assessments
+        testing.record_assessments(vault, grantor=GRANTOR)
     profiles = [o.profile for o in synthetic_community(owners)]
     with vault.session(CLERK, "owner_registration") as session:
         ids = session.put_many(profiles)

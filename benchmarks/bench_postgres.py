@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import ownervault as ov
+from ownervault import testing
 from ownervault.records import OwnerProfile
 from ownervault.testing import FrozenClock
 
@@ -106,6 +107,8 @@ def run_once(location: str, key: ov.KeyFileKey, clients: int, ops: int) -> dict[
     """Create a vault at ``location`` and time ``clients`` processes on it."""
     with ov.Vault.create(location, key=key, clock=FrozenClock(), creator=GRANTOR.actor_id) as vault:
         vault.grants.add(CLERK.actor_id, "front_desk", by=GRANTOR)
+        if hasattr(vault, "assessments"):  # sessions need current impact assessments
+            testing.record_assessments(vault, grantor=GRANTOR)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(clients)
     results = ctx.Queue()

@@ -51,7 +51,7 @@ from typing import Any
 from faker import Faker
 
 import ownervault as ov
-from ownervault import crypto
+from ownervault import crypto, testing
 from ownervault.keys import KeyFileKey, KeyProvider
 from ownervault.records import OwnerProfile, Record, Unit, Vehicle
 
@@ -91,6 +91,8 @@ def new_vault(path: Path, key: KeyProvider) -> ov.Vault:
     for actor in (CLERK, ADMIN):
         for role in actor.roles:
             vault.grants.add(actor.actor_id, role, by=GRANTOR)
+    if hasattr(vault, "assessments"):  # sessions need current impact assessments
+        testing.record_assessments(vault, grantor=GRANTOR)
     return vault
 
 

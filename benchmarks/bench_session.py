@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import ownervault as ov
+from ownervault import testing
 from ownervault.records import OwnerProfile
 from ownervault.records.synthetic import synthetic_community
 from ownervault.testing import InMemoryKey
@@ -104,6 +105,8 @@ def build(directory: Path, owners: int, staff: int) -> tuple[ov.Vault, list[str]
         roles = [r for r in STAFF_ROLES if r in vault.policy.roles]
         for n in range(staff):
             vault.grants.add(f"staff-{n:04d}", roles[n % len(roles)], by=GRANTOR)
+        if hasattr(vault, "assessments"):  # sessions need current impact assessments
+            testing.record_assessments(vault, grantor=GRANTOR)
     else:
         vault = ov.Vault.create(directory / "vault", key=InMemoryKey())
     with vault.session(CLERK, PURPOSE) as session:

@@ -19,7 +19,7 @@ from faker import Faker
 import pg
 from ownervault import Actor, Vault
 from ownervault.records import FeeAccount, OwnerProfile, Unit
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 #: Seed of the zh_CN Faker: every test sees the same synthetic owners.
 FAKER_SEED = 20260101
@@ -67,6 +67,7 @@ def vault(vault_location: Path | str, root_key: InMemoryKey, clock: FrozenClock)
     """A new, empty vault with the default policy pack, closed after the test."""
     created = Vault.create(vault_location, key=root_key, clock=clock)
     grant_roles(created, *STAFF)
+    record_assessments(created)
     try:
         yield created
     finally:

@@ -34,7 +34,7 @@ from ownervault.exceptions import (
     ValidationError,
 )
 from ownervault.records import Complaint, FeeAccount, OwnerProfile, Unit, Vehicle
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 from ownervault.vault import RecordRef
 
 ENTRY_KEYS = {
@@ -87,6 +87,7 @@ def vault(tmp_path: Path, root_key: InMemoryKey, clock: FrozenClock) -> Iterator
     """A new vault with the default policy pack."""
     created = Vault.create(tmp_path / "vault", key=root_key, clock=clock)
     grant_roles(created, *ACTORS)
+    record_assessments(created)
     try:
         yield created
     finally:

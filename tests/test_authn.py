@@ -34,7 +34,7 @@ from ownervault.exceptions import (
     PolicyDeniedError,
     ValidationError,
 )
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 ISSUER = "https://login.example-property.cn"
 AUDIENCE = "ownervault-frontdesk"
@@ -497,6 +497,7 @@ def token_vault(tmp_path: Path, clock: FrozenClock) -> Iterator[Vault]:
     """A vault on the frozen clock whose authenticator is the provider's verifier."""
     vault = Vault.create(tmp_path / "vault", key=InMemoryKey(), clock=clock)
     grant_roles(vault, Actor(CLERK, roles=["front_desk"]), Actor(GUARD, roles=["security"]))
+    record_assessments(vault)
     vault.authenticator = JWTAuthenticator(**_config(clock=clock))
     try:
         yield vault

@@ -41,7 +41,7 @@ from ownervault.keys import KeyFileKey
 from ownervault.notifiers import Notification, UndeliverableError
 from ownervault.policy import default_policy_dir
 from ownervault.records import OwnerProfile
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CLERK = Actor("clerk-01", roles=["front_desk"])
@@ -127,6 +127,7 @@ def bvault(tmp_path: Path, pack: Path, clock: FrozenClock) -> Iterator[Vault]:
     """A vault on the configured pack, closed after the test."""
     vault = Vault.create(tmp_path / "vault", key=InMemoryKey(), policy=pack, clock=clock)
     grant_roles(vault, *ACTORS)
+    record_assessments(vault)
     try:
         yield vault
     finally:
@@ -457,12 +458,14 @@ def test_notify_needs_contacts_cause_measures_and_a_reason_when_late(
     """Notifications are refused without the DPO contact, cause, measures or a delay reason."""
     with Vault.create(tmp_path / "bare", key=InMemoryKey(), clock=clock) as bare:
         grant_roles(bare, *ACTORS)
+        record_assessments(bare)
         incident = bare.incidents.open(kind="loss", title="Disk lost", actor=DPO, exposure="none")
         with pytest.raises(ConfigurationError, match="dpo"):
             bare.incidents.notify(incident.incident_id, actor=DPO)
     pack = write_pack(tmp_path / "pack2")
     with Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, policy=pack) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         owner = make_owner()
         register(vault, [owner])
         incident = vault.incidents.open(
@@ -713,6 +716,7 @@ def test_cli_incident_commands_walk_an_incident_to_closure(
     owners = [make_owner() for _ in range(3)]
     with Vault.create(path, key=key, policy=pack) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         register(vault, owners)
     common = ["--key-file", str(key.path), "--policy", str(pack)]
     dpo = ["--as", DPO.actor_id]  # granted compliance_officer above
@@ -765,6 +769,7 @@ def test_cli_verify_and_acknowledge_lift_the_lock(
     path = tmp_path / "cli-vault"
     with Vault.create(path, key=key, policy=pack) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         register(vault, [make_owner()])
         vault._kernel.backend._execute("DROP TRIGGER audit_entries_no_update")
         vault._kernel.backend._execute("UPDATE audit_entries SET entry = ? WHERE seq = 1", (b"{}",))
@@ -856,6 +861,7 @@ def test_owner_notices_wait_when_contacts_cannot_be_looked_up(
     owner = make_owner()
     with Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, policy=pack) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         register(vault, [owner])
         incident = vault.incidents.open(
             kind="leak",

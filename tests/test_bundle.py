@@ -36,7 +36,13 @@ from ownervault.exceptions import (
     ValidationError,
 )
 from ownervault.records import OwnerProfile, Unit
-from ownervault.testing import TEST_GRANTOR, FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import (
+    TEST_GRANTOR,
+    FrozenClock,
+    InMemoryKey,
+    grant_roles,
+    record_assessments,
+)
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
 GUARD = Actor("guard-07", roles=["security"])
@@ -123,6 +129,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     clock = FrozenClock()
     vault = Vault.create(base / "vault", key=InMemoryKey(), clock=clock)
     grant_roles(vault, *ACTORS)
+    record_assessments(vault)
     people = owners(8)
     activity(vault, people[:4], clock)
     kept = vault.checkpoint()
@@ -177,6 +184,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Small]:
     clock = FrozenClock()
     with Vault.create(base / "vault", key=InMemoryKey(), clock=clock) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         (person,) = owners(1, seed=3)
         with vault.session(CLERK, "owner_registration") as s:
             (rid,) = s.put_many([person])
@@ -199,6 +207,7 @@ def vault(tmp_path: Path) -> Iterator[Vault]:
     """A fresh vault for tests that damage it."""
     created = Vault.create(tmp_path / "vault", key=InMemoryKey(), clock=FrozenClock())
     grant_roles(created, *ACTORS)
+    record_assessments(created)
     try:
         yield created
     finally:
@@ -695,6 +704,7 @@ def cli_vault(tmp_path_factory: pytest.TempPathFactory) -> CliVault:
     people = owners(8, seed=21)
     with Vault.open(path, key=PassphraseKey(PASSPHRASE)) as vault:
         grant_roles(vault, *ACTORS, OFFICER)
+        record_assessments(vault)
         activity(vault, people, None)
         vkey = vault.verifier_key
     kept = base / "kept.txt"

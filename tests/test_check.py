@@ -22,7 +22,7 @@ from ownervault.cli import main
 from ownervault.exceptions import IntegrityError
 from ownervault.records import OwnerProfile
 from ownervault.storage.base import TABLES
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
@@ -72,6 +72,7 @@ class Owners:
         self.clerk = Actor("clerk-01", roles=["front_desk"])
         self.dpo = Actor("dpo-01", roles=["compliance_officer"])
         grant_roles(vault, self.clerk, self.dpo)  # the ``vault`` fixture has granted them
+        record_assessments(vault)
         self.a, self.b, self.c = make_owner(), make_owner(), make_owner()
         with vault.session(self.clerk, "owner_registration") as s:
             self.rid_a, self.rid_b, self.rid_c = s.put_many([self.a, self.b, self.c])

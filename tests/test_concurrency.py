@@ -23,7 +23,7 @@ from ownervault import Actor, KeyFileKey, Vault
 from ownervault.exceptions import StorageError
 from ownervault.records import OwnerProfile
 from ownervault.storage.sqlcipher import SQLCipherBackend
-from ownervault.testing import FrozenClock, grant_roles
+from ownervault.testing import FrozenClock, grant_roles, record_assessments
 
 THREADS = 8
 THREAD_OPS = 100
@@ -44,6 +44,7 @@ def clerk(worker: int) -> Actor:
 def grant_staff(vault: Vault, workers: range) -> None:
     """Grant the workers' clerks and the checkers their roles."""
     grant_roles(vault, *map(clerk, workers), CHECK_DPO, CHECK_CLERK)
+    record_assessments(vault)
 
 
 class Worker:

@@ -35,7 +35,7 @@ from ownervault.exceptions import (
 from ownervault.policy import Actor, Policy, default_policy_dir, load_policy
 from ownervault.policy.consent import ConsentRecord, ConsentStatus, consent_state
 from ownervault.records import OwnerProfile, Unit
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 T0 = _dt.datetime(2026, 1, 1, 9, 0, tzinfo=_dt.UTC)
 EVIDENCE = hashlib.sha256(b"signed consent form, scanned").hexdigest()
@@ -184,9 +184,15 @@ purposes = ["registration", "newsletter", "outreach", "statutory", "rescue", "ar
 title = { zh = "安全管理员", en = "Security administrator" }
 purposes = []
 
+[roles.compliance_officer]
+title = { zh = "个人信息保护负责人", en = "Compliance officer" }
+purposes = []
+
 [admin_actions]
 "grant.add" = ["security_admin"]
 "grant.list" = ["security_admin"]
+"assessment.add" = ["compliance_officer"]
+"assessment.list" = ["compliance_officer"]
 """
 
 _RULES = """
@@ -332,6 +338,7 @@ def custom_vault(
     assert clock.now() == T0
     created = ov.Vault.create(tmp_path / "cv", key=root_key, policy=pack, clock=clock)
     grant_roles(created, *CUSTOM_STAFF)
+    record_assessments(created)
     try:
         yield created
     finally:
@@ -497,6 +504,7 @@ def _arrange(
     path = tmp_path / "vault"
     vault = ov.Vault.create(path, key=key, policy=policy, clock=clock)
     grant_roles(vault, *CUSTOM_STAFF)
+    record_assessments(vault)
     (rid,) = _register(vault, _owner("owner-1"), actor=STAFF)
     if state == "live":
         vault.close()
@@ -518,6 +526,7 @@ def _arrange(
     if later is not None:
         vault.close()
         vault = ov.Vault.open(path, key=key, policy=later, clock=clock)
+        record_assessments(vault)  # a purpose whose fields grew is assessed again
     return vault, rid
 
 
@@ -691,6 +700,7 @@ def test_minor_guardian_separate_consent_under_rule_with_minors(
     policy = load_policy(write_pack(tmp_path / "pack", minors=True))
     with ov.Vault.create(tmp_path / "v", key=root_key, policy=policy, clock=FrozenClock(T0)) as v:
         grant_roles(v, *CUSTOM_STAFF)
+        record_assessments(v)
         plain, separate = _register(
             v,
             _owner("child-1", birth_date=MINOR_BORN, id_number=None),
@@ -1024,6 +1034,7 @@ def cli_vault(tmp_path: Path) -> tuple[Path, Path, str]:
     path = tmp_path / "v"
     with ov.Vault.create(path, key=ov.KeyFileKey.generate(key_file)) as vault:
         grant_roles(vault, CLERK)
+        record_assessments(vault)
         rid, _ = _register(vault, _owner("owner-1"), _owner("owner-2", phone="13900139000"))
     return path, key_file, rid
 

@@ -31,7 +31,7 @@ from ownervault.exceptions import (
 from ownervault.keys import VaultHeader
 from ownervault.records import OwnerProfile, Unit
 from ownervault.storage import SQLCipherBackend
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -72,6 +72,7 @@ def closed_vault(
     path = tmp_path / "vault"
     with Vault.create(path, key=root_key, clock=clock) as vault:
         grant_roles(vault, clerk, admin)
+        record_assessments(vault)
         with vault.session(clerk, "owner_registration") as session:
             session.put_many([make_owner(), make_owner()])
     return path
@@ -205,6 +206,7 @@ def test_database_files_and_the_vault_directory_are_private(
     path.mkdir(mode=0o755)
     with Vault.create(path, key=root_key) as vault:
         grant_roles(vault, clerk, admin)
+        record_assessments(vault)
         with vault.session(clerk, "owner_registration") as session:
             session.put(make_owner())
         assert _mode(path) == 0o700
@@ -286,6 +288,7 @@ def test_every_header_rewrite_is_sealed(
     path = tmp_path / "vault"
     with Vault.create(path, key=root_key) as vault:
         grant_roles(vault, admin)
+        record_assessments(vault)
         keyring = vault._kernel.keys.keyring.material()
         assert _sealed(path, keyring)
         new_key = InMemoryKey()
@@ -306,6 +309,7 @@ def test_an_older_header_gets_its_mac_from_seal_header(
     assert "mac" not in unsealed
     with Vault.open(path, key=key) as vault:
         grant_roles(vault, admin)  # a vault from before grants: its first grants
+        record_assessments(vault)
         assert vault.keys.seal_header(actor=admin) is True
         assert vault.keys.seal_header(actor=admin) is False
         actions = [e["action"] for e in vault.audit.entries()]
@@ -343,6 +347,7 @@ class Flipped:
         units = [make_unit(o.subject_id) for o in owners]
         with Vault.create(path, key=self.key, clock=FrozenClock()) as vault:
             grant_roles(vault, clerk, DPO)
+            record_assessments(vault)
             with vault.session(clerk, "owner_registration") as s:
                 ids = s.put_many([*owners, *units])
                 s.update(s.get(OwnerProfile, ids[0]), name="欧阳修")

@@ -23,7 +23,7 @@ from ownervault.breach import Exposure, load_breach_config
 from ownervault.exceptions import PolicyDeniedError, PolicyError
 from ownervault.policy import default_policy_dir, load_policy
 from ownervault.records import OwnerProfile
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CLERK = Actor("clerk-01", roles=["front_desk"])
@@ -48,6 +48,7 @@ def dvault(tmp_path: Path, clock: FrozenClock) -> Iterator[Vault]:
     """A vault on the shipped pack and its detectors."""
     with Vault.create(tmp_path / "vault", key=InMemoryKey(), clock=clock) as vault:
         grant_roles(vault, CLERK, GUARD, FINANCE, DPO)
+        record_assessments(vault)
         yield vault
 
 

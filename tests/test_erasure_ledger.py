@@ -25,7 +25,7 @@ from ownervault.kernel.erasures import (
     verify_statements,
 )
 from ownervault.records import OwnerProfile
-from ownervault.testing import InMemoryKey, grant_roles
+from ownervault.testing import InMemoryKey, grant_roles, record_assessments
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
@@ -295,6 +295,7 @@ def test_cli_restore_replays_the_live_ledger(
     live = tmp_path / "live"
     with Vault.create(live, key=KeyFileKey.generate(key_file)) as vault:
         grant_roles(vault, clerk, dpo, admin)
+        record_assessments(vault)
         ids = _register(vault, clerk, *owners)
         vault.backup(tmp_path / "backup", actor=admin)
         vault.export_key_backup(tmp_path / "keys-before.json", actor=admin)

@@ -45,6 +45,7 @@ def vault(tmp_path: Path) -> Iterator[ov.Vault]:
         creator=frontdesk.SETUP_ACTOR.actor_id,
     ) as created:
         frontdesk.grant_demo_users(created)
+        frontdesk.assess_demo_purposes(created)
         yield created
 
 

@@ -27,7 +27,13 @@ from ownervault.kernel import Grant
 from ownervault.keys import KeyKind
 from ownervault.policy import ADMIN_ACTIONS, default_policy_dir, load_policy
 from ownervault.records import OwnerProfile, Unit
-from ownervault.testing import TEST_GRANTOR, FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import (
+    TEST_GRANTOR,
+    FrozenClock,
+    InMemoryKey,
+    grant_roles,
+    record_assessments,
+)
 
 SECADMIN = Actor("secadmin-01", roles=["security_admin"])
 
@@ -86,6 +92,8 @@ def test_claimed_but_ungranted_roles_are_refused(fresh: Vault) -> None:
 
 
 def test_expired_and_revoked_grants_no_longer_count(fresh: Vault, clock: FrozenClock) -> None:
+    record_assessments(fresh, grantor=SECADMIN)
+    start = _size(fresh)
     until = clock.now() + _dt.timedelta(hours=8)
     temp = fresh.grants.add("temp-01", "front_desk", by=SECADMIN, expires_at=until)
     clerk = Actor("temp-01", roles=["front_desk"])
@@ -106,7 +114,7 @@ def test_expired_and_revoked_grants_no_longer_count(fresh: Vault, clock: FrozenC
         fresh.session(Actor("clerk-02", roles=["front_desk"]), "owner_registration")
     with pytest.raises(ValidationError, match="no active grant"):
         fresh.grants.remove(kept.grant_id, by=SECADMIN)
-    actions = [e["action"] for e in _entries(fresh)]
+    actions = [e["action"] for e in _entries(fresh, start)]
     assert actions.count("grant.add") == 2 and actions.count("grant.remove") == 1
 
 
@@ -149,6 +157,7 @@ def _owner_in(vault: Vault, subject_id: str, community: str, building: str) -> s
 
 
 def test_a_scoped_grant_confines_the_session_to_its_buildings(fresh: Vault) -> None:
+    record_assessments(fresh, grantor=SECADMIN)
     inside = _owner_in(fresh, "owner-in", "翠湖苑", "3")
     outside = _owner_in(fresh, "owner-out", "翠湖苑", "5")
     fresh.grants.add("butler-01", "front_desk", by=SECADMIN, buildings=["翠湖苑/3", "翠湖苑/4"])
@@ -177,6 +186,7 @@ def test_a_scoped_grant_confines_the_session_to_its_buildings(fresh: Vault) -> N
 
 
 def test_a_community_grant_covers_its_buildings(fresh: Vault) -> None:
+    record_assessments(fresh, grantor=SECADMIN)
     rid = _owner_in(fresh, "owner-c", "金桂园", "2")
     fresh.grants.add("mgr-01", "manager", by=SECADMIN, communities=["金桂园"])
     for scope in ({}, {"buildings": ["金桂园/2"]}, {"communities": ["金桂园"]}):
@@ -388,6 +398,7 @@ def test_the_test_helper_grants_through_the_public_api(tmp_path: Path) -> None:
 def test_break_glass_is_bounded_audited_and_opens_a_review(
     fresh: Vault, clock: FrozenClock
 ) -> None:
+    record_assessments(fresh, grantor=SECADMIN)
     read = _owner_in(fresh, "owner-bg", "翠湖苑", "3")
     _owner_in(fresh, "owner-other", "翠湖苑", "4")
     fresh.grants.add("eng-night", "engineering", by=SECADMIN)

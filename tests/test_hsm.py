@@ -31,7 +31,7 @@ from ownervault.exceptions import (
 from ownervault.hsm import MECHANISM, Pkcs11Key
 from ownervault.keys import VaultHeader
 from ownervault.records import OwnerProfile
-from ownervault.testing import FrozenClock, grant_roles
+from ownervault.testing import FrozenClock, grant_roles, record_assessments
 
 TOKEN = "ownervault-test"
 OTHER_TOKEN = "ownervault-other"
@@ -155,6 +155,7 @@ def test_vault_round_trip_with_pkcs11_key(
     owners = [make_owner() for _ in range(3)]
     with Vault.create(tmp_path / "v", key=provider, clock=FrozenClock()) as vault:
         grant_roles(vault, clerk)
+        record_assessments(vault)
         with vault.session(clerk, "owner_registration") as session:
             ids = session.put_many(owners)
             assert session.get(OwnerProfile, ids[0])["phone"] == owners[0].phone

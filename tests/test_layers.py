@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ownervault.keys",),
     ("ownervault.audit",),
     ("ownervault.kernel",),
-    ("ownervault.rights", "ownervault.breach", "ownervault.keys.admin"),
+    ("ownervault.rights", "ownervault.breach", "ownervault.keys.admin", "ownervault.handover"),
     ("ownervault.session",),
     ("ownervault.vault", "ownervault.migrate"),
     ("ownervault.drill",),

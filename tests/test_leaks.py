@@ -19,7 +19,7 @@ from faker import Faker
 
 from ownervault import Actor, PassphraseKey, Vault
 from ownervault.records import FeeAccount, OwnerProfile, Unit
-from ownervault.testing import FAST_ARGON2, FrozenClock, grant_roles
+from ownervault.testing import FAST_ARGON2, FrozenClock, grant_roles, record_assessments
 
 OWNERS = 1000
 BATCH = 250
@@ -104,6 +104,7 @@ def test_no_personal_value_or_key_in_vault_files(
     path = tmp_path / "vault"
     vault = Vault.create(path, key=key, clock=clock)
     grant_roles(vault, clerk, guard, finance, dpo)
+    record_assessments(vault)
     owners = [make_owner() for _ in range(OWNERS)]
     units = [make_unit(o.subject_id) for o in owners]
     accounts = [make_fee_account(o.subject_id) for o in owners]

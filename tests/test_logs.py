@@ -36,7 +36,7 @@ from ownervault.records import (
     VisitorEntry,
 )
 from ownervault.records.synthetic import synthetic_community, synthetic_logs
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
 GUARD = Actor("guard-01", roles=["security"])
@@ -111,6 +111,7 @@ def _records() -> dict[str, tuple[Actor, str, Record]]:
 def stored(vault: ov.Vault) -> dict[str, str]:
     """The table's records in the vault, by name (their record ids)."""
     grant_roles(vault, BARRIER)
+    record_assessments(vault)
     ids: dict[str, str] = {}
     for name, (actor, purpose, record) in _records().items():
         with vault.session(actor, purpose) as s:
@@ -488,6 +489,7 @@ def _custom_vault(folder: Path) -> ov.Vault:
         folder.parent / "v", key=InMemoryKey(), clock=FrozenClock(), policy=folder
     )
     grant_roles(created, CLERK, GUARD, ENGINEER, DPO)
+    record_assessments(created)
     return created
 
 
@@ -621,6 +623,7 @@ def test_new_purposes_keep_logs_briefly() -> None:
 
 def test_synthetic_logs_store(vault: ov.Vault) -> None:
     grant_roles(vault, BARRIER)
+    record_assessments(vault)
     owners = list(synthetic_community(3))
     records = list(synthetic_logs(owners, start=AT, visits=1))
     kinds = {r.record_type for r in records}

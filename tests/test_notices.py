@@ -36,7 +36,7 @@ from ownervault.policy import (
 from ownervault.policy.consent import ConsentRecord, ConsentStatus, consent_state
 from ownervault.policy.notices import ELEMENTS, duration_text
 from ownervault.records import RECORD_TYPES, Classification, OwnerProfile
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
@@ -357,6 +357,9 @@ def test_processing_register_names_controller_officer_notices_and_measures() -> 
     }
     for item in record["purposes"]:
         assert {"recipients", "cross_border", "assessments"} <= item.keys()
+        assert item["cross_border"] is (
+            item["purpose"] in policy.purposes and policy.purposes[item["purpose"]].cross_border
+        )
         if item["prohibited"]:
             continue
         spec = policy.purposes[item["purpose"]]
@@ -591,6 +594,7 @@ def test_legacy_grant_stays_live_under_the_unchanged_inline_notice(
     vault = ov.Vault.create(location, key=root_key, policy=folder, clock=FrozenClock())
     try:
         grant_roles(vault, CLERK)
+        record_assessments(vault)
         with vault.session(CLERK, "owner_registration") as s:
             s.put(_owner("owner-1"))
         record = _grant(vault, "owner-1")

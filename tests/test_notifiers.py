@@ -43,7 +43,7 @@ from ownervault.notifiers import (
 )
 from ownervault.policy import default_policy_dir
 from ownervault.records import OwnerProfile
-from ownervault.testing import grant_roles
+from ownervault.testing import grant_roles, record_assessments
 from ownervault.typing import NotificationHook
 
 SECRET = b"test-webhook-secret-0123456789"
@@ -499,6 +499,7 @@ def test_failing_hook_and_sigkill_mid_dispatch_deliver_everything_exactly_once(
     owners = [make_owner() for _ in range(10)]
     with Vault.create(vault_path, key=key, policy=pack) as vault:
         grant_roles(vault, clerk, dpo, dispatcher)
+        record_assessments(vault)
         with vault.session(clerk, "owner_registration") as session:
             session.put_many(owners)
         incident = vault.incidents.open(
@@ -582,6 +583,7 @@ def test_dispatch_timestamps_move_with_the_backoff(
 
     with Vault.create(tmp_path / "v", key=InMemoryKey(), policy=pack, clock=clock) as vault:
         grant_roles(vault, dpo)
+        record_assessments(vault)
         vault.incidents.open(kind="loss", title="Backup tape missing", actor=dpo, exposure="none")
         [row] = vault.incidents.outbox()
         gaps = []

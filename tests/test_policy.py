@@ -31,7 +31,7 @@ from ownervault.policy import (
     mask,
 )
 from ownervault.records import RECORD_TYPES, Classification
-from ownervault.testing import InMemoryKey, grant_roles
+from ownervault.testing import InMemoryKey, grant_roles, record_assessments
 from strategies import (
     bank_accounts,
     chinese_names,
@@ -529,6 +529,7 @@ def test_a_refused_session_names_the_purpose_and_not_an_empty_record_type(
     clerk = ov.Actor("clerk-01", ["front_desk"])
     with ov.Vault.create(tmp_path / "v", key=InMemoryKey()) as vault:
         grant_roles(vault, clerk)  # the role is granted: the purpose is what is refused
+        record_assessments(vault)
         with pytest.raises(PolicyDeniedError) as info:
             vault.session(clerk, "commercial_marketing")
     assert info.value.reason == "purpose_prohibited"

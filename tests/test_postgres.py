@@ -39,7 +39,7 @@ from ownervault.exceptions import (
 from ownervault.migrate import COPY_ORDER, migrate_vault
 from ownervault.records import FeeAccount, OwnerProfile, Record, Unit
 from ownervault.storage.base import TABLES
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 if os.environ.get("CI"):
     import psycopg  # CI must have it: a missing driver fails the run instead of skipping
@@ -157,6 +157,7 @@ def test_migrate_command_moves_a_vault_without_changing_a_byte(
     source = tmp_path / "vault"
     with Vault.create(source, key=key, clock=FrozenClock()) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         records, by_id = _seed(vault, make_owner, make_unit, make_fee_account, owners=12)
         erased = records[2].subject_id
         with vault.session(DPO, "erasure_request") as session:
@@ -243,6 +244,7 @@ def test_migration_reports_rows_copied_out_of_all_rows(
     key = InMemoryKey()
     with Vault.create(tmp_path / "v", key=key) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         with vault.session(CLERK, "owner_registration") as session:
             session.put_many([OwnerProfile(subject_id=f"s-{n}", name="王五") for n in range(5)])
     seen: list[tuple[int, int]] = []
@@ -262,6 +264,7 @@ def test_failed_migration_leaves_the_database_without_a_vault(
     key = InMemoryKey()
     with Vault.create(tmp_path / "v", key=key) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         with vault.session(CLERK, "owner_registration") as session:
             session.put_many([OwnerProfile(subject_id=f"s-{n}", name="王五") for n in range(3)])
     real = PostgresBackend.load_rows
@@ -329,6 +332,7 @@ def _writer(worker: int) -> Actor:
 def _run_writers(url: str, key: KeyFileKey, ops: int) -> None:
     with Vault.create(url, key=key, clock=FrozenClock()) as created:
         grant_roles(created, DPO, *map(_writer, range(PROCESSES)))
+        record_assessments(created)
     with Vault.open(url, key=key) as vault:
         base = vault.audit.size()
         system = sum(1 for e in vault.audit.entries() if e["actor"] == "ownervault")
@@ -440,6 +444,7 @@ def test_two_workers_never_process_the_same_batch(tmp_path: Path, pg_database: s
     key = KeyFileKey.generate(tmp_path / "k")
     with Vault.create(pg_database, key=key, clock=FrozenClock()) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         with vault.session(CLERK, "owner_registration") as session:
             session.put_many(
                 [OwnerProfile(subject_id=f"s-{n:03d}", name="李娜") for n in range(60)]
@@ -482,6 +487,7 @@ def test_a_job_row_held_by_another_worker_is_skipped(pg_database: str) -> None:
     key = InMemoryKey()
     with Vault.create(pg_database, key=key) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         with vault.session(CLERK, "owner_registration") as session:
             session.put(OwnerProfile(subject_id="s-1", name="赵敏"))
         job = vault.keys.reencrypt_subjects(actor=ADMIN)
@@ -528,6 +534,7 @@ def test_batches_larger_than_one_statement_are_stored_whole(pg_database: str) ->
     ]
     with Vault.create(pg_database, key=InMemoryKey(), clock=FrozenClock()) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         before = vault.audit.size()
         with vault.session(CLERK, "owner_registration") as session:
             ids = session.put_many(owners)
@@ -560,6 +567,7 @@ def test_append_only_tables_refuse_update_delete_and_truncate(pg_database: str) 
     """Triggers keep audit entries, checkpoints and consents append-only, TRUNCATE included."""
     with Vault.create(pg_database, key=InMemoryKey(), clock=FrozenClock()) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         with vault.session(CLERK, "owner_registration") as session:
             session.put(OwnerProfile(subject_id="s-1", name="黄磊"))
         with vault.session(CLERK, "consent_management") as session:
@@ -603,6 +611,7 @@ def test_embedded_only_operations_say_so(tmp_path: Path, pg_database: str) -> No
     """Backups and page-key rotation are refused on PostgreSQL with a VaultError."""
     with Vault.create(pg_database, key=InMemoryKey()) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         with pytest.raises(VaultError, match="embedded"):
             vault.backup(tmp_path / "b", actor=ADMIN)
         with pytest.raises(VaultError, match="embedded"):
@@ -616,6 +625,7 @@ def test_a_dropped_connection_is_replaced(pg_database: str, postgres_server: str
     key = InMemoryKey()
     with Vault.create(pg_database, key=key) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         name = pg_database.rsplit("/", 1)[1]
         with psycopg.connect(postgres_server, autocommit=True) as admin:
             admin.execute(
@@ -660,6 +670,7 @@ def test_the_database_holds_no_personal_value(
     """Scanning every table's raw contents finds none of the seeded personal values."""
     with Vault.create(pg_database, key=InMemoryKey(), clock=FrozenClock()) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         records, by_id = _seed(vault, make_owner, make_unit, make_fee_account, owners=20)
         _read_all(vault, by_id)
         with vault.session(CLERK, "owner_registration") as session:

@@ -45,7 +45,7 @@ from ownervault.rights import (
     overdue_requests,
     render_export_html,
 )
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 from ownervault.vault import CorrectionNotice
 from strategies import RECORD_FIELDS, records, subject_ids
 
@@ -235,6 +235,7 @@ def test_export_holds_all_of_the_subject_and_nothing_of_others(population: dict[
     with tempfile.TemporaryDirectory() as tmp:
         vault = ov.Vault.create(Path(tmp) / "v", key=InMemoryKey(), clock=FrozenClock())
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         try:
             _check_export_population(vault, population)
         finally:
@@ -1160,6 +1161,7 @@ def cli_vault(tmp_path: Path) -> tuple[Path, Path, list[str]]:
     key_file, path = tmp_path / "root.key", tmp_path / "vault"
     with ov.Vault.create(path, key=ov.KeyFileKey.generate(key_file)) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         ids = _register(
             vault,
             _owner("owner-1"),

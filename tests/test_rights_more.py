@@ -32,7 +32,7 @@ from ownervault.notifiers import Notification
 from ownervault.policy import NEVER_BLOCKED_PURPOSES, RIGHTS_PURPOSES, default_policy_dir
 from ownervault.records import OwnerProfile, Unit
 from ownervault.rights import KIN_RELATIONS, NEXT_OF_KIN_ACTIONS, REQUEST_KINDS
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 CLERK = ov.Actor("clerk-01", roles=["front_desk"])
 GUARD = ov.Actor("guard-01", roles=["security"])
@@ -153,6 +153,7 @@ def pvault(tmp_path: Path, pack: Path, clock: FrozenClock) -> Iterator[ov.Vault]
     """A vault on the extended pack, closed after the test."""
     vault = ov.Vault.create(tmp_path / "vault", key=InMemoryKey(), policy=pack, clock=clock)
     grant_roles(vault, *ACTORS)
+    record_assessments(vault)
     try:
         yield vault
     finally:
@@ -676,6 +677,7 @@ def cli_vault(tmp_path: Path) -> tuple[Path, Path, list[str]]:
     key_file, path = tmp_path / "root.key", tmp_path / "vault"
     with ov.Vault.create(path, key=KeyFileKey.generate(key_file)) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         for n in (1, 2):
             register(
                 vault, OwnerProfile(subject_id=f"owner-{n}", name="测试业主", phone="13800138000")

@@ -52,7 +52,13 @@ from ownervault.keys import KeyKind, KeyState, VaultHeader
 from ownervault.keys.admin import backups as maint
 from ownervault.records import OwnerProfile, Record, Unit, Vehicle, normalise
 from ownervault.storage.sqlcipher import SQLCipherBackend
-from ownervault.testing import FAST_ARGON2, FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import (
+    FAST_ARGON2,
+    FrozenClock,
+    InMemoryKey,
+    grant_roles,
+    record_assessments,
+)
 
 CLERK = Actor("clerk-01", roles=["front_desk"])
 DPO = Actor("dpo-01", roles=["compliance_officer"])
@@ -581,6 +587,7 @@ def test_automatic_kek_rotation_leaves_a_rewrap_job_to_run(
     """A KEK near 90% of its invocation limit is rotated by the vault; its rewrap job finishes."""
     vault = Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock, max_key_invocations=40)
     grant_roles(vault, *ACTORS)
+    record_assessments(vault)
     try:
         first = vault.keys.primary(KeyKind.KEK)
         records = [OwnerProfile(subject_id=f"s-{n}", name="孙七") for n in range(40)]
@@ -762,6 +769,7 @@ def test_root_rotation_is_header_only_and_retires_the_old_key(
     first = KeyFileKey.generate(tmp_path / "first.key")
     vault = Vault.create(path, key=first)
     grant_roles(vault, *ACTORS)
+    record_assessments(vault)
     with vault.session(CLERK, "owner_registration") as session:
         batch = [make_owner() for _ in range(owners)]
         everything: Expected = dict(zip(session.put_many(batch), batch, strict=True))
@@ -826,6 +834,7 @@ def _crash_vault(
     expected: Expected = {}
     vault = Vault.create(path, key=KeyFileKey.generate(key_path))
     grant_roles(vault, *ACTORS)  # ADMIN runs the job scripts
+    record_assessments(vault)
     with vault, vault.session(CLERK, "owner_registration") as session:
         for start in range(0, owners, 500):
             batch: list[Record] = []
@@ -1115,6 +1124,7 @@ def test_backup_while_writing_restores_a_consistent_snapshot(
     people = People(make_owner)
     vault = Vault.create(tmp_path / "v", key=key, clock=clock)
     grant_roles(vault, *ACTORS)
+    record_assessments(vault)
     try:
         expected = people.put(vault, 10)  # 20 records
         stop = threading.Event()
@@ -1539,6 +1549,7 @@ def test_cli_rotation_backup_and_restore_smoke(
     for actor_id, role in staff:
         ok("grants", "add", str(path), actor_id, role, "--as", "sec-admin", "--key-file", str(key))
     with Vault.open(path, key=KeyFileKey(key)) as vault:
+        record_assessments(vault, grantor=Actor("sec-admin", roles=["security_admin"]))
         everything = People(make_owner).put(vault, 6)
         old_kek = vault.keys.primary(KeyKind.KEK)
         secrets = [vault._kernel._db_key, vault._kernel.keys.keyring.material()]
@@ -1663,6 +1674,7 @@ def test_cli_key_jobs_draw_a_progress_bar_only_on_a_terminal(
     path, key = tmp_path / "v", tmp_path / "root.key"
     with Vault.create(path, key=KeyFileKey.generate(key)) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         People(make_owner).put(vault, 6)
     common = ["--key-file", str(key), "--batch-size", "2", "--as", ADMIN.actor_id]
 
@@ -1709,6 +1721,7 @@ def test_the_runbooks_kek_compromise_procedure_runs_as_written(
     path, key = tmp_path / "vault", tmp_path / "root.key"
     with Vault.create(path, key=KeyFileKey.generate(key)) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         everything = People(make_owner).put(vault, 5)
         primary = vault.keys.primary(KeyKind.KEK)
     runner = CliRunner()

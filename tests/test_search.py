@@ -21,7 +21,7 @@ from ownervault.cli import main
 from ownervault.exceptions import PolicyDeniedError, PolicyError
 from ownervault.keys import KeyFileKey
 from ownervault.records import OwnerProfile
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 PURPOSES = """\
 [purposes.ops]
@@ -45,9 +45,15 @@ purposes = ["ops"]
 title = { zh = "安全管理员", en = "Security administrator" }
 purposes = []
 
+[roles.compliance_officer]
+title = { zh = "个人信息保护负责人", en = "Compliance officer" }
+purposes = []
+
 [admin_actions]
 "grant.add" = ["security_admin"]
 "grant.list" = ["security_admin"]
+"assessment.add" = ["compliance_officer"]
+"assessment.list" = ["compliance_officer"]
 """
 
 
@@ -221,6 +227,7 @@ def svault(tmp_path: Path) -> Iterator[Vault]:
     """A vault with the shipped pack."""
     with Vault.create(tmp_path / "vault", key=InMemoryKey(), clock=FrozenClock()) as vault:
         grant_roles(vault, GUARD, FINANCE, CLERK, ENGINEER)
+        record_assessments(vault)
         yield vault
 
 
@@ -316,6 +323,7 @@ def test_a_pack_can_grant_search_on_a_masked_field(tmp_path: Path) -> None:
     owner = OwnerProfile(subject_id="owner-1", name="张三", phone="13800138000")
     with Vault.create(tmp_path / "v", key=InMemoryKey(), policy=pack, clock=FrozenClock()) as v:
         grant_roles(v, WRITER, LOOKUP)
+        record_assessments(v)
         with v.session(WRITER, "ops") as s:
             rid = s.put(owner)
         with v.session(LOOKUP, "ops") as s:
@@ -325,6 +333,7 @@ def test_a_pack_can_grant_search_on_a_masked_field(tmp_path: Path) -> None:
     (pack / "rules.toml").write_text(rules.replace('search = ["phone"]\n', ""), encoding="utf-8")
     with Vault.create(tmp_path / "v2", key=InMemoryKey(), policy=pack, clock=FrozenClock()) as v:
         grant_roles(v, WRITER, LOOKUP)
+        record_assessments(v)
         with v.session(WRITER, "ops") as s:
             s.put(owner)
         with v.session(LOOKUP, "ops") as s:

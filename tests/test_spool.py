@@ -30,7 +30,7 @@ from ownervault.exceptions import ConfigurationError, PolicyDeniedError
 from ownervault.keys import KeyFileKey
 from ownervault.notifiers import Notification, SmtpTransport
 from ownervault.records import OwnerProfile
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 from test_breach import local, pseudonyms, register, write_pack
 
 DPO = Actor("dpo-01", roles=["compliance_officer"])
@@ -148,6 +148,7 @@ def svault(tmp_path: Path, pack: Path, clock: FrozenClock) -> Iterator[Vault]:
     """A vault on the configured pack, closed after the test."""
     vault = Vault.create(tmp_path / "vault", key=InMemoryKey(), policy=pack, clock=clock)
     grant_roles(vault, *ACTORS)
+    record_assessments(vault)
     try:
         yield vault
     finally:
@@ -513,6 +514,7 @@ def test_cli_send_delivers_spooled_notices_over_smtp(
     owner = make_owner()
     with Vault.create(path, key=key, policy=pack) as vault:
         grant_roles(vault, *ACTORS)
+        record_assessments(vault)
         register(vault, [owner])
         notify(vault, [owner])
         vault.incidents.dispatch(actor=DPO)

@@ -44,7 +44,7 @@ from ownervault.exceptions import (
 )
 from ownervault.records import OwnerProfile
 from ownervault.storage import schema
-from ownervault.testing import FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 from test_check import Owners, _sql, _unguard
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
@@ -131,6 +131,7 @@ class Pristine:
         self.made: list[str] = []
         with Vault.create(self.location, key=key, clock=self.clock()) as vault:
             grant_roles(vault, ADMIN, DPO, CLERK)
+            record_assessments(vault)
             self.owners = Owners(vault, make_owner, self.clock())
             job = vault.keys.rotate_kek(actor=ADMIN)
             vault.keys.run(job.job_id, actor=ADMIN)

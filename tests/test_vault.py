@@ -67,7 +67,13 @@ from ownervault.records import (
     normalise,
 )
 from ownervault.storage.base import Backend
-from ownervault.testing import FAST_ARGON2, FrozenClock, InMemoryKey, grant_roles
+from ownervault.testing import (
+    FAST_ARGON2,
+    FrozenClock,
+    InMemoryKey,
+    grant_roles,
+    record_assessments,
+)
 
 #: Every test here that uses a vault runs on the embedded SQLCipher store and on PostgreSQL.
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
@@ -228,6 +234,7 @@ def test_round_trip_every_record_type(record_type: str, vault: Vault, dpo: Actor
     role, purpose = CREATORS[record_type]
     writing = Actor("writer-01", roles=[role])
     grant_roles(vault, writing)
+    record_assessments(vault)
     writer = vault.session(writing, purpose)
     reader = vault.session(dpo, "subject_access_request")
     cls = RECORD_TYPES[record_type]
@@ -304,6 +311,7 @@ def test_env_key_opens_a_key_file_vault(
     location = new_location()
     with Vault.create(location, key=key_file) as vault:
         grant_roles(vault, clerk)
+        record_assessments(vault)
         (rid,) = _put(vault, clerk, "owner_registration", owner)
     monkeypatch.setenv("OWNERVAULT_TEST_ROOT_KEY", text)
     env_key = EnvKey("OWNERVAULT_TEST_ROOT_KEY")
@@ -738,6 +746,7 @@ def test_stale_update_is_refused(
     (rid,) = _put(vault, clerk, "owner_registration", owner)
     other = Actor("clerk-02", roles=["front_desk"])
     grant_roles(vault, other)
+    record_assessments(vault)
     with (
         vault.session(clerk, "owner_registration") as first,
         vault.session(other, "owner_registration") as second,
@@ -1132,6 +1141,7 @@ def test_keys_near_their_limit_are_rotated_automatically(
     """Data keys and KEKs nearing their invocation limit are replaced and nothing is lost."""
     vault = Vault.create(vault_location, key=InMemoryKey(), clock=clock, max_key_invocations=40)
     grant_roles(vault, clerk)
+    record_assessments(vault)
     try:
         with vault.session(clerk, "owner_registration") as session:
             # Each record costs two encryptions (name and subject id) under its subject's key;
@@ -1154,6 +1164,7 @@ def test_key_invocation_limit_stores_nothing_partial(
     """A write too big for even a fresh key raises KeyExhaustedError and leaves no trace."""
     vault = Vault.create(vault_location, key=InMemoryKey(), clock=clock, max_key_invocations=2)
     grant_roles(vault, clerk)
+    record_assessments(vault)
     try:
         session = vault.session(clerk, "owner_registration")
 
@@ -1205,6 +1216,7 @@ def test_reprs_show_no_secret_or_personal_value(
 
     with Vault.create(vault_location, key=key) as vault:
         grant_roles(vault, clerk, dpo)
+        record_assessments(vault)
         raw = vault._kernel.header
         root = key.load_root(raw.provider_params)
         leaks.secret(*(raw.unwrap(root, slot).hex() for slot in ("db", "keyring", "signing")))
@@ -1257,6 +1269,7 @@ class VaultMachine(RuleBasedStateMachine):
         location = self.dir / "v" if factory is None else factory()
         self.vault = Vault.create(location, key=InMemoryKey(), clock=FrozenClock())
         grant_roles(self.vault, _CLERK, _DPO)
+        record_assessments(self.vault)
         self.clerk = self.vault.session(_CLERK, "owner_registration")
         self.reader = self.vault.session(_DPO, "subject_access_request")
         self.eraser = self.vault.session(_DPO, "erasure_request")

@@ -31,7 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field
 import ownervault as ov
 from ownervault import exceptions as ovx
 
-__all__ = ["DEMO_USERS", "ERROR_STATUSES", "User", "app", "create_app", "open_vault_from_env"]
+__all__ = [
+    "DEMO_USERS",
+    "ERROR_STATUSES",
+    "User",
+    "app",
+    "assess_demo_purposes",
+    "create_app",
+    "open_vault_from_env",
+]
 
 #: Where the vault lives and how its root key is found (see README.md).
 VAULT_ENV: Final = "FRONTDESK_VAULT"
@@ -240,6 +248,7 @@ def open_vault_from_env() -> ov.Vault:
         return ov.Vault.open(path, key=key)
     vault = ov.Vault.create(path, key=key, creator=SETUP_ACTOR.actor_id)
     grant_demo_users(vault)
+    assess_demo_purposes(vault)
     return vault
 
 
@@ -258,6 +267,36 @@ def grant_demo_users(vault: ov.Vault, users: Mapping[str, User] = DEMO_USERS) ->
         for role in user.roles:
             if role not in held:
                 vault.grants.add(user.user_id, role, by=SETUP_ACTOR)
+
+
+#: The demo's compliance officer, who records its impact assessments.
+ASSESSOR: Final = ov.Actor("dpo-01", roles=["compliance_officer"])
+
+
+def assess_demo_purposes(vault: ov.Vault) -> None:
+    """Record, as :data:`ASSESSOR`, an impact assessment of each purpose that needs one and has
+    none current, reviewed in a year (PIPL Art 55: before the processing starts).
+
+    The demo's assessments are synthetic. A real deployment makes each assessment first (the
+    risks of the purpose, the measures taken) and records it as its compliance officer, with
+    ``ownervault pia add`` or ``vault.assessments.add``; ``ownervault pia check`` shows what is
+    missing. Sessions for a purpose that needs one are refused until then.
+    """
+    book = vault.assessments
+    today = book.today()
+    for found in book.check(by=ASSESSOR):
+        if found.allowed:
+            continue
+        book.add(
+            found.purpose,
+            by=ASSESSOR,
+            assessor=ASSESSOR.actor_id,
+            assessed_at=today,
+            risks=f"demo assessment; the purpose involves: {found.need.why}",
+            measures="field encryption, masking per role, consent checks, audited access",
+            conclusion="approved",
+            next_review=today + _dt.timedelta(days=365),
+        )
 
 
 def create_app(vault: ov.Vault | None = None, *, users: Mapping[str, User] = DEMO_USERS) -> FastAPI:

@@ -11,9 +11,9 @@
             view = s.get(ov.records.OwnerProfile, rid)
 """
 
-from . import exceptions, records
+from . import exceptions, handover, records
 from .authn import Identity, JWTAuthenticator
-from .kernel import CheckFinding
+from .kernel import Assessment, AssessmentStatus, CheckFinding
 from .keys import EnvKey, KeyFileKey, KeyInfo, KeyState, PassphraseKey
 from .policy import Actor, Decision, FieldView, Policy, PrivacyNotice, ViewMode, load_policy
 from .records import Classification, Record
@@ -31,6 +31,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Actor",
+    "Assessment",
+    "AssessmentStatus",
     "CheckFinding",
     "CheckReport",
     "Classification",
@@ -55,6 +57,7 @@ __all__ = [
     "ViewMode",
     "__version__",
     "exceptions",
+    "handover",
     "load_policy",
     "records",
 ]

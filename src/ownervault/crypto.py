@@ -22,6 +22,13 @@ This is the only module that imports ``cryptography``. Everything above it sees 
 * **Header MAC** -- HMAC-SHA256 over the vault header's fields (canonical JSON), under another
   key derived by HKDF from the keyring key: the header's plain fields cannot be changed unseen.
 * **Passphrases** -- Argon2id (RFC 9106), parameters stored in the vault header.
+* **Recipient box v1** (handover packages) -- ``0x01 | ephemeral X25519 public key (32) |
+  nonce (12) | AES-256-GCM ciphertext+tag``. The AES key is HKDF-SHA256 of the X25519 shared
+  secret, salted with the ephemeral and the recipient's public keys, with the caller's context
+  (vault id, package id) in the info and as associated data: a box opens only with the
+  recipient's private key and only in the package it was made for.
+* **Key files** -- X25519 and Ed25519 keys as PEM (PKCS#8 private, SubjectPublicKeyInfo
+  public), unencrypted: the successor keeps them as it keeps any private key.
 
 Nonces are 96 bits from ``os.urandom`` for every encryption and are never chosen by callers.
 """
@@ -40,16 +47,25 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
 
 from .exceptions import CryptoError, DecryptionError, ValidationError
 
 __all__ = [
     "BINDING_BYTES",
     "BLIND_INDEX_BYTES",
+    "BOX_FORMAT_V1",
     "FIELD_FORMAT_V1",
     "HEADER_MAC_BYTES",
     "KEY_BYTES",
@@ -66,9 +82,15 @@ __all__ = [
     "RowKey",
     "RowValue",
     "SecretKey",
+    "box_open",
+    "box_seal",
     "derive_key",
     "ed25519_generate",
+    "ed25519_load_private_pem",
+    "ed25519_load_public_pem",
+    "ed25519_private_pem",
     "ed25519_public_key",
+    "ed25519_public_pem",
     "ed25519_sign",
     "ed25519_verify",
     "encode_context",
@@ -81,6 +103,12 @@ __all__ = [
     "random_key",
     "record_aad",
     "unpack_sealed",
+    "x25519_generate",
+    "x25519_load_private_pem",
+    "x25519_load_public_pem",
+    "x25519_private_pem",
+    "x25519_public_key",
+    "x25519_public_pem",
 ]
 
 KEY_BYTES: Final = 32
@@ -105,6 +133,10 @@ _INFO_INDEX: Final = b"ownervault blind index v1"
 _INFO_ROW: Final = b"ownervault row binding v1"
 _LABEL_ROW: Final = b"ownervault row v1"
 _INFO_HEADER: Final = b"ownervault header mac v1"
+_INFO_BOX: Final = b"ownervault recipient box v1"
+#: Version byte of a recipient box (handover packages).
+BOX_FORMAT_V1: Final = 0x01
+_BOX_HEADER: Final = 1 + KEY_BYTES + NONCE_BYTES
 #: Length of a row binding tag (HMAC-SHA256, not truncated).
 BINDING_BYTES: Final = 32
 #: Length of the vault header's MAC (HMAC-SHA256, not truncated).
@@ -521,8 +553,6 @@ def passphrase_key(passphrase: str, *, salt: bytes, params: Argon2Params) -> byt
 
 def ed25519_generate() -> bytes:
     """Return a fresh Ed25519 private key as its 32-byte seed."""
-    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
-
     return Ed25519PrivateKey.generate().private_bytes(
         Encoding.Raw, PrivateFormat.Raw, NoEncryption()
     )
@@ -556,3 +586,156 @@ def ensure_key_bytes(material: bytes) -> bytes:
     if len(material) != KEY_BYTES:
         raise CryptoError("key material must be exactly 32 bytes")
     return material
+
+
+# --------------------------------------------------------------------------- key files (PEM)
+
+
+def ed25519_private_pem(seed: bytes) -> bytes:
+    """The Ed25519 key with seed ``seed`` as an unencrypted PKCS#8 PEM."""
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def ed25519_public_pem(public_key: bytes) -> bytes:
+    """A raw 32-byte Ed25519 public key as a SubjectPublicKeyInfo PEM."""
+    key = Ed25519PublicKey.from_public_bytes(public_key)
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def ed25519_load_private_pem(pem: bytes) -> bytes:
+    """The 32-byte seed of an unencrypted Ed25519 private key PEM.
+
+    Raises:
+        CryptoError: not an unencrypted Ed25519 private key.
+    """
+    key = _load_private(pem)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CryptoError("the key file does not hold an Ed25519 private key")
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def ed25519_load_public_pem(pem: bytes) -> bytes:
+    """The raw 32-byte key of an Ed25519 public key PEM (CryptoError otherwise)."""
+    key = _load_public(pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise CryptoError("the key file does not hold an Ed25519 public key")
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def x25519_generate() -> bytes:
+    """Return a fresh X25519 private key as its 32 raw bytes."""
+    return X25519PrivateKey.generate().private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+    )
+
+
+def x25519_public_key(private_key: bytes) -> bytes:
+    """The 32-byte X25519 public key of a raw private key."""
+    return (
+        X25519PrivateKey.from_private_bytes(private_key)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+
+
+def x25519_private_pem(private_key: bytes) -> bytes:
+    """A raw X25519 private key as an unencrypted PKCS#8 PEM."""
+    key = X25519PrivateKey.from_private_bytes(private_key)
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def x25519_public_pem(public_key: bytes) -> bytes:
+    """A raw X25519 public key as a SubjectPublicKeyInfo PEM."""
+    key = X25519PublicKey.from_public_bytes(public_key)
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def x25519_load_private_pem(pem: bytes) -> bytes:
+    """The raw 32 bytes of an unencrypted X25519 private key PEM (CryptoError otherwise)."""
+    key = _load_private(pem)
+    if not isinstance(key, X25519PrivateKey):
+        raise CryptoError("the key file does not hold an X25519 private key")
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def x25519_load_public_pem(pem: bytes) -> bytes:
+    """The raw 32 bytes of an X25519 public key PEM (CryptoError otherwise)."""
+    key = _load_public(pem)
+    if not isinstance(key, X25519PublicKey):
+        raise CryptoError("the key file does not hold an X25519 public key")
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _load_private(pem: bytes) -> object:
+    try:
+        return load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise CryptoError("the key file is not an unencrypted PEM private key") from None
+
+
+def _load_public(pem: bytes) -> object:
+    try:
+        return load_pem_public_key(pem)
+    except (ValueError, TypeError):
+        raise CryptoError("the key file is not a PEM public key") from None
+
+
+# --------------------------------------------------------------------------- recipient box
+
+
+def _box_key(shared: bytes, ephemeral: bytes, recipient: bytes, context: bytes) -> bytes:
+    if shared == bytes(len(shared)):
+        # A low-order public key gives the all-zero secret (RFC 7748 section 6.1).
+        raise DecryptionError()
+    return derive_key(shared, salt=ephemeral + recipient, info=_INFO_BOX + encode_context(context))
+
+
+def box_seal(recipient_public: bytes, plaintext: bytes, *, context: bytes) -> bytes:
+    """Encrypt ``plaintext`` so only the holder of the X25519 private key can open it.
+
+    A fresh ephemeral X25519 key agrees a secret with ``recipient_public``; HKDF-SHA256 turns it
+    into a one-time AES-256-GCM key. ``context`` (bound into the key and the associated data)
+    must be given again, byte for byte, to :func:`box_open`.
+
+    Raises:
+        CryptoError: ``recipient_public`` is not a usable X25519 public key.
+    """
+    try:
+        recipient = X25519PublicKey.from_public_bytes(recipient_public)
+    except ValueError:
+        raise CryptoError("the recipient key is not an X25519 public key") from None
+    ephemeral = X25519PrivateKey.generate()
+    ephemeral_public = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    try:
+        shared = ephemeral.exchange(recipient)
+    except ValueError:
+        raise CryptoError("the recipient key is not a usable X25519 public key") from None
+    key = _box_key(shared, ephemeral_public, recipient_public, context)
+    nonce = os.urandom(NONCE_BYTES)
+    ciphertext = AESGCM(key).encrypt(nonce, plaintext, encode_context(_INFO_BOX, context))
+    return bytes([BOX_FORMAT_V1]) + ephemeral_public + nonce + ciphertext
+
+
+def box_open(recipient_private: bytes, box: bytes, *, context: bytes) -> bytes:
+    """Open a recipient box made by :func:`box_seal` for this private key and ``context``.
+
+    Raises:
+        DecryptionError: the box is malformed, was made for another key or context, or was
+            changed (one error for every case).
+    """
+    if len(box) < _BOX_HEADER + TAG_BYTES or box[0] != BOX_FORMAT_V1:
+        raise DecryptionError()
+    ephemeral_public = box[1 : 1 + KEY_BYTES]
+    nonce = box[1 + KEY_BYTES : _BOX_HEADER]
+    try:
+        private = X25519PrivateKey.from_private_bytes(recipient_private)
+        shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
+    except ValueError:
+        raise DecryptionError() from None
+    recipient_public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    key = _box_key(shared, ephemeral_public, recipient_public, context)
+    try:
+        return AESGCM(key).decrypt(nonce, box[_BOX_HEADER:], encode_context(_INFO_BOX, context))
+    except InvalidTag:
+        raise DecryptionError() from None

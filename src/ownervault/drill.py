@@ -67,6 +67,25 @@ class _Recorder:
 DRILL_GRANTOR: Final = "drill-security-admin"
 
 
+def _assess(vault: Vault, officer: Actor) -> None:
+    """Record, as the drill's compliance officer, an approved impact assessment of each purpose
+    that needs one: the drill's sessions are refused without it, as a real vault's are."""
+    book = vault.assessments
+    today = book.today()
+    for found in book.check(by=officer):
+        if not found.allowed:
+            book.add(
+                found.purpose,
+                by=officer,
+                assessor=officer.actor_id,
+                assessed_at=today,
+                risks="synthetic drill vault: no real processing",
+                measures="synthetic drill vault, deleted when the drill ends",
+                conclusion="approved",
+                next_review=today + _dt.timedelta(days=365),
+            )
+
+
 def run_drill(
     *,
     owners: int = 120,
@@ -118,6 +137,7 @@ def run_drill(
                 ("drill-admin", ADMIN_ROLE),
             ):
                 vault.grants.add(actor_id, role, by=grantor)
+            _assess(vault, officer)
             manager = vault.incidents.configure(config)
             population = list(synthetic_community(count, seed=7))
             with vault.session(clerk, "owner_registration") as session:

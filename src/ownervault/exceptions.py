@@ -22,7 +22,8 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     │   ├── VaultNotFoundError (FileNotFoundError)
     │   ├── VaultFormatError                 header or schema is not one this version can read
     │   ├── VaultClosedError
-    │   └── VaultLockedError                 the vault failed closed after an integrity failure
+    │   ├── VaultLockedError                 the vault failed closed after an integrity failure
+    │   └── VaultHandedOverError             the records went to a successor; no new data
     ├── CryptoError
     │   ├── WrongKeyError                    the root key does not open this vault
     │   ├── DecryptionError                  one message for every way a ciphertext can be bad
@@ -41,7 +42,8 @@ their ``args`` either, so ``str()``, ``repr()`` and tracebacks are safe to log.
     │   └── SubjectErasedError               the subject was erased (crypto-shredded)
     ├── IntegrityError                       a stored row was changed outside the vault (or damaged)
     │   └── AuditIntegrityError              a Merkle proof, checkpoint or audit entry is bad
-    └── StorageError                         the database failed (locked too long, I/O, corrupt)
+    ├── StorageError                         the database failed (locked too long, I/O, corrupt)
+    └── HandoverError                        a handover package, receipt or certificate is refused
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "FieldNotDisclosedError",
+    "HandoverError",
     "IntegrityError",
     "KeyExhaustedError",
     "KeyProviderError",
@@ -74,6 +77,7 @@ __all__ = [
     "VaultError",
     "VaultExistsError",
     "VaultFormatError",
+    "VaultHandedOverError",
     "VaultLockedError",
     "VaultNotFoundError",
     "WrongKeyError",
@@ -292,3 +296,25 @@ class AuditIntegrityError(IntegrityError):
 
 class StorageError(OwnerVaultError):
     """The database failed: locked for too long, I/O error or corruption."""
+
+
+class VaultHandedOverError(VaultError):
+    """The owners' records were handed over to a successor and the vault takes no new data.
+
+    Its audit log stays readable and exportable (``docs/handover.md``).
+    """
+
+
+class HandoverError(OwnerVaultError):
+    """A handover package, receipt or certificate was refused (``docs/handover.md``).
+
+    ``reason`` is a short machine-readable code: ``package_malformed``, ``package_signature``,
+    ``vault_key_mismatch``, ``wrong_recipient_key``, ``manifest_mismatch``,
+    ``receipt_malformed``, ``receipt_signature``, ``receipt_other_vault``,
+    ``receipt_unknown_package``, ``receipt_mismatch``, ``vault_changed``,
+    ``other_handover``, ``certificate_malformed`` or ``certificate_signature``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)

@@ -20,6 +20,7 @@ from .breach import EmergencyAccess, break_glass
 from .exceptions import ValidationError
 from .kernel import (
     Access,
+    AssessmentBook,
     ErasureResult,
     GrantBook,
     Kernel,
@@ -384,6 +385,12 @@ class Sessions:
         """Who holds which role, where and until when: add, remove, list (all audited)."""
         self._kernel.check_open()
         return GrantBook(self._kernel)
+
+    @property
+    def assessments(self) -> AssessmentBook:
+        """Impact assessments (PIPL Art 55-56): add, list, check (``docs/assessments.md``)."""
+        self._kernel.check_open()
+        return AssessmentBook(self._kernel)
 
     def break_glass(
         self,

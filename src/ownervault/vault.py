@@ -29,6 +29,7 @@ from .audit.bundle import BundleSummary
 from .authn import Authenticator
 from .breach import IncidentManager, attach, incident_manager
 from .exceptions import VaultError
+from .handover import Handover
 from .kernel import (
     CheckReport,
     ErasureResult,
@@ -451,3 +452,10 @@ class Vault(Sessions):
         """Breach incidents: detectors, affected owners, notices, deadlines and the outbox."""
         self._kernel.check_open()
         return incident_manager(self._kernel)
+
+    @property
+    def handover(self) -> Handover:
+        """Handover of every owner to a successor company: package, receipt, erasure
+        (``docs/handover.md``)."""
+        self._kernel.check_open()
+        return Handover(self._kernel)

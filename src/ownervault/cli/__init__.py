@@ -3,7 +3,8 @@
 This package owns the command line and nothing else: the top :func:`main` group (the
 ``ownervault`` console script, also run by ``python -m ownervault.cli``), one module per command
 group (:mod:`.vault` for the whole-vault commands, :mod:`.check`, :mod:`.keys`, :mod:`.audit`,
-:mod:`.consent`, :mod:`.policy`, :mod:`.subject`, :mod:`.retention`, :mod:`.incident`) and the
+:mod:`.consent`, :mod:`.policy`, :mod:`.subject`, :mod:`.retention`, :mod:`.incident`,
+:mod:`.handover`, :mod:`.pia`) and the
 helpers they share in :mod:`.common`. It is the top layer: it calls the public Python API
 (:class:`ownervault.vault.Vault`, :mod:`ownervault.drill`, :mod:`ownervault.migrate` and the
 packages' public names), and no other part of ownervault imports it.
@@ -21,6 +22,8 @@ from __future__ import annotations
 import click
 
 from . import audit, check, consent, grants, incident, keys, policy, retention, subject, vault
+from . import handover as _handover
+from . import pia as pia_commands
 
 __all__ = ["main"]
 
@@ -46,3 +49,5 @@ main.add_command(policy.policy)
 main.add_command(subject.subject)
 main.add_command(retention.retention)
 main.add_command(incident.incident)
+main.add_command(_handover.handover)
+main.add_command(pia_commands.pia)

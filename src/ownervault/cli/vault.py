@@ -27,6 +27,7 @@ from .common import (
     progress_bar,
     quiet_option,
 )
+from .pia import demo_assessments, summary
 
 __all__ = ["backup_command", "demo", "init", "migrate_command", "restore_command"]
 
@@ -87,6 +88,11 @@ def demo(path: Path, owners: int, key_file: Path | None, quiet: bool) -> None:
         ):
             vault.grants.add(actor_id, role, by=grantor)
         click.echo("granted roles: clerk-01 front_desk, fin-02 finance, guard-07 security")
+        # Purposes that process sensitive data need a current impact assessment (PIPL Art 55),
+        # recorded by the compliance officer before the first session for them.
+        officer = Actor("dpo-03", roles=["compliance_officer"])
+        vault.grants.add(officer.actor_id, "compliance_officer", by=grantor)
+        click.echo(summary(demo_assessments(vault, officer)) + " (recorded by dpo-03)")
         ids: dict[str, str] = {}
         registration: list[Any] = []
         for owner in population:

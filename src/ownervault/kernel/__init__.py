@@ -8,7 +8,9 @@ and for the facade (``ownervault.vault``):
   ``clock``, ``keys`` (:class:`KeyStore`, :mod:`.keystore`), the fail-closed lock, audit
   entries in the system's or an admin's name, signatures, the header; :meth:`Kernel.access`
   opens an :class:`Access` for an actor :func:`~.grants.admit` checked against the vault's
-  grants (:mod:`.grants`; :class:`GrantBook` in :mod:`.authority` changes them).
+  grants (:mod:`.grants`; :class:`GrantBook` in :mod:`.authority` changes them), and refuses
+  a purpose that needs an impact assessment without a current one (:mod:`.assessments`;
+  :class:`AssessmentBook` in :mod:`.assessment_book` keeps the register).
   :func:`create_kernel` and :func:`open_kernel` (:mod:`.opening`) make one.
 * :class:`Access` (:mod:`.core`) -- one actor acting for one purpose: audit entries, commits,
   denials, the session's :class:`Decider` (:mod:`.decide`).
@@ -26,6 +28,8 @@ Imports ``policy``, ``audit``, ``keys``, ``crypto``, ``authn``, ``storage``, ``r
 ``exceptions``; never a feature or the facade.
 """
 
+from .assessment_book import AssessmentBook
+from .assessments import Assessment, AssessmentStatus
 from .authority import GrantBook
 from .check import check_kernel, check_location
 from .clock import Clock, SystemClock
@@ -45,6 +49,9 @@ __all__ = [
     "INVESTIGATOR_ROLE",
     "SYSTEM_ACTOR",
     "Access",
+    "Assessment",
+    "AssessmentBook",
+    "AssessmentStatus",
     "CheckFinding",
     "CheckReport",
     "Clock",

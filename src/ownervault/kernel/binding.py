@@ -30,7 +30,15 @@ from ..crypto import ROW_BYTES, ROW_HEAD, ROW_INT, ROW_NONE, ROW_TEXT, RowKey, R
 from ..exceptions import IntegrityError
 from ..policy import ConsentRecord
 from ..storage import KeyRow, RecordRow, SubjectRow
-from ..storage.base import DisclosureRow, GrantRow, HoldRow, IncidentRow, OutboxRow, RequestRow
+from ..storage.base import (
+    AssessmentRow,
+    DisclosureRow,
+    GrantRow,
+    HoldRow,
+    IncidentRow,
+    OutboxRow,
+    RequestRow,
+)
 
 __all__ = ["BOUND_META", "FACTS", "Binder", "Fact"]
 
@@ -85,10 +93,22 @@ FACTS: Final[dict[type, tuple[str, str, tuple[str, ...]]]] = {
             "created_at",
         ),
     ),
+    AssessmentRow: (
+        "assessments",
+        "assessment_id",
+        (
+            "assessment_id", "purpose", "assessed_at", "assessor", "risks", "measures",
+            "conclusion", "next_review", "digest", "recorded_by", "recorded_at",
+        ),
+    ),
 }  # fmt: skip
 
 #: A row of one of :data:`FACTS`' types.
-Fact = TypeVar("Fact", GrantRow, HoldRow, RequestRow, DisclosureRow, IncidentRow, OutboxRow)
+Fact = TypeVar(
+    "Fact", GrantRow, HoldRow, RequestRow, DisclosureRow, IncidentRow, OutboxRow, AssessmentRow
+)
+#: Any row of :data:`FACTS`' types.
+_AnyFact = GrantRow | HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow | AssessmentRow
 
 
 class Binder:
@@ -302,19 +322,15 @@ class Binder:
                 row=subject.pseudonym,
             )
 
-    def _fact_values(
-        self, row: GrantRow | HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
-    ) -> tuple[str, list[RowValue]]:
+    def _fact_values(self, row: _AnyFact) -> tuple[str, list[RowValue]]:
         table, _, columns = FACTS[type(row)]
         return table, [self._vault_id, *(getattr(row, c) for c in columns)]
 
     def fact(self, row: Fact) -> Fact:
-        """A hold, request, disclosure, incident or outbox row with its binding tag."""
+        """A grant, hold, request, disclosure, incident, outbox or assessment row with its tag."""
         return attrs.evolve(row, binding=self._key.tag(*self._fact_values(row)))
 
-    def check_fact(
-        self, row: GrantRow | HoldRow | RequestRow | DisclosureRow | IncidentRow | OutboxRow
-    ) -> None:
+    def check_fact(self, row: _AnyFact) -> None:
         """Raise :class:`IntegrityError` unless the row is one the vault wrote."""
         table, values = self._fact_values(row)
         if not self._key.matches(table, values, row.binding):

@@ -38,6 +38,7 @@ from ..exceptions import (
     ValidationError,
     VaultClosedError,
     VaultError,
+    VaultHandedOverError,
     VaultLockedError,
 )
 from ..keys import HEADER_NAME, KeyKind, KeyState, RootKey, VaultHeader, write_atomically
@@ -51,6 +52,8 @@ from ..storage import (
     redact_location,
 )
 from .anchoring import Anchoring
+from .assessments import VERSION_META as ASSESSMENTS_META
+from .assessments import refusal
 from .clock import Clock
 from .decide import Decider
 from .erasures import LEDGER_NAME, ErasureLedger
@@ -59,6 +62,7 @@ from .keystore import KeyStore
 
 __all__ = [
     "ADMIN_PURPOSE",
+    "HANDOVER_META",
     "HEADER_MAC_MARK",
     "HEADER_SEALED_ACTION",
     "INVESTIGATOR_ROLE",
@@ -78,10 +82,27 @@ ADMIN_PURPOSE: Final = "vault_administration"
 
 #: ``meta`` key naming the incident that holds the vault locked (empty: not locked).
 LOCK_META: Final = "locked_by_incident"
+#: ``meta`` key of a handover to a successor: ``shredding <package id>`` once the successor's
+#: receipt was recorded, ``complete <package id>`` once every owner was erased (empty: none).
+HANDOVER_META: Final = "handover"
 #: The audit action recorded when an older vault's header is first given a MAC.
 HEADER_SEALED_ACTION: Final = "vault.header_sealed"
 #: The detail key of every entry that records a sealed header (``vault.create`` too).
 HEADER_MAC_MARK: Final = "header_mac"
+
+
+def refuse_changes(meta: Mapping[str, str]) -> None:
+    """Refuse a change, given the vault's lock and handover ``meta`` values."""
+    if locked := meta.get(LOCK_META):
+        raise VaultLockedError(
+            f"the vault is locked by incident {locked}; nothing may change until an admin "
+            "acknowledges it"
+        )
+    if handover := meta.get(HANDOVER_META):
+        raise VaultHandedOverError(
+            f"the vault's records were handed over to a successor (package "
+            f"{handover.split()[-1]}); it takes no new data, its audit log stays readable"
+        )
 
 
 def log_origin(vault_id: str) -> str:
@@ -210,13 +231,13 @@ class Kernel:
             VaultLockedError: the vault is locked after an integrity failure and the actor is
                 not a compliance officer.
             NotGrantedError: the actor asks for roles or a scope it was not granted (audited).
-            PolicyDeniedError: the purpose is unknown or prohibited, or none of the actor's
-                roles may act for it (the refusal is audited).
+            PolicyDeniedError: the purpose is unknown or prohibited, none of the actor's roles
+                may act for it, or it lacks a current impact assessment (audited).
         """
         self.check_open()
         if not isinstance(actor, Actor):
             raise ValidationError("actor must be an ownervault Actor")
-        meta = self.backend.get_metas((VERSION_META, LOCK_META))  # one read for both
+        meta = self.backend.get_metas((VERSION_META, LOCK_META, ASSESSMENTS_META))  # one read
         actor, until = admission(
             self, actor, action="session.open", purpose=purpose, version=meta.get(VERSION_META)
         )
@@ -227,7 +248,7 @@ class Kernel:
                 "until an admin acknowledges it"
             )
         access = Access(self, actor, purpose, until=until)
-        access.open()
+        access.open(assessments=meta.get(ASSESSMENTS_META))
         return access
 
     # ------------------------------------------------------------------ fail closed
@@ -246,12 +267,9 @@ class Kernel:
         self.backend.set_meta(LOCK_META, "")
 
     def check_writable(self) -> None:
-        """Raise :class:`VaultLockedError` while an incident holds the vault locked."""
-        if (locked := self.locked_by) is not None:
-            raise VaultLockedError(
-                f"the vault is locked by incident {locked}; nothing may change until an admin "
-                "acknowledges it"
-            )
+        """Raise :class:`VaultLockedError` while an incident holds the vault locked, and
+        :class:`VaultHandedOverError` once its records are (being) handed to a successor."""
+        refuse_changes(self.backend.get_metas((LOCK_META, HANDOVER_META)))
 
     # ------------------------------------------------------------------ audit in the system's name
 
@@ -575,12 +593,24 @@ class Access:
     def __repr__(self) -> str:
         return f"<Access actor={self.actor.actor_id!r} purpose={self.purpose!r}>"
 
-    def open(self) -> None:
-        """Audit the opening; refuse (audited) a purpose or role the pack never allows."""
+    def open(self, *, assessments: str | None = None) -> None:
+        """Audit the opening; refuse (audited) a purpose or role the pack never allows, and a
+        purpose that needs an impact assessment without a current one (:mod:`.assessments`;
+        ``assessments`` is the register's version when the caller read it)."""
         base = self.policy.decide(self.actor, self.purpose, "", "read")
         if not base.allowed and base.reason in SESSION_OPEN_REFUSALS:
             self.commit([self.entry("session.open", decision=base)])
             base.require()
+        found = refusal(self.kernel, self.purpose, assessments)
+        if found is not None:
+            raise self.deny(
+                [self.entry("session.open", decision="deny", reason=found.reason)],
+                PolicyDeniedError(
+                    f"purpose {self.purpose!r} needs a current impact assessment "
+                    f"({found.need.why}): {found.reason} (ownervault pia check)",
+                    reason=found.reason,
+                ),
+            )
         self.commit([self.entry("session.open", decision="allow")])
 
     def close(self) -> None:

@@ -134,9 +134,18 @@ def _confirm(access: Access, subject: SubjectRow, subject_id: str) -> None:
 
 
 def erase_pseudonym(
-    access: Access, subject: SubjectRow, *, request_id: str | None, reason: str
+    access: Access,
+    subject: SubjectRow,
+    *,
+    request_id: str | None,
+    reason: str,
+    hold_transferred: bool = False,
 ) -> ErasureResult:
-    """Erase one subject inside the caller's transaction; denials are audited, then raised."""
+    """Erase one subject inside the caller's transaction; denials are audited, then raised.
+
+    ``hold_transferred``: the subject's legal holds went to a successor with their records (a
+    completed handover, :mod:`ownervault.handover`), so a hold no longer keeps them here.
+    """
     kernel = access.kernel
     kernel.keys.check_subject(subject)
     backend = access.backend
@@ -147,7 +156,7 @@ def erase_pseudonym(
         access.decide("owner_profile", "erase")
     ]
     refused = [d for d in decisions if not d.allowed]
-    if refused or held(subject, now_dt):
+    if refused or (held(subject, now_dt) and not hold_transferred):
         why = refused[0].reason if refused else "legal_hold"
         entry = access.entry(
             "erase",

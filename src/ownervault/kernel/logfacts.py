@@ -1,8 +1,9 @@
 """What the audit log says about the rows ``ownervault check --deep`` compares with it.
 
 One pass over the log feeds :class:`LogFacts` (only allowed entries count): which owners were
-erased and re-keyed, which restrictions, key states, consents, holds, requests, disclosures and
-incidents were logged, each notification's last delivery outcome, and the fail-closed locks.
+erased and re-keyed, which restrictions, key states, consents, holds, requests, disclosures,
+incidents and impact assessments were logged, each notification's last delivery outcome, and
+the fail-closed locks.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class LogFacts:
         self.notifications: dict[str, tuple[str, int, object]] = {}
         self.locks: list[str] = []
         self.acknowledged: set[str] = set()
+        self.assessments: set[str] = set()
         self.entries = 0
 
     def observe(self, entries: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
@@ -143,3 +145,5 @@ class LogFacts:
             self.locks.append(str(detail["incident"]))
         elif action == "incident.acknowledge" and detail.get("incident"):
             self.acknowledged.add(str(detail["incident"]))
+        elif action == "assessment.add" and detail.get("assessment_id"):
+            self.assessments.add(str(detail["assessment_id"]))

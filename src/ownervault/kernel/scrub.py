@@ -20,6 +20,8 @@ each kind of row is checked by its own function, table by table, a page at a tim
   one exists (and grants revoked, holds released and requests closed as logged).
 * :func:`check_facts` -- every grant, hold, request, disclosure, incident and outbox row
   matches its binding tag.
+* :func:`check_assessments` -- every impact assessment was logged, and every logged one exists;
+  :func:`check_facts` checks their tags too.
 * :func:`check_outbox` -- every notification's delivery state, attempts and delivery time are
   its last logged outcome, and no notification the log saw tried is gone.
 * :func:`check_lock` -- the fail-closed lock is not cleared while an incident that locked the
@@ -48,6 +50,7 @@ from .logfacts import KEY_RANK, UNLOGGED, LogFacts
 
 __all__ = [
     "NOT_CHECKED",
+    "check_assessments",
     "check_consents",
     "check_disclosures",
     "check_facts",
@@ -138,6 +141,7 @@ def scrub(target: CheckTarget, findings: Findings) -> None:
         ("the lock check", lambda: check_lock(target, facts, findings)),
         ("the binding check of rights and incident rows", lambda: check_facts(target, findings)),
         ("the outbox check", lambda: check_outbox(target, facts, findings)),
+        ("the assessment check", lambda: check_assessments(target, facts, findings)),
     )
     for what, check in checks:
         guarded(check, findings, what=what)
@@ -650,6 +654,16 @@ def check_incidents(target: CheckTarget, facts: LogFacts, findings: Findings) ->
     _compare(findings, "incident", "incidents", (i.incident_id for i in rows), facts.incidents)
 
 
+def check_assessments(target: CheckTarget, facts: LogFacts, findings: Findings) -> None:
+    """Impact assessments against their entries: none inserted or deleted outside the vault
+    (the table's triggers refuse deletes; a row gone means they were bypassed)."""
+    rows = target.backend.assessments()
+    findings.count("assessments", len(rows))
+    _compare(
+        findings, "assessment", "assessments", (a.assessment_id for a in rows), facts.assessments
+    )
+
+
 def check_facts(target: CheckTarget, findings: Findings) -> None:
     """Every grant, hold, rights request, disclosure, incident and outbox row against its tag."""
     if not target.keys.bound:
@@ -662,6 +676,7 @@ def check_facts(target: CheckTarget, findings: Findings) -> None:
         ("disclosures", backend.all_disclosures()),
         ("incidents", backend.incidents()),
         ("outbox", backend.outbox()),
+        ("assessments", backend.assessments()),
     ]
     for table, rows in tables:
         for row in rows:

@@ -9,6 +9,7 @@ and legal bases, the consent ledger's rules (:mod:`.consent`) and explanations
 from ..records import MASKERS, mask
 from .consent import ConsentRecord, ConsentState, ConsentStatus, consent_state
 from .files import ISO_DURATION, PackFile
+from .impact import ASSESSMENT_EXEMPT, AssessmentNeed, purpose_digest, requirement
 from .load import default_policy_dir, load_policy, processing_register
 from .model import (
     ACTIONS,
@@ -29,12 +30,14 @@ from .register import processing_record
 __all__ = [
     "ACTIONS",
     "ADMIN_ACTIONS",
+    "ASSESSMENT_EXEMPT",
     "ISO_DURATION",
     "MASKERS",
     "NEVER_BLOCKED_PURPOSES",
     "RIGHTS_PURPOSES",
     "Action",
     "Actor",
+    "AssessmentNeed",
     "ConsentRecord",
     "ConsentState",
     "ConsentStatus",
@@ -58,4 +61,6 @@ __all__ = [
     "notice_hash",
     "processing_record",
     "processing_register",
+    "purpose_digest",
+    "requirement",
 ]

@@ -67,6 +67,10 @@ class PurposeModel(_Strict):
     contract_necessary: bool = False
     notice: Notice | None = None
     fields: dict[Ident, list[str]]
+    #: Decisions about owners are made by automated means (PIPL Art 24, 55(2)).
+    automated_decisions: bool = False
+    #: The data is transferred outside the country (PIPL Art 38-40, 55(4)).
+    cross_border: bool = False
 
     @pydantic.field_validator("retention")
     @classmethod

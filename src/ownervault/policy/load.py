@@ -91,6 +91,8 @@ def load_policy(folder: str | Path | None = None) -> Policy:
             contract_necessary=pm.contract_necessary,
             fields=fields,
             description=pm.description,
+            automated_decisions=pm.automated_decisions,
+            cross_border=pm.cross_border,
         )
         sensitive_used = any(
             RECORD_TYPES[rt].field_specs()[f].classification is Classification.SENSITIVE
@@ -437,9 +439,10 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
 
     Each item: purpose, titles, legal basis, data categories (fields by classification),
     roles that may act for it, retention, consent requirement, the notice (id, version,
-    sha256), places for recipients, cross-border transfers and impact assessments, and
-    prohibited purposes last. :func:`ownervault.policy.register.processing_record` adds the
-    controller, its officer and the security measures.
+    sha256), whether data leaves the country (``cross_border``), places for recipients and
+    impact assessments, and prohibited purposes last.
+    :func:`ownervault.policy.register.processing_record` adds the controller, its officer and
+    the security measures.
     """
     register: list[dict[str, Any]] = []
     for pid, spec in sorted(policy.purposes.items()):
@@ -473,9 +476,9 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
                 "consent": consent_text,
                 "prohibited": None,
                 "notice": notice,
+                "cross_border": spec.cross_border,
                 # Filled by the recipients register and impact assessments where a pack has them.
                 "recipients": [],
-                "cross_border": [],
                 "assessments": [],
             }
         )
@@ -494,7 +497,7 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
                 "prohibited": reason,
                 "notice": None,
                 "recipients": [],
-                "cross_border": [],
+                "cross_border": False,
                 "assessments": [],
             }
         )

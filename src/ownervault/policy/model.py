@@ -64,6 +64,10 @@ ADMIN_ACTIONS: Final[dict[str, str]] = {
     "grant.list": "list who holds which roles",
     "retention.sweep": "erase owners whose retention periods all ran out",
     "objection.override": "set an owner's objection aside on recorded compelling grounds",
+    "handover.prepare": "package every owner's records for a successor company",
+    "handover.complete": "record the successor's receipt and erase every owner",
+    "assessment.add": "record a personal information protection impact assessment",
+    "assessment.list": "list impact assessments and check which purposes lack a current one",
 }
 
 
@@ -79,9 +83,16 @@ class LegalBasis(StrEnum):
     HR_MANAGEMENT = "hr_management"
 
 
-#: Purposes that serve the owner's own rights; a restriction never blocks them.
+#: Purposes that serve the owner's own rights; a restriction never blocks them. A handover to
+#: a successor company (PIPL Art 22) moves restricted owners' records too, restriction included.
 RIGHTS_PURPOSES: Final = frozenset(
-    {"subject_access_request", "correction_request", "erasure_request", "subject_rights"}
+    {
+        "subject_access_request",
+        "correction_request",
+        "erasure_request",
+        "subject_rights",
+        "handover",
+    }
 )
 
 #: Purposes a restriction or an objection never blocks: the owner's own rights, and telling the

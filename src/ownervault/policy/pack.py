@@ -43,6 +43,10 @@ class Purpose:
     notice_hash: str | None = None
     #: The id of the notice that serves the purpose (``notices.toml``).
     notice_id: str | None = None
+    #: Decisions about owners are made by automated means (``automated_decisions = true``).
+    automated_decisions: bool = False
+    #: The data is transferred outside the country (``cross_border = true``).
+    cross_border: bool = False
 
     @property
     def field_names(self) -> frozenset[str]:

@@ -98,7 +98,7 @@ def ropa_markdown(record: dict[str, Any]) -> str:
             f"| {', '.join(item['roles']) or '—'} | {item['retention']} "
             f"| {item['consent'] or '—'} | {notice_text} "
             f"| {', '.join(map(str, item['recipients'])) or '—'} "
-            f"| {', '.join(map(str, item['cross_border'])) or '—'} "
+            f"| {'yes' if item['cross_border'] else '—'} "
             f"| {', '.join(map(str, item['assessments'])) or '—'} |"
         )
     if record["security_measures"]:

@@ -19,6 +19,7 @@ from .schema import VAULT_TABLES
 
 __all__ = [
     "TABLES",
+    "AssessmentRow",
     "AuditRow",
     "Backend",
     "DatabaseProblem",
@@ -164,6 +165,28 @@ class DisclosureRow:
     fields: str
     at: str
     actor: str
+    binding: bytes | None = None
+
+
+@attrs.frozen
+class AssessmentRow:
+    """A personal information protection impact assessment of one purpose (PIPL Art 55-56).
+
+    ``assessed_at`` and ``next_review`` are ISO dates; ``digest`` is the digest of the purpose
+    as the pack defined it when it was assessed. Rows are never changed or deleted.
+    """
+
+    assessment_id: str
+    purpose: str
+    assessed_at: str
+    assessor: str
+    risks: str
+    measures: str
+    conclusion: str
+    next_review: str
+    digest: str
+    recorded_by: str
+    recorded_at: str
     binding: bytes | None = None
 
 
@@ -604,6 +627,14 @@ class Backend(Protocol):
 
     def all_disclosures(self) -> list[DisclosureRow]:
         """Every recorded disclosure, oldest first."""
+        ...
+
+    def insert_assessment(self, row: AssessmentRow) -> None:
+        """Append an impact assessment (the register is append-only)."""
+        ...
+
+    def assessments(self, purpose: str | None = None) -> list[AssessmentRow]:
+        """Impact assessments (of one purpose, or all), in the order they were recorded."""
         ...
 
     def integrity_problems(self) -> list[DatabaseProblem]:

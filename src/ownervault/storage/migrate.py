@@ -36,6 +36,7 @@ COPY_ORDER: Final = (
     "audit_entries",
     "audit_state",
     "audit_checkpoints",
+    "assessments",
     "meta",
 )
 

@@ -136,8 +136,9 @@ class Table:
 
 #: The schema version this code writes. Version 2 added the binding tags of rows that drive
 #: decisions (``keys``, ``subjects``, ``records``, ``consents``) and ``subjects.consent_head``;
-#: version 3 the ``grants`` table (who holds which role, where, until when); version 4
-#: ``consents.notice_hash`` (the hash of the notice a grant was given on).
+#: version 3 the ``grants`` table (who holds which role, where, until when); version 4 the
+#: ``assessments`` table (personal information protection impact assessments, append-only)
+#: and ``consents.notice_hash`` (the hash of the notice a grant was given on).
 SCHEMA_VERSION: Final = 4
 
 
@@ -392,6 +393,32 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
             Column("created_at", "text", not_null=True),
         ),
         append_only="checkpoints are append-only",
+    ),
+    Table(
+        "assessments",
+        (
+            Column("assessment_id", "text", primary_key=True),
+            Column("purpose", "text", not_null=True),
+            Column("assessed_at", "text", not_null=True),
+            Column("assessor", "text", not_null=True),
+            Column("risks", "text", not_null=True),
+            Column("measures", "text", not_null=True),
+            Column(
+                "conclusion",
+                "text",
+                not_null=True,
+                check="conclusion IN ('approved', 'approved_with_conditions', 'rejected')",
+            ),
+            Column("next_review", "text", not_null=True),
+            Column("digest", "text", not_null=True),
+            Column("recorded_by", "text", not_null=True),
+            Column("recorded_at", "text", not_null=True),
+            Column("position", "bigint", not_null=True),
+            Column("binding", "blob"),
+        ),
+        indexes=(Index("assessments_purpose", ("purpose", "position")),),
+        append_only="impact assessments are kept (PIPL Art 56): the register is append-only",
+        since=4,
     ),
 )
 

@@ -9,7 +9,8 @@ claims). The statements are grouped by what they store, one mixin per module: ke
 (:mod:`.sql_keys`), subjects, records and blind indexes (:mod:`.sql_records`), the consent
 ledger, holds, rights requests and disclosures (:mod:`.sql_rights`), jobs (:mod:`.sql_jobs`),
 incidents and the outbox (:mod:`.sql_incidents`), the audit log (:mod:`.sql_audit`) and the
-page-by-page reads of whole tables that ``ownervault check`` makes (:mod:`.sql_scan`);
+page-by-page reads of whole tables that ``ownervault check`` makes (:mod:`.sql_scan`) and the
+impact assessment register (:mod:`.sql_assessments`);
 :class:`SharedQueries` is composed of them, and adds the ``meta`` table. None of these modules
 imports a database driver.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+from .sql_assessments import AssessmentQueries
 from .sql_audit import AuditQueries
 from .sql_incidents import IncidentQueries
 from .sql_jobs import JobQueries
@@ -38,6 +40,7 @@ class SharedQueries(
     IncidentQueries,
     AuditQueries,
     ScanQueries,
+    AssessmentQueries,
 ):
     """Backend operations whose SQL is the same on SQLCipher and PostgreSQL."""
 
