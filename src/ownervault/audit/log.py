@@ -511,7 +511,8 @@ class AuditLog:
         size, state = self._backend.audit_state()
         if size != expected or merkle.Frontier.from_bytes(state).root() != frontier.root():
             raise AuditIntegrityError("the audit log does not match its stored Merkle root")
-        if progress is not None:
+        if progress is not None and (expected == 0 or expected % PROGRESS_EVERY):
+            # A log whose size is a multiple of PROGRESS_EVERY was reported whole in the loop.
             progress(expected, expected)
         return expected
 
