@@ -31,7 +31,7 @@ from ownervault.policy import (
     requirement,
 )
 from ownervault.records import OwnerProfile
-from ownervault.storage.schema import VAULT_TABLES
+from ownervault.storage import schema
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
@@ -526,12 +526,18 @@ def test_a_schema_3_vault_upgrades_and_gets_the_register(tmp_path: Path) -> None
         grant_roles(vault, *STAFF)
         with vault.session(DPO, "subject_access_request"):
             pass
-        # Take the database back to schema version 3: none of version 4's tables.
+        # Take the database back to schema version 3: none of version 4's tables, and no
+        # consents.notice_hash (with the consents update trigger of version 3).
         backend = vault._kernel.backend
+        consents = next(t for t in schema.tables_at(3) if t.name == "consents")
         with backend.atomic():
-            for table in VAULT_TABLES:
+            for table in schema.VAULT_TABLES:
                 if table.since == 4:
                     backend._execute(f"DROP TABLE {table.name}")
+            backend._execute("DROP TRIGGER consents_no_update")
+            backend._execute("ALTER TABLE consents DROP COLUMN notice_hash")
+            for statement in schema._sqlite_triggers(consents, ("UPDATE",)):
+                backend._execute(statement)
             backend._execute("PRAGMA user_version = 3")
         assert backend.schema_version() == 3
     assert not ov.Vault.check_path(path, key=key).damage

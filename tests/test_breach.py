@@ -78,7 +78,14 @@ def local(day: int, hour: int, minute: int = 0) -> _dt.datetime:
 def write_pack(folder: Path, *, detectors: str | None = None, incident_extra: str = "") -> Path:
     """The default pack with the controller and DPO filled in (and optional overrides)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("purposes.toml", "roles.toml", "rules.toml", "detectors.toml"):
+    for name in (
+        "purposes.toml",
+        "roles.toml",
+        "rules.toml",
+        "detectors.toml",
+        "controller.toml",
+        "notices.toml",
+    ):
         (folder / name).write_text((default_policy_dir() / name).read_text(encoding="utf-8"))
     if detectors is not None:
         (folder / "detectors.toml").write_text(detectors, encoding="utf-8")

@@ -1058,11 +1058,13 @@ def test_cli_consent_grant_list_withdraw_and_explain(
     )  # fmt: skip
     assert granted.exit_code == 0, granted.output
     match = re.fullmatch(
-        r"recorded consent (cns_[0-9a-f]{32}) \(notice (n[0-9a-f]{16})\)\n", granted.stdout
+        r"recorded consent (cns_[0-9a-f]{32}) \(notice (\S+), sha256 ([0-9a-f]{64})\)\n",
+        granted.stdout,
     )
     assert match is not None
     consent_id = match.group(1)
-    assert match.group(2) == load_policy().purposes["community_events"].notice_version
+    events_spec = load_policy().purposes["community_events"]
+    assert (match.group(2), match.group(3)) == (events_spec.notice_version, events_spec.notice_hash)
 
     with (
         ov.Vault.open(path, key=ov.KeyFileKey(key_file)) as vault,
@@ -1162,7 +1164,7 @@ def test_cli_policy_ropa_markdown_and_json() -> None:
     assert "| consent |" in events and policy.purposes["community_events"].notice_version in events
 
     as_json = _run("policy", "ropa", "--format", "json")
-    register = json.loads(as_json.stdout)
+    register = json.loads(as_json.stdout)["purposes"]
     assert [item["purpose"] for item in register if item["prohibited"] is None] == sorted(
         policy.purposes
     )

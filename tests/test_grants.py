@@ -212,7 +212,14 @@ def test_separation_of_duties_is_refused_at_session_time(
 ) -> None:
     lax = tmp_path / "lax"
     lax.mkdir()
-    for name in ("purposes.toml", "rules.toml", "detectors.toml", "notices.toml", "breach.toml"):
+    for name in (
+        "purposes.toml",
+        "rules.toml",
+        "detectors.toml",
+        "notices.toml",
+        "controller.toml",
+        "breach.toml",
+    ):
         source = default_policy_dir() / name
         if source.exists():
             (lax / name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")

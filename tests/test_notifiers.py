@@ -405,7 +405,14 @@ def _pack(tmp_path: Path, url: str) -> Path:
     """The default policy pack with contacts, fast retries and every audience on one webhook."""
     pack = tmp_path / "pack"
     pack.mkdir()
-    for name in ("purposes.toml", "roles.toml", "rules.toml", "detectors.toml"):
+    for name in (
+        "purposes.toml",
+        "roles.toml",
+        "rules.toml",
+        "detectors.toml",
+        "controller.toml",
+        "notices.toml",
+    ):
         (pack / name).write_text((default_policy_dir() / name).read_text(encoding="utf-8"))
     text = (default_policy_dir() / "incident.toml").read_text(encoding="utf-8")
     start, end = text.index("[controller]"), text.index("[deadlines.cac]")

@@ -115,6 +115,13 @@ def write_pack(folder: Path) -> Path:
     for name in ("detectors.toml",):
         (folder / name).write_text((source / name).read_text(encoding="utf-8"))
     purposes = (source / "purposes.toml").read_text(encoding="utf-8")
+    # No notices.toml here: the consent purpose carries its notice inline, as packs from
+    # before notices.toml do.
+    purposes = purposes.replace(
+        "[purposes.community_events.fields]",
+        '[purposes.community_events.notice]\nzh = "社区活动邀请"\nen = "Event invitations"\n'
+        "[purposes.community_events.fields]",
+    )
     (folder / "purposes.toml").write_text(purposes + EXTRA_PURPOSES, encoding="utf-8")
     rules = (source / "rules.toml").read_text(encoding="utf-8")
     (folder / "rules.toml").write_text(rules + EXTRA_RULES, encoding="utf-8")

@@ -15,7 +15,7 @@ from . import exceptions, handover, records
 from .authn import Identity, JWTAuthenticator
 from .kernel import Assessment, AssessmentStatus, CheckFinding
 from .keys import EnvKey, KeyFileKey, KeyInfo, KeyState, PassphraseKey
-from .policy import Actor, Decision, FieldView, Policy, ViewMode, load_policy
+from .policy import Actor, Decision, FieldView, Policy, PrivacyNotice, ViewMode, load_policy
 from .records import Classification, Record
 from .vault import (
     CheckReport,
@@ -50,6 +50,7 @@ __all__ = [
     "KeyStatus",
     "PassphraseKey",
     "Policy",
+    "PrivacyNotice",
     "Record",
     "RecordRef",
     "RecordView",

@@ -193,7 +193,9 @@ class Session(OwnerRightsMethods):
             given_by: ``guardian`` for a minor under 14 (PIPL Art 31); a minor's own consent
                 is refused.
             expires_at: when the consent lapses, if it does.
-            notice_version: the notice shown; default the purpose's current notice.
+            notice_version: the notice shown; default the purpose's current notice (the grant
+                then records its version and hash). A grant on another version records
+                no hash and is never live.
 
         Raises:
             ValidationError: the purpose is not consent-based, evidence is not a digest, a

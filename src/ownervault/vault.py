@@ -57,7 +57,7 @@ from .keys.admin import (
     rotate_page_key,
     stage_restore,
 )
-from .policy import Action, Actor, Policy
+from .policy import Action, Actor, Policy, PrivacyNotice
 from .rights import CorrectionNotice, CorrectionResult
 from .session import Session, Sessions
 from .storage import redact_location
@@ -315,6 +315,17 @@ class Vault(Sessions):
     def policy(self) -> Policy:
         """The loaded policy pack."""
         return self._kernel.policy
+
+    def notice(self, purpose: str) -> PrivacyNotice:
+        """The privacy notice of ``purpose`` in the loaded pack: its text in Chinese and
+        English (:meth:`PrivacyNotice.text`), version and SHA-256. A consent given now is
+        recorded against this version and hash.
+
+        Raises:
+            PolicyDeniedError: unknown or prohibited purpose.
+            PolicyError: the pack gives the purpose no notice.
+        """
+        return self.policy.notice(purpose)
 
     @property
     def audit(self) -> AuditLog:

@@ -93,7 +93,10 @@ def consent_grant(
             given_by="guardian" if guardian else "subject",
             expires_at=expires_at,
         )
-    click.echo(f"recorded consent {record.consent_id} (notice {record.notice_version})")
+    shown = f"notice {record.notice_version}"
+    if record.notice_hash is not None:
+        shown += f", sha256 {record.notice_hash}"
+    click.echo(f"recorded consent {record.consent_id} ({shown})")
 
 
 @consent.command("withdraw")

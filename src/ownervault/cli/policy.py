@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..policy import Actor, load_policy, processing_register
-from ..policy.load import cross_border_transfers
+from ..policy import Actor, load_policy
+from ..policy.register import completeness_problem, processing_record, ropa_markdown
 from .common import handle_errors, key_file_option, open_vault
 
 __all__ = ["policy"]
@@ -23,11 +23,18 @@ def policy() -> None:
 @click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False))
 @handle_errors
 def policy_check(folder: Path | None) -> None:
-    """Validate a policy pack (default: the shipped one); errors name file and line."""
+    """Validate a policy pack (default: the shipped one); errors name file and line.
+
+    Beyond loading, the pack must name its controller and give every purpose a notice.
+    """
     loaded = load_policy(folder)
+    problem = completeness_problem(loaded)
+    if problem is not None:
+        raise problem
     click.echo(
         f"{loaded.source}: {len(loaded.roles)} roles, {len(loaded.purposes)} purposes, "
-        f"{len(loaded.prohibited)} prohibited, {len(loaded.rules)} rules: ok"
+        f"{len(loaded.prohibited)} prohibited, {len(loaded.rules)} rules, "
+        f"{len(loaded.notices)} notices: ok"
     )
 
 
@@ -84,45 +91,40 @@ def policy_explain(
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown")
 @handle_errors
 def policy_ropa(folder: Path | None, fmt: str) -> None:
-    """Print the record of processing activities (purpose register) of a policy pack."""
-    loaded = load_policy(folder)
-    register = processing_register(loaded)
-    transfers = cross_border_transfers(loaded)
+    """Print the record of processing activities of a policy pack: controller, officer,
+    purposes with their notices, security measures."""
+    record = processing_record(load_policy(folder))
     if fmt == "json":
-        click.echo(json.dumps(register, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(record, ensure_ascii=False, indent=2))
         return
-    click.echo("# Record of processing activities\n")
-    click.echo(
-        "| purpose | legal basis | data categories | roles | retention | consent | recipients |"
-    )
-    click.echo("|---|---|---|---|---|---|---|")
-    for item in register:
-        categories = "; ".join(
-            f"{cls}: {', '.join(fields)}" for cls, fields in item["categories"].items()
+    click.echo(ropa_markdown(record), nl=False)
+
+
+@policy.command("notice")
+@click.argument("purpose")
+@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--lang", type=click.Choice(["zh", "en"]), help="One language (default: both).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@handle_errors
+def policy_notice(purpose: str, folder: Path | None, lang: str | None, fmt: str) -> None:
+    """Print the privacy notice of PURPOSE, for a front-desk screen or a printed form."""
+    pack = load_policy(folder)
+    if purpose not in pack.purposes:
+        raise click.BadParameter(
+            f"the policy pack has no purpose {purpose!r} (ownervault policy ropa lists them)",
+            param_hint="PURPOSE",
         )
-        consent_text = item["consent"] or "—"
-        if item["prohibited"]:
-            click.echo(f"| {item['purpose']} | **prohibited**: {item['prohibited']} | | | | | |")
-            continue
-        recipients = ", ".join(
-            f"{r['recipient']} ({r['type']}{', cross-border' if r['cross_border'] else ''})"
-            for r in item["recipients"]
-        )
-        click.echo(
-            f"| {item['purpose']} ({item['title_zh']} / {item['title_en']}) "
-            f"| {item['legal_basis']} | {categories or '—'} "
-            f"| {', '.join(item['roles']) or '—'} | {item['retention']} "
-            f"| {consent_text} | {recipients or '—'} |"
-        )
-    click.echo("\n## Cross-border transfers\n")
-    if not transfers:
-        click.echo("None: every recipient in the register is in mainland China.")
-    for t in transfers:
-        click.echo(
-            f"- {t['recipient']} ({t['name_en']}, {t['location']}): "
-            f"{', '.join(t['fields'])} for {', '.join(t['purposes'])}; "
-            f"mechanism: {t['transfer_mechanism']}"
-        )
+    notice = pack.notice(purpose)
+    if fmt == "json":
+        click.echo(json.dumps(notice.as_dict(), ensure_ascii=False, indent=2))
+        return
+    spec = pack.purposes[purpose]
+    texts = []
+    if lang in (None, "zh"):
+        texts.append(notice.text("zh", title=f"{spec.title_zh} 个人信息处理告知书"))
+    if lang in (None, "en"):
+        texts.append(notice.text("en", title=f"{spec.title_en}: privacy notice"))
+    click.echo("\n\n".join(texts))
 
 
 @policy.command("recipients")

@@ -170,6 +170,8 @@ class Binder:
             int(record.separate),
             record.given_by,
             record.expires_at,
+            # Since schema 4; a record without a notice hash is bound as it was before.
+            *([record.notice_hash] if record.notice_hash is not None else []),
         ]
 
     def _key_row(self, row: KeyRow) -> list[RowValue]:

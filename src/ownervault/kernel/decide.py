@@ -203,7 +203,11 @@ class Decider:
             self._keys.check_consents(subject, ledger)
             records = [r for r in ledger if r.purpose == self.purpose]
         state = consent_state(
-            records, at=now, notice_version=spec.notice_version, fields=spec.field_names
+            records,
+            at=now,
+            notice_version=spec.notice_version,
+            fields=spec.field_names,
+            notice_hash=spec.notice_hash,
         )
         if not state.live:
             reason = f"consent_{state.status.value}"

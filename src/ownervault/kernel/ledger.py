@@ -102,6 +102,10 @@ def consent_event(
                 "the subject is under 14: consent must be given by a guardian (PIPL Art 31)"
             )
         granting = event == "grant"
+        # The notice shown: the purpose's current one unless the caller says otherwise. Only
+        # the current notice's hash is known; a grant on another version carries none, and
+        # is therefore never live (reconsent_required).
+        shown = notice_version or spec.notice_version
         record = ConsentRecord(
             consent_id="cns_" + uuid.uuid4().hex,
             subject=subject.pseudonym,
@@ -111,7 +115,8 @@ def consent_event(
             actor=access.actor.actor_id,
             channel=channel,
             evidence=evidence,
-            notice_version=(notice_version or spec.notice_version) if granting else None,
+            notice_version=shown if granting else None,
+            notice_hash=spec.notice_hash if granting and shown == spec.notice_version else None,
             fields=tuple(sorted(spec.field_names)) if granting else (),
             separate=separate if granting else False,
             given_by=given_by,
@@ -132,6 +137,11 @@ def consent_event(
                 "separate": record.separate,
                 "given_by": given_by,
                 "channel": channel,
+                **(
+                    {"notice_version": record.notice_version, "notice_hash": record.notice_hash}
+                    if granting
+                    else {}
+                ),
             },
         )
         kernel.audit.append([entry], now=now_dt)

@@ -23,8 +23,10 @@ from .model import (
     LegalBasis,
     ViewMode,
 )
+from .notices import Controller, Officer, PrivacyNotice, SecurityMeasure, notice_hash
 from .pack import Policy, Purpose, Rule, SubjectContext
 from .recipients import Recipient, RecipientType
+from .register import processing_record
 
 __all__ = [
     "ACTIONS",
@@ -40,21 +42,27 @@ __all__ = [
     "ConsentRecord",
     "ConsentState",
     "ConsentStatus",
+    "Controller",
     "Decision",
     "FieldView",
     "LegalBasis",
+    "Officer",
     "PackFile",
     "Policy",
+    "PrivacyNotice",
     "Purpose",
     "Recipient",
     "RecipientType",
     "Rule",
+    "SecurityMeasure",
     "SubjectContext",
     "ViewMode",
     "consent_state",
     "default_policy_dir",
     "load_policy",
     "mask",
+    "notice_hash",
+    "processing_record",
     "processing_register",
     "purpose_digest",
     "requirement",

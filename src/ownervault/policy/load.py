@@ -1,6 +1,6 @@
 """Loading a policy pack: validate the TOML files, cross-check them, build the :class:`Policy`.
 
-A policy pack is a folder with three files (see ``docs/policies.md`` and ``policies/``):
+A policy pack is a folder of TOML files (see ``docs/policies.md`` and ``policies/``):
 
 * ``purposes.toml`` -- why data is used: title, legal basis, retention (ISO 8601 duration), the
   fields each purpose may need per record type; and prohibited purposes with a reason.
@@ -9,6 +9,9 @@ A policy pack is a folder with three files (see ``docs/policies.md`` and ``polic
   (``full``, ``masked:<masker>``, ``hidden``).
 * ``retention.toml`` -- per record type, how long it is kept and from which event
   (:mod:`.retention`).
+* ``controller.toml`` -- the controller, its personal information protection officer and the
+  security measures; ``notices.toml`` -- the versioned privacy notice of every purpose (see
+  :mod:`.notices`). A pack written before these two files existed still loads.
 
 Loading fails with the file, line and a clear message on any unknown field, role, purpose,
 record type or masker. :func:`processing_register` turns a loaded pack into the record of
@@ -26,8 +29,10 @@ import attrs
 
 from ..exceptions import PolicyError, ValidationError
 from ..records import MASKERS, RECORD_TYPES, Classification, Record
-from .files import Notice, PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
+from .files import PackFile, PurposesFile, RolesFile, RuleModel, RulesFile, clock_minutes
+from .impact import requirement
 from .model import ADMIN_ACTIONS, FieldView, LegalBasis, ViewMode
+from .notices import load_notices
 from .pack import BreakGlass, Policy, Purpose, Rule
 from .recipients import RECIPIENTS_FILE, Recipient, load_recipients
 from .retention import RETENTION_FILE, derived_schedule, load_schedule
@@ -91,17 +96,9 @@ def load_policy(folder: str | Path | None = None) -> Policy:
             contract_necessary=pm.contract_necessary,
             fields=fields,
             description=pm.description,
-            notice_zh=pm.notice.zh if pm.notice else "",
-            notice_en=pm.notice.en if pm.notice else "",
-            notice_version=_notice_version(pm.notice) if pm.notice else None,
             automated_decisions=pm.automated_decisions,
             cross_border=pm.cross_border,
         )
-        if pm.legal_basis is LegalBasis.CONSENT and pm.notice is None:
-            raise pfile.error(
-                ["purposes", pid, "legal_basis"],
-                f"purpose {pid!r} is based on consent and needs a [notice] with zh and en text",
-            )
         sensitive_used = any(
             RECORD_TYPES[rt].field_specs()[f].classification is Classification.SENSITIVE
             for rt, names in fields.items()
@@ -113,6 +110,31 @@ def load_policy(folder: str | Path | None = None) -> Policy:
                 f"purpose {pid!r} needs sensitive fields under consent: "
                 "set separate_consent = true",
             )
+
+    notice_set = load_notices(
+        base,
+        pfile,
+        {
+            pid: (pm.legal_basis, pm.retention, purposes[pid].fields, pm.notice)
+            for pid, pm in purposes_doc.purposes.items()
+        },
+    )
+    for pid, pm in purposes_doc.purposes.items():
+        if pm.legal_basis is LegalBasis.CONSENT and pid not in notice_set.by_purpose:
+            raise pfile.error(
+                ["purposes", pid, "legal_basis"],
+                f"purpose {pid!r} is based on consent and needs a [notice] with zh and en text",
+            )
+    for pid, nid in notice_set.by_purpose.items():
+        notice = notice_set.notices[nid]
+        purposes[pid] = attrs.evolve(
+            purposes[pid],
+            notice_zh=notice.text("zh"),
+            notice_en=notice.text("en"),
+            notice_version=notice.version,
+            notice_hash=notice.sha256,
+            notice_id=nid,
+        )
 
     roles: dict[str, frozenset[str]] = {}
     titles: dict[str, tuple[str, str]] = {}
@@ -237,6 +259,8 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         digest.update(_digest_part(RETENTION_FILE, retention_file.text))
     else:
         schedule = derived_schedule(purposes)
+    for name, text in notice_set.texts:
+        digest.update(_digest_part(name, text))
     return Policy(
         source=str(base),
         roles=roles,
@@ -252,6 +276,9 @@ def load_policy(folder: str | Path | None = None) -> Policy:
         two_person_grants=frozenset(roles_doc.two_person.grants_of),
         recipients=recipients,
         retention=schedule,
+        notices=notice_set.notices,
+        controller=notice_set.controller,
+        security_measures=notice_set.security_measures,
     )
 
 
@@ -413,12 +440,6 @@ def _search_fields(
     return frozenset(out)
 
 
-def _notice_version(notice: Notice) -> str:
-    """Content hash of a notice: changing either text makes a new version."""
-    digest = hashlib.sha256(_digest_part("zh", notice.zh) + _digest_part("en", notice.en))
-    return "n" + digest.hexdigest()[:16]
-
-
 def _expand_fields(
     pack: PackFile, at: list[object], record_cls: type[Record], names: Sequence[str]
 ) -> frozenset[str]:
@@ -440,11 +461,15 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
     """The record of processing activities (GDPR Art 30 / PIPL Art 56 style), one per purpose.
 
     Each item: purpose, titles, legal basis, data categories (fields by classification),
-    roles that may act for it, retention, consent requirement, the recipients of the register
+    roles that may act for it, retention, consent requirement, the notice (id, version,
+    sha256), whether data leaves the country (``cross_border``), the recipients of the register
     that may receive data for it (type, fields, location, cross-border, transfer mechanism,
-    agreement), and prohibited purposes last.
+    agreement), whether it needs an impact assessment and why, and prohibited purposes last.
+    :func:`ownervault.policy.register.processing_record` adds the controller, its officer and
+    the security measures.
     """
     register: list[dict[str, Any]] = []
+    shared = frozenset(policy.purposes_with_recipients())
     for pid, spec in sorted(policy.purposes.items()):
         categories: dict[str, list[str]] = {}
         for record_type, names in sorted(spec.fields.items()):
@@ -456,6 +481,13 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
         if spec.legal_basis is LegalBasis.CONSENT:
             consent_text = "separate consent" if spec.separate_consent else "consent"
             consent_text += f" (notice {spec.notice_version})"
+        notice = None
+        if spec.notice_id is not None:
+            notice = {
+                "id": spec.notice_id,
+                "version": spec.notice_version,
+                "sha256": spec.notice_hash,
+            }
         register.append(
             {
                 "purpose": pid,
@@ -468,11 +500,14 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
                 "retention": spec.retention,
                 "consent": consent_text,
                 "prohibited": None,
+                "notice": notice,
+                "cross_border": spec.cross_border,
                 "recipients": [
                     _register_entry(r)
                     for _, r in sorted(policy.recipients.items())
                     if pid in r.purposes
                 ],
+                "assessment": _assessment_entry(policy, pid, shared),
             }
         )
     for pid, reason in sorted(policy.prohibited.items()):
@@ -488,10 +523,22 @@ def processing_register(policy: Policy) -> list[dict[str, Any]]:
                 "retention": "",
                 "consent": "",
                 "prohibited": reason,
+                "notice": None,
+                "cross_border": False,
                 "recipients": [],
+                "assessment": None,
             }
         )
     return register
+
+
+def _assessment_entry(policy: Policy, purpose: str, shared: frozenset[str]) -> dict[str, Any]:
+    """Whether a purpose needs an impact assessment (PIPL Art 55) and why, from the pack alone.
+
+    Whether a current one is on record is the vault's to say (``ownervault pia check``).
+    """
+    need = requirement(policy, purpose, shared)
+    return {"needed": need.needed, "triggers": list(need.triggers), "exempt": need.exempt}
 
 
 def _register_entry(recipient: Recipient) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from ..exceptions import PolicyDeniedError
+from ..exceptions import PolicyDeniedError, PolicyError
 from ..records import RECORD_TYPES, Classification
 from .model import RESTRICTIVENESS, Action, Actor, Decision, FieldView, LegalBasis, ViewMode
+from .notices import Controller, PrivacyNotice, SecurityMeasure
 from .recipients import Recipient, RecipientType, purposes_with_recipients
 from .retention import RetentionEntry
 
@@ -40,6 +41,10 @@ class Purpose:
     notice_zh: str = ""
     notice_en: str = ""
     notice_version: str | None = None
+    #: SHA-256 of the notice's canonical content; consents are keyed on it.
+    notice_hash: str | None = None
+    #: The id of the notice that serves the purpose (``notices.toml``).
+    notice_id: str | None = None
     #: Decisions about owners are made by automated means (``automated_decisions = true``).
     automated_decisions: bool = False
     #: The data is transferred outside the country (``cross_border = true``).
@@ -186,6 +191,25 @@ class Policy:
 
     #: The retention schedule by record type (``retention.toml``).
     retention: Mapping[str, RetentionEntry] = attrs.field(factory=dict)
+
+    #: Privacy notices by id (``notices.toml``, or a consent purpose's inline notice).
+    notices: Mapping[str, PrivacyNotice] = attrs.field(factory=dict)
+    #: The controller and its protection officer (``controller.toml``), if the pack names one.
+    controller: Controller | None = None
+    #: Technical and organisational security measures (``controller.toml``).
+    security_measures: tuple[SecurityMeasure, ...] = ()
+
+    def notice(self, purpose_id: str) -> PrivacyNotice:
+        """The notice that serves a purpose (text, version and hash).
+
+        Raises:
+            PolicyDeniedError: unknown or prohibited purpose.
+            PolicyError: the pack gives the purpose no notice.
+        """
+        spec = self.purpose(purpose_id)
+        if spec.notice_id is None:
+            raise PolicyError(f"the policy pack gives purpose {purpose_id!r} no notice")
+        return self.notices[spec.notice_id]
 
     def may_administer(self, actor: Actor, action: str) -> bool:
         """Whether one of ``actor``'s roles may take the administrative ``action``."""

@@ -71,6 +71,8 @@ class ExportedConsent(_Doc):
     event: Literal["grant", "withdraw"]
     at: str
     notice_version: str | None
+    #: SHA-256 of the notice the grant was given on (None for a withdrawal or an older grant).
+    notice_hash: str | None
     separate: bool
     given_by: str
     channel: str
@@ -186,6 +188,7 @@ def export_subject(
                 at=now,
                 notice_version=spec.notice_version,
                 fields=spec.field_names,
+                notice_hash=spec.notice_hash,
             )
             status = state.status.value
         purposes.append(
@@ -227,6 +230,7 @@ def export_subject(
                 event=c.event,
                 at=c.at,
                 notice_version=c.notice_version,
+                notice_hash=c.notice_hash,
                 separate=c.separate,
                 given_by=c.given_by,
                 channel=c.channel,

@@ -138,7 +138,8 @@ class Table:
 #: decisions (``keys``, ``subjects``, ``records``, ``consents``) and ``subjects.consent_head``;
 #: version 3 the ``grants`` table (who holds which role, where, until when); version 4 the
 #: ``assessments`` table (personal information protection impact assessments, append-only)
-#: and the ``recipient_notices`` table (erasures and corrections recipients must be told of).
+#: the ``recipient_notices`` table (erasures and corrections recipients must be told of)
+#: and ``consents.notice_hash`` (the hash of the notice a grant was given on).
 SCHEMA_VERSION: Final = 4
 
 
@@ -238,6 +239,7 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
             Column("expires_at", "text"),
             Column("position", "bigint", not_null=True),
             Column("binding", "blob", since=2),
+            Column("notice_hash", "text", since=4),
         ),
         indexes=(Index("consents_subject", ("pseudonym", "purpose", "position")),),
         append_only="the consent ledger is append-only",
@@ -453,20 +455,18 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
 
 def tables_at(version: int) -> tuple[Table, ...]:
     """The tables as schema ``version`` had them (for tests and documentation)."""
-    out = []
-    for table in VAULT_TABLES:
-        if table.since > version:
-            continue
-        columns = tuple(c for c in table.columns if c.since <= version)
-        names = {c.name for c in columns}
-        out.append(
-            attrs.evolve(
-                table,
-                columns=columns,
-                append_only_except=tuple(c for c in table.append_only_except if c in names),
-            )
-        )
-    return tuple(out)
+    return tuple(_as_of(table, version) for table in VAULT_TABLES if table.since <= version)
+
+
+def _as_of(table: Table, version: int) -> Table:
+    """``table`` with only the columns schema ``version`` had."""
+    columns = tuple(c for c in table.columns if c.since <= version)
+    names = {c.name for c in columns}
+    return attrs.evolve(
+        table,
+        columns=columns,
+        append_only_except=tuple(c for c in table.append_only_except if c in names),
+    )
 
 
 def expected_objects(
@@ -589,10 +589,12 @@ def _added(table: Table, version: int) -> list[Column]:
 
 
 def _refreshes_update_trigger(table: Table, version: int) -> bool:
-    """Whether ``version`` added a column that an append-only table lets updates set."""
-    return table.append_only is not None and any(
-        column.name in table.append_only_except for column in _added(table, version)
-    )
+    """Whether ``version`` changed the column list of an append-only table's update trigger:
+    it added a column updates may set, or (where some may be set) one they may not."""
+    if table.append_only is None or not _added(table, version):
+        return False
+    # A trigger refusing every update (no exceptions) needs no new column list.
+    return bool(_as_of(table, version).append_only_except)
 
 
 def sqlite_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> str:
@@ -614,7 +616,7 @@ def sqlite_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> st
             )
         if _refreshes_update_trigger(table, version):
             statements.append(f"DROP TRIGGER {table.name}_no_update")
-            statements += _sqlite_triggers(table, ("UPDATE",))
+            statements += _sqlite_triggers(_as_of(table, version), ("UPDATE",))
     return _script(statements)
 
 
@@ -675,5 +677,5 @@ def postgres_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> 
             )
         if _refreshes_update_trigger(table, version):
             statements.append(f"DROP TRIGGER {table.name}_no_update ON {table.name}")
-            statements += _postgres_triggers(table, ("UPDATE",))
+            statements += _postgres_triggers(_as_of(table, version), ("UPDATE",))
     return _script(statements)

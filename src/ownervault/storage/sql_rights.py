@@ -22,14 +22,14 @@ class RightsQueries(QueryRunner):
 
     _CONSENT_COLUMNS = (
         "consent_id, pseudonym, purpose, event, at, actor, channel, evidence, notice_version, "
-        "fields, separate, given_by, expires_at, binding"
+        "fields, separate, given_by, expires_at, binding, notice_hash"
     )
 
     def insert_consent(self, record: ConsentRecord) -> None:
         """Append a fact to the consent ledger."""
         self._execute(
             f"INSERT INTO consents ({self._CONSENT_COLUMNS}, position) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "(SELECT coalesce(max(position), 0) + 1 FROM consents))",
             (
                 record.consent_id,
@@ -46,6 +46,7 @@ class RightsQueries(QueryRunner):
                 record.given_by,
                 record.expires_at,
                 record.binding,
+                record.notice_hash,
             ),
         )
 
@@ -194,6 +195,7 @@ def _consent_record(row: Sequence[Any]) -> ConsentRecord:
             given_by=row[11],
             expires_at=row[12],
             binding=None if row[13] is None else bytes(row[13]),
+            notice_hash=row[14],
         )
     except (TypeError, ValueError):
         raise IntegrityError(
