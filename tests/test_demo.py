@@ -1,7 +1,10 @@
-"""``ownervault demo``: the README's first command builds a vault and shows the pack at work."""
+"""The README's promises: ``ownervault demo`` builds a vault and shows the pack at work, and the
+Python example runs as written."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -36,3 +39,16 @@ def test_demo_shows_roles_assessments_and_disclosures(tmp_path: Path) -> None:
 def test_demo_refuses_a_population_out_of_range(tmp_path: Path, owners: str) -> None:
     result = CliRunner().invoke(main, ["demo", str(tmp_path / "v"), "--owners", owners])
     assert result.exit_code == 2
+
+
+def test_readme_python_example_runs(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        scope: dict[str, object] = {}
+        exec(compile(example, "README.md", "exec"), scope)  # the README's own code
+    finally:
+        os.chdir(cwd)
+    assert scope["hits"] and (tmp_path / "vault").is_dir()
