@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
-
-import attrs
+from typing import Any
 
 from .base import IncidentRow, OutboxRow
-from .sql_runner import QueryRunner
+from .sql_leases import LeaseQueries
 
 __all__ = ["IncidentQueries"]
 
 
-class IncidentQueries(QueryRunner):
+class IncidentQueries(LeaseQueries):
     """Incidents and outbox rows: storing, reading, settling and reviving deliveries."""
 
     _INCIDENT_COLUMNS = (
@@ -24,10 +22,6 @@ class IncidentQueries(QueryRunner):
         "notification_id, incident_id, hook, audience, subject, payload, state, attempts, "
         "claims, next_attempt_at, last_error, created_at, delivered_at, binding"
     )
-
-    #: Locks the rows a claim reads against other dispatchers (PostgreSQL); SQLite needs none,
-    #: its claims run under ``BEGIN IMMEDIATE``, which already excludes every other writer.
-    _SKIP_LOCKED: ClassVar[str] = ""
 
     @staticmethod
     def _incident(row: Sequence[Any]) -> IncidentRow:
@@ -157,30 +151,15 @@ class IncidentQueries(QueryRunner):
 
     def claim_outbox(self, now: str, lease_until: str, limit: int) -> list[OutboxRow]:
         """Lease up to ``limit`` due rows (pending, or delivering with an expired lease)."""
-        rows = self._execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox "
-            "WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ? "
-            f"ORDER BY next_attempt_at, created_at, notification_id LIMIT ?{self._SKIP_LOCKED}",
-            (now, limit),
-        ).fetchall()
-        claimed: list[OutboxRow] = []
-        for raw in rows:
-            row = self._outbox(raw)
-            self._execute(
-                "UPDATE outbox SET state = 'delivering', attempts = attempts + 1, "
-                "claims = claims + 1, next_attempt_at = ? WHERE notification_id = ?",
-                (lease_until, row.notification_id),
-            )
-            claimed.append(
-                attrs.evolve(
-                    row,
-                    state="delivering",
-                    attempts=row.attempts + 1,
-                    claims=row.claims + 1,
-                    next_attempt_at=lease_until,
-                )
-            )
-        return claimed
+        return self._claim(
+            "outbox",
+            "notification_id",
+            self._OUTBOX_COLUMNS,
+            self._outbox,
+            now=now,
+            lease_until=lease_until,
+            limit=limit,
+        )
 
     def settle_outbox(
         self,
@@ -193,18 +172,17 @@ class IncidentQueries(QueryRunner):
         delivered_at: str | None,
     ) -> bool:
         """Record a delivery outcome if the row is still leased by this claim."""
-        cur = self._execute(
-            "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ?, delivered_at = ? "
-            "WHERE notification_id = ? AND claims = ? AND state = 'delivering'",
-            (state, next_attempt_at, last_error, delivered_at, notification_id, claims),
+        return self._settle(
+            "outbox",
+            "notification_id",
+            notification_id,
+            claims=claims,
+            state=state,
+            next_attempt_at=next_attempt_at,
+            last_error=last_error,
+            delivered_at=delivered_at,
         )
-        return bool(cur.rowcount == 1)
 
     def revive_outbox(self, notification_id: str, at: str) -> bool:
         """Move a dead-lettered row back to pending with a fresh attempt budget."""
-        cur = self._execute(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-            "last_error = '' WHERE notification_id = ? AND state = 'dead'",
-            (at, notification_id),
-        )
-        return bool(cur.rowcount == 1)
+        return self._revive("outbox", "notification_id", notification_id, at)

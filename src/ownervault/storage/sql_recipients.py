@@ -9,26 +9,21 @@ then settled as delivered, pending a retry, or dead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
-
-import attrs
+from typing import Any
 
 from .base import RecipientNoticeRow
-from .sql_runner import QueryRunner
+from .sql_leases import LeaseQueries
 
 __all__ = ["RecipientNoticeQueries"]
 
 
-class RecipientNoticeQueries(QueryRunner):
+class RecipientNoticeQueries(LeaseQueries):
     """Recipient notices: queuing, listing, leasing, settling and reviving."""
 
     _NOTICE_COLUMNS = (
         "notice_id, disclosure_id, recipient, pseudonym, event, payload, state, attempts, "
         "claims, next_attempt_at, last_error, created_at, delivered_at, binding"
     )
-
-    #: Set by the PostgreSQL backend to lock leased rows against other dispatchers.
-    _SKIP_LOCKED: ClassVar[str] = ""
 
     @staticmethod
     def _notice(row: Sequence[Any]) -> RecipientNoticeRow:
@@ -100,30 +95,15 @@ class RecipientNoticeQueries(QueryRunner):
         self, now: str, lease_until: str, limit: int
     ) -> list[RecipientNoticeRow]:
         """Lease up to ``limit`` due notices (pending, or delivering with an expired lease)."""
-        rows = self._execute(
-            f"SELECT {self._NOTICE_COLUMNS} FROM recipient_notices "
-            "WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ? "
-            f"ORDER BY next_attempt_at, created_at, notice_id LIMIT ?{self._SKIP_LOCKED}",
-            (now, limit),
-        ).fetchall()
-        claimed: list[RecipientNoticeRow] = []
-        for raw in rows:
-            row = self._notice(raw)
-            self._execute(
-                "UPDATE recipient_notices SET state = 'delivering', attempts = attempts + 1, "
-                "claims = claims + 1, next_attempt_at = ? WHERE notice_id = ?",
-                (lease_until, row.notice_id),
-            )
-            claimed.append(
-                attrs.evolve(
-                    row,
-                    state="delivering",
-                    attempts=row.attempts + 1,
-                    claims=row.claims + 1,
-                    next_attempt_at=lease_until,
-                )
-            )
-        return claimed
+        return self._claim(
+            "recipient_notices",
+            "notice_id",
+            self._NOTICE_COLUMNS,
+            self._notice,
+            now=now,
+            lease_until=lease_until,
+            limit=limit,
+        )
 
     def settle_recipient_notice(
         self,
@@ -136,18 +116,17 @@ class RecipientNoticeQueries(QueryRunner):
         delivered_at: str | None,
     ) -> bool:
         """Record a delivery outcome if the notice is still leased by this claim."""
-        cur = self._execute(
-            "UPDATE recipient_notices SET state = ?, next_attempt_at = ?, last_error = ?, "
-            "delivered_at = ? WHERE notice_id = ? AND claims = ? AND state = 'delivering'",
-            (state, next_attempt_at, last_error, delivered_at, notice_id, claims),
+        return self._settle(
+            "recipient_notices",
+            "notice_id",
+            notice_id,
+            claims=claims,
+            state=state,
+            next_attempt_at=next_attempt_at,
+            last_error=last_error,
+            delivered_at=delivered_at,
         )
-        return bool(cur.rowcount == 1)
 
     def revive_recipient_notice(self, notice_id: str, at: str) -> bool:
         """Move a dead-lettered notice back to pending with a fresh attempt budget."""
-        cur = self._execute(
-            "UPDATE recipient_notices SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-            "last_error = '' WHERE notice_id = ? AND state = 'dead'",
-            (at, notice_id),
-        )
-        return bool(cur.rowcount == 1)
+        return self._revive("recipient_notices", "notice_id", notice_id, at)
