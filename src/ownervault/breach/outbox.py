@@ -12,6 +12,7 @@ erased owner's notice is dead-lettered without being handed to any hook.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -29,7 +30,7 @@ from ..kernel import SYSTEM_ACTOR
 from ..policy import Actor
 from ..storage.base import OutboxRow
 from .assessment import Assessor
-from .config import BreachConfig, parse_duration
+from .config import BreachConfig, DispatchModel, parse_duration
 from .model import (
     NOTIFICATION_PURPOSE,
     DispatchReport,
@@ -50,7 +51,30 @@ from .store import IncidentStore
 if TYPE_CHECKING:
     from ..kernel import Access, Kernel
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "settlement"]
+
+
+def settlement(
+    dispatch: DispatchModel,
+    now: _dt.datetime,
+    error: str | None,
+    *,
+    permanent: bool,
+    attempts: int,
+) -> tuple[str, str, str | None]:
+    """How a delivery attempt settles its row: (state, next attempt time, delivered time).
+
+    Delivered; dead after a permanent failure or the last attempt; otherwise pending again
+    after an exponential backoff, capped at ``max_backoff``.
+    """
+    at = format_time(now)
+    if error is None:
+        return "delivered", at, at
+    if permanent or attempts >= dispatch.max_attempts:
+        return "dead", at, None
+    backoff = parse_duration(dispatch.backoff) * (2 ** (attempts - 1))
+    backoff = min(backoff, parse_duration(dispatch.max_backoff))
+    return "pending", format_time(now + backoff), None
 
 
 class Outbox:
@@ -292,16 +316,9 @@ class Outbox:
             error, permanent = safe_error(exc, recipient), True
         except Exception as exc:  # a hook may fail in any way; the message is vetted
             error = safe_error(exc, recipient)
-        now_dt = self._kernel.clock.now()
-        now = format_time(now_dt)
-        if error is None:
-            state, next_at, delivered = "delivered", now, now
-        elif permanent or row.attempts >= dispatch.max_attempts:
-            state, next_at, delivered = "dead", now, None
-        else:
-            backoff = parse_duration(dispatch.backoff) * (2 ** (row.attempts - 1))
-            backoff = min(backoff, parse_duration(dispatch.max_backoff))
-            state, next_at, delivered = "pending", format_time(now_dt + backoff), None
+        state, next_at, delivered = settlement(
+            dispatch, self._kernel.clock.now(), error, permanent=permanent, attempts=row.attempts
+        )
         with self._backend.atomic():
             settled = self._backend.settle_outbox(
                 row.notification_id,

@@ -25,6 +25,7 @@ from ..policy import Actor
 from ..storage.base import RecipientNoticeRow
 from .config import BreachConfig, parse_duration
 from .notifiers import Notification, NotificationHook, UndeliverableError, build_notifier
+from .outbox import settlement
 from .spool import notifier_base, safe_error
 
 __all__ = ["NOTICE_PREFIX", "RECIPIENTS_AUDIENCE", "RecipientNotices"]
@@ -115,16 +116,9 @@ class RecipientNotices:
             error, permanent = safe_error(exc, None), True
         except Exception as exc:  # a hook may fail in any way; the message is vetted
             error = safe_error(exc, None)
-        now_dt = self._kernel.clock.now()
-        now = format_time(now_dt)
-        if error is None:
-            state, next_at, delivered = "delivered", now, now
-        elif permanent or row.attempts >= dispatch.max_attempts:
-            state, next_at, delivered = "dead", now, None
-        else:
-            backoff = parse_duration(dispatch.backoff) * (2 ** (row.attempts - 1))
-            backoff = min(backoff, parse_duration(dispatch.max_backoff))
-            state, next_at, delivered = "pending", format_time(now_dt + backoff), None
+        state, next_at, delivered = settlement(
+            dispatch, self._kernel.clock.now(), error, permanent=permanent, attempts=row.attempts
+        )
         with self._backend.atomic():
             settled = self._backend.settle_recipient_notice(
                 row.notice_id,
