@@ -151,7 +151,14 @@ def subject_restrict(
 @click.argument("subject_id")
 @click.option("--request", "request_id", help="The rights request this erasure answers.")
 @click.option(
-    "--receipt", type=click.Path(path_type=Path, dir_okay=False), help="Save the receipt."
+    "--receipt",
+    type=click.Path(path_type=Path),
+    help="Save the receipt (with --keep-required: a folder, one RECORD_ID.txt per deletion).",
+)
+@click.option(
+    "--keep-required",
+    is_flag=True,
+    help="Delete what no law keeps, restrict the rest to storage (PIPL Art 47 para 2).",
 )
 @as_option
 @key_file_option
@@ -161,19 +168,43 @@ def subject_erase(
     subject_id: str,
     request_id: str | None,
     receipt: Path | None,
+    keep_required: bool,
     as_actor: str | None,
     key_file: Path | None,
 ) -> None:
-    """Crypto-shred SUBJECT_ID and print a signed erasure receipt."""
+    """Crypto-shred SUBJECT_ID and print a signed erasure receipt.
+
+    A law may keep some of the owner's records (accounting records: retention.toml's
+    legal_duty); then the erasure is refused, and --keep-required deletes every other record
+    one by one, each with its receipt, and restricts the owner so that the rest is only stored.
+    """
     with (
         open_vault(path, key_file) as vault,
         officer_session(vault, as_actor, "erasure_request") as session,
     ):
-        result = session.erase_subject(subject_id, request_id=request_id)
+        if keep_required:
+            partial = session.erase_allowed(subject_id, request_id=request_id)
+            notes = {d.record_id: d.receipt for d in partial.deleted}
+        else:
+            notes = {"": session.erase_subject(subject_id, request_id=request_id).receipt}
         vkey = vault.verifier_key
-    if receipt is not None:
-        receipt.write_text(result.receipt, encoding="utf-8")
-    click.echo(result.receipt, nl=False)
+    if receipt is not None and keep_required:
+        receipt.mkdir(parents=True, exist_ok=True)
+        for record_id, note in notes.items():
+            (receipt / f"{record_id}.txt").write_text(note, encoding="utf-8")
+    elif receipt is not None:
+        receipt.write_text(notes[""], encoding="utf-8")
+    for note in notes.values():
+        click.echo(note, nl=False)
+    if keep_required:
+        for kept in partial.kept:
+            until = f"until {kept.until}" if kept.until else "until its period starts and runs out"
+            click.echo(f"kept {kept.record_type} {kept.record_id} {until}: {kept.basis}")
+        click.echo(
+            "the owner is restricted: kept records are only stored"
+            if partial.kept
+            else "nothing is kept: the owner was erased"
+        )
     click.echo(f"verify with: ownervault subject verify-receipt FILE --vkey '{vkey}'")
 
 

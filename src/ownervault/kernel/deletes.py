@@ -42,7 +42,7 @@ from ..policy.retention import OVERSIGHT_PURPOSES
 from ..storage import RecordRow, SubjectRow
 from .core import Access
 from .decide import denied
-from .erase import ErasureResult, erase_pseudonym, held
+from .erase import ErasureResult, duty_until, erase_pseudonym, held
 from .freshness import DELETE_ACTION
 from .keystore import SUBJECT_ID_FIELD
 from .notices import queue_recipient_notices
@@ -210,7 +210,7 @@ def _delete(
             f"{row.record_type} {row.record_id} is under legal hold and cannot be deleted",
             reason="legal_hold",
         )
-    duty = _duty_until(access, row, subject)
+    duty = duty_until(access, row, subject)
     if duty is not None:
         until, basis = duty
         _refuse(access, row, "legal_retention_duty", decision.rule_ids)
@@ -301,22 +301,3 @@ def _belongs(access: Access, row: RecordRow, subject: SubjectRow, subject_id: st
             row=row.record_id,
         )
     return True
-
-
-def _duty_until(access: Access, row: RecordRow, subject: SubjectRow) -> tuple[str, str] | None:
-    """(until, basis) when a legal duty still keeps the record; ``until`` is "" while the
-    duty's start event has not happened. None when no duty keeps it."""
-    entry = access.policy.retention.get(row.record_type)
-    if entry is None or not entry.legal_duty:
-        return None
-    clock = entry.clock(
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        clear=row.clear,
-        ended_at=subject.ended_at,
-    )
-    if clock is None:
-        return "", entry.basis
-    if clock[1] > access.now():
-        return format_time(clock[1]), entry.basis
-    return None

@@ -18,8 +18,14 @@ import attrs
 
 from ..audit import AuditEntry, format_time
 from ..audit.checkpoint import verify_note
-from ..exceptions import IntegrityError, OwnerVaultError, PolicyDeniedError, RecordNotFoundError
-from ..storage import SubjectRow
+from ..exceptions import (
+    IntegrityError,
+    OwnerVaultError,
+    PolicyDeniedError,
+    RecordNotFoundError,
+    RetentionDutyError,
+)
+from ..storage import RecordRow, SubjectRow
 from .core import Access
 from .keystore import SUBJECT_ID_FIELD
 from .notices import queue_recipient_notices
@@ -85,6 +91,8 @@ def erase_subject(access: Access, subject_id: str, *, request_id: str | None) ->
         RecordNotFoundError: no live subject with that id.
         PolicyDeniedError: the purpose may not erase one of the subject's record types (reason
             code), or a legal hold applies (reason ``legal_hold``).
+        RetentionDutyError: a law keeps one of the subject's records (accounting records):
+            delete the others one by one and restrict the subject instead (PIPL Art 47 para 2).
     """
     kernel = access.kernel
     kernel.check_writable()
@@ -100,6 +108,8 @@ def erase_subject(access: Access, subject_id: str, *, request_id: str | None) ->
         else:
             _confirm(access, subject, subject_id)
             try:
+                if not held(subject, access.now()):  # a legal hold is the refusal to give
+                    _refuse_kept_records(access, subject)
                 result = erase_pseudonym(
                     access, subject, request_id=request_id, reason="erasure_request"
                 )
@@ -214,3 +224,50 @@ def erase_pseudonym(
     )
     note = kernel.sign_note(body)
     return ErasureResult(subject.pseudonym, subject.key_id.hex(), records, tokens, now, note)
+
+
+def duty_until(access: Access, row: RecordRow, subject: SubjectRow) -> tuple[str, str] | None:
+    """(until, basis) when a legal duty still keeps the record; ``until`` is "" while the
+    duty's start event has not happened. None when no duty keeps it."""
+    entry = access.policy.retention.get(row.record_type)
+    if entry is None or not entry.legal_duty:
+        return None
+    clock = entry.clock(
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        clear=row.clear,
+        ended_at=subject.ended_at,
+    )
+    if clock is None:
+        return "", entry.basis
+    if clock[1] > access.now():
+        return format_time(clock[1]), entry.basis
+    return None
+
+
+def _refuse_kept_records(access: Access, subject: SubjectRow) -> None:
+    """Refuse (audited) to shred a subject a law still keeps a record of (PIPL Art 47 para 2)."""
+    for row in access.backend.records_of_subject(subject.pseudonym):
+        if row.erased:
+            continue
+        duty = duty_until(access, row, subject)
+        if duty is None:
+            continue
+        until, basis = duty
+        entry = access.entry(
+            "erase",
+            decision="deny",
+            reason="legal_retention_duty",
+            subject=subject.pseudonym,
+            record_type=row.record_type,
+            record_id=row.record_id,
+        )
+        access.kernel.audit.append([entry], now=access.now())
+        raise RetentionDutyError(
+            f"the subject's {row.record_type} {row.record_id} must be kept "
+            + (f"until {until}" if until else "until its retention period starts and runs out")
+            + f" under {basis}; delete the subject's other records one by one and restrict the "
+            "subject instead (PIPL Art 47 para 2)",
+            until=until or None,
+            basis=basis,
+        )

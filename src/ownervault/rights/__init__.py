@@ -14,6 +14,7 @@ by the policy pack and audited. Imports the kernel and the layers below it; neve
 
 from ..policy import RIGHTS_PURPOSES
 from .disclose import DisclosedRecord, Disclosure, disclose
+from .erasure import KeptRecord, PartialErasure, erase_allowed
 from .explanation import (
     EXPLANATION_FORMAT,
     ExplainedAccess,
@@ -78,7 +79,9 @@ __all__ = [
     "ExplainedAccess",
     "ExplainedAutomation",
     "ExplainedPurpose",
+    "KeptRecord",
     "ObjectionResult",
+    "PartialErasure",
     "ProcessingExplanation",
     "RecordFate",
     "RecordSweepItem",
@@ -90,6 +93,7 @@ __all__ = [
     "correct",
     "counts_for_retention",
     "disclose",
+    "erase_allowed",
     "explain_processing",
     "export_schema",
     "export_subject",

@@ -17,6 +17,7 @@ from typing import Literal
 from ..kernel import Access, ErasureResult, RecordRef, RecordView
 from ..kernel.erase import erase_subject
 from ..storage.base import RequestRow
+from .erasure import PartialErasure, erase_allowed
 from .explanation import ProcessingExplanation, explain_processing
 from .export import SubjectExport, export_subject
 from .kin import (
@@ -33,14 +34,27 @@ __all__ = ["OwnerRightsMethods"]
 
 
 class OwnerRightsMethods:
-    """Explanations (PIPL Art 48), objections (PIPL Art 44, GDPR Art 21) and next-of-kin
-    requests (PIPL Art 49), as methods of a :class:`~ownervault.Session`."""
+    """Explanations (PIPL Art 48), objections (PIPL Art 44, GDPR Art 21), next-of-kin
+    requests (PIPL Art 49) and erasure where a law keeps some records (PIPL Art 47 para 2), as
+    methods of a :class:`~ownervault.Session`."""
 
     #: The vault's correction notifiers as they are when a correction is made (set by Session).
     _notifiers: Callable[[], Sequence[Callable[[CorrectionNotice], None]]]
 
     #: The session's access for one operation (``Session._ready``).
     _ready: Callable[[], contextlib.AbstractContextManager[Access]]
+
+    def erase_allowed(self, subject_id: str, *, request_id: str | None = None) -> PartialErasure:
+        """Erase what the law allows of an owner (PIPL Art 47 para 2; GDPR Art 17(3)(b)).
+
+        Deletes, each with a signed receipt, every record no legal duty keeps; restricts the
+        owner to no purpose, so what a law keeps (accounting records) is only stored; returns
+        what was kept, until when and why. With nothing kept the owner is crypto-shredded, as
+        by :meth:`~ownervault.Session.erase_subject`, which refuses such an owner with
+        ``RetentionDutyError``. Needs an ``erasure_request`` session.
+        """
+        with self._ready() as access:
+            return erase_allowed(access, subject_id, request_id=request_id)
 
     def explain_processing(
         self, subject_id: str, *, request_id: str | None = None
