@@ -159,7 +159,11 @@ def test_migrate_command_moves_a_vault_without_changing_a_byte(
         grant_roles(vault, *ACTORS)
         record_assessments(vault)
         records, by_id = _seed(vault, make_owner, make_unit, make_fee_account, owners=12)
-        erased = records[2].subject_id
+        # An owner with no accounting record (a law keeps fee accounts): erased whole.
+        erased = "owner-erased"
+        erased_phone = make_owner(subject_id=erased)
+        with vault.session(CLERK, "owner_registration") as session:
+            session.put_many([erased_phone, make_unit(subject_id=erased)])
         with vault.session(DPO, "erasure_request") as session:
             session.erase_subject(erased)
         vault.checkpoint()
@@ -213,7 +217,7 @@ def test_migrate_command_moves_a_vault_without_changing_a_byte(
         phone = records[0].phone  # type: ignore[attr-defined]
         with moved.session(CLERK, "owner_registration") as session:
             assert len(session.find(OwnerProfile, phone=phone)) == 1
-            assert session.find(OwnerProfile, phone=records[2].phone) == []  # type: ignore[attr-defined]
+            assert session.find(OwnerProfile, phone=erased_phone.phone) == []
             session.put(make_owner())
         with moved.session(CLERK, "consent_management") as session:
             assert [c.event for c in session.consents(records[0].subject_id)] == ["grant"]
@@ -677,10 +681,14 @@ def test_the_database_holds_no_personal_value(
             for record in records[:10]:
                 if isinstance(record, OwnerProfile):
                     session.find(OwnerProfile, phone=record.phone)
+        # An owner with no accounting record (a law keeps fee accounts): erased whole.
+        gone = [make_owner(subject_id="owner-erased"), make_unit(subject_id="owner-erased")]
+        with vault.session(CLERK, "owner_registration") as session:
+            session.put_many(gone)
         with vault.session(DPO, "erasure_request") as session:
-            session.erase_subject(records[-1].subject_id)
+            session.erase_subject("owner-erased")
         vault.checkpoint()
-    needles = _personal_values(*records)
+    needles = _personal_values(*records, *gone)
     assert len(needles) > 100
     found: list[tuple[str, str]] = []
     tables = _raw_tables(pg_database)
