@@ -32,6 +32,7 @@ from ownervault.notifiers import Notification
 from ownervault.policy import NEVER_BLOCKED_PURPOSES, RIGHTS_PURPOSES, default_policy_dir
 from ownervault.records import OwnerProfile, Unit
 from ownervault.rights import KIN_RELATIONS, NEXT_OF_KIN_ACTIONS, REQUEST_KINDS
+from ownervault.rights.explanation import render_explanation_text
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 CLERK = ov.Actor("clerk-01", roles=["front_desk"])
@@ -773,3 +774,28 @@ def test_cli_explain_object_arrangement_next_of_kin(
     assert json.loads(copy.read_text(encoding="utf-8"))["records"]
     erased = _run("subject", "kin-erase", path, request_id, "owner-1", *opts).output
     assert erased.startswith("erased 1 records")
+
+
+def test_explanation_names_the_controller_officer_notices_and_recipients(
+    vault: ov.Vault,
+    make_owner: Callable[..., OwnerProfile],
+    make_unit: Callable[..., Unit],
+) -> None:
+    """Under the shipped pack an explanation says who processes the data and whom to ask
+    (PIPL Art 17, 50, 52), which notice explains each purpose and who may receive the data."""
+    owner = make_owner()
+    register(vault, owner, make_unit(owner.subject_id))
+    with vault.session(DPO, "subject_rights") as s:
+        explained = s.explain_processing(owner.subject_id)
+    assert explained.controller is not None and explained.controller["name_en"]
+    assert explained.officer is not None and explained.officer["email"]
+    by_purpose = {p.purpose: p for p in explained.purposes}
+    registration = vault.policy.purposes["owner_registration"]
+    assert by_purpose["owner_registration"].notice == {
+        "id": registration.notice_id,
+        "version": registration.notice_version,
+        "sha256": registration.notice_hash,
+    }
+    assert "repair_contractor" in by_purpose["repair_dispatch"].recipients
+    text = render_explanation_text(explained)
+    assert explained.controller["name_en"] in text and "may be given to: repair_contractor" in text

@@ -20,7 +20,7 @@ from ..audit import format_time
 from ..exceptions import ValidationError
 from ..kernel import Access
 from ..kernel.limits import parse_limits
-from ..policy import ACTIONS, RIGHTS_PURPOSES, Actor, LegalBasis, consent_state
+from ..policy import ACTIONS, RIGHTS_PURPOSES, Actor, LegalBasis, Purpose, consent_state
 from .requests import close_request
 
 __all__ = [
@@ -75,6 +75,10 @@ class ExplainedPurpose(_Doc):
     consent_status: str | None
     objection: Literal["objected", "overridden"] | None
     access: list[ExplainedAccess]
+    #: The privacy notice the purpose is explained in (id, version, sha256), if it has one.
+    notice: dict[str, str] | None = None
+    #: Recipients the pack's register lets receive data for this purpose (ids).
+    recipients: list[str] = []
 
 
 class ExplainedAutomation(_Doc):
@@ -105,6 +109,9 @@ class ProcessingExplanation(_Doc):
     objections: dict[str, Literal["objected", "overridden"]]
     next_of_kin: list[str] | None
     automated_decisions: list[ExplainedAutomation]
+    #: Who processes the data and whom to ask (PIPL Art 17, 50, 52), as the pack names them.
+    controller: dict[str, str | None] | None = None
+    officer: dict[str, str | None] | None = None
 
 
 #: What the vault does automatically; none of it evaluates the person (GDPR Art 22).
@@ -227,6 +234,10 @@ def explain_processing(
                 consent_status=consent_status,
                 objection=objection,
                 access=_role_access(access, pid, covered),
+                notice=_notice(spec),
+                recipients=sorted(
+                    r for r, entry in policy.recipients.items() if pid in entry.purposes
+                ),
             )
         )
     objections: dict[str, Literal["objected", "overridden"]] = {
@@ -246,6 +257,12 @@ def explain_processing(
         objections=dict(sorted(objections.items())),
         next_of_kin=None if limits.arrangement is None else list(limits.arrangement.next_of_kin),
         automated_decisions=list(AUTOMATION),
+        controller=None if policy.controller is None else policy.controller.as_dict(),
+        officer=(
+            None
+            if policy.controller is None or policy.controller.officer is None
+            else policy.controller.officer.as_dict()
+        ),
     )
     access.commit(
         [
@@ -303,6 +320,12 @@ def _role_access(access: Access, purpose: str, record_types: list[str]) -> list[
     return out
 
 
+def _notice(spec: Purpose) -> dict[str, str] | None:
+    if spec.notice_id is None or spec.notice_version is None or spec.notice_hash is None:
+        return None
+    return {"id": spec.notice_id, "version": spec.notice_version, "sha256": spec.notice_hash}
+
+
 def render_explanation_text(document: ProcessingExplanation) -> str:
     """The explanation as plain text for the owner (English, with Chinese purpose titles)."""
     lines = [
@@ -310,6 +333,26 @@ def render_explanation_text(document: ProcessingExplanation) -> str:
         f"Owner: {document.subject_id} (in the audit trail: {document.subject})",
         "Records held: "
         + (", ".join(f"{t} ({n})" for t, n in document.record_types.items()) or "none"),
+        "Processed by: "
+        + (
+            "(the policy pack names no controller)"
+            if document.controller is None
+            else f"{document.controller['name_en']} / {document.controller['name_zh']}"
+        ),
+        "Personal information protection officer: "
+        + (
+            "(none named)"
+            if document.officer is None
+            else ", ".join(
+                str(v)
+                for v in (
+                    document.officer["name_en"],
+                    document.officer["phone"],
+                    document.officer["email"],
+                )
+                if v
+            )
+        ),
         "Restriction: "
         + (
             "none"
@@ -331,6 +374,10 @@ def render_explanation_text(document: ProcessingExplanation) -> str:
             f"audited accesses: {p.audited_accesses}"
             + (f" (last {p.last_access})" if p.last_access else ""),
         ]
+        if p.notice is not None:
+            lines.append(f"  notice: {p.notice['id']} version {p.notice['version']}")
+        if p.recipients:
+            lines.append(f"  may be given to: {', '.join(p.recipients)}")
         if p.consent_status is not None:
             lines.append(f"  consent: {p.consent_status}")
         if p.objection is not None:
