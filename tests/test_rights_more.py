@@ -31,7 +31,7 @@ from ownervault.keys import KeyFileKey
 from ownervault.notifiers import Notification
 from ownervault.policy import NEVER_BLOCKED_PURPOSES, RIGHTS_PURPOSES, default_policy_dir
 from ownervault.records import OwnerProfile, Unit
-from ownervault.rights import KIN_RELATIONS, NEXT_OF_KIN_ACTIONS, REQUEST_KINDS
+from ownervault.rights import KIN_RELATIONS, NEXT_OF_KIN_ACTIONS, REQUEST_KINDS, render_export_html
 from ownervault.rights.explanation import render_explanation_text
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
@@ -799,3 +799,20 @@ def test_explanation_names_the_controller_officer_notices_and_recipients(
     assert "repair_contractor" in by_purpose["repair_dispatch"].recipients
     text = render_explanation_text(explained)
     assert explained.controller["name_en"] in text and "may be given to: repair_contractor" in text
+
+
+def test_the_owner_export_shows_objections_and_the_arrangement(
+    pvault: ov.Vault, make_owner: Callable[..., OwnerProfile]
+) -> None:
+    """PIPL Art 45: the owner's copy says what they objected to and what they arranged."""
+    owner = make_owner()
+    register(pvault, owner)
+    with pvault.session(DPO, "subject_rights") as s:
+        s.object_to(owner.subject_id, "community_safety", grounds=GROUNDS)
+        s.record_arrangement(owner.subject_id, ["access"], evidence=ARRANGED)
+    with pvault.session(DPO, "subject_access_request") as s:
+        document = s.export_subject(owner.subject_id, verify_identity=lambda _: True)
+    assert document.objections == {"community_safety": "objected"}
+    assert document.next_of_kin == ["access"]
+    page = render_export_html(document)
+    assert "objection: community_safety" in page and "Restriction, objections" in page

@@ -126,6 +126,11 @@ class SubjectExport(_Doc):
     access_history: list[ExportedAccess]
     restricted_to: list[str] | None
     legal_holds: list[dict[str, str | None]]
+    #: Purposes the owner objected to: ``objected``, or ``overridden`` by compelling grounds.
+    objections: dict[str, Literal["objected", "overridden"]] = {}
+    #: What the owner arranged close relatives may ask for after their death (PIPL Art 49);
+    #: None when they arranged nothing.
+    next_of_kin: list[str] | None = None
 
 
 def export_subject(
@@ -244,6 +249,8 @@ def export_subject(
         ],
         access_history=history,
         restricted_to=_allowed(subject.restricted_to),
+        objections=_objections(subject.restricted_to),
+        next_of_kin=_next_of_kin(subject.restricted_to),
         legal_holds=[
             {
                 "reason": h.reason,
@@ -305,6 +312,7 @@ _LABELS: Final = {
     "consents": ("同意记录", "Consents"),
     "recipients": ("接收方", "Recipients"),
     "history": ("访问记录", "Who accessed your data"),
+    "limits": ("限制、拒绝与安排", "Restriction, objections and arrangements"),
 }
 
 
@@ -371,6 +379,23 @@ def render_export_html(document: SubjectExport) -> str:
             ),
         )
     )
+    parts.append(f"<h2>{label('limits')}</h2>")
+    restricted = document.restricted_to
+    parts.append(
+        table(
+            ("what", "state"),
+            (
+                ("restriction", "none" if restricted is None else ", ".join(restricted) or "all"),
+                *((f"objection: {p}", state) for p, state in document.objections.items()),
+                (
+                    "close relatives may ask for (PIPL Art 49)",
+                    "no arrangement"
+                    if document.next_of_kin is None
+                    else ", ".join(document.next_of_kin) or "nothing",
+                ),
+            ),
+        )
+    )
     parts.append(f"<h2>{label('history')}</h2>")
     parts.append(
         table(
@@ -397,3 +422,19 @@ def _allowed(text: str | None) -> list[str] | None:
     """The purposes a restriction allows (None: no restriction)."""
     allowed = parse_limits(text).allowed
     return None if allowed is None else sorted(allowed)
+
+
+def _objections(text: str | None) -> dict[str, Literal["objected", "overridden"]]:
+    """The owner's objections by purpose, as the subject row keeps them."""
+    limits = parse_limits(text)
+    found: dict[str, Literal["objected", "overridden"]] = {
+        **{p: "overridden" for p in limits.overridden},
+        **{p: "objected" for p in limits.objected},
+    }
+    return dict(sorted(found.items()))
+
+
+def _next_of_kin(text: str | None) -> list[str] | None:
+    """What close relatives may ask for under the owner's arrangement (None: none made)."""
+    arrangement = parse_limits(text).arrangement
+    return None if arrangement is None else list(arrangement.next_of_kin)
