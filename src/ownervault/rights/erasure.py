@@ -18,7 +18,7 @@ from ..kernel import Access
 from ..kernel.deletes import DeletionResult, delete_record
 from ..kernel.erase import duty_until
 from ..kernel.limits import parse_limits
-from ..storage import RecordRow, SubjectRow
+from ..storage import SubjectRow
 
 __all__ = ["KeptRecord", "PartialErasure", "erase_allowed"]
 
@@ -62,39 +62,26 @@ def erase_allowed(access: Access, subject_id: str, *, request_id: str | None) ->
     with access.backend.atomic():
         subject = access.subject(subject_id, "erase")
         rows = [r for r in access.backend.records_of_subject(subject.pseudonym) if not r.erased]
+        duties = {r.record_id: d for r in rows if (d := duty_until(access, r, subject)) is not None}
         for row in rows:
-            duty = duty_until(access, row, subject)
-            if duty is not None:
-                kept.append(KeptRecord(row.record_type, row.record_id, *duty))
-        for row in rows:
-            if any(k.record_id == row.record_id for k in kept):
-                continue
-            deleted.append(
-                delete_record(
-                    access,
-                    row.record_id,
-                    subject_id=subject_id,
-                    reason="owner_request",
-                    request_id=request_id,
+            if row.record_id not in duties:
+                deleted.append(
+                    delete_record(
+                        access,
+                        row.record_id,
+                        subject_id=subject_id,
+                        reason="owner_request",
+                        request_id=request_id,
+                    )
                 )
-            )
-        if kept:
-            ended = _restrict_to_storage(access, subject_id, [k.record_type for k in kept])
+        if duties:
+            held = [r for r in rows if r.record_id in duties]
+            ended = _restrict_to_storage(access, subject_id, [r.record_type for r in held])
             # The kept records' periods may run from the end of the relationship: now.
-            kept = [
-                _kept(access, row, ended, k)
-                for k in kept
-                for row in rows
-                if row.record_id == k.record_id
-            ]
+            for row in held:
+                until, basis = duty_until(access, row, ended) or duties[row.record_id]
+                kept.append(KeptRecord(row.record_type, row.record_id, until, basis))
     return PartialErasure(deleted=tuple(deleted), kept=tuple(kept), restricted=bool(kept))
-
-
-def _kept(access: Access, row: RecordRow, subject: SubjectRow, before: KeptRecord) -> KeptRecord:
-    """The kept record with its duty worked out again for the subject as it is now."""
-    duty = duty_until(access, row, subject)
-    until, basis = duty if duty is not None else (before.until, before.basis)
-    return KeptRecord(row.record_type, row.record_id, until, basis)
 
 
 def _restrict_to_storage(access: Access, subject_id: str, kept_types: list[str]) -> SubjectRow:
