@@ -133,21 +133,13 @@ class IncidentQueries(LeaseQueries):
         self, *, state: str | None = None, incident_id: str | None = None
     ) -> list[OutboxRow]:
         """Outbox rows, filtered by state and incident, oldest first."""
-        clauses: list[str] = []
-        params: list[str] = []
-        if state is not None:
-            clauses.append("state = ?")
-            params.append(state)
-        if incident_id is not None:
-            clauses.append("incident_id = ?")
-            params.append(incident_id)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox{where} "
-            "ORDER BY created_at, notification_id",
-            params,
-        ).fetchall()
-        return [self._outbox(row) for row in rows]
+        return self._listed(
+            "outbox",
+            "notification_id",
+            self._OUTBOX_COLUMNS,
+            self._outbox,
+            {"state": state, "incident_id": incident_id},
+        )
 
     def claim_outbox(self, now: str, lease_until: str, limit: int) -> list[OutboxRow]:
         """Lease up to ``limit`` due rows (pending, or delivering with an expired lease)."""

@@ -40,6 +40,24 @@ class LeaseQueries(QueryRunner):
     #: its claims run under ``BEGIN IMMEDIATE``, which already excludes every other writer.
     _SKIP_LOCKED: ClassVar[str] = ""
 
+    def _listed(
+        self,
+        table: str,
+        key: str,
+        columns: str,
+        parse: Callable[[Sequence[Any]], _Row],
+        filters: dict[str, str | None],
+    ) -> list[_Row]:
+        """Rows of ``table`` whose columns equal the given (non-None) ``filters``, oldest first."""
+        given = {column: value for column, value in filters.items() if value is not None}
+        where = " AND ".join(f"{column} = ?" for column in given)
+        rows = self._execute(
+            f"SELECT {columns} FROM {table}{f' WHERE {where}' if where else ''} "
+            f"ORDER BY created_at, {key}",
+            list(given.values()),
+        ).fetchall()
+        return [parse(row) for row in rows]
+
     def _claim(
         self,
         table: str,

@@ -75,21 +75,13 @@ class RecipientNoticeQueries(LeaseQueries):
         self, *, state: str | None = None, pseudonym: str | None = None
     ) -> list[RecipientNoticeRow]:
         """Recipient notices, filtered by state and owner, oldest first."""
-        clauses: list[str] = []
-        params: list[str] = []
-        if state is not None:
-            clauses.append("state = ?")
-            params.append(state)
-        if pseudonym is not None:
-            clauses.append("pseudonym = ?")
-            params.append(pseudonym)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._execute(
-            f"SELECT {self._NOTICE_COLUMNS} FROM recipient_notices{where} "
-            "ORDER BY created_at, notice_id",
-            params,
-        ).fetchall()
-        return [self._notice(row) for row in rows]
+        return self._listed(
+            "recipient_notices",
+            "notice_id",
+            self._NOTICE_COLUMNS,
+            self._notice,
+            {"state": state, "pseudonym": pseudonym},
+        )
 
     def claim_recipient_notices(
         self, now: str, lease_until: str, limit: int
