@@ -196,26 +196,33 @@ class _ProofSource:
     """
 
     def __init__(self, leaves: Iterable[bytes], size: int) -> None:
-        self.levels: dict[int, bytes] = {}
-        packed = bytearray()
+        self.levels: dict[int, bytearray] = {}
+        # Each level is allocated once at its final size and filled in place: growing or
+        # joining it would briefly hold it twice.
+        packed = bytearray((size >> _GROUP_LEVEL) * merkle.HASH_BYTES)
+        end = 0
         group: list[bytes] = []
         for leaf in leaves:
             group.append(leaf)
             if len(group) == _GROUP:
-                packed += _leaves.perfect_root(group)
+                packed[end : end + merkle.HASH_BYTES] = _leaves.perfect_root(group)
+                end += merkle.HASH_BYTES
                 group = []
+        del packed[end:]  # the stored leaves stopped short
         self._tail_group = size >> _GROUP_LEVEL
         self._tail = _low_levels(group)
         self._group_index = -1
         self._group: list[list[bytes]] = []
-        level, data = _GROUP_LEVEL, bytes(packed)
+        level, data = _GROUP_LEVEL, packed
+        sha256 = hashlib.sha256
         while data:
             self.levels[level] = data
-            pairs = len(data) // 64
-            data = b"".join(
-                merkle.node_hash(data[i : i + 32], data[i + 32 : i + 64])
-                for i in range(0, pairs * 64, 64)
-            )
+            upper = bytearray(len(data) // 64 * merkle.HASH_BYTES)
+            for i in range(0, len(upper), merkle.HASH_BYTES):
+                upper[i : i + merkle.HASH_BYTES] = sha256(
+                    b"\x01" + data[2 * i : 2 * i + 64]
+                ).digest()
+            data = upper
             level += 1
 
     def use_group(self, index: int, leaves: Sequence[bytes]) -> None:
@@ -227,7 +234,7 @@ class _ProofSource:
         """Root of the perfect subtree ``index`` at ``level`` (level 0 are the leaves)."""
         packed = self.levels.get(level)
         if packed is not None:
-            return packed[index * 32 : index * 32 + 32]
+            return bytes(packed[index * 32 : index * 32 + 32])
         group = (index << level) >> _GROUP_LEVEL
         if group == self._group_index:
             levels = self._group
@@ -299,13 +306,15 @@ def export_bundle(
                 progress(scanned, size)
                 reported = scanned
             if source is not None:
-                source.use_group(group[0].seq >> _GROUP_LEVEL, [row.leaf_hash for row in group])
-                group = [
+                matching = [
                     row
                     for row in group
                     if all(fragment in row.entry for fragment in fragments)
                     and audit_filter.matches(json.loads(row.entry))
                 ]
+                if matching:
+                    source.use_group(group[0].seq >> _GROUP_LEVEL, [row.leaf_hash for row in group])
+                group = matching
             for row in group:
                 if source is not None:
                     proof = merkle.inclusion_proof(

@@ -51,6 +51,9 @@ __all__ = ["DB_NAME", "SCHEMA_VERSION", "SQLCipherBackend", "create_private", "r
 #: The database file's name in a vault directory.
 DB_NAME: Final = "vault.db"
 
+#: The page cache, in KiB, while a long scan of the audit log runs (256 pages of 4 KiB).
+SCAN_CACHE_KIB: Final = 1024
+
 #: A new database gets the whole schema at once; an older one, each later version's step.
 _CREATE: Final = sqlite_script()
 _UPGRADES: Final[dict[int, str]] = {
@@ -432,6 +435,25 @@ class SQLCipherBackend(SQLiteQueries):
         if depth == 0:
             for hook in list(self.after_commit):
                 hook()
+
+    @contextmanager
+    def _long_scan(self) -> Iterator[None]:
+        """Hold this thread's page cache to :data:`SCAN_CACHE_KIB` while a long scan runs.
+
+        A scan of the audit log reads each page once: at full size the cache would fill with
+        them (16 MiB more memory) and lose the pages worth keeping anyway.
+        """
+        conn = self._conn
+        depth: int = getattr(self._local, "scans", 0)
+        if depth == 0:
+            _run(conn, f"PRAGMA cache_size = -{min(SCAN_CACHE_KIB, self._cache_kib)}")
+        self._local.scans = depth + 1
+        try:
+            yield
+        finally:
+            self._local.scans = depth
+            if depth == 0:
+                _quietly(conn, f"PRAGMA cache_size = -{self._cache_kib}")
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
