@@ -28,6 +28,7 @@ from faker import Faker
 
 from ownervault import Actor, PassphraseKey, Vault, merkle
 from ownervault import checkpoint as cp
+from ownervault.audit import _split as split_module
 from ownervault.audit import bundle as bundle_module
 from ownervault.bundle import VerificationReport, verify_bundle
 from ownervault.cli import main
@@ -1007,15 +1008,15 @@ def second_process(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     Returns, for each file hashed, whether the second process's subtrees were taken.
     """
     monkeypatch.setattr(bundle_module, "_PARALLEL_BYTES", 0)
-    monkeypatch.setattr(bundle_module, "_cpus", lambda: 2)
+    monkeypatch.setattr(split_module, "cpus", lambda: 2)
     taken: list[bool] = []
-    join = bundle_module._join_worker
+    join = split_module.join
 
-    def spy(worker: Any, hasher: Any) -> bool:
-        taken.append(join(worker, hasher))
+    def spy(output: bytes, hasher: Any) -> bool:
+        taken.append(join(output, hasher))
         return taken[-1]
 
-    monkeypatch.setattr(bundle_module, "_join_worker", spy)
+    monkeypatch.setattr(split_module, "join", spy)
     return taken
 
 
@@ -1090,7 +1091,7 @@ def test_a_second_process_fails_every_damaged_file_as_one_process_does(
     target.write_bytes(b"".join(_TAMPERS[tamper](_lines(target.read_bytes()), where)))
     alone = _outcome(target)
     monkeypatch.setattr(bundle_module, "_PARALLEL_BYTES", 0)
-    monkeypatch.setattr(bundle_module, "_cpus", lambda: 2)
+    monkeypatch.setattr(split_module, "cpus", lambda: 2)
     assert _outcome(target) == alone
     # Damage that still parses changes the root, or at least the digest the manifest signs.
     assert alone != intact
@@ -1107,7 +1108,7 @@ def test_verification_with_a_second_process_rejects_every_tamper_with_the_same_r
     (folder / "entries.jsonl").write_bytes(b"".join(_TAMPERS[tamper](lines, where)))
     alone = verify_bundle(folder, [world.vkey], previous=world.kept)
     monkeypatch.setattr(bundle_module, "_PARALLEL_BYTES", 0)
-    monkeypatch.setattr(bundle_module, "_cpus", lambda: 2)
+    monkeypatch.setattr(split_module, "cpus", lambda: 2)
     both = verify_bundle(folder, [world.vkey], previous=world.kept)
     assert not alone.ok and alone.integrity.ok is False
     assert both == alone
@@ -1149,7 +1150,7 @@ def test_unexpected_output_from_the_second_process_is_ignored(
     def liar(path: Path, start: int, end: int) -> Any:
         return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
 
-    monkeypatch.setattr(bundle_module, "_start_worker", liar)
+    monkeypatch.setattr(split_module, "start", liar)
     size, root, _ = bundle_module._stream_root(target)
     assert second_process == [False]
     assert (size, root) == (10, merkle.root([merkle.leaf_hash(e) for e in entries]))
@@ -1160,8 +1161,8 @@ def test_a_second_process_that_cannot_start_leaves_the_work_to_this_one(
 ) -> None:
     entries = [b'{"seq":%d}' % n for n in range(10)]
     target = _entries_file(tmp_path, entries)
-    monkeypatch.setattr(bundle_module.sys, "executable", str(tmp_path / "no-such-python"))
-    assert bundle_module._start_worker(target, 0, 1) is None
+    monkeypatch.setattr(split_module.sys, "executable", str(tmp_path / "no-such-python"))
+    assert split_module.start(target, 0, 1) is None
     size, root, _ = bundle_module._stream_root(target)
     assert second_process == []
     assert (size, root) == (10, merkle.root([merkle.leaf_hash(e) for e in entries]))

@@ -30,18 +30,17 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Final, overload
+from typing import Any, Final, overload
 
 import attrs
 
 from ..exceptions import AuditIntegrityError, ValidationError
 from ..storage.base import AuditRow
-from . import _leaves, merkle
+from . import _leaves, _split, merkle
 from . import checkpoint as _checkpoint
 from .log import PROGRESS_EVERY, AuditLog, canonical_json, field_fragment, format_time
 
@@ -579,8 +578,10 @@ def _stream_root(
     hasher = _leaves.LineHasher(0, _RUN)
     with path.open("rb") as fh, ThreadPoolExecutor(max_workers=1) as digester:
         size = os.fstat(fh.fileno()).st_size
-        split = _split_point(fh, size)
-        worker = None if split is None else _start_worker(path, split, size)
+        split = None
+        if size >= _PARALLEL_BYTES and _split.cpus() >= 2:
+            split = _split.split_point(fh, size)
+        worker = None if split is None else _split.start(path, split, size)
         mine = size if worker is None or split is None else split
         try:
             digested: Future[None] | None = None
@@ -599,7 +600,7 @@ def _stream_root(
                 offset += len(block)
             if digested is not None:
                 digested.result()
-            if worker is not None and not _join_worker(worker, hasher):
+            if worker is not None and not _joined(worker, hasher):
                 fh.seek(mine)
                 for block in iter(lambda: fh.read(_READ_BLOCK), b""):
                     _feed(hasher, block)
@@ -618,80 +619,17 @@ def _stream_root(
     return hasher.count, _leaves.root(hasher.stack), file_digest.hexdigest()
 
 
+def _joined(worker: subprocess.Popen[bytes], hasher: _leaves.LineHasher) -> bool:
+    """Wait for the second process and take its subtrees after the first half's last run."""
+    output, _ = worker.communicate()
+    if (bad := hasher.finish()) is not None:
+        raise _run_error(*bad)
+    return worker.returncode == 0 and _split.join(output, hasher)
+
+
 def _feed(hasher: _leaves.LineHasher, block: bytes) -> None:
     if (bad := hasher.feed(block)) is not None:
         raise _run_error(*bad)
-
-
-def _split_point(fh: BinaryIO, size: int) -> int | None:
-    """Where a second process should take over: the start of the line after the middle."""
-    if size < _PARALLEL_BYTES or _cpus() < 2:
-        return None
-    fh.seek(size // 2)
-    newline = fh.read(1 << 16).find(b"\n")
-    fh.seek(0)
-    split = size // 2 + newline + 1
-    return split if newline >= 0 and split < size else None
-
-
-def _cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1  # pragma: no cover - platforms without affinity masks
-
-
-def _start_worker(path: Path, start: int, end: int) -> subprocess.Popen[bytes] | None:
-    """Run :mod:`._leaves` as a script over bytes ``[start, end)``, or None if it cannot run.
-
-    The interpreter is started isolated (``-I -S``: no environment variables, no user or site
-    packages), and only where it is a plain Python interpreter with the module on disk.
-    """
-    script = Path(_leaves.__file__)
-    if getattr(sys, "frozen", False) or not sys.executable or not script.is_file():
-        return None
-    try:
-        return subprocess.Popen(  # noqa: S603 - this interpreter, a module of this package
-            [sys.executable, "-I", "-S", str(script), str(path.absolute()), str(start), str(end)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-    except OSError:
-        return None
-
-
-def _join_worker(worker: subprocess.Popen[bytes], hasher: _leaves.LineHasher) -> bool:
-    """Take the second process's subtrees if they continue ``hasher`` exactly; else False.
-
-    ``hasher`` holds the first half, which ends at a line boundary: its last short run is
-    hashed first. The subtrees must start at the next entry, follow each other without a gap
-    and each be an aligned perfect subtree; they are then pushed as if hashed here.
-    """
-    out, _ = worker.communicate()
-    if (bad := hasher.finish()) is not None:
-        raise _run_error(*bad)
-    if worker.returncode != 0:
-        return False
-    try:
-        head, *rows = out.decode("ascii").splitlines()
-        first, count = (int(n) for n in head.split(" "))
-        subtrees: _leaves.Stack = []
-        for row in rows:
-            at_text, size_text, hex_text = row.split(" ")
-            subtrees.append((int(at_text), int(size_text), bytes.fromhex(hex_text)))
-    except ValueError:
-        return False  # "bad", or output that is not the subtrees: hash the half here
-    position = first
-    for at, leaves, node in subtrees:
-        if at != position or leaves <= 0 or leaves & (leaves - 1) or at % leaves or len(node) != 32:
-            return False
-        position += leaves
-    if first != hasher.count or position != first + count or count <= 0:
-        return False
-    for at, leaves, node in subtrees:
-        _leaves.push(hasher.stack, at, leaves, node)
-    hasher.count = position
-    return True
 
 
 def _run_error(lines: Sequence[bytes], first: int) -> AuditIntegrityError:

@@ -35,7 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
@@ -116,6 +116,25 @@ def _quietly(conn: Any, sql: str) -> None:
     """
     with contextlib.suppress(sqlcipher3.Error, MemoryError):
         conn.execute(sql)
+
+
+@contextmanager
+def _scan_cache(conn: Any, local: threading.local, cache_kib: int) -> Iterator[None]:
+    """Hold ``conn``'s page cache to :data:`SCAN_CACHE_KIB` until the outermost scan ends.
+
+    A scan of the audit log reads each page once: at full size the cache would fill with
+    them (16 MiB more memory) and lose the pages worth keeping anyway.
+    """
+    depth: int = getattr(local, "scans", 0)
+    if depth == 0:
+        _run(conn, f"PRAGMA cache_size = -{min(SCAN_CACHE_KIB, cache_kib)}")
+    local.scans = depth + 1
+    try:
+        yield
+    finally:
+        local.scans = depth
+        if depth == 0:
+            _quietly(conn, f"PRAGMA cache_size = -{cache_kib}")
 
 
 def create_private(path: Path) -> None:
@@ -436,24 +455,9 @@ class SQLCipherBackend(SQLiteQueries):
             for hook in list(self.after_commit):
                 hook()
 
-    @contextmanager
-    def _long_scan(self) -> Iterator[None]:
-        """Hold this thread's page cache to :data:`SCAN_CACHE_KIB` while a long scan runs.
-
-        A scan of the audit log reads each page once: at full size the cache would fill with
-        them (16 MiB more memory) and lose the pages worth keeping anyway.
-        """
-        conn = self._conn
-        depth: int = getattr(self._local, "scans", 0)
-        if depth == 0:
-            _run(conn, f"PRAGMA cache_size = -{min(SCAN_CACHE_KIB, self._cache_kib)}")
-        self._local.scans = depth + 1
-        try:
-            yield
-        finally:
-            self._local.scans = depth
-            if depth == 0:
-                _quietly(conn, f"PRAGMA cache_size = -{self._cache_kib}")
+    def _long_scan(self) -> AbstractContextManager[None]:
+        """Hold this thread's page cache small while a long scan of the audit log runs."""
+        return _scan_cache(self._conn, self._local, self._cache_kib)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
