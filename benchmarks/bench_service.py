@@ -70,6 +70,7 @@ from _common import (
     generate_people,
     load_average,
     markdown_table,
+    median,
     percentile,
     spaced_phone,
 )
@@ -99,6 +100,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=2, help="client processes (2)")
     p.add_argument("--seed", type=int, default=20260101)
     p.add_argument("--json", type=Path, default=None, help="also write raw figures here")
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="instead of the service: CPU time per store call in one thread, no HTTP",
+    )
     args = p.parse_args(argv)
     if args.duration is None:
         args.duration = 20.0 if args.quick else 90.0
@@ -796,6 +802,104 @@ def _row(values: Sequence[float], seconds: float) -> dict[str, float]:
     }
 
 
+# --------------------------------------------------------------------------- split
+
+#: Calls per block and blocks per store of ``--split`` (quick: fewer blocks).
+SPLIT_CALLS = 100
+
+
+def run_split(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU microseconds per call of each back end's operations, in this thread, without HTTP.
+
+    The same calls the service makes per request (a session per call for ownervault), and for
+    ownervault an empty session (open + close) alone; the stores take turns block by block.
+    """
+    people = generate_people(args.owners, seed=args.seed)
+    new_people = generate_people(min(1000, args.owners), seed=args.seed + 1, start=args.owners)
+    blocks = 6 if args.quick else 20
+    rng = random.Random(args.seed + 5)
+    tmp = Path(tempfile.mkdtemp(prefix="ovbench-split-"))
+    backends: dict[str, VaultBackend | MatchedBackend] = {}
+    samples: dict[str, dict[str, list[float]]] = {}
+    try:
+        ids: dict[str, list[str]] = {}
+        for store in STORES:
+            (tmp / store).mkdir()
+            backends[store] = BACKENDS[store](tmp / store)
+            ids[store] = backends[store].prefill(people)
+            samples[store] = {op: [] for op in ("open+close", *OPS)}
+        made = 0
+
+        def empty_session() -> None:
+            vault = backends["ownervault"]
+            assert isinstance(vault, VaultBackend)
+            with vault.vault.session(CLERK, purpose=PURPOSE):
+                pass
+
+        clock = time.thread_time
+        for block in range(blocks):
+            picks = [rng.randrange(len(people)) for _ in range(SPLIT_CALLS)]
+            for store in STORES if block % 2 == 0 else STORES[::-1]:
+                backend = backends[store]
+                calls: dict[str, Callable[[int], object]] = {
+                    "get": lambda i, b=backend, s=store: b.get(ids[s][i]),
+                    "find": lambda i, b=backend: b.find(spaced_phone(people[i].phone)),
+                }
+                if store == "ownervault":
+                    calls["open+close"] = lambda i: empty_session()
+                for op, call in calls.items():
+                    start = clock()
+                    for i in picks:
+                        call(i)
+                    samples[store][op].append((clock() - start) / SPLIT_CALLS * 1e6)
+                # New owners as the service receives them (decoded from JSON), outside the clock.
+                bodies = []
+                for i in picks:
+                    made += 1
+                    body = person_json(new_people[i % len(new_people)], f"split-{made}")
+                    bodies.append(person_from_json(json.loads(body)))
+                start = clock()
+                for person in bodies:
+                    backend.put(person)
+                samples[store]["put"].append((clock() - start) / SPLIT_CALLS * 1e6)
+    finally:
+        for backend in backends.values():
+            backend.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "us_per_call": {
+            store: {op: median(v) for op, v in ops.items() if v} for store, ops in samples.items()
+        },
+        "blocks": blocks,
+    }
+
+
+def report_split(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
+    us = result["us_per_call"]
+    rows = []
+    for op in ("open+close", *OPS):
+        own = us["ownervault"].get(op)
+        other = us["matched"].get(op)
+        rows.append(
+            [
+                op if op == "open+close" else f"{op} (session per call)",
+                "-" if own is None else f"{own:,.0f}",
+                "-" if other is None else f"{other:,.0f}",
+                f"{other / own:.2f}x" if own and other else "-",
+            ]
+        )
+    return [
+        f"### CPU time per store call, one thread, no HTTP ({args.owners:,} owners, median of "
+        f"{result['blocks']} blocks of {SPLIT_CALLS} calls)",
+        "",
+        "What each request of the service costs in the store alone (the thread's CPU time, so "
+        "other processes' load does not count). ownervault opens and closes a session per call; "
+        "`open+close` is an empty session. Ratio: ownervault calls per CPU second / matched's.",
+        "",
+        markdown_table(["call", "ownervault (us)", "matched (us)", "ownervault / matched"], rows),
+    ]
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -887,6 +991,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(environment()))
     print()
     start = time.perf_counter()
+    if args.split:
+        split = run_split(args)
+        print(f"run took {fmt_seconds(time.perf_counter() - start)}")
+        print()
+        print("\n".join(report_split(args, split)))
+        print()
+        print(f"{load_average()} at the end")
+        if args.json is not None:
+            raw = {"args": vars(args) | {"json": None}, **split}
+            args.json.write_text(json.dumps(raw, indent=2, default=str))
+        return 0
     result = run(args)
     print(f"run took {fmt_seconds(time.perf_counter() - start)}")
     print()
