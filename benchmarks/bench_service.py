@@ -532,13 +532,11 @@ def _one_thread(
             method, path, body = "GET", f"/owner/{record_id}", None
         elif op == "find":
             method, path, body = "GET", f"/find?phone={quote(spaced_phone(phone))}", None
-            record_id = None
         else:
             made += 1
             subject_id = f"new-{plan.tag}-{index}-{made}"
             person = new_people[rng.randrange(len(new_people))]
             method, path, body = "POST", "/owner", person_json(person, subject_id)
-            record_id = None
         start = clock()
         try:
             conn.request(method, path, body=body, headers=headers if body else {})
@@ -808,6 +806,20 @@ def _row(values: Sequence[float], seconds: float) -> dict[str, float]:
 SPLIT_CALLS = 100
 
 
+def _split_calls(
+    backend: VaultBackend | MatchedBackend, ids: Sequence[str], people: Sequence[Person]
+) -> dict[str, Callable[[int], object]]:
+    """The get and the find of the i-th prefilled owner, as ``--split`` times them."""
+
+    def get(i: int) -> object:
+        return backend.get(ids[i])
+
+    def find(i: int) -> object:
+        return backend.find(spaced_phone(people[i].phone))
+
+    return {"get": get, "find": find}
+
+
 def run_split(args: argparse.Namespace) -> dict[str, Any]:
     """CPU microseconds per call of each back end's operations, in this thread, without HTTP.
 
@@ -841,10 +853,7 @@ def run_split(args: argparse.Namespace) -> dict[str, Any]:
             picks = [rng.randrange(len(people)) for _ in range(SPLIT_CALLS)]
             for store in STORES if block % 2 == 0 else STORES[::-1]:
                 backend = backends[store]
-                calls: dict[str, Callable[[int], object]] = {
-                    "get": lambda i, b=backend, s=store: b.get(ids[s][i]),
-                    "find": lambda i, b=backend: b.find(spaced_phone(people[i].phone)),
-                }
+                calls = _split_calls(backend, ids[store], people)
                 if store == "ownervault":
                     calls["open+close"] = lambda i: empty_session()
                 for op, call in calls.items():
