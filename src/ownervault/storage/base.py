@@ -328,10 +328,18 @@ class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
 
     Every write happens inside :meth:`atomic`; the outermost ``atomic()`` takes the write lock
     at once (``BEGIN IMMEDIATE`` on SQLite), nested ones are savepoints. ``after_commit`` holds
-    callables run after each outermost transaction commits, in the committing thread.
+    callables run after each outermost transaction commits, in the committing thread;
+    ``after_rollback`` callables run after a transaction or savepoint is rolled back, in that
+    thread, told the depth it went back to (0: the whole transaction).
     """
 
     after_commit: list[Callable[[], None]]
+    after_rollback: list[Callable[[int], None]]
+
+    @property
+    def transaction_depth(self) -> int:
+        """How deep this thread is in :meth:`atomic` (0: outside any transaction)."""
+        ...
 
     def atomic(self) -> AbstractContextManager[None]:
         """A write transaction (nested calls are savepoints)."""

@@ -222,7 +222,11 @@ class SQLCipherBackend(SQLiteQueries):
         self._local = threading.local()
         #: Called after each outermost transaction commits, in the committing thread.
         self.after_commit: list[Callable[[], None]] = []
+        self.after_rollback: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
+        # Threads of this process take turns at writing here, handed over at once, rather than
+        # polling SQLite's lock (other processes still meet at the database's own lock).
+        self._writer = threading.Lock()
         self._connections: list[Any] = []
         self._closed = False
         #: A new file may be empty until the schema is written; an existing one never is.
@@ -404,7 +408,13 @@ class SQLCipherBackend(SQLiteQueries):
         conn = self._conn
         depth: int = self._local.depth
         if depth == 0:
-            self._begin_immediate(conn)
+            if not self._writer.acquire(timeout=self._busy_timeout):
+                raise StorageError(_LOCKED)
+            try:
+                self._begin_immediate(conn)
+            except BaseException:
+                self._writer.release()
+                raise
         else:
             _run(conn, f"SAVEPOINT sp{depth}")
         self._local.depth = depth + 1
@@ -414,9 +424,11 @@ class SQLCipherBackend(SQLiteQueries):
             self._local.depth = depth
             if depth == 0:
                 _quietly(conn, "ROLLBACK")
+                self._writer.release()
             else:
                 _quietly(conn, f"ROLLBACK TO sp{depth}")
                 _quietly(conn, f"RELEASE sp{depth}")
+            self._rolled_back(depth)
             raise
         self._local.depth = depth
         if depth == 0:
@@ -426,7 +438,10 @@ class SQLCipherBackend(SQLiteQueries):
                 # A failed COMMIT may leave the transaction open; end it so the connection
                 # can be used again.
                 _quietly(conn, "ROLLBACK")
+                self._rolled_back(0)
                 raise
+            finally:
+                self._writer.release()
         else:
             _run(conn, f"RELEASE sp{depth}")
         if depth == 0:
