@@ -1,10 +1,10 @@
 """One commit per request: a session's opening and end ride along with the next commit.
 
 An allowed ``session.open`` and every ``session.close`` record no disclosure and no change, so
-they are deferred (:meth:`ownervault.audit.AuditLog.defer`): the next append carries them in its
+they are deferred (:mod:`ownervault.audit.deferred`): the next append carries them in its
 transaction, ahead of its own entries; a flusher thread commits them by themselves once they
-waited :attr:`~ownervault.audit.AuditLog.max_delay`; readers of the log and closing the vault
-commit them first. A rolled-back transaction gives back the deferred entries it took.
+waited ``max_delay``; readers of the log and closing the vault commit them first. A rolled-back
+transaction gives back the deferred entries it took.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_what_commits_with_the_operation(
 ) -> None:
     vault.audit.flush()
     log = vault._kernel.audit
-    log.max_delay = 60.0  # the flusher stays out of the way
+    log.waiting.max_delay = 60.0  # the flusher stays out of the way
     before = len(_stored(log))
     with vault.session(clerk, "owner_registration") as s:
         operation(s, make_owner())
@@ -121,7 +121,7 @@ def test_what_commits_with_the_operation(
 def test_the_flusher_commits_within_the_delay(vault: Vault, clerk: Actor) -> None:
     log = vault._kernel.audit
     vault.audit.flush()
-    log.max_delay = 0.05
+    log.waiting.max_delay = 0.05
     before = len(_stored(log))
     with vault.session(clerk, "owner_registration"):
         pass
@@ -129,7 +129,7 @@ def test_the_flusher_commits_within_the_delay(vault: Vault, clerk: Actor) -> Non
     while len(_stored(log)) < before + 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert [e["action"] for e in _stored(log)[before:]] == ["session.open", "session.close"]
-    assert log.deferred == 0
+    assert log.waiting.pending == 0
 
 
 def test_closing_the_vault_commits_what_waits(
@@ -140,10 +140,10 @@ def test_closing_the_vault_commits_what_waits(
     created = Vault.create(vault_location, key=root_key, clock=clock)
     grant_roles(created, clerk)
     record_assessments(created)
-    created._kernel.audit.max_delay = 60.0
+    created._kernel.audit.waiting.max_delay = 60.0
     with created.session(clerk, "owner_registration"):
         pass
-    assert created._kernel.audit.deferred == 2
+    assert created._kernel.audit.waiting.pending == 2
     created.close()
     reopened = Vault.open(vault_location, key=root_key, clock=clock)
     try:
@@ -162,7 +162,7 @@ def test_a_rollback_gives_back_what_it_took(vault: Vault, depth: int) -> None:
     log = vault._kernel.audit
     backend = vault._kernel.backend
     vault.audit.flush()
-    log.max_delay = 60.0
+    log.waiting.max_delay = 60.0
     before = len(_stored(log))
     log.defer([_entry("test.deferred")], now=vault._kernel.clock.now())
 
@@ -172,9 +172,9 @@ def test_a_rollback_gives_back_what_it_took(vault: Vault, depth: int) -> None:
     outer = backend.atomic() if depth == 2 else contextlib.nullcontext()
     with outer, pytest.raises(Boom), backend.atomic():
         log.append([_entry("test.rolled_back")], now=vault._kernel.clock.now())
-        assert log.deferred == 0  # taken by the append
+        assert log.waiting.pending == 0  # taken by the append
         raise Boom
-    assert log.deferred == 1
+    assert log.waiting.pending == 1
     with backend.atomic():
         log.append([_entry("test.kept")], now=vault._kernel.clock.now())
     actions = [e["action"] for e in _stored(log)[before:]]
@@ -188,7 +188,7 @@ def test_entries_are_logged_once_under_concurrent_requests(
         ids = s.put_many([make_owner() for _ in range(4)])
     vault.audit.flush()
     log = vault._kernel.audit
-    log.max_delay = 0.01  # the flusher races the requests' own commits
+    log.waiting.max_delay = 0.01  # the flusher races the requests' own commits
     before = len(_stored(log))
     errors: list[BaseException] = []
 

@@ -13,25 +13,18 @@ lock: two processes can never take the same one.
 from __future__ import annotations
 
 import json
-import os
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, overload
 
 import attrs
 
-from ..exceptions import (
-    AuditIntegrityError,
-    IntegrityError,
-    OwnerVaultError,
-    ValidationError,
-    VaultClosedError,
-)
+from ..exceptions import AuditIntegrityError, IntegrityError, ValidationError
 from ..storage.base import AuditRow, Backend
 from . import checkpoint as _checkpoint
 from . import merkle
 from .anchor import AnchoredCheckpoint, Anchors
+from .deferred import DEFER_SECONDS, DeferredEntries
 
 __all__ = [
     "DEFER_SECONDS",
@@ -46,10 +39,6 @@ __all__ = [
 ]
 
 ENTRY_VERSION: Final = 1
-
-#: How long, in seconds, an entry deferred to ride along with the next commit waits at most
-#: before it is committed by itself (:meth:`AuditLog.defer`).
-DEFER_SECONDS: Final = 1.0
 
 #: How many entries long checks and exports handle between two progress reports.
 PROGRESS_EVERY: Final = 4096
@@ -197,121 +186,30 @@ class AuditLog:
         self.anchors: Anchors | None = None
         #: The log's size after this process's last append (0 before one).
         self.appended = 0
-        #: How long a deferred entry may wait for a commit to carry it, in seconds.
-        self.max_delay = DEFER_SECONDS
-        # Entries waiting to ride along with the next commit, each with the time it was made;
-        # the condition wakes the flusher thread, which commits them once they waited too long.
-        self._deferred: list[tuple[AuditEntry, str]] = []
-        self._wake = threading.Condition()
-        self._flusher: threading.Thread | None = None
-        self._flusher_pid = 0
-        self._stopping = False
-        # Per thread: the deferred entries its open transaction took, by savepoint depth.
-        self._taken = threading.local()
-        backend.after_commit.append(self._committed)
-        backend.after_rollback.append(self._rolled_back)
+        #: Entries waiting to ride along with the next commit (:meth:`defer`).
+        self.waiting = DeferredEntries(backend, self.flush)
 
     def __repr__(self) -> str:
         return "<AuditLog>"
 
-    # ------------------------------------------------------------------ deferred entries
-
     def defer(self, entries: Sequence[AuditEntry], *, now: datetime) -> None:
-        """Log entries with the next commit of this log, or within :attr:`max_delay` seconds.
+        """Log entries with the next commit of this log, or within ``waiting.max_delay`` s.
 
         For entries that record no disclosure and no change (a session's opening and end):
-        the next append carries them in its transaction, ahead of its own entries, and a
-        background thread commits them by themselves if no append comes first. Each keeps the
-        time it was made. Readers of the log in this process (:meth:`entries`, :meth:`size`,
-        :meth:`verify`, checkpoints...) commit them first, so they never miss one; a process
-        that ends abruptly loses the entries still waiting.
+        see :class:`.deferred.DeferredEntries`.
         """
-        if not entries:
-            return
-        time = format_time(now)
-        with self._wake:
-            if self._stopping:
-                raise VaultClosedError("the audit log is closed")
-            self._deferred.extend((entry, time) for entry in entries)
-            if self._flusher is None or self._flusher_pid != os.getpid():
-                self._flusher_pid = os.getpid()
-                self._flusher = threading.Thread(
-                    target=self._flush_when_due, name="ownervault-audit-flush", daemon=True
-                )
-                self._flusher.start()
-            else:
-                self._wake.notify()
-
-    @property
-    def deferred(self) -> int:
-        """How many entries wait for a commit to carry them."""
-        return len(self._deferred)
+        self.waiting.add(entries, format_time(now))
 
     def flush(self) -> int:
         """Commit the deferred entries now, in their own transaction; return how many.
 
-        Inside a transaction of this thread, nothing is done: that transaction's next append
-        carries them.
+        Inside a transaction of this thread nothing is done: its next append carries them.
         """
-        if not self._deferred or self._backend.transaction_depth:
+        if not self.waiting.pending or self._backend.transaction_depth:
             return 0
         with self._backend.atomic():
             before = self._backend.audit_state()[0]
-            after = self._append_rows([], "")
-        return after - before
-
-    def stop(self) -> None:
-        """Commit what is deferred and stop the flusher thread (the vault is closing)."""
-        with self._wake:
-            self._stopping = True
-            flusher, self._flusher = self._flusher, None
-            self._wake.notify_all()
-        if flusher is not None and flusher is not threading.current_thread():
-            flusher.join()
-        self.flush()
-
-    def _flush_when_due(self) -> None:
-        """The flusher thread: commit deferred entries no commit carried within the delay."""
-        while True:
-            with self._wake:
-                while not self._deferred and not self._stopping:
-                    self._wake.wait()
-                if self._stopping:
-                    return
-                # Give an append the chance to carry them; wake early only to stop.
-                self._wake.wait_for(lambda: self._stopping, timeout=self.max_delay)
-                if self._stopping:
-                    return
-            try:
-                self.flush()
-            except OwnerVaultError:
-                # The database refused the write: the entries stay queued for the next append
-                # and the next attempt (or are lost with the process, as documented).
-                with self._wake:
-                    self._wake.wait_for(lambda: self._stopping, timeout=self.max_delay)
-
-    def _take_deferred(self) -> list[tuple[AuditEntry, str]]:
-        with self._wake:
-            taken, self._deferred = self._deferred, []
-        if taken:
-            held: list[tuple[int, list[tuple[AuditEntry, str]]]] = getattr(self._taken, "held", [])
-            held.append((self._backend.transaction_depth, taken))
-            self._taken.held = held
-        return taken
-
-    def _committed(self) -> None:
-        self._taken.held = []
-
-    def _rolled_back(self, depth: int) -> None:
-        held: list[tuple[int, list[tuple[AuditEntry, str]]]] = getattr(self._taken, "held", [])
-        if not held:
-            return
-        kept = [item for item in held if item[0] <= depth]
-        lost = [entry for item in held if item[0] > depth for entry in item[1]]
-        self._taken.held = kept
-        if lost:
-            with self._wake:
-                self._deferred[:0] = lost
+            return self._append_rows([], "") - before
 
     # ------------------------------------------------------------------ appending
 
@@ -331,7 +229,7 @@ class AuditLog:
             frontier = merkle.Frontier.from_bytes(state)
         if frontier.size != size:
             raise AuditIntegrityError("the stored Merkle frontier does not match the log size")
-        timed = [*self._take_deferred(), *((entry, time) for entry in entries)]
+        timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
         if not timed:
             return size
         rows: list[AuditRow] = []

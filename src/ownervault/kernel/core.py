@@ -217,10 +217,8 @@ class Kernel:
             if self.closed:
                 return
             self.closed = True
-            try:
-                # Entries still deferred (sessions' openings and ends) are committed first;
-                # if the database refuses them, the vault still closes and the error is raised.
-                self.audit.stop()
+            try:  # deferred entries first; if refused, the vault still closes, then raises
+                self.audit.waiting.stop()
             finally:
                 self.keys.close()
                 self._signing_seed = b""

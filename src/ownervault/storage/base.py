@@ -31,6 +31,7 @@ __all__ = [
     "RecordRow",
     "RequestRow",
     "SubjectRow",
+    "Transactions",
     "table_columns",
 ]
 
@@ -323,8 +324,8 @@ class AssessmentStore(Protocol):
         ...
 
 
-class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
-    """Storage operations used by :class:`ownervault.Vault`.
+class Transactions(Protocol):
+    """A backend's transactions.
 
     Every write happens inside :meth:`atomic`; the outermost ``atomic()`` takes the write lock
     at once (``BEGIN IMMEDIATE`` on SQLite), nested ones are savepoints. ``after_commit`` holds
@@ -348,6 +349,10 @@ class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
     def snapshot(self) -> AbstractContextManager[None]:
         """A read-only transaction: every read inside sees one committed state."""
         ...
+
+
+class Backend(Transactions, RecipientNoticeStore, AssessmentStore, Protocol):
+    """Storage operations used by :class:`ownervault.Vault` (and :class:`Transactions`)."""
 
     def close(self) -> None:
         """Close every connection."""
