@@ -25,32 +25,30 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import Final, Generic, TypeVar
 
 from ..exceptions import OwnerVaultError, VaultClosedError
 from ..storage.base import Transactions
-
-if TYPE_CHECKING:
-    from .log import AuditEntry
 
 __all__ = ["DEFER_SECONDS", "DeferredEntries"]
 
 #: How long, in seconds, a deferred entry waits at most before it is committed by itself.
 DEFER_SECONDS: Final = 1.0
 
-#: An entry and the time it was made, in the log's text form.
-Timed: TypeAlias = tuple["AuditEntry", str]
+#: An entry (an :class:`~ownervault.audit.AuditEntry`) before its sequence number is given.
+_E = TypeVar("_E")
 
 
-class DeferredEntries:
-    """The entries waiting for a commit to carry them, and the thread that bounds the wait."""
+class DeferredEntries(Generic[_E]):
+    """The entries waiting for a commit to carry them (each with the time it was made, in the
+    log's text form), and the thread that bounds the wait."""
 
     def __init__(self, backend: Transactions, flush: Callable[[], int]) -> None:
         self._backend = backend
         self._flush = flush
         #: How long a deferred entry may wait for a commit to carry it, in seconds.
         self.max_delay = DEFER_SECONDS
-        self._entries: list[Timed] = []
+        self._entries: list[tuple[_E, str]] = []
         # Guards the entries; wakes the flusher thread when entries arrive or on stop.
         self._wake = threading.Condition()
         self._flusher: threading.Thread | None = None
@@ -69,7 +67,7 @@ class DeferredEntries:
         """How many entries wait for a commit to carry them."""
         return len(self._entries)
 
-    def add(self, entries: Sequence[AuditEntry], time: str) -> None:
+    def add(self, entries: Sequence[_E], time: str) -> None:
         """Queue entries made at ``time``; start the flusher thread if it is not running.
 
         Raises:
@@ -91,12 +89,12 @@ class DeferredEntries:
             else:
                 self._wake.notify()
 
-    def take(self) -> list[Timed]:
+    def take(self) -> list[tuple[_E, str]]:
         """Everything waiting, for the append running in this thread's transaction."""
         with self._wake:
             taken, self._entries = self._entries, []
         if taken:
-            held: list[tuple[int, list[Timed]]] = getattr(self._taken, "held", [])
+            held: list[tuple[int, list[tuple[_E, str]]]] = getattr(self._taken, "held", [])
             held.append((self._backend.transaction_depth, taken))
             self._taken.held = held
         return taken
@@ -115,7 +113,7 @@ class DeferredEntries:
         self._taken.held = []
 
     def _rolled_back(self, depth: int) -> None:
-        held: list[tuple[int, list[Timed]]] = getattr(self._taken, "held", [])
+        held: list[tuple[int, list[tuple[_E, str]]]] = getattr(self._taken, "held", [])
         if not held:
             return
         self._taken.held = [item for item in held if item[0] <= depth]

@@ -187,7 +187,7 @@ class AuditLog:
         #: The log's size after this process's last append (0 before one).
         self.appended = 0
         #: Entries waiting to ride along with the next commit (:meth:`defer`).
-        self.waiting = DeferredEntries(backend, self.flush)
+        self.waiting: DeferredEntries[AuditEntry] = DeferredEntries(backend, self.flush)
 
     def __repr__(self) -> str:
         return "<AuditLog>"
