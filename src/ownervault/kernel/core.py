@@ -217,12 +217,15 @@ class Kernel:
             if self.closed:
                 return
             self.closed = True
-            self.keys.close()
-            self._signing_seed = b""
-            self._db_key = b""
-            if self.lock_file is not None:
-                self.lock_file.release()
-            self.backend.close()
+            try:  # deferred entries first; if refused, the vault still closes, then raises
+                self.audit.waiting.stop()
+            finally:
+                self.keys.close()
+                self._signing_seed = b""
+                self._db_key = b""
+                if self.lock_file is not None:
+                    self.lock_file.release()
+                self.backend.close()
 
     def access(self, actor: Actor, purpose: str) -> Access:
         """Open an :class:`Access` for ``actor`` acting for ``purpose`` (audited).
@@ -611,14 +614,22 @@ class Access:
                     reason=found.reason,
                 ),
             )
-        self.commit([self.entry("session.open", decision="allow")])
+        # An allowed opening discloses nothing: its entry rides along with the session's
+        # first commit (or any other), so a request that opens, reads and closes commits once.
+        self.kernel.audit.defer([self.entry("session.open", decision="allow")], now=self.now())
 
     def close(self) -> None:
-        """Audit the end of the session (once; nothing is written to a closed vault)."""
+        """Audit the end of the session (once; nothing is written to a closed vault).
+
+        Like the opening, the entry is deferred to the next commit (at most
+        :data:`~ownervault.audit.DEFER_SECONDS` later).
+        """
         if not self.closed:
             self.closed = True
             if not self.kernel.closed:
-                self.commit([self.entry("session.close", decision="allow")])
+                self.kernel.audit.defer(
+                    [self.entry("session.close", decision="allow")], now=self.now()
+                )
 
     def check_granted(self) -> None:
         """Refuse (audited) an operation after the grants the session was opened on expired.

@@ -31,6 +31,7 @@ __all__ = [
     "RecordRow",
     "RequestRow",
     "SubjectRow",
+    "Transactions",
     "table_columns",
 ]
 
@@ -323,15 +324,23 @@ class AssessmentStore(Protocol):
         ...
 
 
-class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
-    """Storage operations used by :class:`ownervault.Vault`.
+class Transactions(Protocol):
+    """A backend's transactions.
 
     Every write happens inside :meth:`atomic`; the outermost ``atomic()`` takes the write lock
     at once (``BEGIN IMMEDIATE`` on SQLite), nested ones are savepoints. ``after_commit`` holds
-    callables run after each outermost transaction commits, in the committing thread.
+    callables run after each outermost transaction commits, in the committing thread;
+    ``after_rollback`` callables run after a transaction or savepoint is rolled back, in that
+    thread, told the depth it went back to (0: the whole transaction).
     """
 
     after_commit: list[Callable[[], None]]
+    after_rollback: list[Callable[[int], None]]
+
+    @property
+    def transaction_depth(self) -> int:
+        """How deep this thread is in :meth:`atomic` (0: outside any transaction)."""
+        ...
 
     def atomic(self) -> AbstractContextManager[None]:
         """A write transaction (nested calls are savepoints)."""
@@ -340,6 +349,10 @@ class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
     def snapshot(self) -> AbstractContextManager[None]:
         """A read-only transaction: every read inside sees one committed state."""
         ...
+
+
+class Backend(Transactions, RecipientNoticeStore, AssessmentStore, Protocol):
+    """Storage operations used by :class:`ownervault.Vault` (and :class:`Transactions`)."""
 
     def close(self) -> None:
         """Close every connection."""

@@ -161,6 +161,7 @@ class PostgresBackend(PostgresQueries):
         self._local = threading.local()
         #: Called after each outermost transaction commits, in the committing thread.
         self.after_commit: list[Callable[[], None]] = []
+        self.after_rollback: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
         self._connections: list[psycopg.Connection[Any]] = []
         self._closed = False
@@ -259,10 +260,16 @@ class PostgresBackend(PostgresQueries):
                 else:
                     conn.execute(f"ROLLBACK TO SAVEPOINT sp{depth}")
                     conn.execute(f"RELEASE SAVEPOINT sp{depth}")
+            self._rolled_back(depth)
             raise
         self._local.depth = depth
         if depth == 0:
-            _translate(lambda: conn.execute("COMMIT"))
+            try:
+                _translate(lambda: conn.execute("COMMIT"))
+            except BaseException:
+                # A COMMIT that fails ends the transaction without committing it.
+                self._rolled_back(0)
+                raise
         else:
             _translate(lambda: conn.execute(f"RELEASE SAVEPOINT sp{depth}"))
         if depth == 0:
