@@ -49,11 +49,11 @@ class DeferredEntries(Generic[_E]):
         #: How long a deferred entry may wait for a commit to carry it, in seconds.
         self.max_delay = DEFER_SECONDS
         self._entries: list[tuple[_E, str]] = []
-        # Guards the entries; wakes the flusher thread when entries arrive or on stop.
+        # Guards the entries; wakes the idle flusher thread when the first entries arrive.
         self._wake = threading.Condition()
         self._flusher: threading.Thread | None = None
         self._flusher_pid = 0
-        self._stopping = False
+        self._stopping = threading.Event()
         # Per thread: what its open transaction took, with the savepoint depth it took it at.
         self._taken = threading.local()
         backend.after_commit.append(self._committed)
@@ -76,8 +76,9 @@ class DeferredEntries(Generic[_E]):
         if not entries:
             return
         with self._wake:
-            if self._stopping:
+            if self._stopping.is_set():
                 raise VaultClosedError("the vault is closed")
+            idle = not self._entries
             self._entries.extend((entry, time) for entry in entries)
             if self._flusher is None or self._flusher_pid != os.getpid():
                 # None yet, or inherited through fork: threads do not survive it.
@@ -86,7 +87,9 @@ class DeferredEntries(Generic[_E]):
                     target=self._flush_when_due, name="ownervault-audit-flush", daemon=True
                 )
                 self._flusher.start()
-            else:
+            elif idle:
+                # Only the first entries wake the flusher: a wake-up per entry would hand the
+                # interpreter to that thread on every request.
                 self._wake.notify()
 
     def take(self) -> list[tuple[_E, str]]:
@@ -102,7 +105,7 @@ class DeferredEntries(Generic[_E]):
     def stop(self) -> None:
         """Stop the flusher thread and commit what waits (the vault is closing)."""
         with self._wake:
-            self._stopping = True
+            self._stopping.set()
             flusher, self._flusher = self._flusher, None
             self._wake.notify_all()
         if flusher is not None and flusher is not threading.current_thread():
@@ -126,16 +129,15 @@ class DeferredEntries(Generic[_E]):
         """The flusher thread: commit entries that no append carried within the delay."""
         while True:
             with self._wake:
-                while not self._entries and not self._stopping:
+                while not self._entries and not self._stopping.is_set():
                     self._wake.wait()
-                # Give an append the chance to carry them; wake early only to stop.
-                self._wake.wait_for(lambda: self._stopping, timeout=self.max_delay)
-                if self._stopping:
-                    return
+            # Give an append the chance to carry them; only stopping cuts the wait short.
+            if self._stopping.wait(self.max_delay):
+                return
             try:
                 self._flush()
             except OwnerVaultError:
                 # The database refused the write: the entries stay queued for the next append
                 # or the next attempt.
-                with self._wake:
-                    self._wake.wait_for(lambda: self._stopping, timeout=self.max_delay)
+                if self._stopping.wait(self.max_delay):
+                    return

@@ -55,7 +55,7 @@ from .anchoring import Anchoring
 from .assessments import VERSION_META as ASSESSMENTS_META
 from .assessments import refusal
 from .clock import Clock
-from .decide import Decider
+from .decide import Decider, DecisionCache
 from .erasures import LEDGER_NAME, ErasureLedger
 from .grants import VERSION_META, Grant, admission
 from .keystore import KeyStore
@@ -141,6 +141,7 @@ class Kernel:
         self.policy = policy
         self.clock = clock
         self.audit = AuditLog(backend)
+        self.decisions = DecisionCache()  # shared by every session: the pack never changes
         self._signing_seed = signing_seed
         self._db_key = db_key
         self._root = root
@@ -176,8 +177,7 @@ class Kernel:
         #: handling purges the owner's queued notices). Called in the committing thread.
         self.erasure_observers: list[Callable[[str], None]] = []
         self._erasures = _ErasureNotes(self)
-        #: Signed statements of every erasure, also kept outside the database (the first
-        #: erasure observer writes each one down); restores replay them.
+        #: Signed statements of every erasure, kept outside the database too; restores replay them.
         self.erasures = ErasureLedger(
             None if path is None else path / LEDGER_NAME,
             vault_id=header.vault_id,
@@ -588,6 +588,7 @@ class Access:
             policy=kernel.policy,
             actor=actor,
             purpose=purpose,
+            shared=kernel.decisions,
         )
         self.closed = False
         # Operations under one access run one at a time, whichever thread calls them.
