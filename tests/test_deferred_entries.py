@@ -213,3 +213,35 @@ def test_entries_are_logged_once_under_concurrent_requests(
     assert actions.count("session.close") == 48
     assert [e["seq"] for e in entries] == list(range(before, before + len(entries)))
     vault.audit.verify()
+
+
+def test_the_next_request_decides_from_the_kernel_cache(
+    vault: Vault,
+    clerk: Actor,
+    make_owner: Callable[..., OwnerProfile],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each request opens a new session; the policy's decision for the same actor, purpose and
+    record is computed once and shared, and another actor gets its own."""
+    with vault.session(clerk, "owner_registration") as s:
+        rid = s.put(make_owner())
+    policy = vault._kernel.policy
+    calls: list[tuple[str, str]] = []
+    real = type(policy).decide
+
+    def counted(self: Any, actor: Actor, purpose: str, record_type: str, *a: Any, **k: Any) -> Any:
+        calls.append((actor.actor_id, record_type))
+        return real(self, actor, purpose, record_type, *a, **k)
+
+    monkeypatch.setattr(type(policy), "decide", counted)
+    for _ in range(3):
+        with vault.session(clerk, "owner_registration") as s:
+            s.get(OwnerProfile, rid)
+    assert calls.count((clerk.actor_id, "owner_profile")) <= 1
+    other = Actor("clerk-02", roles=["front_desk"])
+    from ownervault.testing import grant_roles
+
+    grant_roles(vault, other)
+    with vault.session(other, "owner_registration") as s:
+        s.get(OwnerProfile, rid)
+    assert calls.count((other.actor_id, "owner_profile")) == 1
