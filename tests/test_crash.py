@@ -46,7 +46,8 @@ from typing import Any
 
 import pytest
 
-from ownervault import Actor, KeyFileKey, Vault, merkle
+from ownervault import Actor, KeyFileKey, RecordView, Vault, merkle
+from ownervault.exceptions import SubjectErasedError
 from ownervault.records import OwnerProfile
 from ownervault.testing import FrozenClock, grant_roles, record_assessments
 
@@ -72,8 +73,16 @@ def writer(slot: int) -> Actor:
     return Actor(f"clerk-crash-{slot}", roles=["front_desk"])
 
 
-def slot_actor(slot: int) -> Actor:
-    return ADMIN if slot == KEY_SLOT else writer(slot)
+def eraser(slot: int) -> Actor:
+    """The compliance officer who erases owners of writer slot ``slot``."""
+    return Actor(f"dpo-crash-{slot}", roles=["compliance_officer"])
+
+
+def slot_actors(slot: int) -> set[str]:
+    """The actor ids whose entries are the operations of slot ``slot``'s processes."""
+    if slot == KEY_SLOT:
+        return {ADMIN.actor_id}
+    return {writer(slot).actor_id, eraser(slot).actor_id}
 
 
 # --------------------------------------------------------------------------- journals
@@ -113,14 +122,20 @@ class Journal:
 
 
 def _model(directory: Path, slot: int) -> dict[str, tuple[str, int]]:
-    """record id -> (subject id, version) for what the slot's earlier journals acknowledge."""
+    """record id -> (subject id, version) for what the slot's earlier journals acknowledge.
+
+    Owners whose erasure was attempted (acknowledged or not) are left out.
+    """
     model: dict[str, tuple[str, int]] = {}
+    erased: set[str] = set()
     for journal in incarnations(directory, slot):
         for line in journal:
             if line["t"] == "ack" and line["op"] in ("put", "update"):
                 subject = line.get("subject") or model[line["rid"]][0]
                 model[line["rid"]] = (subject, line["version"])
-    return model
+            elif line.get("op") == "erase":
+                erased.add(line["subject"])
+    return {rid: entry for rid, entry in model.items() if entry[0] not in erased}
 
 
 def _writer_ops(
@@ -135,6 +150,14 @@ def _writer_ops(
     actor = writer(slot)
     serial = 0
     while True:
+        if model and rng.random() < 0.05:
+            rid = rng.choice(sorted(model))
+            subject = model.pop(rid)[0]
+            with vault.session(eraser(slot), "erasure_request") as session:
+                journal.note("intent", op="erase", subject=subject)
+                erased = session.erase_subject(subject)
+                journal.note("ack", op="erase", subject=subject, pseudonym=erased.pseudonym)
+            continue
         if model and rng.random() < 0.15:
             rid = rng.choice(sorted(model))
             subject = model[rid][0]
@@ -351,6 +374,8 @@ def _entry_key(entry: dict[str, Any]) -> tuple[Any, ...]:
         return (action, entry["record_id"])
     if action == "consent.grant":
         return (action, detail["consent_id"])
+    if action == "erase":
+        return (action, entry["subject"])
     if action in ("key.job_batch", "key.job_done"):
         return (action, detail["job"], detail["items"])
     return (action,)
@@ -366,6 +391,8 @@ def _ack_key(line: dict[str, Any]) -> tuple[Any, ...] | None:
         return ("read", line["rid"])
     if op == "consent":
         return ("consent.grant", line["consent"])
+    if op == "erase":
+        return ("erase", line["pseudonym"])
     if op == "rotate":
         return ("key.rotate_kek",)
     if op == "batch":
@@ -387,6 +414,8 @@ def _intent_matches(intent: dict[str, Any], key: tuple[Any, ...]) -> bool:
         return key == ("read", intent["rid"])
     if op == "consent":
         return key[0] == "consent.grant"
+    if op == "erase":
+        return key[0] == "erase"
     if op == "rotate":
         return key == ("key.rotate_kek",)
     if op == "batch":
@@ -417,8 +446,8 @@ def check_entries(vault: Vault, directory: Path) -> dict[int, list[tuple[Any, ..
 
     extras: dict[int, list[tuple[Any, ...]]] = {}
     for slot in range(WRITERS + 1):
-        actor = slot_actor(slot).actor_id
-        mine = [e for e in entries if e["actor"] == actor and e["action"] not in SESSION_ACTIONS]
+        actors = slot_actors(slot)
+        mine = [e for e in entries if e["actor"] in actors and e["action"] not in SESSION_ACTIONS]
         assert all(e["decision"] == "allow" for e in mine), [
             e for e in mine if e["decision"] != "allow"
         ]
@@ -450,35 +479,50 @@ def check_entries(vault: Vault, directory: Path) -> dict[int, list[tuple[Any, ..
     return extras
 
 
+def _read_back(vault: Vault, ids: list[str]) -> dict[str, RecordView | None]:
+    """Each record as the compliance officer reads it, or None when its owner was erased."""
+    views: dict[str, RecordView | None] = {}
+    with vault.session(DPO, "subject_access_request") as session:
+        for rid in ids:
+            try:
+                views[rid] = session.get(OwnerProfile, rid)
+            except SubjectErasedError:
+                views[rid] = None
+    return views
+
+
 def check_records(vault: Vault, directory: Path, extras: dict[int, list[tuple[Any, ...]]]) -> int:
-    """Acknowledged writes read back; acknowledged reads saw written values. Returns #records."""
+    """Acknowledged writes read back; acknowledged reads saw written values; acknowledged
+    consents are in the ledger; acknowledged erasures erased. Returns how many records."""
     checked = 0
     for slot in range(WRITERS):
-        journals = incarnations(directory, slot)
+        lines = [line for journal in incarnations(directory, slot) for line in journal]
+        acks = [line for line in lines if line["t"] == "ack"]
         # record id -> version -> (name, phone): acknowledged writes and attempted updates
         written: dict[str, dict[int, tuple[str, str]]] = {}
         subjects: dict[str, str] = {}
         newest: dict[str, int] = {}
         puts_attempted: dict[str, tuple[str, str]] = {}
-        for journal in journals:
-            for line in journal:
-                if line.get("op") in ("put", "update"):
-                    values = (line["name"], line["phone"])
-                    if line["op"] == "put" and line["t"] == "intent":
-                        puts_attempted[line["subject"]] = values
-                        continue
-                    written.setdefault(line["rid"], {})[line["version"]] = values
-                    if line["t"] == "ack":
-                        newest[line["rid"]] = max(newest.get(line["rid"], 0), line["version"])
-                        if line["op"] == "put":
-                            subjects[line["rid"]] = line["subject"]
+        for line in lines:
+            if line.get("op") == "put" and line["t"] == "intent":
+                puts_attempted[line["subject"]] = (line["name"], line["phone"])
+            elif line.get("op") in ("put", "update"):
+                written.setdefault(line["rid"], {})[line["version"]] = (line["name"], line["phone"])
+        for line in acks:
+            if line["op"] in ("put", "update"):
+                newest[line["rid"]] = max(newest.get(line["rid"], 0), line["version"])
+            if line["op"] == "put":
+                subjects[line["rid"]] = line["subject"]
+        erased = {line["subject"] for line in acks if line["op"] == "erase"}
+        maybe_erased = {line["subject"] for line in lines if line.get("op") == "erase"}
         unacked_puts = [key[1] for key in extras[slot] if key[0] == "create"]
-        ids = sorted(newest) + unacked_puts
-        with vault.session(DPO, "subject_access_request") as session:
-            views = {v.record_id: v for v in session.get_many(OwnerProfile, ids)}
-        assert sorted(views) == sorted(ids), f"slot {slot}: records missing"
+        views = _read_back(vault, sorted(newest) + unacked_puts)
         for rid, version in newest.items():
             view = views[rid]
+            if view is None:
+                assert subjects[rid] in maybe_erased, f"slot {slot}: {rid} erased by nobody"
+                continue
+            assert subjects[rid] not in erased, f"slot {slot}: erased owner's {rid} is readable"
             assert view.version >= version, (slot, rid, view.version, version)
             assert view.subject_id == subjects[rid]
             assert written[rid].get(view.version) == (view["name"], view["phone"]), (
@@ -487,26 +531,36 @@ def check_records(vault: Vault, directory: Path, extras: dict[int, list[tuple[An
         for rid in unacked_puts:
             # Killed after the commit, before the acknowledgement: the attempted values.
             view = views[rid]
-            assert view.version == 1
+            assert view is not None and view.version == 1
             assert puts_attempted[view.subject_id] == (view["name"], view["phone"])
             written[rid] = {1: (view["name"], view["phone"])}
-        for journal in journals:
-            for line in journal:
-                if line["t"] == "ack" and line["op"] == "get":
-                    seen = (line["name"], line["phone"])
-                    assert written[line["rid"]].get(line["version"]) == seen, (slot, line)
-                    assert views[line["rid"]].version >= line["version"]
+        for line in acks:
+            if line["op"] == "get":
+                seen = (line["name"], line["phone"])
+                assert written[line["rid"]].get(line["version"]) == seen, (slot, line)
+                view = views.get(line["rid"])
+                assert view is None or view.version >= line["version"]
         consents: dict[str, set[str]] = {}
-        for journal in journals:
-            for line in journal:
-                if line["t"] == "ack" and line["op"] == "consent":
-                    consents.setdefault(line["subject"], set()).add(line["consent"])
+        for line in acks:
+            if line["op"] == "consent" and line["subject"] not in maybe_erased:
+                consents.setdefault(line["subject"], set()).add(line["consent"])
         with vault.session(writer(slot), "consent_management") as session:
             for subject, acknowledged in consents.items():
                 held = {c.consent_id for c in session.consents(subject)}
                 assert acknowledged <= held, f"slot {slot}: acknowledged consents are missing"
-        checked += len(ids)
+        checked += sum(1 for view in views.values() if view is not None)
     return checked
+
+
+def erasures_acknowledged(directory: Path) -> set[str]:
+    """The pseudonyms of every owner whose erasure a process acknowledged."""
+    return {
+        line["pseudonym"]
+        for slot in range(WRITERS)
+        for journal in incarnations(directory, slot)
+        for line in journal
+        if line["t"] == "ack" and line.get("op") == "erase"
+    }
 
 
 def jobs_resumed(directory: Path) -> set[str]:
@@ -529,7 +583,8 @@ def test_killed_writers_lose_no_acknowledged_operation(
     directory = tmp_path / "journals"
     directory.mkdir()
     with Vault.create(location, key=key, clock=FrozenClock()) as vault:
-        grant_roles(vault, DPO, ADMIN, *map(writer, range(WRITERS)))
+        staff = [*map(writer, range(WRITERS)), *map(eraser, range(WRITERS))]
+        grant_roles(vault, DPO, ADMIN, *staff)
         record_assessments(vault)
 
     with seed_on_failure(seed, backend):
@@ -554,3 +609,7 @@ def test_killed_writers_lose_no_acknowledged_operation(
             assert vault.audit.verify() == vault.audit.size()
         if backend == "sqlcipher":
             assert Vault.check_path(location, key=key, deep=True).ok
+            # Each acknowledged erasure has its statement in the ledger kept beside the vault.
+            ledger = (Path(location) / "erasures.ledger").read_text(encoding="utf-8")
+            missing = [p for p in erasures_acknowledged(directory) if f"subject {p}" not in ledger]
+            assert missing == [], "acknowledged erasures without a ledger statement"
