@@ -49,6 +49,7 @@ import pytest
 from ownervault import Actor, KeyFileKey, RecordView, Vault, merkle
 from ownervault.exceptions import SubjectErasedError
 from ownervault.records import OwnerProfile
+from ownervault.storage.lines import LinesFile
 from ownervault.testing import FrozenClock, grant_roles, record_assessments
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
@@ -613,3 +614,46 @@ def test_killed_writers_lose_no_acknowledged_operation(
             ledger = (Path(location) / "erasures.ledger").read_text(encoding="utf-8")
             missing = [p for p in erasures_acknowledged(directory) if f"subject {p}" not in ledger]
             assert missing == [], "acknowledged erasures without a ledger statement"
+
+
+# --------------------------------------------------------------------------- torn lines
+
+
+def test_an_append_after_a_torn_line_starts_a_new_line(tmp_path: Path) -> None:
+    """A line torn by a crash during its write does not swallow the next one appended."""
+    lines = LinesFile(tmp_path / "audit.anchor", what="anchor file")
+    lines.append([b"first"])
+    with (tmp_path / "audit.anchor").open("ab") as file:
+        file.write(b'{"torn": ')  # the process died part-way through this write
+    assert lines.append([b"second"]) == 1
+    assert lines.read() == [b"first", b'{"torn": ', b"second"]
+    assert (tmp_path / "audit.anchor").read_bytes().endswith(b"\nsecond\n")
+
+
+def test_an_erasure_statement_torn_by_a_crash_is_written_again_on_open(tmp_path: Path) -> None:
+    """The next open writes an erasure statement that a crash tore in the ledger file."""
+    key = KeyFileKey.generate(tmp_path / "root.key")
+    clerk, dpo = writer(0), eraser(0)
+    path = tmp_path / "vault"
+    with Vault.create(path, key=key, clock=FrozenClock()) as vault:
+        grant_roles(vault, clerk, dpo)
+        record_assessments(vault)
+        with vault.session(clerk, "owner_registration") as session:
+            for n in range(3):
+                session.put(OwnerProfile(subject_id=f"crash-torn-{n}", name=NAMES[n]))
+        with vault.session(dpo, "erasure_request") as session:
+            erased = [session.erase_subject(f"crash-torn-{n}").pseudonym for n in range(2)]
+    ledger = path / "erasures.ledger"
+    data = ledger.read_bytes()
+    assert data.count(b"\n") == 2
+    # Killed while writing the second statement: only its first bytes reached the file.
+    ledger.write_bytes(data[: data.index(b"\n") + 40])
+    with Vault.open(path, key=key, clock=FrozenClock()) as vault:
+        assert [f for f in vault.check().findings if f.kind == "erasure"] == []
+        # An erasure after the torn line gets a statement of its own.
+        with vault.session(dpo, "erasure_request") as session:
+            erased.append(session.erase_subject("crash-torn-2").pseudonym)
+    text = ledger.read_text(encoding="utf-8")
+    assert [p for p in erased if f"subject {p}" not in text] == []
+    report = Vault.check_path(path, key=key, deep=True)
+    assert report.ok and [f for f in report.findings if f.kind == "erasure"] == []

@@ -224,10 +224,12 @@ class ErasureLedger:
         return self._file.append(missing)
 
     def behind(self) -> bool:
-        """Whether the database holds more erasures than the file has lines (after a crash)."""
+        """Whether the database holds more erasures than the file has statements (after a
+        crash: a statement never written, or torn while it was written)."""
         if self._file is None:
             return False
-        return self._backend.count_erased_subjects() > len(self._file.read())
+        statements = sum(1 for line in self._file.read() if _note_of(line) is not None)
+        return self._backend.count_erased_subjects() > statements
 
     def statements(self) -> list[str]:
         """Every erasure as a signed statement: the synced file's, or signed now (no file)."""
