@@ -1,8 +1,10 @@
 """Crash safety: writer processes killed with SIGKILL at random times lose nothing they confirmed.
 
-Several spawned processes work on one vault (embedded SQLCipher, and PostgreSQL): writers put,
-update, read and record consents; a key administrator rotates the KEK, runs the rewrap job one
-small batch at a time and signs checkpoints. Before each operation a process appends an
+Several processes work on one vault (embedded SQLCipher, and PostgreSQL), each a fresh
+interpreter forked from a ``forkserver`` that has imported ownervault (no state of the test's
+process, as with ``spawn``, without paying the imports at every restart): writers put, update,
+read, record consents and erase owners; a key administrator rotates the KEK, runs the rewrap
+job one small batch at a time and signs checkpoints. Before each operation a process appends an
 *intent* to its journal, and after the operation returns an *acknowledgement* (operation,
 record id, version, the synthetic values written or read), each line written and fsynced
 before the next operation starts. The test SIGKILLs processes at random moments, round after
@@ -18,7 +20,11 @@ Then it holds that:
   operation it was killed in; no write is logged twice; sequence numbers run gap-free from 0;
   the log verifies and extends every checkpoint signed during the run;
 * the deep check (``ownervault check --deep``) finds no damage;
-* a KEK rotation job interrupted by the kills resumes and finishes.
+* a KEK rotation job interrupted by the kills resumes and finishes;
+* acknowledged erasures stay erased and have their statement in the erasure ledger.
+
+Two small tests tear the last line of an append-only file beside the vault (the erasure
+ledger, the anchor file) the way a crash part-way through its write does.
 
 Session open and close entries are not counted: only operations are matched to entries.
 
