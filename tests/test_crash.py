@@ -71,7 +71,7 @@ NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "
 EVIDENCE = hashlib.sha256(b"synthetic signed consent form").hexdigest()
 DPO = Actor("dpo-crash", roles=["compliance_officer"])
 ADMIN = Actor("admin-crash", roles=["admin"])
-#: Entries that are not operations of a process (matched separately, or not at all).
+#: Entries not matched to operations: when a session's open and close are logged may change.
 SESSION_ACTIONS = frozenset({"session.open", "session.close"})
 
 
