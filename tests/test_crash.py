@@ -235,12 +235,13 @@ def _key_ops(vault: Vault, journal: Journal, rng: random.Random) -> None:
                 op="batch",
                 job=job.job_id,
                 items=status.done - job.done,
+                left=status.total - status.done,
                 finished=status.finished,
             )
         elif rng.random() < 0.8:
             journal.note("intent", op="rotate")
             started = vault.keys.rotate_kek(actor=ADMIN)
-            journal.note("ack", op="rotate", job=started.job_id)
+            journal.note("ack", op="rotate", job=started.job_id, left=started.total)
         else:
             journal.note("intent", op="checkpoint")
             vault.checkpoint()
@@ -272,12 +273,13 @@ def process_main(
 
 
 @contextlib.contextmanager
-def seed_on_failure(seed: int, backend: str) -> Iterator[None]:
-    """Name the seed in any failure, so that the run's choices can be repeated."""
+def seed_on_failure(seed: int, backend: str, journals: Path) -> Iterator[None]:
+    """Name the seed (and the journals) in any failure, so that the run can be repeated."""
     try:
         yield
     except BaseException as exc:
         exc.add_note(f"crash test seed: OWNERVAULT_CRASH_SEED={seed} (backend {backend})")
+        exc.add_note(f"the processes' journals: {journals}")
         raise
 
 
@@ -298,13 +300,21 @@ def _opened(directory: Path, slot: int, incarnation: int) -> bool:
     )
 
 
+def _items_left(directory: Path, incarnation: int) -> int:
+    """What the key process's current job has left, as its last acknowledgement says."""
+    journal = read_journal(journal_path(directory, KEY_SLOT, incarnation))
+    last = next((line for line in reversed(journal) if line["t"] == "ack"), None)
+    return int(last.get("left", 0)) if last is not None else 0
+
+
 def run_and_kill(location: str, key_path: Path, directory: Path, seed: int) -> int:
     """Run every slot's process, SIGKILL some each round, restart others; kill all at the end.
 
     A round waits until every running process has the vault open, lets them work for a random
     moment and kills a random set; some rounds also kill a restarted process while it opens the
-    vault. Processes fork from a server that has imported ownervault (a fresh interpreter, as
-    with ``spawn``, that does not pay the imports for every restart). Returns the kill count.
+    vault. The last kills come while the key job has at least two batches to go. Processes
+    fork from a server that has imported ownervault (a fresh interpreter, as with ``spawn``,
+    that does not pay the imports for every restart). Returns the kill count.
     """
     rng = random.Random(seed)
     ctx = multiprocessing.get_context("forkserver")
@@ -361,7 +371,14 @@ def run_and_kill(location: str, key_path: Path, directory: Path, seed: int) -> i
                 time.sleep(rng.uniform(0.0, 0.3))
                 kill(slot)
                 start(slot)
+        if KEY_SLOT not in running:
+            start(KEY_SLOT)
         settle()
+        # The last kills interrupt a key job with two batches or more to go.
+        deadline = time.monotonic() + 60
+        while _items_left(directory, started[KEY_SLOT] - 1) < 4:
+            assert time.monotonic() < deadline, "the key process started no long enough job"
+            time.sleep(0.01)
     finally:
         for slot in list(running):
             kill(slot)
@@ -594,7 +611,7 @@ def test_killed_writers_lose_no_acknowledged_operation(
         grant_roles(vault, DPO, ADMIN, *staff)
         record_assessments(vault)
 
-    with seed_on_failure(seed, backend):
+    with seed_on_failure(seed, backend, directory):
         killed = run_and_kill(location, key.path, directory, seed)
         assert killed >= ROUNDS
         with Vault.open(location, key=key, clock=FrozenClock()) as vault:
