@@ -145,6 +145,15 @@ def _model(directory: Path, slot: int) -> dict[str, tuple[str, int]]:
     return {rid: entry for rid, entry in model.items() if entry[0] not in erased}
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` (the test's) still runs: a process it left behind stops."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _writer_ops(
     vault: Vault,
     journal: Journal,
@@ -152,11 +161,12 @@ def _writer_ops(
     slot: int,
     inc: int,
     model: dict[str, tuple[str, int]],
+    parent: int,
 ) -> None:
-    """Sessions of puts, reads, updates and consents, for ever (until killed)."""
+    """Sessions of puts, reads, updates, consents and erasures until killed."""
     actor = writer(slot)
     serial = 0
-    while True:
+    while _alive(parent):
         if model and rng.random() < 0.05:
             rid = rng.choice(sorted(model))
             subject = model.pop(rid)[0]
@@ -222,9 +232,9 @@ def _writer_ops(
                 model[rid] = (model[rid][0], ref.version)
 
 
-def _key_ops(vault: Vault, journal: Journal, rng: random.Random) -> None:
+def _key_ops(vault: Vault, journal: Journal, rng: random.Random, parent: int) -> None:
     """KEK rotations, their rewrap job in batches of two, a checkpoint now and then."""
-    while True:
+    while _alive(parent):
         pending = vault.keys.pending()
         if pending:
             job = pending[0]
@@ -250,7 +260,7 @@ def _key_ops(vault: Vault, journal: Journal, rng: random.Random) -> None:
 
 
 def process_main(
-    location: str, key_path: str, directory: str, slot: int, inc: int, seed: int
+    location: str, key_path: str, directory: str, slot: int, inc: int, seed: int, parent: int
 ) -> None:
     """A spawned process: open the vault and work on it until killed."""
     folder = Path(directory)
@@ -261,9 +271,9 @@ def process_main(
         with Vault.open(location, key=KeyFileKey(Path(key_path)), clock=FrozenClock()) as vault:
             journal.note("opened")
             if slot == KEY_SLOT:
-                _key_ops(vault, journal, rng)
+                _key_ops(vault, journal, rng, parent)
             else:
-                _writer_ops(vault, journal, rng, slot, inc, model)
+                _writer_ops(vault, journal, rng, slot, inc, model, parent)
     except BaseException:
         journal.note("error", trace=traceback.format_exc())
         raise
@@ -326,7 +336,7 @@ def run_and_kill(location: str, key_path: Path, directory: Path, seed: int) -> i
     def start(slot: int) -> None:
         process = ctx.Process(
             target=process_main,
-            args=(location, str(key_path), str(directory), slot, started[slot], seed),
+            args=(location, str(key_path), str(directory), slot, started[slot], seed, os.getpid()),
             daemon=True,
         )
         started[slot] += 1
