@@ -28,7 +28,8 @@ ledger, the anchor file) the way a crash part-way through its write does.
 
 Session open and close entries are not counted: only operations are matched to entries.
 
-The default run (a few rounds per backend) takes some seconds. More rounds::
+The default run (four rounds per backend) takes 10 to 20 s per backend on two busy cores. More
+rounds (25 rounds take two to three minutes for both)::
 
     OWNERVAULT_CRASH_ROUNDS=40 pytest tests/test_crash.py
 
