@@ -265,7 +265,7 @@ class FieldKey(_NoPickle):
     object is built per key and reused, which halves the per-field cost.
     """
 
-    __slots__ = ("_aead", "_commitment", "key_id")
+    __slots__ = ("_aad_tail", "_aead", "_commitment", "_header", "key_id")
 
     def __init__(self, key: bytes, *, key_id: bytes) -> None:
         if len(key) != KEY_BYTES:
@@ -275,6 +275,9 @@ class FieldKey(_NoPickle):
         self.key_id = bytes(key_id)
         self._aead = AESGCM(derive_key(key, info=_INFO_ENC))
         self._commitment = derive_key(key, info=_INFO_COMMIT, length=COMMITMENT_BYTES)
+        # What every envelope of this key starts with, and what its associated data ends with.
+        self._header = bytes([FIELD_FORMAT_V1]) + self.key_id + self._commitment
+        self._aad_tail = encode_context(self.key_id)
 
     def __repr__(self) -> str:
         return f"<FieldKey id={self.key_id.hex()[:12]} bytes=<redacted>>"
@@ -285,8 +288,7 @@ class FieldKey(_NoPickle):
 
     def _encrypt_with_nonce(self, plaintext: bytes, *, aad: bytes, nonce: bytes) -> bytes:
         # Private seam: only the test-vector generator fixes the nonce.
-        header = bytes([FIELD_FORMAT_V1]) + self.key_id + self._commitment + nonce
-        return header + self._aead.encrypt(nonce, plaintext, aad)
+        return self._header + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def decrypt(self, envelope: bytes, *, aad: bytes) -> bytes:
         """Decrypt field envelope v1; any failure raises the one :class:`DecryptionError`."""
@@ -309,8 +311,83 @@ class FieldKey(_NoPickle):
             raise DecryptionError()
         return plaintext
 
+    def reseal(self, blob: bytes, new: FieldKey, *, record_aad: bytes) -> tuple[bytes, int]:
+        """Re-encrypt a sealed-record v1 blob of this key under ``new``, in one pass.
+
+        Returns the new blob and how many fields it holds. Every envelope is opened exactly as
+        :meth:`decrypt` opens it (format byte, key id, tag, then the key commitment in constant
+        time) with the associated data of its record (``record_aad``, from :func:`record_aad`),
+        its field name and this key, and sealed again as :meth:`encrypt` seals it (fresh random
+        nonce) with the same record and field under the new key's id. The result is the blob
+        :func:`pack_sealed` would make of the new envelopes: fields in name order, each its own
+        envelope. Any damage (container or envelope) raises the one :class:`DecryptionError`,
+        before anything is returned.
+        """
+        if not blob or blob[0] != SEALED_FORMAT_V1:
+            raise DecryptionError()
+        decrypt = self._aead.decrypt
+        encrypt = new._aead.encrypt
+        key_id, commitment, old_tail = self.key_id, self._commitment, self._aad_tail
+        header, new_tail = new._header, new._aad_tail
+        compare = _stdlib_hmac.compare_digest
+        urandom = os.urandom
+        fields: list[tuple[str, bytes, bytes]] = []
+        pos, end = 1, len(blob)
+        try:
+            while pos < end:
+                name_len = blob[pos]
+                name, name_part, head = _sealed_name(blob[pos + 1 : pos + 1 + name_len])
+                pos += 1 + name_len
+                size = int.from_bytes(blob[pos : pos + 4], "big")
+                start = pos + 4
+                pos = start + size
+                if (
+                    pos > end
+                    or size < _FIELD_MIN
+                    or blob[start] != FIELD_FORMAT_V1
+                    or not compare(blob[start + 1 : start + 1 + KEY_ID_BYTES], key_id)
+                ):
+                    raise DecryptionError()
+                nonce_at = start + 1 + KEY_ID_BYTES + COMMITMENT_BYTES
+                plaintext = decrypt(
+                    blob[nonce_at : nonce_at + NONCE_BYTES],
+                    blob[start + _FIELD_HEADER : pos],
+                    record_aad + name_part + old_tail,
+                )
+                if not compare(blob[start + 1 + KEY_ID_BYTES : nonce_at], commitment):
+                    raise DecryptionError()
+                nonce = urandom(NONCE_BYTES)
+                envelope = (
+                    header + nonce + encrypt(nonce, plaintext, record_aad + name_part + new_tail)
+                )
+                fields.append((name, head, envelope))
+        except (IndexError, UnicodeDecodeError, InvalidTag):
+            raise DecryptionError() from None
+        names = [name for name, _, _ in fields]
+        if names != sorted(set(names)):
+            # Not strictly in name order: a duplicate name is damage; any other order is
+            # written back as pack_sealed writes it.
+            if len(set(names)) != len(names):
+                raise DecryptionError()
+            fields.sort()
+        chunks = [_SEALED_VERSION]
+        for _, head, envelope in fields:
+            chunks += (head, len(envelope).to_bytes(4, "big"), envelope)
+        return b"".join(chunks), len(fields)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sealed_name(raw: bytes) -> tuple[str, bytes, bytes]:
+    """A field name in a sealed container: the name, its associated-data part and its
+    container head (length byte and name), cached because the same few names repeat."""
+    name = raw.decode("utf-8")
+    if not name:
+        raise DecryptionError()
+    return name, context_part(name), bytes([len(raw)]) + raw
+
 
 SEALED_FORMAT_V1: Final = 0x01
+_SEALED_VERSION: Final = bytes([SEALED_FORMAT_V1])
 
 
 def pack_sealed(envelopes: Mapping[str, bytes]) -> bytes:

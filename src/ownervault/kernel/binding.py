@@ -221,6 +221,60 @@ class Binder:
             )
         )
 
+    def record_frame(self, row: RecordRow) -> tuple[bytes, bytes]:
+        """A record row's encoding as :meth:`_record_encoded` makes it, without its key id
+        and sealed blob: the parts before the key id and between it and the blob.
+
+        A re-encryption checks a row and tags its re-sealed successor, which differ only in
+        those two columns: it encodes the rest once (:meth:`check_record_framed`,
+        :meth:`record_resealed`).
+        """
+        rid = row.record_id.encode("utf-8")
+        kind = row.record_type.encode("utf-8")
+        owner = row.pseudonym.encode("utf-8")
+        version = str(row.version).encode("ascii")
+        created = row.created_at.encode("utf-8")
+        updated = row.updated_at.encode("utf-8")
+        clear = row.clear.encode("utf-8")
+        head = b"".join(
+            (
+                self._records,
+                ROW_HEAD(len(rid) + 1, ROW_TEXT),
+                rid,
+                ROW_HEAD(len(kind) + 1, ROW_TEXT),
+                kind,
+                ROW_HEAD(len(owner) + 1, ROW_TEXT),
+                owner,
+            )
+        )
+        middle = b"".join(
+            (
+                ROW_HEAD(len(version) + 1, ROW_INT),
+                version,
+                ROW_HEAD(len(created) + 1, ROW_TEXT),
+                created,
+                ROW_HEAD(len(updated) + 1, ROW_TEXT),
+                updated,
+                ROW_HEAD(len(clear) + 1, ROW_TEXT),
+                clear,
+            )
+        )
+        return head, middle
+
+    @staticmethod
+    def _framed(frame: tuple[bytes, bytes], key_id: bytes, sealed: bytes) -> bytes:
+        head, middle = frame
+        return b"".join(
+            (
+                head,
+                ROW_HEAD(len(key_id) + 1, ROW_BYTES),
+                key_id,
+                middle,
+                ROW_HEAD(len(sealed) + 1, ROW_BYTES),
+                sealed,
+            )
+        )
+
     def _subject_encoded(self, row: SubjectRow) -> bytes:
         owner = row.pseudonym.encode("utf-8")
         created = row.created_at.encode("utf-8")
@@ -264,6 +318,25 @@ class Binder:
             self._key.tag_encoded(self._record_encoded(row)),
         )
 
+    def record_resealed(
+        self, row: RecordRow, frame: tuple[bytes, bytes], key_id: bytes, sealed: bytes
+    ) -> RecordRow:
+        """``row`` under a new key id and sealed blob, with its binding tag (``frame`` is the
+        row's :meth:`record_frame`)."""
+        return RecordRow(
+            row.record_id,
+            row.record_type,
+            row.pseudonym,
+            key_id,
+            row.version,
+            row.created_at,
+            row.updated_at,
+            row.clear,
+            sealed,
+            row.erased,
+            self._key.tag_encoded(self._framed(frame, key_id, sealed)),
+        )
+
     def subject(self, row: SubjectRow) -> SubjectRow:
         """``row`` with its binding tag."""
         return SubjectRow(
@@ -279,6 +352,26 @@ class Binder:
             row.ended_at,
             row.consent_head,
             self._key.tag_encoded(self._subject_encoded(row)),
+        )
+
+    def subject_rekeyed(
+        self, row: SubjectRow, key_id: bytes, minor_until: bytes | None, key_state: str
+    ) -> SubjectRow:
+        """``row`` under a new data key (and its minor-until date sealed under it), tagged."""
+        return self.subject(
+            SubjectRow(
+                row.pseudonym,
+                row.subject_ref,
+                key_id,
+                row.created_at,
+                row.erased_at,
+                minor_until,
+                key_state,
+                row.restricted_to,
+                row.hold_until,
+                row.ended_at,
+                row.consent_head,
+            )
         )
 
     def consent(self, record: ConsentRecord, previous: bytes | None) -> ConsentRecord:
@@ -307,6 +400,16 @@ class Binder:
     def check_record(self, row: RecordRow) -> None:
         """Raise :class:`IntegrityError` unless the record row is one the vault wrote."""
         if not self._key.matches_encoded(self._record_encoded(row), row.binding):
+            raise IntegrityError(
+                f"{row.record_type} {row.record_id} failed its integrity check: the record "
+                "was changed outside the vault",
+                table="records",
+                row=row.record_id,
+            )
+
+    def check_record_framed(self, row: RecordRow, frame: tuple[bytes, bytes]) -> None:
+        """:meth:`check_record` with the row's :meth:`record_frame` already encoded."""
+        if not self._key.matches_encoded(self._framed(frame, row.key_id, row.sealed), row.binding):
             raise IntegrityError(
                 f"{row.record_type} {row.record_id} failed its integrity check: the record "
                 "was changed outside the vault",
