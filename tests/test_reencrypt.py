@@ -18,12 +18,13 @@ from typing import Any
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ownervault import Actor, Vault, crypto
 from ownervault.exceptions import DecryptionError, IntegrityError, KeyExhaustedError
 from ownervault.kernel.binding import Binder
 from ownervault.records import OwnerProfile, Record, Vehicle
-from ownervault.storage import RecordRow, SubjectRow
+from ownervault.storage import KeyRow, RecordRow, SubjectRow
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
@@ -95,16 +96,29 @@ def test_reseal_opens_each_field_and_seals_it_under_the_new_key() -> None:
     assert again != resealed and len(again) == len(resealed) == len(blob)
 
 
+def test_a_field_key_derives_its_keys_with_hkdf_as_the_format_says() -> None:
+    """The encryption key and commitment are HKDF-SHA256 of the data key (docs/formats.md)."""
+    material = os.urandom(32)
+    key = crypto.FieldKey(material, key_id=crypto.new_key_id())
+    aead = AESGCM(crypto.derive_key(material, info=b"ownervault field encryption v1"))
+    commitment = crypto.derive_key(material, info=b"ownervault key commitment v1")
+    envelope = key.encrypt(b"value", aad=b"aad")
+    assert envelope[17:49] == commitment
+    assert aead.decrypt(envelope[49:61], envelope[61:], b"aad") == b"value"
+
+
 def test_reseal_writes_fields_in_name_order_whatever_the_container_order() -> None:
     old, new = _key(), _key()
     envelopes = _envelopes(old)
+    # "email" < "name" < "phone" < "zz", though "zz" is the shortest name.
+    envelopes["zz"] = old.encrypt(b'"x"', aad=_aad("rec-1", "zz", old))
     backwards = _container(sorted(envelopes.items(), reverse=True))
     resealed, count = old.reseal(
         backwards, new, record_aad=crypto.record_aad(VAULT_ID, "owner_profile", "rec-1")
     )
-    assert count == 3
+    assert count == 4
     assert crypto.pack_sealed(crypto.unpack_sealed(resealed)) == resealed
-    assert list(crypto.unpack_sealed(resealed)) == sorted(FIELDS)
+    assert list(crypto.unpack_sealed(resealed)) == [*sorted(FIELDS), "zz"]
 
 
 def _damaged(old: crypto.FieldKey) -> dict[str, bytes]:
@@ -125,6 +139,9 @@ def _damaged(old: crypto.FieldKey) -> dict[str, bytes]:
         "moved field": crypto.pack_sealed({**envelopes, "phone": envelopes["email"]}),
         "short envelope": crypto.pack_sealed({**envelopes, "phone": phone[:40]}),
         "duplicate": _container([("name", envelopes["name"]), ("name", envelopes["name"])]),
+        "duplicate out of order": _container(
+            [("phone", phone), ("name", envelopes["name"]), ("phone", phone)]
+        ),
         "empty name": _container([("", envelopes["name"])]),
         "bad utf-8": b"\x01\x02\xff\xfe" + len(phone).to_bytes(4, "big") + phone,
     }
@@ -143,6 +160,7 @@ def _damaged(old: crypto.FieldKey) -> dict[str, bytes]:
         "moved field",
         "short envelope",
         "duplicate",
+        "duplicate out of order",
         "empty name",
         "bad utf-8",
     ],
@@ -196,6 +214,30 @@ def test_a_resealed_record_row_is_tagged_as_binder_record_tags_it() -> None:
     resealed = binder.record_resealed(row, frame, key_id, sealed)
     assert resealed == binder.record(attrs.evolve(row, key_id=key_id, sealed=sealed))
     binder.check_record(resealed)
+
+
+@pytest.mark.parametrize("wrapped", [None, b"w" * 61])
+def test_key_rows_are_tagged_as_the_generic_row_encoding_tags_them(wrapped: bytes | None) -> None:
+    row_key = crypto.RowKey(os.urandom(32))
+    binder = Binder(row_key, VAULT_ID)
+    row = KeyRow(
+        crypto.new_key_id(),
+        "subject",
+        "decrypt-only",
+        wrapped,
+        crypto.new_key_id(),
+        "2026-01-02T03:04:05Z",
+        "2026-02-03T04:05:06Z",
+        12,
+        2**32,
+    )
+    values = [VAULT_ID, row.key_id, row.kind, row.state, wrapped, row.wrapped_by, 2**32]
+    tagged = binder.key(row)
+    assert tagged.binding == row_key.tag("keys", values)
+    binder.check_key(tagged)
+    for change in ({"state": "active"}, {"wrapped": b"x" * 61}, {"max_invocations": 5}):
+        with pytest.raises(IntegrityError):
+            binder.check_key(attrs.evolve(tagged, **change))
 
 
 @pytest.mark.parametrize(

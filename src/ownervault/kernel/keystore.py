@@ -433,13 +433,14 @@ class KeyStore:
         if any(n > self.max_invocations for n in counts):
             raise KeyExhaustedError("a write needs more encryptions than one key may make")
         out: list[tuple[KeyRow, crypto.FieldKey]] = []
+        kind, state = KeyKind.SUBJECT.value, KeyState.ACTIVE.value
         for (material, key), invocations in zip(fresh, counts, strict=True):
             key_id = key.key_id
             key_row = self.binder.key(
                 KeyRow(
                     key_id=key_id,
-                    kind=KeyKind.SUBJECT.value,
-                    state=KeyState.ACTIVE.value,
+                    kind=kind,
+                    state=state,
                     wrapped=kek.wrap(material, context=subject_context(self.vault_id, key_id)),
                     wrapped_by=kek.key_id,
                     created_at=now,

@@ -100,7 +100,7 @@ def rekey_subjects(keys: KeyStore, subjects: Sequence[SubjectRow], now: str) -> 
     # The new keys are stored (and counted against the primary KEK) before anything they
     # sealed is written, in this transaction.
     new_keys = keys.store_subject_keys(fresh, now, uses=uses)
-    active = KeyState.ACTIVE.value
+    active, retired_state = KeyState.ACTIVE.value, KeyState.DECRYPT_ONLY.value
     moved: list[SubjectRow] = []
     out: list[Rekeyed] = []
     for subject, old_key, resealed, minor_until, (_, new_key) in zip(
@@ -115,7 +115,7 @@ def rekey_subjects(keys: KeyStore, subjects: Sequence[SubjectRow], now: str) -> 
         KeyRow(
             row.key_id,
             row.kind,
-            KeyState.DECRYPT_ONLY.value,
+            retired_state,
             row.wrapped,
             row.wrapped_by,
             row.created_at,
