@@ -429,17 +429,17 @@ def test_a_failed_batch_leaves_nothing_and_the_resumed_job_rekeys_each_record_on
     assert status.done == 3
     done_keys = _subject_keys(vault)
 
-    original = backend.update_subjects
+    original = backend.rekey_subject_rows
 
     def crash(rows: Any) -> None:
         raise OSError("the process died here")
 
-    backend.update_subjects = crash  # type: ignore[method-assign]
+    backend.rekey_subject_rows = crash  # type: ignore[method-assign]
     try:
         with pytest.raises(OSError):
             vault.keys.run(job.job_id, actor=ADMIN, batch_size=3)
     finally:
-        backend.update_subjects = original  # type: ignore[method-assign]
+        backend.rekey_subject_rows = original  # type: ignore[method-assign]
     # Nothing of the failed batch stayed: keys, records, progress as after the first batch.
     assert _subject_keys(vault) == done_keys
     assert backend._execute("SELECT count(*) FROM keys").fetchone()[0] == key_count + 3

@@ -331,7 +331,7 @@ class FieldKey(_NoPickle):
         """Re-encrypt a sealed-record v1 blob of this key under ``new``, in one pass.
 
         Returns the new blob and how many fields it holds. Every envelope is opened as
-        :meth:`decrypt` opens it (format byte, tag, then key id and key commitment compared in
+        :meth:`decrypt` opens it (format byte, key id, tag, then the key commitment, compared in
         constant time) with the associated data of its record (``record_aad``, from
         :func:`record_aad`), its field name and this key's id, and sealed again as
         :meth:`encrypt` seals it, with a fresh random nonce and the same record and field under
@@ -344,7 +344,7 @@ class FieldKey(_NoPickle):
             raise DecryptionError()
         decrypt = self._aead.decrypt
         encrypt = new._aead.encrypt
-        expected, old_tail = self._header[1:], self._aad_tail
+        key_id, commitment, old_tail = self.key_id, self._commitment, self._aad_tail
         header, new_tail = new._header, new._aad_tail
         compare = _stdlib_hmac.compare_digest
         nonces = os.urandom(_NONCE_POOL)
@@ -366,16 +366,21 @@ class FieldKey(_NoPickle):
                 size = int.from_bytes(blob[pos : pos + 4], "big")
                 start = pos + 4
                 pos = start + size
-                if pos > end or size < _FIELD_MIN or blob[start] != FIELD_FORMAT_V1:
+                key_at = start + 1 + KEY_ID_BYTES
+                if (
+                    pos > end
+                    or size < _FIELD_MIN
+                    or blob[start] != FIELD_FORMAT_V1
+                    or not compare(blob[start + 1 : key_at], key_id)
+                ):
                     raise DecryptionError()
-                nonce_at = start + _FIELD_HEADER - NONCE_BYTES
+                nonce_at = key_at + COMMITMENT_BYTES
                 plaintext = decrypt(
                     blob[nonce_at : nonce_at + NONCE_BYTES],
-                    blob[start + _FIELD_HEADER : pos],
+                    blob[nonce_at + NONCE_BYTES : pos],
                     record_aad + name_part + old_tail,
                 )
-                # Key id and commitment, after the tag and before anything is released.
-                if not compare(blob[start + 1 : nonce_at], expected):
+                if not compare(blob[key_at:nonce_at], commitment):
                     raise DecryptionError()
                 if used == _NONCE_POOL:
                     nonces = os.urandom(_NONCE_POOL)

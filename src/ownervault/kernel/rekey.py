@@ -110,7 +110,7 @@ def rekey_subjects(keys: KeyStore, subjects: Sequence[SubjectRow], now: str) -> 
         moved.append(row)
         out.append(Rekeyed(row, new_key, resealed, old_key.key_id))
     backend.reseal_records([record for resealed in sealed_records for record in resealed])
-    backend.update_subjects(moved)
+    backend.rekey_subject_rows(moved)
     retired = [
         KeyRow(
             row.key_id,
@@ -126,5 +126,6 @@ def rekey_subjects(keys: KeyStore, subjects: Sequence[SubjectRow], now: str) -> 
         for row in (rows.get(k.key_id) for k in old_keys)
         if row is not None and row.state == active
     ]
-    keys.store_keys(retired)
+    # Only the state (and when it changed) of a retired key changes: its wrapped bytes stay.
+    backend.update_key_states([binder.key(row) for row in retired])
     return out
