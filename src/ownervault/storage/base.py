@@ -676,6 +676,14 @@ class Backend(Transactions, RecipientNoticeStore, AssessmentStore, Protocol):
         """Store many records' new key id, sealed blob and binding tag (same version)."""
         ...
 
+    def rekey_subject_rows(self, rows: Sequence[SubjectRow]) -> None:
+        """Store re-keyed subjects' new key id, minor-until date and binding tag (only those)."""
+        ...
+
+    def update_key_states(self, rows: Sequence[KeyRow]) -> None:
+        """Store keys' new state, when it changed and binding tag (wrapped bytes unchanged)."""
+        ...
+
     def bind_rows(self, table: str, rows: Sequence[tuple[bytes | str, bytes]]) -> None:
         """Set the binding tag of rows made before tags existed: (primary key, tag) pairs.
 
