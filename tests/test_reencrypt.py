@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ownervault import Actor, Vault, crypto
 from ownervault.exceptions import DecryptionError, IntegrityError, KeyExhaustedError
 from ownervault.kernel.binding import Binder
+from ownervault.kernel.keystore import fresh_subject_keys
 from ownervault.records import OwnerProfile, Record, Vehicle
 from ownervault.storage import KeyRow, RecordRow, SubjectRow
 
@@ -290,7 +291,7 @@ def test_a_rekeyed_subject_row_keeps_every_other_column() -> None:
 def test_stored_fresh_keys_count_their_uses_and_refuse_too_many(vault: Vault) -> None:
     keys = vault._kernel.keys
     backend = vault._kernel.backend
-    fresh = keys.fresh_subject_keys(2)
+    fresh = fresh_subject_keys(2)
     with backend.atomic():
         stored = keys.store_subject_keys(fresh, vault._kernel.now_text(), uses=[3, 0])
     assert [key.key_id for _, key in stored] == [key.key_id for _, key in fresh]
@@ -303,7 +304,7 @@ def test_stored_fresh_keys_count_their_uses_and_refuse_too_many(vault: Vault) ->
     subject = SubjectRow("sub_x", None, row.key_id, row.created_at, None, None, row.state)
     assert keys.subject_key(subject, row).decrypt(envelope, aad=b"aad") == b"x"
 
-    too_many = keys.fresh_subject_keys(1)
+    too_many = fresh_subject_keys(1)
     with pytest.raises(KeyExhaustedError), backend.atomic():
         keys.store_subject_keys(too_many, vault._kernel.now_text(), uses=[keys.max_invocations + 1])
     assert backend.get_keys([too_many[0][1].key_id]) == {}

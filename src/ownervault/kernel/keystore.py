@@ -43,6 +43,7 @@ __all__ = [
     "AUTO_ROTATE_AT",
     "SUBJECT_ID_FIELD",
     "KeyStore",
+    "fresh_subject_keys",
     "key_info",
     "minor_aad",
     "subject_context",
@@ -102,6 +103,20 @@ def _primary(
             return key_id
     active = [k for k, state in states.items() if state is KeyState.ACTIVE]
     return active[-1] if active else None
+
+
+def fresh_subject_keys(count: int) -> list[tuple[bytes, crypto.FieldKey]]:
+    """``count`` new data keys, not stored yet: each key's material and its handle.
+
+    For a caller that must encrypt before it knows how many encryptions each key makes (a
+    re-encryption): it stores them with :meth:`KeyStore.store_subject_keys`, in the
+    transaction that writes what they sealed.
+    """
+    out: list[tuple[bytes, crypto.FieldKey]] = []
+    for _ in range(count):
+        material = crypto.random_key()
+        out.append((material, crypto.FieldKey(material, key_id=crypto.new_key_id())))
+    return out
 
 
 class KeyStore:
@@ -389,21 +404,7 @@ class KeyStore:
         self, count: int, now: str, *, uses: Sequence[int] | None = None
     ) -> list[tuple[KeyRow, crypto.FieldKey]]:
         """Create and store ``count`` data keys wrapped by the primary KEK."""
-        return self.store_subject_keys(self.fresh_subject_keys(count), now, uses=uses)
-
-    @staticmethod
-    def fresh_subject_keys(count: int) -> list[tuple[bytes, crypto.FieldKey]]:
-        """``count`` new data keys, not stored yet: each key's material and its handle.
-
-        For a caller that must encrypt before it knows how many encryptions each key makes (a
-        re-encryption): it stores them with :meth:`store_subject_keys`, in the transaction that
-        writes what they sealed.
-        """
-        out: list[tuple[bytes, crypto.FieldKey]] = []
-        for _ in range(count):
-            material = crypto.random_key()
-            out.append((material, crypto.FieldKey(material, key_id=crypto.new_key_id())))
-        return out
+        return self.store_subject_keys(fresh_subject_keys(count), now, uses=uses)
 
     def store_subject_keys(
         self,
@@ -412,7 +413,7 @@ class KeyStore:
         *,
         uses: Sequence[int] | None = None,
     ) -> list[tuple[KeyRow, crypto.FieldKey]]:
-        """Store new data keys (from :meth:`fresh_subject_keys`) wrapped by the primary KEK.
+        """Store new data keys (from :func:`fresh_subject_keys`) wrapped by the primary KEK.
 
         ``uses`` is how many encryptions each key made or is about to make; it is counted in
         the key rows as they are stored, and no key may exceed the vault's invocation limit.

@@ -15,7 +15,7 @@ import attrs
 from .. import crypto
 from ..keys import KeyState
 from ..storage import KeyRow, RecordRow, SubjectRow
-from .keystore import KeyStore, minor_aad
+from .keystore import KeyStore, fresh_subject_keys, minor_aad
 
 __all__ = ["Rekeyed", "rekey_subject", "rekey_subjects"]
 
@@ -65,7 +65,7 @@ def rekey_subjects(keys: KeyStore, subjects: Sequence[SubjectRow], now: str) -> 
     for subject in subjects:
         keys.check_subject(subject)
     old_keys = [keys.subject_key(s, rows.get(s.key_id)) for s in subjects]
-    fresh = keys.fresh_subject_keys(len(subjects))
+    fresh = fresh_subject_keys(len(subjects))
     uses: list[int] = []
     sealed_records: list[tuple[RecordRow, ...]] = []
     minors: list[bytes | None] = []
