@@ -239,7 +239,7 @@ class AuditLog:
             raw = canonical_json(obj, checked=True)
             leaf = merkle.leaf_hash(raw)
             frontier = frontier.append(leaf)
-            rows.append(AuditRow(size + offset, raw, leaf))
+            rows.append(AuditRow(size + offset, raw, leaf, entry.subject))
             decoded.append(obj)
         new_state = frontier.to_bytes()
         self._backend.append_audit(rows, new_state)
@@ -491,17 +491,57 @@ class AuditLog:
     def entries_where(self, **fields: str) -> Iterator[dict[str, Any]]:
         """Decoded entries whose top-level ``fields`` have exactly these values, in order.
 
-        Entries are stored in canonical form, so one whose field has a value contains that
-        field's exact encoding (:func:`field_fragment`); the database searches the stored bytes
-        for it, so other entries never reach Python. Candidates are parsed and compared field
-        by field.
+        With ``subject``, the owner's entries are read through the audit log's index by owner
+        (:meth:`subject_entries`) and the other fields compared. Otherwise: entries are stored
+        in canonical form, so one whose field has a value contains that field's exact encoding
+        (:func:`field_fragment`); the database searches the stored bytes for it, so other
+        entries never reach Python. Candidates are parsed and compared field by field.
         """
         self.flush()
+        if "subject" in fields:
+            for entry in self.subject_entries(fields["subject"]):
+                if all(entry.get(key) == value for key, value in fields.items()):
+                    yield entry
+            return
         fragments = [field_fragment(key, value) for key, value in fields.items()]
         for raw in self._backend.audit_entries_containing(fragments):
             entry = json.loads(raw)
             if all(entry.get(key) == value for key, value in fields.items()):
                 yield entry
+
+    def subject_entries(self, pseudonym: str) -> Iterator[dict[str, Any]]:
+        """Decoded entries about one owner, in log order, read through the index by owner.
+
+        The index gives the entries' sequence numbers and each entry is read by its key, so
+        the cost follows the owner's entries, not the log's size. Every entry read is checked:
+        its bytes hash to its stored leaf hash, and it is the entry of that sequence number
+        about this owner (an index row cannot bring in someone else's entry). That the index
+        lists every entry about the owner is what ``ownervault check --deep`` proves.
+
+        Raises:
+            AuditIntegrityError: an index row names an entry that is missing, changed, or not
+                about this owner.
+        """
+        self.flush()
+        for row in self._backend.audit_rows_of_subject(pseudonym):
+            if merkle.leaf_hash(row.entry) != row.leaf_hash:
+                raise AuditIntegrityError(
+                    f"audit entry {row.seq}, listed in the index by owner, is missing or does "
+                    "not match its hash"
+                )
+            try:
+                entry = json.loads(row.entry)
+            except ValueError:
+                raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
+            if (
+                not isinstance(entry, dict)
+                or entry.get("seq") != row.seq
+                or entry.get("subject") != pseudonym
+            ):
+                raise AuditIntegrityError(
+                    f"the index by owner lists audit entry {row.seq}, which is not about that owner"
+                )
+            yield entry
 
     def verify(
         self, *, report: bool = True, progress: Callable[[int, int], None] | None = None

@@ -218,11 +218,16 @@ class AssessmentRow:
 
 @attrs.frozen
 class AuditRow:
-    """One stored audit entry: its sequence number, exact bytes and Merkle leaf hash."""
+    """One stored audit entry: its sequence number, exact bytes and Merkle leaf hash.
+
+    ``subject`` is the pseudonym the entry is about, when appending (the backend adds the row
+    to the audit log's index by owner); rows read back leave it None.
+    """
 
     seq: int
     entry: bytes
     leaf_hash: bytes
+    subject: str | None = None
 
 
 @attrs.frozen
@@ -539,6 +544,19 @@ class Backend(Transactions, RecipientNoticeStore, AssessmentStore, Protocol):
 
     def audit_entries_containing(self, fragments: Sequence[bytes]) -> Iterator[bytes]:
         """Stored entry bytes that contain every one of ``fragments``, in log order."""
+        ...
+
+    def audit_rows_of_subject(self, pseudonym: str) -> Iterator[AuditRow]:
+        """The audit rows the index by owner lists for ``pseudonym``, in log order (an index
+        row whose entry is missing comes back with empty entry bytes and leaf hash)."""
+        ...
+
+    def audit_subject_index(self) -> Iterator[tuple[str, int]]:
+        """Every (pseudonym, seq) row of the audit log's index by owner, in key order."""
+        ...
+
+    def backfill_audit_subjects(self) -> int:
+        """Fill the index by owner from the stored entries; returns the rows added."""
         ...
 
     def leaf_hashes(self, size: int) -> bytearray:

@@ -39,6 +39,7 @@ from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import Backend, DatabaseProblem, table_columns
 from .postgres_queries import ROWS_PER_INSERT, PostgresQueries
 from .schema import (
+    AUDIT_SUBJECTS_SINCE,
     SCHEMA_VERSION,
     VAULT_TABLES,
     expected_objects,
@@ -358,6 +359,8 @@ class PostgresBackend(PostgresQueries):
             )
             for version, script in steps:
                 _translate(lambda script=script: conn.execute(script))  # type: ignore[misc]
+                if version == AUDIT_SUBJECTS_SINCE and current:
+                    self.backfill_audit_subjects()
                 self._execute(
                     "INSERT INTO schema_version (id, version) VALUES (1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET version = excluded.version",

@@ -43,7 +43,13 @@ import sqlcipher3
 
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import DatabaseProblem, table_columns
-from .schema import SCHEMA_VERSION, expected_objects, sqlite_script, sqlite_upgrade
+from .schema import (
+    AUDIT_SUBJECTS_SINCE,
+    SCHEMA_VERSION,
+    expected_objects,
+    sqlite_script,
+    sqlite_upgrade,
+)
 from .sqlite_queries import SQLiteQueries
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "SQLCipherBackend", "create_private", "restrict_modes"]
@@ -534,6 +540,8 @@ class SQLCipherBackend(SQLiteQueries):
                 for statement in script.split(";\n"):
                     if statement.strip():
                         _run(conn, statement)
+                if version == AUDIT_SUBJECTS_SINCE and current:
+                    self.backfill_audit_subjects()
                 _run(conn, f"PRAGMA user_version = {version}")
             if current == 0:
                 self._execute(
