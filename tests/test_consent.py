@@ -950,6 +950,24 @@ def test_time_window_in_local_time(custom_vault: ov.Vault, clock: FrozenClock) -
             s.get(OwnerProfile, rid)
 
 
+def test_time_window_decided_again_in_each_new_session(
+    custom_vault: ov.Vault, clock: FrozenClock
+) -> None:
+    """Sessions share the kernel's cached decisions, never one with a time window: a request
+    at 02:00 local is refused though one at 10:00 was allowed the same way."""
+    (rid,) = _register(custom_vault, _owner("owner-1"), actor=STAFF)
+    for hour_utc, allowed in ((2, True), (18, False), (3, True)):
+        day = 4 if hour_utc == 18 else 5
+        clock.set(_dt.datetime(2026, 1, day, hour_utc, 0, tzinfo=_dt.UTC))
+        with custom_vault.session(STAFF, "office_hours") as s:
+            if allowed:
+                assert s.get(OwnerProfile, rid)["name"] == "张伟"
+            else:
+                with pytest.raises(PolicyDeniedError) as caught:
+                    s.get(OwnerProfile, rid)
+                assert caught.value.reason == "outside_time_window"
+
+
 # =========================================================================== explain
 
 

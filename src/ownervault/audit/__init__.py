@@ -8,6 +8,7 @@ signed checkpoints and notes (:mod:`.checkpoint`), export bundles and their offl
 """
 
 from .log import (
+    DEFER_SECONDS,
     ENTRY_VERSION,
     AuditEntry,
     AuditLog,
@@ -18,6 +19,7 @@ from .log import (
 )
 
 __all__ = [
+    "DEFER_SECONDS",
     "ENTRY_VERSION",
     "AuditEntry",
     "AuditLog",

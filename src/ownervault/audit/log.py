@@ -24,8 +24,10 @@ from ..storage.base import AuditRow, Backend
 from . import checkpoint as _checkpoint
 from . import merkle
 from .anchor import AnchoredCheckpoint, Anchors
+from .deferred import DEFER_SECONDS, DeferredEntries
 
 __all__ = [
+    "DEFER_SECONDS",
     "ENTRY_VERSION",
     "PROGRESS_EVERY",
     "AuditEntry",
@@ -184,12 +186,41 @@ class AuditLog:
         self.anchors: Anchors | None = None
         #: The log's size after this process's last append (0 before one).
         self.appended = 0
+        #: Entries waiting to ride along with the next commit (:meth:`defer`).
+        self.waiting: DeferredEntries[AuditEntry] = DeferredEntries(backend, self.flush)
 
     def __repr__(self) -> str:
         return "<AuditLog>"
 
+    def defer(self, entries: Sequence[AuditEntry], *, now: datetime) -> None:
+        """Log entries with the next commit of this log, or within ``waiting.max_delay`` s.
+
+        For entries that record no disclosure and no change (a session's opening and end):
+        see :class:`.deferred.DeferredEntries`.
+        """
+        self.waiting.add(entries, format_time(now))
+
+    def flush(self) -> int:
+        """Commit the deferred entries now, in their own transaction; return how many.
+
+        Inside a transaction of this thread nothing is done: its next append carries them.
+        """
+        if not self.waiting.pending or self._backend.transaction_depth:
+            return 0
+        with self._backend.atomic():
+            before = self._backend.audit_state()[0]
+            return self._append_rows([], "") - before
+
+    # ------------------------------------------------------------------ appending
+
     def append(self, entries: Sequence[AuditEntry], *, now: datetime) -> int:
-        """Append entries (call inside ``backend.atomic()``); returns the new log size."""
+        """Append entries (call inside ``backend.atomic()``); returns the new log size.
+
+        Deferred entries (:meth:`defer`) go first, in the same transaction.
+        """
+        return self._append_rows(entries, format_time(now) if entries else "")
+
+    def _append_rows(self, entries: Sequence[AuditEntry], time: str) -> int:
         size, state = self._backend.audit_state()
         cached = self._frontier_cache
         if cached is not None and cached[0] == state:
@@ -198,17 +229,17 @@ class AuditLog:
             frontier = merkle.Frontier.from_bytes(state)
         if frontier.size != size:
             raise AuditIntegrityError("the stored Merkle frontier does not match the log size")
-        if not entries:
+        timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
+        if not timed:
             return size
-        time = format_time(now)
         rows: list[AuditRow] = []
         decoded: list[dict[str, Any]] = []
-        for offset, entry in enumerate(entries):
+        for offset, (entry, time) in enumerate(timed):
             obj = entry.to_json(seq=size + offset, time=time)
             raw = canonical_json(obj, checked=True)
             leaf = merkle.leaf_hash(raw)
             frontier = frontier.append(leaf)
-            rows.append(AuditRow(size + offset, raw, leaf))
+            rows.append(AuditRow(size + offset, raw, leaf, entry.subject))
             decoded.append(obj)
         new_state = frontier.to_bytes()
         self._backend.append_audit(rows, new_state)
@@ -242,6 +273,7 @@ class AuditLog:
             AuditIntegrityError: the stored log disagrees with itself or with the last
                 checkpoint (the failure observers are told first).
         """
+        self.flush()
         try:
             anchored = self.anchors.latest() if self.anchors is not None else None
             note, size, state = self._sign_checkpoint(
@@ -437,34 +469,79 @@ class AuditLog:
 
     def size(self) -> int:
         """Number of entries in the log."""
+        self.flush()
         return self._backend.audit_state()[0]
 
     def root(self) -> bytes:
         """Merkle root of the whole log, from the stored frontier."""
+        self.flush()
         return merkle.Frontier.from_bytes(self._backend.audit_state()[1]).root()
 
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
         """Stored rows (sequence number, exact entry bytes, leaf hash) in order."""
+        self.flush()
         return self._backend.audit_rows(start, stop)
 
     def entries(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
         """Decoded entries in order."""
+        self.flush()
         for row in self._backend.audit_rows(start, stop):
             yield json.loads(row.entry)
 
     def entries_where(self, **fields: str) -> Iterator[dict[str, Any]]:
         """Decoded entries whose top-level ``fields`` have exactly these values, in order.
 
-        Entries are stored in canonical form, so one whose field has a value contains that
-        field's exact encoding (:func:`field_fragment`); the database searches the stored bytes
-        for it, so other entries never reach Python. Candidates are parsed and compared field
-        by field.
+        With ``subject``, the owner's entries are read through the audit log's index by owner
+        (:meth:`subject_entries`) and the other fields compared. Otherwise: entries are stored
+        in canonical form, so one whose field has a value contains that field's exact encoding
+        (:func:`field_fragment`); the database searches the stored bytes for it, so other
+        entries never reach Python. Candidates are parsed and compared field by field.
         """
+        self.flush()
+        if "subject" in fields:
+            for entry in self.subject_entries(fields["subject"]):
+                if all(entry.get(key) == value for key, value in fields.items()):
+                    yield entry
+            return
         fragments = [field_fragment(key, value) for key, value in fields.items()]
         for raw in self._backend.audit_entries_containing(fragments):
             entry = json.loads(raw)
             if all(entry.get(key) == value for key, value in fields.items()):
                 yield entry
+
+    def subject_entries(self, pseudonym: str) -> Iterator[dict[str, Any]]:
+        """Decoded entries about one owner, in log order, read through the index by owner.
+
+        The index gives the entries' sequence numbers and each entry is read by its key, so
+        the cost follows the owner's entries, not the log's size. Every entry read is checked:
+        its bytes hash to its stored leaf hash, and it is the entry of that sequence number
+        about this owner (an index row cannot bring in someone else's entry). That the index
+        lists every entry about the owner is what ``ownervault check --deep`` proves.
+
+        Raises:
+            AuditIntegrityError: an index row names an entry that is missing, changed, or not
+                about this owner.
+        """
+        self.flush()
+        for row in self._backend.audit_rows_of_subject(pseudonym):
+            if merkle.leaf_hash(row.entry) != row.leaf_hash:
+                raise AuditIntegrityError(
+                    f"audit entry {row.seq}, listed in the index by owner, is missing or does "
+                    "not match its hash"
+                )
+            try:
+                entry = json.loads(row.entry)
+            except ValueError:
+                raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
+            if (
+                not isinstance(entry, dict)
+                or entry.get("seq") != row.seq
+                or entry.get("subject") != pseudonym
+            ):
+                raise AuditIntegrityError(
+                    f"the index by owner lists audit entry {row.seq}, which is not about that owner"
+                )
+            yield entry
 
     def verify(
         self, *, report: bool = True, progress: Callable[[int, int], None] | None = None
@@ -480,6 +557,7 @@ class AuditLog:
                 number is missing, or the recomputed root differs from the stored frontier (the
                 failure observers are told first, unless ``report`` is False).
         """
+        self.flush()
         try:
             return self._verify_stored(progress)
         except AuditIntegrityError as error:

@@ -498,7 +498,13 @@ class Frontier:
             raise ValidationError("the tree already holds the maximum number of leaves")
         stack = list(self.hashes)
         push_leaf(stack, self.size, bytes(leaf_hash))
-        return Frontier(self.size + 1, tuple(stack))
+        # This frontier was checked when it was made and the leaf just now; every hash pushed
+        # is a SHA-256 digest, so the result needs no second check (appends are on every
+        # request's path, and checking ~log2(n) hashes again each time cost more than hashing).
+        grown = object.__new__(Frontier)
+        object.__setattr__(grown, "size", self.size + 1)
+        object.__setattr__(grown, "hashes", tuple(stack))
+        return grown
 
     def root(self) -> bytes:
         """Return the tree's RFC 6962 root hash.

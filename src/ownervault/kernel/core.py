@@ -55,7 +55,7 @@ from .anchoring import Anchoring
 from .assessments import VERSION_META as ASSESSMENTS_META
 from .assessments import refusal
 from .clock import Clock
-from .decide import Decider
+from .decide import Decider, DecisionCache
 from .erasures import LEDGER_NAME, ErasureLedger
 from .grants import VERSION_META, Grant, admission
 from .keystore import KeyStore
@@ -141,6 +141,7 @@ class Kernel:
         self.policy = policy
         self.clock = clock
         self.audit = AuditLog(backend)
+        self.decisions = DecisionCache()  # shared by every session: the pack never changes
         self._signing_seed = signing_seed
         self._db_key = db_key
         self._root = root
@@ -176,8 +177,7 @@ class Kernel:
         #: handling purges the owner's queued notices). Called in the committing thread.
         self.erasure_observers: list[Callable[[str], None]] = []
         self._erasures = _ErasureNotes(self)
-        #: Signed statements of every erasure, also kept outside the database (the first
-        #: erasure observer writes each one down); restores replay them.
+        #: Signed statements of every erasure, kept outside the database too; restores replay them.
         self.erasures = ErasureLedger(
             None if path is None else path / LEDGER_NAME,
             vault_id=header.vault_id,
@@ -217,12 +217,15 @@ class Kernel:
             if self.closed:
                 return
             self.closed = True
-            self.keys.close()
-            self._signing_seed = b""
-            self._db_key = b""
-            if self.lock_file is not None:
-                self.lock_file.release()
-            self.backend.close()
+            try:  # deferred entries first; if refused, the vault still closes, then raises
+                self.audit.waiting.stop()
+            finally:
+                self.keys.close()
+                self._signing_seed = b""
+                self._db_key = b""
+                if self.lock_file is not None:
+                    self.lock_file.release()
+                self.backend.close()
 
     def access(self, actor: Actor, purpose: str) -> Access:
         """Open an :class:`Access` for ``actor`` acting for ``purpose`` (audited).
@@ -585,6 +588,7 @@ class Access:
             policy=kernel.policy,
             actor=actor,
             purpose=purpose,
+            shared=kernel.decisions,
         )
         self.closed = False
         # Operations under one access run one at a time, whichever thread calls them.
@@ -611,14 +615,22 @@ class Access:
                     reason=found.reason,
                 ),
             )
-        self.commit([self.entry("session.open", decision="allow")])
+        # An allowed opening discloses nothing: its entry rides along with the session's
+        # first commit (or any other), so a request that opens, reads and closes commits once.
+        self.kernel.audit.defer([self.entry("session.open", decision="allow")], now=self.now())
 
     def close(self) -> None:
-        """Audit the end of the session (once; nothing is written to a closed vault)."""
+        """Audit the end of the session (once; nothing is written to a closed vault).
+
+        Like the opening, the entry is deferred to the next commit (at most
+        :data:`~ownervault.audit.DEFER_SECONDS` later).
+        """
         if not self.closed:
             self.closed = True
             if not self.kernel.closed:
-                self.commit([self.entry("session.close", decision="allow")])
+                self.kernel.audit.defer(
+                    [self.entry("session.close", decision="allow")], now=self.now()
+                )
 
     def check_granted(self) -> None:
         """Refuse (audited) an operation after the grants the session was opened on expired.

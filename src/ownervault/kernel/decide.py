@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 import attrs
 
@@ -38,19 +39,52 @@ from ..storage import Backend, SubjectRow
 from .keystore import KeyStore, minor_aad
 from .limits import parse_limits
 
-__all__ = ["Decider", "denied"]
+__all__ = ["DECISIONS_KEPT", "Decider", "DecisionCache", "denied"]
+
+#: How many decisions a kernel's :class:`DecisionCache` holds before it starts again.
+DECISIONS_KEPT: Final = 4096
+
+
+class DecisionCache:
+    """Policy decisions by what they depend on, shared by the sessions of one kernel.
+
+    Bounded: once :data:`DECISIONS_KEPT` are held, the cache starts again empty (actors, purposes
+    and record types are few; a cache that fills up is one whose actors come and go).
+    """
+
+    def __init__(self) -> None:
+        self._decisions: dict[tuple[object, ...], Decision] = {}
+
+    def get(self, key: tuple[object, ...]) -> Decision | None:
+        """The decision cached under ``key``, or None."""
+        return self._decisions.get(key)
+
+    def put(self, key: tuple[object, ...], decision: Decision) -> None:
+        """Cache a decision (dict operations are atomic, so threads may share the cache)."""
+        if len(self._decisions) >= DECISIONS_KEPT:
+            self._decisions = {}
+        self._decisions[key] = decision
 
 
 class Decider:
     """Policy decisions for one actor and purpose, with subject conditions and consent applied.
 
-    Decisions that depend only on (record type, action, minor, subject scope) are cached for the
-    session; those with time windows are recomputed on every use. The consent ledger is read on
-    every use, so a withdrawal takes effect at once for every open session.
+    Decisions that depend only on (actor, purpose, record type, action, minor, subject scope,
+    record condition fields) are cached, in ``shared`` when given (the kernel's cache, so one
+    request's session finds what the previous one decided; the pack never changes under a
+    kernel); those with time windows are recomputed on every use. The consent ledger is read
+    on every use, so a withdrawal takes effect at once for every open session.
     """
 
     def __init__(
-        self, *, keys: KeyStore, backend: Backend, policy: Policy, actor: Actor, purpose: str
+        self,
+        *,
+        keys: KeyStore,
+        backend: Backend,
+        policy: Policy,
+        actor: Actor,
+        purpose: str,
+        shared: DecisionCache | None = None,
     ) -> None:
         self._keys = keys
         self._vault_id = keys.vault_id
@@ -58,7 +92,7 @@ class Decider:
         self._policy = policy
         self.actor = actor
         self.purpose = purpose
-        self._cache: dict[tuple[object, ...], Decision] = {}
+        self._cache = shared if shared is not None else DecisionCache()
 
     def policy_only(
         self,
@@ -83,7 +117,7 @@ class Decider:
             clear = json.loads(record) if isinstance(record, str) else record
             values = {name: clear.get(name) for name in tested}
         condition_key = None if values is None else tuple(json.dumps(values[n]) for n in tested)
-        key = (record_type, action, minor, context, where, condition_key)
+        key = (self.actor, self.purpose, record_type, action, minor, context, where, condition_key)
         decision = None if timed else self._cache.get(key)
         if decision is None:
             decision = self._policy.decide(
@@ -98,18 +132,18 @@ class Decider:
                 where=where,
             )
             if not timed:
-                self._cache[key] = decision
+                self._cache.put(key, decision)
         return decision
 
     def searchable(self, record_type: str) -> Decision:
         """The read decision without scope or time conditions: which fields may be searched."""
-        key = (record_type, "search")
+        key = (self.actor, self.purpose, record_type, "search")
         decision = self._cache.get(key)
         if decision is None:
             decision = self._policy.decide(
                 self.actor, self.purpose, record_type, "read", conditions=False
             )
-            self._cache[key] = decision
+            self._cache.put(key, decision)
         return decision
 
     def is_minor(self, subject: SubjectRow, key: crypto.FieldKey, today: _dt.date) -> bool:

@@ -90,6 +90,11 @@ def _to_line(note: str) -> bytes:
     return json.dumps(document, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
+#: How every line :func:`_to_line` makes ends. A line torn by a crash is a strict prefix of one
+#: and does not: counting lines that end so is as exact as parsing them, and much cheaper.
+_LINE_END: Final = _to_line("").removeprefix(b'{"note": ""')
+
+
 def _note_of(line: bytes) -> str | None:
     """The signed note on one ledger line; None for a line that is not one (a torn write)."""
     try:
@@ -224,10 +229,12 @@ class ErasureLedger:
         return self._file.append(missing)
 
     def behind(self) -> bool:
-        """Whether the database holds more erasures than the file has lines (after a crash)."""
+        """Whether the database holds more erasures than the file has statements (after a
+        crash: a statement never written, or torn while it was written)."""
         if self._file is None:
             return False
-        return self._backend.count_erased_subjects() > len(self._file.read())
+        statements = sum(1 for line in self._file.read() if line.endswith(_LINE_END))
+        return self._backend.count_erased_subjects() > statements
 
     def statements(self) -> list[str]:
         """Every erasure as a signed statement: the synced file's, or signed now (no file)."""

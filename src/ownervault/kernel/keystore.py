@@ -43,6 +43,7 @@ __all__ = [
     "AUTO_ROTATE_AT",
     "SUBJECT_ID_FIELD",
     "KeyStore",
+    "fresh_subject_keys",
     "key_info",
     "minor_aad",
     "subject_context",
@@ -102,6 +103,20 @@ def _primary(
             return key_id
     active = [k for k, state in states.items() if state is KeyState.ACTIVE]
     return active[-1] if active else None
+
+
+def fresh_subject_keys(count: int) -> list[tuple[bytes, crypto.FieldKey]]:
+    """``count`` new data keys, not stored yet: each key's material and its handle.
+
+    For a caller that must encrypt before it knows how many encryptions each key makes (a
+    re-encryption): it stores them with :meth:`KeyStore.store_subject_keys`, in the
+    transaction that writes what they sealed.
+    """
+    out: list[tuple[bytes, crypto.FieldKey]] = []
+    for _ in range(count):
+        material = crypto.random_key()
+        out.append((material, crypto.FieldKey(material, key_id=crypto.new_key_id())))
+    return out
 
 
 class KeyStore:
@@ -389,6 +404,21 @@ class KeyStore:
         self, count: int, now: str, *, uses: Sequence[int] | None = None
     ) -> list[tuple[KeyRow, crypto.FieldKey]]:
         """Create and store ``count`` data keys wrapped by the primary KEK."""
+        return self.store_subject_keys(fresh_subject_keys(count), now, uses=uses)
+
+    def store_subject_keys(
+        self,
+        fresh: Sequence[tuple[bytes, crypto.FieldKey]],
+        now: str,
+        *,
+        uses: Sequence[int] | None = None,
+    ) -> list[tuple[KeyRow, crypto.FieldKey]]:
+        """Store new data keys (from :func:`fresh_subject_keys`) wrapped by the primary KEK.
+
+        ``uses`` is how many encryptions each key made or is about to make; it is counted in
+        the key rows as they are stored, and no key may exceed the vault's invocation limit.
+        """
+        count = len(fresh)
         if self._kek_states.get(self.primary_kek) is not KeyState.ACTIVE:
             # The primary KEK was marked compromised: replace it before wrapping anything.
             self._rotate_kek()
@@ -404,14 +434,14 @@ class KeyStore:
         if any(n > self.max_invocations for n in counts):
             raise KeyExhaustedError("a write needs more encryptions than one key may make")
         out: list[tuple[KeyRow, crypto.FieldKey]] = []
-        for invocations in counts:
-            key_id = crypto.new_key_id()
-            material = crypto.random_key()
+        kind, state = KeyKind.SUBJECT.value, KeyState.ACTIVE.value
+        for (material, key), invocations in zip(fresh, counts, strict=True):
+            key_id = key.key_id
             key_row = self.binder.key(
                 KeyRow(
                     key_id=key_id,
-                    kind=KeyKind.SUBJECT.value,
-                    state=KeyState.ACTIVE.value,
+                    kind=kind,
+                    state=state,
                     wrapped=kek.wrap(material, context=subject_context(self.vault_id, key_id)),
                     wrapped_by=kek.key_id,
                     created_at=now,
@@ -420,7 +450,6 @@ class KeyStore:
                     max_invocations=self.max_invocations,
                 )
             )
-            key = crypto.FieldKey(material, key_id=key_id)
             self.cache.put(key)
             out.append((key_row, key))
         self.backend.insert_keys([key_row for key_row, _ in out])

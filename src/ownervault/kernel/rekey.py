@@ -14,8 +14,8 @@ import attrs
 
 from .. import crypto
 from ..keys import KeyState
-from ..storage import RecordRow, SubjectRow
-from .keystore import KeyStore, minor_aad
+from ..storage import KeyRow, RecordRow, SubjectRow
+from .keystore import KeyStore, fresh_subject_keys, minor_aad
 
 __all__ = ["Rekeyed", "rekey_subject", "rekey_subjects"]
 
@@ -39,83 +39,93 @@ def rekey_subject(keys: KeyStore, subject: SubjectRow, now: str) -> Rekeyed:
 def rekey_subjects(keys: KeyStore, subjects: Sequence[SubjectRow], now: str) -> list[Rekeyed]:
     """Give subjects new data keys and re-encrypt all their records (one batch).
 
-    Runs inside the caller's transaction with a handful of statements per batch, not per
-    subject. Every row is checked before its ciphertexts are opened, so a changed row is
-    never re-sealed as if the vault had written it. The old keys are retired
-    (``decrypt-only``) and can be destroyed once nothing references them. The caller
-    records each subject's new state in the audit log (:mod:`.freshness`).
+    Runs inside the caller's transaction (which holds the write lock, so no writer changes a
+    row between its read here and its re-sealed write) with a handful of statements per
+    batch, not per subject. Every record and subject row is checked before any ciphertext is
+    opened, so a changed row is never re-sealed as if the vault had written it. Each record's
+    container is re-sealed in one pass (:meth:`.crypto.FieldKey.reseal`): every field opened
+    with the record, field and old key id as associated data and sealed again with the new
+    key id, the record's version unchanged. The new keys are stored with the number of
+    encryptions they made; the old keys are retired (``decrypt-only``) and can be destroyed
+    once nothing references them. The caller records each subject's new state in the audit
+    log (:mod:`.freshness`).
     """
     backend = keys.backend
-    by_subject: dict[str, list[RecordRow]] = {s.pseudonym: [] for s in subjects}
+    binder = keys.binder
+    vault_id = keys.vault_id
+    by_subject: dict[str, list[tuple[RecordRow, tuple[bytes, bytes]]]] = {
+        s.pseudonym: [] for s in subjects
+    }
     for record in backend.records_of_subjects(list(by_subject)):
-        keys.check_record(record)
-        by_subject[record.pseudonym].append(record)
+        frame = binder.record_frame(record)
+        if keys.bound:
+            binder.check_record_framed(record, frame)
+        by_subject[record.pseudonym].append((record, frame))
     rows = backend.get_keys([s.key_id for s in subjects])
     for subject in subjects:
         keys.check_subject(subject)
     old_keys = [keys.subject_key(s, rows.get(s.key_id)) for s in subjects]
-    opened: list[list[tuple[RecordRow, dict[str, bytes]]]] = []
+    fresh = fresh_subject_keys(len(subjects))
     uses: list[int] = []
-    for subject, old_key in zip(subjects, old_keys, strict=True):
-        items = []
-        count = 0 if subject.minor_until is None else 1
-        for record in by_subject[subject.pseudonym]:
-            prefix = crypto.record_aad(keys.vault_id, record.record_type, record.record_id)
-            old_part = crypto.encode_context(old_key.key_id)
-            plain = {
-                name: old_key.decrypt(envelope, aad=prefix + crypto.context_part(name) + old_part)
-                for name, envelope in crypto.unpack_sealed(record.sealed).items()
-            }
-            count += len(plain)
-            items.append((record, plain))
-        opened.append(items)
-        uses.append(count)
-    new_keys = keys.new_subject_keys(len(subjects), now, uses=uses)
-    resealed: list[RecordRow] = []
-    moved: list[SubjectRow] = []
-    out: list[Rekeyed] = []
-    for subject, old_key, items, (_, new_key) in zip(
-        subjects, old_keys, opened, new_keys, strict=True
-    ):
-        new_part = crypto.encode_context(new_key.key_id)
+    sealed_records: list[tuple[RecordRow, ...]] = []
+    minors: list[bytes | None] = []
+    record_aad = crypto.record_aad
+    resealed_row = binder.record_resealed
+    for subject, old_key, (_, new_key) in zip(subjects, old_keys, fresh, strict=True):
+        reseal = old_key.reseal
+        new_id = new_key.key_id
+        count = 0
         records: list[RecordRow] = []
-        for record, plain in items:
-            prefix = crypto.record_aad(keys.vault_id, record.record_type, record.record_id)
-            sealed = crypto.pack_sealed(
-                {
-                    name: new_key.encrypt(value, aad=prefix + crypto.context_part(name) + new_part)
-                    for name, value in plain.items()
-                }
+        for record, frame in by_subject[subject.pseudonym]:
+            sealed, fields = reseal(
+                record.sealed,
+                new_key,
+                record_aad=record_aad(vault_id, record.record_type, record.record_id),
             )
-            records.append(
-                keys.binder.record(attrs.evolve(record, key_id=new_key.key_id, sealed=sealed))
-            )
+            count += fields
+            records.append(resealed_row(record, frame, new_id, sealed))
         minor_until = None
         if subject.minor_until is not None:
             plaintext = old_key.decrypt(
                 subject.minor_until,
-                aad=minor_aad(keys.vault_id, subject.pseudonym, old_key.key_id),
+                aad=minor_aad(vault_id, subject.pseudonym, old_key.key_id),
             )
             minor_until = new_key.encrypt(
-                plaintext, aad=minor_aad(keys.vault_id, subject.pseudonym, new_key.key_id)
+                plaintext, aad=minor_aad(vault_id, subject.pseudonym, new_id)
             )
-        row = keys.binder.subject(
-            attrs.evolve(
-                subject,
-                key_id=new_key.key_id,
-                minor_until=minor_until,
-                key_state=KeyState.ACTIVE.value,
-            )
-        )
-        resealed += records
+            count += 1
+        uses.append(count)
+        sealed_records.append(tuple(records))
+        minors.append(minor_until)
+    # The new keys are stored (and counted against the primary KEK) before anything they
+    # sealed is written, in this transaction.
+    new_keys = keys.store_subject_keys(fresh, now, uses=uses)
+    active, retired_state = KeyState.ACTIVE.value, KeyState.DECRYPT_ONLY.value
+    moved: list[SubjectRow] = []
+    out: list[Rekeyed] = []
+    for subject, old_key, resealed, minor_until, (_, new_key) in zip(
+        subjects, old_keys, sealed_records, minors, new_keys, strict=True
+    ):
+        row = binder.subject_rekeyed(subject, new_key.key_id, minor_until, active)
         moved.append(row)
-        out.append(Rekeyed(row, new_key, tuple(records), old_key.key_id))
-    backend.reseal_records(resealed)
-    backend.update_subjects(moved)
+        out.append(Rekeyed(row, new_key, resealed, old_key.key_id))
+    backend.reseal_records([record for resealed in sealed_records for record in resealed])
+    backend.rekey_subject_rows(moved)
     retired = [
-        attrs.evolve(row, state=KeyState.DECRYPT_ONLY.value, state_changed_at=now)
+        KeyRow(
+            row.key_id,
+            row.kind,
+            retired_state,
+            row.wrapped,
+            row.wrapped_by,
+            row.created_at,
+            now,
+            row.invocations,
+            row.max_invocations,
+        )
         for row in (rows.get(k.key_id) for k in old_keys)
-        if row is not None and row.state == KeyState.ACTIVE.value
+        if row is not None and row.state == active
     ]
-    keys.store_keys(retired)
+    # Only the state (and when it changed) of a retired key changes: its wrapped bytes stay.
+    backend.update_key_states([binder.key(row) for row in retired])
     return out

@@ -24,6 +24,8 @@ each kind of row is checked by its own function, table by table, a page at a tim
   :func:`check_facts` checks their tags too.
 * :func:`check_outbox` -- every notification's delivery state, attempts and delivery time are
   its last logged outcome, and no notification the log saw tried is gone.
+* :func:`~.auditindex.check_subject_index` -- the audit log's index by owner lists exactly
+  the entries about each owner.
 * :func:`check_lock` -- the fail-closed lock is not cleared while an incident that locked the
   vault is unacknowledged.
 
@@ -42,6 +44,7 @@ from ..exceptions import OwnerVaultError
 from ..keys import KeyKind, KeyState
 from ..records import RECORD_TYPES, normalise
 from ..storage import RecordRow, SubjectRow
+from .auditindex import SubjectTally, check_subject_index
 from .binding import FACTS
 from .findings import CheckTarget, Findings, first_line, guarded
 from .freshness import Expected, expected_records, sealed_digest
@@ -134,7 +137,8 @@ _CHANGED: Final = "changed outside the vault"
 def scrub(target: CheckTarget, findings: Findings) -> None:
     """Run every deep check on ``target`` (inside one read snapshot of the caller's)."""
     facts = LogFacts()
-    expected = expected_records(facts.observe(target.audit.entries()))
+    tally = SubjectTally()
+    expected = expected_records(facts.observe(tally.observe(target.audit.entries())))
     checks = (
         ("the key check", lambda: check_keys(target, facts, findings)),
         ("the subject check", lambda: check_subjects(target, facts, findings)),
@@ -153,6 +157,7 @@ def scrub(target: CheckTarget, findings: Findings) -> None:
         ),
         ("the outbox check", lambda: check_outbox(target, facts, findings)),
         ("the assessment check", lambda: check_assessments(target, facts, findings)),
+        ("the audit index check", lambda: check_subject_index(target, tally, findings)),
     )
     for what, check in checks:
         guarded(check, findings, what=what)

@@ -219,8 +219,7 @@ def export_subject(
             fields=list(e.get("fields") or []),
             decision=e["decision"],
         )
-        for e in kernel.audit.entries()
-        if e.get("subject") == subject.pseudonym
+        for e in kernel.audit.subject_entries(subject.pseudonym)
     ]
     document = SubjectExport(
         generated_at=format_time(now),

@@ -31,6 +31,7 @@ __all__ = [
     "RecordRow",
     "RequestRow",
     "SubjectRow",
+    "Transactions",
     "table_columns",
 ]
 
@@ -217,11 +218,16 @@ class AssessmentRow:
 
 @attrs.frozen
 class AuditRow:
-    """One stored audit entry: its sequence number, exact bytes and Merkle leaf hash."""
+    """One stored audit entry: its sequence number, exact bytes and Merkle leaf hash.
+
+    ``subject`` is the pseudonym the entry is about, when appending (the backend adds the row
+    to the audit log's index by owner); rows read back leave it None.
+    """
 
     seq: int
     entry: bytes
     leaf_hash: bytes
+    subject: str | None = None
 
 
 @attrs.frozen
@@ -323,15 +329,23 @@ class AssessmentStore(Protocol):
         ...
 
 
-class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
-    """Storage operations used by :class:`ownervault.Vault`.
+class Transactions(Protocol):
+    """A backend's transactions.
 
     Every write happens inside :meth:`atomic`; the outermost ``atomic()`` takes the write lock
     at once (``BEGIN IMMEDIATE`` on SQLite), nested ones are savepoints. ``after_commit`` holds
-    callables run after each outermost transaction commits, in the committing thread.
+    callables run after each outermost transaction commits, in the committing thread;
+    ``after_rollback`` callables run after a transaction or savepoint is rolled back, in that
+    thread, told the depth it went back to (0: the whole transaction).
     """
 
     after_commit: list[Callable[[], None]]
+    after_rollback: list[Callable[[int], None]]
+
+    @property
+    def transaction_depth(self) -> int:
+        """How deep this thread is in :meth:`atomic` (0: outside any transaction)."""
+        ...
 
     def atomic(self) -> AbstractContextManager[None]:
         """A write transaction (nested calls are savepoints)."""
@@ -340,6 +354,10 @@ class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
     def snapshot(self) -> AbstractContextManager[None]:
         """A read-only transaction: every read inside sees one committed state."""
         ...
+
+
+class Backend(Transactions, RecipientNoticeStore, AssessmentStore, Protocol):
+    """Storage operations used by :class:`ownervault.Vault` (and :class:`Transactions`)."""
 
     def close(self) -> None:
         """Close every connection."""
@@ -528,6 +546,19 @@ class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
         """Stored entry bytes that contain every one of ``fragments``, in log order."""
         ...
 
+    def audit_rows_of_subject(self, pseudonym: str) -> Iterator[AuditRow]:
+        """The audit rows the index by owner lists for ``pseudonym``, in log order (an index
+        row whose entry is missing comes back with empty entry bytes and leaf hash)."""
+        ...
+
+    def audit_subject_index(self) -> Iterator[tuple[str, int]]:
+        """Every (pseudonym, seq) row of the audit log's index by owner, in key order."""
+        ...
+
+    def backfill_audit_subjects(self) -> int:
+        """Fill the index by owner from the stored entries; returns the rows added."""
+        ...
+
     def leaf_hashes(self, size: int) -> bytearray:
         """The first ``size`` leaf hashes concatenated (32 bytes each)."""
         ...
@@ -661,6 +692,14 @@ class Backend(RecipientNoticeStore, AssessmentStore, Protocol):
 
     def reseal_records(self, rows: Sequence[RecordRow]) -> None:
         """Store many records' new key id, sealed blob and binding tag (same version)."""
+        ...
+
+    def rekey_subject_rows(self, rows: Sequence[SubjectRow]) -> None:
+        """Store re-keyed subjects' new key id, minor-until date and binding tag (only those)."""
+        ...
+
+    def update_key_states(self, rows: Sequence[KeyRow]) -> None:
+        """Store keys' new state, when it changed and binding tag (wrapped bytes unchanged)."""
         ...
 
     def bind_rows(self, table: str, rows: Sequence[tuple[bytes | str, bytes]]) -> None:

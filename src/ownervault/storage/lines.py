@@ -3,7 +3,8 @@
 Each file is created 0600. An append takes an exclusive ``flock``, reads what the file holds,
 lets the caller decide what to add (so two processes never add the same line twice), writes it
 with one ``write`` and fsyncs. A reader sees whole lines only; a torn last line (a crash during
-the write) is returned like any other and left to the caller's parser to skip.
+the write) is returned like any other and left to the caller's parser to skip, and the next
+append ends it with a newline before its own lines, so that none of them runs on from it.
 """
 
 from __future__ import annotations
@@ -70,11 +71,15 @@ class LinesFile:
             raise self._error("open", exc) from None
         try:
             with _locked(fd):
-                new = list(choose(_read_lines(fd)) if callable(choose) else choose)
+                data = _read_all(fd)
+                new = list(choose(_split(data)) if callable(choose) else choose)
                 if new:
                     if any(b"\n" in line for line in new):
                         raise ValueError("a line to append contains a newline")
-                    os.write(fd, b"".join(line + b"\n" for line in new))
+                    # A torn last line (a crash during its write) is ended first: otherwise
+                    # the first new line would run on from it and be lost with it.
+                    torn = b"\n" if data and not data.endswith(b"\n") else b""
+                    os.write(fd, torn + b"".join(line + b"\n" for line in new))
                     os.fsync(fd)
                 return len(new)
         except OSError as exc:
@@ -93,8 +98,16 @@ def _locked(fd: int) -> Iterator[None]:
 
 
 def _read_lines(fd: int) -> list[bytes]:
+    return _split(_read_all(fd))
+
+
+def _read_all(fd: int) -> bytes:
     os.lseek(fd, 0, os.SEEK_SET)
     chunks = []
     while chunk := os.read(fd, 1 << 20):
         chunks.append(chunk)
-    return [line for line in b"".join(chunks).split(b"\n") if line]
+    return b"".join(chunks)
+
+
+def _split(data: bytes) -> list[bytes]:
+    return [line for line in data.split(b"\n") if line]

@@ -39,6 +39,7 @@ from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import Backend, DatabaseProblem, table_columns
 from .postgres_queries import ROWS_PER_INSERT, PostgresQueries
 from .schema import (
+    AUDIT_SUBJECTS_SINCE,
     SCHEMA_VERSION,
     VAULT_TABLES,
     expected_objects,
@@ -161,6 +162,7 @@ class PostgresBackend(PostgresQueries):
         self._local = threading.local()
         #: Called after each outermost transaction commits, in the committing thread.
         self.after_commit: list[Callable[[], None]] = []
+        self.after_rollback: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
         self._connections: list[psycopg.Connection[Any]] = []
         self._closed = False
@@ -259,10 +261,16 @@ class PostgresBackend(PostgresQueries):
                 else:
                     conn.execute(f"ROLLBACK TO SAVEPOINT sp{depth}")
                     conn.execute(f"RELEASE SAVEPOINT sp{depth}")
+            self._rolled_back(depth)
             raise
         self._local.depth = depth
         if depth == 0:
-            _translate(lambda: conn.execute("COMMIT"))
+            try:
+                _translate(lambda: conn.execute("COMMIT"))
+            except BaseException:
+                # A COMMIT that fails ends the transaction without committing it.
+                self._rolled_back(0)
+                raise
         else:
             _translate(lambda: conn.execute(f"RELEASE SAVEPOINT sp{depth}"))
         if depth == 0:
@@ -351,6 +359,8 @@ class PostgresBackend(PostgresQueries):
             )
             for version, script in steps:
                 _translate(lambda script=script: conn.execute(script))  # type: ignore[misc]
+                if version == AUDIT_SUBJECTS_SINCE and current:
+                    self.backfill_audit_subjects()
                 self._execute(
                     "INSERT INTO schema_version (id, version) VALUES (1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET version = excluded.version",

@@ -122,7 +122,8 @@ class PostgresQueries(SharedQueries):
         return int(row[0]), bytes(row[1])
 
     def append_audit(self, rows: Sequence[AuditRow], state: bytes) -> None:
-        """Append audit rows and store the new frontier, in the caller's transaction.
+        """Append audit rows and store the new frontier, in the caller's transaction; each row
+        about an owner is added to the audit log's index by owner too.
 
         Up to :data:`ROWS_PER_INSERT` rows go in the same statement as the frontier (a
         data-modifying ``WITH``), so the usual append is one round trip.
@@ -137,12 +138,29 @@ class PostgresQueries(SharedQueries):
         self._executemany(
             "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)", head
         )
+        self._index_subjects(
+            [(r.subject, r.seq) for r in rows[: len(head)] if r.subject is not None]
+        )
         tail = rows[len(head) :]
         values = ", ".join(["(?, ?, ?)"] * len(tail))
+        owned = [(r.subject, r.seq) for r in tail if r.subject is not None]
+        # The tail's rows of the index by owner ride in the same statement.
+        indexed = (
+            ", indexed AS (INSERT INTO audit_subjects (pseudonym, seq) VALUES "
+            + ", ".join(["(?, ?)"] * len(owned))
+            + ")"
+            if owned
+            else ""
+        )
         self._execute(
-            f"WITH appended AS (INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES {values}) "
-            "UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1",
-            [*(v for r in tail for v in (r.seq, r.entry, r.leaf_hash)), rows[-1].seq + 1, state],
+            f"WITH appended AS (INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES {values})"
+            f"{indexed} UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1",
+            [
+                *(v for r in tail for v in (r.seq, r.entry, r.leaf_hash)),
+                *(v for pair in owned for v in pair),
+                rows[-1].seq + 1,
+                state,
+            ],
         )
 
 

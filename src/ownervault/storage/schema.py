@@ -23,6 +23,7 @@ from typing import Final, Literal
 import attrs
 
 __all__ = [
+    "AUDIT_SUBJECTS_SINCE",
     "POSTGRES_TYPES",
     "SCHEMA_VERSION",
     "SQLITE_TYPES",
@@ -83,10 +84,15 @@ class Column:
 
 @attrs.frozen
 class Index:
-    """A secondary index on some of a table's columns."""
+    """A secondary index on some of a table's columns.
+
+    ``dropped`` is the schema version whose migration step drops it (no statement needs it any
+    more), or None while it is kept.
+    """
 
     name: str
     columns: tuple[str, ...]
+    dropped: int | None = None
 
 
 @attrs.frozen
@@ -139,8 +145,15 @@ class Table:
 #: version 3 the ``grants`` table (who holds which role, where, until when); version 4 the
 #: ``assessments`` table (personal information protection impact assessments, append-only)
 #: the ``recipient_notices`` table (erasures and corrections recipients must be told of)
-#: and ``consents.notice_hash`` (the hash of the notice a grant was given on).
-SCHEMA_VERSION: Final = 4
+#: and ``consents.notice_hash`` (the hash of the notice a grant was given on); version 5 the
+#: ``audit_subjects`` table (the audit log's index by owner, append-only, filled from the
+#: existing entries by its migration step) and dropped the indexes ``records_key`` and
+#: ``recipient_notices_subject``, which no statement needs.
+SCHEMA_VERSION: Final = 5
+
+#: The version that added the audit log's index by owner; its migration step fills the index
+#: from the entries already stored (each backend's ``backfill_audit_subjects``).
+AUDIT_SUBJECTS_SINCE: Final = 5
 
 
 #: Every vault table, in creation order (a referenced table comes before its references).
@@ -207,7 +220,9 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         ),
         indexes=(
             Index("records_subject", ("pseudonym",)),
-            Index("records_key", ("key_id",)),
+            # Read only by scans; the one search, an admin count of a key's references, scans
+            # ``subjects`` already, while every put and re-key paid for the index.
+            Index("records_key", ("key_id",), dropped=5),
         ),
     ),
     Table(
@@ -393,7 +408,7 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         ),
         indexes=(
             Index("recipient_notices_due", ("state", "next_attempt_at")),
-            Index("recipient_notices_subject", ("pseudonym",)),
+            Index("recipient_notices_subject", ("pseudonym",), dropped=5),  # no statement
         ),
         since=4,
     ),
@@ -405,6 +420,17 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
             Column("leaf_hash", "blob", not_null=True),
         ),
         append_only="audit entries are append-only",
+    ),
+    Table(
+        "audit_subjects",
+        (
+            Column("pseudonym", "text", not_null=True),
+            Column("seq", "bigint", not_null=True),
+        ),
+        primary_key=("pseudonym", "seq"),
+        without_rowid=True,
+        append_only="the audit log's index by owner is append-only",
+        since=AUDIT_SUBJECTS_SINCE,
     ),
     Table(
         "audit_state",
@@ -454,17 +480,18 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
 
 
 def tables_at(version: int) -> tuple[Table, ...]:
-    """The tables as schema ``version`` had them (for tests and documentation)."""
+    """The tables as schema ``version`` had them (what a vault of that version is made of)."""
     return tuple(_as_of(table, version) for table in VAULT_TABLES if table.since <= version)
 
 
 def _as_of(table: Table, version: int) -> Table:
-    """``table`` with only the columns schema ``version`` had."""
+    """``table`` with only the columns and indexes schema ``version`` had."""
     columns = tuple(c for c in table.columns if c.since <= version)
     names = {c.name for c in columns}
     return attrs.evolve(
         table,
         columns=columns,
+        indexes=tuple(i for i in table.indexes if i.dropped is None or i.dropped > version),
         append_only_except=tuple(c for c in table.append_only_except if c in names),
     )
 
@@ -480,7 +507,7 @@ def expected_objects(
     SQLite's automatic indexes) are left out.
     """
     events = ("update", "delete") if dialect == "sqlite" else ("update", "delete", "truncate")
-    present = [table for table in VAULT_TABLES if table.since <= version]
+    present = tables_at(version)
     tables = {table.name for table in present}
     objects = {
         "table": frozenset(tables | ({"schema_version"} if dialect == "postgres" else set())),
@@ -542,6 +569,13 @@ def _create_indexes(table: Table) -> list[str]:
     ]
 
 
+def _dropped_indexes(table: Table, version: int) -> list[str]:
+    """``DROP INDEX`` of each index of ``table`` that ``version`` dropped (both dialects)."""
+    if table.since >= version:
+        return []  # created by this version (or a later one) without them
+    return [f"DROP INDEX {index.name}" for index in table.indexes if index.dropped == version]
+
+
 def _script(statements: list[str]) -> str:
     """Statements as one script, each ended by ``;`` and a newline.
 
@@ -568,9 +602,11 @@ def _sqlite_triggers(table: Table, events: tuple[str, ...] = ("UPDATE", "DELETE"
     ]
 
 
-def sqlite_script(tables: tuple[Table, ...] = VAULT_TABLES) -> str:
-    """The SQLite DDL creating ``tables``: ``WITHOUT ROWID`` where asked, ``RAISE`` triggers."""
-    return _script([statement for table in tables for statement in _sqlite_create(table)])
+def sqlite_script(tables: tuple[Table, ...] | None = None) -> str:
+    """The SQLite DDL creating ``tables`` (by default the current schema's,
+    :func:`tables_at`): ``WITHOUT ROWID`` where asked, ``RAISE`` triggers."""
+    chosen = tables_at(SCHEMA_VERSION) if tables is None else tables
+    return _script([statement for table in chosen for statement in _sqlite_create(table)])
 
 
 def _sqlite_create(table: Table) -> list[str]:
@@ -608,8 +644,9 @@ def sqlite_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> st
     statements: list[str] = []
     for table in tables:
         if table.since == version:
-            statements += _sqlite_create(table)
+            statements += _sqlite_create(_as_of(table, version))
             continue
+        statements += _dropped_indexes(table, version)
         for column in _added(table, version):
             statements.append(
                 f"ALTER TABLE {table.name} ADD COLUMN {_column_sql(column, SQLITE_TYPES)}"
@@ -643,15 +680,16 @@ def _postgres_triggers(
     ]
 
 
-def postgres_script(tables: tuple[Table, ...] = VAULT_TABLES) -> str:
-    """The PostgreSQL DDL creating ``tables``, their append-only triggers and function.
+def postgres_script(tables: tuple[Table, ...] | None = None) -> str:
+    """The PostgreSQL DDL creating ``tables`` (by default the current schema's,
+    :func:`tables_at`), their append-only triggers and function.
 
     Row triggers refuse ``UPDATE`` and ``DELETE``; a statement trigger refuses ``TRUNCATE``,
     which row triggers do not see.
     """
     statements: list[str] = []
     triggers: list[str] = []
-    for table in tables:
+    for table in tables_at(SCHEMA_VERSION) if tables is None else tables:
         statements.append(_create_table(table, POSTGRES_TYPES))
         statements += _create_indexes(table)
         if table.append_only is not None:
@@ -667,10 +705,11 @@ def postgres_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> 
     for table in tables:
         if table.since == version:
             statements.append(_create_table(table, POSTGRES_TYPES))
-            statements += _create_indexes(table)
+            statements += _create_indexes(_as_of(table, version))
             if table.append_only is not None:
                 statements += _postgres_triggers(table)
             continue
+        statements += _dropped_indexes(table, version)
         for column in _added(table, version):
             statements.append(
                 f"ALTER TABLE {table.name} ADD COLUMN {_column_sql(column, POSTGRES_TYPES)}"

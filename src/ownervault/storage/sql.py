@@ -18,7 +18,7 @@ imports a database driver.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .sql_assessments import AssessmentQueries
 from .sql_audit import AuditQueries
@@ -52,6 +52,18 @@ class SharedQueries(
     def in_transaction(self) -> bool:
         """Whether this thread is inside :meth:`atomic`."""
         return bool(getattr(self._local, "depth", 0))
+
+    @property
+    def transaction_depth(self) -> int:
+        """How deep this thread is in :meth:`atomic` (0: outside any transaction)."""
+        return int(getattr(self._local, "depth", 0))
+
+    after_rollback: list[Callable[[int], None]]
+
+    def _rolled_back(self, depth: int) -> None:
+        """Tell the ``after_rollback`` hooks that this thread went back to ``depth``."""
+        for hook in list(self.after_rollback):
+            hook(depth)
 
     def get_meta(self, key: str) -> str | None:
         """Read a value of the ``meta`` table."""

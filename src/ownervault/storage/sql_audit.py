@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 
@@ -117,3 +118,71 @@ class AuditQueries(QueryRunner):
             for row in rows:
                 yield bytes(row[1])
             seq = int(rows[-1][0])
+
+    def audit_rows_of_subject(self, pseudonym: str) -> Iterator[AuditRow]:
+        """The audit rows the index by owner lists for ``pseudonym``, in log order.
+
+        The index's rows give the sequence numbers; each entry is then read by its primary key.
+        An index row whose entry is missing comes back with empty entry bytes and leaf hash
+        (:meth:`~ownervault.audit.AuditLog.subject_entries` refuses it).
+        """
+        seq = -1
+        while True:
+            rows = self._execute(
+                "SELECT s.seq, e.entry, e.leaf_hash FROM audit_subjects AS s "
+                "LEFT JOIN audit_entries AS e ON e.seq = s.seq "
+                "WHERE s.pseudonym = ? AND s.seq > ? ORDER BY s.seq LIMIT 1000",
+                (pseudonym, seq),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield AuditRow(
+                    int(row[0]),
+                    b"" if row[1] is None else bytes(row[1]),
+                    b"" if row[2] is None else bytes(row[2]),
+                )
+            seq = int(rows[-1][0])
+
+    def audit_subject_index(self) -> Iterator[tuple[str, int]]:
+        """Every (pseudonym, seq) row of the audit log's index by owner, in key order, a page
+        at a time (each page a range of the primary key)."""
+        rows = self._execute(
+            "SELECT pseudonym, seq FROM audit_subjects ORDER BY pseudonym, seq LIMIT 10000"
+        ).fetchall()
+        while rows:
+            for pseudonym, seq in rows:
+                yield str(pseudonym), int(seq)
+            last, after = str(rows[-1][0]), int(rows[-1][1])
+            rows = self._execute(
+                "SELECT pseudonym, seq FROM audit_subjects WHERE (pseudonym, seq) > (?, ?) "
+                "ORDER BY pseudonym, seq LIMIT 10000",
+                (last, after),
+            ).fetchall()
+
+    def backfill_audit_subjects(self) -> int:
+        """Fill the index by owner from the stored entries, in one pass over the log.
+
+        Run by the migration step that creates the index (inside its transaction). An entry
+        that is not a JSON object is left out: the audit check reports it as damaged.
+        """
+        added = 0
+        batch: list[tuple[str, int]] = []
+        for row in self.audit_rows():
+            try:
+                decoded = json.loads(row.entry)
+            except ValueError:
+                continue
+            subject = decoded.get("subject") if isinstance(decoded, dict) else None
+            if isinstance(subject, str):
+                batch.append((subject, row.seq))
+            if len(batch) >= 1000:
+                added += self._index_subjects(batch)
+                batch = []
+        return added + self._index_subjects(batch)
+
+    def _index_subjects(self, pairs: Sequence[tuple[str, int]]) -> int:
+        """Add (pseudonym, seq) rows to the index by owner; returns how many."""
+        if pairs:
+            self._executemany("INSERT INTO audit_subjects (pseudonym, seq) VALUES (?, ?)", pairs)
+        return len(pairs)

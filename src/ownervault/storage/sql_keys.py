@@ -63,6 +63,13 @@ class KeyQueries(QueryRunner):
             ],
         )
 
+    def update_key_states(self, rows: Sequence[KeyRow]) -> None:
+        """Store keys' new state, when it changed and binding tag (wrapped bytes unchanged)."""
+        self._executemany(
+            "UPDATE keys SET state = ?, state_changed_at = ?, binding = ? WHERE key_id = ?",
+            [(row.state, row.state_changed_at, row.binding, row.key_id) for row in rows],
+        )
+
     def reserve_invocations(self, key_id: bytes, count: int) -> bool:
         """Add ``count`` to a key's invocation counter unless that would pass its limit."""
         cur = self._execute(

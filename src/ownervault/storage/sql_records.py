@@ -225,6 +225,13 @@ class RecordQueries(QueryRunner):
             [(row.key_id, row.sealed, row.binding, row.record_id) for row in rows],
         )
 
+    def rekey_subject_rows(self, rows: Sequence[SubjectRow]) -> None:
+        """Store re-keyed subjects' new key id, minor-until date and binding tag (only those)."""
+        self._executemany(
+            "UPDATE subjects SET key_id = ?, minor_until = ?, binding = ? WHERE pseudonym = ?",
+            [(row.key_id, row.minor_until, row.binding, row.pseudonym) for row in rows],
+        )
+
     def subject_by_ref(self, subject_ref: bytes) -> SubjectRow | None:
         """Find a live subject by its lookup token."""
         row = self._execute(

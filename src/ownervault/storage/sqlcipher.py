@@ -43,7 +43,13 @@ import sqlcipher3
 
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import DatabaseProblem, table_columns
-from .schema import SCHEMA_VERSION, expected_objects, sqlite_script, sqlite_upgrade
+from .schema import (
+    AUDIT_SUBJECTS_SINCE,
+    SCHEMA_VERSION,
+    expected_objects,
+    sqlite_script,
+    sqlite_upgrade,
+)
 from .sqlite_queries import SQLiteQueries
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "SQLCipherBackend", "create_private", "restrict_modes"]
@@ -213,6 +219,45 @@ class _Cursor:
             yield row
 
 
+def _begin_immediate(conn: Any, writer: threading.Lock, busy_timeout: float) -> None:
+    """Take the write lock, trying again every millisecond until the busy timeout.
+
+    SQLite's own busy handler sleeps longer and longer between tries (up to 100 ms), so a
+    request waiting behind a writer that commits and begins again at once, such as a key
+    job running batch after batch, can miss every gap and wait for the whole job. Polling
+    at a fixed millisecond gets it in at the next gap. Only ``BEGIN IMMEDIATE`` polls;
+    every other statement keeps the connection's busy timeout. Threads of one process take
+    turns at ``writer`` first, handed over at once, so only other processes are polled for.
+    """
+    if not writer.acquire(timeout=busy_timeout):
+        raise StorageError(_LOCKED)
+    try:
+        _run(conn, "PRAGMA busy_timeout = 0")
+        deadline: float | None = None
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlcipher3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise StorageError(f"database error: {_one_line(exc)}") from None
+            except sqlcipher3.Error as exc:
+                raise StorageError(f"database error: {_one_line(exc)}") from None
+            except MemoryError:
+                raise StorageError(_NO_MEMORY) from None
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + busy_timeout
+            elif now >= deadline:
+                raise StorageError(_LOCKED) from None
+            time.sleep(_LOCK_POLL_SECONDS)
+    except BaseException:
+        writer.release()
+        raise
+    finally:
+        _quietly(conn, f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+
+
 class SQLCipherBackend(SQLiteQueries):
     """A vault database file opened with a raw SQLCipher key; one connection per thread.
 
@@ -244,7 +289,9 @@ class SQLCipherBackend(SQLiteQueries):
         self._local = threading.local()
         #: Called after each outermost transaction commits, in the committing thread.
         self.after_commit: list[Callable[[], None]] = []
+        self.after_rollback: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
+        self._writer = threading.Lock()  # held by this process's writing thread
         self._connections: list[Any] = []
         self._closed = False
         #: A new file may be empty until the schema is written; an existing one never is.
@@ -426,7 +473,7 @@ class SQLCipherBackend(SQLiteQueries):
         conn = self._conn
         depth: int = self._local.depth
         if depth == 0:
-            self._begin_immediate(conn)
+            _begin_immediate(conn, self._writer, self._busy_timeout)
         else:
             _run(conn, f"SAVEPOINT sp{depth}")
         self._local.depth = depth + 1
@@ -436,9 +483,11 @@ class SQLCipherBackend(SQLiteQueries):
             self._local.depth = depth
             if depth == 0:
                 _quietly(conn, "ROLLBACK")
+                self._writer.release()
             else:
                 _quietly(conn, f"ROLLBACK TO sp{depth}")
                 _quietly(conn, f"RELEASE sp{depth}")
+            self._rolled_back(depth)
             raise
         self._local.depth = depth
         if depth == 0:
@@ -448,7 +497,10 @@ class SQLCipherBackend(SQLiteQueries):
                 # A failed COMMIT may leave the transaction open; end it so the connection
                 # can be used again.
                 _quietly(conn, "ROLLBACK")
+                self._rolled_back(0)
                 raise
+            finally:
+                self._writer.release()
         else:
             _run(conn, f"RELEASE sp{depth}")
         if depth == 0:
@@ -476,38 +528,6 @@ class SQLCipherBackend(SQLiteQueries):
         finally:
             self._local.depth = 0
             _quietly(conn, "ROLLBACK")
-
-    def _begin_immediate(self, conn: Any) -> None:
-        """Take the write lock, trying again every millisecond until the busy timeout.
-
-        SQLite's own busy handler sleeps longer and longer between tries (up to 100 ms), so a
-        request waiting behind a writer that commits and begins again at once, such as a key
-        job running batch after batch, can miss every gap and wait for the whole job. Polling
-        at a fixed millisecond gets it in at the next gap. Only ``BEGIN IMMEDIATE`` polls;
-        every other statement keeps the connection's busy timeout.
-        """
-        _run(conn, "PRAGMA busy_timeout = 0")
-        try:
-            deadline: float | None = None
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlcipher3.OperationalError as exc:
-                    if not _is_busy(exc):
-                        raise StorageError(f"database error: {_one_line(exc)}") from None
-                except sqlcipher3.Error as exc:
-                    raise StorageError(f"database error: {_one_line(exc)}") from None
-                except MemoryError:
-                    raise StorageError(_NO_MEMORY) from None
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self._busy_timeout
-                elif now >= deadline:
-                    raise StorageError(_LOCKED) from None
-                time.sleep(_LOCK_POLL_SECONDS)
-        finally:
-            _quietly(conn, f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         conn = self._conn
@@ -546,6 +566,8 @@ class SQLCipherBackend(SQLiteQueries):
                 for statement in script.split(";\n"):
                     if statement.strip():
                         _run(conn, statement)
+                if version == AUDIT_SUBJECTS_SINCE and current:
+                    self.backfill_audit_subjects()
                 _run(conn, f"PRAGMA user_version = {version}")
             if current == 0:
                 self._execute(
