@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_audit.py [--verify-entries N] [--rss-entries N] [--entries N]
                                      [--quick] [--profile] [--dir DIR] [--json FILE]
+    python benchmarks/bench_audit.py --verify-bundle DIR [--previous FILE] [--runs N]
 
 Measures, on vaults with an in-memory root key:
 
@@ -29,6 +30,11 @@ Measures, on vaults with an in-memory root key:
 
 ``--entries N`` sets both log sizes; ``--quick`` uses 20,000 / 50,000 entries and fewer repeats.
 Prints a Markdown table.
+
+``--verify-bundle DIR`` only times ``verify_bundle`` on an existing bundle, ``--runs`` times
+(default 3), with the key in its ``vkey.txt`` and the checkpoint in ``--previous`` if given:
+wall and CPU seconds (this process and the children it waited for) and entries per second of
+each run, so one bundle can be verified by two versions of the package in turn.
 """
 
 from __future__ import annotations
@@ -531,6 +537,43 @@ def environment(argv: Sequence[str]) -> str:
     )
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds of this process and of the children it waited for."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def time_verification(folder: Path, previous: Path | None, runs: int, argv: Sequence[str]) -> int:
+    """Verify one bundle ``runs`` times and print each run's wall and CPU time."""
+    vkey = (folder / "vkey.txt").read_text(encoding="utf-8").strip()
+    kept = previous.read_text(encoding="utf-8") if previous is not None else None
+    print(environment(["benchmarks/bench_audit.py", *argv]))
+    print()
+    rows = []
+    for run in range(1, runs + 1):
+        load = os.getloadavg()[0]
+        (own, children), t0 = _cpu_seconds(), time.perf_counter()
+        report = verify_bundle(folder, [vkey], previous=kept)
+        wall = time.perf_counter() - t0
+        own_after, children_after = _cpu_seconds()
+        own, children = own_after - own, children_after - children
+        assert report.ok and report.integrity.ok, report
+        rows.append(
+            [
+                str(run),
+                f"{report.entries:,}",
+                f"{wall:.2f} s",
+                f"{own:.2f} + {children:.2f} s",
+                f"{report.entries / wall:,.0f}",
+                f"{load:.2f}",
+            ]
+        )
+    header = ["run", "entries", "wall", "CPU (this + second process)", "entries/s", "load average"]
+    print(table(header, rows))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["_child"]:
@@ -547,7 +590,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="profile verify_bundle")
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument("--verify-bundle", type=Path, help="only time verifying this bundle")
+    parser.add_argument("--previous", type=Path, help="with --verify-bundle: a kept checkpoint")
+    parser.add_argument("--runs", type=int, default=3, help="with --verify-bundle: repeats")
     args = parser.parse_args(args_list)
+    if args.verify_bundle:
+        return time_verification(args.verify_bundle, args.previous, args.runs, args_list)
     if args.quick:
         args.verify_entries, args.rss_entries = 20_000, 50_000
     if args.entries:

@@ -1205,3 +1205,42 @@ def test_the_compliance_report_counts_in_the_singular_and_the_plural() -> None:
         verified=True,
     )
     assert "3 record reads\nof 3 subjects (counted by pseudonym)" in three
+
+
+def _cache_kib(vault: Vault) -> int:
+    """This thread's SQLCipher page cache limit, in KiB."""
+    backend = vault._kernel.backend
+    return -int(backend._conn.execute("PRAGMA cache_size").fetchone()[0])  # type: ignore[attr-defined]
+
+
+def test_a_long_scan_of_the_log_holds_the_page_cache_small_until_it_ends(vault: Vault) -> None:
+    """Past its first page a scan keeps 1 MiB of pages; short reads and what follows, 16 MiB."""
+    entry = AuditEntry(
+        action="policy.check",
+        actor="ownervault",
+        roles=("system",),
+        purpose="test",
+        decision="allow",
+    )
+    backend = vault._kernel.backend
+    detectors = list(vault.audit.observers)
+    vault.audit.observers.clear()  # a burst of entries, not office traffic
+    with backend.atomic():
+        vault.audit.append([entry] * 2_500, now=_dt.datetime(2026, 1, 5, 1, 0, tzinfo=_dt.UTC))
+    vault.audit.observers[:] = detectors
+    assert _cache_kib(vault) == 16384
+    assert len(list(vault.audit.rows(0, 1000))) == 1000
+    assert _cache_kib(vault) == 16384
+    seen = []
+    for row in vault.audit.rows():
+        if row.seq in (999, 1000, 2000):
+            seen.append(_cache_kib(vault))
+    assert seen == [16384, 1024, 1024]
+    assert _cache_kib(vault) == 16384
+    leaves = vault.audit.stream_leaves(vault.audit.size())
+    next(leaves)
+    assert _cache_kib(vault) == 1024
+    del leaves  # a scan left unfinished gives the cache back too
+    assert _cache_kib(vault) == 16384
+    vault.checkpoint()
+    assert _cache_kib(vault) == 16384

@@ -15,6 +15,8 @@ import json
 import random
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from faker import Faker
 
 from ownervault import Actor, PassphraseKey, Vault, merkle
 from ownervault import checkpoint as cp
+from ownervault.audit import _split as split_module
 from ownervault.audit import bundle as bundle_module
 from ownervault.bundle import VerificationReport, verify_bundle
 from ownervault.cli import main
@@ -993,3 +996,173 @@ def test_any_value_of_any_shape_in_any_bundle_file_is_reported_never_a_crash(
         shutil.rmtree(folder)
         tried += 1
     assert tried > 300
+
+
+# --------------------------------------------------------------------------- two processes
+
+
+@pytest.fixture
+def second_process(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Hash the second half of every entries file in a second process, whatever its size.
+
+    Returns, for each file hashed, whether the second process's subtrees were taken.
+    """
+    monkeypatch.setattr(bundle_module, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(split_module, "cpus", lambda: 2)
+    taken: list[bool] = []
+    join = split_module.join
+
+    def spy(output: bytes, hasher: Any) -> bool:
+        taken.append(join(output, hasher))
+        return taken[-1]
+
+    monkeypatch.setattr(split_module, "join", spy)
+    return taken
+
+
+def _outcome(target: Path) -> tuple[str, object]:
+    """What hashing an entries file gives: its size, root and digest, or the error message."""
+    try:
+        return "hashed", bundle_module._stream_root(target)
+    except AuditIntegrityError as exc:
+        return "refused", str(exc)
+
+
+@pytest.mark.parametrize("run", [4, 4096])
+@pytest.mark.parametrize("count", [3, 5, 8, 9, 33, 4097, 8192 + 7])
+def test_streamed_root_from_two_processes_matches_the_reference(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    second_process: list[bool],
+    run: int,
+    count: int,
+) -> None:
+    monkeypatch.setattr(bundle_module, "_RUN", run)
+    monkeypatch.setattr(bundle_module, "_READ_BLOCK", 97)
+    entries = [b'{"seq":%d,"x":"%s"}' % (n, b"y" * (n % 7)) for n in range(count)]
+    target = _entries_file(tmp_path, entries)
+    size, root, digest = bundle_module._stream_root(target)
+    assert second_process == [True]
+    assert size == count
+    assert root == merkle.root([merkle.leaf_hash(e) for e in entries])
+    assert digest == hashlib.sha256(target.read_bytes()).hexdigest()
+
+
+def _lines(text: bytes) -> list[bytes]:
+    return text.splitlines(keepends=True)
+
+
+def _reencoded(line: bytes, change: bytes) -> bytes:
+    obj = json.loads(line)
+    entry = base64.b64decode(obj["entry"]) + change
+    return b'{"entry":"%s","seq":%d}\n' % (base64.b64encode(entry), obj["seq"])
+
+
+#: Ways to damage line ``i`` of an entries file: each takes the lines and ``i``.
+_TAMPERS: dict[str, Any] = {
+    "entry changed": lambda ls, i: [*ls[:i], _reencoded(ls[i], b" "), *ls[i + 1 :]],
+    "line deleted": lambda ls, i: ls[:i] + ls[i + 1 :],
+    "line repeated": lambda ls, i: ls[: i + 1] + ls[i:],
+    "lines swapped": lambda ls, i: [*ls[: i - 1], ls[i], ls[i - 1], *ls[i + 1 :]],
+    "later seq": lambda ls, i: [*ls[:i], ls[i].replace(b'"seq":', b'"seq":1'), *ls[i + 1 :]],
+    "leading zero": lambda ls, i: [*ls[:i], ls[i].replace(b'"seq":', b'"seq":0'), *ls[i + 1 :]],
+    "space": lambda ls, i: [*ls[:i], ls[i].replace(b"}\n", b"} \n"), *ls[i + 1 :]],
+    "prefix": lambda ls, i: [*ls[:i], b" " + ls[i], *ls[i + 1 :]],
+    "not base64": lambda ls, i: [*ls[:i], ls[i].replace(b'":"', b'":"!', 1), *ls[i + 1 :]],
+    "padding": lambda ls, i: [*ls[:i], ls[i].replace(b'","seq', b'=","seq'), *ls[i + 1 :]],
+    "empty text": lambda ls, i: [*ls[:i], b'{"entry":"","seq":%d}\n' % i, *ls[i + 1 :]],
+    "two lines joined": lambda ls, i: [*ls[: i - 1], ls[i - 1][:-1] + ls[i], *ls[i + 1 :]],
+    "truncated": lambda ls, i: [*ls[:i], ls[i][:-5]],
+    "no final newline": lambda ls, i: [*ls[:-1], ls[-1][:-1]],
+    "blank line added": lambda ls, i: [*ls[:i], b"\n", *ls[i:]],
+}
+
+
+@pytest.mark.parametrize("where", [1, 20, 21, 30, 39])
+@pytest.mark.parametrize("tamper", sorted(_TAMPERS))
+def test_a_second_process_fails_every_damaged_file_as_one_process_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: str, where: int
+) -> None:
+    """Each kind of damage, on either side of the split, gets the same error or a wrong root."""
+    monkeypatch.setattr(bundle_module, "_RUN", 4)
+    entries = [b'{"seq":%d,"pad":"%s"}' % (n, b"z" * (n % 3)) for n in range(40)]
+    target = _entries_file(tmp_path, entries)
+    intact = _outcome(target)
+    target.write_bytes(b"".join(_TAMPERS[tamper](_lines(target.read_bytes()), where)))
+    alone = _outcome(target)
+    monkeypatch.setattr(bundle_module, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(split_module, "cpus", lambda: 2)
+    assert _outcome(target) == alone
+    # Damage that still parses changes the root, or at least the digest the manifest signs.
+    assert alone != intact
+
+
+@pytest.mark.parametrize("tamper", sorted(_TAMPERS))
+def test_verification_with_a_second_process_rejects_every_tamper_with_the_same_report(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: str
+) -> None:
+    """A full export damaged in its second half is refused with the same report either way."""
+    folder = copy(world.full, tmp_path)
+    lines = _lines((folder / "entries.jsonl").read_bytes())
+    where = len(lines) * 3 // 4
+    (folder / "entries.jsonl").write_bytes(b"".join(_TAMPERS[tamper](lines, where)))
+    alone = verify_bundle(folder, [world.vkey], previous=world.kept)
+    monkeypatch.setattr(bundle_module, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(split_module, "cpus", lambda: 2)
+    both = verify_bundle(folder, [world.vkey], previous=world.kept)
+    assert not alone.ok and alone.integrity.ok is False
+    assert both == alone
+
+
+def test_verification_with_a_second_process_passes_and_fails_on_the_checkpoint(
+    world: World, tmp_path: Path, second_process: list[bool]
+) -> None:
+    """An intact export verifies in two processes; with another vault's checkpoint it does not."""
+    report = verify_bundle(world.full, [world.vkey], previous=world.kept)
+    assert report.ok and report.integrity.ok and report.consistency.ok
+    assert second_process == [True]
+    folder = copy(world.full, tmp_path)
+    (folder / "checkpoint.txt").write_text(world.kept, encoding="utf-8")
+    assert not verify_bundle(folder, [world.vkey], previous=world.kept).ok
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "bad\n",
+        "",
+        "not numbers\n",
+        "0 5\n",  # starts at the first entry, not where the first half ends
+        "{first} 1\n{first} 2 " + "00" * 32 + "\n",  # claims more entries than its subtrees
+        "{first} 3\n{first} 3 " + "00" * 32 + "\n",  # a subtree that is not a power of two
+        "{first} 2\n{first} 2 " + "00" * 31 + "\n",  # a hash of the wrong length
+    ],
+)
+def test_unexpected_output_from_the_second_process_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second_process: list[bool], output: str
+) -> None:
+    """Whatever the second process prints that does not fit, the half is hashed in process."""
+    entries = [b'{"seq":%d}' % n for n in range(10)]
+    target = _entries_file(tmp_path, entries)
+    first = target.read_bytes()[: target.stat().st_size // 2 + 1].count(b"\n") + 1
+    script = f"import sys; sys.stdout.write({output.format(first=first)!r})"
+
+    def liar(path: Path, start: int, end: int) -> Any:
+        return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(split_module, "start", liar)
+    size, root, _ = bundle_module._stream_root(target)
+    assert second_process == [False]
+    assert (size, root) == (10, merkle.root([merkle.leaf_hash(e) for e in entries]))
+
+
+def test_a_second_process_that_cannot_start_leaves_the_work_to_this_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second_process: list[bool]
+) -> None:
+    entries = [b'{"seq":%d}' % n for n in range(10)]
+    target = _entries_file(tmp_path, entries)
+    monkeypatch.setattr(split_module.sys, "executable", str(tmp_path / "no-such-python"))
+    assert split_module.start(target, 0, 1) is None
+    size, root, _ = bundle_module._stream_root(target)
+    assert second_process == []
+    assert (size, root) == (10, merkle.root([merkle.leaf_hash(e) for e in entries]))

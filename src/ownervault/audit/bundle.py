@@ -28,11 +28,11 @@ import base64
 import binascii
 import hashlib
 import json
-import re
+import os
+import subprocess
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from itertools import repeat
 from pathlib import Path
 from typing import Any, Final, overload
 
@@ -40,8 +40,8 @@ import attrs
 
 from ..exceptions import AuditIntegrityError, ValidationError
 from ..storage.base import AuditRow
+from . import _leaves, _split, merkle
 from . import checkpoint as _checkpoint
-from . import merkle
 from .log import PROGRESS_EVERY, AuditLog, canonical_json, field_fragment, format_time
 
 __all__ = [
@@ -195,26 +195,33 @@ class _ProofSource:
     """
 
     def __init__(self, leaves: Iterable[bytes], size: int) -> None:
-        self.levels: dict[int, bytes] = {}
-        packed = bytearray()
+        self.levels: dict[int, bytearray] = {}
+        # Each level is allocated once at its final size and filled in place: growing or
+        # joining it would briefly hold it twice.
+        packed = bytearray((size >> _GROUP_LEVEL) * merkle.HASH_BYTES)
+        end = 0
         group: list[bytes] = []
         for leaf in leaves:
             group.append(leaf)
             if len(group) == _GROUP:
-                packed += _perfect_root(group)
+                packed[end : end + merkle.HASH_BYTES] = _leaves.perfect_root(group)
+                end += merkle.HASH_BYTES
                 group = []
+        del packed[end:]  # the stored leaves stopped short
         self._tail_group = size >> _GROUP_LEVEL
         self._tail = _low_levels(group)
         self._group_index = -1
         self._group: list[list[bytes]] = []
-        level, data = _GROUP_LEVEL, bytes(packed)
+        level, data = _GROUP_LEVEL, packed
+        sha256 = hashlib.sha256
         while data:
             self.levels[level] = data
-            pairs = len(data) // 64
-            data = b"".join(
-                merkle.node_hash(data[i : i + 32], data[i + 32 : i + 64])
-                for i in range(0, pairs * 64, 64)
-            )
+            upper = bytearray(len(data) // 64 * merkle.HASH_BYTES)
+            for i in range(0, len(upper), merkle.HASH_BYTES):
+                upper[i : i + merkle.HASH_BYTES] = sha256(
+                    b"\x01" + data[2 * i : 2 * i + 64]
+                ).digest()
+            data = upper
             level += 1
 
     def use_group(self, index: int, leaves: Sequence[bytes]) -> None:
@@ -226,7 +233,7 @@ class _ProofSource:
         """Root of the perfect subtree ``index`` at ``level`` (level 0 are the leaves)."""
         packed = self.levels.get(level)
         if packed is not None:
-            return packed[index * 32 : index * 32 + 32]
+            return bytes(packed[index * 32 : index * 32 + 32])
         group = (index << level) >> _GROUP_LEVEL
         if group == self._group_index:
             levels = self._group
@@ -298,13 +305,15 @@ def export_bundle(
                 progress(scanned, size)
                 reported = scanned
             if source is not None:
-                source.use_group(group[0].seq >> _GROUP_LEVEL, [row.leaf_hash for row in group])
-                group = [
+                matching = [
                     row
                     for row in group
                     if all(fragment in row.entry for fragment in fragments)
                     and audit_filter.matches(json.loads(row.entry))
                 ]
+                if matching:
+                    source.use_group(group[0].seq >> _GROUP_LEVEL, [row.leaf_hash for row in group])
+                group = matching
             for row in group:
                 if source is not None:
                     proof = merkle.inclusion_proof(
@@ -534,11 +543,14 @@ def _check_integrity(
     return CheckResult(True, f"{count} entries hash into the signed tree of {signed.size}")
 
 
-_ENTRY_PREFIX: Final = b'{"entry":"'
+_ENTRY_PREFIX: Final = _leaves.ENTRY_PREFIX
 _READ_BLOCK: Final = 1 << 22
 # Entries are checked and hashed in runs of this many (a power of two, so every full run is a
 # perfect subtree of the log whose root is computed level by level).
 _RUN: Final = 1 << 12
+# An entries file at least this large is hashed by two processes when two CPUs are available:
+# starting the second one (a bare interpreter running :mod:`._leaves`) costs a few milliseconds.
+_PARALLEL_BYTES: Final = 32 << 20
 
 
 def _stream_root(
@@ -547,95 +559,101 @@ def _stream_root(
     """Hash a complete export's entries into a Merkle root and the file's digest (one pass).
 
     Each line must be exactly ``{"entry":"<base64>","seq":<n>}`` with ``n`` its 0-based line
-    number. The file is read in large blocks and split into lines; lines are handled in runs of
-    :data:`_RUN` by :func:`_run_leaves`, each step over a whole run at once. A full run is a
-    perfect subtree, folded level by level; the subtrees are kept on a stack of decreasing
-    sizes, which is the RFC 9162 decomposition of the tree. Each block is digested on a second
-    thread while its lines are checked (hashing a large buffer releases the interpreter lock),
-    so the file digest costs no time on a machine with two cores. ``progress`` is told
+    number. The file is read in large blocks and split into lines; lines are checked and
+    hashed in runs of :data:`_RUN` (:mod:`._leaves`), each step over a whole run at once. A
+    full run is a perfect subtree, folded level by level; the subtrees are kept on a stack of
+    decreasing sizes, which is the RFC 9162 decomposition of the tree. Each block is digested
+    on a second thread while its lines are checked (hashing a large buffer releases the
+    interpreter lock), so the file digest costs no time on a machine with two cores.
+
+    A file of :data:`_PARALLEL_BYTES` or more is split at the line boundary nearest its middle
+    when two CPUs are available: a second process hashes the second half into its subtrees
+    while this one hashes the first half and digests the whole file. That process's subtrees are
+    taken only if they continue this half exactly (its first line is the next entry); when it
+    cannot run, finds a line that is not well formed, or reports anything unexpected, the second
+    half is hashed here, so every failure is found and named as without it. ``progress`` is told
     (entries hashed, ``total``) after each block.
     """
     file_digest = hashlib.sha256()
-    stack: list[tuple[int, bytes]] = []
-    count = 0
-    pending: list[bytes] = []
-    carry = b""
+    hasher = _leaves.LineHasher(0, _RUN)
     with path.open("rb") as fh, ThreadPoolExecutor(max_workers=1) as digester:
-        digested: Future[None] | None = None
-        while True:
-            block = fh.read(_READ_BLOCK)
-            if not block:
-                break
+        size = os.fstat(fh.fileno()).st_size
+        split = None
+        if size >= _PARALLEL_BYTES and _split.cpus() >= 2:
+            split = _split.split_point(fh, size)
+        worker = None if split is None else _split.start(path, split, size)
+        mine = size if worker is None or split is None else split
+        try:
+            digested: Future[None] | None = None
+            offset = 0
+            while True:
+                block = fh.read(_READ_BLOCK)
+                if not block:
+                    break
+                if digested is not None:
+                    digested.result()  # blocks are digested in file order
+                digested = digester.submit(file_digest.update, block)
+                if offset < mine:
+                    _feed(hasher, block[: mine - offset])
+                    if progress is not None:
+                        progress(hasher.count, max(hasher.count, total))
+                offset += len(block)
             if digested is not None:
-                digested.result()  # blocks are digested in file order
-            digested = digester.submit(file_digest.update, block)
-            lines = (carry + block).split(b"\n")
-            carry = lines.pop()
-            pending.extend(lines)
-            full = len(pending) - len(pending) % _RUN
-            for start in range(0, full, _RUN):
-                leaves = _run_leaves(pending[start : start + _RUN], count)
-                _push(stack, _RUN, _perfect_root(leaves))
-                count += _RUN
-            del pending[:full]
-            if progress is not None:
-                progress(count, max(count, total))
-        if digested is not None:
-            digested.result()
-    if carry:
-        raise AuditIntegrityError(f"entries.jsonl line {count + len(pending) + 1} is malformed")
-    for leaf in _run_leaves(pending, count):
-        _push(stack, 1, leaf)
-        count += 1
-    if not stack:
-        return 0, hashlib.sha256(b"").digest(), file_digest.hexdigest()
-    root = stack[-1][1]
-    for _, left in reversed(stack[:-1]):
-        root = merkle.node_hash(left, root)
-    return count, root, file_digest.hexdigest()
-
-
-def _run_leaves(lines: Sequence[bytes], first: int) -> list[bytes]:
-    """Check a run of entry lines numbered from ``first`` and return their leaf hashes.
-
-    A line must be the prefix, base64 text and the suffix carrying its own sequence number;
-    strict decoding admits only the base64 alphabet with correct padding, so nothing else can
-    hide in the text. (Whether the base64 is the canonical encoding needs no check of its own:
-    the whole file must match the digest in the signed manifest.)
-    """
-    a2b = binascii.a2b_base64
-    sha256 = hashlib.sha256
-    start = len(_ENTRY_PREFIX)
-    suffixes = [b'","seq":%d}' % n for n in range(first, first + len(lines))]
-    texts = [
-        line[start : len(line) - len(suffix)] for line, suffix in zip(lines, suffixes, strict=True)
-    ]
-    # An entry is never empty, so an empty text means a line too short to hold both ends.
-    if not (
-        all(map(bytes.startswith, lines, repeat(_ENTRY_PREFIX)))
-        and all(map(bytes.endswith, lines, suffixes))
-        and all(texts)
-    ):
-        bad = next(
-            i
-            for i, (line, suffix) in enumerate(zip(lines, suffixes, strict=True))
-            if not (line.startswith(_ENTRY_PREFIX) and line.endswith(suffix))
-            or len(line) <= start + len(suffix)
+                digested.result()
+            if worker is not None and not _joined(worker, hasher):
+                fh.seek(mine)
+                for block in iter(lambda: fh.read(_READ_BLOCK), b""):
+                    _feed(hasher, block)
+        finally:
+            if worker is not None and worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    if hasher.carry:
+        raise AuditIntegrityError(
+            f"entries.jsonl line {hasher.count + len(hasher.pending) + 1} is malformed"
         )
-        raise _misplaced(lines[bad], first + bad)
-    try:
-        entries = [a2b(text, strict_mode=True) for text in texts]
-    except binascii.Error:
-        for number, text in enumerate(texts, first + 1):
-            try:
-                a2b(text, strict_mode=True)
-            except binascii.Error:
-                raise AuditIntegrityError(f"entries.jsonl line {number} is not base64") from None
-        raise
-    return [sha256(b"\x00" + entry).digest() for entry in entries]
+    if (bad := hasher.finish()) is not None:
+        raise _run_error(*bad)
+    if not hasher.stack:
+        return 0, hashlib.sha256(b"").digest(), file_digest.hexdigest()
+    return hasher.count, _leaves.root(hasher.stack), file_digest.hexdigest()
 
 
-_SEQ_SUFFIX: Final = re.compile(rb'","seq":(0|[1-9][0-9]*)\}\Z')
+def _joined(worker: subprocess.Popen[bytes], hasher: _leaves.LineHasher) -> bool:
+    """Wait for the second process and take its subtrees after the first half's last run."""
+    output, _ = worker.communicate()
+    if (bad := hasher.finish()) is not None:
+        raise _run_error(*bad)
+    return worker.returncode == 0 and _split.join(output, hasher)
+
+
+def _feed(hasher: _leaves.LineHasher, block: bytes) -> None:
+    if (bad := hasher.feed(block)) is not None:
+        raise _run_error(*bad)
+
+
+def _run_error(lines: Sequence[bytes], first: int) -> AuditIntegrityError:
+    """The error for the first bad line of a run of entry lines numbered from ``first``.
+
+    Every line's ends are checked before any line's base64, as the run is hashed.
+    """
+    start = len(_ENTRY_PREFIX)
+    for number, line in enumerate(lines, first):
+        suffix = b'","seq":%d}' % number
+        if not (line.startswith(_ENTRY_PREFIX) and line.endswith(suffix)) or len(
+            line
+        ) <= start + len(suffix):
+            return _misplaced(line, number)
+    for number, line in enumerate(lines, first):
+        text = line[start : len(line) - len(b'","seq":%d}' % number)]
+        try:
+            binascii.a2b_base64(text, strict_mode=True)
+        except binascii.Error:
+            return AuditIntegrityError(f"entries.jsonl line {number + 1} is not base64")
+    return AuditIntegrityError(f"entries.jsonl line {first + 1} is malformed")
+
+
+_SEQ_SUFFIX: Final = _leaves.SEQ_SUFFIX
 
 
 def _missing(first: int, end: int) -> str:
@@ -680,27 +698,6 @@ def _check_not_missing(
             f"entry {seq} is missing from entries.jsonl "
             f"(proofs.jsonl line {proof_line[0]} holds its proof)"
         )
-
-
-def _perfect_root(leaves: list[bytes]) -> bytes:
-    """Root of a perfect subtree (``len(leaves)`` is a power of two)."""
-    sha256 = hashlib.sha256
-    level = leaves
-    while len(level) > 1:
-        level = [
-            sha256(b"".join((b"\x01", left, right))).digest()
-            for left, right in zip(level[0::2], level[1::2], strict=True)
-        ]
-    return level[0]
-
-
-def _push(stack: list[tuple[int, bytes]], size: int, node: bytes) -> None:
-    """Add a perfect subtree after the others, merging equal sizes (binary-counter carry)."""
-    while stack and stack[-1][0] == size:
-        _, left = stack.pop()
-        node = merkle.node_hash(left, node)
-        size *= 2
-    stack.append((size, node))
 
 
 def _file_digest(path: Path) -> str:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 
 from .base import AuditRow
 from .sql_runner import QueryRunner
 
 __all__ = ["AuditQueries"]
+
+#: Rows read in one statement by :meth:`AuditQueries.audit_rows`; a scan longer than one such
+#: page is a long scan (:meth:`AuditQueries._long_scan`).
+_PAGE = 1000
 
 
 class AuditQueries(QueryRunner):
@@ -29,38 +34,56 @@ class AuditQueries(QueryRunner):
         return [(int(a), bytes(b), str(c), str(d)) for a, b, c, d in rows]
 
     def audit_rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
-        """Stream audit rows with ``start <= seq < stop`` in order, a page at a time."""
+        """Stream audit rows with ``start <= seq < stop`` in order, a page at a time.
+
+        From the second page on, the scan is a long one (:meth:`_long_scan`).
+        """
+        scan_long = False
         seq = start
-        while True:
-            limit = 1000 if stop is None else min(1000, stop - seq)
-            if limit <= 0:
-                return
-            rows = self._execute(
-                "SELECT seq, entry, leaf_hash FROM audit_entries WHERE seq >= ? "
-                "ORDER BY seq LIMIT ?",
-                (seq, limit),
-            ).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield AuditRow(int(row[0]), bytes(row[1]), bytes(row[2]))
-            seq = int(rows[-1][0]) + 1
+        with ExitStack() as scan:
+            while True:
+                limit = _PAGE if stop is None else min(_PAGE, stop - seq)
+                if limit <= 0:
+                    return
+                if seq > start and not scan_long:
+                    scan.enter_context(self._long_scan())
+                    scan_long = True
+                rows = self._execute(
+                    "SELECT seq, entry, leaf_hash FROM audit_entries WHERE seq >= ? "
+                    "ORDER BY seq LIMIT ?",
+                    (seq, limit),
+                ).fetchall()
+                if not rows:
+                    return
+                for row in rows:
+                    yield AuditRow(int(row[0]), bytes(row[1]), bytes(row[2]))
+                seq = int(rows[-1][0]) + 1
 
     def audit_leaf_hashes(self, start: int, stop: int) -> Iterator[bytes]:
         """Stored leaf hashes with ``start <= seq < stop`` in order; stops at a gap."""
         seq = start
-        while seq < stop:
-            rows = self._execute(
-                "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
-                (seq, min(10_000, stop - seq)),
-            ).fetchall()
-            if not rows:
-                return
-            for row_seq, leaf in rows:
-                if row_seq != seq:
+        with self._long_scan() if stop - start > _PAGE else nullcontext():
+            while seq < stop:
+                rows = self._execute(
+                    "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
+                    (seq, min(10_000, stop - seq)),
+                ).fetchall()
+                if not rows:
                     return
-                yield bytes(leaf)
-                seq += 1
+                for row_seq, leaf in rows:
+                    if row_seq != seq:
+                        return
+                    yield bytes(leaf)
+                    seq += 1
+
+    def _long_scan(self) -> AbstractContextManager[None]:
+        """Held while a scan of the log runs past one page of rows; here it does nothing.
+
+        Such a scan reads each database page once, so caching its pages would only push
+        everything else out of the cache and grow it to its limit; a backend that keeps a page
+        cache in this process (SQLCipher) holds it small meanwhile.
+        """
+        return nullcontext()
 
     def leaf_hashes(self, size: int) -> bytearray:
         """The first ``size`` leaf hashes, concatenated (32 bytes each), in order."""

@@ -35,7 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
@@ -56,6 +56,9 @@ __all__ = ["DB_NAME", "SCHEMA_VERSION", "SQLCipherBackend", "create_private", "r
 
 #: The database file's name in a vault directory.
 DB_NAME: Final = "vault.db"
+
+#: The page cache, in KiB, while a long scan of the audit log runs (256 pages of 4 KiB).
+SCAN_CACHE_KIB: Final = 1024
 
 #: A new database gets the whole schema at once; an older one, each later version's step.
 _CREATE: Final = sqlite_script()
@@ -119,6 +122,25 @@ def _quietly(conn: Any, sql: str) -> None:
     """
     with contextlib.suppress(sqlcipher3.Error, MemoryError):
         conn.execute(sql)
+
+
+@contextmanager
+def _scan_cache(conn: Any, local: threading.local, cache_kib: int) -> Iterator[None]:
+    """Hold ``conn``'s page cache to :data:`SCAN_CACHE_KIB` until the outermost scan ends.
+
+    A scan of the audit log reads each page once: at full size the cache would fill with
+    them (16 MiB more memory) and lose the pages worth keeping anyway.
+    """
+    depth: int = getattr(local, "scans", 0)
+    if depth == 0:
+        _run(conn, f"PRAGMA cache_size = -{min(SCAN_CACHE_KIB, cache_kib)}")
+    local.scans = depth + 1
+    try:
+        yield
+    finally:
+        local.scans = depth
+        if depth == 0:
+            _quietly(conn, f"PRAGMA cache_size = -{cache_kib}")
 
 
 def create_private(path: Path) -> None:
@@ -484,6 +506,10 @@ class SQLCipherBackend(SQLiteQueries):
         if depth == 0:
             for hook in list(self.after_commit):
                 hook()
+
+    def _long_scan(self) -> AbstractContextManager[None]:
+        """Hold this thread's page cache small while a long scan of the audit log runs."""
+        return _scan_cache(self._conn, self._local, self._cache_kib)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
