@@ -13,7 +13,7 @@ lock: two processes can never take the same one.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, overload
 
@@ -453,19 +453,7 @@ class AuditLog:
         Raises:
             AuditIntegrityError: an entry is missing or no longer matches its stored hash.
         """
-        # Allocated once at its final size: growing it would briefly need twice the memory.
-        out = bytearray(size * merkle.HASH_BYTES)
-        expected = 0
-        for row in self._backend.audit_rows(0, size):
-            leaf = merkle.leaf_hash(row.entry)
-            if row.seq != expected or leaf != row.leaf_hash:
-                raise AuditIntegrityError(f"audit entry {expected} is missing or was changed")
-            start = expected * merkle.HASH_BYTES
-            out[start : start + merkle.HASH_BYTES] = leaf
-            expected += 1
-        if expected != size:
-            raise AuditIntegrityError(f"audit entry {expected} is missing")
-        return LeafHashes(out)
+        return _rehashed(self._backend.audit_rows(0, size), size)
 
     def size(self) -> int:
         """Number of entries in the log."""
@@ -512,36 +500,16 @@ class AuditLog:
     def subject_entries(self, pseudonym: str) -> Iterator[dict[str, Any]]:
         """Decoded entries about one owner, in log order, read through the index by owner.
 
-        The index gives the entries' sequence numbers and each entry is read by its key, so
-        the cost follows the owner's entries, not the log's size. Every entry read is checked:
-        its bytes hash to its stored leaf hash, and it is the entry of that sequence number
-        about this owner (an index row cannot bring in someone else's entry). That the index
-        lists every entry about the owner is what ``ownervault check --deep`` proves.
+        The cost follows the owner's entries, not the log's size; every entry read is checked
+        (:func:`_indexed_entries`). That the index lists every entry about the owner is what
+        ``ownervault check --deep`` proves.
 
         Raises:
             AuditIntegrityError: an index row names an entry that is missing, changed, or not
                 about this owner.
         """
         self.flush()
-        for row in self._backend.audit_rows_of_subject(pseudonym):
-            if merkle.leaf_hash(row.entry) != row.leaf_hash:
-                raise AuditIntegrityError(
-                    f"audit entry {row.seq}, listed in the index by owner, is missing or does "
-                    "not match its hash"
-                )
-            try:
-                entry = json.loads(row.entry)
-            except ValueError:
-                raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
-            if (
-                not isinstance(entry, dict)
-                or entry.get("seq") != row.seq
-                or entry.get("subject") != pseudonym
-            ):
-                raise AuditIntegrityError(
-                    f"the index by owner lists audit entry {row.seq}, which is not about that owner"
-                )
-            yield entry
+        return _indexed_entries(self._backend, pseudonym)
 
     def verify(
         self, *, report: bool = True, progress: Callable[[int, int], None] | None = None
@@ -614,3 +582,48 @@ def _checked_leaf(row: AuditRow, expected: int) -> bytes:
     if decoded.get("seq") != row.seq or canonical != row.entry:
         raise AuditIntegrityError(f"audit entry {row.seq} is not in canonical form")
     return leaf
+
+
+def _indexed_entries(backend: Backend, pseudonym: str) -> Iterator[dict[str, Any]]:
+    """The entries the index by owner lists for ``pseudonym``, each checked as it is read.
+
+    The index gives the entries' sequence numbers and each entry is read by its key. An entry
+    must hash to its stored leaf hash and be the entry of that sequence number about this
+    owner, so an index row cannot bring in someone else's entry.
+    """
+    for row in backend.audit_rows_of_subject(pseudonym):
+        if merkle.leaf_hash(row.entry) != row.leaf_hash:
+            raise AuditIntegrityError(
+                f"audit entry {row.seq}, listed in the index by owner, is missing or does "
+                "not match its hash"
+            )
+        try:
+            entry = json.loads(row.entry)
+        except ValueError:
+            raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
+        if (
+            not isinstance(entry, dict)
+            or entry.get("seq") != row.seq
+            or entry.get("subject") != pseudonym
+        ):
+            raise AuditIntegrityError(
+                f"the index by owner lists audit entry {row.seq}, which is not about that owner"
+            )
+        yield entry
+
+
+def _rehashed(rows: Iterable[AuditRow], size: int) -> LeafHashes:
+    """The leaf hashes of ``rows`` (entries 0 to ``size`` - 1, in order), recomputed."""
+    # Allocated once at its final size: growing it would briefly need twice the memory.
+    out = bytearray(size * merkle.HASH_BYTES)
+    expected = 0
+    for row in rows:
+        leaf = merkle.leaf_hash(row.entry)
+        if row.seq != expected or leaf != row.leaf_hash:
+            raise AuditIntegrityError(f"audit entry {expected} is missing or was changed")
+        start = expected * merkle.HASH_BYTES
+        out[start : start + merkle.HASH_BYTES] = leaf
+        expected += 1
+    if expected != size:
+        raise AuditIntegrityError(f"audit entry {expected} is missing")
+    return LeafHashes(out)

@@ -20,6 +20,7 @@ from .schema import VAULT_TABLES
 __all__ = [
     "TABLES",
     "AssessmentRow",
+    "AuditIndexStore",
     "AuditRow",
     "Backend",
     "DatabaseProblem",
@@ -329,6 +330,23 @@ class AssessmentStore(Protocol):
         ...
 
 
+class AuditIndexStore(Protocol):
+    """The audit log's index by owner (``audit_subjects``), written with each entry."""
+
+    def audit_rows_of_subject(self, pseudonym: str) -> Iterator[AuditRow]:
+        """The audit rows the index by owner lists for ``pseudonym``, in log order (an index
+        row whose entry is missing comes back with empty entry bytes and leaf hash)."""
+        ...
+
+    def audit_subject_index(self) -> Iterator[tuple[str, int]]:
+        """Every (pseudonym, seq) row of the audit log's index by owner, in key order."""
+        ...
+
+    def backfill_audit_subjects(self) -> int:
+        """Fill the index by owner from the stored entries; returns the rows added."""
+        ...
+
+
 class Transactions(Protocol):
     """A backend's transactions.
 
@@ -356,7 +374,7 @@ class Transactions(Protocol):
         ...
 
 
-class Backend(Transactions, RecipientNoticeStore, AssessmentStore, Protocol):
+class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentStore, Protocol):
     """Storage operations used by :class:`ownervault.Vault` (and :class:`Transactions`)."""
 
     def close(self) -> None:
@@ -544,19 +562,6 @@ class Backend(Transactions, RecipientNoticeStore, AssessmentStore, Protocol):
 
     def audit_entries_containing(self, fragments: Sequence[bytes]) -> Iterator[bytes]:
         """Stored entry bytes that contain every one of ``fragments``, in log order."""
-        ...
-
-    def audit_rows_of_subject(self, pseudonym: str) -> Iterator[AuditRow]:
-        """The audit rows the index by owner lists for ``pseudonym``, in log order (an index
-        row whose entry is missing comes back with empty entry bytes and leaf hash)."""
-        ...
-
-    def audit_subject_index(self) -> Iterator[tuple[str, int]]:
-        """Every (pseudonym, seq) row of the audit log's index by owner, in key order."""
-        ...
-
-    def backfill_audit_subjects(self) -> int:
-        """Fill the index by owner from the stored entries; returns the rows added."""
         ...
 
     def leaf_hashes(self, size: int) -> bytearray:
