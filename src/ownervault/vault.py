@@ -26,9 +26,10 @@ from typing import Any, Literal, Self
 from .audit import AuditLog
 from .audit.anchor import CheckpointSink
 from .audit.bundle import BundleSummary
+from .audit.log import MAX_MERGE_DELAY
 from .authn import Authenticator
 from .breach import IncidentManager, attach, incident_manager
-from .exceptions import VaultError
+from .exceptions import ValidationError, VaultError
 from .handover import Handover
 from .kernel import (
     CheckReport,
@@ -94,6 +95,8 @@ class Vault(Sessions):
         #: Verifies the credentials given to :meth:`session_for_token` (``docs/authentication.md``).
         self.authenticator: Authenticator | None = None
         attach(kernel)
+        # On PostgreSQL, the audit queue is integrated in the background from now on.
+        kernel.start_sequencer()
 
     def __repr__(self) -> str:
         state = "closed" if self._kernel.closed else "open"
@@ -172,10 +175,14 @@ class Vault(Sessions):
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         key_cache_size: int = 10_000,
         checkpoint_sink: CheckpointSink | None = None,
+        max_merge_delay: float = MAX_MERGE_DELAY,
     ) -> Vault:
         """Open an existing vault (a directory or a ``postgresql://`` URL).
 
         ``checkpoint_sink`` is as for :meth:`create`: give the same sink every time.
+        ``max_merge_delay`` (PostgreSQL): the longest, in seconds, an audit entry of a
+        concurrent transaction should wait in the queue; the background sequencer integrates
+        the queue four times as often, and ``check`` reports entries that waited longer.
 
         Raises:
             VaultNotFoundError: no vault header at ``path``.
@@ -193,6 +200,10 @@ class Vault(Sessions):
             key_cache_size=key_cache_size,
             sink=checkpoint_sink,
         )
+        if not max_merge_delay > 0:
+            kernel.close()
+            raise ValidationError("max_merge_delay must be a positive number of seconds")
+        kernel.audit.max_merge_delay = max_merge_delay
         vault = cls._adopt(kernel)
         kernel.record_policy_load()
         return vault
@@ -331,6 +342,16 @@ class Vault(Sessions):
     def audit(self) -> AuditLog:
         """The vault's audit log."""
         return self._kernel.audit
+
+    def integrate(self) -> int:
+        """Integrate the audit entries queued so far into the Merkle log; return how many.
+
+        On PostgreSQL, concurrent transactions queue their entries and a background thread of
+        every open vault integrates them within ``vault.audit.max_merge_delay`` seconds (1 by
+        default); this does it now. Always 0 on an embedded vault, whose log has no queue.
+        """
+        self._kernel.check_open()
+        return self._kernel.audit.integrate()
 
     @property
     def locked_by(self) -> str | None:

@@ -8,11 +8,23 @@ appear by pseudonym, fields by name. Entries are hashed exactly as stored
 (``leaf = SHA-256(0x00 || entry)``) and the log keeps its Merkle frontier in the same
 transaction, so appending costs O(log n) and sequence numbers are assigned under the write
 lock: two processes can never take the same one.
+
+On PostgreSQL, concurrent transactions (the data path: records created, audited reads, sessions
+opened and closed) do not take the write lock. Each queues its entries (canonical JSON with
+their time, without ``seq``) in the ``audit_queue`` table in its own transaction, and the
+sequencer (:meth:`AuditLog.integrate`, run by a background thread of every open vault and by
+anyone who asks) takes them in batches, one integrator at a time: it gives them gap-free
+sequence numbers, hashes them as they are finally stored, extends the frontier, writes them to
+the log, deletes them from the queue and runs the breach detectors on them, all in one
+transaction per batch (the Trillian/Tessera model). An administrative transaction that appends
+integrates the queue first and appends after it, in its own transaction, so the position it is
+given (an erasure or deletion receipt's) is final when it returns.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, overload
@@ -20,7 +32,7 @@ from typing import Any, Final, overload
 import attrs
 
 from ..exceptions import AuditIntegrityError, IntegrityError, ValidationError
-from ..storage.base import AuditRow, Backend
+from ..storage.base import AuditRow, Backend, ConcurrentWriters
 from . import checkpoint as _checkpoint
 from . import merkle
 from .anchor import AnchoredCheckpoint, Anchors
@@ -29,6 +41,8 @@ from .deferred import DEFER_SECONDS, DeferredEntries
 __all__ = [
     "DEFER_SECONDS",
     "ENTRY_VERSION",
+    "INTEGRATE_BATCH",
+    "MAX_MERGE_DELAY",
     "PROGRESS_EVERY",
     "AuditEntry",
     "AuditLog",
@@ -42,6 +56,12 @@ ENTRY_VERSION: Final = 1
 
 #: How many entries long checks and exports handle between two progress reports.
 PROGRESS_EVERY: Final = 4096
+
+#: How many queued entries the sequencer integrates in one transaction.
+INTEGRATE_BATCH: Final = 1000
+
+#: The longest an entry should wait in the queue before it is integrated, in seconds.
+MAX_MERGE_DELAY: Final = 1.0
 
 
 def format_time(moment: datetime) -> str:
@@ -188,6 +208,14 @@ class AuditLog:
         self.appended = 0
         #: Entries waiting to ride along with the next commit (:meth:`defer`).
         self.waiting: DeferredEntries[AuditEntry] = DeferredEntries(backend, self.flush)
+        #: The backend's queue when concurrent transactions queue their entries (PostgreSQL).
+        self.queue: ConcurrentWriters | None = (
+            backend if isinstance(backend, ConcurrentWriters) else None
+        )
+        #: The longest a queued entry should wait to be integrated (seconds).
+        self.max_merge_delay = MAX_MERGE_DELAY
+        # Whether this thread is integrating a batch (holds the sequencer's lock).
+        self._integrating = threading.local()
 
     def __repr__(self) -> str:
         return "<AuditLog>"
@@ -203,11 +231,16 @@ class AuditLog:
     def flush(self) -> int:
         """Commit the deferred entries now, in their own transaction; return how many.
 
-        Inside a transaction of this thread nothing is done: its next append carries them.
+        Inside a transaction of this thread nothing is done: its next append carries them. On
+        PostgreSQL it is a concurrent transaction: the entries go to the queue.
         """
         if not self.waiting.pending or self._backend.transaction_depth:
             return 0
-        with self._backend.atomic():
+        with self._backend.atomic(concurrent=True):
+            if self.queue is not None and self.queue.audit_queued():
+                pending = self.waiting.pending
+                self._append_rows([], "")
+                return pending
             before = self._backend.audit_state()[0]
             return self._append_rows([], "") - before
 
@@ -216,11 +249,30 @@ class AuditLog:
     def append(self, entries: Sequence[AuditEntry], *, now: datetime) -> int:
         """Append entries (call inside ``backend.atomic()``); returns the new log size.
 
-        Deferred entries (:meth:`defer`) go first, in the same transaction.
+        Deferred entries (:meth:`defer`) go first, in the same transaction. In a concurrent
+        transaction (PostgreSQL) the entries are queued instead, durable with the transaction,
+        and 0 is returned: the sequencer gives them their positions. In any other transaction
+        on PostgreSQL, the entries queued before are integrated first.
         """
         return self._append_rows(entries, format_time(now) if entries else "")
 
     def _append_rows(self, entries: Sequence[AuditEntry], time: str) -> int:
+        queue = self.queue
+        if queue is not None and not getattr(self._integrating, "active", False):
+            # (An observer of a batch being integrated appends right after that batch.)
+            if queue.audit_queued():
+                timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
+                if timed:
+                    queue.enqueue_audit([_queued(entry, at) for entry, at in timed])
+                return 0
+            queue.lock_sequencer(wait=True)
+            while self._integrate_batch(queue, INTEGRATE_BATCH) == INTEGRATE_BATCH:
+                pass
+        timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
+        return self._sequence([entry.to_json(seq=0, time=at) for entry, at in timed])
+
+    def _sequence(self, objs: list[dict[str, Any]]) -> int:
+        """Give entry objects the next sequence numbers and append them with the frontier."""
         size, state = self._backend.audit_state()
         cached = self._frontier_cache
         if cached is not None and cached[0] == state:
@@ -229,18 +281,15 @@ class AuditLog:
             frontier = merkle.Frontier.from_bytes(state)
         if frontier.size != size:
             raise AuditIntegrityError("the stored Merkle frontier does not match the log size")
-        timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
-        if not timed:
+        if not objs:
             return size
         rows: list[AuditRow] = []
-        decoded: list[dict[str, Any]] = []
-        for offset, (entry, time) in enumerate(timed):
-            obj = entry.to_json(seq=size + offset, time=time)
+        for offset, obj in enumerate(objs):
+            obj["seq"] = size + offset
             raw = canonical_json(obj, checked=True)
             leaf = merkle.leaf_hash(raw)
             frontier = frontier.append(leaf)
-            rows.append(AuditRow(size + offset, raw, leaf, entry.subject))
-            decoded.append(obj)
+            rows.append(AuditRow(size + offset, raw, leaf, obj.get("subject")))
         new_state = frontier.to_bytes()
         self._backend.append_audit(rows, new_state)
         # Only trusted once the transaction commits; a rollback leaves a stale key that simply
@@ -250,8 +299,64 @@ class AuditLog:
         for observer in self.observers:
             # Observers (breach detectors) run inside the same transaction, so whatever they
             # record commits or rolls back together with the entries they saw.
-            observer(decoded)
+            observer(objs)
         return frontier.size
+
+    def _integrate_batch(self, queue: ConcurrentWriters, limit: int) -> int:
+        """Integrate up to ``limit`` queued entries (under the sequencer's lock); how many."""
+        raws = queue.take_queued_audit(limit)
+        if not raws:
+            return 0
+        objs: list[dict[str, Any]] = []
+        for raw in raws:
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict) or "seq" in obj or canonical_json(obj) != raw:
+                error = AuditIntegrityError("a queued audit entry was changed")
+                self.report_failure(error)
+                raise error
+            objs.append(obj)
+        self._sequence(objs)
+        return len(raws)
+
+    def integrate(self, *, wait: bool = True) -> int:
+        """Integrate every entry queued so far into the log, a batch per transaction.
+
+        ``wait=False`` returns at once (0) when another integrator is at work. Each batch is
+        one transaction: its entries are sequenced, written, removed from the queue and seen by
+        the observers together, or not at all. Returns how many entries were integrated (0 on
+        a backend without a queue).
+
+        Raises:
+            AuditIntegrityError: a queued entry was changed (the failure observers are told).
+        """
+        queue = self.queue
+        if queue is None:
+            return 0
+        total = 0
+        while True:
+            with self._backend.atomic(concurrent=True):
+                if not queue.lock_sequencer(wait=wait):
+                    return total
+                self._integrating.active = True
+                try:
+                    done = self._integrate_batch(queue, INTEGRATE_BATCH)
+                finally:
+                    self._integrating.active = False
+            total += done
+            if done < INTEGRATE_BATCH:
+                return total
+
+    def queue_lag(self) -> tuple[int, int, float]:
+        """(entries queued, those waiting longer than :attr:`max_merge_delay`, oldest's age).
+
+        Always (0, 0, 0.0) on a backend without a queue.
+        """
+        if self.queue is None:
+            return 0, 0, 0.0
+        return self.queue.audit_queue_lag(self.max_merge_delay)
 
     def report_failure(self, error: IntegrityError) -> None:
         """Tell every failure observer of an integrity failure (outside any transaction)."""
@@ -273,7 +378,7 @@ class AuditLog:
             AuditIntegrityError: the stored log disagrees with itself or with the last
                 checkpoint (the failure observers are told first).
         """
-        self.flush()
+        self.settle()  # (on PostgreSQL the checkpoint covers what was queued before it, too)
         try:
             anchored = self.anchors.latest() if self.anchors is not None else None
             note, size, state = self._sign_checkpoint(
@@ -455,29 +560,39 @@ class AuditLog:
         """
         return _rehashed(self._backend.audit_rows(0, size), size)
 
-    def size(self) -> int:
-        """Number of entries in the log."""
+    def settle(self) -> None:
+        """Commit the deferred entries (:meth:`flush`) and integrate what is queued
+        (PostgreSQL), unless in a concurrent or read-only transaction or on a read-only vault:
+        there the log is read as integrated so far."""
         self.flush()
+        if self.queue is not None and self.queue.may_integrate():
+            self.integrate()
+
+    def size(self) -> int:
+        """Number of entries in the log (queued ones integrated first, see :meth:`settle`)."""
+        self.settle()
         return self._backend.audit_state()[0]
 
     def root(self) -> bytes:
-        """Merkle root of the whole log, from the stored frontier."""
-        self.flush()
+        """Merkle root of the whole log, from the stored frontier (after :meth:`settle`)."""
+        self.settle()
         return merkle.Frontier.from_bytes(self._backend.audit_state()[1]).root()
 
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
-        """Stored rows (sequence number, exact entry bytes, leaf hash) in order."""
-        self.flush()
+        """Stored rows (sequence number, exact entry bytes, leaf hash) in order (after
+        :meth:`settle`)."""
+        self.settle()
         return self._backend.audit_rows(start, stop)
 
     def entries(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
-        """Decoded entries in order."""
-        self.flush()
-        for row in self._backend.audit_rows(start, stop):
-            yield json.loads(row.entry)
+        """Decoded entries in order (after :meth:`settle`)."""
+        self.settle()
+        return (json.loads(row.entry) for row in self._backend.audit_rows(start, stop))
 
     def entries_where(self, **fields: str) -> Iterator[dict[str, Any]]:
         """Decoded entries whose top-level ``fields`` have exactly these values, in order.
+
+        Entries still queued are integrated first (:meth:`settle`).
 
         With ``subject``, the owner's entries are read through the audit log's index by owner
         (:meth:`subject_entries`) and the other fields compared. Otherwise: entries are stored
@@ -485,7 +600,10 @@ class AuditLog:
         (:func:`field_fragment`); the database searches the stored bytes for it, so other
         entries never reach Python. Candidates are parsed and compared field by field.
         """
-        self.flush()
+        self.settle()
+        return self._entries_where(**fields)
+
+    def _entries_where(self, **fields: str) -> Iterator[dict[str, Any]]:
         if "subject" in fields:
             for entry in self.subject_entries(fields["subject"]):
                 if all(entry.get(key) == value for key, value in fields.items()):
@@ -508,7 +626,7 @@ class AuditLog:
             AuditIntegrityError: an index row names an entry that is missing, changed, or not
                 about this owner.
         """
-        self.flush()
+        self.settle()
         return _indexed_entries(self._backend, pseudonym)
 
     def verify(
@@ -517,7 +635,8 @@ class AuditLog:
         """Recompute every leaf hash and the root from the stored bytes; return the size.
 
         ``report=False`` verifies without telling the failure observers (``ownervault check``
-        reports what it finds itself and writes nothing). ``progress`` is told (entries
+        reports what it finds itself and writes nothing). Otherwise entries still queued
+        (PostgreSQL) are integrated first (:meth:`settle`). ``progress`` is told (entries
         checked, entries in all) every :data:`PROGRESS_EVERY` entries and at the end.
 
         Raises:
@@ -526,6 +645,8 @@ class AuditLog:
                 failure observers are told first, unless ``report`` is False).
         """
         self.flush()
+        if report:
+            self.settle()
         try:
             return self._verify_stored(progress)
         except AuditIntegrityError as error:
@@ -560,6 +681,13 @@ class AuditLog:
         if progress is not None and (expected == 0 or expected % PROGRESS_EVERY):
             progress(expected, expected)  # the loop reported a whole step already
         return expected
+
+
+def _queued(entry: AuditEntry, time: str) -> bytes:
+    """An entry as queued: its canonical JSON with its time and without a sequence number."""
+    obj = entry.to_json(seq=0, time=time)
+    del obj["seq"]
+    return canonical_json(obj, checked=True)
 
 
 def _checked_leaf(row: AuditRow, expected: int) -> bytes:

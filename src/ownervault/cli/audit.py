@@ -115,6 +115,17 @@ def audit_checkpoint(path: Path, key_file: Path | None) -> None:
         click.echo(vault.checkpoint(), nl=False)
 
 
+@audit.command("integrate")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@key_file_option
+@handle_errors
+def audit_integrate(path: Path, key_file: Path | None) -> None:
+    """Integrate the audit entries waiting in the queue (PostgreSQL) into the log now."""
+    with open_vault(path, key_file) as vault:
+        done = vault.integrate()
+        click.echo(f"integrated {done} queued audit entries; the log has {vault.audit.size()}")
+
+
 @audit.command("subject")
 @click.argument("path", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("subject_id")

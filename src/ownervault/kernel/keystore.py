@@ -37,10 +37,12 @@ from ..keys import (
 )
 from ..policy import ConsentRecord
 from ..storage import Backend, KeyRow, RecordRow, SubjectRow
+from ..storage.base import ConcurrentWriters
 from .binding import BOUND_META, Binder, Fact
 
 __all__ = [
     "AUTO_ROTATE_AT",
+    "KEK_RESERVE_BLOCK",
     "SUBJECT_ID_FIELD",
     "KeyStore",
     "fresh_subject_keys",
@@ -52,6 +54,8 @@ __all__ = [
 
 #: Share of a key's invocation limit at which it is rotated automatically.
 AUTO_ROTATE_AT: Final = 0.9
+#: KEK uses a process counts ahead at once for its concurrent writers (PostgreSQL).
+KEK_RESERVE_BLOCK: Final = 1024
 #: The field every record carries (always sealed); its token is the subject lookup.
 SUBJECT_ID_FIELD: Final = "subject_id"
 
@@ -148,6 +152,9 @@ class KeyStore:
         self.cache = KeyCache(cache_size)
         self._rotate_kek = rotate_kek
         self._lock = threading.RLock()
+        #: KEK uses counted ahead and not made yet, by key id (see :meth:`_reserve_kek`).
+        self._reserved: dict[bytes, int] = {}
+        self._reserved_lock = threading.Lock()
         self._keks: dict[bytes, crypto.SecretKey] = {}
         self._kek_states: dict[bytes, KeyState] = {}
         self._index: crypto.IndexKey | None = None
@@ -357,6 +364,29 @@ class KeyStore:
         if not self.backend.reserve_invocations(key_id, count):
             raise KeyExhaustedError(f"key {key_id.hex()} reached its invocation limit; rotate it")
 
+    def _reserve_kek(self, key_id: bytes, count: int) -> None:
+        """Count ``count`` uses of a KEK; concurrent writers (PostgreSQL) count them ahead.
+
+        In a concurrent transaction the uses come from a block of :data:`KEK_RESERVE_BLOCK`
+        this process counted in a transaction of its own, so writers of new owners never wait
+        on the KEK's row. The counter stays an upper bound of the uses made (uses counted but
+        never made only bring the limit nearer). Near the limit, the uses are counted exactly,
+        in the caller's transaction.
+        """
+        backend = self.backend
+        if not isinstance(backend, ConcurrentWriters) or not backend.audit_queued():
+            self.reserve(key_id, count)
+            return
+        with self._reserved_lock:
+            left = self._reserved.get(key_id, 0)
+            if left < count:
+                block = max(count, KEK_RESERVE_BLOCK)
+                if not backend.reserve_invocations_apart(key_id, block):
+                    self.reserve(key_id, count)
+                    return
+                left += block
+            self._reserved[key_id] = left - count
+
     # ------------------------------------------------------------------ subjects
 
     def subject_ref(self, subject_id: str) -> bytes:
@@ -429,7 +459,7 @@ class KeyStore:
             # write ever fails for it; the old KEK's subject keys are rewrapped by a job.
             self._rotate_kek()
             kek = self.active_kek()
-        self.reserve(kek.key_id, count)
+        self._reserve_kek(kek.key_id, count)
         counts = list(uses) if uses is not None else [0] * count
         if any(n > self.max_invocations for n in counts):
             raise KeyExhaustedError("a write needs more encryptions than one key may make")

@@ -9,12 +9,21 @@ before it calls in and decrypts after the rows come back.
 Concurrency: each thread gets its own connection (in autocommit mode, so a plain read is one
 statement and one snapshot). Every outermost :meth:`PostgresBackend.atomic` begins a
 transaction and takes ``pg_advisory_xact_lock`` on one constant key before anything else, so
-write transactions (and audited reads, which also run inside ``atomic()``) are serialised
-across threads, processes and hosts exactly as SQLite's ``BEGIN IMMEDIATE`` serialises them on
-one machine: audit sequence numbers are assigned under that lock and the Merkle log stays one
-linear sequence. Nested ``atomic()`` calls are savepoints. The lock is released at commit or
-rollback, and a wait longer than ``lock_timeout`` raises :class:`StorageError` like SQLite's
-busy timeout does.
+administrative transactions (erasure, deletion, keys, grants, incidents, jobs, rights
+requests) are serialised across threads, processes and hosts exactly as SQLite's ``BEGIN
+IMMEDIATE`` serialises them on one machine. The data path (creating owners' records, audited
+reads and searches, session open and close) runs in ``atomic(concurrent=True)``: the same key
+is taken in *shared* mode, so those transactions run side by side and only wait for an
+administrative one. They do not append to the Merkle log themselves: their entries go to the
+``audit_queue`` table in their own transaction, and the sequencer (:mod:`ownervault.audit.log`)
+gives them their sequence numbers in batches, one integrator at a time (a second advisory key,
+taken after the first). Two concurrent writers of one owner are kept apart by a per-owner
+advisory key (:meth:`PostgresBackend.lock_subjects`); a key's use counter is reserved in blocks
+outside the transaction (:meth:`PostgresBackend.reserve_invocations_apart`), so new owners'
+writes do not queue on the key-encryption key's row. Nested ``atomic()`` calls are savepoints;
+an administrative one inside a concurrent transaction takes the key exclusively from then on.
+Locks are released at commit or rollback, and a wait longer than ``lock_timeout`` raises
+:class:`StorageError` like SQLite's busy timeout does.
 
 This module holds the connections, transactions, schema migrations and bulk copy; the
 statements the backend runs are those of :mod:`.sql` and, where the PostgreSQL dialect differs,
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,10 +57,18 @@ from .schema import (
     postgres_upgrade,
 )
 
-__all__ = ["LOCK_KEY", "SCHEMA_VERSION", "PostgresBackend"]
+__all__ = ["LOCK_KEY", "SCHEMA_VERSION", "SEQUENCER_KEY", "PostgresBackend"]
 
-#: The advisory lock every outermost transaction takes (``"ownvault"`` as a big-endian int64).
+#: The advisory lock every outermost transaction takes (``"ownvault"`` as a big-endian int64):
+#: exclusively, or shared by concurrent (data-path) transactions.
 LOCK_KEY: Final = int.from_bytes(b"ownvault", "big")
+#: The advisory lock the one integrator of the audit queue holds for its batch transaction
+#: (``"ovseqncr"``); always taken after :data:`LOCK_KEY`, never before it.
+SEQUENCER_KEY: Final = int.from_bytes(b"ovseqncr", "big")
+#: The first key of the two-key advisory locks that keep concurrent writers of one owner apart.
+_SUBJECT_SPACE: Final = int.from_bytes(b"ovsb", "big")
+#: The database's statement time in microseconds since the epoch.
+_NOW_US: Final = "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint"
 
 #: A new database gets the whole schema at once (text collated "C", compared byte-wise); an
 #: older one, each later version's step.
@@ -82,6 +100,8 @@ def _pg_sql(sql: str) -> str:
 
 #: Begin a transaction and take the vault's write lock (two statements, one round trip).
 _BEGIN_LOCKED: Final = f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_KEY})"
+#: Begin a concurrent transaction: the write lock in shared mode.
+_BEGIN_SHARED: Final = f"BEGIN; SELECT pg_advisory_xact_lock_shared({LOCK_KEY})"
 #: A read-only transaction that sees one snapshot of the database from its first statement.
 _BEGIN_SNAPSHOT: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 #: The catalogue of the schema the connection works in: (kind, name, disabled).
@@ -236,18 +256,34 @@ class PostgresBackend(PostgresQueries):
     # ------------------------------------------------------------------ transactions
 
     @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """Write transaction: ``BEGIN`` plus the vault's advisory lock, savepoints when nested."""
+    def atomic(self, *, concurrent: bool = False) -> Iterator[None]:
+        """Write transaction: ``BEGIN`` plus the vault's advisory lock, savepoints when nested.
+
+        ``concurrent=True`` takes the lock in shared mode: such transactions run side by side
+        (their audit entries are queued for the sequencer). A nested administrative
+        ``atomic()`` inside one takes the lock exclusively for the rest of the transaction.
+        """
         conn = self._conn
         depth: int = self._local.depth
+        shared: bool = getattr(self._local, "shared", False)
         if depth == 0:
             try:
                 # One round trip: the lock is the transaction's first statement.
-                _translate(lambda: conn.execute(_BEGIN_LOCKED))
+                _translate(lambda: conn.execute(_BEGIN_SHARED if concurrent else _BEGIN_LOCKED))
             except BaseException:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
                 raise
+            self._local.shared = concurrent
+            self._local.txn = os.urandom(16)
+            self._local.queued = 0
+        elif shared and not concurrent:
+            _translate(
+                lambda: conn.execute(
+                    f"SAVEPOINT sp{depth}; SELECT pg_advisory_xact_lock({LOCK_KEY})"
+                )
+            )
+            self._local.shared = False
         else:
             _translate(lambda: conn.execute(f"SAVEPOINT sp{depth}"))
         self._local.depth = depth + 1
@@ -255,6 +291,8 @@ class PostgresBackend(PostgresQueries):
             yield
         except BaseException:
             self._local.depth = depth
+            # A savepoint rolled back releases the exclusive lock it took.
+            self._local.shared = shared if depth else False
             with contextlib.suppress(psycopg.Error):
                 if depth == 0:
                     conn.execute("ROLLBACK")
@@ -265,6 +303,7 @@ class PostgresBackend(PostgresQueries):
             raise
         self._local.depth = depth
         if depth == 0:
+            self._local.shared = False
             try:
                 _translate(lambda: conn.execute("COMMIT"))
             except BaseException:
@@ -276,6 +315,105 @@ class PostgresBackend(PostgresQueries):
         if depth == 0:
             for hook in list(self.after_commit):
                 hook()
+
+    # ------------------------------------------------------------------ concurrent writers
+
+    def audit_queued(self) -> bool:
+        """Whether audit entries appended now go to the queue (a concurrent transaction)."""
+        return bool(self._local.__dict__.get("depth")) and bool(self._local.__dict__.get("shared"))
+
+    def may_integrate(self) -> bool:
+        """Whether the queue may be integrated now: writable, and outside any transaction or
+        in an administrative one (not in a concurrent or read-only snapshot transaction)."""
+        state = self._local.__dict__
+        if self.read_only or state.get("snapshot"):
+            return False
+        return not state.get("depth") or not state.get("shared")
+
+    def enqueue_audit(self, entries: Sequence[bytes]) -> None:
+        """Queue entries (canonical JSON without ``seq``) in the current transaction, in order."""
+        first: int = self._local.queued
+        txn: bytes = self._local.txn
+        self._local.queued = first + len(entries)
+        for at in range(0, len(entries), ROWS_PER_INSERT):
+            chunk = entries[at : at + ROWS_PER_INSERT]
+            values = ", ".join([f"(?, ?, {_NOW_US}, ?)"] * len(chunk))
+            params: list[Any] = []
+            for n, entry in enumerate(chunk, start=first + at):
+                params += [txn, n, entry]
+            self._execute(
+                f"INSERT INTO audit_queue (txn, pos, queued_us, entry) VALUES {values}", params
+            )
+
+    def lock_sequencer(self, *, wait: bool) -> bool:
+        """Take the integrator's lock for the current transaction (False: another holds it)."""
+        if wait:
+            self._execute(f"SELECT pg_advisory_xact_lock({SEQUENCER_KEY})")
+            return True
+        row = self._execute(f"SELECT pg_try_advisory_xact_lock({SEQUENCER_KEY})").fetchone()
+        return bool(row and row[0])
+
+    def take_queued_audit(self, limit: int) -> list[bytes]:
+        """Remove up to ``limit`` queued entries, oldest first, and return them in that order.
+
+        Call under :meth:`lock_sequencer`: the rows come back if the transaction rolls back.
+        """
+        rows = self._execute(
+            "WITH batch AS (SELECT txn, pos FROM audit_queue "
+            "ORDER BY queued_us, txn, pos LIMIT ?) "
+            "DELETE FROM audit_queue AS q USING batch AS b "
+            "WHERE q.txn = b.txn AND q.pos = b.pos RETURNING q.queued_us, q.txn, q.pos, q.entry",
+            (limit,),
+        ).fetchall()
+        rows.sort(key=lambda r: (int(r[0]), bytes(r[1]), int(r[2])))
+        return [bytes(r[3]) for r in rows]
+
+    def audit_queue_lag(self, older_than: float) -> tuple[int, int, float]:
+        """(entries queued, those queued more than ``older_than`` seconds ago, oldest's age)."""
+        row = self._execute(
+            f"SELECT count(*), count(*) FILTER (WHERE queued_us < {_NOW_US} - ?), "
+            f"coalesce({_NOW_US} - min(queued_us), 0) FROM audit_queue",
+            (int(older_than * 1_000_000),),
+        ).fetchone()
+        if row is None:
+            return 0, 0, 0.0
+        return int(row[0]), int(row[1]), int(row[2]) / 1_000_000
+
+    def lock_subjects(self, subject_refs: Sequence[bytes]) -> None:
+        """In a concurrent transaction, wait until no other one writes these owners.
+
+        One advisory key per owner (from the lookup token), taken in a fixed order; an
+        administrative transaction holds the whole vault already.
+        """
+        if not self.audit_queued():
+            return
+        keys = sorted({int.from_bytes(ref[:4], "big", signed=True) for ref in subject_refs})
+        for key in keys:
+            self._execute(f"SELECT pg_advisory_xact_lock({_SUBJECT_SPACE}, ?)", (key,))
+
+    def reserve_invocations_apart(self, key_id: bytes, count: int) -> bool:
+        """Count ``count`` uses of a key in a transaction of its own (committed at once).
+
+        Reserving ahead is never unsafe: uses counted but not made only bring the limit
+        nearer. False when the key would pass its limit.
+        """
+        conn: psycopg.Connection[Any] | None = self._local.__dict__.get("apart")
+        if conn is None or conn.closed:
+            conn = self._connect()
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    raise VaultClosedError("the vault is closed")
+                self._connections.append(conn)
+            self._local.apart = conn
+        cur = _translate(
+            lambda: conn.execute(
+                "UPDATE keys SET invocations = invocations + %s "
+                "WHERE key_id = %s AND invocations + %s <= max_invocations",
+                (count, key_id, count),
+            )
+        )
+        return cur.rowcount == 1
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -289,10 +427,12 @@ class PostgresBackend(PostgresQueries):
             return
         _translate(lambda: conn.execute(_BEGIN_SNAPSHOT))
         self._local.depth = 1
+        self._local.snapshot = True
         try:
             yield
         finally:
             self._local.depth = 0
+            self._local.snapshot = False
             with contextlib.suppress(psycopg.Error):
                 conn.execute("ROLLBACK")
 
