@@ -253,3 +253,34 @@ def test_receipts_get_final_positions(tmp_path: Path, pg_database: str) -> None:
         assert entry["action"] == "erase" and entry["subject"] == result.pseudonym
         creates = [e["seq"] for e in vault.audit.entries() if e["action"] == "create"]
         assert len(creates) == 5 and max(creates) < seq
+
+
+def test_two_writers_of_one_new_owner_make_one_owner(tmp_path: Path, pg_database: str) -> None:
+    """Concurrent puts for the same new owner: the second waits and adds to the first's owner."""
+    key = _make(tmp_path, pg_database)
+    with Vault.open(pg_database, key=key, clock=FrozenClock()) as vault:
+        sessions = [vault.session(CLERK, "owner_registration") for _ in range(4)]
+        barrier = threading.Barrier(len(sessions))
+        errors: list[str] = []
+
+        def put(n: int) -> None:
+            try:
+                barrier.wait(timeout=30)
+                sessions[n].put(OwnerProfile(subject_id="same-owner", name=f"周杰{n}"))
+            except BaseException:
+                errors.append(traceback.format_exc())
+
+        threads = [threading.Thread(target=put, args=(n,)) for n in range(len(sessions))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        for session in sessions:
+            session.close()
+        with psycopg.connect(pg_database) as conn:
+            row = conn.execute("SELECT count(*), count(DISTINCT pseudonym) FROM records").fetchone()
+            assert row == (4, 1)
+            subjects = conn.execute("SELECT count(*) FROM subjects").fetchone()
+            assert subjects == (1,)
+        assert vault.audit.verify() == vault.audit.size()
