@@ -167,6 +167,7 @@ def test_a_killed_integrator_loses_nothing(tmp_path: Path, pg_database: str) -> 
                 ids = [
                     session.put(OwnerProfile(subject_id=f"k-{n}", name="张伟")) for n in range(30)
                 ]
+            vault.audit.flush()  # the session's end, deferred, goes to the queue too
             queued = _queued(pg_database)
             assert queued == 32  # open, 30 creates, close
             go.set()
@@ -193,6 +194,7 @@ def test_check_reports_entries_waiting_past_the_merge_delay(
     with Vault.open(pg_database, key=key, max_merge_delay=IDLE) as vault:
         with vault.session(CLERK, "owner_registration") as session:
             session.put(OwnerProfile(subject_id="late-1", name="刘洋"))
+        vault.audit.flush()  # the session's end, deferred, goes to the queue too
         vault.audit.max_merge_delay = 0.2
         time.sleep(0.5)
         report = vault.check()

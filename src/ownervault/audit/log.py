@@ -349,6 +349,13 @@ class AuditLog:
             if done < INTEGRATE_BATCH:
                 return total
 
+    def queued(self) -> list[dict[str, Any]]:
+        """The entries waiting in the queue (PostgreSQL), decoded, in the order they will be
+        integrated, without their sequence numbers; nothing is integrated or committed."""
+        if self.queue is None:
+            return []
+        return [json.loads(raw) for raw in self.queue.queued_audit()]
+
     def queue_lag(self) -> tuple[int, int, float]:
         """(entries queued, those waiting longer than :attr:`max_merge_delay`, oldest's age).
 

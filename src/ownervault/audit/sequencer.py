@@ -48,7 +48,8 @@ class Sequencer:
     def _run(self) -> None:
         while not self._stop.wait(max(0.01, self._audit.max_merge_delay / 4)):
             try:
-                self._audit.integrate(wait=False)
+                if self._audit.queued():  # (an empty queue costs one read, no transaction)
+                    self._audit.integrate(wait=False)
             except OwnerVaultError as exc:
                 # A changed entry was reported to the failure observers already; a storage
                 # failure is retried next round. Either way the entries stay queued.

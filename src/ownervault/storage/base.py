@@ -805,6 +805,10 @@ class ConcurrentWriters(Protocol):
         """Remove up to ``limit`` queued entries and return them, oldest first."""
         ...
 
+    def queued_audit(self) -> list[bytes]:
+        """Every queued entry, in the order the sequencer takes them (nothing is removed)."""
+        ...
+
     def audit_queue_lag(self, older_than: float) -> tuple[int, int, float]:
         """(entries queued, those queued over ``older_than`` seconds ago, oldest's age in s)."""
         ...

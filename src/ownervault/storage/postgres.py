@@ -368,6 +368,13 @@ class PostgresBackend(PostgresQueries):
         rows.sort(key=lambda r: (int(r[0]), bytes(r[1]), int(r[2])))
         return [bytes(r[3]) for r in rows]
 
+    def queued_audit(self) -> list[bytes]:
+        """Every queued entry, in the order the sequencer takes them (nothing is removed)."""
+        rows = self._execute(
+            "SELECT entry FROM audit_queue ORDER BY queued_us, txn, pos"
+        ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
     def audit_queue_lag(self, older_than: float) -> tuple[int, int, float]:
         """(entries queued, those queued more than ``older_than`` seconds ago, oldest's age)."""
         row = self._execute(
