@@ -9,16 +9,17 @@ appear by pseudonym, fields by name. Entries are hashed exactly as stored
 transaction, so appending costs O(log n) and sequence numbers are assigned under the write
 lock: two processes can never take the same one.
 
-On PostgreSQL, concurrent transactions (the data path: records created, audited reads, sessions
-opened and closed) do not take the write lock. Each queues its entries (canonical JSON with
-their time, without ``seq``) in the ``audit_queue`` table in its own transaction, and the
-sequencer (:meth:`AuditLog.integrate`, run by a background thread of every open vault and by
-anyone who asks) takes them in batches, one integrator at a time: it gives them gap-free
-sequence numbers, hashes them as they are finally stored, extends the frontier, writes them to
-the log, deletes them from the queue and runs the breach detectors on them, all in one
-transaction per batch (the Trillian/Tessera model). An administrative transaction that appends
-integrates the queue first and appends after it, in its own transaction, so the position it is
-given (an erasure or deletion receipt's) is final when it returns.
+On PostgreSQL, concurrent transactions (the data path: records created, audited reads,
+denials, deferred session entries) do not take the write lock. Each queues its entries
+(canonical JSON with their time, without ``seq``) in the ``audit_queue`` table in its own
+transaction, and the sequencer (:meth:`AuditLog.integrate`, run by a background thread of
+every open vault and by anyone who asks) takes them in batches, one integrator at a time: it
+gives them gap-free sequence numbers, hashes them as they are finally stored, extends the
+frontier, writes them to the log, deletes them from the queue and runs the breach detectors on
+them, all in one transaction per batch (the Trillian/Tessera model). An administrative
+transaction that appends integrates the queue first and appends after it, in its own
+transaction, so the position it is given (an erasure or deletion receipt's) is final when it
+returns.
 """
 
 from __future__ import annotations

@@ -370,7 +370,7 @@ class Transactions(Protocol):
         """A write transaction (nested calls are savepoints).
 
         ``concurrent=True`` marks a data-path transaction (records created, audited reads,
-        sessions opened and closed) that a server backend may run beside others of its kind
+        denials, deferred entries flushed) that a server backend may run beside others of its kind
         (:class:`ConcurrentWriters`); the embedded backend runs every one alone.
         """
         ...

@@ -12,8 +12,8 @@ transaction and takes ``pg_advisory_xact_lock`` on one constant key before anyth
 administrative transactions (erasure, deletion, keys, grants, incidents, jobs, rights
 requests) are serialised across threads, processes and hosts exactly as SQLite's ``BEGIN
 IMMEDIATE`` serialises them on one machine. The data path (creating owners' records, audited
-reads and searches, session open and close) runs in ``atomic(concurrent=True)``: the same key
-is taken in *shared* mode, so those transactions run side by side and only wait for an
+reads and searches, denials, deferred session entries) runs in ``atomic(concurrent=True)``:
+the same key is taken in *shared* mode, so those transactions run side by side and only wait for an
 administrative one. They do not append to the Merkle log themselves: their entries go to the
 ``audit_queue`` table in their own transaction, and the sequencer (:mod:`ownervault.audit.log`)
 gives them their sequence numbers in batches, one integrator at a time (a second advisory key,
