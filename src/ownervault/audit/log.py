@@ -265,6 +265,9 @@ class AuditLog:
                 timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
                 if timed:
                     queue.enqueue_audit([_queued(entry, at) for entry, at in timed])
+                    # What the log will hold once they are integrated, at least (automatic
+                    # anchoring counts new entries by it).
+                    self.appended += len(timed)
                 return 0
             queue.lock_sequencer(wait=True)
             while self._integrate_batch(queue, INTEGRATE_BATCH) == INTEGRATE_BATCH:
@@ -462,6 +465,8 @@ class AuditLog:
         """
         if self.anchors is None:
             return None
+        if self.queue is not None:
+            self.settle()  # what was queued before is anchored too
         try:
             anchored = self.anchors.latest()
             with self._backend.atomic():
