@@ -48,7 +48,7 @@ class Sequencer:
     def _run(self) -> None:
         while not self._stop.wait(max(0.01, self._audit.max_merge_delay / 4)):
             try:
-                if self._audit.queued():  # (an empty queue costs one read, no transaction)
+                if self._audit.queue_lag()[0]:  # (an empty queue costs one count, no write)
                     self._audit.integrate(wait=False)
             except OwnerVaultError as exc:
                 # A changed entry was reported to the failure observers already; a storage
