@@ -286,3 +286,25 @@ def test_two_writers_of_one_new_owner_make_one_owner(tmp_path: Path, pg_database
             subjects = conn.execute("SELECT count(*) FROM subjects").fetchone()
             assert subjects == (1,)
         assert vault.audit.verify() == vault.audit.size()
+
+
+def test_the_integrate_command(tmp_path: Path, pg_database: str) -> None:
+    """``ownervault audit integrate`` integrates what waits in the queue and says how much."""
+    from click.testing import CliRunner
+
+    from ownervault.cli import main
+
+    key = _make(tmp_path, pg_database)
+    with Vault.open(pg_database, key=key, max_merge_delay=IDLE) as vault:
+        with vault.session(CLERK, "owner_registration") as session:
+            session.put(OwnerProfile(subject_id="cli-1", name="吴昊"))
+        vault.audit.flush()
+        queued = _queued(pg_database)
+        assert queued >= 2
+        result = CliRunner().invoke(
+            main, ["audit", "integrate", pg_database, "--key-file", str(key.path)]
+        )
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("integrated ")
+        assert _queued(pg_database) == 0
+        assert vault.audit.verify() == vault.audit.size()
