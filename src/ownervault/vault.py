@@ -27,6 +27,7 @@ from .audit import AuditLog
 from .audit.anchor import CheckpointSink
 from .audit.bundle import BundleSummary
 from .audit.log import MAX_MERGE_DELAY
+from .audit.sequencer import Sequencer
 from .authn import Authenticator
 from .breach import IncidentManager, attach, incident_manager
 from .exceptions import ValidationError, VaultError
@@ -95,8 +96,7 @@ class Vault(Sessions):
         #: Verifies the credentials given to :meth:`session_for_token` (``docs/authentication.md``).
         self.authenticator: Authenticator | None = None
         attach(kernel)
-        # On PostgreSQL, the audit queue is integrated in the background from now on.
-        kernel.start_sequencer()
+        self._sequencer = Sequencer.start_for(kernel.audit)  # PostgreSQL: the audit queue
 
     def __repr__(self) -> str:
         state = "closed" if self._kernel.closed else "open"
@@ -180,9 +180,8 @@ class Vault(Sessions):
         """Open an existing vault (a directory or a ``postgresql://`` URL).
 
         ``checkpoint_sink`` is as for :meth:`create`: give the same sink every time.
-        ``max_merge_delay`` (PostgreSQL): the longest, in seconds, an audit entry of a
-        concurrent transaction should wait in the queue; the background sequencer integrates
-        the queue four times as often, and ``check`` reports entries that waited longer.
+        ``max_merge_delay``: on PostgreSQL, how long (s) a queued audit entry may wait to be
+        integrated (``docs/postgres.md``); ``check`` reports entries that waited longer.
 
         Raises:
             VaultNotFoundError: no vault header at ``path``.
@@ -292,6 +291,8 @@ class Vault(Sessions):
 
     def close(self) -> None:
         """Forget every key and close the database connections."""
+        if self._sequencer is not None and not self._kernel.closed:
+            self._sequencer.stop()  # (PostgreSQL: what is queued is integrated first)
         self._kernel.close()
 
     def __enter__(self) -> Self:
@@ -344,12 +345,7 @@ class Vault(Sessions):
         return self._kernel.audit
 
     def integrate(self) -> int:
-        """Integrate the audit entries queued so far into the Merkle log; return how many.
-
-        On PostgreSQL, concurrent transactions queue their entries and a background thread of
-        every open vault integrates them within ``vault.audit.max_merge_delay`` seconds (1 by
-        default); this does it now. Always 0 on an embedded vault, whose log has no queue.
-        """
+        """Integrate the audit entries queued so far (PostgreSQL) now; return how many."""
         self._kernel.check_open()
         return self._kernel.audit.integrate()
 

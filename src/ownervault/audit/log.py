@@ -33,11 +33,14 @@ from typing import Any, Final, overload
 import attrs
 
 from ..exceptions import AuditIntegrityError, IntegrityError, ValidationError
-from ..storage.base import AuditRow, Backend, ConcurrentWriters
+from ..storage.base import AuditRow, Backend
+from ..storage.concurrent import ConcurrentWriters
 from . import checkpoint as _checkpoint
 from . import merkle
 from .anchor import AnchoredCheckpoint, Anchors
+from .canonical import canonical_json, field_fragment
 from .deferred import DEFER_SECONDS, DeferredEntries
+from .integration import INTEGRATE_BATCH, MAX_MERGE_DELAY, QueueIntegration
 
 __all__ = [
     "DEFER_SECONDS",
@@ -58,50 +61,12 @@ ENTRY_VERSION: Final = 1
 #: How many entries long checks and exports handle between two progress reports.
 PROGRESS_EVERY: Final = 4096
 
-#: How many queued entries the sequencer integrates in one transaction.
-INTEGRATE_BATCH: Final = 1000
-
-#: The longest an entry should wait in the queue before it is integrated, in seconds.
-MAX_MERGE_DELAY: Final = 1.0
-
 
 def format_time(moment: datetime) -> str:
     """UTC timestamp with microseconds and a ``Z`` suffix."""
     if moment.tzinfo is None:
         raise ValidationError("timestamps must be timezone-aware")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _no_floats(value: object) -> None:
-    if isinstance(value, float):
-        raise ValidationError("audit entries may not contain floating-point numbers")
-    if isinstance(value, Mapping):
-        for item in value.values():
-            _no_floats(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _no_floats(item)
-
-
-_ENCODER: Final = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-
-def field_fragment(key: str, value: str) -> bytes:
-    """The exact bytes ``"key":value`` occupy in a canonical entry whose ``key`` is ``value``."""
-    return _ENCODER.encode({key: value})[1:-1].encode("utf-8")
-
-
-def canonical_json(value: Mapping[str, Any], *, checked: bool = False) -> bytes:
-    """Canonical JSON bytes: sorted keys, compact separators, UTF-8, floats refused.
-
-    ``checked=True`` skips the float scan for values already known to hold none (audit entries
-    validate their contents when they are built).
-    """
-    if not checked:
-        _no_floats(value)
-    return _ENCODER.encode(value).encode("utf-8")
 
 
 _DETAIL_TYPES: Final = (str, int, bool, type(None))
@@ -190,7 +155,7 @@ class LeafHashes(Sequence[bytes]):
         return bytes(self._data[start : start + merkle.HASH_BYTES])
 
 
-class AuditLog:
+class AuditLog(QueueIntegration):
     """Appends entries to the Merkle log kept by a backend, inside the caller's transaction."""
 
     def __init__(self, backend: Backend) -> None:
@@ -260,114 +225,17 @@ class AuditLog:
     def _append_rows(self, entries: Sequence[AuditEntry], time: str) -> int:
         queue = self.queue
         if queue is not None and not getattr(self._integrating, "active", False):
-            # (An observer of a batch being integrated appends right after that batch.)
             if queue.audit_queued():
                 timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
                 if timed:
                     queue.enqueue_audit([_queued(entry, at) for entry, at in timed])
-                    # What the log will hold once they are integrated, at least (automatic
-                    # anchoring counts new entries by it).
-                    self.appended += len(timed)
+                    self.appended += len(timed)  # (at least; automatic anchoring counts it)
                 return 0
             queue.lock_sequencer(wait=True)
             while self._integrate_batch(queue, INTEGRATE_BATCH) == INTEGRATE_BATCH:
                 pass
         timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
         return self._sequence([entry.to_json(seq=0, time=at) for entry, at in timed])
-
-    def _sequence(self, objs: list[dict[str, Any]]) -> int:
-        """Give entry objects the next sequence numbers and append them with the frontier."""
-        size, state = self._backend.audit_state()
-        cached = self._frontier_cache
-        if cached is not None and cached[0] == state:
-            frontier = cached[1]
-        else:
-            frontier = merkle.Frontier.from_bytes(state)
-        if frontier.size != size:
-            raise AuditIntegrityError("the stored Merkle frontier does not match the log size")
-        if not objs:
-            return size
-        rows: list[AuditRow] = []
-        for offset, obj in enumerate(objs):
-            obj["seq"] = size + offset
-            raw = canonical_json(obj, checked=True)
-            leaf = merkle.leaf_hash(raw)
-            frontier = frontier.append(leaf)
-            rows.append(AuditRow(size + offset, raw, leaf, obj.get("subject")))
-        new_state = frontier.to_bytes()
-        self._backend.append_audit(rows, new_state)
-        # Only trusted once the transaction commits; a rollback leaves a stale key that simply
-        # no longer matches the stored state.
-        self._frontier_cache = (new_state, frontier)
-        self.appended = frontier.size
-        for observer in self.observers:
-            # Observers (breach detectors) run inside the same transaction, so whatever they
-            # record commits or rolls back together with the entries they saw.
-            observer(objs)
-        return frontier.size
-
-    def _integrate_batch(self, queue: ConcurrentWriters, limit: int) -> int:
-        """Integrate up to ``limit`` queued entries (under the sequencer's lock); how many."""
-        raws = queue.take_queued_audit(limit)
-        if not raws:
-            return 0
-        objs: list[dict[str, Any]] = []
-        for raw in raws:
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                obj = None
-            if not isinstance(obj, dict) or "seq" in obj or canonical_json(obj) != raw:
-                error = AuditIntegrityError("a queued audit entry was changed")
-                self.report_failure(error)
-                raise error
-            objs.append(obj)
-        self._sequence(objs)
-        return len(raws)
-
-    def integrate(self, *, wait: bool = True) -> int:
-        """Integrate every entry queued so far into the log, a batch per transaction.
-
-        ``wait=False`` returns at once (0) when another integrator is at work. Each batch is
-        one transaction: its entries are sequenced, written, removed from the queue and seen by
-        the observers together, or not at all. Returns how many entries were integrated (0 on
-        a backend without a queue).
-
-        Raises:
-            AuditIntegrityError: a queued entry was changed (the failure observers are told).
-        """
-        queue = self.queue
-        if queue is None:
-            return 0
-        total = 0
-        while True:
-            with self._backend.atomic(concurrent=True):
-                if not queue.lock_sequencer(wait=wait):
-                    return total
-                self._integrating.active = True
-                try:
-                    done = self._integrate_batch(queue, INTEGRATE_BATCH)
-                finally:
-                    self._integrating.active = False
-            total += done
-            if done < INTEGRATE_BATCH:
-                return total
-
-    def queued(self) -> list[dict[str, Any]]:
-        """The entries waiting in the queue (PostgreSQL), decoded, in the order they will be
-        integrated, without their sequence numbers; nothing is integrated or committed."""
-        if self.queue is None:
-            return []
-        return [json.loads(raw) for raw in self.queue.queued_audit()]
-
-    def queue_lag(self) -> tuple[int, int, float]:
-        """(entries queued, those waiting longer than :attr:`max_merge_delay`, oldest's age).
-
-        Always (0, 0, 0.0) on a backend without a queue.
-        """
-        if self.queue is None:
-            return 0, 0, 0.0
-        return self.queue.audit_queue_lag(self.max_merge_delay)
 
     def report_failure(self, error: IntegrityError) -> None:
         """Tell every failure observer of an integrity failure (outside any transaction)."""
@@ -572,14 +440,6 @@ class AuditLog:
             AuditIntegrityError: an entry is missing or no longer matches its stored hash.
         """
         return _rehashed(self._backend.audit_rows(0, size), size)
-
-    def settle(self) -> None:
-        """Commit the deferred entries (:meth:`flush`) and integrate what is queued
-        (PostgreSQL), unless in a concurrent or read-only transaction or on a read-only vault:
-        there the log is read as integrated so far."""
-        self.flush()
-        if self.queue is not None and self.queue.may_integrate():
-            self.integrate()
 
     def size(self) -> int:
         """Number of entries in the log (queued ones integrated first, see :meth:`settle`)."""

@@ -10,9 +10,10 @@ nothing: its batch transaction rolls back and the entries wait in the queue for 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
-from ..exceptions import OwnerVaultError
+from ..exceptions import OwnerVaultError, VaultClosedError
 from .log import AuditLog
 
 __all__ = ["Sequencer"]
@@ -35,21 +36,33 @@ class Sequencer:
         state = "running" if self._thread.is_alive() else "stopped"
         return f"<Sequencer {state}>"
 
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
+    @classmethod
+    def start_for(cls, audit: AuditLog) -> Sequencer | None:
+        """A started sequencer for the log, or None when it has no queue (embedded vault)."""
+        if audit.queue is None:
+            return None
+        sequencer = cls(audit)
+        sequencer._thread.start()
+        return sequencer
 
     def stop(self) -> None:
-        """Stop the thread and wait for its batch in progress to end."""
+        """Stop the thread, wait for its batch in progress to end, then commit the deferred
+        entries and integrate everything queued (if that fails, it stays queued for the next
+        integrator)."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
+        with contextlib.suppress(OwnerVaultError):
+            self._audit.flush()
+            self._audit.integrate()
 
     def _run(self) -> None:
         while not self._stop.wait(max(0.01, self._audit.max_merge_delay / 4)):
             try:
                 if self._audit.queue_lag()[0]:  # (an empty queue costs one count, no write)
                     self._audit.integrate(wait=False)
+            except VaultClosedError:
+                return
             except OwnerVaultError as exc:
                 # A changed entry was reported to the failure observers already; a storage
                 # failure is retried next round. Either way the entries stay queued.

@@ -28,7 +28,6 @@ from .. import crypto
 from ..audit import AuditEntry, AuditLog, format_time
 from ..audit.anchor import ANCHOR_NAME, AnchoredCheckpoint, Anchors, CheckpointSink, FileAnchor
 from ..audit.checkpoint import sign_note, verifier_key
-from ..audit.sequencer import Sequencer
 from ..exceptions import (
     AuditIntegrityError,
     IntegrityError,
@@ -188,8 +187,6 @@ class Kernel:
         self.erasure_observers.append(self.erasures.record)
         backend.after_commit.append(self._anchor_when_due)
         backend.after_commit.append(self._erasures.tell)
-        #: The background integrator of the audit queue (PostgreSQL, once started).
-        self.sequencer: Sequencer | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -214,26 +211,8 @@ class Kernel:
         if self.closed:
             raise VaultClosedError("the vault is closed")
 
-    def start_sequencer(self) -> None:
-        """Start integrating the audit queue in the background (PostgreSQL; once)."""
-        if self.audit.queue is not None and self.sequencer is None:
-            self.sequencer = Sequencer(self.audit)
-            self.sequencer.start()
-
     def close(self) -> None:
-        """Forget every key and close the database connections (idempotent).
-
-        On PostgreSQL the background sequencer stops first, then the deferred entries and
-        everything queued are integrated (if that fails, they stay queued for the next
-        integrator; the deferred ones are committed below as ever).
-        """
-        sequencer, self.sequencer = self.sequencer, None
-        if sequencer is not None:
-            sequencer.stop()
-            if not self.closed:
-                with contextlib.suppress(OwnerVaultError):
-                    self.audit.flush()
-                    self.audit.integrate()
+        """Forget every key and close the database connections (idempotent)."""
         with self.mutex:
             if self.closed:
                 return

@@ -37,7 +37,7 @@ from ..keys import (
 )
 from ..policy import ConsentRecord
 from ..storage import Backend, KeyRow, RecordRow, SubjectRow
-from ..storage.base import ConcurrentWriters
+from ..storage.concurrent import ConcurrentWriters
 from .binding import BOUND_META, Binder, Fact
 
 __all__ = [
@@ -152,9 +152,7 @@ class KeyStore:
         self.cache = KeyCache(cache_size)
         self._rotate_kek = rotate_kek
         self._lock = threading.RLock()
-        #: KEK uses counted ahead and not made yet, by key id (see :meth:`_reserve_kek`).
-        self._reserved: dict[bytes, int] = {}
-        self._reserved_lock = threading.Lock()
+        self._kek_uses = _KekUses()
         self._keks: dict[bytes, crypto.SecretKey] = {}
         self._kek_states: dict[bytes, KeyState] = {}
         self._index: crypto.IndexKey | None = None
@@ -364,29 +362,6 @@ class KeyStore:
         if not self.backend.reserve_invocations(key_id, count):
             raise KeyExhaustedError(f"key {key_id.hex()} reached its invocation limit; rotate it")
 
-    def _reserve_kek(self, key_id: bytes, count: int) -> None:
-        """Count ``count`` uses of a KEK; concurrent writers (PostgreSQL) count them ahead.
-
-        In a concurrent transaction the uses come from a block of :data:`KEK_RESERVE_BLOCK`
-        this process counted in a transaction of its own, so writers of new owners never wait
-        on the KEK's row. The counter stays an upper bound of the uses made (uses counted but
-        never made only bring the limit nearer). Near the limit, the uses are counted exactly,
-        in the caller's transaction.
-        """
-        backend = self.backend
-        if not isinstance(backend, ConcurrentWriters) or not backend.audit_queued():
-            self.reserve(key_id, count)
-            return
-        with self._reserved_lock:
-            left = self._reserved.get(key_id, 0)
-            if left < count:
-                block = max(count, KEK_RESERVE_BLOCK)
-                if not backend.reserve_invocations_apart(key_id, block):
-                    self.reserve(key_id, count)
-                    return
-                left += block
-            self._reserved[key_id] = left - count
-
     # ------------------------------------------------------------------ subjects
 
     def subject_ref(self, subject_id: str) -> bytes:
@@ -459,7 +434,7 @@ class KeyStore:
             # write ever fails for it; the old KEK's subject keys are rewrapped by a job.
             self._rotate_kek()
             kek = self.active_kek()
-        self._reserve_kek(kek.key_id, count)
+        self._kek_uses.reserve(self.backend, kek.key_id, count, exact=self.reserve)
         counts = list(uses) if uses is not None else [0] * count
         if any(n > self.max_invocations for n in counts):
             raise KeyExhaustedError("a write needs more encryptions than one key may make")
@@ -537,3 +512,34 @@ class KeyStore:
             [attrs.evolve(row, state=KeyState.DESTROYED.value, state_changed_at=now, wrapped=None)]
         )
         self.cache.discard(key_id)
+
+
+class _KekUses:
+    """KEK uses a process counted ahead and has not made yet, by key id.
+
+    In a concurrent transaction (PostgreSQL) a KEK's uses come from a block of
+    :data:`KEK_RESERVE_BLOCK` counted in a transaction of its own, so writers of new owners
+    never wait on the KEK's row. The counter stays an upper bound of the uses made (uses
+    counted but never made only bring the limit nearer). Near the limit, or in any other
+    transaction, the uses are counted exactly, in the caller's transaction (``exact``).
+    """
+
+    def __init__(self) -> None:
+        self._left: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+
+    def reserve(
+        self, backend: Backend, key_id: bytes, count: int, *, exact: Callable[[bytes, int], None]
+    ) -> None:
+        if not isinstance(backend, ConcurrentWriters) or not backend.audit_queued():
+            exact(key_id, count)
+            return
+        with self._lock:
+            left = self._left.get(key_id, 0)
+            if left < count:
+                block = max(count, KEK_RESERVE_BLOCK)
+                if not backend.reserve_invocations_apart(key_id, block):
+                    exact(key_id, count)
+                    return
+                left += block
+            self._left[key_id] = left - count
