@@ -9,9 +9,18 @@ be), acting as a front-desk clerk in one long ``owner_registration`` session:
 * **get** -- ``session.get`` of a random record the client wrote: the policy decision, the audit
   entry committed in a write transaction, then the disclosed fields decrypted.
 
-Both operations write an audit entry, and audit entries are appended under the vault's single
-write lock (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL),
-so the numbers show what serialising the Merkle log costs as clients are added.
+Both operations write an audit entry. On SQLite it is appended under the vault's single write
+lock (``BEGIN IMMEDIATE``). On PostgreSQL, before the audit queue, it was appended under a
+transaction-scoped advisory lock; now puts and gets are concurrent transactions that queue
+their entries, and a sequencer integrates the queue in batches. A phase's time includes
+integrating what its client queued (``vault.integrate()`` before the clock stops), so every
+entry counted is in the Merkle log.
+
+``--compare SRC`` times 1 and 4 writer processes on PostgreSQL with the ownervault found in
+``SRC`` (e.g. another checkout's ``src``) and with this one, interleaved run by run, and reports
+4 writers / 1 writer for each, the median of ``--reps`` runs::
+
+    python benchmarks/bench_postgres.py --compare /path/to/main/src --ops 300 --reps 3
 
 Backends:
 
@@ -42,6 +51,8 @@ import os
 import platform
 import random
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,16 +107,25 @@ def _client(
             barrier.wait(timeout=300)
             put_start = time.monotonic()
             ids = [session.put(owner) for owner in owners]
+            _integrate(vault)
             put_end = time.monotonic()
             barrier.wait(timeout=300)
             get_start = time.monotonic()
             for _ in range(ops):
                 session.get(OwnerProfile, rng.choice(ids))
+            _integrate(vault)
             get_end = time.monotonic()
             session.close()
         results.put((client, put_start, put_end, get_start, get_end, None))
     except BaseException:
         results.put((client, 0.0, 0.0, 0.0, 0.0, traceback.format_exc()))
+
+
+def _integrate(vault: ov.Vault) -> None:
+    """Integrate the audit queue (PostgreSQL; a vault without one has nothing to do)."""
+    integrate = getattr(vault, "integrate", None)
+    if integrate is not None:
+        integrate()
 
 
 def run_once(location: str, key: ov.KeyFileKey, clients: int, ops: int) -> dict[str, float]:
@@ -163,6 +183,61 @@ def postgres_server(url: str | None, settings: dict[str, str]) -> Iterator[str]:
         cluster.stop()
 
 
+def compare(other_src: str, ops: int, reps: int, settings: dict[str, str]) -> None:
+    """1 and 4 writers on PostgreSQL, ``other_src``'s ownervault and this one, interleaved."""
+    this_src = str(Path(ov.__file__).resolve().parent.parent)
+    trees = {"before": other_src, "after": this_src}
+    ratios: dict[str, list[float]] = {name: [] for name in trees}
+    rates: dict[str, dict[int, list[float]]] = {name: {1: [], 4: []} for name in trees}
+    cluster = pg.Cluster(settings).start()
+    try:
+        for rep in range(reps):
+            for name, src in trees.items():
+                out = Path(tempfile.mkstemp(prefix="ownervault-bench-pg-", suffix=".json")[1])
+                env = {**os.environ, "PYTHONPATH": src}
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--url",
+                    cluster.url,
+                    "--backends",
+                    "postgres",
+                    "--clients",
+                    "1,4",
+                    "--ops",
+                    str(ops),
+                    "--reps",
+                    "1",
+                    "--json",
+                    str(out),
+                ]
+                subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+                found = json.loads(out.read_text())["postgres"]
+                out.unlink()
+                one, four = found["1"]["puts_per_s"], found["4"]["puts_per_s"]
+                rates[name][1].append(one)
+                rates[name][4].append(four)
+                ratios[name].append(four / one)
+                print(
+                    f"  run {rep + 1} {name:6s}: 1 writer {one:,.0f} owners/s, "
+                    f"4 writers {four:,.0f} owners/s, 4/1 = {four / one:.2f}x "
+                    f"(load {os.getloadavg()[0]:.2f})",
+                    flush=True,
+                )
+    finally:
+        cluster.stop()
+    print()
+    print("| tree | 1 writer, owners/s | 4 writers, owners/s | 4 / 1 (median) | 4 / 1 runs |")
+    print("| :--- | ---: | ---: | ---: | :--- |")
+    for name in trees:
+        runs = ", ".join(f"{r:.2f}x" for r in ratios[name])
+        print(
+            f"| {name} | {statistics.median(rates[name][1]):,.0f} "
+            f"| {statistics.median(rates[name][4]):,.0f} "
+            f"| {statistics.median(ratios[name]):.2f}x | {runs} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=1000, help="puts (and gets) per client")
@@ -176,9 +251,34 @@ def main() -> None:
         help="which of embedded, postgres, postgres-async to run",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--compare",
+        metavar="SRC",
+        help="time 1 and 4 writers on PostgreSQL with the ownervault in SRC and with this one",
+    )
+    parser.add_argument(
+        "--synchronous-commit",
+        default="on",
+        choices=["on", "off"],
+        help="the compared cluster's synchronous_commit (with --compare)",
+    )
     args = parser.parse_args()
     ops = 200 if args.quick else args.ops
     reps = 1 if args.quick else args.reps
+    if args.compare:
+        print(
+            f"# PostgreSQL writers, 4 processes / 1, before and after ({ops} puts per writer, "
+            f"median of {reps}, synchronous_commit={args.synchronous_commit})"
+        )
+        print(
+            f"- Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+            f"load {os.getloadavg()[0]:.2f}"
+        )
+        print(f"- command: {' '.join(sys.argv)}")
+        settings = {} if args.synchronous_commit == "on" else {"synchronous_commit": "off"}
+        compare(args.compare, ops, reps, settings)
+        print(f"- load average at the end: {os.getloadavg()[0]:.2f}")
+        return
     counts = [int(c) for c in args.clients.split(",")]
     backends = args.backends.split(",")
 

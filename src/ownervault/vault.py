@@ -26,9 +26,11 @@ from typing import Any, Literal, Self
 from .audit import AuditLog
 from .audit.anchor import CheckpointSink
 from .audit.bundle import BundleSummary
+from .audit.log import MAX_MERGE_DELAY
+from .audit.sequencer import Sequencer
 from .authn import Authenticator
 from .breach import IncidentManager, attach, incident_manager
-from .exceptions import VaultError
+from .exceptions import ValidationError, VaultError
 from .handover import Handover
 from .kernel import (
     CheckReport,
@@ -94,6 +96,7 @@ class Vault(Sessions):
         #: Verifies the credentials given to :meth:`session_for_token` (``docs/authentication.md``).
         self.authenticator: Authenticator | None = None
         attach(kernel)
+        self._sequencer = Sequencer.start_for(kernel.audit)  # PostgreSQL: the audit queue
 
     def __repr__(self) -> str:
         state = "closed" if self._kernel.closed else "open"
@@ -172,10 +175,13 @@ class Vault(Sessions):
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         key_cache_size: int = 10_000,
         checkpoint_sink: CheckpointSink | None = None,
+        max_merge_delay: float = MAX_MERGE_DELAY,
     ) -> Vault:
         """Open an existing vault (a directory or a ``postgresql://`` URL).
 
         ``checkpoint_sink`` is as for :meth:`create`: give the same sink every time.
+        ``max_merge_delay``: on PostgreSQL, how long (s) a queued audit entry may wait to be
+        integrated (``docs/postgres.md``); ``check`` reports entries that waited longer.
 
         Raises:
             VaultNotFoundError: no vault header at ``path``.
@@ -193,6 +199,10 @@ class Vault(Sessions):
             key_cache_size=key_cache_size,
             sink=checkpoint_sink,
         )
+        if not max_merge_delay > 0:
+            kernel.close()
+            raise ValidationError("max_merge_delay must be a positive number of seconds")
+        kernel.audit.max_merge_delay = max_merge_delay
         vault = cls._adopt(kernel)
         kernel.record_policy_load()
         return vault
@@ -281,6 +291,8 @@ class Vault(Sessions):
 
     def close(self) -> None:
         """Forget every key and close the database connections."""
+        if self._sequencer is not None and not self._kernel.closed:
+            self._sequencer.stop()  # (PostgreSQL: what is queued is integrated first)
         self._kernel.close()
 
     def __enter__(self) -> Self:
@@ -331,6 +343,11 @@ class Vault(Sessions):
     def audit(self) -> AuditLog:
         """The vault's audit log."""
         return self._kernel.audit
+
+    def integrate(self) -> int:
+        """Integrate the audit entries queued so far (PostgreSQL) now; return how many."""
+        self._kernel.check_open()
+        return self._kernel.audit.integrate()
 
     @property
     def locked_by(self) -> str | None:

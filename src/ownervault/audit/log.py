@@ -8,11 +8,24 @@ appear by pseudonym, fields by name. Entries are hashed exactly as stored
 (``leaf = SHA-256(0x00 || entry)``) and the log keeps its Merkle frontier in the same
 transaction, so appending costs O(log n) and sequence numbers are assigned under the write
 lock: two processes can never take the same one.
+
+On PostgreSQL, concurrent transactions (the data path: records created, audited reads,
+denials, deferred session entries) do not take the write lock. Each queues its entries
+(canonical JSON with their time, without ``seq``) in the ``audit_queue`` table in its own
+transaction, and the sequencer (:meth:`AuditLog.integrate`, run by a background thread of
+every open vault and by anyone who asks) takes them in batches, one integrator at a time: it
+gives them gap-free sequence numbers, hashes them as they are finally stored, extends the
+frontier, writes them to the log, deletes them from the queue and runs the breach detectors on
+them, all in one transaction per batch (the Trillian/Tessera model). An administrative
+transaction that appends integrates the queue first and appends after it, in its own
+transaction, so the position it is given (an erasure or deletion receipt's) is final when it
+returns.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, overload
@@ -21,14 +34,19 @@ import attrs
 
 from ..exceptions import AuditIntegrityError, IntegrityError, ValidationError
 from ..storage.base import AuditRow, Backend
+from ..storage.concurrent import ConcurrentWriters
 from . import checkpoint as _checkpoint
 from . import merkle
 from .anchor import AnchoredCheckpoint, Anchors
+from .canonical import canonical_json, field_fragment
 from .deferred import DEFER_SECONDS, DeferredEntries
+from .integration import INTEGRATE_BATCH, MAX_MERGE_DELAY, QueueIntegration
 
 __all__ = [
     "DEFER_SECONDS",
     "ENTRY_VERSION",
+    "INTEGRATE_BATCH",
+    "MAX_MERGE_DELAY",
     "PROGRESS_EVERY",
     "AuditEntry",
     "AuditLog",
@@ -49,38 +67,6 @@ def format_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValidationError("timestamps must be timezone-aware")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _no_floats(value: object) -> None:
-    if isinstance(value, float):
-        raise ValidationError("audit entries may not contain floating-point numbers")
-    if isinstance(value, Mapping):
-        for item in value.values():
-            _no_floats(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _no_floats(item)
-
-
-_ENCODER: Final = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-
-def field_fragment(key: str, value: str) -> bytes:
-    """The exact bytes ``"key":value`` occupy in a canonical entry whose ``key`` is ``value``."""
-    return _ENCODER.encode({key: value})[1:-1].encode("utf-8")
-
-
-def canonical_json(value: Mapping[str, Any], *, checked: bool = False) -> bytes:
-    """Canonical JSON bytes: sorted keys, compact separators, UTF-8, floats refused.
-
-    ``checked=True`` skips the float scan for values already known to hold none (audit entries
-    validate their contents when they are built).
-    """
-    if not checked:
-        _no_floats(value)
-    return _ENCODER.encode(value).encode("utf-8")
 
 
 _DETAIL_TYPES: Final = (str, int, bool, type(None))
@@ -169,7 +155,7 @@ class LeafHashes(Sequence[bytes]):
         return bytes(self._data[start : start + merkle.HASH_BYTES])
 
 
-class AuditLog:
+class AuditLog(QueueIntegration):
     """Appends entries to the Merkle log kept by a backend, inside the caller's transaction."""
 
     def __init__(self, backend: Backend) -> None:
@@ -188,6 +174,14 @@ class AuditLog:
         self.appended = 0
         #: Entries waiting to ride along with the next commit (:meth:`defer`).
         self.waiting: DeferredEntries[AuditEntry] = DeferredEntries(backend, self.flush)
+        #: The backend's queue when concurrent transactions queue their entries (PostgreSQL).
+        self.queue: ConcurrentWriters | None = (
+            backend if isinstance(backend, ConcurrentWriters) else None
+        )
+        #: The longest a queued entry should wait to be integrated (seconds).
+        self.max_merge_delay = MAX_MERGE_DELAY
+        # Whether this thread is integrating a batch (holds the sequencer's lock).
+        self._integrating = threading.local()
 
     def __repr__(self) -> str:
         return "<AuditLog>"
@@ -203,11 +197,16 @@ class AuditLog:
     def flush(self) -> int:
         """Commit the deferred entries now, in their own transaction; return how many.
 
-        Inside a transaction of this thread nothing is done: its next append carries them.
+        Inside a transaction of this thread nothing is done: its next append carries them. On
+        PostgreSQL it is a concurrent transaction: the entries go to the queue.
         """
         if not self.waiting.pending or self._backend.transaction_depth:
             return 0
-        with self._backend.atomic():
+        with self._backend.atomic(concurrent=True):
+            if self.queue is not None and self.queue.audit_queued():
+                pending = self.waiting.pending
+                self._append_rows([], "")
+                return pending
             before = self._backend.audit_state()[0]
             return self._append_rows([], "") - before
 
@@ -216,42 +215,27 @@ class AuditLog:
     def append(self, entries: Sequence[AuditEntry], *, now: datetime) -> int:
         """Append entries (call inside ``backend.atomic()``); returns the new log size.
 
-        Deferred entries (:meth:`defer`) go first, in the same transaction.
+        Deferred entries (:meth:`defer`) go first, in the same transaction. In a concurrent
+        transaction (PostgreSQL) the entries are queued instead, durable with the transaction,
+        and 0 is returned: the sequencer gives them their positions. In any other transaction
+        on PostgreSQL, the entries queued before are integrated first.
         """
         return self._append_rows(entries, format_time(now) if entries else "")
 
     def _append_rows(self, entries: Sequence[AuditEntry], time: str) -> int:
-        size, state = self._backend.audit_state()
-        cached = self._frontier_cache
-        if cached is not None and cached[0] == state:
-            frontier = cached[1]
-        else:
-            frontier = merkle.Frontier.from_bytes(state)
-        if frontier.size != size:
-            raise AuditIntegrityError("the stored Merkle frontier does not match the log size")
+        queue = self.queue
+        if queue is not None and not getattr(self._integrating, "active", False):
+            if queue.audit_queued():
+                timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
+                if timed:
+                    queue.enqueue_audit([_queued(entry, at) for entry, at in timed])
+                    self.appended += len(timed)  # (at least; automatic anchoring counts it)
+                return 0
+            queue.lock_sequencer(wait=True)
+            while self._integrate_batch(queue, INTEGRATE_BATCH) == INTEGRATE_BATCH:
+                pass
         timed = [*self.waiting.take(), *((entry, time) for entry in entries)]
-        if not timed:
-            return size
-        rows: list[AuditRow] = []
-        decoded: list[dict[str, Any]] = []
-        for offset, (entry, time) in enumerate(timed):
-            obj = entry.to_json(seq=size + offset, time=time)
-            raw = canonical_json(obj, checked=True)
-            leaf = merkle.leaf_hash(raw)
-            frontier = frontier.append(leaf)
-            rows.append(AuditRow(size + offset, raw, leaf, entry.subject))
-            decoded.append(obj)
-        new_state = frontier.to_bytes()
-        self._backend.append_audit(rows, new_state)
-        # Only trusted once the transaction commits; a rollback leaves a stale key that simply
-        # no longer matches the stored state.
-        self._frontier_cache = (new_state, frontier)
-        self.appended = frontier.size
-        for observer in self.observers:
-            # Observers (breach detectors) run inside the same transaction, so whatever they
-            # record commits or rolls back together with the entries they saw.
-            observer(decoded)
-        return frontier.size
+        return self._sequence([entry.to_json(seq=0, time=at) for entry, at in timed])
 
     def report_failure(self, error: IntegrityError) -> None:
         """Tell every failure observer of an integrity failure (outside any transaction)."""
@@ -273,7 +257,7 @@ class AuditLog:
             AuditIntegrityError: the stored log disagrees with itself or with the last
                 checkpoint (the failure observers are told first).
         """
-        self.flush()
+        self.settle()  # (on PostgreSQL the checkpoint covers what was queued before it, too)
         try:
             anchored = self.anchors.latest() if self.anchors is not None else None
             note, size, state = self._sign_checkpoint(
@@ -349,6 +333,8 @@ class AuditLog:
         """
         if self.anchors is None:
             return None
+        if self.queue is not None:
+            self.settle()  # what was queued before is anchored too
         try:
             anchored = self.anchors.latest()
             with self._backend.atomic():
@@ -456,28 +442,30 @@ class AuditLog:
         return _rehashed(self._backend.audit_rows(0, size), size)
 
     def size(self) -> int:
-        """Number of entries in the log."""
-        self.flush()
+        """Number of entries in the log (queued ones integrated first, see :meth:`settle`)."""
+        self.settle()
         return self._backend.audit_state()[0]
 
     def root(self) -> bytes:
-        """Merkle root of the whole log, from the stored frontier."""
-        self.flush()
+        """Merkle root of the whole log, from the stored frontier (after :meth:`settle`)."""
+        self.settle()
         return merkle.Frontier.from_bytes(self._backend.audit_state()[1]).root()
 
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
-        """Stored rows (sequence number, exact entry bytes, leaf hash) in order."""
-        self.flush()
+        """Stored rows (sequence number, exact entry bytes, leaf hash) in order (after
+        :meth:`settle`)."""
+        self.settle()
         return self._backend.audit_rows(start, stop)
 
     def entries(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
-        """Decoded entries in order."""
-        self.flush()
-        for row in self._backend.audit_rows(start, stop):
-            yield json.loads(row.entry)
+        """Decoded entries in order (after :meth:`settle`)."""
+        self.settle()
+        return (json.loads(row.entry) for row in self._backend.audit_rows(start, stop))
 
     def entries_where(self, **fields: str) -> Iterator[dict[str, Any]]:
         """Decoded entries whose top-level ``fields`` have exactly these values, in order.
+
+        Entries still queued are integrated first (:meth:`settle`).
 
         With ``subject``, the owner's entries are read through the audit log's index by owner
         (:meth:`subject_entries`) and the other fields compared. Otherwise: entries are stored
@@ -485,7 +473,10 @@ class AuditLog:
         (:func:`field_fragment`); the database searches the stored bytes for it, so other
         entries never reach Python. Candidates are parsed and compared field by field.
         """
-        self.flush()
+        self.settle()
+        return self._entries_where(**fields)
+
+    def _entries_where(self, **fields: str) -> Iterator[dict[str, Any]]:
         if "subject" in fields:
             for entry in self.subject_entries(fields["subject"]):
                 if all(entry.get(key) == value for key, value in fields.items()):
@@ -508,7 +499,7 @@ class AuditLog:
             AuditIntegrityError: an index row names an entry that is missing, changed, or not
                 about this owner.
         """
-        self.flush()
+        self.settle()
         return _indexed_entries(self._backend, pseudonym)
 
     def verify(
@@ -517,7 +508,8 @@ class AuditLog:
         """Recompute every leaf hash and the root from the stored bytes; return the size.
 
         ``report=False`` verifies without telling the failure observers (``ownervault check``
-        reports what it finds itself and writes nothing). ``progress`` is told (entries
+        reports what it finds itself and writes nothing). Otherwise entries still queued
+        (PostgreSQL) are integrated first (:meth:`settle`). ``progress`` is told (entries
         checked, entries in all) every :data:`PROGRESS_EVERY` entries and at the end.
 
         Raises:
@@ -526,6 +518,8 @@ class AuditLog:
                 failure observers are told first, unless ``report`` is False).
         """
         self.flush()
+        if report:
+            self.settle()
         try:
             return self._verify_stored(progress)
         except AuditIntegrityError as error:
@@ -560,6 +554,13 @@ class AuditLog:
         if progress is not None and (expected == 0 or expected % PROGRESS_EVERY):
             progress(expected, expected)  # the loop reported a whole step already
         return expected
+
+
+def _queued(entry: AuditEntry, time: str) -> bytes:
+    """An entry as queued: its canonical JSON with its time and without a sequence number."""
+    obj = entry.to_json(seq=0, time=time)
+    del obj["seq"]
+    return canonical_json(obj, checked=True)
 
 
 def _checked_leaf(row: AuditRow, expected: int) -> bytes:

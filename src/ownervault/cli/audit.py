@@ -9,10 +9,13 @@ from pathlib import Path
 import click
 
 from .. import exceptions as exc
+from ..storage import database_url
+from ..vault import Vault
 from .common import (
     audited_as_option,
     handle_errors,
     key_file_option,
+    key_provider,
     officer_actor,
     open_vault,
     print_table,
@@ -113,6 +116,19 @@ def audit_checkpoint(path: Path, key_file: Path | None) -> None:
     """Sign and print a checkpoint of the audit log (keep it to check later exports)."""
     with open_vault(path, key_file) as vault:
         click.echo(vault.checkpoint(), nl=False)
+
+
+@audit.command("integrate")
+@click.argument("path")
+@key_file_option
+@handle_errors
+def audit_integrate(path: str, key_file: Path | None) -> None:
+    """Integrate the audit entries waiting in the queue of the vault at PATH (a postgresql://
+    URL; an embedded vault has no queue) into the log now."""
+    location: str | Path = path if database_url(path) else Path(path)
+    with Vault.open(location, key=key_provider(key_file)) as vault:
+        done = vault.integrate()
+        click.echo(f"integrated {done} queued audit entries; the log has {vault.audit.size()}")
 
 
 @audit.command("subject")

@@ -480,6 +480,18 @@ def check_audit(target: CheckTarget, findings: Findings) -> None:
         findings.damage("audit", "audit_entries", None, first_line(exc))
         return
     findings.count("audit entries", size)
+    queued, late, oldest = target.audit.queue_lag()
+    if late:
+        findings.warning(
+            "audit",
+            "audit_queue",
+            None,
+            f"{late} of {queued} queued audit entries waited longer than the "
+            f"{target.audit.max_merge_delay:g} s merge delay (the oldest {oldest:.1f} s): no "
+            f"sequencer is integrating them; run ownervault audit integrate {target.location}",
+        )
+    elif queued:
+        findings.count("queued audit entries", queued)
     anchors = target.audit.anchors
     if anchors is None and target.sink:
         return  # the anchors could not be read: reported with the header

@@ -720,8 +720,12 @@ class Access:
         )
 
     def commit(self, entries: Sequence[AuditEntry]) -> int:
-        """Append entries in their own transaction (or the caller's); return the log size."""
-        with self.backend.atomic():
+        """Append entries in their own transaction (or the caller's); return the log size.
+
+        On its own it is a concurrent transaction: on PostgreSQL the entries are queued (the
+        sequencer gives them their positions) and 0 is returned.
+        """
+        with self.backend.atomic(concurrent=True):
             return self.kernel.audit.append(entries, now=self.now())
 
     def deny(self, entries: Sequence[AuditEntry], error: OwnerVaultError) -> OwnerVaultError:

@@ -37,10 +37,12 @@ from ..keys import (
 )
 from ..policy import ConsentRecord
 from ..storage import Backend, KeyRow, RecordRow, SubjectRow
+from ..storage.concurrent import ConcurrentWriters
 from .binding import BOUND_META, Binder, Fact
 
 __all__ = [
     "AUTO_ROTATE_AT",
+    "KEK_RESERVE_BLOCK",
     "SUBJECT_ID_FIELD",
     "KeyStore",
     "fresh_subject_keys",
@@ -52,6 +54,8 @@ __all__ = [
 
 #: Share of a key's invocation limit at which it is rotated automatically.
 AUTO_ROTATE_AT: Final = 0.9
+#: KEK uses a process counts ahead at once for its concurrent writers (PostgreSQL).
+KEK_RESERVE_BLOCK: Final = 1024
 #: The field every record carries (always sealed); its token is the subject lookup.
 SUBJECT_ID_FIELD: Final = "subject_id"
 
@@ -148,6 +152,7 @@ class KeyStore:
         self.cache = KeyCache(cache_size)
         self._rotate_kek = rotate_kek
         self._lock = threading.RLock()
+        self._kek_uses = _KekUses()
         self._keks: dict[bytes, crypto.SecretKey] = {}
         self._kek_states: dict[bytes, KeyState] = {}
         self._index: crypto.IndexKey | None = None
@@ -429,7 +434,7 @@ class KeyStore:
             # write ever fails for it; the old KEK's subject keys are rewrapped by a job.
             self._rotate_kek()
             kek = self.active_kek()
-        self.reserve(kek.key_id, count)
+        self._kek_uses.reserve(self.backend, kek.key_id, count, exact=self.reserve)
         counts = list(uses) if uses is not None else [0] * count
         if any(n > self.max_invocations for n in counts):
             raise KeyExhaustedError("a write needs more encryptions than one key may make")
@@ -507,3 +512,34 @@ class KeyStore:
             [attrs.evolve(row, state=KeyState.DESTROYED.value, state_changed_at=now, wrapped=None)]
         )
         self.cache.discard(key_id)
+
+
+class _KekUses:
+    """KEK uses a process counted ahead and has not made yet, by key id.
+
+    In a concurrent transaction (PostgreSQL) a KEK's uses come from a block of
+    :data:`KEK_RESERVE_BLOCK` counted in a transaction of its own, so writers of new owners
+    never wait on the KEK's row. The counter stays an upper bound of the uses made (uses
+    counted but never made only bring the limit nearer). Near the limit, or in any other
+    transaction, the uses are counted exactly, in the caller's transaction (``exact``).
+    """
+
+    def __init__(self) -> None:
+        self._left: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+
+    def reserve(
+        self, backend: Backend, key_id: bytes, count: int, *, exact: Callable[[bytes, int], None]
+    ) -> None:
+        if not isinstance(backend, ConcurrentWriters) or not backend.audit_queued():
+            exact(key_id, count)
+            return
+        with self._lock:
+            left = self._left.get(key_id, 0)
+            if left < count:
+                block = max(count, KEK_RESERVE_BLOCK)
+                if not backend.reserve_invocations_apart(key_id, block):
+                    exact(key_id, count)
+                    return
+                left += block
+            self._left[key_id] = left - count

@@ -198,7 +198,7 @@ def _read(
     now_dt = access.now()
     entries: list[AuditEntry] = []
     plain: dict[str, tuple[RecordRow, Decision, dict[str, object]]] = {}
-    with access.backend.atomic():
+    with access.backend.atomic(concurrent=True):
         wanted, notes, error = _decide_rows(access, name, ids, action, entries, now_dt)
         for row, decision, key in wanted:
             try:

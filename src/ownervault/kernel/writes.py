@@ -93,13 +93,16 @@ def put_many(access: Access, records: Sequence[Record]) -> list[str]:
     for record in records:
         if record.record_type == "unit":
             units.setdefault(record.subject_id, []).append(record.model_dump(mode="json"))
-    with access.backend.atomic():
+    # Concurrent: on PostgreSQL, writers of different owners do not wait for each other.
+    with access.backend.atomic(concurrent=True):
         kernel.keys.sync()
         # Phase 1: look subjects up and decide every record, storing nothing yet.
         found: dict[str, tuple[SubjectRow | None, crypto.FieldKey | None]] = {}
         decisions: list[Decision] = []
         refusals: list[AuditEntry] = []
         subject_ids = list(dict.fromkeys(r.subject_id for r in records))
+        # Another writer of the same owners waits here until this transaction ends.
+        access.backend.lock_subjects([kernel.keys.subject_ref(sid) for sid in subject_ids])
         for sid, row in kernel.keys.lookup_subjects(subject_ids).items():
             found[sid] = (row, kernel.keys.subject_key(row) if row else None)
         for record in records:

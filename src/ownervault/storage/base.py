@@ -365,8 +365,13 @@ class Transactions(Protocol):
         """How deep this thread is in :meth:`atomic` (0: outside any transaction)."""
         ...
 
-    def atomic(self) -> AbstractContextManager[None]:
-        """A write transaction (nested calls are savepoints)."""
+    def atomic(self, *, concurrent: bool = False) -> AbstractContextManager[None]:
+        """A write transaction (nested calls are savepoints).
+
+        ``concurrent=True`` marks a data-path transaction (records created, audited reads,
+        denials, deferred entries flushed) that a server backend may run beside others of its kind
+        (:class:`ConcurrentWriters`); the embedded backend runs every one alone.
+        """
         ...
 
     def snapshot(self) -> AbstractContextManager[None]:
@@ -417,6 +422,10 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
 
     def reserve_invocations(self, key_id: bytes, count: int) -> bool:
         """Add ``count`` to a key's invocation counter unless that would pass its limit."""
+        ...
+
+    def lock_subjects(self, subject_refs: Sequence[bytes]) -> None:
+        """Keep other concurrent writers of these owners (lookup tokens) out until commit."""
         ...
 
     def key_counts(self) -> list[tuple[str, str, int]]:

@@ -39,6 +39,7 @@ COPY_ORDER: Final = (
     "audit_state",
     "audit_checkpoints",
     "assessments",
+    "audit_queue",
     "meta",
 )
 

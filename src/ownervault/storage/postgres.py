@@ -9,12 +9,21 @@ before it calls in and decrypts after the rows come back.
 Concurrency: each thread gets its own connection (in autocommit mode, so a plain read is one
 statement and one snapshot). Every outermost :meth:`PostgresBackend.atomic` begins a
 transaction and takes ``pg_advisory_xact_lock`` on one constant key before anything else, so
-write transactions (and audited reads, which also run inside ``atomic()``) are serialised
-across threads, processes and hosts exactly as SQLite's ``BEGIN IMMEDIATE`` serialises them on
-one machine: audit sequence numbers are assigned under that lock and the Merkle log stays one
-linear sequence. Nested ``atomic()`` calls are savepoints. The lock is released at commit or
-rollback, and a wait longer than ``lock_timeout`` raises :class:`StorageError` like SQLite's
-busy timeout does.
+administrative transactions (erasure, deletion, keys, grants, incidents, jobs, rights
+requests) are serialised across threads, processes and hosts exactly as SQLite's ``BEGIN
+IMMEDIATE`` serialises them on one machine. The data path (creating owners' records, audited
+reads and searches, denials, deferred session entries) runs in ``atomic(concurrent=True)``:
+the same key is taken in *shared* mode, so those transactions run side by side and only wait for an
+administrative one. They do not append to the Merkle log themselves: their entries go to the
+``audit_queue`` table in their own transaction, and the sequencer (:mod:`ownervault.audit.log`)
+gives them their sequence numbers in batches, one integrator at a time (a second advisory key,
+taken after the first). Two concurrent writers of one owner are kept apart by a per-owner
+advisory key (:meth:`PostgresBackend.lock_subjects`); a key's use counter is reserved in blocks
+outside the transaction (:meth:`PostgresBackend.reserve_invocations_apart`), so new owners'
+writes do not queue on the key-encryption key's row. Nested ``atomic()`` calls are savepoints;
+an administrative one inside a concurrent transaction takes the key exclusively from then on.
+Locks are released at commit or rollback, and a wait longer than ``lock_timeout`` raises
+:class:`StorageError` like SQLite's busy timeout does.
 
 This module holds the connections, transactions, schema migrations and bulk copy; the
 statements the backend runs are those of :mod:`.sql` and, where the PostgreSQL dialect differs,
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,6 +48,7 @@ import psycopg.errors
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import Backend, DatabaseProblem, table_columns
 from .postgres_queries import ROWS_PER_INSERT, PostgresQueries
+from .postgres_queue import SEQUENCER_KEY, PostgresAuditQueue
 from .schema import (
     AUDIT_SUBJECTS_SINCE,
     SCHEMA_VERSION,
@@ -47,9 +58,10 @@ from .schema import (
     postgres_upgrade,
 )
 
-__all__ = ["LOCK_KEY", "SCHEMA_VERSION", "PostgresBackend"]
+__all__ = ["LOCK_KEY", "SCHEMA_VERSION", "SEQUENCER_KEY", "PostgresBackend"]
 
-#: The advisory lock every outermost transaction takes (``"ownvault"`` as a big-endian int64).
+#: The advisory lock every outermost transaction takes (``"ownvault"`` as a big-endian int64):
+#: exclusively, or shared by concurrent (data-path) transactions.
 LOCK_KEY: Final = int.from_bytes(b"ownvault", "big")
 
 #: A new database gets the whole schema at once (text collated "C", compared byte-wise); an
@@ -82,6 +94,8 @@ def _pg_sql(sql: str) -> str:
 
 #: Begin a transaction and take the vault's write lock (two statements, one round trip).
 _BEGIN_LOCKED: Final = f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_KEY})"
+#: Begin a concurrent transaction: the write lock in shared mode.
+_BEGIN_SHARED: Final = f"BEGIN; SELECT pg_advisory_xact_lock_shared({LOCK_KEY})"
 #: A read-only transaction that sees one snapshot of the database from its first statement.
 _BEGIN_SNAPSHOT: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 #: The catalogue of the schema the connection works in: (kind, name, disabled).
@@ -143,7 +157,7 @@ def redact_url(url: str) -> str:
     return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
 
 
-class PostgresBackend(PostgresQueries):
+class PostgresBackend(PostgresAuditQueue, PostgresQueries):
     """A vault in a PostgreSQL database; one connection per thread, writes serialised."""
 
     def __init__(
@@ -236,18 +250,34 @@ class PostgresBackend(PostgresQueries):
     # ------------------------------------------------------------------ transactions
 
     @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """Write transaction: ``BEGIN`` plus the vault's advisory lock, savepoints when nested."""
+    def atomic(self, *, concurrent: bool = False) -> Iterator[None]:
+        """Write transaction: ``BEGIN`` plus the vault's advisory lock, savepoints when nested.
+
+        ``concurrent=True`` takes the lock in shared mode: such transactions run side by side
+        (their audit entries are queued for the sequencer). A nested administrative
+        ``atomic()`` inside one takes the lock exclusively for the rest of the transaction.
+        """
         conn = self._conn
         depth: int = self._local.depth
+        shared: bool = getattr(self._local, "shared", False)
         if depth == 0:
             try:
                 # One round trip: the lock is the transaction's first statement.
-                _translate(lambda: conn.execute(_BEGIN_LOCKED))
+                _translate(lambda: conn.execute(_BEGIN_SHARED if concurrent else _BEGIN_LOCKED))
             except BaseException:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
                 raise
+            self._local.shared = concurrent
+            self._local.txn = os.urandom(16)
+            self._local.queued = 0
+        elif shared and not concurrent:
+            _translate(
+                lambda: conn.execute(
+                    f"SAVEPOINT sp{depth}; SELECT pg_advisory_xact_lock({LOCK_KEY})"
+                )
+            )
+            self._local.shared = False
         else:
             _translate(lambda: conn.execute(f"SAVEPOINT sp{depth}"))
         self._local.depth = depth + 1
@@ -255,6 +285,8 @@ class PostgresBackend(PostgresQueries):
             yield
         except BaseException:
             self._local.depth = depth
+            # A savepoint rolled back releases the exclusive lock it took.
+            self._local.shared = shared if depth else False
             with contextlib.suppress(psycopg.Error):
                 if depth == 0:
                     conn.execute("ROLLBACK")
@@ -265,6 +297,7 @@ class PostgresBackend(PostgresQueries):
             raise
         self._local.depth = depth
         if depth == 0:
+            self._local.shared = False
             try:
                 _translate(lambda: conn.execute("COMMIT"))
             except BaseException:
@@ -276,6 +309,32 @@ class PostgresBackend(PostgresQueries):
         if depth == 0:
             for hook in list(self.after_commit):
                 hook()
+
+    # ------------------------------------------------------------------ concurrent writers
+
+    def reserve_invocations_apart(self, key_id: bytes, count: int) -> bool:
+        """Count ``count`` uses of a key in a transaction of its own (committed at once).
+
+        Reserving ahead is never unsafe: uses counted but not made only bring the limit
+        nearer. False when the key would pass its limit.
+        """
+        conn: psycopg.Connection[Any] | None = self._local.__dict__.get("apart")
+        if conn is None or conn.closed:
+            conn = self._connect()
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    raise VaultClosedError("the vault is closed")
+                self._connections.append(conn)
+            self._local.apart = conn
+        cur = _translate(
+            lambda: conn.execute(
+                "UPDATE keys SET invocations = invocations + %s "
+                "WHERE key_id = %s AND invocations + %s <= max_invocations",
+                (count, key_id, count),
+            )
+        )
+        return cur.rowcount == 1
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -289,10 +348,12 @@ class PostgresBackend(PostgresQueries):
             return
         _translate(lambda: conn.execute(_BEGIN_SNAPSHOT))
         self._local.depth = 1
+        self._local.snapshot = True
         try:
             yield
         finally:
             self._local.depth = 0
+            self._local.snapshot = False
             with contextlib.suppress(psycopg.Error):
                 conn.execute("ROLLBACK")
 

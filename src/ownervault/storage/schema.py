@@ -149,6 +149,8 @@ class Table:
 #: ``audit_subjects`` table (the audit log's index by owner, append-only, filled from the
 #: existing entries by its migration step) and dropped the indexes ``records_key`` and
 #: ``recipient_notices_subject``, which no statement needs.
+#: Version 5 also added the ``audit_queue`` table (PostgreSQL: entries waiting for the
+#: sequencer).
 SCHEMA_VERSION: Final = 5
 
 #: The version that added the audit log's index by owner; its migration step fills the index
@@ -475,6 +477,22 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         indexes=(Index("assessments_purpose", ("purpose", "position")),),
         append_only="impact assessments are kept (PIPL Art 56): the register is append-only",
         since=4,
+    ),
+    # PostgreSQL only (created in both schemas, always empty in an embedded vault): audit
+    # entries written by concurrent transactions, each in its writer's transaction, waiting for
+    # the sequencer to give them their log position. ``txn`` and ``pos`` name an entry (its
+    # transaction and its place there); ``queued_us`` is the database time it was queued at.
+    Table(
+        "audit_queue",
+        (
+            Column("txn", "blob", not_null=True),
+            Column("pos", "int", not_null=True),
+            Column("queued_us", "bigint", not_null=True),
+            Column("entry", "blob", not_null=True),
+        ),
+        primary_key=("txn", "pos"),
+        indexes=(Index("audit_queue_order", ("queued_us", "txn", "pos")),),
+        since=5,
     ),
 )
 

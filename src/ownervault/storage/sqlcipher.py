@@ -468,8 +468,11 @@ class SQLCipherBackend(SQLiteQueries):
     # ------------------------------------------------------------------ transactions
 
     @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """Write transaction: ``BEGIN IMMEDIATE`` outermost, savepoints when nested."""
+    def atomic(self, *, concurrent: bool = False) -> Iterator[None]:
+        """Write transaction: ``BEGIN IMMEDIATE`` outermost, savepoints when nested.
+
+        One writer at a time: ``concurrent`` changes nothing here.
+        """
         conn = self._conn
         depth: int = self._local.depth
         if depth == 0:
@@ -510,6 +513,9 @@ class SQLCipherBackend(SQLiteQueries):
     def _long_scan(self) -> AbstractContextManager[None]:
         """Hold this thread's page cache small while a long scan of the audit log runs."""
         return _scan_cache(self._conn, self._local, self._cache_kib)
+
+    def lock_subjects(self, subject_refs: Sequence[bytes]) -> None:
+        """Nothing to do: a write transaction holds the whole file already."""
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
