@@ -155,10 +155,10 @@ def check_store(store: Store, people: Sequence[Person], ids: Sequence[str]) -> N
             raise AssertionError(f"{store.label}: find missed a record")
     # get_many: up to GET_MANY records spread over the store, newest first (order is kept).
     picks = list(range(0, len(people), max(1, len(people) // GET_MANY)))[:GET_MANY][::-1]
-    got = store.get_many([ids[i] for i in picks])
-    if [store.owner_of(r) for r in got] != [people[i].subject_id for i in picks]:
+    read = store.get_many([ids[i] for i in picks])
+    if [store.owner_of(r) for r in read] != [people[i].subject_id for i in picks]:
         raise AssertionError(f"{store.label}: get_many returned the wrong owners")
-    if [store.name_of(r) for r in got] != [people[i].name for i in picks]:
+    if [store.name_of(r) for r in read] != [people[i].name for i in picks]:
         raise AssertionError(f"{store.label}: get_many returned the wrong names")
 
 
