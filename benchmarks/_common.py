@@ -1,6 +1,7 @@
 """Shared pieces of the benchmarks: synthetic owners, the six stores, timing and tables.
 
-The six stores hold the same OwnerProfile data and answer the same four operations:
+The six stores hold the same OwnerProfile data and answer the same five operations (batch put,
+single put, get, get of many records by id, find):
 
 * ``SqliteStore`` -- stdlib ``sqlite3``, one plain column per field, an index on the phone.
 * ``BareStore`` -- a hand-rolled encrypted store: SQLCipher (raw key, WAL, synchronous=NORMAL),
@@ -179,6 +180,23 @@ def _date(value: str | None) -> dt.date | None:
     return None if value is None else dt.date.fromisoformat(value)
 
 
+def in_marks(count: int) -> str:
+    """``(?, ?, ...)`` with ``count`` parameter marks, for ``WHERE ... IN`` lists."""
+    return "(" + ", ".join("?" * count) + ")"
+
+
+#: Ids per ``WHERE id IN (...)`` statement (well under SQLite's limit on parameters).
+IN_CHUNK = 500
+
+
+def in_order(rows: Mapping[str, Any], record_ids: Sequence[str]) -> list[Any]:
+    """The rows of ``record_ids`` (keyed by id) in that order; LookupError for a missing id."""
+    try:
+        return [rows[record_id] for record_id in record_ids]
+    except KeyError:
+        raise LookupError("a requested record does not exist") from None
+
+
 def now_text() -> str:
     """Creation timestamp stored by the baselines (ownervault stores its own)."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -209,6 +227,14 @@ class Store:
         """Read one record by id, decrypted."""
         raise NotImplementedError
 
+    def get_many(self, record_ids: Sequence[str]) -> list[Any]:
+        """Read records by id, decrypted, in the order of ``record_ids``.
+
+        This default calls :meth:`get` once per id; the stores override it with their batched
+        form (one statement, one transaction).
+        """
+        return [self.get(record_id) for record_id in record_ids]
+
     def find(self, phone: str) -> list[Any]:
         """Records whose phone equals ``phone`` (any formatting), decrypted."""
         raise NotImplementedError
@@ -216,6 +242,10 @@ class Store:
     def name_of(self, found: Any) -> str:
         """The owner's name in a value returned by ``get``/``find`` (for sanity checks)."""
         return str(found["name"])
+
+    def owner_of(self, found: Any) -> str:
+        """The owner's subject id in a value returned by ``get``/``find`` (for sanity checks)."""
+        return str(found["subject_id"])
 
     def sqlite_connection(self) -> Any:
         """The DB-API connection to the store's SQLite database (for WAL measurements)."""
@@ -304,6 +334,13 @@ class SqliteStore(Store):
         row = self._conn.execute(self._select + "WHERE id = ?", (record_id,)).fetchone()
         return self._decode(row)
 
+    def get_many(self, record_ids: Sequence[str]) -> list[Any]:
+        rows: dict[str, Any] = {}
+        for part in chunks(record_ids, IN_CHUNK):
+            sql = self._select + "WHERE id IN " + in_marks(len(part))
+            rows.update((row[0], row) for row in self._conn.execute(sql, tuple(part)))
+        return [self._decode(row) for row in in_order(rows, record_ids)]
+
     def find(self, phone: str) -> list[Any]:
         rows = self._conn.execute(
             self._select + "WHERE phone = ?", (normalise_phone(phone),)
@@ -372,6 +409,7 @@ class BareStore(Store):
         marks = ", ".join("?" * len(columns))
         self._insert = f"INSERT INTO owners ({', '.join(columns)}) VALUES ({marks})"
         self._get = f"SELECT {', '.join(columns)} FROM owners WHERE id = ?"
+        self._get_in = f"SELECT {', '.join(columns)} FROM owners WHERE id IN "
         self._find = f"SELECT {', '.join('o.' + c for c in columns)} {self._find_from}"
 
     #: Columns of the owners table, in insert and select order.
@@ -480,6 +518,17 @@ class BareStore(Store):
     def get(self, record_id: str) -> dict[str, Any]:
         row = self._conn.execute(self._get, (record_id,)).fetchone()
         return self._decode(row)
+
+    def _rows_by_id(self, record_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The owners rows of ``record_ids``, in that order (one statement per IN_CHUNK ids)."""
+        rows: dict[str, tuple[Any, ...]] = {}
+        for part in chunks(record_ids, IN_CHUNK):
+            sql = self._get_in + in_marks(len(part))
+            rows.update((row[0], row) for row in self._conn.execute(sql, tuple(part)))
+        return in_order(rows, record_ids)
+
+    def get_many(self, record_ids: Sequence[str]) -> list[Any]:
+        return [self._decode(row) for row in self._rows_by_id(record_ids)]
 
     def find(self, phone: str) -> list[Any]:
         rows = self._conn.execute(self._find, (self.token("phone", phone),)).fetchall()
@@ -668,6 +717,23 @@ class MatchedStore(BareIndexedStore):
             raise LookupError("the owner's data key is gone (erased)")
         return self._unwrap(bytes(row[0]), bytes(row[1]), row[2], row[3])
 
+    def _load_keys(self, key_ids: set[bytes]) -> None:
+        """Put the owner keys of ``key_ids`` not yet cached in the cache (one statement per
+        IN_CHUNK keys); LookupError if one is gone."""
+        missing = [key_id for key_id in key_ids if key_id not in self._cache]
+        conn = self._conn
+        for part in chunks(missing, IN_CHUNK):
+            found = 0
+            for key_id, ref, pseudonym, wrapped in conn.execute(
+                "SELECT key_id, subject_ref, pseudonym, wrapped FROM keys WHERE key_id IN "
+                + in_marks(len(part)),
+                tuple(part),
+            ):
+                self._unwrap(bytes(key_id), bytes(ref), pseudonym, wrapped)
+                found += 1
+            if found != len(part):
+                raise LookupError("the owner's data key is gone (erased)")
+
     def _keys_for(
         self, items: Sequence[Any]
     ) -> tuple[dict[bytes, _OwnerKey], list[tuple[Any, ...]]]:
@@ -830,6 +896,26 @@ class MatchedStore(BareIndexedStore):
         conn.execute("COMMIT")
         return out
 
+    def get_many(self, record_ids: Sequence[str]) -> list[Any]:
+        """The records, their owner keys read in one statement, and one audit row per record
+        read, all in one transaction committed before anything is returned (as :meth:`get`)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = self._rows_by_id(record_ids)
+            self._load_keys({bytes(row[1]) for row in rows})
+            out, events = [], []
+            for record_id, row in zip(record_ids, rows, strict=True):
+                record, key = self._decode_with(row)
+                out.append(record)
+                events.append(("read", record_id, key.pseudonym))
+            self._audit(events)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return out
+
     def find(self, phone: str) -> list[Any]:
         conn = self._conn
         wanted = self.indexed["phone"](phone)
@@ -895,6 +981,7 @@ class SaUtilsStore(Store):
         cols = [t.c[c] for c in _COLUMNS]
         self._insert = sa.insert(t)
         self._get = sa.select(*cols).where(t.c.id == sa.bindparam("rid"))
+        self._get_many = sa.select(*cols).where(t.c.id.in_(sa.bindparam("rids", expanding=True)))
         self._find = sa.select(*cols).where(t.c.phone_hash == sa.bindparam("h"))
 
     @staticmethod
@@ -944,6 +1031,14 @@ class SaUtilsStore(Store):
         with self._conn.begin():
             row = self._conn.execute(self._get, {"rid": record_id}).mappings().one()
         return self._decode(row)
+
+    def get_many(self, record_ids: Sequence[str]) -> list[Any]:
+        rows: dict[str, Any] = {}
+        with self._conn.begin():
+            for part in chunks(record_ids, IN_CHUNK):
+                result = self._conn.execute(self._get_many, {"rids": list(part)}).mappings()
+                rows.update((row["id"], row) for row in result)
+        return [self._decode(row) for row in in_order(rows, record_ids)]
 
     def find(self, phone: str) -> list[Any]:
         with self._conn.begin():
@@ -1032,6 +1127,9 @@ class VaultStore(Store):
 
     def get(self, record_id: str) -> Any:
         return self.session.get(OwnerProfile, record_id)
+
+    def get_many(self, record_ids: Sequence[str]) -> list[Any]:
+        return self.session.get_many(OwnerProfile, record_ids)
 
     def find(self, phone: str) -> list[Any]:
         return self.session.find(OwnerProfile, phone=phone)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_store.py [--records N] [--ops M] [--reps R]
+    python benchmarks/bench_store.py [--records N] [--ops M] [--many-calls K] [--reps R]
                                      [--find-sizes 10000,1000000] [--quick] [--json FILE]
 
 All six stores get the same synthetic OwnerProfile records (Faker zh_CN, seeded); the two
@@ -18,12 +18,16 @@ temporary directory and runs, interleaved across systems (the order rotates ever
 * get        -- M random records by id (ownervault: ``Session.get``)
 * find       -- M random records by phone, typed differently from how it was stored
                (``138 0013 8000``); every store normalises it
+* get_many   -- K calls, each reading GET_MANY (100) distinct random records by id in one
+               call (ownervault: ``Session.get_many``; the SQL stores: one
+               ``WHERE id IN (...)``; the matched store also writes one audit row per record
+               read, committed before it returns); reported per record
 
 The figure per operation is the median over repetitions of the mean time per record/call.
 After the timed repetitions, untimed, every store counts the WAL frames (4 KiB pages) it
 writes per operation on a fresh store: one batch put of FRAME_BATCH records, then FRAME_OPS
-single puts, gets and finds. ``--find-sizes`` additionally measures find latency for every
-store at the given store sizes.
+single puts, gets and finds, and FRAME_MANY_CALLS get_many calls. ``--find-sizes``
+additionally measures find latency for every store at the given store sizes.
 """
 
 from __future__ import annotations
@@ -65,9 +69,19 @@ from _common import (
     wal_frames,
 )
 
-OPS = ("batch put", "single put", "get", "find")
-#: What one operation is, for the units of the tables.
-UNITS = {"batch put": "record", "single put": "commit", "get": "get", "find": "find"}
+#: Records read by one get_many call (fewer when the batch holds fewer).
+GET_MANY = 100
+OPS = ("batch put", "single put", "get", "find", "get_many")
+#: What one operation is, for the units of the tables (get_many is reported per record).
+UNITS = {
+    "batch put": "record",
+    "single put": "commit",
+    "get": "get",
+    "find": "find",
+    "get_many": "record",
+}
+#: How the tables name each operation.
+OP_LABELS = {op: op for op in OPS} | {"get_many": f"get_many ({GET_MANY} per call)"}
 
 #: (operation, baseline key, minimum ownervault/baseline throughput ratio)
 TARGETS: tuple[tuple[str, str, float], ...] = (
@@ -87,12 +101,20 @@ RATIO_BASELINES: tuple[type[Store], ...] = (MatchedStore, BareStore, BareIndexed
 #: quick and full runs count the same work).
 FRAME_BATCH = 2000
 FRAME_OPS = 200
+#: get_many calls (of GET_MANY records each) of the WAL frame count.
+FRAME_MANY_CALLS = 20
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--records", type=int, default=None, help="N, records per batch put (10000)")
     p.add_argument("--ops", type=int, default=None, help="M, single puts/gets/finds (1000)")
+    p.add_argument(
+        "--many-calls",
+        type=int,
+        default=None,
+        help=f"K, get_many calls of {GET_MANY} records each (500; quick: 200)",
+    )
     p.add_argument("--reps", type=int, default=None, help="repetitions; median reported (5)")
     p.add_argument(
         "--find-sizes",
@@ -107,11 +129,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.records = 1000 if args.quick else 10_000
     if args.ops is None:
         args.ops = min(200 if args.quick else 1000, args.records)
+    if args.many_calls is None:
+        args.many_calls = 200 if args.quick else 500
     if args.reps is None:
         args.reps = 3 if args.quick else 5
     args.find_sizes = [int(s) for s in args.find_sizes.split(",") if s.strip()]
     if args.records < 1 or args.ops < 1 or args.ops > args.records or args.reps < 1:
         p.error("need 1 <= ops <= records and reps >= 1")
+    if args.many_calls < 1:
+        p.error("need many-calls >= 1")
     return args
 
 
@@ -127,6 +153,19 @@ def check_store(store: Store, people: Sequence[Person], ids: Sequence[str]) -> N
         found = store.find(spaced_phone(people[i].phone))
         if people[i].name not in {store.name_of(f) for f in found}:
             raise AssertionError(f"{store.label}: find missed a record")
+    # get_many: up to GET_MANY records spread over the store, newest first (order is kept).
+    picks = list(range(0, len(people), max(1, len(people) // GET_MANY)))[:GET_MANY][::-1]
+    read = store.get_many([ids[i] for i in picks])
+    if [store.owner_of(r) for r in read] != [people[i].subject_id for i in picks]:
+        raise AssertionError(f"{store.label}: get_many returned the wrong owners")
+    if [store.name_of(r) for r in read] != [people[i].name for i in picks]:
+        raise AssertionError(f"{store.label}: get_many returned the wrong names")
+
+
+def many_picks(rng: random.Random, n: int, calls: int) -> list[list[int]]:
+    """``calls`` lists of min(GET_MANY, n) distinct random indices below ``n``."""
+    size = min(GET_MANY, n)
+    return [rng.sample(range(n), size) for _ in range(calls)]
 
 
 def warm_up(people: Sequence[Person], seed: int) -> None:
@@ -147,6 +186,8 @@ def warm_up(people: Sequence[Person], seed: int) -> None:
                     i = rng.randrange(len(sample))
                     store.get(ids[i])
                     store.find(spaced_phone(sample[i].phone))
+                for picks in many_picks(rng, len(sample), 5):
+                    store.get_many([ids[i] for i in picks])
                 check_store(store, sample, ids)
             finally:
                 store.close()
@@ -176,7 +217,10 @@ def interleaved(
 
 
 def run_comparison(args: argparse.Namespace, people: list[Person]) -> dict[str, Any]:
-    n, m = args.records, args.ops
+    n, m, many_calls = args.records, args.ops, args.many_calls
+    many_size = min(GET_MANY, n)
+    #: Operations per measurement of each timed operation (records for get_many).
+    counts = {"single put": m, "get": m, "find": m, "get_many": many_calls * many_size}
     batch_people, single_people = people[:n], people[n : n + m]
     rng = random.Random(args.seed + 1)
     classes = list(STORE_CLASSES)
@@ -207,6 +251,7 @@ def run_comparison(args: argparse.Namespace, people: list[Person]) -> dict[str, 
         get_idx = [rng.randrange(n) for _ in range(m)]
         find_idx = [rng.randrange(n) for _ in range(m)]
         queries = [spaced_phone(batch_people[i].phone) for i in find_idx]
+        many_idx = many_picks(rng, n, many_calls)
         tmp = Path(tempfile.mkdtemp(prefix="ovbench-"))
         stores: dict[str, Store] = {}
         try:
@@ -226,12 +271,13 @@ def run_comparison(args: argparse.Namespace, people: list[Person]) -> dict[str, 
                 "single put": {k: inputs[k][1] for k in keys},
                 "get": {k: [ids[k][i] for i in get_idx] for k in keys},
                 "find": dict.fromkeys(keys, queries),
+                "get_many": {k: [[ids[k][i] for i in p] for p in many_idx] for k in keys},
             }
             for op, op_input in op_args.items():
                 method = "put" if op == "single put" else op
                 fns = {k: getattr(stores[k], method) for k in keys}
                 for key, lat in interleaved(fns, op_input, rep).items():
-                    per_op[key][op].append(sum(lat) / m * 1e6)
+                    per_op[key][op].append(sum(lat) / counts[op] * 1e6)
                     calls[key][op].extend(lat)
             for cls in classes:
                 check_store(stores[cls.key], batch_people, ids[cls.key])
@@ -251,6 +297,7 @@ def run_comparison(args: argparse.Namespace, people: list[Person]) -> dict[str, 
         "us_per_op": summary,
         "reps_us_per_op": per_op,
         "p50_p95_us": tails,
+        "get_many": {"records_per_call": many_size, "calls": many_calls},
         "ownerprofile_build_us": (model_seconds[0] / n * 1e6) if model_seconds else None,
     }
 
@@ -270,7 +317,7 @@ def report_comparison(args: argparse.Namespace, result: dict[str, Any]) -> list[
     ]
     rows = []
     for op in OPS:
-        cells = [f"{op} (us/{UNITS[op]})"]
+        cells = [f"{OP_LABELS[op]} (us/{UNITS[op]})"]
         for cls in STORE_CLASSES:
             value = us[cls.key][op]
             cells.append(f"{fmt_us(value)} ({fmt_rate(1e6 / value)})")
@@ -278,7 +325,8 @@ def report_comparison(args: argparse.Namespace, result: dict[str, Any]) -> list[
         rows.append(cells)
     lines = [
         f"### Store comparison: N={args.records:,} records per batch, M={args.ops:,} "
-        f"single puts/gets/finds, median of {args.reps} repetitions",
+        f"single puts/gets/finds, K={args.many_calls:,} get_many calls of "
+        f"{result['get_many']['records_per_call']} records, median of {args.reps} repetitions",
         "",
         "Cells: mean microseconds per operation (operations per second). Ratios are ownervault "
         "throughput / baseline throughput (higher is better for ownervault); the first ratio, "
@@ -287,13 +335,14 @@ def report_comparison(args: argparse.Namespace, result: dict[str, Any]) -> list[
         "",
         markdown_table(header, rows),
         "",
-        "Per-call latency p50 / p95 in microseconds (all repetitions pooled):",
+        "Per-call latency p50 / p95 in microseconds (all repetitions pooled; a get_many call "
+        "reads all its records):",
         "",
     ]
     tails = result["p50_p95_us"]
     tail_rows = [
         [
-            op,
+            OP_LABELS[op],
             *(
                 f"{fmt_us(tails[c.key][op][0])} / {fmt_us(tails[c.key][op][1])}"
                 for c in STORE_CLASSES
@@ -306,7 +355,9 @@ def report_comparison(args: argparse.Namespace, result: dict[str, Any]) -> list[
     lines.append(f"Ownervault against {MatchedStore.label} (the same guarantees, written by hand):")
     lines.append("")
     for op in OPS:
-        lines.append(f"- {op}: ownervault / matched = {ratio(result, op, MatchedStore.key):.2f}x")
+        lines.append(
+            f"- {OP_LABELS[op]}: ownervault / matched = {ratio(result, op, MatchedStore.key):.2f}x"
+        )
     lines.append("")
     lines.append("Targets (ownervault throughput relative to a baseline):")
     lines.append("")
@@ -345,12 +396,16 @@ def report_comparison(args: argparse.Namespace, result: dict[str, Any]) -> list[
 
 
 def store_frames(
-    store: Store, people: Sequence[Person], singles: Sequence[Person], picks: Sequence[int]
+    store: Store,
+    people: Sequence[Person],
+    singles: Sequence[Person],
+    picks: Sequence[int],
+    many: Sequence[Sequence[int]],
 ) -> dict[str, float]:
-    """WAL frames per operation (per record for the batch put) of one empty store.
+    """WAL frames per operation (per record for the batch put and get_many) of one empty store.
 
-    Batch-puts ``people``, then puts each of ``singles``, gets the records at ``picks`` and
-    finds them by phone (typed with spaces).
+    Batch-puts ``people``, then puts each of ``singles``, gets the records at ``picks``, finds
+    them by phone (typed with spaces) and reads each list of ``many`` with one get_many.
     """
     conn = store.sqlite_connection()
     batch, items = store.prepare(people), store.prepare(singles)
@@ -361,6 +416,8 @@ def store_frames(
         "single put": wal_frames(conn, lambda: [store.put(x) for x in items]) / len(items),
         "get": wal_frames(conn, lambda: [store.get(ids[i]) for i in picks]) / len(picks),
         "find": wal_frames(conn, lambda: [store.find(q) for q in queries]) / len(picks),
+        "get_many": wal_frames(conn, lambda: [store.get_many([ids[i] for i in p]) for p in many])
+        / sum(len(p) for p in many),
     }
     check_store(store, people, ids)
     return counts
@@ -376,13 +433,14 @@ def run_frames(args: argparse.Namespace, people: list[Person]) -> dict[str, dict
     single_people = people[FRAME_BATCH : FRAME_BATCH + FRAME_OPS]
     rng = random.Random(args.seed + 3)
     picks = [rng.randrange(FRAME_BATCH) for _ in range(FRAME_OPS)]
+    many = many_picks(rng, FRAME_BATCH, FRAME_MANY_CALLS)
     frames: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="ovbench-frames-") as tmp:
         for cls in STORE_CLASSES:
             (Path(tmp) / cls.key).mkdir()
             store = cls(Path(tmp) / cls.key)
             try:
-                frames[cls.key] = store_frames(store, batch_people, single_people, picks)
+                frames[cls.key] = store_frames(store, batch_people, single_people, picks, many)
             finally:
                 store.close()
     return frames
@@ -393,7 +451,7 @@ def report_frames(frames: dict[str, dict[str, float]]) -> list[str]:
     matched = frames[MatchedStore.key]
     rows = []
     for op in OPS:
-        cells = [f"{op} (frames/{UNITS[op]})"]
+        cells = [f"{OP_LABELS[op]} (frames/{UNITS[op]})"]
         for cls in STORE_CLASSES:
             value = frames[cls.key][op]
             shown = f"{value:.2f}" if value else "0"
@@ -414,7 +472,8 @@ def report_frames(frames: dict[str, dict[str, float]]) -> list[str]:
         "### WAL frames (4 KiB pages) written per operation",
         "",
         f"Untimed, one fresh store per system: a batch put of {FRAME_BATCH:,} records, then "
-        f"{FRAME_OPS:,} single puts, gets and finds on the store it filled; automatic "
+        f"{FRAME_OPS:,} single puts, gets and finds and {FRAME_MANY_CALLS} get_many calls of "
+        f"{GET_MANY} records on the store it filled; automatic "
         "checkpoints off, frames counted by a checkpoint after each operation. In parentheses: "
         f"that many times the {BareStore.label} store's frames; the last two columns divide "
         f"ownervault's frames by the {MatchedStore.label} store's and by the "
