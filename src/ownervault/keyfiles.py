@@ -52,18 +52,12 @@ def ed25519_load_private_pem(pem: bytes) -> bytes:
     Raises:
         CryptoError: not an unencrypted Ed25519 private key.
     """
-    key = _load_private(pem)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise CryptoError("the key file does not hold an Ed25519 private key")
-    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return _private_raw(pem, Ed25519PrivateKey, "an Ed25519")
 
 
 def ed25519_load_public_pem(pem: bytes) -> bytes:
     """The raw 32-byte key of an Ed25519 public key PEM (CryptoError otherwise)."""
-    key = _load_public(pem)
-    if not isinstance(key, Ed25519PublicKey):
-        raise CryptoError("the key file does not hold an Ed25519 public key")
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return _public_raw(pem, Ed25519PublicKey, "an Ed25519")
 
 
 def x25519_private_pem(private_key: bytes) -> bytes:
@@ -80,18 +74,12 @@ def x25519_public_pem(public_key: bytes) -> bytes:
 
 def x25519_load_private_pem(pem: bytes) -> bytes:
     """The raw 32 bytes of an unencrypted X25519 private key PEM (CryptoError otherwise)."""
-    key = _load_private(pem)
-    if not isinstance(key, X25519PrivateKey):
-        raise CryptoError("the key file does not hold an X25519 private key")
-    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return _private_raw(pem, X25519PrivateKey, "an X25519")
 
 
 def x25519_load_public_pem(pem: bytes) -> bytes:
     """The raw 32 bytes of an X25519 public key PEM (CryptoError otherwise)."""
-    key = _load_public(pem)
-    if not isinstance(key, X25519PublicKey):
-        raise CryptoError("the key file does not hold an X25519 public key")
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return _public_raw(pem, X25519PublicKey, "an X25519")
 
 
 def _load_private(pem: bytes) -> object:
@@ -106,3 +94,21 @@ def _load_public(pem: bytes) -> object:
         return load_pem_public_key(pem)
     except (ValueError, TypeError):
         raise CryptoError("the key file is not a PEM public key") from None
+
+
+def _private_raw(
+    pem: bytes, kind: type[Ed25519PrivateKey] | type[X25519PrivateKey], name: str
+) -> bytes:
+    key = _load_private(pem)
+    if not isinstance(key, kind):
+        raise CryptoError(f"the key file does not hold {name} private key")
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def _public_raw(
+    pem: bytes, kind: type[Ed25519PublicKey] | type[X25519PublicKey], name: str
+) -> bytes:
+    key = _load_public(pem)
+    if not isinstance(key, kind):
+        raise CryptoError(f"the key file does not hold {name} public key")
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)

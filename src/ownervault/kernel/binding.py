@@ -216,36 +216,7 @@ class Binder:
     # columns are listed in docs/formats.md; tests/test_integrity.py compares the two).
 
     def _record_encoded(self, row: RecordRow) -> bytes:
-        rid = row.record_id.encode("utf-8")
-        kind = row.record_type.encode("utf-8")
-        owner = row.pseudonym.encode("utf-8")
-        version = str(row.version).encode("ascii")
-        created = row.created_at.encode("utf-8")
-        updated = row.updated_at.encode("utf-8")
-        clear = row.clear.encode("utf-8")
-        return b"".join(
-            (
-                self._records,
-                ROW_HEAD(len(rid) + 1, ROW_TEXT),
-                rid,
-                ROW_HEAD(len(kind) + 1, ROW_TEXT),
-                kind,
-                ROW_HEAD(len(owner) + 1, ROW_TEXT),
-                owner,
-                ROW_HEAD(len(row.key_id) + 1, ROW_BYTES),
-                row.key_id,
-                ROW_HEAD(len(version) + 1, ROW_INT),
-                version,
-                ROW_HEAD(len(created) + 1, ROW_TEXT),
-                created,
-                ROW_HEAD(len(updated) + 1, ROW_TEXT),
-                updated,
-                ROW_HEAD(len(clear) + 1, ROW_TEXT),
-                clear,
-                ROW_HEAD(len(row.sealed) + 1, ROW_BYTES),
-                row.sealed,
-            )
-        )
+        return self._framed(self.record_frame(row), row.key_id, row.sealed)
 
     def record_frame(self, row: RecordRow) -> tuple[bytes, bytes]:
         """A record row's encoding as :meth:`_record_encoded` makes it, without its key id
