@@ -218,14 +218,18 @@ class PostgresBackend(PostgresAuditQueue, PostgresQueries):
         if conn is None:
             if self._closed:
                 raise VaultClosedError("the vault is closed")
-            conn = self._connect()
-            with self._lock:
-                if self._closed:
-                    conn.close()
-                    raise VaultClosedError("the vault is closed")
-                self._connections.append(conn)
+            conn = self._kept(self._connect())
             self._local.conn = conn
             self._local.depth = 0
+        return conn
+
+    def _kept(self, conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+        """A new connection, kept to be closed with the backend (refused once it is closed)."""
+        with self._lock:
+            if self._closed:
+                conn.close()
+                raise VaultClosedError("the vault is closed")
+            self._connections.append(conn)
         return conn
 
     def _forget(self, conn: psycopg.Connection[Any]) -> None:
@@ -320,12 +324,7 @@ class PostgresBackend(PostgresAuditQueue, PostgresQueries):
         """
         conn: psycopg.Connection[Any] | None = self._local.__dict__.get("apart")
         if conn is None or conn.closed:
-            conn = self._connect()
-            with self._lock:
-                if self._closed:
-                    conn.close()
-                    raise VaultClosedError("the vault is closed")
-                self._connections.append(conn)
+            conn = self._kept(self._connect())
             self._local.apart = conn
         cur = _translate(
             lambda: conn.execute(
