@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import ownervault as ov
-from ownervault import Actor, Vault, crypto, handover, keyfiles
+from ownervault import Actor, Vault, crypto, handover
 from ownervault.cli import main as cli_main
 from ownervault.exceptions import (
     DecryptionError,
@@ -253,7 +253,7 @@ def _resign(receipt: str, keys: handover.RecipientKeys, **members: Any) -> str:
     """A receipt with ``members`` changed, signed again by the successor (a valid signature)."""
     from ownervault.handover.formats import _receipt_message
 
-    seed = keyfiles.ed25519_load_private_pem(keys.signing_private)
+    seed = crypto.ed25519_load_private_pem(keys.signing_private)
     signer = crypto.ed25519_public_key(seed).hex()
     doc = {**json.loads(receipt), "successor_key": signer, **members}
     body = {k: v for k, v in doc.items() if k != "signature"}
@@ -311,7 +311,7 @@ def _unpinned_successor(v: Vault, p: bytes, k: handover.RecipientKeys, o: Vault)
         _receipt(v, p, k),
         actor=DPO,
         approver=ADMIN,
-        successor_key=keyfiles.ed25519_load_public_pem(pinned.signing_public),
+        successor_key=crypto.ed25519_load_public_pem(pinned.signing_public),
     )
 
 

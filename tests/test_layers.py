@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "ownervault"
 #: and of lower layers only.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ownervault.exceptions",),
-    ("ownervault.crypto", "ownervault.keyfiles", "ownervault.authn"),
+    ("ownervault.crypto", "ownervault.authn"),
     ("ownervault.records",),
     ("ownervault.policy",),
     ("ownervault.storage",),

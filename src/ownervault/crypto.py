@@ -30,8 +30,7 @@ This is the only module that imports ``cryptography``. Everything above it sees 
 * **Key files** -- X25519 and Ed25519 keys as PEM (PKCS#8 private, SubjectPublicKeyInfo
   public), unencrypted: the successor keeps them as it keeps any private key.
 
-Nonces are 96 bits from ``os.urandom`` for every encryption (a re-encryption draws the nonces of
-one sealed record in one call, each used once) and are never chosen by callers.
+Nonces are 96 bits from ``os.urandom`` for every encryption and are never chosen by callers.
 """
 
 from __future__ import annotations
@@ -57,6 +56,8 @@ from cryptography.hazmat.primitives.serialization import (
     NoEncryption,
     PrivateFormat,
     PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
 )
 
 from .exceptions import CryptoError, DecryptionError, ValidationError
@@ -85,7 +86,11 @@ __all__ = [
     "box_seal",
     "derive_key",
     "ed25519_generate",
+    "ed25519_load_private_pem",
+    "ed25519_load_public_pem",
+    "ed25519_private_pem",
     "ed25519_public_key",
+    "ed25519_public_pem",
     "ed25519_sign",
     "ed25519_verify",
     "encode_context",
@@ -99,7 +104,11 @@ __all__ = [
     "record_aad",
     "unpack_sealed",
     "x25519_generate",
+    "x25519_load_private_pem",
+    "x25519_load_public_pem",
+    "x25519_private_pem",
     "x25519_public_key",
+    "x25519_public_pem",
 ]
 
 KEY_BYTES: Final = 32
@@ -318,102 +327,24 @@ class FieldKey(_NoPickle):
         return plaintext
 
     def reseal(self, blob: bytes, new: FieldKey, *, record_aad: bytes) -> tuple[bytes, int]:
-        """Re-encrypt a sealed-record v1 blob of this key under ``new``, in one pass.
+        """Re-encrypt a sealed-record v1 blob of this key under ``new``.
 
-        Returns the new blob and how many fields it holds. Every envelope is opened as
-        :meth:`decrypt` opens it (format byte, key id, tag, then the key commitment, compared in
-        constant time) with the associated data of its record (``record_aad``, from
-        :func:`record_aad`), its field name and this key's id, and sealed again as
-        :meth:`encrypt` seals it, with a fresh random nonce and the same record and field under
-        the new key's id. The nonces of one container are drawn from ``os.urandom`` in one call
-        and each used once. The result is the blob :func:`pack_sealed` would make of the new
-        envelopes: fields in name order, each its own envelope. Any damage (container or
-        envelope) raises the one :class:`DecryptionError`, before anything is returned.
+        Returns the new blob and how many fields it holds. The container is read by
+        :func:`unpack_sealed` and written by :func:`pack_sealed`; every envelope is opened by
+        :meth:`decrypt` with the associated data of its record (``record_aad``, from
+        :func:`record_aad`), its field name and this key's id, and sealed again by
+        :meth:`encrypt` (a fresh random nonce) with the same record and field and the new key's
+        id. Any damage raises the one :class:`DecryptionError` before anything is returned.
         """
-        if not blob or blob[0] != SEALED_FORMAT_V1:
-            raise DecryptionError()
-        decrypt = self._aead.decrypt
-        encrypt = new._aead.encrypt
-        key_id, commitment, old_tail = self.key_id, self._commitment, self._aad_tail
-        header, new_tail = new._header, new._aad_tail
-        compare = _stdlib_hmac.compare_digest
-        nonces = os.urandom(_NONCE_POOL)
-        used = 0
-        # The new blob's parts, three per field: head (name length and name), envelope length,
-        # envelope.
-        chunks = [_SEALED_VERSION]
-        previous = ""
-        ordered = True
-        pos, end = 1, len(blob)
-        try:
-            while pos < end:
-                name_len = blob[pos]
-                name, name_part, head = _sealed_name(blob[pos + 1 : pos + 1 + name_len])
-                if name <= previous:
-                    ordered = False
-                previous = name
-                pos += 1 + name_len
-                size = int.from_bytes(blob[pos : pos + 4], "big")
-                start = pos + 4
-                pos = start + size
-                key_at = start + 1 + KEY_ID_BYTES
-                if (
-                    pos > end
-                    or size < _FIELD_MIN
-                    or blob[start] != FIELD_FORMAT_V1
-                    or not compare(blob[start + 1 : key_at], key_id)
-                ):
-                    raise DecryptionError()
-                nonce_at = key_at + COMMITMENT_BYTES
-                plaintext = decrypt(
-                    blob[nonce_at : nonce_at + NONCE_BYTES],
-                    blob[nonce_at + NONCE_BYTES : pos],
-                    record_aad + name_part + old_tail,
-                )
-                if not compare(blob[key_at:nonce_at], commitment):
-                    raise DecryptionError()
-                if used == _NONCE_POOL:
-                    nonces = os.urandom(_NONCE_POOL)
-                    used = 0
-                nonce = nonces[used : used + NONCE_BYTES]
-                used += NONCE_BYTES
-                envelope = (
-                    header + nonce + encrypt(nonce, plaintext, record_aad + name_part + new_tail)
-                )
-                chunks += (head, len(envelope).to_bytes(4, "big"), envelope)
-        except (IndexError, UnicodeDecodeError, InvalidTag):
-            raise DecryptionError() from None
-        count = (len(chunks) - 1) // 3
-        if not ordered:
-            # Not strictly in name order: a duplicate name is damage; any other order is
-            # written back as pack_sealed writes it.
-            # (Names sort as their UTF-8 bytes do: a head's name follows its length byte.)
-            fields = sorted(
-                zip(chunks[1::3], chunks[2::3], chunks[3::3], strict=True),
-                key=lambda field: field[0][1:],
-            )
-            if len({head for head, _, _ in fields}) != count:
-                raise DecryptionError()
-            chunks = [_SEALED_VERSION, *(part for field in fields for part in field)]
-        return b"".join(chunks), count
-
-
-#: Bytes of nonces a re-sealing draws at once (16 fields' worth).
-_NONCE_POOL: Final = 16 * NONCE_BYTES
-
-
-@functools.lru_cache(maxsize=1024)
-def _sealed_name(raw: bytes) -> tuple[str, bytes, bytes]:
-    """A field name in a sealed container: the name, its associated-data part and its
-    container head (length byte and name), cached because the same few names repeat."""
-    name = raw.decode("utf-8")
-    if not name:
-        raise DecryptionError()
-    return name, context_part(name), bytes([len(raw)]) + raw
+        sealed: dict[str, bytes] = {}
+        for name, envelope in unpack_sealed(blob).items():
+            field = record_aad + context_part(name)
+            plaintext = self.decrypt(envelope, aad=field + self._aad_tail)
+            sealed[name] = new.encrypt(plaintext, aad=field + new._aad_tail)
+        return pack_sealed(sealed), len(sealed)
 
 
 SEALED_FORMAT_V1: Final = 0x01
-_SEALED_VERSION: Final = bytes([SEALED_FORMAT_V1])
 
 
 def pack_sealed(envelopes: Mapping[str, bytes]) -> bytes:
@@ -705,6 +636,89 @@ def x25519_public_key(private_key: bytes) -> bytes:
         .public_key()
         .public_bytes(Encoding.Raw, PublicFormat.Raw)
     )
+
+
+# --------------------------------------------------------------------------- key files (PEM)
+
+
+def ed25519_private_pem(seed: bytes) -> bytes:
+    """The Ed25519 key with seed ``seed`` as an unencrypted PKCS#8 PEM."""
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def ed25519_public_pem(public_key: bytes) -> bytes:
+    """A raw 32-byte Ed25519 public key as a SubjectPublicKeyInfo PEM."""
+    key = Ed25519PublicKey.from_public_bytes(public_key)
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def ed25519_load_private_pem(pem: bytes) -> bytes:
+    """The 32-byte seed of an unencrypted Ed25519 private key PEM.
+
+    Raises:
+        CryptoError: not an unencrypted Ed25519 private key.
+    """
+    return _private_raw(pem, Ed25519PrivateKey, "an Ed25519")
+
+
+def ed25519_load_public_pem(pem: bytes) -> bytes:
+    """The raw 32-byte key of an Ed25519 public key PEM (CryptoError otherwise)."""
+    return _public_raw(pem, Ed25519PublicKey, "an Ed25519")
+
+
+def x25519_private_pem(private_key: bytes) -> bytes:
+    """A raw X25519 private key as an unencrypted PKCS#8 PEM."""
+    key = X25519PrivateKey.from_private_bytes(private_key)
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def x25519_public_pem(public_key: bytes) -> bytes:
+    """A raw X25519 public key as a SubjectPublicKeyInfo PEM."""
+    key = X25519PublicKey.from_public_bytes(public_key)
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def x25519_load_private_pem(pem: bytes) -> bytes:
+    """The raw 32 bytes of an unencrypted X25519 private key PEM (CryptoError otherwise)."""
+    return _private_raw(pem, X25519PrivateKey, "an X25519")
+
+
+def x25519_load_public_pem(pem: bytes) -> bytes:
+    """The raw 32 bytes of an X25519 public key PEM (CryptoError otherwise)."""
+    return _public_raw(pem, X25519PublicKey, "an X25519")
+
+
+def _load_private(pem: bytes) -> object:
+    try:
+        return load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise CryptoError("the key file is not an unencrypted PEM private key") from None
+
+
+def _load_public(pem: bytes) -> object:
+    try:
+        return load_pem_public_key(pem)
+    except (ValueError, TypeError):
+        raise CryptoError("the key file is not a PEM public key") from None
+
+
+def _private_raw(
+    pem: bytes, kind: type[Ed25519PrivateKey] | type[X25519PrivateKey], name: str
+) -> bytes:
+    key = _load_private(pem)
+    if not isinstance(key, kind):
+        raise CryptoError(f"the key file does not hold {name} private key")
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def _public_raw(
+    pem: bytes, kind: type[Ed25519PublicKey] | type[X25519PublicKey], name: str
+) -> bytes:
+    key = _load_public(pem)
+    if not isinstance(key, kind):
+        raise CryptoError(f"the key file does not hold {name} public key")
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 # --------------------------------------------------------------------------- recipient box

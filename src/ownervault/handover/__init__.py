@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import attrs
 
-from .. import crypto, keyfiles
+from .. import crypto
 from .formats import (
     HandoverCertificate,
     HandoverContents,
@@ -77,8 +77,8 @@ def new_recipient_keys() -> RecipientKeys:
     box = crypto.x25519_generate()
     seed = crypto.ed25519_generate()
     return RecipientKeys(
-        box_private=keyfiles.x25519_private_pem(box),
-        box_public=keyfiles.x25519_public_pem(crypto.x25519_public_key(box)),
-        signing_private=keyfiles.ed25519_private_pem(seed),
-        signing_public=keyfiles.ed25519_public_pem(crypto.ed25519_public_key(seed)),
+        box_private=crypto.x25519_private_pem(box),
+        box_public=crypto.x25519_public_pem(crypto.x25519_public_key(box)),
+        signing_private=crypto.ed25519_private_pem(seed),
+        signing_public=crypto.ed25519_public_pem(crypto.ed25519_public_key(seed)),
     )

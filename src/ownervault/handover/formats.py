@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import attrs
 
-from .. import crypto, keyfiles
+from .. import crypto
 from ..audit.checkpoint import verify_note
 from ..exceptions import AuditIntegrityError, CryptoError, DecryptionError, HandoverError
 
@@ -210,7 +210,7 @@ def open_package(package: str | bytes, *, private_key: bytes, vault_key: str) ->
         raise _refuse("package_signature", "the package's signature does not verify") from None
     if text != package_body_note(body):
         raise _refuse("package_signature", "the package was changed after the vault signed it")
-    private_key = _raw(private_key, keyfiles.x25519_load_private_pem)
+    private_key = _raw(private_key, crypto.x25519_load_private_pem)
     public = crypto.x25519_public_key(private_key)
     if doc["recipient_key"] != key_fingerprint(public):
         raise _refuse("wrong_recipient_key", "the package is encrypted to another recipient key")
@@ -287,7 +287,7 @@ def sign_receipt(contents: HandoverContents, *, signing_key: bytes, received_at:
 
     Returns the receipt as JSON text (``docs/formats.md``).
     """
-    signing_key = _raw(signing_key, keyfiles.ed25519_load_private_pem)
+    signing_key = _raw(signing_key, crypto.ed25519_load_private_pem)
     body: dict[str, Any] = {
         "format": RECEIPT_FORMAT,
         "version": 1,

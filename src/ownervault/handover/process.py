@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import attrs
 
-from .. import crypto, keyfiles
+from .. import crypto
 from ..audit import format_time
 from ..exceptions import HandoverError, ValidationError, VaultHandedOverError
 from ..kernel import Access, ErasureResult, Kernel
@@ -141,7 +141,7 @@ class Handover:
         if not recipient.strip() or not recipient.isprintable() or len(recipient) > 200:
             raise ValidationError("the recipient's name must be printable text, 1-200 characters")
         public = (
-            keyfiles.x25519_load_public_pem(recipient_key)
+            crypto.x25519_load_public_pem(recipient_key)
             if recipient_key.lstrip().startswith(b"-----")
             else recipient_key
         )
@@ -190,7 +190,7 @@ class Handover:
         kernel = self._kernel
         kernel.check_open()
         if successor_key is not None and successor_key.lstrip().startswith(b"-----"):
-            successor_key = keyfiles.ed25519_load_public_pem(successor_key)
+            successor_key = crypto.ed25519_load_public_pem(successor_key)
         parsed = parse_receipt(receipt, successor_key=successor_key)
         if parsed.vault_id != kernel.vault_id:
             raise HandoverError(
