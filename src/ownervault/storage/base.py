@@ -445,6 +445,10 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
         """Find a subject by pseudonym."""
         ...
 
+    def subjects(self, pseudonyms: Sequence[str]) -> dict[str, SubjectRow]:
+        """Subjects by pseudonym, for many at once (missing ones left out)."""
+        ...
+
     def insert_subjects(self, rows: Sequence[SubjectRow]) -> None:
         """Store new subjects."""
         ...

@@ -259,6 +259,24 @@ class RecordQueries(QueryRunner):
         row = self._execute(self._SUBJECT_SELECT + "WHERE s.pseudonym = ?", (pseudonym,)).fetchone()
         return None if row is None else self._subject_row(row)
 
+    def subjects(self, pseudonyms: Sequence[str]) -> dict[str, SubjectRow]:
+        """Subjects by pseudonym, for many at once (missing ones left out)."""
+        wanted = list(dict.fromkeys(pseudonyms))
+        if len(wanted) == 1:
+            found = self.subject(wanted[0])
+            return {} if found is None else {found.pseudonym: found}
+        out: dict[str, SubjectRow] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join(["?"] * len(chunk))
+            rows = self._execute(
+                self._SUBJECT_SELECT + f"WHERE s.pseudonym IN ({marks})", chunk
+            ).fetchall()
+            for row in rows:
+                subject = self._subject_row(row)
+                out[subject.pseudonym] = subject
+        return out
+
     def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
         """Drop a subject's ciphertexts, blind-index tokens and lookup token."""
         tokens = self._execute(
