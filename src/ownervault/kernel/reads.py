@@ -447,7 +447,9 @@ def _decrypt(
     for field, field_part in plan.sealed:
         blob = envelopes.get(field)
         if blob is not None:
-            values[field] = json.loads(key.decrypt(blob, aad=prefix + field_part + key_part))
+            # Values are sealed as UTF-8 JSON; decoding here spares json its encoding sniffing.
+            plaintext = key.decrypt(blob, aad=prefix + field_part + key_part)
+            values[field] = json.loads(plaintext.decode("utf-8"))
     return values
 
 
