@@ -490,7 +490,7 @@ class Kernel:
                 self.keys.store_keys(
                     [attrs.evolve(old_row, state=KeyState.DECRYPT_ONLY.value, state_changed_at=now)]
                 )
-            total = len(self.backend.subject_keys_wrapped_by(old, b"", 2**31))
+            total = self.backend.count_subject_keys_wrapped_by(old)
             job_id = self.start_job("rewrap", {"from": old.hex()}, total, now)
             self.keys.changed()
             entry = self.admin_entry(

@@ -655,6 +655,10 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
         """Live subject keys wrapped by ``kek_id`` with id after ``after``, in id order."""
         ...
 
+    def count_subject_keys_wrapped_by(self, kek_id: bytes) -> int:
+        """How many live subject keys ``kek_id`` wraps."""
+        ...
+
     def key_references(self, key_id: bytes) -> int:
         """How many live keys, subjects and records still depend on ``key_id``."""
         ...

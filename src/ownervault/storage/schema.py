@@ -27,6 +27,7 @@ __all__ = [
     "POSTGRES_TYPES",
     "SCHEMA_VERSION",
     "SQLITE_TYPES",
+    "SYSTEM_KEYS",
     "VAULT_TABLES",
     "Column",
     "ColumnType",
@@ -87,12 +88,17 @@ class Index:
     """A secondary index on some of a table's columns.
 
     ``dropped`` is the schema version whose migration step drops it (no statement needs it any
-    more), or None while it is kept.
+    more), or None while it is kept; ``since`` the version whose step creates it. ``where``
+    makes it a partial index (both dialects): only rows that satisfy it are indexed, so writes
+    of the other rows do not touch it, and a statement uses it only if its own ``WHERE`` says
+    as much.
     """
 
     name: str
     columns: tuple[str, ...]
     dropped: int | None = None
+    since: int = 1
+    where: str | None = None
 
 
 @attrs.frozen
@@ -151,7 +157,14 @@ class Table:
 #: ``recipient_notices_subject``, which no statement needs.
 #: Version 5 also added the ``audit_queue`` table (PostgreSQL: entries waiting for the
 #: sequencer).
-SCHEMA_VERSION: Final = 5
+#: Version 6 indexes only the vault's own keys (``keys_system``, a partial index): the indexes
+#: ``keys_kind`` and ``keys_wrapped_by``, which every new owner's key row was added to and
+#: only key jobs and the key inventory read, are dropped.
+SCHEMA_VERSION: Final = 6
+
+#: The rows ``keys_system`` indexes: every key but the owners' data keys. A statement must say
+#: so in its own ``WHERE`` for the index to serve it.
+SYSTEM_KEYS: Final = "kind <> 'subject'"
 
 #: The version that added the audit log's index by owner; its migration step fills the index
 #: from the entries already stored (each backend's ``backfill_audit_subjects``).
@@ -184,8 +197,12 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         ),
         without_rowid=True,
         indexes=(
-            Index("keys_kind", ("kind", "state")),
-            Index("keys_wrapped_by", ("wrapped_by",)),
+            # Every new owner's data key is a subject key: indexing them by kind or by the KEK
+            # that wraps them cost each new owner two more pages. Only the vault's own keys
+            # are indexed; the key jobs and inventory that walk subject keys read the table.
+            Index("keys_kind", ("kind", "state"), dropped=6),
+            Index("keys_wrapped_by", ("wrapped_by",), dropped=6),
+            Index("keys_system", ("kind", "created_at"), since=6, where=SYSTEM_KEYS),
         ),
     ),
     Table(
@@ -509,7 +526,11 @@ def _as_of(table: Table, version: int) -> Table:
     return attrs.evolve(
         table,
         columns=columns,
-        indexes=tuple(i for i in table.indexes if i.dropped is None or i.dropped > version),
+        indexes=tuple(
+            i
+            for i in table.indexes
+            if i.since <= version and (i.dropped is None or i.dropped > version)
+        ),
         append_only_except=tuple(c for c in table.append_only_except if c in names),
     )
 
@@ -580,18 +601,24 @@ def _create_table(table: Table, types: Mapping[ColumnType, str], suffix: str = "
     return f"CREATE TABLE {table.name} (\n{body}\n){suffix}"
 
 
+def _create_index(table: Table, index: Index) -> str:
+    where = "" if index.where is None else f" WHERE {index.where}"
+    return f"CREATE INDEX {index.name} ON {table.name}({', '.join(index.columns)}){where}"
+
+
 def _create_indexes(table: Table) -> list[str]:
-    return [
-        f"CREATE INDEX {index.name} ON {table.name}({', '.join(index.columns)})"
-        for index in table.indexes
-    ]
+    return [_create_index(table, index) for index in table.indexes]
 
 
 def _dropped_indexes(table: Table, version: int) -> list[str]:
-    """``DROP INDEX`` of each index of ``table`` that ``version`` dropped (both dialects)."""
+    """``DROP INDEX`` of each index of ``table`` that ``version`` dropped, then ``CREATE
+    INDEX`` of each it added (both dialects)."""
     if table.since >= version:
-        return []  # created by this version (or a later one) without them
-    return [f"DROP INDEX {index.name}" for index in table.indexes if index.dropped == version]
+        return []  # created by this version (or a later one) as it is then
+    return [
+        *(f"DROP INDEX {index.name}" for index in table.indexes if index.dropped == version),
+        *(_create_index(table, index) for index in table.indexes if index.since == version),
+    ]
 
 
 def _script(statements: list[str]) -> str:
