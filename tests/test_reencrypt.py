@@ -22,7 +22,12 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ownervault import Actor, Vault, crypto
-from ownervault.exceptions import DecryptionError, IntegrityError, KeyExhaustedError
+from ownervault.exceptions import (
+    DecryptionError,
+    IntegrityError,
+    KeyExhaustedError,
+    ValidationError,
+)
 from ownervault.kernel.binding import Binder
 from ownervault.kernel.keystore import fresh_subject_keys
 from ownervault.records import OwnerProfile, Record, Vehicle
@@ -115,6 +120,18 @@ def test_reseal_gives_every_envelope_a_nonce_of_its_own() -> None:
     assert len(nonces) == 3 * len(FIELDS)
     assert len(set(nonces)) == len(nonces)
     assert not set(nonces) & set(old_nonces)
+
+
+def test_pack_sealed_refuses_a_field_name_it_cannot_write_every_time() -> None:
+    """An empty name or one longer than 255 bytes is refused, on every call (a refused name is
+    not remembered as written)."""
+    envelope = _envelopes(_key())["name"]
+    for _ in range(2):
+        for name in ("", "x" * 256, "名" * 86):
+            with pytest.raises(ValidationError):
+                crypto.pack_sealed({name: envelope})
+    longest = crypto.pack_sealed({"x" * 255: envelope})
+    assert crypto.unpack_sealed(longest) == {"x" * 255: envelope}
 
 
 def test_a_field_key_derives_its_keys_with_hkdf_as_the_format_says() -> None:
