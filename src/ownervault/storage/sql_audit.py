@@ -36,7 +36,9 @@ class AuditQueries(QueryRunner):
     def audit_rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
         """Stream audit rows with ``start <= seq < stop`` in order, a page at a time.
 
-        From the second page on, the scan is a long one (:meth:`_long_scan`).
+        From the second page on, the scan is a long one (:meth:`_long_scan`), unless that page
+        is its last: a scan of at most two pages (the entries since the last anchor, read after
+        a commit) keeps the page cache the writes after it work in.
         """
         scan_long = False
         seq = start
@@ -45,7 +47,7 @@ class AuditQueries(QueryRunner):
                 limit = _PAGE if stop is None else min(_PAGE, stop - seq)
                 if limit <= 0:
                     return
-                if seq > start and not scan_long:
+                if seq > start and not scan_long and (stop is None or stop - seq > _PAGE):
                     scan.enter_context(self._long_scan())
                     scan_long = True
                 rows = self._execute(
