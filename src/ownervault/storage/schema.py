@@ -23,6 +23,9 @@ from typing import Final, Literal
 import attrs
 
 __all__ = [
+    "AUDIT_INDEX_CHUNK",
+    "AUDIT_INDEX_CHUNKS_SINCE",
+    "AUDIT_INDEX_WATERMARK",
     "AUDIT_SUBJECTS_SINCE",
     "POSTGRES_TYPES",
     "SCHEMA_VERSION",
@@ -114,6 +117,9 @@ class Table:
     append_only_except: tuple[str, ...] = ()
     #: The schema version that added the table (its migration step creates it whole).
     since: int = 1
+    #: The schema version whose migration step drops the table (replaced by another), or None
+    #: while it is kept.
+    dropped: int | None = None
 
     def __attrs_post_init__(self) -> None:
         # A typo in a key or index column would otherwise surface only as a database error
@@ -151,11 +157,27 @@ class Table:
 #: ``recipient_notices_subject``, which no statement needs.
 #: Version 5 also added the ``audit_queue`` table (PostgreSQL: entries waiting for the
 #: sequencer).
-SCHEMA_VERSION: Final = 5
+#: 6: the index by owner is written a chunk at a time (``audit_subject_chunks`` replaces
+#: ``audit_subjects``; its migration step builds it from the stored entries).
+SCHEMA_VERSION: Final = 6
 
-#: The version that added the audit log's index by owner; its migration step fills the index
-#: from the entries already stored (each backend's ``backfill_audit_subjects``).
+#: The version that added the audit log's first index by owner (``audit_subjects``, one row
+#: written with each entry about an owner; dropped by :data:`AUDIT_INDEX_CHUNKS_SINCE`).
 AUDIT_SUBJECTS_SINCE: Final = 5
+
+#: The version whose index by owner is written a chunk at a time (``audit_subject_chunks``);
+#: its migration step builds the index from the entries already stored (each backend's
+#: ``rebuild_audit_index``).
+AUDIT_INDEX_CHUNKS_SINCE: Final = 6
+
+#: Entries per chunk of the index by owner: the entries with ``seq // AUDIT_INDEX_CHUNK == c``
+#: form chunk ``c``, whose index rows ``(c, pseudonym, seq)`` are all written by the append
+#: that completes it. An on-disk format: a different value is a new schema version.
+AUDIT_INDEX_CHUNK: Final = 1024
+
+#: The ``meta`` key holding the number of complete chunks indexed (the watermark): entries
+#: with ``seq < watermark * AUDIT_INDEX_CHUNK`` are in the index, later ones are not yet.
+AUDIT_INDEX_WATERMARK: Final = "audit_index_chunks"
 
 
 #: Every vault table, in creation order (a referenced table comes before its references).
@@ -433,6 +455,21 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         without_rowid=True,
         append_only="the audit log's index by owner is append-only",
         since=AUDIT_SUBJECTS_SINCE,
+        dropped=AUDIT_INDEX_CHUNKS_SINCE,
+    ),
+    # The index by owner: rows of one chunk of the log, in key order, all written by the append
+    # that completes the chunk (so they land at the end of the B-tree, together).
+    Table(
+        "audit_subject_chunks",
+        (
+            Column("chunk", "bigint", not_null=True),
+            Column("pseudonym", "text", not_null=True),
+            Column("seq", "bigint", not_null=True),
+        ),
+        primary_key=("chunk", "pseudonym", "seq"),
+        without_rowid=True,
+        append_only="the audit log's index by owner is append-only",
+        since=AUDIT_INDEX_CHUNKS_SINCE,
     ),
     Table(
         "audit_state",
@@ -499,7 +536,12 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
 
 def tables_at(version: int) -> tuple[Table, ...]:
     """The tables as schema ``version`` had them (what a vault of that version is made of)."""
-    return tuple(_as_of(table, version) for table in VAULT_TABLES if table.since <= version)
+    return tuple(_as_of(table, version) for table in VAULT_TABLES if _exists_at(table, version))
+
+
+def _exists_at(table: Table, version: int) -> bool:
+    """Whether a vault of schema ``version`` has ``table``."""
+    return table.since <= version and (table.dropped is None or table.dropped > version)
 
 
 def _as_of(table: Table, version: int) -> Table:
@@ -654,13 +696,19 @@ def _refreshes_update_trigger(table: Table, version: int) -> bool:
 def sqlite_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> str:
     """The SQLite statements that bring a vault of ``version - 1`` to ``version``.
 
-    A table the version added is created whole. New columns are appended (``ALTER TABLE ...
+    A table the version added is created whole, one it dropped is dropped (the backend's
+    migration step fills its replacement). New columns are appended (``ALTER TABLE ...
     ADD COLUMN``), so an upgraded table has its
     columns in the same order as a new one; an append-only table's update trigger is made again
     when the new columns are ones an update may set.
     """
     statements: list[str] = []
     for table in tables:
+        if table.dropped == version:
+            statements.append(f"DROP TABLE {table.name}")  # its triggers go with it
+            continue
+        if not _exists_at(table, version):
+            continue
         if table.since == version:
             statements += _sqlite_create(_as_of(table, version))
             continue
@@ -721,6 +769,11 @@ def postgres_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> 
     """The PostgreSQL statements that bring a vault of ``version - 1`` to ``version``."""
     statements: list[str] = []
     for table in tables:
+        if table.dropped == version:
+            statements.append(f"DROP TABLE {table.name}")  # its triggers go with it
+            continue
+        if not _exists_at(table, version):
+            continue
         if table.since == version:
             statements.append(_create_table(table, POSTGRES_TYPES))
             statements += _create_indexes(_as_of(table, version))
