@@ -21,7 +21,7 @@ import pytest
 
 from ownervault import Actor, KeyFileKey, Vault
 from ownervault.audit import AuditEntry
-from ownervault.exceptions import AuditIntegrityError
+from ownervault.exceptions import AuditIntegrityError, StorageError
 from ownervault.records import OwnerProfile
 from ownervault.storage import schema
 from ownervault.testing import InMemoryKey, grant_roles, record_assessments
@@ -96,7 +96,7 @@ def _append(vault: Vault, subjects: Sequence[str | None], **detail: str) -> None
         vault.audit.append(entries, now=_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC))
 
 
-def _fill_to(vault: Vault, pseudonyms: Sequence[str], size: int, batch: int = 97) -> None:
+def _fill_to(vault: Vault, pseudonyms: Sequence[str], size: int, batch: int = 499) -> None:
     """Append entries, in transactions of ``batch``, until the log holds ``size``: owners in
     turn, every fifth entry about nobody."""
     n = vault.audit.size()
@@ -331,6 +331,32 @@ def test_a_watermark_that_does_not_count_the_complete_chunks_is_found(
     else:
         for pseudonym, seqs in _by_scan(vault).items():
             assert [e["seq"] for e in vault.audit.subject_entries(pseudonym)] == seqs
+
+
+def test_an_entry_of_the_current_chunk_damaged_into_non_json(
+    chunked: tuple[Vault, list[str]],
+) -> None:
+    """An entry of the chunk being filled changed with SQL into bytes that are not JSON: SQLite
+    leaves it out of the index when the chunk completes (the audit check reports the entry);
+    PostgreSQL refuses the append that would index it, so the log stops growing until the
+    damage is repaired, rather than index a damaged log."""
+    vault, pseudonyms = chunked
+    victim = 2 * CHUNK + 3
+    if vault.embedded:
+        _sql(vault, "DROP TRIGGER audit_entries_no_update")
+    else:
+        _sql(vault, "ALTER TABLE audit_entries DISABLE TRIGGER USER")
+    _sql(vault, "UPDATE audit_entries SET entry = ? WHERE seq = ?", (b"\xffnot json", victim))
+    if vault.embedded:
+        _fill_to(vault, pseudonyms, 3 * CHUNK + 1)
+        assert _watermark(vault) == 3
+        assert victim not in {seq for seqs in _by_index(vault).values() for seq in seqs}
+        report = vault.check(deep=True)
+        assert any(f.kind == "audit" for f in report.damage), report.lines()
+    else:
+        with pytest.raises(StorageError):
+            _fill_to(vault, pseudonyms, 3 * CHUNK + 1)
+        assert _watermark(vault) == 2
 
 
 # --------------------------------------------------------------------------- migrations

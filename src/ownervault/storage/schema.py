@@ -173,7 +173,7 @@ AUDIT_INDEX_CHUNKS_SINCE: Final = 6
 #: Entries per chunk of the index by owner: the entries with ``seq // AUDIT_INDEX_CHUNK == c``
 #: form chunk ``c``, whose index rows ``(c, pseudonym, seq)`` are all written by the append
 #: that completes it. An on-disk format: a different value is a new schema version.
-AUDIT_INDEX_CHUNK: Final = 1024
+AUDIT_INDEX_CHUNK: Final = 4096
 
 #: The ``meta`` key holding the number of complete chunks indexed (the watermark): entries
 #: with ``seq < watermark * AUDIT_INDEX_CHUNK`` are in the index, later ones are not yet.

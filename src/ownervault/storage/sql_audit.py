@@ -106,19 +106,8 @@ class AuditQueries(QueryRunner):
 
         The database searches the bytes, so entries that do not match never reach Python.
         """
-        condition = " AND ".join([self._ENTRY_CONTAINS] * len(fragments)) or "1 = 1"
-        seq = -1
-        while True:
-            rows = self._execute(
-                f"SELECT seq, entry FROM audit_entries WHERE seq > ? AND {condition} "
-                "ORDER BY seq LIMIT 1000",
-                (seq, *fragments),
-            ).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield bytes(row[1])
-            seq = int(rows[-1][0])
+        for row in self.audit_rows_containing(0, fragments):
+            yield row.entry
 
     #: The rows of the index by owner for the entries with ``? <= seq < ?``, in key order:
     #: (chunk, pseudonym, seq) of each entry whose top-level ``subject`` is a string. The
@@ -178,15 +167,12 @@ class AuditQueries(QueryRunner):
         stop = size // AUDIT_INDEX_CHUNK
         added = 0
         batch: list[tuple[int, str, int]] = []
-        for entry in self.audit_rows(0, stop * AUDIT_INDEX_CHUNK):
-            try:
-                decoded = json.loads(entry.entry)
-            except ValueError:
-                continue
-            subject = decoded.get("subject") if isinstance(decoded, dict) else None
-            if isinstance(subject, str):
-                batch.append((entry.seq // AUDIT_INDEX_CHUNK, subject, entry.seq))
-            if len(batch) >= 10_000 and entry.seq % AUDIT_INDEX_CHUNK == AUDIT_INDEX_CHUNK - 1:
+        for row in self.audit_rows(0, stop * AUDIT_INDEX_CHUNK):
+            subject = _subject_of(row.entry)
+            if subject is not None:
+                batch.append((row.seq // AUDIT_INDEX_CHUNK, subject, row.seq))
+            # Whole chunks at a time, so each insert goes in key order.
+            if row.seq % AUDIT_INDEX_CHUNK == AUDIT_INDEX_CHUNK - 1 and len(batch) >= 10_000:
                 added += self._insert_index_rows(batch)
                 batch = []
         added += self._insert_index_rows(batch)
@@ -280,3 +266,14 @@ class AuditQueries(QueryRunner):
                 "ORDER BY chunk, pseudonym, seq LIMIT 10000",
                 (int(last[0]), str(last[1]), int(last[2])),
             ).fetchall()
+
+
+def _subject_of(entry: bytes) -> str | None:
+    """The top-level ``subject`` of stored entry bytes when it is a string (None for an entry
+    that is not a JSON object: the audit check reports it as damaged)."""
+    try:
+        decoded = json.loads(entry)
+    except ValueError:
+        return None
+    subject = decoded.get("subject") if isinstance(decoded, dict) else None
+    return subject if isinstance(subject, str) else None
