@@ -1244,3 +1244,31 @@ def test_a_long_scan_of_the_log_holds_the_page_cache_small_until_it_ends(vault: 
     assert _cache_kib(vault) == 16384
     vault.checkpoint()
     assert _cache_kib(vault) == 16384
+
+
+def test_a_scan_of_two_pages_with_a_known_end_keeps_the_page_cache(vault: Vault) -> None:
+    """The entries since the last anchor (up to two pages, read after a commit) leave the
+    cache the next writes work in; one row more and the scan holds the cache small again."""
+    entry = AuditEntry(
+        action="policy.check",
+        actor="ownervault",
+        roles=("system",),
+        purpose="test",
+        decision="allow",
+    )
+    backend = vault._kernel.backend
+    detectors = list(vault.audit.observers)
+    vault.audit.observers.clear()  # a burst of entries, not office traffic
+    with backend.atomic():
+        vault.audit.append([entry] * 2_600, now=_dt.datetime(2026, 1, 5, 1, 0, tzinfo=_dt.UTC))
+    vault.audit.observers[:] = detectors
+
+    def cache_while_reading(start: int, stop: int) -> set[int]:
+        seen = {_cache_kib(vault) for _ in vault.audit.rows(start, stop)}
+        assert _cache_kib(vault) == 16384
+        return seen
+
+    assert cache_while_reading(0, 2_000) == {16384}
+    assert cache_while_reading(600, 2_600) == {16384}
+    assert cache_while_reading(0, 2_001) == {16384, 1024}
+    assert cache_while_reading(500, 2_600) == {16384, 1024}

@@ -24,12 +24,13 @@ from ownervault.audit import AuditEntry
 from ownervault.exceptions import AuditIntegrityError, StorageError
 from ownervault.records import OwnerProfile
 from ownervault.storage import schema
+from ownervault.storage.sql_audit import AUDIT_INDEX_CHUNK, AUDIT_INDEX_WATERMARK
 from ownervault.testing import InMemoryKey, grant_roles, record_assessments
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CHUNK = schema.AUDIT_INDEX_CHUNK
+CHUNK = AUDIT_INDEX_CHUNK
 
 
 def _sql(vault: Vault, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -317,13 +318,11 @@ def test_a_watermark_that_does_not_count_the_complete_chunks_is_found(
     missing or garbled, it only makes reads search more of the log (and they stay whole)."""
     vault, _ = chunked
     if stored is None:
-        _sql(vault, "DELETE FROM meta WHERE key = ?", (schema.AUDIT_INDEX_WATERMARK,))
+        _sql(vault, "DELETE FROM meta WHERE key = ?", (AUDIT_INDEX_WATERMARK,))
     else:
-        _sql(
-            vault, "UPDATE meta SET value = ? WHERE key = ?", (stored, schema.AUDIT_INDEX_WATERMARK)
-        )
+        _sql(vault, "UPDATE meta SET value = ? WHERE key = ?", (stored, AUDIT_INDEX_WATERMARK))
     damage = _index_damage(vault)
-    assert damage[0][0] == schema.AUDIT_INDEX_WATERMARK
+    assert damage[0][0] == AUDIT_INDEX_WATERMARK
     assert "the log has 2 complete chunks" in damage[0][1]
     assert len(damage) == 1
     if stored == "3":
@@ -409,10 +408,20 @@ def test_the_version_1_fixture_is_upgraded_to_6_with_its_index_built(
 
 def _back_to_version_5(vault: Vault) -> None:
     """Take a vault back to schema version 5: ``audit_subjects`` (one row per entry about an
-    owner) instead of ``audit_subject_chunks``, no watermark."""
+    owner) instead of ``audit_subject_chunks``, no watermark, and the indexes version 5 had."""
     (old,) = [t for t in schema.tables_at(5) if t.name == "audit_subjects"]
     rows = [(p, seq) for p, seqs in _by_scan(vault).items() for seq in seqs]
     _sql(vault, "DROP TABLE audit_subject_chunks")
+    v5 = {t.name: t for t in schema.tables_at(5)}
+    for table in schema.tables_at(6):
+        old_indexes = v5[table.name].indexes if table.name in v5 else table.indexes
+        for index in old_indexes:
+            if index not in table.indexes:
+                columns = ", ".join(index.columns)
+                _sql(vault, f"CREATE INDEX {index.name} ON {table.name}({columns})")
+        for index in table.indexes:
+            if index not in old_indexes:
+                _sql(vault, f"DROP INDEX {index.name}")
     if vault.embedded:
         for statement in schema.sqlite_script((old,)).split(";\n"):
             if statement.strip():
@@ -423,7 +432,7 @@ def _back_to_version_5(vault: Vault) -> None:
             _sql(vault, statement)
     for row in rows:
         _sql(vault, "INSERT INTO audit_subjects (pseudonym, seq) VALUES (?, ?)", row)
-    _sql(vault, "DELETE FROM meta WHERE key = ?", (schema.AUDIT_INDEX_WATERMARK,))
+    _sql(vault, "DELETE FROM meta WHERE key = ?", (AUDIT_INDEX_WATERMARK,))
     if vault.embedded:
         _sql(vault, "PRAGMA user_version = 5")
     else:
@@ -482,17 +491,21 @@ def test_a_version_4_postgres_vault_is_upgraded_with_its_index_built(
     for table in schema.tables_at(schema.SCHEMA_VERSION):
         if table.since >= 5:
             _sql(vault, f"DROP TABLE {table.name}")
-    for table in schema.tables_at(5):
-        for index in v4[table.name].indexes if table.name in v4 else ():
+    for table in schema.tables_at(schema.SCHEMA_VERSION):
+        old = v4[table.name].indexes if table.name in v4 else table.indexes
+        for index in old:
             if index not in table.indexes:
                 _sql(
                     vault, f"CREATE INDEX {index.name} ON {table.name}({', '.join(index.columns)})"
                 )
-    _sql(vault, "DELETE FROM meta WHERE key = ?", (schema.AUDIT_INDEX_WATERMARK,))
+        for index in table.indexes:
+            if index not in old:
+                _sql(vault, f"DROP INDEX {index.name}")
+    _sql(vault, "DELETE FROM meta WHERE key = ?", (AUDIT_INDEX_WATERMARK,))
     _sql(vault, "UPDATE schema_version SET version = 4")
     vault.close()
     with Vault.open(pg_database, key=root_key) as vault:
-        assert vault._kernel.backend.schema_version() == 6
+        assert vault._kernel.backend.schema_version() == schema.SCHEMA_VERSION == 6
         assert _watermark(vault) == 1
         assert _by_index(vault) == scanned
         assert len(scanned) == 4

@@ -664,6 +664,28 @@ def test_an_append_after_a_torn_line_starts_a_new_line(tmp_path: Path) -> None:
     assert (tmp_path / "audit.anchor").read_bytes().endswith(b"\nsecond\n")
 
 
+def test_an_append_continues_a_write_that_took_only_part_of_its_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write may take fewer bytes than it was given; the append writes the rest."""
+    import ownervault.storage.lines as lines_module
+
+    real_write = os.write
+    taken: list[int] = []
+
+    def short_write(fd: int, data: bytes | memoryview) -> int:
+        taken.append(real_write(fd, bytes(data[:5])))
+        return taken[-1]
+
+    lines = LinesFile(tmp_path / "erasures.ledger", what="erasure ledger")
+    lines.append([b"first"])
+    monkeypatch.setattr(lines_module.os, "write", short_write)
+    assert lines.append([b"second statement", b"third"]) == 2
+    monkeypatch.undo()
+    assert len(taken) > 1
+    assert lines.read() == [b"first", b"second statement", b"third"]
+
+
 def test_an_erasure_statement_torn_by_a_crash_is_written_again_on_open(tmp_path: Path) -> None:
     """The next open writes an erasure statement that a crash tore in the ledger file."""
     key = KeyFileKey.generate(tmp_path / "root.key")

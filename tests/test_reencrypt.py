@@ -10,6 +10,7 @@ re-encrypts every record exactly once.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -21,7 +22,12 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ownervault import Actor, Vault, crypto
-from ownervault.exceptions import DecryptionError, IntegrityError, KeyExhaustedError
+from ownervault.exceptions import (
+    DecryptionError,
+    IntegrityError,
+    KeyExhaustedError,
+    ValidationError,
+)
 from ownervault.kernel.binding import Binder
 from ownervault.kernel.keystore import fresh_subject_keys
 from ownervault.records import OwnerProfile, Record, Vehicle
@@ -97,6 +103,37 @@ def test_reseal_opens_each_field_and_seals_it_under_the_new_key() -> None:
     assert again != resealed and len(again) == len(resealed) == len(blob)
 
 
+def test_reseal_gives_every_envelope_a_nonce_of_its_own() -> None:
+    """The record's nonces come from one draw: each envelope has its own, none repeats."""
+    old, new = _key(), _key()
+    blob = crypto.pack_sealed(_envelopes(old))
+    aad = crypto.record_aad(VAULT_ID, "owner_profile", "rec-1")
+    start = 1 + crypto.KEY_ID_BYTES + crypto.COMMITMENT_BYTES
+    nonces = [
+        envelope[start : start + crypto.NONCE_BYTES]
+        for resealed, _ in (old.reseal(blob, new, record_aad=aad) for _ in range(3))
+        for envelope in crypto.unpack_sealed(resealed).values()
+    ]
+    old_nonces = [
+        e[start : start + crypto.NONCE_BYTES] for e in crypto.unpack_sealed(blob).values()
+    ]
+    assert len(nonces) == 3 * len(FIELDS)
+    assert len(set(nonces)) == len(nonces)
+    assert not set(nonces) & set(old_nonces)
+
+
+def test_pack_sealed_refuses_a_field_name_it_cannot_write_every_time() -> None:
+    """An empty name or one longer than 255 bytes is refused, on every call (a refused name is
+    not remembered as written)."""
+    envelope = _envelopes(_key())["name"]
+    for _ in range(2):
+        for name in ("", "x" * 256, "名" * 86):
+            with pytest.raises(ValidationError):
+                crypto.pack_sealed({name: envelope})
+    longest = crypto.pack_sealed({"x" * 255: envelope})
+    assert crypto.unpack_sealed(longest) == {"x" * 255: envelope}
+
+
 def test_a_field_key_derives_its_keys_with_hkdf_as_the_format_says() -> None:
     """The encryption key and commitment are HKDF-SHA256 of the data key (docs/formats.md)."""
     material = os.urandom(32)
@@ -145,6 +182,8 @@ def _damaged(old: crypto.FieldKey) -> dict[str, bytes]:
         ),
         "empty name": _container([("", envelopes["name"])]),
         "bad utf-8": b"\x01\x02\xff\xfe" + len(phone).to_bytes(4, "big") + phone,
+        "cut in a length": b"\x01\x05phone\x00\x00",
+        "cut in a name": b"\x01\x05pho",
     }
 
 
@@ -164,6 +203,8 @@ def _damaged(old: crypto.FieldKey) -> dict[str, bytes]:
         "duplicate out of order",
         "empty name",
         "bad utf-8",
+        "cut in a length",
+        "cut in a name",
     ],
 )
 def test_reseal_refuses_every_damage_with_the_one_decryption_error(damage: str) -> None:
@@ -465,3 +506,43 @@ def test_a_failed_batch_leaves_nothing_and_the_resumed_job_rekeys_each_record_on
     _assert_readable(vault, expected)
     assert vault.check(deep=True).ok
     assert vault.audit.verify() == vault.audit.size()
+
+
+def test_a_batch_holds_the_cyclic_collector_off_and_gives_it_back(
+    vault: Vault, make_owner: Callable[..., OwnerProfile]
+) -> None:
+    """The collector is off inside each batch, on again after it (also after a failed one), and
+    left off when the application switched it off."""
+    _owners(vault, make_owner, 4)
+    backend = vault._kernel.backend
+    original = backend.rekey_subject_rows
+    seen: list[bool] = []
+
+    def watched(rows: Any) -> None:
+        seen.append(gc.isenabled())
+        original(rows)
+
+    def crash(rows: Any) -> None:
+        seen.append(gc.isenabled())
+        raise OSError("the process died here")
+
+    assert gc.isenabled()
+    job = vault.keys.reencrypt_subjects(actor=ADMIN)
+    backend.rekey_subject_rows = crash  # type: ignore[method-assign]
+    try:
+        with pytest.raises(OSError):
+            vault.keys.run(job.job_id, actor=ADMIN, batch_size=2)
+        assert seen == [False] and gc.isenabled()
+        backend.rekey_subject_rows = watched  # type: ignore[method-assign]
+        status = vault.keys.run(job.job_id, actor=ADMIN, batch_size=2, max_batches=1)
+        assert status.done == 2 and seen == [False, False] and gc.isenabled()
+        gc.disable()
+        try:
+            status = vault.keys.run(job.job_id, actor=ADMIN, batch_size=2)
+            assert status.finished and not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        backend.rekey_subject_rows = original  # type: ignore[method-assign]
+    assert seen == [False, False, False]
+    assert vault.check(deep=True).ok

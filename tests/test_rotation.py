@@ -610,6 +610,58 @@ def test_automatic_kek_rotation_leaves_a_rewrap_job_to_run(
         vault.close()
 
 
+def _kek_uses(vault: Vault) -> tuple[int, int]:
+    """(uses the primary KEK's row counts, subject keys it wraps) of an embedded vault."""
+    kek = bytes.fromhex(vault.keys.primary(KeyKind.KEK))
+    counted, wrapped = vault._kernel.backend._execute(
+        "SELECT (SELECT invocations FROM keys WHERE key_id = ?), "
+        "(SELECT count(*) FROM keys WHERE wrapped_by = ?)",
+        (kek, kek),
+    ).fetchone()
+    return int(counted), int(wrapped)
+
+
+def test_kek_uses_are_counted_in_blocks_and_a_rollback_forgets_its_block(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """New owners draw on a block of KEK uses counted once; the count never falls below the
+    uses made, and a block counted in a transaction that rolled back is never drawn on."""
+    from ownervault.kernel.keystore import KEK_RESERVE_BLOCK
+
+    vault = Vault.create(tmp_path / "v", key=InMemoryKey(), clock=clock)
+    grant_roles(vault, *ACTORS)
+    record_assessments(vault)
+    backend = vault._kernel.backend
+    try:
+        before, wrapped_before = _kek_uses(vault)
+        with vault.session(CLERK, "owner_registration") as session:
+            session.put(OwnerProfile(subject_id="s-first", name="孙七"))
+            statements: list[str] = []
+            backend._conn.set_trace_callback(statements.append)
+            session.put(OwnerProfile(subject_id="s-second", name="孙七"))
+            backend._conn.set_trace_callback(None)
+        # The second owner's key drew on the block: the KEK row was neither read nor written.
+        assert not [sql for sql in statements if "FROM keys WHERE key_id" in sql]
+        assert not [sql for sql in statements if sql.startswith("UPDATE keys")]
+        counted, wrapped = _kek_uses(vault)
+        assert wrapped == wrapped_before + 2
+        assert counted == before + KEK_RESERVE_BLOCK
+
+        # A block counted in a transaction that rolls back goes with it, from the database and
+        # from memory: the next owner counts a new block, in its own transaction.
+        vault._kernel.keys._kek_uses._left.clear()
+        with pytest.raises(RuntimeError), backend.atomic():
+            vault._kernel.keys.new_subject_keys(1, vault._kernel.now_text())
+            assert _kek_uses(vault)[0] == counted + KEK_RESERVE_BLOCK
+            raise RuntimeError("rolled back")
+        assert _kek_uses(vault) == (counted, wrapped)
+        with vault.session(CLERK, "owner_registration") as session:
+            session.put(OwnerProfile(subject_id="s-third", name="孙七"))
+        assert _kek_uses(vault) == (counted + KEK_RESERVE_BLOCK, wrapped + 1)
+    finally:
+        vault.close()
+
+
 # --------------------------------------------------------------------------- index keys
 
 

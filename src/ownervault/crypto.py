@@ -302,7 +302,8 @@ class FieldKey(_NoPickle):
         return self._encrypt_with_nonce(plaintext, aad=aad, nonce=os.urandom(NONCE_BYTES))
 
     def _encrypt_with_nonce(self, plaintext: bytes, *, aad: bytes, nonce: bytes) -> bytes:
-        # Private seam: only the test-vector generator fixes the nonce.
+        # Private seam: the test-vector generator fixes the nonce; :meth:`reseal` passes fresh
+        # random ones drawn for a whole record at once.
         return self._header + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def decrypt(self, envelope: bytes, *, aad: bytes) -> bytes:
@@ -332,15 +333,25 @@ class FieldKey(_NoPickle):
         Returns the new blob and how many fields it holds. The container is read by
         :func:`unpack_sealed` and written by :func:`pack_sealed`; every envelope is opened by
         :meth:`decrypt` with the associated data of its record (``record_aad``, from
-        :func:`record_aad`), its field name and this key's id, and sealed again by
-        :meth:`encrypt` (a fresh random nonce) with the same record and field and the new key's
-        id. Any damage raises the one :class:`DecryptionError` before anything is returned.
+        :func:`record_aad`), its field name and this key's id, and sealed again as
+        :meth:`encrypt` seals (a fresh random 96-bit nonce per envelope, the record's nonces
+        drawn from the operating system's CSPRNG in one call) with the same record and field and
+        the new key's id. Any damage raises the one :class:`DecryptionError` before anything is
+        returned.
         """
+        envelopes = unpack_sealed(blob)
+        nonces = os.urandom(NONCE_BYTES * len(envelopes))
+        seal = new._encrypt_with_nonce
+        old_tail, new_tail = self._aad_tail, new._aad_tail
         sealed: dict[str, bytes] = {}
-        for name, envelope in unpack_sealed(blob).items():
+        at = 0
+        for name, envelope in envelopes.items():
             field = record_aad + context_part(name)
-            plaintext = self.decrypt(envelope, aad=field + self._aad_tail)
-            sealed[name] = new.encrypt(plaintext, aad=field + new._aad_tail)
+            plaintext = self.decrypt(envelope, aad=field + old_tail)
+            sealed[name] = seal(
+                plaintext, aad=field + new_tail, nonce=nonces[at : at + NONCE_BYTES]
+            )
+            at += NONCE_BYTES
         return pack_sealed(sealed), len(sealed)
 
 
@@ -355,35 +366,48 @@ def pack_sealed(envelopes: Mapping[str, bytes]) -> bytes:
     AEAD ciphertext (bound to its name by the associated data); the container only saves a
     database row per field.
     """
-    chunks = [bytes([SEALED_FORMAT_V1])]
+    chunks = [_SEALED_HEAD]
     for name in sorted(envelopes):
-        raw = name.encode("utf-8")
-        if not 0 < len(raw) < 256:
-            raise ValidationError("field names are 1 to 255 bytes")
         envelope = envelopes[name]
-        chunks += (bytes([len(raw)]), raw, len(envelope).to_bytes(4, "big"), envelope)
+        chunks += (_sealed_name(name), _U32(len(envelope)), envelope)
     return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sealed_name(name: str) -> bytes:
+    """A field name as :func:`pack_sealed` writes it: length byte and UTF-8 (cached: the same
+    few names repeat on every record)."""
+    raw = name.encode("utf-8")
+    if not 0 < len(raw) < 256:
+        raise ValidationError("field names are 1 to 255 bytes")
+    return bytes([len(raw)]) + raw
+
+
+_SEALED_HEAD: Final = bytes([SEALED_FORMAT_V1])
+_U32: Final = struct.Struct(">I").pack
+_U32_AT: Final = struct.Struct(">I").unpack_from
 
 
 def unpack_sealed(blob: bytes) -> dict[str, bytes]:
     """Split a sealed-record v1 blob into field envelopes; damage raises DecryptionError."""
     if not blob or blob[0] != SEALED_FORMAT_V1:
         raise DecryptionError()
+    blob = bytes(blob)
     out: dict[str, bytes] = {}
-    view = memoryview(blob)
     pos, end = 1, len(blob)
     try:
         while pos < end:
-            name_len = view[pos]
-            name = bytes(view[pos + 1 : pos + 1 + name_len]).decode("utf-8")
-            pos += 1 + name_len
-            size = int.from_bytes(view[pos : pos + 4], "big")
+            start = pos + 1
+            pos = start + blob[pos]
+            name = blob[start:pos].decode("utf-8")
+            (size,) = _U32_AT(blob, pos)
             pos += 4
-            if not name or pos + size > end or name in out:
+            stop = pos + size
+            if not name or stop > end or name in out:
                 raise DecryptionError()
-            out[name] = bytes(view[pos : pos + size])
-            pos += size
-    except (IndexError, UnicodeDecodeError):
+            out[name] = blob[pos:stop]
+            pos = stop
+    except (IndexError, UnicodeDecodeError, struct.error):
         raise DecryptionError() from None
     return out
 

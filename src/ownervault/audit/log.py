@@ -35,7 +35,7 @@ import attrs
 from ..exceptions import AuditIntegrityError, IntegrityError, ValidationError
 from ..storage.base import AuditRow, Backend
 from ..storage.concurrent import ConcurrentWriters
-from ..storage.schema import AUDIT_INDEX_CHUNK
+from ..storage.sql_audit import AUDIT_INDEX_CHUNK
 from . import checkpoint as _checkpoint
 from . import merkle
 from .anchor import AnchoredCheckpoint, Anchors
@@ -591,7 +591,7 @@ def _indexed_entries(backend: Backend, pseudonym: str) -> Iterator[dict[str, Any
     """The entries about ``pseudonym``, in log order, each checked as it is read.
 
     The index by owner gives the sequence numbers of the owner's entries in its complete
-    chunks (:data:`~ownervault.storage.schema.AUDIT_INDEX_CHUNK` entries each, up to its
+    chunks (:data:`~ownervault.storage.sql_audit.AUDIT_INDEX_CHUNK` entries each, up to its
     watermark), and each entry is read by its key: it must hash to its stored leaf hash and be
     the entry of that sequence number about this owner, so an index row cannot bring in someone
     else's entry. The entries after the watermark (fewer than a chunk, or more if the

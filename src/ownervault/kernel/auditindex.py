@@ -17,7 +17,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from ..storage.schema import AUDIT_INDEX_CHUNK, AUDIT_INDEX_WATERMARK
+from ..storage.sql_audit import AUDIT_INDEX_CHUNK, AUDIT_INDEX_WATERMARK
 from .findings import CheckTarget, Findings
 
 __all__ = ["SubjectTally", "check_subject_index"]

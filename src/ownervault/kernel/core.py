@@ -490,7 +490,7 @@ class Kernel:
                 self.keys.store_keys(
                     [attrs.evolve(old_row, state=KeyState.DECRYPT_ONLY.value, state_changed_at=now)]
                 )
-            total = len(self.backend.subject_keys_wrapped_by(old, b"", 2**31))
+            total = self.backend.count_subject_keys_wrapped_by(old)
             job_id = self.start_job("rewrap", {"from": old.hex()}, total, now)
             self.keys.changed()
             entry = self.admin_entry(
@@ -756,15 +756,22 @@ class Access:
             )
         return subject
 
-    def live_subject(self, row: RecordRow) -> SubjectRow | None:
+    def live_subject(
+        self, row: RecordRow, subjects: Mapping[str, SubjectRow] | None = None
+    ) -> SubjectRow | None:
         """The record's subject (checked), or None when the record or its subject was erased.
+
+        ``subjects`` are subject rows read already, by pseudonym (one read for many records);
+        without it the subject is read here.
 
         Raises:
             IntegrityError: the subject row was changed outside the vault.
         """
         if row.erased:
             return None
-        subject = self.backend.subject(row.pseudonym)
+        subject = (
+            self.backend.subject(row.pseudonym) if subjects is None else subjects.get(row.pseudonym)
+        )
         if subject is None or subject.erased_at is not None or subject.key_state == "destroyed":
             return None
         self.kernel.keys.check_subject(subject)

@@ -54,7 +54,7 @@ __all__ = [
 
 #: Share of a key's invocation limit at which it is rotated automatically.
 AUTO_ROTATE_AT: Final = 0.9
-#: KEK uses a process counts ahead at once for its concurrent writers (PostgreSQL).
+#: KEK uses a process counts ahead at once, so new owners do not each rewrite the KEK row.
 KEK_RESERVE_BLOCK: Final = 1024
 #: The field every record carries (always sealed); its token is the subject lookup.
 SUBJECT_ID_FIELD: Final = "subject_id"
@@ -152,7 +152,7 @@ class KeyStore:
         self.cache = KeyCache(cache_size)
         self._rotate_kek = rotate_kek
         self._lock = threading.RLock()
-        self._kek_uses = _KekUses()
+        self._kek_uses = _KekUses(backend)
         self._keks: dict[bytes, crypto.SecretKey] = {}
         self._kek_states: dict[bytes, KeyState] = {}
         self._index: crypto.IndexKey | None = None
@@ -428,13 +428,14 @@ class KeyStore:
             # The primary KEK was marked compromised: replace it before wrapping anything.
             self._rotate_kek()
         kek = self.active_kek()
-        row = self.backend.get_key(kek.key_id)
-        if row is not None and row.invocations + count > row.max_invocations * AUTO_ROTATE_AT:
-            # The KEK nears its invocation limit: rotate it now, in this transaction, so no
-            # write ever fails for it; the old KEK's subject keys are rewrapped by a job.
-            self._rotate_kek()
-            kek = self.active_kek()
-        self._kek_uses.reserve(self.backend, kek.key_id, count, exact=self.reserve)
+        if not self._kek_uses.take(kek.key_id, count):
+            row = self.backend.get_key(kek.key_id)
+            if row is not None and row.invocations + count > row.max_invocations * AUTO_ROTATE_AT:
+                # The KEK nears its invocation limit: rotate it now, in this transaction, so no
+                # write ever fails for it; the old KEK's subject keys are rewrapped by a job.
+                self._rotate_kek()
+                kek = self.active_kek()
+            self._kek_uses.reserve(kek.key_id, count, exact=self.reserve)
         counts = list(uses) if uses is not None else [0] * count
         if any(n > self.max_invocations for n in counts):
             raise KeyExhaustedError("a write needs more encryptions than one key may make")
@@ -517,29 +518,69 @@ class KeyStore:
 class _KekUses:
     """KEK uses a process counted ahead and has not made yet, by key id.
 
-    In a concurrent transaction (PostgreSQL) a KEK's uses come from a block of
-    :data:`KEK_RESERVE_BLOCK` counted in a transaction of its own, so writers of new owners
-    never wait on the KEK's row. The counter stays an upper bound of the uses made (uses
-    counted but never made only bring the limit nearer). Near the limit, or in any other
-    transaction, the uses are counted exactly, in the caller's transaction (``exact``).
+    A KEK's uses are counted in blocks of :data:`KEK_RESERVE_BLOCK`, so a new owner's write
+    neither reads nor rewrites the KEK's row. In a concurrent transaction (PostgreSQL) a block
+    is counted in a transaction of its own, so writers of new owners never wait on the row. In
+    any other transaction it is counted in the caller's: until that transaction commits, only
+    its own thread draws on the block, and a rollback (of it or of any savepoint) forgets it.
+    The counter stays an upper bound of the uses made (uses counted but never made only bring
+    the limit nearer). Near the limit, the uses are counted exactly (``exact``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._queue = backend if isinstance(backend, ConcurrentWriters) else None
+        #: Uses left in blocks whose counting committed, shared by the process's threads.
         self._left: dict[bytes, int] = {}
         self._lock = threading.Lock()
+        #: This thread's blocks counted in its open transaction (``pending``: key id -> left).
+        self._local = threading.local()
+        backend.after_commit.append(self._committed)
+        backend.after_rollback.append(self._rolled_back)
 
-    def reserve(
-        self, backend: Backend, key_id: bytes, count: int, *, exact: Callable[[bytes, int], None]
-    ) -> None:
-        if not isinstance(backend, ConcurrentWriters) or not backend.audit_queued():
-            exact(key_id, count)
-            return
+    def _pending(self) -> dict[bytes, int]:
+        pending: dict[bytes, int] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = {}
+        return pending
+
+    def take(self, key_id: bytes, count: int) -> bool:
+        """Draw ``count`` uses from a block counted already; False when none has them left."""
+        pending = self._pending()
+        if pending.get(key_id, 0) >= count:
+            pending[key_id] -= count
+            return True
         with self._lock:
             left = self._left.get(key_id, 0)
             if left < count:
-                block = max(count, KEK_RESERVE_BLOCK)
-                if not backend.reserve_invocations_apart(key_id, block):
-                    exact(key_id, count)
-                    return
-                left += block
+                return False
             self._left[key_id] = left - count
+        return True
+
+    def reserve(self, key_id: bytes, count: int, *, exact: Callable[[bytes, int], None]) -> None:
+        """Count ``count`` uses: a new block with them in it, or exactly (near the limit)."""
+        block = max(count, KEK_RESERVE_BLOCK)
+        queue = self._queue
+        if queue is not None and queue.audit_queued():
+            if not queue.reserve_invocations_apart(key_id, block):
+                exact(key_id, count)
+                return
+            with self._lock:
+                self._left[key_id] = self._left.get(key_id, 0) + block - count
+            return
+        if not self._backend.reserve_invocations(key_id, block):
+            exact(key_id, count)
+            return
+        pending = self._pending()
+        pending[key_id] = pending.get(key_id, 0) + block - count
+
+    def _committed(self) -> None:
+        pending = self._pending()
+        if pending:
+            with self._lock:
+                for key_id, left in pending.items():
+                    self._left[key_id] = self._left.get(key_id, 0) + left
+            pending.clear()
+
+    def _rolled_back(self, depth: int) -> None:
+        self._pending().clear()

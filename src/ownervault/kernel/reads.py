@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Literal
 
+import attrs
+
 from .. import crypto
 from ..audit import AuditEntry
 from ..exceptions import (
@@ -24,7 +26,7 @@ from ..exceptions import (
     SubjectErasedError,
     ValidationError,
 )
-from ..policy import Decision, ViewMode, mask
+from ..policy import Decision, FieldView, ViewMode, mask
 from ..records import RECORD_TYPES, Record, normalise
 from ..storage import RecordRow
 from .core import Access
@@ -197,12 +199,13 @@ def _read(
     cls = RECORD_TYPES[name]
     now_dt = access.now()
     entries: list[AuditEntry] = []
-    plain: dict[str, tuple[RecordRow, Decision, dict[str, object]]] = {}
+    plain: dict[str, tuple[RecordRow, _ReadPlan, dict[str, object]]] = {}
     with access.backend.atomic(concurrent=True):
         wanted, notes, error = _decide_rows(access, name, ids, action, entries, now_dt)
         for row, decision, key in wanted:
+            plan = _plan(cls, decision)
             try:
-                values = _decrypt(access, cls, row, decision, key)
+                values = _decrypt(access, plan, row, key)
             except DecryptionError as exc:
                 entries.append(_refusal(access, action, row, "decryption_failed"))
                 error = error or exc
@@ -218,7 +221,7 @@ def _read(
                 continue
             shown = tuple(f for f in decision.disclosed_fields if f in values)
             detail: dict[str, str | int | bool | None] = dict(notes.get(row.record_id, {}))
-            masked = [f for f in shown if decision.view(f).mode is ViewMode.MASKED]
+            masked = [f for f in shown if f in plan.masked]
             if masked:
                 detail["masked"] = ",".join(masked)
             if searched_names:
@@ -234,7 +237,7 @@ def _read(
                     detail=detail,
                 )
             )
-            plain[row.record_id] = (row, decision, values)
+            plain[row.record_id] = (row, plan, values)
         if action == "find":
             entries.append(
                 access.entry(
@@ -252,8 +255,8 @@ def _read(
         item = plain.get(rid)
         if item is None:
             continue
-        row, decision, values = item
-        views.append(_build_view(cls, row, decision, values))
+        row, plan, values = item
+        views.append(_build_view(cls, plan, row, values))
     if strict and error is not None:
         return [], error, mismatched
     return views, None, mismatched
@@ -299,6 +302,7 @@ def _decide_rows(
     """
     error: OwnerVaultError | None = None
     rows = {r.record_id: r for r in access.backend.get_records(ids)}
+    subjects = access.backend.subjects([r.pseudonym for r in rows.values() if not r.erased])
     wanted: _Wanted = []
     notes: dict[str, dict[str, str | bool]] = {}
     for rid in ids:
@@ -312,7 +316,7 @@ def _decide_rows(
             error = error or RecordNotFoundError(f"no {name} with id {rid}")
             continue
         try:
-            subject = access.live_subject(row)
+            subject = access.live_subject(row, subjects)
             if subject is not None:
                 access.kernel.keys.check_record(row)
         except IntegrityError as exc:
@@ -371,55 +375,100 @@ def _refusal(access: Access, action: str, row: RecordRow, reason: str) -> AuditE
     )
 
 
+@attrs.frozen
+class _ReadPlan:
+    """How the records one decision lets a session read are opened and shown.
+
+    Derived once per decision and record class and kept with the decision
+    (:attr:`~ownervault.policy.Decision.memo`), which many reads reuse.
+    """
+
+    #: Encrypted fields to open (the disclosed ones and the subject id), each with its part of
+    #: the associated data.
+    sealed: tuple[tuple[str, bytes], ...]
+    #: Disclosed fields stored in clear.
+    clear: tuple[str, ...]
+    #: Disclosed fields in order, each with its masker (None: shown in full).
+    shown: tuple[tuple[str, str | None], ...]
+    #: The disclosed fields shown masked.
+    masked: frozenset[str]
+    #: Every field's view (each view built gets a copy).
+    views: Mapping[str, FieldView]
+
+
+def _plan(cls: type[Record], decision: Decision) -> _ReadPlan:
+    plan = decision.memo.get(cls)
+    if isinstance(plan, _ReadPlan):
+        return plan
+    specs = cls.field_specs()
+    sealed: list[tuple[str, bytes]] = []
+    clear: list[str] = []
+    for field in (*decision.disclosed_fields, SUBJECT_ID_FIELD):
+        spec = specs.get(field)
+        if spec is not None and not spec.classification.encrypted:
+            clear.append(field)
+        else:
+            sealed.append((field, crypto.context_part(field)))
+    shown: list[tuple[str, str | None]] = []
+    for field in decision.disclosed_fields:
+        view = decision.view(field)
+        if view.mode is ViewMode.MASKED:
+            assert view.masker is not None
+            shown.append((field, view.masker))
+        else:
+            shown.append((field, None))
+    plan = _ReadPlan(
+        sealed=tuple(sealed),
+        clear=tuple(clear),
+        shown=tuple(shown),
+        masked=frozenset(field for field, masker in shown if masker is not None),
+        views={name: decision.view(name) for name in specs},
+    )
+    decision.memo[cls] = plan
+    return plan
+
+
 def _decrypt(
     access: Access,
-    cls: type[Record],
+    plan: _ReadPlan,
     row: RecordRow,
-    decision: Decision,
     key: crypto.FieldKey,
 ) -> dict[str, object]:
     """The disclosed fields' values (and the subject id); only these are ever decrypted."""
     values: dict[str, object] = {}
-    clear = json.loads(row.clear)
+    if plan.clear:
+        clear = json.loads(row.clear)
+        for field in plan.clear:
+            if field in clear:
+                values[field] = clear[field]
     envelopes = crypto.unpack_sealed(row.sealed)
     prefix = crypto.record_aad(access.kernel.vault_id, row.record_type, row.record_id)
     key_part = crypto.encode_context(key.key_id)
-    specs = cls.field_specs()
-    for field in (*decision.disclosed_fields, SUBJECT_ID_FIELD):
-        spec = specs.get(field)
-        if spec is not None and not spec.classification.encrypted:
-            if field in clear:
-                values[field] = clear[field]
-            continue
+    for field, field_part in plan.sealed:
         blob = envelopes.get(field)
-        if blob is None:
-            continue
-        aad = prefix + crypto.context_part(field) + key_part
-        values[field] = json.loads(key.decrypt(blob, aad=aad))
+        if blob is not None:
+            # Values are sealed as UTF-8 JSON; decoding here spares json its encoding sniffing.
+            plaintext = key.decrypt(blob, aad=prefix + field_part + key_part)
+            values[field] = json.loads(plaintext.decode("utf-8"))
     return values
 
 
 def _build_view(
-    cls: type[Record], row: RecordRow, decision: Decision, values: Mapping[str, object]
+    cls: type[Record], plan: _ReadPlan, row: RecordRow, values: Mapping[str, object]
 ) -> RecordView:
     shown: dict[str, object] = {}
-    for field in decision.disclosed_fields:
+    for field, masker in plan.shown:
         if field not in values:
             continue
-        view = decision.view(field)
         raw = values[field]
-        if view.mode is ViewMode.MASKED:
-            assert view.masker is not None
-            shown[field] = mask(view.masker, raw)
-        else:
-            shown[field] = cls.load_field(field, raw)
+        shown[field] = cls.load_field(field, raw) if masker is None else mask(masker, raw)
     return RecordView(
         record_type=row.record_type,
         record_id=row.record_id,
         version=row.version,
         subject_id=str(values.get(SUBJECT_ID_FIELD, "")),
         values=shown,
-        views={name: decision.view(name) for name in cls.field_specs()},
+        views=dict(plan.views),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )

@@ -181,12 +181,16 @@ class Decision:
     writable: frozenset[str] = frozenset()
     legal_basis: str | None = None
     _disclosed: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+    #: What readers derive from this decision and keep with it (a decision is reused by many
+    #: reads); never part of the decision itself.
+    memo: dict[object, object] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         # Computed once: reads consult it for every record.
         object.__setattr__(
             self, "_disclosed", tuple(name for name, v in self.fields.items() if v.disclosed)
         )
+        object.__setattr__(self, "memo", {})
 
     def view(self, field: str) -> FieldView:
         """The view of one field (hidden when the decision does not mention it)."""

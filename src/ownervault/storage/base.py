@@ -463,6 +463,10 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
         """Find a subject by pseudonym."""
         ...
 
+    def subjects(self, pseudonyms: Sequence[str]) -> dict[str, SubjectRow]:
+        """Subjects by pseudonym, for many at once (missing ones left out)."""
+        ...
+
     def insert_subjects(self, rows: Sequence[SubjectRow]) -> None:
         """Store new subjects."""
         ...
@@ -667,6 +671,10 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
 
     def subject_keys_wrapped_by(self, kek_id: bytes, after: bytes, limit: int) -> list[KeyRow]:
         """Live subject keys wrapped by ``kek_id`` with id after ``after``, in id order."""
+        ...
+
+    def count_subject_keys_wrapped_by(self, kek_id: bytes) -> int:
+        """How many live subject keys ``kek_id`` wraps."""
         ...
 
     def key_references(self, key_id: bytes) -> int:

@@ -2,9 +2,10 @@
 
 Each file is created 0600. An append takes an exclusive ``flock``, reads what the file holds,
 lets the caller decide what to add (so two processes never add the same line twice), writes it
-with one ``write`` and fsyncs. A reader sees whole lines only; a torn last line (a crash during
-the write) is returned like any other and left to the caller's parser to skip, and the next
-append ends it with a newline before its own lines, so that none of them runs on from it.
+in full (a short write is continued) and fsyncs. A reader sees whole lines only; a torn last
+line (a crash during the write) is returned like any other and left to the caller's parser to
+skip, and the next append ends it with a newline before its own lines, so that none of them
+runs on from it.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class LinesFile:
                     # A torn last line (a crash during its write) is ended first: otherwise
                     # the first new line would run on from it and be lost with it.
                     torn = b"\n" if data and not data.endswith(b"\n") else b""
-                    os.write(fd, torn + b"".join(line + b"\n" for line in new))
+                    _write_all(fd, torn + b"".join(line + b"\n" for line in new))
                     os.fsync(fd)
                 return len(new)
         except OSError as exc:
@@ -95,6 +96,14 @@ def _locked(fd: int) -> Iterator[None]:
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``: a write may take only part of it (a full disk takes what fits,
+    then fails; what it took is a torn line, which the next append ends)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _read_lines(fd: int) -> list[bytes]:

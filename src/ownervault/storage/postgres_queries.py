@@ -16,8 +16,8 @@ from typing import Any, Final
 
 from ..exceptions import VaultFormatError
 from .base import AuditRow, OutboxRow, RecordRow
-from .schema import AUDIT_INDEX_CHUNK
 from .sql import SharedQueries, record_row
+from .sql_audit import AUDIT_INDEX_CHUNK
 from .sql_keys import key_row
 from .sql_records import subject_row
 

@@ -23,13 +23,12 @@ from typing import Final, Literal
 import attrs
 
 __all__ = [
-    "AUDIT_INDEX_CHUNK",
     "AUDIT_INDEX_CHUNKS_SINCE",
-    "AUDIT_INDEX_WATERMARK",
     "AUDIT_SUBJECTS_SINCE",
     "POSTGRES_TYPES",
     "SCHEMA_VERSION",
     "SQLITE_TYPES",
+    "SYSTEM_KEYS",
     "VAULT_TABLES",
     "Column",
     "ColumnType",
@@ -90,12 +89,17 @@ class Index:
     """A secondary index on some of a table's columns.
 
     ``dropped`` is the schema version whose migration step drops it (no statement needs it any
-    more), or None while it is kept.
+    more), or None while it is kept; ``since`` the version whose step creates it. ``where``
+    makes it a partial index (both dialects): only rows that satisfy it are indexed, so writes
+    of the other rows do not touch it, and a statement uses it only if its own ``WHERE`` says
+    as much.
     """
 
     name: str
     columns: tuple[str, ...]
     dropped: int | None = None
+    since: int = 1
+    where: str | None = None
 
 
 @attrs.frozen
@@ -117,8 +121,7 @@ class Table:
     append_only_except: tuple[str, ...] = ()
     #: The schema version that added the table (its migration step creates it whole).
     since: int = 1
-    #: The schema version whose migration step drops the table (replaced by another), or None
-    #: while it is kept.
+    #: The schema version whose step drops the table (replaced by another), or None.
     dropped: int | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -157,27 +160,24 @@ class Table:
 #: ``recipient_notices_subject``, which no statement needs.
 #: Version 5 also added the ``audit_queue`` table (PostgreSQL: entries waiting for the
 #: sequencer).
+#: Version 6 indexes only the vault's own keys (``keys_system``, a partial index): the indexes
+#: ``keys_kind`` and ``keys_wrapped_by``, which every new owner's key row was added to and
+#: only key jobs and the key inventory read, are dropped.
 #: 6: the index by owner is written a chunk at a time (``audit_subject_chunks`` replaces
 #: ``audit_subjects``; its migration step builds it from the stored entries).
 SCHEMA_VERSION: Final = 6
+
+#: The rows ``keys_system`` indexes: every key but the owners' data keys. A statement must say
+#: so in its own ``WHERE`` for the index to serve it.
+SYSTEM_KEYS: Final = "kind <> 'subject'"
 
 #: The version that added the audit log's first index by owner (``audit_subjects``, one row
 #: written with each entry about an owner; dropped by :data:`AUDIT_INDEX_CHUNKS_SINCE`).
 AUDIT_SUBJECTS_SINCE: Final = 5
 
 #: The version whose index by owner is written a chunk at a time (``audit_subject_chunks``);
-#: its migration step builds the index from the entries already stored (each backend's
-#: ``rebuild_audit_index``).
+#: its step builds the index from the stored entries (each backend's ``rebuild_audit_index``).
 AUDIT_INDEX_CHUNKS_SINCE: Final = 6
-
-#: Entries per chunk of the index by owner: the entries with ``seq // AUDIT_INDEX_CHUNK == c``
-#: form chunk ``c``, whose index rows ``(c, pseudonym, seq)`` are all written by the append
-#: that completes it. An on-disk format: a different value is a new schema version.
-AUDIT_INDEX_CHUNK: Final = 4096
-
-#: The ``meta`` key holding the number of complete chunks indexed (the watermark): entries
-#: with ``seq < watermark * AUDIT_INDEX_CHUNK`` are in the index, later ones are not yet.
-AUDIT_INDEX_WATERMARK: Final = "audit_index_chunks"
 
 
 #: Every vault table, in creation order (a referenced table comes before its references).
@@ -206,8 +206,12 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         ),
         without_rowid=True,
         indexes=(
-            Index("keys_kind", ("kind", "state")),
-            Index("keys_wrapped_by", ("wrapped_by",)),
+            # Every new owner's data key is a subject key: indexing them by kind or by the KEK
+            # that wraps them cost each new owner two more pages. Only the vault's own keys
+            # are indexed; the key jobs and inventory that walk subject keys read the table.
+            Index("keys_kind", ("kind", "state"), dropped=6),
+            Index("keys_wrapped_by", ("wrapped_by",), dropped=6),
+            Index("keys_system", ("kind", "created_at"), since=6, where=SYSTEM_KEYS),
         ),
     ),
     Table(
@@ -457,8 +461,7 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         since=AUDIT_SUBJECTS_SINCE,
         dropped=AUDIT_INDEX_CHUNKS_SINCE,
     ),
-    # The index by owner: rows of one chunk of the log, in key order, all written by the append
-    # that completes the chunk (so they land at the end of the B-tree, together).
+    # Rows of one chunk of the log, all written at once: together at the end of the B-tree.
     Table(
         "audit_subject_chunks",
         (
@@ -551,7 +554,11 @@ def _as_of(table: Table, version: int) -> Table:
     return attrs.evolve(
         table,
         columns=columns,
-        indexes=tuple(i for i in table.indexes if i.dropped is None or i.dropped > version),
+        indexes=tuple(
+            i
+            for i in table.indexes
+            if i.since <= version and (i.dropped is None or i.dropped > version)
+        ),
         append_only_except=tuple(c for c in table.append_only_except if c in names),
     )
 
@@ -622,18 +629,24 @@ def _create_table(table: Table, types: Mapping[ColumnType, str], suffix: str = "
     return f"CREATE TABLE {table.name} (\n{body}\n){suffix}"
 
 
+def _create_index(table: Table, index: Index) -> str:
+    where = "" if index.where is None else f" WHERE {index.where}"
+    return f"CREATE INDEX {index.name} ON {table.name}({', '.join(index.columns)}){where}"
+
+
 def _create_indexes(table: Table) -> list[str]:
-    return [
-        f"CREATE INDEX {index.name} ON {table.name}({', '.join(index.columns)})"
-        for index in table.indexes
-    ]
+    return [_create_index(table, index) for index in table.indexes]
 
 
 def _dropped_indexes(table: Table, version: int) -> list[str]:
-    """``DROP INDEX`` of each index of ``table`` that ``version`` dropped (both dialects)."""
+    """``DROP INDEX`` of each index of ``table`` that ``version`` dropped, then ``CREATE
+    INDEX`` of each it added (both dialects)."""
     if table.since >= version:
-        return []  # created by this version (or a later one) without them
-    return [f"DROP INDEX {index.name}" for index in table.indexes if index.dropped == version]
+        return []  # created by this version (or a later one) as it is then
+    return [
+        *(f"DROP INDEX {index.name}" for index in table.indexes if index.dropped == version),
+        *(_create_index(table, index) for index in table.indexes if index.since == version),
+    ]
 
 
 def _script(statements: list[str]) -> str:
@@ -696,18 +709,15 @@ def _refreshes_update_trigger(table: Table, version: int) -> bool:
 def sqlite_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> str:
     """The SQLite statements that bring a vault of ``version - 1`` to ``version``.
 
-    A table the version added is created whole, one it dropped is dropped (the backend's
-    migration step fills its replacement). New columns are appended (``ALTER TABLE ...
-    ADD COLUMN``), so an upgraded table has its
+    A table the version added is created whole, one it dropped is dropped. New columns are
+    appended (``ALTER TABLE ... ADD COLUMN``), so an upgraded table has its
     columns in the same order as a new one; an append-only table's update trigger is made again
     when the new columns are ones an update may set.
     """
     statements: list[str] = []
     for table in tables:
-        if table.dropped == version:
-            statements.append(f"DROP TABLE {table.name}")  # its triggers go with it
-            continue
-        if not _exists_at(table, version):
+        if not _exists_at(table, version):  # a table the version dropped goes with its triggers
+            statements += [f"DROP TABLE {table.name}"] if table.dropped == version else []
             continue
         if table.since == version:
             statements += _sqlite_create(_as_of(table, version))
@@ -769,10 +779,8 @@ def postgres_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> 
     """The PostgreSQL statements that bring a vault of ``version - 1`` to ``version``."""
     statements: list[str] = []
     for table in tables:
-        if table.dropped == version:
-            statements.append(f"DROP TABLE {table.name}")  # its triggers go with it
-            continue
-        if not _exists_at(table, version):
+        if not _exists_at(table, version):  # a table the version dropped goes with its triggers
+            statements += [f"DROP TABLE {table.name}"] if table.dropped == version else []
             continue
         if table.since == version:
             statements.append(_create_table(table, POSTGRES_TYPES))

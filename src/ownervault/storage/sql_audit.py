@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
+from typing import Final
 
 from .base import AuditRow
-from .schema import AUDIT_INDEX_CHUNK, AUDIT_INDEX_WATERMARK
 from .sql_runner import QueryRunner
 
-__all__ = ["AuditQueries"]
+__all__ = ["AUDIT_INDEX_CHUNK", "AUDIT_INDEX_WATERMARK", "AuditQueries"]
+
+#: Entries per chunk of the audit log's index by owner (``audit_subject_chunks``, schema
+#: version 6): the entries with ``seq // AUDIT_INDEX_CHUNK == c`` form chunk ``c``, whose index
+#: rows ``(c, pseudonym, seq)`` are all written by the append that completes it. An on-disk
+#: format: a different value is a new schema version.
+AUDIT_INDEX_CHUNK: Final = 4096
+
+#: The ``meta`` key holding the number of complete chunks indexed (the watermark): entries
+#: with ``seq < watermark * AUDIT_INDEX_CHUNK`` are in the index, later ones are not yet.
+AUDIT_INDEX_WATERMARK: Final = "audit_index_chunks"
 
 #: Rows read in one statement by :meth:`AuditQueries.audit_rows`; a scan longer than one such
 #: page is a long scan (:meth:`AuditQueries._long_scan`).
@@ -37,7 +47,9 @@ class AuditQueries(QueryRunner):
     def audit_rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
         """Stream audit rows with ``start <= seq < stop`` in order, a page at a time.
 
-        From the second page on, the scan is a long one (:meth:`_long_scan`).
+        From the second page on, the scan is a long one (:meth:`_long_scan`), unless that page
+        is its last: a scan of at most two pages (the entries since the last anchor, read after
+        a commit) keeps the page cache the writes after it work in.
         """
         scan_long = False
         seq = start
@@ -46,7 +58,7 @@ class AuditQueries(QueryRunner):
                 limit = _PAGE if stop is None else min(_PAGE, stop - seq)
                 if limit <= 0:
                     return
-                if seq > start and not scan_long:
+                if seq > start and not scan_long and (stop is None or stop - seq > _PAGE):
                     scan.enter_context(self._long_scan())
                     scan_long = True
                 rows = self._execute(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import KeyRow
+from .schema import SYSTEM_KEYS
 from .sql_runner import QueryRunner
 
 __all__ = ["KeyQueries", "key_row"]
@@ -108,9 +109,16 @@ class KeyQueries(QueryRunner):
         return out
 
     def keys_of_kind(self, kind: str) -> list[KeyRow]:
-        """Every key of one kind, oldest first."""
+        """Every key of one kind, oldest first.
+
+        The vault's own keys come from the partial index ``keys_system`` (the statement
+        repeats its condition so that both databases use it); owners' data keys are not
+        indexed by kind, and listing them reads the table.
+        """
+        system = "" if kind == "subject" else f" AND {SYSTEM_KEYS}"
         rows = self._execute(
-            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = ? ORDER BY created_at, key_id",
+            f"SELECT {self._KEY_COLUMNS} FROM keys WHERE kind = ?{system} "
+            "ORDER BY created_at, key_id",
             (kind,),
         ).fetchall()
         return [self._key_row(row) for row in rows]
@@ -123,6 +131,17 @@ class KeyQueries(QueryRunner):
             (kek_id, after, limit),
         ).fetchall()
         return [self._key_row(row) for row in rows]
+
+    def count_subject_keys_wrapped_by(self, kek_id: bytes) -> int:
+        """How many live subject keys ``kek_id`` wraps (one pass over the key rows: owners'
+        keys are not indexed by the KEK that wraps them)."""
+        return int(
+            self._scalar(
+                "SELECT count(*) FROM keys WHERE kind = 'subject' AND wrapped_by = ? "
+                "AND wrapped IS NOT NULL",
+                (kek_id,),
+            )
+        )
 
     def key_references(self, key_id: bytes) -> int:
         """How many live keys, subjects and records still depend on ``key_id``."""

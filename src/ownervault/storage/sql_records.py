@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..exceptions import IntegrityError
@@ -241,23 +241,34 @@ class RecordQueries(QueryRunner):
 
     def subjects_by_refs(self, subject_refs: Sequence[bytes]) -> dict[bytes, SubjectRow]:
         """Live subjects by lookup token, for many tokens at once."""
-        out: dict[bytes, SubjectRow] = {}
-        for start in range(0, len(subject_refs), 500):
-            chunk = list(subject_refs[start : start + 500])
+        return {
+            bytes(subject.subject_ref): subject
+            for subject in self._subjects_where("s.subject_ref", subject_refs)
+            if subject.subject_ref is not None
+        }
+
+    def _subjects_where(self, column: str, values: Sequence[object]) -> Iterator[SubjectRow]:
+        """The subjects whose ``column`` is one of ``values``, 500 values per statement."""
+        for start in range(0, len(values), 500):
+            chunk = list(values[start : start + 500])
             marks = ",".join(["?"] * len(chunk))
-            rows = self._execute(
-                self._SUBJECT_SELECT + f"WHERE s.subject_ref IN ({marks})", chunk
-            ).fetchall()
-            for row in rows:
-                subject = self._subject_row(row)
-                if subject.subject_ref is not None:
-                    out[bytes(subject.subject_ref)] = subject
-        return out
+            rows = self._execute(self._SUBJECT_SELECT + f"WHERE {column} IN ({marks})", chunk)
+            for row in rows.fetchall():
+                yield self._subject_row(row)
 
     def subject(self, pseudonym: str) -> SubjectRow | None:
         """Find a subject by pseudonym."""
         row = self._execute(self._SUBJECT_SELECT + "WHERE s.pseudonym = ?", (pseudonym,)).fetchone()
         return None if row is None else self._subject_row(row)
+
+    def subjects(self, pseudonyms: Sequence[str]) -> dict[str, SubjectRow]:
+        """Subjects by pseudonym, for many at once (missing ones left out)."""
+        wanted = list(dict.fromkeys(pseudonyms))
+        if len(wanted) == 1:
+            found = self.subject(wanted[0])
+            return {} if found is None else {found.pseudonym: found}
+        found_all = self._subjects_where("s.pseudonym", wanted)
+        return {subject.pseudonym: subject for subject in found_all}
 
     def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
         """Drop a subject's ciphertexts, blind-index tokens and lookup token."""
