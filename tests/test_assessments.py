@@ -532,8 +532,9 @@ def test_a_schema_3_vault_upgrades_and_gets_the_register(tmp_path: Path) -> None
         backend = vault._kernel.backend
         consents = next(t for t in schema.tables_at(3) if t.name == "consents")
         with backend.atomic():
+            present = {t.name for t in schema.tables_at(schema.SCHEMA_VERSION)}
             for table in schema.VAULT_TABLES:
-                if table.since >= 4:
+                if table.since >= 4 and table.name in present:
                     backend._execute(f"DROP TABLE {table.name}")
                 for index in table.indexes:
                     if table.since <= 3 and index.since > 3:

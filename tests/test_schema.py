@@ -250,6 +250,24 @@ def test_a_table_a_version_added_is_in_that_version_and_created_whole_by_its_ste
         assert "grants" not in upgrade(2)
 
 
+def test_a_table_a_version_dropped_is_dropped_by_its_step_after_its_replacement() -> None:
+    """``audit_subjects`` (version 5) is gone from version 6, whose step drops it and creates
+    ``audit_subject_chunks`` whole, with its append-only triggers; a new vault never has it."""
+    assert "audit_subjects" in {t.name for t in schema.tables_at(5)}
+    names = {t.name for t in schema.tables_at(6)}
+    assert "audit_subjects" not in names and "audit_subject_chunks" in names
+    assert "audit_subjects" not in schema.sqlite_script()
+    assert "audit_subjects" not in schema.postgres_script()
+    assert "audit_subjects_no_delete" not in schema.expected_objects("sqlite")["trigger"]
+    assert "audit_subject_chunks_no_delete" in schema.expected_objects("postgres")["trigger"]
+    for upgrade in (schema.sqlite_upgrade, schema.postgres_upgrade):
+        step = _squeeze(upgrade(6)) or ""
+        assert "DROP TABLE audit_subjects;" in step
+        assert "CREATE TABLE audit_subject_chunks (" in step
+        assert "CREATE TRIGGER audit_subject_chunks_no_delete" in step
+        assert "audit_subjects" not in upgrade(7)
+
+
 # --------------------------------------------------------------------------- TABLES
 
 

@@ -35,6 +35,7 @@ import attrs
 from ..exceptions import AuditIntegrityError, IntegrityError, ValidationError
 from ..storage.base import AuditRow, Backend
 from ..storage.concurrent import ConcurrentWriters
+from ..storage.sql_audit import AUDIT_INDEX_CHUNK
 from . import checkpoint as _checkpoint
 from . import merkle
 from .anchor import AnchoredCheckpoint, Anchors
@@ -491,8 +492,9 @@ class AuditLog(QueueIntegration):
     def subject_entries(self, pseudonym: str) -> Iterator[dict[str, Any]]:
         """Decoded entries about one owner, in log order, read through the index by owner.
 
-        The cost follows the owner's entries, not the log's size; every entry read is checked
-        (:func:`_indexed_entries`). That the index lists every entry about the owner is what
+        The cost follows the owner's entries and the log's number of chunks (one seek each),
+        plus a search of the entries not yet indexed (fewer than a chunk); every entry read is
+        checked (:func:`_indexed_entries`). That the index lists every entry about the owner is what
         ``ownervault check --deep`` proves.
 
         Raises:
@@ -586,31 +588,51 @@ def _checked_leaf(row: AuditRow, expected: int) -> bytes:
 
 
 def _indexed_entries(backend: Backend, pseudonym: str) -> Iterator[dict[str, Any]]:
-    """The entries the index by owner lists for ``pseudonym``, each checked as it is read.
+    """The entries about ``pseudonym``, in log order, each checked as it is read.
 
-    The index gives the entries' sequence numbers and each entry is read by its key. An entry
-    must hash to its stored leaf hash and be the entry of that sequence number about this
-    owner, so an index row cannot bring in someone else's entry.
+    The index by owner gives the sequence numbers of the owner's entries in its complete
+    chunks (:data:`~ownervault.storage.sql_audit.AUDIT_INDEX_CHUNK` entries each, up to its
+    watermark), and each entry is read by its key: it must hash to its stored leaf hash and be
+    the entry of that sequence number about this owner, so an index row cannot bring in someone
+    else's entry. The entries after the watermark (fewer than a chunk, or more if the
+    watermark's ``meta`` row is missing) are searched in the database for the owner's exact
+    ``"subject"`` field, and each candidate is checked the same way; one that only contains
+    those bytes elsewhere is not the owner's and is passed over.
     """
-    for row in backend.audit_rows_of_subject(pseudonym):
-        if merkle.leaf_hash(row.entry) != row.leaf_hash:
-            raise AuditIntegrityError(
-                f"audit entry {row.seq}, listed in the index by owner, is missing or does "
-                "not match its hash"
-            )
-        try:
-            entry = json.loads(row.entry)
-        except ValueError:
-            raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
-        if (
-            not isinstance(entry, dict)
-            or entry.get("seq") != row.seq
-            or entry.get("subject") != pseudonym
-        ):
+    chunks = backend.audit_index_watermark() or 0
+    for row in backend.audit_rows_of_subject(pseudonym, chunks):
+        entry = _owner_entry(row)
+        if entry is None or entry.get("subject") != pseudonym:
             raise AuditIntegrityError(
                 f"the index by owner lists audit entry {row.seq}, which is not about that owner"
             )
         yield entry
+    start = chunks * AUDIT_INDEX_CHUNK
+    for row in backend.audit_rows_containing(start, [field_fragment("subject", pseudonym)]):
+        entry = _owner_entry(row)
+        if entry is not None and entry.get("subject") == pseudonym:
+            yield entry
+
+
+def _owner_entry(row: AuditRow) -> dict[str, Any] | None:
+    """The decoded entry of ``row`` after checking its leaf hash, or None when it is not the
+    JSON object of that sequence number.
+
+    Raises:
+        AuditIntegrityError: the entry is missing or does not match its leaf hash.
+    """
+    if merkle.leaf_hash(row.entry) != row.leaf_hash:
+        raise AuditIntegrityError(
+            f"audit entry {row.seq}, read for an owner's history, is missing or does "
+            "not match its hash"
+        )
+    try:
+        entry = json.loads(row.entry)
+    except ValueError:
+        raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
+    if not isinstance(entry, dict) or entry.get("seq") != row.seq:
+        return None
+    return entry
 
 
 def _rehashed(rows: Iterable[AuditRow], size: int) -> LeafHashes:

@@ -15,7 +15,7 @@ from typing import Final, Literal, Protocol
 import attrs
 
 from ..policy.consent import ConsentRecord
-from .schema import VAULT_TABLES
+from .schema import SCHEMA_VERSION, tables_at
 
 __all__ = [
     "TABLES",
@@ -37,9 +37,9 @@ __all__ = [
 ]
 
 #: Every vault table and its columns, in schema order (what a migration copies); read from
-#: the one schema definition, :data:`.schema.VAULT_TABLES`.
+#: the one schema definition, :data:`.schema.VAULT_TABLES`, as the current version has it.
 TABLES: Final[dict[str, tuple[str, ...]]] = {
-    table.name: table.column_names for table in VAULT_TABLES
+    table.name: table.column_names for table in tables_at(SCHEMA_VERSION)
 }
 
 
@@ -221,8 +221,8 @@ class AssessmentRow:
 class AuditRow:
     """One stored audit entry: its sequence number, exact bytes and Merkle leaf hash.
 
-    ``subject`` is the pseudonym the entry is about, when appending (the backend adds the row
-    to the audit log's index by owner); rows read back leave it None.
+    ``subject`` is the pseudonym the entry is about, when appending; rows read back leave it
+    None. (The index by owner is written from the stored entries, a chunk at a time.)
     """
 
     seq: int
@@ -331,19 +331,37 @@ class AssessmentStore(Protocol):
 
 
 class AuditIndexStore(Protocol):
-    """The audit log's index by owner (``audit_subjects``), written with each entry."""
+    """The audit log's index by owner (``audit_subject_chunks``), written a chunk of the log at
+    a time by the append that completes the chunk, and its watermark (``meta``)."""
 
-    def audit_rows_of_subject(self, pseudonym: str) -> Iterator[AuditRow]:
-        """The audit rows the index by owner lists for ``pseudonym``, in log order (an index
-        row whose entry is missing comes back with empty entry bytes and leaf hash)."""
+    def audit_index_watermark(self) -> int | None:
+        """The number of complete chunks the index holds, or None when the ``meta`` row is
+        missing or not a count (a vault whose log never completed a chunk has none)."""
         ...
 
-    def audit_subject_index(self) -> Iterator[tuple[str, int]]:
-        """Every (pseudonym, seq) row of the audit log's index by owner, in key order."""
+    def audit_rows_of_subject(self, pseudonym: str, chunks: int) -> Iterator[AuditRow]:
+        """The audit rows the index lists for ``pseudonym`` in its first ``chunks`` chunks, in
+        log order (an index row whose entry is missing comes back with empty entry bytes and
+        leaf hash)."""
         ...
 
-    def backfill_audit_subjects(self) -> int:
-        """Fill the index by owner from the stored entries; returns the rows added."""
+    def audit_rows_containing(self, start: int, fragments: Sequence[bytes]) -> Iterator[AuditRow]:
+        """Stored rows with ``seq >= start`` whose entry contains every one of ``fragments``,
+        in log order (the database searches the bytes)."""
+        ...
+
+    def audit_subject_index(self) -> Iterator[tuple[int, str, int]]:
+        """Every (chunk, pseudonym, seq) row of the index, in key order."""
+        ...
+
+    def index_audit_chunks(self, first: int, stop: int) -> int:
+        """Write the index's rows of chunks ``first <= chunk < stop`` from the stored entries
+        and move the watermark to ``stop``; returns the rows added."""
+        ...
+
+    def rebuild_audit_index(self) -> int:
+        """Build the index of every complete chunk from the stored entries (the migration
+        step); returns the rows added."""
         ...
 
 

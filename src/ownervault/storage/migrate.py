@@ -35,7 +35,7 @@ COPY_ORDER: Final = (
     "outbox",
     "recipient_notices",
     "audit_entries",
-    "audit_subjects",
+    "audit_subject_chunks",
     "audit_state",
     "audit_checkpoints",
     "assessments",

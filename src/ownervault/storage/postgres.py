@@ -50,7 +50,7 @@ from .base import Backend, DatabaseProblem, table_columns
 from .postgres_queries import ROWS_PER_INSERT, PostgresQueries
 from .postgres_queue import SEQUENCER_KEY, PostgresAuditQueue
 from .schema import (
-    AUDIT_SUBJECTS_SINCE,
+    AUDIT_INDEX_CHUNKS_SINCE,
     SCHEMA_VERSION,
     VAULT_TABLES,
     expected_objects,
@@ -419,8 +419,8 @@ class PostgresBackend(PostgresAuditQueue, PostgresQueries):
             )
             for version, script in steps:
                 _translate(lambda script=script: conn.execute(script))  # type: ignore[misc]
-                if version == AUDIT_SUBJECTS_SINCE and current:
-                    self.backfill_audit_subjects()
+                if version == AUDIT_INDEX_CHUNKS_SINCE and current:
+                    self.rebuild_audit_index()
                 self._execute(
                     "INSERT INTO schema_version (id, version) VALUES (1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET version = excluded.version",

@@ -17,6 +17,7 @@ from typing import Any, Final
 from ..exceptions import VaultFormatError
 from .base import AuditRow, OutboxRow, RecordRow
 from .sql import SharedQueries, record_row
+from .sql_audit import AUDIT_INDEX_CHUNK
 from .sql_keys import key_row
 from .sql_records import subject_row
 
@@ -32,6 +33,14 @@ class PostgresQueries(SharedQueries):
     """Backend operations written for PostgreSQL: keys, subjects, records, jobs, outbox, audit."""
 
     _ENTRY_CONTAINS = "position(? in entry) > 0"
+    # Each entry is parsed once (``OFFSET 0`` keeps the subquery from being folded into the
+    # outer query, which would parse it again for the filter).
+    _CHUNK_ROWS = (
+        f"SELECT seq / {AUDIT_INDEX_CHUNK}, (subject #>> '{{}}') COLLATE \"C\", seq FROM "
+        "(SELECT seq, convert_from(entry, 'UTF8')::jsonb -> 'subject' AS subject "
+        "FROM audit_entries WHERE seq >= ? AND seq < ? OFFSET 0) AS t "
+        "WHERE jsonb_typeof(subject) = 'string' ORDER BY 1, 2, 3"
+    )
     _GREATEST = "GREATEST"
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
@@ -122,8 +131,8 @@ class PostgresQueries(SharedQueries):
         return int(row[0]), bytes(row[1])
 
     def append_audit(self, rows: Sequence[AuditRow], state: bytes) -> None:
-        """Append audit rows and store the new frontier, in the caller's transaction; each row
-        about an owner is added to the audit log's index by owner too.
+        """Append audit rows and store the new frontier, in the caller's transaction; a chunk of
+        the log the rows complete is added to the audit log's index by owner too.
 
         Up to :data:`ROWS_PER_INSERT` rows go in the same statement as the frontier (a
         data-modifying ``WITH``), so the usual append is one round trip.
@@ -138,30 +147,14 @@ class PostgresQueries(SharedQueries):
         self._executemany(
             "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)", head
         )
-        self._index_subjects(
-            [(r.subject, r.seq) for r in rows[: len(head)] if r.subject is not None]
-        )
         tail = rows[len(head) :]
         values = ", ".join(["(?, ?, ?)"] * len(tail))
-        owned = [(r.subject, r.seq) for r in tail if r.subject is not None]
-        # The tail's rows of the index by owner ride in the same statement.
-        indexed = (
-            ", indexed AS (INSERT INTO audit_subjects (pseudonym, seq) VALUES "
-            + ", ".join(["(?, ?)"] * len(owned))
-            + ")"
-            if owned
-            else ""
-        )
         self._execute(
             f"WITH appended AS (INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES {values})"
-            f"{indexed} UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1",
-            [
-                *(v for r in tail for v in (r.seq, r.entry, r.leaf_hash)),
-                *(v for pair in owned for v in pair),
-                rows[-1].seq + 1,
-                state,
-            ],
+            " UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1",
+            [*(v for r in tail for v in (r.seq, r.entry, r.leaf_hash)), rows[-1].seq + 1, state],
         )
+        self._index_completed_chunks(rows)
 
 
 def _job_tuple(row: Sequence[Any]) -> _JobTuple:

@@ -23,6 +23,7 @@ from typing import Final, Literal
 import attrs
 
 __all__ = [
+    "AUDIT_INDEX_CHUNKS_SINCE",
     "AUDIT_SUBJECTS_SINCE",
     "POSTGRES_TYPES",
     "SCHEMA_VERSION",
@@ -120,6 +121,8 @@ class Table:
     append_only_except: tuple[str, ...] = ()
     #: The schema version that added the table (its migration step creates it whole).
     since: int = 1
+    #: The schema version whose step drops the table (replaced by another), or None.
+    dropped: int | None = None
 
     def __attrs_post_init__(self) -> None:
         # A typo in a key or index column would otherwise surface only as a database error
@@ -160,15 +163,21 @@ class Table:
 #: Version 6 indexes only the vault's own keys (``keys_system``, a partial index): the indexes
 #: ``keys_kind`` and ``keys_wrapped_by``, which every new owner's key row was added to and
 #: only key jobs and the key inventory read, are dropped.
+#: 6: the index by owner is written a chunk at a time (``audit_subject_chunks`` replaces
+#: ``audit_subjects``; its migration step builds it from the stored entries).
 SCHEMA_VERSION: Final = 6
 
 #: The rows ``keys_system`` indexes: every key but the owners' data keys. A statement must say
 #: so in its own ``WHERE`` for the index to serve it.
 SYSTEM_KEYS: Final = "kind <> 'subject'"
 
-#: The version that added the audit log's index by owner; its migration step fills the index
-#: from the entries already stored (each backend's ``backfill_audit_subjects``).
+#: The version that added the audit log's first index by owner (``audit_subjects``, one row
+#: written with each entry about an owner; dropped by :data:`AUDIT_INDEX_CHUNKS_SINCE`).
 AUDIT_SUBJECTS_SINCE: Final = 5
+
+#: The version whose index by owner is written a chunk at a time (``audit_subject_chunks``);
+#: its step builds the index from the stored entries (each backend's ``rebuild_audit_index``).
+AUDIT_INDEX_CHUNKS_SINCE: Final = 6
 
 
 #: Every vault table, in creation order (a referenced table comes before its references).
@@ -450,6 +459,20 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         without_rowid=True,
         append_only="the audit log's index by owner is append-only",
         since=AUDIT_SUBJECTS_SINCE,
+        dropped=AUDIT_INDEX_CHUNKS_SINCE,
+    ),
+    # Rows of one chunk of the log, all written at once: together at the end of the B-tree.
+    Table(
+        "audit_subject_chunks",
+        (
+            Column("chunk", "bigint", not_null=True),
+            Column("pseudonym", "text", not_null=True),
+            Column("seq", "bigint", not_null=True),
+        ),
+        primary_key=("chunk", "pseudonym", "seq"),
+        without_rowid=True,
+        append_only="the audit log's index by owner is append-only",
+        since=AUDIT_INDEX_CHUNKS_SINCE,
     ),
     Table(
         "audit_state",
@@ -516,7 +539,12 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
 
 def tables_at(version: int) -> tuple[Table, ...]:
     """The tables as schema ``version`` had them (what a vault of that version is made of)."""
-    return tuple(_as_of(table, version) for table in VAULT_TABLES if table.since <= version)
+    return tuple(_as_of(table, version) for table in VAULT_TABLES if _exists_at(table, version))
+
+
+def _exists_at(table: Table, version: int) -> bool:
+    """Whether a vault of schema ``version`` has ``table``."""
+    return table.since <= version and (table.dropped is None or table.dropped > version)
 
 
 def _as_of(table: Table, version: int) -> Table:
@@ -681,13 +709,16 @@ def _refreshes_update_trigger(table: Table, version: int) -> bool:
 def sqlite_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> str:
     """The SQLite statements that bring a vault of ``version - 1`` to ``version``.
 
-    A table the version added is created whole. New columns are appended (``ALTER TABLE ...
-    ADD COLUMN``), so an upgraded table has its
+    A table the version added is created whole, one it dropped is dropped. New columns are
+    appended (``ALTER TABLE ... ADD COLUMN``), so an upgraded table has its
     columns in the same order as a new one; an append-only table's update trigger is made again
     when the new columns are ones an update may set.
     """
     statements: list[str] = []
     for table in tables:
+        if not _exists_at(table, version):  # a table the version dropped goes with its triggers
+            statements += [f"DROP TABLE {table.name}"] if table.dropped == version else []
+            continue
         if table.since == version:
             statements += _sqlite_create(_as_of(table, version))
             continue
@@ -748,6 +779,9 @@ def postgres_upgrade(version: int, tables: tuple[Table, ...] = VAULT_TABLES) -> 
     """The PostgreSQL statements that bring a vault of ``version - 1`` to ``version``."""
     statements: list[str] = []
     for table in tables:
+        if not _exists_at(table, version):  # a table the version dropped goes with its triggers
+            statements += [f"DROP TABLE {table.name}"] if table.dropped == version else []
+            continue
         if table.since == version:
             statements.append(_create_table(table, POSTGRES_TYPES))
             statements += _create_indexes(_as_of(table, version))

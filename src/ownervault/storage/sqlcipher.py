@@ -44,7 +44,7 @@ import sqlcipher3
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import DatabaseProblem, table_columns
 from .schema import (
-    AUDIT_SUBJECTS_SINCE,
+    AUDIT_INDEX_CHUNKS_SINCE,
     SCHEMA_VERSION,
     expected_objects,
     sqlite_script,
@@ -572,8 +572,8 @@ class SQLCipherBackend(SQLiteQueries):
                 for statement in script.split(";\n"):
                     if statement.strip():
                         _run(conn, statement)
-                if version == AUDIT_SUBJECTS_SINCE and current:
-                    self.backfill_audit_subjects()
+                if version == AUDIT_INDEX_CHUNKS_SINCE and current:
+                    self.rebuild_audit_index()
                 _run(conn, f"PRAGMA user_version = {version}")
             if current == 0:
                 self._execute(

@@ -119,13 +119,13 @@ class SQLiteQueries(SharedQueries):
         return int(row[0]), bytes(row[1])
 
     def append_audit(self, rows: Sequence[AuditRow], state: bytes) -> None:
-        """Append audit rows and store the new frontier, in the caller's transaction; each row
-        about an owner is added to the audit log's index by owner too."""
+        """Append audit rows and store the new frontier, in the caller's transaction; a chunk of
+        the log the rows complete is added to the audit log's index by owner too."""
         self._executemany(
             "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)",
             [(r.seq, r.entry, r.leaf_hash) for r in rows],
         )
-        self._index_subjects([(r.subject, r.seq) for r in rows if r.subject is not None])
+        self._index_completed_chunks(rows)
         size = rows[-1].seq + 1 if rows else self.audit_state()[0]
         self._execute("UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1", (size, state))
 
