@@ -334,24 +334,18 @@ class FieldKey(_NoPickle):
         :func:`unpack_sealed` and written by :func:`pack_sealed`; every envelope is opened by
         :meth:`decrypt` with the associated data of its record (``record_aad``, from
         :func:`record_aad`), its field name and this key's id, and sealed again as
-        :meth:`encrypt` seals (a fresh random 96-bit nonce per envelope, the record's nonces
-        drawn from the operating system's CSPRNG in one call) with the same record and field and
-        the new key's id. Any damage raises the one :class:`DecryptionError` before anything is
-        returned.
+        :meth:`encrypt` seals (a fresh random 96-bit nonce per envelope, all drawn from the
+        system's CSPRNG in one call) with the same record and field and the new key's id. Any
+        damage raises the one :class:`DecryptionError` before anything is returned.
         """
         envelopes = unpack_sealed(blob)
         nonces = os.urandom(NONCE_BYTES * len(envelopes))
-        seal = new._encrypt_with_nonce
-        old_tail, new_tail = self._aad_tail, new._aad_tail
         sealed: dict[str, bytes] = {}
-        at = 0
-        for name, envelope in envelopes.items():
+        for at, (name, envelope) in enumerate(envelopes.items()):
             field = record_aad + context_part(name)
-            plaintext = self.decrypt(envelope, aad=field + old_tail)
-            sealed[name] = seal(
-                plaintext, aad=field + new_tail, nonce=nonces[at : at + NONCE_BYTES]
-            )
-            at += NONCE_BYTES
+            plaintext = self.decrypt(envelope, aad=field + self._aad_tail)
+            nonce, aad = nonces[at * NONCE_BYTES : (at + 1) * NONCE_BYTES], field + new._aad_tail
+            sealed[name] = new._encrypt_with_nonce(plaintext, aad=aad, nonce=nonce)
         return pack_sealed(sealed), len(sealed)
 
 

@@ -502,9 +502,7 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
         tokens: Iterable[tuple[str, bytes | None]],
     ) -> bool:
         """Replace fields and tokens if the version still matches; False when it does not.
-
-        ``binding`` is the tag of the new version (``expected_version + 1``).
-        """
+        ``binding`` is the tag of the new version (``expected_version + 1``)."""
         ...
 
     def delete_record(self, record_id: str, *, expected_version: int) -> int | None:
