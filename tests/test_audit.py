@@ -1213,8 +1213,9 @@ def _cache_kib(vault: Vault) -> int:
     return -int(backend._conn.execute("PRAGMA cache_size").fetchone()[0])  # type: ignore[attr-defined]
 
 
-def test_a_long_scan_of_the_log_holds_the_page_cache_small_until_it_ends(vault: Vault) -> None:
-    """Past its first page a scan keeps 1 MiB of pages; short reads and what follows, 16 MiB."""
+def _append_burst(vault: Vault, count: int) -> None:
+    """Append ``count`` system entries in one transaction, with the detectors detached (a
+    burst of entries, not office traffic)."""
     entry = AuditEntry(
         action="policy.check",
         actor="ownervault",
@@ -1222,12 +1223,16 @@ def test_a_long_scan_of_the_log_holds_the_page_cache_small_until_it_ends(vault: 
         purpose="test",
         decision="allow",
     )
-    backend = vault._kernel.backend
     detectors = list(vault.audit.observers)
-    vault.audit.observers.clear()  # a burst of entries, not office traffic
-    with backend.atomic():
-        vault.audit.append([entry] * 2_500, now=_dt.datetime(2026, 1, 5, 1, 0, tzinfo=_dt.UTC))
+    vault.audit.observers.clear()
+    with vault._kernel.backend.atomic():
+        vault.audit.append([entry] * count, now=_dt.datetime(2026, 1, 5, 1, 0, tzinfo=_dt.UTC))
     vault.audit.observers[:] = detectors
+
+
+def test_a_long_scan_of_the_log_holds_the_page_cache_small_until_it_ends(vault: Vault) -> None:
+    """Past its first page a scan keeps 1 MiB of pages; short reads and what follows, 16 MiB."""
+    _append_burst(vault, 2_500)
     assert _cache_kib(vault) == 16384
     assert len(list(vault.audit.rows(0, 1000))) == 1000
     assert _cache_kib(vault) == 16384
@@ -1249,19 +1254,7 @@ def test_a_long_scan_of_the_log_holds_the_page_cache_small_until_it_ends(vault: 
 def test_a_scan_of_two_pages_with_a_known_end_keeps_the_page_cache(vault: Vault) -> None:
     """The entries since the last anchor (up to two pages, read after a commit) leave the
     cache the next writes work in; one row more and the scan holds the cache small again."""
-    entry = AuditEntry(
-        action="policy.check",
-        actor="ownervault",
-        roles=("system",),
-        purpose="test",
-        decision="allow",
-    )
-    backend = vault._kernel.backend
-    detectors = list(vault.audit.observers)
-    vault.audit.observers.clear()  # a burst of entries, not office traffic
-    with backend.atomic():
-        vault.audit.append([entry] * 2_600, now=_dt.datetime(2026, 1, 5, 1, 0, tzinfo=_dt.UTC))
-    vault.audit.observers[:] = detectors
+    _append_burst(vault, 2_600)
 
     def cache_while_reading(start: int, stop: int) -> set[int]:
         seen = {_cache_kib(vault) for _ in vault.audit.rows(start, stop)}
