@@ -94,8 +94,11 @@ _ACTIONS = (
 # --------------------------------------------------------------------------- entries
 
 
-def make_entries(count: int, rng: random.Random) -> list[AuditEntry]:
-    """Entries shaped like real reads/finds/updates (about 480 bytes each once stored)."""
+def make_entries(
+    count: int, rng: random.Random, owners: Sequence[str] | None = None
+) -> list[AuditEntry]:
+    """Entries shaped like real reads/finds/updates (about 480 bytes each once stored), each
+    about one of ``owners`` (pseudonyms) or, without them, about a new random pseudonym."""
     out: list[AuditEntry] = []
     for _ in range(count):
         action, who, roles, purpose, rule = _ACTIONS[rng.randrange(len(_ACTIONS))]
@@ -110,7 +113,11 @@ def make_entries(count: int, rng: random.Random) -> list[AuditEntry]:
                 reason="no_rule" if denied else "",
                 record_type="owner_profile",
                 record_id=uuid.UUID(int=rng.getrandbits(128)).hex,
-                subject=f"sub_{rng.getrandbits(128):032x}",
+                subject=(
+                    f"sub_{rng.getrandbits(128):032x}"
+                    if owners is None
+                    else owners[rng.randrange(len(owners))]
+                ),
                 fields=() if denied else _FIELDS,
                 rules=(rule,),
                 detail={} if denied else {"masked": "id_number,birth_date"},

@@ -35,25 +35,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import ownervault as ov
-from ownervault.audit import AuditEntry
+from bench_audit import make_entries
 from ownervault.records import OwnerProfile
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
 START = dt.datetime(2026, 1, 5, 1, 0, tzinfo=dt.UTC)
 CLERK = ov.Actor("clerk-01", roles=["front_desk"])
 DPO = ov.Actor("dpo-01", roles=["compliance_officer"])
-_FIELDS = ("birth_date", "household_role", "id_number", "name", "phone", "status")
-_ACTIONS = (
-    ("read", "clerk", ("front_desk",), "owner_registration", "front-desk.registration.profile"),
-    ("read", "guard", ("security",), "visitor_verification", "security.visitor.profile"),
-    ("find", "fin", ("finance",), "fee_collection", "finance.fees.profile"),
-    ("update", "clerk", ("front_desk",), "owner_registration", "front-desk.registration.profile"),
-)
 
 
 def add_owners(vault: ov.Vault, count: int, rng: random.Random) -> list[str]:
@@ -86,7 +78,8 @@ def fill(
     vault: ov.Vault, total: int, owners: list[str], rng: random.Random, *, chunk: int = 20_000
 ) -> float:
     """Append ``total`` entries about random ``owners`` (pseudonyms); returns seconds spent in
-    the appends. Breach detectors are detached meanwhile, as in ``bench_audit.py``."""
+    the appends. The entries are ``bench_audit.py``'s (``make_entries``); breach detectors are
+    detached meanwhile, as there."""
     log = vault.audit
     backend = vault._kernel.backend
     detectors = list(log.observers)
@@ -94,26 +87,7 @@ def fill(
     spent, done, moment = 0.0, 0, START
     try:
         while done < total:
-            batch = []
-            for _ in range(min(chunk, total - done)):
-                action, who, roles, purpose, rule = _ACTIONS[rng.randrange(len(_ACTIONS))]
-                denied = rng.random() < 0.03
-                batch.append(
-                    AuditEntry(
-                        action=action,
-                        actor=f"{who}-{rng.randrange(1000):04d}",
-                        roles=roles,
-                        purpose=purpose,
-                        decision="deny" if denied else "allow",
-                        reason="no_rule" if denied else "",
-                        record_type="owner_profile",
-                        record_id=uuid.UUID(int=rng.getrandbits(128)).hex,
-                        subject=owners[rng.randrange(len(owners))],
-                        fields=() if denied else _FIELDS,
-                        rules=(rule,),
-                        detail={} if denied else {"masked": "id_number,birth_date"},
-                    )
-                )
+            batch = make_entries(min(chunk, total - done), rng, owners)
             start = time.perf_counter()
             with backend.atomic():
                 log.append(batch, now=moment)
