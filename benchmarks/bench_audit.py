@@ -126,15 +126,25 @@ def make_entries(
     return out
 
 
-def fill(vault: ov.Vault, total: int, *, chunk: int = 20_000, seed: int = 1) -> float:
+def fill(
+    vault: ov.Vault,
+    total: int,
+    *,
+    chunk: int = 20_000,
+    seed: int = 1,
+    owners: Sequence[str] | None = None,
+    rng: random.Random | None = None,
+) -> float:
     """Append ``total`` entries in transactions of ``chunk``; returns seconds (generation apart).
 
     This builds a large synthetic history quickly (20,000 entries a minute), so the breach
     detectors are detached while it runs: on such a burst they would open an incident for every
     staff account, each working out its affected owners from the whole log. The timed appends
-    (:func:`bench_append`) run with them attached.
+    (:func:`bench_append`) run with them attached. The entries are about ``owners`` (pseudonyms)
+    if given, else about new random pseudonyms (:func:`make_entries`); ``rng`` replaces the
+    generator ``seed`` starts.
     """
-    rng = random.Random(seed)
+    rng = rng or random.Random(seed)
     log = vault.audit
     backend = vault._kernel.backend
     spent = 0.0
@@ -144,7 +154,7 @@ def fill(vault: ov.Vault, total: int, *, chunk: int = 20_000, seed: int = 1) -> 
     log.observers.clear()
     try:
         while done < total:
-            batch = make_entries(min(chunk, total - done), rng)
+            batch = make_entries(min(chunk, total - done), rng, owners)
             start = time.perf_counter()
             with backend.atomic():
                 log.append(batch, now=moment)

@@ -26,7 +26,6 @@ Prints a Markdown table of medians (and the 90th percentile) in milliseconds. ``
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import platform
 import random
@@ -39,11 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import ownervault as ov
-from bench_audit import make_entries
+from bench_audit import START, fill
 from ownervault.records import OwnerProfile
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
 
-START = dt.datetime(2026, 1, 5, 1, 0, tzinfo=dt.UTC)
 CLERK = ov.Actor("clerk-01", roles=["front_desk"])
 DPO = ov.Actor("dpo-01", roles=["compliance_officer"])
 
@@ -74,31 +72,6 @@ def pseudonyms(vault: ov.Vault) -> list[str]:
     return sorted(str(row[0]) for row in rows)
 
 
-def fill(
-    vault: ov.Vault, total: int, owners: list[str], rng: random.Random, *, chunk: int = 20_000
-) -> float:
-    """Append ``total`` entries about random ``owners`` (pseudonyms); returns seconds spent in
-    the appends. The entries are ``bench_audit.py``'s (``make_entries``); breach detectors are
-    detached meanwhile, as there."""
-    log = vault.audit
-    backend = vault._kernel.backend
-    detectors = list(log.observers)
-    log.observers.clear()
-    spent, done, moment = 0.0, 0, START
-    try:
-        while done < total:
-            batch = make_entries(min(chunk, total - done), rng, owners)
-            start = time.perf_counter()
-            with backend.atomic():
-                log.append(batch, now=moment)
-            spent += time.perf_counter() - start
-            done += len(batch)
-            moment += dt.timedelta(minutes=1)
-    finally:
-        log.observers[:] = detectors
-    return spent
-
-
 def _ms(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -119,7 +92,7 @@ def run(owners: int, entries: int, exports: int, directory: Path, seed: int) -> 
         ids = add_owners(vault, owners, rng)
         put_s = time.perf_counter() - started
         names = pseudonyms(vault)
-        append_s = fill(vault, max(0, entries - vault.audit.size()), names, rng)
+        append_s = fill(vault, max(0, entries - vault.audit.size()), owners=names, rng=rng)
         size = vault.audit.size()
         picked = rng.sample(range(owners), exports)
         export_times: list[float] = []
