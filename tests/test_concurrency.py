@@ -7,6 +7,7 @@ exactly the expected entries, in one gap-free sequence that verifies.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import random
@@ -290,9 +291,65 @@ def test_a_writer_waits_for_the_write_lock_and_gives_up_after_the_busy_timeout(
             thread.join(10)
         assert waiter.get_meta("probe") == "2"
         assert waiter.get_meta("holder") == "1"
-        # The connection's busy timeout for other statements is back after the polling.
-        conn = waiter._conn
+        # The busy timeout for other statements is back on the connection that polled.
+        conn = waiter._shared
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 300
         waiter.close()
     finally:
         vault.close()
+
+
+def test_threads_take_turns_at_one_connection_and_never_read_what_is_not_committed(
+    tmp_path: Path,
+) -> None:
+    """Write transactions of every thread run on one shared connection, so no thread opens one
+    of its own to write. While a thread writes, another thread's statement outside a transaction
+    runs on its own connection: it neither waits (it may hold a lock the writer needs next) nor
+    reads what the writer has not committed; nor does a read transaction."""
+    vault = Vault.create(tmp_path / "vault", key=KeyFileKey.generate(tmp_path / "root.key"))
+    backend = vault._kernel.backend
+    try:
+        inside, release = threading.Event(), threading.Event()
+
+        def write_then_roll_back() -> None:
+            with contextlib.suppress(RuntimeError), backend.atomic():
+                backend.set_meta("probe", "never committed")
+                inside.set()
+                release.wait(10)
+                raise RuntimeError("rolled back")
+
+        writer = threading.Thread(target=write_then_roll_back)
+        writer.start()
+        seen: list[str | None] = []
+        reader = threading.Thread(target=lambda: seen.append(backend.get_meta("probe")))
+        try:
+            assert inside.wait(10)
+            with backend.snapshot():
+                assert backend.get_meta("probe") is None
+            reader.start()
+            reader.join(10)
+            assert not reader.is_alive(), "a read outside a transaction waited for the writer"
+            assert seen == [None]
+            assert writer.is_alive()
+        finally:
+            release.set()
+            writer.join(10)
+            reader.join(10)
+
+        opened = len(backend._connections)
+        threads = [
+            threading.Thread(target=lambda i=i: _set_meta(backend, f"thread-{i}")) for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert len(backend._connections) == opened
+        assert [backend.get_meta(f"thread-{i}") for i in range(4)] == ["written"] * 4
+    finally:
+        vault.close()
+
+
+def _set_meta(backend: SQLCipherBackend, key: str) -> None:
+    with backend.atomic():
+        backend.set_meta(key, "written")

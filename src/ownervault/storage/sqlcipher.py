@@ -5,10 +5,18 @@ key (``PRAGMA key = "x'...'"``), so SQLCipher runs no second PBKDF2 on open; the
 the vault header, unwrapped by the root key. The tables are those of :mod:`.schema`, rendered
 in the SQLite dialect.
 
-Concurrency: each thread gets its own connection (opening one costs ~0.1 ms with a raw key);
-writes use ``BEGIN IMMEDIATE`` so the write lock is taken before anything is read, retried every
-millisecond up to a busy timeout, which lets several threads and processes share the file and
-gives a waiting writer the next gap between another writer's transactions.
+Concurrency: the threads of a process take turns at one shared connection for their write
+transactions, which SQLite runs one at a time anyway, and for short statements outside a
+transaction while no thread is writing. In WAL mode a connection drops its whole page cache
+whenever it finds that another connection has committed, so a connection per thread would read
+and decrypt again, at each transaction, the pages the last one left in the shared cache. Each
+thread also gets its own connection (opening one costs ~0.1 ms with a raw key): for read
+transactions (:meth:`SQLCipherBackend.snapshot`), long scans, whole-file operations, and
+statements that arrive while another thread is writing. Those never wait for the writer: the
+thread may hold a lock that the writer needs next. Writes use ``BEGIN IMMEDIATE`` so the write
+lock is taken before anything is read, retried every millisecond up to a busy timeout, which
+lets several processes share the file and gives a waiting writer the next gap between another
+writer's transactions.
 ``synchronous=NORMAL`` (the default) survives a process crash but may lose the last
 transactions on power loss; ``synchronous="FULL"`` survives both at the cost of an fsync per
 commit.
@@ -182,6 +190,29 @@ def _uri(path: Path, mode: Literal["rw", "ro"]) -> str:
     return f"{path.absolute().as_uri()}?mode={mode}"
 
 
+class _Fetched:
+    """The rows of a statement that ran on the shared connection, fetched while it was held."""
+
+    __slots__ = ("_rows", "description", "rowcount")
+
+    def __init__(self, cursor: Any) -> None:
+        self.description: Any = cursor.description
+        self.rowcount = int(cursor.rowcount)
+        rows: list[Any] = _translate(cursor.fetchall)
+        self._rows = iter(rows)
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        return next(self._rows, None)
+
+    def fetchall(self) -> list[Any]:
+        """Every remaining row."""
+        return list(self._rows)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._rows
+
+
 class _Cursor:
     """A driver cursor whose fetches translate failures too.
 
@@ -219,7 +250,7 @@ class _Cursor:
             yield row
 
 
-def _begin_immediate(conn: Any, writer: threading.Lock, busy_timeout: float) -> None:
+def _begin_immediate(conn: Any, busy_timeout: float) -> None:
     """Take the write lock, trying again every millisecond until the busy timeout.
 
     SQLite's own busy handler sleeps longer and longer between tries (up to 100 ms), so a
@@ -227,10 +258,9 @@ def _begin_immediate(conn: Any, writer: threading.Lock, busy_timeout: float) -> 
     job running batch after batch, can miss every gap and wait for the whole job. Polling
     at a fixed millisecond gets it in at the next gap. Only ``BEGIN IMMEDIATE`` polls;
     every other statement keeps the connection's busy timeout. Threads of one process take
-    turns at ``writer`` first, handed over at once, so only other processes are polled for.
+    turns at the backend's writer lock first, handed over at once, so only other processes
+    are polled for.
     """
-    if not writer.acquire(timeout=busy_timeout):
-        raise StorageError(_LOCKED)
     try:
         _run(conn, "PRAGMA busy_timeout = 0")
         deadline: float | None = None
@@ -251,11 +281,73 @@ def _begin_immediate(conn: Any, writer: threading.Lock, busy_timeout: float) -> 
             elif now >= deadline:
                 raise StorageError(_LOCKED) from None
             time.sleep(_LOCK_POLL_SECONDS)
-    except BaseException:
-        writer.release()
-        raise
     finally:
         _quietly(conn, f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+
+
+def _integrity_problems(run: Callable[[str], list[Any]], version: int) -> list[DatabaseProblem]:
+    """:meth:`SQLCipherBackend.integrity_problems`, its statements run by ``run``."""
+    problems: list[DatabaseProblem] = []
+
+    def rows(pragma: str) -> list[Any]:
+        try:
+            return run(pragma)
+        except StorageError as exc:
+            problems.append(DatabaseProblem("storage", "database", None, f"{pragma} failed: {exc}"))
+            return []
+
+    for row in rows("PRAGMA cipher_integrity_check"):
+        problems.append(DatabaseProblem("storage", "database", None, f"page check: {row[0]}"))
+    for row in rows("PRAGMA integrity_check"):
+        if row[0] != "ok":
+            problems.append(
+                DatabaseProblem("storage", "database", None, f"integrity check: {row[0]}")
+            )
+    for table, rowid, parent, _ in rows("PRAGMA foreign_key_check"):
+        problems.append(
+            DatabaseProblem(
+                "storage",
+                str(table),
+                None if rowid is None else f"rowid {rowid}",
+                f"refers to a {parent} row that does not exist",
+            )
+        )
+    catalogue = rows("SELECT type, name FROM sqlite_master")
+    present = {(str(kind), str(name)) for kind, name in catalogue}
+    for kind, names in expected_objects("sqlite", version).items():
+        for name in sorted(names):
+            if catalogue and (kind, name) not in present:
+                problems.append(DatabaseProblem("schema", name, None, f"the {kind} is missing"))
+    return problems
+
+
+def _backup(
+    conn: Any, target: Path, key_pragma: str, progress: Callable[[int, int], None] | None
+) -> None:
+    """:meth:`SQLCipherBackend.backup_to` from ``conn``, outside any transaction of it."""
+    create_private(target)
+    destination = _translate(
+        lambda: sqlcipher3.connect(_uri(target, "rw"), uri=True, isolation_level=None)
+    )
+    try:
+        _run(destination, "PRAGMA cipher_log_level = NONE")
+        _run(destination, key_pragma)
+
+        def step(_status: int, remaining: int, total: int) -> None:
+            if progress is not None:
+                progress(total - remaining, total)
+
+        # The copy goes step by step inside one read transaction: every step reads the
+        # snapshot the first one saw, and commits by other connections in between neither
+        # reach the copy nor restart it.
+        _run(conn, "BEGIN")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            _translate(lambda: conn.backup(destination, pages=_BACKUP_STEP_PAGES, progress=step))
+        finally:
+            _run(conn, "COMMIT")
+    finally:
+        destination.close()
 
 
 class SQLCipherBackend(SQLiteQueries):
@@ -291,7 +383,10 @@ class SQLCipherBackend(SQLiteQueries):
         self.after_commit: list[Callable[[], None]] = []
         self.after_rollback: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
-        self._writer = threading.Lock()  # held by this process's writing thread
+        #: Held by the thread using the shared connection: in a write transaction, or for one
+        #: statement outside any.
+        self._writer = threading.Lock()
+        self._shared: Any = None
         self._connections: list[Any] = []
         self._closed = False
         #: A new file may be empty until the schema is written; an existing one never is.
@@ -363,16 +458,33 @@ class SQLCipherBackend(SQLiteQueries):
         _run(conn, "PRAGMA temp_store = MEMORY")
 
     @property
-    def _conn(self) -> Any:
+    def _own(self) -> Any:
+        """This thread's own connection, opened on first use."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if self._closed:
-                raise VaultClosedError("the vault is closed")
-            conn = self._connect()
-            with self._lock:
-                self._connections.append(conn)
+            conn = self._open_tracked()
             self._local.conn = conn
-            self._local.depth = 0
+        return conn
+
+    @property
+    def _conn(self) -> Any:
+        """The connection of this thread's transaction, else its own connection."""
+        bound = getattr(self._local, "bound", None)
+        return bound if bound is not None else self._own
+
+    def _open_tracked(self) -> Any:
+        if self._closed:
+            raise VaultClosedError("the vault is closed")
+        conn = self._connect()
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _shared_conn(self) -> Any:
+        """The connection the threads take turns at (call holding ``_writer``)."""
+        conn = self._shared
+        if conn is None:
+            conn = self._shared = self._open_tracked()
         return conn
 
     def close(self) -> None:
@@ -383,6 +495,7 @@ class SQLCipherBackend(SQLiteQueries):
                 with contextlib.suppress(sqlcipher3.Error, MemoryError):
                     conn.close()
             self._connections.clear()
+            self._shared = None
         self._local = threading.local()
 
     def backup_to(
@@ -394,32 +507,7 @@ class SQLCipherBackend(SQLiteQueries):
         copy is one point-in-time state of the database (WAL content included). ``progress``
         is told (pages copied, pages in all) after each step of :data:`_BACKUP_STEP_PAGES`.
         """
-        conn = self._conn
-        create_private(target)
-        destination = _translate(
-            lambda: sqlcipher3.connect(_uri(target, "rw"), uri=True, isolation_level=None)
-        )
-        try:
-            _run(destination, "PRAGMA cipher_log_level = NONE")
-            _run(destination, self._key_pragma)
-
-            def step(_status: int, remaining: int, total: int) -> None:
-                if progress is not None:
-                    progress(total - remaining, total)
-
-            # The copy goes step by step inside one read transaction: every step reads the
-            # snapshot the first one saw, and commits by other connections in between neither
-            # reach the copy nor restart it.
-            _run(conn, "BEGIN")
-            try:
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                _translate(
-                    lambda: conn.backup(destination, pages=_BACKUP_STEP_PAGES, progress=step)
-                )
-            finally:
-                _run(conn, "COMMIT")
-        finally:
-            destination.close()
+        _backup(self._own, target, self._key_pragma, progress)
 
     def detach_subject_keys(self) -> int:
         """In a backup copy: drop every wrapped subject data key and scrub the freed pages.
@@ -431,6 +519,7 @@ class SQLCipherBackend(SQLiteQueries):
         conn = self._conn
         _run(conn, "PRAGMA secure_delete = ON")
         with self.atomic():
+            _run(self._conn, "PRAGMA secure_delete = ON")
             dropped = self._execute(
                 "UPDATE keys SET wrapped = NULL WHERE kind = 'subject' AND wrapped IS NOT NULL"
             ).rowcount
@@ -471,20 +560,23 @@ class SQLCipherBackend(SQLiteQueries):
     def atomic(self, *, concurrent: bool = False) -> Iterator[None]:
         """Write transaction: ``BEGIN IMMEDIATE`` outermost, savepoints when nested.
 
-        One writer at a time: ``concurrent`` changes nothing here.
+        One writer at a time, on the shared connection: ``concurrent`` changes nothing here.
         """
-        conn = self._conn
-        depth: int = self._local.depth
+        local = self._local
+        depth: int = getattr(local, "depth", 0)
         if depth == 0:
-            _begin_immediate(conn, self._writer, self._busy_timeout)
+            conn = self._begin_write()
+            local.bound = conn
         else:
+            conn = self._conn
             _run(conn, f"SAVEPOINT sp{depth}")
-        self._local.depth = depth + 1
+        local.depth = depth + 1
         try:
             yield
         except BaseException:
-            self._local.depth = depth
+            local.depth = depth
             if depth == 0:
+                local.bound = None
                 _quietly(conn, "ROLLBACK")
                 self._writer.release()
             else:
@@ -492,8 +584,9 @@ class SQLCipherBackend(SQLiteQueries):
                 _quietly(conn, f"RELEASE sp{depth}")
             self._rolled_back(depth)
             raise
-        self._local.depth = depth
+        local.depth = depth
         if depth == 0:
+            local.bound = None
             try:
                 _run(conn, "COMMIT")
             except StorageError:
@@ -510,8 +603,22 @@ class SQLCipherBackend(SQLiteQueries):
             for hook in list(self.after_commit):
                 hook()
 
+    def _begin_write(self) -> Any:
+        """Take this process's turn at the shared connection and begin a write transaction."""
+        if not self._writer.acquire(timeout=self._busy_timeout):
+            raise StorageError(_LOCKED)
+        try:
+            conn = self._shared_conn()
+            _begin_immediate(conn, self._busy_timeout)
+        except BaseException:
+            self._writer.release()
+            raise
+        return conn
+
     def _long_scan(self) -> AbstractContextManager[None]:
-        """Hold this thread's page cache small while a long scan of the audit log runs."""
+        """Run a long scan of the audit log on this thread's own connection (or its
+        transaction's), its page cache held small meanwhile: the shared cache keeps the pages
+        that writes work in."""
         return _scan_cache(self._conn, self._local, self._cache_kib)
 
     def lock_subjects(self, subject_refs: Sequence[bytes]) -> None:
@@ -523,25 +630,55 @@ class SQLCipherBackend(SQLiteQueries):
 
         Inside a transaction already, that transaction is the snapshot.
         """
-        conn = self._conn
-        if self._local.depth:
+        local = self._local
+        if getattr(local, "depth", 0):
             yield
             return
+        conn = self._own
         _run(conn, "BEGIN DEFERRED")
-        self._local.depth = 1
+        local.depth, local.bound = 1, conn
         try:
             yield
         finally:
-            self._local.depth = 0
+            local.depth, local.bound = 0, None
             _quietly(conn, "ROLLBACK")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        conn = self._conn
-        return _Cursor(_run(conn, sql, params))
+        """Run a statement in this thread's transaction; outside one, on the shared
+        connection if no thread is writing (its rows fetched at once), else on this thread's
+        own connection. A long scan always runs on the thread's own connection."""
+        local = self._local
+        bound = getattr(local, "bound", None)
+        if bound is not None:
+            return _Cursor(_run(bound, sql, params))
+        if not getattr(local, "scans", 0) and self._writer.acquire(blocking=False):
+            try:
+                return _Fetched(_run(self._shared_conn(), sql, params))
+            finally:
+                self._writer.release()
+        return _Cursor(_run(self._own, sql, params))
+
+    def _execute_own(self, sql: str) -> _Cursor:
+        """Run a statement in this thread's transaction, else on its own connection, never
+        holding the shared one: a long check, or a scan read lazily."""
+        return _Cursor(_run(self._conn, sql))
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        conn = self._conn
-        _translate(lambda: conn.executemany(sql, rows))
+        """Run a statement once per row of parameters, where :meth:`_execute` would."""
+        self._executemany_counted(sql, rows)
+
+    def _executemany_counted(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        """Run a statement once per row, where :meth:`_execute` would; returns rows changed."""
+        local = self._local
+        conn = getattr(local, "bound", None)
+        if conn is None and not getattr(local, "scans", 0) and self._writer.acquire(blocking=False):
+            try:
+                shared = self._shared_conn()
+                return int(_translate(lambda: shared.executemany(sql, rows)).rowcount)
+            finally:
+                self._writer.release()
+        target = conn if conn is not None else self._own
+        return int(_translate(lambda: target.executemany(sql, rows)).rowcount)
 
     # ------------------------------------------------------------------ schema
 
@@ -589,50 +726,19 @@ class SQLCipherBackend(SQLiteQueries):
         (the b-trees, indexes and constraints) and ``PRAGMA foreign_key_check``, then compares
         the tables, indexes and triggers in ``sqlite_master`` with those the schema defines (an
         append-only table whose triggers were dropped is no longer append-only). A check that
-        the damage stops from running is a problem too. Empty when nothing is wrong.
+        the damage stops from running is a problem too. Empty when nothing is wrong. The checks
+        run on this thread's own connection: writers carry on meanwhile.
         """
-        problems: list[DatabaseProblem] = []
-
-        def rows(pragma: str) -> list[Any]:
-            try:
-                found: list[Any] = self._execute(pragma).fetchall()
-            except StorageError as exc:
-                problems.append(
-                    DatabaseProblem("storage", "database", None, f"{pragma} failed: {exc}")
-                )
-                return []
-            return found
-
-        for row in rows("PRAGMA cipher_integrity_check"):
-            problems.append(DatabaseProblem("storage", "database", None, f"page check: {row[0]}"))
-        for row in rows("PRAGMA integrity_check"):
-            if row[0] != "ok":
-                problems.append(
-                    DatabaseProblem("storage", "database", None, f"integrity check: {row[0]}")
-                )
-        for table, rowid, parent, _ in rows("PRAGMA foreign_key_check"):
-            problems.append(
-                DatabaseProblem(
-                    "storage",
-                    str(table),
-                    None if rowid is None else f"rowid {rowid}",
-                    f"refers to a {parent} row that does not exist",
-                )
-            )
-        catalogue = rows("SELECT type, name FROM sqlite_master")
-        present = {(str(kind), str(name)) for kind, name in catalogue}
-        for kind, names in expected_objects("sqlite", self.schema_version()).items():
-            for name in sorted(names):
-                if catalogue and (kind, name) not in present:
-                    problems.append(DatabaseProblem("schema", name, None, f"the {kind} is missing"))
-        return problems
+        return _integrity_problems(
+            lambda sql: self._execute_own(sql).fetchall(), self.schema_version()
+        )
 
     # ------------------------------------------------------------------ bulk copy
 
     def table_rows(self, table: str) -> Iterator[tuple[Any, ...]]:
         """Every row of a vault table, columns in :data:`~.base.TABLES` order (migrations)."""
         columns = table_columns(table)
-        cursor = self._execute(f"SELECT {', '.join(columns)} FROM {table}")
+        cursor = self._execute_own(f"SELECT {', '.join(columns)} FROM {table}")
         for row in cursor:
             yield tuple(row)
 

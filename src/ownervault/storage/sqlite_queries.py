@@ -1,7 +1,7 @@
 """The embedded backend's statements in the SQLite dialect.
 
 :class:`SQLiteQueries` adds to :class:`~.sql.SharedQueries` the statements whose SQLite text
-differs from PostgreSQL's (``INSERT OR IGNORE`` counted by ``total_changes``, id lists spelt out
+differs from PostgreSQL's (``INSERT OR IGNORE`` counted by the rows it changed, id lists spelt out
 as placeholders, job claims under ``BEGIN IMMEDIATE``) or whose results are read the SQLite way.
 :class:`~.sqlcipher.SQLCipherBackend` inherits them and supplies the connections and
 transactions they run on. This module imports no database driver (``sqlcipher3`` stays in
@@ -25,10 +25,9 @@ _T = TypeVar("_T")
 class SQLiteQueries(SharedQueries):
     """Backend operations written for SQLite: keys, subjects, records, jobs, outbox and audit."""
 
-    @property
     @abstractmethod
-    def _conn(self) -> Any:
-        """This thread's connection, opened on first use."""
+    def _executemany_counted(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement once per row of parameters; returns the rows it changed."""
 
     # ------------------------------------------------------------------ keys
 
@@ -74,13 +73,11 @@ class SQLiteQueries(SharedQueries):
 
     def insert_outbox(self, rows: Sequence[OutboxRow]) -> int:
         """Queue notifications; rows whose id exists already are skipped. Returns how many."""
-        before = self._conn.total_changes
-        self._executemany(
+        return self._executemany_counted(
             f"INSERT OR IGNORE INTO outbox ({self._OUTBOX_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [self._outbox_values(r) for r in rows],
         )
-        return int(self._conn.total_changes - before)
 
     def record_keys(
         self, key_ids: Sequence[bytes] | None
