@@ -26,7 +26,7 @@ import datetime as _dt
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from ..audit import format_time
@@ -35,6 +35,10 @@ from .config import WEEKDAYS, DetectorsFile, parse_duration
 from .model import DISCLOSING_ACTIONS, Exposure, Finding, IncidentKind, parse_time
 
 __all__ = ["Detectors"]
+
+
+#: Entries of distinct (record type, fields, masks) remembered by :meth:`Detectors._counted`.
+_SHOWN_MEMO: Final = 4096
 
 
 def _minutes(text: str) -> int:
@@ -104,6 +108,12 @@ class Detectors:
         self.bulk_fields = {cls: self._fields([cls]) for cls in config.bulk_access.owners}
         self.night_fields = self._fields(config.after_hours.classifications)
         self.exports = set(config.export_outside_role.actions)
+        self.bulk_exempt = frozenset(config.bulk_access.exempt_roles)
+        self.night_exempt = frozenset(config.after_hours.exempt_roles)
+        # The entries of one read (a get_many of 100 records) share their time, record type,
+        # fields and masks: what was worked out for one entry holds for the next.
+        self._shown: dict[tuple[int, str, tuple[str, ...], str, bool], bool] = {}
+        self._moment: tuple[str, _dt.datetime, bool] | None = None
         self.lock = threading.Lock()
 
     @staticmethod
@@ -124,8 +134,36 @@ class Detectors:
             return start <= minute < end
         return minute >= start or minute < end
 
-    @staticmethod
     def _counted(
+        self, entry: Mapping[str, Any], fields: Mapping[str, frozenset[str]], count_masked: bool
+    ) -> bool:
+        """Whether the entry shows any of ``fields`` (per record type), masked ones counting
+        only with ``count_masked``; remembered per record type, fields and masks."""
+        key = (
+            id(fields),
+            str(entry.get("record_type") or ""),
+            tuple(entry.get("fields", ())),
+            str(entry.get("detail", {}).get("masked") or ""),
+            count_masked,
+        )
+        shown = self._shown.get(key)
+        if shown is None:
+            if len(self._shown) >= _SHOWN_MEMO:
+                self._shown.clear()
+            shown = self._shown[key] = self._shows(entry, fields, count_masked)
+        return shown
+
+    def _at(self, entry: Mapping[str, Any]) -> tuple[_dt.datetime, bool]:
+        """The entry's time, and whether it falls in working hours."""
+        text = str(entry["time"])
+        last = self._moment
+        if last is None or last[0] != text:
+            at = parse_time(text)
+            last = self._moment = (text, at, self._working(at))
+        return last[1], last[2]
+
+    @staticmethod
+    def _shows(
         entry: Mapping[str, Any], fields: Mapping[str, frozenset[str]], count_masked: bool
     ) -> bool:
         record_type = entry.get("record_type")
@@ -176,21 +214,20 @@ class Detectors:
 
     def _read(self, entry: Mapping[str, Any], findings: list[Finding]) -> None:
         actor = str(entry["actor"])
-        roles = set(entry.get("roles", ()))
+        roles = entry.get("roles", ())
         purpose = entry.get("purpose")
-        at: _dt.datetime | None = None
         bulk = self.config.bulk_access
         if (
             bulk.enabled
             and purpose not in bulk.exempt_purposes
-            and not roles & set(bulk.exempt_roles)
+            and self.bulk_exempt.isdisjoint(roles)
         ):
             # Each classification counts apart, against its own threshold: a read showing a
             # name and an ID number counts once as personal and once as sensitive.
             for cls, threshold in bulk.owners.items():
                 if not self._counted(entry, self.bulk_fields[cls], bulk.count_masked):
                     continue
-                at = at or parse_time(str(entry["time"]))
+                at, _ = self._at(entry)
                 hit = self.bulk[cls].add(
                     actor, str(entry["subject"]), at, int(entry["seq"]), threshold
                 )
@@ -209,11 +246,11 @@ class Detectors:
         if (
             night.enabled
             and purpose not in night.exempt_purposes
-            and not roles & set(night.exempt_roles)
+            and self.night_exempt.isdisjoint(roles)
             and self._counted(entry, self.night_fields, night.count_masked)
         ):
-            at = at or parse_time(str(entry["time"]))
-            if not self._working(at):
+            at, working = self._at(entry)
+            if not working:
                 # A purpose with a threshold of its own is counted apart from the others.
                 threshold = night.purpose_owners.get(str(purpose), night.owners)
                 key = f"{actor}\n{purpose}" if purpose in night.purpose_owners else actor
