@@ -1097,7 +1097,7 @@ class VaultStore(Store):
         ownervault has no public setting for this, so the benchmark reaches into the backend;
         :meth:`reopen` gives back a vault with its default cache.
         """
-        self.vault._kernel.backend._conn.execute(f"PRAGMA cache_size = -{int(kib)}")
+        vault_connection(self.vault).execute(f"PRAGMA cache_size = -{int(kib)}")
 
     def reopen(self) -> VaultStore:
         """Close the vault and open it again (empty key and page caches), with a new session."""
@@ -1138,8 +1138,9 @@ class VaultStore(Store):
         return str(found["name"])
 
     def sqlite_connection(self) -> Any:
-        """This thread's SQLCipher connection of the vault (a private attribute: no public one)."""
-        return self.vault._kernel.backend._conn
+        """The SQLCipher connection the vault's transactions run on (see
+        :func:`vault_connection`)."""
+        return vault_connection(self.vault)
 
     def close(self) -> None:
         self.session.close()
@@ -1246,6 +1247,15 @@ class TimedConnection:
         return getattr(self._conn, name)
 
 
+def vault_connection(vault: ov.Vault) -> Any:
+    """The SQLCipher connection a vault's threads take turns at for their transactions (and for
+    other statements while no thread writes), opened if need be. A private attribute: ownervault
+    has no public one; WAL frame counts and page-cache settings must go through it."""
+    backend = vault._kernel.backend
+    with backend._writer:
+        return backend._shared_conn()
+
+
 def new_sink() -> dict[str, list[float]]:
     """Per-statement accumulator for :func:`sql_timed`: ``{statement: [calls, seconds]}``."""
     return defaultdict(lambda: [0, 0.0])
@@ -1256,18 +1266,19 @@ def sql_timed(
 ) -> tuple[float, dict[str, list[float]]]:
     """Run ``fn`` with every SQL statement of the vault's connection timed into ``sink``.
 
-    Reaches into the backend's private per-thread connection; for diagnosis only.
+    Reaches into the backend's private shared connection (:func:`vault_connection`), which
+    every transaction and, in one thread, every other statement runs on; for diagnosis only.
     """
     backend = store.vault._kernel.backend
-    conn = backend._conn  # opens this thread's connection if needed
+    conn = vault_connection(store.vault)
     sink = new_sink() if sink is None else sink
-    backend._local.conn = TimedConnection(conn, sink)
+    backend._shared = TimedConnection(conn, sink)
     try:
         start = time.perf_counter()
         fn()
         total = time.perf_counter() - start
     finally:
-        backend._local.conn = conn
+        backend._shared = conn
     return total, sink
 
 

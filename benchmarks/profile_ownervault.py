@@ -49,6 +49,7 @@ from _common import (
     generate_people,
     spaced_phone,
     sql_timed,
+    vault_connection,
 )
 
 
@@ -174,7 +175,7 @@ def wal_pages(
     """
     items = vault.prepare(people)
     ov_frames = _wal_frames(
-        vault.vault._kernel.backend._conn,
+        vault_connection(vault.vault),
         vault.vault.path / "vault.db-wal",
         lambda: [vault.put(x) for x in items],
     )
