@@ -697,3 +697,28 @@ def test_validate_field_applies_the_field_constraints(
     """validate_field enforces the same constraints as constructing the record."""
     with pytest.raises(ValidationError):
         cls.validate_field(field, bad)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(value=_JSON_VALUES, pad=st.sampled_from(["", " ", "\n", " \t"]))
+def test_a_stored_field_value_is_parsed_as_json_loads_parses_it(value: object, pad: str) -> None:
+    """Reads parse each decrypted field with the JSON scanner directly; whatever the text,
+    the value (or the error) is the one ``json.loads`` gives."""
+    from ownervault.kernel.reads import _json_value
+
+    text = pad + json.dumps(value, ensure_ascii=False) + pad
+    assert _json_value(text) == json.loads(text) == value
+    for damaged in (text[:-1], text + "}", pad):
+        try:
+            expected: object = json.loads(damaged)
+        except ValueError:
+            with pytest.raises(ValueError):
+                _json_value(damaged)
+        else:
+            assert _json_value(damaged) == expected
