@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import json.scanner
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, cast
 
 import attrs
@@ -110,31 +110,35 @@ def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> li
         raise access.deny(
             [entry], denied(access.actor, access.purpose, "find", record_type, reason, detail)
         )
-    keys = access.kernel.keys
-    keys.sync()
-    # While an index key is being replaced, rows carry tokens under either key.
-    index_keys = keys.index_keys
-    matches: set[str] | None = None
-    order: list[str] = []
-    for field, value in criteria.items():
-        spec = specs[field]
-        assert spec.index is not None
-        normalised = normalise(spec.index, value)
-        found: list[str] = []
-        for index in index_keys:
-            token = index.token(record_type, field, normalised)
-            found.extend(access.backend.find_tokens(record_type, field, token))
-        found = list(dict.fromkeys(found))
-        if matches is None:
-            order = found
-            matches = set(found)
-        else:
-            matches &= set(found)
-    ids = [rid for rid in order if matches and rid in matches]
+
+    def candidates() -> list[str]:
+        keys = access.kernel.keys
+        keys.sync()
+        # While an index key is being replaced, rows carry tokens under either key.
+        index_keys = keys.index_keys
+        matches: set[str] | None = None
+        order: list[str] = []
+        for field, value in criteria.items():
+            spec = specs[field]
+            assert spec.index is not None
+            normalised = normalise(spec.index, value)
+            found: list[str] = []
+            for index in index_keys:
+                token = index.token(record_type, field, normalised)
+                found.extend(access.backend.find_tokens(record_type, field, token))
+            found = list(dict.fromkeys(found))
+            if matches is None:
+                order = found
+                matches = set(found)
+            else:
+                matches &= set(found)
+        return [rid for rid in order if matches and rid in matches]
+
+    # The candidates are looked up in the transaction that reads them: one snapshot.
     views, _, mismatched = _read(
         access,
         record_type,
-        ids,
+        candidates,
         action="find",
         strict=False,
         searched={f: normalise(str(specs[f].index), v) for f, v in criteria.items()},
@@ -182,7 +186,7 @@ _Wanted = list[tuple[RecordRow, Decision, crypto.FieldKey]]
 def _read(
     access: Access,
     name: str,
-    ids: list[str],
+    wanted_ids: list[str] | Callable[[], list[str]],
     *,
     action: Literal["read", "find"],
     strict: bool,
@@ -193,7 +197,8 @@ def _read(
     With ``strict`` (get), the first problem becomes the returned error; without it (find),
     records the session may not read are left out silently (and audited as denials).
     ``searched`` (find) maps each searched field to its normalised query; candidates that do
-    not hold it are left out, and their ids returned last.
+    not hold it are left out, and their ids returned last. ``wanted_ids`` may be a function
+    that looks the ids up (find): it is called in the transaction that reads them.
     """
     mismatched: list[str] = []
     searched_names = ",".join(sorted(searched or {}))
@@ -202,6 +207,7 @@ def _read(
     entries: list[AuditEntry] = []
     plain: dict[str, tuple[RecordRow, _ReadPlan, dict[str, object]]] = {}
     with access.backend.atomic(concurrent=True):
+        ids = wanted_ids() if callable(wanted_ids) else wanted_ids
         wanted, notes, error = _decide_rows(access, name, ids, action, entries, now_dt)
         for row, decision, key in wanted:
             plan = _plan(cls, decision)
