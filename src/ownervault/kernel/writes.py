@@ -80,10 +80,10 @@ def put_many(access: Access, records: Sequence[Record]) -> list[str]:
         ValidationError: ``records`` is not a sequence of ownervault records.
     """
     kernel = access.kernel
-    kernel.check_writable()
     if isinstance(records, Record) or not all(isinstance(r, Record) for r in records):
         raise ValidationError("put_many takes a sequence of ownervault records")
     if not records:
+        kernel.check_writable()
         return []
     now_dt = access.now()
     today = now_dt.date()
@@ -95,6 +95,8 @@ def put_many(access: Access, records: Sequence[Record]) -> list[str]:
             units.setdefault(record.subject_id, []).append(record.model_dump(mode="json"))
     # Concurrent: on PostgreSQL, writers of different owners do not wait for each other.
     with access.backend.atomic(concurrent=True):
+        # Checked in the writing transaction: a lock taken since cannot be missed.
+        kernel.check_writable()
         kernel.keys.sync()
         # Phase 1: look subjects up and decide every record, storing nothing yet.
         found: dict[str, tuple[SubjectRow | None, crypto.FieldKey | None]] = {}
@@ -296,7 +298,6 @@ def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> Rec
             with the record class; a problem the stored record already had does not count).
     """
     kernel = access.kernel
-    kernel.check_writable()
     if not isinstance(ref, RecordRef):
         raise ValidationError("update takes a RecordView or RecordRef")
     cls = RECORD_TYPES.get(ref.record_type)
@@ -316,6 +317,7 @@ def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> Rec
     now_dt = access.now()
     outcome: OwnerVaultError | None = None
     with access.backend.atomic():
+        kernel.check_writable()
         kernel.keys.sync()
         refusal, outcome, found = _check_update(access, ref, sorted(changes), now_dt, clear_changes)
         minor: _MinorChange | None = None
