@@ -256,33 +256,40 @@ def _begin_immediate(conn: Any, busy_timeout: float) -> None:
     SQLite's own busy handler sleeps longer and longer between tries (up to 100 ms), so a
     request waiting behind a writer that commits and begins again at once, such as a key
     job running batch after batch, can miss every gap and wait for the whole job. Polling
-    at a fixed millisecond gets it in at the next gap. Only ``BEGIN IMMEDIATE`` polls;
-    every other statement keeps the connection's busy timeout. Threads of one process take
-    turns at the backend's writer lock first, handed over at once, so only other processes
-    are polled for.
+    at a fixed millisecond gets it in at the next gap. ``conn`` is the shared connection,
+    whose busy timeout is 0: SQLite answers at once. Threads of one process take turns at
+    the backend's writer lock first, handed over at once, so only other processes are polled
+    for.
     """
-    try:
-        _run(conn, "PRAGMA busy_timeout = 0")
-        deadline: float | None = None
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlcipher3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise StorageError(f"database error: {_one_line(exc)}") from None
-            except sqlcipher3.Error as exc:
+    deadline: float | None = None
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlcipher3.OperationalError as exc:
+            if not _is_busy(exc):
                 raise StorageError(f"database error: {_one_line(exc)}") from None
-            except MemoryError:
-                raise StorageError(_NO_MEMORY) from None
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + busy_timeout
-            elif now >= deadline:
-                raise StorageError(_LOCKED) from None
-            time.sleep(_LOCK_POLL_SECONDS)
-    finally:
-        _quietly(conn, f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        except sqlcipher3.Error as exc:
+            raise StorageError(f"database error: {_one_line(exc)}") from None
+        except MemoryError:
+            raise StorageError(_NO_MEMORY) from None
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + busy_timeout
+        elif now >= deadline:
+            raise StorageError(_LOCKED) from None
+        time.sleep(_LOCK_POLL_SECONDS)
+
+
+def _unless_busy(fn: Callable[[], _T]) -> _T | None:
+    """``fn()`` on the shared connection; None when SQLite refused at once because another
+    process holds a lock (the statement changed nothing: it is run again where it may wait)."""
+    try:
+        return _translate(fn)
+    except StorageError as exc:
+        if str(exc) == _LOCKED:
+            return None
+        raise
 
 
 def _integrity_problems(run: Callable[[str], list[Any]], version: int) -> list[DatabaseProblem]:
@@ -481,10 +488,19 @@ class SQLCipherBackend(SQLiteQueries):
         return conn
 
     def _shared_conn(self) -> Any:
-        """The connection the threads take turns at (call holding ``_writer``)."""
+        """The connection the threads take turns at (call holding ``_writer``).
+
+        Its busy timeout is 0. A write transaction polls for the write lock itself
+        (:func:`_begin_immediate`) and, once it holds it, no statement of it waits in WAL
+        mode; a statement outside a transaction that finds the file locked is run again on the
+        thread's own connection, which waits up to the busy timeout. So no transaction pays
+        for switching the timeout off and on around ``BEGIN IMMEDIATE``.
+        """
         conn = self._shared
         if conn is None:
-            conn = self._shared = self._open_tracked()
+            conn = self._open_tracked()
+            _run(conn, "PRAGMA busy_timeout = 0")
+            self._shared = conn
         return conn
 
     def close(self) -> None:
@@ -653,9 +669,12 @@ class SQLCipherBackend(SQLiteQueries):
             return _Cursor(_run(bound, sql, params))
         if not getattr(local, "scans", 0) and self._writer.acquire(blocking=False):
             try:
-                return _Fetched(_run(self._shared_conn(), sql, params))
+                shared = self._shared_conn()
+                fetched = _unless_busy(lambda: _Fetched(shared.execute(sql, params)))
             finally:
                 self._writer.release()
+            if fetched is not None:
+                return fetched
         return _Cursor(_run(self._own, sql, params))
 
     def _execute_own(self, sql: str) -> _Cursor:
@@ -671,12 +690,16 @@ class SQLCipherBackend(SQLiteQueries):
         """Run a statement once per row, where :meth:`_execute` would; returns rows changed."""
         local = self._local
         conn = getattr(local, "bound", None)
+        if conn is None:
+            rows = list(rows)  # the shared connection may refuse them: then the own one runs them
         if conn is None and not getattr(local, "scans", 0) and self._writer.acquire(blocking=False):
             try:
                 shared = self._shared_conn()
-                return int(_translate(lambda: shared.executemany(sql, rows)).rowcount)
+                changed = _unless_busy(lambda: int(shared.executemany(sql, rows).rowcount))
             finally:
                 self._writer.release()
+            if changed is not None:
+                return changed
         target = conn if conn is not None else self._own
         return int(_translate(lambda: target.executemany(sql, rows)).rowcount)
 
