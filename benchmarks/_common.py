@@ -1252,6 +1252,8 @@ def vault_connection(vault: ov.Vault) -> Any:
     other statements while no thread writes), opened if need be. A private attribute: ownervault
     has no public one; WAL frame counts and page-cache settings must go through it."""
     backend = vault._kernel.backend
+    if not hasattr(backend, "_shared_conn"):
+        return backend._conn  # ownervault before the shared connection: one per thread
     with backend._writer:
         return backend._shared_conn()
 
@@ -1272,13 +1274,15 @@ def sql_timed(
     backend = store.vault._kernel.backend
     conn = vault_connection(store.vault)
     sink = new_sink() if sink is None else sink
-    backend._shared = TimedConnection(conn, sink)
+    slot = "_shared" if hasattr(backend, "_shared_conn") else "conn"
+    holder = backend if slot == "_shared" else backend._local
+    setattr(holder, slot, TimedConnection(conn, sink))
     try:
         start = time.perf_counter()
         fn()
         total = time.perf_counter() - start
     finally:
-        backend._shared = conn
+        setattr(holder, slot, conn)
     return total, sink
 
 

@@ -16,7 +16,10 @@ statements that arrive while another thread is writing. Those never wait for the
 thread may hold a lock that the writer needs next. Writes use ``BEGIN IMMEDIATE`` so the write
 lock is taken before anything is read, retried every millisecond up to a busy timeout, which
 lets several processes share the file and gives a waiting writer the next gap between another
-writer's transactions.
+writer's transactions. The shared connection's busy timeout is 0: a write transaction polls for
+the lock itself and, once it holds it, no statement of it waits in WAL mode; a statement outside
+a transaction that finds the file locked runs again on the thread's own connection, which waits
+up to the busy timeout. So no transaction pays for switching the timeout around the ``BEGIN``.
 ``synchronous=NORMAL`` (the default) survives a process crash but may lose the last
 transactions on power loss; ``synchronous="FULL"`` survives both at the cost of an fsync per
 commit.
@@ -357,6 +360,18 @@ def _backup(
         destination.close()
 
 
+def _export_rekeyed(conn: Any, target: Path, new_key: bytes, version: int) -> None:
+    """:meth:`SQLCipherBackend.export_rekeyed` through ``conn``."""
+    pragma = f"x'{new_key.hex()}'"
+    create_private(target)
+    _run(conn, f'ATTACH DATABASE ? AS rekeyed KEY "{pragma}"', (str(target),))
+    try:
+        _translate(lambda: conn.execute("SELECT sqlcipher_export('rekeyed')").fetchone())
+        _run(conn, f"PRAGMA rekeyed.user_version = {version}")
+    finally:
+        _quietly(conn, "DETACH DATABASE rekeyed")
+
+
 class SQLCipherBackend(SQLiteQueries):
     """A vault database file opened with a raw SQLCipher key; one connection per thread.
 
@@ -488,14 +503,8 @@ class SQLCipherBackend(SQLiteQueries):
         return conn
 
     def _shared_conn(self) -> Any:
-        """The connection the threads take turns at (call holding ``_writer``).
-
-        Its busy timeout is 0. A write transaction polls for the write lock itself
-        (:func:`_begin_immediate`) and, once it holds it, no statement of it waits in WAL
-        mode; a statement outside a transaction that finds the file locked is run again on the
-        thread's own connection, which waits up to the busy timeout. So no transaction pays
-        for switching the timeout off and on around ``BEGIN IMMEDIATE``.
-        """
+        """The connection the threads take turns at (call holding ``_writer``); its busy
+        timeout is 0 (see the module's notes)."""
         conn = self._shared
         if conn is None:
             conn = self._open_tracked()
@@ -559,16 +568,7 @@ class SQLCipherBackend(SQLiteQueries):
 
         ``target`` is created mode 0600 first; it must not exist.
         """
-        conn = self._conn
-        pragma = f"x'{new_key.hex()}'"
-        create_private(target)
-        _run(conn, f'ATTACH DATABASE ? AS rekeyed KEY "{pragma}"', (str(target),))
-        try:
-            _translate(lambda: conn.execute("SELECT sqlcipher_export('rekeyed')").fetchone())
-            version = self.schema_version()
-            _run(conn, f"PRAGMA rekeyed.user_version = {version}")
-        finally:
-            _quietly(conn, "DETACH DATABASE rekeyed")
+        _export_rekeyed(self._conn, target, new_key, self.schema_version())
 
     # ------------------------------------------------------------------ transactions
 
