@@ -16,10 +16,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from ownervault import Actor, Vault
 from ownervault.audit import format_time
 from ownervault.breach import Exposure, load_breach_config
+from ownervault.breach.detectors import Detectors
 from ownervault.exceptions import PolicyDeniedError, PolicyError
 from ownervault.policy import default_policy_dir, load_policy
 from ownervault.records import OwnerProfile
@@ -298,3 +301,68 @@ def test_detector_settings_are_checked_with_file_and_line(
         load_breach_config(pack, policy=load_policy(pack))
     assert caught.value.file == str(path)
     assert caught.value.line is not None and abs(caught.value.line - line) <= 12
+
+
+#: Ten searches that find someone, then, once they have left the window, 40 that find no one.
+_HITS_THEN_MISSES = [(60, True)] * 10 + [(1320, False)] + [(30, False)] * 39
+
+
+@settings(max_examples=60, deadline=None)
+@example(searches=_HITS_THEN_MISSES)
+@given(
+    searches=st.lists(
+        # A search every 45 s on average (40 within the 30-minute window), 1 in 6 finding
+        # someone: enough and few enough hits to cross the threshold and come back.
+        st.tuples(st.integers(min_value=0, max_value=90), st.sampled_from([True] + [False] * 5)),
+        min_size=1,
+        max_size=400,
+    )
+)
+def test_search_enumeration_counts_the_window_as_a_full_recount_would(
+    searches: list[tuple[int, bool]],
+) -> None:
+    """The find_enumeration counter keeps the searches and hits of its window as they come
+    and go; its findings (when, how many searches, how many hits) are those of counting the
+    whole window again at every search."""
+    config = load_breach_config(default_policy_dir()).detectors
+    rule = config.find_enumeration
+    span = _dt.timedelta(minutes=30)
+    assert rule.window == "PT30M"
+    at = local(2, 10)
+    entries: list[dict[str, object]] = []
+    for seq, (gap, hit) in enumerate(searches):
+        at += _dt.timedelta(seconds=gap)
+        entries.append(
+            {
+                "seq": seq,
+                "time": format_time(at),
+                "action": "find",
+                "actor": "finance-01",
+                "roles": ["finance"],
+                "purpose": "fee_collection",
+                "decision": "allow",
+                "record_type": "owner_profile",
+                "fields": ["phone"],
+                "detail": {"matches": 1 if hit else 0},
+            }
+        )
+    found = Detectors(config).scan(entries)
+    got = [(f.detector, f.since_seq, f.count, f.detail["hits"]) for f in found]
+
+    expected: list[tuple[str, int, int, int]] = []
+    window: list[tuple[_dt.datetime, int, bool]] = []
+    cooldown: _dt.datetime | None = None
+    for seq, entry in enumerate(entries):
+        moment = _dt.datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00"))
+        window.append((moment, seq, searches[seq][1]))
+        window = [w for w in window if w[0] >= moment - span]
+        hits = sum(1 for w in window if w[2])
+        if len(window) <= rule.finds or hits * 100 >= rule.hits_below_percent * len(window):
+            continue
+        if cooldown is not None and moment < cooldown:
+            continue
+        expected.append(("find_enumeration", window[0][1], len(window), hits))
+        window, cooldown = [], moment + span
+    assert got == expected
+    if searches == _HITS_THEN_MISSES:
+        assert got, "misses after the hits left the window must be reported"

@@ -98,6 +98,9 @@ class Detectors:
         self.night = _Distinct(parse_duration(config.after_hours.window))
         self.find_span = parse_duration(config.find_enumeration.window)
         self.finds: dict[str, deque[tuple[_dt.datetime, int, bool]]] = {}
+        #: Per actor, how many of the searches in :attr:`finds` found someone (kept as they
+        #: come and go: a busy front desk searches thousands of times within a window).
+        self.find_hits: dict[str, int] = {}
         self.find_cooldown: dict[str, _dt.datetime] = {}
         self.denial_span = parse_duration(config.denial_burst.window)
         self.denials: dict[str, deque[tuple[_dt.datetime, int]]] = {}
@@ -278,12 +281,14 @@ class Detectors:
         at = parse_time(str(entry["time"]))
         matches = entry.get("detail", {}).get("matches") if entry.get("decision") == "allow" else 0
         seen = self.finds.setdefault(actor, deque())
-        seen.append((at, int(entry["seq"]), isinstance(matches, int) and matches > 0))
+        found = isinstance(matches, int) and matches > 0
+        seen.append((at, int(entry["seq"]), found))
+        hits = self.find_hits.get(actor, 0) + found
         while seen and seen[0][0] < at - self.find_span:
-            seen.popleft()
+            hits -= seen.popleft()[2]
+        self.find_hits[actor] = hits
         if len(seen) <= rule.finds:
             return
-        hits = sum(1 for _, _, hit in seen if hit)
         if hits * 100 >= rule.hits_below_percent * len(seen):
             return
         until = self.find_cooldown.get(actor)
@@ -292,6 +297,7 @@ class Detectors:
         since, since_seq, _ = seen[0]
         count = len(seen)
         seen.clear()
+        self.find_hits[actor] = 0
         self.find_cooldown[actor] = at + self.find_span
         findings.append(
             Finding(
