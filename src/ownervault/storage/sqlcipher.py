@@ -663,19 +663,11 @@ class SQLCipherBackend(SQLiteQueries):
         """Run a statement in this thread's transaction; outside one, on the shared
         connection if no thread is writing (its rows fetched at once), else on this thread's
         own connection. A long scan always runs on the thread's own connection."""
-        local = self._local
-        bound = getattr(local, "bound", None)
+        bound = getattr(self._local, "bound", None)
         if bound is not None:
             return _Cursor(_run(bound, sql, params))
-        if not getattr(local, "scans", 0) and self._writer.acquire(blocking=False):
-            try:
-                shared = self._shared_conn()
-                fetched = _unless_busy(lambda: _Fetched(shared.execute(sql, params)))
-            finally:
-                self._writer.release()
-            if fetched is not None:
-                return fetched
-        return _Cursor(_run(self._own, sql, params))
+        fetched = self._on_shared(lambda conn: _Fetched(conn.execute(sql, params)))
+        return fetched if fetched is not None else _Cursor(_run(self._own, sql, params))
 
     def _execute_own(self, sql: str) -> _Cursor:
         """Run a statement in this thread's transaction, else on its own connection, never
@@ -688,20 +680,27 @@ class SQLCipherBackend(SQLiteQueries):
 
     def _executemany_counted(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """Run a statement once per row, where :meth:`_execute` would; returns rows changed."""
-        local = self._local
-        conn = getattr(local, "bound", None)
-        if conn is None:
-            rows = list(rows)  # the shared connection may refuse them: then the own one runs them
-        if conn is None and not getattr(local, "scans", 0) and self._writer.acquire(blocking=False):
-            try:
-                shared = self._shared_conn()
-                changed = _unless_busy(lambda: int(shared.executemany(sql, rows).rowcount))
-            finally:
-                self._writer.release()
-            if changed is not None:
-                return changed
-        target = conn if conn is not None else self._own
-        return int(_translate(lambda: target.executemany(sql, rows)).rowcount)
+        bound = getattr(self._local, "bound", None)
+        if bound is not None:
+            return int(_translate(lambda: bound.executemany(sql, rows)).rowcount)
+        batch = list(rows)  # the shared connection may refuse them: then the own one runs them
+        changed = self._on_shared(lambda conn: int(conn.executemany(sql, batch).rowcount))
+        if changed is not None:
+            return changed
+        own = self._own
+        return int(_translate(lambda: own.executemany(sql, batch)).rowcount)
+
+    def _on_shared(self, work: Callable[[Any], _T]) -> _T | None:
+        """``work(shared connection)`` outside a transaction; None when it could not run
+        there: a long scan is running, another thread is writing (never waited for), or
+        another process holds the file and SQLite refused at once."""
+        if getattr(self._local, "scans", 0) or not self._writer.acquire(blocking=False):
+            return None
+        try:
+            shared = self._shared_conn()
+            return _unless_busy(lambda: work(shared))
+        finally:
+            self._writer.release()
 
     # ------------------------------------------------------------------ schema
 
