@@ -29,7 +29,7 @@ def _stored(log: AuditLog) -> list[dict[str, Any]]:
     """The entries committed so far, read without committing deferred ones first (on
     PostgreSQL, the log and then the queue the sequencer has not integrated yet)."""
     backend = log._backend
-    size = backend.audit_state()[0]
+    size = backend.audit_head()[0]
     return [json.loads(row.entry) for row in backend.audit_rows(0, size)] + log.queued()
 
 

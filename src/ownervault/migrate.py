@@ -101,7 +101,11 @@ def migrate_vault(
         server = cast("PostgresBackend", connect_server(target))
         try:
             counts, size, state = copy_tables(
-                embedded, server, header=header.dumps().decode("utf-8"), progress=progress
+                embedded,
+                server,
+                header=header.dumps().decode("utf-8"),
+                frontier=lambda: _whole_frontier(kernel.audit.frontier.current()),
+                progress=progress,
             )
         finally:
             server.close()
@@ -136,3 +140,8 @@ def migrate_vault(
         audit_size=audit_size,
         checkpoint=note,
     )
+
+
+def _whole_frontier(frontier: merkle.Frontier) -> tuple[int, bytes]:
+    """(size, serialised frontier) of a log's whole frontier, as the server stores it."""
+    return frontier.size, frontier.to_bytes()

@@ -17,6 +17,7 @@ from ..storage.base import AuditRow, Backend
 from ..storage.concurrent import ConcurrentWriters
 from . import merkle
 from .canonical import canonical_json
+from .stored import StoredFrontier
 
 __all__ = ["INTEGRATE_BATCH", "MAX_MERGE_DELAY", "QueueIntegration"]
 
@@ -31,7 +32,7 @@ class QueueIntegration:
     """Sequencing entries and integrating the queue (a part of the audit log)."""
 
     _backend: Backend
-    _frontier_cache: tuple[bytes, merkle.Frontier] | None
+    frontier: StoredFrontier
     _integrating: threading.local
     observers: list[Callable[[Sequence[Mapping[str, Any]]], None]]
     appended: int
@@ -46,28 +47,19 @@ class QueueIntegration:
 
     def _sequence(self, objs: list[dict[str, Any]]) -> int:
         """Give entry objects the next sequence numbers and append them with the frontier."""
-        size, state = self._backend.audit_state()
-        cached = self._frontier_cache
-        if cached is not None and cached[0] == state:
-            frontier = cached[1]
-        else:
-            frontier = merkle.Frontier.from_bytes(state)
-        if frontier.size != size:
-            raise AuditIntegrityError("the stored Merkle frontier does not match the log size")
+        before = self.frontier.for_append()
+        size = before.size
         if not objs:
             return size
         rows: list[AuditRow] = []
+        frontier = before
         for offset, obj in enumerate(objs):
             obj["seq"] = size + offset
             raw = canonical_json(obj, checked=True)
             leaf = merkle.leaf_hash(raw)
             frontier = frontier.append(leaf)
             rows.append(AuditRow(size + offset, raw, leaf, obj.get("subject")))
-        new_state = frontier.to_bytes()
-        self._backend.append_audit(rows, new_state)
-        # Only trusted once the transaction commits; a rollback leaves a stale key that simply
-        # no longer matches the stored state.
-        self._frontier_cache = (new_state, frontier)
+        self.frontier.appended(before, frontier, rows)
         self.appended = frontier.size
         for observer in self.observers:
             # Observers (breach detectors) run inside the same transaction, so whatever they

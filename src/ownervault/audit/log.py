@@ -5,9 +5,9 @@ the same transaction as the change it records; a read returns data only after it
 committed. An entry is canonical JSON (sorted keys, UTF-8, no floats, no insignificant
 whitespace) and never contains a field value, a search term, a subject id or a key: subjects
 appear by pseudonym, fields by name. Entries are hashed exactly as stored
-(``leaf = SHA-256(0x00 || entry)``) and the log keeps its Merkle frontier in the same
-transaction, so appending costs O(log n) and sequence numbers are assigned under the write
-lock: two processes can never take the same one.
+(``leaf = SHA-256(0x00 || entry)``) and the log extends its Merkle frontier in the same
+transaction (storing it every few entries, :mod:`.stored`), so appending costs O(log n) and
+sequence numbers are assigned under the write lock: two processes can never take the same one.
 
 On PostgreSQL, concurrent transactions (the data path: records created, audited reads,
 denials, deferred session entries) do not take the write lock. Each queues its entries
@@ -42,6 +42,7 @@ from .anchor import AnchoredCheckpoint, Anchors
 from .canonical import canonical_json, field_fragment
 from .deferred import DEFER_SECONDS, DeferredEntries
 from .integration import INTEGRATE_BATCH, MAX_MERGE_DELAY, QueueIntegration
+from .stored import STORE_EVERY, StoredFrontier
 
 __all__ = [
     "DEFER_SECONDS",
@@ -161,8 +162,6 @@ class AuditLog(QueueIntegration):
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        # The last frontier seen, so appends need not re-parse the stored bytes each time.
-        self._frontier_cache: tuple[bytes, merkle.Frontier] | None = None
         #: Called with the decoded entries after each append, inside its transaction.
         self.observers: list[Callable[[Sequence[Mapping[str, Any]]], None]] = []
         #: Told of every integrity failure found: verifying or checkpointing the log, before the
@@ -179,6 +178,9 @@ class AuditLog(QueueIntegration):
         self.queue: ConcurrentWriters | None = (
             backend if isinstance(backend, ConcurrentWriters) else None
         )
+        #: The Merkle frontier, stored with each batch the sequencer integrates (PostgreSQL) or
+        #: every :data:`~.stored.STORE_EVERY` entries.
+        self.frontier = StoredFrontier(backend, every=1 if self.queue is not None else STORE_EVERY)
         #: The longest a queued entry should wait to be integrated (seconds).
         self.max_merge_delay = MAX_MERGE_DELAY
         # Whether this thread is integrating a batch (holds the sequencer's lock).
@@ -208,7 +210,7 @@ class AuditLog(QueueIntegration):
                 pending = self.waiting.pending
                 self._append_rows([], "")
                 return pending
-            before = self._backend.audit_state()[0]
+            before = self._backend.audit_head()[0]
             return self._append_rows([], "") - before
 
     # ------------------------------------------------------------------ appending
@@ -276,8 +278,8 @@ class AuditLog(QueueIntegration):
     ) -> tuple[str, int, bytes]:
         """Sign (or reuse) the checkpoint of the current log; return (note, size, frontier)."""
         with self._backend.atomic():
-            size, state = self._backend.audit_state()
-            root = merkle.Frontier.from_bytes(state).root()
+            current = self.frontier.current()
+            size, state, root = current.size, current.to_bytes(), current.root()
             previous = self._backend.checkpoints()
             old_size, old_root, old_note = 0, b"", ""
             if previous:
@@ -339,7 +341,7 @@ class AuditLog(QueueIntegration):
         try:
             anchored = self.anchors.latest()
             with self._backend.atomic():
-                size, state = self._backend.audit_state()
+                size = (current := self.frontier.current()).size
                 start = anchored.size if anchored is not None else 0
                 if size <= start or self._signed_elsewhere(size):
                     return None
@@ -355,7 +357,7 @@ class AuditLog(QueueIntegration):
                         raise AuditIntegrityError(f"audit entry {frontier.size} was changed")
                     frontier = frontier.append(row.leaf_hash)
                 root = frontier.root()
-                if frontier.size != size or root != merkle.Frontier.from_bytes(state).root():
+                if frontier.size != size or root != current.root():
                     raise AuditIntegrityError(
                         "the audit log does not extend its newest anchored checkpoint"
                     )
@@ -445,16 +447,15 @@ class AuditLog(QueueIntegration):
     def size(self) -> int:
         """Number of entries in the log (queued ones integrated first, see :meth:`settle`)."""
         self.settle()
-        return self._backend.audit_state()[0]
+        return self._backend.audit_head()[0]
 
     def root(self) -> bytes:
-        """Merkle root of the whole log, from the stored frontier (after :meth:`settle`)."""
+        """Merkle root of the whole log, from its frontier (after :meth:`settle`)."""
         self.settle()
-        return merkle.Frontier.from_bytes(self._backend.audit_state()[1]).root()
+        return self.frontier.read().root()
 
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
-        """Stored rows (sequence number, exact entry bytes, leaf hash) in order (after
-        :meth:`settle`)."""
+        """Stored rows (seq, exact entry bytes, leaf hash) in order (after :meth:`settle`)."""
         self.settle()
         return self._backend.audit_rows(start, stop)
 
@@ -533,7 +534,7 @@ class AuditLog(QueueIntegration):
         anchored = self.anchors.latest() if self.anchors is not None else None
         frontier = merkle.Frontier.from_bytes(bytes(8))
         expected = 0
-        total = self._backend.audit_state()[0] if progress is not None else 0
+        total = self._backend.audit_head()[0] if progress is not None else 0
         for row in self._backend.audit_rows():
             if row.seq != expected:
                 raise AuditIntegrityError(f"audit entry {expected} is missing")
@@ -550,8 +551,8 @@ class AuditLog(QueueIntegration):
             raise AuditIntegrityError(
                 f"the audit log has {expected} entries but {anchored.size} were anchored"
             )
-        size, state = self._backend.audit_state()
-        if size != expected or merkle.Frontier.from_bytes(state).root() != frontier.root():
+        current = self.frontier.read()
+        if current.size != expected or current.root() != frontier.root():
             raise AuditIntegrityError("the audit log does not match its stored Merkle root")
         if progress is not None and (expected == 0 or expected % PROGRESS_EVERY):
             progress(expected, expected)  # the loop reported a whole step already

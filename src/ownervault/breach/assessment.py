@@ -117,7 +117,7 @@ def _first_seq_at(backend: Backend, since: str) -> int:
 
     Assumes entry times do not go backwards by more than the clock skew between processes.
     """
-    low, high = 0, backend.audit_state()[0]
+    low, high = 0, backend.audit_head()[0]
     while low < high:
         mid = (low + high) // 2
         row = next(backend.audit_rows(mid, mid + 1), None)

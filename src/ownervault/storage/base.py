@@ -574,11 +574,15 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
 
     # audit
     def audit_state(self) -> tuple[int, bytes]:
-        """(size, serialised Merkle frontier) of the audit log, read inside the transaction."""
+        """The stored frontier (n, frontier of the first n entries; the log may be longer)."""
         ...
 
-    def append_audit(self, rows: Sequence[AuditRow], state: bytes) -> None:
-        """Append audit rows and store the new frontier."""
+    def audit_head(self) -> tuple[int, bytes | None]:
+        """(entries in the log, leaf hash of the newest or None), by the newest entry."""
+        ...
+
+    def append_audit(self, rows: Sequence[AuditRow], state: bytes | None) -> None:
+        """Append audit rows, and store the new frontier unless ``state`` is None."""
         ...
 
     def audit_rows(self, start: int = 0, stop: int | None = None) -> Iterator[AuditRow]:
@@ -743,10 +747,9 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
     def bind_rows(self, table: str, rows: Sequence[tuple[bytes | str, bytes]]) -> None:
         """Set the binding tag of rows made before tags existed: (primary key, tag) pairs.
 
-        The tables whose rows carry a tag (``keys``, ``subjects``, ``records``, ``consents``,
-        ``holds``, ``rights_requests``, ``disclosures``, ``incidents``, ``outbox``); the
-        consent ledger accepts this one update (its append-only rule spares ``binding``).
-        """
+        Tables whose rows carry a tag (``keys``, ``subjects``, ``records``, ``consents``,
+        ``holds``, ``rights_requests``, ``disclosures``, ``incidents``, ``outbox``); the consent
+        ledger's append-only rule spares ``binding``."""
         ...
 
     # checks
@@ -755,10 +758,8 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
         ...
 
     def scan_subjects(self, after: str, limit: int) -> list[SubjectRow]:
-        """Every subject (erased ones too) with pseudonym after ``after``, in order.
-
-        A subject whose key row is missing comes back with ``key_state`` empty.
-        """
+        """Every subject (erased ones too) with pseudonym after ``after``, in order; one
+        whose key row is missing comes back with ``key_state`` empty."""
         ...
 
     def scan_records(self, after: str, limit: int) -> list[RecordRow]:

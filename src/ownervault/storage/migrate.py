@@ -52,6 +52,7 @@ def copy_tables(
     server: PostgresBackend,
     *,
     header: str,
+    frontier: Callable[[], tuple[int, bytes]],
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, int], int, bytes]:
     """Copy every vault table into an empty database, then check every table's row count.
@@ -59,7 +60,9 @@ def copy_tables(
     The file is held under its write lock for the whole copy (writers elsewhere wait, readers
     carry on); the server side is one transaction, so a failed copy leaves the database as it
     was. ``header`` (the vault header's text) becomes the server's ``meta`` row ``header``.
-    ``progress`` is told (rows copied, rows in all tables) as the copy goes on.
+    ``frontier`` returns the file's audit log size and its whole Merkle frontier, read inside
+    the copy's transaction (the server's ``audit_state`` row). ``progress`` is told (rows
+    copied, rows in all tables) as the copy goes on.
 
     Returns:
         Rows per table, and the audit log's size and Merkle frontier as copied.
@@ -75,12 +78,14 @@ def copy_tables(
     if busy:
         raise VaultExistsError(f"that database is not empty (table {busy[0]} has rows)")
     with source.atomic(), server.atomic():
-        size, state = source.audit_state()
+        size, state = frontier()
         counts: dict[str, int] = {table: source.count_rows(table) for table in COPY_ORDER}
         total = sum(counts.values())
         done = 0
         for table in COPY_ORDER:
-            rows = source.table_rows(table)
+            # The file may store its frontier a few entries behind its log; the server's
+            # sequencer expects it current, so the log's whole frontier is written.
+            rows = [(1, size, state)] if table == "audit_state" else source.table_rows(table)
             if progress is not None:
                 rows = _reported(rows, done, total, progress)
             copied = server.load_rows(table, rows)

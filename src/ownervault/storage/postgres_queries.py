@@ -130,13 +130,21 @@ class PostgresQueries(SharedQueries):
             raise VaultFormatError("the audit log state row is missing")
         return int(row[0]), bytes(row[1])
 
-    def append_audit(self, rows: Sequence[AuditRow], state: bytes) -> None:
-        """Append audit rows and store the new frontier, in the caller's transaction; a chunk of
-        the log the rows complete is added to the audit log's index by owner too.
+    def append_audit(self, rows: Sequence[AuditRow], state: bytes | None) -> None:
+        """Append audit rows, and store the new frontier unless ``state`` is None, in the
+        caller's transaction; a chunk of the log the rows complete is added to the audit log's
+        index by owner too.
 
         Up to :data:`ROWS_PER_INSERT` rows go in the same statement as the frontier (a
         data-modifying ``WITH``), so the usual append is one round trip.
         """
+        if state is None:
+            self._executemany(
+                "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)",
+                [(r.seq, r.entry, r.leaf_hash) for r in rows],
+            )
+            self._index_completed_chunks(rows)
+            return
         if not rows:
             size = self.audit_state()[0]
             self._execute(

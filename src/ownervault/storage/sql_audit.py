@@ -37,6 +37,14 @@ class AuditQueries(QueryRunner):
             (size, root, note, at),
         )
 
+    def audit_head(self) -> tuple[int, bytes | None]:
+        """(entries in the log, the newest entry's leaf hash or None): one seek of the newest
+        entry, so the size is its sequence number + 1 (a gap before it is found by reading)."""
+        row = self._execute(
+            "SELECT seq, leaf_hash FROM audit_entries ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (0, None) if row is None else (int(row[0]) + 1, bytes(row[1]))
+
     def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
         """Every stored checkpoint (size, root, note, created_at), oldest first."""
         rows = self._execute(

@@ -111,18 +111,21 @@ class SQLiteQueries(SharedQueries):
     # ------------------------------------------------------------------ audit
 
     def audit_state(self) -> tuple[int, bytes]:
-        """(size, serialised Merkle frontier) of the audit log."""
+        """The stored Merkle frontier: (size n, serialised frontier of the first n entries)."""
         row = self._execute("SELECT size, frontier FROM audit_state WHERE id = 1").fetchone()
         return int(row[0]), bytes(row[1])
 
-    def append_audit(self, rows: Sequence[AuditRow], state: bytes) -> None:
-        """Append audit rows and store the new frontier, in the caller's transaction; a chunk of
-        the log the rows complete is added to the audit log's index by owner too."""
+    def append_audit(self, rows: Sequence[AuditRow], state: bytes | None) -> None:
+        """Append audit rows, and store the new frontier unless ``state`` is None, in the
+        caller's transaction; a chunk of the log the rows complete is added to the audit log's
+        index by owner too."""
         self._executemany(
             "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)",
             [(r.seq, r.entry, r.leaf_hash) for r in rows],
         )
         self._index_completed_chunks(rows)
+        if state is None:
+            return
         size = rows[-1].seq + 1 if rows else self.audit_state()[0]
         self._execute("UPDATE audit_state SET size = ?, frontier = ? WHERE id = 1", (size, state))
 
