@@ -21,6 +21,7 @@ from ownervault import Vault, merkle
 from ownervault.audit import AuditEntry, AuditLog
 from ownervault.audit.stored import STORE_EVERY
 from ownervault.exceptions import AuditIntegrityError
+from ownervault.storage.base import AuditRow
 from ownervault.testing import FrozenClock, InMemoryKey
 
 _NOW = _dt.datetime(2026, 3, 1, 9, 0, tzinfo=_dt.UTC)
@@ -217,3 +218,32 @@ def test_any_mix_of_writers_and_rollbacks_keeps_the_frontier(
         assert vault.audit.verify() == committed
     finally:
         vault.close()
+
+
+class _Undo(Exception):
+    """Raised to roll a test's transaction back."""
+
+
+@pytest.mark.backends("sqlcipher", "postgres")
+def test_an_append_without_a_frontier_leaves_the_stored_one(vault: Vault) -> None:
+    """Both backends append rows without touching ``audit_state`` when given no frontier,
+    and with the frontier when given one; the log's frontier covers the new rows either way."""
+    backend = vault._kernel.backend
+    vault.audit.settle()
+    with pytest.raises(_Undo), backend.atomic():
+        before = vault.audit.frontier.current()
+        stored = backend.audit_state()
+        raw = b'{"action":"test"}'
+        leaf = merkle.leaf_hash(raw)
+        backend.append_audit([AuditRow(before.size, raw, leaf, None)], None)
+        assert backend.audit_state() == stored
+        assert backend.audit_head() == (before.size + 1, leaf)
+        after = before.append(leaf)
+        assert vault.audit.frontier.current() == after
+        raw2 = b'{"action":"test2"}'
+        leaf2 = merkle.leaf_hash(raw2)
+        grown = after.append(leaf2)
+        backend.append_audit([AuditRow(after.size, raw2, leaf2, None)], grown.to_bytes())
+        assert backend.audit_state() == (grown.size, grown.to_bytes())
+        raise _Undo
+    assert vault.audit.verify() == vault.audit.size()
