@@ -544,6 +544,7 @@ def test_a_schema_3_vault_upgrades_and_gets_the_register(tmp_path: Path) -> None
                         backend._execute(f"CREATE INDEX {index.name} ON {table.name} ({columns})")
             backend._execute("DROP TRIGGER consents_no_update")
             backend._execute("ALTER TABLE consents DROP COLUMN notice_hash")
+            backend._execute("ALTER TABLE records DROP COLUMN tokens")  # version 7's
             for statement in schema._sqlite_triggers(consents, ("UPDATE",)):
                 backend._execute(statement)
             backend._execute("PRAGMA user_version = 3")

@@ -362,10 +362,10 @@ def test_an_entry_of_the_current_chunk_damaged_into_non_json(
 
 
 @pytest.mark.embedded_only("the fixture is an embedded vault file")
-def test_the_version_1_fixture_is_upgraded_to_6_with_its_index_built(
+def test_the_version_1_fixture_is_upgraded_with_its_index_built(
     tmp_path: Path, dpo: Actor, clerk: Actor
 ) -> None:
-    """The committed schema-version-1 vault opens with today's code (1 -> 6): its log is
+    """The committed schema-version-1 vault opens with today's code (1 -> 8): its log is
     shorter than a chunk (no index rows, watermark 0), its records read, an export's history
     equals a full scan's, and once the log grows past a chunk the index lists exactly its
     entries about owners; the log verifies and ``check --deep`` is clean."""
@@ -374,7 +374,7 @@ def test_the_version_1_fixture_is_upgraded_to_6_with_its_index_built(
     shutil.copytree(source / "vault", path)
     key = KeyFileKey(source / "root.key")
     with Vault.open(path, key=key) as vault:
-        assert vault._kernel.backend.schema_version() == schema.SCHEMA_VERSION == 6
+        assert vault._kernel.backend.schema_version() == schema.SCHEMA_VERSION == 8
         scanned = _by_scan(vault)
         assert len(scanned) == 4  # the four owners of the fixture, one of them erased
         assert _by_index(vault) == {}
@@ -406,14 +406,25 @@ def test_the_version_1_fixture_is_upgraded_to_6_with_its_index_built(
         assert report.ok, report.lines()
 
 
+def _drop_later_columns(vault: Vault, version: int) -> None:
+    """Drop the columns versions after ``version`` added to its tables (``records.tokens``)."""
+    then = {t.name: t for t in schema.tables_at(version)}
+    for table in schema.tables_at(schema.SCHEMA_VERSION):
+        if table.name in then:
+            for column in set(table.column_names) - set(then[table.name].column_names):
+                _sql(vault, f"ALTER TABLE {table.name} DROP COLUMN {column}")
+
+
 def _back_to_version_5(vault: Vault) -> None:
     """Take a vault back to schema version 5: ``audit_subjects`` (one row per entry about an
-    owner) instead of ``audit_subject_chunks``, no watermark, and the indexes version 5 had."""
+    owner) instead of ``audit_subject_chunks``, no watermark, and the columns and indexes
+    version 5 had."""
     (old,) = [t for t in schema.tables_at(5) if t.name == "audit_subjects"]
     rows = [(p, seq) for p, seqs in _by_scan(vault).items() for seq in seqs]
     _sql(vault, "DROP TABLE audit_subject_chunks")
     v5 = {t.name: t for t in schema.tables_at(5)}
-    for table in schema.tables_at(6):
+    _drop_later_columns(vault, 5)
+    for table in schema.tables_at(schema.SCHEMA_VERSION):
         old_indexes = v5[table.name].indexes if table.name in v5 else table.indexes
         for index in old_indexes:
             if index not in table.indexes:
@@ -453,7 +464,7 @@ def test_a_version_5_vault_is_upgraded_with_its_index_built_in_chunks(
     assert vault._kernel.backend.schema_version() == 5
     vault.close()
     with Vault.open(vault_location, key=root_key) as reopened:
-        assert reopened._kernel.backend.schema_version() == 6
+        assert reopened._kernel.backend.schema_version() == schema.SCHEMA_VERSION
         assert _watermark(reopened) == 2
         assert _by_index(reopened) == _by_scan(reopened, 2 * CHUNK)
         for pseudonym, seqs in _by_scan(reopened).items():
@@ -488,6 +499,7 @@ def test_a_version_4_postgres_vault_is_upgraded_with_its_index_built(
     _fill_to(vault, sorted(_by_scan(vault)), CHUNK + 20)
     scanned = _by_scan(vault, CHUNK)
     v4 = {t.name: t for t in schema.tables_at(4)}
+    _drop_later_columns(vault, 4)
     for table in schema.tables_at(schema.SCHEMA_VERSION):
         if table.since >= 5:
             _sql(vault, f"DROP TABLE {table.name}")
@@ -505,7 +517,7 @@ def test_a_version_4_postgres_vault_is_upgraded_with_its_index_built(
     _sql(vault, "UPDATE schema_version SET version = 4")
     vault.close()
     with Vault.open(pg_database, key=root_key) as vault:
-        assert vault._kernel.backend.schema_version() == schema.SCHEMA_VERSION == 6
+        assert vault._kernel.backend.schema_version() == schema.SCHEMA_VERSION == 8
         assert _watermark(vault) == 1
         assert _by_index(vault) == scanned
         assert len(scanned) == 4

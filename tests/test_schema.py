@@ -103,7 +103,7 @@ def test_sqlite_upgraded_version_1_vault_has_the_structure_of_a_new_one(tmp_path
     columns, indexes, constraints and triggers of a database made new by the backend."""
     backend = SQLCipherBackend(tmp_path / "new.db", bytes(range(32)), create=True)
     try:
-        assert backend.migrate() == schema.SCHEMA_VERSION == 6
+        assert backend.migrate() == schema.SCHEMA_VERSION == 8
         new = _sqlite_facts(lambda sql: [tuple(row) for row in backend._execute(sql).fetchall()])
     finally:
         backend.close()
@@ -220,7 +220,7 @@ def test_postgres_upgraded_version_1_vault_has_the_structure_of_a_new_one(
 
     backend = PostgresBackend(pg_database)
     try:
-        assert backend.migrate() == schema.SCHEMA_VERSION == 6
+        assert backend.migrate() == schema.SCHEMA_VERSION == 8
     finally:
         backend.close()
     new = _pg_facts(pg_database)

@@ -333,9 +333,9 @@ def check_records(target: CheckTarget, expected: dict[str, Expected], findings: 
     subjects = _Subjects(target)
     after = ""
     while batch := target.backend.scan_records(after, PAGE):
-        live = [r.record_id for r in batch if not r.erased]
+        alive = [r.record_id for r in batch if not r.erased]
         tokens: dict[str, dict[str, set[bytes]]] = {}
-        for token, record_id, field in target.backend.tokens_of_records(live):
+        for token, record_id, field in target.backend.tokens_of_records(alive):
             tokens.setdefault(record_id, {}).setdefault(field, set()).add(token)
         for row in batch:
             findings.count("records")
@@ -357,12 +357,15 @@ def check_records(target: CheckTarget, expected: dict[str, Expected], findings: 
                 "the audit log records writes of this record, but it is gone: it was deleted "
                 "outside the vault",
             )
-    for record_id, field in target.backend.stray_tokens(1000):
+    for record_id, field, live in target.backend.stray_tokens(1000):
         findings.damage(
             "index",
             "blind_index",
             record_id,
-            f"an index token of field {field} points at a record that is missing or erased",
+            f"an index token of field {field} points at this record, which does not list it: "
+            "it was written outside the vault"
+            if live
+            else f"an index token of field {field} points at a record that is missing or erased",
         )
 
 

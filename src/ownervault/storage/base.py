@@ -770,8 +770,8 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
         """The blind-index rows (token, record id, field) of these records."""
         ...
 
-    def stray_tokens(self, limit: int) -> list[tuple[str, str]]:
-        """(record id, field) of blind-index rows whose record is missing or erased."""
+    def stray_tokens(self, limit: int) -> list[tuple[str, str, bool]]:
+        """(record id, field, record live) of blind-index rows no live record lists."""
         ...
 
     def consent_ids(self) -> list[tuple[str, str]]:

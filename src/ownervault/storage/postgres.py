@@ -51,6 +51,7 @@ from .postgres_queries import ROWS_PER_INSERT, PostgresQueries
 from .postgres_queue import SEQUENCER_KEY, PostgresAuditQueue
 from .schema import (
     AUDIT_INDEX_CHUNKS_SINCE,
+    RECORD_TOKENS_SINCE,
     SCHEMA_VERSION,
     VAULT_TABLES,
     expected_objects,
@@ -421,6 +422,8 @@ class PostgresBackend(PostgresAuditQueue, PostgresQueries):
                 _translate(lambda script=script: conn.execute(script))  # type: ignore[misc]
                 if version == AUDIT_INDEX_CHUNKS_SINCE and current:
                     self.rebuild_audit_index()
+                if version == RECORD_TOKENS_SINCE and current:
+                    self.fill_record_tokens()
                 self._execute(
                     "INSERT INTO schema_version (id, version) VALUES (1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET version = excluded.version",

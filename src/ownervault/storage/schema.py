@@ -26,6 +26,7 @@ __all__ = [
     "AUDIT_INDEX_CHUNKS_SINCE",
     "AUDIT_SUBJECTS_SINCE",
     "POSTGRES_TYPES",
+    "RECORD_TOKENS_SINCE",
     "SCHEMA_VERSION",
     "SQLITE_TYPES",
     "SYSTEM_KEYS",
@@ -149,23 +150,18 @@ class Table:
         return tuple(c for c in self.column_names if c not in self.append_only_except)
 
 
-#: The schema version this code writes. Version 2 added the binding tags of rows that drive
-#: decisions (``keys``, ``subjects``, ``records``, ``consents``) and ``subjects.consent_head``;
-#: version 3 the ``grants`` table (who holds which role, where, until when); version 4 the
-#: ``assessments`` table (personal information protection impact assessments, append-only)
-#: the ``recipient_notices`` table (erasures and corrections recipients must be told of)
-#: and ``consents.notice_hash`` (the hash of the notice a grant was given on); version 5 the
-#: ``audit_subjects`` table (the audit log's index by owner, append-only, filled from the
-#: existing entries by its migration step) and dropped the indexes ``records_key`` and
-#: ``recipient_notices_subject``, which no statement needs.
-#: Version 5 also added the ``audit_queue`` table (PostgreSQL: entries waiting for the
-#: sequencer).
-#: Version 6 indexes only the vault's own keys (``keys_system``, a partial index): the indexes
-#: ``keys_kind`` and ``keys_wrapped_by``, which every new owner's key row was added to and
-#: only key jobs and the key inventory read, are dropped.
-#: 6: the index by owner is written a chunk at a time (``audit_subject_chunks`` replaces
-#: ``audit_subjects``; its migration step builds it from the stored entries).
-SCHEMA_VERSION: Final = 6
+#: The schema version this code writes. 2: binding tags of rows that drive decisions
+#: (``keys``, ``subjects``, ``records``, ``consents``) and ``subjects.consent_head``; 3: the
+#: ``grants`` table; 4: the ``assessments`` and ``recipient_notices`` tables and
+#: ``consents.notice_hash``; 5: the ``audit_subjects`` index by owner (filled by its step) and
+#: the ``audit_queue`` table (PostgreSQL), and dropped ``records_key`` and
+#: ``recipient_notices_subject``, which no statement needs; 6: only the vault's own keys are
+#: indexed (``keys_system`` replaces ``keys_kind`` and ``keys_wrapped_by``, which every new
+#: owner's key row was added to), and the index by owner is written a chunk at a time
+#: (``audit_subject_chunks`` replaces ``audit_subjects``; its step builds it).
+#: 7: each record lists its blind-index tokens (``records.tokens``, filled by its step from the
+#: index), so 8 drops ``blind_index_record``, the index by record every token was added to.
+SCHEMA_VERSION: Final = 8
 
 #: The rows ``keys_system`` indexes: every key but the owners' data keys. A statement must say
 #: so in its own ``WHERE`` for the index to serve it.
@@ -178,6 +174,10 @@ AUDIT_SUBJECTS_SINCE: Final = 5
 #: The version whose index by owner is written a chunk at a time (``audit_subject_chunks``);
 #: its step builds the index from the stored entries (each backend's ``rebuild_audit_index``).
 AUDIT_INDEX_CHUNKS_SINCE: Final = 6
+
+#: The version whose records list their tokens (``records.tokens``, the sealed container's
+#: layout: field name to token); its step fills the column (``fill_record_tokens``).
+RECORD_TOKENS_SINCE: Final = 7
 
 
 #: Every vault table, in creation order (a referenced table comes before its references).
@@ -206,9 +206,8 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         ),
         without_rowid=True,
         indexes=(
-            # Every new owner's data key is a subject key: indexing them by kind or by the KEK
-            # that wraps them cost each new owner two more pages. Only the vault's own keys
-            # are indexed; the key jobs and inventory that walk subject keys read the table.
+            # Indexing owners' data keys by kind or KEK cost each new owner two pages: only
+            # the vault's own keys are; key jobs and the inventory read the table.
             Index("keys_kind", ("kind", "state"), dropped=6),
             Index("keys_wrapped_by", ("wrapped_by",), dropped=6),
             Index("keys_system", ("kind", "created_at"), since=6, where=SYSTEM_KEYS),
@@ -245,11 +244,12 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
             Column("sealed", "blob", not_null=True),
             Column("erased", "int", not_null=True, default="0"),
             Column("binding", "blob", since=2),
+            # Its blind-index rows, to delete them by key; NULL once erased.
+            Column("tokens", "blob", since=RECORD_TOKENS_SINCE),
         ),
         indexes=(
             Index("records_subject", ("pseudonym",)),
-            # Read only by scans; the one search, an admin count of a key's references, scans
-            # ``subjects`` already, while every put and re-key paid for the index.
+            # Read only by scans (an admin count of a key's references scans ``subjects``).
             Index("records_key", ("key_id",), dropped=5),
         ),
     ),
@@ -262,7 +262,8 @@ VAULT_TABLES: Final[tuple[Table, ...]] = (
         ),
         primary_key=("token", "record_id", "field"),
         without_rowid=True,
-        indexes=(Index("blind_index_record", ("record_id",)),),
+        # Every put added each token to it too; records list their tokens instead.
+        indexes=(Index("blind_index_record", ("record_id",), dropped=RECORD_TOKENS_SINCE + 1),),
     ),
     Table(
         "consents",

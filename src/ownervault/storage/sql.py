@@ -6,7 +6,8 @@ operation of the :class:`~ownervault.storage.base.Backend` protocol. :class:`Sha
 holds those operations once; each backend inherits them and supplies its connections,
 transactions, schema and the few statements whose dialects differ (upserts, locking, key
 claims). The statements are grouped by what they store, one mixin per module: keys
-(:mod:`.sql_keys`), subjects, records and blind indexes (:mod:`.sql_records`), the consent
+(:mod:`.sql_keys`), subjects and records (:mod:`.sql_records`), blind indexes
+(:mod:`.sql_tokens`), the consent
 ledger, holds, rights requests and disclosures (:mod:`.sql_rights`), jobs (:mod:`.sql_jobs`),
 incidents and the outbox (:mod:`.sql_incidents`), the audit log (:mod:`.sql_audit`) and the
 page-by-page reads of whole tables that ``ownervault check`` makes (:mod:`.sql_scan`) and the

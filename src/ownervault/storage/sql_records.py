@@ -7,12 +7,12 @@ from typing import Any, ClassVar
 
 from ..exceptions import IntegrityError
 from .base import RecordRow, SubjectRow
-from .sql_runner import QueryRunner
+from .sql_tokens import TokenQueries, pack_tokens
 
 __all__ = ["RecordQueries", "record_row", "subject_row"]
 
 
-class RecordQueries(QueryRunner):
+class RecordQueries(TokenQueries):
     """Subjects, records and blind-index tokens: the statements both backends run alike."""
 
     _SUBJECT_COLUMNS = (
@@ -114,22 +114,24 @@ class RecordQueries(QueryRunner):
         tokens: Iterable[tuple[str, bytes | None]],
     ) -> bool:
         """Replace clear fields, ciphertexts and tokens if still at ``expected_version``."""
-        cur = self._execute(
-            "UPDATE records SET version = version + 1, clear = ?, sealed = ?, updated_at = ?, "
-            "binding = ? WHERE record_id = ? AND version = ? AND erased = 0",
-            (clear, sealed, updated_at, binding, record_id, expected_version),
-        )
-        if cur.rowcount != 1:
+        row = self._execute(
+            "SELECT tokens FROM records WHERE record_id = ? AND version = ? AND erased = 0",
+            (record_id, expected_version),
+        ).fetchone()
+        if row is None:
             return False
-        for field, token in tokens:
-            self._execute(
-                "DELETE FROM blind_index WHERE record_id = ? AND field = ?", (record_id, field)
-            )
-            if token is not None:
-                self._execute(
-                    "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?)",
-                    (token, record_id, field),
-                )
+        changes = dict(tokens)
+        held = self._held_tokens(record_id, row[0])
+        self._delete_tokens([(held[f], record_id, f) for f in changes if f in held])
+        kept = {f: t for f, t in {**held, **changes}.items() if t is not None}
+        self._execute(
+            "UPDATE records SET version = version + 1, clear = ?, sealed = ?, updated_at = ?, "
+            "binding = ?, tokens = ? WHERE record_id = ?",
+            (clear, sealed, updated_at, binding, pack_tokens(kept), record_id),
+        )
+        self._insert_tokens(
+            [(token, record_id, f) for f, token in changes.items() if token is not None]
+        )
         return True
 
     def delete_record(self, record_id: str, *, expected_version: int) -> int | None:
@@ -137,16 +139,15 @@ class RecordQueries(QueryRunner):
 
         Returns how many tokens went, or None when no such live record is at that version.
         """
-        tokens = self._execute(
-            "DELETE FROM blind_index WHERE record_id = ? AND EXISTS (SELECT 1 FROM records "
-            "WHERE record_id = ? AND version = ? AND erased = 0)",
-            (record_id, record_id, expected_version),
-        ).rowcount
-        cur = self._execute(
-            "DELETE FROM records WHERE record_id = ? AND version = ? AND erased = 0",
+        row = self._execute(
+            "SELECT tokens FROM records WHERE record_id = ? AND version = ? AND erased = 0",
             (record_id, expected_version),
-        )
-        return int(tokens) if cur.rowcount == 1 else None
+        ).fetchone()
+        if row is None:
+            return None
+        tokens = self._drop_tokens([(record_id, row[0])])
+        self._execute("DELETE FROM records WHERE record_id = ?", (record_id,))
+        return tokens
 
     def find_tokens(self, record_type: str, field: str, token: bytes) -> list[str]:
         """Ids of live ``record_type`` records whose ``field`` has blind-index ``token``."""
@@ -272,14 +273,14 @@ class RecordQueries(QueryRunner):
 
     def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
         """Drop a subject's ciphertexts, blind-index tokens and lookup token."""
-        tokens = self._execute(
-            "DELETE FROM blind_index WHERE record_id IN "
-            "(SELECT record_id FROM records WHERE pseudonym = ?)",
+        listed = self._execute(
+            "SELECT record_id, tokens FROM records WHERE pseudonym = ? AND erased = 0",
             (pseudonym,),
-        ).rowcount
+        ).fetchall()
+        tokens = self._drop_tokens([(str(rid), column) for rid, column in listed])
         records = self._execute(
             "UPDATE records SET erased = 1, clear = '{}', sealed = ?, updated_at = ?, "
-            "version = version + 1 WHERE pseudonym = ? AND erased = 0",
+            "version = version + 1, tokens = NULL WHERE pseudonym = ? AND erased = 0",
             (b"", at, pseudonym),
         ).rowcount
         self._execute(
@@ -292,10 +293,15 @@ class RecordQueries(QueryRunner):
     def insert_records(
         self, rows: Sequence[RecordRow], tokens: Iterable[tuple[bytes, str, str]]
     ) -> None:
-        """Insert records (sealed field ciphertexts included) and their blind-index tokens."""
+        """Insert records (sealed field ciphertexts included) and their blind-index tokens
+        (token, record id, field), which each record lists too."""
+        rows_tokens = list(tokens)
+        listed: dict[str, dict[str, bytes]] = {}
+        for token, record_id, field in rows_tokens:
+            listed.setdefault(record_id, {})[field] = token
         self._executemany(
-            f"INSERT INTO records ({self._RECORD_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO records ({self._RECORD_COLUMNS}, tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     r.record_id,
@@ -309,15 +315,12 @@ class RecordQueries(QueryRunner):
                     r.sealed,
                     int(r.erased),
                     r.binding,
+                    pack_tokens(listed.get(r.record_id, {})),
                 )
                 for r in rows
             ],
         )
-        self._executemany(
-            "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            tokens,
-        )
+        self._insert_tokens(rows_tokens)
 
     def live_subjects(self) -> list[SubjectRow]:
         """Every subject not erased."""
@@ -338,15 +341,6 @@ class RecordQueries(QueryRunner):
     def count_live_subjects(self) -> int:
         """Number of subjects not erased."""
         return int(self._scalar("SELECT count(*) FROM subjects WHERE erased_at IS NULL"))
-
-    def replace_tokens(self, record_id: str, tokens: Sequence[tuple[bytes, str]]) -> None:
-        """Replace every blind-index token of a record."""
-        self._execute("DELETE FROM blind_index WHERE record_id = ?", (record_id,))
-        self._executemany(
-            "INSERT INTO blind_index (token, record_id, field) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            [(token, record_id, field) for token, field in tokens],
-        )
 
 
 def record_row(row: Sequence[Any]) -> RecordRow:

@@ -7,8 +7,6 @@ Rows are converted here from either driver's types (``bytes`` or ``memoryview``)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .base import DisclosureRow, HoldRow, KeyRow, RecordRow, SubjectRow
 from .sql_keys import key_row
 from .sql_records import record_row, subject_row
@@ -62,30 +60,6 @@ class ScanQueries(QueryRunner):
             (after, limit),
         ).fetchall()
         return [record_row(row) for row in rows]
-
-    def tokens_of_records(self, record_ids: Sequence[str]) -> list[tuple[bytes, str, str]]:
-        """The blind-index rows (token, record id, field) of these records."""
-        out: list[tuple[bytes, str, str]] = []
-        for start in range(0, len(record_ids), 500):
-            chunk = list(record_ids[start : start + 500])
-            marks = ",".join(["?"] * len(chunk))
-            rows = self._execute(
-                f"SELECT token, record_id, field FROM blind_index WHERE record_id IN ({marks})",
-                chunk,
-            ).fetchall()
-            out.extend((bytes(token), str(rid), str(field)) for token, rid, field in rows)
-        return out
-
-    def stray_tokens(self, limit: int) -> list[tuple[str, str]]:
-        """(record id, field) of blind-index rows whose record is missing or erased."""
-        rows = self._execute(
-            "SELECT b.record_id, b.field FROM blind_index AS b "
-            "LEFT JOIN records AS r ON r.record_id = b.record_id "
-            "WHERE r.record_id IS NULL OR r.erased <> 0 "
-            "ORDER BY b.record_id, b.field LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [(str(rid), str(field)) for rid, field in rows]
 
     def consent_ids(self) -> list[tuple[str, str]]:
         """(consent id, pseudonym) of every consent record."""

@@ -56,6 +56,7 @@ from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import DatabaseProblem, table_columns
 from .schema import (
     AUDIT_INDEX_CHUNKS_SINCE,
+    RECORD_TOKENS_SINCE,
     SCHEMA_VERSION,
     expected_objects,
     sqlite_script,
@@ -733,6 +734,8 @@ class SQLCipherBackend(SQLiteQueries):
                         _run(conn, statement)
                 if version == AUDIT_INDEX_CHUNKS_SINCE and current:
                     self.rebuild_audit_index()
+                if version == RECORD_TOKENS_SINCE and current:
+                    self.fill_record_tokens()
                 _run(conn, f"PRAGMA user_version = {version}")
             if current == 0:
                 self._execute(
