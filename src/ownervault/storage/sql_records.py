@@ -122,13 +122,15 @@ class RecordQueries(TokenQueries):
             return False
         changes = dict(tokens)
         held = self._held_tokens(record_id, row[0])
-        self._delete_tokens([(held[f], record_id, f) for f in changes if f in held])
         kept = {f: t for f, t in {**held, **changes}.items() if t is not None}
-        self._execute(
+        cur = self._execute(
             "UPDATE records SET version = version + 1, clear = ?, sealed = ?, updated_at = ?, "
-            "binding = ?, tokens = ? WHERE record_id = ?",
-            (clear, sealed, updated_at, binding, pack_tokens(kept), record_id),
+            "binding = ?, tokens = ? WHERE record_id = ? AND version = ? AND erased = 0",
+            (clear, sealed, updated_at, binding, pack_tokens(kept), record_id, expected_version),
         )
+        if cur.rowcount != 1:
+            return False
+        self._delete_tokens([(held[f], record_id, f) for f in changes if f in held])
         self._insert_tokens(
             [(token, record_id, f) for f, token in changes.items() if token is not None]
         )
@@ -145,9 +147,11 @@ class RecordQueries(TokenQueries):
         ).fetchone()
         if row is None:
             return None
-        tokens = self._drop_tokens([(record_id, row[0])])
-        self._execute("DELETE FROM records WHERE record_id = ?", (record_id,))
-        return tokens
+        cur = self._execute(
+            "DELETE FROM records WHERE record_id = ? AND version = ? AND erased = 0",
+            (record_id, expected_version),
+        )
+        return self._drop_tokens([(record_id, row[0])]) if cur.rowcount == 1 else None
 
     def find_tokens(self, record_type: str, field: str, token: bytes) -> list[str]:
         """Ids of live ``record_type`` records whose ``field`` has blind-index ``token``."""
