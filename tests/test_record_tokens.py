@@ -9,9 +9,8 @@ nothing is left behind, and ``check --deep`` names what no record lists.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,17 +19,9 @@ from ownervault.records import OwnerProfile
 from ownervault.storage import schema
 from ownervault.storage.sql_tokens import listed_tokens, pack_tokens
 from ownervault.testing import grant_roles, record_assessments
+from test_audit_index import _sql
 
 pytestmark = pytest.mark.backends("sqlcipher", "postgres")
-
-
-def _sql(vault: Vault, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Run SQL as the database operator would, outside the vault's own transactions."""
-    backend = vault._kernel.backend
-    with backend.atomic():
-        cursor = backend._execute(sql, params)
-        rows = cursor.fetchall() if cursor.description is not None else []
-    return [tuple(row) for row in rows]
 
 
 def _index(vault: Vault) -> set[tuple[bytes, str, str]]:

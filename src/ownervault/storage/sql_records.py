@@ -114,10 +114,7 @@ class RecordQueries(TokenQueries):
         tokens: Iterable[tuple[str, bytes | None]],
     ) -> bool:
         """Replace clear fields, ciphertexts and tokens if still at ``expected_version``."""
-        row = self._execute(
-            "SELECT tokens FROM records WHERE record_id = ? AND version = ? AND erased = 0",
-            (record_id, expected_version),
-        ).fetchone()
+        row = self._tokens_at(record_id, expected_version)
         if row is None:
             return False
         changes = dict(tokens)
@@ -136,15 +133,21 @@ class RecordQueries(TokenQueries):
         )
         return True
 
+    def _tokens_at(self, record_id: str, version: int) -> Sequence[Any] | None:
+        """The ``tokens`` column of a live record at ``version``, as a row; None if there is
+        no such record."""
+        row: Sequence[Any] | None = self._execute(
+            "SELECT tokens FROM records WHERE record_id = ? AND version = ? AND erased = 0",
+            (record_id, version),
+        ).fetchone()
+        return row
+
     def delete_record(self, record_id: str, *, expected_version: int) -> int | None:
         """Delete one live record at ``expected_version`` and its blind-index tokens.
 
         Returns how many tokens went, or None when no such live record is at that version.
         """
-        row = self._execute(
-            "SELECT tokens FROM records WHERE record_id = ? AND version = ? AND erased = 0",
-            (record_id, expected_version),
-        ).fetchone()
+        row = self._tokens_at(record_id, expected_version)
         if row is None:
             return None
         cur = self._execute(
