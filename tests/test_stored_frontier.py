@@ -247,3 +247,27 @@ def test_an_append_without_a_frontier_leaves_the_stored_one(vault: Vault) -> Non
         assert backend.audit_state() == (grown.size, grown.to_bytes())
         raise _Undo
     assert vault.audit.verify() == vault.audit.size()
+
+
+def test_a_writer_far_behind_extends_the_stored_frontier(bare: Vault) -> None:
+    """A log whose remembered frontier is STORE_EVERY or more entries behind (its process sat
+    idle while another appended) starts from the stored frontier: it reads fewer than
+    STORE_EVERY leaf hashes, however much the other appended."""
+    first, second = bare.audit, AuditLog(bare._kernel.backend)
+    _append(second, 1, "clerk-02")
+    _append(first, 10 * STORE_EVERY + 5, "clerk-01")
+    backend = bare._kernel.backend
+    read: list[int] = []
+    leaf_hashes = backend.audit_leaf_hashes
+
+    def counted(start: int, stop: int) -> Iterator[bytes]:
+        read.append(stop - start)
+        return leaf_hashes(start, stop)
+
+    backend.audit_leaf_hashes = counted  # type: ignore[method-assign]
+    try:
+        with backend.atomic():
+            assert second.frontier.for_append() == _recomputed(second)
+    finally:
+        del backend.audit_leaf_hashes
+    assert sum(read) < STORE_EVERY

@@ -17,8 +17,9 @@ cache of the log: (size s, frontier of the first s entries), never ahead of the 
 * **Appends in a process extend the frontier it last committed** (remembered once the commit
   succeeds; a rollback forgets what the transaction appended), after checking it against the
   log: the newest entry it covers must still have the leaf hash it had. Entries another process
-  appended since are read and folded in; a log that no longer agrees (restored from a copy, or
-  rewritten) is read from the stored frontier instead.
+  appended since are read and folded in, while fewer than ``STORE_EVERY`` (else the stored
+  frontier is nearer); a log that no longer agrees (restored from a copy, or rewritten) is
+  read from the stored frontier instead.
 
 What this changes for tamper evidence: a frontier in the database never stopped an operator
 who can write the database (the row can be rewritten with the entries), which is why
@@ -94,7 +95,8 @@ class StoredFrontier:
             return self._parse(size, state)
         size, newest = self._backend.audit_head()
         for known in (getattr(self._local, "pending", None), self._committed):
-            if known is None or known[0].size > size:
+            # One as far behind as the stored frontier can be is not nearer: skip it.
+            if known is None or not 0 <= size - known[0].size < self.every:
                 continue
             frontier, leaf = known
             if frontier.size == size:
