@@ -308,8 +308,8 @@ def _decide_rows(
     hold applies, for the read's audit entry.
     """
     error: OwnerVaultError | None = None
-    rows = {r.record_id: r for r in access.backend.get_records(ids)}
-    subjects = access.backend.subjects([r.pseudonym for r in rows.values() if not r.erased])
+    records, subjects = access.backend.read_records(ids)
+    rows = {r.record_id: r for r in records}
     wanted: _Wanted = []
     notes: dict[str, dict[str, str | bool]] = {}
     for rid in ids:

@@ -53,10 +53,8 @@ def table_columns(table: str) -> tuple[str, ...]:
 
 @attrs.frozen
 class KeyRow:
-    """A row of the ``keys`` table. ``wrapped`` is None once the key is destroyed.
-
-    ``binding`` is the row's binding tag (see ``docs/threat-model.md``), made by the kernel.
-    """
+    """A row of the ``keys`` table. ``wrapped`` is None once the key is destroyed; ``binding``
+    is the row's binding tag (see ``docs/threat-model.md``), made by the kernel."""
 
     key_id: bytes
     kind: str
@@ -463,10 +461,6 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
         """Find a subject by pseudonym."""
         ...
 
-    def subjects(self, pseudonyms: Sequence[str]) -> dict[str, SubjectRow]:
-        """Subjects by pseudonym, for many at once (missing ones left out)."""
-        ...
-
     def insert_subjects(self, rows: Sequence[SubjectRow]) -> None:
         """Store new subjects."""
         ...
@@ -488,6 +482,10 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
 
     def get_records(self, record_ids: Sequence[str]) -> list[RecordRow]:
         """Read record rows (any order; missing ids are left out)."""
+        ...
+
+    def read_records(self, ids: Sequence[str]) -> tuple[list[RecordRow], dict[str, SubjectRow]]:
+        """Records (any order; missing ids left out) and the live ones' subjects by pseudonym."""
         ...
 
     def update_record(

@@ -102,6 +102,33 @@ class RecordQueries(TokenQueries):
         "sealed, erased, binding"
     )
 
+    #: Records with the subject (and its key's state) of each live one: a read's one lookup.
+    _RECORD_SUBJECT_SELECT = (
+        "SELECT r.record_id, r.record_type, r.pseudonym, r.key_id, r.version, r.created_at, "
+        "r.updated_at, r.clear, r.sealed, r.erased, r.binding, "
+        + _SUBJECT_SELECT.removeprefix("SELECT ").partition(" FROM ")[0]
+        + " FROM records AS r "
+        "LEFT JOIN subjects AS s ON r.erased = 0 AND s.pseudonym = r.pseudonym "
+        "LEFT JOIN keys AS k ON k.key_id = s.key_id "
+    )
+
+    def read_records(self, ids: Sequence[str]) -> tuple[list[RecordRow], dict[str, SubjectRow]]:
+        """Records (missing ids left out) and the subjects of the live ones by pseudonym, in
+        one statement per 500 ids."""
+        records: list[RecordRow] = []
+        subjects: dict[str, SubjectRow] = {}
+        wanted = list(ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join(["?"] * len(chunk))
+            sql = self._RECORD_SUBJECT_SELECT + f"WHERE r.record_id IN ({marks})"
+            for row in self._execute(sql, chunk).fetchall():
+                records.append(record_row(row))
+                if row[17] is not None:  # the subject and its key row (as an inner join)
+                    subject = self._subject_row(row[11:])
+                    subjects[subject.pseudonym] = subject
+        return records, subjects
+
     def update_record(
         self,
         record_id: str,
@@ -268,15 +295,6 @@ class RecordQueries(TokenQueries):
         """Find a subject by pseudonym."""
         row = self._execute(self._SUBJECT_SELECT + "WHERE s.pseudonym = ?", (pseudonym,)).fetchone()
         return None if row is None else self._subject_row(row)
-
-    def subjects(self, pseudonyms: Sequence[str]) -> dict[str, SubjectRow]:
-        """Subjects by pseudonym, for many at once (missing ones left out)."""
-        wanted = list(dict.fromkeys(pseudonyms))
-        if len(wanted) == 1:
-            found = self.subject(wanted[0])
-            return {} if found is None else {found.pseudonym: found}
-        found_all = self._subjects_where("s.pseudonym", wanted)
-        return {subject.pseudonym: subject for subject in found_all}
 
     def erase_subject(self, pseudonym: str, at: str) -> tuple[int, int]:
         """Drop a subject's ciphertexts, blind-index tokens and lookup token."""
