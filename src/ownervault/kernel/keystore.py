@@ -43,6 +43,7 @@ from .binding import BOUND_META, Binder, Fact
 __all__ = [
     "AUTO_ROTATE_AT",
     "KEK_RESERVE_BLOCK",
+    "KEY_EPOCH_META",
     "SUBJECT_ID_FIELD",
     "KeyStore",
     "fresh_subject_keys",
@@ -58,6 +59,8 @@ AUTO_ROTATE_AT: Final = 0.9
 KEK_RESERVE_BLOCK: Final = 1024
 #: The field every record carries (always sealed); its token is the subject lookup.
 SUBJECT_ID_FIELD: Final = "subject_id"
+#: The ``meta`` key counting changes to the vault's keys (every process reloads on a change).
+KEY_EPOCH_META: Final = "key_epoch"
 
 
 def system_context(vault_id: str, kind: KeyKind, key_id: bytes) -> bytes:
@@ -215,18 +218,23 @@ class KeyStore:
         self.primary_kek = primary_kek
         self._indexes = indexes
         self._index = indexes[primary_index]
-        self._epoch = self.backend.get_meta("key_epoch") or "0"
+        self._epoch = self.backend.get_meta(KEY_EPOCH_META) or "0"
 
-    def sync(self) -> None:
-        """Reload keys if another process (or an admin verb) changed them since we loaded."""
-        if (self.backend.get_meta("key_epoch") or "0") != self._epoch:
+    def sync(self, epoch: str | None = None) -> None:
+        """Reload keys if another process (or an admin verb) changed them since we loaded.
+
+        ``epoch`` is the ``key_epoch`` meta value ("0" when unset) if the caller read it in
+        this transaction already; None reads it here."""
+        if epoch is None:
+            epoch = self.backend.get_meta(KEY_EPOCH_META) or "0"
+        if epoch != self._epoch:
             with self._lock:
                 self.load()
 
     def changed(self) -> None:
         """Tell every process that keys changed (call in the changing transaction), reload."""
-        epoch = int(self.backend.get_meta("key_epoch") or "0") + 1
-        self.backend.set_meta("key_epoch", str(epoch))
+        epoch = int(self.backend.get_meta(KEY_EPOCH_META) or "0") + 1
+        self.backend.set_meta(KEY_EPOCH_META, str(epoch))
         self.sync()
 
     def unwrap_system(self, row: KeyRow, kind: KeyKind) -> bytes:

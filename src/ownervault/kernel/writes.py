@@ -36,11 +36,11 @@ from ..keys import KeyState, check_use
 from ..policy import Decision
 from ..records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
 from ..storage import KeyRow, RecordRow, SubjectRow
-from .core import Access
+from .core import HANDOVER_META, LOCK_META, Access, Kernel, refuse_changes
 from .decide import denied
 from .deletes import storage_only
 from .freshness import rekey_entries, write_detail
-from .keystore import AUTO_ROTATE_AT, SUBJECT_ID_FIELD, minor_aad
+from .keystore import AUTO_ROTATE_AT, KEY_EPOCH_META, SUBJECT_ID_FIELD, minor_aad
 from .rekey import Rekeyed, rekey_subject
 from .views import RecordRef
 
@@ -71,6 +71,14 @@ def encode_value(value: object) -> bytes:
 # --------------------------------------------------------------------------- put
 
 
+def _check_writable(kernel: Kernel) -> None:
+    """:meth:`Kernel.check_writable`, then :meth:`KeyStore.sync`, from one read of ``meta``
+    (in the writing transaction: a lock or a key change made since cannot be missed)."""
+    meta = kernel.backend.get_metas((LOCK_META, HANDOVER_META, KEY_EPOCH_META))
+    refuse_changes(meta)
+    kernel.keys.sync(meta.get(KEY_EPOCH_META) or "0")
+
+
 def put_many(access: Access, records: Sequence[Record]) -> list[str]:
     """Store many records in one transaction (one pass over subject keys); return their ids.
 
@@ -96,8 +104,7 @@ def put_many(access: Access, records: Sequence[Record]) -> list[str]:
     # Concurrent: on PostgreSQL, writers of different owners do not wait for each other.
     with access.backend.atomic(concurrent=True):
         # Checked in the writing transaction: a lock taken since cannot be missed.
-        kernel.check_writable()
-        kernel.keys.sync()
+        _check_writable(kernel)
         # Phase 1: look subjects up and decide every record, storing nothing yet.
         found: dict[str, tuple[SubjectRow | None, crypto.FieldKey | None]] = {}
         decisions: list[Decision] = []
@@ -317,8 +324,7 @@ def update(access: Access, ref: RecordRef, changes: Mapping[str, object]) -> Rec
     now_dt = access.now()
     outcome: OwnerVaultError | None = None
     with access.backend.atomic():
-        kernel.check_writable()
-        kernel.keys.sync()
+        _check_writable(kernel)
         refusal, outcome, found = _check_update(access, ref, sorted(changes), now_dt, clear_changes)
         minor: _MinorChange | None = None
         decision: Decision | None = None
