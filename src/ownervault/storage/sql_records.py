@@ -102,10 +102,16 @@ class RecordQueries(TokenQueries):
         "sealed, erased, binding"
     )
 
+    #: How many columns of a joined read's row are the record's, and where in the subject's
+    #: part its key's state is (NULL when no subject with a key row joined).
+    _RECORD_WIDTH = len(_RECORD_COLUMNS.split(", "))
+    _KEY_STATE_AT = _SUBJECT_SELECT.split(", ").index("k.state")
+
     #: Records with the subject (and its key's state) of each live one: a read's one lookup.
     _RECORD_SUBJECT_SELECT = (
-        "SELECT r.record_id, r.record_type, r.pseudonym, r.key_id, r.version, r.created_at, "
-        "r.updated_at, r.clear, r.sealed, r.erased, r.binding, "
+        "SELECT "
+        + ", ".join("r." + column for column in _RECORD_COLUMNS.split(", "))
+        + ", "
         + _SUBJECT_SELECT.removeprefix("SELECT ").partition(" FROM ")[0]
         + " FROM records AS r "
         "LEFT JOIN subjects AS s ON r.erased = 0 AND s.pseudonym = r.pseudonym "
@@ -122,10 +128,12 @@ class RecordQueries(TokenQueries):
             chunk = wanted[start : start + 500]
             marks = ",".join(["?"] * len(chunk))
             sql = self._RECORD_SUBJECT_SELECT + f"WHERE r.record_id IN ({marks})"
+            width = self._RECORD_WIDTH
             for row in self._execute(sql, chunk).fetchall():
                 records.append(record_row(row))
-                if row[17] is not None:  # the subject and its key row (as an inner join)
-                    subject = self._subject_row(row[11:])
+                # A subject counts only with its key row, as the inner join of a lookup.
+                if row[width + self._KEY_STATE_AT] is not None:
+                    subject = self._subject_row(row[width:])
                     subjects[subject.pseudonym] = subject
         return records, subjects
 
