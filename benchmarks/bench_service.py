@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_service.py [--quick] [--duration S] [--owners N]
                                        [--concurrency C] [--clients P] [--json FILE]
+                                       [--synchronous NORMAL|FULL]
 
 A front-desk service built on the standard library serves three endpoints the way a web
 application embedding ownervault does, one session per request:
@@ -16,10 +17,11 @@ application embedding ownervault does, one session per request:
 Each store runs in its own server process: the store is opened once there and shared by a
 pool of 8 worker threads (one selector thread hands each request of a keep-alive connection to
 the pool, so 16 connections share 8 threads). ownervault's ``Vault`` is shared as its docs say
-(each thread gets its own SQLCipher connection; one session per request, in one thread). The
-matched store of ``bench_store.py`` (``_common.MatchedStore``: the same guarantees written by
-hand) has one connection whose every operation is a write transaction; the service guards it
-with one lock.
+(its threads take turns at one shared SQLCipher connection and share a commit when they queue;
+one session per request, in one thread). The matched store of ``bench_store.py``
+(``_common.MatchedStore``: the same guarantees written by hand) has one connection whose every
+operation is a write transaction; the service guards it with one lock. Both stores run with
+``--synchronous`` (NORMAL, the default; FULL adds an fsync per commit).
 
 Client processes (``--clients``, default 2) split ``--concurrency`` keep-alive ``http.client``
 connections (default 16, one thread each) and send a mixed load, 60% get, 20% find, 20% put,
@@ -99,6 +101,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16, help="client connections (16)")
     p.add_argument("--clients", type=int, default=2, help="client processes (2)")
     p.add_argument("--seed", type=int, default=20260101)
+    p.add_argument(
+        "--synchronous",
+        choices=("NORMAL", "FULL"),
+        default="NORMAL",
+        help="both stores' SQLite synchronous mode (NORMAL; FULL: an fsync per commit)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write raw figures here")
     p.add_argument(
         "--split",
@@ -163,8 +171,10 @@ class VaultBackend:
 
     name = "ownervault"
 
-    def __init__(self, directory: Path) -> None:
-        self.vault = create_vault(directory / "vault", CLERK, key=InMemoryKey())
+    def __init__(self, directory: Path, synchronous: str = "NORMAL") -> None:
+        self.vault = create_vault(
+            directory / "vault", CLERK, key=InMemoryKey(), synchronous=synchronous
+        )
 
     @staticmethod
     def _profile(person: Person) -> OwnerProfile:
@@ -210,8 +220,9 @@ class MatchedBackend:
 
     name = "matched"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, synchronous: str = "NORMAL") -> None:
         self.store = MatchedStore(directory)
+        self.store.sqlite_connection().execute(f"PRAGMA synchronous = {synchronous}")
         self._lock = threading.Lock()
 
     def prefill(self, people: Sequence[Person]) -> list[str]:
@@ -248,7 +259,7 @@ class MatchedBackend:
             self.store.close()
 
 
-BACKENDS: dict[str, Callable[[Path], VaultBackend | MatchedBackend]] = {
+BACKENDS: dict[str, Callable[[Path, str], VaultBackend | MatchedBackend]] = {
     "ownervault": VaultBackend,
     "matched": MatchedBackend,
 }
@@ -448,9 +459,11 @@ class FrontDesk:
         self._wake_w.send(b"\0")
 
 
-def server_main(store: str, directory: str, people: Sequence[Person], pipe: Connection) -> None:
+def server_main(
+    store: str, directory: str, people: Sequence[Person], pipe: Connection, synchronous: str
+) -> None:
     """A server process: build the store, put the owners, serve until told to stop."""
-    backend = BACKENDS[store](Path(directory))
+    backend = BACKENDS[store](Path(directory), synchronous)
     start = time.perf_counter()
     ids = backend.prefill(people)
     prefill_s = time.perf_counter() - start
@@ -635,7 +648,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (tmp / store).mkdir()
             ours, theirs = ctx.Pipe()
             proc = ctx.Process(
-                target=server_main, args=(store, str(tmp / store), people, theirs), daemon=True
+                target=server_main,
+                args=(store, str(tmp / store), people, theirs, args.synchronous),
+                daemon=True,
             )
             proc.start()
             servers[store] = (proc, ours)
@@ -837,7 +852,7 @@ def run_split(args: argparse.Namespace) -> dict[str, Any]:
         ids: dict[str, list[str]] = {}
         for store in STORES:
             (tmp / store).mkdir()
-            backends[store] = BACKENDS[store](tmp / store)
+            backends[store] = BACKENDS[store](tmp / store, args.synchronous)
             ids[store] = backends[store].prefill(people)
             samples[store] = {op: [] for op in ("open+close", *OPS)}
         made = 0
@@ -965,7 +980,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
     return [
         f"### Front-desk service: {args.owners:,} owners, {args.concurrency} connections "
         f"({args.clients} client processes), {WORKERS} server threads, "
-        f"{args.duration:g} s per store in {args.slices} slices",
+        f"{args.duration:g} s per store in {args.slices} slices, synchronous={args.synchronous}",
         "",
         "Mix: 60% `GET /owner/<id>`, 20% `GET /find?phone=`, 20% `POST /owner`; one session "
         "per request. Requests/s over the measured seconds; latency per request, at the client, "

@@ -20,9 +20,11 @@ writer's transactions. The shared connection's busy timeout is 0: a write transa
 the lock itself and, once it holds it, no statement of it waits in WAL mode; a statement outside
 a transaction that finds the file locked runs again on the thread's own connection, which waits
 up to the busy timeout. So no transaction pays for switching the timeout around the ``BEGIN``.
+Threads that wait for their turn share a commit (:mod:`.grouping`): a transaction whose work
+is done while others wait is handed to the next one, and the last one commits for all.
 ``synchronous=NORMAL`` (the default) survives a process crash but may lose the last
 transactions on power loss; ``synchronous="FULL"`` survives both at the cost of an fsync per
-commit.
+commit, which the threads of a group share.
 
 Damage: every failure of the driver (a statement, a fetch, a commit, the connection's set-up,
 SQLite running out of memory on a damaged page) reaches the caller as a
@@ -54,6 +56,8 @@ import sqlcipher3
 
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import DatabaseProblem, table_columns
+from .grouping import LOCKED as _LOCKED
+from .grouping import WriteTurns
 from .schema import (
     AUDIT_INDEX_CHUNKS_SINCE,
     RECORD_TOKENS_SINCE,
@@ -84,7 +88,6 @@ _T = TypeVar("_T")
 _LOCK_POLL_SECONDS: Final = 0.001
 
 
-_LOCKED: Final = "the vault database stayed locked past the busy timeout"
 #: SQLite reports a damaged page that makes it allocate absurd sizes as running out of memory.
 _NO_MEMORY: Final = "database error: out of memory reading the database (it may be damaged)"
 
@@ -406,9 +409,8 @@ class SQLCipherBackend(SQLiteQueries):
         self.after_commit: list[Callable[[], None]] = []
         self.after_rollback: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
-        #: Held by the thread using the shared connection: in a write transaction, or for one
-        #: statement outside any.
-        self._writer = threading.Lock()
+        #: Which thread uses the shared connection, and its open write transaction.
+        self._turns = WriteTurns(run=_run, quietly=_quietly, busy_timeout=busy_timeout)
         self._shared: Any = None
         self._connections: list[Any] = []
         self._closed = False
@@ -504,7 +506,7 @@ class SQLCipherBackend(SQLiteQueries):
         return conn
 
     def _shared_conn(self) -> Any:
-        """The connection the threads take turns at (call holding ``_writer``); its busy
+        """The connection the threads take turns at (call holding the turn); its busy
         timeout is 0 (see the module's notes)."""
         conn = self._shared
         if conn is None:
@@ -578,59 +580,48 @@ class SQLCipherBackend(SQLiteQueries):
         """Write transaction: ``BEGIN IMMEDIATE`` outermost, savepoints when nested.
 
         One writer at a time, on the shared connection: ``concurrent`` changes nothing here.
+        The outermost one may share its commit with other threads' transactions
+        (:mod:`.grouping`); it returns once its work is committed.
         """
         local = self._local
         depth: int = getattr(local, "depth", 0)
-        if depth == 0:
-            conn = self._begin_write()
-            local.bound = conn
-        else:
-            conn = self._conn
-            _run(conn, f"SAVEPOINT sp{depth}")
+        if depth:
+            yield from self._savepoint(local, depth)
+            return
+        turn = self._turns.begin(
+            self._shared_conn, lambda conn: _begin_immediate(conn, self._busy_timeout)
+        )
+        local.depth, local.bound = 1, turn.conn
+        try:
+            yield
+        except BaseException:
+            local.depth, local.bound = 0, None
+            self._turns.rollback(turn)
+            self._rolled_back(0)
+            raise
+        local.depth, local.bound = 0, None
+        try:
+            self._turns.commit(turn)
+        except StorageError:
+            self._rolled_back(0)
+            raise
+        for hook in list(self.after_commit):
+            hook()
+
+    def _savepoint(self, local: threading.local, depth: int) -> Iterator[None]:
+        conn = self._conn
+        _run(conn, f"SAVEPOINT sp{depth}")
         local.depth = depth + 1
         try:
             yield
         except BaseException:
             local.depth = depth
-            if depth == 0:
-                local.bound = None
-                _quietly(conn, "ROLLBACK")
-                self._writer.release()
-            else:
-                _quietly(conn, f"ROLLBACK TO sp{depth}")
-                _quietly(conn, f"RELEASE sp{depth}")
+            _quietly(conn, f"ROLLBACK TO sp{depth}")
+            _quietly(conn, f"RELEASE sp{depth}")
             self._rolled_back(depth)
             raise
         local.depth = depth
-        if depth == 0:
-            local.bound = None
-            try:
-                _run(conn, "COMMIT")
-            except StorageError:
-                # A failed COMMIT may leave the transaction open; end it so the connection
-                # can be used again.
-                _quietly(conn, "ROLLBACK")
-                self._rolled_back(0)
-                raise
-            finally:
-                self._writer.release()
-        else:
-            _run(conn, f"RELEASE sp{depth}")
-        if depth == 0:
-            for hook in list(self.after_commit):
-                hook()
-
-    def _begin_write(self) -> Any:
-        """Take this process's turn at the shared connection and begin a write transaction."""
-        if not self._writer.acquire(timeout=self._busy_timeout):
-            raise StorageError(_LOCKED)
-        try:
-            conn = self._shared_conn()
-            _begin_immediate(conn, self._busy_timeout)
-        except BaseException:
-            self._writer.release()
-            raise
-        return conn
+        _run(conn, f"RELEASE sp{depth}")
 
     def _long_scan(self) -> AbstractContextManager[None]:
         """Run a long scan of the audit log on this thread's own connection (or its
@@ -695,13 +686,13 @@ class SQLCipherBackend(SQLiteQueries):
         """``work(shared connection)`` outside a transaction; None when it could not run
         there: a long scan is running, another thread is writing (never waited for), or
         another process holds the file and SQLite refused at once."""
-        if getattr(self._local, "scans", 0) or not self._writer.acquire(blocking=False):
+        if getattr(self._local, "scans", 0) or not self._turns.take_idle():
             return None
         try:
             shared = self._shared_conn()
             return _unless_busy(lambda: work(shared))
         finally:
-            self._writer.release()
+            self._turns.give_back()
 
     # ------------------------------------------------------------------ schema
 
