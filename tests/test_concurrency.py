@@ -16,7 +16,7 @@ import time
 import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -158,14 +158,27 @@ def _check_vault(
     assert vault.audit.verify() == vault.audit.size()
 
 
-def test_threads_share_one_vault(tmp_path: Path) -> None:
-    """Eight threads using one Vault at once lose no write, no read and no audit entry."""
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+def test_threads_share_one_vault(tmp_path: Path, synchronous: Literal["NORMAL", "FULL"]) -> None:
+    """Eight threads using one Vault at once lose no write, no read and no audit entry; with
+    ``synchronous="FULL"`` the threads that queue share commits (group commit)."""
     vault = Vault.create(
-        tmp_path / "v", key=KeyFileKey.generate(tmp_path / "k"), clock=FrozenClock()
+        tmp_path / "v",
+        key=KeyFileKey.generate(tmp_path / "k"),
+        clock=FrozenClock(),
+        synchronous=synchronous,
     )
     try:
         grant_staff(vault, range(THREADS))
         base = vault.audit.size()
+        turns_at_db = vault._kernel.backend._turns
+        run_statement, commits = turns_at_db._run, []
+
+        def counting(conn: Any, sql: str) -> object:
+            commits.extend(["COMMIT"] if sql == "COMMIT" else [])
+            return run_statement(conn, sql)
+
+        turns_at_db._run = counting
         turns = threading.Barrier(THREADS)
         workers = [Worker(vault, n, THREAD_OPS, turns) for n in range(THREADS)]
         errors: list[str] = []
@@ -190,6 +203,11 @@ def test_threads_share_one_vault(tmp_path: Path) -> None:
         assert Counter(actors) == {w.actor.actor_id: w.entries for w in workers}
         # Every round of turns holds an entry of each of the eight workers.
         assert _switches(actors) >= (THREADS - 1) * THREAD_OPS, "the workers did not take turns"
+        if synchronous == "FULL":
+            # Each round's operations start together: most of them share a commit.
+            assert len(commits) < THREADS * THREAD_OPS * 3 // 4
+        else:
+            assert len(commits) >= THREADS * THREAD_OPS
         _check_vault(
             vault,
             {w.actor.actor_id: w.model for w in workers},

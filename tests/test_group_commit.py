@@ -1,11 +1,11 @@
 """Group commit: threads that wait for their turn at the shared connection share one commit.
 
-The embedded backend's write transactions run one at a time on one connection. A thread whose
-work is done while others wait hands its open transaction on instead of committing; the last
-one commits for all. These tests hold the first thread's transaction open until the others
-wait, so the grouping does not depend on the scheduler, and check what each thread sees: it
-returns only once its work is committed, a failure undoes only its own work, and a failed
-commit fails every thread whose work it carried.
+The embedded backend's write transactions run one at a time on one connection. With
+``synchronous="FULL"``, a thread whose work is done while others wait hands its open
+transaction on instead of committing; the last one commits for all. These tests hold the first
+thread's transaction open until the others wait, so the grouping does not depend on the
+scheduler, and check what each thread sees: it returns only once its work is committed, a
+failure undoes only its own work, and a failed commit fails every thread whose work it carried.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ JOINERS = 3
 
 @pytest.fixture
 def backend(tmp_path: Path) -> Iterator[SQLCipherBackend]:
-    db = SQLCipherBackend(tmp_path / "vault.db", KEY, create=True, busy_timeout=10)
+    db = SQLCipherBackend(
+        tmp_path / "vault.db", KEY, create=True, busy_timeout=10, synchronous="FULL"
+    )
     db.migrate()
     yield db
     db.close()
@@ -128,6 +130,24 @@ def test_threads_waiting_for_their_turn_share_one_commit(
     with backend.atomic():
         backend.set_meta("after", "1")
     assert len(commits) == 2
+
+
+def test_with_synchronous_normal_each_thread_commits_its_own(tmp_path: Path) -> None:
+    """Without an fsync a commit costs about what handing a transaction on costs: no grouping."""
+    backend = SQLCipherBackend(tmp_path / "normal.db", KEY, create=True, busy_timeout=10)
+    try:
+        backend.migrate()
+        commits = _commits(backend)
+        outcome = _group(
+            backend,
+            lambda: backend.set_meta("first", "1"),
+            lambda i: backend.set_meta(f"k{i}", str(i)),
+        )
+        assert set(outcome.values()) == {None}
+        assert len(commits) == 1 + JOINERS
+        assert [backend.get_meta(f"k{i}") for i in range(JOINERS)] == ["0", "1", "2"]
+    finally:
+        backend.close()
 
 
 def test_a_failure_in_a_joined_transaction_undoes_only_its_own_work(
@@ -232,7 +252,7 @@ def _turns() -> tuple[WriteTurns, _Conn]:
         c.statements.append(sql)
         return None
 
-    return WriteTurns(run=run, quietly=quietly, busy_timeout=1), conn
+    return WriteTurns(run=run, quietly=quietly, busy_timeout=1, share_commits=True), conn
 
 
 def _begin(conn: _Conn) -> None:

@@ -1,12 +1,18 @@
 """Group commit: the write transactions of a process's threads, committed together when they queue.
 
 The threads of a process take turns at one shared connection for their write transactions
-(:mod:`.sqlcipher`). A thread whose transaction is done, while other threads wait for their
-turn, does not commit: it hands the open transaction to the next one and waits. That thread
-runs its own work in the same transaction, inside a savepoint, and either hands it on again or
-commits it for everyone; then every thread whose work it held returns. One ``COMMIT`` (one
-fsync with ``synchronous="FULL"``) then carries several requests, and pages that each of them
-would have written (the audit log's newest page, above all) are written once.
+(:mod:`.sqlcipher`). With ``synchronous="FULL"``, where every commit waits for an fsync, a
+thread whose transaction is done while other threads wait for their turn does not commit: it
+hands the open transaction to the next one and waits. That thread runs its own work in the same
+transaction, inside a savepoint, and either hands it on again or commits it for everyone; then
+every thread whose work it held returns. One ``COMMIT`` and one fsync then carry several
+requests, and pages that each of them would have written (the audit log's newest page, above
+all) are written once.
+
+With ``synchronous="NORMAL"`` (the default) a commit writes to the WAL without an fsync and
+costs about what handing a transaction on costs: the threads that waited would wake together
+and contend for the interpreter, and a front-desk service measured fewer requests per second
+with grouping than without (``benchmarks/README.md``). So there each thread commits its own.
 
 What each thread sees stays the same as with one commit per transaction:
 
@@ -94,13 +100,16 @@ class WriteTurns:
     """Who uses the shared connection now, and the write transaction open on it, if any.
 
     ``run`` runs a statement (its failures raised as :class:`StorageError`); ``quietly`` runs
-    one whose failure must not hide the error being handled (a rollback).
+    one whose failure must not hide the error being handled (a rollback). ``share_commits``
+    turns group commit on: without it, each transaction commits when its work is done.
     """
 
-    def __init__(self, *, run: Run, quietly: Run, busy_timeout: float) -> None:
+    def __init__(self, *, run: Run, quietly: Run, busy_timeout: float, share_commits: bool) -> None:
         self._run = run
         self._quietly = quietly
         self._busy_timeout = busy_timeout
+        #: Whether a transaction is handed on to a waiting thread rather than committed.
+        self.share_commits = share_commits
         #: Held by the thread using the shared connection (in a write transaction, or for one
         #: statement outside any); a transaction handed on is open while nobody holds it.
         self._turn = threading.Lock()
@@ -205,7 +214,8 @@ class WriteTurns:
         Called holding the turn; returns without it.
         """
         if (
-            self._waiting
+            self.share_commits
+            and self._waiting
             and group.members < MAX_MEMBERS
             and time.monotonic() - group.opened < MAX_OPEN_SECONDS
         ):

@@ -20,11 +20,11 @@ writer's transactions. The shared connection's busy timeout is 0: a write transa
 the lock itself and, once it holds it, no statement of it waits in WAL mode; a statement outside
 a transaction that finds the file locked runs again on the thread's own connection, which waits
 up to the busy timeout. So no transaction pays for switching the timeout around the ``BEGIN``.
-Threads that wait for their turn share a commit (:mod:`.grouping`): a transaction whose work
-is done while others wait is handed to the next one, and the last one commits for all.
 ``synchronous=NORMAL`` (the default) survives a process crash but may lose the last
 transactions on power loss; ``synchronous="FULL"`` survives both at the cost of an fsync per
-commit, which the threads of a group share.
+commit, which threads that wait for their turn share (group commit, :mod:`.grouping`): a
+transaction whose work is done while others wait is handed to the next one, and the last one
+commits for all.
 
 Damage: every failure of the driver (a statement, a fetch, a commit, the connection's set-up,
 SQLite running out of memory on a damaged page) reaches the caller as a
@@ -410,7 +410,12 @@ class SQLCipherBackend(SQLiteQueries):
         self.after_rollback: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
         #: Which thread uses the shared connection, and its open write transaction.
-        self._turns = WriteTurns(run=_run, quietly=_quietly, busy_timeout=busy_timeout)
+        self._turns = WriteTurns(
+            run=_run,
+            quietly=_quietly,
+            busy_timeout=busy_timeout,
+            share_commits=synchronous == "FULL",
+        )
         self._shared: Any = None
         self._connections: list[Any] = []
         self._closed = False
@@ -580,8 +585,8 @@ class SQLCipherBackend(SQLiteQueries):
         """Write transaction: ``BEGIN IMMEDIATE`` outermost, savepoints when nested.
 
         One writer at a time, on the shared connection: ``concurrent`` changes nothing here.
-        The outermost one may share its commit with other threads' transactions
-        (:mod:`.grouping`); it returns once its work is committed.
+        With ``synchronous="FULL"`` the outermost one may share its commit with other threads'
+        transactions (:mod:`.grouping`); it returns once its work is committed.
         """
         local = self._local
         depth: int = getattr(local, "depth", 0)
