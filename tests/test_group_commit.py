@@ -323,3 +323,63 @@ def test_a_transaction_is_handed_on_only_while_it_is_small_and_young(
     turn.group.opened -= grouping.MAX_OPEN_SECONDS
     assert not turns._pass_on(turn.group)  # open long enough: committed
     assert conn.statements.count("COMMIT") == 2
+
+
+def test_an_idle_turn_waited_for_comes_once_the_transaction_handed_on_is_committed() -> None:
+    turns, conn = _turns()
+    turn = _hand_on(turns, conn)
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(turns.take_idle(wait=True)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and got == []  # it waits for the open transaction to end
+    joined = turns.begin(lambda: conn, _begin)
+    turns.commit(joined)
+    waiter.join(10)
+    assert got == [True]
+    assert turn.group.done.is_set()
+    turns.give_back()
+
+
+def test_an_idle_turn_waited_for_gives_up_past_the_busy_timeout() -> None:
+    turns, conn = _turns()
+    turns._busy_timeout = 0.1
+    turn = turns.begin(lambda: conn, _begin)
+    began = time.monotonic()
+    assert not turns.take_idle(wait=True)
+    assert time.monotonic() - began >= 0.09
+    turns.commit(turn)
+    assert turns.take_idle(wait=True)
+    turns.give_back()
+
+
+def test_a_sessions_meta_read_waits_for_the_writer_and_reads_what_it_committed(
+    backend: SQLCipherBackend,
+) -> None:
+    """Reading the meta values a session opens with waits for the turn at the shared
+    connection (its page cache is warm there) instead of reading elsewhere; it never sees a
+    write before its commit."""
+    backend.set_meta("probe", "old")
+    inside, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with backend.atomic():
+            backend.set_meta("probe", "new")
+            inside.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    got: list[dict[str, str]] = []
+    reader = threading.Thread(target=lambda: got.append(backend.get_metas(["probe"])))
+    try:
+        assert inside.wait(10)
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive() and got == []
+        assert backend.get_meta("probe") == "old"  # a single value does not wait
+    finally:
+        release.set()
+        writer.join(10)
+        reader.join(10)
+    assert got == [{"probe": "new"}]

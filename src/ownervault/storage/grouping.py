@@ -122,15 +122,27 @@ class WriteTurns:
 
     # ------------------------------------------------------------------ statements outside
 
-    def take_idle(self) -> bool:
-        """Take the turn for one statement outside a transaction: False at once when another
-        thread holds it or a transaction is open (handed on, its work not yet committed)."""
-        if not self._turn.acquire(blocking=False):
-            return False
-        if self._group is not None:
+    def take_idle(self, *, wait: bool = False) -> bool:
+        """Take the turn for one statement outside a transaction.
+
+        Without ``wait``: False at once when another thread holds it or a transaction is open
+        (handed on, its work not yet committed). With ``wait``: wait for both to end, False
+        only past the busy timeout (only a caller that holds no lock a writer takes may wait).
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            if wait:
+                acquired = self._turn.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            else:
+                acquired = self._turn.acquire(blocking=False)
+            if not acquired:
+                return False
+            group = self._group
+            if group is None:
+                return True
             self._turn.release()
-            return False
-        return True
+            if not wait or not group.done.wait(max(0.0, deadline - time.monotonic())):
+                return False
 
     def give_back(self) -> None:
         """End the turn :meth:`take_idle` took."""

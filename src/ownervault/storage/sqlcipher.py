@@ -13,7 +13,10 @@ and decrypt again, at each transaction, the pages the last one left in the share
 thread also gets its own connection (opening one costs ~0.1 ms with a raw key): for read
 transactions (:meth:`SQLCipherBackend.snapshot`), long scans, whole-file operations, and
 statements that arrive while another thread is writing. Those never wait for the writer: the
-thread may hold a lock that the writer needs next. Writes use ``BEGIN IMMEDIATE`` so the write
+thread may hold a lock that the writer needs next. The one exception is the read of several
+meta values a session opens with (:meth:`SQLCipherBackend.get_metas`), whose callers hold no
+such lock: it waits for the turn, since on the thread's own connection, after any commit of
+the shared one, it would read and decrypt its pages again. Writes use ``BEGIN IMMEDIATE`` so the write
 lock is taken before anything is read, retried every millisecond up to a busy timeout, which
 lets several processes share the file and gives a waiting writer the next gap between another
 writer's transactions. The shared connection's busy timeout is 0: a write transaction polls for
@@ -335,6 +338,24 @@ def _integrity_problems(run: Callable[[str], list[Any]], version: int) -> list[D
     return problems
 
 
+def _savepoint(
+    conn: Any, local: threading.local, depth: int, rolled_back: Callable[[int], None]
+) -> Iterator[None]:
+    """A nested ``atomic()``: a savepoint at ``depth`` in the thread's transaction."""
+    _run(conn, f"SAVEPOINT sp{depth}")
+    local.depth = depth + 1
+    try:
+        yield
+    except BaseException:
+        local.depth = depth
+        _quietly(conn, f"ROLLBACK TO sp{depth}")
+        _quietly(conn, f"RELEASE sp{depth}")
+        rolled_back(depth)
+        raise
+    local.depth = depth
+    _run(conn, f"RELEASE sp{depth}")
+
+
 def _backup(
     conn: Any, target: Path, key_pragma: str, progress: Callable[[int, int], None] | None
 ) -> None:
@@ -591,7 +612,7 @@ class SQLCipherBackend(SQLiteQueries):
         local = self._local
         depth: int = getattr(local, "depth", 0)
         if depth:
-            yield from self._savepoint(local, depth)
+            yield from _savepoint(self._conn, local, depth, self._rolled_back)
             return
         turn = self._turns.begin(
             self._shared_conn, lambda conn: _begin_immediate(conn, self._busy_timeout)
@@ -612,21 +633,6 @@ class SQLCipherBackend(SQLiteQueries):
             raise
         for hook in list(self.after_commit):
             hook()
-
-    def _savepoint(self, local: threading.local, depth: int) -> Iterator[None]:
-        conn = self._conn
-        _run(conn, f"SAVEPOINT sp{depth}")
-        local.depth = depth + 1
-        try:
-            yield
-        except BaseException:
-            local.depth = depth
-            _quietly(conn, f"ROLLBACK TO sp{depth}")
-            _quietly(conn, f"RELEASE sp{depth}")
-            self._rolled_back(depth)
-            raise
-        local.depth = depth
-        _run(conn, f"RELEASE sp{depth}")
 
     def _long_scan(self) -> AbstractContextManager[None]:
         """Run a long scan of the audit log on this thread's own connection (or its
@@ -691,13 +697,27 @@ class SQLCipherBackend(SQLiteQueries):
         """``work(shared connection)`` outside a transaction; None when it could not run
         there: a long scan is running, another thread is writing (never waited for), or
         another process holds the file and SQLite refused at once."""
-        if getattr(self._local, "scans", 0) or not self._turns.take_idle():
+        local = self._local
+        if getattr(local, "scans", 0) or not self._turns.take_idle(
+            wait=getattr(local, "wait_turn", False)
+        ):
             return None
         try:
             shared = self._shared_conn()
             return _unless_busy(lambda: work(shared))
         finally:
             self._turns.give_back()
+
+    def get_metas(self, keys: Sequence[str]) -> dict[str, str]:
+        """As :meth:`.SharedQueries.get_metas`, but outside a transaction it waits for the
+        turn at the shared connection (a session's opening, which then waits for the turn
+        anyway): another connection would read the pages cold. Callers hold no lock a writer
+        takes."""
+        self._local.wait_turn = True
+        try:
+            return super().get_metas(keys)
+        finally:
+            self._local.wait_turn = False
 
     # ------------------------------------------------------------------ schema
 
