@@ -10,6 +10,11 @@ failure undoes only its own work, and a failed commit fails every thread whose w
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
+import os
+import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,10 +23,13 @@ from typing import Any
 
 import pytest
 
+from ownervault import Actor, KeyFileKey, Vault
 from ownervault.exceptions import StorageError
+from ownervault.records import OwnerProfile
 from ownervault.storage import grouping
 from ownervault.storage.grouping import WriteTurns
 from ownervault.storage.sqlcipher import SQLCipherBackend
+from ownervault.testing import grant_roles, record_assessments
 
 KEY = bytes(range(32))
 JOINERS = 3
@@ -383,3 +391,69 @@ def test_a_sessions_meta_read_waits_for_the_writer_and_reads_what_it_committed(
         writer.join(10)
         reader.join(10)
     assert got == [{"probe": "new"}]
+
+
+# --------------------------------------------------------------------------- killed mid-group
+
+KILLED_THREADS = 8
+CLERK = Actor("clerk-group", roles=["front_desk"])
+
+
+def _put_until_killed(path: str, key_path: str, journals: str) -> None:
+    """A child process: eight threads put owners with ``synchronous="FULL"`` (their commits
+    grouped) and note each record id in an fsynced journal once its put has returned."""
+    vault = Vault.open(path, key=KeyFileKey(key_path), synchronous="FULL")
+
+    def work(thread: int) -> None:
+        with open(Path(journals) / f"thread-{thread}", "a", encoding="utf-8") as journal:
+            for serial in itertools.count():
+                with vault.session(CLERK, "owner_registration") as session:
+                    record_id = session.put(
+                        OwnerProfile(
+                            subject_id=f"g{thread}-{serial}",
+                            name="张伟",
+                            phone=f"139{thread:02d}{serial:06d}",
+                        )
+                    )
+                journal.write(record_id + "\n")
+                journal.flush()
+                os.fsync(journal.fileno())
+
+    for thread in range(KILLED_THREADS):
+        threading.Thread(target=work, args=(thread,), daemon=True).start()
+    time.sleep(600)
+
+
+def _acknowledged(journals: Path) -> list[str]:
+    ids = []
+    for journal in journals.iterdir():
+        ids.extend(line for line in journal.read_text("utf-8").split("\n") if len(line) > 8)
+    return ids
+
+
+def test_a_process_killed_while_its_threads_share_commits_loses_no_acknowledged_put(
+    tmp_path: Path,
+) -> None:
+    """Every put that returned is committed even though the commit carried other threads'
+    work: SIGKILL the process at a random moment, open the vault and read every one back."""
+    key = KeyFileKey.generate(tmp_path / "root.key")
+    path = tmp_path / "vault"
+    with Vault.create(path, key=key, synchronous="FULL") as created:
+        grant_roles(created, CLERK)
+        record_assessments(created)
+    journals = tmp_path / "journals"
+    journals.mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_put_until_killed, args=(str(path), str(key.path), str(journals)))
+    child.start()
+    try:
+        _wait_for(lambda: len(_acknowledged(journals)) >= 40 + random.randrange(60))
+    finally:
+        os.kill(child.pid or 0, signal.SIGKILL)
+        child.join(10)
+    acknowledged = _acknowledged(journals)
+    with Vault.open(path, key=key) as vault:
+        assert vault.audit.verify() == vault.audit.size()  # raises if the log is damaged
+        with vault.session(CLERK, "owner_registration") as session:
+            views = session.get_many(OwnerProfile, acknowledged)
+        assert [view.record_id for view in views] == acknowledged

@@ -13,20 +13,20 @@ and decrypt again, at each transaction, the pages the last one left in the share
 thread also gets its own connection (opening one costs ~0.1 ms with a raw key): for read
 transactions (:meth:`SQLCipherBackend.snapshot`), long scans, whole-file operations, and
 statements that arrive while another thread is writing. Those never wait for the writer: the
-thread may hold a lock that the writer needs next. The one exception is the read of several
-meta values a session opens with (:meth:`SQLCipherBackend.get_metas`), whose callers hold no
-such lock: it waits for the turn, since on the thread's own connection, after any commit of
-the shared one, it would read and decrypt its pages again. Writes use ``BEGIN IMMEDIATE`` so the write
-lock is taken before anything is read, retried every millisecond up to a busy timeout, which
-lets several processes share the file and gives a waiting writer the next gap between another
-writer's transactions. The shared connection's busy timeout is 0: a write transaction polls for
-the lock itself and, once it holds it, no statement of it waits in WAL mode; a statement outside
-a transaction that finds the file locked runs again on the thread's own connection, which waits
-up to the busy timeout. So no transaction pays for switching the timeout around the ``BEGIN``.
-``synchronous=NORMAL`` (the default) survives a process crash but may lose the last
-transactions on power loss; ``synchronous="FULL"`` survives both at the cost of an fsync per
-commit, which threads that wait for their turn share (group commit, :mod:`.grouping`): a
-transaction whose work is done while others wait is handed to the next one, and the last one
+thread may hold a lock that the writer needs next. The one exception is the read of several meta
+values a session opens with (:meth:`SQLCipherBackend.get_metas`), whose callers hold no such
+lock: it waits for the turn, since on the thread's own connection, after any commit of the
+shared one, it would read and decrypt its pages again. Writes use ``BEGIN IMMEDIATE`` so the
+write lock is taken before anything is read, retried every millisecond up to a busy timeout,
+which lets several processes share the file and gives a waiting writer the next gap between
+another writer's transactions. The shared connection's busy timeout is 0: a write transaction
+polls for the lock itself and, once it holds it, no statement of it waits in WAL mode; a
+statement outside a transaction that finds the file locked runs again on the thread's own
+connection, which waits up to the busy timeout. So no transaction pays for switching the timeout
+around the ``BEGIN``. ``synchronous=NORMAL`` (the default) survives a process crash but may lose
+the last transactions on power loss; ``synchronous="FULL"`` survives both at the cost of an
+fsync per commit, which threads that wait for their turn share (group commit, :mod:`.grouping`):
+a transaction whose work is done while others wait is handed to the next one, and the last one
 commits for all.
 
 Damage: every failure of the driver (a statement, a fetch, a commit, the connection's set-up,
@@ -695,8 +695,8 @@ class SQLCipherBackend(SQLiteQueries):
 
     def _on_shared(self, work: Callable[[Any], _T]) -> _T | None:
         """``work(shared connection)`` outside a transaction; None when it could not run
-        there: a long scan is running, another thread is writing (never waited for), or
-        another process holds the file and SQLite refused at once."""
+        there: a long scan is running, another thread is writing (waited for only within
+        :meth:`get_metas`), or another process holds the file and SQLite refused at once."""
         local = self._local
         if getattr(local, "scans", 0) or not self._turns.take_idle(
             wait=getattr(local, "wait_turn", False)
