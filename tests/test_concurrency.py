@@ -175,7 +175,8 @@ def test_threads_share_one_vault(tmp_path: Path, synchronous: Literal["NORMAL", 
         run_statement, commits = turns_at_db._run, []
 
         def counting(conn: Any, sql: str) -> object:
-            commits.extend(["COMMIT"] if sql == "COMMIT" else [])
+            if sql == "COMMIT":
+                commits.append(sql)
             return run_statement(conn, sql)
 
         turns_at_db._run = counting

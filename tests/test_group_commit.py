@@ -287,7 +287,7 @@ def test_no_statement_outside_a_transaction_runs_while_one_is_handed_on() -> Non
     assert joined.joined and joined.group is turn.group
     turns.commit(joined)
     assert conn.statements == ["BEGIN IMMEDIATE", "SAVEPOINT grouped", "RELEASE grouped", "COMMIT"]
-    assert turn.group.done.is_set() and turn.group.error is None
+    assert turn.group.ended and turn.group.error is None
     assert turns.take_idle()
     turns.give_back()
 
@@ -315,7 +315,7 @@ def test_a_thread_that_cannot_join_passes_the_transaction_on() -> None:
         turns.begin(lambda: conn, _begin)
     # Nobody else waits: it committed the work already in the transaction.
     assert conn.statements[-1] == "COMMIT"
-    assert turn.group.done.is_set() and turn.group.error is None
+    assert turn.group.ended and turn.group.error is None
 
 
 def test_a_transaction_is_handed_on_only_while_it_is_small_and_young(
@@ -345,7 +345,7 @@ def test_an_idle_turn_waited_for_comes_once_the_transaction_handed_on_is_committ
     turns.commit(joined)
     waiter.join(10)
     assert got == [True]
-    assert turn.group.done.is_set()
+    assert turn.group.ended
     turns.give_back()
 
 

@@ -71,14 +71,15 @@ Run = Callable[[Any, str], object]
 class _Group:
     """One open write transaction and the threads whose work it holds."""
 
-    __slots__ = ("conn", "done", "error", "members", "opened")
+    __slots__ = ("conn", "ended", "error", "members", "opened")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.members = 1
         self.opened = time.monotonic()
-        #: Set once the transaction ended: committed, or rolled back with :attr:`error`.
-        self.done = threading.Event()
+        #: Whether the transaction ended: committed, or rolled back with :attr:`error`
+        #: (changed under :attr:`WriteTurns._ended`, which tells the threads waiting for it).
+        self.ended = False
         self.error: str | None = None
 
 
@@ -113,7 +114,9 @@ class WriteTurns:
         #: Held by the thread using the shared connection (in a write transaction, or for one
         #: statement outside any); a transaction handed on is open while nobody holds it.
         self._turn = threading.Lock()
-        self._count = threading.Lock()
+        # Guards the count of threads waiting to write and each transaction's end; one
+        # condition for all transactions, so a transaction allocates no event of its own.
+        self._ended = threading.Condition(threading.Lock())
         self._waiting = 0
         self._group: _Group | None = None
 
@@ -141,7 +144,7 @@ class WriteTurns:
             if group is None:
                 return True
             self._turn.release()
-            if not wait or not group.done.wait(max(0.0, deadline - time.monotonic())):
+            if not wait or not self._await_end(group, max(0.0, deadline - time.monotonic())):
                 return False
 
     def give_back(self) -> None:
@@ -157,12 +160,12 @@ class WriteTurns:
             StorageError: the turn did not come within the busy timeout, or the transaction
                 could not be begun or joined.
         """
-        with self._count:
+        with self._ended:
             self._waiting += 1
         try:
             acquired = self._turn.acquire(timeout=self._busy_timeout)
         finally:
-            with self._count:
+            with self._ended:
                 self._waiting -= 1
         if not acquired:
             raise StorageError(LOCKED)
@@ -251,12 +254,19 @@ class WriteTurns:
     def _end(self, group: _Group, error: str | None) -> None:
         group.error = error
         self._group = None
-        group.done.set()
+        with self._ended:
+            group.ended = True
+            self._ended.notify_all()
         self._turn.release()
+
+    def _await_end(self, group: _Group, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``group``'s transaction to end; whether it did."""
+        with self._ended:
+            return self._ended.wait_for(lambda: group.ended, timeout)
 
     def _wait(self, group: _Group) -> None:
         """Wait for the commit that carries this thread's work; commit it if nobody will."""
-        while not group.done.wait(POLL_SECONDS):
+        while not self._await_end(group, POLL_SECONDS):
             if self._turn.acquire(blocking=False):
                 if self._group is group:
                     self._finish(group)
