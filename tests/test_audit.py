@@ -817,6 +817,19 @@ def test_triggers_reject_changes_to_entries_and_checkpoints(vault: Vault, statem
     assert vault.audit.checkpoints() == notes
 
 
+def test_the_newest_checkpoint_is_read_alone(vault: Vault) -> None:
+    """Signing and anchoring compare with the newest stored checkpoint only, which is read by
+    itself: a vault signs one every 1,000 entries for its whole life."""
+    backend = vault._kernel.backend
+    assert backend.checkpoints(newest=True) == []
+    for n in range(3):
+        register(vault, owner(f"owner-newest-{n}", phone=f"1310013100{n}"))
+        vault.checkpoint()
+    every = backend.checkpoints()
+    assert len(every) == 3 and [size for size, *_ in every] == sorted(s for s, *_ in every)
+    assert backend.checkpoints(newest=True) == every[-1:]
+
+
 # --------------------------------------------------------------------------- tampering
 
 

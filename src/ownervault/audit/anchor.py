@@ -24,14 +24,15 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
 from ..exceptions import AuditIntegrityError
-from ..storage.lines import LinesFile
+from ..storage.lines import LinesCursor, LinesFile, NewLines
 from . import merkle
 from .checkpoint import parse_checkpoint, verify_note
 
@@ -108,32 +109,51 @@ class FileAnchor:
 
     Appends take an exclusive ``flock`` and are fsynced; a checkpoint smaller than the newest
     one already in the file is not written (another process anchored a later one first).
+
+    The file gains a line per checkpoint for the vault's whole life, so it is read
+    incrementally: the object keeps the largest checkpoint it has parsed and where it stopped
+    reading (:class:`~ownervault.storage.lines.LinesCursor`), and each :meth:`latest` or
+    :meth:`publish` parses only the lines added since, by this process or another. A file
+    replaced, shortened or rewritten in place is read again whole. What is kept is what a full
+    read would find: the largest checkpoint among all the lines, wherever it stands.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._file = LinesFile(self.path, what="anchor file")
+        self._lock = threading.Lock()
+        self._cursor = LinesCursor()
+        self._newest: AnchoredCheckpoint | None = None
 
     def __repr__(self) -> str:
         return f"<FileAnchor {str(self.path)!r}>"
 
     def publish(self, checkpoint: AnchoredCheckpoint) -> None:
         """Append ``checkpoint`` unless the file already holds one at least as large."""
+        with self._lock:
 
-        def choose(lines: list[bytes]) -> list[bytes]:
-            newest = _newest(_parse(lines))
-            if newest is not None and newest.size >= checkpoint.size:
-                return []
-            return [checkpoint.to_line().rstrip(b"\n")]
+            def choose(new: NewLines) -> list[bytes]:
+                newest = self._absorb(new)
+                if newest is not None and newest.size >= checkpoint.size:
+                    return []
+                return [checkpoint.to_line().rstrip(b"\n")]
 
-        self._file.append(choose)
+            self._file.append_new(choose, self._cursor)
 
     def latest(self) -> AnchoredCheckpoint | None:
         """The largest checkpoint in the file, or None when there is no file or none in it."""
-        return _newest(_parse(self._file.read()))
+        with self._lock:
+            return self._absorb(self._file.read_since(self._cursor))
+
+    def _absorb(self, new: NewLines) -> AnchoredCheckpoint | None:
+        """Take in the lines read after the cursor; return the largest checkpoint now known."""
+        kept = [] if new.whole or self._newest is None else [self._newest]
+        self._newest = _newest([*kept, *_parse(new.lines)])
+        self._cursor = new.cursor
+        return self._newest
 
 
-def _parse(lines: list[bytes]) -> list[AnchoredCheckpoint]:
+def _parse(lines: Iterable[bytes]) -> list[AnchoredCheckpoint]:
     return [found for line in lines if (found := AnchoredCheckpoint.from_line(line))]
 
 

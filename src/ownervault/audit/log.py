@@ -280,7 +280,7 @@ class AuditLog(QueueIntegration):
         with self._backend.atomic():
             current = self.frontier.current()
             size, state, root = current.size, current.to_bytes(), current.root()
-            previous = self._backend.checkpoints()
+            previous = self._backend.checkpoints(newest=True)
             old_size, old_root, old_note = 0, b"", ""
             if previous:
                 old_size, old_root, old_note, _ = previous[-1]
@@ -376,7 +376,7 @@ class AuditLog(QueueIntegration):
         signed it and is publishing it to the anchors (it commits the row, then publishes), so
         there is nothing new to anchor. (A stored checkpoint larger than the log is left for
         :meth:`checkpoint` and :meth:`verify` to refuse.)"""
-        signed = self._backend.checkpoints()
+        signed = self._backend.checkpoints(newest=True)
         return bool(signed) and signed[-1][0] == size
 
     def stream_proofs(

@@ -43,7 +43,7 @@ import attrs
 from ..audit.checkpoint import verify_note
 from ..exceptions import AuditIntegrityError, IntegrityError
 from ..storage import Backend
-from ..storage.lines import LinesFile
+from ..storage.lines import LinesFile, NewLines
 
 __all__ = [
     "LEDGER_NAME",
@@ -217,16 +217,16 @@ class ErasureLedger:
             return 0
         erased = self._backend.erased_subjects()
 
-        def missing(lines: list[bytes]) -> list[bytes]:
+        def missing(new: NewLines) -> list[bytes]:
             have = {
                 subject
-                for line in lines
+                for line in new.lines
                 if (note := _note_of(line)) is not None and (subject := _subject_of(note))
             }
             todo = [row for row in erased if row[0] not in have]
             return [_to_line(note) for note in self._statements(todo)]
 
-        return self._file.append(missing)
+        return self._file.append_new(missing)
 
     def behind(self) -> bool:
         """Whether the database holds more erasures than the file has statements (after a

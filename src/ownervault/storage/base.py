@@ -603,8 +603,9 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
         """Store a signed checkpoint."""
         ...
 
-    def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
-        """Every stored checkpoint (size, root, note, created_at), oldest first."""
+    def checkpoints(self, *, newest: bool = False) -> list[tuple[int, bytes, str, str]]:
+        """Every stored checkpoint (size, root, note, created_at), oldest first; with
+        ``newest``, only the largest (one seek, however many were signed)."""
         ...
 
     def insert_consent(self, record: ConsentRecord) -> None:

@@ -45,10 +45,13 @@ class AuditQueries(QueryRunner):
         ).fetchone()
         return (0, None) if row is None else (int(row[0]) + 1, bytes(row[1]))
 
-    def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
-        """Every stored checkpoint (size, root, note, created_at), oldest first."""
+    def checkpoints(self, *, newest: bool = False) -> list[tuple[int, bytes, str, str]]:
+        """Every stored checkpoint (size, root, note, created_at), oldest first; with
+        ``newest``, only the largest (one seek, however many were signed)."""
         rows = self._execute(
-            "SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size"
+            "SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+            if newest
+            else "SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size"
         ).fetchall()
         return [(int(a), bytes(b), str(c), str(d)) for a, b, c, d in rows]
 
