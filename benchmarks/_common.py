@@ -1254,8 +1254,16 @@ def vault_connection(vault: ov.Vault) -> Any:
     backend = vault._kernel.backend
     if not hasattr(backend, "_shared_conn"):
         return backend._conn  # ownervault before the shared connection: one per thread
-    with backend._writer:
+    turns = getattr(backend, "_turns", None)
+    if turns is None:  # ownervault before group commit: the turn was a bare lock
+        with backend._writer:
+            return backend._shared_conn()
+    if not turns.take_idle(wait=True):
+        raise RuntimeError("the vault's shared connection stayed busy")
+    try:
         return backend._shared_conn()
+    finally:
+        turns.give_back()
 
 
 def new_sink() -> dict[str, list[float]]:
