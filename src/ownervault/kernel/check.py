@@ -290,7 +290,7 @@ def _target(
     )
 
 
-def _read_only() -> None:
+def _read_only(room: bool) -> bool:
     """A check never rotates a key (it writes nothing)."""
     raise VaultError("a check does not rotate keys")
 

@@ -58,6 +58,7 @@ from .clock import Clock
 from .decide import Decider, DecisionCache
 from .erasures import LEDGER_NAME, ErasureLedger
 from .grants import VERSION_META, Grant, admission
+from .kekrotation import AutomaticKekRotation
 from .keystore import KeyStore
 
 __all__ = [
@@ -159,7 +160,7 @@ class Kernel:
             backend=backend,
             keyring=keyring,
             cache_size=key_cache_size,
-            rotate_kek=self._rotate_kek_by_itself,
+            rotate_kek=AutomaticKekRotation(self),
         )
         sinks: list[CheckpointSink] = [] if path is None else [FileAnchor(path / ANCHOR_NAME)]
         if sink is not None:
@@ -501,7 +502,7 @@ class Kernel:
             self.audit.append([entry], now=self.clock.now())
         return job_id, total
 
-    def _rotate_kek_by_itself(self) -> None:
+    def rotate_kek_by_itself(self) -> None:
         """The KEK rotation a write starts when the primary KEK may not wrap another key."""
         self.rotate_kek(SYSTEM_ACTOR)
 

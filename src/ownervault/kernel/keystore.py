@@ -129,10 +129,11 @@ def fresh_subject_keys(count: int) -> list[tuple[bytes, crypto.FieldKey]]:
 class KeyStore:
     """The unwrapped keys of one open vault (redacted repr, never pickled).
 
-    ``rotate_kek`` is called, inside the current transaction, when the primary KEK may not wrap
-    another key (compromised, or near its invocation limit); the kernel wires it to its own KEK
-    rotation so no write ever fails for want of a KEK. ``load=False`` leaves the system keys
-    unloaded until :meth:`load` is called (a check looks at their rows first).
+    ``rotate_kek(room)`` is called, inside the current transaction, when the primary KEK may not
+    wrap another key (compromised, or near its limit; ``room``: it has room for this write) and
+    says whether it rotated it there and then (:class:`.kekrotation.AutomaticKekRotation`), so
+    no write fails for want of a KEK. ``load=False`` leaves the system keys unloaded until
+    :meth:`load` is called (a check looks at their rows first).
     """
 
     def __init__(
@@ -142,7 +143,7 @@ class KeyStore:
         backend: Backend,
         keyring: crypto.SecretKey,
         cache_size: int,
-        rotate_kek: Callable[[], None],
+        rotate_kek: Callable[[bool], bool],
         load: bool = True,
     ) -> None:
         self.vault_id = vault_id
@@ -343,10 +344,6 @@ class KeyStore:
         primary = self.index_key
         return [primary, *(k for k in self._indexes.values() if k is not primary)]
 
-    def kek_state(self, key_id: bytes) -> KeyState | None:
-        """The loaded state of a KEK (None when it is not loaded)."""
-        return self._kek_states.get(key_id)
-
     def active_kek(self) -> crypto.SecretKey:
         """The primary KEK, the only one that wraps new keys."""
         kek = self._keks.get(self.primary_kek)
@@ -434,16 +431,24 @@ class KeyStore:
         count = len(fresh)
         if self._kek_states.get(self.primary_kek) is not KeyState.ACTIVE:
             # The primary KEK was marked compromised: replace it before wrapping anything.
-            self._rotate_kek()
+            self._rotate_kek(False)
         kek = self.active_kek()
         if not self._kek_uses.take(kek.key_id, count):
             row = self.backend.get_key(kek.key_id)
-            if row is not None and row.invocations + count > row.max_invocations * AUTO_ROTATE_AT:
-                # The KEK nears its invocation limit: rotate it now, in this transaction, so no
-                # write ever fails for it; the old KEK's subject keys are rewrapped by a job.
-                self._rotate_kek()
+            # A KEK near its limit is rotated (here, or after this transaction while it has room
+            # for these uses); the old KEK's subject keys are rewrapped by a job.
+            if (
+                row is not None
+                and row.invocations + count > row.max_invocations * AUTO_ROTATE_AT
+                and self._rotate_kek(row.invocations + count <= row.max_invocations)
+            ):
                 kek = self.active_kek()
-            self._kek_uses.reserve(kek.key_id, count, exact=self.reserve)
+            try:
+                self._kek_uses.reserve(kek.key_id, count, exact=self.reserve)
+            except KeyExhaustedError:  # writers beside this one took the room it had left
+                self._rotate_kek(False)
+                kek = self.active_kek()
+                self._kek_uses.reserve(kek.key_id, count, exact=self.reserve)
         counts = list(uses) if uses is not None else [0] * count
         if any(n > self.max_invocations for n in counts):
             raise KeyExhaustedError("a write needs more encryptions than one key may make")

@@ -29,6 +29,7 @@ from ..exceptions import (
     OwnerVaultError,
     RecordNotFoundError,
     StaleRecordError,
+    StorageError,
     SubjectErasedError,
     ValidationError,
 )
@@ -40,6 +41,7 @@ from .core import HANDOVER_META, LOCK_META, Access, Kernel, refuse_changes
 from .decide import denied
 from .deletes import storage_only
 from .freshness import rekey_entries, write_detail
+from .kekrotation import KekRotationFirst, rotate_kek_apart
 from .keystore import AUTO_ROTATE_AT, KEY_EPOCH_META, SUBJECT_ID_FIELD, minor_aad
 from .rekey import Rekeyed, rekey_subject
 from .views import RecordRef
@@ -94,13 +96,40 @@ def put_many(access: Access, records: Sequence[Record]) -> list[str]:
         kernel.check_writable()
         return []
     now_dt = access.now()
-    today = now_dt.date()
-    outcome: OwnerVaultError | None = None
-    ids: list[str] = []
     units: dict[str, list[Mapping[str, object]]] = {}
     for record in records:
         if record.record_type == "unit":
             units.setdefault(record.subject_id, []).append(record.model_dump(mode="json"))
+    try:
+        ids, outcome = _put_once(access, records, units, now_dt)
+    except KekRotationFirst:
+        # The KEK had to be rotated before this write could wrap a key, which a transaction
+        # running beside others may not do (see .kekrotation): rotated apart, the write
+        # starts again, with nothing of its first try kept.
+        rotate_kek_apart(kernel)
+        try:
+            ids, outcome = _put_once(access, records, units, now_dt)
+        except KekRotationFirst:
+            raise StorageError(
+                "the primary KEK may not wrap new data keys and was not replaced: "
+                "rotate it (ownervault keys rotate kek)"
+            ) from None
+    if outcome is not None:
+        raise outcome
+    return ids
+
+
+def _put_once(
+    access: Access,
+    records: Sequence[Record],
+    units: Mapping[str, Sequence[Mapping[str, object]]],
+    now_dt: _dt.datetime,
+) -> tuple[list[str], OwnerVaultError | None]:
+    """The transaction of ``put_many``: the ids stored, or the denial to raise."""
+    kernel = access.kernel
+    today = now_dt.date()
+    outcome: OwnerVaultError | None = None
+    ids: list[str] = []
     # Concurrent: on PostgreSQL, writers of different owners do not wait for each other.
     with access.backend.atomic(concurrent=True):
         # Checked in the writing transaction: a lock taken since cannot be missed.
@@ -154,9 +183,7 @@ def put_many(access: Access, records: Sequence[Record]) -> list[str]:
             )
         else:
             ids = _store(access, records, decisions, found, now_dt)
-    if outcome is not None:
-        raise outcome
-    return ids
+    return ids, outcome
 
 
 def _store(

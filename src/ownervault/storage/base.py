@@ -604,8 +604,7 @@ class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentSto
         ...
 
     def checkpoints(self, *, newest: bool = False) -> list[tuple[int, bytes, str, str]]:
-        """Every stored checkpoint (size, root, note, created_at), oldest first; with
-        ``newest``, only the largest (one seek, however many were signed)."""
+        """Stored checkpoints (size, root, note, created_at), oldest first; ``newest``: the last."""
         ...
 
     def insert_consent(self, record: ConsentRecord) -> None:
