@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import json
 import platform
 import shutil
 import statistics
@@ -37,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ownervault as ov
 from ownervault import testing
@@ -89,11 +91,39 @@ def control_pack(folder: Path) -> ov.Policy:
     with (folder / "rules.toml").open("a", encoding="utf-8") as fh:
         fh.write(_CONTROL_RULE)
     roles = (folder / "roles.toml").read_text(encoding="utf-8")
-    roles = roles.replace(
-        '    "consent_management",\n]', '    "consent_management",\n    "events_contract",\n]', 1
-    )
+    purposes = roles.index("purposes = [", roles.index("[roles.front_desk]")) + len("purposes = [")
+    roles = roles[:purposes] + '"events_contract", ' + roles[purposes:]
     (folder / "roles.toml").write_text(roles, encoding="utf-8")
+    if (folder / "notices.toml").exists():  # every purpose must be served by a notice there
+        events = load_policy(default_policy_dir()).notice("community_events")
+        with (folder / "notices.toml").open("a", encoding="utf-8") as fh:
+            fh.write(_control_notice(events))
     return load_policy(folder)
+
+
+def _control_notice(events: Any) -> str:
+    """A ``notices.toml`` entry serving the control purpose: the elements of the notice of
+    ``community_events`` (``events``), hashed for the control purpose."""
+    from ownervault.policy.notices import notice_hash
+
+    purposes = ["events_contract"]
+    categories = list(events.categories)
+    digest = notice_hash(purposes, events.retention, categories, events.zh, events.en)
+    lines = [
+        "",
+        "[notices.events_contract]",
+        f"purposes = {json.dumps(purposes)}",
+        "version = 1",
+        f'sha256 = "{digest}"',
+        f'retention = "{events.retention}"',
+        f"categories = {json.dumps(categories)}",
+    ]
+    for lang, elements in (("zh", events.zh), ("en", events.en)):
+        lines += ["", f"[notices.events_contract.{lang}]"]
+        lines += [
+            f"{key} = {json.dumps(text, ensure_ascii=False)}" for key, text in elements.items()
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def build(directory: Path, owners: int) -> tuple[ov.Vault, list[str]]:

@@ -256,11 +256,13 @@ def split(owners: int, reps: int, ops: int, staff: int) -> dict[str, dict[str, l
 
     cache: dict[ov.Actor, Any] = {}
 
-    def cached(kernel: Any, actor: ov.Actor, *, action: str, purpose: str) -> Any:
+    def cached(kernel: Any, actor: ov.Actor, *, action: str, purpose: str, **rest: Any) -> Any:
         kernel.backend.get_meta("grants_version")  # what a cross-process version check reads
         hit = cache.get(actor)
         if hit is None:
-            hit = cache[actor] = shipped_lookup(kernel, actor, action=action, purpose=purpose)
+            hit = cache[actor] = shipped_lookup(
+                kernel, actor, action=action, purpose=purpose, **rest
+            )
         return hit
 
     variants: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
