@@ -98,6 +98,9 @@ def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> li
             )
         if value is None or (isinstance(value, str) and not value.strip()):
             raise ValidationError(f"the value searched for in {record_type}.{field} is empty")
+    # Each value as its blind index normalises it: the token is computed from it, and each
+    # candidate's decrypted field must hold it.
+    searched = {f: normalise(str(specs[f].index), v) for f, v in criteria.items()}
     # Which fields may be searched does not depend on who matches: scope and time conditions
     # are applied to each matching record afterwards.
     decision = access.decider.searchable(record_type)
@@ -118,10 +121,7 @@ def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> li
         index_keys = keys.index_keys
         matches: set[str] | None = None
         order: list[str] = []
-        for field, value in criteria.items():
-            spec = specs[field]
-            assert spec.index is not None
-            normalised = normalise(spec.index, value)
+        for field, normalised in searched.items():
             found: list[str] = []
             for index in index_keys:
                 token = index.token(record_type, field, normalised)
@@ -141,7 +141,7 @@ def find(access: Access, record_type: str, criteria: Mapping[str, object]) -> li
         candidates,
         action="find",
         strict=False,
-        searched={f: normalise(str(specs[f].index), v) for f, v in criteria.items()},
+        searched=searched,
     )
     if mismatched:
         access.kernel.report_integrity(
