@@ -27,17 +27,32 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 from ..exceptions import StorageError
 from ..keys import KeyState
+from ..storage import Backend
 from ..storage.concurrent import ConcurrentWriters
-from .keystore import AUTO_ROTATE_AT
+from .keystore import AUTO_ROTATE_AT, KeyStore
 
-if TYPE_CHECKING:
-    from .core import Kernel
+__all__ = ["AutomaticKekRotation", "KekRotationFirst", "RotatingKernel", "rotate_kek_apart"]
 
-__all__ = ["AutomaticKekRotation", "KekRotationFirst", "rotate_kek_apart"]
+
+class RotatingKernel(Protocol):
+    """What a rotation needs of the kernel (:class:`.core.Kernel` is one)."""
+
+    backend: Backend
+    keys: KeyStore
+    closed: bool
+
+    def rotate_kek_by_itself(self) -> None:
+        """Rotate the primary KEK as the vault itself (in the caller's transaction)."""
+        ...
+
+    def record_system(self, action: str, *, detail: Mapping[str, str | int | bool | None]) -> None:
+        """Append an entry about something the vault did by itself."""
+        ...
 
 
 class KekRotationFirst(Exception):
@@ -49,7 +64,7 @@ class KekRotationFirst(Exception):
 class AutomaticKekRotation:
     """Rotates the primary KEK for the writes of one kernel (the KeyStore's ``rotate_kek``)."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: RotatingKernel) -> None:
         self._kernel = kernel
         backend = kernel.backend
         self._queue = backend if isinstance(backend, ConcurrentWriters) else None
@@ -99,7 +114,7 @@ class AutomaticKekRotation:
                 )
 
 
-def rotate_kek_apart(kernel: Kernel) -> None:
+def rotate_kek_apart(kernel: RotatingKernel) -> None:
     """Rotate the primary KEK in a transaction of its own if it still may not wrap: marked
     compromised, or past :data:`~.keystore.AUTO_ROTATE_AT` of its limit (another writer may
     have rotated it since)."""
