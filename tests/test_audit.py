@@ -908,20 +908,40 @@ def test_checkpoint_refuses_a_consistent_rewrite_of_already_signed_entries(vault
     assert [n for _, _, n, _ in vault.audit.checkpoints()] == [note]
 
 
-def test_checkpoint_refuses_a_truncated_log(vault: Vault) -> None:
+def test_checkpoint_refuses_a_truncated_log(
+    vault: Vault, root_key: InMemoryKey, clock: FrozenClock
+) -> None:
     """Deleting the newest entries, frontier rewound, is refused by the next checkpoint, even
-    when whoever did it also removed the anchor file beside the vault."""
+    when whoever did it also removed the anchor file beside the vault (and the vault was opened
+    again, so no process remembers the file's checkpoints)."""
     busy_vault(vault)
     signed = vault.checkpoint()
     size = cp.parse_checkpoint(cp.verify_note(signed, [vault.verifier_key])).size
+    vault.close()
     (vault.path / "audit.anchor").unlink()
-    drop_trigger(vault, "audit_entries_no_delete")
-    keep = size - 4
-    vault._kernel.backend._execute("DELETE FROM audit_entries WHERE seq >= ?", (keep,))
-    rewrite_state(vault, list(vault.audit.leaves(keep)))
-    assert vault.audit.verify() == keep
-    with pytest.raises(AuditIntegrityError, match=f"checkpoint of {size} was signed"):
-        vault.checkpoint()
+    with Vault.open(vault.path, key=root_key, clock=clock) as reopened:
+        drop_trigger(reopened, "audit_entries_no_delete")
+        keep = size - 4
+        reopened._kernel.backend._execute("DELETE FROM audit_entries WHERE seq >= ?", (keep,))
+        rewrite_state(reopened, list(reopened.audit.leaves(keep)))
+        assert reopened.audit.verify() == keep
+        with pytest.raises(AuditIntegrityError, match=f"checkpoint of {size} was signed"):
+            reopened.checkpoint()
+
+
+def test_an_anchor_file_removed_while_the_vault_is_open_is_reported(vault: Vault) -> None:
+    """The open vault remembers the largest checkpoint it read in its anchor file: a file that
+    no longer holds it (removed, or replaced by an older copy) fails verification instead of
+    being believed."""
+    busy_vault(vault)
+    vault.checkpoint()
+    anchor = vault.path / "audit.anchor"
+    older = anchor.read_bytes()
+    register(vault, owner("owner-0042", phone="13100131042"))
+    vault.checkpoint()
+    anchor.write_bytes(older)  # an older copy put back
+    with pytest.raises(AuditIntegrityError, match="no longer holds the checkpoint"):
+        vault.audit.verify()
 
 
 def test_verify_detects_a_deleted_middle_entry(vault: Vault) -> None:

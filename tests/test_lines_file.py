@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ownervault.audit.anchor import AnchoredCheckpoint, FileAnchor
+from ownervault.exceptions import AuditIntegrityError
 from ownervault.storage.lines import LinesCursor, LinesFile, NewLines
 
 
@@ -129,7 +130,7 @@ def test_the_anchor_file_parses_each_line_once(
 
 def test_the_anchor_file_still_answers_with_the_largest_checkpoint(tmp_path: Path) -> None:
     """Another writer's lines are seen; a smaller checkpoint appended after a larger one does
-    not hide it; a replaced file is believed as it now is."""
+    not hide it; a file replaced by one holding a larger checkpoint is read as it now is."""
     path = tmp_path / "audit.anchor"
     mine, theirs = FileAnchor(path), FileAnchor(path)
     mine.publish(_checkpoint(10))
@@ -144,11 +145,33 @@ def test_the_anchor_file_still_answers_with_the_largest_checkpoint(tmp_path: Pat
     with path.open("ab") as handle:  # a line added by hand, not through publish
         handle.write(_checkpoint(5).to_line())
     assert mine.latest() == _checkpoint(20)
-    replacement = tmp_path / "restored"
-    replacement.write_bytes(_checkpoint(7).to_line())
+    replacement = tmp_path / "replacement"
+    replacement.write_bytes(_checkpoint(25).to_line())
     os.replace(replacement, path)
-    assert mine.latest() == _checkpoint(7)
-    path.unlink()
-    assert mine.latest() is None
-    mine.publish(_checkpoint(3))
-    assert theirs.latest() == _checkpoint(3)
+    assert mine.latest() == _checkpoint(25)
+    assert FileAnchor(path).latest() == _checkpoint(25)
+
+
+@pytest.mark.parametrize("loss", ["an older copy put back", "removed", "cut back"])
+def test_an_anchor_file_that_lost_checkpoints_is_not_believed(tmp_path: Path, loss: str) -> None:
+    """A reader that saw a checkpoint in the file refuses a file without it; a new reader,
+    which saw nothing, reads the file as it is."""
+    path = tmp_path / "audit.anchor"
+    sink = FileAnchor(path)
+    sink.publish(_checkpoint(10))
+    older = path.read_bytes()
+    sink.publish(_checkpoint(20))
+    assert sink.latest() == _checkpoint(20)
+    if loss == "an older copy put back":
+        replacement = tmp_path / "older"
+        replacement.write_bytes(older)
+        os.replace(replacement, path)
+    elif loss == "removed":
+        path.unlink()
+    else:
+        path.write_bytes(older)  # the same file, truncated and written again
+    with pytest.raises(AuditIntegrityError, match="no longer holds the checkpoint of 20"):
+        sink.latest()
+    with pytest.raises(AuditIntegrityError, match="no longer holds the checkpoint of 20"):
+        sink.publish(_checkpoint(30))
+    assert FileAnchor(path).latest() == (None if loss == "removed" else _checkpoint(10))

@@ -115,7 +115,9 @@ class FileAnchor:
     reading (:class:`~ownervault.storage.lines.LinesCursor`), and each :meth:`latest` or
     :meth:`publish` parses only the lines added since, by this process or another. A file
     replaced, shortened or rewritten in place is read again whole. What is kept is what a full
-    read would find: the largest checkpoint among all the lines, wherever it stands.
+    read would find: the largest checkpoint among all the lines, wherever it stands. A file that
+    no longer holds the largest checkpoint this object saw in it lost lines, which an
+    append-only file never does: that is reported, not believed.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -138,7 +140,9 @@ class FileAnchor:
                     return []
                 return [checkpoint.to_line().rstrip(b"\n")]
 
-            self._file.append_new(choose, self._cursor)
+            if self._file.append_new(choose, self._cursor):
+                # Read past its own line, so that a file that loses it is caught too.
+                self._absorb(self._file.read_since(self._cursor))
 
     def latest(self) -> AnchoredCheckpoint | None:
         """The largest checkpoint in the file, or None when there is no file or none in it."""
@@ -146,11 +150,22 @@ class FileAnchor:
             return self._absorb(self._file.read_since(self._cursor))
 
     def _absorb(self, new: NewLines) -> AnchoredCheckpoint | None:
-        """Take in the lines read after the cursor; return the largest checkpoint now known."""
-        kept = [] if new.whole or self._newest is None else [self._newest]
-        self._newest = _newest([*kept, *_parse(new.lines)])
+        """Take in the lines read after the cursor; return the largest checkpoint now known.
+
+        Raises:
+            AuditIntegrityError: the file no longer holds a checkpoint this object read in it
+                (it was removed, replaced or cut back while the vault was open).
+        """
+        seen = self._newest
+        newest = _newest([*_parse(new.lines), *([] if new.whole or seen is None else [seen])])
+        if seen is not None and (newest is None or newest.size < seen.size):
+            raise AuditIntegrityError(
+                f"the anchor file {self.path} no longer holds the checkpoint of {seen.size} "
+                "entries it held: it was removed, replaced or cut back"
+            )
+        self._newest = newest
         self._cursor = new.cursor
-        return self._newest
+        return newest
 
 
 def _parse(lines: Iterable[bytes]) -> list[AnchoredCheckpoint]:
