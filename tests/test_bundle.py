@@ -206,9 +206,9 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Small]:
 
 
 @pytest.fixture
-def vault(tmp_path: Path) -> Iterator[Vault]:
-    """A fresh vault for tests that damage it."""
-    created = Vault.create(tmp_path / "vault", key=InMemoryKey(), clock=FrozenClock())
+def vault(tmp_path: Path, root_key: InMemoryKey) -> Iterator[Vault]:
+    """A fresh vault for tests that damage it (``root_key`` opens it again)."""
+    created = Vault.create(tmp_path / "vault", key=root_key, clock=FrozenClock())
     grant_roles(created, *ACTORS)
     record_assessments(created)
     try:
@@ -621,22 +621,29 @@ def _rewind(vault: Vault, keep: int) -> None:
     )
 
 
+def _reopened_without_anchor(vault: Vault, root_key: InMemoryKey) -> Vault:
+    """The vault opened again after whoever rewrites its log removed the anchor file beside it
+    (which would catch the rewrite, as would the vault left open, which remembers what the file
+    held): what is left is the checkpoint the officer kept."""
+    vault.close()
+    (vault.path / "audit.anchor").unlink()
+    return Vault.open(vault.path, key=root_key, clock=FrozenClock())
+
+
 def test_deleting_the_newest_entries_is_caught_against_a_kept_checkpoint(
-    vault: Vault, tmp_path: Path
+    vault: Vault, root_key: InMemoryKey, tmp_path: Path
 ) -> None:
     """Truncating the log and its checkpoints behind the triggers is caught as 'the log shrank'."""
     activity(vault, owners(3, seed=11), None)
     kept = vault.checkpoint()
     size = vault.audit.size()
-    # Whoever rewrites the log here also removed the anchor file beside the vault (which
-    # would catch it); what is left is the checkpoint the officer kept.
-    (vault.path / "audit.anchor").unlink()
-    _drop_triggers(vault)
-    _rewind(vault, size - 6)
-    vault.audit.verify()
-    summary = vault.export_audit(tmp_path / "after", actor=DPO)
-    assert summary.tree_size == size - 5
-    report = verify_bundle(tmp_path / "after", [vault.verifier_key], previous=kept)
+    with _reopened_without_anchor(vault, root_key) as vault:
+        _drop_triggers(vault)
+        _rewind(vault, size - 6)
+        vault.audit.verify()
+        summary = vault.export_audit(tmp_path / "after", actor=DPO)
+        assert summary.tree_size == size - 5
+        report = verify_bundle(tmp_path / "after", [vault.verifier_key], previous=kept)
     assert report.integrity.ok is True
     assert report.consistency.ok is False
     assert "the log shrank" in report.consistency.message
@@ -644,33 +651,31 @@ def test_deleting_the_newest_entries_is_caught_against_a_kept_checkpoint(
 
 
 def test_rewriting_signed_entries_is_caught_against_a_kept_checkpoint(
-    vault: Vault, tmp_path: Path
+    vault: Vault, root_key: InMemoryKey, tmp_path: Path
 ) -> None:
     """A consistent rewrite of entries the kept checkpoint covers fails the consistency check."""
     activity(vault, owners(3, seed=12), None)
     kept = vault.checkpoint()
     size = vault.audit.size()
-    # Whoever rewrites the log here also removed the anchor file beside the vault (which
-    # would catch it); what is left is the checkpoint the officer kept.
-    (vault.path / "audit.anchor").unlink()
-    _drop_triggers(vault)
-    rows = list(vault.audit.rows())
-    target = next(r for r in rows if b'"guard-07"' in r.entry)
-    forged = target.entry.replace(b'"guard-07"', b'"guard-99"')
-    _rewind(vault, target.seq)
-    vault._kernel.backend._execute(
-        "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)",
-        (target.seq, forged, merkle.leaf_hash(forged)),
-    )
-    for row in rows[target.seq + 1 :]:
+    with _reopened_without_anchor(vault, root_key) as vault:
+        _drop_triggers(vault)
+        rows = list(vault.audit.rows())
+        target = next(r for r in rows if b'"guard-07"' in r.entry)
+        forged = target.entry.replace(b'"guard-07"', b'"guard-99"')
+        _rewind(vault, target.seq)
         vault._kernel.backend._execute(
             "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)",
-            (row.seq, row.entry, row.leaf_hash),
+            (target.seq, forged, merkle.leaf_hash(forged)),
         )
-    _rewind(vault, size)
-    assert vault.audit.verify() == size
-    vault.export_audit(tmp_path / "after", actor=DPO)
-    report = verify_bundle(tmp_path / "after", [vault.verifier_key], previous=kept)
+        for row in rows[target.seq + 1 :]:
+            vault._kernel.backend._execute(
+                "INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)",
+                (row.seq, row.entry, row.leaf_hash),
+            )
+        _rewind(vault, size)
+        assert vault.audit.verify() == size
+        vault.export_audit(tmp_path / "after", actor=DPO)
+        report = verify_bundle(tmp_path / "after", [vault.verifier_key], previous=kept)
     assert report.integrity.ok is True
     assert report.consistency.ok is False
     assert "earlier checkpoint" in report.consistency.message
