@@ -34,7 +34,9 @@ How each script is run:
   (marked ``postgres``) on the test PostgreSQL server with ``--url``. ``--compare``, which
   starts a cluster of its own and runs the script under two source trees, is not run.
 
-The scripts' temporary directories are redirected into the test's ``tmp_path`` and must be
+Each test loads its script through the ``script`` fixture and runs its ``main`` with
+``Script.run``, which checks the code ``main`` returns and reads what it printed and the JSON it
+wrote. The scripts' temporary directories are redirected into the test's ``tmp_path`` and must be
 gone when a script returns.
 """
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import inspect
 import io
 import json
 import os
@@ -50,6 +53,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -108,6 +112,66 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     assert not left, f"a benchmark left temporary files behind: {left}"
 
 
+@dataclass(frozen=True)
+class Ran:
+    """What one run of a script's ``main`` left: what it printed and returned, and the JSON
+    it wrote (``raw``, parsed from ``json_path``; both ``None`` when none was asked for)."""
+
+    printed: str
+    returned: int | None
+    raw: Any = None
+    json_path: Path | None = None
+
+
+@dataclass
+class Script:
+    """A benchmark script loaded for a test, its temporary directories in ``scratch``."""
+
+    module: ModuleType
+    tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str]
+
+    def shrink(self, name: str, size: int) -> None:
+        """Set the script's size constant ``name`` to ``size`` for the test (it must exist)."""
+        assert hasattr(self.module, name), f"{self.module.__name__} has no {name}"
+        self.monkeypatch.setattr(self.module, name, size)
+
+    def run(self, argv: Sequence[str], *, json_to: str | None = None, code: int | None = 0) -> Ran:
+        """Run ``main`` with ``argv`` (through ``sys.argv`` for a ``main`` that takes no
+        arguments), followed by ``--json`` and ``tmp_path / json_to`` if ``json_to`` is given;
+        check that it returned ``code`` (not checked if ``code`` is ``None``: the test reads
+        the code itself, or ``main`` returns none) and take what it printed."""
+        json_path = None if json_to is None else self.tmp_path / json_to
+        argv = [*argv] if json_path is None else [*argv, "--json", str(json_path)]
+        if inspect.signature(self.module.main).parameters:
+            returned = self.module.main(argv)
+        else:
+            self.monkeypatch.setattr(sys, "argv", [f"{self.module.__name__}.py", *argv])
+            returned = self.module.main()
+        if code is not None:
+            assert returned == code, f"{self.module.__name__}.main returned {returned!r}"
+        printed = self.capsys.readouterr().out
+        raw = None if json_path is None else json.loads(json_path.read_text())
+        return Ran(printed, returned, raw, json_path)
+
+
+Scripts = Callable[[str], Script]
+
+
+@pytest.fixture
+def script(
+    bench: Callable[[str], ModuleType],
+    scratch: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Scripts:
+    """Load a benchmark script by its module name, to run with its temporary directories
+    in ``scratch`` (which must be empty again after the test)."""
+    return lambda name: Script(bench(name), tmp_path, monkeypatch, capsys)
+
+
 def rows(text: str) -> list[list[str]]:
     """The cells of every row of every Markdown table in ``text`` (separator rows left out)."""
     out = []
@@ -146,33 +210,26 @@ def positive(cells: Sequence[str]) -> None:
         assert number(cell) > 0, cells
 
 
-def shrink(module: ModuleType, name: str, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Set a script's size constant ``name`` to ``size`` for the test (it must exist)."""
-    assert hasattr(module, name), f"{module.__name__} has no {name}"
-    monkeypatch.setattr(module, name, size)
+def positive_rows(text: str, *firsts: str, cells: slice = slice(None)) -> None:
+    """In each table row named (its first cell exactly), every cell of ``cells`` starts with a
+    number above zero."""
+    for first in firsts:
+        positive(row(text, first)[cells])
 
 
 # --------------------------------------------------------------------------- bench_store
 
 
-def test_store_comparison_frames_and_find_scan(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_store_comparison_frames_and_find_scan(script: Scripts) -> None:
     """The six stores compared, their WAL frames counted and a find scan, on 25 owners."""
-    store = bench("bench_store")
-    shrink(store, "FRAME_BATCH", 40, monkeypatch)
-    shrink(store, "FRAME_OPS", 10, monkeypatch)
-    shrink(store, "FRAME_MANY_CALLS", 2, monkeypatch)
-    out = tmp_path / "store.json"
+    store = script("bench_store")
+    store.shrink("FRAME_BATCH", 40)
+    store.shrink("FRAME_OPS", 10)
+    store.shrink("FRAME_MANY_CALLS", 2)
     argv = ["--records", "20", "--ops", "5", "--many-calls", "2", "--reps", "1"]
-    assert store.main([*argv, "--find-sizes", "20", "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
+    ran = store.run([*argv, "--find-sizes", "20"], json_to="store.json")
 
-    raw = json.loads(out.read_text())
+    raw = ran.raw
     assert set(raw) == {"comparison", "frames", "args", "find_sizes"}
     us = raw["comparison"]["us_per_op"]
     assert set(us) == set(STORE_KEYS)
@@ -187,83 +244,59 @@ def test_store_comparison_frames_and_find_scan(
         assert all(frames[key][op] > 0 for op in STORE_OPS), (key, frames[key])
     assert set(raw["find_sizes"]["us_per_find"]["20"]) == set(STORE_KEYS)
 
-    header = next(cells for cells in rows(printed) if cells[0] == "operation")
+    header = next(cells for cells in rows(ran.printed) if cells[0] == "operation")
     assert "ownervault" in header and "matched" in header
     assert "ownervault / matched" in header
-    comparison = row(printed, "single put (us/commit)")
+    comparison = row(ran.printed, "single put (us/commit)")
     assert len(comparison) == len(header) - 1
     positive(comparison)
-    assert number(row(printed, "single put (frames/commit)")[4]) > 0  # ownervault's column
-    positive(row(printed, "20 rows"))
+    assert number(row(ran.printed, "single put (frames/commit)")[4]) > 0  # ownervault's column
+    positive(row(ran.printed, "20 rows"))
 
 
 # --------------------------------------------------------------------------- bench_service
 
 
-def test_service_over_http(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_service_over_http(script: Scripts) -> None:
     """The front-desk service on ownervault and on the matched store answers its load."""
-    service = bench("bench_service")
-    out = tmp_path / "service.json"
     argv = ["--owners", "10", "--duration", "0.5", "--warmup", "0.1", "--slices", "1"]
-    argv += ["--concurrency", "2", "--clients", "1", "--json", str(out)]
-    assert service.main(argv) == 0  # non-zero: a request failed or was answered wrongly
-    printed = capsys.readouterr().out
+    argv += ["--concurrency", "2", "--clients", "1"]
+    # A non-zero code: a request failed or was answered wrongly.
+    ran = script("bench_service").run(argv, json_to="service.json")
 
-    raw = json.loads(out.read_text())
+    raw = ran.raw
     for store in ("ownervault", "matched"):
         assert raw["errors"][store] == {} and raw["server"][store]["errors"] == {}
         assert raw["figures"][store]["all"]["requests"] > 0
         assert raw["server"][store]["served"], store
     assert {s["store"] for s in raw["slices"]} == {"ownervault", "matched"}
-    everything = row(printed, "all")
+    everything = row(ran.printed, "all")
     assert number(everything[0]) > 0 and number(everything[3]) > 0  # ownervault, matched req/s
-    assert row(printed, "ownervault")[0] == "0" and row(printed, "matched")[0] == "0"
+    assert row(ran.printed, "ownervault")[0] == "0" and row(ran.printed, "matched")[0] == "0"
 
 
-def test_service_split(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_service_split(script: Scripts) -> None:
     """``--split``: CPU per store call without HTTP, both back ends, a session per call."""
-    service = bench("bench_service")
-    shrink(service, "SPLIT_CALLS", 5, monkeypatch)
-    out = tmp_path / "split.json"
-    assert service.main(["--split", "--quick", "--owners", "10", "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
+    service = script("bench_service")
+    service.shrink("SPLIT_CALLS", 5)
+    ran = service.run(["--split", "--quick", "--owners", "10"], json_to="split.json")
 
-    raw = json.loads(out.read_text())
-    assert set(raw["us_per_call"]["ownervault"]) == {"open+close", "get", "find", "put"}
-    assert set(raw["us_per_call"]["matched"]) == {"get", "find", "put"}
-    for op in ("get", "find", "put"):
-        positive(row(printed, f"{op} (session per call)"))
-    assert number(row(printed, "open+close")[0]) > 0
+    assert set(ran.raw["us_per_call"]["ownervault"]) == {"open+close", "get", "find", "put"}
+    assert set(ran.raw["us_per_call"]["matched"]) == {"get", "find", "put"}
+    positive_rows(ran.printed, *(f"{op} (session per call)" for op in ("get", "find", "put")))
+    assert number(row(ran.printed, "open+close")[0]) > 0
 
 
 # --------------------------------------------------------------------------- bench_threads
 
 
-def test_threads_sharing_one_store(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_threads_sharing_one_store(script: Scripts) -> None:
     """Two threads calling each store, with synchronous NORMAL and FULL."""
-    threads = bench("bench_threads")
-    out = tmp_path / "threads.json"
     argv = ["--owners", "10", "--seconds", "0.2", "--threads", "2", "--reps", "1"]
-    assert threads.main([*argv, "--synchronous", "NORMAL,FULL", "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
+    argv += ["--synchronous", "NORMAL,FULL"]
+    ran = script("bench_threads").run(argv, json_to="threads.json")
 
-    medians = json.loads(out.read_text())["median"]
+    medians = ran.raw["median"]
     expected = {
         f"{sync}/{store}/{op}/2"
         for sync in ("NORMAL", "FULL")
@@ -272,7 +305,7 @@ def test_threads_sharing_one_store(
     }
     assert set(medians) == expected
     assert all(figures["per_s"] > 0 and figures["cpu_us"] > 0 for figures in medians.values())
-    table = [cells for cells in rows(printed) if cells[0] in ("NORMAL", "FULL")]
+    table = [cells for cells in rows(ran.printed) if cells[0] in ("NORMAL", "FULL")]
     assert len(table) == 4
     for cells in table:
         positive(cells[3:])
@@ -281,84 +314,62 @@ def test_threads_sharing_one_store(
 # --------------------------------------------------------------------------- bench_anchor
 
 
-def test_anchor_history(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_anchor_history(script: Scripts, monkeypatch: pytest.MonkeyPatch) -> None:
     """Requests on vaults with 0 and 3 earlier checkpoints, and on the matched store."""
-    anchor = bench("bench_anchor")
+    anchor = script("bench_anchor")
     # Anchor every 30 entries, so that 60 requests (three entries each) anchor a few times.
     monkeypatch.setattr(anchoring, "ANCHOR_EVERY_ENTRIES", 30)
     real_anchor = anchoring.Anchoring.anchor
-    out = tmp_path / "anchor.json"
     argv = ["--history", "0,3", "--requests", "60", "--owners", "10", "--reps", "1"]
-    assert anchor.main([*argv, "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
+    ran = anchor.run(argv, json_to="anchor.json")
     assert anchoring.Anchoring.anchor is real_anchor  # the timing wrapper was taken off
 
-    runs = json.loads(out.read_text())
+    runs = ran.raw
     assert set(runs) == {"ownervault history=0", "ownervault history=3", "matched"}
     for label in ("ownervault history=0", "ownervault history=3"):
         (figures,) = runs[label]
         assert figures["requests_per_s"] > 0
         assert figures["anchors"] >= 1 and figures["ms_per_anchor"] > 0, figures
-        positive(row(printed, label))
+        positive(row(ran.printed, label))
     assert runs["matched"][0]["anchors"] == 0
-    positive(row(printed, "matched")[:2])
+    positive(row(ran.printed, "matched")[:2])
 
 
 # --------------------------------------------------------------------------- bench_session
 
 
-def test_session_open_cost_and_compare(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_session_open_cost_and_compare(script: Scripts) -> None:
     """Session opens and gets with grant resolution; ``--compare`` of two such runs."""
-    session = bench("bench_session")
-    after = tmp_path / "after.json"
+    session = script("bench_session")
     argv = ["--owners", "30", "--reps", "1", "--ops", "25", "--staff", "3"]
-    assert session.main([*argv, "--json", str(after)]) == 0
-    printed = capsys.readouterr().out
+    ran = session.run(argv, json_to="after.json")
 
-    summary = json.loads(after.read_text())
+    summary = ran.raw
     assert summary["has_grants"] is True
-    assert set(summary["median_us"]) == set(session.CASES)
+    assert set(summary["median_us"]) == set(session.module.CASES)
     assert all(value > 0 for value in summary["median_us"].values())
     assert set(summary["admit_median_us"]) == {"unscoped", "scoped"}
-    for case in session.CASES:
-        positive(row(printed, case)[:2])
+    positive_rows(ran.printed, *session.module.CASES, cells=slice(2))
 
     # The same run standing in for the code before grants, to exercise the comparison.
-    before = tmp_path / "before.json"
+    assert ran.json_path is not None
+    before = ran.json_path.with_name("before.json")
     before.write_text(json.dumps(summary | {"has_grants": False}))
-    assert session.main(["--compare", str(before), str(after)]) == 0
-    compared = capsys.readouterr().out
+    compared = session.run(["--compare", str(before), str(ran.json_path)]).printed
     assert row(compared, "open + close, unscoped grant")[2] == "+0.0%"
     assert "median +0.0% (target <= +10%: met)" in compared
 
 
-def test_session_split(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_session_split(script: Scripts, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--split``: where the grant lookup's time goes, each variant swapped in and back out."""
-    session = bench("bench_session")
+    session = script("bench_session")
     target = "admission" if hasattr(core, "admission") else "admit"
     shipped = getattr(core, target), pack.Policy.conflict
     # Put them back even if the run fails half-way (it restores them itself when it ends).
     monkeypatch.setattr(core, target, shipped[0])
     monkeypatch.setattr(pack.Policy, "conflict", shipped[1])
     argv = ["--split", "--owners", "20", "--reps", "1", "--ops", "1", "--staff", "2"]
-    assert session.main(argv) == 0
-    printed = capsys.readouterr().out
+    printed = session.run(argv).printed
     assert (getattr(core, target), pack.Policy.conflict) == shipped
 
     variants = rows(printed)[1:]  # after the header
@@ -371,16 +382,13 @@ def test_session_split(
 # --------------------------------------------------------------------------- bench_consent
 
 
-def test_consent_check_cost(
-    bench: Callable[[str], ModuleType], scratch: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_consent_check_cost(script: Scripts) -> None:
     """Gets under a contract purpose, its control and a consent purpose; the pure checks."""
-    consent = bench("bench_consent")
-    returned = consent.main(["--owners", "5", "--reps", "1", "--gets", "10"])
-    printed = capsys.readouterr().out
+    argv = ["--owners", "5", "--reps", "1", "--gets", "10"]
+    ran = script("bench_consent").run(argv, code=None)
+    printed = ran.printed
 
-    for mode in ("contract", "contract-same", "consent"):
-        positive(row(printed, mode)[1:])
+    positive_rows(printed, "contract", "contract-same", "consent", cells=slice(1, None))
     for purpose in ("owner_registration", "events_contract"):  # consent against each
         overhead = row(printed, purpose)
         assert all(re.fullmatch(r"[-+][\d,]+\.\d%", cell) for cell in overhead[:2]), overhead
@@ -388,41 +396,33 @@ def test_consent_check_cost(
     assert re.search(r"Policy\.decide .*: \d+\.\d+ µs per call", printed)
     assert re.search(r"consent_state replay .*: \d+\.\d+ µs per call", printed)
     # The verdict is the return code (too few gets here for the figure itself to mean much).
-    verdict = "met" if returned == 0 else "MISSED"
-    assert returned in (0, 1)
+    verdict = "met" if ran.returned == 0 else "MISSED"
+    assert ran.returned in (0, 1)
     assert f"adds < 20% CPU to a get: {verdict}" in printed
 
 
 # --------------------------------------------------------------------------- bench_audit
 
 
-def test_audit_benchmark(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_audit_benchmark(script: Scripts, monkeypatch: pytest.MonkeyPatch) -> None:
     """Appends, an audited get, bundle verification and exports, on logs of 300 entries."""
-    audit = bench("bench_audit")
+    audit = script("bench_audit")
     modes: list[str] = []
 
     def in_this_process(path: Path, out: Path, mode: str, material: bytes) -> dict[str, Any]:
         """What ``measured`` does in a wrapper and a child process, here (no peak RSS)."""
-        monkeypatch.setenv(audit.KEY_ENV, material.hex())
+        monkeypatch.setenv(audit.module.KEY_ENV, material.hex())
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            audit._child_export(str(path), str(out), mode)
+            audit.module._child_export(str(path), str(out), mode)
         modes.append(mode)
         return {**json.loads(printed.getvalue()), "maxrss_kib": 50 * 1024}
 
-    monkeypatch.setattr(audit, "measured", in_this_process)
-    out = tmp_path / "audit.json"
-    assert audit.main(["--quick", "--entries", "300", "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
+    monkeypatch.setattr(audit.module, "measured", in_this_process)
+    ran = audit.run(["--quick", "--entries", "300"], json_to="audit.json")
     assert modes == ["baseline", "full", "filtered", "verify", "checkpoint", "history"]
 
-    raw = json.loads(out.read_text())
+    raw = ran.raw
     assert set(raw) == {"append", "get", "verify", "rss", "append_large", "total_s"}
     assert [r["batch"] for r in raw["append"]] == [1, 10, 100]
     assert all(r["us_per_entry"] > 0 for r in raw["append"])
@@ -431,10 +431,13 @@ def test_audit_benchmark(
     assert raw["rss"]["full"]["entries"] >= 300 and raw["rss"]["filtered"]["entries"] > 0
     assert raw["rss"]["history"]["entries"] > 0
     assert 0 < raw["get"]["append_share"] < 1
-    for batch in (1, 10, 100):
-        positive(row(printed, f"append, batch {batch}, 1 txn per batch (fresh log)")[:1])
-    positive(row(printed, f"verify_bundle, full export of {tree:,} (with --previous)")[:1])
-    positive(row(printed, "Session.get (one audited read)")[:1])
+    positive_rows(
+        ran.printed,
+        *(f"append, batch {batch}, 1 txn per batch (fresh log)" for batch in (1, 10, 100)),
+        f"verify_bundle, full export of {tree:,} (with --previous)",
+        "Session.get (one audited read)",
+        cells=slice(1),
+    )
 
 
 @pytest.fixture
@@ -488,50 +491,33 @@ def test_audit_export_in_measured_child(
 # --------------------------------------------------------------------------- the others
 
 
-def test_subject_export(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_subject_export(script: Scripts) -> None:
     """Subject access exports from a vault of 20 owners and 400 audit entries."""
-    export = bench("bench_subject_export")
-    out = tmp_path / "export.json"
-    argv = ["--owners", "20", "--entries", "400", "--exports", "3", "--json", str(out)]
-    monkeypatch.setattr(sys, "argv", ["bench_subject_export.py", *argv])
-    export.main()
-    printed = capsys.readouterr().out
+    argv = ["--owners", "20", "--entries", "400", "--exports", "3"]
+    ran = script("bench_subject_export").run(argv, json_to="export.json", code=None)
 
-    result = json.loads(out.read_text())
+    result = ran.raw
     assert result["owners"] == 20 and result["entries"] >= 400 and result["exports"] == 3
     assert result["history_entries_median"] > 0
     for measure in ("export", "history"):
         assert result[measure]["median_ms"] > 0
-    positive(row(printed, "`Session.export_subject`"))
-    positive(row(printed, "`AuditLog.entries_where(subject=...)`"))
+    positive_rows(ran.printed, "`Session.export_subject`", "`AuditLog.entries_where(subject=...)`")
 
 
-def test_binding_tags_cost(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_binding_tags_cost(script: Scripts, monkeypatch: pytest.MonkeyPatch) -> None:
     """Put, get and find with binding tags and without; anchoring 1,000 entries once."""
-    binding = bench("bench_binding")
+    binding = script("bench_binding")
     # The script turns automatic anchoring off for good; it is on again after the test.
     monkeypatch.setattr(anchoring, "ANCHOR_EVERY_ENTRIES", anchoring.ANCHOR_EVERY_ENTRIES)
     rounds: list[int] = []
-    real_cost = binding.anchor_cost
+    real_cost = binding.module.anchor_cost
 
     def one_round(count: int) -> list[float]:
         rounds.append(count)
         return real_cost(1)
 
-    monkeypatch.setattr(binding, "anchor_cost", one_round)
-    assert binding.main(["--owners", "10", "--reps", "1", "--ops", "25"]) == 0
-    printed = capsys.readouterr().out
+    monkeypatch.setattr(binding.module, "anchor_cost", one_round)
+    printed = binding.run(["--owners", "10", "--reps", "1", "--ops", "25"]).printed
     assert rounds == [5]
 
     for op in ("put", "get", "find"):
@@ -540,59 +526,49 @@ def test_binding_tags_cost(
     assert re.search(r"Anchoring 1,000 new entries .*: \d+\.\d ms", printed)
 
 
-def test_rotation_costs(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_rotation_costs(script: Scripts, monkeypatch: pytest.MonkeyPatch) -> None:
     """Root rotation, KEK rewrap, re-encryption, destroy-retired and a killed job resumed."""
-    rotation = bench("bench_rotation")
-    real_resume = rotation.bench_resume
+    rotation = script("bench_rotation")
+    real_resume = rotation.module.bench_resume
 
     def few_owners(directory: Path, owners: int, runs: int, batch_size: int) -> dict[str, Any]:
         assert owners == 2_000  # the script's fixed size, too many for a smoke run
         return dict(real_resume(directory, 6, runs, batch_size))
 
-    monkeypatch.setattr(rotation, "bench_resume", few_owners)
-    out = tmp_path / "rotation.json"
+    monkeypatch.setattr(rotation.module, "bench_resume", few_owners)
     argv = ["--owners", "5,10", "--reencrypt-owners", "5", "--retire-owners", "3,6"]
-    argv += ["--batch-size", "2", "--resume-runs", "1", "--json", str(out)]
-    assert rotation.main(argv) == 0
-    printed = capsys.readouterr().out
+    argv += ["--batch-size", "2", "--resume-runs", "1"]
+    ran = rotation.run(argv, json_to="rotation.json")
 
-    raw = json.loads(out.read_text())
+    raw = ran.raw
     assert [r["owners"] for r in raw["root"] if "rotate_root_ms" in r] == [5, 10]
     assert next(r for r in raw["root"] if "rewrap_keys" in r)["rewrap_keys"] == 10
     assert raw["reencrypt"]["owners"] == 5 and raw["reencrypt"]["records"] == 15
     assert raw["reencrypt"]["fields"] > 15 and raw["reencrypt"]["fields_per_s"] > 0
     assert [r["keys"] for r in raw["destroy_retired"]] == [3, 6]
     assert raw["resume"]["runs"] == 1 and raw["resume"]["first_batch_s"] > 0
-    positive(row(printed, "root rotation, 10 owners (", prefix=True)[:1])
-    positive(row(printed, "KEK rewrap, 10 subject keys")[:1])
-    positive(row(printed, "kill/resume: process start -> first committed batch")[:1])
+    positive(row(ran.printed, "root rotation, 10 owners (", prefix=True)[:1])
+    positive_rows(
+        ran.printed,
+        "KEK rewrap, 10 subject keys",
+        "kill/resume: process start -> first committed batch",
+        cells=slice(1),
+    )
 
 
-def test_job_contention(
-    bench: Callable[[str], ModuleType], scratch: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_job_contention(script: Scripts) -> None:
     """A clerk's gets while a re-encryption job runs in a second process."""
-    contention = bench("bench_job_contention")
-    contention.main(["--owners", "40", "--batch", "5", "--reps", "1"])
-    cells = row(capsys.readouterr().out, "1")
+    argv = ["--owners", "40", "--batch", "5", "--reps", "1"]
+    cells = row(script("bench_job_contention").run(argv, code=None).printed, "1")
     assert number(cells[0]) > 0  # the job's seconds
     assert number(cells[1]) >= 0  # gets made while it ran (the job may be that quick)
 
 
-def test_profile(
-    bench: Callable[[str], ModuleType], scratch: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_profile(script: Scripts) -> None:
     """Where the time goes in put_many, put, get and find: SQL timed, then profiled."""
-    profile = bench("profile_ownervault")
     argv = ["--records", "20", "--ops", "5", "--prefill", "20", "--profiler", "cprofile"]
-    assert profile.main([*argv, "--top", "3"]) == 0  # it freezes the heap too (see above)
-    printed = capsys.readouterr().out
+    # It freezes the heap too (see _frozen_heap).
+    printed = script("profile_ownervault").run([*argv, "--top", "3"]).printed
 
     for op in ("put_many", "put", "get", "find"):
         assert f"### {op}" in printed
@@ -604,66 +580,37 @@ def test_profile(
     assert re.search(r"4 KiB pages per record \(20 rows copied\)", printed)
 
 
-def test_find_scale(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_find_scale(script: Scripts) -> None:
     """Find latency in a small and a large vault (20 and 40 rows) and the bare store."""
-    scale = bench("bench_find_scale")
-    shrink(scale, "CHUNK", 40, monkeypatch)
-    shrink(scale, "WARM", 10, monkeypatch)
+    scale = script("bench_find_scale")
+    scale.shrink("CHUNK", 40)
+    scale.shrink("WARM", 10)
     argv = ["--rows", "40", "--small", "20", "--queries", "5", "--reps", "2"]
-    assert scale.main([*argv, "--batch", "20", "--build-cache-mib", "1"]) == 0
-    printed = capsys.readouterr().out
+    printed = scale.run([*argv, "--batch", "20", "--build-cache-mib", "1"]).printed
 
-    for label in ("first lookup", "repeated lookup", scale.STEADY):
-        positive(row(printed, f"ownervault: {label}"))
-    positive(row(printed, "bare SQLCipher+AES-GCM: first lookup"))
-    positive(row(printed, "**total**"))
+    labels = ("first lookup", "repeated lookup", scale.module.STEADY)
+    positive_rows(printed, *(f"ownervault: {label}" for label in labels))
+    positive_rows(printed, "bare SQLCipher+AES-GCM: first lookup", "**total**")
 
 
-def test_postgres_benchmark_on_embedded_vaults(
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Two client processes putting and getting owners in one embedded vault."""
-    postgres = bench("bench_postgres")
-    out = tmp_path / "embedded.json"
-    argv = ["--backends", "embedded", "--clients", "2", "--ops", "5", "--reps", "1"]
-    monkeypatch.setattr(sys, "argv", ["bench_postgres.py", *argv, "--json", str(out)])
-    postgres.main()
-    printed = capsys.readouterr().out
+def postgres_run(script: Scripts, backend: str, clients: int, *before: str) -> None:
+    """``bench_postgres.py`` on ``backend`` with ``clients`` client processes, 5 puts and gets
+    each (``before`` goes first on the command line), and the figures it reports for them."""
+    argv = [*before, "--backends", backend, "--clients", str(clients), "--ops", "5", "--reps", "1"]
+    ran = script("bench_postgres").run(argv, json_to=f"{backend}.json", code=None)
 
-    found = json.loads(out.read_text())["embedded"]["2"]
+    found = ran.raw[backend][str(clients)]
     assert found["puts_per_s"] > 0 and found["gets_per_s"] > 0
-    assert found["audit_entries"] > 2 * 2 * 5  # a put and a get of each owner, at least
-    positive(row(printed, "embedded")[1:3])
+    assert found["audit_entries"] > 2 * clients * 5  # a put and a get of each owner, at least
+    positive(row(ran.printed, backend)[1:3])
+
+
+def test_postgres_benchmark_on_embedded_vaults(script: Scripts) -> None:
+    """Two client processes putting and getting owners in one embedded vault."""
+    postgres_run(script, "embedded", 2)
 
 
 @pytest.mark.postgres
-def test_postgres_benchmark_on_a_server(
-    postgres_server: str,
-    bench: Callable[[str], ModuleType],
-    scratch: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_postgres_benchmark_on_a_server(postgres_server: str, script: Scripts) -> None:
     """One client process on the test PostgreSQL server (``--url``), in a database of its own."""
-    postgres = bench("bench_postgres")
-    out = tmp_path / "postgres.json"
-    argv = ["--url", postgres_server, "--backends", "postgres"]
-    argv += ["--clients", "1", "--ops", "5", "--reps", "1", "--json", str(out)]
-    monkeypatch.setattr(sys, "argv", ["bench_postgres.py", *argv])
-    postgres.main()
-    printed = capsys.readouterr().out
-
-    found = json.loads(out.read_text())["postgres"]["1"]
-    assert found["puts_per_s"] > 0 and found["gets_per_s"] > 0
-    assert found["audit_entries"] > 2 * 5
-    positive(row(printed, "postgres")[1:3])
+    postgres_run(script, "postgres", 1, "--url", postgres_server)
