@@ -183,18 +183,11 @@ def _since(fd: int, cursor: LinesCursor) -> NewLines:
     if not same:
         start = 0
     data = _read_all(fd, start)
-    ended = data.rfind(b"\n") + 1
-    offset = start + ended
-    if not ended:  # no new whole line: the cursor stays where it was
-        mark = cursor.mark if same else b""
-    elif ended >= _MARK:
-        mark = data[ended - _MARK : ended]
-    else:
-        size = min(_MARK, offset)
-        mark = os.pread(fd, size, offset - size)
+    offset = start + data.rfind(b"\n") + 1  # past the last whole line (a torn one is read again)
+    size = min(_MARK, offset)
     return NewLines(
         tuple(_split(data)),
-        LinesCursor(status.st_dev, status.st_ino, offset, mark),
+        LinesCursor(status.st_dev, status.st_ino, offset, os.pread(fd, size, offset - size)),
         whole=not same,
     )
 
