@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,6 +179,45 @@ def test_a_write_that_cannot_get_the_kek_replaced_says_so(
     assert _wrapping_kek(vault, record_id) == vault.keys.primary(KeyKind.KEK)
 
 
+def test_keys_are_loaded_from_one_committed_state(
+    new_location: Callable[[], Path | str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload that another handle's KEK rotation commits into the middle of sees the keys as
+    they were before it (and the next sync sees the rotation), never half of each: read
+    half-way, the new primary was missing from the KEKs read and the load failed, or the old
+    epoch was kept with rows of the new one."""
+    key, location = InMemoryKey(), new_location()
+    first = Vault.create(location, key=key)
+    try:
+        grant_roles(first, CLERK, ADMIN)
+        record_assessments(first)
+        second = Vault.open(location, key=key)
+        try:
+            old = first.keys.primary(KeyKind.KEK)
+            keys = first._kernel.keys
+            backend = first._kernel.backend
+            real = backend.keys_of_kind
+            rotated: list[str] = []
+
+            def rotation_in_between(kind: str) -> list[Any]:
+                if not rotated:  # after the meta values were read, before the KEK rows
+                    second.keys.rotate_kek(actor=ADMIN)
+                    rotated.append(second.keys.primary(KeyKind.KEK))
+                return real(kind)
+
+            monkeypatch.setattr(backend, "keys_of_kind", rotation_in_between)
+            keys.load()
+            monkeypatch.undo()
+            assert rotated and rotated[0] != old
+            assert keys.primary_kek.hex() == old and bytes.fromhex(rotated[0]) not in keys._keks
+            keys.sync()
+            assert keys.primary_kek.hex() == rotated[0]
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
 # --------------------------------------------------------------------------- writers together
 
 
@@ -216,16 +256,18 @@ def test_writers_beside_an_admin_marking_the_primary_kek_compromised(
 
     def work(n: int) -> None:
         if n == 0:
-            for _ in range(2):
-                time.sleep(0.2)
-                old = vault.keys.primary(KeyKind.KEK)
-                vault.keys.mark_compromised(old, actor=ADMIN)
-                marked.append(old)
-                # The next mark is of the KEK a write put in its place.
-                deadline = time.monotonic() + 60
-                while vault.keys.primary(KeyKind.KEK) == old and time.monotonic() < deadline:
-                    time.sleep(0.01)
-            done.set()
+            try:
+                for _ in range(2):
+                    time.sleep(0.2)
+                    old = vault.keys.primary(KeyKind.KEK)
+                    vault.keys.mark_compromised(old, actor=ADMIN)
+                    marked.append(old)
+                    # The next mark is of the KEK a write put in its place.
+                    deadline = time.monotonic() + 60
+                    while vault.keys.primary(KeyKind.KEK) == old and time.monotonic() < deadline:
+                        time.sleep(0.01)
+            finally:
+                done.set()  # the writers stop even if marking failed (it is reported)
             return
         # Each writer goes on until both marks are made, and writes once more after them.
         while not done.is_set() or puts[n] < 30:

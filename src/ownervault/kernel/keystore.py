@@ -186,10 +186,15 @@ class KeyStore:
     # ------------------------------------------------------------------ system keys
 
     def load(self) -> None:
-        """(Re)load KEKs and index keys and which of each is primary."""
+        """(Re)load KEKs and index keys and which of each is primary, read in one committed
+        state (outside a transaction, a rotation committed half-way would tear the load)."""
+        with self.backend.snapshot():
+            metas = self.backend.get_metas([KEY_EPOCH_META, "primary_kek", "primary_index"])
+            kek_rows = self.backend.keys_of_kind(KeyKind.KEK.value)
+            index_rows = self.backend.keys_of_kind(KeyKind.INDEX.value)
         keks: dict[bytes, crypto.SecretKey] = {}
         states: dict[bytes, KeyState] = {}
-        for row in self.backend.keys_of_kind(KeyKind.KEK.value):
+        for row in kek_rows:
             self.check_key(row)
             state = KeyState(row.state)
             if state is KeyState.DESTROYED or row.wrapped is None:
@@ -198,20 +203,16 @@ class KeyStore:
             keks[row.key_id] = crypto.SecretKey(material, key_id=row.key_id)
             states[row.key_id] = state
         indexes: dict[bytes, crypto.IndexKey] = {}
-        for row in self.backend.keys_of_kind(KeyKind.INDEX.value):
+        for row in index_rows:
             self.check_key(row)
             if row.state == KeyState.DESTROYED.value or row.wrapped is None:
                 continue
             material = self.unwrap_system(row, KeyKind.INDEX)
             indexes[row.key_id] = crypto.IndexKey(material, key_id=row.key_id)
-        # The primary stays the primary even when it was just marked compromised: writes then
-        # rotate it away (see new_subject_keys) rather than silently using another key.
-        primary_kek = _primary(self.backend.get_meta("primary_kek"), states, keep=keks)
-        primary_index = _primary(
-            self.backend.get_meta("primary_index"),
-            {k: KeyState.ACTIVE for k in indexes},
-            keep=indexes,
-        )
+        # A primary marked compromised stays primary until a write rotates it away (not skipped).
+        primary_kek = _primary(metas.get("primary_kek"), states, keep=keks)
+        active = dict.fromkeys(indexes, KeyState.ACTIVE)
+        primary_index = _primary(metas.get("primary_index"), active, keep=indexes)
         if primary_kek is None or primary_index is None:
             raise VaultFormatError("the vault has no active key-encryption or index key")
         self._keks = keks
@@ -219,7 +220,7 @@ class KeyStore:
         self.primary_kek = primary_kek
         self._indexes = indexes
         self._index = indexes[primary_index]
-        self._epoch = self.backend.get_meta(KEY_EPOCH_META) or "0"
+        self._epoch = metas.get(KEY_EPOCH_META, "0")
 
     def sync(self, epoch: str | None = None) -> None:
         """Reload keys if another process (or an admin verb) changed them since we loaded.
@@ -435,8 +436,7 @@ class KeyStore:
         kek = self.active_kek()
         if not self._kek_uses.take(kek.key_id, count):
             row = self.backend.get_key(kek.key_id)
-            # A KEK near its limit is rotated (here, or after this transaction while it has room
-            # for these uses); the old KEK's subject keys are rewrapped by a job.
+            # Near its limit the KEK is rotated: here, or after this transaction if it has room.
             if (
                 row is not None
                 and row.invocations + count > row.max_invocations * AUTO_ROTATE_AT
