@@ -253,6 +253,28 @@ def test_store_comparison_frames_and_find_scan(script: Scripts) -> None:
     assert number(row(ran.printed, "single put (frames/commit)")[4]) > 0  # ownervault's column
     positive(row(ran.printed, "20 rows"))
 
+    # Each throughput target is reported once, against its own baseline, with a verdict that
+    # follows from the figures above.
+    targets = [line for line in ran.printed.splitlines() if "(target " in line]
+    assert [line.split(":")[0] for line in targets] == [
+        "- batch put",
+        "- batch put",
+        "- single put",
+        "- get",
+        "- find",
+        "- get_many",
+        "- get_many",
+        "- single put",
+    ]
+    assert "ownervault / matched" in targets[0] and "ownervault / sqlalchemy-utils" in targets[1]
+    assert "ownervault / matched" in targets[2] and ">= 0.75x" in targets[2]
+    assert all(line.endswith(("**met**", "**NOT met**")) for line in targets)
+    single_put = us["matched"]["single put"] / us["ownervault"]["single put"]
+    assert targets[2].endswith("**met**") == (single_put >= 0.75)
+    pages = frames["ownervault"]["single put"]
+    assert f"{pages:.2f} WAL pages per commit" in targets[-1]
+    assert targets[-1].endswith("**met**") == (pages <= 16)
+
 
 # --------------------------------------------------------------------------- bench_service
 
