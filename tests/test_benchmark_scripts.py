@@ -19,6 +19,8 @@ How each script is run:
   ``--compare``), ``bench_consent.py``, ``bench_subject_export.py``,
   ``bench_job_contention.py`` -- ``main`` with tiny sizes. ``bench_anchor.py`` anchors every
   30 entries instead of 1,000, so that its short runs anchor at all.
+* ``bench_get_parts.py`` -- ``main`` for a get and a find on 15 owners, and each step it
+  turns off checked to be off while it runs and back on after.
 * ``bench_binding.py`` -- ``main`` with one block of 25 operations; its separate anchoring cost
   is measured over one round of 1,000 owners instead of five.
 * ``bench_audit.py`` -- ``main --quick`` with logs of 300 entries. Its six export-memory
@@ -274,6 +276,63 @@ def test_store_comparison_frames_and_find_scan(script: Scripts) -> None:
     pages = frames["ownervault"]["single put"]
     assert f"{pages:.2f} WAL pages per commit" in targets[-1]
     assert targets[-1].endswith("**met**") == (pages <= 16)
+
+
+# --------------------------------------------------------------------------- bench_get_parts
+
+
+@pytest.mark.parametrize("op", ["get", "find"])
+def test_get_parts(script: Scripts, op: str) -> None:
+    """Each step of a read timed with and without it, then all off beside the matched store;
+    everything the script turned off is back on when it returns."""
+    parts = script("bench_get_parts")
+    module = parts.module
+    shipped = (module.reads.mask, module.anchoring.ANCHOR_EVERY_ENTRIES)
+    argv = ["--op", op, "--owners", "15", "--calls", "4", "--reps", "2"]
+    ran = parts.run(argv, json_to="parts.json")
+
+    assert set(ran.raw["parts"]) == set(module.STEPS)
+    assert set(ran.raw["whole"]) == {"ownervault", "every step off", "matched"}
+    for step in module.STEPS:
+        assert len(row(ran.printed, step)) == 3
+    positive_rows(ran.printed, "ownervault", "matched store")
+    assert (module.reads.mask, module.anchoring.ANCHOR_EVERY_ENTRIES) == shipped
+    assert "load_field" not in vars(module.OwnerProfile)
+
+
+def test_get_parts_steps_turn_features_off(
+    bench: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    """What each step of the diagnosis turns off is really off while it runs, and back after."""
+    parts = bench("bench_get_parts")
+    store = parts.VaultStore(tmp_path)
+    try:
+        people = parts.generate_people(3, seed=1)
+        (record_id, *_) = store.put_many(store.prepare(people))
+        kernel, access = store.vault._kernel, store.session._access
+        shipped_mask = parts.reads.mask
+        seen = {
+            "breach detectors": lambda: bool(kernel.audit.observers),
+            "row tags": lambda: "check_record" not in vars(kernel.keys),
+            "policy and consent": lambda: "decide" not in vars(access.decider),
+            "masking": lambda: parts.reads.mask is shipped_mask,
+            "value check": lambda: "load_field" not in vars(parts.OwnerProfile),
+            "signed checkpoints": lambda: parts.anchoring.ANCHOR_EVERY_ENTRIES == 1000,
+        }
+        assert set(seen) == set(parts.STEPS)
+        for step, on in seen.items():
+            assert on(), step
+            with parts.steps_off(store, [step]):
+                assert not on(), step
+                view = store.get(record_id)
+            assert on(), step
+        # The view read with masking off shows the full ID number; with it on, masked.
+        with parts.steps_off(store, ["masking"]):
+            assert "*" not in str(store.get(record_id)["id_number"])
+        assert "*" in str(store.get(record_id)["id_number"])
+        assert view.record_id == record_id
+    finally:
+        store.close()
 
 
 # --------------------------------------------------------------------------- bench_service
