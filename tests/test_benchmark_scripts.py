@@ -297,7 +297,7 @@ def test_get_parts(script: Scripts, op: str) -> None:
         assert len(row(ran.printed, step)) == 3
     positive_rows(ran.printed, "ownervault", "matched store")
     assert (module.reads.mask, module.anchoring.ANCHOR_EVERY_ENTRIES) == shipped
-    assert "load_field" not in vars(module.OwnerProfile)
+    assert "load_fields" not in vars(module.OwnerProfile)
 
 
 def test_get_parts_steps_turn_features_off(
@@ -316,7 +316,7 @@ def test_get_parts_steps_turn_features_off(
             "row tags": lambda: "check_record" not in vars(kernel.keys),
             "policy and consent": lambda: "decide" not in vars(access.decider),
             "masking": lambda: parts.reads.mask is shipped_mask,
-            "value check": lambda: "load_field" not in vars(parts.OwnerProfile),
+            "value check": lambda: "load_fields" not in vars(parts.OwnerProfile),
             "signed checkpoints": lambda: parts.anchoring.ANCHOR_EVERY_ENTRIES == 1000,
         }
         assert set(seen) == set(parts.STEPS)

@@ -722,3 +722,42 @@ def test_a_stored_field_value_is_parsed_as_json_loads_parses_it(value: object, p
                 _json_value(damaged)
         else:
             assert _json_value(damaged) == expected
+
+
+_STORED_SAMPLES = st.one_of(
+    _JSON_VALUES,
+    st.sampled_from(
+        # ...and values the write-time checks refuse but a stored record may hold.
+        ["owner", "active", "2020-01-02", "13800138000", "张伟", "12.50", "a@b.cn"]
+        + ["62345678", "110101199003070021", "2020-02-30", ""]
+    ),
+)
+
+
+@settings(max_examples=300)
+@given(data=st.data(), cls=st.sampled_from(PROPERTY_RECORDS))
+def test_fields_loaded_together_are_loaded_as_one_by_one(cls: type[Record], data: Any) -> None:
+    """A read loads the fields it shows in one validation (``load_fields``): for any stored
+    JSON values, the result is what ``load_field`` gives field by field, and a value it
+    refuses is refused with the same error, naming the first field that fails."""
+    names = data.draw(st.lists(st.sampled_from(sorted(cls.field_specs())), unique=True))
+    values = {name: data.draw(_STORED_SAMPLES) for name in names}
+    shown = data.draw(st.lists(st.sampled_from(sorted(cls.field_specs())), unique=True))
+    expected: dict[str, object] = {}
+    failure: str | None = None
+    for name in shown:
+        if name not in values:
+            continue
+        try:
+            expected[name] = cls.load_field(name, values[name])
+        except ValidationError as exc:
+            failure = str(exc)
+            break
+    if failure is None:
+        loaded = cls.load_fields(values, shown)
+        assert loaded == expected
+        assert list(loaded) == list(expected)  # in the order asked for
+    else:
+        with pytest.raises(ValidationError) as caught:
+            cls.load_fields(values, shown)
+        assert str(caught.value) == failure

@@ -399,6 +399,8 @@ class _ReadPlan:
     shown: tuple[tuple[str, str | None], ...]
     #: The disclosed fields shown masked.
     masked: frozenset[str]
+    #: The disclosed fields shown in full, loaded back into their types together.
+    loaded: tuple[str, ...]
     #: Every field's view (each view built gets a copy).
     views: Mapping[str, FieldView]
 
@@ -429,6 +431,7 @@ def _plan(cls: type[Record], decision: Decision) -> _ReadPlan:
         clear=tuple(clear),
         shown=tuple(shown),
         masked=frozenset(field for field, masker in shown if masker is not None),
+        loaded=tuple(field for field, masker in shown if masker is None),
         views={name: decision.view(name) for name in specs},
     )
     decision.memo[cls] = plan
@@ -478,12 +481,11 @@ def _json_value(text: str) -> object:
 def _build_view(
     cls: type[Record], plan: _ReadPlan, row: RecordRow, values: Mapping[str, object]
 ) -> RecordView:
+    loaded = cls.load_fields(values, plan.loaded)
     shown: dict[str, object] = {}
     for field, masker in plan.shown:
-        if field not in values:
-            continue
-        raw = values[field]
-        shown[field] = cls.load_field(field, raw) if masker is None else mask(masker, raw)
+        if field in values:
+            shown[field] = loaded[field] if masker is None else mask(masker, values[field])
     return RecordView(
         record_type=row.record_type,
         record_id=row.record_id,

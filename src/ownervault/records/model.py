@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final
 
@@ -211,6 +211,7 @@ class Record(pydantic.BaseModel):
     record_type: ClassVar[str] = ""
     _specs: ClassVar[dict[str, FieldSpec]] = {}
     _adapters: ClassVar[dict[str, pydantic.TypeAdapter[Any]]]
+    _loaders: ClassVar[dict[tuple[str, ...], type[pydantic.BaseModel]]]
 
     subject_id: SubjectId
 
@@ -299,6 +300,52 @@ class Record(pydantic.BaseModel):
             raise ValidationError(
                 f"invalid {cls.record_type}.{name}: {_safe_errors(exc, name)}"
             ) from None
+
+    @classmethod
+    def load_fields(cls, values: Mapping[str, object], names: Sequence[str]) -> dict[str, object]:
+        """:meth:`load_field` of each of ``names`` that ``values`` holds, in one validation.
+
+        A read shows several fields of each record: one pydantic call for them all, with the
+        same types, constraints and context as :meth:`load_field`, costs a fraction of one
+        call per field. On a failure each field is loaded on its own, so the error names the
+        first one that fails, as :meth:`load_field` would.
+        """
+        given = {name: values[name] for name in names if name in values}
+        try:
+            loaded = cls._loader(tuple(names)).model_validate(
+                given, context={STORED_CONTEXT_KEY: True}
+            )
+        except pydantic.ValidationError as exc:
+            for name, value in given.items():
+                cls.load_field(name, value)
+            raise ValidationError(f"invalid {cls.record_type}: {_safe_errors(exc)}") from None
+        fields = loaded.__dict__
+        return {name: fields[name] for name in given}
+
+    @classmethod
+    def _loader(cls, names: tuple[str, ...]) -> type[pydantic.BaseModel]:
+        """A model of these fields, each typed as :meth:`field_adapter` types it and left out
+        when not given (cached: reads ask for the few sets their decisions show)."""
+        loaders = cls.__dict__.get("_loaders")
+        if loaders is None:
+            loaders = {}
+            cls._loaders = loaders
+        loader = loaders.get(names)
+        if loader is None:
+            fields: dict[str, Any] = {}
+            for name in names:
+                info = cls.model_fields[name]
+                annotation: Any = info.annotation
+                if info.metadata:
+                    annotation = Annotated[(annotation, *info.metadata)]
+                fields[name] = (annotation, None)  # a default is never validated
+            loader = pydantic.create_model(
+                f"{cls.__name__}Stored",
+                __config__=pydantic.ConfigDict(hide_input_in_errors=True),
+                **fields,
+            )
+            loaders[names] = loader
+        return loader
 
     @classmethod
     def problems(cls, values: Mapping[str, object]) -> frozenset[str]:
