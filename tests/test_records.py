@@ -724,13 +724,12 @@ def test_a_stored_field_value_is_parsed_as_json_loads_parses_it(value: object, p
             assert _json_value(damaged) == expected
 
 
+#: Values the fields take, and values the write-time checks refuse but a stored record may
+#: hold (a landline under older phone rules, an ID number with a wrong check digit, ...).
 _STORED_SAMPLES = st.one_of(
     _JSON_VALUES,
-    st.sampled_from(
-        # ...and values the write-time checks refuse but a stored record may hold.
-        ["owner", "active", "2020-01-02", "13800138000", "张伟", "12.50", "a@b.cn"]
-        + ["62345678", "110101199003070021", "2020-02-30", ""]
-    ),
+    st.sampled_from(["owner", "active", "2020-01-02", "13800138000", "张伟", "12.50", "a@b.cn"]),
+    st.sampled_from(["62345678", "110101199003070021", "2020-02-30", ""]),
 )
 
 
