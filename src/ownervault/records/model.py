@@ -259,19 +259,29 @@ class Record(pydantic.BaseModel):
     @classmethod
     def field_adapter(cls, name: str) -> pydantic.TypeAdapter[Any]:
         """A cached validator/serialiser for one field, with the field's constraints."""
-        adapters = cls.__dict__.get("_adapters")
-        if adapters is None:
-            adapters = {}
-            cls._adapters = adapters
+        adapters: dict[str, pydantic.TypeAdapter[Any]] = cls._own_cache("_adapters")
         adapter = adapters.get(name)
         if adapter is None:
-            info = cls.model_fields[name]
-            annotation: Any = info.annotation
-            if info.metadata:
-                annotation = Annotated[(annotation, *info.metadata)]
-            adapter = pydantic.TypeAdapter(annotation)
-            adapters[name] = adapter
+            adapter = adapters[name] = pydantic.TypeAdapter(cls._field_type(name))
         return adapter
+
+    @classmethod
+    def _field_type(cls, name: str) -> Any:
+        """A field's annotation with its constraints (what one value of it is checked against)."""
+        info = cls.model_fields[name]
+        annotation: Any = info.annotation
+        if info.metadata:
+            annotation = Annotated[(annotation, *info.metadata)]
+        return annotation
+
+    @classmethod
+    def _own_cache(cls, attribute: str) -> dict[Any, Any]:
+        """A cache kept on this record class itself, never one inherited from its base."""
+        cache: dict[Any, Any] | None = cls.__dict__.get(attribute)
+        if cache is None:
+            cache = {}
+            setattr(cls, attribute, cache)
+        return cache
 
     @classmethod
     def validate_field(cls, name: str, value: object) -> object:
@@ -326,25 +336,16 @@ class Record(pydantic.BaseModel):
     def _loader(cls, names: tuple[str, ...]) -> type[pydantic.BaseModel]:
         """A model of these fields, each typed as :meth:`field_adapter` types it and left out
         when not given (cached: reads ask for the few sets their decisions show)."""
-        loaders = cls.__dict__.get("_loaders")
-        if loaders is None:
-            loaders = {}
-            cls._loaders = loaders
+        loaders: dict[tuple[str, ...], type[pydantic.BaseModel]] = cls._own_cache("_loaders")
         loader = loaders.get(names)
         if loader is None:
-            fields: dict[str, Any] = {}
-            for name in names:
-                info = cls.model_fields[name]
-                annotation: Any = info.annotation
-                if info.metadata:
-                    annotation = Annotated[(annotation, *info.metadata)]
-                fields[name] = (annotation, None)  # a default is never validated
-            loader = pydantic.create_model(
+            # A default is never validated: a field not given is left out, as it was absent.
+            fields: dict[str, Any] = {name: (cls._field_type(name), None) for name in names}
+            loader = loaders[names] = pydantic.create_model(
                 f"{cls.__name__}Stored",
                 __config__=pydantic.ConfigDict(hide_input_in_errors=True),
                 **fields,
             )
-            loaders[names] = loader
         return loader
 
     @classmethod
