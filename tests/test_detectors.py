@@ -366,3 +366,64 @@ def test_search_enumeration_counts_the_window_as_a_full_recount_would(
     assert got == expected
     if searches == _HITS_THEN_MISSES:
         assert got, "misses after the hits left the window must be reported"
+
+
+@pytest.mark.parametrize("bulk_masked", [True, False])
+@pytest.mark.parametrize("night_masked", [True, False])
+def test_masked_fields_count_as_each_detector_says(bulk_masked: bool, night_masked: bool) -> None:
+    """``count_masked`` is each detector's own. At night, reads that show an owner's ID number
+    masked and the name in full count as personal data for bulk access and after hours
+    whatever the setting, and as sensitive data only with the bulk detector's
+    ``count_masked``; reads that show both masked count for each detector only with its own."""
+    config = load_breach_config(default_policy_dir()).detectors
+    config = config.model_copy(
+        update={
+            "bulk_access": config.bulk_access.model_copy(
+                update={"count_masked": bulk_masked, "owners": {"sensitive": 3, "personal": 3}}
+            ),
+            "after_hours": config.after_hours.model_copy(
+                update={"count_masked": night_masked, "owners": 3}
+            ),
+        }
+    )
+
+    def reads(fields: list[str], masked: str, first_seq: int) -> list[dict[str, object]]:
+        return [
+            {
+                "seq": first_seq + n,
+                "time": format_time(local(2, 2, 10) + _dt.timedelta(seconds=n)),
+                "action": "read",
+                "actor": "gate-01",
+                "roles": ["security"],
+                "purpose": "visitor_verification",
+                "decision": "allow",
+                "record_type": "owner_profile",
+                "record_id": f"rec-{first_seq + n}",
+                "subject": f"sub_{first_seq + n}",
+                "fields": fields,
+                "detail": {"masked": masked},
+            }
+            for n in range(4)
+        ]
+
+    detectors = Detectors(config)
+    fired = {
+        (f.detector, f.detail.get("classification"))
+        for f in detectors.scan(reads(["id_number", "name"], "id_number", 0))
+    }
+    expected = {("bulk_access", "personal"), ("after_hours", None)}
+    if bulk_masked:
+        expected.add(("bulk_access", "sensitive"))
+    assert fired == expected
+    # Only masked fields: the detectors that fired are cooling down, so fresh counters see them.
+    fresh = Detectors(config)
+    fired = {
+        (f.detector, f.detail.get("classification"))
+        for f in fresh.scan(reads(["id_number", "name"], "id_number,name", 10))
+    }
+    expected = set()
+    if bulk_masked:
+        expected |= {("bulk_access", "personal"), ("bulk_access", "sensitive")}
+    if night_masked:
+        expected.add(("after_hours", None))
+    assert fired == expected

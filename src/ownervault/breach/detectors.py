@@ -37,7 +37,7 @@ from .model import DISCLOSING_ACTIONS, Exposure, Finding, IncidentKind, parse_ti
 __all__ = ["Detectors"]
 
 
-#: Entries of distinct (record type, fields, masks) remembered by :meth:`Detectors._counted`.
+#: Entries of distinct (record type, fields, masks) remembered by :meth:`Detectors._counts`.
 _SHOWN_MEMO: Final = 4096
 
 
@@ -115,7 +115,7 @@ class Detectors:
         self.night_exempt = frozenset(config.after_hours.exempt_roles)
         # The entries of one read (a get_many of 100 records) share their time, record type,
         # fields and masks: what was worked out for one entry holds for the next.
-        self._shown: dict[tuple[int, str, tuple[str, ...], str, bool], bool] = {}
+        self._shown: dict[tuple[str, tuple[str, ...], str], tuple[frozenset[str], bool]] = {}
         self._moment: tuple[str, _dt.datetime, bool] | None = None
         self.lock = threading.Lock()
 
@@ -137,24 +137,29 @@ class Detectors:
             return start <= minute < end
         return minute >= start or minute < end
 
-    def _counted(
-        self, entry: Mapping[str, Any], fields: Mapping[str, frozenset[str]], count_masked: bool
-    ) -> bool:
-        """Whether the entry shows any of ``fields`` (per record type), masked ones counting
-        only with ``count_masked``; remembered per record type, fields and masks."""
+    def _counts(self, entry: Mapping[str, Any]) -> tuple[frozenset[str], bool]:
+        """What a read entry counts towards: the classifications whose bulk-access fields it
+        shows, and whether it shows the after-hours fields (masked fields counting only as
+        each detector says); remembered per record type, fields and masks."""
         key = (
-            id(fields),
             str(entry.get("record_type") or ""),
             tuple(entry.get("fields", ())),
             str(entry.get("detail", {}).get("masked") or ""),
-            count_masked,
         )
-        shown = self._shown.get(key)
-        if shown is None:
+        counts = self._shown.get(key)
+        if counts is None:
             if len(self._shown) >= _SHOWN_MEMO:
                 self._shown.clear()
-            shown = self._shown[key] = self._shows(entry, fields, count_masked)
-        return shown
+            bulk, night = self.config.bulk_access, self.config.after_hours
+            counts = self._shown[key] = (
+                frozenset(
+                    cls
+                    for cls in bulk.owners
+                    if self._shows(entry, self.bulk_fields[cls], bulk.count_masked)
+                ),
+                self._shows(entry, self.night_fields, night.count_masked),
+            )
+        return counts
 
     def _at(self, entry: Mapping[str, Any]) -> tuple[_dt.datetime, bool]:
         """The entry's time, and whether it falls in working hours."""
@@ -220,15 +225,17 @@ class Detectors:
         roles = entry.get("roles", ())
         purpose = entry.get("purpose")
         bulk = self.config.bulk_access
+        classes, night_shown = self._counts(entry)
         if (
             bulk.enabled
+            and classes
             and purpose not in bulk.exempt_purposes
             and self.bulk_exempt.isdisjoint(roles)
         ):
             # Each classification counts apart, against its own threshold: a read showing a
             # name and an ID number counts once as personal and once as sensitive.
             for cls, threshold in bulk.owners.items():
-                if not self._counted(entry, self.bulk_fields[cls], bulk.count_masked):
+                if cls not in classes:
                     continue
                 at, _ = self._at(entry)
                 hit = self.bulk[cls].add(
@@ -249,8 +256,8 @@ class Detectors:
         if (
             night.enabled
             and purpose not in night.exempt_purposes
+            and night_shown
             and self.night_exempt.isdisjoint(roles)
-            and self._counted(entry, self.night_fields, night.count_masked)
         ):
             at, working = self._at(entry)
             if not working:
