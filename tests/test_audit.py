@@ -7,18 +7,22 @@ the log the way an attacker with the database key could.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import hashlib
 import itertools
 import json
 import re
+import types
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from faker import Faker
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ownervault import Actor, Vault, merkle
 from ownervault import checkpoint as cp
@@ -969,6 +973,41 @@ def test_verify_detects_a_non_canonical_entry_even_with_a_matching_hash(vault: V
         vault.audit.verify()
 
 
+@pytest.mark.parametrize(
+    ("stored", "problem"),
+    [
+        # Canonical in every other way (sorted keys, compact), re-hashed: a float is refused.
+        (lambda entry: {**entry, "detail": {"ratio": 0.5}}, "not in canonical form"),
+        (lambda entry: {**entry, "detail": {"n": float("nan")}}, "not in canonical form"),
+        (lambda entry: {**entry, "seq": 2.0}, "not in canonical form"),
+        # Not JSON at all, a float before the damage: the damage is what is reported.
+        (lambda entry: '{"detail": {"ratio": 0.5}, "v": ', "not valid JSON"),
+        (lambda entry: [2.5, entry["seq"]], "not a JSON object"),
+    ],
+)
+def test_verify_refuses_a_stored_entry_with_a_float(
+    vault: Vault, stored: Callable[[dict[str, Any]], object], problem: str
+) -> None:
+    """Entries hold no floats: one put back with a float (and re-hashed) fails verification,
+    and stored bytes that are not a JSON object are reported as such, float or not."""
+    busy_vault(vault)
+    drop_trigger(vault, "audit_entries_no_update")
+    row = next(vault.audit.rows(2, 3))
+    value = stored(json.loads(row.entry))
+    raw = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    ).encode()
+    vault._kernel.backend._execute(
+        "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE seq = 2",
+        (raw, merkle.leaf_hash(raw)),
+    )
+    rewrite_state(vault, [r.leaf_hash for r in vault.audit.rows()])
+    with pytest.raises(AuditIntegrityError, match=f"entry 2 is {problem}"):
+        vault.audit.verify()
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -1298,3 +1337,54 @@ def test_a_scan_of_two_pages_with_a_known_end_keeps_the_page_cache(vault: Vault)
     assert cache_while_reading(600, 2_600) == {16384}
     assert cache_while_reading(0, 2_001) == {16384, 1024}
     assert cache_while_reading(500, 2_600) == {16384, 1024}
+
+
+class _Ratio(float):
+    """A float subclass: still a float to canonical JSON."""
+
+
+def _holds_a_float(value: object) -> bool:
+    """The float check as the ABCs define it: any float, inside any mapping, list or tuple."""
+    if isinstance(value, float):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_a_float(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_a_float(item) for item in value)
+    return False
+
+
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=5)
+    | st.floats(allow_nan=True)
+    | st.floats(allow_nan=False).map(_Ratio)
+)
+_NESTED = st.recursive(
+    _LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3).map(
+            lambda d: collections.OrderedDict(d)
+        )
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3).map(types.MappingProxyType)
+    ),
+    max_leaves=10,
+)
+
+
+@given(value=_NESTED)
+def test_the_float_check_refuses_exactly_the_values_holding_a_float(value: object) -> None:
+    """canonical_json refuses a value exactly when a float (or float subclass) sits anywhere in
+    it, through dicts, other mappings, lists and tuples, whatever their exact types."""
+    from ownervault.audit.canonical import _no_floats
+
+    if _holds_a_float(value):
+        with pytest.raises(ValidationError, match="floating-point"):
+            _no_floats(value)
+    else:
+        _no_floats(value)

@@ -11,6 +11,7 @@ that administrative operations (receipts) get final positions.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import multiprocessing
 import os
 import signal
@@ -18,13 +19,14 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ownervault import Actor, KeyFileKey, Vault
+from ownervault.exceptions import AuditIntegrityError
 from ownervault.records import OwnerProfile
 from ownervault.testing import FrozenClock, grant_roles, record_assessments
 
@@ -51,6 +53,11 @@ def _make(tmp_path: Path, url: str) -> KeyFileKey:
         grant_roles(vault, *ACTORS)
         record_assessments(vault)
     return key
+
+
+def canonical(value: object) -> str:
+    """JSON as the vault writes its entries: sorted keys, compact, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _queued(url: str) -> int:
@@ -206,6 +213,46 @@ def test_check_reports_entries_waiting_past_the_merge_delay(
         report = vault.check()
         assert not [f for f in report.warnings if f.table == "audit_queue"]
         assert report.ok
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # Re-encoded with spaces: the same values, not the bytes the writer queued.
+        lambda entry: json.dumps(entry, sort_keys=True),
+        # Canonical in every other way, but holding what no entry holds.
+        lambda entry: canonical({**entry, "detail": {"ratio": 0.5}}),
+        lambda entry: canonical({**entry, "detail": {"n": float("nan")}}),
+        lambda entry: canonical({**entry, "seq": 7}),
+        lambda entry: "not json",
+        lambda entry: canonical([entry]),
+    ],
+)
+def test_the_sequencer_refuses_a_changed_queued_entry(
+    tmp_path: Path, pg_database: str, change: Callable[[dict[str, Any]], str]
+) -> None:
+    """A queued entry changed in the database is not integrated: the batch is refused as a
+    tampered log, the failure observers hear of it, and nothing reaches the Merkle log."""
+    key = _make(tmp_path, pg_database)
+    with Vault.open(pg_database, key=key, max_merge_delay=IDLE) as vault:
+        with vault.session(CLERK, "owner_registration") as session:
+            session.put(OwnerProfile(subject_id="tampered-1", name="周杰"))
+        vault.audit.flush()  # the session's end, deferred, goes to the queue too
+        assert _queued(pg_database) == 3
+        with psycopg.connect(pg_database) as conn:
+            txn, pos, raw = conn.execute(
+                "SELECT txn, pos, entry FROM audit_queue ORDER BY queued_us, txn, pos LIMIT 1"
+            ).fetchone()
+            changed = change(json.loads(bytes(raw))).encode()
+            conn.execute(
+                "UPDATE audit_queue SET entry = %s WHERE txn = %s AND pos = %s", (changed, txn, pos)
+            )
+        failures: list[BaseException] = []
+        vault.audit.failure_observers.append(failures.append)
+        with pytest.raises(AuditIntegrityError, match="a queued audit entry was changed"):
+            vault.integrate()
+        assert [str(f) for f in failures] == ["a queued audit entry was changed"]
+        assert _queued(pg_database) == 3  # the refused batch stays queued
 
 
 def test_background_sequencer_integrates_within_the_merge_delay(

@@ -16,7 +16,7 @@ from ..exceptions import AuditIntegrityError, IntegrityError
 from ..storage.base import AuditRow, Backend
 from ..storage.concurrent import ConcurrentWriters
 from . import merkle
-from .canonical import canonical_json
+from .canonical import FloatInJSON, canonical_json, loads_without_floats
 from .stored import StoredFrontier
 
 __all__ = ["INTEGRATE_BATCH", "MAX_MERGE_DELAY", "QueueIntegration"]
@@ -75,10 +75,11 @@ class QueueIntegration:
         objs: list[dict[str, Any]] = []
         for raw in raws:
             try:
-                obj = json.loads(raw)
-            except ValueError:
+                obj = loads_without_floats(raw)
+            except (ValueError, FloatInJSON):  # not JSON, or a float no entry holds
                 obj = None
-            if not isinstance(obj, dict) or "seq" in obj or canonical_json(obj) != raw:
+            valid = isinstance(obj, dict) and "seq" not in obj
+            if not valid or canonical_json(obj, checked=True) != raw:
                 error = AuditIntegrityError("a queued audit entry was changed")
                 self.report_failure(error)
                 raise error

@@ -39,7 +39,7 @@ from ..storage.sql_audit import AUDIT_INDEX_CHUNK
 from . import checkpoint as _checkpoint
 from . import merkle
 from .anchor import AnchoredCheckpoint, Anchors
-from .canonical import canonical_json, field_fragment
+from .canonical import FloatInJSON, canonical_json, field_fragment, loads_without_floats
 from .deferred import DEFER_SECONDS, DeferredEntries
 from .integration import INTEGRATE_BATCH, MAX_MERGE_DELAY, QueueIntegration
 from .stored import STORE_EVERY, StoredFrontier
@@ -573,19 +573,30 @@ def _checked_leaf(row: AuditRow, expected: int) -> bytes:
     leaf = merkle.leaf_hash(row.entry)
     if leaf != row.leaf_hash:
         raise AuditIntegrityError(f"audit entry {row.seq} does not match its hash")
+    floats = False
     try:
-        decoded = json.loads(row.entry)
+        decoded = loads_without_floats(row.entry)
+    except FloatInJSON:  # never in an entry the vault wrote; what else is wrong comes first
+        floats = True
+        try:
+            decoded = json.loads(row.entry)
+        except ValueError:
+            raise _not_json(row) from None
     except ValueError:
-        raise AuditIntegrityError(f"audit entry {row.seq} is not valid JSON") from None
+        raise _not_json(row) from None
     if not isinstance(decoded, dict):
         raise AuditIntegrityError(f"audit entry {row.seq} is not a JSON object")
-    try:
-        canonical = canonical_json(decoded)
-    except ValidationError:  # a float: never in an entry the vault wrote
-        canonical = b""
-    if decoded.get("seq") != row.seq or canonical != row.entry:
+    if (
+        floats
+        or decoded.get("seq") != row.seq
+        or canonical_json(decoded, checked=True) != row.entry
+    ):
         raise AuditIntegrityError(f"audit entry {row.seq} is not in canonical form")
     return leaf
+
+
+def _not_json(row: AuditRow) -> AuditIntegrityError:
+    return AuditIntegrityError(f"audit entry {row.seq} is not valid JSON")
 
 
 def _indexed_entries(backend: Backend, pseudonym: str) -> Iterator[dict[str, Any]]:
