@@ -509,6 +509,7 @@ def test_audit_benchmark(script: Scripts, monkeypatch: pytest.MonkeyPatch) -> No
     assert all(r["us_per_entry"] > 0 for r in raw["append"])
     tree = raw["verify"]["tree_size"]
     assert tree >= 300 and raw["verify"]["verify_full_per_s"] > 0
+    assert raw["verify"]["vault_verify_per_s"] > 0
     assert raw["rss"]["full"]["entries"] >= 300 and raw["rss"]["filtered"]["entries"] > 0
     assert raw["rss"]["history"]["entries"] > 0
     assert 0 < raw["get"]["append_share"] < 1
@@ -516,6 +517,7 @@ def test_audit_benchmark(script: Scripts, monkeypatch: pytest.MonkeyPatch) -> No
         ran.printed,
         *(f"append, batch {batch}, 1 txn per batch (fresh log)" for batch in (1, 10, 100)),
         f"verify_bundle, full export of {tree:,} (with --previous)",
+        f"AuditLog.verify, the vault's own log of {raw['verify']['vault_verify_entries']:,}",
         "Session.get (one audited read)",
         cells=slice(1),
     )
