@@ -321,6 +321,8 @@ class Record(pydantic.BaseModel):
         first one that fails, as :meth:`load_field` would.
         """
         given = {name: values[name] for name in names if name in values}
+        if not given:  # a read that shows every field masked, or none of these is stored
+            return {}
         try:
             loaded = cls._loader(tuple(names)).model_validate(
                 given, context={STORED_CONTEXT_KEY: True}
