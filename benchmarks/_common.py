@@ -16,8 +16,9 @@ single put, get, get of many records by id, find):
   the ``owner_registration`` purpose of the default policy pack.
 * ``MatchedStore`` -- the five-index bare store with ownervault's guarantees written by hand:
   a wrapped random data key per owner (bounded cache), a key commitment in every field, key id
-  in the associated data, and a hash-chained audit row per record put, read or found, committed
-  with the change.
+  in the associated data, an HMAC row tag on every record and key row checked on every read, a
+  hash-chained audit row per record put, read or found, committed with the change, and a
+  checkpoint of the chain signed with Ed25519 and anchored to a file every 1,000 rows.
 
 Every store receives its input already in its own native form (tuples, dicts or
 ``OwnerProfile`` objects), built outside the timed sections.
@@ -26,6 +27,7 @@ Every store receives its input already in its own native form (tuples, dicts or
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import gc
 import hashlib
 import hmac
@@ -49,12 +51,14 @@ import sqlalchemy as sa
 import sqlcipher3
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from faker import Faker
 from sqlalchemy_utils import StringEncryptedType
 from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine
 
 import ownervault as ov
+import ownervault.kernel.anchoring as anchoring
 from ownervault import testing
 from ownervault.records import NORMALISERS, OwnerProfile
 from ownervault.testing import InMemoryKey
@@ -588,6 +592,8 @@ class BareIndexedStore(BareStore):
 _GENESIS = bytes(32)
 #: Compact canonical JSON of an audit entry: sorted keys, no spaces, UTF-8 as is.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+#: How a NULL column is encoded for a row tag (no length prefix can be this large).
+_TAG_NONE = b"\xff\xff\xff\xff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,14 +622,24 @@ class MatchedStore(BareIndexedStore):
       the owner's key, associated data record id, field and key id; the key commitment,
       HMAC-SHA256(key, "matched key commitment v1"), is carried by every field, as in
       ownervault's envelope, and checked before the value is released;
+    * row tags: every ``owners`` and ``keys`` row carries HMAC-SHA256 of its table and
+      columns (each length-prefixed) under a row key only the store's keys give, and every read
+      checks both rows of each record it returns (the key row is read with the record, as
+      ownervault reads the subject row with each record), so rows written by whoever runs the
+      database without the keys are refused;
     * a hash-chained ``audit`` row per record put, per record read and per record found, plus
       one for each find itself, in the transaction of the change; reads commit their
       audit rows before they return anything. An entry is the compact canonical JSON of
       action, actor, purpose, record id and the owner's pseudonym; ``hash = SHA-256(prev ||
-      entry)``, ``prev`` the hash of the row before (32 zero bytes for the first).
+      entry)``, ``prev`` the hash of the row before (32 zero bytes for the first);
+    * signed checkpoints, as ownervault anchors them: after the commit that takes the chain
+      :func:`anchor_every` rows past the last checkpoint, the rows since are re-read and their
+      links and hashes checked from the last anchored head, the new head ``(seq, hash)`` is
+      signed with Ed25519, stored in ``checkpoints`` and appended to an anchor file outside the
+      database (``matched.anchor``, under ``flock``, fsynced).
 
-    It has no policy, masking, consent, invocation counting or row tags: those are ownervault's
-    features beyond the guarantees matched here.
+    It has no policy, masking, consent, value check, breach detection or invocation counting:
+    those are ownervault's features beyond the guarantees matched here.
     """
 
     key = "matched"
@@ -640,9 +656,12 @@ class MatchedStore(BareIndexedStore):
         "status",
         "created_at",
         *PERSONAL_FIELDS,
+        "tag",
     )
+    #: The columns of ``keys`` read with each record (after the owners row's own).
+    _key_columns: ClassVar[str] = "k.subject_ref, k.pseudonym, k.wrapped, k.tag"
     _insert_key: ClassVar[str] = (
-        "INSERT INTO keys (key_id, subject_ref, pseudonym, wrapped) VALUES (?, ?, ?, ?)"
+        "INSERT INTO keys (key_id, subject_ref, pseudonym, wrapped, tag) VALUES (?, ?, ?, ?, ?)"
     )
     _insert_audit: ClassVar[str] = "INSERT INTO audit (seq, prev, entry, hash) VALUES (?, ?, ?, ?)"
 
@@ -651,23 +670,72 @@ class MatchedStore(BareIndexedStore):
         # The field key of the bare store is the key-encryption key here: self._aead wraps.
         self._kek = self._aead
         self._ref_mac = _field_mac(self.keys[2], "subject")
+        self._row_key = hmac.digest(self.keys[2], b"matched row key v1", "sha256")
+        self._signer = Ed25519PrivateKey.from_private_bytes(
+            hmac.digest(self.keys[2], b"matched checkpoint key v1", "sha256")
+        )
         self._cache: OrderedDict[bytes, _OwnerKey] = OrderedDict()
+        self.anchor_path = directory / "matched.anchor"
+        # Reads join each record's key row, so that both rows are checked together.
+        owner_columns = ", ".join("o." + c for c in self._columns)
+        joined = f"SELECT {owner_columns}, {self._key_columns} FROM owners AS o "
+        joined += "JOIN keys AS k ON k.key_id = o.key_id "
+        self._get = joined + "WHERE o.id = ?"
+        self._get_in = joined + "WHERE o.id IN "
+        self._find = (
+            f"SELECT {owner_columns}, {self._key_columns} FROM blind_index AS p "
+            "JOIN owners AS o ON o.id = p.record_id JOIN keys AS k ON k.key_id = o.key_id "
+            "WHERE p.token = ? AND p.field = 'phone'"
+        )
+        #: The last anchored checkpoint (seq, hash), from the anchor file, and the chain's head.
+        self._anchored = self._anchored_head()
+        head = self._conn.execute("SELECT max(seq) FROM audit").fetchone()[0]
+        self._appended = head or 0
+        #: Checkpoints signed by this object (for the benchmarks' reports).
+        self.anchors = 0
 
     def _schema(self) -> list[str]:
         return [
             "CREATE TABLE owners (id TEXT PRIMARY KEY, key_id BLOB NOT NULL, "
             "household_role TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, "
             + ", ".join(f"{f} BLOB" for f in PERSONAL_FIELDS)
-            + ") WITHOUT ROWID",
+            + ", tag BLOB NOT NULL) WITHOUT ROWID",
             self._index_ddl,
             "CREATE TABLE keys (key_id BLOB PRIMARY KEY, subject_ref BLOB NOT NULL UNIQUE, "
-            "pseudonym TEXT NOT NULL, wrapped BLOB NOT NULL) WITHOUT ROWID",
+            "pseudonym TEXT NOT NULL, wrapped BLOB NOT NULL, tag BLOB NOT NULL) WITHOUT ROWID",
             "CREATE TABLE audit (seq INTEGER PRIMARY KEY, prev BLOB NOT NULL, "
             "entry BLOB NOT NULL, hash BLOB NOT NULL)",
+            "CREATE TABLE checkpoints (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL, "
+            "signature BLOB NOT NULL)",
         ]
 
     def prepare(self, people: Sequence[Person]) -> list[Any]:
         return [(sid, personal, self.subject_ref(sid)) for sid, personal in super().prepare(people)]
+
+    # ----------------------------------------------------------------- row tags
+
+    def row_tag(self, table: bytes, values: Sequence[str | bytes | None]) -> bytes:
+        """HMAC-SHA256 under the row key of ``table`` and the columns, each length-prefixed."""
+        parts = [table]
+        append = parts.append
+        for value in values:
+            if value is None:
+                append(_TAG_NONE)
+                continue
+            raw = value.encode() if isinstance(value, str) else bytes(value)
+            append(len(raw).to_bytes(4, "big"))
+            append(raw)
+        return hmac.digest(self._row_key, b"".join(parts), "sha256")
+
+    def _check_rows(self, row: tuple[Any, ...]) -> None:
+        """Check the tags of a joined row: the owners row, then its key row (ValueError)."""
+        width = len(self._columns) - 1
+        tag = row[width]
+        if not hmac.compare_digest(self.row_tag(b"owners", row[:width]), bytes(tag)):
+            raise ValueError("an owners row does not match its tag")
+        key_row = (row[1], *row[width + 1 : width + 4])
+        if not hmac.compare_digest(self.row_tag(b"keys", key_row), bytes(row[width + 4])):
+            raise ValueError("a keys row does not match its tag")
 
     # ----------------------------------------------------------------- keys
 
@@ -705,52 +773,27 @@ class MatchedStore(BareIndexedStore):
         plain = self._kek.decrypt(wrapped[:12], wrapped[12:], self._wrap_aad(key_id, subject_ref))
         return self._owner_key(plain[:32], key_id, pseudonym, plain[32:].decode())
 
-    def _key_by_id(self, key_id: bytes) -> _OwnerKey:
-        key = self._cache.get(key_id)
-        if key is not None:
-            self._cache.move_to_end(key_id)
-            return key
-        row = self._conn.execute(
-            "SELECT key_id, subject_ref, pseudonym, wrapped FROM keys WHERE key_id = ?", (key_id,)
-        ).fetchone()
-        if row is None:
-            raise LookupError("the owner's data key is gone (erased)")
-        return self._unwrap(bytes(row[0]), bytes(row[1]), row[2], row[3])
-
-    def _load_keys(self, key_ids: set[bytes]) -> None:
-        """Put the owner keys of ``key_ids`` not yet cached in the cache (one statement per
-        IN_CHUNK keys); LookupError if one is gone."""
-        missing = [key_id for key_id in key_ids if key_id not in self._cache]
-        conn = self._conn
-        for part in chunks(missing, IN_CHUNK):
-            found = 0
-            for key_id, ref, pseudonym, wrapped in conn.execute(
-                "SELECT key_id, subject_ref, pseudonym, wrapped FROM keys WHERE key_id IN "
-                + in_marks(len(part)),
-                tuple(part),
-            ):
-                self._unwrap(bytes(key_id), bytes(ref), pseudonym, wrapped)
-                found += 1
-            if found != len(part):
-                raise LookupError("the owner's data key is gone (erased)")
-
     def _keys_for(
         self, items: Sequence[Any]
     ) -> tuple[dict[bytes, _OwnerKey], list[tuple[Any, ...]]]:
         """Each item's owner key by subject reference, creating the missing ones.
 
-        Runs inside the put's transaction; returns the keys and the new ``keys`` rows.
+        Runs inside the put's transaction; returns the keys and the new ``keys`` rows (tagged).
+        The key rows found are checked against their tags before their keys are used.
         """
         refs = list(dict.fromkeys(item[2] for item in items))
         found: dict[bytes, _OwnerKey] = {}
         conn = self._conn
         for part in chunks(refs, 500):
             marks = ", ".join("?" * len(part))
-            for key_id, ref, pseudonym, wrapped in conn.execute(
-                "SELECT key_id, subject_ref, pseudonym, wrapped FROM keys "
+            for key_id, ref, pseudonym, wrapped, tag in conn.execute(
+                "SELECT key_id, subject_ref, pseudonym, wrapped, tag FROM keys "
                 f"WHERE subject_ref IN ({marks})",
                 tuple(part),
             ):
+                key_row = (key_id, ref, pseudonym, wrapped)
+                if not hmac.compare_digest(self.row_tag(b"keys", key_row), bytes(tag)):
+                    raise ValueError("a keys row does not match its tag")
                 found[bytes(ref)] = self._unwrap(bytes(key_id), bytes(ref), pseudonym, wrapped)
         new_rows: list[tuple[Any, ...]] = []
         for sid, _, ref in items:
@@ -761,14 +804,16 @@ class MatchedStore(BareIndexedStore):
             wrapped = nonce + self._kek.encrypt(
                 nonce, data_key + sid.encode(), self._wrap_aad(key_id, ref)
             )
-            new_rows.append((key_id, ref, pseudonym, wrapped))
+            key_row = (key_id, ref, pseudonym, wrapped)
+            new_rows.append((*key_row, self.row_tag(b"keys", key_row)))
             found[ref] = self._owner_key(data_key, key_id, pseudonym, sid)
         return found, new_rows
 
     # ----------------------------------------------------------------- audit
 
-    def _audit(self, events: Sequence[tuple[str, str | None, str | None]]) -> None:
-        """One chained audit row per (action, record id, pseudonym), in the open transaction."""
+    def _audit(self, events: Sequence[tuple[str, str | None, str | None]]) -> int:
+        """One chained audit row per (action, record id, pseudonym), in the open transaction;
+        returns the new head's sequence number."""
         conn = self._conn
         head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (head[0], bytes(head[1])) if head else (0, _GENESIS)
@@ -792,10 +837,83 @@ class MatchedStore(BareIndexedStore):
             rows.append((seq, prev, entry, digest))
             prev = digest
         conn.executemany(self._insert_audit, rows)
+        return seq
+
+    def _commit(self, seq: int) -> None:
+        """Commit the open transaction, whose audit rows end at ``seq``; anchor when due."""
+        self._conn.execute("COMMIT")
+        self._appended = seq
+        if seq - self._anchored[0] >= anchor_every():
+            self.anchor()
+
+    @staticmethod
+    def _checkpoint_message(seq: int, digest: bytes) -> bytes:
+        return b"matched checkpoint v1\x00" + seq.to_bytes(8, "big") + digest
+
+    def _anchored_head(self) -> tuple[int, bytes]:
+        """The newest checkpoint in the anchor file, its signature checked: (seq, hash)."""
+        if not self.anchor_path.exists():
+            return 0, _GENESIS
+        newest = (0, _GENESIS)
+        public = self._signer.public_key()
+        for line in self.anchor_path.read_text("ascii").splitlines():
+            seq_text, digest_hex, signature_hex = line.split()
+            seq, digest = int(seq_text), bytes.fromhex(digest_hex)
+            public.verify(bytes.fromhex(signature_hex), self._checkpoint_message(seq, digest))
+            newest = max(newest, (seq, digest))
+        return newest
+
+    def anchor(self) -> int | None:
+        """Sign a checkpoint of the chain's head and anchor it; its sequence number, or None.
+
+        The rows since the last anchored checkpoint are re-read inside a write transaction and
+        must link to it and to each other, each hash matching its entry (ValueError if not);
+        the head is signed with Ed25519 and stored, then appended to the anchor file (under
+        ``flock``, fsynced) after the commit, as ownervault anchors its signed checkpoints.
+        """
+        conn = self._conn
+        start, prev = self._anchored
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq = start
+            sha256 = hashlib.sha256
+            for row_seq, row_prev, entry, digest in conn.execute(
+                "SELECT seq, prev, entry, hash FROM audit WHERE seq > ? ORDER BY seq", (start,)
+            ):
+                linked = row_seq == seq + 1 and row_prev == prev
+                if not linked or sha256(prev + entry).digest() != digest:
+                    raise ValueError(f"audit row {row_seq} does not extend the anchored chain")
+                seq, prev = row_seq, digest
+            if seq == start:
+                conn.execute("ROLLBACK")
+                return None
+            signature = self._signer.sign(self._checkpoint_message(seq, prev))
+            conn.execute(
+                "INSERT INTO checkpoints (seq, hash, signature) VALUES (?, ?, ?)",
+                (seq, prev, signature),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        line = f"{seq} {prev.hex()} {signature.hex()}\n".encode("ascii")
+        with open(self.anchor_path, "ab") as sink:
+            fcntl.flock(sink, fcntl.LOCK_EX)
+            sink.write(line)
+            sink.flush()
+            os.fsync(sink.fileno())
+        self._anchored = (seq, prev)
+        self.anchors += 1
+        return seq
 
     def verify_audit(self) -> int:
-        """Check the whole chain; return its length (ValueError at the first broken link)."""
+        """Check the whole chain, then every stored and anchored checkpoint against it (its
+        signature, and the chain's hash at its position); return the chain's length.
+
+        ValueError at the first broken link or checkpoint; InvalidSignature for a forged one.
+        """
         prev, count = _GENESIS, 0
+        heads = {0: _GENESIS}
         for seq, row_prev, entry, digest in self._conn.execute(
             "SELECT seq, prev, entry, hash FROM audit ORDER BY seq"
         ):
@@ -807,6 +925,16 @@ class MatchedStore(BareIndexedStore):
             if hashlib.sha256(prev + entry).digest() != digest:
                 raise ValueError(f"audit row {seq}: hash does not match")
             prev = digest
+            heads[seq] = digest
+        public = self._signer.public_key()
+        stored = self._conn.execute("SELECT seq, hash, signature FROM checkpoints ORDER BY seq")
+        for seq, digest, signature in stored:
+            public.verify(bytes(signature), self._checkpoint_message(seq, bytes(digest)))
+            if heads.get(seq) != bytes(digest):
+                raise ValueError(f"checkpoint {seq}: the chain does not reach it")
+        anchored_seq, anchored = self._anchored_head()
+        if heads.get(anchored_seq) != anchored:
+            raise ValueError(f"anchored checkpoint {anchored_seq}: the chain does not reach it")
         return count
 
     # ----------------------------------------------------------------- records
@@ -833,7 +961,7 @@ class MatchedStore(BareIndexedStore):
             for field, i in self._positions
             if (value := personal[i]) is not None
         ]
-        return row, tokens
+        return (*row, self.row_tag(b"owners", row)), tokens
 
     def put_many(self, items: Sequence[Any]) -> list[str]:
         conn = self._conn
@@ -850,26 +978,30 @@ class MatchedStore(BareIndexedStore):
             conn.executemany(self._insert_key, new_keys)
             conn.executemany(self._insert, rows)
             conn.executemany(self._insert_token, tokens)
-            self._audit(events)
+            seq = self._audit(events)
         except BaseException:
             conn.execute("ROLLBACK")
             self._cache.clear()  # keys created in the rolled-back transaction are gone
             raise
-        conn.execute("COMMIT")
+        self._commit(seq)
         return [r[0] for r in rows]
 
     def put(self, item: Any) -> str:
         return self.put_many((item,))[0]
 
     def _decode_with(self, row: tuple[Any, ...]) -> tuple[dict[str, Any], _OwnerKey]:
+        """A joined owners and keys row, both tags checked, decrypted (ValueError if not)."""
+        self._check_rows(row)
         rid = row[0]
-        key = self._key_by_id(bytes(row[1]))
+        key_id = bytes(row[1])
+        width = len(self._columns) - 1
+        key = self._unwrap(key_id, bytes(row[width + 1]), row[width + 2], row[width + 3])
         out: dict[str, Any] = {"id": rid, "subject_id": key.subject_id}
         out.update(zip(self._columns[2:5], row[2:5], strict=True))
         decrypt = key.aead.decrypt
         commitment = key.commitment
-        tail = b"\x00" + key.key_id
-        for field, blob in zip(PERSONAL_FIELDS, row[5:], strict=True):
+        tail = b"\x00" + key_id
+        for field, blob in zip(PERSONAL_FIELDS, row[5:width], strict=True):
             if blob is None:
                 out[field] = None
                 continue
@@ -887,33 +1019,32 @@ class MatchedStore(BareIndexedStore):
         try:
             row = conn.execute(self._get, (record_id,)).fetchone()
             if row is None:
-                raise LookupError(f"no record {record_id}")
+                raise LookupError(f"no record {record_id}, or its owner's data key is gone")
             out, key = self._decode_with(row)
-            self._audit((("read", record_id, key.pseudonym),))
+            seq = self._audit((("read", record_id, key.pseudonym),))
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        self._commit(seq)
         return out
 
     def get_many(self, record_ids: Sequence[str]) -> list[Any]:
-        """The records, their owner keys read in one statement, and one audit row per record
-        read, all in one transaction committed before anything is returned (as :meth:`get`)."""
+        """The records with their key rows, and one audit row per record read, all in one
+        transaction committed before anything is returned (as :meth:`get`)."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             rows = self._rows_by_id(record_ids)
-            self._load_keys({bytes(row[1]) for row in rows})
             out, events = [], []
             for record_id, row in zip(record_ids, rows, strict=True):
                 record, key = self._decode_with(row)
                 out.append(record)
                 events.append(("read", record_id, key.pseudonym))
-            self._audit(events)
+            seq = self._audit(events)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        self._commit(seq)
         return out
 
     def find(self, phone: str) -> list[Any]:
@@ -931,12 +1062,18 @@ class MatchedStore(BareIndexedStore):
                 events.append(("find", record["id"], key.pseudonym))
             # One row for the search itself, as ownervault writes one with the match count.
             events.append(("find", None, None))
-            self._audit(events)
+            seq = self._audit(events)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        self._commit(seq)
         return out
+
+
+def anchor_every() -> int:
+    """How many audit rows the matched store lets pass between checkpoints: ownervault's
+    ``ANCHOR_EVERY_ENTRIES``, read at each commit (tests lower it)."""
+    return anchoring.ANCHOR_EVERY_ENTRIES
 
 
 class SaUtilsStore(Store):

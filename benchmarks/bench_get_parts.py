@@ -6,9 +6,11 @@ Usage::
                                          [--quick] [--json FILE]
 
 The matched store of ``bench_store.py`` has ownervault's storage guarantees (a wrapped data key
-per owner, AES-GCM per field with key commitment, five blind indexes, an audit row per record
-read, committed before the read returns) and nothing else. Ownervault's read does more, and
-each of these steps is one of its features:
+per owner, AES-GCM per field with key commitment, five blind indexes, row tags checked on every
+read, an audit row per record read, committed before the read returns, and signed, anchored
+checkpoints of its audit chain) and nothing else. Ownervault's read does more. Each of these
+steps is one of its features, except row tags and signed checkpoints, which the matched store
+has too:
 
 * **breach detectors** -- every audit entry is counted by the detectors
   (``detectors.toml``: bulk access, after hours, search enumeration, denial bursts);
@@ -25,11 +27,11 @@ Each step is turned off in turn (by replacing one attribute of the open vault, p
 afterwards), in blocks of ``--calls`` calls interleaved with blocks with it on, ``--reps``
 times; its cost is the median difference between two blocks run side by side. Blocks are
 timed in CPU time of the calling thread: a WAL checkpoint waits for the disk, and its wait
-would land in whichever block crosses one. Then all the steps are turned off together,
-beside the matched store. What is left once every step is
-off is ownervault's own machinery: sessions, the transaction and its turn at the connection,
-the audit entry (its canonical JSON, Merkle leaf and frontier, the index by owner) and the
-view returned.
+would land in whichever block crosses one. Then, beside the matched store, ownervault's
+features are turned off together (row tags and checkpoints kept, as the matched store has
+them), and then every step. What is left once the features are off is ownervault's own
+machinery: sessions, the transaction and its turn at the connection, the audit entry (its
+canonical JSON, Merkle leaf and frontier, the index by owner) and the view returned.
 
 This is a diagnosis: it reaches into private attributes of the vault, and what it turns off
 is never off in a vault anyone uses.
@@ -136,6 +138,10 @@ def _no_checkpoints(store: VaultStore) -> Callable[[], None]:
     return _swap(anchoring, "ANCHOR_EVERY_ENTRIES", sys.maxsize)
 
 
+#: Steps that are guarantees the matched store gives too (it tags its rows and signs and
+#: anchors checkpoints of its chain); the other steps are ownervault's features.
+GUARANTEES = frozenset({"row tags", "signed checkpoints"})
+
 STEPS: dict[str, Step] = {
     "breach detectors": _no_detectors,
     "row tags": _no_row_tags,
@@ -214,9 +220,17 @@ def measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                 "off": statistics.median(without),
                 "cost": cost,
             }
-        whole: dict[str, list[float]] = {"ownervault": [], "every step off": [], "matched": []}
+        features = [name for name in STEPS if name not in GUARANTEES]
+        whole: dict[str, list[float]] = {
+            "ownervault": [],
+            "features off": [],
+            "every step off": [],
+            "matched": [],
+        }
         for _ in range(args.reps):
             whole["ownervault"].append(block(vault_call))
+            with steps_off(vault, features):
+                whole["features off"].append(block(vault_call))
             with steps_off(vault, list(STEPS)):
                 whole["every step off"].append(block(vault_call))
             whole["matched"].append(block(matched_call))
@@ -235,6 +249,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
     rows = [
         [
             name,
+            "yes" if name in GUARANTEES else "no",
             fmt_us(part["on"]),
             fmt_us(part["off"]),
             fmt_us(part["cost"]),
@@ -242,10 +257,12 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
         for name, part in parts.items()
     ]
     saved = sum(part["cost"] for part in parts.values())
-    rows.append(["**sum of the steps**", "", "", fmt_us(saved)])
-    own, bare, matched = whole["ownervault"], whole["every step off"], whole["matched"]
+    rows.append(["**sum of the steps**", "", "", "", fmt_us(saved)])
+    own, lean, bare = whole["ownervault"], whole["features off"], whole["every step off"]
+    matched = whole["matched"]
     totals = [
         ["ownervault", fmt_us(own), f"{matched / own:.2f}x"],
+        ["ownervault, its features off", fmt_us(lean), f"{matched / lean:.2f}x"],
         ["ownervault, every step above off", fmt_us(bare), f"{matched / bare:.2f}x"],
         ["matched store", fmt_us(matched), "1.00x"],
     ]
@@ -256,13 +273,15 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
         "Each step of ownervault's read turned off alone (CPU us per call; its cost is the "
         "median difference between blocks run side by side):",
         "",
-        markdown_table([f"step of the {op}", "with it", "without it", "its cost"], rows),
+        markdown_table(
+            [f"step of the {op}", "matched store too", "with it", "without it", "its cost"], rows
+        ),
         "",
         markdown_table([op, "CPU us per call", "matched / this"], totals),
         "",
-        f"Left once every step is off: {fmt_us(bare - matched)} us per call more than the "
-        "matched store (sessions, the transaction's turn, the audit entry and its Merkle leaf, "
-        "the view).",
+        f"Left once ownervault's features are off (the matched store's guarantees kept): "
+        f"{fmt_us(lean - matched)} us per call more than the matched store (sessions, the "
+        "transaction's turn, the audit entry and its Merkle leaf, the view).",
     ]
 
 
