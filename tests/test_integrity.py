@@ -10,6 +10,7 @@ tell, ``check --deep`` must. The suite runs on both backends.
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -665,6 +666,81 @@ def test_anchoring_a_size_signed_elsewhere_finds_nothing_new(
     _put(vault, clerk, "owner_registration", make_owner())
     anchored_now = kernel.audit.anchor(origin=kernel.log_origin, seed=seed, now=clock.now())
     assert anchored_now is not None and sink.latest() == anchored_now
+
+
+def _while_hashing(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]
+) -> None:
+    """Make the next anchoring run ``meanwhile`` in another thread once it starts reading the
+    entries it hashes, and wait for it to finish before hashing them."""
+    backend = vault._kernel.backend
+    rows = backend.audit_rows
+    done = threading.Event()
+
+    def audit_rows(start: int, stop: int | None = None) -> Iterator[Any]:
+        monkeypatch.setattr(backend, "audit_rows", rows)
+        worker = threading.Thread(target=lambda: (meanwhile(), done.set()), daemon=True)
+        worker.start()
+        assert done.wait(5), "another thread could not write while the entries were hashed"
+        worker.join()
+        yield from rows(start, stop)
+
+    monkeypatch.setattr(backend, "audit_rows", audit_rows)
+
+
+def test_anchoring_hashes_the_new_entries_without_holding_the_write_turn(
+    anchored: tuple[Vault, FileAnchor],
+    make_owner: Callable[..., OwnerProfile],
+    clerk: Actor,
+    clock: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another thread registers an owner while the anchoring hashes the entries since the last
+    anchor: the checkpoint covers the log as it was when the hashing started, and the log
+    still verifies."""
+    vault, sink = anchored
+    _put(vault, clerk, "owner_registration", make_owner())
+    kernel = vault._kernel
+    size = vault.audit.size()
+    _while_hashing(
+        vault, monkeypatch, lambda: _put(vault, clerk, "owner_registration", make_owner())
+    )
+    made = kernel.audit.anchor(origin=kernel.log_origin, seed=kernel._signing_seed, now=clock.now())
+    assert made is not None and made.size == size and sink.latest() == made
+    assert vault.audit.size() > size
+    assert [c[0] for c in vault.audit.checkpoints()][-1] == size
+    assert vault.audit.verify() == vault.audit.size()
+
+
+def test_anchoring_stores_nothing_once_a_larger_checkpoint_was_signed_meanwhile(
+    anchored: tuple[Vault, FileAnchor],
+    make_owner: Callable[..., OwnerProfile],
+    clerk: Actor,
+    clock: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process writes and signs a checkpoint of the longer log (not yet published)
+    while this one hashes: this one finds nothing new to anchor, and stores no smaller
+    checkpoint after the larger one."""
+    vault, sink = anchored
+    _put(vault, clerk, "owner_registration", make_owner())
+    kernel = vault._kernel
+    anchors = kernel.audit.anchors
+    assert anchors is not None
+    size = vault.audit.size()
+
+    def sign_a_longer_log() -> None:
+        _put(vault, clerk, "owner_registration", make_owner())
+        with monkeypatch.context() as unpublished:
+            unpublished.setattr(anchors, "publish", lambda checkpoint: None)
+            kernel.checkpoint()
+
+    _while_hashing(vault, monkeypatch, sign_a_longer_log)
+    made = kernel.audit.anchor(origin=kernel.log_origin, seed=kernel._signing_seed, now=clock.now())
+    assert made is None and sink.latest() is None
+    signed = [c[0] for c in vault.audit.checkpoints()]
+    assert size not in signed and signed[-1] == vault.audit.size() > size
+    assert vault.audit.verify() == vault.audit.size()
 
 
 def test_checkpoints_are_anchored_by_themselves(

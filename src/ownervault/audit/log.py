@@ -327,8 +327,10 @@ class AuditLog(QueueIntegration):
 
         Only the new entries are read and hashed: the anchored frontier (checked against its
         signed root) is extended with them, and the result must equal the stored frontier's
-        root. Returns the new anchored checkpoint, or None when there is nothing new or no
-        anchor to publish to.
+        root. They are read in a snapshot, so other threads and processes go on writing while
+        they are hashed; only storing the signed checkpoint takes a write transaction. Returns
+        the new anchored checkpoint, or None when there is nothing new, another process signed
+        a checkpoint at least as large meanwhile, or there is no anchor to publish to.
 
         Raises:
             AuditIntegrityError: an entry since the anchor is damaged, or the stored log does
@@ -340,29 +342,16 @@ class AuditLog(QueueIntegration):
             self.settle()  # what was queued before is anchored too
         try:
             anchored = self.anchors.latest()
+            with self._backend.snapshot():
+                frontier = self._extend_anchored(anchored)
+            if frontier is None:
+                return None
+            size, root = frontier.size, frontier.root()
+            body = _checkpoint.format_checkpoint(origin, size, root)
+            note = _checkpoint.sign_note(body, origin, seed)
             with self._backend.atomic():
-                size = (current := self.frontier.current()).size
-                start = anchored.size if anchored is not None else 0
-                if size <= start or self._signed_elsewhere(size):
+                if self._signed_elsewhere(size):
                     return None
-                frontier = (
-                    merkle.Frontier.from_bytes(anchored.frontier)
-                    if anchored is not None
-                    else merkle.Frontier()
-                )
-                for row in self._backend.audit_rows(start, size):
-                    # Each entry must hash to its stored leaf (its canonical form is checked by
-                    # a full verification); the extended tree must then reach the stored root.
-                    if row.seq != frontier.size or merkle.leaf_hash(row.entry) != row.leaf_hash:
-                        raise AuditIntegrityError(f"audit entry {frontier.size} was changed")
-                    frontier = frontier.append(row.leaf_hash)
-                root = frontier.root()
-                if frontier.size != size or root != current.root():
-                    raise AuditIntegrityError(
-                        "the audit log does not extend its newest anchored checkpoint"
-                    )
-                body = _checkpoint.format_checkpoint(origin, size, root)
-                note = _checkpoint.sign_note(body, origin, seed)
                 self._backend.insert_checkpoint(size, root, note, format_time(now))
         except AuditIntegrityError as error:
             self.report_failure(error)
@@ -371,13 +360,45 @@ class AuditLog(QueueIntegration):
         self.anchors.publish(checkpoint)
         return checkpoint
 
+    def _extend_anchored(self, anchored: AnchoredCheckpoint | None) -> merkle.Frontier | None:
+        """The log's frontier, computed from the anchored one and the entries after it (each
+        re-hashed), checked against the stored frontier; None when nothing is new or a
+        checkpoint of this size was signed elsewhere. Read in one snapshot or transaction.
+
+        Raises:
+            AuditIntegrityError: an entry since the anchor was changed, or the stored log does
+                not extend the anchored one.
+        """
+        size = (current := self.frontier.current()).size
+        start = anchored.size if anchored is not None else 0
+        if size <= start or self._signed_elsewhere(size):
+            return None
+        frontier = (
+            merkle.Frontier.from_bytes(anchored.frontier)
+            if anchored is not None
+            else merkle.Frontier()
+        )
+        for row in self._backend.audit_rows(start, size):
+            # Each entry must hash to its stored leaf (its canonical form is checked by a full
+            # verification); the extended tree must then reach the stored root.
+            if row.seq != frontier.size or merkle.leaf_hash(row.entry) != row.leaf_hash:
+                raise AuditIntegrityError(f"audit entry {frontier.size} was changed")
+            frontier = frontier.append(row.leaf_hash)
+        if frontier.size != size or frontier.root() != current.root():
+            raise AuditIntegrityError(
+                "the audit log does not extend its newest anchored checkpoint"
+            )
+        return frontier
+
     def _signed_elsewhere(self, size: int) -> bool:
-        """Whether the newest stored checkpoint is of exactly ``size`` entries: another process
-        signed it and is publishing it to the anchors (it commits the row, then publishes), so
-        there is nothing new to anchor. (A stored checkpoint larger than the log is left for
-        :meth:`checkpoint` and :meth:`verify` to refuse.)"""
+        """Whether the newest stored checkpoint is at least as large as ``size``: another
+        process signed it and is publishing it to the anchors (it commits the row, then
+        publishes), so there is nothing new to anchor. It may have signed a larger one while
+        this process hashed outside the write transaction; a smaller checkpoint is then not
+        worth storing. (A stored checkpoint larger than the log is left for :meth:`checkpoint`
+        and :meth:`verify` to refuse.)"""
         signed = self._backend.checkpoints(newest=True)
-        return bool(signed) and signed[-1][0] == size
+        return bool(signed) and signed[-1][0] >= size
 
     def stream_proofs(
         self, size: int, old_sizes: Sequence[int], *, rehash: bool = False
