@@ -343,9 +343,11 @@ class AuditLog(QueueIntegration):
         try:
             anchored = self.anchors.latest()
             with self._backend.snapshot():
-                frontier = self._extend_anchored(anchored)
-            if frontier is None:
-                return None
+                current = self.frontier.current()
+                start = anchored.size if anchored is not None else 0
+                if current.size <= start or self._signed_elsewhere(current.size):
+                    return None
+                frontier = _extend_anchored(self._backend, current, anchored)
             size, root = frontier.size, frontier.root()
             body = _checkpoint.format_checkpoint(origin, size, root)
             note = _checkpoint.sign_note(body, origin, seed)
@@ -359,36 +361,6 @@ class AuditLog(QueueIntegration):
         checkpoint = AnchoredCheckpoint(note, size, frontier.to_bytes())
         self.anchors.publish(checkpoint)
         return checkpoint
-
-    def _extend_anchored(self, anchored: AnchoredCheckpoint | None) -> merkle.Frontier | None:
-        """The log's frontier, computed from the anchored one and the entries after it (each
-        re-hashed), checked against the stored frontier; None when nothing is new or a
-        checkpoint of this size was signed elsewhere. Read in one snapshot or transaction.
-
-        Raises:
-            AuditIntegrityError: an entry since the anchor was changed, or the stored log does
-                not extend the anchored one.
-        """
-        size = (current := self.frontier.current()).size
-        start = anchored.size if anchored is not None else 0
-        if size <= start or self._signed_elsewhere(size):
-            return None
-        frontier = (
-            merkle.Frontier.from_bytes(anchored.frontier)
-            if anchored is not None
-            else merkle.Frontier()
-        )
-        for row in self._backend.audit_rows(start, size):
-            # Each entry must hash to its stored leaf (its canonical form is checked by a full
-            # verification); the extended tree must then reach the stored root.
-            if row.seq != frontier.size or merkle.leaf_hash(row.entry) != row.leaf_hash:
-                raise AuditIntegrityError(f"audit entry {frontier.size} was changed")
-            frontier = frontier.append(row.leaf_hash)
-        if frontier.size != size or frontier.root() != current.root():
-            raise AuditIntegrityError(
-                "the audit log does not extend its newest anchored checkpoint"
-            )
-        return frontier
 
     def _signed_elsewhere(self, size: int) -> bool:
         """Whether the newest stored checkpoint is at least as large as ``size``: another
@@ -683,3 +655,28 @@ def _rehashed(rows: Iterable[AuditRow], size: int) -> LeafHashes:
     if expected != size:
         raise AuditIntegrityError(f"audit entry {expected} is missing")
     return LeafHashes(out)
+
+
+def _extend_anchored(
+    backend: Backend, current: merkle.Frontier, anchored: AnchoredCheckpoint | None
+) -> merkle.Frontier:
+    """The anchored frontier extended with the entries after it, each re-hashed, checked to
+    reach ``current`` (the stored frontier); read in the caller's snapshot or transaction.
+
+    Raises:
+        AuditIntegrityError: an entry since the anchor was changed, or the stored log does not
+            extend the anchored one.
+    """
+    start = anchored.size if anchored is not None else 0
+    frontier = (
+        merkle.Frontier.from_bytes(anchored.frontier) if anchored is not None else merkle.Frontier()
+    )
+    for row in backend.audit_rows(start, current.size):
+        # Each entry must hash to its stored leaf (its canonical form is checked by a full
+        # verification); the extended tree must then reach the stored root.
+        if row.seq != frontier.size or merkle.leaf_hash(row.entry) != row.leaf_hash:
+            raise AuditIntegrityError(f"audit entry {frontier.size} was changed")
+        frontier = frontier.append(row.leaf_hash)
+    if frontier.size != current.size or frontier.root() != current.root():
+        raise AuditIntegrityError("the audit log does not extend its newest anchored checkpoint")
+    return frontier
