@@ -643,6 +643,12 @@ def test_a_rewritten_log_is_caught_by_the_anchor(
         vault.audit.verify()
 
 
+def _anchor(vault: Vault, clock: Any) -> AnchoredCheckpoint | None:
+    """Anchor the vault's log now, as its anchoring does by itself."""
+    kernel = vault._kernel
+    return kernel.audit.anchor(origin=kernel.log_origin, seed=kernel._signing_seed, now=clock.now())
+
+
 def test_anchoring_a_size_signed_elsewhere_finds_nothing_new(
     anchored: tuple[Vault, FileAnchor],
     make_owner: Callable[..., OwnerProfile],
@@ -660,11 +666,10 @@ def test_anchoring_a_size_signed_elsewhere_finds_nothing_new(
     monkeypatch.setattr(anchors, "publish", lambda checkpoint: None)
     kernel.checkpoint()
     monkeypatch.undo()
-    seed = kernel._signing_seed
-    assert kernel.audit.anchor(origin=kernel.log_origin, seed=seed, now=clock.now()) is None
+    assert _anchor(vault, clock) is None
     assert sink.latest() is None
     _put(vault, clerk, "owner_registration", make_owner())
-    anchored_now = kernel.audit.anchor(origin=kernel.log_origin, seed=seed, now=clock.now())
+    anchored_now = _anchor(vault, clock)
     assert anchored_now is not None and sink.latest() == anchored_now
 
 
@@ -700,12 +705,11 @@ def test_anchoring_hashes_the_new_entries_without_holding_the_write_turn(
     still verifies."""
     vault, sink = anchored
     _put(vault, clerk, "owner_registration", make_owner())
-    kernel = vault._kernel
     size = vault.audit.size()
     _while_hashing(
         vault, monkeypatch, lambda: _put(vault, clerk, "owner_registration", make_owner())
     )
-    made = kernel.audit.anchor(origin=kernel.log_origin, seed=kernel._signing_seed, now=clock.now())
+    made = _anchor(vault, clock)
     assert made is not None and made.size == size and sink.latest() == made
     assert vault.audit.size() > size
     assert [c[0] for c in vault.audit.checkpoints()][-1] == size
@@ -736,7 +740,7 @@ def test_anchoring_stores_nothing_once_a_larger_checkpoint_was_signed_meanwhile(
             kernel.checkpoint()
 
     _while_hashing(vault, monkeypatch, sign_a_longer_log)
-    made = kernel.audit.anchor(origin=kernel.log_origin, seed=kernel._signing_seed, now=clock.now())
+    made = _anchor(vault, clock)
     assert made is None and sink.latest() is None
     signed = [c[0] for c in vault.audit.checkpoints()]
     assert size not in signed and signed[-1] == vault.audit.size() > size
