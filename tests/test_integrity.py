@@ -747,6 +747,32 @@ def test_anchoring_stores_nothing_once_a_larger_checkpoint_was_signed_meanwhile(
     assert vault.audit.verify() == vault.audit.size()
 
 
+def test_a_forged_checkpoint_larger_than_the_log_does_not_stop_anchoring(
+    anchored: tuple[Vault, FileAnchor],
+    make_owner: Callable[..., OwnerProfile],
+    clerk: Actor,
+    clock: Any,
+) -> None:
+    """A checkpoint row larger than the log, written by whoever runs the database, is not taken
+    for one another process signed: the new entries are still anchored, and signing a
+    checkpoint refuses the forged row."""
+    vault, sink = anchored
+    _put(vault, clerk, "owner_registration", make_owner())
+    vault.checkpoint()
+    size, root, note, at = vault.audit.checkpoints()[-1]
+    _sql(
+        vault,
+        "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+        (size + 100, root, note, at),
+    )
+    _put(vault, clerk, "owner_registration", make_owner())
+    made = _anchor(vault, clock)
+    assert made is not None and made.size > size
+    assert sink.latest() == made
+    with pytest.raises(AuditIntegrityError, match=f"a checkpoint of {size + 100} was signed"):
+        vault.checkpoint()
+
+
 def test_checkpoints_are_anchored_by_themselves(
     anchored: tuple[Vault, FileAnchor],
     make_owner: Callable[..., OwnerProfile],

@@ -363,14 +363,17 @@ class AuditLog(QueueIntegration):
         return checkpoint
 
     def _signed_elsewhere(self, size: int) -> bool:
-        """Whether the newest stored checkpoint is at least as large as ``size``: another
-        process signed it and is publishing it to the anchors (it commits the row, then
-        publishes), so there is nothing new to anchor. It may have signed a larger one while
-        this process hashed outside the write transaction; a smaller checkpoint is then not
-        worth storing. (A stored checkpoint larger than the log is left for :meth:`checkpoint`
-        and :meth:`verify` to refuse.)"""
+        """Whether another process signed a checkpoint of ``size`` entries or more of the log:
+        it is publishing it to the anchors (it commits the row, then publishes), so there is
+        nothing new to anchor. A larger one counts if the log holds that many entries (another
+        process signed it while this one hashed outside the write transaction); a stored
+        checkpoint larger than the log does not stop anchoring, and is left for
+        :meth:`checkpoint` to refuse."""
         signed = self._backend.checkpoints(newest=True)
-        return bool(signed) and signed[-1][0] >= size
+        if not signed:
+            return False
+        newest = signed[-1][0]
+        return newest == size or size < newest <= self._backend.audit_head()[0]
 
     def stream_proofs(
         self, size: int, old_sizes: Sequence[int], *, rehash: bool = False
