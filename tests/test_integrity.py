@@ -649,6 +649,35 @@ def _anchor(vault: Vault, clock: Any) -> AnchoredCheckpoint | None:
     return kernel.audit.anchor(origin=kernel.log_origin, seed=kernel._signing_seed, now=clock.now())
 
 
+def test_an_entry_changed_since_the_last_anchor_is_caught_by_the_next(
+    anchored: tuple[Vault, FileAnchor],
+    make_owner: Callable[..., OwnerProfile],
+    clerk: Actor,
+    clock: Any,
+) -> None:
+    """Anchoring re-hashes every entry since the last anchor: one whose bytes were changed
+    in the database (its leaf hash and the frontier left alone) is found by the next anchor,
+    which signs nothing and opens a tamper incident."""
+    vault, sink = anchored
+    vault.checkpoint()
+    before = sink.latest()
+    assert before is not None
+    _put(vault, clerk, "owner_registration", make_owner(), make_owner())
+    vault._kernel.audit.settle()  # on PostgreSQL, what is queued is integrated first
+    seq = before.size + 1
+    (entry,) = _sql(vault, "SELECT entry FROM audit_entries WHERE seq = ?", (seq,))[0]
+    if vault.embedded:
+        _sql(vault, "DROP TRIGGER audit_entries_no_update")
+    else:
+        _sql(vault, "ALTER TABLE audit_entries DISABLE TRIGGER USER")
+    _sql(vault, "UPDATE audit_entries SET entry = ? WHERE seq = ?", (bytes(entry) + b" ", seq))
+    assert not _tamper_incidents(vault)
+    with pytest.raises(AuditIntegrityError, match=f"audit entry {seq} was changed"):
+        _anchor(vault, clock)
+    assert sink.latest() == before
+    assert len(_tamper_incidents(vault)) == 1
+
+
 def test_anchoring_a_size_signed_elsewhere_finds_nothing_new(
     anchored: tuple[Vault, FileAnchor],
     make_owner: Callable[..., OwnerProfile],
