@@ -658,6 +658,9 @@ class MatchedStore(BareIndexedStore):
         *PERSONAL_FIELDS,
         "tag",
     )
+    #: Where an owners row's tag sits (its columns before it are what the tag covers); a read's
+    #: joined row continues with its key row's subject reference, pseudonym, wrapped key, tag.
+    _TAG: ClassVar[int] = len(_columns) - 1
     #: The columns of ``keys`` read with each record (after the owners row's own).
     _key_columns: ClassVar[str] = "k.subject_ref, k.pseudonym, k.wrapped, k.tag"
     _insert_key: ClassVar[str] = (
@@ -727,15 +730,16 @@ class MatchedStore(BareIndexedStore):
             append(raw)
         return hmac.digest(self._row_key, b"".join(parts), "sha256")
 
+    def _check_tag(self, table: str, values: Sequence[str | bytes | None], tag: bytes) -> None:
+        """ValueError unless ``tag`` is the row tag of ``values`` in ``table``."""
+        if not hmac.compare_digest(self.row_tag(table.encode(), values), bytes(tag)):
+            raise ValueError(f"a row of {table} does not match its tag")
+
     def _check_rows(self, row: tuple[Any, ...]) -> None:
         """Check the tags of a joined row: the owners row, then its key row (ValueError)."""
-        width = len(self._columns) - 1
-        tag = row[width]
-        if not hmac.compare_digest(self.row_tag(b"owners", row[:width]), bytes(tag)):
-            raise ValueError("an owners row does not match its tag")
-        key_row = (row[1], *row[width + 1 : width + 4])
-        if not hmac.compare_digest(self.row_tag(b"keys", key_row), bytes(row[width + 4])):
-            raise ValueError("a keys row does not match its tag")
+        at = self._TAG
+        self._check_tag("owners", row[:at], row[at])
+        self._check_tag("keys", (row[1], *row[at + 1 : at + 4]), row[at + 4])
 
     # ----------------------------------------------------------------- keys
 
@@ -791,9 +795,7 @@ class MatchedStore(BareIndexedStore):
                 f"WHERE subject_ref IN ({marks})",
                 tuple(part),
             ):
-                key_row = (key_id, ref, pseudonym, wrapped)
-                if not hmac.compare_digest(self.row_tag(b"keys", key_row), bytes(tag)):
-                    raise ValueError("a keys row does not match its tag")
+                self._check_tag("keys", (key_id, ref, pseudonym, wrapped), tag)
                 found[bytes(ref)] = self._unwrap(bytes(key_id), bytes(ref), pseudonym, wrapped)
         new_rows: list[tuple[Any, ...]] = []
         for sid, _, ref in items:
@@ -994,14 +996,14 @@ class MatchedStore(BareIndexedStore):
         self._check_rows(row)
         rid = row[0]
         key_id = bytes(row[1])
-        width = len(self._columns) - 1
-        key = self._unwrap(key_id, bytes(row[width + 1]), row[width + 2], row[width + 3])
+        at = self._TAG
+        key = self._unwrap(key_id, bytes(row[at + 1]), row[at + 2], row[at + 3])
         out: dict[str, Any] = {"id": rid, "subject_id": key.subject_id}
         out.update(zip(self._columns[2:5], row[2:5], strict=True))
         decrypt = key.aead.decrypt
         commitment = key.commitment
         tail = b"\x00" + key_id
-        for field, blob in zip(PERSONAL_FIELDS, row[5:width], strict=True):
+        for field, blob in zip(PERSONAL_FIELDS, row[5:at], strict=True):
             if blob is None:
                 out[field] = None
                 continue
