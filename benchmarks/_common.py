@@ -1356,6 +1356,9 @@ class _TimedCursor:
     def fetchall(self) -> Any:
         return self._timed("fetchall")
 
+    def __iter__(self) -> Any:
+        return iter(self.fetchall())
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
 

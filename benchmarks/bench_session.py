@@ -224,13 +224,16 @@ def _admit_cost(vault: ov.Vault, count: int) -> dict[str, list[float]]:
 
 def split(owners: int, reps: int, ops: int, staff: int) -> dict[str, dict[str, list[float]]]:
     """µs of open+close per variant of the grant lookup (see ``--split``), per actor."""
+    import ownervault.kernel as kernel_package
     from ownervault.kernel import core, grants
     from ownervault.policy import pack
 
     # What Kernel.access calls: ``admission`` (the actor and until when its grants hold) in
-    # code whose grants expire sessions, ``admit`` (the actor) before that.
-    target = "admission" if hasattr(core, "admission") else "admit"
-    shipped_lookup, shipped_conflict = getattr(core, target), pack.Policy.conflict
+    # code whose grants expire sessions, ``admit`` (the actor) before that; since sessions
+    # open on remembered values, ``door.admit`` calls ``admission``.
+    caller: Any = getattr(kernel_package, "door", core)
+    target = "admission" if hasattr(caller, "admission") else "admit"
+    shipped_lookup, shipped_conflict = getattr(caller, target), pack.Policy.conflict
 
     def result(actor: ov.Actor) -> Any:
         return (actor, None) if target == "admission" else actor
@@ -285,14 +288,14 @@ def split(owners: int, reps: int, ops: int, staff: int) -> dict[str, dict[str, l
                 k = step % len(names)
                 for name in [*names[k:], *names[:k]]:
                     lookup, pack.Policy.conflict = variants[name]  # type: ignore[method-assign]
-                    setattr(core, target, lookup)
+                    setattr(caller, target, lookup)
                     sink: list[float] = []
                     for _ in range(BLOCK):
                         _open_close(vault, actor, [], sink)
                     if step >= 2:  # the first two rounds warm every variant up
                         times[name] += sink
             out[label] = times
-        setattr(core, target, shipped_lookup)
+        setattr(caller, target, shipped_lookup)
         pack.Policy.conflict = shipped_conflict  # type: ignore[method-assign]
         vault.close()
     finally:

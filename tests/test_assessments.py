@@ -507,10 +507,18 @@ def test_check_deep_finds_an_assessment_written_outside_the_vault(vault: Vault) 
 def test_an_assessment_recorded_in_another_process_is_seen(
     vault: Vault, vault_location: Path | str, root_key: InMemoryKey, clock: FrozenClock
 ) -> None:
-    """The per-process cache is dropped when the register's version changes."""
+    """The per-process cache is dropped when the register's version changes: a session the
+    other process opened on the values it remembered is refused at its first operation, and
+    the next one at its opening (see also ``test_door.py``)."""
     with Vault.open(vault_location, key=root_key, clock=clock) as other:
         other.session(CLERK, "owner_registration").close()  # cached: current
         _assess(vault, "owner_registration", "rejected")
+        with (
+            other.session(CLERK, "owner_registration") as session,
+            pytest.raises(PolicyDeniedError) as info,
+        ):
+            session.find(OwnerProfile, phone="13800138000")
+        assert info.value.reason == "assessment_rejected"
         with pytest.raises(PolicyDeniedError) as info:
             other.session(CLERK, "owner_registration")
         assert info.value.reason == "assessment_rejected"

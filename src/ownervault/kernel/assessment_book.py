@@ -38,6 +38,7 @@ from .assessments import (
 )
 from .authority import authorise
 from .core import Kernel
+from .door import forget
 
 __all__ = ["AssessmentBook"]
 
@@ -145,6 +146,7 @@ class AssessmentBook:
             )
             kernel.backend.insert_assessment(row)
             record_change(kernel)
+            forget(kernel)  # the next session opens on the new register (:mod:`.door`)
             entry = kernel.admin_entry(
                 by,
                 "assessment.add",

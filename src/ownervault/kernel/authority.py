@@ -28,6 +28,7 @@ from ..policy.pack import BreakGlass
 from ..storage.base import GrantRow
 from .authenticate import RESERVED_ACTOR_IDS
 from .core import ADMIN_PURPOSE, Kernel
+from .door import forget
 from .grants import Grant, active_grants, admit, record_change, record_refusal
 
 __all__ = ["BOOTSTRAP_ACTION", "GrantBook", "authorise"]
@@ -219,6 +220,7 @@ class GrantBook:
             if not kernel.backend.revoke_grant(row):
                 raise ValidationError(f"there is no active grant {grant_id!r}")
             record_change(kernel)
+            forget(kernel)  # the next session opens on the new grants (:mod:`.door`)
             entry = kernel.admin_entry(
                 by,
                 "grant.remove",
@@ -354,6 +356,7 @@ class GrantBook:
             )
             kernel.backend.insert_grant(row)
             record_change(kernel)
+            forget(kernel)  # the next session opens on the new grants (:mod:`.door`)
             detail: dict[str, str | int | bool | None] = {
                 "grant_id": row.grant_id,
                 "grantee": actor_id,

@@ -56,8 +56,18 @@ from .assessments import VERSION_META as ASSESSMENTS_META
 from .assessments import refusal
 from .clock import Clock
 from .decide import Decider, DecisionCache
+from .door import (
+    INVESTIGATOR_ROLE,
+    LOCK_META,
+    Door,
+    admit,
+    assessment_refused,
+    confirming,
+    forget,
+    locked_out,
+)
 from .erasures import LEDGER_NAME, ErasureLedger
-from .grants import VERSION_META, Grant, admission
+from .grants import Grant
 from .kekrotation import AutomaticKekRotation
 from .keystore import KeyStore
 
@@ -76,13 +86,9 @@ __all__ = [
 
 #: The actor in whose name the vault records what it does by itself.
 SYSTEM_ACTOR: Final = Actor("ownervault", roles=["system"])
-#: The only role that may use a vault locked after an integrity failure (read-only).
-INVESTIGATOR_ROLE: Final = "compliance_officer"
 #: The purpose of entries about the vault's own administration.
 ADMIN_PURPOSE: Final = "vault_administration"
 
-#: ``meta`` key naming the incident that holds the vault locked (empty: not locked).
-LOCK_META: Final = "locked_by_incident"
 #: ``meta`` key of a handover to a successor: ``shredding <package id>`` once the successor's
 #: receipt was recorded, ``complete <package id>`` once every owner was erased (empty: none).
 HANDOVER_META: Final = "handover"
@@ -150,6 +156,8 @@ class Kernel:
         self.closed = False
         #: Actor id -> (grants version, its checked grants), kept by :mod:`.grants`.
         self.grant_cache: dict[str, tuple[str, tuple[Grant, ...]]] = {}
+        #: The values sessions open on, as last read (:mod:`.door`).
+        self.door = Door()
         self.lock_file: VaultLock | None = None
         if path is not None:
             self.lock_file = VaultLock(path)
@@ -241,18 +249,12 @@ class Kernel:
         self.check_open()
         if not isinstance(actor, Actor):
             raise ValidationError("actor must be an ownervault Actor")
-        meta = self.backend.get_metas((VERSION_META, LOCK_META, ASSESSMENTS_META))  # one read
-        actor, until = admission(
-            self, actor, action="session.open", purpose=purpose, version=meta.get(VERSION_META)
-        )
-        locked = meta.get(LOCK_META)
-        if locked and INVESTIGATOR_ROLE not in actor.roles:
-            raise VaultLockedError(
-                f"the vault is locked by incident {locked}: only a compliance officer may read "
-                "until an admin acknowledges it"
-            )
+        actor, until, meta, confirmed = admit(self, actor, purpose)
+        locked = locked_out(actor, meta)
+        if locked is not None:
+            raise locked
         access = Access(self, actor, purpose, until=until)
-        access.open(assessments=meta.get(ASSESSMENTS_META))
+        access.open(meta, confirmed=confirmed)
         return access
 
     # ------------------------------------------------------------------ fail closed
@@ -265,10 +267,11 @@ class Kernel:
     def lock(self, incident_id: str) -> None:
         """Fail closed: refuse everything but a compliance officer's reads (call in a txn)."""
         self.backend.set_meta(LOCK_META, incident_id)
+        forget(self)
 
     def unlock(self) -> None:
         """Lift the lock once an admin acknowledged the incident (call in a txn)."""
-        self.backend.set_meta(LOCK_META, "")
+        self.lock("")
 
     def check_writable(self) -> None:
         """Raise :class:`VaultLockedError` while an incident holds the vault locked, and
@@ -592,29 +595,32 @@ class Access:
             shared=kernel.decisions,
         )
         self.closed = False
+        #: The values the session was opened on while its first transaction has not confirmed
+        #: them yet (:mod:`.door`); None once confirmed, or when they were read at the opening.
+        self.opened_on: Mapping[str, str] | None = None
         # Operations under one access run one at a time, whichever thread calls them.
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"<Access actor={self.actor.actor_id!r} purpose={self.purpose!r}>"
 
-    def open(self, *, assessments: str | None = None) -> None:
+    def open(self, meta: Mapping[str, str], *, confirmed: bool) -> None:
         """Audit the opening; refuse (audited) a purpose or role the pack never allows, and a
-        purpose that needs an impact assessment without a current one (:mod:`.assessments`;
-        ``assessments`` is the register's version when the caller read it)."""
+        purpose that needs an impact assessment without a current one (:mod:`.assessments`).
+
+        ``meta`` holds the values the opening is decided on (:mod:`.door`); unless they were
+        ``confirmed`` (read just now), the session's first transaction confirms them."""
+        if not confirmed:
+            self.opened_on = meta
         base = self.policy.decide(self.actor, self.purpose, "", "read")
         if not base.allowed and base.reason in SESSION_OPEN_REFUSALS:
             self.commit([self.entry("session.open", decision=base)])
             base.require()
-        found = refusal(self.kernel, self.purpose, assessments)
+        found = refusal(self.kernel, self.purpose, meta.get(ASSESSMENTS_META))
         if found is not None:
             raise self.deny(
                 [self.entry("session.open", decision="deny", reason=found.reason)],
-                PolicyDeniedError(
-                    f"purpose {self.purpose!r} needs a current impact assessment "
-                    f"({found.need.why}): {found.reason} (ownervault pia check)",
-                    reason=found.reason,
-                ),
+                assessment_refused(self.purpose, found),
             )
         # An allowed opening discloses nothing: its entry rides along with the session's
         # first commit (or any other), so a request that opens, reads and closes commits once.
@@ -654,11 +660,17 @@ class Access:
         """This access, checked to be usable, for one operation (one at a time).
 
         A stored row that fails its integrity check is reported (an audit entry, a tamper
-        incident) once the operation's transaction has ended, then the error is raised.
+        incident) once the operation's transaction has ended, then the error is raised. A
+        session opened on remembered values has them confirmed by the operation's first
+        transaction (:mod:`.door`).
 
         Raises:
             VaultClosedError: the access (the session) or the vault was closed.
-            NotGrantedError: the grants the session was opened on ran out (``grant_expired``).
+            NotGrantedError: the grants the session was opened on ran out (``grant_expired``),
+                or were revoked or changed since (audited).
+            VaultLockedError: the vault was locked since the session opened.
+            PolicyDeniedError: the purpose's impact assessment stopped being current since the
+                session opened (audited).
         """
         with self._lock:
             if self.closed:
@@ -666,7 +678,8 @@ class Access:
             self.kernel.check_open()
             self.check_granted()
             try:
-                yield self
+                with confirming(self):
+                    yield self
             except IntegrityError as exc:
                 # A failed audit verification was reported by the log itself.
                 if not isinstance(exc, AuditIntegrityError):

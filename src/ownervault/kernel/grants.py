@@ -186,9 +186,10 @@ def record_refusal(
 
 
 def _refuse(
-    kernel: Kernel, actor: Actor, action: str, purpose: str, reason: str, why: str
+    kernel: Kernel, actor: Actor, action: str | None, purpose: str, reason: str, why: str
 ) -> NoReturn:
-    record_refusal(kernel, actor, action, purpose, reason)
+    if action is not None:
+        record_refusal(kernel, actor, action, purpose, reason)
     raise NotGrantedError(f"actor {actor.actor_id!r} {why}", reason=reason)
 
 
@@ -198,13 +199,14 @@ def admit(kernel: Kernel, actor: Actor, *, action: str, purpose: str) -> Actor:
 
 
 def admission(
-    kernel: Kernel, actor: Actor, *, action: str, purpose: str, version: str | None = None
+    kernel: Kernel, actor: Actor, *, action: str | None, purpose: str, version: str | None = None
 ) -> tuple[Actor, _dt.datetime | None]:
     """``actor`` as the vault grants it: its roles checked, its scope set; refused otherwise.
 
     Also returns until when the grants it acts on hold (None: no expiry): for each role, the
     latest expiry among the grants that cover it; the earliest of those. ``version`` is the
-    grants' version (:data:`VERSION_META`) when the caller read it already.
+    grants' version (:data:`VERSION_META`) when the caller read it already. ``action`` None
+    decides without auditing a refusal (a trial: :mod:`.door`).
 
     Returns the actor to act as: the same roles, the scope it asked for (or, when it asked for
     none and a role was granted with a scope, that scope), confined when any of its roles is.

@@ -37,9 +37,10 @@ from ..keys import KeyState, check_use
 from ..policy import Decision
 from ..records import RECORD_TYPES, Classification, FieldSpec, Record, normalise
 from ..storage import KeyRow, RecordRow, SubjectRow
-from .core import HANDOVER_META, LOCK_META, Access, Kernel, refuse_changes
+from .core import HANDOVER_META, Access, Kernel, refuse_changes
 from .decide import denied
 from .deletes import storage_only
+from .door import LOCK_META
 from .freshness import rekey_entries, write_detail
 from .kekrotation import KekRotationFirst, rotate_kek_apart
 from .keystore import AUTO_ROTATE_AT, KEY_EPOCH_META, SUBJECT_ID_FIELD, minor_aad

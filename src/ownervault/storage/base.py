@@ -358,8 +358,7 @@ class AuditIndexStore(Protocol):
         ...
 
     def rebuild_audit_index(self) -> int:
-        """Build the index of every complete chunk from the stored entries (the migration
-        step); returns the rows added."""
+        """Index every complete chunk of the stored entries (migration); returns rows added."""
         ...
 
 
@@ -370,7 +369,9 @@ class Transactions(Protocol):
     at once (``BEGIN IMMEDIATE`` on SQLite), nested ones are savepoints. ``after_commit`` holds
     callables run after each outermost transaction commits, in the committing thread;
     ``after_rollback`` callables run after a transaction or savepoint is rolled back, in that
-    thread, told the depth it went back to (0: the whole transaction).
+    thread, told the depth it went back to (0: the whole transaction). ``at_begin(hook)`` has
+    ``hook`` run once, first thing in the calling thread's next outermost ``atomic()`` (None
+    forgets it); if it raises, that transaction rolls back and ``atomic()`` raises it.
     """
 
     after_commit: list[Callable[[], None]]
@@ -393,6 +394,8 @@ class Transactions(Protocol):
     def snapshot(self) -> AbstractContextManager[None]:
         """A read-only transaction: every read inside sees one committed state."""
         ...
+
+    def at_begin(self, hook: Callable[[], None] | None) -> None: ...
 
 
 class Backend(Transactions, AuditIndexStore, RecipientNoticeStore, AssessmentStore, Protocol):

@@ -287,6 +287,8 @@ class PostgresBackend(PostgresAuditQueue, PostgresQueries):
             _translate(lambda: conn.execute(f"SAVEPOINT sp{depth}"))
         self._local.depth = depth + 1
         try:
+            if depth == 0:
+                self._began()
             yield
         except BaseException:
             self._local.depth = depth

@@ -61,6 +61,18 @@ class SharedQueries(
 
     after_rollback: list[Callable[[int], None]]
 
+    def at_begin(self, hook: Callable[[], None] | None) -> None:
+        """Run ``hook`` once, as the first work of the next outermost :meth:`atomic` this
+        thread begins (None: forget it). If it raises, that transaction rolls back."""
+        self._local.begin_hook = hook
+
+    def _began(self) -> None:
+        """Run this thread's :meth:`at_begin` hook, if any (once)."""
+        hook = getattr(self._local, "begin_hook", None)
+        if hook is not None:
+            self._local.begin_hook = None
+            hook()
+
     def _rolled_back(self, depth: int) -> None:
         """Tell the ``after_rollback`` hooks that this thread went back to ``depth``."""
         for hook in list(self.after_rollback):

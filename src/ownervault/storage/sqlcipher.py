@@ -619,6 +619,7 @@ class SQLCipherBackend(SQLiteQueries):
         )
         local.depth, local.bound = 1, turn.conn
         try:
+            self._began()
             yield
         except BaseException:
             local.depth, local.bound = 0, None

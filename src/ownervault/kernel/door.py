@@ -1,0 +1,254 @@
+"""A session's door: the values a session opens on, remembered, confirmed by its first transaction.
+
+Opening a session (:meth:`~ownervault.kernel.Kernel.access`) depends on three ``meta`` values
+that any process may change: the grants' version (:mod:`.grants`), the fail-closed lock
+(:data:`LOCK_META`) and the impact assessment register's version (:mod:`.assessments`). Read at
+every opening, they take a statement of their own outside any transaction; behind a threaded
+server that opens a session per request, that statement waits for its turn at the vault's
+connection as long as the request's own transaction does.
+
+So a process remembers the values it last read (:class:`Door`) and admits a session on them
+(:func:`admit`). Only an admission rests on remembered values: an opening they would refuse is
+decided again on values read there and then, so that a refusal never rests on values another
+process has replaced (a grant given back, a lock lifted). A session admitted on remembered values
+is *unconfirmed* until the first transaction of one of its operations, which reads the values
+again as its first statement (:meth:`~ownervault.storage.base.Transactions.at_begin`) and
+compares:
+
+* the same values: the session is confirmed, the operation goes on, and later operations are
+  not checked again (as a session opened on values just read);
+* other values: the opening is decided again, inside that transaction, on the values read
+  there. If the session would now be refused (its grants revoked or changed, the vault locked,
+  the purpose's impact assessment gone), the transaction rolls back, the refusal is audited as a
+  ``session.operation`` denial and raised; every later operation of the session is refused the
+  same way. If it would be admitted as the same actor, the operation goes on.
+
+Nothing is disclosed or changed on unconfirmed values: every operation that discloses or changes
+data commits its audit entries in a transaction before anything leaves the vault, and that
+transaction confirms first. What a change made by another process affects is *when* a session is
+refused: at its opening when this process had read the change already, at its first operation
+otherwise. Before, a change that committed between a session's opening and its first operation
+did not reach the session at all. A change this process makes itself is seen by the next
+opening (:func:`forget`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+from collections.abc import Iterator, Mapping
+from typing import Final, Protocol
+
+from ..audit import AuditEntry
+from ..exceptions import NotGrantedError, OwnerVaultError, PolicyDeniedError, VaultLockedError
+from ..policy import Actor
+from ..storage import Backend
+from . import assessments, grants
+from .assessments import VERSION_META as ASSESSMENTS_META
+from .assessments import AssessmentStatus, refusal
+from .grants import VERSION_META as GRANTS_META
+from .grants import admission
+
+__all__ = [
+    "INVESTIGATOR_ROLE",
+    "LOCK_META",
+    "Door",
+    "OpeningRefused",
+    "admit",
+    "assessment_refused",
+    "confirm",
+    "confirming",
+    "forget",
+    "locked_out",
+]
+
+
+class Kernel(grants.Kernel, assessments.Kernel, Protocol):
+    """What the door uses of the kernel (:class:`~ownervault.kernel.Kernel`, which imports
+    this module)."""
+
+    @property
+    def backend(self) -> Backend: ...
+    @property
+    def door(self) -> Door: ...
+
+
+class Access(Protocol):
+    """What the door uses of a session (:class:`~ownervault.kernel.Access`)."""
+
+    @property
+    def kernel(self) -> Kernel: ...
+    @property
+    def actor(self) -> Actor: ...
+    @property
+    def purpose(self) -> str: ...
+
+    until: _dt.datetime | None
+    opened_on: Mapping[str, str] | None
+
+    def entry(self, action: str, *, decision: str, reason: str | None = None) -> AuditEntry: ...
+    def deny(self, entries: list[AuditEntry], error: OwnerVaultError) -> OwnerVaultError: ...
+
+
+#: ``meta`` key naming the incident that locked the vault (fail closed); empty when unlocked.
+LOCK_META: Final = "locked_by_incident"
+
+#: The role that may still read while the vault is locked.
+INVESTIGATOR_ROLE: Final = "compliance_officer"
+
+#: The ``meta`` values an opening is decided on.
+OPENING_META: Final = (GRANTS_META, LOCK_META, ASSESSMENTS_META)
+
+
+class Door:
+    """The :data:`OPENING_META` values as this process last read them (None: not yet)."""
+
+    def __init__(self) -> None:
+        self.known: Mapping[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Door {'known' if self.known is not None else 'unknown'}>"
+
+
+class OpeningRefused(Exception):
+    """Raised inside a session's first transaction when its opening would now be refused.
+
+    Private to the kernel: :meth:`~.core.Access.operation` turns it into ``error`` once the
+    transaction rolled back, auditing the refusal first when ``reason`` is set.
+    """
+
+    def __init__(self, error: OwnerVaultError, reason: str | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.reason = reason
+
+
+def _values(kernel: Kernel) -> Mapping[str, str] | None:
+    """The values as this process remembers them (None: not read yet)."""
+    return kernel.door.known
+
+
+def _read(kernel: Kernel) -> Mapping[str, str]:
+    """The values as stored now (and remembered from now on)."""
+    read = kernel.backend.get_metas(OPENING_META)
+    kernel.door.known = read
+    return read
+
+
+def admit(
+    kernel: Kernel, actor: Actor, purpose: str
+) -> tuple[Actor, _dt.datetime | None, Mapping[str, str], bool]:
+    """Admit ``actor`` at the door: :func:`~.grants.admission` (refusals audited) on the
+    values remembered, or read now; returns the admitted actor, until when its grants hold,
+    the values the opening is decided on and whether they were read now (confirmed).
+
+    Only an admission is decided on remembered values: an opening they would refuse (the grants,
+    the lock or the register changed back elsewhere, or never allowed it) is decided again on
+    values read now, so that a refusal never rests on values another process replaced.
+    """
+    meta = _values(kernel)
+    if meta is not None:
+        try:
+            admitted, until = admission(
+                kernel, actor, action=None, purpose=purpose, version=meta.get(GRANTS_META)
+            )
+        except NotGrantedError:
+            pass
+        else:
+            if locked_out(admitted, meta) is None and (
+                refusal(kernel, purpose, meta.get(ASSESSMENTS_META)) is None
+            ):
+                return admitted, until, meta, False
+    meta = _read(kernel)
+    admitted, until = admission(
+        kernel, actor, action="session.open", purpose=purpose, version=meta.get(GRANTS_META)
+    )
+    return admitted, until, meta, True
+
+
+def forget(kernel: Kernel) -> None:
+    """This process changed one of the values: the next opening reads them again."""
+    kernel.door.known = None
+
+
+def locked_out(actor: Actor, meta: Mapping[str, str]) -> VaultLockedError | None:
+    """The error refusing ``actor`` while an incident holds the vault locked, if it does."""
+    locked = meta.get(LOCK_META)
+    if locked and INVESTIGATOR_ROLE not in actor.roles:
+        return VaultLockedError(
+            f"the vault is locked by incident {locked}: only a compliance officer may read "
+            "until an admin acknowledges it"
+        )
+    return None
+
+
+def assessment_refused(purpose: str, found: AssessmentStatus) -> PolicyDeniedError:
+    """The error refusing a session for ``purpose`` without a current impact assessment."""
+    return PolicyDeniedError(
+        f"purpose {purpose!r} needs a current impact assessment ({found.need.why}): "
+        f"{found.reason} (ownervault pia check)",
+        reason=found.reason,
+    )
+
+
+def confirm(access: Access, opened_on: Mapping[str, str]) -> None:
+    """Confirm the values ``access`` opened on, as the first work of its first transaction.
+
+    Raises:
+        OpeningRefused: the session would now be refused (the transaction then rolls back).
+    """
+    kernel = access.kernel
+    fresh = _read(kernel)
+    if fresh == opened_on:
+        access.opened_on = None
+        return
+    locked = locked_out(access.actor, fresh)
+    if locked is not None:
+        raise OpeningRefused(locked, None)
+    try:
+        # Not audited here, where it would roll back with the transaction: the caller audits.
+        actor, until = admission(
+            kernel,
+            access.actor,
+            action=None,
+            purpose=access.purpose,
+            version=fresh.get(GRANTS_META),
+        )
+    except NotGrantedError as exc:
+        raise OpeningRefused(exc, exc.reason) from None
+    if actor != access.actor:
+        raise OpeningRefused(
+            NotGrantedError(
+                f"the grants of actor {access.actor.actor_id!r} changed since this session "
+                "opened: open a new session",
+                reason="grants_changed",
+            ),
+            "grants_changed",
+        )
+    found = refusal(kernel, access.purpose, fresh.get(ASSESSMENTS_META))
+    if found is not None:
+        raise OpeningRefused(assessment_refused(access.purpose, found), found.reason)
+    access.until = until
+    access.opened_on = None
+
+
+@contextlib.contextmanager
+def confirming(access: Access) -> Iterator[None]:
+    """Around one operation of ``access``: its first transaction confirms the values the
+    session opened on, if they are not confirmed yet; a refusal is audited and raised."""
+    opened_on = access.opened_on
+    backend = access.kernel.backend
+    if opened_on is None:
+        yield
+        return
+    backend.at_begin(lambda: confirm(access, opened_on))
+    try:
+        yield
+    except OpeningRefused as refused:
+        backend.at_begin(None)
+        if refused.reason is None:
+            raise refused.error from None
+        entry = access.entry("session.operation", decision="deny", reason=refused.reason)
+        raise access.deny([entry], refused.error) from None
+    finally:
+        backend.at_begin(None)
