@@ -179,6 +179,24 @@ def test_a_session_opened_before_a_revocation_is_refused_at_its_first_operation(
     session.close()
 
 
+def test_an_operation_inside_a_transaction_of_the_callers_is_confirmed_in_it(
+    vault: Vault, other: Vault
+) -> None:
+    session = other.session(CLERK, "owner_registration")
+    _revoke(vault, CLERK.actor_id)
+    with pytest.raises(NotGrantedError), other._kernel.backend.atomic():
+        session.find(OwnerProfile, phone=PHONE)
+    session.close()
+
+
+def test_only_sessions_open_on_remembered_values(vault: Vault, other: Vault) -> None:
+    """The kernel's own accesses (breach notices read owners' contacts through one without
+    :meth:`Access.operation`) are decided on values read at their opening."""
+    _revoke(vault, CLERK.actor_id)
+    with pytest.raises(NotGrantedError):
+        other._kernel.access(CLERK, "owner_registration")
+
+
 # --------------------------------------------------------------------------- the backend hook
 
 

@@ -499,7 +499,10 @@ class Sessions:
             VaultLockedError: the vault is locked after an integrity failure and the actor is
                 not a compliance officer.
         """
-        return Session(self._kernel.access(actor, purpose), lambda: self.correction_notifiers)
+        # Every operation of a Session runs through Access.operation: it may open on the
+        # values the process remembers (confirmed by its first transaction).
+        access = self._kernel.access(actor, purpose, remembered=True)
+        return Session(access, lambda: self.correction_notifiers)
 
     def session_for_token(
         self,

@@ -236,8 +236,11 @@ class Kernel:
                     self.lock_file.release()
                 self.backend.close()
 
-    def access(self, actor: Actor, purpose: str) -> Access:
+    def access(self, actor: Actor, purpose: str, *, remembered: bool = False) -> Access:
         """Open an :class:`Access` for ``actor`` acting for ``purpose`` (audited).
+
+        ``remembered``: admit on the values this process remembers (:mod:`.door`), for a
+        caller running every operation through :meth:`Access.operation`, which confirms them.
 
         Raises:
             VaultLockedError: the vault is locked after an integrity failure and the actor is
@@ -249,7 +252,7 @@ class Kernel:
         self.check_open()
         if not isinstance(actor, Actor):
             raise ValidationError("actor must be an ownervault Actor")
-        actor, until, meta, confirmed = admit(self, actor, purpose)
+        actor, until, meta, confirmed = admit(self, actor, purpose, remembered=remembered)
         locked = locked_out(actor, meta)
         if locked is not None:
             raise locked

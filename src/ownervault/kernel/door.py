@@ -23,6 +23,12 @@ compares:
   ``session.operation`` denial and raised; every later operation of the session is refused the
   same way. If it would be admitted as the same actor, the operation goes on.
 
+Only a :class:`~ownervault.Session` opens this way (``Kernel.access(..., remembered=True)``):
+every one of its operations runs through :meth:`~.core.Access.operation`, which arms the
+confirmation (:func:`confirming`; an operation started inside a transaction of its caller's is
+confirmed in that one, at once). The kernel's own accesses, which call operations directly
+(breach notices read owners' contacts), are decided on values read at their opening.
+
 Nothing is disclosed or changed on unconfirmed values: every operation that discloses or changes
 data commits its audit entries in a transaction before anything leaves the vault, and that
 transaction confirms first. What a change made by another process affects is *when* a session is
@@ -136,17 +142,19 @@ def _read(kernel: Kernel) -> Mapping[str, str]:
 
 
 def admit(
-    kernel: Kernel, actor: Actor, purpose: str
+    kernel: Kernel, actor: Actor, purpose: str, *, remembered: bool
 ) -> tuple[Actor, _dt.datetime | None, Mapping[str, str], bool]:
     """Admit ``actor`` at the door: :func:`~.grants.admission` (refusals audited) on the
-    values remembered, or read now; returns the admitted actor, until when its grants hold,
-    the values the opening is decided on and whether they were read now (confirmed).
+    values remembered (only when ``remembered``: the caller confirms them with
+    :func:`confirming` around every operation), or read now; returns the admitted actor,
+    until when its grants hold, the values the opening is decided on and whether they were
+    read now (confirmed).
 
     Only an admission is decided on remembered values: an opening they would refuse (the grants,
     the lock or the register changed back elsewhere, or never allowed it) is decided again on
     values read now, so that a refusal never rests on values another process replaced.
     """
-    meta = _values(kernel)
+    meta = _values(kernel) if remembered else None
     if meta is not None:
         try:
             admitted, until = admission(
@@ -241,14 +249,27 @@ def confirming(access: Access) -> Iterator[None]:
     if opened_on is None:
         yield
         return
+    if backend.transaction_depth:
+        # Run inside a transaction of the caller's: confirmed in it, at once.
+        try:
+            confirm(access, opened_on)
+        except OpeningRefused as refused:
+            raise _refused(access, refused) from None
+        yield
+        return
     backend.at_begin(lambda: confirm(access, opened_on))
     try:
         yield
     except OpeningRefused as refused:
         backend.at_begin(None)
-        if refused.reason is None:
-            raise refused.error from None
-        entry = access.entry("session.operation", decision="deny", reason=refused.reason)
-        raise access.deny([entry], refused.error) from None
+        raise _refused(access, refused) from None
     finally:
         backend.at_begin(None)
+
+
+def _refused(access: Access, refused: OpeningRefused) -> OwnerVaultError:
+    """The error to raise for ``refused``, its denial committed first when it is audited."""
+    if refused.reason is None:
+        return refused.error
+    entry = access.entry("session.operation", decision="deny", reason=refused.reason)
+    return access.deny([entry], refused.error)
