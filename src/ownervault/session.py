@@ -50,7 +50,13 @@ _R = TypeVar("_R", bound=Record)
 class Session(OwnerRightsMethods):
     """Work done by one actor for one purpose; every operation is checked and audited.
 
-    Open with :meth:`Vault.session`; use as a context manager or call :meth:`close`.
+    Open with :meth:`Vault.session`; use as a context manager or call :meth:`close`. Besides
+    its own errors, any operation may raise
+    :class:`~ownervault.exceptions.NotGrantedError` (the grants ran out, or were revoked or
+    changed by another process before the session's first operation),
+    :class:`~ownervault.exceptions.VaultLockedError` or
+    :class:`~ownervault.exceptions.PolicyDeniedError` (an impact assessment no longer
+    current), all but the lock audited.
     """
 
     def __init__(
@@ -491,6 +497,11 @@ class Sessions:
 
     def session(self, actor: Actor, purpose: str) -> Session:
         """Open a session for ``actor`` acting for ``purpose``, with roles it was granted.
+
+        The grants, the fail-closed lock and the impact assessments are taken as this process
+        last read them; the session's first operation confirms them in its own transaction,
+        and raises the errors below there (audited) when another process changed them since
+        (``docs/access-control.md``, "When a change made elsewhere counts").
 
         Raises:
             NotGrantedError: the actor asks for roles or a scope it was not granted (audited).
