@@ -10,6 +10,9 @@ nothing disclosed or changed.
 from __future__ import annotations
 
 import datetime as _dt
+import random
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,6 +198,61 @@ def test_only_sessions_open_on_remembered_values(vault: Vault, other: Vault) -> 
     _revoke(vault, CLERK.actor_id)
     with pytest.raises(NotGrantedError):
         other._kernel.access(CLERK, "owner_registration")
+
+
+def test_no_operation_begun_after_a_revocation_elsewhere_succeeds_under_threads(
+    vault: Vault, other: Vault
+) -> None:
+    """Threads of the other process open a session per request while the grant is revoked:
+    every operation that starts once the revocation has returned is refused (sessions opened
+    before it included), however the remembered values and the threads' confirmations
+    interleave."""
+    revoked = threading.Event()
+    stop = threading.Event()
+    late: list[str] = []
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        pause = random.Random(seed)
+        try:
+            while not stop.is_set():
+                try:
+                    with other.session(CLERK, "owner_registration") as session:
+                        # Sessions opened before the revocation reach it with their first
+                        # operation: that one must confirm and be refused.
+                        time.sleep(pause.uniform(0, 0.002))
+                        after = revoked.is_set()
+                        session.find(OwnerProfile, phone=PHONE)
+                except NotGrantedError:
+                    outcomes.append("refused")
+                    continue
+                outcomes.append("served")
+                if after:
+                    late.append("served after the revocation")
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while outcomes.count("served") < 20 and not errors and time.monotonic() < deadline:
+        time.sleep(0.005)
+    _revoke(vault, CLERK.actor_id)
+    revoked.set()
+    refused_before = outcomes.count("refused")
+    while (
+        outcomes.count("refused") < refused_before + 20
+        and not errors
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.005)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and late == []
+    assert outcomes.count("served") >= 20 and outcomes.count("refused") >= 20
 
 
 # --------------------------------------------------------------------------- the backend hook
