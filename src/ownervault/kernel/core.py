@@ -612,14 +612,17 @@ class Access:
         purpose that needs an impact assessment without a current one (:mod:`.assessments`).
 
         ``meta`` holds the values the opening is decided on (:mod:`.door`); unless they were
-        ``confirmed`` (read just now), the session's first transaction confirms them."""
+        ``confirmed`` (read just now), the door checked the register against them already and
+        the session's first transaction confirms them."""
         if not confirmed:
             self.opened_on = meta
         base = self.policy.decide(self.actor, self.purpose, "", "read")
         if not base.allowed and base.reason in SESSION_OPEN_REFUSALS:
             self.commit([self.entry("session.open", decision=base)])
             base.require()
-        found = refusal(self.kernel, self.purpose, meta.get(ASSESSMENTS_META))
+        found = (
+            refusal(self.kernel, self.purpose, meta.get(ASSESSMENTS_META)) if confirmed else None
+        )
         if found is not None:
             raise self.deny(
                 [self.entry("session.open", decision="deny", reason=found.reason)],

@@ -129,11 +129,6 @@ class OpeningRefused(Exception):
         self.reason = reason
 
 
-def _values(kernel: Kernel) -> Mapping[str, str] | None:
-    """The values as this process remembers them (None: not read yet)."""
-    return kernel.door.known
-
-
 def _read(kernel: Kernel) -> Mapping[str, str]:
     """The values as stored now (and remembered from now on)."""
     read = kernel.backend.get_metas(OPENING_META)
@@ -154,7 +149,7 @@ def admit(
     the lock or the register changed back elsewhere, or never allowed it) is decided again on
     values read now, so that a refusal never rests on values another process replaced.
     """
-    meta = _values(kernel) if remembered else None
+    meta = kernel.door.known if remembered else None
     if meta is not None:
         try:
             admitted, until = admission(
