@@ -152,16 +152,11 @@ def admit(
     meta = kernel.door.known if remembered else None
     if meta is not None:
         try:
-            admitted, until = admission(
-                kernel, actor, action=None, purpose=purpose, version=meta.get(GRANTS_META)
-            )
-        except NotGrantedError:
+            admitted, until = _decide(kernel, actor, purpose, meta)
+        except OpeningRefused:
             pass
         else:
-            if locked_out(admitted, meta) is None and (
-                refusal(kernel, purpose, meta.get(ASSESSMENTS_META)) is None
-            ):
-                return admitted, until, meta, False
+            return admitted, until, meta, False
     meta = _read(kernel)
     admitted, until = admission(
         kernel, actor, action="session.open", purpose=purpose, version=meta.get(GRANTS_META)
@@ -200,25 +195,11 @@ def confirm(access: Access, opened_on: Mapping[str, str]) -> None:
     Raises:
         OpeningRefused: the session would now be refused (the transaction then rolls back).
     """
-    kernel = access.kernel
-    fresh = _read(kernel)
+    fresh = _read(access.kernel)
     if fresh == opened_on:
         access.opened_on = None
         return
-    locked = locked_out(access.actor, fresh)
-    if locked is not None:
-        raise OpeningRefused(locked, None)
-    try:
-        # Not audited here, where it would roll back with the transaction: the caller audits.
-        actor, until = admission(
-            kernel,
-            access.actor,
-            action=None,
-            purpose=access.purpose,
-            version=fresh.get(GRANTS_META),
-        )
-    except NotGrantedError as exc:
-        raise OpeningRefused(exc, exc.reason) from None
+    actor, until = _decide(access.kernel, access.actor, access.purpose, fresh)
     if actor != access.actor:
         raise OpeningRefused(
             NotGrantedError(
@@ -228,22 +209,47 @@ def confirm(access: Access, opened_on: Mapping[str, str]) -> None:
             ),
             "grants_changed",
         )
-    found = refusal(kernel, access.purpose, fresh.get(ASSESSMENTS_META))
-    if found is not None:
-        raise OpeningRefused(assessment_refused(access.purpose, found), found.reason)
     access.until = until
     access.opened_on = None
 
 
-@contextlib.contextmanager
-def confirming(access: Access) -> Iterator[None]:
+def _decide(
+    kernel: Kernel, actor: Actor, purpose: str, meta: Mapping[str, str]
+) -> tuple[Actor, _dt.datetime | None]:
+    """The opening of ``actor`` for ``purpose`` decided on ``meta``, auditing nothing (where
+    it runs, a refusal would roll back with the transaction; the caller audits it).
+
+    Raises:
+        OpeningRefused: the vault is locked, the grants refuse the actor, or the purpose lacks
+            a current impact assessment.
+    """
+    locked = locked_out(actor, meta)
+    if locked is not None:
+        raise OpeningRefused(locked, None)
+    try:
+        admitted, until = admission(
+            kernel, actor, action=None, purpose=purpose, version=meta.get(GRANTS_META)
+        )
+    except NotGrantedError as exc:
+        raise OpeningRefused(exc, exc.reason) from None
+    found = refusal(kernel, purpose, meta.get(ASSESSMENTS_META))
+    if found is not None:
+        raise OpeningRefused(assessment_refused(purpose, found), found.reason)
+    return admitted, until
+
+
+def confirming(access: Access) -> contextlib.AbstractContextManager[None]:
     """Around one operation of ``access``: its first transaction confirms the values the
     session opened on, if they are not confirmed yet; a refusal is audited and raised."""
     opened_on = access.opened_on
+    if opened_on is None:  # every operation of a confirmed session: nothing to arm
+        return contextlib.nullcontext()
+    return _confirming(access, opened_on)
+
+
+@contextlib.contextmanager
+def _confirming(access: Access, opened_on: Mapping[str, str]) -> Iterator[None]:
     backend = access.kernel.backend
-    if opened_on is None:
-        yield
-        return
     if backend.transaction_depth:
         # Run inside a transaction of the caller's: confirmed in it, at once.
         try:
