@@ -129,7 +129,9 @@ def test_a_database_not_of_its_header_is_refused_before_it_is_upgraded(
     path, key = v1_vault
     header = VaultHeader.loads((path / "vault.header").read_bytes(), path=path)
     root = key.load_root(header.provider_params)
-    backend = SQLCipherBackend(path / "vault.db", header.unwrap(root, "db"))
+    backend = SQLCipherBackend(
+        path / "vault.db", header.unwrap(root, "db"), page_hmac=header.page_mac
+    )
     with backend.atomic():
         backend.set_meta("vault_id", "ab" * 16)
     backend.close()

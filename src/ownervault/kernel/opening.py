@@ -53,6 +53,7 @@ from ..keys import (
 from ..policy import Policy, load_policy
 from ..storage import (
     DB_NAME,
+    PAGE_HMAC,
     SCHEMA_VERSION,
     Backend,
     KeyRow,
@@ -154,6 +155,7 @@ def create_kernel(
             wrapped_db_key=wrap(db_key, "db"),
             wrapped_keyring_key=wrap(keyring_key, "keyring"),
             wrapped_signing_key=wrap(crypto.ed25519_generate(), "signing"),
+            page_hmac=PAGE_HMAC if server is None else None,
         )
         header = unsealed.sealed(keyring_key)
         backend: Backend
@@ -161,7 +163,11 @@ def create_kernel(
             backend = server
         else:
             backend = SQLCipherBackend(
-                root_path / DB_NAME, db_key, synchronous=synchronous, create=True
+                root_path / DB_NAME,
+                db_key,
+                synchronous=synchronous,
+                create=True,
+                page_hmac=header.page_mac,
             )
             backend.migrate()
         _store_system_keys(backend, header, keyring_key, now, max_key_invocations)
@@ -332,7 +338,9 @@ def open_kernel(
     db_path = root_path / DB_NAME
     require_database(db_path)
     header = recover(root_path, header, root, keyring_key)
-    backend = SQLCipherBackend(db_path, header.unwrap(root, "db"), synchronous=synchronous)
+    backend = SQLCipherBackend(
+        db_path, header.unwrap(root, "db"), synchronous=synchronous, page_hmac=header.page_mac
+    )
     kernel = _finish_open(
         backend,
         header,

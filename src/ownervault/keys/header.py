@@ -7,7 +7,9 @@ fields under a key derived from the keyring key (:meth:`VaultHeader.sealed`), so
 fields (``created_at``, the provider's parameters, the keyring key's id, a pending page key)
 cannot be changed unseen; it is checked as soon as the keyring key is unwrapped
 (:meth:`VaultHeader.check_mac`). A version-1 header, made before headers had a MAC, still
-opens. :func:`recover` finishes or undoes a page-key rotation that a crash interrupted, before
+opens. A new vault's header also names the MAC SQLCipher keeps on each page (``page_hmac``,
+HMAC-SHA256); a header without one belongs to a database with SQLCipher 4's default,
+HMAC-SHA512. :func:`recover` finishes or undoes a page-key rotation that a crash interrupted, before
 anything else touches the database file; :func:`recovered` says what it would do without
 doing it.
 """
@@ -24,7 +26,7 @@ import pydantic
 
 from .. import crypto
 from ..exceptions import DecryptionError, IntegrityError, VaultFormatError, WrongKeyError
-from ..storage import DB_NAME
+from ..storage import DB_NAME, LEGACY_PAGE_HMAC, PAGE_HMAC, PageHmac
 from .providers import RootKey
 
 __all__ = [
@@ -69,6 +71,9 @@ class VaultHeader(pydantic.BaseModel):
     wrapped_signing_key: str
     #: Set only while the SQLCipher page key is being replaced: the new key, wrapped.
     pending_db_key: str | None = None
+    #: The MAC SQLCipher keeps on each page of ``vault.db``; absent in a header written before
+    #: vaults named it, whose database has SQLCipher 4's default (:attr:`page_mac`).
+    page_hmac: Literal["HMAC_SHA256"] | None = None
     #: The header MAC (hex), in version 2 only.
     mac: str | None = pydantic.Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
@@ -77,6 +82,18 @@ class VaultHeader(pydantic.BaseModel):
         if (self.version == 2) != (self.mac is not None):
             raise ValueError("a version-2 header has a MAC and a version-1 header has none")
         return self
+
+    @property
+    def page_mac(self) -> PageHmac:
+        """The algorithm of ``vault.db``'s page MAC (the database cannot be read without it)."""
+        return PAGE_HMAC if self.page_hmac == PAGE_HMAC else LEGACY_PAGE_HMAC
+
+    def _document(self, *, mac: bool) -> dict[str, Any]:
+        """The fields as stored; a header without a page MAC stays as it was written."""
+        unset = {"mac"} if not mac or self.mac is None else set()
+        if self.page_hmac is None:
+            unset.add("page_hmac")
+        return self.model_dump(exclude=unset)
 
     @staticmethod
     def context(vault_id: str, slot: str) -> bytes:
@@ -111,13 +128,13 @@ class VaultHeader(pydantic.BaseModel):
 
     def dumps(self) -> bytes:
         """Serialise as indented JSON (a version-1 header without a ``mac`` field)."""
-        document = self.model_dump(exclude={"mac"} if self.mac is None else set())
+        document = self._document(mac=True)
         return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
     def authenticated_bytes(self) -> bytes:
         """What the MAC covers: every field but ``mac``, as canonical JSON (keys sorted, UTF-8,
         no whitespace)."""
-        document = self.model_dump(exclude={"mac"})
+        document = self._document(mac=False)
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return text.encode("utf-8")
 

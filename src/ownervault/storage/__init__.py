@@ -7,7 +7,8 @@ among them), the embedded SQLCipher backend (:mod:`.sqlcipher`, the default and 
 importer of ``sqlcipher3``, with its SQLite statements in :mod:`.sqlite_queries`; database
 files are created mode 0600), the PostgreSQL backend (:mod:`.postgres`, imported only
 when a ``postgresql://`` URL is opened and the only importer of ``psycopg``, with its statements
-in :mod:`.postgres_queries`) and the vault directory's lock file (:mod:`.lock`). A backend
+in :mod:`.postgres_queries`), the embedded store's file modes and SQLite's own checks
+(:mod:`.sqlite_files`) and the vault directory's lock file (:mod:`.lock`). A backend
 stores bytes and clear operational values; it never sees a key or a personal value. Imports
 :mod:`ownervault.policy` (the consent ledger's record type) and :mod:`ownervault.exceptions`.
 """
@@ -21,15 +22,27 @@ from pathlib import Path
 from ..exceptions import ConfigurationError
 from .base import AuditRow, Backend, DatabaseProblem, KeyRow, RecordRow, SubjectRow
 from .lock import VaultLock
-from .sqlcipher import DB_NAME, SCHEMA_VERSION, SQLCipherBackend, create_private, restrict_modes
+from .sqlcipher import (
+    DB_NAME,
+    LEGACY_PAGE_HMAC,
+    PAGE_HMAC,
+    SCHEMA_VERSION,
+    PageHmac,
+    SQLCipherBackend,
+    create_private,
+    restrict_modes,
+)
 
 __all__ = [
     "DB_NAME",
+    "LEGACY_PAGE_HMAC",
+    "PAGE_HMAC",
     "SCHEMA_VERSION",
     "AuditRow",
     "Backend",
     "DatabaseProblem",
     "KeyRow",
+    "PageHmac",
     "RecordRow",
     "SQLCipherBackend",
     "SubjectRow",

@@ -2,7 +2,8 @@
 
 This is the only module that imports ``sqlcipher3``. The database is opened with a raw 256-bit
 key (``PRAGMA key = "x'...'"``), so SQLCipher runs no second PBKDF2 on open; the key comes from
-the vault header, unwrapped by the root key. The tables are those of :mod:`.schema`, rendered
+the vault header, unwrapped by the root key, and so does the page MAC's algorithm
+(:data:`PAGE_HMAC`). The tables are those of :mod:`.schema`, rendered
 in the SQLite dialect.
 
 Concurrency: the threads of a process take turns at one shared connection for their write
@@ -47,7 +48,6 @@ whole-file operations (backup, rekeying); the statements the backend runs are th
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -65,16 +65,33 @@ from .schema import (
     AUDIT_INDEX_CHUNKS_SINCE,
     RECORD_TOKENS_SINCE,
     SCHEMA_VERSION,
-    expected_objects,
     sqlite_script,
     sqlite_upgrade,
 )
+from .sqlite_files import create_private, integrity_problems, restrict_modes
 from .sqlite_queries import SQLiteQueries
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "SQLCipherBackend", "create_private", "restrict_modes"]
+__all__ = [
+    "DB_NAME",
+    "LEGACY_PAGE_HMAC",
+    "PAGE_HMAC",
+    "SCHEMA_VERSION",
+    "PageHmac",
+    "SQLCipherBackend",
+    "create_private",
+    "restrict_modes",
+]
 
 #: The database file's name in a vault directory.
 DB_NAME: Final = "vault.db"
+
+#: The MAC SQLCipher keeps on every page (``PRAGMA cipher_hmac_algorithm``).
+PageHmac = Literal["HMAC_SHA256", "HMAC_SHA512"]
+#: A new vault's: HMAC-SHA256 has the same 256-bit key and tag length as SQLCipher 4's default
+#: and runs on the CPU's SHA extensions, so each page written or read from disk costs less.
+PAGE_HMAC: Final[PageHmac] = "HMAC_SHA256"
+#: SQLCipher 4's default, kept by vaults made before :data:`PAGE_HMAC` (their header names none).
+LEGACY_PAGE_HMAC: Final[PageHmac] = "HMAC_SHA512"
 
 #: The page cache, in KiB, while a long scan of the audit log runs (256 pages of 4 KiB).
 SCAN_CACHE_KIB: Final = 1024
@@ -96,6 +113,11 @@ _NO_MEMORY: Final = "database error: out of memory reading the database (it may 
 
 #: Pages a backup copies per step (4 MiB of 4 KiB pages) between two progress reports.
 _BACKUP_STEP_PAGES: Final = 1024
+
+
+def _key_pragmas(db_key: bytes, page_hmac: PageHmac) -> tuple[str, str]:
+    """What keys a connection, in order: the key, then the page MAC (before the first read)."""
+    return f"PRAGMA key = \"x'{db_key.hex()}'\"", f"PRAGMA cipher_hmac_algorithm = {page_hmac}"
 
 
 def _is_busy(exc: sqlcipher3.OperationalError) -> bool:
@@ -159,40 +181,6 @@ def _scan_cache(conn: Any, local: threading.local, cache_kib: int) -> Iterator[N
         local.scans = depth
         if depth == 0:
             _quietly(conn, f"PRAGMA cache_size = -{cache_kib}")
-
-
-def create_private(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 (SQLite would create it 0644).
-
-    SQLite gives a database's ``-wal`` and ``-shm`` files the mode of the database file, so they
-    are private too.
-
-    Raises:
-        StorageError: the file exists already or cannot be created.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise StorageError(f"{path} already exists") from None
-    except OSError as exc:
-        raise StorageError(f"cannot create {path}: {exc.strerror}") from None
-    os.close(fd)
-
-
-def restrict_modes(path: Path) -> None:
-    """Take group and other permissions off a database file and its ``-wal`` and ``-shm``.
-
-    For database files made before they were created 0600. A file that is missing or cannot
-    be changed (another owner) is left as it is; ``ownervault check`` reports its mode.
-    """
-    for name in (path.name, path.name + "-wal", path.name + "-shm"):
-        target = path.with_name(name)
-        try:
-            mode = target.stat().st_mode & 0o777
-            if mode & 0o077:
-                os.chmod(target, mode & 0o700)
-        except OSError:
-            continue
 
 
 def _uri(path: Path, mode: Literal["rw", "ro"]) -> str:
@@ -302,42 +290,6 @@ def _unless_busy(fn: Callable[[], _T]) -> _T | None:
         raise
 
 
-def _integrity_problems(run: Callable[[str], list[Any]], version: int) -> list[DatabaseProblem]:
-    """:meth:`SQLCipherBackend.integrity_problems`, its statements run by ``run``."""
-    problems: list[DatabaseProblem] = []
-
-    def rows(pragma: str) -> list[Any]:
-        try:
-            return run(pragma)
-        except StorageError as exc:
-            problems.append(DatabaseProblem("storage", "database", None, f"{pragma} failed: {exc}"))
-            return []
-
-    for row in rows("PRAGMA cipher_integrity_check"):
-        problems.append(DatabaseProblem("storage", "database", None, f"page check: {row[0]}"))
-    for row in rows("PRAGMA integrity_check"):
-        if row[0] != "ok":
-            problems.append(
-                DatabaseProblem("storage", "database", None, f"integrity check: {row[0]}")
-            )
-    for table, rowid, parent, _ in rows("PRAGMA foreign_key_check"):
-        problems.append(
-            DatabaseProblem(
-                "storage",
-                str(table),
-                None if rowid is None else f"rowid {rowid}",
-                f"refers to a {parent} row that does not exist",
-            )
-        )
-    catalogue = rows("SELECT type, name FROM sqlite_master")
-    present = {(str(kind), str(name)) for kind, name in catalogue}
-    for kind, names in expected_objects("sqlite", version).items():
-        for name in sorted(names):
-            if catalogue and (kind, name) not in present:
-                problems.append(DatabaseProblem("schema", name, None, f"the {kind} is missing"))
-    return problems
-
-
 def _savepoint(
     conn: Any, local: threading.local, depth: int, rolled_back: Callable[[int], None]
 ) -> Iterator[None]:
@@ -357,7 +309,7 @@ def _savepoint(
 
 
 def _backup(
-    conn: Any, target: Path, key_pragma: str, progress: Callable[[int, int], None] | None
+    conn: Any, target: Path, key_pragmas: Sequence[str], progress: Callable[[int, int], None] | None
 ) -> None:
     """:meth:`SQLCipherBackend.backup_to` from ``conn``, outside any transaction of it."""
     create_private(target)
@@ -366,7 +318,8 @@ def _backup(
     )
     try:
         _run(destination, "PRAGMA cipher_log_level = NONE")
-        _run(destination, key_pragma)
+        for pragma in key_pragmas:
+            _run(destination, pragma)
 
         def step(_status: int, remaining: int, total: int) -> None:
             if progress is not None:
@@ -385,12 +338,16 @@ def _backup(
         destination.close()
 
 
-def _export_rekeyed(conn: Any, target: Path, new_key: bytes, version: int) -> None:
+def _export_rekeyed(
+    conn: Any, target: Path, new_key: bytes, page_hmac: PageHmac, version: int
+) -> None:
     """:meth:`SQLCipherBackend.export_rekeyed` through ``conn``."""
     pragma = f"x'{new_key.hex()}'"
     create_private(target)
     _run(conn, f'ATTACH DATABASE ? AS rekeyed KEY "{pragma}"', (str(target),))
     try:
+        # An attached database starts with SQLCipher's defaults, not the main one's settings.
+        _run(conn, f"PRAGMA rekeyed.cipher_hmac_algorithm = {page_hmac}")
         _translate(lambda: conn.execute("SELECT sqlcipher_export('rekeyed')").fetchone())
         _run(conn, f"PRAGMA rekeyed.user_version = {version}")
     finally:
@@ -402,6 +359,8 @@ class SQLCipherBackend(SQLiteQueries):
 
     ``create=True`` makes a new, empty database file (mode 0600; an existing file is refused);
     otherwise the file must exist and hold a database. ``read_only=True`` writes nothing.
+    ``page_hmac`` is the algorithm of the pages' MAC: a new file gets :data:`PAGE_HMAC`; an
+    existing one opens only with the algorithm it was made with (its vault header's).
     """
 
     def __init__(
@@ -414,14 +373,19 @@ class SQLCipherBackend(SQLiteQueries):
         cache_kib: int = 16384,
         create: bool = False,
         read_only: bool = False,
+        page_hmac: PageHmac = PAGE_HMAC,
     ) -> None:
         if len(db_key) != 32:
             raise ValueError("the SQLCipher key must be 32 bytes")
         if create and read_only:
             raise ValueError("a database cannot be created read-only")
+        if page_hmac not in (PAGE_HMAC, LEGACY_PAGE_HMAC):
+            raise ValueError(f"unknown page MAC {page_hmac!r}")
         self.path = path
         self.read_only = read_only
-        self._key_pragma = f"PRAGMA key = \"x'{db_key.hex()}'\""
+        #: The page MAC's algorithm, from the vault header (the file cannot be read without it).
+        self.page_hmac = page_hmac
+        self._key_pragmas = _key_pragmas(db_key, page_hmac)
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._cache_kib = cache_kib
@@ -479,7 +443,8 @@ class SQLCipherBackend(SQLiteQueries):
         try:
             # Silence SQLCipher's stderr logging before the key is set, then key the database.
             conn.execute("PRAGMA cipher_log_level = NONE")
-            conn.execute(self._key_pragma)
+            for pragma in self._key_pragmas:
+                conn.execute(pragma)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
         except sqlcipher3.OperationalError as exc:
@@ -561,7 +526,7 @@ class SQLCipherBackend(SQLiteQueries):
         copy is one point-in-time state of the database (WAL content included). ``progress``
         is told (pages copied, pages in all) after each step of :data:`_BACKUP_STEP_PAGES`.
         """
-        _backup(self._own, target, self._key_pragma, progress)
+        _backup(self._own, target, self._key_pragmas, progress)
 
     def detach_subject_keys(self) -> int:
         """In a backup copy: drop every wrapped subject data key and scrub the freed pages.
@@ -589,7 +554,7 @@ class SQLCipherBackend(SQLiteQueries):
     def reopen(self, db_key: bytes) -> None:
         """Use a new key after the file was swapped; connections reopen on demand."""
         with self._lock:
-            self._key_pragma = f"PRAGMA key = \"x'{db_key.hex()}'\""
+            self._key_pragmas = _key_pragmas(db_key, self.page_hmac)
             self._closed = False
 
     def export_rekeyed(self, target: Path, new_key: bytes) -> None:
@@ -597,7 +562,7 @@ class SQLCipherBackend(SQLiteQueries):
 
         ``target`` is created mode 0600 first; it must not exist.
         """
-        _export_rekeyed(self._conn, target, new_key, self.schema_version())
+        _export_rekeyed(self._conn, target, new_key, self.page_hmac, self.schema_version())
 
     # ------------------------------------------------------------------ transactions
 
@@ -771,7 +736,7 @@ class SQLCipherBackend(SQLiteQueries):
         the damage stops from running is a problem too. Empty when nothing is wrong. The checks
         run on this thread's own connection: writers carry on meanwhile.
         """
-        return _integrity_problems(
+        return integrity_problems(
             lambda sql: self._execute_own(sql).fetchall(), self.schema_version()
         )
 
