@@ -4,7 +4,8 @@ Owns every SQL statement the vault runs: the protocol upper layers program again
 (:mod:`.base`), the statements both SQL backends share (:mod:`.sql`, composed of one mixin per
 kind of stored data in the ``sql_*`` modules, the page-by-page reads of ``ownervault check``
 among them), the embedded SQLCipher backend (:mod:`.sqlcipher`, the default and the only
-importer of ``sqlcipher3``, with its SQLite statements in :mod:`.sqlite_queries`; database
+importer of ``sqlcipher3``, with its SQLite statements in :mod:`.sqlite_queries` and its WAL
+checkpoints in :mod:`.checkpointer`; database
 files are created mode 0600), the PostgreSQL backend (:mod:`.postgres`, imported only
 when a ``postgresql://`` URL is opened and the only importer of ``psycopg``, with its statements
 in :mod:`.postgres_queries`), the embedded store's file modes and SQLite's own checks

@@ -28,7 +28,8 @@ around the ``BEGIN``. ``synchronous=NORMAL`` (the default) survives a process cr
 the last transactions on power loss; ``synchronous="FULL"`` survives both at the cost of an
 fsync per commit, which threads that wait for their turn share (group commit, :mod:`.grouping`):
 a transaction whose work is done while others wait is handed to the next one, and the last one
-commits for all.
+commits for all. The WAL is copied back into the file by a thread of the backend's own
+(:mod:`.checkpointer`), not by the commit that takes it past SQLite's threshold.
 
 Damage: every failure of the driver (a statement, a fetch, a commit, the connection's set-up,
 SQLite running out of memory on a damaged page) reaches the caller as a
@@ -59,6 +60,7 @@ import sqlcipher3
 
 from ..exceptions import StorageError, VaultClosedError, VaultFormatError
 from .base import DatabaseProblem, table_columns
+from .checkpointer import BACKSTOP_FRAMES, Checkpointer
 from .grouping import LOCKED as _LOCKED
 from .grouping import WriteTurns
 from .schema import (
@@ -354,6 +356,20 @@ def _export_rekeyed(
         _quietly(conn, "DETACH DATABASE rekeyed")
 
 
+def _detach_subject_keys(backend: SQLCipherBackend) -> int:
+    """:meth:`SQLCipherBackend.detach_subject_keys`."""
+    conn = backend._conn
+    _run(conn, "PRAGMA secure_delete = ON")
+    with backend.atomic():
+        _run(backend._conn, "PRAGMA secure_delete = ON")
+        dropped = backend._execute(
+            "UPDATE keys SET wrapped = NULL WHERE kind = 'subject' AND wrapped IS NOT NULL"
+        ).rowcount
+        backend.set_meta("subject_keys_detached", "1")
+    _run(conn, "VACUUM")
+    return int(dropped)
+
+
 class SQLCipherBackend(SQLiteQueries):
     """A vault database file opened with a raw SQLCipher key; one connection per thread.
 
@@ -404,6 +420,10 @@ class SQLCipherBackend(SQLiteQueries):
         self._shared: Any = None
         self._connections: list[Any] = []
         self._closed = False
+        #: Checkpoints the WAL in a thread of its own, started by the first commit.
+        self.checkpointer = (
+            None if read_only else Checkpointer(connect=self._open_tracked, run=_run)
+        )
         #: A new file may be empty until the schema is written; an existing one never is.
         self._may_be_empty = create
         if create:
@@ -468,6 +488,8 @@ class SQLCipherBackend(SQLiteQueries):
         else:
             _translate(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             _run(conn, f"PRAGMA synchronous = {self._synchronous}")
+            # The checkpointer's thread copies the WAL back; a commit only past the backstop.
+            _run(conn, f"PRAGMA wal_autocheckpoint = {BACKSTOP_FRAMES}")
         _run(conn, "PRAGMA foreign_keys = ON")
         _run(conn, f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         _run(conn, f"PRAGMA cache_size = -{self._cache_kib}")
@@ -507,7 +529,9 @@ class SQLCipherBackend(SQLiteQueries):
         return conn
 
     def close(self) -> None:
-        """Close every thread's connection."""
+        """Stop the checkpointer and close every thread's connection."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         with self._lock:
             self._closed = True
             for conn in self._connections:
@@ -535,19 +559,12 @@ class SQLCipherBackend(SQLiteQueries):
         key backup) can open, so erasing a subject later also makes this copy unreadable for
         them. Returns how many keys were dropped.
         """
-        conn = self._conn
-        _run(conn, "PRAGMA secure_delete = ON")
-        with self.atomic():
-            _run(self._conn, "PRAGMA secure_delete = ON")
-            dropped = self._execute(
-                "UPDATE keys SET wrapped = NULL WHERE kind = 'subject' AND wrapped IS NOT NULL"
-            ).rowcount
-            self.set_meta("subject_keys_detached", "1")
-        _run(conn, "VACUUM")
-        return int(dropped)
+        return _detach_subject_keys(self)
 
     def close_for_swap(self) -> None:
         """Fold the WAL into the main file and close every connection (before a file swap)."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         _translate(lambda: self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
         self.close()
 
@@ -556,6 +573,8 @@ class SQLCipherBackend(SQLiteQueries):
         with self._lock:
             self._key_pragmas = _key_pragmas(db_key, self.page_hmac)
             self._closed = False
+        if self.checkpointer is not None:
+            self.checkpointer.resume()
 
     def export_rekeyed(self, target: Path, new_key: bytes) -> None:
         """Write a copy of the database encrypted under ``new_key`` (``sqlcipher_export``).
@@ -597,6 +616,8 @@ class SQLCipherBackend(SQLiteQueries):
         except StorageError:
             self._rolled_back(0)
             raise
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
         for hook in list(self.after_commit):
             hook()
 
@@ -727,15 +748,9 @@ class SQLCipherBackend(SQLiteQueries):
         return SCHEMA_VERSION
 
     def integrity_problems(self) -> list[DatabaseProblem]:
-        """What SQLCipher's and SQLite's own checks find wrong, and schema objects missing.
-
-        Runs ``PRAGMA cipher_integrity_check`` (every page's HMAC), ``PRAGMA integrity_check``
-        (the b-trees, indexes and constraints) and ``PRAGMA foreign_key_check``, then compares
-        the tables, indexes and triggers in ``sqlite_master`` with those the schema defines (an
-        append-only table whose triggers were dropped is no longer append-only). A check that
-        the damage stops from running is a problem too. Empty when nothing is wrong. The checks
-        run on this thread's own connection: writers carry on meanwhile.
-        """
+        """What SQLCipher's and SQLite's own checks find wrong, and schema objects missing
+        (:func:`.sqlite_files.integrity_problems`), run on this thread's own connection:
+        writers carry on meanwhile."""
         return integrity_problems(
             lambda sql: self._execute_own(sql).fetchall(), self.schema_version()
         )

@@ -52,7 +52,15 @@ def restrict_modes(path: Path) -> None:
 
 
 def integrity_problems(run: Callable[[str], list[Any]], version: int) -> list[DatabaseProblem]:
-    """:meth:`SQLCipherBackend.integrity_problems`, its statements run by ``run``."""
+    """What SQLCipher's and SQLite's own checks find wrong, and schema objects missing; empty
+    when nothing is wrong. ``run`` runs each statement (``SQLCipherBackend.integrity_problems``).
+
+    Runs ``PRAGMA cipher_integrity_check`` (every page's HMAC), ``PRAGMA integrity_check`` (the
+    b-trees, indexes and constraints) and ``PRAGMA foreign_key_check``, then compares the
+    tables, indexes and triggers in ``sqlite_master`` with those the schema defines (an
+    append-only table whose triggers were dropped is no longer append-only). A check that the
+    damage stops from running is a problem too.
+    """
     problems: list[DatabaseProblem] = []
 
     def rows(pragma: str) -> list[Any]:

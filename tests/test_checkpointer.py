@@ -1,0 +1,173 @@
+"""The embedded store's WAL is checkpointed by a thread of its own, not by the commits.
+
+A commit only checkpoints once the WAL holds :data:`BACKSTOP_FRAMES` pages; the checkpointer's
+thread, started by the first commit, copies the pages back before that, stops when the backend
+closes (or before a file swap) and keeps going after a pass that fails.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ownervault.exceptions import StorageError
+from ownervault.storage import SQLCipherBackend
+from ownervault.storage.checkpointer import (
+    BACKSTOP_FRAMES,
+    FIRST_COMMITS,
+    FRAMES,
+    THREAD_NAME,
+    Checkpointer,
+    commits_per_pass,
+)
+
+KEY = bytes(range(32))
+
+
+def _backend(path: Path) -> SQLCipherBackend:
+    backend = SQLCipherBackend(path / "vault.db", KEY, create=True)
+    backend.migrate()
+    return backend
+
+
+def _write(backend: SQLCipherBackend, commits: int, size: int = 3000) -> None:
+    """``commits`` transactions of one meta row each, about a page of its own."""
+    for n in range(commits):
+        with backend.atomic():
+            backend.set_meta(f"filler-{n}", "x" * size)
+
+
+def _wal_pages(backend: SQLCipherBackend) -> tuple[int, int]:
+    """(pages in the WAL, pages of it copied), asked without copying anything."""
+    row = backend._execute_own("PRAGMA wal_checkpoint(NOOP)").fetchone()
+    return int(row[1]), int(row[2])
+
+
+def _threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def _wait(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the checkpointer did not get there in time"
+        time.sleep(0.01)
+
+
+def test_commits_leave_the_copy_to_the_checkpointer_below_the_backstop(tmp_path: Path) -> None:
+    """With the thread held back, commits let the WAL grow past SQLite's default of 1,000
+    pages without copying any; past the backstop a commit copies them itself."""
+    backend = _backend(tmp_path)
+    assert backend.checkpointer is not None
+    backend.checkpointer.stop()  # no pass: only what commits do themselves
+    try:
+        assert backend._execute_own("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_FRAMES
+        _write(backend, 1500)
+        pages, copied = _wal_pages(backend)
+        assert 2 * FRAMES < pages < BACKSTOP_FRAMES and copied == 0
+        _write(backend, BACKSTOP_FRAMES)
+        pages, copied = _wal_pages(backend)
+        assert copied > 0 or pages < BACKSTOP_FRAMES
+    finally:
+        backend.close()
+
+
+def test_the_thread_copies_the_wal_and_stops_with_the_backend(tmp_path: Path) -> None:
+    backend = _backend(tmp_path)
+    checkpointer = backend.checkpointer
+    assert checkpointer is not None
+    try:
+        _write(backend, 3 * FIRST_COMMITS)
+        _wait(lambda: checkpointer.passes > 0 and checkpointer.frames > 0)
+        assert len(_threads()) == 1
+        _wait(lambda: _wal_pages(backend)[1] > 0)
+    finally:
+        backend.close()
+    assert not _threads()
+    assert "running=False" in repr(checkpointer)
+
+
+def test_a_read_only_backend_starts_no_thread(tmp_path: Path) -> None:
+    _backend(tmp_path).close()
+    reader = SQLCipherBackend(tmp_path / "vault.db", KEY, read_only=True)
+    try:
+        assert reader.checkpointer is None
+        assert reader.schema_version() > 0
+    finally:
+        reader.close()
+
+
+def test_a_failed_pass_is_tried_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass that fails (a busy or damaged file) leaves the thread running for the next."""
+    failures = []
+
+    def run(conn: Any, sql: str) -> Any:
+        if not failures:
+            failures.append(sql)
+            raise StorageError("database error: disk I/O error")
+        return conn.execute(sql)
+
+    backend = _backend(tmp_path)
+    checkpointer = Checkpointer(connect=backend._open_tracked, run=run)
+    backend.checkpointer.stop()  # type: ignore[union-attr]
+    backend.checkpointer = checkpointer
+    try:
+        for _ in range(2):
+            _write(backend, FIRST_COMMITS)
+            time.sleep(0.05)
+        _wait(lambda: checkpointer.passes > 0)
+        assert failures == ["PRAGMA wal_checkpoint(PASSIVE)"]
+    finally:
+        backend.close()
+    assert not _threads()
+
+
+def test_a_page_key_swap_stops_the_thread_and_the_next_commit_restarts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread stops before the WAL is folded into the file (a pass running meanwhile would
+    keep the fold from emptying it), and the first commit after the swap starts it again."""
+    backend = _backend(tmp_path)
+    checkpointer = backend.checkpointer
+    assert checkpointer is not None
+    wal = tmp_path / "vault.db-wal"
+    stops: list[int] = []
+    stop = checkpointer.stop
+
+    def stopping() -> None:
+        stops.append(wal.stat().st_size)
+        stop()
+
+    monkeypatch.setattr(checkpointer, "stop", stopping)
+    try:
+        _write(backend, 1)
+        assert len(_threads()) == 1
+        backend.close_for_swap()
+        assert not _threads()
+        assert stops[0] > 0 and not wal.exists()
+        backend.reopen(KEY)
+        _write(backend, 1)
+        assert len(_threads()) == 1
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize(
+    ("commits", "frames", "every"),
+    [
+        (55, 1000, 55),  # puts: about 18 pages a commit
+        (32, 48, 666),  # reads: an audit entry, one or two pages a commit
+        (10, 0, FIRST_COMMITS),  # nothing copied: no measure
+        (0, 500, FIRST_COMMITS),
+        (1, 10**6, 1),
+        (10**6, 1, BACKSTOP_FRAMES),
+    ],
+)
+def test_passes_are_paced_to_copy_about_a_thousand_pages(
+    commits: int, frames: int, every: int
+) -> None:
+    assert commits_per_pass(commits, frames) == every
