@@ -27,6 +27,7 @@ Every store receives its input already in its own native form (tuples, dicts or
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import gc
@@ -44,6 +45,7 @@ import unicodedata
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -255,6 +257,11 @@ class Store:
     def sqlite_connection(self) -> Any:
         """The DB-API connection to the store's SQLite database (for WAL measurements)."""
         raise NotImplementedError
+
+    def quiet_wal(self) -> AbstractContextManager[None]:
+        """Keep whatever copies the WAL back in the background from doing so meanwhile (for
+        WAL frame counts, which a copy that lets the WAL start over would cut short)."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         """Release the store."""
@@ -1286,6 +1293,19 @@ class VaultStore(Store):
         """The SQLCipher connection the vault's transactions run on (see
         :func:`vault_connection`)."""
         return vault_connection(self.vault)
+
+    @contextlib.contextmanager
+    def quiet_wal(self) -> Iterator[None]:
+        """The vault's checkpointer thread stopped meanwhile (trees from before it have none)."""
+        checkpointer = getattr(self.vault._kernel.backend, "checkpointer", None)
+        if checkpointer is None:
+            yield
+            return
+        checkpointer.stop()
+        try:
+            yield
+        finally:
+            checkpointer.resume()
 
     def close(self) -> None:
         self.session.close()

@@ -174,11 +174,12 @@ def wal_pages(
     page count is what a commit costs. Reaches into the vault's private connection.
     """
     items = vault.prepare(people)
-    ov_frames = _wal_frames(
-        vault_connection(vault.vault),
-        vault.vault.path / "vault.db-wal",
-        lambda: [vault.put(x) for x in items],
-    )
+    with vault.quiet_wal():
+        ov_frames = _wal_frames(
+            vault_connection(vault.vault),
+            vault.vault.path / "vault.db-wal",
+            lambda: [vault.put(x) for x in items],
+        )
     with tempfile.TemporaryDirectory(prefix="ovprof-bare-") as tmp:
         bare = BareStore(Path(tmp))
         try:

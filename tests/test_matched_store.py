@@ -183,3 +183,59 @@ def test_a_forged_anchor_line_is_refused(common: ModuleType, store: Any) -> None
         sink.write(forged)
     with pytest.raises(InvalidSignature):
         store.verify_audit()
+
+
+def test_the_stores_pages_carry_a_new_vaults_page_mac(common: ModuleType, store: Any) -> None:
+    """The matched store's file (and so the bare stores', which open it the same way) opens
+    only with the page MAC a new vault uses: the comparison is between like settings."""
+    import sqlcipher3
+
+    from ownervault.storage import PAGE_HMAC
+
+    assert common.BARE_PAGE_HMAC == PAGE_HMAC
+    _filled(common, store)
+    db_key = store.keys[0]
+    store.close()
+    for algorithm, opens in ((PAGE_HMAC, True), ("HMAC_SHA512", False)):
+        conn = sqlcipher3.connect(str(store.directory / "bare.db"))
+        try:
+            conn.execute("PRAGMA cipher_log_level = NONE")
+            conn.execute(f"PRAGMA key = \"x'{db_key.hex()}'\"")
+            conn.execute(f"PRAGMA cipher_hmac_algorithm = {algorithm}")
+            try:
+                conn.execute("SELECT count(*) FROM owners").fetchone()
+            except sqlcipher3.DatabaseError:
+                assert not opens, algorithm
+            else:
+                assert opens, algorithm
+        finally:
+            conn.close()
+
+
+def test_frames_are_counted_with_the_vaults_checkpointer_stopped(
+    common: ModuleType, tmp_path: Path
+) -> None:
+    """While WAL frames are counted the vault's checkpointer runs no pass (one that let the WAL
+    start over would cut the count short); the next commit after starts it again."""
+    import threading
+
+    from ownervault.storage.checkpointer import THREAD_NAME
+
+    def running() -> bool:
+        return any(t.name == THREAD_NAME for t in threading.enumerate())
+
+    vault = common.VaultStore(tmp_path)
+    try:
+        people = common.generate_people(4, seed=3)
+        items = vault.prepare(people)
+        vault.put(items[0])
+        assert running()
+        with vault.quiet_wal():
+            assert not running()
+            frames = common.wal_frames(vault.sqlite_connection(), lambda: vault.put(items[1]))
+            assert frames > 0 and not running()
+        vault.put(items[2])
+        assert running()
+    finally:
+        vault.close()
+    assert not running()
