@@ -153,13 +153,14 @@ def report_profile(
 
 def _wal_frames(conn: Any, wal: Path, run: Callable[[], Any]) -> float:
     """WAL frames written by ``run`` with automatic checkpoints off (then restored)."""
+    threshold = int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     try:
         run()
         size = wal.stat().st_size
     finally:
-        conn.execute("PRAGMA wal_autocheckpoint = 1000")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {threshold}")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return max(0, size - 32) / (4096 + 24)  # WAL header; frame = 24-byte header + page
 
@@ -170,8 +171,9 @@ def wal_pages(
     """Pages a single-record commit writes: ownervault against the bare store, same rows.
 
     Every page of a commit is encrypted and authenticated by SQLCipher and appended to the WAL,
-    and every 1,000 pages a checkpoint copies them into the database with two fsyncs, so the
-    page count is what a commit costs. Reaches into the vault's private connection.
+    and a checkpoint copies them into the database with two fsyncs (ownervault's on a thread of
+    its own), so the page count is what a commit costs. Reaches into the vault's private
+    connection.
     """
     items = vault.prepare(people)
     with vault.quiet_wal():
