@@ -47,10 +47,6 @@ def _wal_pages(backend: SQLCipherBackend) -> tuple[int, int]:
     return int(row[1]), int(row[2])
 
 
-def _threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == THREAD_NAME]
-
-
 def _wait(condition: Any, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -83,11 +79,12 @@ def test_the_thread_copies_the_wal_and_stops_with_the_backend(tmp_path: Path) ->
     try:
         _write(backend, 3 * FIRST_COMMITS)
         _wait(lambda: checkpointer.passes > 0 and checkpointer.frames > 0)
-        assert len(_threads()) == 1
+        assert checkpointer.running
+        assert any(t.name == THREAD_NAME for t in threading.enumerate())
         _wait(lambda: _wal_pages(backend)[1] > 0)
     finally:
         backend.close()
-    assert not _threads()
+    assert not checkpointer.running
     assert "running=False" in repr(checkpointer)
 
 
@@ -121,9 +118,10 @@ def test_a_failed_pass_is_tried_again(tmp_path: Path, monkeypatch: pytest.Monkey
             time.sleep(0.05)
         _wait(lambda: checkpointer.passes > 0)
         assert failures == ["PRAGMA wal_checkpoint(PASSIVE)"]
+        assert checkpointer.running
     finally:
         backend.close()
-    assert not _threads()
+    assert not checkpointer.running
 
 
 def test_a_page_key_swap_stops_the_thread_and_the_next_commit_restarts_it(
@@ -145,13 +143,13 @@ def test_a_page_key_swap_stops_the_thread_and_the_next_commit_restarts_it(
     monkeypatch.setattr(checkpointer, "stop", stopping)
     try:
         _write(backend, 1)
-        assert len(_threads()) == 1
+        assert checkpointer.running
         backend.close_for_swap()
-        assert not _threads()
+        assert not checkpointer.running
         assert stops[0] > 0 and not wal.exists()
         backend.reopen(KEY)
         _write(backend, 1)
-        assert len(_threads()) == 1
+        assert checkpointer.running
     finally:
         backend.close()
 

@@ -217,14 +217,9 @@ def test_frames_are_counted_with_the_vaults_checkpointer_stopped(
 ) -> None:
     """While WAL frames are counted the vault's checkpointer runs no pass (one that let the WAL
     start over would cut the count short); the next commit after starts it again."""
-    import threading
-
-    from ownervault.storage.checkpointer import THREAD_NAME
-
-    def running() -> bool:
-        return any(t.name == THREAD_NAME for t in threading.enumerate())
-
     vault = common.VaultStore(tmp_path)
+    checkpointer = vault.vault._kernel.backend.checkpointer
+    running = lambda: checkpointer.running  # noqa: E731
     try:
         people = common.generate_people(4, seed=3)
         items = vault.prepare(people)

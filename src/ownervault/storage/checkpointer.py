@@ -80,8 +80,13 @@ class Checkpointer:
         self._seen = (0, 0)
 
     def __repr__(self) -> str:
-        running = self._thread is not None and self._thread.is_alive()
-        return f"<Checkpointer running={running} passes={self.passes} frames={self.frames}>"
+        return f"<Checkpointer running={self.running} passes={self.passes} frames={self.frames}>"
+
+    @property
+    def running(self) -> bool:
+        """Whether this checkpointer's thread is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def committed(self) -> None:
         """A commit appended pages to the WAL: count it, and wake the thread (started by the
