@@ -20,9 +20,10 @@ from ownervault.storage.checkpointer import (
     BACKSTOP_FRAMES,
     FIRST_COMMITS,
     FRAMES,
+    SPREAD,
     THREAD_NAME,
     Checkpointer,
-    commits_per_pass,
+    commits_until,
 )
 
 KEY = bytes(range(32))
@@ -77,11 +78,10 @@ def test_the_thread_copies_the_wal_and_stops_with_the_backend(tmp_path: Path) ->
     checkpointer = backend.checkpointer
     assert checkpointer is not None
     try:
-        _write(backend, 3 * FIRST_COMMITS)
-        _wait(lambda: checkpointer.passes > 0 and checkpointer.frames > 0)
+        _write(backend, 2 * FRAMES)
+        _wait(lambda: checkpointer.passes > 0 and checkpointer.frames >= FRAMES)
         assert checkpointer.running
         assert any(t.name == THREAD_NAME for t in threading.enumerate())
-        _wait(lambda: _wal_pages(backend)[1] > 0)
     finally:
         backend.close()
     assert not checkpointer.running
@@ -113,11 +113,11 @@ def test_a_failed_pass_is_tried_again(tmp_path: Path, monkeypatch: pytest.Monkey
     backend.checkpointer.stop()  # type: ignore[union-attr]
     backend.checkpointer = checkpointer
     try:
-        for _ in range(2):
-            _write(backend, FIRST_COMMITS)
+        for _ in range(3):
+            _write(backend, FRAMES)
             time.sleep(0.05)
         _wait(lambda: checkpointer.passes > 0)
-        assert failures == ["PRAGMA wal_checkpoint(PASSIVE)"]
+        assert failures == ["PRAGMA wal_checkpoint(NOOP)"]
         assert checkpointer.running
     finally:
         backend.close()
@@ -155,17 +155,20 @@ def test_a_page_key_swap_stops_the_thread_and_the_next_commit_restarts_it(
 
 
 @pytest.mark.parametrize(
-    ("commits", "frames", "every"),
+    ("commits", "grown", "waiting", "every"),
     [
-        (55, 1000, 55),  # puts: about 18 pages a commit
-        (32, 48, 666),  # reads: an audit entry, one or two pages a commit
-        (10, 0, FIRST_COMMITS),  # nothing copied: no measure
-        (0, 500, FIRST_COMMITS),
-        (1, 10**6, 1),
-        (10**6, 1, BACKSTOP_FRAMES),
+        (55, 1000, 0, 55),  # puts: about 18 pages a commit
+        (32, 48, 0, 128),  # reads, one or two pages a commit: at most SPREAD times as many
+        (640, 960, 0, 667),
+        (55, 990, 500, 28),  # half the pages wait already
+        (10, 0, 0, FIRST_COMMITS),  # no measure yet
+        (0, 500, 0, FIRST_COMMITS),
+        (1, 10**6, 0, 1),
+        (5, 20, 2000, 1),  # more than a pass's worth waits: look again at the next commit
     ],
 )
-def test_passes_are_paced_to_copy_about_a_thousand_pages(
-    commits: int, frames: int, every: int
+def test_looks_are_paced_to_find_about_a_thousand_pages(
+    commits: int, grown: int, waiting: int, every: int
 ) -> None:
-    assert commits_per_pass(commits, frames) == every
+    assert commits_until(commits, grown, waiting) == every
+    assert every <= max(FIRST_COMMITS, SPREAD * commits)

@@ -8,12 +8,15 @@ copy and both fsyncs, holding the process's turn at the shared connection meanwh
 
 :class:`Checkpointer` runs them instead on its own thread and connection, ``PASSIVE``: a pass
 never waits for readers or writers, and pages a reader still needs are copied by a later pass.
-Commits count themselves, and the thread runs a pass once as many commits as wrote about
-:data:`FRAMES` pages at the last pass have come (:func:`commits_per_pass`), or
-:data:`MAX_SECONDS` after a commit that has not reached that many. The commits' own automatic
-checkpoint stays, at :data:`BACKSTOP_FRAMES` pages, so the WAL stays bounded should the thread
-fall behind. A pass that fails is tried again at the next; nothing a commit returned depends on
-a checkpoint, which only moves committed pages from one file to the other.
+Commits count themselves and wake the thread once as many have come as should have written
+:data:`FRAMES` pages since it last looked (:func:`commits_until`). It then asks SQLite how many
+pages wait to be copied (``PRAGMA wal_checkpoint(NOOP)``, which copies nothing) and runs a pass
+when they are :data:`FRAMES` or more, else sleeps again; a quiet vault's last pages wait in the
+WAL, as SQLite leaves them below its own threshold, until more commits come or the vault
+closes. The commits' own automatic checkpoint stays, at
+:data:`BACKSTOP_FRAMES` pages, so the WAL stays bounded should the thread fall behind. A pass
+that fails is tried again at the next; nothing a commit returned depends on a checkpoint, which
+only moves committed pages from one file to the other.
 """
 
 from __future__ import annotations
@@ -28,30 +31,34 @@ __all__ = [
     "BACKSTOP_FRAMES",
     "FIRST_COMMITS",
     "FRAMES",
-    "MAX_SECONDS",
+    "SPREAD",
     "THREAD_NAME",
     "Checkpointer",
-    "commits_per_pass",
+    "commits_until",
 ]
 
 #: Pages a pass aims to copy (SQLite's own default threshold).
 FRAMES: Final = 1000
 #: Pages after which a commit checkpoints by itself, as SQLite does without this thread.
 BACKSTOP_FRAMES: Final = 4 * FRAMES
-#: The longest a commit waits for the pass that copies it, when few commits follow it.
-MAX_SECONDS: Final = 2.0
 #: Commits per pass until the first pass has measured how many pages a commit writes.
 FIRST_COMMITS: Final = 32
+#: How much longer than the last one the wait for the next look may be, in commits.
+SPREAD: Final = 4
 #: The thread's name (one per open embedded backend that has committed).
 THREAD_NAME: Final = "ownervault-checkpointer"
 
 
-def commits_per_pass(commits: int, frames: int) -> int:
-    """How many commits to let come before the next pass, after one that found ``frames``
-    pages in the WAL written by ``commits`` commits: as many as write :data:`FRAMES` pages."""
-    if commits <= 0 or frames <= 0:
+def commits_until(commits: int, grown: int, waiting: int) -> int:
+    """How many commits to let come before looking again: as many as write the pages that
+    :data:`FRAMES` still lacks (``waiting`` wait now), at the ``grown`` pages that the last
+    ``commits`` commits added; at most :data:`SPREAD` times as many as came since the last
+    look, so that a look that saw few pages (small commits among large ones) does not put
+    the next one off past the backstop."""
+    if commits <= 0 or grown <= 0:
         return FIRST_COMMITS
-    return max(1, min(BACKSTOP_FRAMES, FRAMES * commits // frames))
+    lacking = max(1, FRAMES - waiting)
+    return max(1, min(SPREAD * commits, -(-lacking * commits // grown)))
 
 
 class Checkpointer:
@@ -76,8 +83,6 @@ class Checkpointer:
         #: Passes run and the WAL pages they found (for ``repr`` and diagnosis).
         self.passes = 0
         self.frames = 0
-        #: The WAL's size and how much of it was copied, as the last pass found them.
-        self._seen = (0, 0)
 
     def __repr__(self) -> str:
         return f"<Checkpointer running={self.running} passes={self.passes} frames={self.frames}>"
@@ -122,36 +127,35 @@ class Checkpointer:
 
     def _loop(self) -> None:
         conn: Any = None
+        before = 0  # pages waiting when the thread last looked (after its pass, if it ran one)
         while True:
-            woken = self._wake.wait(MAX_SECONDS)
+            self._wake.wait()
             if self._halt.is_set():
                 return
-            if not woken and not self._commits:
-                continue
             self._wake.clear()
             commits, self._commits = self._commits, 0
             try:
                 if conn is None:
                     conn = self._connect()
-                row = self._run(conn, "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                waiting = after = self._waiting(conn, "NOOP")
+                if waiting >= FRAMES:
+                    after = self._waiting(conn, "PASSIVE")
+                    self.passes += 1
+                    self.frames += waiting - min(after, waiting)
             except VaultClosedError:
                 return
             except StorageError:
-                # A damaged or busy file: the next pass tries again, the backstop meanwhile.
+                # A damaged or busy file: the next look tries again, the backstop meanwhile.
                 continue
-            frames = self._copied(row)
-            self.passes += 1
-            self.frames += frames
-            self._every = commits_per_pass(commits, frames)
+            # Fewer pages than before: a commit's own checkpoint copied them meanwhile.
+            grown = waiting - before if waiting >= before else waiting
+            self._every = commits_until(commits, grown, after)
+            before = after
 
-    def _copied(self, row: Any) -> int:
-        """Pages this pass copied, from its ``(busy, WAL pages, pages copied)``. Copies count
-        from the WAL's start, which moves back to the file's start once a commit finds every
-        page copied (SQLite's own checkpoint at :data:`BACKSTOP_FRAMES` does that, as commits
-        keep coming while this thread copies)."""
-        log, done = (int(row[1]), int(row[2])) if row is not None else (-1, -1)
-        if log < 0 or done < 0:  # -1: the file is not in WAL mode
+    def _waiting(self, conn: Any, mode: str) -> int:
+        """Pages in the WAL not copied yet, after a checkpoint in ``mode`` (``NOOP`` copies
+        none): its ``(busy, pages in the WAL, pages copied)``."""
+        row = self._run(conn, f"PRAGMA wal_checkpoint({mode})").fetchone()
+        if row is None or int(row[1]) < 0:  # -1: the file is not in WAL mode
             return 0
-        seen_log, seen_done = self._seen
-        self._seen = (log, done)
-        return done if log < seen_log else max(0, done - seen_done)
+        return max(0, int(row[1]) - int(row[2]))
