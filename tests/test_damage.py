@@ -130,7 +130,7 @@ def test_a_database_not_of_its_header_is_refused_before_it_is_upgraded(
     header = VaultHeader.loads((path / "vault.header").read_bytes(), path=path)
     root = key.load_root(header.provider_params)
     backend = SQLCipherBackend(
-        path / "vault.db", header.unwrap(root, "db"), page_hmac=header.page_mac
+        path / "vault.db", header.unwrap(root, "db"), page_hmac=header.page_hmac_algorithm
     )
     with backend.atomic():
         backend.set_meta("vault_id", "ab" * 16)

@@ -87,7 +87,7 @@ def test_a_vault_made_before_keeps_sqlciphers_default(tmp_path: Path, admin: Act
     key = KeyFileKey(FIXTURES / "vault-v1" / "root.key")
     assert "page_hmac" not in _header(path)
     with Vault.open(path, key=key) as vault:
-        assert vault._kernel.header.page_mac == LEGACY_PAGE_HMAC == "HMAC_SHA512"
+        assert vault._kernel.header.page_hmac_algorithm == LEGACY_PAGE_HMAC == "HMAC_SHA512"
         grant_roles(vault, admin)  # a vault from before grants: its first grants
         record_assessments(vault)
         assert vault.keys.seal_header(actor=admin) is True

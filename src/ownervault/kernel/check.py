@@ -191,7 +191,9 @@ def _open_embedded(directory: Path, key: KeyProvider, findings: Findings) -> _Op
         # The root key opened the keyring slot, so this slot is damaged, not the key wrong.
         findings.damage("header", HEADER_NAME, None, "the page key's slot does not unwrap")
         return None
-    backend = SQLCipherBackend(db_path, db_key, read_only=True, page_hmac=header.page_mac)
+    backend = SQLCipherBackend(
+        db_path, db_key, read_only=True, page_hmac=header.page_hmac_algorithm
+    )
     return _Opened(backend, header, root, keyring_key, directory, str(directory))
 
 

@@ -471,7 +471,7 @@ class Kernel:
 
     def open_database_copy(self, path: Path) -> SQLCipherBackend:
         """Open a copy of this vault's database file (a backup) with the page key."""
-        return SQLCipherBackend(path, self._db_key, page_hmac=self.header.page_mac)
+        return SQLCipherBackend(path, self._db_key, page_hmac=self.header.page_hmac_algorithm)
 
     def replace_page_key(self, new_key: bytes, header: VaultHeader) -> None:
         """Adopt a new page key and its sealed header after the database file was swapped."""

@@ -167,7 +167,7 @@ def create_kernel(
                 db_key,
                 synchronous=synchronous,
                 create=True,
-                page_hmac=header.page_mac,
+                page_hmac=header.page_hmac_algorithm,
             )
             backend.migrate()
         _store_system_keys(backend, header, keyring_key, now, max_key_invocations)
@@ -339,7 +339,10 @@ def open_kernel(
     require_database(db_path)
     header = recover(root_path, header, root, keyring_key)
     backend = SQLCipherBackend(
-        db_path, header.unwrap(root, "db"), synchronous=synchronous, page_hmac=header.page_mac
+        db_path,
+        header.unwrap(root, "db"),
+        synchronous=synchronous,
+        page_hmac=header.page_hmac_algorithm,
     )
     kernel = _finish_open(
         backend,

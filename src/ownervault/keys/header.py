@@ -72,7 +72,7 @@ class VaultHeader(pydantic.BaseModel):
     #: Set only while the SQLCipher page key is being replaced: the new key, wrapped.
     pending_db_key: str | None = None
     #: The MAC SQLCipher keeps on each page of ``vault.db``; absent in a header written before
-    #: vaults named it, whose database has SQLCipher 4's default (:attr:`page_mac`).
+    #: vaults named it, whose database has SQLCipher 4's default (:attr:`page_hmac_algorithm`).
     page_hmac: Literal["HMAC_SHA256"] | None = None
     #: The header MAC (hex), in version 2 only.
     mac: str | None = pydantic.Field(default=None, pattern=r"^[0-9a-f]{64}$")
@@ -84,7 +84,7 @@ class VaultHeader(pydantic.BaseModel):
         return self
 
     @property
-    def page_mac(self) -> PageHmac:
+    def page_hmac_algorithm(self) -> PageHmac:
         """The algorithm of ``vault.db``'s page MAC (the database cannot be read without it)."""
         return PAGE_HMAC if self.page_hmac == PAGE_HMAC else LEGACY_PAGE_HMAC
 
