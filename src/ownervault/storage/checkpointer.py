@@ -76,11 +76,11 @@ class Checkpointer:
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
-        #: Commits since the last pass (counted without a lock: a miscount only moves a pass),
-        #: and how many make the next one.
+        #: Commits since the thread last looked (counted without a lock: a miscount only moves
+        #: a look), and how many make the next one.
         self._commits = 0
         self._every = FIRST_COMMITS
-        #: Passes run and the WAL pages they found (for ``repr`` and diagnosis).
+        #: Passes run and the WAL pages they copied (for ``repr`` and diagnosis).
         self.passes = 0
         self.frames = 0
 
@@ -95,7 +95,7 @@ class Checkpointer:
 
     def committed(self) -> None:
         """A commit appended pages to the WAL: count it, and wake the thread (started by the
-        first commit) when enough have come for a pass."""
+        first commit) when enough have come for it to look again."""
         self._commits += 1
         if self._thread is None:
             self._start()
