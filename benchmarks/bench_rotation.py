@@ -52,7 +52,7 @@ from typing import Any
 from faker import Faker
 
 import ownervault as ov
-from ownervault import crypto, testing
+from ownervault import sealing, testing
 from ownervault.keys import KeyFileKey, KeyProvider
 from ownervault.records import OwnerProfile, Record, Unit, Vehicle
 
@@ -150,7 +150,7 @@ def live_envelopes(vault: ov.Vault) -> int:
     backend = vault._kernel.backend
     total = 0
     for (sealed,) in backend._execute("SELECT sealed FROM records WHERE erased = 0"):
-        total += len(crypto.unpack_sealed(bytes(sealed)))
+        total += len(sealing.Sealed.parse(bytes(sealed)).parts)
     minors = backend._execute(
         "SELECT count(*) FROM subjects WHERE erased_at IS NULL AND minor_until IS NOT NULL"
     ).fetchone()[0]

@@ -101,11 +101,12 @@ def test_a_sealed_container_missing_or_renaming_a_field_fails_at_read(
     change: str, vault: Vault, two: tuple[OwnerProfile, OwnerProfile, str, str], dpo: Actor
 ) -> None:
     """Dropping or renaming a field envelope inside a record's sealed container is refused."""
-    from ownervault import crypto
+    from ownervault import sealing
 
     _, _, rid_a, _ = two
     (sealed,) = _sql(vault, "SELECT sealed FROM records WHERE record_id = ?", (rid_a,))[0]
-    envelopes = crypto.unpack_sealed(sealed)
+    parsed = sealing.Sealed.parse(sealed)
+    envelopes = dict(parsed.parts)
     if change == "drop":
         del envelopes["phone"]
     elif change == "rename":
@@ -115,7 +116,7 @@ def test_a_sealed_container_missing_or_renaming_a_field_fails_at_read(
     _sql(
         vault,
         "UPDATE records SET sealed = ? WHERE record_id = ?",
-        (crypto.pack_sealed(envelopes), rid_a),
+        (attrs.evolve(parsed, parts=envelopes).pack(), rid_a),
     )
     with vault.session(dpo, "subject_access_request") as session, pytest.raises(IntegrityError):
         session.get(OwnerProfile, rid_a)

@@ -26,6 +26,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "ownervault"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ownervault.exceptions",),
     ("ownervault.crypto", "ownervault.authn"),
+    ("ownervault.sealing",),
     ("ownervault.records",),
     ("ownervault.policy",),
     ("ownervault.storage",),

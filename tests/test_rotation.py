@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ownervault import Actor, KeyFileKey, PassphraseKey, Vault, crypto
+from ownervault import Actor, KeyFileKey, PassphraseKey, Vault, crypto, sealing
 from ownervault.cli import main
 from ownervault.exceptions import (
     DecryptionError,
@@ -177,7 +177,7 @@ def _data_matrix(vault: Vault) -> dict[str, frozenset[str]]:
     keys = _data_keys(vault)
     out: dict[str, frozenset[str]] = {}
     for record in _live_records(vault):
-        names = list(crypto.unpack_sealed(record.sealed))
+        names = list(sealing.Sealed.parse(record.sealed).parts)
         openers = set()
         for key_id, key in keys.items():
             try:

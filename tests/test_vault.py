@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
@@ -39,6 +40,7 @@ from ownervault import (
     Vault,
     ViewMode,
     crypto,
+    sealing,
 )
 from ownervault.bundle import verify_bundle
 from ownervault.exceptions import (
@@ -198,13 +200,18 @@ def _aad_field(aad: bytes) -> tuple[str, str, str]:
 def decrypted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     """Every (record type, record id, field) decrypted with a subject key during the test."""
     calls: list[tuple[str, str, str]] = []
-    original = crypto.FieldKey.decrypt
+    original, original_body = crypto.FieldKey.decrypt, crypto.FieldKey.open_body
 
     def spy(self: crypto.FieldKey, envelope: bytes, *, aad: bytes) -> bytes:
         calls.append(_aad_field(aad))
         return original(self, envelope, aad=aad)
 
+    def spy_body(self: crypto.FieldKey, body: bytes, *, field_aad: bytes, ident: bytes) -> bytes:
+        calls.append(_aad_field(field_aad))
+        return original_body(self, body, field_aad=field_aad, ident=ident)
+
     monkeypatch.setattr(crypto.FieldKey, "decrypt", spy)
+    monkeypatch.setattr(crypto.FieldKey, "open_body", spy_body)
     return calls
 
 
@@ -482,11 +489,12 @@ def test_moved_ciphertext_does_not_decrypt(
         "same_subject": (sibling_id, "phone"),
         "other_subject": (stranger_id, "phone"),
     }[source]
-    envelopes = crypto.unpack_sealed(_sealed(vault, victim_id))
-    envelopes["phone"] = crypto.unpack_sealed(_sealed(vault, from_record))[from_field]
+    parsed = sealing.Sealed.parse(_sealed(vault, victim_id))
+    envelopes = dict(parsed.parts)
+    envelopes["phone"] = sealing.Sealed.parse(_sealed(vault, from_record)).parts[from_field]
     vault._kernel.backend._execute(
         "UPDATE records SET sealed = ? WHERE record_id = ?",
-        (crypto.pack_sealed(envelopes), victim_id),
+        (attrs.evolve(parsed, parts=envelopes).pack(), victim_id),
     )
     start = vault.audit.size()
     with vault.session(dpo, "subject_access_request") as session:

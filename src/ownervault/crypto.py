@@ -12,8 +12,9 @@ This is the only module that imports ``cryptography``. Everything above it sees 
 * **Wrapped key v1** -- ``0x01 | nonce (12) | AES-256-GCM(key)+tag`` with associated data naming
   the wrapping key id, the wrapped key id and the key's purpose, so a wrapped key cannot be moved
   to another row, slot or vault.
-* **Sealed record v1** -- a record's field envelopes in one blob: ``0x01`` then, per field in
-  name order, ``name length (1) | name | envelope length (4, big-endian) | envelope``.
+* **Field bodies** -- ``nonce (12) | AES-256-GCM ciphertext+tag``: a field of a sealed record
+  v2 (:mod:`ownervault.sealing`), which carries the key id and commitment once for all its
+  fields. The associated data is a field envelope's followed by the container version.
 * **Blind index tokens** -- HMAC-SHA256 under a per-(record type, field) key derived by HKDF
   from the vault's index key, truncated to 16 bytes.
 * **Row binding tags** -- HMAC-SHA256 over a stored row's table name and typed column values,
@@ -39,7 +40,7 @@ import functools
 import hmac as _stdlib_hmac
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from typing import Final, NoReturn
 
 import attrs
@@ -76,6 +77,7 @@ __all__ = [
     "ROW_INT",
     "ROW_NONE",
     "ROW_TEXT",
+    "SEALED_FORMAT_V2",
     "Argon2Params",
     "FieldKey",
     "IndexKey",
@@ -98,11 +100,9 @@ __all__ = [
     "header_mac",
     "header_mac_matches",
     "new_key_id",
-    "pack_sealed",
     "passphrase_key",
     "random_key",
     "record_aad",
-    "unpack_sealed",
     "x25519_generate",
     "x25519_load_private_pem",
     "x25519_load_public_pem",
@@ -119,6 +119,8 @@ COMMITMENT_BYTES: Final = 32
 BLIND_INDEX_BYTES: Final = 16
 
 FIELD_FORMAT_V1: Final = 0x01
+#: Version byte of a sealed record whose fields are bodies (:mod:`ownervault.sealing`).
+SEALED_FORMAT_V2: Final = 0x02
 WRAP_FORMAT_V1: Final = 0x01
 
 _FIELD_HEADER: Final = 1 + KEY_ID_BYTES + COMMITMENT_BYTES + NONCE_BYTES
@@ -272,7 +274,7 @@ class FieldKey(_NoPickle):
     object is built per key and reused, which halves the per-field cost.
     """
 
-    __slots__ = ("_aad_tail", "_aead", "_commitment", "_header", "key_id")
+    __slots__ = ("_aad_tail", "_aead", "_body_tail", "_commitment", "_header", "ident", "key_id")
 
     def __init__(self, key: bytes, *, key_id: bytes) -> None:
         if len(key) != KEY_BYTES:
@@ -293,6 +295,9 @@ class FieldKey(_NoPickle):
         # What every envelope of this key starts with, and what its associated data ends with.
         self._header = bytes([FIELD_FORMAT_V1]) + self.key_id + self._commitment
         self._aad_tail = encode_context(self.key_id)
+        #: What a sealed record v2 of this key carries once: key id, then commitment.
+        self.ident = self.key_id + self._commitment
+        self._body_tail = self._aad_tail + encode_context(bytes([SEALED_FORMAT_V2]))
 
     def __repr__(self) -> str:
         return f"<FieldKey id={self.key_id.hex()[:12]} bytes=<redacted>>"
@@ -302,8 +307,7 @@ class FieldKey(_NoPickle):
         return self._encrypt_with_nonce(plaintext, aad=aad, nonce=os.urandom(NONCE_BYTES))
 
     def _encrypt_with_nonce(self, plaintext: bytes, *, aad: bytes, nonce: bytes) -> bytes:
-        # Private seam: the test-vector generator fixes the nonce; :meth:`reseal` passes fresh
-        # random ones drawn for a whole record at once.
+        # Private seam: the test-vector generator fixes the nonce.
         return self._header + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def decrypt(self, envelope: bytes, *, aad: bytes) -> bytes:
@@ -327,83 +331,41 @@ class FieldKey(_NoPickle):
             raise DecryptionError()
         return plaintext
 
-    def reseal(self, blob: bytes, new: FieldKey, *, record_aad: bytes) -> tuple[bytes, int]:
-        """Re-encrypt a sealed-record v1 blob of this key under ``new``.
+    def seal_bodies(self, fields: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        """Encrypt field bodies: for each ``(field_aad, plaintext)``, ``nonce | ciphertext+tag``.
 
-        Returns the new blob and how many fields it holds. The container is read by
-        :func:`unpack_sealed` and written by :func:`pack_sealed`; every envelope is opened by
-        :meth:`decrypt` with the associated data of its record (``record_aad``, from
-        :func:`record_aad`), its field name and this key's id, and sealed again as
-        :meth:`encrypt` seals (a fresh random 96-bit nonce per envelope, all drawn from the
-        system's CSPRNG in one call) with the same record and field and the new key's id. Any
-        damage raises the one :class:`DecryptionError` before anything is returned.
+        ``field_aad`` is a field envelope's associated data without the key id (:func:`record_aad`
+        and the field name's :func:`context_part`); the key id and the sealed-record version
+        are appended here. Fresh random 96-bit nonces, all drawn from the system's CSPRNG in one
+        call.
         """
-        envelopes = unpack_sealed(blob)
-        nonces = os.urandom(NONCE_BYTES * len(envelopes))
-        sealed: dict[str, bytes] = {}
-        for at, (name, envelope) in enumerate(envelopes.items()):
-            field = record_aad + context_part(name)
-            plaintext = self.decrypt(envelope, aad=field + self._aad_tail)
-            nonce, aad = nonces[at * NONCE_BYTES : (at + 1) * NONCE_BYTES], field + new._aad_tail
-            sealed[name] = new._encrypt_with_nonce(plaintext, aad=aad, nonce=nonce)
-        return pack_sealed(sealed), len(sealed)
+        nonces = os.urandom(NONCE_BYTES * len(fields))
+        tail, seal = self._body_tail, self._aead.encrypt
+        out = []
+        for at, (field_aad, plaintext) in enumerate(fields):
+            nonce = nonces[at * NONCE_BYTES : (at + 1) * NONCE_BYTES]
+            out.append(nonce + seal(nonce, plaintext, field_aad + tail))
+        return out
 
+    def open_body(self, body: bytes, *, field_aad: bytes, ident: bytes) -> bytes:
+        """Decrypt a field body of a sealed record v2 whose key id and commitment are ``ident``.
 
-SEALED_FORMAT_V1: Final = 0x01
-
-
-def pack_sealed(envelopes: Mapping[str, bytes]) -> bytes:
-    """Pack a record's field envelopes into one sealed-record v1 blob.
-
-    Layout: version byte ``0x01``, then for each field in name order: 1-byte name length,
-    UTF-8 name, 4-byte big-endian envelope length, the field envelope. Each field stays its own
-    AEAD ciphertext (bound to its name by the associated data); the container only saves a
-    database row per field.
-    """
-    chunks = [_SEALED_HEAD]
-    for name in sorted(envelopes):
-        envelope = envelopes[name]
-        chunks += (_sealed_name(name), _U32(len(envelope)), envelope)
-    return b"".join(chunks)
-
-
-@functools.lru_cache(maxsize=1024)
-def _sealed_name(name: str) -> bytes:
-    """A field name as :func:`pack_sealed` writes it: length byte and UTF-8 (cached: the same
-    few names repeat on every record)."""
-    raw = name.encode("utf-8")
-    if not 0 < len(raw) < 256:
-        raise ValidationError("field names are 1 to 255 bytes")
-    return bytes([len(raw)]) + raw
-
-
-_SEALED_HEAD: Final = bytes([SEALED_FORMAT_V1])
-_U32: Final = struct.Struct(">I").pack
-_U32_AT: Final = struct.Struct(">I").unpack_from
-
-
-def unpack_sealed(blob: bytes) -> dict[str, bytes]:
-    """Split a sealed-record v1 blob into field envelopes; damage raises DecryptionError."""
-    if not blob or blob[0] != SEALED_FORMAT_V1:
-        raise DecryptionError()
-    blob = bytes(blob)
-    out: dict[str, bytes] = {}
-    pos, end = 1, len(blob)
-    try:
-        while pos < end:
-            start = pos + 1
-            pos = start + blob[pos]
-            name = blob[start:pos].decode("utf-8")
-            (size,) = _U32_AT(blob, pos)
-            pos += 4
-            stop = pos + size
-            if not name or stop > end or name in out:
-                raise DecryptionError()
-            out[name] = blob[pos:stop]
-            pos = stop
-    except (IndexError, UnicodeDecodeError, struct.error):
-        raise DecryptionError() from None
-    return out
+        The same checks as :meth:`decrypt`, in the same order: the key id, the GCM tag, then the
+        commitment, each failure the one :class:`DecryptionError`.
+        """
+        if len(body) < NONCE_BYTES + TAG_BYTES or not _stdlib_hmac.compare_digest(
+            ident[:KEY_ID_BYTES], self.key_id
+        ):
+            raise DecryptionError()
+        try:
+            plaintext = self._aead.decrypt(
+                body[:NONCE_BYTES], body[NONCE_BYTES:], field_aad + self._body_tail
+            )
+        except InvalidTag:
+            raise DecryptionError() from None
+        if not _stdlib_hmac.compare_digest(ident[KEY_ID_BYTES:], self._commitment):
+            raise DecryptionError()
+        return plaintext
 
 
 def envelope_key_id(envelope: bytes) -> bytes:

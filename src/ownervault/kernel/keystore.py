@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import attrs
 
-from .. import crypto
+from .. import crypto, sealing
 from ..exceptions import (
     DecryptionError,
     KeyExhaustedError,
@@ -505,16 +505,10 @@ class KeyStore:
     ) -> dict[str, Any]:
         """Decrypt the named sealed fields of a record (those it has) for internal jobs."""
         self.check_record(record)
-        envelopes = crypto.unpack_sealed(record.sealed)
+        sealed = sealing.Sealed.parse(record.sealed)
         prefix = crypto.record_aad(self.vault_id, record.record_type, record.record_id)
-        key_part = crypto.encode_context(key.key_id)
-        out: dict[str, Any] = {}
-        for name in names:
-            envelope = envelopes.get(name)
-            if envelope is not None:
-                aad = prefix + crypto.context_part(name) + key_part
-                out[name] = json.loads(key.decrypt(envelope, aad=aad))
-        return out
+        opened = sealing.open_fields(key, sealed, prefix, names)
+        return {name: json.loads(plaintext) for name, plaintext in opened.items()}
 
     def destroy_subject_key(self, key_id: bytes, now: str) -> None:
         """Destroy a subject's data key (crypto-shredding): its bytes go, metadata stays."""

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal, cast
 
 import attrs
 
-from .. import crypto
+from .. import crypto, sealing
 from ..audit import AuditEntry
 from ..exceptions import (
     DecryptionError,
@@ -392,7 +392,7 @@ class _ReadPlan:
 
     #: Encrypted fields to open (the disclosed ones and the subject id), each with its part of
     #: the associated data.
-    sealed: tuple[tuple[str, bytes], ...]
+    sealed: tuple[str, ...]
     #: Disclosed fields stored in clear.
     clear: tuple[str, ...]
     #: Disclosed fields in order, each with its masker (None: shown in full).
@@ -410,14 +410,14 @@ def _plan(cls: type[Record], decision: Decision) -> _ReadPlan:
     if isinstance(plan, _ReadPlan):
         return plan
     specs = cls.field_specs()
-    sealed: list[tuple[str, bytes]] = []
+    sealed: list[str] = []
     clear: list[str] = []
     for field in (*decision.disclosed_fields, SUBJECT_ID_FIELD):
         spec = specs.get(field)
         if spec is not None and not spec.classification.encrypted:
             clear.append(field)
         else:
-            sealed.append((field, crypto.context_part(field)))
+            sealed.append(field)
     shown: list[tuple[str, str | None]] = []
     for field in decision.disclosed_fields:
         view = decision.view(field)
@@ -451,15 +451,11 @@ def _decrypt(
         for field in plan.clear:
             if field in clear:
                 values[field] = clear[field]
-    envelopes = crypto.unpack_sealed(row.sealed)
+    sealed = sealing.Sealed.parse(row.sealed)
     prefix = crypto.record_aad(access.kernel.vault_id, row.record_type, row.record_id)
-    key_part = crypto.encode_context(key.key_id)
-    for field, field_part in plan.sealed:
-        blob = envelopes.get(field)
-        if blob is not None:
-            # Values are sealed as UTF-8 JSON; decoding here spares json its encoding sniffing.
-            plaintext = key.decrypt(blob, aad=prefix + field_part + key_part)
-            values[field] = _json_value(plaintext.decode("utf-8"))
+    for field, plaintext in sealing.open_fields(key, sealed, prefix, plan.sealed).items():
+        # Values are sealed as UTF-8 JSON; decoding here spares json its encoding sniffing.
+        values[field] = _json_value(plaintext.decode("utf-8"))
     return values
 
 

@@ -14,6 +14,7 @@ import attrs
 
 from .. import crypto
 from ..keys import KeyState
+from ..sealing import reseal
 from ..storage import KeyRow, RecordRow, SubjectRow
 from .keystore import KeyStore, fresh_subject_keys, minor_aad
 
@@ -43,12 +44,12 @@ def rekey_subjects(keys: KeyStore, subjects: Sequence[SubjectRow], now: str) -> 
     row between its read here and its re-sealed write) with a handful of statements per
     batch, not per subject. Every record and subject row is checked before any ciphertext is
     opened, so a changed row is never re-sealed as if the vault had written it. Each record's
-    container is re-sealed in one pass (:meth:`.crypto.FieldKey.reseal`): every field opened
-    with the record, field and old key id as associated data and sealed again with the new
-    key id, the record's version unchanged. The new keys are stored with the number of
-    encryptions they made; the old keys are retired (``decrypt-only``) and can be destroyed
-    once nothing references them. The caller records each subject's new state in the audit
-    log (:mod:`.freshness`).
+    container is re-sealed in one pass (:func:`.sealing.reseal`): every field opened with the
+    record, field and old key id as associated data and sealed again with the new key id, into
+    a sealed record v2 whatever the layout it had, the record's version unchanged. The new
+    keys are stored with the number of encryptions they made; the old keys are retired
+    (``decrypt-only``) and can be destroyed once nothing references them. The caller records
+    each subject's new state in the audit log (:mod:`.freshness`).
     """
     backend = keys.backend
     binder = keys.binder
@@ -72,12 +73,12 @@ def rekey_subjects(keys: KeyStore, subjects: Sequence[SubjectRow], now: str) -> 
     record_aad = crypto.record_aad
     resealed_row = binder.record_resealed
     for subject, old_key, (_, new_key) in zip(subjects, old_keys, fresh, strict=True):
-        reseal = old_key.reseal
         new_id = new_key.key_id
         count = 0
         records: list[RecordRow] = []
         for record, frame in by_subject[subject.pseudonym]:
             sealed, fields = reseal(
+                old_key,
                 record.sealed,
                 new_key,
                 record_aad=record_aad(vault_id, record.record_type, record.record_id),

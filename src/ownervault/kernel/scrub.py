@@ -38,7 +38,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from .. import crypto
+from .. import crypto, sealing
 from ..audit import format_time
 from ..exceptions import OwnerVaultError
 from ..keys import KeyKind, KeyState
@@ -457,17 +457,16 @@ def _check_sealed(
     except OwnerVaultError:
         return  # reported with the subject
     try:
-        envelopes = crypto.unpack_sealed(row.sealed)
+        sealed = sealing.Sealed.parse(row.sealed)
     except OwnerVaultError:
         findings.damage("envelope", "records", record_id, "its sealed container is damaged")
         return
     prefix = crypto.record_aad(target.keys.vault_id, row.record_type, record_id)
-    key_part = crypto.encode_context(key.key_id)
     values: dict[str, Any] = {}
-    for name, envelope in sorted(envelopes.items()):
+    for name in sorted(sealed.parts):
         findings.count("field envelopes")
         try:
-            plain = key.decrypt(envelope, aad=prefix + crypto.context_part(name) + key_part)
+            plain = sealing.open_fields(key, sealed, prefix, [name])[name]
         except OwnerVaultError:
             findings.damage(
                 "envelope", "records", record_id, f"field {name} does not open under its key"

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import attrs
 
-from .. import crypto
+from .. import crypto, sealing
 from ..audit import AuditEntry, canonical_json, format_time
 from ..exceptions import (
     DecryptionError,
@@ -279,12 +279,10 @@ def _prepare(
     # table's primary key mostly sequential.
     record_id = f"{stamp:012x}{secrets.token_hex(10)}"
     index = access.kernel.keys.index_key
-    prefix = crypto.record_aad(access.kernel.vault_id, record_type, record_id)
-    key_part = crypto.encode_context(key.key_id)
     data = record.model_dump(mode="json")
     data[SUBJECT_ID_FIELD] = record.subject_id
     clear: dict[str, object] = {}
-    envelopes: dict[str, bytes] = {}
+    plaintexts: dict[str, bytes] = {}
     tokens: list[tuple[bytes, str, str]] = []
     written: list[str] = []
     for name, spec in _SEALED_SPECS.get(record_type) or _sealed_specs(type(record)):
@@ -296,8 +294,7 @@ def _prepare(
         if not spec.classification.encrypted:
             clear[name] = value
             continue
-        aad = prefix + crypto.context_part(name) + key_part
-        envelopes[name] = key.encrypt(encode_value(value), aad=aad)
+        plaintexts[name] = encode_value(value)
         if spec.index is not None:
             token = index.token(record_type, name, normalise(spec.index, value))
             tokens.append((token, record_id, name))
@@ -311,11 +308,13 @@ def _prepare(
             created_at=now,
             updated_at=now,
             clear=canonical_json(clear, checked=True).decode("utf-8"),
-            sealed=crypto.pack_sealed(envelopes),
+            sealed=sealing.seal(
+                key, crypto.record_aad(access.kernel.vault_id, record_type, record_id), plaintexts
+            ),
             erased=False,
         )
     )
-    return _Prepared(row, len(envelopes), tokens, tuple(written))
+    return _Prepared(row, len(plaintexts), tokens, tuple(written))
 
 
 # --------------------------------------------------------------------------- update
@@ -474,11 +473,10 @@ def _stored_values(
     key = access.kernel.keys.subject_key(subject)
     values: dict[str, object] = dict(json.loads(row.clear))
     prefix = crypto.record_aad(access.kernel.vault_id, row.record_type, row.record_id)
-    key_part = crypto.encode_context(key.key_id)
-    for name, blob in crypto.unpack_sealed(row.sealed).items():
-        if name in cls.field_specs() or name == SUBJECT_ID_FIELD:
-            aad = prefix + crypto.context_part(name) + key_part
-            values[name] = json.loads(key.decrypt(blob, aad=aad))
+    sealed = sealing.Sealed.parse(row.sealed)
+    names = [n for n in sealed.parts if n in cls.field_specs() or n == SUBJECT_ID_FIELD]
+    for name, plaintext in sealing.open_fields(key, sealed, prefix, names).items():
+        values[name] = json.loads(plaintext)
     return values
 
 
@@ -588,14 +586,18 @@ def _apply_update(
     key = keys.subject_key(subject)
     rekeyed: list[Rekeyed] = []
     minor_uses = 1 if minor is not None and minor.until is not None else 0
-    if _needs_new_key(keys.key_row(key.key_id), len(values) + minor_uses):
+    sealed = sealing.Sealed.parse(row.sealed)
+    # A record sealed in the v1 layout is sealed again whole (every field one more use).
+    resealing = len(sealed.parts) if sealed.version == sealing.SEALED_FORMAT_V1 else 0
+    if _needs_new_key(keys.key_row(key.key_id), len(values) + minor_uses + resealing):
         # Never encrypt under a retired or nearly used-up key: re-key the subject (all their
         # records) first, in this transaction.
         rekeyed.append(rekey_subject(keys, subject, now))
         subject, key = rekeyed[0].subject, rekeyed[0].key
         row = next(r for r in rekeyed[0].records if r.record_id == ref.record_id)
+        sealed = sealing.Sealed.parse(row.sealed)
     clear = json.loads(row.clear)
-    envelopes = crypto.unpack_sealed(row.sealed)
+    changes: dict[str, bytes | None] = {}
     new_tokens: list[tuple[str, bytes | None]] = []
     encrypting = minor_uses
     minor_blob: bytes | None = None
@@ -611,18 +613,7 @@ def _apply_update(
             else:
                 clear[name] = dumped
             continue
-        if dumped is None:
-            envelopes.pop(name, None)
-        else:
-            aad = crypto.field_aad(
-                vault_id=keys.vault_id,
-                record_type=ref.record_type,
-                record_id=ref.record_id,
-                field=name,
-                key_id=key.key_id,
-            )
-            envelopes[name] = key.encrypt(encode_value(dumped), aad=aad)
-            encrypting += 1
+        changes[name] = None if dumped is None else encode_value(dumped)
         if spec.index is not None:
             token = (
                 None
@@ -630,16 +621,19 @@ def _apply_update(
                 else keys.index_key.token(ref.record_type, name, normalise(spec.index, dumped))
             )
             new_tokens.append((name, token))
-    if encrypting and not backend.reserve_invocations(key.key_id, encrypting):
-        raise KeyExhaustedError(f"key {key.key_id.hex()} reached its invocation limit; rotate it")
     if row.key_id != key.key_id:
         raise DecryptionError()
+    prefix = crypto.record_aad(keys.vault_id, ref.record_type, ref.record_id)
+    resealed, encrypted = sealing.update(key, sealed, prefix, changes)
+    encrypting += encrypted
+    if encrypting and not backend.reserve_invocations(key.key_id, encrypting):
+        raise KeyExhaustedError(f"key {key.key_id.hex()} reached its invocation limit; rotate it")
     written = keys.binder.record(
         attrs.evolve(
             row,
             version=ref.version + 1,
             clear=canonical_json(clear).decode("utf-8"),
-            sealed=crypto.pack_sealed(envelopes),
+            sealed=resealed,
             updated_at=now,
         )
     )

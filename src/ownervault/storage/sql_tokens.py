@@ -3,7 +3,7 @@
 A record's tokens live in two places. ``blind_index`` holds one row per token, keyed
 (token, record id, field), which is what a search seeks. The record's own ``tokens`` column
 lists them (schema version 7: field name to token, in the sealed container's layout,
-:func:`ownervault.crypto.pack_sealed`), so a changed, deleted or erased record's rows are
+:func:`ownervault.sealing.pack_sealed`), so a changed, deleted or erased record's rows are
 deleted by their keys. An index by record id did that job before version 8, at the cost of
 one more B-tree entry, and most of a page, for every token of every put.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
-from .. import crypto
+from .. import sealing
 from ..exceptions import DecryptionError
 from .sql_runner import QueryRunner
 
@@ -34,7 +34,7 @@ _INSERT: Final = (
 
 def pack_tokens(tokens: Mapping[str, bytes]) -> bytes:
     """A record's ``tokens`` column: field name to token."""
-    return crypto.pack_sealed(tokens)
+    return sealing.pack_sealed(tokens)
 
 
 def listed_tokens(column: bytes | None) -> dict[str, bytes] | None:
@@ -42,7 +42,7 @@ def listed_tokens(column: bytes | None) -> dict[str, bytes] | None:
     if column is None:
         return {}
     try:
-        return crypto.unpack_sealed(bytes(column))
+        return sealing.unpack_sealed(bytes(column))
     except DecryptionError:
         return None
 
