@@ -16,7 +16,7 @@ single put, get, get of many records by id, find):
 * ``VaultStore`` -- ownervault: a vault with an in-memory root key, a ``front_desk`` actor and
   the ``owner_registration`` purpose of the default policy pack.
 * ``MatchedStore`` -- the five-index bare store with ownervault's guarantees written by hand:
-  a wrapped random data key per owner (bounded cache), a key commitment in every field, key id
+  a wrapped random data key per owner (bounded cache), a key commitment in every record, key id
   in the associated data, an HMAC row tag on every record and key row checked on every read, a
   hash-chained audit row per record put, read or found, committed with the change, and a
   checkpoint of the chain signed with Ed25519 and anchored to a file every 1,000 rows.
@@ -631,10 +631,10 @@ class MatchedStore(BareIndexedStore):
       ``keys`` row per owner, created in the transaction of the owner's first put and found by
       ``subject_ref`` (HMAC-SHA256 of the subject id; the subject id is never stored in clear);
       unwrapped keys sit in a bounded LRU of :attr:`KEY_CACHE` entries;
-    * every field as ``commitment (32) || nonce (12) || AES-256-GCM(ciphertext || tag)`` under
-      the owner's key, associated data record id, field and key id; the key commitment,
-      HMAC-SHA256(key, "matched key commitment v1"), is carried by every field, as in
-      ownervault's envelope, and checked before the value is released;
+    * every field as ``nonce (12) || AES-256-GCM(ciphertext || tag)`` under the owner's key,
+      associated data record id, field and key id; the key commitment, HMAC-SHA256(key,
+      "matched key commitment v1"), is stored once in each record's row, as ownervault's sealed
+      record v2 keeps it once per record, and checked before any value is released;
     * row tags: every ``owners`` and ``keys`` row carries HMAC-SHA256 of its table and
       columns (each length-prefixed) under a row key only the store's keys give, and every read
       checks both rows of each record it returns (the key row is read with the record, as
@@ -665,6 +665,7 @@ class MatchedStore(BareIndexedStore):
     _columns: ClassVar[tuple[str, ...]] = (
         "id",
         "key_id",
+        "commitment",
         "household_role",
         "status",
         "created_at",
@@ -713,7 +714,8 @@ class MatchedStore(BareIndexedStore):
     def _schema(self) -> list[str]:
         return [
             "CREATE TABLE owners (id TEXT PRIMARY KEY, key_id BLOB NOT NULL, "
-            "household_role TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, "
+            "commitment BLOB NOT NULL, household_role TEXT NOT NULL, status TEXT NOT NULL, "
+            "created_at TEXT NOT NULL, "
             + ", ".join(f"{f} BLOB" for f in PERSONAL_FIELDS)
             + ", tag BLOB NOT NULL) WITHOUT ROWID",
             self._index_ddl,
@@ -961,7 +963,7 @@ class MatchedStore(BareIndexedStore):
             return None
         nonce = os.urandom(12)
         aad = record_id.encode() + b"\x00" + field.encode() + b"\x00" + key.key_id
-        return key.commitment + nonce + key.aead.encrypt(nonce, value.encode(), aad)
+        return nonce + key.aead.encrypt(nonce, value.encode(), aad)
 
     def _owner_rows(
         self, item: tuple[Any, ...], key: _OwnerKey
@@ -970,7 +972,7 @@ class MatchedStore(BareIndexedStore):
         rid = uuid.uuid4().hex
         enc = self._encrypt_with
         blobs = [enc(key, rid, f, v) for f, v in zip(PERSONAL_FIELDS, personal, strict=True)]
-        row = (rid, key.key_id, "owner", "active", now_text(), *blobs)
+        row = (rid, key.key_id, key.commitment, "owner", "active", now_text(), *blobs)
         tokens = [
             (self.token(field, value), rid, field)
             for field, i in self._positions
@@ -1011,20 +1013,19 @@ class MatchedStore(BareIndexedStore):
         key_id = bytes(row[1])
         at = self._TAG
         key = self._unwrap(key_id, bytes(row[at + 1]), row[at + 2], row[at + 3])
+        if not hmac.compare_digest(bytes(row[2]), key.commitment):
+            raise ValueError("decryption failed")
         out: dict[str, Any] = {"id": rid, "subject_id": key.subject_id}
-        out.update(zip(self._columns[2:5], row[2:5], strict=True))
+        out.update(zip(self._columns[3:6], row[3:6], strict=True))
         decrypt = key.aead.decrypt
-        commitment = key.commitment
         tail = b"\x00" + key_id
-        for field, blob in zip(PERSONAL_FIELDS, row[5:at], strict=True):
+        for field, blob in zip(PERSONAL_FIELDS, row[6:at], strict=True):
             if blob is None:
                 out[field] = None
                 continue
             blob = bytes(blob)
-            if not hmac.compare_digest(blob[:32], commitment):
-                raise ValueError("decryption failed")
             aad = rid.encode() + b"\x00" + field.encode() + tail
-            text = decrypt(blob[32:44], blob[44:], aad).decode()
+            text = decrypt(blob[:12], blob[12:], aad).decode()
             out[field] = dt.date.fromisoformat(text) if field in DATE_FIELDS else text
         return out, key
 

@@ -49,24 +49,24 @@ OLD_NOTICE = "n0000000000000000"
 
 @pytest.fixture
 def decrypts(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every field a data key opened (``FieldKey.decrypt`` of an envelope, ``open_body`` of a
-    sealed record's body), by associated data (a body's without the key id: clear it before the
-    operation measured)."""
+    """Every field a data key opened (``FieldKey.decrypt`` of an envelope, ``open_bodies`` of a
+    sealed record's bodies), by associated data (a body's without the key id: clear it before
+    the operation measured)."""
     calls: list[bytes] = []
-    original, original_body = crypto.FieldKey.decrypt, crypto.FieldKey.open_body
+    original, original_bodies = crypto.FieldKey.decrypt, crypto.FieldKey.open_bodies
 
     def counting(self: crypto.FieldKey, envelope: bytes, *, aad: bytes) -> bytes:
         calls.append(aad)
         return original(self, envelope, aad=aad)
 
-    def counting_body(
-        self: crypto.FieldKey, body: bytes, *, field_aad: bytes, ident: bytes
-    ) -> bytes:
-        calls.append(field_aad)
-        return original_body(self, body, field_aad=field_aad, ident=ident)
+    def counting_bodies(
+        self: crypto.FieldKey, bodies: Sequence[tuple[bytes, bytes]], *, ident: bytes
+    ) -> list[bytes]:
+        calls.extend(field_aad for field_aad, _ in bodies)
+        return original_bodies(self, bodies, ident=ident)
 
     monkeypatch.setattr(crypto.FieldKey, "decrypt", counting)
-    monkeypatch.setattr(crypto.FieldKey, "open_body", counting_body)
+    monkeypatch.setattr(crypto.FieldKey, "open_bodies", counting_bodies)
     return calls
 
 

@@ -70,6 +70,7 @@ def test_reads_give_back_what_was_put(common: ModuleType, store: Any) -> None:
         "UPDATE owners SET created_at = '2020-01-01T00:00:00Z' WHERE id = :id",
         "UPDATE owners SET email = NULL WHERE id = :id",
         "UPDATE owners SET tag = zeroblob(32) WHERE id = :id",
+        "UPDATE owners SET commitment = zeroblob(32) WHERE id = :id",
         "UPDATE keys SET pseudonym = 'someone-else' "
         "WHERE key_id = (SELECT key_id FROM owners WHERE id = :id)",
         "UPDATE keys SET subject_ref = zeroblob(16) "

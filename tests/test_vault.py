@@ -12,7 +12,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -200,18 +200,20 @@ def _aad_field(aad: bytes) -> tuple[str, str, str]:
 def decrypted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     """Every (record type, record id, field) decrypted with a subject key during the test."""
     calls: list[tuple[str, str, str]] = []
-    original, original_body = crypto.FieldKey.decrypt, crypto.FieldKey.open_body
+    original, original_bodies = crypto.FieldKey.decrypt, crypto.FieldKey.open_bodies
 
     def spy(self: crypto.FieldKey, envelope: bytes, *, aad: bytes) -> bytes:
         calls.append(_aad_field(aad))
         return original(self, envelope, aad=aad)
 
-    def spy_body(self: crypto.FieldKey, body: bytes, *, field_aad: bytes, ident: bytes) -> bytes:
-        calls.append(_aad_field(field_aad))
-        return original_body(self, body, field_aad=field_aad, ident=ident)
+    def spy_bodies(
+        self: crypto.FieldKey, bodies: Sequence[tuple[bytes, bytes]], *, ident: bytes
+    ) -> list[bytes]:
+        calls.extend(_aad_field(field_aad) for field_aad, _ in bodies)
+        return original_bodies(self, bodies, ident=ident)
 
     monkeypatch.setattr(crypto.FieldKey, "decrypt", spy)
-    monkeypatch.setattr(crypto.FieldKey, "open_body", spy_body)
+    monkeypatch.setattr(crypto.FieldKey, "open_bodies", spy_bodies)
     return calls
 
 

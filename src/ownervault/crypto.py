@@ -347,25 +347,31 @@ class FieldKey(_NoPickle):
             out.append(nonce + seal(nonce, plaintext, field_aad + tail))
         return out
 
-    def open_body(self, body: bytes, *, field_aad: bytes, ident: bytes) -> bytes:
-        """Decrypt a field body of a sealed record v2 whose key id and commitment are ``ident``.
+    def open_bodies(self, bodies: Sequence[tuple[bytes, bytes]], *, ident: bytes) -> list[bytes]:
+        """Decrypt field bodies of a sealed record v2 whose key id and commitment are ``ident``:
+        for each ``(field_aad, body)`` (``field_aad`` as :meth:`seal_bodies` takes it), the
+        plaintext.
 
-        The same checks as :meth:`decrypt`, in the same order: the key id, the GCM tag, then the
-        commitment, each failure the one :class:`DecryptionError`.
+        The checks of :meth:`decrypt`, in its order: the record's key id before any tag, every
+        tag, then the record's commitment before anything is returned; each failure is the one
+        :class:`DecryptionError`.
         """
-        if len(body) < NONCE_BYTES + TAG_BYTES or not _stdlib_hmac.compare_digest(
+        if len(ident) != KEY_ID_BYTES + COMMITMENT_BYTES or not _stdlib_hmac.compare_digest(
             ident[:KEY_ID_BYTES], self.key_id
         ):
             raise DecryptionError()
+        tail, open_ = self._body_tail, self._aead.decrypt
+        out = []
         try:
-            plaintext = self._aead.decrypt(
-                body[:NONCE_BYTES], body[NONCE_BYTES:], field_aad + self._body_tail
-            )
+            for field_aad, body in bodies:
+                if len(body) < NONCE_BYTES + TAG_BYTES:
+                    raise DecryptionError()
+                out.append(open_(body[:NONCE_BYTES], body[NONCE_BYTES:], field_aad + tail))
         except InvalidTag:
             raise DecryptionError() from None
         if not _stdlib_hmac.compare_digest(ident[KEY_ID_BYTES:], self._commitment):
             raise DecryptionError()
-        return plaintext
+        return out
 
 
 def envelope_key_id(envelope: bytes) -> bytes:

@@ -3,8 +3,9 @@
 * **Sealed record v2**, what every write makes: ``0x02 | key id (16) | key commitment (32)``,
   then per field in name order ``name length (1) | name | body length (4, big-endian) | body``,
   a body being ``nonce (12) | AES-256-GCM ciphertext+tag`` (:meth:`FieldKey.seal_bodies
-  <ownervault.crypto.FieldKey.seal_bodies>`). All fields of a record are under one data key, so
-  the key id and commitment are stored once, not once per field: 48 bytes a field fewer.
+  <ownervault.crypto.FieldKey.seal_bodies>`, opened by ``open_bodies``). All fields of a record
+  are under one data key, so the key id and commitment are stored once, not in every field:
+  49 bytes a field fewer (with the envelope's version byte), 48 more once.
 * **Sealed record v1**, what vaults wrote before: ``0x01``, then per field ``name length (1) |
   name | envelope length (4) | field envelope v1`` (each envelope carrying its own key id and
   commitment). Still read; a record is written anew as v2 when it is updated or re-encrypted.
@@ -156,10 +157,9 @@ def open_fields(
     wanted = parts if names is None else [n for n in names if n in parts]
     out: dict[str, bytes] = {}
     if sealed.version == SEALED_FORMAT_V2:
-        ident = sealed.ident
-        for name in wanted:
-            field_aad = record_aad + crypto.context_part(name)
-            out[name] = key.open_body(parts[name], field_aad=field_aad, ident=ident)
+        names_ = list(wanted)
+        bodies = [(record_aad + crypto.context_part(n), parts[n]) for n in names_]
+        out.update(zip(names_, key.open_bodies(bodies, ident=sealed.ident), strict=True))
     else:
         key_part = crypto.encode_context(key.key_id)
         for name in wanted:
