@@ -164,7 +164,7 @@ def test_vector_file_has_every_section() -> None:
     assert VECTORS["version"] == 1
     assert len(FIELD) >= 8
     assert len(INVALID) >= 20
-    assert BLIND and WRAPPED and WRAPPED_INVALID
+    assert BLIND and WRAPPED and WRAPPED_INVALID and VECTORS["sealed_record_v2"]
     names = {c["name"] for c in INVALID}
     for required in (
         "tag_flipped",

@@ -6,8 +6,9 @@ Usage (from the project root)::
     python tests/vectors/make_vectors.py --check   # exit 1 if the committed file is out of date
 
 Every input is derived from fixed labels, so a run reproduces the committed file byte for byte.
-Field envelopes are made with ``FieldKey._encrypt_with_nonce``, the private seam that is the only
-place a caller may fix the nonce. ``SecretKey.wrap`` has no such seam: wrapped-key vectors were
+Field envelopes are made with ``FieldKey._encrypt_with_nonce`` and sealed-record v2 bodies with
+``FieldKey._seal_bodies_with_nonces``, the private seams that are the only places a caller may
+fix a nonce. ``SecretKey.wrap`` has no such seam: wrapped-key vectors were
 made once with a random nonce and are carried over from the existing file on later runs (they are
 only checked in the decrypt direction). A case whose inputs change gets a freshly wrapped value.
 
@@ -27,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ownervault import crypto
+from ownervault import crypto, sealing
 from ownervault.exceptions import DecryptionError
 from ownervault.records import normalise
 
@@ -220,6 +221,77 @@ def field_vectors() -> list[dict[str, Any]]:
                     key, info=b"ownervault key commitment v1", length=32
                 ).hex(),
                 "envelope": envelope.hex(),
+            }
+        )
+    return out
+
+
+#: Sealed records v2: (name, description, key label, record type, record id, field plaintexts).
+SEALED_CASES: list[tuple[str, str, str, str, str, dict[str, bytes]]] = [
+    (
+        "owner_profile_three_fields",
+        "three fields of an owner profile, sealed in name order (email < name < phone)",
+        "seal-a",
+        "owner",
+        "7d1f0c5e2b9a4f6d8c3e1a7b5f9d0c2e",
+        {
+            "name": json_value("张三"),
+            "phone": json_value("13800138000"),
+            "email": json_value("zhang.san@example.cn"),
+        },
+    ),
+    (
+        "one_empty_string",
+        "a record with one field, the empty string (a body of nonce and tag only)",
+        "seal-b",
+        "unit",
+        "0c9e2a4f6b8d1e3a5c7f9b0d2e4a6c8f",
+        {"ownership_certificate_number": json_value("")},
+    ),
+]
+
+
+def sealed_vectors() -> list[dict[str, Any]]:
+    out = []
+    for name, description, key_label, record_type, record_id, plaintexts in SEALED_CASES:
+        key, key_id = _field_key(key_label)
+        handle = crypto.FieldKey(key, key_id=key_id)
+        record_aad = crypto.record_aad(VAULT_ID, record_type, record_id)
+        names = sorted(plaintexts)
+        nonces = [fixed(f"{name} {field} nonce", crypto.NONCE_BYTES) for field in names]
+        field_aads = [record_aad + crypto.context_part(field) for field in names]
+        bodies = handle._seal_bodies_with_nonces(
+            [(aad, plaintexts[field]) for aad, field in zip(field_aads, names, strict=True)],
+            b"".join(nonces),
+        )
+        blob = sealing.Sealed(
+            sealing.SEALED_FORMAT_V2, handle.ident, dict(zip(names, bodies, strict=True))
+        ).pack()
+        opened = sealing.open_fields(handle, sealing.Sealed.parse(blob), record_aad)
+        if opened != plaintexts:
+            raise SystemExit(f"sealed vector {name} does not open to its plaintexts")
+        out.append(
+            {
+                "name": name,
+                "description": description,
+                "key": key.hex(),
+                "key_id": key_id.hex(),
+                "vault_id": VAULT_ID,
+                "record_type": record_type,
+                "record_id": record_id,
+                "fields": [
+                    {
+                        "field": field,
+                        "plaintext": plaintexts[field].hex(),
+                        "nonce": nonce.hex(),
+                        "aad": (aad + crypto.encode_context(key_id, bytes([2]))).hex(),
+                        "body": body.hex(),
+                    }
+                    for field, nonce, aad, body in zip(
+                        names, nonces, field_aads, bodies, strict=True
+                    )
+                ],
+                "sealed": blob.hex(),
             }
         )
     return out
@@ -556,8 +628,8 @@ def build(previous: dict[str, Any] | None) -> dict[str, Any]:
         "version": 1,
         "generator": "tests/vectors/make_vectors.py",
         "description": (
-            "Known-answer vectors for field envelope v1, blind-index tokens and wrapped key v1. "
-            "All hex is lower case. Layouts are described in docs/formats.md."
+            "Known-answer vectors for field envelope v1, sealed record v2, blind-index tokens and "
+            "wrapped key v1. All hex is lower case. Layouts are described in docs/formats.md."
         ),
         "constants": {
             "field_format_version": crypto.FIELD_FORMAT_V1,
@@ -571,6 +643,7 @@ def build(previous: dict[str, Any] | None) -> dict[str, Any]:
         },
         "field_envelope": fields,
         "invalid": invalid_vectors(fields),
+        "sealed_record_v2": sealed_vectors(),
         "blind_index": blind_index_vectors(),
         "wrapped_key": wrapped,
         "wrapped_key_invalid": wrapped_key_invalid_vectors(wrapped),
