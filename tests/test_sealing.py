@@ -17,6 +17,8 @@ from typing import Any
 import attrs
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ownervault import Actor, KeyFileKey, Vault, crypto, sealing
 from ownervault.exceptions import DecryptionError, ValidationError
@@ -200,6 +202,38 @@ def test_pack_sealed_refuses_a_field_name_it_cannot_write_every_time() -> None:
                 sealing.seal(key, _record(), {name: b"x"})
     longest = sealing.pack_sealed({"x" * 255: b"x"})
     assert sealing.unpack_sealed(longest) == {"x" * 255: b"x"}
+
+
+_NAMES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=20)
+_RECORDS = st.dictionaries(_NAMES.filter(lambda n: len(n.encode()) < 256), st.binary(), max_size=6)
+_KEY = _key()
+
+
+@settings(max_examples=60, deadline=None)
+@given(fields=_RECORDS)
+def test_any_record_seals_and_opens_again(fields: dict[str, bytes]) -> None:
+    blob = sealing.seal(_KEY, _record(), fields)
+    sealed = sealing.Sealed.parse(blob)
+    assert sealed.pack() == blob
+    assert sealing.open_fields(_KEY, sealed, _record()) == fields
+
+
+@settings(max_examples=60, deadline=None)
+@given(fields=_RECORDS.filter(bool), data=st.data())
+def test_any_single_bit_flip_of_a_v2_record_is_refused(
+    fields: dict[str, bytes], data: st.DataObject
+) -> None:
+    """A flipped bit anywhere (header, a name, a length or a body) never opens: the container
+    no longer parses, names other fields, or fails a check, each as the one DecryptionError."""
+    blob = bytearray(sealing.seal(_KEY, _record(), fields))
+    bit = data.draw(st.integers(0, len(blob) * 8 - 1))
+    blob[bit // 8] ^= 1 << (bit % 8)
+    try:
+        sealed = sealing.Sealed.parse(bytes(blob))
+        opened = sealing.open_fields(_KEY, sealed, _record())
+    except DecryptionError:
+        return
+    raise AssertionError(f"a damaged record opened: {sorted(opened)}")
 
 
 # --------------------------------------------------------------------------- known answers
