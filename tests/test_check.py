@@ -128,6 +128,7 @@ def test_a_sound_vault_checks_clean_and_checking_writes_nothing(owners: Owners) 
         assert report.vault_id == vault.vault_id
     deep = vault.check(deep=True)
     assert deep.deep and deep.checked["records"] == 3 and deep.checked["field envelopes"] > 6
+    assert "records sealed v1" not in deep.checked
     assert vault.audit.size() == size
 
 
@@ -539,7 +540,12 @@ def test_an_older_vault_is_checked_without_being_upgraded(tmp_path: Path) -> Non
     assert {p.name: p.read_bytes() for p in path.iterdir() if p.name in before} == before
     with Vault.open(path, key=key) as vault:
         deep = vault.check(deep=True)
+        live = vault._kernel.backend._execute(
+            "SELECT count(*) FROM records WHERE erased = 0"
+        ).fetchone()[0]
     assert deep.ok, deep.lines()
+    # Its records were sealed before v2: counted, so an admin sees what a rotation would rewrite.
+    assert deep.checked["records sealed v1"] == live > 0
 
 
 @pytest.mark.embedded_only("data backups are of embedded vaults")
