@@ -390,8 +390,7 @@ class _ReadPlan:
     (:attr:`~ownervault.policy.Decision.memo`), which many reads reuse.
     """
 
-    #: Encrypted fields to open (the disclosed ones and the subject id), each with its part of
-    #: the associated data.
+    #: Encrypted fields to open (the disclosed ones and the subject id).
     sealed: tuple[str, ...]
     #: Disclosed fields stored in clear.
     clear: tuple[str, ...]
