@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ownervault.exceptions import StorageError
-from ownervault.storage import SQLCipherBackend
+from ownervault.storage import PAGE_HMAC, SQLCipherBackend
 from ownervault.storage.checkpointer import (
     BACKSTOP_FRAMES,
     FIRST_COMMITS,
@@ -147,7 +147,7 @@ def test_a_page_key_swap_stops_the_thread_and_the_next_commit_restarts_it(
         backend.close_for_swap()
         assert not checkpointer.running
         assert stops[0] > 0 and not wal.exists()
-        backend.reopen(KEY)
+        backend.reopen(KEY, PAGE_HMAC)
         _write(backend, 1)
         assert checkpointer.running
     finally:

@@ -2,13 +2,15 @@
 
 A new vault uses HMAC-SHA256 and names it in its header, under the header's MAC; a vault made
 before keeps SQLCipher 4's default, HMAC-SHA512, with a header that names none and reads as it
-was written. A database file opens only with the algorithm it was made with, and every copy the
-vault makes of it (a backup, a page-key rotation) keeps that algorithm.
+was written. A database file opens only with the algorithm it was made with; a backup keeps it,
+and a page-key rotation writes the new file with HMAC-SHA256, so an older vault takes the newer
+MAC with its next page key, crash-safe like the rotation itself.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 
 from ownervault import Actor, KeyFileKey, Vault
 from ownervault.exceptions import IntegrityError, VaultFormatError
+from ownervault.keys.admin import backups
 from ownervault.records import OwnerProfile
 from ownervault.storage import LEGACY_PAGE_HMAC, PAGE_HMAC, PageHmac, SQLCipherBackend
 from ownervault.testing import FrozenClock, InMemoryKey, grant_roles, record_assessments
@@ -150,3 +153,94 @@ def test_a_page_key_rotation_and_a_backup_keep_the_page_mac(
     ):
         pass
     _reads(tmp_path / "restored", root_key, clerk, record_id)
+
+
+def _v1_vault(tmp_path: Path, admin: Actor, clerk: Actor) -> tuple[Path, KeyFileKey, bytes]:
+    """A copy of the committed schema-version-1 vault (HMAC-SHA512 pages), its key, and its
+    page key, with an admin and a clerk granted."""
+    path = tmp_path / "vault-v1"
+    shutil.copytree(FIXTURES / "vault-v1" / "vault", path)
+    key = KeyFileKey(FIXTURES / "vault-v1" / "root.key")
+    with Vault.open(path, key=key) as vault:
+        grant_roles(vault, admin, clerk)
+        record_assessments(vault)
+        db_key = vault._kernel._db_key
+    return path, key, db_key
+
+
+def _reads_owner(path: Path, key: KeyFileKey, clerk: Actor) -> None:
+    with (
+        Vault.open(path, key=key) as vault,
+        vault.session(clerk, "owner_registration") as session,
+    ):
+        (view,) = session.find(OwnerProfile, phone="13800000002")
+        assert view.subject_id == "fx-owner-2"
+        assert vault.audit.verify() == vault.audit.size()
+
+
+def test_a_page_key_rotation_moves_an_older_vault_to_hmac_sha256(
+    tmp_path: Path, admin: Actor, clerk: Actor
+) -> None:
+    path, key, _ = _v1_vault(tmp_path, admin, clerk)
+    with Vault.open(path, key=key) as vault:
+        vault.rotate_page_key(actor=admin)
+        rotated = vault._kernel._db_key
+        assert vault._kernel.header.page_hmac_algorithm == PAGE_HMAC
+        # The open vault goes on with the new file at once.
+        with vault.session(clerk, "owner_registration") as session:
+            assert session.find(OwnerProfile, phone="13800000002")
+        summary = vault.backup(tmp_path / "backup", actor=admin)
+    header = _header(path)
+    assert header["page_hmac"] == PAGE_HMAC and "pending_page_hmac" not in header
+    assert _opens(path / "vault.db", rotated, PAGE_HMAC)
+    assert not _opens(path / "vault.db", rotated, LEGACY_PAGE_HMAC)
+    assert _opens(summary.path / "vault.db", rotated, PAGE_HMAC)
+    _reads_owner(path, key, clerk)
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("step", ["swap", "final-header"])
+def test_a_rotation_cut_short_opens_with_the_page_mac_of_the_file_in_place(
+    tmp_path: Path, admin: Actor, clerk: Actor, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """Cut before the swap, the old file (HMAC-SHA512) stays with the old key; cut after it,
+    the pending key and the new file's HMAC-SHA256 are taken, as the pending header says."""
+    path, key, old_key = _v1_vault(tmp_path, admin, clerk)
+    real_write, real_replace = backups.write_atomically, os.replace
+    writes = 0
+
+    def write(target: Path, data: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        if step == "final-header" and writes == 2:
+            raise _Crash(step)
+        real_write(target, data)
+
+    def replace(src: object, dst: object) -> None:
+        if step == "swap" and str(src).endswith(backups.REKEY_SUFFIX):
+            raise _Crash(step)
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    vault = Vault.open(path, key=key)
+    monkeypatch.setattr(backups, "write_atomically", write)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Crash):
+        vault.rotate_page_key(actor=admin)
+    monkeypatch.undo()
+    vault.close()
+    pending = _header(path)
+    assert pending["pending_page_hmac"] == PAGE_HMAC and "page_hmac" not in pending
+    _reads_owner(path, key, clerk)
+    header = _header(path)
+    assert header["pending_db_key"] is None and "pending_page_hmac" not in header
+    with Vault.open(path, key=key) as vault:
+        db_key = vault._kernel._db_key
+    if step == "swap":
+        assert "page_hmac" not in header and db_key == old_key
+        assert _opens(path / "vault.db", db_key, LEGACY_PAGE_HMAC)
+    else:
+        assert header["page_hmac"] == PAGE_HMAC and db_key != old_key
+        assert _opens(path / "vault.db", db_key, PAGE_HMAC)

@@ -51,6 +51,7 @@ from ownervault.kernel import subject_context as _subject_context
 from ownervault.keys import KeyKind, KeyState, VaultHeader
 from ownervault.keys.admin import backups as maint
 from ownervault.records import OwnerProfile, Record, Unit, Vehicle, normalise
+from ownervault.storage import PageHmac
 from ownervault.storage.sqlcipher import SQLCipherBackend
 from ownervault.testing import (
     FAST_ARGON2,
@@ -1550,8 +1551,8 @@ def test_page_key_rotation_recovers_from_a_crash_at_every_step(
             raise _Crash(step)
         real_replace(src, dst)
 
-    def export(self: SQLCipherBackend, target: Path, new_key: bytes) -> None:
-        real_export(self, target, new_key)
+    def export(self: SQLCipherBackend, target: Path, new_key: bytes, page_hmac: PageHmac) -> None:
+        real_export(self, target, new_key, page_hmac)
         if step == "export":
             raise _Crash(step)
 

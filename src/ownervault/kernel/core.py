@@ -476,7 +476,7 @@ class Kernel:
     def replace_page_key(self, new_key: bytes, header: VaultHeader) -> None:
         """Adopt a new page key and its sealed header after the database file was swapped."""
         self._db_key = new_key
-        self.embedded_backend("page-key rotation").reopen(new_key)
+        self.embedded_backend("page-key rotation").reopen(new_key, header.page_hmac_algorithm)
         self._adopt_header(header)
 
     # ------------------------------------------------------------------ key rotation

@@ -9,9 +9,11 @@ cannot be changed unseen; it is checked as soon as the keyring key is unwrapped
 (:meth:`VaultHeader.check_mac`). A version-1 header, made before headers had a MAC, still
 opens. A new vault's header also names the MAC SQLCipher keeps on each page (``page_hmac``,
 HMAC-SHA256); a header without one belongs to a database with SQLCipher 4's default,
-HMAC-SHA512. :func:`recover` finishes or undoes a page-key rotation that a crash interrupted, before
-anything else touches the database file; :func:`recovered` says what it would do without
-doing it.
+HMAC-SHA512. A page-key rotation writes the new file with HMAC-SHA256 whatever the old one had
+(``pending_page_hmac`` names it beside the pending key), so rotating an older vault's page key
+also moves it to the newer page MAC. :func:`recover` finishes or undoes a page-key rotation
+that a crash interrupted, before anything else touches the database file; :func:`recovered`
+says what it would do without doing it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "VaultHeader",
     "recover",
     "recovered",
+    "swapped",
     "write_atomically",
 ]
 
@@ -74,6 +77,10 @@ class VaultHeader(pydantic.BaseModel):
     #: The MAC SQLCipher keeps on each page of ``vault.db``; absent in a header written before
     #: vaults named it, whose database has SQLCipher 4's default (:attr:`page_hmac_algorithm`).
     page_hmac: Literal["HMAC_SHA256"] | None = None
+    #: Set only while the page key is being replaced: the page MAC of the new file (absent
+    #: when a rotation was started before rotations named it: the new file then has the old
+    #: file's MAC).
+    pending_page_hmac: Literal["HMAC_SHA256"] | None = None
     #: The header MAC (hex), in version 2 only.
     mac: str | None = pydantic.Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
@@ -91,8 +98,7 @@ class VaultHeader(pydantic.BaseModel):
     def _document(self, *, mac: bool) -> dict[str, Any]:
         """The fields as stored; a header without a page MAC stays as it was written."""
         unset = {"mac"} if not mac or self.mac is None else set()
-        if self.page_hmac is None:
-            unset.add("page_hmac")
+        unset |= {f for f in ("page_hmac", "pending_page_hmac") if getattr(self, f) is None}
         return self.model_dump(exclude=unset)
 
     @staticmethod
@@ -200,11 +206,17 @@ def recovered(directory: Path, header: VaultHeader) -> VaultHeader:
     file and key are valid; without it the swap happened, and the pending key is the key."""
     if header.pending_db_key is None:
         return header
+    undone = {"pending_db_key": None, "pending_page_hmac": None}
     if (directory / (DB_NAME + REKEY_SUFFIX)).exists():
-        return header.model_copy(update={"pending_db_key": None})
-    return header.model_copy(
-        update={"wrapped_db_key": header.pending_db_key, "pending_db_key": None}
-    )
+        return header.model_copy(update=undone)
+    return header.model_copy(update={**swapped(header), **undone})
+
+
+def swapped(header: VaultHeader) -> dict[str, Any]:
+    """The fields a header with a pending page key takes once the new file is in place: that
+    key, and the new file's page MAC (the old one's when the rotation named none)."""
+    page_hmac = header.pending_page_hmac or header.page_hmac
+    return {"wrapped_db_key": header.pending_db_key, "page_hmac": page_hmac}
 
 
 def recover(directory: Path, header: VaultHeader, root: RootKey, keyring_key: bytes) -> VaultHeader:

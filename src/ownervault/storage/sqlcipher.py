@@ -93,7 +93,8 @@ PageHmac = Literal["HMAC_SHA256", "HMAC_SHA512"]
 #: keeps a 256-bit tag instead of 512 bits, as far beyond forgery, and runs on the CPU's SHA
 #: extensions, so each page written or read from disk costs less (and keeps 32 bytes more).
 PAGE_HMAC: Final[PageHmac] = "HMAC_SHA256"
-#: SQLCipher 4's default, kept by vaults made before :data:`PAGE_HMAC` (their header names none).
+#: SQLCipher 4's default, kept by vaults made before :data:`PAGE_HMAC` (their header names none)
+#: until a page-key rotation rewrites their file with :data:`PAGE_HMAC`.
 LEGACY_PAGE_HMAC: Final[PageHmac] = "HMAC_SHA512"
 
 #: The page cache, in KiB, while a long scan of the audit log runs (256 pages of 4 KiB).
@@ -569,20 +570,23 @@ class SQLCipherBackend(SQLiteQueries):
         _translate(lambda: self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
         self.close()
 
-    def reopen(self, db_key: bytes) -> None:
-        """Use a new key after the file was swapped; connections reopen on demand."""
+    def reopen(self, db_key: bytes, page_hmac: PageHmac) -> None:
+        """Use a new key (and the new file's page MAC) after the file was swapped;
+        connections reopen on demand."""
         with self._lock:
-            self._key_pragmas = _key_pragmas(db_key, self.page_hmac)
+            self.page_hmac = page_hmac
+            self._key_pragmas = _key_pragmas(db_key, page_hmac)
             self._closed = False
         if self.checkpointer is not None:
             self.checkpointer.resume()
 
-    def export_rekeyed(self, target: Path, new_key: bytes) -> None:
-        """Write a copy of the database encrypted under ``new_key`` (``sqlcipher_export``).
+    def export_rekeyed(self, target: Path, new_key: bytes, page_hmac: PageHmac) -> None:
+        """Write a copy of the database encrypted under ``new_key``, its pages authenticated
+        with ``page_hmac`` (``sqlcipher_export``).
 
         ``target`` is created mode 0600 first; it must not exist.
         """
-        _export_rekeyed(self._conn, target, new_key, self.page_hmac, self.schema_version())
+        _export_rekeyed(self._conn, target, new_key, page_hmac, self.schema_version())
 
     # ------------------------------------------------------------------ transactions
 

@@ -15,6 +15,8 @@
   ``vault.lock``), because that process would keep writing to the old file. It is crash-safe:
   the new key is first recorded in the header as *pending*, and
   :func:`ownervault.keys.recover` (called on open) finishes or undoes an interrupted rotation.
+  The new file's pages are authenticated with HMAC-SHA256 whatever the old file used, so a
+  vault made before that was the default takes it with its next page key.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from ...kernel import ADMIN_PURPOSE, SYSTEM_ACTOR, Kernel
 from ...kernel.authority import authorise
 from ...kernel.erasures import LEDGER_NAME, Erasure, read_ledger_file, verify_statements
 from ...policy import Actor
-from ...storage import DB_NAME, KeyRow
-from ..header import HEADER_NAME, REKEY_SUFFIX, write_atomically
+from ...storage import DB_NAME, PAGE_HMAC, KeyRow
+from ..header import HEADER_NAME, REKEY_SUFFIX, swapped, write_atomically
 
 __all__ = [
     "KEY_BACKUP_FORMAT",
@@ -391,9 +393,14 @@ def rotate_page_key(kernel: Kernel, *, actor: Actor) -> None:
         staging = directory / (DB_NAME + REKEY_SUFFIX)
         staging.unlink(missing_ok=True)
         kernel.record_system("key.rotate_page_key", detail={"by": actor.actor_id})
-        embedded.export_rekeyed(staging, new_key)
+        embedded.export_rekeyed(staging, new_key, PAGE_HMAC)
         pending = kernel.seal_header(
-            kernel.header.model_copy(update={"pending_db_key": kernel.wrap_page_key(new_key)})
+            kernel.header.model_copy(
+                update={
+                    "pending_db_key": kernel.wrap_page_key(new_key),
+                    "pending_page_hmac": PAGE_HMAC,
+                }
+            )
         )
         write_atomically(directory / HEADER_NAME, pending.dumps())
         embedded.close_for_swap()
@@ -401,7 +408,7 @@ def rotate_page_key(kernel: Kernel, *, actor: Actor) -> None:
         _fsync_dir(directory)
         done = kernel.seal_header(
             pending.model_copy(
-                update={"wrapped_db_key": pending.pending_db_key, "pending_db_key": None}
+                update={**swapped(pending), "pending_db_key": None, "pending_page_hmac": None}
             )
         )
         write_atomically(directory / HEADER_NAME, done.dumps())
