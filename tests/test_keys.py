@@ -43,6 +43,7 @@ from ownervault.keys import (
     check_use,
     decode_key_text,
     encode_key_text,
+    recovered,
 )
 from ownervault.testing import FAST_ARGON2, InMemoryKey
 
@@ -836,3 +837,26 @@ def test_cache_size_read_during_a_put_never_exceeds_the_capacity() -> None:
     assert seen[0] <= 2
     assert "size=2 " in str(seen[1])
     assert len(cache) == 2
+
+
+@pytest.mark.parametrize(
+    ("pending_page_hmac", "staged", "expected"),
+    [
+        ("HMAC_SHA256", False, "HMAC_SHA256"),  # swapped: the new file's MAC is taken
+        ("HMAC_SHA256", True, None),  # not swapped: the old file keeps its own
+        (None, False, None),  # a rotation that named no MAC: the new file has the old one's
+    ],
+)
+def test_recovery_takes_the_page_mac_of_the_file_in_place(
+    tmp_path: Path, pending_page_hmac: str | None, staged: bool, expected: str | None
+) -> None:
+    old = _header()
+    pending = old.model_copy(
+        update={"pending_db_key": "bmV3", "pending_page_hmac": pending_page_hmac}
+    )
+    if staged:
+        (tmp_path / "vault.db.rekey").write_bytes(b"")
+    header = recovered(tmp_path, pending)
+    assert header.pending_db_key is None and header.pending_page_hmac is None
+    assert header.page_hmac == expected
+    assert header.wrapped_db_key == (old.wrapped_db_key if staged else "bmV3")
