@@ -571,8 +571,7 @@ class SQLCipherBackend(SQLiteQueries):
         self.close()
 
     def reopen(self, db_key: bytes, page_hmac: PageHmac) -> None:
-        """Use a new key (and the new file's page MAC) after the file was swapped;
-        connections reopen on demand."""
+        """Use the swapped-in file's key and page MAC; connections reopen on demand."""
         with self._lock:
             self.page_hmac = page_hmac
             self._key_pragmas = _key_pragmas(db_key, page_hmac)
@@ -581,11 +580,8 @@ class SQLCipherBackend(SQLiteQueries):
             self.checkpointer.resume()
 
     def export_rekeyed(self, target: Path, new_key: bytes, page_hmac: PageHmac) -> None:
-        """Write a copy of the database encrypted under ``new_key``, its pages authenticated
-        with ``page_hmac`` (``sqlcipher_export``).
-
-        ``target`` is created mode 0600 first; it must not exist.
-        """
+        """Write a copy of the database under ``new_key`` with ``page_hmac`` page MACs
+        (``sqlcipher_export``); ``target`` is created mode 0600 first and must not exist."""
         _export_rekeyed(self._conn, target, new_key, page_hmac, self.schema_version())
 
     # ------------------------------------------------------------------ transactions
