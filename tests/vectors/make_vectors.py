@@ -194,6 +194,21 @@ def _ensure_rejected(check: Callable[[], object], name: str) -> None:
     raise SystemExit(f"invalid vector {name} was accepted")
 
 
+def _case(
+    name: str, description: str, key: bytes, key_id: bytes, record_type: str, record_id: str
+) -> dict[str, Any]:
+    """The leading members every field and sealed-record vector has, in the file's order."""
+    return {
+        "name": name,
+        "description": description,
+        "key": key.hex(),
+        "key_id": key_id.hex(),
+        "vault_id": VAULT_ID,
+        "record_type": record_type,
+        "record_id": record_id,
+    }
+
+
 def field_vectors() -> list[dict[str, Any]]:
     out = []
     for name, description, key_label, record_type, record_id, field, plaintext in FIELD_CASES:
@@ -205,13 +220,7 @@ def field_vectors() -> list[dict[str, Any]]:
         _ensure_opens(handle, envelope, aad, plaintext)
         out.append(
             {
-                "name": name,
-                "description": description,
-                "key": key.hex(),
-                "key_id": key_id.hex(),
-                "vault_id": VAULT_ID,
-                "record_type": record_type,
-                "record_id": record_id,
+                **_case(name, description, key, key_id, record_type, record_id),
                 "field": field,
                 "nonce": nonce.hex(),
                 "plaintext": plaintext.hex(),
@@ -272,13 +281,7 @@ def sealed_vectors() -> list[dict[str, Any]]:
             raise SystemExit(f"sealed vector {name} does not open to its plaintexts")
         out.append(
             {
-                "name": name,
-                "description": description,
-                "key": key.hex(),
-                "key_id": key_id.hex(),
-                "vault_id": VAULT_ID,
-                "record_type": record_type,
-                "record_id": record_id,
+                **_case(name, description, key, key_id, record_type, record_id),
                 "fields": [
                     {
                         "field": field,
