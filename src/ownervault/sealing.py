@@ -157,9 +157,9 @@ def open_fields(
     wanted = parts if names is None else [n for n in names if n in parts]
     out: dict[str, bytes] = {}
     if sealed.version == SEALED_FORMAT_V2:
-        names_ = list(wanted)
-        bodies = [(record_aad + crypto.context_part(n), parts[n]) for n in names_]
-        out.update(zip(names_, key.open_bodies(bodies, ident=sealed.ident), strict=True))
+        chosen = list(wanted)
+        bodies = [(record_aad + crypto.context_part(n), parts[n]) for n in chosen]
+        out.update(zip(chosen, key.open_bodies(bodies, ident=sealed.ident), strict=True))
     else:
         key_part = crypto.encode_context(key.key_id)
         for name in wanted:
@@ -172,7 +172,7 @@ def seal(key: crypto.FieldKey, record_aad: bytes, fields: Mapping[str, bytes]) -
     """Encrypt a record's fields (name to plaintext) under ``key`` into a sealed record v2."""
     names = sorted(fields)
     bodies = key.seal_bodies([(record_aad + crypto.context_part(n), fields[n]) for n in names])
-    return _pack(bytes([SEALED_FORMAT_V2]) + key.ident, dict(zip(names, bodies, strict=True)))
+    return Sealed(SEALED_FORMAT_V2, key.ident, dict(zip(names, bodies, strict=True))).pack()
 
 
 def update(
