@@ -206,17 +206,22 @@ def recovered(directory: Path, header: VaultHeader) -> VaultHeader:
     file and key are valid; without it the swap happened, and the pending key is the key."""
     if header.pending_db_key is None:
         return header
-    undone = {"pending_db_key": None, "pending_page_hmac": None}
     if (directory / (DB_NAME + REKEY_SUFFIX)).exists():
-        return header.model_copy(update=undone)
-    return header.model_copy(update={**swapped(header), **undone})
+        return header.model_copy(update={"pending_db_key": None, "pending_page_hmac": None})
+    return swapped(header)
 
 
-def swapped(header: VaultHeader) -> dict[str, Any]:
-    """The fields a header with a pending page key takes once the new file is in place: that
-    key, and the new file's page MAC (the old one's when the rotation named none)."""
-    page_hmac = header.pending_page_hmac or header.page_hmac
-    return {"wrapped_db_key": header.pending_db_key, "page_hmac": page_hmac}
+def swapped(header: VaultHeader) -> VaultHeader:
+    """A header with a pending page key as it is once the new file is in place: that key, the
+    new file's page MAC (the old one's when the rotation named none), nothing pending."""
+    return header.model_copy(
+        update={
+            "wrapped_db_key": header.pending_db_key,
+            "page_hmac": header.pending_page_hmac or header.page_hmac,
+            "pending_db_key": None,
+            "pending_page_hmac": None,
+        }
+    )
 
 
 def recover(directory: Path, header: VaultHeader, root: RootKey, keyring_key: bytes) -> VaultHeader:

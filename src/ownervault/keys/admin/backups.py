@@ -406,11 +406,7 @@ def rotate_page_key(kernel: Kernel, *, actor: Actor) -> None:
         embedded.close_for_swap()
         os.replace(staging, directory / DB_NAME)
         _fsync_dir(directory)
-        done = kernel.seal_header(
-            pending.model_copy(
-                update={**swapped(pending), "pending_db_key": None, "pending_page_hmac": None}
-            )
-        )
+        done = kernel.seal_header(swapped(pending))
         write_atomically(directory / HEADER_NAME, done.dumps())
         kernel.replace_page_key(new_key, done)
     finally:
