@@ -32,6 +32,9 @@ How each script is run:
 * ``profile_ownervault.py`` -- ``main`` with 20 records, under cProfile.
 * ``bench_find_scale.py`` -- ``main`` with 20 and 40 rows, chunks of 40 generated people
   instead of 10,000 and 10 warm-up lookups instead of 200.
+* ``build_compiled.py`` -- which modules it hands to mypyc (every module it leaves out
+  exists, and none of them is handed over) and what it reports when mypyc fails; the build
+  itself (two minutes of C compiling) is not run.
 * ``bench_postgres.py`` -- ``main`` on the embedded backend with two client processes, and
   (marked ``postgres``) on the test PostgreSQL server with ``--url``. ``--compare``, which
   starts a cluster of its own and runs the script under two source trees, is not run.
@@ -52,6 +55,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -642,6 +646,39 @@ def test_rotation_costs(script: Scripts, monkeypatch: pytest.MonkeyPatch) -> Non
         "kill/resume: process start -> first committed batch",
         cells=slice(1),
     )
+
+
+def test_compiled_build_selection(bench: Callable[[str], ModuleType]) -> None:
+    """The modules mypyc is given: the request path's, less those it cannot compile."""
+    module = bench("build_compiled")
+    package = module.ROOT / "src" / "ownervault"
+    chosen = module.selected(package)
+    assert not [name for name in module.LEFT_OUT if not (package / name).is_file()]
+    assert not [name for name in chosen if name.removeprefix("ownervault/") in module.LEFT_OUT]
+    assert not [name for name in chosen if not (package.parent / name).is_file()]
+    for hot in ("kernel/reads.py", "kernel/writes.py", "sealing.py", "crypto.py", "session.py"):
+        assert f"ownervault/{hot}" in chosen
+
+
+def test_compiled_build_reports_a_failed_build(
+    script: Scripts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed mypyc run ends the script with its last lines and exit code 1."""
+    built = script("build_compiled")
+    calls: list[list[str]] = []
+
+    def failing(command: list[str], **kwargs: Any) -> Any:
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 2, "", "error: something went wrong\n")
+
+    monkeypatch.setattr(built.module.subprocess, "run", failing)
+    out = tmp_path / "compiled"
+    assert built.module.main([str(out)]) == 1
+    printed = built.capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == "mypyc failed (exit 2): error: something went wrong\n"
+    assert calls and "ownervault/kernel/reads.py" in calls[0]
+    assert (out / "ownervault" / "kernel" / "reads.py").is_file()
 
 
 def test_job_contention(script: Scripts) -> None:
