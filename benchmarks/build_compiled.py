@@ -7,7 +7,7 @@ Usage::
     PYTHONPATH=src python benchmarks/bench_store.py --quick      # the same code, interpreted
 
 The package is copied to ``OUT_DIR/ownervault`` and the modules a get, find or put runs through
-(the kernel, the audit log, the policy engine, sealing and crypto, sessions and the vault) are
+(the kernel, the audit package, the policy engine, sealing and crypto, sessions and the vault) are
 compiled to C extensions in place; an extension is imported before the ``.py`` beside it. The
 modules in :data:`LEFT_OUT` stay interpreted: mypyc does not build them, or their compiled form
 does not run, for the reason given. It needs mypy (the ``test`` extra) and a C compiler, and
